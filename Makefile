@@ -1,0 +1,57 @@
+# Accord: `make run` starts the platform, `make test` runs the tests. `make help` lists all.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+UV := $(shell command -v uv 2>/dev/null || echo python3 -m uv)
+RUN := $(UV) run --frozen
+PYTEST_ARGS ?=
+
+.PHONY: help
+help: ## Show this help
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+.PHONY: uv
+uv: # install uv from PyPI when the machine has none
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
+
+.PHONY: install
+install: uv ## Install Python and every package of the workspace into .venv (from uv.lock)
+	@$(UV) sync --frozen --all-packages --quiet
+
+.PHONY: run
+run: install ## Run the whole platform locally (embedded broker and PostgreSQL); Ctrl-C stops it
+	$(RUN) accord up
+
+.PHONY: test
+test: install ## Run every test: unit, integration (real broker, PostgreSQL, SCIM) and end-to-end
+	$(RUN) pytest $(PYTEST_ARGS)
+
+.PHONY: unit
+unit: install ## Run only the fast unit tests
+	$(RUN) pytest -m "not integration and not e2e" $(PYTEST_ARGS)
+
+.PHONY: lint
+lint: install ## Check formatting, lint rules and import boundaries
+	$(RUN) ruff format --check .
+	$(RUN) ruff check .
+	$(RUN) lint-imports
+
+.PHONY: fmt
+fmt: install ## Format the code and apply safe lint fixes
+	$(RUN) ruff format .
+	$(RUN) ruff check --fix .
+
+.PHONY: typecheck
+typecheck: install ## Type-check the sources with mypy (strict)
+	$(RUN) mypy libs/events/src libs/runtime/src libs/stack/src services/*/src
+
+.PHONY: schemas
+schemas: install ## Regenerate the event JSON Schemas and the AsyncAPI document
+	$(RUN) accord schemas libs/events
+
+.PHONY: bench
+bench: install ## Run the benchmarks and print figures
+	@echo "benchmarks arrive with issue 8"; exit 1
+
+.PHONY: clean
+clean: ## Remove local data (.accord) and caches
+	rm -rf .accord .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,54 @@
+"""Saga lifecycle events from the orchestrator."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import Field
+
+from accord.events import topics
+from accord.events.catalogue.base import EventData, Identifier, ShortText
+
+SagaType = Literal["joiner", "mover", "leaver", "access_grant", "access_revoke"]
+
+
+class SagaEvent(EventData):
+    """Common shape of saga events; keyed by the identity so they follow its other events."""
+
+    subject_field: ClassVar[str] = "subject_id"
+
+    saga_id: Identifier
+    """The saga instance."""
+    saga_type: SagaType
+    """Which workflow."""
+    subject_id: Identifier
+    """The identity (user_id) the saga works for."""
+
+
+class SagaStarted(SagaEvent):
+    """A workflow began."""
+
+    event_type: ClassVar[str] = topics.SAGA_STARTED
+
+    targets: tuple[Identifier, ...] = ()
+    """The target systems it will touch."""
+
+
+class SagaCompleted(SagaEvent):
+    """A workflow reached its goal."""
+
+    event_type: ClassVar[str] = topics.SAGA_COMPLETED
+
+    duration_ms: int = Field(ge=0)
+    """Time from start to completion."""
+
+
+class SagaFailed(SagaEvent):
+    """A workflow gave up (after compensation, where it has any)."""
+
+    event_type: ClassVar[str] = topics.SAGA_FAILED
+
+    reason: ShortText
+    """Why."""
+    failed_targets: tuple[Identifier, ...] = ()
+    """Targets whose step failed."""

@@ -1,0 +1,74 @@
+"""A small publisher for source systems: validate, wrap in CloudEvents, send, wait for the ack."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Any, Self
+
+from aiokafka import AIOKafkaProducer
+
+from accord.events.catalogue import EventData
+from accord.events.envelope import Envelope, new_event, to_kafka
+from accord.events.kafka_config import client_config
+
+
+class Publisher:
+    """Publishes events to Accord's topics; use as `async with Publisher(source=...) as p`."""
+
+    def __init__(
+        self,
+        *,
+        source: str,
+        bootstrap_servers: str | None = None,
+        **producer_options: Any,
+    ) -> None:
+        config = client_config()
+        if bootstrap_servers:
+            config["bootstrap_servers"] = bootstrap_servers
+        # acks=all: a publish returns only once the event is durable on the broker.
+        options: dict[str, Any] = {"acks": "all", "linger_ms": 2, "request_timeout_ms": 15000}
+        options.update(producer_options)
+        self._producer = AIOKafkaProducer(**config, **options)
+        self._source = source
+
+    async def __aenter__(self) -> Self:
+        try:
+            await self._producer.start()
+        except BaseException:
+            await self._producer.stop()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._producer.stop()
+
+    async def publish(
+        self,
+        data: EventData,
+        *,
+        sequence: int | None = None,
+        correlation_id: str | None = None,
+        event_id: str | None = None,
+    ) -> Envelope:
+        """Publish one event and return its envelope once the broker has acknowledged it."""
+        envelope = new_event(
+            data,
+            source=self._source,
+            sequence=sequence,
+            correlation_id=correlation_id,
+            event_id=event_id,
+        )
+        await self.send(envelope)
+        return envelope
+
+    async def send(self, envelope: Envelope) -> None:
+        """Send a ready envelope (e.g. to re-publish an event with its original id)."""
+        record = to_kafka(envelope)
+        await self._producer.send_and_wait(
+            record.topic, value=record.value, key=record.key, headers=list(record.headers)
+        )

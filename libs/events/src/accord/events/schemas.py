@@ -1,0 +1,161 @@
+"""JSON Schema per event type and an AsyncAPI 3.0 document, generated from the registry."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from accord.events.registry import REGISTRY, EventSpec, Registry
+
+ASYNCAPI_FILE = "asyncapi.json"
+
+_HEADERS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "CloudEvents 1.0 Kafka binary binding; the record key is ce_subject.",
+    "required": [
+        "ce_specversion",
+        "ce_id",
+        "ce_source",
+        "ce_type",
+        "ce_time",
+        "ce_subject",
+        "ce_dataschema",
+        "ce_correlationid",
+    ],
+    "properties": {
+        "ce_specversion": {"const": "1.0"},
+        "ce_id": {"type": "string", "description": "Unique event id; consumers dedupe on it."},
+        "ce_source": {"type": "string", "description": "URI-reference of the producer."},
+        "ce_type": {"type": "string", "description": "Event type; equals the topic."},
+        "ce_time": {"type": "string", "format": "date-time"},
+        "ce_subject": {"type": "string", "description": "Subject id; also the record key."},
+        "ce_dataschema": {"type": "string", "description": "urn:accord:events:TYPE:vN"},
+        "ce_correlationid": {"type": "string", "description": "Flow (saga/request) id."},
+        "ce_causationid": {"type": "string", "description": "Id of the causing event."},
+        "ce_sequence": {
+            "type": "string",
+            "pattern": "^[0-9]+$",
+            "description": "Per-subject sequence; required on identity events.",
+        },
+        "ce_traceparent": {"type": "string", "description": "W3C trace context."},
+        "ce_tracestate": {"type": "string", "description": "W3C trace state."},
+        "content-type": {"const": "application/json"},
+    },
+}
+
+
+def schema_filename(spec: EventSpec) -> str:
+    """File name of a type's schema, e.g. `user.created.v1.json`."""
+    return f"{spec.type}.v{spec.version}.json"
+
+
+def event_schema(spec: EventSpec) -> dict[str, Any]:
+    """JSON Schema (2020-12) of one event type's data."""
+    schema = spec.model.model_json_schema(mode="validation")
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": spec.dataschema,
+        **schema,
+        "x-accord-topic": spec.topic,
+        "x-accord-subject-field": spec.model.subject_field,
+        "x-accord-identity-event": spec.model.identity_event,
+    }
+
+
+def asyncapi(registry: Registry = REGISTRY) -> dict[str, Any]:
+    """AsyncAPI 3.0 document of every topic, its DLQ and its message."""
+    channels: dict[str, Any] = {}
+    operations: dict[str, Any] = {}
+    messages: dict[str, Any] = {}
+    for spec in registry:
+        name = _ident(spec.type)
+        messages[name] = {
+            "name": spec.type,
+            "title": spec.model.__name__,
+            "summary": spec.description,
+            "contentType": "application/json",
+            "headers": {"$ref": "#/components/schemas/CloudEventsHeaders"},
+            "payload": {"$ref": f"./schemas/{schema_filename(spec)}"},
+            "bindings": {"kafka": {"key": {"type": "string"}, "bindingVersion": "0.5.0"}},
+        }
+        for channel, address, summary in (
+            (name, spec.topic, spec.description),
+            (f"{name}Dlq", spec.dlq, f"Dead letters of {spec.topic}, with accord-error headers."),
+        ):
+            channels[channel] = {
+                "address": address,
+                "summary": summary,
+                "messages": {name: {"$ref": f"#/components/messages/{name}"}},
+            }
+            operations[f"send{channel[0].upper()}{channel[1:]}"] = {
+                "action": "send",
+                "channel": {"$ref": f"#/channels/{channel}"},
+                "messages": [{"$ref": f"#/channels/{channel}/messages/{name}"}],
+            }
+    return {
+        "asyncapi": "3.0.0",
+        "info": {
+            "title": "Accord identity events",
+            "version": "1.0.0",
+            "description": "Every topic of the Accord platform. Topics are named by event "
+            "type; dead letters go to <topic>.dlq. Generated from accord.events.registry.",
+        },
+        "defaultContentType": "application/json",
+        "channels": channels,
+        "operations": operations,
+        "components": {
+            "messages": messages,
+            "schemas": {"CloudEventsHeaders": _HEADERS_SCHEMA},
+        },
+    }
+
+
+def render(registry: Registry = REGISTRY) -> dict[str, str]:
+    """Every generated file, relative path -> text."""
+    files = {f"schemas/{schema_filename(spec)}": _dump(event_schema(spec)) for spec in registry}
+    files[ASYNCAPI_FILE] = _dump(asyncapi(registry))
+    return files
+
+
+def write(folder: Path, registry: Registry = REGISTRY) -> list[str]:
+    """Write the generated files under folder, removing stale ones; returns what changed."""
+    changed = []
+    expected = render(registry)
+    for stale in sorted((folder / "schemas").glob("*.json")):
+        rel = str(stale.relative_to(folder))
+        if rel not in expected:
+            stale.unlink()
+            changed.append(f"removed {rel}")
+    for rel, text in expected.items():
+        path = folder / rel
+        if not path.exists() or path.read_text() != text:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+            changed.append(rel)
+    return changed
+
+
+def drift(folder: Path, registry: Registry = REGISTRY) -> list[str]:
+    """Files that differ from what the registry generates (missing, stale or extra)."""
+    expected = render(registry)
+    found = {str(p.relative_to(folder)) for p in (folder / "schemas").glob("*.json")} | (
+        {ASYNCAPI_FILE} if (folder / ASYNCAPI_FILE).exists() else set()
+    )
+    problems = [f"extra: {rel}" for rel in sorted(found - set(expected))]
+    for rel, text in expected.items():
+        path = folder / rel
+        if not path.exists():
+            problems.append(f"missing: {rel}")
+        elif path.read_text() != text:
+            problems.append(f"stale: {rel}")
+    return problems
+
+
+def _dump(document: dict[str, Any]) -> str:
+    return json.dumps(document, indent=2, sort_keys=True) + "\n"
+
+
+def _ident(event_type: str) -> str:
+    head, *rest = event_type.replace("_", ".").split(".")
+    return head + "".join(part.capitalize() for part in rest)

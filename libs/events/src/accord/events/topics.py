@@ -1,0 +1,44 @@
+"""Topic names: the one place where a topic string is spelled out.
+
+Topics are named by event type (`user.created`), dead letters go to `<topic>.dlq`.
+"""
+
+from __future__ import annotations
+
+DLQ_SUFFIX = ".dlq"
+
+USER_CREATED = "user.created"
+USER_UPDATED = "user.updated"
+USER_DEACTIVATED = "user.deactivated"
+USER_REACTIVATED = "user.reactivated"
+USER_DELETED = "user.deleted"
+GROUP_CREATED = "group.created"
+GROUP_UPDATED = "group.updated"
+GROUP_DELETED = "group.deleted"
+GROUP_MEMBERS_CHANGED = "group.members_changed"
+ACCESS_REQUESTED = "access.requested"
+ACCESS_DECIDED = "access.decided"
+ACCESS_GRANTED = "access.granted"
+ACCESS_REVOKED = "access.revoked"
+PROVISION_REQUESTED = "provision.requested"
+ACCOUNT_PROVISIONED = "account.provisioned"
+ACCOUNT_PROVISION_FAILED = "account.provision_failed"
+SAGA_STARTED = "saga.started"
+SAGA_COMPLETED = "saga.completed"
+SAGA_FAILED = "saga.failed"
+AUDIT_RECORDED = "audit.recorded"
+
+
+def topic_for(event_type: str) -> str:
+    """The topic that carries events of this type."""
+    return event_type
+
+
+def dlq_for(topic: str) -> str:
+    """The dead-letter topic of a topic."""
+    return topic + DLQ_SUFFIX
+
+
+def is_dlq(topic: str) -> bool:
+    """Whether a topic is a dead-letter topic."""
+    return topic.endswith(DLQ_SUFFIX)

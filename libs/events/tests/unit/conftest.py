@@ -1,0 +1,169 @@
+"""Shared fixtures of the accord.events unit tests: one valid sample payload per event type.
+
+When a new event type is added to the catalogue, add a sample here:
+`test_every_registered_type_has_a_sample` fails until you do.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from accord.events import REGISTRY, Envelope, EventData, new_event
+
+#: libs/events: the folder holding the checked-in schemas/ and asyncapi.json.
+EVENTS_FOLDER = Path(__file__).resolve().parents[2]
+
+_RESOURCE = {"application": "crm", "entitlement": "crm-admin"}
+_PROFILE = {
+    "user_name": "ada",
+    "given_name": "Ada",
+    "family_name": "Lovelace",
+    "display_name": "Ada Lovelace",
+    "email": "ada@example.org",
+    "title": "Engineer",
+    "department": "Research",
+    "employee_number": "1001",
+    "cost_center": "CC-42",
+    "manager_id": "e-1000",
+    "active": True,
+    "attributes": {"location": "London", "building": "B2"},
+}
+_PROVISIONING = {
+    "user_id": "e-1001",
+    "target": "scim-demo",
+    "operation": "create",
+    "saga_id": "saga-1",
+    "step_id": "saga-1:step-1",
+}
+_SAGA = {"saga_id": "saga-1", "saga_type": "joiner", "subject_id": "e-1001"}
+
+#: A valid payload (as JSON-compatible data) of every event type, optional fields filled in.
+SAMPLES: dict[str, dict[str, Any]] = {
+    "user.created": {"user_id": "e-1001", **_PROFILE},
+    "user.updated": {"user_id": "e-1001", **_PROFILE, "title": "Principal Engineer"},
+    "user.deactivated": {"user_id": "e-1001", "reason": "parental leave"},
+    "user.reactivated": {"user_id": "e-1001", "reason": "back from leave"},
+    "user.deleted": {"user_id": "e-1001", "reason": "left the company"},
+    "group.created": {"group_id": "g-eng", "display_name": "Engineers", "description": "All"},
+    "group.updated": {"group_id": "g-eng", "display_name": "Engineering", "description": None},
+    "group.deleted": {"group_id": "g-eng"},
+    "group.members_changed": {"group_id": "g-eng", "added": ["e-1001"], "removed": ["e-1002"]},
+    "access.requested": {
+        "request_id": "req-1",
+        "requester_id": "e-1000",
+        "principal_id": "e-1001",
+        "resource": _RESOURCE,
+        "justification": "on-call rotation",
+        "duration_seconds": 3600,
+    },
+    "access.decided": {
+        "request_id": "req-1",
+        "principal_id": "e-1001",
+        "resource": _RESOURCE,
+        "decision": "approval_required",
+        "reasons": ["policy-crm-admin", "sod-finance"],
+    },
+    "access.granted": {
+        "request_id": "req-1",
+        "grant_id": "grant-1",
+        "principal_id": "e-1001",
+        "resource": _RESOURCE,
+        "expires_at": "2030-01-01T00:00:00+00:00",
+    },
+    "access.revoked": {
+        "request_id": "req-1",
+        "grant_id": "grant-1",
+        "principal_id": "e-1001",
+        "resource": _RESOURCE,
+        "reason": "expired",
+    },
+    "provision.requested": {**_PROVISIONING, "profile": _PROFILE},
+    "account.provisioned": {
+        **_PROVISIONING,
+        "account_id": "2819c223-7f76",
+        "already_existed": True,
+    },
+    "account.provision_failed": {
+        **_PROVISIONING,
+        "operation": "update",
+        "reason": "target refused the change",
+        "retryable": False,
+    },
+    "saga.started": {**_SAGA, "targets": ["scim-demo", "ldap"]},
+    "saga.completed": {**_SAGA, "duration_ms": 1234},
+    "saga.failed": {**_SAGA, "reason": "provisioning failed", "failed_targets": ["ldap"]},
+    "audit.recorded": {
+        "record_id": 7,
+        "source_event_id": "4f1c0a3e-0d39-4c55-9a55-3b0f2a1e2d10",
+        "source_topic": "user.created.dlq",
+        "event_type_recorded": "user.created",
+        "occurred_at": "2024-05-01T12:00:00+02:00",
+        "actor": "urn:hr:workday",
+        "subject": "e-1001",
+        "target": "scim-demo",
+        "outcome": "failure",
+        "correlation_id": "corr-1",
+        "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+        "payload": {"user_id": "e-1001", "email": "***", "nested": {"list": [1, 2.5, None]}},
+    },
+}
+
+
+def sample_dict(event_type: str) -> dict[str, Any]:
+    """A fresh deep copy of the sample data of a type (safe to mutate)."""
+    if event_type not in SAMPLES:
+        pytest.fail(f"no sample for {event_type!r}: add one to SAMPLES in {__file__}")
+    return copy.deepcopy(SAMPLES[event_type])
+
+
+def sample_event(event_type: str) -> EventData:
+    """The sample data of a type, validated into its model."""
+    return REGISTRY.spec(event_type).model.model_validate(sample_dict(event_type))
+
+
+def sample_envelope(event_type: str, **options: Any) -> Envelope:
+    """A complete envelope around the sample data; identity events get a sequence."""
+    if REGISTRY.spec(event_type).model.identity_event:
+        options.setdefault("sequence", 42)
+    options.setdefault("source", "urn:test:unit")
+    options.setdefault("time", datetime(2024, 5, 1, 10, 30, 15, 123456, tzinfo=UTC))
+    return new_event(sample_event(event_type), **options)
+
+
+@pytest.fixture
+def samples() -> Callable[[str], dict[str, Any]]:
+    """Factory: event type -> fresh sample data dict."""
+    return sample_dict
+
+
+@pytest.fixture
+def make_event() -> Callable[[str], EventData]:
+    """Factory: event type -> sample payload model."""
+    return sample_event
+
+
+@pytest.fixture
+def make_envelope() -> Callable[..., Envelope]:
+    """Factory: event type (+ new_event options) -> sample envelope."""
+    return sample_envelope
+
+
+@pytest.fixture
+def events_folder() -> Path:
+    """libs/events, where the checked-in schemas live."""
+    return EVENTS_FOLDER
+
+
+@pytest.fixture
+def no_kafka_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No KAFKA_* variable from the developer's shell leaks into a test."""
+    for name in list(os.environ):
+        if name.startswith("KAFKA_"):
+            monkeypatch.delenv(name)

@@ -1,0 +1,258 @@
+"""The consumer loop: at-least-once delivery, inbox deduplication, outbox, dead letters.
+
+For each record: decode (a broken record goes to the DLQ), then in one transaction record
+the event id in the inbox, run the handler and enqueue the events it returns. Offsets are
+committed only after that transaction (or the dead letter) is durable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaError
+from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
+
+from accord.events import Envelope, InvalidEvent, from_kafka
+from accord.events.topics import is_dlq
+from accord.runtime import logs
+from accord.runtime.dlq import dead_letter
+from accord.runtime.errors import INFRASTRUCTURE_ERRORS, PermanentError
+from accord.runtime.outbox import enqueue
+from accord.runtime.tracing import consume_span, trace_id_of
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class HandlerContext:
+    """What a handler may touch: the transaction its effects must join."""
+
+    conn: asyncpg.Connection
+    """Connection inside the open transaction (inbox row already written)."""
+    source: str
+    """CloudEvents source of events this service emits."""
+    topic: str
+    """Topic the event came from."""
+
+
+Handler = Callable[[Envelope, HandlerContext], Awaitable[Sequence[Envelope]]]
+RawHandler = Callable[[ConsumerRecord[bytes, bytes], HandlerContext], Awaitable[Sequence[Envelope]]]
+Work = Callable[[HandlerContext], Awaitable[Sequence[Envelope]]]
+
+
+@dataclass
+class ConsumerStats:
+    """Counters for health and benchmarks."""
+
+    handled: int = 0
+    duplicates: int = 0
+    dead_lettered: int = 0
+    retries: int = 0
+    last_error: str | None = None
+    assigned: set[TopicPartition] = field(default_factory=set)
+
+
+class ConsumerLoop:
+    """Consumes the topics of its routes with one consumer group."""
+
+    def __init__(
+        self,
+        *,
+        consumer: AIOKafkaConsumer,
+        producer: AIOKafkaProducer,
+        pool: asyncpg.Pool,
+        schema: str,
+        group: str,
+        source: str,
+        routes: Mapping[str, Handler],
+        max_attempts: int = 3,
+        topics: Sequence[str] | None = None,
+        dead_letter_handler: RawHandler | None = None,
+    ) -> None:
+        self._consumer = consumer
+        self._producer = producer
+        self._pool = pool
+        self._schema = schema
+        self._group = group
+        self._source = source
+        self._routes = dict(routes)
+        self._max_attempts = max_attempts
+        self._topics = list(topics) if topics is not None else list(self._routes)
+        self._dead_letter_handler = dead_letter_handler
+        self._stopping = asyncio.Event()
+        self.stats = ConsumerStats()
+        self.running = False
+
+    async def run(self) -> None:
+        """Consume until stop(); in-flight records finish and are committed first."""
+        self._consumer.subscribe(self._topics)
+        self.running = True
+        try:
+            while not self._stopping.is_set():
+                batch = await self._consumer.getmany(timeout_ms=200, max_records=500)
+                self.stats.assigned = set(self._consumer.assignment())
+                if not batch:
+                    continue
+                # Partitions are independent: handle them side by side, each in order.
+                done = await asyncio.gather(
+                    *(self._handle_partition(records) for records in batch.values())
+                )
+                offsets = {
+                    tp: OffsetAndMetadata(last + 1, "")
+                    for tp, last in zip(batch, done, strict=True)
+                    if last is not None
+                }
+                await self._commit(offsets)
+        finally:
+            self.running = False
+
+    def stop(self) -> None:
+        """Ask run() to return after the current batch."""
+        self._stopping.set()
+
+    async def _commit(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
+        if not offsets:
+            return
+        try:
+            await self._consumer.commit(offsets)
+        except CommitFailedError as error:
+            # The partitions moved to another member during a rebalance; it will see these
+            # records again and the inbox will drop them.
+            log.warning("offset commit lost to a rebalance", extra={"error": str(error)})
+
+    async def _handle_partition(self, records: list[ConsumerRecord[bytes, bytes]]) -> int | None:
+        last = None
+        for record in records:
+            if self._stopping.is_set() and last is not None:
+                break
+            await self._handle_record(record)
+            last = record.offset
+        return last
+
+    async def _handle_record(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        if is_dlq(record.topic):
+            await self._handle_dead_letter(record)
+            return
+        try:
+            envelope = from_kafka(record.topic, record.key, record.value, list(record.headers))
+        except InvalidEvent as error:
+            await self._dead_letter(record, error.reason, "invalid-event")
+            return
+        handler = self._routes.get(envelope.type)
+        if handler is None:
+            return
+        tokens = (
+            logs.correlation_id.set(envelope.correlationid),
+            logs.event_id.set(envelope.id),
+            logs.trace_id.set(trace_id_of(envelope.traceparent)),
+        )
+        try:
+            with consume_span(envelope, record.topic, self._group):
+                await self._apply_with_retries(
+                    record, envelope.id, partial(handler, envelope), envelope.type
+                )
+        finally:
+            logs.correlation_id.reset(tokens[0])
+            logs.event_id.reset(tokens[1])
+            logs.trace_id.reset(tokens[2])
+
+    async def _handle_dead_letter(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        """Dead letters are read raw (they may be undecodable) and never dead-lettered again."""
+        if self._dead_letter_handler is None:
+            return
+        work = partial(self._dead_letter_handler, record)
+        # A dead letter's identity is its place in the DLQ: the same event may fail twice.
+        position = f"{record.partition}:{record.offset}"
+        await self._apply_with_retries(record, position, work, "dead-letter")
+
+    async def _apply_with_retries(
+        self, record: ConsumerRecord[bytes, bytes], inbox_id: str, work: Work, kind: str
+    ) -> None:
+        failures = 0
+        delay = 0.1
+        while True:
+            try:
+                await self._apply(record, inbox_id, work, kind)
+                return
+            except (PermanentError, InvalidEvent) as error:
+                if is_dlq(record.topic):
+                    log.error("dead letter cannot be recorded", extra={"error": str(error)})
+                    return
+                await self._dead_letter(record, str(error), type(error).__name__)
+                return
+            except INFRASTRUCTURE_ERRORS as error:
+                # Our own database or a dependency is down; the event is fine: wait, never drop.
+                self.stats.retries += 1
+                self.stats.last_error = f"{type(error).__name__}: {error}"
+                log.warning("handler will retry", extra={"error": self.stats.last_error})
+            except Exception as error:
+                failures += 1
+                self.stats.retries += 1
+                self.stats.last_error = f"{type(error).__name__}: {error}"
+                log.exception("handler failed", extra={"attempt": failures})
+                if failures >= self._max_attempts:
+                    if is_dlq(record.topic):
+                        # It stays in the DLQ topic; skipping it here loses nothing.
+                        log.error("dead letter skipped after repeated failures")
+                        return
+                    await self._dead_letter(
+                        record,
+                        f"handler failed {failures} times: {type(error).__name__}: {error}",
+                        "handler-error",
+                    )
+                    return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+    async def _apply(
+        self, record: ConsumerRecord[bytes, bytes], inbox_id: str, work: Work, kind: str
+    ) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            fresh = await conn.fetchval(
+                "INSERT INTO inbox (consumer, topic, event_id) VALUES ($1, $2, $3) "
+                "ON CONFLICT DO NOTHING RETURNING true",
+                self._group,
+                record.topic,
+                inbox_id,
+            )
+            if not fresh:
+                self.stats.duplicates += 1
+                log.info("duplicate event ignored", extra={"type": kind})
+                return
+            context = HandlerContext(conn=conn, source=self._source, topic=record.topic)
+            emitted = await work(context)
+            await enqueue(conn, self._schema, emitted)
+        self.stats.handled += 1
+
+    async def _dead_letter(
+        self, record: ConsumerRecord[bytes, bytes], reason: str, kind: str
+    ) -> None:
+        while True:
+            try:
+                await dead_letter(
+                    self._producer, record, reason=reason, error_type=kind, consumer=self._group
+                )
+                self.stats.dead_lettered += 1
+                return
+            except KafkaError as error:
+                # Committing past a record that is not in the DLQ would lose it.
+                log.warning("dead letter not acknowledged; retrying", extra={"error": str(error)})
+                await asyncio.sleep(1.0)
+
+
+def describe(stats: ConsumerStats) -> dict[str, Any]:
+    """Stats as JSON-friendly values."""
+    return {
+        "handled": stats.handled,
+        "duplicates": stats.duplicates,
+        "dead_lettered": stats.dead_lettered,
+        "retries": stats.retries,
+        "assigned_partitions": len(stats.assigned),
+    }

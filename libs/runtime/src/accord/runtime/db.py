@@ -1,0 +1,98 @@
+"""PostgreSQL: one schema per service, a pool whose search_path is that schema, migrations."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from importlib import resources
+
+import asyncpg
+
+log = logging.getLogger(__name__)
+
+RUNTIME_MIGRATIONS = "accord.runtime.migrations"
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One SQL file, applied once, in name order."""
+
+    name: str
+    sql: str
+
+
+def load_migrations(package: str) -> list[Migration]:
+    """The *.sql files of a package, sorted by name."""
+    files = sorted(
+        (f for f in resources.files(package).iterdir() if f.name.endswith(".sql")),
+        key=lambda f: f.name,
+    )
+    return [Migration(f.name, f.read_text()) for f in files]
+
+
+def advisory_key(name: str) -> int:
+    """A stable 64-bit advisory lock key for a name."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+def _quote_ident(name: str) -> str:
+    if not name.replace("_", "").isalnum():
+        raise ValueError(f"unsafe schema name {name!r}")
+    return f'"{name}"'
+
+
+async def create_pool(dsn: str, schema: str, *, max_size: int = 10) -> asyncpg.Pool:
+    """A pool whose connections see the service's schema first."""
+    pool = await asyncpg.create_pool(
+        dsn,
+        min_size=1,
+        max_size=max_size,
+        command_timeout=30,
+        server_settings={"search_path": f"{schema},public", "application_name": f"accord-{schema}"},
+    )
+    assert pool is not None
+    return pool
+
+
+async def migrate(dsn: str, schema: str, packages: list[str]) -> list[str]:
+    """Create the schema and apply pending migrations of each package; returns those applied."""
+    applied: list[str] = []
+    quoted = _quote_ident(schema)
+    conn = await asyncpg.connect(dsn)
+    try:
+        lock = advisory_key(f"migrate:{schema}")
+        # Two replicas starting at once must not both migrate.
+        await conn.execute("SELECT pg_advisory_lock($1)", lock)
+        try:
+            await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quoted}")
+            await conn.execute(f"SET search_path = {quoted}")
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " package text NOT NULL, name text NOT NULL,"
+                " applied_at timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (package, name))"
+            )
+            done = {
+                (r["package"], r["name"])
+                for r in await conn.fetch("SELECT package, name FROM schema_migrations")
+            }
+            for package in [RUNTIME_MIGRATIONS, *packages]:
+                for migration in load_migrations(package):
+                    if (package, migration.name) in done:
+                        continue
+                    async with conn.transaction():
+                        await conn.execute(migration.sql)
+                        await conn.execute(
+                            "INSERT INTO schema_migrations (package, name) VALUES ($1, $2)",
+                            package,
+                            migration.name,
+                        )
+                    applied.append(f"{package}/{migration.name}")
+                    log.info(
+                        "applied migration", extra={"migration": migration.name, "schema": schema}
+                    )
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", lock)
+    finally:
+        await conn.close()
+    return applied

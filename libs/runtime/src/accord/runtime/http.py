@@ -1,0 +1,51 @@
+"""HTTP edge of a service: health probes on FastAPI, served by uvicorn inside our loop."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Callable, Generator
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+
+ReadinessCheck = Callable[[], Awaitable[dict[str, Any]]]
+
+
+def create_app(service: str, readiness: ReadinessCheck, *, version: str = "0.1.0") -> FastAPI:
+    """A FastAPI app with /healthz (alive) and /readyz (dependencies usable)."""
+    app = FastAPI(title=f"Accord {service}", version=version)
+
+    @app.get("/healthz", tags=["health"], summary="Liveness: the process is serving")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "service": service}
+
+    @app.get("/readyz", tags=["health"], summary="Readiness: database, broker and consumer up")
+    async def readyz() -> JSONResponse:
+        report = await readiness()
+        status = 200 if report.get("ready") else 503
+        return JSONResponse({"service": service, **report}, status_code=status)
+
+    return app
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        # The service owns SIGTERM/SIGINT and shuts uvicorn down itself, in order.
+        yield
+
+
+def make_server(app: FastAPI, host: str, port: int) -> uvicorn.Server:
+    """A uvicorn server to run as a task in the service's event loop."""
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan="off",
+        server_header=False,
+    )
+    return _Server(config)

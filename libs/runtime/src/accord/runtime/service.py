@@ -1,0 +1,216 @@
+"""A service's lifecycle: migrate, connect, consume, relay, serve; stop cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+from fastapi import FastAPI
+
+from accord.events import REGISTRY
+from accord.runtime import db, kafka
+from accord.runtime.consumer import ConsumerLoop, Handler, RawHandler, describe
+from accord.runtime.http import create_app, make_server
+from accord.runtime.outbox import OutboxRelay
+from accord.runtime.settings import ServiceSettings
+
+log = logging.getLogger(__name__)
+
+Hook = Callable[["Runtime"], Awaitable[None]]
+
+
+@dataclass
+class Runtime:
+    """Resources a running service shares with its handlers, API and background tasks."""
+
+    name: str
+    settings: ServiceSettings
+    pool: asyncpg.Pool
+    producer: AIOKafkaProducer
+    schema: str
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def source(self) -> str:
+        """CloudEvents source of this service's events."""
+        return f"accord/{self.name}"
+
+
+@dataclass
+class ServiceDefinition:
+    """What makes one service: its tables, routes, API and background work."""
+
+    name: str
+    http_port: int
+    migrations: list[str]
+    routes: Callable[[Runtime], Mapping[str, Handler]]
+    configure_app: Callable[[FastAPI, Runtime], None] | None = None
+    on_start: list[Hook] = field(default_factory=list)
+    on_stop: list[Hook] = field(default_factory=list)
+    background: list[Hook] = field(default_factory=list)
+    dead_letter_handler: Callable[[Runtime], RawHandler] | None = None
+    """Set to also consume the DLQs of the routed topics, raw."""
+
+
+class Service:
+    """Runs a ServiceDefinition until SIGTERM or SIGINT, then shuts down in order."""
+
+    def __init__(self, definition: ServiceDefinition, settings: ServiceSettings) -> None:
+        self.definition = definition
+        self.settings = settings
+        self.runtime: Runtime | None = None
+        self.consumer: ConsumerLoop | None = None
+        self.relay: OutboxRelay | None = None
+        self._stop = asyncio.Event()
+        self.app: FastAPI = create_app(definition.name, self._readiness)
+
+    @property
+    def schema(self) -> str:
+        """The database schema this service owns."""
+        return self.definition.name
+
+    def request_stop(self) -> None:
+        """Begin a graceful shutdown."""
+        self._stop.set()
+
+    async def run(self) -> None:
+        """Start everything, wait for a stop request, stop everything."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(sig, self.request_stop)
+        dsn = self.settings.database_url.get_secret_value()
+        applied = await db.migrate(dsn, self.schema, self.definition.migrations)
+        if applied:
+            log.info("database migrated", extra={"migrations": applied})
+        if self.settings.create_topics:
+            await kafka.ensure_topics(
+                REGISTRY.topics(with_dlq=True),
+                partitions=self.settings.topic_partitions,
+                replication=self.settings.topic_replication,
+            )
+        pool = await db.create_pool(dsn, self.schema, max_size=self.settings.db_pool_size)
+        producer = kafka.make_producer()
+        await producer.start()
+        runtime = Runtime(self.definition.name, self.settings, pool, producer, self.schema)
+        self.runtime = runtime
+        tasks: dict[str, asyncio.Task[Any]] = {}
+        try:
+            for hook in self.definition.on_start:
+                await hook(runtime)
+            if self.definition.configure_app:
+                self.definition.configure_app(self.app, runtime)
+            self.relay = OutboxRelay(dsn, self.schema, producer)
+            tasks["relay"] = asyncio.create_task(self.relay.run(), name="relay")
+            routes = self.definition.routes(runtime)
+            if routes:
+                topics = [REGISTRY.spec(t).topic for t in routes]
+                raw = None
+                if self.definition.dead_letter_handler is not None:
+                    topics += [REGISTRY.spec(t).dlq for t in routes]
+                    raw = self.definition.dead_letter_handler(runtime)
+                self.consumer = ConsumerLoop(
+                    consumer=kafka.make_consumer(
+                        f"accord-{self.definition.name}",
+                        fetch_max_wait_ms=self.settings.fetch_max_wait_ms,
+                        session_timeout_ms=self.settings.session_timeout_ms,
+                    ),
+                    producer=producer,
+                    pool=pool,
+                    schema=self.schema,
+                    group=f"accord-{self.definition.name}",
+                    source=runtime.source,
+                    routes=routes,
+                    max_attempts=self.settings.max_handler_attempts,
+                    topics=topics,
+                    dead_letter_handler=raw,
+                )
+                tasks["consumer"] = asyncio.create_task(self._consume(), name="consumer")
+            for hook in self.definition.background:
+                tasks[hook.__name__] = asyncio.create_task(hook(runtime), name=hook.__name__)
+            server = make_server(self.app, self.settings.http_host, self.definition.http_port)
+            tasks["http"] = asyncio.create_task(server.serve(), name="http")
+            log.info(
+                "service started",
+                extra={"http": f"http://{self.settings.http_host}:{self.definition.http_port}"},
+            )
+            await self._wait_for_stop_or_crash(tasks)
+            log.info("service stopping")
+            server.should_exit = True
+            await self._shutdown(tasks)
+        finally:
+            for task in tasks.values():
+                task.cancel()
+            for hook in self.definition.on_stop:
+                with contextlib.suppress(Exception):
+                    await hook(runtime)
+            await producer.stop()
+            await pool.close()
+            log.info("service stopped")
+
+    async def _consume(self) -> None:
+        assert self.consumer is not None
+        await self.consumer._consumer.start()
+        try:
+            await self.consumer.run()
+        finally:
+            await self.consumer._consumer.stop()
+
+    async def _wait_for_stop_or_crash(self, tasks: dict[str, asyncio.Task[Any]]) -> None:
+        stop = asyncio.create_task(self._stop.wait())
+        done, _ = await asyncio.wait([stop, *tasks.values()], return_when=asyncio.FIRST_COMPLETED)
+        stop.cancel()
+        for name, task in tasks.items():
+            if task in done and not task.cancelled() and task.exception() is not None:
+                log.error("task crashed", extra={"task": name}, exc_info=task.exception())
+                raise RuntimeError(f"{name} task crashed") from task.exception()
+
+    async def _shutdown(self, tasks: dict[str, asyncio.Task[Any]]) -> None:
+        timeout = self.settings.shutdown_timeout_s
+        if self.consumer is not None:
+            self.consumer.stop()
+        if self.relay is not None:
+            await self.relay.stop()
+        pending = [t for t in tasks.values() if not t.done()]
+        if pending:
+            _, late = await asyncio.wait(pending, timeout=timeout)
+            for task in late:
+                log.warning("task did not stop in time", extra={"task": task.get_name()})
+
+    async def _readiness(self) -> dict[str, Any]:
+        checks: dict[str, Any] = {}
+        runtime = self.runtime
+        if runtime is None:
+            return {"ready": False, "checks": {"started": False}}
+        try:
+            async with asyncio.timeout(2):
+                await runtime.pool.fetchval("SELECT 1")
+            checks["database"] = "ok"
+        except Exception as error:
+            checks["database"] = f"error: {type(error).__name__}"
+        checks["relay"] = "leader" if self.relay and self.relay.leader else "standby"
+        if self.consumer is not None:
+            checks["consumer"] = "running" if self.consumer.running else "stopped"
+            checks["consumer_stats"] = describe(self.consumer.stats)
+        ready = checks["database"] == "ok" and (self.consumer is None or self.consumer.running)
+        return {"ready": ready, "checks": checks}
+
+
+def run_service(definition: ServiceDefinition, settings: ServiceSettings) -> None:
+    """Blocking entry point for a service's main()."""
+    from accord.runtime.logs import configure_logging
+    from accord.runtime.tracing import setup_tracing
+
+    configure_logging(definition.name, level=settings.log_level, fmt=settings.log_format)
+    provider = setup_tracing(definition.name)
+    try:
+        asyncio.run(Service(definition, settings).run())
+    finally:
+        provider.shutdown()

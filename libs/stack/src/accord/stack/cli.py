@@ -1,0 +1,77 @@
+"""`accord up`: the whole platform on this machine, until Ctrl-C."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from accord.stack.errors import StartupError
+from accord.stack.platform import Platform, PlatformConfig
+
+
+def register_up(commands: Any) -> None:
+    """Add `accord up` to the accord command."""
+    p = commands.add_parser(
+        "up",
+        help="run the whole platform locally (embedded broker and database by default)",
+        description="Start a Kafka-protocol broker (Tansu) unless KAFKA_BOOTSTRAP_SERVERS is "
+        "set, PostgreSQL (DATABASE_URL, else an embedded server with data under --home), a "
+        "demo SCIM target and the four Accord services; print the endpoints; stop "
+        "everything cleanly on Ctrl-C.",
+    )
+    p.add_argument("--home", type=Path, default=Path(".accord"), help="data and log folder")
+    p.add_argument("--broker-port", type=int, default=9092)
+    p.add_argument("--postgres-port", type=int, default=5433)
+    p.add_argument("--scim-port", type=int, default=8710)
+    p.set_defaults(func=_up)
+
+
+def _up(args: argparse.Namespace) -> int:
+    config = PlatformConfig(
+        home=args.home.resolve(),
+        kafka_bootstrap_servers=os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or None,
+        database_url=os.environ.get("DATABASE_URL") or None,
+        broker_port=args.broker_port,
+        postgres_port=args.postgres_port,
+        scim_port=args.scim_port,
+    )
+    return asyncio.run(_run(Platform(config)))
+
+
+async def _run(platform: Platform) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    started = loop.time()
+    code = 0
+    try:
+        await platform.start(progress=True)
+        took = loop.time() - started
+        print(f"accord: ready in {took:.1f} s. Endpoints:", flush=True)
+        for name, address in platform.endpoints().items():
+            print(f"  {name:<13} {address}", flush=True)
+        print(f"  logs          {platform.config.home / 'logs'}", flush=True)
+        print("accord: press Ctrl-C to stop", flush=True)
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 1.0)
+            problem = platform.failed()
+            if problem:
+                print(f"accord: error: {problem}", file=sys.stderr, flush=True)
+                code = 1
+                break
+    except StartupError as error:
+        print(f"accord: error: {error}", file=sys.stderr, flush=True)
+        code = 1
+    finally:
+        print("accord: stopping", flush=True)
+        await platform.stop()
+        print("accord: stopped", flush=True)
+    return code

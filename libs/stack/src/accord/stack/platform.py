@@ -1,0 +1,218 @@
+"""The whole platform on one machine: broker, PostgreSQL, a SCIM target and four services.
+
+Used by `accord up` and by the end-to-end tests, so both run exactly the same thing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from accord.stack.broker import EmbeddedBroker
+from accord.stack.errors import StartupError
+from accord.stack.network import free_port
+from accord.stack.postgres import EmbeddedPostgres
+from accord.stack.process import ManagedProcess
+from accord.stack.readiness import wait_until_ready
+from accord.stack.scim_target import ScimTarget
+
+log = logging.getLogger(__name__)
+
+SERVICES = ("orchestrator", "provisioner", "authz", "auditor")
+DEMO_TARGET = "scim-demo"
+DEMO_TOKEN_ENV = "ACCORD_SCIM_DEMO_TOKEN"  # noqa: S105 - the variable's name, not a secret
+
+
+@dataclass
+class PlatformConfig:
+    """Where the platform keeps its files and which ports it listens on."""
+
+    home: Path
+    """Folder for data (embedded PostgreSQL), logs and generated config."""
+    kafka_bootstrap_servers: str | None = None
+    """An existing Kafka; None starts the embedded broker."""
+    database_url: str | None = None
+    """An existing PostgreSQL; None starts the embedded one with data under home."""
+    broker_port: int = 9092
+    postgres_port: int = 5433
+    scim_port: int = 8710
+    service_ports: dict[str, int] = field(
+        default_factory=lambda: {
+            "orchestrator": 8701,
+            "provisioner": 8702,
+            "authz": 8703,
+            "auditor": 8704,
+        }
+    )
+    extra_env: dict[str, str] = field(default_factory=dict)
+    ready_timeout_s: float = 60.0
+
+    @classmethod
+    def ephemeral(cls, home: Path, **overrides: object) -> PlatformConfig:
+        """A config on free ports, for tests and benchmarks."""
+        config = cls(
+            home=home,
+            broker_port=free_port(),
+            postgres_port=free_port(),
+            scim_port=free_port(),
+            service_ports={name: free_port() for name in SERVICES},
+        )
+        for key, value in overrides.items():
+            setattr(config, key, value)
+        return config
+
+
+class Platform:
+    """Starts the parts in dependency order and stops them in reverse."""
+
+    def __init__(self, config: PlatformConfig) -> None:
+        self.config = config
+        self.broker: EmbeddedBroker | None = None
+        self.postgres: EmbeddedPostgres | None = None
+        self.scim = ScimTarget(port=config.scim_port, log_dir=config.home / "logs")
+        self.services: dict[str, ManagedProcess] = {}
+        self.bootstrap_servers = config.kafka_bootstrap_servers or ""
+        self.database_url = config.database_url or ""
+
+    def endpoints(self) -> dict[str, str]:
+        """Every address a user may want, by name."""
+        ports = self.config.service_ports
+        found = {name: f"http://127.0.0.1:{ports[name]}" for name in SERVICES}
+        found["kafka"] = self.bootstrap_servers
+        found["postgres"] = _without_password(self.database_url)
+        found[DEMO_TARGET] = f"{self.scim.base_url}/v2"
+        return found
+
+    def service_env(self) -> dict[str, str]:
+        """The environment every service process gets."""
+        env = dict(os.environ)
+        env.update(
+            {
+                "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers,
+                "DATABASE_URL": self.database_url,
+                "ACCORD_TARGETS_FILE": str(self.targets_file),
+                DEMO_TOKEN_ENV: self.scim.bearer_token,
+                "ACCORD_BIRTHRIGHT_TARGETS": DEMO_TARGET,
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        for name, port in self.config.service_ports.items():
+            env[f"ACCORD_{name.upper()}_PORT"] = str(port)
+        env.update(self.config.extra_env)
+        return env
+
+    @property
+    def targets_file(self) -> Path:
+        """The provisioner's targets file, generated for the demo target."""
+        return self.config.home / "targets.yaml"
+
+    async def start(self, progress: bool = False) -> None:
+        """Start everything and wait until each service is ready."""
+        home = self.config.home
+        (home / "logs").mkdir(parents=True, exist_ok=True)
+        say = _printer(progress)
+        if not self.bootstrap_servers:
+            self.broker = EmbeddedBroker(port=self.config.broker_port, log_dir=home / "logs")
+            say(f"starting Kafka-protocol broker (Tansu) on 127.0.0.1:{self.config.broker_port}")
+            await self.broker.start()
+            self.bootstrap_servers = self.broker.bootstrap_servers
+        if not self.database_url:
+            self.postgres = EmbeddedPostgres(home / "pgdata", port=self.config.postgres_port)
+            say(f"starting embedded PostgreSQL on 127.0.0.1:{self.config.postgres_port}")
+            await self.postgres.start()
+            self.database_url = self.postgres.dsn
+        say(f"starting demo SCIM target (scim2-server) on {self.scim.base_url}")
+        await self.scim.start()
+        self._write_targets()
+        env = self.service_env()
+        for name in SERVICES:
+            process = ManagedProcess(
+                name,
+                [sys.executable, "-m", f"accord.{name}"],
+                env=env,
+                log_path=home / "logs" / f"{name}.log",
+            )
+            say(f"starting {name} on port {self.config.service_ports[name]}")
+            await process.start()
+            self.services[name] = process
+        await asyncio.gather(*(self._wait_ready(name) for name in SERVICES))
+
+    async def _wait_ready(self, name: str) -> None:
+        url = f"http://127.0.0.1:{self.config.service_ports[name]}/readyz"
+
+        async def probe() -> None:
+            async with httpx.AsyncClient(timeout=2) as client:
+                response = await client.get(url)
+                response.raise_for_status()
+
+        await wait_until_ready(
+            self.services[name], probe, timeout=self.config.ready_timeout_s, what=name
+        )
+
+    def _write_targets(self) -> None:
+        self.targets_file.write_text(
+            "# Generated by accord up: the demo SCIM target. Secrets come from the environment.\n"
+            "targets:\n"
+            f"  - name: {DEMO_TARGET}\n"
+            "    kind: scim\n"
+            f"    url: {self.scim.base_url}/v2\n"
+            f"    token_env: {DEMO_TOKEN_ENV}\n"
+        )
+
+    async def stop_service(self, name: str) -> None:
+        """Stop one service gracefully (SIGTERM)."""
+        await self.services[name].stop(timeout=30)
+
+    async def start_service(self, name: str) -> None:
+        """(Re)start one service and wait until it is ready."""
+        process = ManagedProcess(
+            name,
+            [sys.executable, "-m", f"accord.{name}"],
+            env=self.service_env(),
+            log_path=self.config.home / "logs" / f"{name}.log",
+        )
+        await process.start()
+        self.services[name] = process
+        await self._wait_ready(name)
+
+    async def stop(self) -> None:
+        """Stop services first (they drain and commit), then the parts they use."""
+        await asyncio.gather(*(p.stop(timeout=30) for p in self.services.values()))
+        await self.scim.stop()
+        if self.postgres is not None:
+            await self.postgres.stop()
+        if self.broker is not None:
+            await self.broker.stop()
+
+    def failed(self) -> str | None:
+        """Name and log tail of a service that died, if any."""
+        for name, process in self.services.items():
+            if not process.running:
+                return f"{name} exited: {process.describe_exit()}"
+        return None
+
+
+def _printer(enabled: bool):  # type: ignore[no-untyped-def]
+    def say(message: str) -> None:
+        if enabled:
+            print(f"accord: {message}", flush=True)
+
+    return say
+
+
+def _without_password(dsn: str) -> str:
+    if "@" not in dsn or "://" not in dsn:
+        return dsn
+    scheme, rest = dsn.split("://", 1)
+    credentials, host = rest.rsplit("@", 1)
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}@{host}"
+
+
+__all__ = ["SERVICES", "Platform", "PlatformConfig", "StartupError"]

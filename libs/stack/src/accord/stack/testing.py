@@ -1,0 +1,77 @@
+"""pytest fixtures that start the real parts once per test session.
+
+Enable with `pytest_plugins = ["accord.stack.testing"]`. Tests share one broker and one
+PostgreSQL server and stay apart by random ids and fresh databases.
+
+- Broker: KAFKA_BOOTSTRAP_SERVERS (an existing Kafka), else an embedded Tansu.
+- PostgreSQL: ACCORD_TEST_DATABASE_URL (a server where the tests may create databases),
+  else an embedded PostgreSQL in a temporary folder.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+import pytest_asyncio
+
+from accord.stack.broker import EmbeddedBroker
+from accord.stack.postgres import EmbeddedPostgres
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def kafka_bootstrap() -> AsyncIterator[str]:
+    """Bootstrap servers of a Kafka-protocol broker for the session."""
+    existing = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    if existing:
+        yield existing
+        return
+    broker = EmbeddedBroker()
+    await broker.start()
+    try:
+        yield broker.bootstrap_servers
+    finally:
+        await broker.stop()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
+    """DSN of a PostgreSQL server (its maintenance database) for the session."""
+    existing = os.environ.get("ACCORD_TEST_DATABASE_URL")
+    if existing:
+        yield existing
+        return
+    server = EmbeddedPostgres(Path(tmp_path_factory.mktemp("pg")) / "data")
+    await server.start()
+    try:
+        yield server.dsn
+    finally:
+        await server.stop()
+
+
+async def create_database(server_dsn: str, prefix: str = "accord_test") -> str:
+    """A new empty database on the server; returns its DSN."""
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    conn = await asyncpg.connect(server_dsn)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    base, _, _ = server_dsn.rpartition("/")
+    return f"{base}/{name}"
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def fresh_database(postgres_server: str) -> str:
+    """DSN of a database of its own for one test."""
+    return await create_database(postgres_server)
+
+
+@pytest.fixture
+def unique() -> str:
+    """A random suffix for ids, topics and names."""
+    return uuid.uuid4().hex[:10]

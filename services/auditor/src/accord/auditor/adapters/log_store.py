@@ -1,0 +1,75 @@
+"""The audit log table."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from accord.auditor.domain.normalise import AuditEntry
+
+
+async def append(conn: asyncpg.Connection, entry: AuditEntry) -> int | None:
+    """Append an entry; returns its record id, or None if it was already recorded."""
+    record_id: int | None = await conn.fetchval(
+        "INSERT INTO audit_log (source_event_id, source_topic, event_type, occurred_at, actor,"
+        " subject, target, outcome, correlation_id, trace_id, payload)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+        " ON CONFLICT (source_topic, source_event_id) DO NOTHING RETURNING record_id",
+        entry.source_event_id,
+        entry.source_topic,
+        entry.event_type,
+        entry.occurred_at,
+        entry.actor,
+        entry.subject,
+        entry.target,
+        entry.outcome,
+        entry.correlation_id,
+        entry.trace_id,
+        json.dumps(entry.payload),
+    )
+    return record_id
+
+
+async def query(
+    pool: asyncpg.Pool,
+    *,
+    correlation_id: str | None = None,
+    subject: str | None = None,
+    event_type: str | None = None,
+    outcome: str | None = None,
+    since: datetime | None = None,
+    after: int = 0,
+    limit: int = 100,
+) -> list[dict[str, Any]]:
+    """Entries matching every given filter, in log order, after a record id (cursor)."""
+    clauses = ["record_id > $1"]
+    args: list[Any] = [after]
+    for column, value in (
+        ("correlation_id", correlation_id),
+        ("subject", subject),
+        ("event_type", event_type),
+        ("outcome", outcome),
+    ):
+        if value is not None:
+            args.append(value)
+            clauses.append(f"{column} = ${len(args)}")
+    if since is not None:
+        args.append(since)
+        clauses.append(f"occurred_at >= ${len(args)}")
+    args.append(limit)
+    # Only fixed column names are interpolated; every value is a bind parameter.
+    sql = (
+        "SELECT record_id, source_event_id, source_topic, event_type, occurred_at, recorded_at,"  # noqa: S608
+        " actor, subject, target, outcome, correlation_id, trace_id, payload FROM audit_log"
+        f" WHERE {' AND '.join(clauses)} ORDER BY record_id LIMIT ${len(args)}"
+    )
+    rows = await pool.fetch(sql, *args)
+    result = []
+    for row in rows:
+        entry = dict(row)
+        entry["payload"] = json.loads(entry["payload"])
+        result.append(entry)
+    return result

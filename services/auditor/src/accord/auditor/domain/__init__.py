@@ -1,0 +1,1 @@
+"""Pure domain of the auditor: no I/O."""

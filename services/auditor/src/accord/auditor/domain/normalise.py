@@ -1,0 +1,139 @@
+"""Turns any event (or dead letter) into one normalised audit entry."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from accord.events.envelope import Envelope
+from accord.events.topics import is_dlq
+
+REDACTED = "[redacted]"
+MAX_RAW = 4096
+
+#: Outcome of each event type; anything not listed is informational.
+OUTCOMES: dict[str, str] = {
+    "account.provisioned": "success",
+    "saga.completed": "success",
+    "access.granted": "success",
+    "account.provision_failed": "failure",
+    "saga.failed": "failure",
+    "access.requested": "pending",
+    "provision.requested": "pending",
+    "saga.started": "pending",
+}
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One row of the audit log."""
+
+    source_event_id: str
+    source_topic: str
+    event_type: str
+    occurred_at: datetime
+    actor: str
+    subject: str
+    target: str | None
+    outcome: str
+    correlation_id: str
+    trace_id: str | None
+    payload: dict[str, Any]
+
+
+def outcome_of(envelope: Envelope) -> str:
+    """success, failure, pending or info."""
+    if envelope.type == "access.decided":
+        decision = getattr(envelope.data, "decision", None)
+        return {"permit": "success", "deny": "failure"}.get(str(decision), "pending")
+    return OUTCOMES.get(envelope.type, "info")
+
+
+def from_envelope(
+    envelope: Envelope, topic: str, trace_id: str | None, redact: Iterable[str] = ()
+) -> AuditEntry:
+    """The audit entry of a valid event."""
+    payload = envelope.data.model_dump(mode="json")
+    return AuditEntry(
+        source_event_id=envelope.id,
+        source_topic=topic,
+        event_type=envelope.type,
+        occurred_at=envelope.time,
+        actor=envelope.source,
+        subject=envelope.subject,
+        target=payload.get("target") if isinstance(payload.get("target"), str) else None,
+        outcome="failure" if is_dlq(topic) else outcome_of(envelope),
+        correlation_id=envelope.correlationid,
+        trace_id=trace_id,
+        payload=redacted(payload, set(redact)),
+    )
+
+
+def from_dead_letter(
+    topic: str,
+    partition: int,
+    offset: int,
+    value: bytes | None,
+    headers: Sequence[tuple[str, bytes]],
+    received_at: datetime | None = None,
+    redact: Iterable[str] = (),
+) -> AuditEntry:
+    """The audit entry of a dead letter, which may not even be decodable."""
+    attrs = {k: v.decode(errors="replace") for k, v in headers if v is not None}
+    event_id = attrs.get("ce_id") or f"{topic}:{partition}:{offset}"
+    payload: dict[str, Any] = {
+        "error": attrs.get("accord-error", "unknown"),
+        "error_type": attrs.get("accord-error-type", "unknown"),
+        "original_topic": attrs.get("accord-original-topic", topic.removesuffix(".dlq")),
+    }
+    raw = (value or b"")[:MAX_RAW].decode(errors="replace")
+    try:
+        decoded = json.loads(raw)
+        payload["data"] = redacted(decoded, set(redact)) if isinstance(decoded, dict) else decoded
+    except ValueError:
+        payload["raw"] = raw
+    time = _parse_time(attrs.get("ce_time")) or received_at or datetime.now(UTC)
+    return AuditEntry(
+        source_event_id=event_id,
+        source_topic=topic,
+        event_type=attrs.get("ce_type", "unknown"),
+        occurred_at=time,
+        actor=attrs.get("ce_source", "unknown"),
+        subject=attrs.get("ce_subject", "unknown"),
+        target=None,
+        outcome="failure",
+        correlation_id=attrs.get("ce_correlationid") or event_id,
+        trace_id=_trace_id(attrs.get("traceparent") or attrs.get("ce_traceparent")),
+        payload=payload,
+    )
+
+
+def redacted(value: Any, fields: set[str]) -> Any:
+    """A copy with every key in fields replaced by a marker, at any depth."""
+    if not fields:
+        return value
+    if isinstance(value, Mapping):
+        return {k: REDACTED if k in fields else redacted(v, fields) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redacted(v, fields) for v in value]
+    return value
+
+
+def _parse_time(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else None
+
+
+def _trace_id(traceparent: str | None) -> str | None:
+    if not traceparent:
+        return None
+    parts = traceparent.split("-")
+    return parts[1] if len(parts) == 4 else None

@@ -1,0 +1,17 @@
+"""python -m accord.authz"""
+
+from __future__ import annotations
+
+from accord.authz.bootstrap import definition
+from accord.authz.settings import AuthzSettings
+from accord.runtime.service import run_service
+
+
+def main() -> None:
+    """Entry point."""
+    settings = AuthzSettings()
+    run_service(definition(settings), settings)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,164 @@
+"""PostgreSQL tables of the orchestrator: the identity registry and the sagas."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from accord.orchestrator.domain.identity import IdentityVersion
+from accord.orchestrator.domain.joiner import JoinerState
+
+
+class UserNameTaken(Exception):
+    """Another identity already holds this user name."""
+
+
+async def identity_version(conn: asyncpg.Connection, user_id: str) -> IdentityVersion | None:
+    """The identity's sequence and status, locked for the rest of the transaction."""
+    row = await conn.fetchrow(
+        "SELECT sequence, status FROM identities WHERE user_id = $1 FOR UPDATE", user_id
+    )
+    return IdentityVersion(row["sequence"], row["status"]) if row else None
+
+
+async def upsert_identity(
+    conn: asyncpg.Connection,
+    *,
+    user_id: str,
+    user_name: str,
+    profile: dict[str, Any],
+    status: str,
+    sequence: int,
+    source: str,
+) -> None:
+    """Create or replace a registry entry."""
+    try:
+        await conn.execute(
+            "INSERT INTO identities (user_id, user_name, profile, status, sequence, source)"
+            " VALUES ($1, $2, $3, $4, $5, $6)"
+            " ON CONFLICT (user_id) DO UPDATE SET user_name = EXCLUDED.user_name,"
+            " profile = EXCLUDED.profile, status = EXCLUDED.status,"
+            " sequence = EXCLUDED.sequence, source = EXCLUDED.source, updated_at = now()",
+            user_id,
+            user_name,
+            json.dumps(profile),
+            status,
+            sequence,
+            source,
+        )
+    except asyncpg.UniqueViolationError:
+        raise UserNameTaken(
+            f"user name {user_name!r} already belongs to another identity"
+        ) from None
+
+
+async def set_identity_status(
+    conn: asyncpg.Connection, user_id: str, status: str, sequence: int
+) -> None:
+    """Change an identity's status."""
+    await conn.execute(
+        "UPDATE identities SET status = $2, sequence = $3, updated_at = now() WHERE user_id = $1",
+        user_id,
+        status,
+        sequence,
+    )
+
+
+async def get_identity(
+    conn: asyncpg.Connection | asyncpg.Pool, user_id: str
+) -> dict[str, Any] | None:
+    """A registry entry as a dict."""
+    row = await conn.fetchrow(
+        "SELECT user_id, user_name, profile, status, sequence, updated_at FROM identities"
+        " WHERE user_id = $1",
+        user_id,
+    )
+    if row is None:
+        return None
+    entry = dict(row)
+    entry["profile"] = json.loads(entry["profile"])
+    return entry
+
+
+def _encode(state: JoinerState) -> str:
+    return json.dumps(
+        {
+            "pending": sorted(state.pending),
+            "done": sorted(state.done),
+            "failed": [list(f) for f in state.failed],
+        }
+    )
+
+
+async def insert_saga(conn: asyncpg.Connection, state: JoinerState, correlation_id: str) -> None:
+    """Record a new saga."""
+    await conn.execute(
+        "INSERT INTO sagas (saga_id, saga_type, subject_id, correlation_id, status, state,"
+        " started_at) VALUES ($1, 'joiner', $2, $3, $4, $5, $6)",
+        state.saga_id,
+        state.user_id,
+        correlation_id,
+        state.status,
+        _encode(state),
+        state.started_at,
+    )
+
+
+async def load_saga(conn: asyncpg.Connection, saga_id: str) -> JoinerState | None:
+    """A saga, locked for the rest of the transaction."""
+    row = await conn.fetchrow(
+        "SELECT saga_id, subject_id, status, state, version, started_at FROM sagas"
+        " WHERE saga_id = $1 FOR UPDATE",
+        saga_id,
+    )
+    if row is None:
+        return None
+    body = json.loads(row["state"])
+    return JoinerState(
+        saga_id=row["saga_id"],
+        user_id=row["subject_id"],
+        status=row["status"],
+        started_at=row["started_at"],
+        pending=frozenset(body["pending"]),
+        done=frozenset(body["done"]),
+        failed=tuple((t, r) for t, r in body["failed"]),
+        version=row["version"],
+    )
+
+
+async def save_saga(conn: asyncpg.Connection, state: JoinerState) -> None:
+    """Write a saga's new state; refuses if someone else wrote it since it was read."""
+    result = await conn.execute(
+        "UPDATE sagas SET status = $2, state = $3, version = version + 1, updated_at = now()"
+        " WHERE saga_id = $1 AND version = $4",
+        state.saga_id,
+        state.status,
+        _encode(state),
+        state.version,
+    )
+    if result != "UPDATE 1":
+        raise asyncpg.exceptions.SerializationError(f"saga {state.saga_id} changed concurrently")
+
+
+async def get_saga(pool: asyncpg.Pool, saga_id: str) -> dict[str, Any] | None:
+    """A saga as a dict, for the API."""
+    row = await pool.fetchrow(
+        "SELECT saga_id, saga_type, subject_id, correlation_id, status, state, version,"
+        " started_at, updated_at FROM sagas WHERE saga_id = $1",
+        saga_id,
+    )
+    if row is None:
+        return None
+    entry = dict(row)
+    entry["state"] = json.loads(entry["state"])
+    return entry
+
+
+def now_utc() -> datetime:
+    """The current time, for sagas."""
+    from datetime import UTC
+
+    return datetime.now(UTC)

@@ -1,0 +1,1 @@
+"""Pure domain of the orchestrator: no I/O."""

@@ -1,0 +1,34 @@
+"""The identity registry's rule for applying events in per-subject sequence order."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Verdict(StrEnum):
+    """What to do with an identity event, given what the registry holds."""
+
+    APPLY = "apply"
+    """Newer than the registry's state: apply it."""
+    STALE = "stale"
+    """Same or older sequence: a duplicate or a late event; already reflected, skip it."""
+    UNKNOWN_SUBJECT = "unknown_subject"
+    """About an identity the registry has never seen (and the event cannot create it)."""
+
+
+@dataclass(frozen=True)
+class IdentityVersion:
+    """The part of a registry entry that ordering decisions need."""
+
+    sequence: int
+    status: str
+
+
+def judge(current: IdentityVersion | None, sequence: int, *, creates: bool) -> Verdict:
+    """Apply an event only if it is newer than the state; only creations may be first."""
+    if current is None:
+        return Verdict.APPLY if creates else Verdict.UNKNOWN_SUBJECT
+    if sequence <= current.sequence:
+        return Verdict.STALE
+    return Verdict.APPLY

@@ -1,0 +1,1 @@
+"""Connectors to target systems."""

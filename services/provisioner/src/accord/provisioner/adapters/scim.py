@@ -1,0 +1,112 @@
+"""SCIM 2.0 outbound connector (RFC 7644) over httpx."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import httpx
+from pydantic import SecretStr
+from scim2_models import Context, ListResponse
+
+from accord.events import Profile
+from accord.provisioner.domain.scim_mapping import ScimUser, filter_literal, to_scim_user
+from accord.provisioner.ports import AccountRef, TargetRejected, TargetUnavailable
+
+log = logging.getLogger(__name__)
+
+SCIM_JSON = "application/scim+json"
+
+
+class ScimConnector:
+    """Provisions users into a SCIM service provider; looks up before it creates."""
+
+    def __init__(
+        self, name: str, base_url: str, token: SecretStr | None, *, timeout_s: float = 10.0
+    ) -> None:
+        self.name = name
+        headers = {"Accept": SCIM_JSON, "Content-Type": SCIM_JSON}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token.get_secret_value()}"
+        self._client = httpx.AsyncClient(
+            base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_s
+        )
+
+    async def ensure_account(self, user_id: str, profile: Profile) -> AccountRef:
+        """Create the user unless the target already has it (by externalId, then userName)."""
+        existing = await self.find_account(user_id, profile.user_name)
+        if existing is not None:
+            return AccountRef(existing, already_existed=True)
+        payload = to_scim_user(user_id, profile).model_dump(
+            scim_ctx=Context.RESOURCE_CREATION_REQUEST
+        )
+        response = await self._request("POST", "/Users", json=payload)
+        if response.status_code == 409:
+            # Created concurrently (or by a retry whose answer was lost): adopt it.
+            existing = await self.find_account(user_id, profile.user_name)
+            if existing is not None:
+                return AccountRef(existing, already_existed=True)
+        self._raise_for_status(response)
+        created = ScimUser.model_validate(
+            response.json(), scim_ctx=Context.RESOURCE_CREATION_RESPONSE
+        )
+        if not created.id:
+            raise TargetRejected(f"{self.name}: created user has no id")
+        return AccountRef(created.id, already_existed=False)
+
+    async def find_account(self, user_id: str, user_name: str) -> str | None:
+        """The id of the user with this externalId or userName."""
+        for attribute, value in (("externalId", user_id), ("userName", user_name)):
+            params = {"filter": f"{attribute} eq {filter_literal(value)}", "count": "2"}
+            response = await self._request("GET", "/Users", params=params)
+            self._raise_for_status(response)
+            listing = ListResponse[ScimUser].model_validate(
+                response.json(), scim_ctx=Context.SEARCH_RESPONSE
+            )
+            for resource in listing.resources or []:
+                if resource.id:
+                    return resource.id
+        return None
+
+    async def close(self) -> None:
+        """Close the HTTP connection pool."""
+        await self._client.aclose()
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return await self._client.request(method, path, **kwargs)
+        except httpx.TimeoutException:
+            raise TargetUnavailable(f"{self.name}: {method} {path} timed out") from None
+        except httpx.TransportError as error:
+            raise TargetUnavailable(
+                f"{self.name}: {method} {path} failed: {type(error).__name__}"
+            ) from None
+
+    def _raise_for_status(self, response: httpx.Response) -> None:
+        status = response.status_code
+        if status < 400:
+            return
+        detail = _scim_detail(response)
+        message = f"{self.name}: {response.request.method} {response.request.url.path} -> {status}"
+        if detail:
+            message += f": {detail}"
+        if status == 429 or status >= 500:
+            raise TargetUnavailable(message, retry_after=_retry_after(response))
+        raise TargetRejected(message)
+
+
+def _scim_detail(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return ""
+    if isinstance(body, dict):
+        return str(body.get("detail") or body.get("scimType") or "")[:200]
+    return ""
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if value and value.isdigit():
+        return float(value)
+    return None

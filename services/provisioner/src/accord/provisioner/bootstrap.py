@@ -1,0 +1,58 @@
+"""Wires the provisioner's connectors and handlers into a service definition."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import partial
+
+from fastapi import FastAPI
+
+from accord.events import topics
+from accord.provisioner import handlers
+from accord.provisioner.adapters.scim import ScimConnector
+from accord.provisioner.ports import Connector
+from accord.provisioner.settings import ProvisionerSettings
+from accord.provisioner.targets import load_targets
+from accord.runtime.consumer import Handler
+from accord.runtime.service import Runtime, ServiceDefinition
+
+
+def definition(settings: ProvisionerSettings) -> ServiceDefinition:
+    """The provisioner as the runtime runs it."""
+    targets = load_targets(settings.targets_file).targets
+    connectors: dict[str, Connector] = {}
+    attempts = {t.name: t.max_attempts for t in targets}
+
+    async def open_connectors(runtime: Runtime) -> None:
+        for target in targets:
+            connectors[target.name] = ScimConnector(
+                target.name, target.url, target.token(), timeout_s=target.timeout_s
+            )
+
+    async def close_connectors(runtime: Runtime) -> None:
+        for connector in connectors.values():
+            await connector.close()
+
+    def routes(runtime: Runtime) -> Mapping[str, Handler]:
+        return {
+            topics.PROVISION_REQUESTED: partial(
+                handlers.handle_provision_requested,
+                connectors=connectors,
+                max_attempts=max(attempts.values(), default=5),
+            )
+        }
+
+    def configure_app(app: FastAPI, runtime: Runtime) -> None:
+        @app.get("/v1/targets", summary="The configured target systems (no secrets)")
+        async def list_targets() -> list[dict[str, str]]:
+            return [{"name": t.name, "kind": t.kind, "url": t.url} for t in targets]
+
+    return ServiceDefinition(
+        name="provisioner",
+        http_port=settings.http_port,
+        migrations=[],
+        routes=routes,
+        configure_app=configure_app,
+        on_start=[open_connectors],
+        on_stop=[close_connectors],
+    )

@@ -1,0 +1,1 @@
+"""Pure domain of the provisioner: no I/O."""

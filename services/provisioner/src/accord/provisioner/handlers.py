@@ -1,0 +1,83 @@
+"""Provisioner handlers: turn provision.requested into accounts in target systems."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Mapping
+
+from accord.events import (
+    AccountProvisioned,
+    AccountProvisionFailed,
+    Envelope,
+    ProvisionRequested,
+    new_event,
+)
+from accord.provisioner.ports import Connector, TargetRejected, TargetUnavailable
+from accord.runtime.consumer import HandlerContext
+
+log = logging.getLogger(__name__)
+
+
+async def handle_provision_requested(
+    event: Envelope,
+    ctx: HandlerContext,
+    *,
+    connectors: Mapping[str, Connector],
+    max_attempts: int = 5,
+    base_delay_s: float = 0.2,
+) -> list[Envelope]:
+    """Create the account (idempotently) and report the outcome."""
+    command = event.data
+    assert isinstance(command, ProvisionRequested)
+    common = {
+        "user_id": command.user_id,
+        "target": command.target,
+        "operation": command.operation,
+        "saga_id": command.saga_id,
+        "step_id": command.step_id,
+    }
+    connector = connectors.get(command.target)
+    if connector is None:
+        return [_failed(event, ctx, common, f"unknown target {command.target}", retryable=False)]
+    if command.operation != "create":
+        return [
+            _failed(
+                event,
+                ctx,
+                common,
+                f"operation {command.operation} not supported yet",
+                retryable=False,
+            )
+        ]
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            account = await connector.ensure_account(command.user_id, command.profile)
+            break
+        except TargetRejected as error:
+            return [_failed(event, ctx, common, str(error), retryable=False)]
+        except TargetUnavailable as error:
+            if attempt >= max_attempts:
+                reason = f"gave up after {attempt} attempts: {error}"
+                return [_failed(event, ctx, common, reason, retryable=True)]
+            delay = error.retry_after or base_delay_s * 2 ** (attempt - 1)
+            # Full jitter spreads retries of many joiners hitting one throttled target.
+            await asyncio.sleep(random.uniform(0, delay))  # noqa: S311 - jitter, not crypto
+            log.warning(
+                "target unavailable; retrying", extra={"target": command.target, "attempt": attempt}
+            )
+    result = AccountProvisioned(
+        **common, account_id=account.account_id, already_existed=account.already_existed
+    )
+    return [new_event(result, source=ctx.source, causation=event)]
+
+
+def _failed(
+    event: Envelope, ctx: HandlerContext, common: dict[str, str], reason: str, *, retryable: bool
+) -> Envelope:
+    log.warning("provisioning failed", extra={"reason": reason})
+    data = AccountProvisionFailed(**common, reason=reason[:256], retryable=retryable)  # type: ignore[arg-type]
+    return new_event(data, source=ctx.source, causation=event)

@@ -1,0 +1,69 @@
+"""The targets file: which systems to provision, and how to reach them.
+
+Secrets are never in the file: it names environment variables that hold them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from accord.events.errors import describe_validation_error
+
+
+class TargetsFileError(ValueError):
+    """The targets file is missing, malformed or names an unset secret."""
+
+
+class ScimTarget(BaseModel):
+    """A SCIM 2.0 service provider."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    kind: Literal["scim"]
+    url: str = Field(pattern=r"^https?://")
+    token_env: str | None = None
+    timeout_s: float = Field(default=10.0, gt=0, le=120)
+    max_attempts: int = Field(default=5, ge=1, le=20)
+
+    def token(self) -> SecretStr | None:
+        """The bearer token, read from the environment variable the file names."""
+        if self.token_env is None:
+            return None
+        value = os.environ.get(self.token_env)
+        if not value:
+            raise TargetsFileError(
+                f"target {self.name}: environment variable {self.token_env} is not set"
+            )
+        return SecretStr(value)
+
+
+class TargetsFile(BaseModel):
+    """The whole file."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    targets: list[ScimTarget] = Field(default_factory=list)
+
+
+def load_targets(path: Path) -> TargetsFile:
+    """Parse and validate a targets file."""
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except OSError as error:
+        raise TargetsFileError(f"{path}: {error.strerror}") from None
+    except yaml.YAMLError as error:
+        raise TargetsFileError(f"{path}: not valid YAML: {error}") from None
+    try:
+        parsed = TargetsFile.model_validate(raw or {})
+    except ValidationError as error:
+        raise TargetsFileError(f"{path}: {describe_validation_error(error)}") from None
+    names = [t.name for t in parsed.targets]
+    if len(names) != len(set(names)):
+        raise TargetsFileError(f"{path}: target names must be unique")
+    return parsed

@@ -1,0 +1,87 @@
+"""The whole platform, started once for the end-to-end tests, on the session's real parts."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from accord.stack.platform import Platform, PlatformConfig
+from accord.stack.testing import create_database
+
+T = TypeVar("T")
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def platform(
+    kafka_bootstrap: str, postgres_server: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Platform]:
+    """All four services, a scim2-server target, on the session broker and a fresh database."""
+    home = Path(tmp_path_factory.mktemp("platform"))
+    config = PlatformConfig.ephemeral(
+        home,
+        kafka_bootstrap_servers=kafka_bootstrap,
+        database_url=await create_database(postgres_server, "accord_e2e"),
+        extra_env={"ACCORD_LOG_LEVEL": "INFO"},
+    )
+    started = time.monotonic()
+    platform = Platform(config)
+    try:
+        await platform.start()
+    except BaseException:
+        await platform.stop()
+        _dump_logs(home)
+        raise
+    print(f"\nplatform ready in {time.monotonic() - started:.1f} s")
+    try:
+        yield platform
+    finally:
+        await platform.stop()
+
+
+def _dump_logs(home: Path) -> None:
+    for log in sorted((home / "logs").glob("*.log")):
+        print(f"--- {log.name}")
+        print("\n".join(log.read_text().splitlines()[-30:]))
+
+
+async def eventually(
+    probe: Callable[[], Awaitable[T | None]], *, timeout: float = 30.0, what: str = "condition"
+) -> T:
+    """Poll probe until it returns something truthy; fail with `what` after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await probe()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def scim_users(platform: Platform, user_name: str) -> list[dict[str, Any]]:
+    """Users named user_name in the demo SCIM target."""
+    async with httpx.AsyncClient(
+        base_url=f"{platform.scim.base_url}/v2",
+        headers={"Authorization": f"Bearer {platform.scim.bearer_token}"},
+        timeout=5,
+    ) as client:
+        response = await client.get("/Users", params={"filter": f'userName eq "{user_name}"'})
+        response.raise_for_status()
+        resources: list[dict[str, Any]] = response.json().get("Resources", [])
+        return resources
+
+
+async def audit_events(platform: Platform, **filters: str) -> list[dict[str, Any]]:
+    """Audit records matching the filters, from the auditor's API."""
+    async with httpx.AsyncClient(base_url=platform.endpoints()["auditor"], timeout=5) as client:
+        response = await client.get("/v1/audit/events", params={**filters, "limit": "1000"})
+        response.raise_for_status()
+        items: list[dict[str, Any]] = response.json()["items"]
+        return items
