@@ -18,7 +18,7 @@ from accord.events.catalogue import EventData
 from accord.events.errors import InvalidEvent, describe_validation_error
 from accord.events.registry import REGISTRY, Registry, parse_dataschema
 
-CONTENT_TYPE = "application/json"
+CONTENT_TYPE: Literal["application/json"] = "application/json"
 Headers = tuple[tuple[str, bytes], ...]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +22,7 @@ class EventSpec:
     """What the platform knows about one event type."""
 
     type: str
-    model: type[EventData]
+    model: builtins.type[EventData]
     topic: str
 
     @property

@@ -15,7 +15,7 @@ from functools import partial
 from typing import Any
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 from aiokafka.structs import ConsumerRecord, OffsetAndMetadata
 
@@ -89,10 +89,12 @@ class ConsumerLoop:
         self._stopping = asyncio.Event()
         self.stats = ConsumerStats()
         self.running = False
+        self.joined = False
+        """True once the group has assigned this member its partitions (maybe none)."""
 
     async def run(self) -> None:
         """Consume until stop(); in-flight records finish and are committed first."""
-        self._consumer.subscribe(self._topics)
+        self._consumer.subscribe(self._topics, listener=_JoinListener(self))
         self.running = True
         try:
             while not self._stopping.is_set():
@@ -245,6 +247,20 @@ class ConsumerLoop:
                 # Committing past a record that is not in the DLQ would lose it.
                 log.warning("dead letter not acknowledged; retrying", extra={"error": str(error)})
                 await asyncio.sleep(1.0)
+
+
+class _JoinListener(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Marks the loop joined once the group assigned it partitions (possibly none)."""
+
+    def __init__(self, loop: ConsumerLoop) -> None:
+        self._loop = loop
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        return None
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        self._loop.joined = True
+        self._loop.stats.assigned = set(assigned)
 
 
 def describe(stats: ConsumerStats) -> dict[str, Any]:

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,7 +23,7 @@ from accord.runtime.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
 
-Hook = Callable[["Runtime"], Awaitable[None]]
+Hook = Callable[["Runtime"], Coroutine[Any, Any, None]]
 
 
 @dataclass
@@ -197,9 +197,18 @@ class Service:
             checks["database"] = f"error: {type(error).__name__}"
         checks["relay"] = "leader" if self.relay and self.relay.leader else "standby"
         if self.consumer is not None:
-            checks["consumer"] = "running" if self.consumer.running else "stopped"
+            checks["consumer"] = (
+                "stopped"
+                if not self.consumer.running
+                else "joined"
+                if self.consumer.joined
+                else "joining"
+            )
             checks["consumer_stats"] = describe(self.consumer.stats)
-        ready = checks["database"] == "ok" and (self.consumer is None or self.consumer.running)
+        # Ready once the group has assigned partitions: before that, events wait seconds.
+        ready = checks["database"] == "ok" and (
+            self.consumer is None or (self.consumer.running and self.consumer.joined)
+        )
         return {"ready": ready, "checks": checks}
 
 

@@ -51,7 +51,7 @@ async def _record(
         actor=entry.actor[:256],
         subject=entry.subject[:256],
         target=entry.target,
-        outcome=entry.outcome,  # type: ignore[arg-type]
+        outcome=entry.outcome,
         correlation_id=entry.correlation_id[:256],
         trace_id=entry.trace_id,
         payload=entry.payload,

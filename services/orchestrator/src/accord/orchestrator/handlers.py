@@ -32,7 +32,7 @@ from accord.runtime.errors import PermanentError
 log = logging.getLogger(__name__)
 
 _SAGA_NAMESPACE = uuid.UUID("5d1c5f0e-8f5a-4c53-9a52-6f1c0e6a1a01")
-_STATUS_OF = {
+_STATUS_OF: dict[type[EventData], str] = {
     UserDeactivated: "inactive",
     UserReactivated: "active",
     UserDeleted: "deleted",

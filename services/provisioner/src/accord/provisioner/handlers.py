@@ -79,5 +79,5 @@ def _failed(
     event: Envelope, ctx: HandlerContext, common: dict[str, str], reason: str, *, retryable: bool
 ) -> Envelope:
     log.warning("provisioning failed", extra={"reason": reason})
-    data = AccountProvisionFailed(**common, reason=reason[:256], retryable=retryable)  # type: ignore[arg-type]
+    data = AccountProvisionFailed(**common, reason=reason[:256], retryable=retryable)
     return new_event(data, source=ctx.source, causation=event)
