@@ -68,7 +68,25 @@ class Publisher:
 
     async def send(self, envelope: Envelope) -> None:
         """Send a ready envelope (e.g. to re-publish an event with its original id)."""
-        record = to_kafka(envelope)
+        record = to_kafka(_with_trace_context(envelope))
         await self._producer.send_and_wait(
             record.topic, value=record.value, key=record.key, headers=list(record.headers)
         )
+
+
+def _with_trace_context(envelope: Envelope) -> Envelope:
+    """Stamp the caller's OpenTelemetry context, if it uses OpenTelemetry, so Accord's spans
+    join the source system's trace."""
+    if envelope.traceparent is not None:
+        return envelope
+    try:
+        from opentelemetry.propagate import inject
+    except ImportError:
+        return envelope
+    carrier: dict[str, str] = {}
+    inject(carrier)
+    if "traceparent" not in carrier:
+        return envelope
+    return envelope.model_copy(
+        update={"traceparent": carrier["traceparent"], "tracestate": carrier.get("tracestate")}
+    )

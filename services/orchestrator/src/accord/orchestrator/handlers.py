@@ -59,7 +59,10 @@ async def handle_user_created(
     state, commands = joiner.start(saga_id, data.user_id, targets, store.now_utc())
     await store.insert_saga(ctx.conn, state, event.correlationid)
     started = SagaStarted(
-        saga_id=saga_id, saga_type="joiner", subject_id=data.user_id, targets=tuple(sorted(targets))
+        saga_id=saga_id,
+        saga_type="joiner",
+        subject_id=data.user_id,
+        targets=tuple(sorted(set(targets))),
     )
     emitted = [new_event(started, source=ctx.source, causation=event)]
     emitted += _commands_to_events(commands, state, event, ctx.source, data.profile())

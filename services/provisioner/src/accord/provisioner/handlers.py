@@ -19,6 +19,8 @@ from accord.runtime.consumer import HandlerContext
 
 log = logging.getLogger(__name__)
 
+MAX_RETRY_AFTER_S = 30.0
+
 
 async def handle_provision_requested(
     event: Envelope,
@@ -63,9 +65,12 @@ async def handle_provision_requested(
             if attempt >= max_attempts:
                 reason = f"gave up after {attempt} attempts: {error}"
                 return [_failed(event, ctx, common, reason, retryable=True)]
-            delay = error.retry_after or base_delay_s * 2 ** (attempt - 1)
-            # Full jitter spreads retries of many joiners hitting one throttled target.
-            await asyncio.sleep(random.uniform(0, delay))  # noqa: S311 - jitter, not crypto
+            backoff = base_delay_s * 2 ** (attempt - 1)
+            # Full jitter spreads retries of many joiners hitting one throttled target; a
+            # Retry-After is a floor (capped: the partition waits meanwhile).
+            jitter = random.uniform(0, backoff)  # noqa: S311 - jitter, not crypto
+            floor = min(error.retry_after, MAX_RETRY_AFTER_S) if error.retry_after else 0.0
+            await asyncio.sleep(floor + jitter)
             log.warning(
                 "target unavailable; retrying", extra={"target": command.target, "attempt": attempt}
             )

@@ -26,7 +26,7 @@ class ScimTarget(BaseModel):
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
     kind: Literal["scim"]
-    url: str = Field(pattern=r"^https?://")
+    url: str = Field(pattern=r"^https?://[^\s/?#]+(/[^\s]*)?$")
     token_env: str | None = None
     timeout_s: float = Field(default=10.0, gt=0, le=120)
     max_attempts: int = Field(default=5, ge=1, le=20)

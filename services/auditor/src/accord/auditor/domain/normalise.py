@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -13,6 +15,8 @@ from accord.events.topics import is_dlq
 
 REDACTED = "[redacted]"
 MAX_RAW = 4096
+MAX_PARSE = 1024 * 1024
+_UNPARSED = object()
 
 #: Outcome of each event type; anything not listed is informational.
 OUTCOMES: dict[str, str] = {
@@ -89,12 +93,7 @@ def from_dead_letter(
         "error_type": attrs.get("accord-error-type", "unknown"),
         "original_topic": attrs.get("accord-original-topic", topic.removesuffix(".dlq")),
     }
-    raw = (value or b"")[:MAX_RAW].decode(errors="replace")
-    try:
-        decoded = json.loads(raw)
-        payload["data"] = redacted(decoded, set(redact)) if isinstance(decoded, dict) else decoded
-    except ValueError:
-        payload["raw"] = raw
+    payload.update(_dead_letter_body(value or b"", set(redact)))
     time = _parse_time(attrs.get("ce_time")) or received_at or datetime.now(UTC)
     return AuditEntry(
         source_event_id=event_id,
@@ -109,6 +108,24 @@ def from_dead_letter(
         trace_id=_trace_id(attrs.get("traceparent") or attrs.get("ce_traceparent")),
         payload=payload,
     )
+
+
+def _dead_letter_body(value: bytes, fields: set[str]) -> dict[str, Any]:
+    """What of a dead letter's value to keep: redacted first, truncated after."""
+    decoded: Any = _UNPARSED
+    if len(value) <= MAX_PARSE:
+        with contextlib.suppress(ValueError):
+            decoded = json.loads(value)
+    if decoded is not _UNPARSED:
+        data = redacted(decoded, fields)
+        text = json.dumps(data)
+        if len(text) <= MAX_RAW:
+            return {"data": data}
+        return {"data_truncated": text[:MAX_RAW], "size": len(value)}
+    if fields:
+        # Unparseable, so its fields cannot be redacted: keep only its fingerprint.
+        return {"raw_sha256": hashlib.sha256(value).hexdigest(), "size": len(value)}
+    return {"raw": value[:MAX_RAW].decode(errors="replace"), "size": len(value)}
 
 
 def redacted(value: Any, fields: set[str]) -> Any:
@@ -136,4 +153,4 @@ def _trace_id(traceparent: str | None) -> str | None:
     if not traceparent:
         return None
     parts = traceparent.split("-")
-    return parts[1] if len(parts) == 4 else None
+    return parts[1] if len(parts) == 4 and len(parts[1]) == 32 else None

@@ -89,7 +89,7 @@ def start(
     """A new joiner saga and its first commands."""
     state = JoinerState(saga_id, user_id, "running", now, pending=frozenset(targets))
     commands: list[Command] = [
-        ProvisionAccount(target, step_id(saga_id, target)) for target in sorted(targets)
+        ProvisionAccount(target, step_id(saga_id, target)) for target in sorted(set(targets))
     ]
     if not targets:
         return _move(state, "completed"), [CompleteSaga(0)]

@@ -64,8 +64,14 @@ class ScimConnector:
                 response.json(), scim_ctx=Context.SEARCH_RESPONSE
             )
             for resource in listing.resources or []:
-                if resource.id:
-                    return resource.id
+                if not resource.id:
+                    continue
+                if resource.external_id not in (None, user_id):
+                    # Adopting it would hand one person's account to another identity.
+                    raise TargetRejected(
+                        f"{self.name}: userName {user_name!r} belongs to another identity"
+                    )
+                return resource.id
         return None
 
     async def close(self) -> None:

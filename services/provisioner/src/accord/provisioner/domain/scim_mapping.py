@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from scim2_models import Email, EnterpriseUser, Name, User
 
 from accord.events.catalogue import Profile
@@ -37,5 +39,4 @@ def to_scim_user(user_id: str, profile: Profile) -> ScimUser:
 
 def filter_literal(value: str) -> str:
     """A SCIM filter string literal (RFC 7644 section 3.4.2.2: JSON string rules)."""
-    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{escaped}"'
+    return json.dumps(value, ensure_ascii=False)

@@ -1,0 +1,299 @@
+"""handle_provision_requested with a hand-written fake connector: outcomes and retries."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, cast
+
+import pytest
+
+from accord.events import (
+    AccountProvisioned,
+    AccountProvisionFailed,
+    Envelope,
+    Profile,
+    ProvisionRequested,
+    new_event,
+)
+from accord.events.catalogue.provisioning import Operation
+from accord.provisioner import handlers
+from accord.provisioner.handlers import handle_provision_requested
+from accord.provisioner.ports import AccountRef, Connector, TargetRejected, TargetUnavailable
+from accord.runtime.consumer import HandlerContext
+
+SOURCE = "accord/provisioner"
+PROFILE = Profile(user_name="ada", given_name="Ada", family_name="Lovelace")
+
+
+class FakeConnector:
+    """A Connector that answers from a script: an AccountRef or an exception per call."""
+
+    def __init__(self, name: str, *outcomes: AccountRef | Exception) -> None:
+        self.name = name
+        self._outcomes = list(outcomes)
+        self.calls: list[tuple[str, Profile]] = []
+        self.closed = False
+
+    async def ensure_account(self, user_id: str, profile: Profile) -> AccountRef:
+        self.calls.append((user_id, profile))
+        # The last outcome repeats for ever.
+        outcome = self._outcomes.pop(0) if len(self._outcomes) > 1 else self._outcomes[0]
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    async def find_account(self, user_id: str, user_name: str) -> str | None:
+        raise AssertionError("the handler only ensures accounts")
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+def context() -> HandlerContext:
+    # This handler never touches the connection.
+    return HandlerContext(conn=cast(Any, None), source=SOURCE, topic="provision.requested")
+
+
+def command(unique: str, *, target: str = "scim-demo", operation: Operation = "create") -> Envelope:
+    data = ProvisionRequested(
+        user_id=f"e-{unique}",
+        target=target,
+        operation=operation,
+        saga_id=f"saga-{unique}",
+        step_id=f"saga-{unique}:{target}",
+        profile=PROFILE,
+    )
+    return new_event(data, source="accord/orchestrator", correlation_id=f"corr-{unique}")
+
+
+async def handle(
+    event: Envelope, connectors: Mapping[str, Connector], **kwargs: Any
+) -> list[Envelope]:
+    return await handle_provision_requested(
+        event, context(), connectors=connectors, base_delay_s=0, **kwargs
+    )
+
+
+def assert_reply_to(reply: Envelope, cause: Envelope) -> None:
+    assert reply.correlationid == cause.correlationid
+    assert reply.causationid == cause.id
+    assert reply.source == SOURCE
+    assert reply.id != cause.id
+    cause_data = cause.data
+    assert isinstance(cause_data, ProvisionRequested)
+    data = reply.data
+    assert isinstance(data, AccountProvisioned | AccountProvisionFailed)
+    assert data.user_id == cause_data.user_id
+    assert data.target == cause_data.target
+    assert data.operation == cause_data.operation
+    assert data.saga_id == cause_data.saga_id
+    assert data.step_id == cause_data.step_id
+    assert reply.subject == cause_data.user_id
+
+
+def test_the_fake_is_a_connector() -> None:
+    connector: Connector = FakeConnector("x", AccountRef("1", already_existed=False))
+    assert connector.name == "x"
+
+
+async def test_success_reports_account_provisioned(unique: str) -> None:
+    event = command(unique)
+    fake = FakeConnector("scim-demo", AccountRef("acc-42", already_existed=False))
+
+    replies = await handle(event, {"scim-demo": fake})
+
+    assert len(replies) == 1
+    reply = replies[0]
+    assert reply.type == "account.provisioned"
+    assert isinstance(reply.data, AccountProvisioned)
+    assert reply.data.account_id == "acc-42"
+    assert reply.data.already_existed is False
+    assert_reply_to(reply, event)
+    assert fake.calls == [(f"e-{unique}", PROFILE)]
+    assert fake.closed is False  # connectors belong to the service, not to one event
+
+
+async def test_an_adopted_account_is_reported_as_already_existing(unique: str) -> None:
+    event = command(unique)
+    fake = FakeConnector("scim-demo", AccountRef("acc-7", already_existed=True))
+
+    (reply,) = await handle(event, {"scim-demo": fake})
+
+    assert isinstance(reply.data, AccountProvisioned)
+    assert reply.data.already_existed is True
+
+
+async def test_the_connector_of_the_commands_target_is_used(unique: str) -> None:
+    wiki = FakeConnector("wiki", AccountRef("w-1", already_existed=False))
+    crm = FakeConnector("crm", AccountRef("c-1", already_existed=False))
+
+    (reply,) = await handle(command(unique, target="crm"), {"wiki": wiki, "crm": crm})
+
+    assert isinstance(reply.data, AccountProvisioned)
+    assert reply.data.account_id == "c-1"
+    assert wiki.calls == []
+    assert len(crm.calls) == 1
+
+
+async def test_a_rejection_fails_at_once_and_is_not_retryable(unique: str) -> None:
+    event = command(unique)
+    fake = FakeConnector("scim-demo", TargetRejected("scim-demo: POST /Users -> 400: bad email"))
+
+    replies = await handle(event, {"scim-demo": fake}, max_attempts=5)
+
+    assert len(replies) == 1
+    reply = replies[0]
+    assert reply.type == "account.provision_failed"
+    assert isinstance(reply.data, AccountProvisionFailed)
+    assert reply.data.retryable is False
+    assert "400: bad email" in reply.data.reason
+    assert_reply_to(reply, event)
+    assert len(fake.calls) == 1
+
+
+async def test_unavailable_every_time_fails_retryable_after_max_attempts(unique: str) -> None:
+    event = command(unique)
+    fake = FakeConnector("scim-demo", TargetUnavailable("scim-demo: GET /Users timed out"))
+
+    replies = await handle(event, {"scim-demo": fake}, max_attempts=3)
+
+    assert len(replies) == 1
+    reply = replies[0]
+    assert reply.type == "account.provision_failed"
+    assert isinstance(reply.data, AccountProvisionFailed)
+    assert reply.data.retryable is True
+    assert "3 attempts" in reply.data.reason
+    assert "timed out" in reply.data.reason
+    assert_reply_to(reply, event)
+    assert len(fake.calls) == 3
+
+
+async def test_one_attempt_means_no_retry(unique: str) -> None:
+    fake = FakeConnector("scim-demo", TargetUnavailable("down"))
+
+    (reply,) = await handle(command(unique), {"scim-demo": fake}, max_attempts=1)
+
+    assert isinstance(reply.data, AccountProvisionFailed)
+    assert reply.data.retryable is True
+    assert len(fake.calls) == 1
+
+
+async def test_a_transient_outage_is_retried_until_success(unique: str) -> None:
+    event = command(unique)
+    fake = FakeConnector(
+        "scim-demo",
+        TargetUnavailable("down"),
+        TargetUnavailable("throttled", retry_after=0.0),
+        AccountRef("acc-9", already_existed=False),
+    )
+
+    (reply,) = await handle(event, {"scim-demo": fake}, max_attempts=5)
+
+    assert isinstance(reply.data, AccountProvisioned)
+    assert reply.data.account_id == "acc-9"
+    assert_reply_to(reply, event)
+    assert len(fake.calls) == 3
+
+
+async def test_a_rejection_after_an_outage_stops_the_retries(unique: str) -> None:
+    fake = FakeConnector(
+        "scim-demo", TargetUnavailable("down"), TargetRejected("refused"), AccountRef("x", False)
+    )
+
+    (reply,) = await handle(command(unique), {"scim-demo": fake}, max_attempts=5)
+
+    assert isinstance(reply.data, AccountProvisionFailed)
+    assert reply.data.retryable is False
+    assert len(fake.calls) == 2
+
+
+async def test_an_unknown_target_fails_without_calling_any_connector(unique: str) -> None:
+    event = command(unique, target="payroll")
+    fake = FakeConnector("scim-demo", AccountRef("acc-1", already_existed=False))
+
+    replies = await handle(event, {"scim-demo": fake})
+
+    assert len(replies) == 1
+    reply = replies[0]
+    assert reply.type == "account.provision_failed"
+    assert isinstance(reply.data, AccountProvisionFailed)
+    assert reply.data.retryable is False
+    assert "unknown target payroll" in reply.data.reason
+    assert_reply_to(reply, event)
+    assert fake.calls == []
+
+
+@pytest.mark.parametrize("operation", ["update", "disable", "enable", "delete"])
+async def test_operations_other_than_create_are_refused(unique: str, operation: Operation) -> None:
+    event = command(unique, operation=operation)
+    fake = FakeConnector("scim-demo", AccountRef("acc-1", already_existed=False))
+
+    (reply,) = await handle(event, {"scim-demo": fake})
+
+    assert isinstance(reply.data, AccountProvisionFailed)
+    assert reply.data.retryable is False
+    assert operation in reply.data.reason
+    assert reply.data.operation == operation
+    assert_reply_to(reply, event)
+    assert fake.calls == []
+
+
+async def test_a_long_reason_is_cut_to_fit_the_event(unique: str) -> None:
+    fake = FakeConnector("scim-demo", TargetRejected("x" * 1000))
+
+    (reply,) = await handle(command(unique), {"scim-demo": fake})
+
+    assert isinstance(reply.data, AccountProvisionFailed)
+    assert len(reply.data.reason) == 256
+
+
+class LowestJitter:
+    """Stands in for the handler's `random` module: always picks the lowest delay."""
+
+    def __init__(self) -> None:
+        self.bounds: list[tuple[float, float]] = []
+
+    def uniform(self, a: float, b: float) -> float:
+        self.bounds.append((a, b))
+        return a
+
+
+async def test_retry_after_from_the_target_is_waited_at_least(
+    unique: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(handlers, "random", LowestJitter())
+    slept: list[float] = []
+
+    async def record_sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    monkeypatch.setattr(handlers.asyncio, "sleep", record_sleep)
+    fake = FakeConnector(
+        "scim-demo",
+        TargetUnavailable("429", retry_after=7),
+        AccountRef("acc-1", already_existed=False),
+    )
+
+    (reply,) = await handle(command(unique), {"scim-demo": fake}, max_attempts=2)
+
+    assert isinstance(reply.data, AccountProvisioned)
+    assert slept
+    assert slept[0] >= 7
+
+
+async def test_a_huge_retry_after_is_capped(unique: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    slept: list[float] = []
+
+    async def record_sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    monkeypatch.setattr(handlers.asyncio, "sleep", record_sleep)
+    fake = FakeConnector(
+        "scim-demo",
+        TargetUnavailable("429", retry_after=3600),
+        AccountRef("acc-1", already_existed=False),
+    )
+
+    await handle(command(unique), {"scim-demo": fake}, max_attempts=2)
+
+    assert slept == [handlers.MAX_RETRY_AFTER_S]
