@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -39,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Kafka connection: KAFKA_BOOTSTRAP_SERVERS, KAFKA_SECURITY_PROTOCOL, "
         "KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD, KAFKA_SSL_CAFILE.",
     )
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="show the Kafka client's own log messages"
+    )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
     _add_publish(commands)
     _add_events(commands)
@@ -57,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `accord` console script."""
     args = build_parser().parse_args(argv)
+    if not args.verbose:
+        # aiokafka logs each failed connection attempt; the error line below says it once.
+        logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     command: Command = args.func
     try:
         return command(args)

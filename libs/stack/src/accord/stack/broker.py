@@ -7,11 +7,11 @@ import logging
 import os
 import stat
 from pathlib import Path
-from types import TracebackType
 
 from aiokafka.admin import AIOKafkaAdminClient
 
 from accord.stack.errors import StartupError
+from accord.stack.lifecycle import Startable
 from accord.stack.network import free_port, wait_for_port
 from accord.stack.process import ManagedProcess
 from accord.stack.readiness import start_and_wait
@@ -36,7 +36,7 @@ def tansu_binary() -> Path:
     return resource
 
 
-class EmbeddedBroker:
+class EmbeddedBroker(Startable):
     """Tansu listening on 127.0.0.1 with memory storage: every start begins empty."""
 
     def __init__(self, *, port: int | None = None, log_dir: Path | None = None) -> None:
@@ -95,17 +95,3 @@ class EmbeddedBroker:
         """Stop the broker (all topics and offsets are lost); idempotent."""
         if self._process is not None:
             await self._process.stop()
-
-    async def __aenter__(self) -> EmbeddedBroker:
-        """Start the broker."""
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Stop the broker."""
-        await self.stop()

@@ -17,7 +17,6 @@ import stat
 import tempfile
 import warnings
 from pathlib import Path
-from types import TracebackType
 from urllib.parse import quote
 
 import asyncpg
@@ -35,6 +34,7 @@ with warnings.catch_warnings():
     )
 
 from accord.stack.errors import StartupError
+from accord.stack.lifecycle import Startable
 from accord.stack.network import free_port
 from accord.stack.process import ManagedProcess
 from accord.stack.readiness import start_and_wait
@@ -119,7 +119,7 @@ def _quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-class EmbeddedPostgres:
+class EmbeddedPostgres(Startable):
     """A PostgreSQL server on 127.0.0.1 with trust authentication, keeping data_dir between runs."""
 
     def __init__(
@@ -254,17 +254,3 @@ class EmbeddedPostgres:
         """Shut the server down (fast shutdown, SIGKILL after 30 s); idempotent."""
         if self._process is not None:
             await self._process.stop(timeout=_STOP_TIMEOUT)
-
-    async def __aenter__(self) -> EmbeddedPostgres:
-        """Start the server."""
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Stop the server."""
-        await self.stop()

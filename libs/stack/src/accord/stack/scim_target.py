@@ -8,11 +8,11 @@ import secrets
 import signal
 import sys
 from pathlib import Path
-from types import TracebackType
 
 import httpx
 
 from accord.stack.errors import StartupError
+from accord.stack.lifecycle import Startable
 from accord.stack.network import free_port
 from accord.stack.process import ManagedProcess
 from accord.stack.readiness import start_and_wait
@@ -30,7 +30,7 @@ def scim2_server_executable() -> Path:
     return path
 
 
-class ScimTarget:
+class ScimTarget(Startable):
     """scim2-server on 127.0.0.1 accepting one bearer token; its data lives in memory only."""
 
     def __init__(
@@ -98,17 +98,3 @@ class ScimTarget:
         """Stop the server (all resources are lost); idempotent."""
         if self._process is not None:
             await self._process.stop()
-
-    async def __aenter__(self) -> ScimTarget:
-        """Start the server."""
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Stop the server."""
-        await self.stop()

@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from accord.authz.domain.model import Entity, EntityRef
-from accord.events.errors import describe_validation_error
+from accord.runtime.config_file import load_yaml_model
 
 
 class CatalogueError(ValueError):
@@ -61,13 +60,4 @@ def entitlement_id(application: str, entitlement: str) -> str:
 
 def load_catalogue(path: Path) -> Catalogue:
     """Parse and validate a catalogue file."""
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except OSError as error:
-        raise CatalogueError(f"{path}: {error.strerror}") from None
-    except yaml.YAMLError as error:
-        raise CatalogueError(f"{path}: not valid YAML: {error}") from None
-    try:
-        return Catalogue.model_validate(raw or {})
-    except ValidationError as error:
-        raise CatalogueError(f"{path}: {describe_validation_error(error)}") from None
+    return load_yaml_model(path, Catalogue, CatalogueError)

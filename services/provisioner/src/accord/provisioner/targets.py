@@ -9,10 +9,9 @@ import os
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from accord.events.errors import describe_validation_error
+from accord.runtime.config_file import load_yaml_model
 
 
 class TargetsFileError(ValueError):
@@ -53,16 +52,7 @@ class TargetsFile(BaseModel):
 
 def load_targets(path: Path) -> TargetsFile:
     """Parse and validate a targets file."""
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except OSError as error:
-        raise TargetsFileError(f"{path}: {error.strerror}") from None
-    except yaml.YAMLError as error:
-        raise TargetsFileError(f"{path}: not valid YAML: {error}") from None
-    try:
-        parsed = TargetsFile.model_validate(raw or {})
-    except ValidationError as error:
-        raise TargetsFileError(f"{path}: {describe_validation_error(error)}") from None
+    parsed = load_yaml_model(path, TargetsFile, TargetsFileError)
     names = [t.name for t in parsed.targets]
     if len(names) != len(set(names)):
         raise TargetsFileError(f"{path}: target names must be unique")
