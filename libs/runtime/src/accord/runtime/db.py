@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from dataclasses import dataclass
 from importlib import resources
 
@@ -36,14 +37,22 @@ def advisory_key(name: str) -> int:
     return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
 
 
+_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,39}")
+
+
 def _quote_ident(name: str) -> str:
-    if not name.replace("_", "").isalnum():
-        raise ValueError(f"unsafe schema name {name!r}")
+    # Lower case only: PostgreSQL folds unquoted names, and search_path settings are unquoted.
+    # At most 40 characters, so the outbox NOTIFY channel name stays under PostgreSQL's 63.
+    if not _SCHEMA_NAME.fullmatch(name):
+        raise ValueError(
+            f"unsafe schema name {name!r}: use [a-z_][a-z0-9_]*, at most 40 characters"
+        )
     return f'"{name}"'
 
 
 async def create_pool(dsn: str, schema: str, *, max_size: int = 10) -> asyncpg.Pool:
     """A pool whose connections see the service's schema first."""
+    _quote_ident(schema)
     pool = await asyncpg.create_pool(
         dsn,
         min_size=1,

@@ -35,6 +35,8 @@ class Runtime:
     pool: asyncpg.Pool
     producer: AIOKafkaProducer
     schema: str
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set when the service begins to stop: background work watches it and returns."""
     extras: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -81,11 +83,20 @@ class Service:
         self._stop.set()
 
     async def run(self) -> None:
-        """Start everything, wait for a stop request, stop everything."""
+        """Start everything, wait for a stop request (SIGTERM, SIGINT), stop everything."""
         loop = asyncio.get_running_loop()
+        installed = []
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.request_stop)
+                installed.append(sig)
+        try:
+            await self._run()
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+
+    async def _run(self) -> None:
         dsn = self.settings.database_url.get_secret_value()
         applied = await db.migrate(dsn, self.schema, self.definition.migrations)
         if applied:
@@ -98,11 +109,14 @@ class Service:
             )
         pool = await db.create_pool(dsn, self.schema, max_size=self.settings.db_pool_size)
         producer = kafka.make_producer()
-        await producer.start()
-        runtime = Runtime(self.definition.name, self.settings, pool, producer, self.schema)
-        self.runtime = runtime
+        runtime: Runtime | None = None
         tasks: dict[str, asyncio.Task[Any]] = {}
         try:
+            await producer.start()
+            runtime = Runtime(
+                self.definition.name, self.settings, pool, producer, self.schema, self._stop
+            )
+            self.runtime = runtime
             for hook in self.definition.on_start:
                 await hook(runtime)
             if self.definition.configure_app:
@@ -148,9 +162,12 @@ class Service:
         finally:
             for task in tasks.values():
                 task.cancel()
-            for hook in self.definition.on_stop:
-                with contextlib.suppress(Exception):
-                    await hook(runtime)
+            # Cancelled tasks must finish before the pool and producer they use close.
+            await asyncio.gather(*tasks.values(), return_exceptions=True)
+            if runtime is not None:
+                for hook in self.definition.on_stop:
+                    with contextlib.suppress(Exception):
+                        await hook(runtime)
             await producer.stop()
             await pool.close()
             log.info("service stopped")
