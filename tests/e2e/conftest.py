@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -15,12 +15,26 @@ import pytest_asyncio
 from accord.stack.platform import Platform, PlatformConfig
 from accord.stack.testing import create_database
 
+from .oidc_issuer import LocalIssuer
+
 T = TypeVar("T")
+
+
+@pytest.fixture(scope="session")
+def oidc_issuer() -> Iterator[LocalIssuer]:
+    """An OIDC issuer the platform's services trust."""
+    issuer = LocalIssuer()
+    issuer.start()
+    yield issuer
+    issuer.stop()
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def platform(
-    kafka_bootstrap: str, postgres_server: str, tmp_path_factory: pytest.TempPathFactory
+    kafka_bootstrap: str,
+    postgres_server: str,
+    oidc_issuer: LocalIssuer,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[Platform]:
     """All four services, a scim2-server target, on the session broker and a fresh database."""
     home = Path(tmp_path_factory.mktemp("platform"))
@@ -28,7 +42,15 @@ async def platform(
         home,
         kafka_bootstrap_servers=kafka_bootstrap,
         database_url=await create_database(postgres_server, "accord_e2e"),
-        extra_env={"ACCORD_LOG_LEVEL": "INFO"},
+        extra_env={
+            "ACCORD_LOG_LEVEL": "INFO",
+            **oidc_issuer.env(),
+            # Low enough for a test to reach, high enough for the pollers of other tests.
+            "ACCORD_RATE_LIMIT_PER_S": "20",
+            "ACCORD_RATE_LIMIT_BURST": "60",
+            "ACCORD_AUTH_FAILURES_PER_MIN": "600",
+            "ACCORD_AUTH_FAILURES_BURST": "100",
+        },
     )
     started = time.monotonic()
     platform = Platform(config)
@@ -62,7 +84,7 @@ async def eventually(
             return result
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.1)
 
 
 async def scim_users(platform: Platform, user_name: str) -> list[dict[str, Any]]:
@@ -78,9 +100,18 @@ async def scim_users(platform: Platform, user_name: str) -> list[dict[str, Any]]
         return resources
 
 
+def api_client(platform: Platform, service: str, token: str | None = None) -> httpx.AsyncClient:
+    """An HTTP client for one service's API, as the platform's admin unless given a token."""
+    return httpx.AsyncClient(
+        base_url=platform.endpoints()[service],
+        headers={"Authorization": f"Bearer {token or platform.admin_token}"},
+        timeout=5,
+    )
+
+
 async def audit_events(platform: Platform, **filters: str) -> list[dict[str, Any]]:
     """Audit records matching the filters, from the auditor's API."""
-    async with httpx.AsyncClient(base_url=platform.endpoints()["auditor"], timeout=5) as client:
+    async with api_client(platform, "auditor") as client:
         response = await client.get("/v1/audit/events", params={**filters, "limit": "1000"})
         response.raise_for_status()
         items: list[dict[str, Any]] = response.json()["items"]

@@ -5,14 +5,13 @@ from __future__ import annotations
 import time
 import uuid
 
-import httpx
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from accord.events import AccessRequested, Publisher, Resource, UserCreated, topics
 from accord.stack.platform import Platform
 
-from .conftest import audit_events, eventually, scim_users
+from .conftest import api_client, audit_events, eventually, scim_users
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -73,7 +72,7 @@ async def test_joiner_is_provisioned_and_every_step_is_audited(
     assert None not in traces
 
     saga_id = by_type["saga.completed"]["payload"]["saga_id"]
-    async with httpx.AsyncClient(base_url=platform.endpoints()["orchestrator"]) as client:
+    async with api_client(platform, "orchestrator") as client:
         saga = (await client.get(f"/v1/sagas/{saga_id}")).json()
         identity = (await client.get(f"/v1/identities/{user.user_id}")).json()
     assert saga["status"] == "completed"
@@ -192,7 +191,7 @@ async def test_access_requests_are_decided_by_the_default_policy(
         await publisher.publish(user, sequence=1)
 
         async def principal_known() -> bool:
-            async with httpx.AsyncClient(base_url=platform.endpoints()["authz"]) as client:
+            async with api_client(platform, "authz") as client:
                 response = await client.get(f"/v1/principals/{user.user_id}")
                 return response.status_code == 200
 

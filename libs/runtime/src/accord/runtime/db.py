@@ -64,7 +64,9 @@ async def create_pool(dsn: str, schema: str, *, max_size: int = 10) -> asyncpg.P
     return pool
 
 
-async def migrate(dsn: str, schema: str, packages: list[str]) -> list[str]:
+async def migrate(
+    dsn: str, schema: str, packages: list[str], *, runtime_tables: bool = True
+) -> list[str]:
     """Create the schema and apply pending migrations of each package; returns those applied."""
     applied: list[str] = []
     quoted = _quote_ident(schema)
@@ -85,7 +87,7 @@ async def migrate(dsn: str, schema: str, packages: list[str]) -> list[str]:
                 (r["package"], r["name"])
                 for r in await conn.fetch("SELECT package, name FROM schema_migrations")
             }
-            for package in [RUNTIME_MIGRATIONS, *packages]:
+            for package in [RUNTIME_MIGRATIONS, *packages] if runtime_tables else packages:
                 for migration in load_migrations(package):
                     if (package, migration.name) in done:
                         continue

@@ -10,12 +10,23 @@ import uvicorn
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
+from accord.runtime.problems import PROBLEM_RESPONSES, install_problem_handlers
+from accord.runtime.security.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
+
 ReadinessCheck = Callable[[], Awaitable[dict[str, Any]]]
 
 
 def create_app(service: str, readiness: ReadinessCheck, *, version: str = "0.1.0") -> FastAPI:
     """A FastAPI app with /healthz (alive) and /readyz (dependencies usable)."""
-    app = FastAPI(title=f"Accord {service}", version=version)
+    # No /docs or /redoc: they load scripts from a CDN, which the CSP (rightly) forbids.
+    app = FastAPI(
+        title=f"Accord {service}",
+        version=version,
+        docs_url=None,
+        redoc_url=None,
+        responses=PROBLEM_RESPONSES,
+    )
+    install_problem_handlers(app)
 
     @app.get("/healthz", tags=["health"], summary="Liveness: the process is serving")
     async def healthz() -> dict[str, str]:
@@ -28,6 +39,12 @@ def create_app(service: str, readiness: ReadinessCheck, *, version: str = "0.1.0
         return JSONResponse({"service": service, **report}, status_code=status)
 
     return app
+
+
+def secure(app: FastAPI, *, max_body_bytes: int) -> None:
+    """Add the body size limit and the security headers to every response."""
+    app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
+    app.add_middleware(SecurityHeadersMiddleware)
 
 
 class _Server(uvicorn.Server):

@@ -17,8 +17,13 @@ from fastapi import FastAPI
 from accord.events import REGISTRY
 from accord.runtime import db, kafka
 from accord.runtime.consumer import ConsumerLoop, Handler, RawHandler, describe
-from accord.runtime.http import create_app, make_server
+from accord.runtime.http import create_app, make_server, secure
 from accord.runtime.outbox import OutboxRelay
+from accord.runtime.security import api_tokens
+from accord.runtime.security.api import ApiSecurity
+from accord.runtime.security.api_tokens import TokenStore
+from accord.runtime.security.oidc import OidcConfig, OidcVerifier
+from accord.runtime.security.rate_limit import RateLimiter
 from accord.runtime.settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -72,6 +77,7 @@ class Service:
         self.relay: OutboxRelay | None = None
         self._stop = asyncio.Event()
         self.app: FastAPI = create_app(definition.name, self._readiness)
+        secure(self.app, max_body_bytes=settings.max_body_bytes)
 
     @property
     def schema(self) -> str:
@@ -101,6 +107,7 @@ class Service:
         applied = await db.migrate(dsn, self.schema, self.definition.migrations)
         if applied:
             log.info("database migrated", extra={"migrations": applied})
+        await api_tokens.migrate(dsn)
         if self.settings.create_topics:
             await kafka.ensure_topics(
                 REGISTRY.topics(with_dlq=True),
@@ -110,6 +117,7 @@ class Service:
         pool = await db.create_pool(dsn, self.schema, max_size=self.settings.db_pool_size)
         producer = kafka.make_producer()
         runtime: Runtime | None = None
+        oidc: OidcVerifier | None = None
         tasks: dict[str, asyncio.Task[Any]] = {}
         try:
             await producer.start()
@@ -117,6 +125,17 @@ class Service:
                 self.definition.name, self.settings, pool, producer, self.schema, self._stop
             )
             self.runtime = runtime
+            oidc = build_oidc_verifier(self.settings)
+            self.app.state.security = ApiSecurity(
+                TokenStore(pool),
+                oidc,
+                per_caller=RateLimiter(
+                    self.settings.rate_limit_per_s, self.settings.rate_limit_burst
+                ),
+                failures=RateLimiter(
+                    self.settings.auth_failures_per_min / 60, self.settings.auth_failures_burst
+                ),
+            )
             for hook in self.definition.on_start:
                 await hook(runtime)
             if self.definition.configure_app:
@@ -168,6 +187,8 @@ class Service:
                 for hook in self.definition.on_stop:
                     with contextlib.suppress(Exception):
                         await hook(runtime)
+            if oidc is not None:
+                await oidc.aclose()
             await producer.stop()
             await pool.close()
             log.info("service stopped")
@@ -227,6 +248,22 @@ class Service:
             self.consumer is None or (self.consumer.running and self.consumer.joined)
         )
         return {"ready": ready, "checks": checks}
+
+
+def build_oidc_verifier(settings: ServiceSettings) -> OidcVerifier | None:
+    """The OIDC verifier the settings ask for, if any."""
+    if not settings.oidc_issuer:
+        return None
+    if not settings.oidc_jwks_url:
+        raise ValueError("ACCORD_OIDC_ISSUER needs ACCORD_OIDC_JWKS_URL too")
+    return OidcVerifier(
+        OidcConfig(
+            issuer=settings.oidc_issuer,
+            audience=settings.oidc_audience,
+            jwks_url=settings.oidc_jwks_url,
+            roles_claim=settings.oidc_roles_claim,
+        )
+    )
 
 
 def run_service(definition: ServiceDefinition, settings: ServiceSettings) -> None:

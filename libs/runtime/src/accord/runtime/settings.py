@@ -51,3 +51,39 @@ class ServiceSettings(BaseSettings):
         validation_alias=AliasChoices("ACCORD_MAX_HANDLER_ATTEMPTS"),
         description="Attempts for an event whose handler keeps failing before it is dead-lettered.",
     )
+    oidc_issuer: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("ACCORD_OIDC_ISSUER"),
+        description="Accept OIDC access tokens from this issuer (exact `iss`).",
+    )
+    oidc_audience: str = Field(
+        default="accord", validation_alias=AliasChoices("ACCORD_OIDC_AUDIENCE")
+    )
+    oidc_jwks_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("ACCORD_OIDC_JWKS_URL"),
+        description="The issuer's JSON Web Key Set; required with ACCORD_OIDC_ISSUER.",
+    )
+    oidc_roles_claim: str = Field(
+        default="roles",
+        validation_alias=AliasChoices("ACCORD_OIDC_ROLES_CLAIM"),
+        description="Claim with the caller's Accord roles; dotted paths (realm_access.roles).",
+    )
+    max_body_bytes: int = Field(
+        default=1024 * 1024, ge=1024, validation_alias=AliasChoices("ACCORD_MAX_BODY_BYTES")
+    )
+    rate_limit_per_s: float = Field(
+        default=50.0, gt=0, validation_alias=AliasChoices("ACCORD_RATE_LIMIT_PER_S")
+    )
+    rate_limit_burst: int = Field(
+        default=100, ge=1, validation_alias=AliasChoices("ACCORD_RATE_LIMIT_BURST")
+    )
+    auth_failures_per_min: float = Field(
+        default=30.0,
+        gt=0,
+        validation_alias=AliasChoices("ACCORD_AUTH_FAILURES_PER_MIN"),
+        description="Failed authentications allowed per client address before 429.",
+    )
+    auth_failures_burst: int = Field(
+        default=10, ge=1, validation_alias=AliasChoices("ACCORD_AUTH_FAILURES_BURST")
+    )

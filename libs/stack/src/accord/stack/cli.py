@@ -58,6 +58,14 @@ async def _run(platform: Platform) -> int:
         for name, address in platform.endpoints().items():
             print(f"  {name:<13} {address}", flush=True)
         print(f"  logs          {platform.config.home / 'logs'}", flush=True)
+        token_file = platform.config.home / "admin-token"
+        auditor = platform.endpoints()["auditor"]
+        print(f"  admin token   {token_file} (mode 0600)", flush=True)
+        print(
+            f'accord: try: curl -H "Authorization: Bearer $(cat {token_file})" '
+            f"{auditor}/v1/audit/events",
+            flush=True,
+        )
         print("accord: press Ctrl-C to stop", flush=True)
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):

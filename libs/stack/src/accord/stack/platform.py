@@ -10,10 +10,14 @@ import logging
 import os
 import sys
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
+import asyncpg
 import httpx
 
+from accord.runtime.security import api_tokens
+from accord.runtime.security.roles import Role
 from accord.stack.broker import EmbeddedBroker
 from accord.stack.errors import StartupError
 from accord.stack.network import free_port
@@ -77,6 +81,8 @@ class Platform:
         self.postgres: EmbeddedPostgres | None = None
         self.scim = ScimTarget(port=config.scim_port, log_dir=config.home / "logs")
         self.services: dict[str, ManagedProcess] = {}
+        self.admin_token = ""
+        """An admin API token issued at start (also in home/admin-token, mode 0600)."""
         self.bootstrap_servers = config.kafka_bootstrap_servers or ""
         self.database_url = config.database_url or ""
 
@@ -127,6 +133,11 @@ class Platform:
             say(f"starting embedded PostgreSQL on 127.0.0.1:{self.config.postgres_port}")
             await self.postgres.start()
             self.database_url = self.postgres.dsn
+        await api_tokens.migrate(self.database_url)
+        self.admin_token = await self.issue_token("accord-admin", {Role.ADMIN}, "accord up")
+        token_file = home / "admin-token"
+        token_file.touch(mode=0o600)
+        token_file.write_text(self.admin_token + "\n")
         say(f"starting demo SCIM target (scim2-server) on {self.scim.base_url}")
         await self.scim.start()
         self._write_targets()
@@ -142,6 +153,20 @@ class Platform:
             await process.start()
             self.services[name] = process
         await asyncio.gather(*(self._wait_ready(name) for name in SERVICES))
+
+    async def issue_token(
+        self, subject: str, roles: set[Role], description: str = "", lifetime_days: int = 30
+    ) -> str:
+        """A new API token for the platform's APIs."""
+        pool = await asyncpg.create_pool(self.database_url, min_size=1, max_size=1)
+        assert pool is not None
+        try:
+            issued = await api_tokens.TokenStore(pool).issue(
+                subject, roles, lifetime=timedelta(days=lifetime_days), description=description
+            )
+        finally:
+            await pool.close()
+        return issued.token
 
     async def _wait_ready(self, name: str) -> None:
         url = f"http://127.0.0.1:{self.config.service_ports[name]}/readyz"

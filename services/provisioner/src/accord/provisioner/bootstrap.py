@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from functools import partial
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from accord.events import topics
 from accord.provisioner import handlers
@@ -14,6 +14,8 @@ from accord.provisioner.ports import Connector
 from accord.provisioner.settings import ProvisionerSettings
 from accord.provisioner.targets import load_targets
 from accord.runtime.consumer import Handler
+from accord.runtime.security.api import require
+from accord.runtime.security.roles import Permission
 from accord.runtime.service import Runtime, ServiceDefinition
 
 
@@ -43,7 +45,11 @@ def definition(settings: ProvisionerSettings) -> ServiceDefinition:
         }
 
     def configure_app(app: FastAPI, runtime: Runtime) -> None:
-        @app.get("/v1/targets", summary="The configured target systems (no secrets)")
+        @app.get(
+            "/v1/targets",
+            summary="The configured target systems (no secrets)",
+            dependencies=[Depends(require(Permission.TARGETS_READ))],
+        )
         async def list_targets() -> list[dict[str, str]]:
             return [{"name": t.name, "kind": t.kind, "url": t.url} for t in targets]
 

@@ -1,0 +1,1 @@
+"""Authentication and authorisation of Accord's own APIs."""

@@ -1,0 +1,116 @@
+"""Who is calling: bearer credentials to a Caller, and the endpoint's permission check.
+
+Every endpoint except the health probes and the OpenAPI document depends on `require(...)`
+or `authenticated()`. Credentials are Accord API tokens (`acc_...`) or, when an issuer is
+configured, OIDC access tokens (JWT).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import NoReturn
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from accord.runtime.security.api_tokens import InvalidToken, TokenStore
+from accord.runtime.security.oidc import OidcVerifier, TokenRejected
+from accord.runtime.security.rate_limit import RateLimiter, retry_after_header
+from accord.runtime.security.roles import Caller, Permission, parse_roles
+
+log = logging.getLogger(__name__)
+
+_bearer = HTTPBearer(auto_error=False, description="Accord API token (acc_...) or OIDC JWT")
+_CHALLENGE = 'Bearer realm="accord"'
+
+
+class ApiSecurity:
+    """Authenticates requests and limits how fast each caller may call."""
+
+    def __init__(
+        self,
+        tokens: TokenStore,
+        oidc: OidcVerifier | None,
+        *,
+        per_caller: RateLimiter,
+        failures: RateLimiter,
+    ) -> None:
+        self.tokens = tokens
+        self.oidc = oidc
+        self._per_caller = per_caller
+        self._failures = failures
+
+    async def authenticate(self, request: Request, credentials: str | None) -> Caller:
+        """The caller, or 401 (429 when one address keeps failing)."""
+        if not credentials:
+            self._unauthorized(request, "authentication required", invalid=False)
+        try:
+            caller = await self._verify(credentials)
+        except (InvalidToken, TokenRejected) as error:
+            self._unauthorized(request, str(error), invalid=True)
+        wait = self._per_caller.acquire(f"{caller.kind}:{caller.credential_id}")
+        if wait > 0:
+            raise HTTPException(429, "rate limit exceeded", headers=retry_after_header(wait))
+        return caller
+
+    async def _verify(self, credentials: str) -> Caller:
+        if credentials.startswith("acc_"):
+            return await self.tokens.verify(credentials)
+        if self.oidc is None:
+            raise InvalidToken("unknown credential type")
+        verified = await self.oidc.verify(credentials)
+        return Caller(
+            subject=verified.subject,
+            roles=parse_roles(list(verified.roles)),
+            kind="oidc",
+            credential_id=str(verified.claims.get("jti") or verified.subject),
+        )
+
+    def _unauthorized(self, request: Request, reason: str, *, invalid: bool) -> NoReturn:
+        address = request.client.host if request.client else "unknown"
+        wait = self._failures.acquire(address)
+        if wait > 0:
+            raise HTTPException(
+                429, "too many failed authentications", headers=retry_after_header(wait)
+            )
+        log.info("request refused", extra={"reason": reason, "path": request.url.path})
+        challenge = _CHALLENGE + (', error="invalid_token"' if invalid else "")
+        raise HTTPException(401, reason, headers={"WWW-Authenticate": challenge})
+
+
+def _security(request: Request) -> ApiSecurity:
+    security: ApiSecurity | None = getattr(request.app.state, "security", None)
+    if security is None:
+        # Not started yet (or misconfigured): refuse rather than serve unauthenticated.
+        raise HTTPException(503, "authentication is not available yet")
+    return security
+
+
+def authenticated() -> Callable[..., Awaitable[Caller]]:
+    """Dependency: any authenticated caller (endpoints that check ownership themselves)."""
+
+    async def dependency(
+        request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(_bearer)
+    ) -> Caller:
+        token = credentials.credentials if credentials else None
+        return await _security(request).authenticate(request, token)
+
+    return dependency
+
+
+def require(permission: Permission) -> Callable[..., Awaitable[Caller]]:
+    """Dependency: an authenticated caller holding the permission, else 403."""
+    authenticate = authenticated()
+
+    async def dependency(caller: Caller = Depends(authenticate)) -> Caller:
+        if not caller.may(permission):
+            raise HTTPException(403, f"this needs the {permission.value} permission")
+        return caller
+
+    return dependency
+
+
+def may_see(caller: Caller, permission: Permission, owner: str) -> bool:
+    """Object check: the permission over everyone's objects, or the caller's own object."""
+    return caller.may(permission) or caller.subject == owner

@@ -1,0 +1,161 @@
+"""`accord token`: create, list and revoke Accord API tokens (needs DATABASE_URL)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import sys
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from accord.runtime.security import api_tokens
+from accord.runtime.security.roles import Permission, Role
+
+_DURATION = re.compile(r"(\d{1,6})([dhm])")
+_UNITS = {"d": "days", "h": "hours", "m": "minutes"}
+
+
+def register_token(commands: Any) -> None:
+    """Add `accord token` to the accord command."""
+    p = commands.add_parser(
+        "token",
+        help="create, list and revoke API tokens for Accord's HTTP APIs",
+        description="API tokens are random, stored hashed (SHA-256), scoped by roles and "
+        "optionally by permissions, expire, and can be revoked. The database is DATABASE_URL.",
+    )
+    actions = p.add_subparsers(title="actions", metavar="ACTION", required=True)
+    create = actions.add_parser("create", help="issue a token and print it once")
+    create.add_argument("--subject", required=True, help="who the token is for (a user id)")
+    create.add_argument(
+        "--role",
+        action="append",
+        required=True,
+        choices=[r.value for r in Role],
+        help="a role (repeat for several)",
+    )
+    create.add_argument(
+        "--scope",
+        action="append",
+        choices=[p.value for p in Permission],
+        help="restrict to these permissions (repeatable; default: all the roles grant)",
+    )
+    create.add_argument(
+        "--expires-in", default="90d", help="lifetime such as 90d, 12h or 30m (default 90d)"
+    )
+    create.add_argument("--description", default="", help="what the token is for")
+    create.set_defaults(func=_create)
+    listing = actions.add_parser("list", help="list tokens (never their secrets)")
+    listing.add_argument("--all", action="store_true", help="include expired and revoked")
+    listing.set_defaults(func=_list)
+    revoke = actions.add_parser("revoke", help="revoke a token at once")
+    revoke.add_argument("token_id", help="the id shown by `accord token list`")
+    revoke.set_defaults(func=_revoke)
+
+
+def parse_duration(text: str) -> timedelta:
+    """90d, 12h, 30m -> timedelta."""
+    match = _DURATION.fullmatch(text.strip())
+    if match is None:
+        raise ValueError(f"{text!r} is not a duration like 90d, 12h or 30m")
+    return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
+
+
+def _fail(message: str, code: int = 1) -> int:
+    print(f"accord: error: {message}", file=sys.stderr)
+    return code
+
+
+async def _store() -> tuple[api_tokens.TokenStore, asyncpg.Pool]:
+    dsn = os.environ.get("DATABASE_URL")
+    if not dsn:
+        raise LookupError("DATABASE_URL is not set")
+    await api_tokens.migrate(dsn)
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
+    assert pool is not None
+    return api_tokens.TokenStore(pool), pool
+
+
+def _run(work: Any) -> int:
+    try:
+        result: int = asyncio.run(work)
+        return result
+    except LookupError as error:
+        return _fail(str(error), 2)
+    except (OSError, asyncpg.PostgresError) as error:
+        return _fail(f"database unavailable: {type(error).__name__}")
+
+
+def _create(args: argparse.Namespace) -> int:
+    try:
+        lifetime = parse_duration(args.expires_in)
+    except ValueError as error:
+        return _fail(str(error), 2)
+
+    async def work() -> int:
+        store, pool = await _store()
+        try:
+            issued = await store.issue(
+                args.subject,
+                {Role(r) for r in args.role},
+                scopes={Permission(s) for s in args.scope} if args.scope else None,
+                lifetime=lifetime,
+                description=args.description,
+            )
+        except ValueError as error:
+            return _fail(str(error), 2)
+        finally:
+            await pool.close()
+        info = issued.info
+        print(issued.token)
+        print(
+            f"id {info.token_id}, subject {info.subject}, roles {','.join(info.roles)}, "
+            f"expires {info.expires_at:%Y-%m-%d %H:%M} UTC. Shown once: store it now.",
+            file=sys.stderr,
+        )
+        return 0
+
+    return _run(work())
+
+
+def _list(args: argparse.Namespace) -> int:
+    async def work() -> int:
+        store, pool = await _store()
+        try:
+            tokens = await store.list(include_inactive=args.all)
+        finally:
+            await pool.close()
+        print(f"{'ID':<17} {'SUBJECT':<20} {'ROLES':<24} {'EXPIRES':<17} STATE")
+        for t in tokens:
+            state = (
+                "revoked"
+                if t.revoked_at
+                else "expired"
+                if t.expires_at <= datetime.now(UTC)
+                else "active"
+            )
+            print(
+                f"{t.token_id:<17} {t.subject[:20]:<20} {','.join(t.roles)[:24]:<24} "
+                f"{t.expires_at:%Y-%m-%d %H:%M} {state}"
+            )
+        return 0
+
+    return _run(work())
+
+
+def _revoke(args: argparse.Namespace) -> int:
+    async def work() -> int:
+        store, pool = await _store()
+        try:
+            revoked = await store.revoke(args.token_id)
+        finally:
+            await pool.close()
+        if not revoked:
+            return _fail(f"no active token {args.token_id}")
+        print(f"revoked {args.token_id}")
+        return 0
+
+    return _run(work())

@@ -1,0 +1,96 @@
+"""Roles, the permissions they grant, and the caller a request acts for."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Role(StrEnum):
+    """What a person or system is to Accord."""
+
+    ADMIN = "admin"
+    """Runs Accord: everything."""
+    OPERATOR = "operator"
+    """Keeps provisioning running: identities, sagas, targets, dead letters."""
+    APPROVER = "approver"
+    """Decides access requests assigned to them."""
+    REQUESTER = "requester"
+    """Asks for access, sees their own identity and requests."""
+    AUDITOR = "auditor"
+    """Reads everything, changes nothing."""
+
+
+class Permission(StrEnum):
+    """What an endpoint needs; an API token's scopes are permissions too."""
+
+    IDENTITIES_READ = "identities:read"
+    SAGAS_READ = "sagas:read"
+    TARGETS_READ = "targets:read"
+    POLICIES_READ = "policies:read"
+    PRINCIPALS_READ = "principals:read"
+    AUDIT_READ = "audit:read"
+
+
+#: Each role's permissions. Reading one's own identity needs no permission (object check).
+ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
+    Role.ADMIN: frozenset(Permission),
+    Role.OPERATOR: frozenset(
+        {
+            Permission.IDENTITIES_READ,
+            Permission.SAGAS_READ,
+            Permission.TARGETS_READ,
+            Permission.POLICIES_READ,
+            Permission.PRINCIPALS_READ,
+        }
+    ),
+    Role.APPROVER: frozenset({Permission.POLICIES_READ, Permission.PRINCIPALS_READ}),
+    Role.REQUESTER: frozenset(),
+    Role.AUDITOR: frozenset(
+        {
+            Permission.IDENTITIES_READ,
+            Permission.SAGAS_READ,
+            Permission.TARGETS_READ,
+            Permission.POLICIES_READ,
+            Permission.PRINCIPALS_READ,
+            Permission.AUDIT_READ,
+        }
+    ),
+}
+
+
+def parse_roles(names: object) -> frozenset[Role]:
+    """Known roles among names (a list or a space-separated string); unknown ones are ignored."""
+    if isinstance(names, str):
+        names = names.split()
+    if not isinstance(names, list | tuple | set | frozenset):
+        return frozenset()
+    known = {r.value for r in Role}
+    return frozenset(Role(n) for n in names if isinstance(n, str) and n in known)
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who a request acts for, and what they may do."""
+
+    subject: str
+    """The person or system: OIDC `sub`, or the subject an API token was issued to."""
+    roles: frozenset[Role]
+    kind: str
+    """"oidc" or "api-token"."""
+    credential_id: str
+    """Token id (API tokens) or `jti`/subject (OIDC): the key for rate limits and logs."""
+    scopes: frozenset[Permission] | None = None
+    """An API token's restriction to some permissions; None: all its roles grant."""
+
+    @property
+    def permissions(self) -> frozenset[Permission]:
+        """What the roles grant, narrowed by the scopes."""
+        granted: frozenset[Permission] = frozenset().union(
+            *(ROLE_PERMISSIONS[r] for r in self.roles)
+        )
+        return granted if self.scopes is None else granted & self.scopes
+
+    def may(self, permission: Permission) -> bool:
+        """Whether this caller holds a permission."""
+        return permission in self.permissions

@@ -1,0 +1,216 @@
+"""create_app and the problem+json handlers: errors name fields, never echo values; no /docs."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI, HTTPException
+from pydantic import BaseModel, Field, create_model
+
+from accord.runtime.http import create_app
+from accord.runtime.problems import PROBLEM_JSON, problem
+
+#: Planted in rejected input: it must never come back in a response.
+SECRET = "S3cr3t-Pl4nted-9f8e7d"
+
+
+class Grant(BaseModel):
+    subject: str
+    level: int
+    code: str = Field(pattern=r"^[a-z]{3}$")
+
+
+#: A model with 25 required fields, for more errors than are listed.
+Wide = create_model("Wide", **{f"f{i:02d}": (int, ...) for i in range(25)})  # type: ignore[call-overload]
+
+
+class Readiness:
+    def __init__(self) -> None:
+        self.report: dict[str, Any] = {"ready": True, "database": "ok"}
+
+    async def __call__(self) -> dict[str, Any]:
+        return self.report
+
+
+@pytest.fixture
+def readiness() -> Readiness:
+    return Readiness()
+
+
+@pytest.fixture
+def app(readiness: Readiness) -> FastAPI:
+    app = create_app("probe", readiness, version="9.9.9")
+
+    @app.get("/items/{item_id}")
+    async def item(item_id: int, limit: int = 10) -> dict[str, int]:
+        return {"item_id": item_id, "limit": limit}
+
+    @app.post("/grants")
+    async def grants(grant: Grant) -> dict[str, str]:
+        return {"subject": grant.subject}
+
+    @app.post("/wide")
+    async def wide(body: Wide) -> dict[str, str]:
+        return {}
+
+    @app.get("/teapot")
+    async def teapot() -> None:
+        raise HTTPException(418, "short and stout", headers={"X-Teapot": "yes"})
+
+    @app.get("/conflict")
+    async def conflict() -> None:
+        raise HTTPException(409, {"reason": "taken"})
+
+    return app
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+        yield c
+
+
+def assert_problem(response: httpx.Response, status: int, title: str) -> dict[str, Any]:
+    assert response.status_code == status
+    assert response.headers["content-type"] == PROBLEM_JSON
+    body: dict[str, Any] = response.json()
+    assert body["type"] == "about:blank"
+    assert body["title"] == title
+    assert body["status"] == status
+    assert isinstance(body["detail"], str)
+    return body
+
+
+def locations(body: dict[str, Any]) -> list[str]:
+    return [e["location"] for e in body["errors"]]
+
+
+# --- problem() -------------------------------------------------------------------------------
+
+
+def test_problem_builds_rfc9457_json() -> None:
+    response = problem(429, "slow down", headers={"Retry-After": "3"}, limit=5)
+    assert response.status_code == 429
+    assert response.media_type == PROBLEM_JSON
+    assert response.headers["retry-after"] == "3"
+    assert response.body == (
+        b'{"type":"about:blank","title":"Too Many Requests","status":429,'
+        b'"detail":"slow down","limit":5}'
+    )
+
+
+def test_problem_with_an_unknown_status_is_titled_error() -> None:
+    assert b'"title":"Error"' in problem(418, "teapot").body
+
+
+# --- routes and errors -----------------------------------------------------------------------
+
+
+async def test_unknown_route_is_404_problem(client: httpx.AsyncClient) -> None:
+    body = assert_problem(await client.get("/no/such/route"), 404, "Not Found")
+    assert body["detail"] == "Not Found"
+
+
+async def test_wrong_method_is_405_problem_with_allow(client: httpx.AsyncClient) -> None:
+    response = await client.delete("/healthz")
+    assert_problem(response, 405, "Method Not Allowed")
+    assert "GET" in response.headers["allow"]
+
+
+async def test_http_exception_keeps_status_detail_and_headers(client: httpx.AsyncClient) -> None:
+    response = await client.get("/teapot")
+    body = assert_problem(response, 418, "Error")
+    assert body["detail"] == "short and stout"
+    assert response.headers["x-teapot"] == "yes"
+
+
+async def test_non_string_detail_is_rendered_as_text(client: httpx.AsyncClient) -> None:
+    body = assert_problem(await client.get("/conflict"), 409, "Conflict")
+    assert "taken" in body["detail"]
+
+
+async def test_invalid_query_is_422_naming_the_field_not_the_value(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.get("/items/1", params={"limit": SECRET})
+    body = assert_problem(response, 422, "Unprocessable Content")
+    assert locations(body) == ["query.limit"]
+    assert body["errors"][0]["message"]
+    assert SECRET not in response.text
+
+
+async def test_invalid_path_parameter_is_not_echoed(client: httpx.AsyncClient) -> None:
+    response = await client.get(f"/items/{SECRET}")
+    body = assert_problem(response, 422, "Unprocessable Content")
+    assert locations(body) == ["path.item_id"]
+    assert SECRET not in response.text
+
+
+async def test_invalid_body_fields_are_named_not_echoed(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/grants", json={"subject": ["not", SECRET], "level": SECRET, "code": SECRET}
+    )
+    body = assert_problem(response, 422, "Unprocessable Content")
+    assert sorted(locations(body)) == ["body.code", "body.level", "body.subject"]
+    assert SECRET not in response.text
+    assert all(set(e) == {"location", "message"} for e in body["errors"])
+
+
+async def test_missing_body_fields_are_named(client: httpx.AsyncClient) -> None:
+    response = await client.post("/grants", json={"level": 1})
+    body = assert_problem(response, 422, "Unprocessable Content")
+    assert sorted(locations(body)) == ["body.code", "body.subject"]
+
+
+async def test_malformed_json_is_422_without_echo(client: httpx.AsyncClient) -> None:
+    response = await client.post(
+        "/grants",
+        content=f'{{"subject": "{SECRET}", "level": {SECRET}}}',
+        headers={"Content-Type": "application/json"},
+    )
+    body = assert_problem(response, 422, "Unprocessable Content")
+    assert locations(body)[0].startswith("body")
+    assert SECRET not in response.text
+
+
+async def test_at_most_twenty_errors_are_listed(client: httpx.AsyncClient) -> None:
+    response = await client.post("/wide", json={})
+    body = assert_problem(response, 422, "Unprocessable Content")
+    assert len(body["errors"]) == 20
+
+
+# --- create_app ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", ["/docs", "/redoc", "/docs/oauth2-redirect"])
+async def test_no_interactive_docs(client: httpx.AsyncClient, path: str) -> None:
+    assert_problem(await client.get(path), 404, "Not Found")
+
+
+async def test_openapi_document_is_served(client: httpx.AsyncClient) -> None:
+    response = await client.get("/openapi.json")
+    assert response.status_code == 200
+    document = response.json()
+    assert document["openapi"].startswith("3.")
+    assert document["info"] == {"title": "Accord probe", "version": "9.9.9"}
+    assert {"/healthz", "/readyz", "/items/{item_id}"} <= set(document["paths"])
+
+
+async def test_healthz(client: httpx.AsyncClient) -> None:
+    response = await client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "service": "probe"}
+
+
+async def test_readyz_ready_and_not(client: httpx.AsyncClient, readiness: Readiness) -> None:
+    response = await client.get("/readyz")
+    assert response.status_code == 200
+    assert response.json() == {"service": "probe", "ready": True, "database": "ok"}
+    readiness.report = {"ready": False, "database": "down"}
+    response = await client.get("/readyz")
+    assert response.status_code == 503
+    assert response.json() == {"service": "probe", "ready": False, "database": "down"}

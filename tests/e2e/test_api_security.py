@@ -1,0 +1,227 @@
+"""Who may call what: every endpoint of every service, every role, both credential kinds."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass
+
+import asyncpg
+import httpx
+import pytest
+
+from accord.events import Publisher, UserCreated
+from accord.runtime.security.roles import ROLE_PERMISSIONS, Permission, Role
+from accord.stack.platform import SERVICES, Platform
+
+from .conftest import api_client, audit_events, eventually, scim_users
+from .oidc_issuer import LocalIssuer
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+PUBLIC = {"/healthz", "/readyz"}
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One API operation, the permission it needs, and whose objects it shows."""
+
+    service: str
+    path: str
+    permission: Permission
+    owned: bool = False
+    """True when a caller without the permission may still see their own object."""
+
+
+ENDPOINTS = [
+    Endpoint("orchestrator", "/v1/identities/{user_id}", Permission.IDENTITIES_READ, owned=True),
+    Endpoint("orchestrator", "/v1/sagas/{saga_id}", Permission.SAGAS_READ, owned=True),
+    Endpoint("provisioner", "/v1/targets", Permission.TARGETS_READ),
+    Endpoint("authz", "/v1/policies", Permission.POLICIES_READ),
+    Endpoint("authz", "/v1/principals/{user_id}", Permission.PRINCIPALS_READ, owned=True),
+    Endpoint("auditor", "/v1/audit/events", Permission.AUDIT_READ),
+]
+
+
+@dataclass(frozen=True)
+class Joiner:
+    user_id: str
+    saga_id: str
+
+    def url(self, endpoint: Endpoint) -> str:
+        return endpoint.path.format(user_id=self.user_id, saga_id=self.saga_id)
+
+
+async def provisioned_joiner(platform: Platform, kafka_bootstrap: str) -> Joiner:
+    unique = uuid.uuid4().hex[:10]
+    user = UserCreated(user_id=f"e-{unique}", user_name=f"sec.{unique}")
+    async with Publisher(source="urn:test:hr", bootstrap_servers=kafka_bootstrap) as publisher:
+        await publisher.publish(user, sequence=1)
+
+    async def saga_done() -> list[dict[str, object]]:
+        return await audit_events(platform, subject=user.user_id, type="saga.completed")
+
+    record = (await eventually(saga_done, what="the joiner saga"))[0]
+    payload = record["payload"]
+    assert isinstance(payload, dict)
+    await eventually(lambda: scim_users(platform, user.user_name), what="the account")
+    return Joiner(user.user_id, str(payload["saga_id"]))
+
+
+@pytest.fixture(scope="module")
+async def alice(platform: Platform, kafka_bootstrap: str) -> Joiner:
+    return await provisioned_joiner(platform, kafka_bootstrap)
+
+
+@pytest.fixture(scope="module")
+async def bob(platform: Platform, kafka_bootstrap: str) -> Joiner:
+    return await provisioned_joiner(platform, kafka_bootstrap)
+
+
+async def test_the_matrix_covers_every_endpoint_of_every_service(platform: Platform) -> None:
+    declared = {(e.service, e.path) for e in ENDPOINTS}
+    for service in SERVICES:
+        async with httpx.AsyncClient(base_url=platform.endpoints()[service]) as client:
+            document = (await client.get("/openapi.json")).json()
+        for path, operations in document["paths"].items():
+            if path in PUBLIC:
+                continue
+            assert set(operations) == {"get"}, f"{service} {path}: add its methods to the matrix"
+            assert (service, path) in declared, f"{service} {path} is missing from the matrix"
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS, ids=lambda e: f"{e.service}{e.path}")
+async def test_no_or_bad_credentials_get_401_problem_json(
+    platform: Platform, alice: Joiner, endpoint: Endpoint
+) -> None:
+    base = platform.endpoints()[endpoint.service]
+    async with httpx.AsyncClient(base_url=base) as client:
+        for headers in (
+            {},
+            {"Authorization": "Bearer acc_0123456789abcdef_" + "x" * 43},
+            {"Authorization": "Bearer not-a-token"},
+            {"Authorization": "Basic YWRtaW46YWRtaW4="},
+        ):
+            response = await client.get(alice.url(endpoint), headers=headers)
+            assert response.status_code == 401, (headers, response.text)
+            assert response.headers["content-type"] == "application/problem+json"
+            assert response.headers["www-authenticate"].startswith("Bearer")
+            assert response.headers["x-content-type-options"] == "nosniff"
+            assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+
+
+@pytest.mark.parametrize("kind", ["api-token", "oidc"])
+@pytest.mark.parametrize("role", list(Role), ids=lambda r: r.value)
+async def test_each_role_gets_what_its_permissions_allow(
+    platform: Platform,
+    oidc_issuer: LocalIssuer,
+    alice: Joiner,
+    bob: Joiner,
+    role: Role,
+    kind: str,
+) -> None:
+    # The caller is bob: alice's objects are somebody else's.
+    if kind == "oidc":
+        token = oidc_issuer.mint(bob.user_id, [role.value])
+    else:
+        token = await platform.issue_token(bob.user_id, {role})
+    for endpoint in ENDPOINTS:
+        allowed = endpoint.permission in ROLE_PERMISSIONS[role]
+        async with api_client(platform, endpoint.service, token) as client:
+            response = await client.get(alice.url(endpoint))
+            if allowed:
+                assert response.status_code == 200, (endpoint, response.text)
+            elif endpoint.owned:
+                assert response.status_code == 404, (endpoint, response.text)
+            else:
+                assert response.status_code == 403, (endpoint, response.text)
+                assert endpoint.permission.value in response.json()["detail"]
+            if endpoint.owned:
+                # Everyone may see their own identity, saga and principal.
+                own = await client.get(bob.url(endpoint))
+                assert own.status_code == 200, (endpoint, own.text)
+
+
+async def test_revoked_expired_and_scoped_api_tokens(platform: Platform, alice: Joiner) -> None:
+    token = await platform.issue_token("ops-1", {Role.ADMIN})
+    token_id = token.split("_")[1]
+    async with api_client(platform, "provisioner", token) as client:
+        assert (await client.get("/v1/targets")).status_code == 200
+        conn = await asyncpg.connect(platform.database_url)
+        try:
+            await conn.execute(
+                "UPDATE accord_auth.api_tokens SET revoked_at = now() WHERE token_id = $1",
+                token_id,
+            )
+            revoked = await client.get("/v1/targets")
+            assert revoked.status_code == 401
+            assert revoked.json()["detail"] == "revoked API token"
+
+            expiring = await platform.issue_token("ops-2", {Role.ADMIN})
+            await conn.execute(
+                "UPDATE accord_auth.api_tokens SET created_at = now() - interval '2 days',"
+                " expires_at = now() - interval '1 second' WHERE token_id = $1",
+                expiring.split("_")[1],
+            )
+        finally:
+            await conn.close()
+    async with api_client(platform, "provisioner", expiring) as client:
+        response = await client.get("/v1/targets")
+        assert response.status_code == 401
+        assert response.json()["detail"] == "expired API token"
+
+
+async def test_oidc_tokens_are_checked_for_issuer_audience_and_expiry(
+    platform: Platform, oidc_issuer: LocalIssuer
+) -> None:
+    bad = [
+        oidc_issuer.mint("u-1", ["admin"], iss="https://evil.example.org"),
+        oidc_issuer.mint("u-1", ["admin"], aud="another-api"),
+        oidc_issuer.mint("u-1", ["admin"], exp=1_000_000_000),
+    ]
+    good = oidc_issuer.mint("u-1", ["admin"])
+    async with httpx.AsyncClient(base_url=platform.endpoints()["provisioner"]) as client:
+        for token in bad:
+            response = await client.get("/v1/targets", headers={"Authorization": f"Bearer {token}"})
+            assert response.status_code == 401
+            assert token not in response.text
+        ok = await client.get("/v1/targets", headers={"Authorization": f"Bearer {good}"})
+        assert ok.status_code == 200
+
+
+async def test_a_request_body_over_the_limit_gets_413(platform: Platform) -> None:
+    async with api_client(platform, "auditor") as client:
+        response = await client.post("/v1/audit/events", content=b"x" * (1024 * 1024 + 1))
+    assert response.status_code == 413
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_a_caller_over_its_rate_gets_429_with_retry_after(platform: Platform) -> None:
+    token = await platform.issue_token("busy-bot", {Role.OPERATOR})
+    async with api_client(platform, "provisioner", token) as client:
+        responses = await asyncio.gather(*(client.get("/v1/targets") for _ in range(150)))
+    statuses = [r.status_code for r in responses]
+    assert 429 in statuses, "150 calls at once must exceed a burst of 60"
+    limited = next(r for r in responses if r.status_code == 429)
+    assert int(limited.headers["retry-after"]) >= 1
+    assert set(statuses) <= {200, 429}
+
+
+async def test_repeated_failed_logins_from_one_address_get_429(platform: Platform) -> None:
+    # A distinct loopback source address, so other tests' failures do not count here.
+    transport = httpx.AsyncHTTPTransport(local_address="127.0.0.9")
+    async with httpx.AsyncClient(
+        base_url=platform.endpoints()["authz"], transport=transport
+    ) as client:
+        statuses: list[int] = []
+        while len(statuses) < 400 and 429 not in statuses:
+            batch = await asyncio.gather(
+                *(
+                    client.get("/v1/policies", headers={"Authorization": "Bearer acc_guess"})
+                    for _ in range(50)
+                )
+            )
+            statuses += [r.status_code for r in batch]
+    assert statuses[0] == 401
+    assert 429 in statuses
+    assert set(statuses) == {401, 429}
