@@ -46,8 +46,8 @@ async def platform(
             "ACCORD_LOG_LEVEL": "INFO",
             **oidc_issuer.env(),
             # Low enough for a test to reach, high enough for the pollers of other tests.
-            "ACCORD_RATE_LIMIT_PER_S": "20",
-            "ACCORD_RATE_LIMIT_BURST": "60",
+            "ACCORD_RATE_LIMIT_PER_S": "50",
+            "ACCORD_RATE_LIMIT_BURST": "100",
             "ACCORD_AUTH_FAILURES_PER_MIN": "600",
             "ACCORD_AUTH_FAILURES_BURST": "100",
         },

@@ -265,7 +265,7 @@ async def test_scopes_restrict_a_token(client: httpx.AsyncClient) -> None:
     assert "audit:read" in body["detail"]
 
 
-async def test_a_requester_is_authenticated_but_holds_no_permission(
+async def test_a_requester_is_authenticated_and_may_only_ask_for_access(
     client: httpx.AsyncClient,
 ) -> None:
     response = await client.get("/me", headers=bearer(REQUESTER_TOKEN))
@@ -274,7 +274,7 @@ async def test_a_requester_is_authenticated_but_holds_no_permission(
         "subject": "rita",
         "kind": "api-token",
         "roles": ["requester"],
-        "permissions": [],
+        "permissions": ["access:request"],
     }
     assert_problem(await client.get("/identities", headers=bearer(REQUESTER_TOKEN)), 403)
 

@@ -40,9 +40,9 @@ def test_admin_holds_every_permission() -> None:
     assert all(caller(Role.ADMIN).may(p) for p in Permission)
 
 
-def test_requester_holds_no_permission() -> None:
-    assert caller(Role.REQUESTER).permissions == frozenset()
-    assert not any(caller(Role.REQUESTER).may(p) for p in Permission)
+def test_requester_may_only_ask_for_access_for_themselves() -> None:
+    assert caller(Role.REQUESTER).permissions == {Permission.ACCESS_REQUEST}
+    assert not caller(Role.REQUESTER).may(Permission.ACCESS_REQUEST_OTHERS)
 
 
 def test_no_roles_means_no_permissions() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from accord.authz.adapters import store
+from accord.authz.adapters import requests, store
 from accord.authz.catalogue import Catalogue, entitlement_id
 from accord.authz.domain.model import AccessQuery, Entity, EntityRef
 from accord.authz.domain.policy_set import LoadedPolicies, decide
@@ -77,6 +77,7 @@ async def handle_access_requested(
         ),
         context=context,
     )
+    await requests.insert(ctx.conn, request)
     decision = decide(policies, query, entities)
     if decision.errors:
         log.warning("policy evaluation errors", extra={"errors": list(decision.errors)})
@@ -91,6 +92,7 @@ async def handle_access_requested(
     )
     if not fresh:
         return []
+    await requests.decide(ctx.conn, request.request_id, decision.effect, list(decision.reasons))
     decided = AccessDecided(
         request_id=request.request_id,
         principal_id=request.principal_id,

@@ -8,7 +8,7 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 from accord.events import topics
-from accord.events.catalogue.base import EventData, Identifier, ShortText, ValueObject
+from accord.events.catalogue.base import EventData, Identifier, LongText, ShortText, ValueObject
 
 
 class Resource(ValueObject):
@@ -40,7 +40,7 @@ class AccessRequested(AccessEvent):
     """user_id of the identity that would get the access."""
     resource: Resource
     """The entitlement asked for."""
-    justification: str | None = Field(default=None, max_length=2048)
+    justification: LongText | None = None
     """Business reason given by the requester."""
     duration_seconds: int | None = Field(default=None, gt=0, le=366 * 24 * 3600)
     """Time-bound access: the grant expires this long after it is given."""
@@ -57,7 +57,7 @@ class AccessDecided(AccessEvent):
     """The entitlement asked for."""
     decision: Literal["permit", "deny", "approval_required"]
     """Outcome: granted at once, refused, or waiting for approvals."""
-    reasons: tuple[str, ...] = ()
+    reasons: tuple[ShortText, ...] = Field(default=(), max_length=64)
     """Ids of the policies (or separation-of-duties rules) that decided."""
 
 

@@ -11,8 +11,12 @@ Identifier = Annotated[
     str,
     StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@+-]*$"),
 ]
+#: No NUL characters: PostgreSQL text and jsonb cannot hold them, so no consumer could.
+_NO_NUL = r"^[^\x00]*$"
 #: A short human-entered text (names, titles, reasons).
-ShortText = Annotated[str, StringConstraints(min_length=1, max_length=256)]
+ShortText = Annotated[str, StringConstraints(min_length=1, max_length=256, pattern=_NO_NUL)]
+#: A longer free text (justifications, descriptions).
+LongText = Annotated[str, StringConstraints(max_length=2048, pattern=_NO_NUL)]
 #: An e-mail address; full RFC 5322 validation is the target system's job.
 Email = Annotated[str, StringConstraints(max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")]
 

@@ -7,7 +7,14 @@ from typing import ClassVar
 from pydantic import Field
 
 from accord.events import topics
-from accord.events.catalogue.base import Email, EventData, Identifier, ShortText, ValueObject
+from accord.events.catalogue.base import (
+    Email,
+    EventData,
+    Identifier,
+    LongText,
+    ShortText,
+    ValueObject,
+)
 
 
 class UserEvent(EventData):
@@ -45,7 +52,7 @@ class Profile(ValueObject):
     """user_id of the manager, if any."""
     active: bool = True
     """False for an identity that exists but must not sign in yet (or any more)."""
-    attributes: dict[str, str] = Field(default_factory=dict, max_length=64)
+    attributes: dict[ShortText, LongText] = Field(default_factory=dict, max_length=64)
     """Further source attributes, available to target attribute mappings."""
 
 
@@ -111,7 +118,7 @@ class GroupSnapshot(GroupEvent):
 
     display_name: ShortText
     """Group name, unique across the organisation."""
-    description: str | None = Field(default=None, max_length=1024)
+    description: LongText | None = None
     """What the group is for."""
 
 

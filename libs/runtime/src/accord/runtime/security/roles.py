@@ -30,13 +30,22 @@ class Permission(StrEnum):
     POLICIES_READ = "policies:read"
     PRINCIPALS_READ = "principals:read"
     AUDIT_READ = "audit:read"
+    ACCESS_REQUEST = "access:request"
+    """Ask for access for oneself."""
+    ACCESS_REQUEST_OTHERS = "access:request-others"
+    """Ask for access on behalf of another identity."""
+    ACCESS_READ = "access:read"
+    """See everyone's access requests (one's own need no permission)."""
 
 
-#: Each role's permissions. Reading one's own identity needs no permission (object check).
+#: Each role's permissions. Seeing one's own objects (identity, sagas, requests) needs none.
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.ADMIN: frozenset(Permission),
     Role.OPERATOR: frozenset(
         {
+            Permission.ACCESS_REQUEST,
+            Permission.ACCESS_REQUEST_OTHERS,
+            Permission.ACCESS_READ,
             Permission.IDENTITIES_READ,
             Permission.SAGAS_READ,
             Permission.TARGETS_READ,
@@ -44,10 +53,18 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.PRINCIPALS_READ,
         }
     ),
-    Role.APPROVER: frozenset({Permission.POLICIES_READ, Permission.PRINCIPALS_READ}),
-    Role.REQUESTER: frozenset(),
+    Role.APPROVER: frozenset(
+        {
+            Permission.ACCESS_REQUEST,
+            Permission.ACCESS_READ,
+            Permission.POLICIES_READ,
+            Permission.PRINCIPALS_READ,
+        }
+    ),
+    Role.REQUESTER: frozenset({Permission.ACCESS_REQUEST}),
     Role.AUDITOR: frozenset(
         {
+            Permission.ACCESS_READ,
             Permission.IDENTITIES_READ,
             Permission.SAGAS_READ,
             Permission.TARGETS_READ,

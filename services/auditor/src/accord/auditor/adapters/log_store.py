@@ -28,9 +28,14 @@ async def append(conn: asyncpg.Connection, entry: AuditEntry) -> int | None:
         entry.outcome,
         entry.correlation_id,
         entry.trace_id,
-        json.dumps(entry.payload),
+        storable_json(entry.payload),
     )
     return record_id
+
+
+def storable_json(payload: dict[str, Any]) -> str:
+    """JSON that jsonb accepts: it refuses the NUL character, which a dead letter may hold."""
+    return json.dumps(payload).replace("\\u0000", "\\ufffd")
 
 
 async def query(

@@ -1,0 +1,82 @@
+"""The access_requests table."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from accord.events import AccessRequested
+
+_COLUMNS = (
+    "request_id, requester_id, principal_id, application, entitlement, justification,"
+    " duration_seconds, status, reasons, created_at, decided_at"
+)
+
+
+async def insert(conn: asyncpg.Connection, request: AccessRequested) -> bool:
+    """Record a new request; False if its id is already known."""
+    result = await conn.execute(
+        "INSERT INTO access_requests (request_id, requester_id, principal_id, application,"
+        " entitlement, justification, duration_seconds) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+        " ON CONFLICT (request_id) DO NOTHING",
+        request.request_id,
+        request.requester_id,
+        request.principal_id,
+        request.resource.application,
+        request.resource.entitlement,
+        request.justification,
+        request.duration_seconds,
+    )
+    return bool(result == "INSERT 0 1")
+
+
+async def decide(
+    conn: asyncpg.Connection, request_id: str, status: str, reasons: list[str]
+) -> None:
+    """Set the decision of a pending request."""
+    await conn.execute(
+        "UPDATE access_requests SET status = $2, reasons = $3, decided_at = now()"
+        " WHERE request_id = $1 AND status = 'pending'",
+        request_id,
+        status,
+        reasons,
+    )
+
+
+async def get(pool: asyncpg.Pool, request_id: str) -> dict[str, Any] | None:
+    """One request as a dict."""
+    row = await pool.fetchrow(
+        f"SELECT {_COLUMNS} FROM access_requests WHERE request_id = $1",  # noqa: S608
+        request_id,
+    )
+    return dict(row) if row else None
+
+
+async def search(
+    pool: asyncpg.Pool,
+    *,
+    involving: str | None,
+    status: str | None,
+    after_id: str | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """Requests in id order after a cursor; `involving` keeps those a user asked or is for."""
+    clauses = ["true"]
+    args: list[Any] = []
+    if involving is not None:
+        args.append(involving)
+        clauses.append(f"(requester_id = ${len(args)} OR principal_id = ${len(args)})")
+    if status is not None:
+        args.append(status)
+        clauses.append(f"status = ${len(args)}")
+    if after_id is not None:
+        args.append(after_id)
+        clauses.append(f"request_id > ${len(args)}")
+    args.append(limit)
+    rows = await pool.fetch(
+        f"SELECT {_COLUMNS} FROM access_requests WHERE {' AND '.join(clauses)}"  # noqa: S608
+        f" ORDER BY request_id LIMIT ${len(args)}",
+        *args,
+    )
+    return [dict(r) for r in rows]

@@ -1,0 +1,136 @@
+"""Authz HTTP API: access requests, the policies in force, and principals."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Response
+from pydantic import BaseModel, ConfigDict, Field
+
+from accord.authz.adapters import requests, store
+from accord.authz.domain.policy_set import LoadedPolicies
+from accord.events import AccessRequested, Resource, new_event
+from accord.events.catalogue.base import Identifier, LongText
+from accord.runtime.outbox import enqueue
+from accord.runtime.params import Id
+from accord.runtime.security.api import authenticated, may_see, require
+from accord.runtime.security.roles import Caller, Permission
+from accord.runtime.service import Runtime
+
+_IDEMPOTENCY = uuid.UUID("0b4f7f1e-3a53-4d1f-a6a5-4f0c9f1d2e77")
+Status = Literal["pending", "permit", "deny", "approval_required"]
+
+
+class NewAccessRequest(BaseModel):
+    """What a caller may say when asking for access; the rest is Accord's to set."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    application: Identifier
+    entitlement: Identifier
+    principal_id: Identifier | None = Field(
+        default=None, description="Who gets the access; default: the caller"
+    )
+    justification: LongText | None = None
+    duration_seconds: int | None = Field(default=None, gt=0, le=366 * 24 * 3600)
+
+
+def configure(app: FastAPI, runtime: Runtime, policies: LoadedPolicies) -> None:
+    """Mount authz's routes."""
+    router = APIRouter(prefix="/v1", tags=["authz"])
+    caller_dependency = authenticated()
+    requester_dependency = require(Permission.ACCESS_REQUEST)
+
+    @router.post(
+        "/access-requests",
+        status_code=202,
+        summary="Ask for an entitlement",
+        responses={
+            200: {"description": "The earlier request made with this Idempotency-Key"},
+            409: {"description": "The Idempotency-Key belongs to another caller's request"},
+        },
+    )
+    async def create_request(
+        body: NewAccessRequest,
+        response: Response,
+        caller: Caller = Depends(requester_dependency),
+        idempotency_key: Annotated[
+            str | None, Header(max_length=128, pattern=r"^[\x21-\x7e]+$")
+        ] = None,
+    ) -> dict[str, Any]:
+        principal = body.principal_id or caller.subject
+        if principal != caller.subject and not caller.may(Permission.ACCESS_REQUEST_OTHERS):
+            raise HTTPException(403, "asking for someone else needs access:request-others")
+        if idempotency_key:
+            # The same key from the same caller names the same request: retries are safe.
+            seed = f"{caller.subject}\n{idempotency_key}"
+            request_id = f"req-{uuid.uuid5(_IDEMPOTENCY, seed).hex}"
+        else:
+            request_id = f"req-{uuid.uuid4().hex}"
+        request = AccessRequested(
+            request_id=request_id,
+            requester_id=caller.subject,
+            principal_id=principal,
+            resource=Resource(application=body.application, entitlement=body.entitlement),
+            justification=body.justification,
+            duration_seconds=body.duration_seconds,
+        )
+        async with runtime.pool.acquire() as conn, conn.transaction():
+            created = await requests.insert(conn, request)
+            if created:
+                event = new_event(request, source=runtime.source, correlation_id=request_id)
+                await enqueue(conn, runtime.schema, [event])
+        entry = await requests.get(runtime.pool, request_id)
+        if entry is None or entry["requester_id"] != caller.subject:
+            raise HTTPException(409, "this idempotency key was used for another request")
+        response.headers["Location"] = f"/v1/access-requests/{request_id}"
+        if not created:
+            response.status_code = 200
+        return entry
+
+    @router.get("/access-requests", summary="Access requests: everyone's, or the caller's own")
+    async def list_requests(
+        caller: Caller = Depends(caller_dependency),
+        status: Status | None = None,
+        after: Annotated[Id | None, Query(description="Cursor: the last request_id seen")] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    ) -> dict[str, Any]:
+        involving = None if caller.may(Permission.ACCESS_READ) else caller.subject
+        items = await requests.search(
+            runtime.pool, involving=involving, status=status, after_id=after, limit=limit
+        )
+        next_after = items[-1]["request_id"] if len(items) == limit else None
+        return {"items": items, "next_after": next_after}
+
+    @router.get("/access-requests/{request_id}", summary="One access request")
+    async def get_request(request_id: Id, caller: Caller = Depends(caller_dependency)) -> Any:
+        entry = await requests.get(runtime.pool, request_id)
+        if entry is None or not (
+            caller.may(Permission.ACCESS_READ)
+            or caller.subject in (entry["requester_id"], entry["principal_id"])
+        ):
+            raise HTTPException(404, f"access request {request_id} not found")
+        return entry
+
+    @router.get(
+        "/policies",
+        summary="The policies in force, by @id",
+        dependencies=[Depends(require(Permission.POLICIES_READ))],
+    )
+    async def list_policies() -> dict[str, list[str]]:
+        return {"policies": sorted(policies.policy_ids)}
+
+    @router.get("/principals/{user_id}", summary="The attributes policies see for a user")
+    async def get_principal(
+        user_id: Id, caller: Caller = Depends(caller_dependency)
+    ) -> dict[str, Any]:
+        attrs: dict[str, Any] = {}
+        if may_see(caller, Permission.PRINCIPALS_READ, user_id):
+            async with runtime.pool.acquire() as conn:
+                attrs = await store.principal_attrs(conn, user_id)
+        if not attrs:
+            raise HTTPException(404, f"principal {user_id} not known")
+        return {"user_id": user_id, "attributes": attrs}
+
+    app.include_router(router)
