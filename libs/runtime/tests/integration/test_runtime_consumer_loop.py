@@ -360,3 +360,30 @@ async def test_a_dead_letter_handler_reads_the_dlq_raw_once(
     assert header(seen[0], "accord-error-type") == "invalid-event"
     position = f"{seen[0].partition}:{seen[0].offset}"
     assert await pool.fetchval("SELECT topic FROM inbox WHERE event_id = $1", position) == DLQ
+
+
+async def test_stopping_while_the_database_is_down_leaves_the_record_uncommitted(
+    kit: Kit, start_loop: LoopStarter, unique: str
+) -> None:
+    group = f"rt-{unique}"
+    attempts = asyncio.Event()
+    subject = f"u-{unique}-down"
+    stuck = completed(subject)
+
+    async def database_down(envelope: Envelope, ctx: HandlerContext) -> Sequence[Envelope]:
+        attempts.set()
+        raise OSError("connection refused")  # an infrastructure error: retried, never dropped
+
+    recorder = Recorder(f"u-{unique}", database_down)
+    running = await start_loop({CONSUMED: recorder}, group=group)
+    meta = await kit.publish(stuck)
+    tp = TopicPartition(CONSUMED, meta.partition)
+    await asyncio.wait_for(attempts.wait(), 20)
+
+    running.loop.stop()
+    # run() returns promptly instead of retrying until the shutdown timeout.
+    await asyncio.wait_for(running.task, 5)
+    committed = await running.consumer.committed(tp)
+    assert committed is None or committed <= meta.offset
+    assert running.loop.stats.dead_lettered == 0
+    await running.stop()

@@ -8,6 +8,7 @@ committed only after that transaction (or the dead letter) is durable.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,6 +29,10 @@ from accord.runtime.outbox import enqueue
 from accord.runtime.tracing import consume_span, trace_id_of
 
 log = logging.getLogger(__name__)
+
+
+class _Abandoned(Exception):
+    """A record left unhandled because the loop is stopping while a dependency is down."""
 
 
 @dataclass
@@ -134,7 +139,11 @@ class ConsumerLoop:
         for record in records:
             if self._stopping.is_set() and last is not None:
                 break
-            await self._handle_record(record)
+            try:
+                await self._handle_record(record)
+            except _Abandoned:
+                # Not handled, so not committed: the next owner of the partition gets it.
+                break
             last = record.offset
         return last
 
@@ -194,6 +203,8 @@ class ConsumerLoop:
                 self.stats.retries += 1
                 self.stats.last_error = f"{type(error).__name__}: {error}"
                 log.warning("handler will retry", extra={"error": self.stats.last_error})
+                if self._stopping.is_set():
+                    raise _Abandoned from None
             except Exception as error:
                 failures += 1
                 self.stats.retries += 1
@@ -210,7 +221,9 @@ class ConsumerLoop:
                         "handler-error",
                     )
                     return
-            await asyncio.sleep(delay)
+            with contextlib.suppress(TimeoutError):
+                # A stop request cuts the wait short.
+                await asyncio.wait_for(self._stopping.wait(), delay)
             delay = min(delay * 2, 10.0)
 
     async def _apply(
