@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Sequence
 
 from accord.events import (
+    REGISTRY,
     AccountProvisioned,
     AccountProvisionFailed,
     Envelope,
@@ -42,10 +43,11 @@ _STATUS_OF: dict[type[EventData], str] = {
 async def handle_user_created(
     event: Envelope, ctx: HandlerContext, *, targets: list[str]
 ) -> list[Envelope]:
-    """Record a joiner in the registry and start its joiner saga."""
+    """Record a joiner, apply what arrived for it early, and start its joiner saga."""
     data = event.data
     assert isinstance(data, UserCreated)
     sequence = event.sequence or 0
+    await store.lock_identity(ctx.conn, data.user_id)
     current = await store.identity_version(ctx.conn, data.user_id)
     verdict = judge(current, sequence, creates=True)
     if verdict is Verdict.STALE:
@@ -55,6 +57,24 @@ async def handle_user_created(
     if current is not None:
         # A re-announced identity is an update, not a second joiner.
         return []
+    profile, status = data.profile(), "active" if data.active else "inactive"
+    for parked in await store.take_parked(ctx.conn, data.user_id):
+        if parked.sequence <= sequence:
+            continue  # older than the creation: already reflected in it
+        early = REGISTRY.parse(
+            parked.event_type, REGISTRY.spec(parked.event_type).version, parked.data
+        )
+        sequence = parked.sequence
+        if isinstance(early, UserUpdated):
+            await _save_profile(ctx, early, sequence, parked.source)
+            profile, status = early.profile(), "active" if early.active else "inactive"
+        else:
+            status = _STATUS_OF[type(early)]
+            await store.set_identity_status(ctx.conn, data.user_id, status, sequence)
+        log.info("applied an early event", extra={"type": parked.event_type, "seq": sequence})
+    if status == "deleted":
+        return []  # left before it joined: nothing to provision
+    profile = profile.model_copy(update={"active": status == "active"})
     saga_id = str(uuid.uuid5(_SAGA_NAMESPACE, event.id))
     state, commands = joiner.start(saga_id, data.user_id, targets, store.now_utc())
     await store.insert_saga(ctx.conn, state, event.correlationid)
@@ -65,35 +85,46 @@ async def handle_user_created(
         targets=tuple(sorted(set(targets))),
     )
     emitted = [new_event(started, source=ctx.source, causation=event)]
-    emitted += _commands_to_events(commands, state, event, ctx.source, data.profile())
+    emitted += _commands_to_events(commands, state, event, ctx.source, profile)
     return emitted
 
 
 async def handle_user_updated(event: Envelope, ctx: HandlerContext) -> list[Envelope]:
-    """Apply a newer profile to the registry."""
+    """Apply a newer profile to the registry (or keep it until the identity exists)."""
     data = event.data
     assert isinstance(data, UserUpdated)
-    sequence = event.sequence or 0
-    verdict = judge(await store.identity_version(ctx.conn, data.user_id), sequence, creates=False)
-    if verdict is Verdict.UNKNOWN_SUBJECT:
-        raise PermanentError(f"user.updated for unknown identity {data.user_id}")
-    if verdict is Verdict.APPLY:
-        await _save_profile(ctx, data, sequence, event.source)
+    if await _parked_or_stale(event, ctx) is Verdict.APPLY:
+        await _save_profile(ctx, data, event.sequence or 0, event.source)
     return []
 
 
 async def handle_user_status(event: Envelope, ctx: HandlerContext) -> list[Envelope]:
-    """Apply deactivation, reactivation or deletion to the registry."""
-    data = event.data
-    status = _STATUS_OF[type(data)]
+    """Apply deactivation, reactivation or deletion (or keep it until the identity exists)."""
+    if await _parked_or_stale(event, ctx) is Verdict.APPLY:
+        status = _STATUS_OF[type(event.data)]
+        await store.set_identity_status(ctx.conn, event.subject, status, event.sequence or 0)
+    return []
+
+
+async def _parked_or_stale(event: Envelope, ctx: HandlerContext) -> Verdict:
+    """Judge an identity change; park it when its identity does not exist yet."""
     user_id = event.subject
     sequence = event.sequence or 0
+    await store.lock_identity(ctx.conn, user_id)
     verdict = judge(await store.identity_version(ctx.conn, user_id), sequence, creates=False)
     if verdict is Verdict.UNKNOWN_SUBJECT:
-        raise PermanentError(f"{event.type} for unknown identity {user_id}")
-    if verdict is Verdict.APPLY:
-        await store.set_identity_status(ctx.conn, user_id, status, sequence)
-    return []
+        await store.park(
+            ctx.conn,
+            user_id,
+            sequence,
+            event.id,
+            event.type,
+            REGISTRY.spec(event.type).version,
+            event.data.model_dump(mode="json"),
+            event.source,
+        )
+        log.info("event parked until its identity exists", extra={"type": event.type})
+    return verdict
 
 
 async def handle_account_result(event: Envelope, ctx: HandlerContext) -> list[Envelope]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -14,6 +15,68 @@ from accord.orchestrator.domain.joiner import JoinerState
 
 class UserNameTaken(Exception):
     """Another identity already holds this user name."""
+
+
+async def lock_identity(conn: asyncpg.Connection, user_id: str) -> None:
+    """Serialise every change of one identity, even before its row exists."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 42))", user_id)
+
+
+@dataclass(frozen=True)
+class ParkedEvent:
+    """An identity event waiting for its identity."""
+
+    event_id: str
+    sequence: int
+    event_type: str
+    version: int
+    data: dict[str, Any]
+    source: str
+
+
+async def park(
+    conn: asyncpg.Connection,
+    user_id: str,
+    sequence: int,
+    event_id: str,
+    event_type: str,
+    version: int,
+    data: dict[str, Any],
+    source: str,
+) -> None:
+    """Keep an event (data in the given schema version) until its identity exists."""
+    await conn.execute(
+        "INSERT INTO parked_events (event_id, user_id, sequence, event_type, version, data,"
+        " source) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (event_id) DO NOTHING",
+        event_id,
+        user_id,
+        sequence,
+        event_type,
+        version,
+        json.dumps(data),
+        source,
+    )
+
+
+async def take_parked(conn: asyncpg.Connection, user_id: str) -> list[ParkedEvent]:
+    """Remove and return an identity's parked events, in sequence order."""
+    rows = await conn.fetch(
+        "DELETE FROM parked_events WHERE user_id = $1"
+        " RETURNING event_id, sequence, event_type, version, data, source",
+        user_id,
+    )
+    parked = [
+        ParkedEvent(
+            r["event_id"],
+            r["sequence"],
+            r["event_type"],
+            r["version"],
+            json.loads(r["data"]),
+            r["source"],
+        )
+        for r in rows
+    ]
+    return sorted(parked, key=lambda e: e.sequence)
 
 
 async def identity_version(conn: asyncpg.Connection, user_id: str) -> IdentityVersion | None:
