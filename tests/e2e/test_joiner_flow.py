@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -213,3 +214,30 @@ async def test_access_requests_are_decided_by_the_default_policy(
     assert isinstance(payload, dict)
     assert payload["decision"] == decision
     assert reason in payload["reasons"]
+
+
+async def test_birthright_rules_decide_the_targets(
+    platform: Platform, kafka_bootstrap: str, unique: str
+) -> None:
+    # accord up's rules: everyone but contractors gets the demo app.
+    contractor = joiner(unique).model_copy(update={"department": "Contractors"})
+    async with Publisher(source="urn:test:hr", bootstrap_servers=kafka_bootstrap) as publisher:
+        envelope = await publisher.publish(contractor, sequence=1)
+
+    async def completed() -> list[dict[str, object]]:
+        records = await audit_events(platform, correlation_id=envelope.correlationid)
+        return [r for r in records if r["event_type"] in ("saga.started", "saga.completed")]
+
+    records = await eventually(
+        lambda: _both(completed), what="the contractor's joiner saga to complete"
+    )
+    started = next(r for r in records if r["event_type"] == "saga.started")
+    payload = started["payload"]
+    assert isinstance(payload, dict)
+    assert payload["targets"] == []
+    assert await scim_users(platform, contractor.user_name) == []
+
+
+async def _both(probe: Any) -> list[dict[str, object]] | None:
+    records = await probe()
+    return records if len(records) == 2 else None

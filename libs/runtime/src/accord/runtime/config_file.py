@@ -20,7 +20,8 @@ def load_yaml_model(path: Path, model: type[M], error: type[Exception]) -> M:
     except OSError as problem:
         raise error(f"{path}: {problem.strerror}") from None
     except yaml.YAMLError as problem:
-        raise error(f"{path}: not valid YAML: {problem}") from None
+        # PyYAML explains over several lines with a caret drawing; keep one line.
+        raise error(f"{path}: not valid YAML: {' '.join(str(problem).split())}") from None
     try:
         return model.model_validate(raw or {})
     except ValidationError as problem:

@@ -26,6 +26,7 @@ from accord.events import (
 )
 from accord.orchestrator.adapters import store
 from accord.orchestrator.domain import joiner
+from accord.orchestrator.domain.birthright import Birthright
 from accord.orchestrator.domain.identity import Verdict, judge
 from accord.runtime.consumer import HandlerContext
 from accord.runtime.errors import PermanentError
@@ -41,7 +42,7 @@ _STATUS_OF: dict[type[EventData], str] = {
 
 
 async def handle_user_created(
-    event: Envelope, ctx: HandlerContext, *, targets: list[str]
+    event: Envelope, ctx: HandlerContext, *, birthright: Birthright
 ) -> list[Envelope]:
     """Record a joiner, apply what arrived for it early, and start its joiner saga."""
     data = event.data
@@ -75,6 +76,7 @@ async def handle_user_created(
     if status == "deleted":
         return []  # left before it joined: nothing to provision
     profile = profile.model_copy(update={"active": status == "active"})
+    targets = birthright.targets_for(profile)
     saga_id = str(uuid.uuid5(_SAGA_NAMESPACE, event.id))
     state, commands = joiner.start(saga_id, data.user_id, targets, store.now_utc())
     await store.insert_saga(ctx.conn, state, event.correlationid)

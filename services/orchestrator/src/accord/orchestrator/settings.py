@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import AliasChoices, Field
 
 from accord.runtime.settings import ServiceSettings
@@ -15,6 +17,12 @@ class OrchestratorSettings(ServiceSettings):
         default="scim-demo",
         validation_alias=AliasChoices("ACCORD_BIRTHRIGHT_TARGETS"),
         description="Comma-separated targets every joiner gets an account in.",
+    )
+
+    birthright_file: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("ACCORD_BIRTHRIGHT_FILE"),
+        description="YAML birthright rules; replaces ACCORD_BIRTHRIGHT_TARGETS when set.",
     )
 
     def targets(self) -> list[str]:
