@@ -254,3 +254,27 @@ async def test_an_unreachable_target_is_unavailable(unique: str) -> None:
             await scim.find_account(f"e-{unique}", f"zed-{unique}")
     finally:
         await scim.close()
+
+
+async def test_disable_sets_active_false_and_is_idempotent(
+    connector: ScimConnector, admin: httpx.AsyncClient, unique: str
+) -> None:
+    user_id, user_name = f"e-{unique}", f"leaver-{unique}"
+    created = await connector.ensure_account(user_id, profile(user_name))
+
+    assert await connector.disable_account(user_id, user_name) == created.account_id
+    assert await connector.disable_account(user_id, user_name) == created.account_id
+    body = (await admin.get(f"/Users/{created.account_id}")).json()
+    assert body["active"] is False
+
+
+async def test_delete_removes_the_account_and_a_missing_one_is_already_done(
+    connector: ScimConnector, admin: httpx.AsyncClient, unique: str
+) -> None:
+    user_id, user_name = f"e-{unique}", f"gone-{unique}"
+    created = await connector.ensure_account(user_id, profile(user_name))
+
+    assert await connector.delete_account(user_id, user_name) == created.account_id
+    assert (await admin.get(f"/Users/{created.account_id}")).status_code == 404
+    assert await connector.delete_account(user_id, user_name) is None
+    assert await connector.disable_account(user_id, user_name) is None

@@ -32,6 +32,7 @@ class FakeConnector:
         self.name = name
         self._outcomes = list(outcomes)
         self.calls: list[tuple[str, Profile]] = []
+        self.leaver_calls: list[tuple[str, str, str]] = []
         self.closed = False
 
     async def ensure_account(self, user_id: str, profile: Profile) -> AccountRef:
@@ -42,8 +43,21 @@ class FakeConnector:
             raise outcome
         return outcome
 
+    async def disable_account(self, user_id: str, user_name: str) -> str | None:
+        return self._leaver(("disable", user_id, user_name))
+
+    async def delete_account(self, user_id: str, user_name: str) -> str | None:
+        return self._leaver(("delete", user_id, user_name))
+
+    def _leaver(self, call: tuple[str, str, str]) -> str | None:
+        self.leaver_calls.append(call)
+        outcome = self._outcomes.pop(0) if len(self._outcomes) > 1 else self._outcomes[0]
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome.account_id if outcome.already_existed else None
+
     async def find_account(self, user_id: str, user_name: str) -> str | None:
-        raise AssertionError("the handler only ensures accounts")
+        raise AssertionError("the handler never looks accounts up itself")
 
     async def close(self) -> None:
         self.closed = True
@@ -223,8 +237,8 @@ async def test_an_unknown_target_fails_without_calling_any_connector(unique: str
     assert fake.calls == []
 
 
-@pytest.mark.parametrize("operation", ["update", "disable", "enable", "delete"])
-async def test_operations_other_than_create_are_refused(unique: str, operation: Operation) -> None:
+@pytest.mark.parametrize("operation", ["update", "enable"])
+async def test_operations_not_supported_yet_are_refused(unique: str, operation: Operation) -> None:
     event = command(unique, operation=operation)
     fake = FakeConnector("scim-demo", AccountRef("acc-1", already_existed=False))
 
@@ -236,6 +250,32 @@ async def test_operations_other_than_create_are_refused(unique: str, operation: 
     assert reply.data.operation == operation
     assert_reply_to(reply, event)
     assert fake.calls == []
+
+
+@pytest.mark.parametrize("operation", ["disable", "delete"])
+async def test_a_leaver_operation_reports_the_account_it_changed(
+    unique: str, operation: Operation
+) -> None:
+    event = command(unique, operation=operation)
+    fake = FakeConnector("scim-demo", AccountRef("acc-9", already_existed=True))
+
+    (reply,) = await handle(event, {"scim-demo": fake})
+
+    assert isinstance(reply.data, AccountProvisioned)
+    assert reply.data.account_id == "acc-9"
+    assert reply.data.operation == operation
+    assert fake.leaver_calls == [(operation, f"e-{unique}", PROFILE.user_name)]
+    assert fake.calls == []
+
+
+async def test_a_leaver_without_an_account_is_already_done(unique: str) -> None:
+    fake = FakeConnector("scim-demo", AccountRef("unused", already_existed=False))
+
+    (reply,) = await handle(command(unique, operation="disable"), {"scim-demo": fake})
+
+    assert isinstance(reply.data, AccountProvisioned)
+    assert reply.data.account_id == "none"
+    assert reply.data.already_existed is False
 
 
 async def test_a_long_reason_is_cut_to_fit_the_event(unique: str) -> None:

@@ -34,6 +34,8 @@ from accord.runtime.errors import PermanentError
 log = logging.getLogger(__name__)
 
 _SAGA_NAMESPACE = uuid.UUID("5d1c5f0e-8f5a-4c53-9a52-6f1c0e6a1a01")
+#: What a leaver does to each account, by the identity's new status.
+_LEAVER_OPERATION: dict[str, joiner.Operation] = {"inactive": "disable", "deleted": "delete"}
 _STATUS_OF: dict[type[EventData], str] = {
     UserDeactivated: "inactive",
     UserReactivated: "active",
@@ -101,11 +103,32 @@ async def handle_user_updated(event: Envelope, ctx: HandlerContext) -> list[Enve
 
 
 async def handle_user_status(event: Envelope, ctx: HandlerContext) -> list[Envelope]:
-    """Apply deactivation, reactivation or deletion (or keep it until the identity exists)."""
-    if await _parked_or_stale(event, ctx) is Verdict.APPLY:
-        status = _STATUS_OF[type(event.data)]
-        await store.set_identity_status(ctx.conn, event.subject, status, event.sequence or 0)
-    return []
+    """Apply deactivation, reactivation or deletion; a leaver's accounts go with it."""
+    if await _parked_or_stale(event, ctx) is not Verdict.APPLY:
+        return []
+    status = _STATUS_OF[type(event.data)]
+    user_id = event.subject
+    await store.set_identity_status(ctx.conn, user_id, status, event.sequence or 0)
+    operation = _LEAVER_OPERATION.get(status)
+    if operation is None:
+        return []
+    targets = await store.account_targets(ctx.conn, user_id)
+    if not targets:
+        return []
+    entry = await store.get_identity(ctx.conn, user_id)
+    assert entry is not None
+    saga_id = str(uuid.uuid5(_SAGA_NAMESPACE, event.id))
+    state, commands = joiner.start(
+        saga_id, user_id, targets, store.now_utc(), saga_type="leaver", operation=operation
+    )
+    await store.insert_saga(ctx.conn, state, event.correlationid)
+    started = SagaStarted(
+        saga_id=saga_id, saga_type="leaver", subject_id=user_id, targets=tuple(targets)
+    )
+    profile = Profile.model_validate(entry["profile"])
+    emitted = [new_event(started, source=ctx.source, causation=event)]
+    emitted += _commands_to_events(commands, state, event, ctx.source, profile)
+    return emitted
 
 
 async def _parked_or_stale(event: Envelope, ctx: HandlerContext) -> Verdict:
@@ -133,6 +156,10 @@ async def handle_account_result(event: Envelope, ctx: HandlerContext) -> list[En
     """Feed a provisioning result to the saga that asked for it."""
     data = event.data
     assert isinstance(data, AccountProvisioned | AccountProvisionFailed)
+    if isinstance(data, AccountProvisioned):
+        await store.record_account(
+            ctx.conn, data.user_id, data.target, data.account_id, data.operation
+        )
     state = await store.load_saga(ctx.conn, data.saga_id)
     if state is None:
         log.info(
@@ -162,11 +189,11 @@ def _commands_to_events(
     for command in commands:
         data: EventData
         if isinstance(command, joiner.ProvisionAccount):
-            assert profile is not None, "only a saga's start provisions"
+            assert profile is not None, "only a saga's start sends commands"
             data = ProvisionRequested(
                 user_id=state.user_id,
                 target=command.target,
-                operation="create",
+                operation=command.operation,
                 saga_id=state.saga_id,
                 step_id=command.step_id,
                 profile=profile,
@@ -174,14 +201,14 @@ def _commands_to_events(
         elif isinstance(command, joiner.CompleteSaga):
             data = SagaCompleted(
                 saga_id=state.saga_id,
-                saga_type="joiner",
+                saga_type=state.saga_type,
                 subject_id=state.user_id,
                 duration_ms=command.duration_ms,
             )
         else:
             data = SagaFailed(
                 saga_id=state.saga_id,
-                saga_type="joiner",
+                saga_type=state.saga_type,
                 subject_id=state.user_id,
                 reason=command.reason[:256],
                 failed_targets=command.failed_targets,

@@ -14,12 +14,14 @@ from accord.events import (
     ProvisionRequested,
     new_event,
 )
-from accord.provisioner.ports import Connector, TargetRejected, TargetUnavailable
+from accord.provisioner.ports import AccountRef, Connector, TargetRejected, TargetUnavailable
 from accord.runtime.consumer import HandlerContext
 
 log = logging.getLogger(__name__)
 
 MAX_RETRY_AFTER_S = 30.0
+#: account_id reported when a leaver finds no account: the desired state already holds.
+NO_ACCOUNT = "none"
 
 
 async def handle_provision_requested(
@@ -43,21 +45,14 @@ async def handle_provision_requested(
     connector = connectors.get(command.target)
     if connector is None:
         return [_failed(event, ctx, common, f"unknown target {command.target}", retryable=False)]
-    if command.operation != "create":
-        return [
-            _failed(
-                event,
-                ctx,
-                common,
-                f"operation {command.operation} not supported yet",
-                retryable=False,
-            )
-        ]
+    if command.operation not in ("create", "disable", "delete"):
+        reason = f"operation {command.operation} not supported yet"
+        return [_failed(event, ctx, common, reason, retryable=False)]
     attempt = 0
     while True:
         attempt += 1
         try:
-            account = await connector.ensure_account(command.user_id, command.profile)
+            account = await _apply(connector, command)
             break
         except TargetRejected as error:
             return [_failed(event, ctx, common, str(error), retryable=False)]
@@ -78,6 +73,18 @@ async def handle_provision_requested(
         **common, account_id=account.account_id, already_existed=account.already_existed
     )
     return [new_event(result, source=ctx.source, causation=event)]
+
+
+async def _apply(connector: Connector, command: ProvisionRequested) -> AccountRef:
+    """Carry out one command; a leaver's account that is already gone counts as done."""
+    if command.operation == "create":
+        return await connector.ensure_account(command.user_id, command.profile)
+    user_name = command.profile.user_name
+    if command.operation == "disable":
+        found = await connector.disable_account(command.user_id, user_name)
+    else:
+        found = await connector.delete_account(command.user_id, user_name)
+    return AccountRef(found or NO_ACCOUNT, already_existed=found is not None)
 
 
 def _failed(

@@ -37,6 +37,14 @@ class Connector(Protocol):
         """Create the account unless it already exists; never makes a duplicate."""
         ...
 
+    async def disable_account(self, user_id: str, user_name: str) -> str | None:
+        """Disable the account; its id, or None if there is none (nothing to disable)."""
+        ...
+
+    async def delete_account(self, user_id: str, user_name: str) -> str | None:
+        """Delete the account; its id, or None if there was none (already gone)."""
+        ...
+
     async def find_account(self, user_id: str, user_name: str) -> str | None:
         """The account id of an identity in the target, if it has one."""
         ...

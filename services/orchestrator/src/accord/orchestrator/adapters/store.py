@@ -146,12 +146,40 @@ async def get_identity(
     return entry
 
 
+async def record_account(
+    conn: asyncpg.Connection, user_id: str, target: str, account_id: str, operation: str
+) -> None:
+    """Keep the registry's view of an identity's account in step with a provisioning result."""
+    if operation == "delete":
+        await conn.execute(
+            "DELETE FROM accounts WHERE user_id = $1 AND target = $2", user_id, target
+        )
+        return
+    state = "disabled" if operation == "disable" else "active"
+    await conn.execute(
+        "INSERT INTO accounts (user_id, target, account_id, state) VALUES ($1, $2, $3, $4)"
+        " ON CONFLICT (user_id, target) DO UPDATE SET account_id = EXCLUDED.account_id,"
+        " state = EXCLUDED.state, updated_at = now()",
+        user_id,
+        target,
+        account_id,
+        state,
+    )
+
+
+async def account_targets(conn: asyncpg.Connection, user_id: str) -> list[str]:
+    """Targets where the identity holds an account."""
+    rows = await conn.fetch("SELECT target FROM accounts WHERE user_id = $1", user_id)
+    return sorted(r["target"] for r in rows)
+
+
 def _encode(state: JoinerState) -> str:
     return json.dumps(
         {
             "pending": sorted(state.pending),
             "done": sorted(state.done),
             "failed": [list(f) for f in state.failed],
+            "operation": state.operation,
         }
     )
 
@@ -160,20 +188,21 @@ async def insert_saga(conn: asyncpg.Connection, state: JoinerState, correlation_
     """Record a new saga."""
     await conn.execute(
         "INSERT INTO sagas (saga_id, saga_type, subject_id, correlation_id, status, state,"
-        " started_at) VALUES ($1, 'joiner', $2, $3, $4, $5, $6)",
+        " started_at) VALUES ($1, $7, $2, $3, $4, $5, $6)",
         state.saga_id,
         state.user_id,
         correlation_id,
         state.status,
         _encode(state),
         state.started_at,
+        state.saga_type,
     )
 
 
 async def load_saga(conn: asyncpg.Connection, saga_id: str) -> JoinerState | None:
     """A saga, locked for the rest of the transaction."""
     row = await conn.fetchrow(
-        "SELECT saga_id, subject_id, status, state, version, started_at FROM sagas"
+        "SELECT saga_id, saga_type, subject_id, status, state, version, started_at FROM sagas"
         " WHERE saga_id = $1 FOR UPDATE",
         saga_id,
     )
@@ -189,6 +218,8 @@ async def load_saga(conn: asyncpg.Connection, saga_id: str) -> JoinerState | Non
         done=frozenset(body["done"]),
         failed=tuple((t, r) for t, r in body["failed"]),
         version=row["version"],
+        saga_type=row["saga_type"],
+        operation=body.get("operation", "create"),
     )
 
 

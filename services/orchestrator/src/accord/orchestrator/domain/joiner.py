@@ -1,4 +1,8 @@
-"""The joiner saga: provision a new identity's birthright accounts in every target.
+"""Fan-out account sagas: one step per target, done when every target answered.
+
+The joiner creates a new identity's birthright accounts; the leaver disables (deactivation)
+or deletes (deletion) every account it has, never compensates, and fails with the reasons
+if a target stays down after the provisioner's retries.
 
 Pure: decide(state, event) -> (new state, commands). The database guards the same
 transitions (see migrations), so a bug here cannot move a finished saga.
@@ -11,6 +15,8 @@ from datetime import datetime
 from typing import Literal
 
 Status = Literal["running", "completed", "failed"]
+SagaType = Literal["joiner", "leaver"]
+Operation = Literal["create", "disable", "delete"]
 
 #: Allowed status transitions; terminal states have none.
 TRANSITIONS: dict[Status, frozenset[Status]] = {
@@ -20,7 +26,11 @@ TRANSITIONS: dict[Status, frozenset[Status]] = {
 }
 
 #: Forward steps and the step that undoes each one (run by the compensation in issue 4).
-COMPENSATIONS: dict[str, str] = {"create_account": "delete_account"}
+COMPENSATIONS: dict[str, str | None] = {
+    "create_account": "delete_account",
+    "disable_account": None,  # leavers never compensate
+    "delete_account": None,
+}
 
 
 @dataclass(frozen=True)
@@ -35,14 +45,17 @@ class JoinerState:
     done: frozenset[str] = frozenset()
     failed: tuple[tuple[str, str], ...] = ()
     version: int = 0
+    saga_type: SagaType = "joiner"
+    operation: Operation = "create"
 
 
 @dataclass(frozen=True)
 class ProvisionAccount:
-    """Command: create the identity's account in a target."""
+    """Command: bring the identity's account in a target to the saga's operation."""
 
     target: str
     step_id: str
+    operation: Operation = "create"
 
 
 @dataclass(frozen=True)
@@ -84,12 +97,27 @@ class InvalidTransition(ValueError):
 
 
 def start(
-    saga_id: str, user_id: str, targets: list[str], now: datetime
+    saga_id: str,
+    user_id: str,
+    targets: list[str],
+    now: datetime,
+    *,
+    saga_type: SagaType = "joiner",
+    operation: Operation = "create",
 ) -> tuple[JoinerState, list[Command]]:
-    """A new joiner saga and its first commands."""
-    state = JoinerState(saga_id, user_id, "running", now, pending=frozenset(targets))
+    """A new saga and its first commands."""
+    state = JoinerState(
+        saga_id,
+        user_id,
+        "running",
+        now,
+        pending=frozenset(targets),
+        saga_type=saga_type,
+        operation=operation,
+    )
     commands: list[Command] = [
-        ProvisionAccount(target, step_id(saga_id, target)) for target in sorted(set(targets))
+        ProvisionAccount(target, step_id(saga_id, target), operation)
+        for target in sorted(set(targets))
     ]
     if not targets:
         return _move(state, "completed"), [CompleteSaga(0)]

@@ -7,7 +7,7 @@ from typing import Any
 
 import httpx
 from pydantic import SecretStr
-from scim2_models import Context, ListResponse
+from scim2_models import Context, ListResponse, PatchOp, PatchOperation
 
 from accord.events import Profile
 from accord.provisioner.domain.scim_mapping import ScimUser, filter_literal, to_scim_user
@@ -53,6 +53,32 @@ class ScimConnector:
         if not created.id:
             raise TargetRejected(f"{self.name}: created user has no id")
         return AccountRef(created.id, already_existed=False)
+
+    async def disable_account(self, user_id: str, user_name: str) -> str | None:
+        """PATCH active to false (RFC 7644 section 3.5.2); idempotent."""
+        account_id = await self.find_account(user_id, user_name)
+        if account_id is None:
+            return None
+        patch = PatchOp[ScimUser](
+            operations=[PatchOperation(op=PatchOperation.Op.replace_, path="active", value=False)]
+        )
+        response = await self._request(
+            "PATCH",
+            f"/Users/{account_id}",
+            json=patch.model_dump(scim_ctx=Context.RESOURCE_PATCH_REQUEST),
+        )
+        self._raise_for_status(response)
+        return account_id
+
+    async def delete_account(self, user_id: str, user_name: str) -> str | None:
+        """DELETE the user; a user already gone is success."""
+        account_id = await self.find_account(user_id, user_name)
+        if account_id is None:
+            return None
+        response = await self._request("DELETE", f"/Users/{account_id}")
+        if response.status_code != 404:
+            self._raise_for_status(response)
+        return account_id
 
     async def find_account(self, user_id: str, user_name: str) -> str | None:
         """The id of the user with this externalId or userName."""
