@@ -104,7 +104,6 @@ class ConsumerLoop:
         try:
             while not self._stopping.is_set():
                 batch = await self._consumer.getmany(timeout_ms=200, max_records=500)
-                self.stats.assigned = set(self._consumer.assignment())
                 if not batch:
                     continue
                 # Partitions are independent: handle them side by side, each in order.

@@ -106,9 +106,8 @@ def configure(app: FastAPI, runtime: Runtime, policies: LoadedPolicies) -> None:
     @router.get("/access-requests/{request_id}", summary="One access request")
     async def get_request(request_id: Id, caller: Caller = Depends(caller_dependency)) -> Any:
         entry = await requests.get(runtime.pool, request_id)
-        if entry is None or not (
-            caller.may(Permission.ACCESS_READ)
-            or caller.subject in (entry["requester_id"], entry["principal_id"])
+        if entry is None or not may_see(
+            caller, Permission.ACCESS_READ, entry["requester_id"], entry["principal_id"]
         ):
             raise HTTPException(404, f"access request {request_id} not found")
         return entry

@@ -81,18 +81,12 @@ async def handle_access_requested(
     decision = decide(policies, query, entities)
     if decision.errors:
         log.warning("policy evaluation errors", extra={"errors": list(decision.errors)})
-    fresh = await store.record_decision(
-        ctx.conn,
-        request_id=request.request_id,
-        principal_id=request.principal_id,
-        application=resource.application,
-        entitlement=resource.entitlement,
-        decision=decision.effect,
-        reasons=list(decision.reasons),
-    )
-    if not fresh:
+    # The request's row is the record of its decision, and moving it out of pending once
+    # is what keeps a redelivered request from being answered twice.
+    if not await requests.decide(
+        ctx.conn, request.request_id, decision.effect, list(decision.reasons)
+    ):
         return []
-    await requests.decide(ctx.conn, request.request_id, decision.effect, list(decision.reasons))
     decided = AccessDecided(
         request_id=request.request_id,
         principal_id=request.principal_id,

@@ -64,9 +64,8 @@ async def handle_user_created(
     for parked in await store.take_parked(ctx.conn, data.user_id):
         if parked.sequence <= sequence:
             continue  # older than the creation: already reflected in it
-        early = REGISTRY.parse(
-            parked.event_type, REGISTRY.spec(parked.event_type).version, parked.data
-        )
+        # Parsed in the version it was parked in: upcast if the schema moved on meanwhile.
+        early = REGISTRY.parse(parked.event_type, parked.version, parked.data)
         sequence = parked.sequence
         if isinstance(early, UserUpdated):
             await _save_profile(ctx, early, sequence, parked.source)
@@ -79,18 +78,7 @@ async def handle_user_created(
         return []  # left before it joined: nothing to provision
     profile = profile.model_copy(update={"active": status == "active"})
     targets = birthright.targets_for(profile)
-    saga_id = str(uuid.uuid5(_SAGA_NAMESPACE, event.id))
-    state, commands = joiner.start(saga_id, data.user_id, targets, store.now_utc())
-    await store.insert_saga(ctx.conn, state, event.correlationid)
-    started = SagaStarted(
-        saga_id=saga_id,
-        saga_type="joiner",
-        subject_id=data.user_id,
-        targets=tuple(sorted(set(targets))),
-    )
-    emitted = [new_event(started, source=ctx.source, causation=event)]
-    emitted += _commands_to_events(commands, state, event, ctx.source, profile)
-    return emitted
+    return await _start_saga(event, ctx, data.user_id, targets, profile, "joiner", "create")
 
 
 async def handle_user_updated(event: Envelope, ctx: HandlerContext) -> list[Envelope]:
@@ -117,17 +105,33 @@ async def handle_user_status(event: Envelope, ctx: HandlerContext) -> list[Envel
         return []
     entry = await store.get_identity(ctx.conn, user_id)
     assert entry is not None
-    saga_id = str(uuid.uuid5(_SAGA_NAMESPACE, event.id))
-    state, commands = joiner.start(
-        saga_id, user_id, targets, store.now_utc(), saga_type="leaver", operation=operation
-    )
-    await store.insert_saga(ctx.conn, state, event.correlationid)
-    started = SagaStarted(
-        saga_id=saga_id, saga_type="leaver", subject_id=user_id, targets=tuple(targets)
-    )
     profile = Profile.model_validate(entry["profile"])
-    emitted = [new_event(started, source=ctx.source, causation=event)]
-    emitted += _commands_to_events(commands, state, event, ctx.source, profile)
+    return await _start_saga(event, ctx, user_id, targets, profile, "leaver", operation)
+
+
+async def _start_saga(
+    cause: Envelope,
+    ctx: HandlerContext,
+    user_id: str,
+    targets: list[str],
+    profile: Profile,
+    saga_type: joiner.SagaType,
+    operation: joiner.Operation,
+) -> list[Envelope]:
+    """Record a new account saga and the events that announce and drive it."""
+    saga_id = str(uuid.uuid5(_SAGA_NAMESPACE, cause.id))
+    state, commands = joiner.start(
+        saga_id, user_id, targets, store.now_utc(), saga_type=saga_type, operation=operation
+    )
+    await store.insert_saga(ctx.conn, state, cause.correlationid)
+    started = SagaStarted(
+        saga_id=saga_id,
+        saga_type=saga_type,
+        subject_id=user_id,
+        targets=tuple(sorted(set(targets))),
+    )
+    emitted = [new_event(started, source=ctx.source, causation=cause)]
+    emitted += _commands_to_events(commands, state, cause, ctx.source, profile)
     return emitted
 
 

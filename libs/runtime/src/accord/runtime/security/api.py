@@ -111,6 +111,6 @@ def require(permission: Permission) -> Callable[..., Awaitable[Caller]]:
     return dependency
 
 
-def may_see(caller: Caller, permission: Permission, owner: str) -> bool:
-    """Object check: the permission over everyone's objects, or the caller's own object."""
-    return caller.may(permission) or caller.subject == owner
+def may_see(caller: Caller, permission: Permission, *owners: str) -> bool:
+    """Object check: the permission over everyone's objects, or the caller owns this one."""
+    return caller.may(permission) or caller.subject in owners

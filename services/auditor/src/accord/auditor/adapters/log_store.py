@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 
 from accord.auditor.domain.normalise import AuditEntry
+from accord.runtime.sql import Conditions
 
 
 async def append(conn: asyncpg.Connection, entry: AuditEntry) -> int | None:
@@ -50,28 +51,20 @@ async def query(
     limit: int = 100,
 ) -> list[dict[str, Any]]:
     """Entries matching every given filter, in log order, after a record id (cursor)."""
-    clauses = ["record_id > $1"]
-    args: list[Any] = [after]
-    for column, value in (
-        ("correlation_id", correlation_id),
-        ("subject", subject),
-        ("event_type", event_type),
-        ("outcome", outcome),
-    ):
-        if value is not None:
-            args.append(value)
-            clauses.append(f"{column} = ${len(args)}")
-    if since is not None:
-        args.append(since)
-        clauses.append(f"occurred_at >= ${len(args)}")
-    args.append(limit)
-    # Only fixed column names are interpolated; every value is a bind parameter.
+    conditions = Conditions()
+    conditions.add("record_id > {0}", after)
+    conditions.add("correlation_id = {0}", correlation_id)
+    conditions.add("subject = {0}", subject)
+    conditions.add("event_type = {0}", event_type)
+    conditions.add("outcome = {0}", outcome)
+    conditions.add("occurred_at >= {0}", since)
+    limit_at = conditions.placeholder(limit)
     sql = (
         "SELECT record_id, source_event_id, source_topic, event_type, occurred_at, recorded_at,"  # noqa: S608
         " actor, subject, target, outcome, correlation_id, trace_id, payload FROM audit_log"
-        f" WHERE {' AND '.join(clauses)} ORDER BY record_id LIMIT ${len(args)}"
+        f" WHERE {conditions.where} ORDER BY record_id LIMIT {limit_at}"
     )
-    rows = await pool.fetch(sql, *args)
+    rows = await pool.fetch(sql, *conditions.args)
     result = []
     for row in rows:
         entry = dict(row)

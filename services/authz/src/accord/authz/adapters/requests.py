@@ -7,6 +7,7 @@ from typing import Any
 import asyncpg
 
 from accord.events import AccessRequested
+from accord.runtime.sql import Conditions
 
 _COLUMNS = (
     "request_id, requester_id, principal_id, application, entitlement, justification,"
@@ -33,15 +34,16 @@ async def insert(conn: asyncpg.Connection, request: AccessRequested) -> bool:
 
 async def decide(
     conn: asyncpg.Connection, request_id: str, status: str, reasons: list[str]
-) -> None:
-    """Set the decision of a pending request."""
-    await conn.execute(
+) -> bool:
+    """Set the decision of a pending request; False if it was already decided."""
+    result = await conn.execute(
         "UPDATE access_requests SET status = $2, reasons = $3, decided_at = now()"
         " WHERE request_id = $1 AND status = 'pending'",
         request_id,
         status,
         reasons,
     )
+    return bool(result == "UPDATE 1")
 
 
 async def get(pool: asyncpg.Pool, request_id: str) -> dict[str, Any] | None:
@@ -62,21 +64,14 @@ async def search(
     limit: int,
 ) -> list[dict[str, Any]]:
     """Requests in id order after a cursor; `involving` keeps those a user asked or is for."""
-    clauses = ["true"]
-    args: list[Any] = []
-    if involving is not None:
-        args.append(involving)
-        clauses.append(f"(requester_id = ${len(args)} OR principal_id = ${len(args)})")
-    if status is not None:
-        args.append(status)
-        clauses.append(f"status = ${len(args)}")
-    if after_id is not None:
-        args.append(after_id)
-        clauses.append(f"request_id > ${len(args)}")
-    args.append(limit)
+    conditions = Conditions()
+    conditions.add("(requester_id = {0} OR principal_id = {0})", involving)
+    conditions.add("status = {0}", status)
+    conditions.add("request_id > {0}", after_id)
+    limit_at = conditions.placeholder(limit)
     rows = await pool.fetch(
-        f"SELECT {_COLUMNS} FROM access_requests WHERE {' AND '.join(clauses)}"  # noqa: S608
-        f" ORDER BY request_id LIMIT ${len(args)}",
-        *args,
+        f"SELECT {_COLUMNS} FROM access_requests WHERE {conditions.where}"  # noqa: S608
+        f" ORDER BY request_id LIMIT {limit_at}",
+        *conditions.args,
     )
     return [dict(r) for r in rows]

@@ -1,4 +1,4 @@
-"""PostgreSQL tables of authz: the principal projection and the decisions."""
+"""PostgreSQL table of authz's principal projection."""
 
 from __future__ import annotations
 
@@ -46,27 +46,3 @@ async def principal_attrs(conn: asyncpg.Connection, user_id: str) -> dict[str, A
     if row["department"]:
         attrs["department"] = row["department"]
     return attrs
-
-
-async def record_decision(
-    conn: asyncpg.Connection,
-    *,
-    request_id: str,
-    principal_id: str,
-    application: str,
-    entitlement: str,
-    decision: str,
-    reasons: list[str],
-) -> bool:
-    """Store a decision; False when the request was already decided."""
-    result = await conn.execute(
-        "INSERT INTO decisions (request_id, principal_id, application, entitlement, decision,"
-        " reasons) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (request_id) DO NOTHING",
-        request_id,
-        principal_id,
-        application,
-        entitlement,
-        decision,
-        reasons,
-    )
-    return bool(result == "INSERT 0 1")
