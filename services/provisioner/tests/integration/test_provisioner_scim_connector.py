@@ -20,6 +20,7 @@ from accord.stack.scim_target import ScimTarget
 pytestmark = pytest.mark.integration
 
 CORE = "urn:ietf:params:scim:schemas:core:2.0:User"
+ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -278,3 +279,155 @@ async def test_delete_removes_the_account_and_a_missing_one_is_already_done(
     assert (await admin.get(f"/Users/{created.account_id}")).status_code == 404
     assert await connector.delete_account(user_id, user_name) is None
     assert await connector.disable_account(user_id, user_name) is None
+
+
+async def get_user(admin: httpx.AsyncClient, account_id: str) -> dict[str, Any]:
+    response = await admin.get(f"/Users/{account_id}")
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def test_update_changes_the_attributes_in_the_target_and_keeps_one_account(
+    connector: ScimConnector, admin: httpx.AsyncClient, unique: str
+) -> None:
+    user_id, user_name = f"e-{unique}", f"mover-{unique}"
+    created = await connector.ensure_account(
+        user_id,
+        profile(
+            user_name,
+            given_name="Ada",
+            family_name="Lovelace",
+            title="Analyst",
+            department="Research",
+            email=f"ada-{unique}@example.org",
+        ),
+    )
+    before = await get_user(admin, created.account_id)
+    assert (before["title"], before[ENTERPRISE]["department"]) == ("Analyst", "Research")
+
+    ref = await connector.update_account(
+        user_id,
+        profile(
+            user_name,
+            given_name="Ada",
+            family_name="Lovelace",
+            display_name="Countess Lovelace",
+            title="Engineer",
+            department="Engineering",
+            cost_center="CC-7",
+            email=f"ada.lovelace-{unique}@example.org",
+        ),
+    )
+
+    assert ref.account_id == created.account_id
+    assert ref.already_existed is True
+    body = await get_user(admin, created.account_id)
+    assert body["title"] == "Engineer"
+    assert body["displayName"] == "Countess Lovelace"
+    assert body[ENTERPRISE]["department"] == "Engineering"
+    assert body[ENTERPRISE]["costCenter"] == "CC-7"
+    assert [e["value"] for e in body["emails"]] == [f"ada.lovelace-{unique}@example.org"]
+    assert body["externalId"] == user_id
+    assert body["userName"] == user_name
+    assert body["active"] is True
+    assert len(await users_named(admin, user_name)) == 1
+
+
+async def test_update_replaces_the_account_with_the_profile_including_active(
+    connector: ScimConnector, admin: httpx.AsyncClient, unique: str
+) -> None:
+    user_id, user_name = f"e-{unique}", f"pending-{unique}"
+    created = await connector.ensure_account(user_id, profile(user_name, title="Intern"))
+
+    ref = await connector.update_account(user_id, profile(user_name, active=False))
+
+    assert ref.account_id == created.account_id
+    body = await get_user(admin, created.account_id)
+    assert body["active"] is False
+    assert "title" not in body  # the profile is the whole desired state: PUT drops the rest
+
+
+async def test_update_renames_the_account_found_by_external_id(
+    connector: ScimConnector, admin: httpx.AsyncClient, unique: str
+) -> None:
+    user_id = f"e-{unique}"
+    created = await connector.ensure_account(user_id, profile(f"before-{unique}"))
+
+    ref = await connector.update_account(user_id, profile(f"after-{unique}"))
+
+    assert ref.account_id == created.account_id
+    assert ref.already_existed is True
+    assert (await get_user(admin, created.account_id))["userName"] == f"after-{unique}"
+    assert await users_named(admin, f"before-{unique}") == []
+    assert len(await users_named(admin, f"after-{unique}")) == 1
+
+
+async def test_update_of_a_missing_account_creates_it(
+    connector: ScimConnector, admin: httpx.AsyncClient, unique: str
+) -> None:
+    user_id, user_name = f"e-{unique}", f"lost-{unique}"
+
+    ref = await connector.update_account(
+        user_id, profile(user_name, title="Engineer", department="Engineering")
+    )
+
+    assert ref.already_existed is False
+    body = await get_user(admin, ref.account_id)
+    assert body["userName"] == user_name
+    assert body["externalId"] == user_id
+    assert body["title"] == "Engineer"
+    assert body[ENTERPRISE]["department"] == "Engineering"
+    assert len(await users_named(admin, user_name)) == 1
+
+
+async def test_update_of_an_account_deleted_after_the_lookup_creates_it(
+    connector: ScimConnector,
+    admin: httpx.AsyncClient,
+    unique: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    user_id, user_name = f"e-{unique}", f"raced-{unique}"
+    stale = (await connector.ensure_account(user_id, profile(user_name))).account_id
+    assert (await admin.delete(f"/Users/{stale}")).status_code == 204
+    lookups: list[str] = []
+    real_find = connector.find_account
+
+    async def find_stale_first(user_id: str, user_name: str) -> str | None:
+        # The first lookup still sees the account; the PUT then meets a 404.
+        lookups.append(user_name)
+        return stale if len(lookups) == 1 else await real_find(user_id, user_name)
+
+    monkeypatch.setattr(connector, "find_account", find_stale_first)
+
+    ref = await connector.update_account(user_id, profile(user_name, title="Engineer"))
+
+    assert len(lookups) >= 2
+    assert ref.already_existed is False
+    assert ref.account_id != stale
+    assert (await get_user(admin, ref.account_id))["title"] == "Engineer"
+    assert len(await users_named(admin, user_name)) == 1
+
+
+async def test_enable_after_disable_makes_the_account_active_again(
+    connector: ScimConnector, admin: httpx.AsyncClient, unique: str
+) -> None:
+    user_id, user_name = f"e-{unique}", f"rehire-{unique}"
+    created = await connector.ensure_account(user_id, profile(user_name, title="Engineer"))
+    assert await connector.disable_account(user_id, user_name) == created.account_id
+    assert (await get_user(admin, created.account_id))["active"] is False
+
+    assert await connector.enable_account(user_id, user_name) == created.account_id
+    assert await connector.enable_account(user_id, user_name) == created.account_id
+
+    body = await get_user(admin, created.account_id)
+    assert body["active"] is True
+    assert body["title"] == "Engineer"  # a PATCH of active leaves the rest alone
+    assert len(await users_named(admin, user_name)) == 1
+
+
+async def test_enable_of_a_missing_account_is_none(
+    connector: ScimConnector, admin: httpx.AsyncClient, unique: str
+) -> None:
+    assert await connector.enable_account(f"e-{unique}", f"ghost-{unique}") is None
+    assert await users_named(admin, f"ghost-{unique}") == []

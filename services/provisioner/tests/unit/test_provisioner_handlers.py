@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import Any, cast, get_args
 
 import pytest
 
@@ -32,11 +32,19 @@ class FakeConnector:
         self.name = name
         self._outcomes = list(outcomes)
         self.calls: list[tuple[str, Profile]] = []
+        self.update_calls: list[tuple[str, Profile]] = []
         self.leaver_calls: list[tuple[str, str, str]] = []
         self.closed = False
 
     async def ensure_account(self, user_id: str, profile: Profile) -> AccountRef:
         self.calls.append((user_id, profile))
+        return self._next()
+
+    async def update_account(self, user_id: str, profile: Profile) -> AccountRef:
+        self.update_calls.append((user_id, profile))
+        return self._next()
+
+    def _next(self) -> AccountRef:
         # The last outcome repeats for ever.
         outcome = self._outcomes.pop(0) if len(self._outcomes) > 1 else self._outcomes[0]
         if isinstance(outcome, Exception):
@@ -46,14 +54,16 @@ class FakeConnector:
     async def disable_account(self, user_id: str, user_name: str) -> str | None:
         return self._leaver(("disable", user_id, user_name))
 
+    async def enable_account(self, user_id: str, user_name: str) -> str | None:
+        return self._leaver(("enable", user_id, user_name))
+
     async def delete_account(self, user_id: str, user_name: str) -> str | None:
         return self._leaver(("delete", user_id, user_name))
 
     def _leaver(self, call: tuple[str, str, str]) -> str | None:
+        """disable/enable/delete: an outcome that did not already exist means no account."""
         self.leaver_calls.append(call)
-        outcome = self._outcomes.pop(0) if len(self._outcomes) > 1 else self._outcomes[0]
-        if isinstance(outcome, Exception):
-            raise outcome
+        outcome = self._next()
         return outcome.account_id if outcome.already_existed else None
 
     async def find_account(self, user_id: str, user_name: str) -> str | None:
@@ -237,23 +247,96 @@ async def test_an_unknown_target_fails_without_calling_any_connector(unique: str
     assert fake.calls == []
 
 
-@pytest.mark.parametrize("operation", ["update", "enable"])
-async def test_operations_not_supported_yet_are_refused(unique: str, operation: Operation) -> None:
-    event = command(unique, operation=operation)
-    fake = FakeConnector("scim-demo", AccountRef("acc-1", already_existed=False))
+async def test_an_operation_not_supported_fails_permanently_without_calling_the_connector(
+    unique: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The contract's Literal admits only known operations; the guard is for one it adds
+    # before this provisioner learns it, simulated by narrowing the supported set.
+    monkeypatch.setattr(handlers, "SUPPORTED_OPERATIONS", frozenset({"create"}))
+    event = command(unique, operation="update")
+    fake = FakeConnector("scim-demo", AccountRef("acc-1", already_existed=True))
 
     (reply,) = await handle(event, {"scim-demo": fake})
 
     assert isinstance(reply.data, AccountProvisionFailed)
     assert reply.data.retryable is False
-    assert operation in reply.data.reason
-    assert reply.data.operation == operation
+    assert "operation update not supported" in reply.data.reason
     assert_reply_to(reply, event)
+    assert fake.calls == []
+    assert fake.update_calls == []
+    assert fake.leaver_calls == []
+
+
+def test_every_operation_of_the_contract_is_supported() -> None:
+    assert set(get_args(Operation)) == handlers.SUPPORTED_OPERATIONS
+
+
+async def test_update_reports_the_account_it_updated(unique: str) -> None:
+    event = command(unique, operation="update")
+    fake = FakeConnector("scim-demo", AccountRef("acc-5", already_existed=True))
+
+    (reply,) = await handle(event, {"scim-demo": fake})
+
+    assert reply.type == "account.provisioned"
+    assert isinstance(reply.data, AccountProvisioned)
+    assert reply.data.operation == "update"
+    assert reply.data.account_id == "acc-5"
+    assert reply.data.already_existed is True
+    assert_reply_to(reply, event)
+    assert fake.update_calls == [(f"e-{unique}", PROFILE)]
+    assert fake.calls == []
+    assert fake.leaver_calls == []
+
+
+async def test_update_of_an_account_the_target_lost_reports_it_recreated(unique: str) -> None:
+    fake = FakeConnector("scim-demo", AccountRef("acc-new", already_existed=False))
+
+    (reply,) = await handle(command(unique, operation="update"), {"scim-demo": fake})
+
+    assert isinstance(reply.data, AccountProvisioned)
+    assert reply.data.account_id == "acc-new"
+    assert reply.data.already_existed is False
+
+
+async def test_update_is_retried_through_an_outage(unique: str) -> None:
+    fake = FakeConnector(
+        "scim-demo", TargetUnavailable("down"), AccountRef("acc-5", already_existed=True)
+    )
+
+    (reply,) = await handle(command(unique, operation="update"), {"scim-demo": fake})
+
+    assert isinstance(reply.data, AccountProvisioned)
+    assert reply.data.account_id == "acc-5"
+    assert len(fake.update_calls) == 2
+
+
+async def test_a_rejected_update_fails_permanently(unique: str) -> None:
+    fake = FakeConnector("scim-demo", TargetRejected("scim-demo: PUT /Users/acc-5 -> 400"))
+
+    (reply,) = await handle(command(unique, operation="update"), {"scim-demo": fake})
+
+    assert isinstance(reply.data, AccountProvisionFailed)
+    assert reply.data.retryable is False
+    assert "PUT" in reply.data.reason
+    assert len(fake.update_calls) == 1
+
+
+async def test_enable_without_an_account_fails_permanently(unique: str) -> None:
+    event = command(unique, operation="enable")
+    fake = FakeConnector("scim-demo", AccountRef("unused", already_existed=False))
+
+    (reply,) = await handle(event, {"scim-demo": fake})
+
+    assert isinstance(reply.data, AccountProvisionFailed)
+    assert reply.data.retryable is False
+    assert "no account to enable" in reply.data.reason
+    assert_reply_to(reply, event)
+    assert fake.leaver_calls == [("enable", f"e-{unique}", PROFILE.user_name)]
     assert fake.calls == []
 
 
-@pytest.mark.parametrize("operation", ["disable", "delete"])
-async def test_a_leaver_operation_reports_the_account_it_changed(
+@pytest.mark.parametrize("operation", ["disable", "enable", "delete"])
+async def test_an_account_state_operation_reports_the_account_it_changed(
     unique: str, operation: Operation
 ) -> None:
     event = command(unique, operation=operation)
@@ -266,6 +349,7 @@ async def test_a_leaver_operation_reports_the_account_it_changed(
     assert reply.data.operation == operation
     assert fake.leaver_calls == [(operation, f"e-{unique}", PROFILE.user_name)]
     assert fake.calls == []
+    assert fake.update_calls == []
 
 
 async def test_a_leaver_without_an_account_is_already_done(unique: str) -> None:

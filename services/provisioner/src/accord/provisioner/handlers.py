@@ -22,6 +22,8 @@ log = logging.getLogger(__name__)
 MAX_RETRY_AFTER_S = 30.0
 #: account_id reported when a leaver finds no account: the desired state already holds.
 NO_ACCOUNT = "none"
+#: Operations this provisioner carries out; any other fails permanently.
+SUPPORTED_OPERATIONS = frozenset({"create", "update", "disable", "enable", "delete"})
 
 
 async def handle_provision_requested(
@@ -45,7 +47,7 @@ async def handle_provision_requested(
     connector = connectors.get(command.target)
     if connector is None:
         return [_failed(event, ctx, common, f"unknown target {command.target}", retryable=False)]
-    if command.operation not in ("create", "disable", "delete"):
+    if command.operation not in SUPPORTED_OPERATIONS:
         reason = f"operation {command.operation} not supported yet"
         return [_failed(event, ctx, common, reason, retryable=False)]
     attempt = 0
@@ -79,7 +81,16 @@ async def _apply(connector: Connector, command: ProvisionRequested) -> AccountRe
     """Carry out one command; a leaver's account that is already gone counts as done."""
     if command.operation == "create":
         return await connector.ensure_account(command.user_id, command.profile)
+    if command.operation == "update":
+        # A lost account is recreated by the connector: already_existed tells which.
+        return await connector.update_account(command.user_id, command.profile)
     user_name = command.profile.user_name
+    if command.operation == "enable":
+        found = await connector.enable_account(command.user_id, user_name)
+        if found is None:
+            # Unlike a leaver, nothing to enable means the desired state does not hold.
+            raise TargetRejected(f"{connector.name}: no account to enable")
+        return AccountRef(found, already_existed=True)
     if command.operation == "disable":
         found = await connector.disable_account(command.user_id, user_name)
     else:

@@ -37,8 +37,20 @@ class Connector(Protocol):
         """Create the account unless it already exists; never makes a duplicate."""
         ...
 
+    async def update_account(self, user_id: str, profile: Profile) -> AccountRef:
+        """Bring the account's attributes to the profile; create it if the target has none.
+
+        An update for an account the target lost is repaired, not failed: `already_existed`
+        tells whether the account was updated (True) or created (False).
+        """
+        ...
+
     async def disable_account(self, user_id: str, user_name: str) -> str | None:
         """Disable the account; its id, or None if there is none (nothing to disable)."""
+        ...
+
+    async def enable_account(self, user_id: str, user_name: str) -> str | None:
+        """Enable (reactivate) the account; its id, or None if there is none."""
         ...
 
     async def delete_account(self, user_id: str, user_name: str) -> str | None:

@@ -54,21 +54,30 @@ class ScimConnector:
             raise TargetRejected(f"{self.name}: created user has no id")
         return AccountRef(created.id, already_existed=False)
 
+    async def update_account(self, user_id: str, profile: Profile) -> AccountRef:
+        """PUT the mapped user over the existing one (RFC 7644 section 3.5.1), else create it."""
+        account_id = await self.find_account(user_id, profile.user_name)
+        if account_id is None:
+            # The target lost the account (or never had it): the update repairs it.
+            return await self.ensure_account(user_id, profile)
+        payload = to_scim_user(user_id, profile).model_dump(
+            scim_ctx=Context.RESOURCE_REPLACEMENT_REQUEST
+        )
+        payload["id"] = account_id
+        response = await self._request("PUT", f"/Users/{account_id}", json=payload)
+        if response.status_code == 404:
+            # Deleted between the lookup and the PUT: create it instead.
+            return await self.ensure_account(user_id, profile)
+        self._raise_for_status(response)
+        return AccountRef(account_id, already_existed=True)
+
     async def disable_account(self, user_id: str, user_name: str) -> str | None:
         """PATCH active to false (RFC 7644 section 3.5.2); idempotent."""
-        account_id = await self.find_account(user_id, user_name)
-        if account_id is None:
-            return None
-        patch = PatchOp[ScimUser](
-            operations=[PatchOperation(op=PatchOperation.Op.replace_, path="active", value=False)]
-        )
-        response = await self._request(
-            "PATCH",
-            f"/Users/{account_id}",
-            json=patch.model_dump(scim_ctx=Context.RESOURCE_PATCH_REQUEST),
-        )
-        self._raise_for_status(response)
-        return account_id
+        return await self._set_active(user_id, user_name, active=False)
+
+    async def enable_account(self, user_id: str, user_name: str) -> str | None:
+        """PATCH active to true (RFC 7644 section 3.5.2); idempotent."""
+        return await self._set_active(user_id, user_name, active=True)
 
     async def delete_account(self, user_id: str, user_name: str) -> str | None:
         """DELETE the user; a user already gone is success."""
@@ -103,6 +112,22 @@ class ScimConnector:
     async def close(self) -> None:
         """Close the HTTP connection pool."""
         await self._client.aclose()
+
+    async def _set_active(self, user_id: str, user_name: str, *, active: bool) -> str | None:
+        """PATCH the user's active flag; its id, or None when the target has no such user."""
+        account_id = await self.find_account(user_id, user_name)
+        if account_id is None:
+            return None
+        patch = PatchOp[ScimUser](
+            operations=[PatchOperation(op=PatchOperation.Op.replace_, path="active", value=active)]
+        )
+        response = await self._request(
+            "PATCH",
+            f"/Users/{account_id}",
+            json=patch.model_dump(scim_ctx=Context.RESOURCE_PATCH_REQUEST),
+        )
+        self._raise_for_status(response)
+        return account_id
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
