@@ -50,6 +50,11 @@ async def platform(
             "ACCORD_RATE_LIMIT_BURST": "100",
             "ACCORD_AUTH_FAILURES_PER_MIN": "600",
             "ACCORD_AUTH_FAILURES_BURST": "100",
+            # Leavers' accounts are deleted 2 s after the deletion; timers looked at often.
+            "ACCORD_LEAVER_RETENTION_S": "2",
+            "ACCORD_TIMER_POLL_S": "0.2",
+            "ACCORD_SAGA_RETRY_BASE_S": "1",
+            "ACCORD_SAGA_RETRY_CAP_S": "2",
         },
     )
     started = time.monotonic()

@@ -34,11 +34,32 @@ class Endpoint:
     method: str = "get"
     listing: bool = False
     """A list everyone may read: without the permission it holds only the caller's own."""
+    allowed_status: int = 202
+    """What a permitted POST answers (409: permitted, but the object's state says no)."""
+    body: dict[str, str] | None = None
+    """A POST's body, when not an access request."""
 
 
 ENDPOINTS = [
     Endpoint("orchestrator", "/v1/identities/{user_id}", Permission.IDENTITIES_READ, owned=True),
     Endpoint("orchestrator", "/v1/sagas/{saga_id}", Permission.SAGAS_READ, owned=True),
+    Endpoint("orchestrator", "/v1/sagas", Permission.SAGAS_READ, listing=True),
+    # The joiners' sagas are completed: a permitted retry or cancel is a 409.
+    Endpoint(
+        "orchestrator",
+        "/v1/sagas/{saga_id}/retry",
+        Permission.SAGAS_OPERATE,
+        method="post",
+        allowed_status=409,
+    ),
+    Endpoint(
+        "orchestrator",
+        "/v1/sagas/{saga_id}/cancel",
+        Permission.SAGAS_OPERATE,
+        method="post",
+        allowed_status=409,
+        body={"reason": "matrix"},
+    ),
     Endpoint("provisioner", "/v1/targets", Permission.TARGETS_READ),
     Endpoint("authz", "/v1/policies", Permission.POLICIES_READ),
     Endpoint("authz", "/v1/principals/{user_id}", Permission.PRINCIPALS_READ, owned=True),
@@ -145,15 +166,17 @@ async def test_each_role_gets_what_its_permissions_allow(
         allowed = endpoint.permission in ROLE_PERMISSIONS[role]
         async with api_client(platform, endpoint.service, token) as client:
             if endpoint.method == "post":
-                response = await client.post(alice.url(endpoint), json=NEW_REQUEST)
-                assert response.status_code == (202 if allowed else 403), response.text
+                response = await client.post(alice.url(endpoint), json=endpoint.body or NEW_REQUEST)
+                expected = endpoint.allowed_status if allowed else 403
+                assert response.status_code == expected, (endpoint, response.text)
                 continue
             response = await client.get(alice.url(endpoint))
             if endpoint.listing:
                 assert response.status_code == 200, response.text
-                ids = await every_request_id(client)
-                assert (alice.request_id in ids) == allowed, endpoint
-                assert bob.request_id in ids
+                listed = await every_id(client, endpoint.path)
+                alices, bobs = (_listed_id(j, endpoint.path) for j in (alice, bob))
+                assert (alices in listed) == allowed, endpoint
+                assert bobs in listed
             elif allowed:
                 assert response.status_code == 200, (endpoint, response.text)
             elif endpoint.owned:
@@ -167,17 +190,29 @@ async def test_each_role_gets_what_its_permissions_allow(
                 assert own.status_code == 200, (endpoint, own.text)
 
 
-async def every_request_id(client: httpx.AsyncClient) -> set[str]:
-    """Every access request id the caller may see, page by page."""
+#: How each listing names its items and pages on.
+_LISTINGS = {
+    "/v1/access-requests": ("request_id", "next_after", "after"),
+    "/v1/sagas": ("saga_id", "next_cursor", "cursor"),
+}
+
+
+def _listed_id(joiner: Joiner, path: str) -> str:
+    return joiner.request_id if path == "/v1/access-requests" else joiner.saga_id
+
+
+async def every_id(client: httpx.AsyncClient, path: str) -> set[str]:
+    """Every item id of a listing the caller may see, page by page."""
+    key, next_key, cursor = _LISTINGS[path]
     ids: set[str] = set()
     params = {"limit": "500"}
     for _ in range(100):
-        page = (await client.get("/v1/access-requests", params=params)).json()
-        ids |= {item["request_id"] for item in page["items"]}
-        if page["next_after"] is None:
+        page = (await client.get(path, params=params)).json()
+        ids |= {item[key] for item in page["items"]}
+        if page[next_key] is None:
             return ids
-        params["after"] = page["next_after"]
-    raise AssertionError("more than 100 pages of access requests")
+        params[cursor] = str(page[next_key])
+    raise AssertionError(f"more than 100 pages of {path}")
 
 
 async def test_access_requests_are_strict_idempotent_and_for_oneself(

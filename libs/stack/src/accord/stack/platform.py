@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import sys
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -210,6 +211,12 @@ class Platform:
     async def stop_service(self, name: str) -> None:
         """Stop one service gracefully (SIGTERM)."""
         await self.services[name].stop(timeout=30)
+
+    async def kill_service(self, name: str) -> int:
+        """Kill one service with SIGKILL, as a crash would; returns its exit status."""
+        process = self.services[name]
+        process.send_signal(signal.SIGKILL)
+        return await process.wait()
 
     async def start_service(self, name: str) -> None:
         """(Re)start one service and wait until it is ready."""

@@ -1,22 +1,38 @@
-"""Read API of the orchestrator: identities and sagas."""
+"""HTTP API of the orchestrator: identities, and sagas (list, show, retry, cancel)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query
+from pydantic import BaseModel, ConfigDict, Field
 
+from accord.orchestrator import sagas
 from accord.orchestrator.adapters import store
-from accord.runtime.params import Id
-from accord.runtime.security.api import authenticated, may_see
+from accord.orchestrator.domain import account_saga as saga
+from accord.orchestrator.handlers import Workflows
+from accord.runtime.params import Cursor, Id
+from accord.runtime.security.api import authenticated, may_see, require
 from accord.runtime.security.roles import Caller, Permission
 from accord.runtime.service import Runtime
 
+SagaStatus = Literal["running", "compensating", "completed", "failed", "cancelled"]
+SagaKind = Literal["joiner", "mover", "reactivation", "leaver"]
 
-def configure(app: FastAPI, runtime: Runtime) -> None:
+
+class CancelBody(BaseModel):
+    """Why a saga is given up, for the audit log."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=200)
+
+
+def configure(app: FastAPI, runtime: Runtime, workflows: Workflows) -> None:
     """Mount the orchestrator's routes."""
     router = APIRouter(prefix="/v1", tags=["orchestrator"])
     caller_dependency = authenticated()
+    operator = require(Permission.SAGAS_OPERATE)
 
     @router.get("/identities/{user_id}", summary="One identity of the registry")
     async def get_identity(
@@ -31,11 +47,62 @@ def configure(app: FastAPI, runtime: Runtime) -> None:
             raise HTTPException(404, f"identity {user_id} not found")
         return entry
 
-    @router.get("/sagas/{saga_id}", summary="One saga and its state")
+    @router.get("/sagas", summary="Sagas, newest first: everyone's, or the caller's own")
+    async def list_sagas(
+        caller: Caller = Depends(caller_dependency),
+        status: SagaStatus | None = None,
+        saga_type: SagaKind | None = None,
+        subject_id: Id | None = None,
+        cursor: Annotated[Cursor | None, Query(description="next_cursor of the last page")] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    ) -> dict[str, Any]:
+        if not caller.may(Permission.SAGAS_READ):
+            if subject_id not in (None, caller.subject):
+                return {"items": [], "next_cursor": None}
+            subject_id = caller.subject
+        where = store.SagaFilter(status=status, saga_type=saga_type, subject_id=subject_id)
+        items = await store.list_sagas(runtime.pool, where, limit=limit, before=cursor)
+        next_cursor = items[-1]["seq"] if len(items) == limit else None
+        return {"items": items, "next_cursor": next_cursor}
+
+    @router.get("/sagas/{saga_id}", summary="One saga: its steps, attempts, errors and timings")
     async def get_saga(saga_id: Id, caller: Caller = Depends(caller_dependency)) -> dict[str, Any]:
         entry = await store.get_saga(runtime.pool, saga_id)
         if entry is None or not may_see(caller, Permission.SAGAS_READ, entry["subject_id"]):
             raise HTTPException(404, f"saga {saga_id} not found")
         return entry
+
+    async def act(saga_id: str, action: saga.RetryRequested | saga.CancelRequested) -> Any:
+        try:
+            return await sagas.operate(
+                runtime.pool,
+                schema=runtime.schema,
+                source=runtime.source,
+                workflows=workflows,
+                saga_id=saga_id,
+                action=action,
+            )
+        except sagas.SagaNotFound as error:
+            raise HTTPException(404, str(error)) from None
+        except sagas.SagaConflict as error:
+            raise HTTPException(409, str(error)) from None
+
+    @router.post(
+        "/sagas/{saga_id}/retry",
+        summary="Run a failed saga's unfinished steps again",
+        dependencies=[Depends(operator)],
+    )
+    async def retry_saga(saga_id: Id) -> dict[str, Any]:
+        result: dict[str, Any] = await act(saga_id, saga.RetryRequested())
+        return result
+
+    @router.post(
+        "/sagas/{saga_id}/cancel",
+        summary="Give a running or failed saga up",
+        dependencies=[Depends(operator)],
+    )
+    async def cancel_saga(saga_id: Id, body: CancelBody) -> dict[str, Any]:
+        result: dict[str, Any] = await act(saga_id, saga.CancelRequested(body.reason))
+        return result
 
     app.include_router(router)

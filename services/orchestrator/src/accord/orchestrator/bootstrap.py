@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from functools import partial
+from datetime import timedelta
+
+from fastapi import FastAPI
 
 from accord.events import topics
-from accord.orchestrator import api, handlers
+from accord.orchestrator import api, timers
+from accord.orchestrator.domain.account_saga import Backoff
 from accord.orchestrator.domain.birthright import Birthright, everyone
+from accord.orchestrator.handlers import Workflows, WorkflowSettings
+from accord.orchestrator.scim import app as scim_app
 from accord.orchestrator.settings import OrchestratorSettings
 from accord.runtime.config_file import load_yaml_model
 from accord.runtime.consumer import Handler
@@ -31,25 +36,45 @@ def load_birthright(settings: OrchestratorSettings) -> Birthright:
     return rules
 
 
+def workflows(settings: OrchestratorSettings) -> Workflows:
+    """The workflows as configured; bad birthright rules stop the service at start."""
+    return Workflows(
+        WorkflowSettings(
+            birthright=load_birthright(settings),
+            joiner_on_failure=settings.joiner_on_failure,
+            leaver_retention=timedelta(seconds=settings.leaver_retention_s),
+            backoff=Backoff(settings.saga_retry_base_s, settings.saga_retry_cap_s),
+        )
+    )
+
+
 def definition(settings: OrchestratorSettings) -> ServiceDefinition:
-    """The orchestrator as the runtime runs it; bad birthright rules stop it at start."""
-    birthright = load_birthright(settings)
+    """The orchestrator as the runtime runs it."""
+    flows = workflows(settings)
 
     def routes(runtime: Runtime) -> Mapping[str, Handler]:
         return {
-            topics.USER_CREATED: partial(handlers.handle_user_created, birthright=birthright),
-            topics.USER_UPDATED: handlers.handle_user_updated,
-            topics.USER_DEACTIVATED: handlers.handle_user_status,
-            topics.USER_REACTIVATED: handlers.handle_user_status,
-            topics.USER_DELETED: handlers.handle_user_status,
-            topics.ACCOUNT_PROVISIONED: handlers.handle_account_result,
-            topics.ACCOUNT_PROVISION_FAILED: handlers.handle_account_result,
+            topics.USER_CREATED: flows.user_created,
+            topics.USER_UPDATED: flows.user_updated,
+            topics.USER_DEACTIVATED: flows.user_status,
+            topics.USER_REACTIVATED: flows.user_status,
+            topics.USER_DELETED: flows.user_status,
+            topics.ACCOUNT_PROVISIONED: flows.account_result,
+            topics.ACCOUNT_PROVISION_FAILED: flows.account_result,
         }
+
+    def configure_app(app: FastAPI, runtime: Runtime) -> None:
+        api.configure(app, runtime, flows)
+        scim_app.mount(app, runtime, flows)
+
+    async def fire_timers(runtime: Runtime) -> None:
+        await timers.run(runtime, flows, settings.timer_poll_s)
 
     return ServiceDefinition(
         name="orchestrator",
         http_port=settings.http_port,
         migrations=["accord.orchestrator.migrations"],
         routes=routes,
-        configure_app=api.configure,
+        configure_app=configure_app,
+        background=[fire_timers],
     )

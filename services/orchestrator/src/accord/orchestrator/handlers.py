@@ -1,10 +1,19 @@
-"""Orchestrator handlers: keep the identity registry and drive the joiner saga."""
+"""Orchestrator handlers: keep the identity registry and drive the account sagas.
+
+Every change of an identity, from Kafka or from the inbound SCIM server, goes through
+these methods inside one database transaction: the registry, the saga and the events it
+causes (written to the outbox) commit together.
+"""
 
 from __future__ import annotations
 
 import logging
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import asyncpg
 
 from accord.events import (
     REGISTRY,
@@ -25,17 +34,16 @@ from accord.events import (
     new_event,
 )
 from accord.orchestrator.adapters import store
-from accord.orchestrator.domain import joiner
+from accord.orchestrator.domain import account_saga as saga
 from accord.orchestrator.domain.birthright import Birthright
 from accord.orchestrator.domain.identity import Verdict, judge
+from accord.orchestrator.domain.plans import every_account, mover_steps
 from accord.runtime.consumer import HandlerContext
 from accord.runtime.errors import PermanentError
 
 log = logging.getLogger(__name__)
 
 _SAGA_NAMESPACE = uuid.UUID("5d1c5f0e-8f5a-4c53-9a52-6f1c0e6a1a01")
-#: What a leaver does to each account, by the identity's new status.
-_LEAVER_OPERATION: dict[str, joiner.Operation] = {"inactive": "disable", "deleted": "delete"}
 _STATUS_OF: dict[type[EventData], str] = {
     UserDeactivated: "inactive",
     UserReactivated: "active",
@@ -43,194 +51,348 @@ _STATUS_OF: dict[type[EventData], str] = {
 }
 
 
-async def handle_user_created(
-    event: Envelope, ctx: HandlerContext, *, birthright: Birthright
-) -> list[Envelope]:
-    """Record a joiner, apply what arrived for it early, and start its joiner saga."""
-    data = event.data
-    assert isinstance(data, UserCreated)
-    sequence = event.sequence or 0
-    await store.lock_identity(ctx.conn, data.user_id)
-    current = await store.identity_version(ctx.conn, data.user_id)
-    verdict = judge(current, sequence, creates=True)
-    if verdict is Verdict.STALE:
-        log.info("stale or duplicate user.created ignored", extra={"user_id": data.user_id})
-        return []
-    await _save_profile(ctx, data, sequence, event.source)
-    if current is not None:
-        # A re-announced identity is an update, not a second joiner.
-        return []
-    profile, status = data.profile(), "active" if data.active else "inactive"
-    for parked in await store.take_parked(ctx.conn, data.user_id):
-        if parked.sequence <= sequence:
-            continue  # older than the creation: already reflected in it
-        # Parsed in the version it was parked in: upcast if the schema moved on meanwhile.
-        early = REGISTRY.parse(parked.event_type, parked.version, parked.data)
-        sequence = parked.sequence
-        if isinstance(early, UserUpdated):
-            await _save_profile(ctx, early, sequence, parked.source)
-            profile, status = early.profile(), "active" if early.active else "inactive"
+@dataclass(frozen=True)
+class WorkflowSettings:
+    """How the workflows behave; from the orchestrator's settings."""
+
+    birthright: Birthright
+    joiner_on_failure: saga.OnFailure = "keep"
+    leaver_retention: timedelta = timedelta(days=30)
+    """A deleted identity's accounts are disabled at once and deleted after this long."""
+    backoff: saga.Backoff = field(default_factory=saga.Backoff)
+    """Delays of a leaver's own retries."""
+
+
+class Workflows:
+    """The orchestrator's event handlers, with their configuration."""
+
+    def __init__(self, settings: WorkflowSettings) -> None:
+        self.settings = settings
+
+    # --- identity events ------------------------------------------------------------------
+
+    async def user_created(self, event: Envelope, ctx: HandlerContext) -> list[Envelope]:
+        """Record a joiner, apply what arrived for it early, and start its joiner saga."""
+        data = event.data
+        assert isinstance(data, UserCreated)
+        sequence = event.sequence or 0
+        await store.lock_identity(ctx.conn, data.user_id)
+        current = await store.identity_version(ctx.conn, data.user_id)
+        verdict = judge(current, sequence, creates=True)
+        if verdict is Verdict.STALE:
+            log.info("stale or duplicate user.created ignored", extra={"user_id": data.user_id})
+            return []
+        await _save_profile(ctx.conn, data, sequence, event.source)
+        if current is not None:
+            # A re-announced identity is an update, not a second joiner.
+            return []
+        profile, status = data.profile(), _status(data.active)
+        for parked in await store.take_parked(ctx.conn, data.user_id):
+            if parked.sequence <= sequence:
+                continue  # older than the creation: already reflected in it
+            # Parsed in the version it was parked in: upcast if the schema moved on meanwhile.
+            early = REGISTRY.parse(parked.event_type, parked.version, parked.data)
+            sequence = parked.sequence
+            if isinstance(early, UserUpdated):
+                await _save_profile(ctx.conn, early, sequence, parked.source)
+                profile, status = early.profile(), _status(early.active)
+            else:
+                status = _STATUS_OF[type(early)]
+                await store.set_identity_status(ctx.conn, data.user_id, status, sequence)
+            log.info("applied an early event", extra={"type": parked.event_type, "seq": sequence})
+        if status == "deleted":
+            return []  # left before it joined: nothing to provision
+        profile = profile.model_copy(update={"active": status == "active"})
+        targets = self.settings.birthright.targets_for(profile)
+        return await self._start(
+            event,
+            ctx,
+            profile,
+            {t: "create" for t in targets},
+            "joiner",
+            on_failure=self.settings.joiner_on_failure,
+        )
+
+    async def user_updated(self, event: Envelope, ctx: HandlerContext) -> list[Envelope]:
+        """Apply a newer profile; a mover's accounts follow its birthright and attributes."""
+        data = event.data
+        assert isinstance(data, UserUpdated)
+        if await self._parked_or_stale(event, ctx) is not Verdict.APPLY:
+            return []
+        entry = await store.get_identity(ctx.conn, data.user_id)
+        assert entry is not None
+        await _save_profile(ctx.conn, data, event.sequence or 0, event.source)
+        if entry["status"] == "deleted":
+            # A leaver's accounts are going away: keep the attributes, not the status.
+            await store.set_identity_status(ctx.conn, data.user_id, "deleted", event.sequence or 0)
+            return []
+        profile = data.profile()
+        held = await store.account_targets(ctx.conn, data.user_id)
+        desired = self.settings.birthright.targets_for(profile) if profile.active else held
+        steps = mover_steps(desired, held, active=profile.active)
+        return await self._start(event, ctx, profile, steps, "mover")
+
+    async def user_status(self, event: Envelope, ctx: HandlerContext) -> list[Envelope]:
+        """Deactivation disables every account, reactivation enables them, deletion disables
+        them at once and deletes them after the retention period."""
+        if await self._parked_or_stale(event, ctx) is not Verdict.APPLY:
+            return []
+        status = _STATUS_OF[type(event.data)]
+        user_id = event.subject
+        try:
+            await store.set_identity_status(ctx.conn, user_id, status, event.sequence or 0)
+        except store.UserNameTaken as error:
+            raise PermanentError(str(error)) from None
+        held = await store.account_targets(ctx.conn, user_id)
+        profile = await _profile(ctx.conn, user_id)
+        if status == "active":
+            steps = every_account(held, "enable")
+            return await self._start(event, ctx, profile, steps, "reactivation")
+        retention = self.settings.leaver_retention
+        operation: saga.Operation = "disable"
+        if status == "deleted":
+            if retention <= timedelta(0):
+                operation = "delete"
+            elif held:
+                timer = store.Timer(
+                    f"{event.id}:deletion", "account_deletion", user_id, None, event.correlationid
+                )
+                await store.add_timer(ctx.conn, timer, store.now_utc() + retention)
+        steps = every_account(held, operation)
+        return await self._start(event, ctx, profile, steps, "leaver", retries_itself=True)
+
+    # --- provisioning results, operators and timers ---------------------------------------
+
+    async def account_result(self, event: Envelope, ctx: HandlerContext) -> list[Envelope]:
+        """Feed a provisioning result to the saga that asked for it."""
+        data = event.data
+        assert isinstance(data, AccountProvisioned | AccountProvisionFailed)
+        if isinstance(data, AccountProvisioned):
+            await store.record_account(
+                ctx.conn, data.user_id, data.target, data.account_id, data.operation
+            )
+            result: saga.SagaEvent = saga.Provisioned(data.target, data.operation)
         else:
-            status = _STATUS_OF[type(early)]
-            await store.set_identity_status(ctx.conn, data.user_id, status, sequence)
-        log.info("applied an early event", extra={"type": parked.event_type, "seq": sequence})
-    if status == "deleted":
-        return []  # left before it joined: nothing to provision
-    profile = profile.model_copy(update={"active": status == "active"})
-    targets = birthright.targets_for(profile)
-    return await _start_saga(event, ctx, data.user_id, targets, profile, "joiner", "create")
+            result = saga.ProvisionFailed(data.target, data.reason, data.operation)
+        return await self.advance(ctx, data.saga_id, result, cause=event)
 
+    async def advance(
+        self,
+        ctx: HandlerContext,
+        saga_id: str,
+        saga_event: saga.SagaEvent,
+        *,
+        cause: Envelope | None = None,
+    ) -> list[Envelope]:
+        """Apply one event to a saga and return the events its commands become."""
+        state = await store.load_saga(ctx.conn, saga_id)
+        if state is None:
+            log.info("event for a saga this orchestrator does not know", extra={"saga": saga_id})
+            return []
+        new_state, commands = saga.decide(state, saga_event, store.now_utc())
+        if new_state == state:
+            return []
+        await store.save_saga(ctx.conn, new_state)
+        correlation = None if cause else await store.saga_correlation(ctx.conn, saga_id)
+        origin = _Origin(ctx.source, cause, correlation)
+        return await self._carry_out(ctx.conn, commands, new_state, origin)
 
-async def handle_user_updated(event: Envelope, ctx: HandlerContext) -> list[Envelope]:
-    """Apply a newer profile to the registry (or keep it until the identity exists)."""
-    data = event.data
-    assert isinstance(data, UserUpdated)
-    if await _parked_or_stale(event, ctx) is Verdict.APPLY:
-        await _save_profile(ctx, data, event.sequence or 0, event.source)
-    return []
-
-
-async def handle_user_status(event: Envelope, ctx: HandlerContext) -> list[Envelope]:
-    """Apply deactivation, reactivation or deletion; a leaver's accounts go with it."""
-    if await _parked_or_stale(event, ctx) is not Verdict.APPLY:
-        return []
-    status = _STATUS_OF[type(event.data)]
-    user_id = event.subject
-    await store.set_identity_status(ctx.conn, user_id, status, event.sequence or 0)
-    operation = _LEAVER_OPERATION.get(status)
-    if operation is None:
-        return []
-    targets = await store.account_targets(ctx.conn, user_id)
-    if not targets:
-        return []
-    entry = await store.get_identity(ctx.conn, user_id)
-    assert entry is not None
-    profile = Profile.model_validate(entry["profile"])
-    return await _start_saga(event, ctx, user_id, targets, profile, "leaver", operation)
-
-
-async def _start_saga(
-    cause: Envelope,
-    ctx: HandlerContext,
-    user_id: str,
-    targets: list[str],
-    profile: Profile,
-    saga_type: joiner.SagaType,
-    operation: joiner.Operation,
-) -> list[Envelope]:
-    """Record a new account saga and the events that announce and drive it."""
-    saga_id = str(uuid.uuid5(_SAGA_NAMESPACE, cause.id))
-    state, commands = joiner.start(
-        saga_id, user_id, targets, store.now_utc(), saga_type=saga_type, operation=operation
-    )
-    await store.insert_saga(ctx.conn, state, cause.correlationid)
-    started = SagaStarted(
-        saga_id=saga_id,
-        saga_type=saga_type,
-        subject_id=user_id,
-        targets=tuple(sorted(set(targets))),
-    )
-    emitted = [new_event(started, source=ctx.source, causation=cause)]
-    emitted += _commands_to_events(commands, state, cause, ctx.source, profile)
-    return emitted
-
-
-async def _parked_or_stale(event: Envelope, ctx: HandlerContext) -> Verdict:
-    """Judge an identity change; park it when its identity does not exist yet."""
-    user_id = event.subject
-    sequence = event.sequence or 0
-    await store.lock_identity(ctx.conn, user_id)
-    verdict = judge(await store.identity_version(ctx.conn, user_id), sequence, creates=False)
-    if verdict is Verdict.UNKNOWN_SUBJECT:
-        await store.park(
+    async def fire(self, ctx: HandlerContext, timer: store.Timer) -> list[Envelope]:
+        """Carry out a due timer."""
+        if timer.kind == "saga_retry":
+            assert timer.saga_id is not None
+            return await self.advance(ctx, timer.saga_id, saga.RetryRequested())
+        await store.lock_identity(ctx.conn, timer.subject_id)
+        entry = await store.get_identity(ctx.conn, timer.subject_id)
+        if entry is None or entry["status"] != "deleted":
+            return []  # came back within the retention period: keep the accounts
+        held = await store.account_targets(ctx.conn, timer.subject_id)
+        saga_id = str(uuid.uuid5(_SAGA_NAMESPACE, timer.timer_id))
+        origin = _Origin(ctx.source, None, timer.correlation_id)
+        return await self._begin(
             ctx.conn,
+            origin,
+            saga_id,
+            timer.subject_id,
+            Profile.model_validate(entry["profile"]),
+            every_account(held, "delete"),
+            "leaver",
+            retries_itself=True,
+        )
+
+    # --- internals ------------------------------------------------------------------------
+
+    async def _start(
+        self,
+        cause: Envelope,
+        ctx: HandlerContext,
+        profile: Profile,
+        steps: dict[str, saga.Operation],
+        saga_type: saga.SagaType,
+        *,
+        on_failure: saga.OnFailure = "keep",
+        retries_itself: bool = False,
+    ) -> list[Envelope]:
+        if not steps and saga_type != "joiner":
+            return []  # nothing to do: no saga (a joiner always leaves a record)
+        saga_id = str(uuid.uuid5(_SAGA_NAMESPACE, cause.id))
+        return await self._begin(
+            ctx.conn,
+            _Origin(ctx.source, cause, None),
+            saga_id,
+            cause.subject,
+            profile,
+            steps,
+            saga_type,
+            on_failure=on_failure,
+            retries_itself=retries_itself,
+        )
+
+    async def _begin(
+        self,
+        conn: asyncpg.Connection,
+        origin: _Origin,
+        saga_id: str,
+        user_id: str,
+        profile: Profile,
+        steps: dict[str, saga.Operation],
+        saga_type: saga.SagaType,
+        *,
+        on_failure: saga.OnFailure = "keep",
+        retries_itself: bool = False,
+    ) -> list[Envelope]:
+        """Record a new saga and the events that announce and drive it."""
+        state, commands = saga.start(
+            saga_id,
             user_id,
-            sequence,
-            event.id,
-            event.type,
-            REGISTRY.spec(event.type).version,
-            event.data.model_dump(mode="json"),
-            event.source,
+            steps,
+            store.now_utc(),
+            saga_type=saga_type,
+            on_failure=on_failure,
+            retries_itself=retries_itself,
         )
-        log.info("event parked until its identity exists", extra={"type": event.type})
-    return verdict
-
-
-async def handle_account_result(event: Envelope, ctx: HandlerContext) -> list[Envelope]:
-    """Feed a provisioning result to the saga that asked for it."""
-    data = event.data
-    assert isinstance(data, AccountProvisioned | AccountProvisionFailed)
-    if isinstance(data, AccountProvisioned):
-        await store.record_account(
-            ctx.conn, data.user_id, data.target, data.account_id, data.operation
+        if not await store.insert_saga(conn, state, origin.correlation_id()):
+            return []  # started already by an earlier delivery of the same cause
+        started = SagaStarted(
+            saga_id=saga_id, saga_type=saga_type, subject_id=user_id, targets=tuple(sorted(steps))
         )
-    state = await store.load_saga(ctx.conn, data.saga_id)
-    if state is None:
-        log.info(
-            "result for a saga this orchestrator does not know", extra={"saga_id": data.saga_id}
-        )
-        return []
-    result: joiner.SagaEvent
-    if isinstance(data, AccountProvisioned):
-        result = joiner.Provisioned(data.target)
-    else:
-        result = joiner.ProvisionFailed(data.target, data.reason)
-    new_state, commands = joiner.decide(state, result, store.now_utc())
-    if new_state == state:
-        return []
-    await store.save_saga(ctx.conn, new_state)
-    return _commands_to_events(commands, new_state, event, ctx.source, None)
+        emitted = [origin.event(started)]
+        emitted += await self._carry_out(conn, commands, state, origin, profile)
+        return emitted
+
+    async def _carry_out(
+        self,
+        conn: asyncpg.Connection,
+        commands: Sequence[saga.Command],
+        state: saga.SagaState,
+        origin: _Origin,
+        profile: Profile | None = None,
+    ) -> list[Envelope]:
+        events: list[Envelope] = []
+        for command in commands:
+            data: EventData
+            if isinstance(command, saga.ProvisionAccount):
+                if profile is None:
+                    profile = await _profile(conn, state.user_id)
+                data = ProvisionRequested(
+                    user_id=state.user_id,
+                    target=command.target,
+                    operation=command.operation,
+                    saga_id=state.saga_id,
+                    step_id=command.step_id,
+                    profile=profile,
+                )
+            elif isinstance(command, saga.CompleteSaga):
+                data = SagaCompleted(
+                    saga_id=state.saga_id,
+                    saga_type=state.saga_type,
+                    subject_id=state.user_id,
+                    duration_ms=command.duration_ms,
+                )
+            elif isinstance(command, saga.FailSaga):
+                data = SagaFailed(
+                    saga_id=state.saga_id,
+                    saga_type=state.saga_type,
+                    subject_id=state.user_id,
+                    reason=command.reason[:256],
+                    failed_targets=command.failed_targets,
+                )
+            else:
+                delay = self.settings.backoff.delay(command.failures)
+                timer = store.Timer(
+                    f"{state.saga_id}:retry:{command.failures}",
+                    "saga_retry",
+                    state.user_id,
+                    state.saga_id,
+                    origin.correlation_id(),
+                )
+                await store.add_timer(conn, timer, store.now_utc() + timedelta(seconds=delay))
+                log.info("saga retries later", extra={"saga_id": state.saga_id, "delay_s": delay})
+                continue
+            events.append(origin.event(data))
+        return events
+
+    async def _parked_or_stale(self, event: Envelope, ctx: HandlerContext) -> Verdict:
+        """Judge an identity change; park it when its identity does not exist yet."""
+        user_id = event.subject
+        sequence = event.sequence or 0
+        await store.lock_identity(ctx.conn, user_id)
+        verdict = judge(await store.identity_version(ctx.conn, user_id), sequence, creates=False)
+        if verdict is Verdict.UNKNOWN_SUBJECT:
+            await store.park(
+                ctx.conn,
+                user_id,
+                sequence,
+                event.id,
+                event.type,
+                REGISTRY.spec(event.type).version,
+                event.data.model_dump(mode="json"),
+                event.source,
+            )
+            log.info("event parked until its identity exists", extra={"type": event.type})
+        return verdict
 
 
-def _commands_to_events(
-    commands: Sequence[joiner.Command],
-    state: joiner.JoinerState,
-    cause: Envelope,
-    source: str,
-    profile: Profile | None,
-) -> list[Envelope]:
-    events: list[Envelope] = []
-    for command in commands:
-        data: EventData
-        if isinstance(command, joiner.ProvisionAccount):
-            assert profile is not None, "only a saga's start sends commands"
-            data = ProvisionRequested(
-                user_id=state.user_id,
-                target=command.target,
-                operation=command.operation,
-                saga_id=state.saga_id,
-                step_id=command.step_id,
-                profile=profile,
-            )
-        elif isinstance(command, joiner.CompleteSaga):
-            data = SagaCompleted(
-                saga_id=state.saga_id,
-                saga_type=state.saga_type,
-                subject_id=state.user_id,
-                duration_ms=command.duration_ms,
-            )
-        else:
-            data = SagaFailed(
-                saga_id=state.saga_id,
-                saga_type=state.saga_type,
-                subject_id=state.user_id,
-                reason=command.reason[:256],
-                failed_targets=command.failed_targets,
-            )
-        events.append(new_event(data, source=source, causation=cause))
-    return events
+@dataclass(frozen=True)
+class _Origin:
+    """What the events of one piece of work descend from: a cause, else a correlation id."""
+
+    source: str
+    cause: Envelope | None
+    correlation: str | None = None
+
+    def correlation_id(self) -> str:
+        if self.cause is not None:
+            return self.cause.correlationid
+        assert self.correlation is not None, "work without a cause carries its correlation"
+        return self.correlation
+
+    def event(self, data: EventData) -> Envelope:
+        if self.cause is not None:
+            return new_event(data, source=self.source, causation=self.cause)
+        return new_event(data, source=self.source, correlation_id=self.correlation_id())
+
+
+def _status(active: bool) -> str:
+    return "active" if active else "inactive"
+
+
+async def _profile(conn: asyncpg.Connection, user_id: str) -> Profile:
+    entry = await store.get_identity(conn, user_id)
+    assert entry is not None, "sagas only run for identities in the registry"
+    return Profile.model_validate(entry["profile"])
 
 
 async def _save_profile(
-    ctx: HandlerContext, data: UserCreated | UserUpdated, sequence: int, source: str
+    conn: asyncpg.Connection, data: UserCreated | UserUpdated, sequence: int, source: str
 ) -> None:
     try:
         await store.upsert_identity(
-            ctx.conn,
+            conn,
             user_id=data.user_id,
             user_name=data.user_name,
             profile=data.profile().model_dump(mode="json"),
-            status="active" if data.active else "inactive",
+            status=_status(data.active),
             sequence=sequence,
             source=source,
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 
@@ -23,6 +24,39 @@ class OrchestratorSettings(ServiceSettings):
         default=None,
         validation_alias=AliasChoices("ACCORD_BIRTHRIGHT_FILE"),
         description="YAML birthright rules; replaces ACCORD_BIRTHRIGHT_TARGETS when set.",
+    )
+
+    joiner_on_failure: Literal["keep", "rollback"] = Field(
+        default="keep",
+        validation_alias=AliasChoices("ACCORD_JOINER_ON_FAILURE"),
+        description="When a joiner's target fails for good: keep the other accounts and fail"
+        " the saga for a retry, or roll them back (delete what was created).",
+    )
+    leaver_retention_s: float = Field(
+        default=30 * 24 * 3600.0,
+        ge=0,
+        validation_alias=AliasChoices("ACCORD_LEAVER_RETENTION_S"),
+        description="Seconds a deleted identity's accounts stay disabled before they are"
+        " deleted; 0 deletes them at once.",
+    )
+    saga_retry_base_s: float = Field(
+        default=30.0,
+        gt=0,
+        validation_alias=AliasChoices("ACCORD_SAGA_RETRY_BASE_S"),
+        description="First delay of a leaver's own retries; doubles per failed round.",
+    )
+    saga_retry_cap_s: float = Field(
+        default=900.0,
+        gt=0,
+        validation_alias=AliasChoices("ACCORD_SAGA_RETRY_CAP_S"),
+        description="Longest delay between a leaver's retries.",
+    )
+    timer_poll_s: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        validation_alias=AliasChoices("ACCORD_TIMER_POLL_S"),
+        description="How often due timers (retries, retention) are looked for.",
     )
 
     def targets(self) -> list[str]:

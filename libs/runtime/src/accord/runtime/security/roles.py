@@ -19,6 +19,8 @@ class Role(StrEnum):
     """Asks for access, sees their own identity and requests."""
     AUDITOR = "auditor"
     """Reads everything, changes nothing."""
+    SCIM_CLIENT = "scim-client"
+    """An identity provider or HR system pushing identities over SCIM (Okta, Entra ID)."""
 
 
 class Permission(StrEnum):
@@ -26,6 +28,10 @@ class Permission(StrEnum):
 
     IDENTITIES_READ = "identities:read"
     SAGAS_READ = "sagas:read"
+    SAGAS_OPERATE = "sagas:operate"
+    """Retry or cancel a saga."""
+    SCIM_PROVISION = "scim:provision"
+    """Read and write Users and Groups through the inbound SCIM server."""
     TARGETS_READ = "targets:read"
     POLICIES_READ = "policies:read"
     PRINCIPALS_READ = "principals:read"
@@ -48,6 +54,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.ACCESS_READ,
             Permission.IDENTITIES_READ,
             Permission.SAGAS_READ,
+            Permission.SAGAS_OPERATE,
             Permission.TARGETS_READ,
             Permission.POLICIES_READ,
             Permission.PRINCIPALS_READ,
@@ -62,6 +69,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
         }
     ),
     Role.REQUESTER: frozenset({Permission.ACCESS_REQUEST}),
+    Role.SCIM_CLIENT: frozenset({Permission.SCIM_PROVISION}),
     Role.AUDITOR: frozenset(
         {
             Permission.ACCESS_READ,

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 
+from accord.orchestrator.domain.account_saga import SagaState, Step
 from accord.orchestrator.domain.identity import IdentityVersion
-from accord.orchestrator.domain.joiner import JoinerState
+from accord.runtime.sql import Conditions
+
+#: account_id the provisioner reports when a target had no account to disable or enable.
+NO_ACCOUNT = "none"
 
 
 class UserNameTaken(Exception):
@@ -121,13 +125,22 @@ async def upsert_identity(
 async def set_identity_status(
     conn: asyncpg.Connection, user_id: str, status: str, sequence: int
 ) -> None:
-    """Change an identity's status."""
-    await conn.execute(
-        "UPDATE identities SET status = $2, sequence = $3, updated_at = now() WHERE user_id = $1",
-        user_id,
-        status,
-        sequence,
-    )
+    """Change an identity's status (the profile's `active` follows it).
+
+    A deleted identity coming back needs its user name: UserNameTaken if a living identity
+    has it meanwhile.
+    """
+    try:
+        await conn.execute(
+            "UPDATE identities SET status = $2, sequence = $3, updated_at = now(),"
+            " profile = jsonb_set(profile, '{active}', to_jsonb($2::text = 'active'))"
+            " WHERE user_id = $1",
+            user_id,
+            status,
+            sequence,
+        )
+    except asyncpg.UniqueViolationError:
+        raise UserNameTaken(f"identity {user_id}'s user name belongs to another identity") from None
 
 
 async def get_identity(
@@ -155,11 +168,15 @@ async def record_account(
             "DELETE FROM accounts WHERE user_id = $1 AND target = $2", user_id, target
         )
         return
-    state = "disabled" if operation == "disable" else "active"
+    if account_id == NO_ACCOUNT:
+        return  # the target had no account to disable or enable: nothing to remember
+    # An update changes attributes, not whether the account is enabled.
+    state = {"disable": "disabled", "create": "active", "enable": "active"}.get(operation)
     await conn.execute(
-        "INSERT INTO accounts (user_id, target, account_id, state) VALUES ($1, $2, $3, $4)"
+        "INSERT INTO accounts (user_id, target, account_id, state)"
+        " VALUES ($1, $2, $3, coalesce($4, 'active'))"
         " ON CONFLICT (user_id, target) DO UPDATE SET account_id = EXCLUDED.account_id,"
-        " state = EXCLUDED.state, updated_at = now()",
+        " state = coalesce($4, accounts.state), updated_at = now()",
         user_id,
         target,
         account_id,
@@ -173,22 +190,59 @@ async def account_targets(conn: asyncpg.Connection, user_id: str) -> list[str]:
     return sorted(r["target"] for r in rows)
 
 
-def _encode(state: JoinerState) -> str:
+def _encode(state: SagaState) -> str:
     return json.dumps(
         {
-            "pending": sorted(state.pending),
-            "done": sorted(state.done),
-            "failed": [list(f) for f in state.failed],
-            "operation": state.operation,
+            "steps": [
+                {
+                    "target": s.target,
+                    "operation": s.operation,
+                    "status": s.status,
+                    "attempts": s.attempts,
+                    "error": s.error,
+                    "finished_at": s.finished_at.isoformat() if s.finished_at else None,
+                }
+                for s in state.steps
+            ],
+            "on_failure": state.on_failure,
+            "retries_itself": state.retries_itself,
+            "failures": state.failures,
         }
     )
 
 
-async def insert_saga(conn: asyncpg.Connection, state: JoinerState, correlation_id: str) -> None:
-    """Record a new saga."""
-    await conn.execute(
+def _decode(row: asyncpg.Record) -> SagaState:
+    body = json.loads(row["state"])
+    steps = tuple(
+        Step(
+            target=s["target"],
+            operation=s["operation"],
+            status=s["status"],
+            attempts=s["attempts"],
+            error=s["error"],
+            finished_at=datetime.fromisoformat(s["finished_at"]) if s["finished_at"] else None,
+        )
+        for s in body["steps"]
+    )
+    return SagaState(
+        saga_id=row["saga_id"],
+        user_id=row["subject_id"],
+        saga_type=row["saga_type"],
+        status=row["status"],
+        started_at=row["started_at"],
+        steps=steps,
+        on_failure=body["on_failure"],
+        retries_itself=body["retries_itself"],
+        failures=body["failures"],
+        version=row["version"],
+    )
+
+
+async def insert_saga(conn: asyncpg.Connection, state: SagaState, correlation_id: str) -> bool:
+    """Record a new saga; False when a saga with this id exists already (a replayed start)."""
+    result = await conn.execute(
         "INSERT INTO sagas (saga_id, saga_type, subject_id, correlation_id, status, state,"
-        " started_at) VALUES ($1, $7, $2, $3, $4, $5, $6)",
+        " started_at) VALUES ($1, $7, $2, $3, $4, $5, $6) ON CONFLICT (saga_id) DO NOTHING",
         state.saga_id,
         state.user_id,
         correlation_id,
@@ -197,33 +251,30 @@ async def insert_saga(conn: asyncpg.Connection, state: JoinerState, correlation_
         state.started_at,
         state.saga_type,
     )
+    return bool(result == "INSERT 0 1")
 
 
-async def load_saga(conn: asyncpg.Connection, saga_id: str) -> JoinerState | None:
+_SAGA_COLUMNS = (
+    "saga_id, saga_type, subject_id, correlation_id, status, state, version, started_at, updated_at"
+)
+
+
+async def load_saga(conn: asyncpg.Connection, saga_id: str) -> SagaState | None:
     """A saga, locked for the rest of the transaction."""
     row = await conn.fetchrow(
-        "SELECT saga_id, saga_type, subject_id, status, state, version, started_at FROM sagas"
-        " WHERE saga_id = $1 FOR UPDATE",
+        f"SELECT {_SAGA_COLUMNS} FROM sagas WHERE saga_id = $1 FOR UPDATE",  # noqa: S608
         saga_id,
     )
-    if row is None:
-        return None
-    body = json.loads(row["state"])
-    return JoinerState(
-        saga_id=row["saga_id"],
-        user_id=row["subject_id"],
-        status=row["status"],
-        started_at=row["started_at"],
-        pending=frozenset(body["pending"]),
-        done=frozenset(body["done"]),
-        failed=tuple((t, r) for t, r in body["failed"]),
-        version=row["version"],
-        saga_type=row["saga_type"],
-        operation=body.get("operation", "create"),
-    )
+    return _decode(row) if row else None
 
 
-async def save_saga(conn: asyncpg.Connection, state: JoinerState) -> None:
+async def saga_correlation(conn: asyncpg.Connection, saga_id: str) -> str | None:
+    """The correlation id a saga's events carry."""
+    value = await conn.fetchval("SELECT correlation_id FROM sagas WHERE saga_id = $1", saga_id)
+    return str(value) if value is not None else None
+
+
+async def save_saga(conn: asyncpg.Connection, state: SagaState) -> None:
     """Write a saga's new state; refuses if someone else wrote it since it was read."""
     result = await conn.execute(
         "UPDATE sagas SET status = $2, state = $3, version = version + 1, updated_at = now()"
@@ -237,22 +288,90 @@ async def save_saga(conn: asyncpg.Connection, state: JoinerState) -> None:
         raise asyncpg.exceptions.SerializationError(f"saga {state.saga_id} changed concurrently")
 
 
-async def get_saga(pool: asyncpg.Pool, saga_id: str) -> dict[str, Any] | None:
-    """A saga as a dict, for the API."""
-    row = await pool.fetchrow(
-        "SELECT saga_id, saga_type, subject_id, correlation_id, status, state, version,"
-        " started_at, updated_at FROM sagas WHERE saga_id = $1",
-        saga_id,
-    )
-    if row is None:
-        return None
+def _as_view(row: asyncpg.Record) -> dict[str, Any]:
     entry = dict(row)
-    entry["state"] = json.loads(entry["state"])
+    body = json.loads(entry.pop("state"))
+    entry["steps"] = body["steps"]
+    entry["on_failure"] = body["on_failure"]
+    entry["failures"] = body["failures"]
     return entry
+
+
+async def get_saga(pool: asyncpg.Pool, saga_id: str) -> dict[str, Any] | None:
+    """A saga with its steps (attempts, errors, timings), for the API."""
+    row = await pool.fetchrow(f"SELECT {_SAGA_COLUMNS} FROM sagas WHERE saga_id = $1", saga_id)  # noqa: S608 - constant columns
+    return _as_view(row) if row else None
+
+
+@dataclass(frozen=True)
+class SagaFilter:
+    """What a saga listing may be narrowed by; None means any."""
+
+    status: str | None = None
+    saga_type: str | None = None
+    subject_id: str | None = None
+
+
+async def list_sagas(
+    pool: asyncpg.Pool, where: SagaFilter, *, limit: int, before: int | None = None
+) -> list[dict[str, Any]]:
+    """Sagas, newest first; `before` is the `seq` of the last saga of the previous page."""
+    conditions = Conditions()
+    conditions.add("status = {0}", where.status)
+    conditions.add("saga_type = {0}", where.saga_type)
+    conditions.add("subject_id = {0}", where.subject_id)
+    conditions.add("seq < {0}", before)
+    rows = await pool.fetch(
+        f"SELECT seq, {_SAGA_COLUMNS} FROM sagas WHERE {conditions.where}"  # noqa: S608 - constant columns
+        f" ORDER BY seq DESC LIMIT {conditions.placeholder(limit)}",
+        *conditions.args,
+    )
+    return [_as_view(row) for row in rows]
+
+
+@dataclass(frozen=True)
+class Timer:
+    """Due work: retry a saga, or delete a leaver's accounts after the retention period."""
+
+    timer_id: str
+    kind: str
+    subject_id: str
+    saga_id: str | None
+    correlation_id: str
+
+
+async def add_timer(
+    conn: asyncpg.Connection,
+    timer: Timer,
+    due_at: datetime,
+) -> None:
+    """Schedule due work; scheduling the same timer twice keeps the first."""
+    await conn.execute(
+        "INSERT INTO timers (timer_id, kind, subject_id, saga_id, correlation_id, due_at)"
+        " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (timer_id) DO NOTHING",
+        timer.timer_id,
+        timer.kind,
+        timer.subject_id,
+        timer.saga_id,
+        timer.correlation_id,
+        due_at,
+    )
+
+
+async def take_due_timers(conn: asyncpg.Connection, limit: int) -> list[Timer]:
+    """Remove and return due timers; other replicas skip the ones this transaction holds."""
+    rows = await conn.fetch(
+        "DELETE FROM timers WHERE timer_id IN (SELECT timer_id FROM timers"
+        " WHERE due_at <= now() ORDER BY due_at LIMIT $1 FOR UPDATE SKIP LOCKED)"
+        " RETURNING timer_id, kind, subject_id, saga_id, correlation_id",
+        limit,
+    )
+    return [
+        Timer(r["timer_id"], r["kind"], r["subject_id"], r["saga_id"], r["correlation_id"])
+        for r in rows
+    ]
 
 
 def now_utc() -> datetime:
     """The current time, for sagas."""
-    from datetime import UTC
-
     return datetime.now(UTC)

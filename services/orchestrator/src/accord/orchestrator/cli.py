@@ -1,0 +1,146 @@
+"""`accord sagas`: list, show, retry and cancel sagas (needs DATABASE_URL).
+
+Retry and cancel write their events to the orchestrator's outbox in the same transaction as
+the saga's new state; the running orchestrator's relay publishes them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+
+from accord.orchestrator import sagas
+from accord.orchestrator.adapters import store
+from accord.orchestrator.bootstrap import workflows
+from accord.orchestrator.domain import account_saga as saga
+from accord.orchestrator.settings import OrchestratorSettings
+
+SCHEMA = "orchestrator"
+SOURCE = "accord/orchestrator/cli"
+STATUSES = ["running", "compensating", "completed", "failed", "cancelled"]
+TYPES = ["joiner", "mover", "reactivation", "leaver"]
+
+
+def register_sagas(commands: Any) -> None:
+    """Add `accord sagas` to the accord command."""
+    p = commands.add_parser(
+        "sagas",
+        help="list, show, retry and cancel the orchestrator's sagas",
+        description="Sagas are the orchestrator's durable workflows (joiner, mover, "
+        "reactivation, leaver). The database is DATABASE_URL.",
+    )
+    actions = p.add_subparsers(title="actions", metavar="ACTION", required=True)
+    listing = actions.add_parser("list", help="sagas, newest first")
+    listing.add_argument("--status", choices=STATUSES, help="only sagas in this state")
+    listing.add_argument("--type", dest="saga_type", choices=TYPES, help="only this workflow")
+    listing.add_argument("--subject", help="only sagas of this identity (user_id)")
+    listing.add_argument("--limit", type=_positive, default=50, help="at most this many (50)")
+    listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    listing.set_defaults(func=_list)
+    show = actions.add_parser("show", help="one saga: steps, attempts, errors, timings")
+    show.add_argument("saga_id")
+    show.set_defaults(func=_show)
+    retry = actions.add_parser("retry", help="run a failed saga's unfinished steps again")
+    retry.add_argument("saga_id")
+    retry.set_defaults(func=_retry)
+    cancel = actions.add_parser("cancel", help="give a running or failed saga up")
+    cancel.add_argument("saga_id")
+    cancel.add_argument("--reason", required=True, help="why, for the audit log")
+    cancel.set_defaults(func=_cancel)
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 10_000:
+        raise argparse.ArgumentTypeError("must be between 1 and 10000")
+    return value
+
+
+def _fail(message: str, code: int = 1) -> int:
+    print(f"accord: error: {message}", file=sys.stderr)
+    return code
+
+
+def _with_pool(work: Callable[[asyncpg.Pool], Awaitable[int]]) -> int:
+    dsn = os.environ.get("DATABASE_URL")
+    if not dsn:
+        return _fail("DATABASE_URL is not set", 2)
+
+    async def run() -> int:
+        pool = await asyncpg.create_pool(
+            dsn, min_size=1, max_size=2, server_settings={"search_path": SCHEMA}
+        )
+        assert pool is not None
+        try:
+            return await work(pool)
+        finally:
+            await pool.close()
+
+    try:
+        return asyncio.run(run())
+    except asyncpg.UndefinedTableError:
+        return _fail("no orchestrator tables in this database: has the orchestrator run?")
+    except (OSError, asyncpg.PostgresError) as error:
+        return _fail(f"database unavailable: {type(error).__name__}")
+
+
+def _list(args: argparse.Namespace) -> int:
+    async def work(pool: asyncpg.Pool) -> int:
+        where = store.SagaFilter(args.status, args.saga_type, args.subject)
+        for entry in await store.list_sagas(pool, where, limit=args.limit):
+            if args.json:
+                print(json.dumps(entry, default=str))
+                continue
+            done = sum(1 for s in entry["steps"] if s["status"] in ("done", "compensated"))
+            print(
+                f"{entry['saga_id']}  {entry['saga_type']:<12} {entry['status']:<12} "
+                f"{entry['subject_id']:<24} {done}/{len(entry['steps'])} steps  "
+                f"{entry['started_at']:%Y-%m-%d %H:%M:%S}"
+            )
+        return 0
+
+    return _with_pool(work)
+
+
+def _show(args: argparse.Namespace) -> int:
+    async def work(pool: asyncpg.Pool) -> int:
+        entry = await store.get_saga(pool, args.saga_id)
+        if entry is None:
+            return _fail(f"saga {args.saga_id} not found")
+        print(json.dumps(entry, default=str, indent=2))
+        return 0
+
+    return _with_pool(work)
+
+
+def _retry(args: argparse.Namespace) -> int:
+    return _operate(args.saga_id, saga.RetryRequested())
+
+
+def _cancel(args: argparse.Namespace) -> int:
+    return _operate(args.saga_id, saga.CancelRequested(args.reason))
+
+
+def _operate(saga_id: str, action: saga.RetryRequested | saga.CancelRequested) -> int:
+    flows = workflows(OrchestratorSettings())
+
+    async def work(pool: asyncpg.Pool) -> int:
+        try:
+            entry = await sagas.operate(
+                pool, schema=SCHEMA, source=SOURCE, workflows=flows, saga_id=saga_id, action=action
+            )
+        except sagas.SagaNotFound as error:
+            return _fail(str(error))
+        except sagas.SagaConflict as error:
+            return _fail(str(error))
+        print(f"saga {saga_id} is now {entry['status']}")
+        return 0
+
+    return _with_pool(work)

@@ -1,0 +1,306 @@
+"""Account sagas: joiner, mover, reactivation and leaver as one fan-out workflow.
+
+A saga brings an identity's accounts in several targets to a goal, one step per target:
+- joiner: create the birthright accounts; a target that fails permanently either keeps the
+  others and fails the saga for a retry, or rolls them back (delete what was created);
+- mover: update kept accounts, create added ones, delete removed ones; never rolls back;
+- reactivation: enable every account;
+- leaver: disable (deactivation) or delete (after the retention period) every account; never
+  compensates and retries by itself, with backoff, until every target has answered yes.
+
+Pure: decide(state, event, now) -> (new state, commands). The database guards the same
+status machine (see migrations), so a bug here cannot reopen a finished saga.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Literal
+
+Status = Literal["running", "compensating", "completed", "failed", "cancelled"]
+SagaType = Literal["joiner", "mover", "reactivation", "leaver"]
+Operation = Literal["create", "update", "enable", "disable", "delete"]
+StepStatus = Literal["pending", "done", "failed", "compensating", "compensated"]
+OnFailure = Literal["keep", "rollback"]
+
+#: Allowed status transitions. A failed saga may be retried or cancelled; completed and
+#: cancelled sagas never change again.
+TRANSITIONS: dict[Status, frozenset[Status]] = {
+    "running": frozenset({"running", "compensating", "completed", "failed", "cancelled"}),
+    "compensating": frozenset({"compensating", "failed"}),
+    "failed": frozenset({"running", "cancelled"}),
+    "completed": frozenset(),
+    "cancelled": frozenset(),
+}
+TERMINAL: frozenset[Status] = frozenset({"completed", "cancelled"})
+
+#: Forward operations and the operation that undoes each (None: nothing to undo).
+COMPENSATIONS: dict[Operation, Operation | None] = {
+    "create": "delete",
+    "update": None,
+    "enable": None,
+    "disable": None,  # leavers never compensate
+    "delete": None,
+}
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Delays between a self-retrying saga's attempts: base * 2^n, at most cap."""
+
+    base_s: float = 30.0
+    cap_s: float = 900.0
+
+    def delay(self, failures: int) -> float:
+        """Seconds to wait after the given number of failed rounds (1 = first failure)."""
+        return float(min(self.cap_s, self.base_s * 2 ** max(0, failures - 1)))
+
+
+@dataclass(frozen=True)
+class Step:
+    """One target's part of a saga."""
+
+    target: str
+    operation: Operation
+    status: StepStatus = "pending"
+    attempts: int = 1
+    error: str | None = None
+    finished_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class SagaState:
+    """One saga instance."""
+
+    saga_id: str
+    user_id: str
+    saga_type: SagaType
+    status: Status
+    started_at: datetime
+    steps: tuple[Step, ...]
+    on_failure: OnFailure = "keep"
+    retries_itself: bool = False
+    failures: int = 0
+    """Rounds that ended failed; drives the backoff of a self-retrying saga."""
+    version: int = 0
+
+    def step(self, target: str) -> Step | None:
+        """The step of a target, if the saga has one."""
+        return next((s for s in self.steps if s.target == target), None)
+
+    def targets(self, *statuses: StepStatus) -> tuple[str, ...]:
+        """Targets whose step is in one of the statuses (all targets when none given)."""
+        return tuple(s.target for s in self.steps if not statuses or s.status in statuses)
+
+
+# --- commands -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ProvisionAccount:
+    """Command: bring the identity's account in a target to the operation's result."""
+
+    target: str
+    step_id: str
+    operation: Operation = "create"
+
+
+@dataclass(frozen=True)
+class CompleteSaga:
+    """Command: announce success."""
+
+    duration_ms: int
+
+
+@dataclass(frozen=True)
+class FailSaga:
+    """Command: announce failure (after compensation, where the saga has any)."""
+
+    reason: str
+    failed_targets: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ScheduleRetry:
+    """Command: run the saga's failed steps again later (a durable timer; see Backoff)."""
+
+    failures: int
+    """Failed rounds so far: the backoff grows with them."""
+
+
+Command = ProvisionAccount | CompleteSaga | FailSaga | ScheduleRetry
+
+
+# --- events ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Provisioned:
+    """Event: a target did what a step asked."""
+
+    target: str
+    operation: Operation = "create"
+
+
+@dataclass(frozen=True)
+class ProvisionFailed:
+    """Event: a target could not do what a step asked."""
+
+    target: str
+    reason: str
+    operation: Operation = "create"
+
+
+@dataclass(frozen=True)
+class RetryRequested:
+    """Event: an operator or the saga's own timer asks to run the failed steps again."""
+
+
+@dataclass(frozen=True)
+class CancelRequested:
+    """Event: an operator gives the saga up."""
+
+    reason: str
+
+
+SagaEvent = Provisioned | ProvisionFailed | RetryRequested | CancelRequested
+
+
+class InvalidTransition(ValueError):
+    """A status change the saga does not allow."""
+
+
+# --- decisions ------------------------------------------------------------------------------
+
+
+def start(
+    saga_id: str,
+    user_id: str,
+    steps: dict[str, Operation],
+    now: datetime,
+    *,
+    saga_type: SagaType,
+    on_failure: OnFailure = "keep",
+    retries_itself: bool = False,
+) -> tuple[SagaState, list[Command]]:
+    """A new saga and its first commands: one per target, in target order."""
+    state = SagaState(
+        saga_id,
+        user_id,
+        saga_type,
+        "running",
+        now,
+        tuple(Step(target, steps[target]) for target in sorted(steps)),
+        on_failure=on_failure,
+        retries_itself=retries_itself,
+    )
+    if not steps:
+        return _move(state, "completed"), [CompleteSaga(0)]
+    return state, [_provision(state.saga_id, step) for step in state.steps]
+
+
+def decide(state: SagaState, event: SagaEvent, now: datetime) -> tuple[SagaState, list[Command]]:
+    """Apply an event; events a saga cannot use (late, duplicate, unknown) change nothing."""
+    if isinstance(event, RetryRequested):
+        return _retry(state)
+    if isinstance(event, CancelRequested):
+        return _cancel(state, event)
+    step = state.step(event.target)
+    if step is None:
+        return state, []
+    if state.status == "running" and step.status == "pending" and step.operation == event.operation:
+        outcome: StepStatus = "done" if isinstance(event, Provisioned) else "failed"
+    elif (
+        state.status == "compensating"
+        and step.status == "compensating"
+        and COMPENSATIONS[step.operation] == event.operation
+    ):
+        outcome = "compensated" if isinstance(event, Provisioned) else "failed"
+    else:
+        return state, []
+    error = event.reason if isinstance(event, ProvisionFailed) else None
+    if outcome == "failed" and state.status == "compensating":
+        error = f"compensation failed: {error}"
+    state = _with_step(state, replace(step, status=outcome, error=error, finished_at=now))
+    return _settle(state, now)
+
+
+def step_id(saga_id: str, target: str, *, compensation: bool = False) -> str:
+    """Stable id of a saga's step in a target, so a retried step is recognisable."""
+    return f"{saga_id}:{target}:undo" if compensation else f"{saga_id}:{target}"
+
+
+def _settle(state: SagaState, now: datetime) -> tuple[SagaState, list[Command]]:
+    """Move on once no step is in flight any more."""
+    if state.status == "compensating":
+        if state.targets("compensating"):
+            return state, []
+        rolled_back = ", ".join(state.targets("compensated")) or "nothing"
+        return _fail(state, f"{_reasons(state)}; rolled back: {rolled_back}")
+    if state.targets("pending"):
+        return state, []
+    failed = state.targets("failed")
+    if not failed:
+        duration = max(0, int((now - state.started_at).total_seconds() * 1000))
+        return _move(state, "completed"), [CompleteSaga(duration)]
+    undo = [s for s in state.steps if s.status == "done" and COMPENSATIONS[s.operation] is not None]
+    if state.on_failure == "rollback" and undo:
+        for s in undo:
+            state = _with_step(state, replace(s, status="compensating", finished_at=None))
+        commands: list[Command] = [
+            ProvisionAccount(s.target, step_id(state.saga_id, s.target, compensation=True), op)
+            for s in undo
+            if (op := COMPENSATIONS[s.operation]) is not None
+        ]
+        return _move(state, "compensating"), commands
+    return _fail(state, f"provisioning failed in {_reasons(state)}")
+
+
+def _fail(state: SagaState, reason: str) -> tuple[SagaState, list[Command]]:
+    """End a round failed; a self-retrying saga schedules its next round."""
+    state = replace(_move(state, "failed"), failures=state.failures + 1)
+    commands: list[Command] = [FailSaga(reason, state.targets("failed"))]
+    if state.retries_itself:
+        commands.append(ScheduleRetry(state.failures))
+    return state, commands
+
+
+def _retry(state: SagaState) -> tuple[SagaState, list[Command]]:
+    """Run every step that did not reach its goal again; only a failed saga can retry."""
+    if state.status != "failed":
+        return state, []
+    again = [s for s in state.steps if s.status in ("failed", "compensated")]
+    state = _move(state, "running")
+    for s in again:
+        state = _with_step(
+            state,
+            replace(s, status="pending", attempts=s.attempts + 1, error=None, finished_at=None),
+        )
+    return state, [_provision(state.saga_id, s) for s in state.steps if s.status == "pending"]
+
+
+def _cancel(state: SagaState, event: CancelRequested) -> tuple[SagaState, list[Command]]:
+    if "cancelled" not in TRANSITIONS[state.status]:
+        return state, []
+    unfinished = state.targets("pending", "failed", "compensating")
+    return _move(state, "cancelled"), [FailSaga(f"cancelled: {event.reason}", unfinished)]
+
+
+def _provision(saga_id: str, step: Step) -> ProvisionAccount:
+    return ProvisionAccount(step.target, step_id(saga_id, step.target), step.operation)
+
+
+def _reasons(state: SagaState) -> str:
+    return "; ".join(f"{s.target}: {s.error}" for s in state.steps if s.status == "failed")
+
+
+def _with_step(state: SagaState, step: Step) -> SagaState:
+    steps = tuple(step if s.target == step.target else s for s in state.steps)
+    return replace(state, steps=steps)
+
+
+def _move(state: SagaState, status: Status) -> SagaState:
+    if status not in TRANSITIONS[state.status]:
+        raise InvalidTransition(f"{state.saga_type} saga cannot go from {state.status} to {status}")
+    return replace(state, status=status)

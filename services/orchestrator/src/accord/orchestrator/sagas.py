@@ -1,0 +1,51 @@
+"""Operator actions on sagas (retry, cancel), shared by the HTTP API and the CLI."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+
+from accord.orchestrator.adapters import store
+from accord.orchestrator.domain import account_saga as saga
+from accord.orchestrator.handlers import Workflows
+from accord.runtime import outbox
+from accord.runtime.consumer import HandlerContext
+
+
+class SagaNotFound(LookupError):
+    """No saga has this id."""
+
+
+class SagaConflict(ValueError):
+    """The saga's state does not allow the action (e.g. retrying a completed saga)."""
+
+
+async def operate(
+    pool: asyncpg.Pool,
+    *,
+    schema: str,
+    source: str,
+    workflows: Workflows,
+    saga_id: str,
+    action: saga.RetryRequested | saga.CancelRequested,
+) -> dict[str, Any]:
+    """Retry or cancel a saga; its events leave through the outbox. Returns the saga."""
+    async with pool.acquire() as conn, conn.transaction():
+        state = await store.load_saga(conn, saga_id)
+        if state is None:
+            raise SagaNotFound(f"saga {saga_id} not found")
+        retry = isinstance(action, saga.RetryRequested)
+        if (
+            (state.status != "failed")
+            if retry
+            else ("cancelled" not in saga.TRANSITIONS[state.status])
+        ):
+            verb = "retried (only a failed saga can)" if retry else "cancelled"
+            raise SagaConflict(f"saga {saga_id} is {state.status} and cannot be {verb}")
+        ctx = HandlerContext(conn=conn, source=source, topic="operator")
+        events = await workflows.advance(ctx, saga_id, action)
+        await outbox.enqueue(conn, schema, events)
+    entry = await store.get_saga(pool, saga_id)
+    assert entry is not None
+    return entry
