@@ -762,3 +762,57 @@ def test_the_public_api_never_reopens_a_completed_saga() -> None:
 
 def test_invalid_transition_is_a_value_error() -> None:
     assert issubclass(InvalidTransition, ValueError)
+
+
+# --- step timeouts ---------------------------------------------------------------------------
+
+
+def test_a_timeout_fails_the_steps_still_waiting_and_ends_the_round() -> None:
+    state = started(creates("wiki", "crm"))
+    state, _ = feed(state, Provisioned("crm"))
+
+    state, commands = saga.decide(state, saga.TimedOut(0, "running", 600), T2)
+
+    assert state.status == "failed"
+    assert statuses(state) == {"crm": "done", "wiki": "failed"}
+    assert state.step("wiki") == saga.Step(
+        "wiki", "create", "failed", error="no answer within 600 s", finished_at=T2
+    )
+    assert commands == [FailSaga("provisioning failed in wiki: no answer within 600 s", ("wiki",))]
+
+
+def test_a_timed_out_leaver_schedules_its_next_round() -> None:
+    state = started({"wiki": "disable"}, saga_type="leaver", retries_itself=True)
+
+    state, commands = saga.decide(state, saga.TimedOut(0, "running", 60), T1)
+
+    assert commands[-1] == saga.ScheduleRetry(1)
+    retried, _ = saga.decide(state, saga.RetryRequested(), T2)
+    # The first round's timer fires late: it must not cut the second round short.
+    unchanged, nothing = saga.decide(retried, saga.TimedOut(0, "running", 60), T3)
+    assert (unchanged, nothing) == (retried, [])
+    assert saga.round_of(retried) == 1
+
+
+def test_a_timeout_during_compensation_fails_the_compensation() -> None:
+    state = rolling_back()
+    state, _ = feed(state, Provisioned("crm", "delete"))
+
+    state, commands = saga.decide(state, saga.TimedOut(0, "compensating", 60), T2)
+
+    assert state.status == "failed"
+    assert statuses(state) == {"crm": "compensated", "mail": "failed", "wiki": "failed"}
+    mail = state.step("mail")
+    assert mail is not None
+    assert mail.error == "compensation failed: no answer within 60 s"
+    assert isinstance(commands[0], FailSaga)
+
+
+def test_a_timeout_after_every_answer_changes_nothing() -> None:
+    state = started(creates("wiki"))
+    done, _ = feed(state, Provisioned("wiki"))
+
+    assert saga.decide(done, saga.TimedOut(0, "running", 60), T2) == (done, [])
+    # A running saga whose round is a compensation is not timed out by a running timer.
+    compensating = rolling_back()
+    assert saga.decide(compensating, saga.TimedOut(0, "running", 60), T2) == (compensating, [])

@@ -61,6 +61,8 @@ class WorkflowSettings:
     """A deleted identity's accounts are disabled at once and deleted after this long."""
     backoff: saga.Backoff = field(default_factory=saga.Backoff)
     """Delays of a leaver's own retries."""
+    step_timeout: timedelta = timedelta(minutes=10)
+    """A round's steps that get no answer within this fail (and a leaver retries them)."""
 
 
 class Workflows:
@@ -193,6 +195,8 @@ class Workflows:
         if new_state == state:
             return []
         await store.save_saga(ctx.conn, new_state)
+        if not new_state.targets("pending", "compensating"):
+            await store.drop_timers(ctx.conn, saga_id, "saga_timeout")  # the round is over
         correlation = None if cause else await store.saga_correlation(ctx.conn, saga_id)
         origin = _Origin(ctx.source, cause, correlation)
         return await self._carry_out(ctx.conn, commands, new_state, origin)
@@ -202,6 +206,14 @@ class Workflows:
         if timer.kind == "saga_retry":
             assert timer.saga_id is not None
             return await self.advance(ctx, timer.saga_id, saga.RetryRequested())
+        if timer.kind == "saga_timeout":
+            assert timer.saga_id is not None
+            timed_out = saga.TimedOut(
+                round=int(timer.payload["round"]),
+                status=timer.payload["status"],
+                after_s=self.settings.step_timeout.total_seconds(),
+            )
+            return await self.advance(ctx, timer.saga_id, timed_out)
         await store.lock_identity(ctx.conn, timer.subject_id)
         entry = await store.get_identity(ctx.conn, timer.subject_id)
         if entry is None or entry["status"] != "deleted":
@@ -330,7 +342,24 @@ class Workflows:
                 log.info("saga retries later", extra={"saga_id": state.saga_id, "delay_s": delay})
                 continue
             events.append(origin.event(data))
+        if any(isinstance(c, saga.ProvisionAccount) for c in commands):
+            await self._guard_round(conn, state, origin)
         return events
+
+    async def _guard_round(
+        self, conn: asyncpg.Connection, state: saga.SagaState, origin: _Origin
+    ) -> None:
+        """Time the round's steps out unless every one of them answers in time."""
+        round_ = saga.round_of(state)
+        timer = store.Timer(
+            f"{state.saga_id}:timeout:{round_}:{state.status}",
+            "saga_timeout",
+            state.user_id,
+            state.saga_id,
+            origin.correlation_id(),
+            {"round": round_, "status": state.status},
+        )
+        await store.add_timer(conn, timer, store.now_utc() + self.settings.step_timeout)
 
     async def _parked_or_stale(self, event: Envelope, ctx: HandlerContext) -> Verdict:
         """Judge an identity change; park it when its identity does not exist yet."""

@@ -51,6 +51,13 @@ class OrchestratorSettings(ServiceSettings):
         validation_alias=AliasChoices("ACCORD_SAGA_RETRY_CAP_S"),
         description="Longest delay between a leaver's retries.",
     )
+    saga_step_timeout_s: float = Field(
+        default=600.0,
+        gt=0,
+        validation_alias=AliasChoices("ACCORD_SAGA_STEP_TIMEOUT_S"),
+        description="A saga step with no answer from the provisioner within this fails;"
+        " longer than the provisioner's own retries.",
+    )
     timer_poll_s: float = Field(
         default=1.0,
         gt=0,

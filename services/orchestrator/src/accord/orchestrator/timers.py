@@ -27,16 +27,18 @@ BATCH = 100
 REARM_AFTER = timedelta(seconds=60)
 
 
-async def fire_due(runtime: Runtime, workflows: Workflows, *, limit: int = BATCH) -> int:
+async def fire_due(
+    pool: asyncpg.Pool, workflows: Workflows, *, schema: str, source: str, limit: int = BATCH
+) -> int:
     """Carry out the timers that are due now; returns how many fired."""
-    async with runtime.pool.acquire() as conn, conn.transaction():
+    async with pool.acquire() as conn, conn.transaction():
         timers = await store.take_due_timers(conn, limit)
-        ctx = HandlerContext(conn=conn, source=runtime.source, topic="timers")
+        ctx = HandlerContext(conn=conn, source=source, topic="timers")
         for timer in timers:
             try:
                 async with conn.transaction():  # a savepoint: one bad timer spoils no other
                     events = await workflows.fire(ctx, timer)
-                    await outbox.enqueue(conn, runtime.schema, events)
+                    await outbox.enqueue(conn, schema, events)
             except asyncpg.PostgresConnectionError:
                 raise
             except Exception:
@@ -49,7 +51,9 @@ async def run(runtime: Runtime, workflows: Workflows, poll_s: float) -> None:
     """Fire due timers until the service stops."""
     while not runtime.stopping.is_set():
         try:
-            fired = await fire_due(runtime, workflows)
+            fired = await fire_due(
+                runtime.pool, workflows, schema=runtime.schema, source=runtime.source
+            )
         except (OSError, asyncpg.PostgresError) as error:
             log.warning("timers unavailable: %s", type(error).__name__)
             fired = 0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -331,31 +331,34 @@ async def list_sagas(
 
 @dataclass(frozen=True)
 class Timer:
-    """Due work: retry a saga, or delete a leaver's accounts after the retention period."""
+    """Due work: retry or time out a saga, or delete a leaver's accounts after retention."""
 
     timer_id: str
     kind: str
     subject_id: str
     saga_id: str | None
     correlation_id: str
+    payload: dict[str, Any] = field(default_factory=dict)
 
 
-async def add_timer(
-    conn: asyncpg.Connection,
-    timer: Timer,
-    due_at: datetime,
-) -> None:
+async def add_timer(conn: asyncpg.Connection, timer: Timer, due_at: datetime) -> None:
     """Schedule due work; scheduling the same timer twice keeps the first."""
     await conn.execute(
-        "INSERT INTO timers (timer_id, kind, subject_id, saga_id, correlation_id, due_at)"
-        " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (timer_id) DO NOTHING",
+        "INSERT INTO timers (timer_id, kind, subject_id, saga_id, correlation_id, due_at,"
+        " payload) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (timer_id) DO NOTHING",
         timer.timer_id,
         timer.kind,
         timer.subject_id,
         timer.saga_id,
         timer.correlation_id,
         due_at,
+        json.dumps(timer.payload),
     )
+
+
+async def drop_timers(conn: asyncpg.Connection, saga_id: str, kind: str) -> None:
+    """Forget a saga's timers of one kind (work that is no longer due)."""
+    await conn.execute("DELETE FROM timers WHERE saga_id = $1 AND kind = $2", saga_id, kind)
 
 
 async def take_due_timers(conn: asyncpg.Connection, limit: int) -> list[Timer]:
@@ -363,11 +366,18 @@ async def take_due_timers(conn: asyncpg.Connection, limit: int) -> list[Timer]:
     rows = await conn.fetch(
         "DELETE FROM timers WHERE timer_id IN (SELECT timer_id FROM timers"
         " WHERE due_at <= now() ORDER BY due_at LIMIT $1 FOR UPDATE SKIP LOCKED)"
-        " RETURNING timer_id, kind, subject_id, saga_id, correlation_id",
+        " RETURNING timer_id, kind, subject_id, saga_id, correlation_id, payload",
         limit,
     )
     return [
-        Timer(r["timer_id"], r["kind"], r["subject_id"], r["saga_id"], r["correlation_id"])
+        Timer(
+            r["timer_id"],
+            r["kind"],
+            r["subject_id"],
+            r["saga_id"],
+            r["correlation_id"],
+            json.loads(r["payload"]),
+        )
         for r in rows
     ]
 

@@ -153,6 +153,19 @@ class ProvisionFailed:
 
 
 @dataclass(frozen=True)
+class TimedOut:
+    """Event: a round's steps got no answer in time (a durable timer fired).
+
+    It names the round it was set for, so a timer of an earlier round never cuts a later
+    one short.
+    """
+
+    round: int
+    status: Status
+    after_s: float
+
+
+@dataclass(frozen=True)
 class RetryRequested:
     """Event: an operator or the saga's own timer asks to run the failed steps again."""
 
@@ -164,7 +177,7 @@ class CancelRequested:
     reason: str
 
 
-SagaEvent = Provisioned | ProvisionFailed | RetryRequested | CancelRequested
+SagaEvent = Provisioned | ProvisionFailed | TimedOut | RetryRequested | CancelRequested
 
 
 class InvalidTransition(ValueError):
@@ -206,6 +219,8 @@ def decide(state: SagaState, event: SagaEvent, now: datetime) -> tuple[SagaState
         return _retry(state)
     if isinstance(event, CancelRequested):
         return _cancel(state, event)
+    if isinstance(event, TimedOut):
+        return _time_out(state, event, now)
     step = state.step(event.target)
     if step is None:
         return state, []
@@ -264,6 +279,27 @@ def _fail(state: SagaState, reason: str) -> tuple[SagaState, list[Command]]:
     if state.retries_itself:
         commands.append(ScheduleRetry(state.failures))
     return state, commands
+
+
+def round_of(state: SagaState) -> int:
+    """Which round a saga is in: a step timeout is set for one round."""
+    return state.failures
+
+
+def _time_out(state: SagaState, event: TimedOut, now: datetime) -> tuple[SagaState, list[Command]]:
+    """Steps still waiting when their round's timer fires fail, and the saga moves on."""
+    if event.round != round_of(state) or event.status != state.status:
+        return state, []
+    waiting: StepStatus = "compensating" if state.status == "compensating" else "pending"
+    late = [s for s in state.steps if s.status == waiting]
+    if state.status not in ("running", "compensating") or not late:
+        return state, []
+    for s in late:
+        error = f"no answer within {event.after_s:.0f} s"
+        if waiting == "compensating":
+            error = f"compensation failed: {error}"
+        state = _with_step(state, replace(s, status="failed", error=error, finished_at=now))
+    return _settle(state, now)
 
 
 def _retry(state: SagaState) -> tuple[SagaState, list[Command]]:

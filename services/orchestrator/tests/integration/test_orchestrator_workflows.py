@@ -1,0 +1,136 @@
+"""Workflows and their durable timers on a real PostgreSQL: what the transaction holds."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import asyncpg
+import pytest
+import pytest_asyncio
+
+from accord.events import (
+    AccountProvisioned,
+    Envelope,
+    EventData,
+    ProvisionRequested,
+    UserCreated,
+    UserDeleted,
+    new_event,
+)
+from accord.orchestrator import timers
+from accord.orchestrator.adapters import store
+from accord.orchestrator.domain.birthright import everyone
+from accord.orchestrator.handlers import Workflows, WorkflowSettings
+from accord.runtime import db
+from accord.runtime.consumer import HandlerContext
+
+pytestmark = pytest.mark.integration
+
+SCHEMA = "orchestrator"
+SOURCE = "urn:test:orchestrator"
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def pool(fresh_database: str) -> AsyncIterator[asyncpg.Pool]:
+    await db.migrate(fresh_database, SCHEMA, ["accord.orchestrator.migrations"])
+    created = await db.create_pool(fresh_database, SCHEMA, max_size=2)
+    try:
+        yield created
+    finally:
+        await created.close()
+
+
+def workflows(**options: Any) -> Workflows:
+    return Workflows(WorkflowSettings(birthright=everyone(["crm", "wiki"]), **options))
+
+
+async def handle(
+    pool: asyncpg.Pool, flows: Workflows, event: Envelope, method: str
+) -> list[Envelope]:
+    async with pool.acquire() as conn, conn.transaction():
+        ctx = HandlerContext(conn=conn, source=SOURCE, topic=event.type)
+        emitted: list[Envelope] = await getattr(flows, method)(event, ctx)
+        return emitted
+
+
+def event(data: EventData, sequence: int | None = None) -> Envelope:
+    return new_event(data, source="urn:test:hr", sequence=sequence)
+
+
+async def due_now(pool: asyncpg.Pool, kind: str) -> int:
+    """Make every timer of a kind due; returns how many there are."""
+    result = await pool.execute("UPDATE timers SET due_at = now() WHERE kind = $1", kind)
+    return int(result.split()[-1])
+
+
+async def outbox_types(pool: asyncpg.Pool) -> list[str]:
+    rows = await pool.fetch("SELECT topic FROM outbox ORDER BY id")
+    return [r["topic"] for r in rows]
+
+
+async def test_a_round_without_answers_times_out_and_fails_the_saga(pool: asyncpg.Pool) -> None:
+    flows = workflows()
+    joined = event(UserCreated(user_id="u-timeout", user_name="timeout"), 1)
+    started = await handle(pool, flows, joined, "user_created")
+    requests = [e.data for e in started if isinstance(e.data, ProvisionRequested)]
+    assert [r.target for r in requests] == ["crm", "wiki"]
+    saga_id = requests[0].saga_id
+    crm = AccountProvisioned(
+        user_id="u-timeout",
+        target="crm",
+        operation="create",
+        saga_id=saga_id,
+        step_id=requests[0].step_id,
+        account_id="c-1",
+    )
+    await handle(pool, flows, event(crm), "account_result")
+
+    assert await due_now(pool, "saga_timeout") == 1
+    fired = await timers.fire_due(pool, flows, schema=SCHEMA, source=SOURCE)
+
+    assert fired == 1
+    saga = await store.get_saga(pool, saga_id)
+    assert saga is not None
+    assert saga["status"] == "failed"
+    assert [(s["target"], s["status"], s["error"]) for s in saga["steps"]] == [
+        ("crm", "done", None),
+        ("wiki", "failed", "no answer within 600 s"),
+    ]
+    assert (await outbox_types(pool))[-1] == "saga.failed"
+    assert await pool.fetchval("SELECT count(*) FROM timers WHERE saga_id = $1", saga_id) == 0
+
+
+async def test_a_deleted_identitys_accounts_go_when_the_retention_timer_fires(
+    pool: asyncpg.Pool,
+) -> None:
+    flows = workflows(leaver_retention=timedelta(days=30))
+    user = "u-retention"
+    started = await handle(
+        pool, flows, event(UserCreated(user_id=user, user_name=user), 1), "user_created"
+    )
+    for request in (e.data for e in started if isinstance(e.data, ProvisionRequested)):
+        done = AccountProvisioned(
+            user_id=user,
+            target=request.target,
+            operation="create",
+            saga_id=request.saga_id,
+            step_id=request.step_id,
+            account_id=f"{request.target}-1",
+        )
+        await handle(pool, flows, event(done), "account_result")
+
+    left = await handle(pool, flows, event(UserDeleted(user_id=user), 2), "user_status")
+    operations = [e.data.operation for e in left if isinstance(e.data, ProvisionRequested)]
+    assert operations == ["disable", "disable"]
+    assert await timers.fire_due(pool, flows, schema=SCHEMA, source=SOURCE) == 0  # not yet due
+
+    assert await due_now(pool, "account_deletion") == 1
+    assert await timers.fire_due(pool, flows, schema=SCHEMA, source=SOURCE) >= 1
+
+    rows = await pool.fetch("SELECT value FROM outbox WHERE topic = 'provision.requested'")
+    deletes = [json.loads(r["value"]) for r in rows]
+    assert sorted(d["target"] for d in deletes if d["operation"] == "delete") == ["crm", "wiki"]
+    assert await timers.fire_due(pool, flows, schema=SCHEMA, source=SOURCE) == 0  # fired once
