@@ -18,6 +18,7 @@ from accord.events import (
     ProvisionRequested,
     UserCreated,
     UserDeleted,
+    UserUpdated,
     new_event,
 )
 from accord.orchestrator import timers
@@ -108,29 +109,69 @@ async def test_a_deleted_identitys_accounts_go_when_the_retention_timer_fires(
 ) -> None:
     flows = workflows(leaver_retention=timedelta(days=30))
     user = "u-retention"
-    started = await handle(
-        pool, flows, event(UserCreated(user_id=user, user_name=user), 1), "user_created"
-    )
-    for request in (e.data for e in started if isinstance(e.data, ProvisionRequested)):
-        done = AccountProvisioned(
-            user_id=user,
-            target=request.target,
-            operation="create",
-            saga_id=request.saga_id,
-            step_id=request.step_id,
-            account_id=f"{request.target}-1",
-        )
-        await handle(pool, flows, event(done), "account_result")
+    joined = event(UserCreated(user_id=user, user_name=user), 1)
+    await answer(pool, flows, await handle(pool, flows, joined, "user_created"))
 
     left = await handle(pool, flows, event(UserDeleted(user_id=user), 2), "user_status")
-    operations = [e.data.operation for e in left if isinstance(e.data, ProvisionRequested)]
-    assert operations == ["disable", "disable"]
+    assert operations(left) == [("crm", "disable"), ("wiki", "disable")]
+    await answer(pool, flows, left)
     assert await timers.fire_due(pool, flows, schema=SCHEMA, source=SOURCE) == 0  # not yet due
 
     assert await due_now(pool, "account_deletion") == 1
-    assert await timers.fire_due(pool, flows, schema=SCHEMA, source=SOURCE) >= 1
+    assert await timers.fire_due(pool, flows, schema=SCHEMA, source=SOURCE) == 1
 
     rows = await pool.fetch("SELECT value FROM outbox WHERE topic = 'provision.requested'")
     deletes = [json.loads(r["value"]) for r in rows]
-    assert sorted(d["target"] for d in deletes if d["operation"] == "delete") == ["crm", "wiki"]
+    assert sorted((d["target"], d["operation"]) for d in deletes) == [
+        ("crm", "delete"),
+        ("wiki", "delete"),
+    ]
     assert await timers.fire_due(pool, flows, schema=SCHEMA, source=SOURCE) == 0  # fired once
+
+
+async def test_a_mover_behind_its_joiner_waits_and_is_planned_on_the_joiners_accounts(
+    pool: asyncpg.Pool,
+) -> None:
+    flows = workflows()
+    user = "u-queue"
+    started = await handle(
+        pool, flows, event(UserCreated(user_id=user, user_name=user), 1), "user_created"
+    )
+    moved = event(UserUpdated(user_id=user, user_name=user, title="Lead"), 2)
+
+    assert await handle(pool, flows, moved, "user_updated") == []  # queued: joiner in flight
+    listing = await store.list_sagas(pool, store.SagaFilter(subject_id=user), limit=10)
+    assert [(s["saga_type"], s["status"]) for s in listing] == [
+        ("mover", "queued"),
+        ("joiner", "running"),
+    ]
+
+    after_joiner = await answer(pool, flows, started)
+
+    types = [e.type for e in after_joiner]
+    assert types == ["saga.completed", "saga.started", "provision.requested", "provision.requested"]
+    # Planned once the joiner's accounts were known: an update of each, no second creation.
+    assert operations(after_joiner) == [("crm", "update"), ("wiki", "update")]
+    assert after_joiner[1].correlationid == moved.correlationid
+
+
+def operations(events: list[Envelope]) -> list[tuple[str, str]]:
+    return [
+        (e.data.target, e.data.operation) for e in events if isinstance(e.data, ProvisionRequested)
+    ]
+
+
+async def answer(pool: asyncpg.Pool, flows: Workflows, events: list[Envelope]) -> list[Envelope]:
+    """Report every provision.requested among events as done; returns what the last caused."""
+    caused: list[Envelope] = []
+    for request in (e.data for e in events if isinstance(e.data, ProvisionRequested)):
+        done = AccountProvisioned(
+            user_id=request.user_id,
+            target=request.target,
+            operation=request.operation,
+            saga_id=request.saga_id,
+            step_id=request.step_id,
+            account_id=f"{request.target}-{request.user_id}",
+        )
+        caused = await handle(pool, flows, event(done), "account_result")
+    return caused

@@ -38,7 +38,14 @@ T2 = T0 + timedelta(seconds=2)
 T3 = T0 + timedelta(seconds=3)
 SAGA = "saga-1"
 USER = "e-1001"
-STATUSES: tuple[Status, ...] = ("running", "compensating", "completed", "failed", "cancelled")
+STATUSES: tuple[Status, ...] = (
+    "queued",
+    "running",
+    "compensating",
+    "completed",
+    "failed",
+    "cancelled",
+)
 
 
 def creates(*targets: str) -> dict[str, Operation]:
@@ -712,6 +719,7 @@ def test_backoff_with_its_own_base_and_cap() -> None:
 
 def test_transitions_let_only_failed_sagas_be_retried_and_nothing_leave_a_final_state() -> None:
     expected: dict[Status, frozenset[Status]] = {
+        "queued": frozenset({"running", "completed", "cancelled"}),
         "running": frozenset({"running", "compensating", "completed", "failed", "cancelled"}),
         "compensating": frozenset({"compensating", "failed"}),
         "failed": frozenset({"running", "cancelled"}),
@@ -816,3 +824,36 @@ def test_a_timeout_after_every_answer_changes_nothing() -> None:
     # A running saga whose round is a compensation is not timed out by a running timer.
     compensating = rolling_back()
     assert saga.decide(compensating, saga.TimedOut(0, "running", 60), T2) == (compensating, [])
+
+
+# --- one saga at a time per identity ---------------------------------------------------------
+
+
+def test_a_queued_saga_begins_with_the_steps_planned_at_its_turn() -> None:
+    queued = saga.queue(SAGA, USER, "leaver", T0, operation="delete")
+    queued = replace(queued, version=3)
+    assert (queued.status, queued.steps, queued.operation) == ("queued", (), "delete")
+
+    state, commands = saga.begin(queued, {"wiki": "delete"}, T1, retries_itself=True)
+
+    assert state.status == "running"
+    assert state.started_at == T1
+    assert state.version == 3  # the stored row's version: the write names what it read
+    assert state.retries_itself is True
+    assert commands == [ProvisionAccount("wiki", step_id(SAGA, "wiki"), "delete")]
+
+
+def test_a_queued_saga_with_nothing_to_do_completes_when_it_begins() -> None:
+    state, commands = saga.begin(saga.queue(SAGA, USER, "mover", T0), {}, T1)
+    assert state.status == "completed"
+    assert commands == [CompleteSaga(0)]
+
+
+def test_only_a_queued_saga_begins_and_a_queued_one_can_be_cancelled() -> None:
+    with pytest.raises(saga.InvalidTransition):
+        saga.begin(started(creates("wiki")), {"wiki": "create"}, T1)
+    cancelled, commands = saga.decide(
+        saga.queue(SAGA, USER, "mover", T0), saga.CancelRequested("not needed"), T1
+    )
+    assert cancelled.status == "cancelled"
+    assert commands == [FailSaga("cancelled: not needed", ())]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field
@@ -15,9 +15,6 @@ from accord.runtime.params import Cursor, Id
 from accord.runtime.security.api import authenticated, may_see, require
 from accord.runtime.security.roles import Caller, Permission
 from accord.runtime.service import Runtime
-
-SagaStatus = Literal["running", "compensating", "completed", "failed", "cancelled"]
-SagaKind = Literal["joiner", "mover", "reactivation", "leaver"]
 
 
 class CancelBody(BaseModel):
@@ -50,8 +47,8 @@ def configure(app: FastAPI, runtime: Runtime, workflows: Workflows) -> None:
     @router.get("/sagas", summary="Sagas, newest first: everyone's, or the caller's own")
     async def list_sagas(
         caller: Caller = Depends(caller_dependency),
-        status: SagaStatus | None = None,
-        saga_type: SagaKind | None = None,
+        status: saga.Status | None = None,
+        saga_type: saga.SagaType | None = None,
         subject_id: Id | None = None,
         cursor: Annotated[Cursor | None, Query(description="next_cursor of the last page")] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 100,

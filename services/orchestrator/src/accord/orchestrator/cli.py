@@ -12,7 +12,7 @@ import json
 import os
 import sys
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, get_args
 
 import asyncpg
 
@@ -24,8 +24,8 @@ from accord.orchestrator.settings import OrchestratorSettings
 
 SCHEMA = "orchestrator"
 SOURCE = "accord/orchestrator/cli"
-STATUSES = ["running", "compensating", "completed", "failed", "cancelled"]
-TYPES = ["joiner", "mover", "reactivation", "leaver"]
+STATUSES = list(get_args(saga.Status))
+TYPES = list(get_args(saga.SagaType))
 
 
 def register_sagas(commands: Any) -> None:

@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 import asyncpg
 
@@ -88,7 +89,6 @@ class Workflows:
         if current is not None:
             # A re-announced identity is an update, not a second joiner.
             return []
-        profile, status = data.profile(), _status(data.active)
         for parked in await store.take_parked(ctx.conn, data.user_id):
             if parked.sequence <= sequence:
                 continue  # older than the creation: already reflected in it
@@ -97,23 +97,12 @@ class Workflows:
             sequence = parked.sequence
             if isinstance(early, UserUpdated):
                 await _save_profile(ctx.conn, early, sequence, parked.source)
-                profile, status = early.profile(), _status(early.active)
             else:
                 status = _STATUS_OF[type(early)]
                 await store.set_identity_status(ctx.conn, data.user_id, status, sequence)
             log.info("applied an early event", extra={"type": parked.event_type, "seq": sequence})
-        if status == "deleted":
-            return []  # left before it joined: nothing to provision
-        profile = profile.model_copy(update={"active": status == "active"})
-        targets = self.settings.birthright.targets_for(profile)
-        return await self._start(
-            event,
-            ctx,
-            profile,
-            {t: "create" for t in targets},
-            "joiner",
-            on_failure=self.settings.joiner_on_failure,
-        )
+        # Planned on the registry as the early events left it: nothing for one who left.
+        return await self._start(event, ctx, "joiner")
 
     async def user_updated(self, event: Envelope, ctx: HandlerContext) -> list[Envelope]:
         """Apply a newer profile; a mover's accounts follow its birthright and attributes."""
@@ -128,11 +117,7 @@ class Workflows:
             # A leaver's accounts are going away: keep the attributes, not the status.
             await store.set_identity_status(ctx.conn, data.user_id, "deleted", event.sequence or 0)
             return []
-        profile = data.profile()
-        held = await store.account_targets(ctx.conn, data.user_id)
-        desired = self.settings.birthright.targets_for(profile) if profile.active else held
-        steps = mover_steps(desired, held, active=profile.active)
-        return await self._start(event, ctx, profile, steps, "mover")
+        return await self._start(event, ctx, "mover")
 
     async def user_status(self, event: Envelope, ctx: HandlerContext) -> list[Envelope]:
         """Deactivation disables every account, reactivation enables them, deletion disables
@@ -145,23 +130,18 @@ class Workflows:
             await store.set_identity_status(ctx.conn, user_id, status, event.sequence or 0)
         except store.UserNameTaken as error:
             raise PermanentError(str(error)) from None
-        held = await store.account_targets(ctx.conn, user_id)
-        profile = await _profile(ctx.conn, user_id)
         if status == "active":
-            steps = every_account(held, "enable")
-            return await self._start(event, ctx, profile, steps, "reactivation")
-        retention = self.settings.leaver_retention
+            return await self._start(event, ctx, "reactivation")
         operation: saga.Operation = "disable"
-        if status == "deleted":
-            if retention <= timedelta(0):
-                operation = "delete"
-            elif held:
-                timer = store.Timer(
-                    f"{event.id}:deletion", "account_deletion", user_id, None, event.correlationid
-                )
-                await store.add_timer(ctx.conn, timer, store.now_utc() + retention)
-        steps = every_account(held, operation)
-        return await self._start(event, ctx, profile, steps, "leaver", retries_itself=True)
+        retention = self.settings.leaver_retention
+        if status == "deleted" and retention <= timedelta(0):
+            operation = "delete"
+        elif status == "deleted":
+            timer = store.Timer(
+                f"{event.id}:deletion", "account_deletion", user_id, None, event.correlationid
+            )
+            await store.add_timer(ctx.conn, timer, store.now_utc() + retention)
+        return await self._start(event, ctx, "leaver", operation=operation)
 
     # --- provisioning results, operators and timers ---------------------------------------
 
@@ -199,7 +179,10 @@ class Workflows:
             await store.drop_timers(ctx.conn, saga_id, "saga_timeout")  # the round is over
         correlation = None if cause else await store.saga_correlation(ctx.conn, saga_id)
         origin = _Origin(ctx.source, cause, correlation)
-        return await self._carry_out(ctx.conn, commands, new_state, origin)
+        events = await self._carry_out(ctx.conn, commands, new_state, origin)
+        if state.status in _IN_FLIGHT and new_state.status not in _IN_FLIGHT:
+            events += await self._next_in_queue(ctx.conn, new_state.user_id, ctx.source)
+        return events
 
     async def fire(self, ctx: HandlerContext, timer: store.Timer) -> list[Envelope]:
         """Carry out a due timer."""
@@ -218,18 +201,10 @@ class Workflows:
         entry = await store.get_identity(ctx.conn, timer.subject_id)
         if entry is None or entry["status"] != "deleted":
             return []  # came back within the retention period: keep the accounts
-        held = await store.account_targets(ctx.conn, timer.subject_id)
         saga_id = str(uuid.uuid5(_SAGA_NAMESPACE, timer.timer_id))
         origin = _Origin(ctx.source, None, timer.correlation_id)
         return await self._begin(
-            ctx.conn,
-            origin,
-            saga_id,
-            timer.subject_id,
-            Profile.model_validate(entry["profile"]),
-            every_account(held, "delete"),
-            "leaver",
-            retries_itself=True,
+            ctx.conn, origin, saga_id, timer.subject_id, "leaver", operation="delete"
         )
 
     # --- internals ------------------------------------------------------------------------
@@ -238,26 +213,14 @@ class Workflows:
         self,
         cause: Envelope,
         ctx: HandlerContext,
-        profile: Profile,
-        steps: dict[str, saga.Operation],
         saga_type: saga.SagaType,
         *,
-        on_failure: saga.OnFailure = "keep",
-        retries_itself: bool = False,
+        operation: saga.Operation | None = None,
     ) -> list[Envelope]:
-        if not steps and saga_type != "joiner":
-            return []  # nothing to do: no saga (a joiner always leaves a record)
         saga_id = str(uuid.uuid5(_SAGA_NAMESPACE, cause.id))
+        origin = _Origin(ctx.source, cause)
         return await self._begin(
-            ctx.conn,
-            _Origin(ctx.source, cause, None),
-            saga_id,
-            cause.subject,
-            profile,
-            steps,
-            saga_type,
-            on_failure=on_failure,
-            retries_itself=retries_itself,
+            ctx.conn, origin, saga_id, cause.subject, saga_type, operation=operation
         )
 
     async def _begin(
@@ -266,31 +229,103 @@ class Workflows:
         origin: _Origin,
         saga_id: str,
         user_id: str,
-        profile: Profile,
-        steps: dict[str, saga.Operation],
         saga_type: saga.SagaType,
         *,
-        on_failure: saga.OnFailure = "keep",
-        retries_itself: bool = False,
+        operation: saga.Operation | None = None,
     ) -> list[Envelope]:
-        """Record a new saga and the events that announce and drive it."""
+        """Start a saga now, or queue it behind the identity's saga in flight."""
+        await store.lock_identity(conn, user_id)
+        now = store.now_utc()
+        if await store.busy(conn, user_id):
+            queued = saga.queue(saga_id, user_id, saga_type, now, operation=operation)
+            await store.insert_saga(conn, queued, origin.correlation_id())
+            log.info("saga queued behind another", extra={"saga_id": saga_id, "type": saga_type})
+            return []
+        plan = await self._plan(conn, user_id, saga_type, operation)
+        if plan is None or (not plan.steps and saga_type != "joiner"):
+            return []  # nothing to do: no saga (a joiner always leaves a record)
         state, commands = saga.start(
-            saga_id,
-            user_id,
-            steps,
-            store.now_utc(),
-            saga_type=saga_type,
-            on_failure=on_failure,
-            retries_itself=retries_itself,
+            saga_id, user_id, plan.steps, now, saga_type=saga_type, **self._options(saga_type)
         )
         if not await store.insert_saga(conn, state, origin.correlation_id()):
             return []  # started already by an earlier delivery of the same cause
+        return await self._announce(conn, state, commands, origin, plan.profile)
+
+    async def _next_in_queue(
+        self, conn: asyncpg.Connection, user_id: str, source: str
+    ) -> list[Envelope]:
+        """Begin the identity's next queued saga, planned on the accounts as they are now."""
+        await store.lock_identity(conn, user_id)
+        events: list[Envelope] = []
+        while (queued := await store.next_queued(conn, user_id)) is not None:
+            plan = await self._plan(conn, user_id, queued.saga_type, queued.operation)
+            state, commands = saga.begin(
+                queued,
+                plan.steps if plan else {},
+                store.now_utc(),
+                **self._options(queued.saga_type),
+            )
+            await store.save_saga(conn, state)
+            origin = _Origin(source, None, await store.saga_correlation(conn, state.saga_id))
+            events += await self._announce(
+                conn, state, commands, origin, plan.profile if plan else None
+            )
+            if state.status in _IN_FLIGHT:
+                break
+        return events
+
+    async def _announce(
+        self,
+        conn: asyncpg.Connection,
+        state: saga.SagaState,
+        commands: Sequence[saga.Command],
+        origin: _Origin,
+        profile: Profile | None,
+    ) -> list[Envelope]:
+        targets = tuple(s.target for s in state.steps)
         started = SagaStarted(
-            saga_id=saga_id, saga_type=saga_type, subject_id=user_id, targets=tuple(sorted(steps))
+            saga_id=state.saga_id,
+            saga_type=state.saga_type,
+            subject_id=state.user_id,
+            targets=targets,
         )
-        emitted = [origin.event(started)]
-        emitted += await self._carry_out(conn, commands, state, origin, profile)
-        return emitted
+        return [
+            origin.event(started),
+            *await self._carry_out(conn, commands, state, origin, profile),
+        ]
+
+    async def _plan(
+        self,
+        conn: asyncpg.Connection,
+        user_id: str,
+        saga_type: saga.SagaType,
+        operation: saga.Operation | None,
+    ) -> _Plan | None:
+        """The steps a saga needs, from the registry and the accounts as they are now."""
+        entry = await store.get_identity(conn, user_id)
+        if entry is None:
+            return None
+        profile = Profile.model_validate(entry["profile"])
+        held = await store.account_targets(conn, user_id)
+        steps: dict[str, saga.Operation]
+        if saga_type in ("joiner", "mover") and entry["status"] == "deleted":
+            return None
+        if saga_type == "joiner":
+            steps = dict.fromkeys(self.settings.birthright.targets_for(profile), "create")
+        elif saga_type == "mover":
+            wanted = self.settings.birthright.targets_for(profile) if profile.active else held
+            steps = mover_steps(wanted, held, active=profile.active)
+        elif saga_type == "reactivation":
+            steps = every_account(held, "enable")
+        else:
+            steps = every_account(held, operation or "disable")
+        return _Plan(profile, steps)
+
+    def _options(self, saga_type: saga.SagaType) -> dict[str, Any]:
+        """How a workflow fails: joiners as configured, leavers retry by themselves."""
+        if saga_type == "joiner":
+            return {"on_failure": self.settings.joiner_on_failure}
+        return {"retries_itself": saga_type == "leaver"}
 
     async def _carry_out(
         self,
@@ -380,6 +415,17 @@ class Workflows:
             )
             log.info("event parked until its identity exists", extra={"type": event.type})
         return verdict
+
+
+_IN_FLIGHT: frozenset[saga.Status] = frozenset({"running", "compensating"})
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What a saga will do, planned when it begins."""
+
+    profile: Profile
+    steps: dict[str, saga.Operation]
 
 
 @dataclass(frozen=True)

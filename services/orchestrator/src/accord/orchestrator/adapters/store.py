@@ -207,6 +207,7 @@ def _encode(state: SagaState) -> str:
             "on_failure": state.on_failure,
             "retries_itself": state.retries_itself,
             "failures": state.failures,
+            "operation": state.operation,
         }
     )
 
@@ -235,6 +236,7 @@ def _decode(row: asyncpg.Record) -> SagaState:
         retries_itself=body["retries_itself"],
         failures=body["failures"],
         version=row["version"],
+        operation=body.get("operation"),
     )
 
 
@@ -264,6 +266,28 @@ async def load_saga(conn: asyncpg.Connection, saga_id: str) -> SagaState | None:
     row = await conn.fetchrow(
         f"SELECT {_SAGA_COLUMNS} FROM sagas WHERE saga_id = $1 FOR UPDATE",  # noqa: S608
         saga_id,
+    )
+    return _decode(row) if row else None
+
+
+async def busy(conn: asyncpg.Connection, user_id: str) -> bool:
+    """Whether the identity has a saga in flight or waiting (a new one must queue)."""
+    found = await conn.fetchval(
+        "SELECT 1 FROM sagas WHERE subject_id = $1"
+        " AND status IN ('queued', 'running', 'compensating') LIMIT 1",
+        user_id,
+    )
+    return found is not None
+
+
+async def next_queued(conn: asyncpg.Connection, user_id: str) -> SagaState | None:
+    """The identity's oldest queued saga, locked, unless one is still in flight."""
+    row = await conn.fetchrow(
+        f"SELECT {_SAGA_COLUMNS} FROM sagas WHERE subject_id = $1 AND status = 'queued'"  # noqa: S608
+        " AND NOT EXISTS (SELECT 1 FROM sagas WHERE subject_id = $1"
+        " AND status IN ('running', 'compensating'))"
+        " ORDER BY seq LIMIT 1 FOR UPDATE",
+        user_id,
     )
     return _decode(row) if row else None
 

@@ -8,6 +8,10 @@ A saga brings an identity's accounts in several targets to a goal, one step per 
 - leaver: disable (deactivation) or delete (after the retention period) every account; never
   compensates and retries by itself, with backoff, until every target has answered yes.
 
+One identity runs one saga at a time: a saga that arrives while another is in flight waits
+queued, and its steps are planned when it begins, from the accounts as they are by then (a
+mover right behind its joiner sees the joiner's accounts).
+
 Pure: decide(state, event, now) -> (new state, commands). The database guards the same
 status machine (see migrations), so a bug here cannot reopen a finished saga.
 """
@@ -18,7 +22,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal
 
-Status = Literal["running", "compensating", "completed", "failed", "cancelled"]
+Status = Literal["queued", "running", "compensating", "completed", "failed", "cancelled"]
 SagaType = Literal["joiner", "mover", "reactivation", "leaver"]
 Operation = Literal["create", "update", "enable", "disable", "delete"]
 StepStatus = Literal["pending", "done", "failed", "compensating", "compensated"]
@@ -27,6 +31,7 @@ OnFailure = Literal["keep", "rollback"]
 #: Allowed status transitions. A failed saga may be retried or cancelled; completed and
 #: cancelled sagas never change again.
 TRANSITIONS: dict[Status, frozenset[Status]] = {
+    "queued": frozenset({"running", "completed", "cancelled"}),
     "running": frozenset({"running", "compensating", "completed", "failed", "cancelled"}),
     "compensating": frozenset({"compensating", "failed"}),
     "failed": frozenset({"running", "cancelled"}),
@@ -84,6 +89,8 @@ class SagaState:
     failures: int = 0
     """Rounds that ended failed; drives the backoff of a self-retrying saga."""
     version: int = 0
+    operation: Operation | None = None
+    """A queued leaver's operation (disable or delete), planned when it begins."""
 
     def step(self, target: str) -> Step | None:
         """The step of a target, if the saga has one."""
@@ -211,6 +218,42 @@ def start(
     if not steps:
         return _move(state, "completed"), [CompleteSaga(0)]
     return state, [_provision(state.saga_id, step) for step in state.steps]
+
+
+def queue(
+    saga_id: str,
+    user_id: str,
+    saga_type: SagaType,
+    now: datetime,
+    *,
+    operation: Operation | None = None,
+) -> SagaState:
+    """A saga that waits for the identity's saga in flight; planned when it begins."""
+    return SagaState(saga_id, user_id, saga_type, "queued", now, (), operation=operation)
+
+
+def begin(
+    state: SagaState,
+    steps: dict[str, Operation],
+    now: datetime,
+    *,
+    on_failure: OnFailure = "keep",
+    retries_itself: bool = False,
+) -> tuple[SagaState, list[Command]]:
+    """A queued saga's turn: its steps, planned now, and their commands."""
+    if state.status != "queued":
+        raise InvalidTransition(f"only a queued saga can begin, not a {state.status} one")
+    fresh, commands = start(
+        state.saga_id,
+        state.user_id,
+        steps,
+        now,
+        saga_type=state.saga_type,
+        on_failure=on_failure,
+        retries_itself=retries_itself,
+    )
+    _move(state, fresh.status)  # queued -> running, or completed when there is nothing to do
+    return replace(fresh, version=state.version, operation=state.operation), commands
 
 
 def decide(state: SagaState, event: SagaEvent, now: datetime) -> tuple[SagaState, list[Command]]:
