@@ -14,8 +14,28 @@ uv: # install uv from PyPI when the machine has none
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
 
 .PHONY: install
-install: uv ## Install Python and every package of the workspace into .venv (from uv.lock)
+install: uv slapd ## Install Python and every package of the workspace into .venv (from uv.lock)
 	@$(UV) sync --frozen --all-packages --quiet
+
+# OpenLDAP for the LDAP target the tests start (Debian packages; slapd lives in /usr/sbin).
+# sudo only when not root; `apt-get update` only when the install fails (stale package lists).
+APT_INSTALL_LDAP := env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	--no-install-recommends slapd ldap-utils
+
+.PHONY: slapd
+slapd: # install OpenLDAP slapd and ldap-utils when slapd is missing
+	@if ! { command -v slapd || test -x /usr/sbin/slapd; } >/dev/null 2>&1 \
+		|| ! command -v ldapsearch >/dev/null 2>&1; then \
+		if ! command -v apt-get >/dev/null 2>&1; then \
+			echo "slapd and ldap-utils are missing and there is no apt-get: install OpenLDAP" \
+				"by hand for the LDAP target tests" >&2; \
+		else \
+			sudo=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
+			echo "Installing the Debian packages slapd and ldap-utils"; \
+			$$sudo $(APT_INSTALL_LDAP) \
+				|| { $$sudo apt-get update -qq && $$sudo $(APT_INSTALL_LDAP); }; \
+		fi; \
+	fi
 
 .PHONY: run
 run: install ## Run the whole platform locally (embedded broker and PostgreSQL); Ctrl-C stops it

@@ -6,7 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from accord.provisioner.targets import ScimTarget, TargetsFile, TargetsFileError, load_targets
+from accord.provisioner.targets import (
+    LdapTarget,
+    ScimTarget,
+    TargetsFile,
+    TargetsFileError,
+    load_targets,
+)
 
 VALID = """\
 targets:
@@ -88,7 +94,7 @@ def test_a_url_without_a_valid_host_is_refused(tmp_path: Path, url: str) -> None
     ("entry", "field"),
     [
         ("{name: Bad_Name, kind: scim, url: 'http://x'}", "name"),
-        ("{name: a, kind: ldap, url: 'http://x'}", "kind"),
+        ("{name: a, kind: smtp, url: 'http://x'}", "kind"),
         ("{name: a, kind: scim, url: 'http://x', timeout_s: 0}", "timeout_s"),
         ("{name: a, kind: scim, url: 'http://x', max_attempts: 0}", "max_attempts"),
         ("{name: a, kind: scim, url: 'http://x', max_attempts: 21}", "max_attempts"),
@@ -185,3 +191,26 @@ def test_a_missing_token_variable_names_the_variable_never_a_value(
     assert variable in message
     assert "scim-demo" in message
     assert "not set" in message
+
+
+def test_an_ldap_target_reads_its_password_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "targets.yaml"
+    path.write_text(
+        "targets:\n"
+        "  - name: corp-ldap\n"
+        "    kind: ldap\n"
+        "    url: ldaps://ldap.example.org\n"
+        "    bind_dn: cn=accord,dc=example,dc=org\n"
+        "    password_env: CORP_LDAP_PASSWORD\n"
+        "    people_dn: ou=people,dc=example,dc=org\n"
+    )
+    (target,) = load_targets(path).targets
+    assert isinstance(target, LdapTarget)
+    assert (target.link_attribute, target.disable_attribute) == ("description", "employeeType")
+    with pytest.raises(TargetsFileError, match="CORP_LDAP_PASSWORD is not set"):
+        target.password()
+    monkeypatch.setenv("CORP_LDAP_PASSWORD", "s3cret")
+    assert target.password().get_secret_value() == "s3cret"
+    assert "s3cret" not in repr(target.password())

@@ -6,6 +6,8 @@ PostgreSQL server and stay apart by random ids and fresh databases.
 - Broker: KAFKA_BOOTSTRAP_SERVERS (an existing Kafka), else an embedded Tansu.
 - PostgreSQL: ACCORD_TEST_DATABASE_URL (a server where the tests may create databases),
   else an embedded PostgreSQL in a temporary folder.
+- LDAP: an OpenLDAP slapd (`make install` installs it) with an empty ou=people and ou=groups;
+  tests share it and stay apart by unique names.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import pytest
 import pytest_asyncio
 
 from accord.stack.broker import EmbeddedBroker
+from accord.stack.ldap_target import LdapTarget
 from accord.stack.postgres import EmbeddedPostgres
 
 
@@ -51,6 +54,17 @@ async def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIter
         yield server.dsn
     finally:
         await server.stop()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def ldap_target() -> AsyncIterator[LdapTarget]:
+    """A started OpenLDAP server for the session (its data is deleted when the session ends)."""
+    target = LdapTarget()
+    await target.start()
+    try:
+        yield target
+    finally:
+        await target.stop()
 
 
 async def create_database(server_dsn: str, prefix: str = "accord_test") -> str:

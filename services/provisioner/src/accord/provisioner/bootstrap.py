@@ -9,14 +9,32 @@ from fastapi import Depends, FastAPI
 
 from accord.events import topics
 from accord.provisioner import handlers
+from accord.provisioner.adapters.ldap import LdapConnector, LdapSettings
 from accord.provisioner.adapters.scim import ScimConnector
 from accord.provisioner.ports import Connector
 from accord.provisioner.settings import ProvisionerSettings
-from accord.provisioner.targets import load_targets
+from accord.provisioner.targets import LdapTarget, Target, load_targets
 from accord.runtime.consumer import Handler
 from accord.runtime.security.api import require
 from accord.runtime.security.roles import Permission
 from accord.runtime.service import Runtime, ServiceDefinition
+
+
+def connector_for(target: Target) -> Connector:
+    """The connector of a declared target."""
+    if isinstance(target, LdapTarget):
+        settings = LdapSettings(
+            url=target.url,
+            bind_dn=target.bind_dn,
+            password=target.password(),
+            people_dn=target.people_dn,
+            link_attribute=target.link_attribute,
+            disable_attribute=target.disable_attribute,
+            disabled_value=target.disabled_value,
+            timeout_s=target.timeout_s,
+        )
+        return LdapConnector(target.name, settings)
+    return ScimConnector(target.name, target.url, target.token(), timeout_s=target.timeout_s)
 
 
 def definition(settings: ProvisionerSettings) -> ServiceDefinition:
@@ -27,9 +45,7 @@ def definition(settings: ProvisionerSettings) -> ServiceDefinition:
 
     async def open_connectors(runtime: Runtime) -> None:
         for target in targets:
-            connectors[target.name] = ScimConnector(
-                target.name, target.url, target.token(), timeout_s=target.timeout_s
-            )
+            connectors[target.name] = connector_for(target)
 
     async def close_connectors(runtime: Runtime) -> None:
         for connector in connectors.values():

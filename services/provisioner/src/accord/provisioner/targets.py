@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
@@ -34,12 +34,33 @@ class ScimTarget(BaseModel):
         """The bearer token, read from the environment variable the file names."""
         if self.token_env is None:
             return None
-        value = os.environ.get(self.token_env)
-        if not value:
-            raise TargetsFileError(
-                f"target {self.name}: environment variable {self.token_env} is not set"
-            )
-        return SecretStr(value)
+        return _secret(self.name, self.token_env)
+
+
+class LdapTarget(BaseModel):
+    """An LDAP directory (OpenLDAP, 389-DS, ...): inetOrgPerson entries under people_dn."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    kind: Literal["ldap"]
+    url: str = Field(pattern=r"^ldaps?://[^\s/?#]+/?$")
+    bind_dn: str = Field(min_length=3, max_length=512)
+    password_env: str
+    people_dn: str = Field(min_length=3, max_length=512)
+    link_attribute: str = Field(default="description", pattern=r"^[A-Za-z][A-Za-z0-9-]*$")
+    """Holds `accord:<user_id>`, so an entry is recognised after a rename."""
+    disable_attribute: str = Field(default="employeeType", pattern=r"^[A-Za-z][A-Za-z0-9-]*$")
+    disabled_value: str = Field(default="disabled", min_length=1, max_length=256)
+    timeout_s: float = Field(default=10.0, gt=0, le=120)
+    max_attempts: int = Field(default=5, ge=1, le=20)
+
+    def password(self) -> SecretStr:
+        """The bind password, read from the environment variable the file names."""
+        return _secret(self.name, self.password_env)
+
+
+Target = Annotated[ScimTarget | LdapTarget, Field(discriminator="kind")]
 
 
 class TargetsFile(BaseModel):
@@ -47,7 +68,14 @@ class TargetsFile(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    targets: list[ScimTarget] = Field(default_factory=list)
+    targets: list[Target] = Field(default_factory=list)
+
+
+def _secret(target: str, variable: str) -> SecretStr:
+    value = os.environ.get(variable)
+    if not value:
+        raise TargetsFileError(f"target {target}: environment variable {variable} is not set")
+    return SecretStr(value)
 
 
 def load_targets(path: Path) -> TargetsFile:
