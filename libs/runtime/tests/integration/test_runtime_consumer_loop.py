@@ -386,3 +386,35 @@ async def test_stopping_while_the_database_is_down_leaves_the_record_uncommitted
     committed = await running.consumer.committed(tp)
     assert committed is None or committed <= meta.offset
     await running.stop()
+
+
+async def test_a_slow_partition_does_not_hold_up_polling_or_the_others(
+    kit: Kit, pool: asyncpg.Pool, start_loop: LoopStarter, unique: str
+) -> None:
+    release = asyncio.Event()
+    entered = asyncio.Event()
+
+    async def slow_on_the_first(envelope: Envelope, ctx: HandlerContext) -> Sequence[Envelope]:
+        if envelope.subject.endswith("-slow"):
+            entered.set()
+            await release.wait()  # a target that takes its time
+        return []
+
+    recorder = Recorder(f"u-{unique}", slow_on_the_first)
+    running = await start_loop({CONSUMED: recorder})
+    slow = completed(f"u-{unique}-slow")
+    await kit.publish(slow, partition=0)
+    await asyncio.wait_for(entered.wait(), 30)
+
+    # Published after the slow record was fetched: handled while it is still in flight.
+    quick = [completed(f"u-{unique}-q{p}") for p in (1, 2)]
+    for partition, event in zip((1, 2), quick, strict=True):
+        await kit.publish(event, partition=partition)
+    await eventually(lambda: all(recorder.count(e.id) == 1 for e in quick), what="quick ones")
+    assert recorder.count(slow.id) == 1
+    assert slow.id not in await inbox_ids(pool, running.loop._group)
+
+    release.set()
+    await kit.barrier(recorder)
+    assert recorder.count(slow.id) == 1
+    assert slow.id in await inbox_ids(pool, running.loop._group)

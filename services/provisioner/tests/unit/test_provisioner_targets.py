@@ -214,3 +214,22 @@ def test_an_ldap_target_reads_its_password_from_the_environment(
     monkeypatch.setenv("CORP_LDAP_PASSWORD", "s3cret")
     assert target.password().get_secret_value() == "s3cret"
     assert "s3cret" not in repr(target.password())
+
+
+def test_sql_and_webhook_targets_load_and_bad_table_names_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "targets.yaml"
+    path.write_text(
+        "targets:\n"
+        "  - {name: hr-app, kind: sql, dsn_env: HR_DSN, table: app.users,"
+        " columns: {email: mail}}\n"
+        "  - {name: hook, kind: webhook, url: 'https://hooks.example.org/accord',"
+        " secret_env: HOOK_SECRET}\n"
+    )
+    sql, hook = load_targets(path).targets
+    assert (sql.kind, sql.url, hook.kind) == ("sql", "sql:app.users", "webhook")
+
+    path.write_text(
+        "targets:\n  - {name: bad, kind: sql, dsn_env: X, table: 'users; DROP TABLE x'}\n"
+    )
+    with pytest.raises(TargetsFileError, match="table"):
+        load_targets(path)

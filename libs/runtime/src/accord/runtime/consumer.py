@@ -92,35 +92,66 @@ class ConsumerLoop:
         self._topics = list(topics) if topics is not None else list(self._routes)
         self._dead_letter_handler = dead_letter_handler
         self._stopping = asyncio.Event()
+        self._workers: dict[TopicPartition, asyncio.Task[tuple[int | None, int, int]]] = {}
         self.stats = ConsumerStats()
         self.running = False
         self.joined = False
         """True once the group has assigned this member its partitions (maybe none)."""
 
     async def run(self) -> None:
-        """Consume until stop(); in-flight records finish and are committed first."""
+        """Consume until stop(); in-flight records finish and are committed first.
+
+        Each partition is handled by one worker at a time, in order. While its worker runs
+        the partition is paused and the loop keeps polling: the other partitions go on, and
+        a slow target cannot make this member miss max.poll.interval and be thrown out of
+        the group (a rebalance storm).
+        """
         self._consumer.subscribe(self._topics, listener=_JoinListener(self))
         self.running = True
         try:
             while not self._stopping.is_set():
                 batch = await self._consumer.getmany(timeout_ms=200, max_records=500)
-                if not batch:
-                    continue
-                # Partitions are independent: handle them side by side, each in order.
-                done = await asyncio.gather(
-                    *(self._handle_partition(records) for records in batch.values())
-                )
-                offsets = {
-                    tp: OffsetAndMetadata(last + 1, "")
-                    for tp, last in zip(batch, done, strict=True)
-                    if last is not None
-                }
-                await self._commit(offsets)
+                for tp, records in batch.items():
+                    if tp in self._workers:
+                        # Fetched before the pause took effect: read it again after the worker.
+                        self._consumer.seek(tp, records[0].offset)
+                        continue
+                    self._consumer.pause(tp)
+                    self._workers[tp] = asyncio.create_task(
+                        self._handle_partition(records), name=f"partition {tp.topic}/{tp.partition}"
+                    )
+                await self._commit(self._collect())
+            await self.drain(list(self._workers))
         finally:
             self.running = False
 
+    async def drain(self, partitions: list[TopicPartition], wait_s: float | None = None) -> None:
+        """Let the workers of these partitions finish, then commit what they handled."""
+        tasks = [self._workers[tp] for tp in partitions if tp in self._workers]
+        if tasks:
+            await asyncio.wait(tasks, timeout=wait_s)
+        await self._commit(self._collect())
+
+    def _collect(self) -> dict[TopicPartition, OffsetAndMetadata]:
+        """Offsets of finished workers; their partitions resume where handling stopped."""
+        offsets: dict[TopicPartition, OffsetAndMetadata] = {}
+        for tp, task in list(self._workers.items()):
+            if not task.done():
+                continue
+            del self._workers[tp]
+            last, first, end = task.result()  # a crashed worker crashes the service
+            if last is not None:
+                offsets[tp] = OffsetAndMetadata(last + 1, "")
+            if tp not in self._consumer.assignment():
+                continue
+            if last != end:
+                # Stopped early: fetch the unhandled records again rather than skip them.
+                self._consumer.seek(tp, first if last is None else last + 1)
+            self._consumer.resume(tp)
+        return offsets
+
     def stop(self) -> None:
-        """Ask run() to return after the current batch."""
+        """Ask run() to return once the records in flight are handled."""
         self._stopping.set()
 
     async def _commit(self, offsets: dict[TopicPartition, OffsetAndMetadata]) -> None:
@@ -133,7 +164,10 @@ class ConsumerLoop:
             # records again and the inbox will drop them.
             log.warning("offset commit lost to a rebalance", extra={"error": str(error)})
 
-    async def _handle_partition(self, records: list[ConsumerRecord[bytes, bytes]]) -> int | None:
+    async def _handle_partition(
+        self, records: list[ConsumerRecord[bytes, bytes]]
+    ) -> tuple[int | None, int, int]:
+        """Handle records in order; (last handled offset, first offset, last offset)."""
         last = None
         for record in records:
             if self._stopping.is_set() and last is not None:
@@ -144,7 +178,7 @@ class ConsumerLoop:
                 # Not handled, so not committed: the next owner of the partition gets it.
                 break
             last = record.offset
-        return last
+        return last, records[0].offset, records[-1].offset
 
     async def _handle_record(self, record: ConsumerRecord[bytes, bytes]) -> None:
         if is_dlq(record.topic):
@@ -261,6 +295,9 @@ class ConsumerLoop:
                 await asyncio.sleep(1.0)
 
 
+_REVOKE_WAIT_S = 20.0
+
+
 class _JoinListener(ConsumerRebalanceListener):  # type: ignore[misc]
     """Marks the loop joined once the group assigned it partitions (possibly none)."""
 
@@ -268,7 +305,10 @@ class _JoinListener(ConsumerRebalanceListener):  # type: ignore[misc]
         self._loop = loop
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        return None
+        # Hand the partitions over with their progress committed (bounded: a worker stuck on
+        # a slow target must not hold the whole group; the next owner redoes its records,
+        # and inboxes and idempotent connectors make that harmless).
+        await self._loop.drain(revoked, wait_s=_REVOKE_WAIT_S)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         self._loop.joined = True

@@ -11,9 +11,17 @@ from accord.events import topics
 from accord.provisioner import handlers
 from accord.provisioner.adapters.ldap import LdapConnector, LdapSettings
 from accord.provisioner.adapters.scim import ScimConnector
+from accord.provisioner.adapters.sql import SqlConnector, SqlSettings
+from accord.provisioner.adapters.webhook import WebhookConnector, WebhookSettings
 from accord.provisioner.ports import Connector
 from accord.provisioner.settings import ProvisionerSettings
-from accord.provisioner.targets import LdapTarget, Target, load_targets
+from accord.provisioner.targets import (
+    LdapTarget,
+    SqlTarget,
+    Target,
+    WebhookTarget,
+    load_targets,
+)
 from accord.runtime.consumer import Handler
 from accord.runtime.security.api import require
 from accord.runtime.security.roles import Permission
@@ -34,6 +42,21 @@ def connector_for(target: Target) -> Connector:
             timeout_s=target.timeout_s,
         )
         return LdapConnector(target.name, settings)
+    if isinstance(target, SqlTarget):
+        sql = SqlSettings(
+            dsn=target.dsn(),
+            table=target.table,
+            columns=dict(target.columns),
+            id_column=target.id_column,
+            link_column=target.link_column,
+            user_name_column=target.user_name_column,
+            active_column=target.active_column,
+            timeout_s=target.timeout_s,
+        )
+        return SqlConnector(target.name, sql)
+    if isinstance(target, WebhookTarget):
+        hook = WebhookSettings(url=target.url, secret=target.secret(), timeout_s=target.timeout_s)
+        return WebhookConnector(target.name, hook)
     return ScimConnector(target.name, target.url, target.token(), timeout_s=target.timeout_s)
 
 

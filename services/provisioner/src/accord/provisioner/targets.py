@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from accord.runtime.config_file import load_yaml_model
 
@@ -60,7 +60,70 @@ class LdapTarget(BaseModel):
         return _secret(self.name, self.password_env)
 
 
-Target = Annotated[ScimTarget | LdapTarget, Field(discriminator="kind")]
+class SqlTarget(BaseModel):
+    """A table in another application's PostgreSQL database."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    kind: Literal["sql"]
+    dsn_env: str
+    """The variable holding the DSN (with its password): never in the file."""
+    table: str
+    columns: dict[str, str] = Field(default_factory=dict)
+    """Profile field -> column, e.g. {email: mail_address}."""
+    id_column: str = "id"
+    link_column: str = "accord_id"
+    user_name_column: str = "user_name"
+    active_column: str = "active"
+    timeout_s: float = Field(default=10.0, gt=0, le=120)
+    max_attempts: int = Field(default=5, ge=1, le=20)
+
+    @property
+    def url(self) -> str:
+        """What the targets API shows: the table, never the DSN."""
+        return f"sql:{self.table}"
+
+    def dsn(self) -> SecretStr:
+        """The DSN, read from the environment variable the file names."""
+        return _secret(self.name, self.dsn_env)
+
+    @model_validator(mode="after")
+    def _names_are_plain(self) -> SqlTarget:
+        # The connector's own checks (plain, quotable names; no column used twice), at load.
+        from accord.provisioner.adapters.sql import SqlSettings
+
+        SqlSettings(
+            dsn=SecretStr("unused"),
+            table=self.table,
+            columns=dict(self.columns),
+            id_column=self.id_column,
+            link_column=self.link_column,
+            user_name_column=self.user_name_column,
+            active_column=self.active_column,
+        )
+        return self
+
+
+class WebhookTarget(BaseModel):
+    """Any HTTP endpoint implementing Accord's signed webhook protocol."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    kind: Literal["webhook"]
+    url: str = Field(pattern=r"^https?://[^\s/?#]+(/[^\s]*)?$")
+    secret_env: str
+    """The variable holding the HMAC secret."""
+    timeout_s: float = Field(default=10.0, gt=0, le=120)
+    max_attempts: int = Field(default=5, ge=1, le=20)
+
+    def secret(self) -> SecretStr:
+        """The signing secret, read from the environment variable the file names."""
+        return _secret(self.name, self.secret_env)
+
+
+Target = Annotated[ScimTarget | LdapTarget | SqlTarget | WebhookTarget, Field(discriminator="kind")]
 
 
 class TargetsFile(BaseModel):
