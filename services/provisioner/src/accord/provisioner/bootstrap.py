@@ -22,6 +22,7 @@ from accord.provisioner.targets import (
     WebhookTarget,
     load_targets,
 )
+from accord.provisioner.url_guard import check_url
 from accord.runtime.consumer import Handler
 from accord.runtime.security.api import require
 from accord.runtime.security.roles import Permission
@@ -63,6 +64,10 @@ def connector_for(target: Target) -> Connector:
 def definition(settings: ProvisionerSettings) -> ServiceDefinition:
     """The provisioner as the runtime runs it."""
     targets = load_targets(settings.targets_file).targets
+    for target in targets:
+        # Before anything connects: no target may reach a metadata service unless allowed.
+        if not isinstance(target, SqlTarget):
+            check_url(target.url, allow_link_local=target.allow_link_local)
     connectors: dict[str, Connector] = {}
     attempts = {t.name: t.max_attempts for t in targets}
 

@@ -27,6 +27,8 @@ class ScimTarget(BaseModel):
     kind: Literal["scim"]
     url: str = Field(pattern=r"^https?://[^\s/?#]+(/[^\s]*)?$")
     token_env: str | None = None
+    allow_link_local: bool = False
+    """Allow a URL that resolves to a link-local or cloud metadata address (SSRF guard)."""
     timeout_s: float = Field(default=10.0, gt=0, le=120)
     max_attempts: int = Field(default=5, ge=1, le=20)
 
@@ -52,6 +54,7 @@ class LdapTarget(BaseModel):
     """Holds `accord:<user_id>`, so an entry is recognised after a rename."""
     disable_attribute: str = Field(default="employeeType", pattern=r"^[A-Za-z][A-Za-z0-9-]*$")
     disabled_value: str = Field(default="disabled", min_length=1, max_length=256)
+    allow_link_local: bool = False
     timeout_s: float = Field(default=10.0, gt=0, le=120)
     max_attempts: int = Field(default=5, ge=1, le=20)
 
@@ -115,6 +118,7 @@ class WebhookTarget(BaseModel):
     url: str = Field(pattern=r"^https?://[^\s/?#]+(/[^\s]*)?$")
     secret_env: str
     """The variable holding the HMAC secret."""
+    allow_link_local: bool = False
     timeout_s: float = Field(default=10.0, gt=0, le=120)
     max_attempts: int = Field(default=5, ge=1, le=20)
 
