@@ -13,7 +13,7 @@ from aiokafka.structs import ConsumerRecord
 
 from accord.events import Envelope, from_kafka, to_kafka
 from accord.runtime import db
-from accord.runtime.consumer import HandlerContext
+from accord.runtime.consumer import Effect, EffectContext, HandlerContext
 from accord.runtime.errors import PermanentError
 from accord.runtime.outbox import enqueue
 
@@ -418,3 +418,35 @@ async def test_a_slow_partition_does_not_hold_up_polling_or_the_others(
     await kit.barrier(recorder)
     assert recorder.count(slow.id) == 1
     assert slow.id in await inbox_ids(pool, running.loop._group)
+
+
+async def test_an_effect_runs_with_no_connection_held_and_commits_its_events_after(
+    kit: Kit, pool: asyncpg.Pool, start_loop: LoopStarter, unique: str
+) -> None:
+    held_during_effect: list[int] = []
+    attempts: list[str] = []
+
+    async def call_a_target(envelope: Envelope, ctx: EffectContext) -> Sequence[Envelope]:
+        if not envelope.subject.startswith(f"u-{unique}"):
+            return []
+        held_during_effect.append(pool.get_size() - pool.get_idle_size())
+        attempts.append(envelope.id)
+        if len(attempts) == 1:
+            raise RuntimeError("target hiccup")  # retried: nothing recorded yet
+        return [completed(f"{envelope.subject}-done")]
+
+    running = await start_loop({CONSUMED: Effect(call_a_target)})
+    event = completed(f"u-{unique}-1")
+    await kit.publish(event)
+    await eventually(lambda: len(attempts) == 2, what="the retried effect")
+    await eventually(lambda: _inbox_has(pool, running.loop._group, event.id), what="the inbox row")
+    await kit.publish(event)  # a duplicate: the effect must not run again
+    await asyncio.sleep(1.0)
+
+    assert attempts == [event.id, event.id]
+    assert held_during_effect == [0, 0]
+    assert [e.subject for e in await outbox_envelopes(pool)] == [f"u-{unique}-1-done"]
+
+
+async def _inbox_has(pool: asyncpg.Pool, group: str, event_id: str) -> bool:
+    return event_id in await inbox_ids(pool, group)

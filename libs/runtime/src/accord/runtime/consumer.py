@@ -13,7 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -35,21 +35,44 @@ class _Abandoned(Exception):
     """A record left unhandled because the loop is stopping while a dependency is down."""
 
 
-@dataclass
-class HandlerContext:
-    """What a handler may touch: the transaction its effects must join."""
+@dataclass(kw_only=True)
+class EffectContext:
+    """What an effect handler knows: where its events come from and go to."""
 
-    conn: asyncpg.Connection
-    """Connection inside the open transaction (inbox row already written)."""
     source: str
     """CloudEvents source of events this service emits."""
     topic: str
     """Topic the event came from."""
 
 
+@dataclass(kw_only=True)
+class HandlerContext(EffectContext):
+    """What a handler may touch: the transaction its effects must join."""
+
+    conn: asyncpg.Connection
+    """Connection inside the open transaction (inbox row already written)."""
+
+
 Handler = Callable[[Envelope, HandlerContext], Awaitable[Sequence[Envelope]]]
+
+
+@dataclass(frozen=True)
+class Effect:
+    """A handler whose work is a slow call to another system (a connector), not our database.
+
+    It runs outside any transaction, so a slow target holds no database connection; the
+    inbox row and the events it returns commit together afterwards. A redelivery after a
+    crash between the call and that commit runs it again: the call must be idempotent (the
+    connectors look up before they create).
+    """
+
+    handler: Callable[[Envelope, EffectContext], Awaitable[Sequence[Envelope]]]
+
+
+Route = Handler | Effect
 RawHandler = Callable[[ConsumerRecord[bytes, bytes], HandlerContext], Awaitable[Sequence[Envelope]]]
 Work = Callable[[HandlerContext], Awaitable[Sequence[Envelope]]]
+EffectWork = Callable[[EffectContext], Awaitable[Sequence[Envelope]]]
 
 
 @dataclass
@@ -76,7 +99,7 @@ class ConsumerLoop:
         schema: str,
         group: str,
         source: str,
-        routes: Mapping[str, Handler],
+        routes: Mapping[str, Route],
         max_attempts: int = 3,
         topics: Sequence[str] | None = None,
         dead_letter_handler: RawHandler | None = None,
@@ -189,8 +212,8 @@ class ConsumerLoop:
         except InvalidEvent as error:
             await self._dead_letter(record, error.reason, "invalid-event")
             return
-        handler = self._routes.get(envelope.type)
-        if handler is None:
+        route = self._routes.get(envelope.type)
+        if route is None:
             return
         tokens = (
             logs.correlation_id.set(envelope.correlationid),
@@ -199,9 +222,14 @@ class ConsumerLoop:
         )
         try:
             with consume_span(envelope, record.topic, self._group):
-                await self._apply_with_retries(
-                    record, envelope.id, partial(handler, envelope), envelope.type
-                )
+                if isinstance(route, Effect):
+                    effect = partial(route.handler, envelope)
+                    await self._apply_with_retries(
+                        record, envelope.id, effect, envelope.type, outside=True
+                    )
+                else:
+                    work = partial(route, envelope)
+                    await self._apply_with_retries(record, envelope.id, work, envelope.type)
         finally:
             logs.correlation_id.reset(tokens[0])
             logs.event_id.reset(tokens[1])
@@ -217,13 +245,22 @@ class ConsumerLoop:
         await self._apply_with_retries(record, position, work, "dead-letter")
 
     async def _apply_with_retries(
-        self, record: ConsumerRecord[bytes, bytes], inbox_id: str, work: Work, kind: str
+        self,
+        record: ConsumerRecord[bytes, bytes],
+        inbox_id: str,
+        work: Work | EffectWork,
+        kind: str,
+        *,
+        outside: bool = False,
     ) -> None:
         failures = 0
         delay = 0.1
         while True:
             try:
-                await self._apply(record, inbox_id, work, kind)
+                if outside:
+                    await self._apply_effect(record, inbox_id, cast(EffectWork, work), kind)
+                else:
+                    await self._apply(record, inbox_id, work, kind)
                 return
             except (PermanentError, InvalidEvent) as error:
                 if is_dlq(record.topic):
@@ -276,6 +313,36 @@ class ConsumerLoop:
                 return
             context = HandlerContext(conn=conn, source=self._source, topic=record.topic)
             emitted = await work(context)
+            await enqueue(conn, self._schema, emitted)
+        self.stats.handled += 1
+
+    async def _apply_effect(
+        self, record: ConsumerRecord[bytes, bytes], inbox_id: str, work: EffectWork, kind: str
+    ) -> None:
+        """Run an effect with no connection held, then commit its inbox row and events."""
+        seen = await self._pool.fetchval(
+            "SELECT true FROM inbox WHERE consumer = $1 AND topic = $2 AND event_id = $3",
+            self._group,
+            record.topic,
+            inbox_id,
+        )
+        if seen:
+            self.stats.duplicates += 1
+            log.info("duplicate event ignored", extra={"type": kind})
+            return
+        emitted = await work(EffectContext(source=self._source, topic=record.topic))
+        async with self._pool.acquire() as conn, conn.transaction():
+            fresh = await conn.fetchval(
+                "INSERT INTO inbox (consumer, topic, event_id) VALUES ($1, $2, $3) "
+                "ON CONFLICT DO NOTHING RETURNING true",
+                self._group,
+                record.topic,
+                inbox_id,
+            )
+            if not fresh:
+                # Handled meanwhile by another member (a rebalance): its events went out.
+                self.stats.duplicates += 1
+                return
             await enqueue(conn, self._schema, emitted)
         self.stats.handled += 1
 

@@ -16,7 +16,7 @@ from fastapi import FastAPI
 
 from accord.events import REGISTRY
 from accord.runtime import db, kafka
-from accord.runtime.consumer import ConsumerLoop, Handler, RawHandler, describe
+from accord.runtime.consumer import ConsumerLoop, RawHandler, Route, describe
 from accord.runtime.http import create_app, make_server, secure
 from accord.runtime.outbox import OutboxRelay
 from accord.runtime.security import api_tokens
@@ -57,7 +57,7 @@ class ServiceDefinition:
     name: str
     http_port: int
     migrations: list[str]
-    routes: Callable[[Runtime], Mapping[str, Handler]]
+    routes: Callable[[Runtime], Mapping[str, Route]]
     configure_app: Callable[[FastAPI, Runtime], None] | None = None
     on_start: list[Hook] = field(default_factory=list)
     on_stop: list[Hook] = field(default_factory=list)

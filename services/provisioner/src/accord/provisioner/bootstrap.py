@@ -23,7 +23,7 @@ from accord.provisioner.targets import (
     load_targets,
 )
 from accord.provisioner.url_guard import check_url
-from accord.runtime.consumer import Handler
+from accord.runtime.consumer import Effect, Route
 from accord.runtime.security.api import require
 from accord.runtime.security.roles import Permission
 from accord.runtime.service import Runtime, ServiceDefinition
@@ -79,12 +79,15 @@ def definition(settings: ProvisionerSettings) -> ServiceDefinition:
         for connector in connectors.values():
             await connector.close()
 
-    def routes(runtime: Runtime) -> Mapping[str, Handler]:
+    def routes(runtime: Runtime) -> Mapping[str, Route]:
         return {
-            topics.PROVISION_REQUESTED: partial(
-                handlers.handle_provision_requested,
-                connectors=connectors,
-                max_attempts=max(attempts.values(), default=5),
+            # Connector calls (and their retries) hold no database connection.
+            topics.PROVISION_REQUESTED: Effect(
+                partial(
+                    handlers.handle_provision_requested,
+                    connectors=connectors,
+                    max_attempts=max(attempts.values(), default=5),
+                )
             )
         }
 

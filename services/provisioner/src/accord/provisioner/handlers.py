@@ -15,7 +15,7 @@ from accord.events import (
     new_event,
 )
 from accord.provisioner.ports import AccountRef, Connector, TargetRejected, TargetUnavailable
-from accord.runtime.consumer import HandlerContext
+from accord.runtime.consumer import EffectContext
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ SUPPORTED_OPERATIONS = frozenset({"create", "update", "disable", "enable", "dele
 
 async def handle_provision_requested(
     event: Envelope,
-    ctx: HandlerContext,
+    ctx: EffectContext,
     *,
     connectors: Mapping[str, Connector],
     max_attempts: int = 5,
@@ -99,7 +99,7 @@ async def _apply(connector: Connector, command: ProvisionRequested) -> AccountRe
 
 
 def _failed(
-    event: Envelope, ctx: HandlerContext, common: dict[str, str], reason: str, *, retryable: bool
+    event: Envelope, ctx: EffectContext, common: dict[str, str], reason: str, *, retryable: bool
 ) -> Envelope:
     log.warning("provisioning failed", extra={"reason": reason})
     data = AccountProvisionFailed(**common, reason=reason[:256], retryable=retryable)
