@@ -17,6 +17,8 @@ from accord.events import (
 )
 from accord.events.catalogue.provisioning import Operation
 from accord.provisioner import handlers
+from accord.provisioner.domain.breaker import CircuitBreaker
+from accord.provisioner.guard import TargetGuard
 from accord.provisioner.handlers import handle_provision_requested
 from accord.provisioner.ports import AccountRef, Connector, TargetRejected, TargetUnavailable
 from accord.runtime.consumer import HandlerContext
@@ -421,3 +423,22 @@ async def test_a_huge_retry_after_is_capped(unique: str, monkeypatch: pytest.Mon
     await handle(command(unique), {"scim-demo": fake}, max_attempts=2)
 
     assert slept == [handlers.MAX_RETRY_AFTER_S]
+
+
+async def test_a_dead_target_opens_its_circuit_and_later_commands_fail_fast() -> None:
+    connector = FakeConnector("crm", TargetUnavailable("crm: 503"))
+    guards = {"crm": TargetGuard("crm", breaker=CircuitBreaker(threshold=3, cooldown_s=60))}
+
+    first = await handle(command("a", target="crm"), {"crm": connector}, guards=guards)
+    second = await handle(command("b", target="crm"), {"crm": connector}, guards=guards)
+
+    assert len(connector.calls) == 3  # the threshold, then no more calls
+    for reply in (first, second):
+        data = reply[0].data
+        assert isinstance(data, AccountProvisionFailed)
+        assert data.retryable is True
+    failed_first, failed_second = first[0].data, second[0].data
+    assert isinstance(failed_first, AccountProvisionFailed)
+    assert isinstance(failed_second, AccountProvisionFailed)
+    assert "circuit open" in failed_first.reason
+    assert "circuit open" in failed_second.reason

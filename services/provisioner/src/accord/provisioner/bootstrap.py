@@ -13,6 +13,8 @@ from accord.provisioner.adapters.ldap import LdapConnector, LdapSettings
 from accord.provisioner.adapters.scim import ScimConnector
 from accord.provisioner.adapters.sql import SqlConnector, SqlSettings
 from accord.provisioner.adapters.webhook import WebhookConnector, WebhookSettings
+from accord.provisioner.domain.breaker import CircuitBreaker
+from accord.provisioner.guard import TargetGuard
 from accord.provisioner.ports import Connector
 from accord.provisioner.settings import ProvisionerSettings
 from accord.provisioner.targets import (
@@ -69,6 +71,14 @@ def definition(settings: ProvisionerSettings) -> ServiceDefinition:
         if not isinstance(target, SqlTarget):
             check_url(target.url, allow_link_local=target.allow_link_local)
     connectors: dict[str, Connector] = {}
+    guards = {
+        t.name: TargetGuard(
+            t.name,
+            concurrency=t.max_concurrency,
+            breaker=CircuitBreaker(t.breaker_threshold, t.breaker_cooldown_s),
+        )
+        for t in targets
+    }
     attempts = {t.name: t.max_attempts for t in targets}
 
     async def open_connectors(runtime: Runtime) -> None:
@@ -86,6 +96,7 @@ def definition(settings: ProvisionerSettings) -> ServiceDefinition:
                 partial(
                     handlers.handle_provision_requested,
                     connectors=connectors,
+                    guards=guards,
                     max_attempts=max(attempts.values(), default=5),
                 )
             )

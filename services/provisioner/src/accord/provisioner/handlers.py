@@ -14,6 +14,7 @@ from accord.events import (
     ProvisionRequested,
     new_event,
 )
+from accord.provisioner.guard import CircuitOpen, TargetGuard
 from accord.provisioner.ports import AccountRef, Connector, TargetRejected, TargetUnavailable
 from accord.runtime.consumer import EffectContext
 
@@ -31,6 +32,7 @@ async def handle_provision_requested(
     ctx: EffectContext,
     *,
     connectors: Mapping[str, Connector],
+    guards: Mapping[str, TargetGuard] | None = None,
     max_attempts: int = 5,
     base_delay_s: float = 0.2,
 ) -> list[Envelope]:
@@ -50,14 +52,18 @@ async def handle_provision_requested(
     if command.operation not in SUPPORTED_OPERATIONS:
         reason = f"operation {command.operation} not supported yet"
         return [_failed(event, ctx, common, reason, retryable=False)]
+    guard = (guards or {}).get(command.target) or TargetGuard(command.target)
     attempt = 0
     while True:
         attempt += 1
         try:
-            account = await _apply(connector, command)
+            account = await guard.call(lambda: _apply(connector, command))
             break
         except TargetRejected as error:
             return [_failed(event, ctx, common, str(error), retryable=False)]
+        except CircuitOpen as error:
+            # Fail fast: the saga retries later; the work behind this event goes on meanwhile.
+            return [_failed(event, ctx, common, str(error), retryable=True)]
         except TargetUnavailable as error:
             if attempt >= max_attempts:
                 reason = f"gave up after {attempt} attempts: {error}"

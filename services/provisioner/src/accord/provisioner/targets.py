@@ -18,19 +18,31 @@ class TargetsFileError(ValueError):
     """The targets file is missing, malformed or names an unset secret."""
 
 
-class ScimTarget(BaseModel):
-    """A SCIM 2.0 service provider."""
+class TargetBase(BaseModel):
+    """What every target declares: its name, and how hard Accord may lean on it."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    timeout_s: float = Field(default=10.0, gt=0, le=120)
+    """Every call's timeout."""
+    max_attempts: int = Field(default=5, ge=1, le=20)
+    max_concurrency: int = Field(default=8, ge=1, le=256)
+    """Calls in flight to this target at most."""
+    breaker_threshold: int = Field(default=5, ge=1, le=1000)
+    """Transient failures in a row that open the circuit (calls then fail at once)."""
+    breaker_cooldown_s: float = Field(default=30.0, gt=0, le=3600)
+    """How long an open circuit waits before one trial call."""
+
+
+class ScimTarget(TargetBase):
+    """A SCIM 2.0 service provider."""
+
     kind: Literal["scim"]
     url: str = Field(pattern=r"^https?://[^\s/?#]+(/[^\s]*)?$")
     token_env: str | None = None
     allow_link_local: bool = False
     """Allow a URL that resolves to a link-local or cloud metadata address (SSRF guard)."""
-    timeout_s: float = Field(default=10.0, gt=0, le=120)
-    max_attempts: int = Field(default=5, ge=1, le=20)
 
     def token(self) -> SecretStr | None:
         """The bearer token, read from the environment variable the file names."""
@@ -39,12 +51,9 @@ class ScimTarget(BaseModel):
         return _secret(self.name, self.token_env)
 
 
-class LdapTarget(BaseModel):
+class LdapTarget(TargetBase):
     """An LDAP directory (OpenLDAP, 389-DS, ...): inetOrgPerson entries under people_dn."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
     kind: Literal["ldap"]
     url: str = Field(pattern=r"^ldaps?://[^\s/?#]+/?$")
     bind_dn: str = Field(min_length=3, max_length=512)
@@ -55,20 +64,15 @@ class LdapTarget(BaseModel):
     disable_attribute: str = Field(default="employeeType", pattern=r"^[A-Za-z][A-Za-z0-9-]*$")
     disabled_value: str = Field(default="disabled", min_length=1, max_length=256)
     allow_link_local: bool = False
-    timeout_s: float = Field(default=10.0, gt=0, le=120)
-    max_attempts: int = Field(default=5, ge=1, le=20)
 
     def password(self) -> SecretStr:
         """The bind password, read from the environment variable the file names."""
         return _secret(self.name, self.password_env)
 
 
-class SqlTarget(BaseModel):
+class SqlTarget(TargetBase):
     """A table in another application's PostgreSQL database."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
     kind: Literal["sql"]
     dsn_env: str
     """The variable holding the DSN (with its password): never in the file."""
@@ -79,8 +83,6 @@ class SqlTarget(BaseModel):
     link_column: str = "accord_id"
     user_name_column: str = "user_name"
     active_column: str = "active"
-    timeout_s: float = Field(default=10.0, gt=0, le=120)
-    max_attempts: int = Field(default=5, ge=1, le=20)
 
     @property
     def url(self) -> str:
@@ -108,19 +110,14 @@ class SqlTarget(BaseModel):
         return self
 
 
-class WebhookTarget(BaseModel):
+class WebhookTarget(TargetBase):
     """Any HTTP endpoint implementing Accord's signed webhook protocol."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
     kind: Literal["webhook"]
     url: str = Field(pattern=r"^https?://[^\s/?#]+(/[^\s]*)?$")
     secret_env: str
     """The variable holding the HMAC secret."""
     allow_link_local: bool = False
-    timeout_s: float = Field(default=10.0, gt=0, le=120)
-    max_attempts: int = Field(default=5, ge=1, le=20)
 
     def secret(self) -> SecretStr:
         """The signing secret, read from the environment variable the file names."""
