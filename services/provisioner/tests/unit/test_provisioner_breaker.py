@@ -91,3 +91,25 @@ async def test_the_guard_caps_calls_in_flight() -> None:
 
     await asyncio.gather(*(guard.call(slow) for _ in range(6)))
     assert most == 2
+
+
+async def test_the_guard_keeps_a_targets_rate() -> None:
+    clock = Clock()
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:  # time passes only when the guard waits
+        slept.append(seconds)
+        clock.now += seconds
+
+    guard = TargetGuard("okta", rate_per_s=10, clock=clock, sleep=sleep)  # burst 10, 10/s
+    made_at: list[float] = []
+
+    async def call() -> None:
+        made_at.append(clock.now)
+
+    for _ in range(15):
+        await guard.call(call)
+
+    assert made_at[:10] == [0.0] * 10  # the burst
+    assert made_at[10:] == pytest.approx([0.1, 0.2, 0.3, 0.4, 0.5])  # then 10 a second
+    assert sum(slept) == pytest.approx(0.5)

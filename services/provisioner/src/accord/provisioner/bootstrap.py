@@ -75,6 +75,7 @@ def definition(settings: ProvisionerSettings) -> ServiceDefinition:
         t.name: TargetGuard(
             t.name,
             concurrency=t.max_concurrency,
+            rate_per_s=t.rate_per_s,
             breaker=CircuitBreaker(t.breaker_threshold, t.breaker_cooldown_s),
         )
         for t in targets

@@ -1,14 +1,16 @@
-"""Per-target limits around connector calls: a concurrency cap and a circuit breaker."""
+"""Per-target limits around connector calls: a rate, a concurrency cap, a circuit breaker."""
 
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from accord.provisioner.domain.breaker import CircuitBreaker
 from accord.provisioner.ports import TargetRejected, TargetUnavailable
+from accord.runtime.security.rate_limit import RateLimiter
 
 T = TypeVar("T")
 
@@ -18,20 +20,29 @@ class CircuitOpen(TargetUnavailable):
 
 
 class TargetGuard:
-    """At most `concurrency` calls to one target at a time, through its circuit breaker."""
+    """At most `concurrency` calls to one target at a time, at most `rate_per_s` calls a
+    second (when set; the target's published API limits), through its circuit breaker."""
 
     def __init__(
         self,
         name: str,
         *,
         concurrency: int = 8,
+        rate_per_s: float | None = None,
         breaker: CircuitBreaker | None = None,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.name = name
+        self._sleep = sleep
         self.breaker = breaker or CircuitBreaker()
         self._slots = asyncio.Semaphore(concurrency)
         self._clock = clock
+        self._rate = (
+            RateLimiter(rate_per_s, max(1, math.ceil(rate_per_s)), clock=clock)
+            if rate_per_s
+            else None
+        )
 
     async def call(self, work: Callable[[], Awaitable[T]]) -> T:
         """Run one connector call; CircuitOpen at once while the breaker is open."""
@@ -42,6 +53,7 @@ class TargetGuard:
                 retry_after=wait,
             )
         async with self._slots:
+            await self._keep_rate()
             try:
                 result = await work()
             except TargetUnavailable:
@@ -55,3 +67,12 @@ class TargetGuard:
                 raise
         self.breaker.succeeded()
         return result
+
+    async def _keep_rate(self) -> None:
+        """Wait for the target's rate limit to allow one more call."""
+        if self._rate is None:
+            return
+        pause = self._rate.acquire(self.name)
+        while pause > 0:
+            await self._sleep(pause)
+            pause = self._rate.acquire(self.name)

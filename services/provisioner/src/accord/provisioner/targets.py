@@ -29,6 +29,8 @@ class TargetBase(BaseModel):
     max_attempts: int = Field(default=5, ge=1, le=20)
     max_concurrency: int = Field(default=8, ge=1, le=256)
     """Calls in flight to this target at most."""
+    rate_per_s: float | None = Field(default=None, gt=0, le=100_000)
+    """Calls a second at most (e.g. Okta's API: 600 creates a minute = 10); none: unlimited."""
     breaker_threshold: int = Field(default=5, ge=1, le=1000)
     """Transient failures in a row that open the circuit (calls then fail at once)."""
     breaker_cooldown_s: float = Field(default=30.0, gt=0, le=3600)
