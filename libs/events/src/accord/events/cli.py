@@ -201,4 +201,8 @@ def _schemas(args: argparse.Namespace) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    # Run with -m, this file is `__main__`; subcommands import `accord.events.cli`, and the
+    # CliError they raise is that module's: its main() is the one that catches it.
+    from accord.events import cli as _imported
+
+    raise SystemExit(_imported.main())

@@ -10,6 +10,7 @@ from typing import Any
 
 from aiokafka.errors import KafkaError
 
+from accord.events.cli import EXIT_USAGE, CliError
 from accord.runtime.dlq_tools import DeadLetter, read_dead_letters, replay
 
 
@@ -37,18 +38,13 @@ def register_dlq(commands: Any) -> None:
     again.set_defaults(func=_replay)
 
 
-def _fail(message: str, code: int = 1) -> int:
-    print(f"accord: error: {message}", file=sys.stderr)
-    return code
-
-
 def _list(args: argparse.Namespace) -> int:
     if args.limit < 1:
-        return _fail("--limit must be at least 1", 2)
+        raise CliError("--limit must be at least 1", EXIT_USAGE)
     try:
         letters = asyncio.run(read_dead_letters(args.topic, limit=args.limit))
     except (KafkaError, OSError) as error:
-        return _fail(f"broker unavailable: {type(error).__name__}")
+        raise CliError(f"broker unavailable: {type(error).__name__}") from None
     for letter in letters:
         _print(letter, as_json=args.json)
     if not args.json:
@@ -69,14 +65,14 @@ def _replay(args: argparse.Namespace) -> int:
     try:
         sent, chosen = asyncio.run(run())
     except (KafkaError, OSError) as error:
-        return _fail(f"broker unavailable: {type(error).__name__}")
+        raise CliError(f"broker unavailable: {type(error).__name__}") from None
     missing = wanted - {x.event_id for x in chosen}
     for letter in chosen:
         _print(letter, as_json=False)
     verb = "would replay" if args.dry_run else "replayed"
     print(f"{verb} {len(chosen) if args.dry_run else sent} dead letter(s)", file=sys.stderr)
     if missing:
-        return _fail(f"not in the DLQ: {', '.join(sorted(missing))}")
+        raise CliError(f"not in the DLQ: {', '.join(sorted(missing))}")
     return 0
 
 

@@ -7,20 +7,19 @@ the saga's new state; the running orchestrator's relay publishes them.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import os
-import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, get_args
 
 import asyncpg
 
+from accord.events.cli import CliError
 from accord.orchestrator import sagas
 from accord.orchestrator.adapters import store
 from accord.orchestrator.bootstrap import workflows
 from accord.orchestrator.domain import account_saga as saga
 from accord.orchestrator.settings import OrchestratorSettings
+from accord.runtime.cli_support import run_on_database
 
 SCHEMA = "orchestrator"
 SOURCE = "accord/orchestrator/cli"
@@ -63,32 +62,18 @@ def _positive(text: str) -> int:
     return value
 
 
-def _fail(message: str, code: int = 1) -> int:
-    print(f"accord: error: {message}", file=sys.stderr)
-    return code
-
-
 def _with_pool(work: Callable[[asyncpg.Pool], Awaitable[int]]) -> int:
-    dsn = os.environ.get("DATABASE_URL")
-    if not dsn:
-        return _fail("DATABASE_URL is not set", 2)
+    """Run work on the orchestrator's tables in DATABASE_URL."""
 
-    async def run() -> int:
-        pool = await asyncpg.create_pool(
-            dsn, min_size=1, max_size=2, server_settings={"search_path": SCHEMA}
-        )
-        assert pool is not None
+    async def on_tables(pool: asyncpg.Pool) -> int:
         try:
             return await work(pool)
-        finally:
-            await pool.close()
+        except asyncpg.UndefinedTableError:
+            raise CliError(
+                "no orchestrator tables in this database: has the orchestrator run?"
+            ) from None
 
-    try:
-        return asyncio.run(run())
-    except asyncpg.UndefinedTableError:
-        return _fail("no orchestrator tables in this database: has the orchestrator run?")
-    except (OSError, asyncpg.PostgresError) as error:
-        return _fail(f"database unavailable: {type(error).__name__}")
+    return run_on_database(on_tables, schema=SCHEMA)
 
 
 def _list(args: argparse.Namespace) -> int:
@@ -113,7 +98,7 @@ def _show(args: argparse.Namespace) -> int:
     async def work(pool: asyncpg.Pool) -> int:
         entry = await store.get_saga(pool, args.saga_id)
         if entry is None:
-            return _fail(f"saga {args.saga_id} not found")
+            raise CliError(f"saga {args.saga_id} not found")
         print(json.dumps(entry, default=str, indent=2))
         return 0
 
@@ -136,10 +121,8 @@ def _operate(saga_id: str, action: saga.RetryRequested | saga.CancelRequested) -
             entry = await sagas.operate(
                 pool, schema=SCHEMA, source=SOURCE, workflows=flows, saga_id=saga_id, action=action
             )
-        except sagas.SagaNotFound as error:
-            return _fail(str(error))
-        except sagas.SagaConflict as error:
-            return _fail(str(error))
+        except (sagas.SagaNotFound, sagas.SagaConflict) as error:
+            raise CliError(str(error)) from None
         print(f"saga {saga_id} is now {entry['status']}")
         return 0
 

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import os
 import re
 import sys
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 
+from accord.events.cli import EXIT_USAGE, CliError
+from accord.runtime.cli_support import run_on_database
 from accord.runtime.security import api_tokens
 from accord.runtime.security.roles import Permission, Role
 
@@ -64,39 +65,22 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
 
 
-def _fail(message: str, code: int = 1) -> int:
-    print(f"accord: error: {message}", file=sys.stderr)
-    return code
+def _on_tokens(work: Callable[[api_tokens.TokenStore], Awaitable[int]]) -> int:
+    """Run work on the token store of DATABASE_URL (its table migrated first)."""
 
+    async def with_store(pool: asyncpg.Pool) -> int:
+        return await work(api_tokens.TokenStore(pool))
 
-async def _store() -> tuple[api_tokens.TokenStore, asyncpg.Pool]:
-    dsn = os.environ.get("DATABASE_URL")
-    if not dsn:
-        raise LookupError("DATABASE_URL is not set")
-    await api_tokens.migrate(dsn)
-    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
-    assert pool is not None
-    return api_tokens.TokenStore(pool), pool
-
-
-def _run(work: Any) -> int:
-    try:
-        result: int = asyncio.run(work)
-        return result
-    except LookupError as error:
-        return _fail(str(error), 2)
-    except (OSError, asyncpg.PostgresError) as error:
-        return _fail(f"database unavailable: {type(error).__name__}")
+    return run_on_database(with_store, prepare=api_tokens.migrate)
 
 
 def _create(args: argparse.Namespace) -> int:
     try:
         lifetime = parse_duration(args.expires_in)
     except ValueError as error:
-        return _fail(str(error), 2)
+        raise CliError(str(error), EXIT_USAGE) from None
 
-    async def work() -> int:
-        store, pool = await _store()
+    async def work(store: api_tokens.TokenStore) -> int:
         try:
             issued = await store.issue(
                 args.subject,
@@ -106,9 +90,7 @@ def _create(args: argparse.Namespace) -> int:
                 description=args.description,
             )
         except ValueError as error:
-            return _fail(str(error), 2)
-        finally:
-            await pool.close()
+            raise CliError(str(error), EXIT_USAGE) from None
         info = issued.info
         print(issued.token)
         print(
@@ -118,16 +100,12 @@ def _create(args: argparse.Namespace) -> int:
         )
         return 0
 
-    return _run(work())
+    return _on_tokens(work)
 
 
 def _list(args: argparse.Namespace) -> int:
-    async def work() -> int:
-        store, pool = await _store()
-        try:
-            tokens = await store.list(include_inactive=args.all)
-        finally:
-            await pool.close()
+    async def work(store: api_tokens.TokenStore) -> int:
+        tokens = await store.list(include_inactive=args.all)
         print(f"{'ID':<17} {'SUBJECT':<20} {'ROLES':<24} {'EXPIRES':<17} STATE")
         for t in tokens:
             state = (
@@ -143,19 +121,14 @@ def _list(args: argparse.Namespace) -> int:
             )
         return 0
 
-    return _run(work())
+    return _on_tokens(work)
 
 
 def _revoke(args: argparse.Namespace) -> int:
-    async def work() -> int:
-        store, pool = await _store()
-        try:
-            revoked = await store.revoke(args.token_id)
-        finally:
-            await pool.close()
-        if not revoked:
-            return _fail(f"no active token {args.token_id}")
+    async def work(store: api_tokens.TokenStore) -> int:
+        if not await store.revoke(args.token_id):
+            raise CliError(f"no active token {args.token_id}")
         print(f"revoked {args.token_id}")
         return 0
 
-    return _run(work())
+    return _on_tokens(work)
