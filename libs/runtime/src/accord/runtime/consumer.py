@@ -300,16 +300,7 @@ class ConsumerLoop:
         self, record: ConsumerRecord[bytes, bytes], inbox_id: str, work: Work, kind: str
     ) -> None:
         async with self._pool.acquire() as conn, conn.transaction():
-            fresh = await conn.fetchval(
-                "INSERT INTO inbox (consumer, topic, event_id) VALUES ($1, $2, $3) "
-                "ON CONFLICT DO NOTHING RETURNING true",
-                self._group,
-                record.topic,
-                inbox_id,
-            )
-            if not fresh:
-                self.stats.duplicates += 1
-                log.info("duplicate event ignored", extra={"type": kind})
+            if not await self._claim(conn, record.topic, inbox_id, kind):
                 return
             context = HandlerContext(conn=conn, source=self._source, topic=record.topic)
             emitted = await work(context)
@@ -327,24 +318,32 @@ class ConsumerLoop:
             inbox_id,
         )
         if seen:
-            self.stats.duplicates += 1
-            log.info("duplicate event ignored", extra={"type": kind})
+            self._duplicate(kind)
             return
         emitted = await work(EffectContext(source=self._source, topic=record.topic))
         async with self._pool.acquire() as conn, conn.transaction():
-            fresh = await conn.fetchval(
-                "INSERT INTO inbox (consumer, topic, event_id) VALUES ($1, $2, $3) "
-                "ON CONFLICT DO NOTHING RETURNING true",
-                self._group,
-                record.topic,
-                inbox_id,
-            )
-            if not fresh:
-                # Handled meanwhile by another member (a rebalance): its events went out.
-                self.stats.duplicates += 1
+            # Claimed meanwhile by another member (a rebalance): its events went out.
+            if not await self._claim(conn, record.topic, inbox_id, kind):
                 return
             await enqueue(conn, self._schema, emitted)
         self.stats.handled += 1
+
+    async def _claim(self, conn: asyncpg.Connection, topic: str, inbox_id: str, kind: str) -> bool:
+        """Record the event in the inbox; False (a duplicate) if it is there already."""
+        fresh = await conn.fetchval(
+            "INSERT INTO inbox (consumer, topic, event_id) VALUES ($1, $2, $3) "
+            "ON CONFLICT DO NOTHING RETURNING true",
+            self._group,
+            topic,
+            inbox_id,
+        )
+        if not fresh:
+            self._duplicate(kind)
+        return bool(fresh)
+
+    def _duplicate(self, kind: str) -> None:
+        self.stats.duplicates += 1
+        log.info("duplicate event ignored", extra={"type": kind})
 
     async def _dead_letter(
         self, record: ConsumerRecord[bytes, bytes], reason: str, kind: str
