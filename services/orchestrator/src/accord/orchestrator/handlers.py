@@ -233,8 +233,10 @@ class Workflows:
         *,
         operation: saga.Operation | None = None,
     ) -> list[Envelope]:
-        """Start a saga now, or queue it behind the identity's saga in flight."""
-        await store.lock_identity(conn, user_id)
+        """Start a saga now, or queue it behind the identity's saga in flight.
+
+        The caller holds the identity's lock (every identity handler takes it first).
+        """
         now = store.now_utc()
         if await store.busy(conn, user_id):
             queued = saga.queue(saga_id, user_id, saga_type, now, operation=operation)

@@ -11,7 +11,7 @@ from accord.events import topics
 from accord.provisioner import handlers
 from accord.provisioner.adapters.ldap import LdapConnector, LdapSettings
 from accord.provisioner.adapters.scim import ScimConnector
-from accord.provisioner.adapters.sql import SqlConnector, SqlSettings
+from accord.provisioner.adapters.sql import SqlConnector
 from accord.provisioner.adapters.webhook import WebhookConnector, WebhookSettings
 from accord.provisioner.domain.breaker import CircuitBreaker
 from accord.provisioner.guard import TargetGuard
@@ -46,17 +46,7 @@ def connector_for(target: Target) -> Connector:
         )
         return LdapConnector(target.name, settings)
     if isinstance(target, SqlTarget):
-        sql = SqlSettings(
-            dsn=target.dsn(),
-            table=target.table,
-            columns=dict(target.columns),
-            id_column=target.id_column,
-            link_column=target.link_column,
-            user_name_column=target.user_name_column,
-            active_column=target.active_column,
-            timeout_s=target.timeout_s,
-        )
-        return SqlConnector(target.name, sql)
+        return SqlConnector(target.name, target.settings(target.dsn()))
     if isinstance(target, WebhookTarget):
         hook = WebhookSettings(url=target.url, secret=target.secret(), timeout_s=target.timeout_s)
         return WebhookConnector(target.name, hook)

@@ -11,6 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
+from accord.provisioner.adapters.sql import SqlSettings
 from accord.runtime.config_file import load_yaml_model
 
 
@@ -95,20 +96,22 @@ class SqlTarget(TargetBase):
         """The DSN, read from the environment variable the file names."""
         return _secret(self.name, self.dsn_env)
 
-    @model_validator(mode="after")
-    def _names_are_plain(self) -> SqlTarget:
-        # The connector's own checks (plain, quotable names; no column used twice), at load.
-        from accord.provisioner.adapters.sql import SqlSettings
-
-        SqlSettings(
-            dsn=SecretStr("unused"),
+    def settings(self, dsn: SecretStr) -> SqlSettings:
+        """The connector's settings (its own checks: plain, quotable, unshared names)."""
+        return SqlSettings(
+            dsn=dsn,
             table=self.table,
             columns=dict(self.columns),
             id_column=self.id_column,
             link_column=self.link_column,
             user_name_column=self.user_name_column,
             active_column=self.active_column,
+            timeout_s=self.timeout_s,
         )
+
+    @model_validator(mode="after")
+    def _names_are_plain(self) -> SqlTarget:
+        self.settings(SecretStr("unused"))  # the connector's checks, at load rather than start
         return self
 
 
