@@ -105,6 +105,28 @@ async def scim_users(platform: Platform, user_name: str) -> list[dict[str, Any]]
         return resources
 
 
+async def target_account(platform: Platform, user_name: str, **expected: Any) -> dict[str, Any]:
+    """The user's one account in the demo target, once it shows the expected values."""
+
+    async def probe() -> dict[str, Any] | None:
+        found = await scim_users(platform, user_name)
+        assert len(found) <= 1, f"{len(found)} accounts for {user_name}"
+        if found and all(found[0].get(k) == v for k, v in expected.items()):
+            return found[0]
+        return None
+
+    return await eventually(probe, what=f"{user_name}'s account with {expected}")
+
+
+async def no_account(platform: Platform, user_name: str) -> None:
+    """Wait until the demo target holds no account of that name."""
+
+    async def gone() -> bool:
+        return await scim_users(platform, user_name) == []
+
+    await eventually(gone, what=f"{user_name}'s account to go")
+
+
 def api_client(platform: Platform, service: str, token: str | None = None) -> httpx.AsyncClient:
     """An HTTP client for one service's API, as the platform's admin unless given a token."""
     return httpx.AsyncClient(

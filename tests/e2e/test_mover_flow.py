@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import pytest
 
@@ -17,27 +16,9 @@ from accord.events import (
 )
 from accord.stack.platform import Platform
 
-from .conftest import eventually, scim_users
+from .conftest import no_account, scim_users, target_account
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
-
-
-async def account_where(platform: Platform, user_name: str, **expected: Any) -> dict[str, Any]:
-    async def probe() -> dict[str, Any] | None:
-        found = await scim_users(platform, user_name)
-        assert len(found) <= 1, f"{len(found)} accounts for {user_name}"
-        if found and all(found[0].get(k) == v for k, v in expected.items()):
-            return found[0]
-        return None
-
-    return await eventually(probe, what=f"{user_name}'s account with {expected}")
-
-
-async def no_account(platform: Platform, user_name: str) -> None:
-    async def gone() -> bool:
-        return await scim_users(platform, user_name) == []
-
-    await eventually(gone, what=f"{user_name}'s account to go")
 
 
 async def test_a_mover_keeps_updates_loses_and_regains_birthright_accounts(
@@ -48,10 +29,10 @@ async def test_a_mover_keeps_updates_loses_and_regains_birthright_accounts(
     base = {"user_id": user_id, "user_name": user_name, "department": "Engineering"}
     async with Publisher(source="urn:test:hr", bootstrap_servers=kafka_bootstrap) as hr:
         await hr.publish(UserCreated(**base, title="Engineer"), sequence=1)
-        first = await account_where(platform, user_name, title="Engineer")
+        first = await target_account(platform, user_name, title="Engineer")
 
         await hr.publish(UserUpdated(**base, title="Staff Engineer"), sequence=2)
-        promoted = await account_where(platform, user_name, title="Staff Engineer")
+        promoted = await target_account(platform, user_name, title="Staff Engineer")
         assert promoted["id"] == first["id"]
 
         contractor = {**base, "department": "Contractors"}
@@ -59,7 +40,7 @@ async def test_a_mover_keeps_updates_loses_and_regains_birthright_accounts(
         await no_account(platform, user_name)
 
         await hr.publish(UserUpdated(**base, title="Engineer again"), sequence=4)
-        back = await account_where(platform, user_name, title="Engineer again", active=True)
+        back = await target_account(platform, user_name, title="Engineer again", active=True)
         assert back["id"] != first["id"]
 
 
@@ -69,11 +50,11 @@ async def test_reactivation_enables_the_disabled_account(
     user_id, user_name = f"r-{unique}", f"back.{unique}"
     async with Publisher(source="urn:test:hr", bootstrap_servers=kafka_bootstrap) as hr:
         await hr.publish(UserCreated(user_id=user_id, user_name=user_name), sequence=1)
-        account = await account_where(platform, user_name, active=True)
+        account = await target_account(platform, user_name, active=True)
         await hr.publish(UserDeactivated(user_id=user_id, reason="sabbatical"), sequence=2)
-        await account_where(platform, user_name, active=False)
+        await target_account(platform, user_name, active=False)
         await hr.publish(UserReactivated(user_id=user_id, reason="back"), sequence=3)
-        enabled = await account_where(platform, user_name, active=True)
+        enabled = await target_account(platform, user_name, active=True)
     assert enabled["id"] == account["id"]
 
 
@@ -83,9 +64,9 @@ async def test_a_retention_timer_fires_after_a_restart(
     user_id, user_name = f"t-{unique}", f"timer.{unique}"
     async with Publisher(source="urn:test:hr", bootstrap_servers=kafka_bootstrap) as hr:
         await hr.publish(UserCreated(user_id=user_id, user_name=user_name), sequence=1)
-        await account_where(platform, user_name, active=True)
+        await target_account(platform, user_name, active=True)
         await hr.publish(UserDeleted(user_id=user_id), sequence=2)
-        await account_where(platform, user_name, active=False)  # disabled at once
+        await target_account(platform, user_name, active=False)  # disabled at once
     await platform.stop_service("orchestrator")
     await asyncio.sleep(3)  # the 2 s retention runs out while the orchestrator is down
     assert len(await scim_users(platform, user_name)) == 1

@@ -17,7 +17,7 @@ import pytest_asyncio
 from accord.runtime.security.roles import Role
 from accord.stack.platform import Platform
 
-from .conftest import audit_events, eventually, scim_users
+from .conftest import audit_events, eventually, no_account, target_account
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -60,19 +60,6 @@ def new_user(user_name: str, **extra: Any) -> dict[str, Any]:
 
 def _address(user_name: str) -> str:
     return user_name if "@" in user_name else f"{user_name}@example.com"
-
-
-async def target_account(platform: Platform, user_name: str, **expected: Any) -> dict[str, Any]:
-    """The user's one account in the demo target, once it shows the expected values."""
-
-    async def probe() -> dict[str, Any] | None:
-        found = await scim_users(platform, user_name)
-        assert len(found) <= 1, f"{len(found)} accounts for {user_name}"
-        if found and all(found[0].get(k) == v for k, v in expected.items()):
-            return found[0]
-        return None
-
-    return await eventually(probe, what=f"{user_name}'s account with {expected}")
 
 
 async def test_okta_sequence_reaches_the_target(
@@ -187,10 +174,7 @@ async def test_entra_sequence_reaches_the_target(
     assert deleted.status_code == 204
     assert (await idp.get(f"/Users/{user_id}")).status_code == 404
 
-    async def gone() -> bool:
-        return await scim_users(platform, user_name) == []
-
-    await eventually(gone, what="the account's deletion after the retention period")
+    await no_account(platform, user_name)  # after the retention period
 
 
 async def test_protocol_errors_are_scim_errors(

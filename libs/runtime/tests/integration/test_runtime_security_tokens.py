@@ -349,21 +349,10 @@ def database_url(fresh_database: str, monkeypatch: pytest.MonkeyPatch) -> str:
     return fresh_database
 
 
-@pytest_asyncio.fixture
-async def cli_pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    """A pool on the CLI's database (DATABASE_URL), its token table migrated."""
-    await api_tokens.migrate(database_url)
-    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
-    assert pool is not None
-    try:
-        yield pool
-    finally:
-        await pool.close()
-
-
 @pytest.fixture
-def cli_store(cli_pool: asyncpg.Pool) -> TokenStore:
-    return TokenStore(cli_pool)
+def cli_store(database_url: str, store: TokenStore) -> TokenStore:
+    """The token store of the CLI's database (DATABASE_URL is the test's database)."""
+    return store
 
 
 async def test_cli_create_list_revoke(
@@ -460,10 +449,10 @@ async def test_cli_lifetime_refused_by_the_store_is_exit_2(
 
 
 async def test_cli_list_all_marks_expired_tokens(
-    capsys: pytest.CaptureFixture[str], cli_store: TokenStore, cli_pool: asyncpg.Pool
+    capsys: pytest.CaptureFixture[str], cli_store: TokenStore, pool: asyncpg.Pool
 ) -> None:
     issued = await cli_store.issue("old", {Role.ADMIN})
-    await expire(cli_pool, issued.info.token_id)
+    await expire(pool, issued.info.token_id)
     code, out, _ = await accord(capsys, "token", "list", "--all")
     assert code == 0
     [row] = [line for line in out.splitlines() if issued.info.token_id in line]
