@@ -66,13 +66,29 @@ class Effect:
     connectors look up before they create).
     """
 
-    handler: Callable[[Envelope, EffectContext], Awaitable[Sequence[Envelope]]]
+    handler: Callable[[Envelope, EffectContext], Awaitable[Sequence[Envelope] | GaveUp]]
+    record: Handler | None = None
+    """Work on our own database that joins the commit transaction after the effect (e.g. a
+    projection of the command); its events are emitted too. Runs once per event."""
+
+
+@dataclass(frozen=True)
+class GaveUp:
+    """An effect's answer when its retry budget ran out.
+
+    Its events (e.g. "provisioning failed") commit as usual, and the record also goes to
+    `<topic>.dlq` with the reason, so an operator can replay it once the cause is fixed.
+    """
+
+    events: Sequence[Envelope]
+    reason: str
+    error_type: str = "retries-exhausted"
 
 
 Route = Handler | Effect
 RawHandler = Callable[[ConsumerRecord[bytes, bytes], HandlerContext], Awaitable[Sequence[Envelope]]]
 Work = Callable[[HandlerContext], Awaitable[Sequence[Envelope]]]
-EffectWork = Callable[[EffectContext], Awaitable[Sequence[Envelope]]]
+EffectWork = Callable[[EffectContext], Awaitable[Sequence[Envelope] | GaveUp]]
 
 
 @dataclass
@@ -224,8 +240,14 @@ class ConsumerLoop:
             with consume_span(envelope, record.topic, self._group):
                 if isinstance(route, Effect):
                     effect = partial(route.handler, envelope)
+                    on_commit = partial(route.record, envelope) if route.record else None
                     await self._apply_with_retries(
-                        record, envelope.id, effect, envelope.type, outside=True
+                        record,
+                        envelope.id,
+                        effect,
+                        envelope.type,
+                        outside=True,
+                        on_commit=on_commit,
                     )
                 else:
                     work = partial(route, envelope)
@@ -252,15 +274,17 @@ class ConsumerLoop:
         kind: str,
         *,
         outside: bool = False,
+        on_commit: Work | None = None,
     ) -> None:
         failures = 0
         delay = 0.1
         while True:
             try:
                 if outside:
-                    await self._apply_effect(record, inbox_id, cast(EffectWork, work), kind)
+                    effect = cast(EffectWork, work)
+                    await self._apply_effect(record, inbox_id, effect, kind, on_commit)
                 else:
-                    await self._apply(record, inbox_id, work, kind)
+                    await self._apply(record, inbox_id, cast(Work, work), kind)
                 return
             except (PermanentError, InvalidEvent) as error:
                 if is_dlq(record.topic):
@@ -308,23 +332,44 @@ class ConsumerLoop:
         self.stats.handled += 1
 
     async def _apply_effect(
-        self, record: ConsumerRecord[bytes, bytes], inbox_id: str, work: EffectWork, kind: str
+        self,
+        record: ConsumerRecord[bytes, bytes],
+        inbox_id: str,
+        work: EffectWork,
+        kind: str,
+        on_commit: Work | None = None,
     ) -> None:
-        """Run an effect with no connection held, then commit its inbox row and events."""
+        """Run an effect with no connection held, then commit its inbox row and events.
+
+        An effect that gave up is recorded under this record's position rather than the
+        event id: a redelivery of this record is skipped, while a replay of its dead letter
+        (the same event, published again) runs the effect again.
+        """
+        position = f"{inbox_id}@{record.partition}:{record.offset}"
         seen = await self._pool.fetchval(
-            "SELECT true FROM inbox WHERE consumer = $1 AND topic = $2 AND event_id = $3",
+            "SELECT true FROM inbox WHERE consumer = $1 AND topic = $2"
+            " AND event_id = ANY($3::text[])",
             self._group,
             record.topic,
-            inbox_id,
+            [inbox_id, position],
         )
         if seen:
             self._duplicate(kind)
             return
         emitted = await work(EffectContext(source=self._source, topic=record.topic))
+        claim = inbox_id
+        if isinstance(emitted, GaveUp):
+            # Dead letter first: a crash before the commit below redoes the effect (and may
+            # dead-letter it twice, harmless to a replay); the other order could lose it.
+            await self._dead_letter(record, emitted.reason, emitted.error_type)
+            emitted, claim = emitted.events, position
         async with self._pool.acquire() as conn, conn.transaction():
             # Claimed meanwhile by another member (a rebalance): its events went out.
-            if not await self._claim(conn, record.topic, inbox_id, kind):
+            if not await self._claim(conn, record.topic, claim, kind):
                 return
+            if on_commit is not None:
+                context = HandlerContext(conn=conn, source=self._source, topic=record.topic)
+                emitted = [*emitted, *await on_commit(context)]
             await enqueue(conn, self._schema, emitted)
         self.stats.handled += 1
 

@@ -23,9 +23,13 @@ from accord.events.catalogue.identity import (
     UserUpdated,
 )
 from accord.events.catalogue.provisioning import (
+    AccountDriftDetected,
+    AccountOrphanDetected,
     AccountProvisioned,
     AccountProvisionFailed,
+    Difference,
     ProvisionRequested,
+    ReconciliationCompleted,
 )
 from accord.events.catalogue.saga import SagaCompleted, SagaFailed, SagaStarted
 
@@ -46,6 +50,9 @@ CATALOGUE: tuple[type[EventData], ...] = (
     ProvisionRequested,
     AccountProvisioned,
     AccountProvisionFailed,
+    AccountDriftDetected,
+    AccountOrphanDetected,
+    ReconciliationCompleted,
     SagaStarted,
     SagaCompleted,
     SagaFailed,
@@ -58,9 +65,12 @@ __all__ = [
     "AccessGranted",
     "AccessRequested",
     "AccessRevoked",
+    "AccountDriftDetected",
+    "AccountOrphanDetected",
     "AccountProvisionFailed",
     "AccountProvisioned",
     "AuditRecorded",
+    "Difference",
     "EventData",
     "GroupCreated",
     "GroupDeleted",
@@ -68,6 +78,7 @@ __all__ = [
     "GroupUpdated",
     "Profile",
     "ProvisionRequested",
+    "ReconciliationCompleted",
     "Resource",
     "SagaCompleted",
     "SagaFailed",
