@@ -13,6 +13,7 @@ import pytest_asyncio
 
 from accord.events import (
     AccountProvisioned,
+    AccountProvisionFailed,
     Envelope,
     EventData,
     ProvisionRequested,
@@ -73,7 +74,7 @@ async def outbox_types(pool: asyncpg.Pool) -> list[str]:
 
 
 async def test_a_round_without_answers_times_out_and_fails_the_saga(pool: asyncpg.Pool) -> None:
-    flows = workflows()
+    flows = workflows(transient_rounds=0)
     joined = event(UserCreated(user_id="u-timeout", user_name="timeout"), 1)
     started = await handle(pool, flows, joined, "user_created")
     requests = [e.data for e in started if isinstance(e.data, ProvisionRequested)]
@@ -102,6 +103,58 @@ async def test_a_round_without_answers_times_out_and_fails_the_saga(pool: asyncp
     ]
     assert (await outbox_types(pool))[-1] == "saga.failed"
     assert await pool.fetchval("SELECT count(*) FROM timers WHERE saga_id = $1", saga_id) == 0
+
+
+async def test_a_transient_failure_schedules_a_retry_and_a_late_success_heals_the_saga(
+    pool: asyncpg.Pool,
+) -> None:
+    flows = workflows(transient_rounds=1)
+    user = "u-heal"
+    started = await handle(
+        pool, flows, event(UserCreated(user_id=user, user_name=user), 1), "user_created"
+    )
+    requests = [e.data for e in started if isinstance(e.data, ProvisionRequested)]
+    saga_id = requests[0].saga_id
+    for request in requests:
+        common = {
+            "user_id": user,
+            "target": request.target,
+            "operation": "create",
+            "saga_id": saga_id,
+            "step_id": request.step_id,
+        }
+        result: EventData = (
+            AccountProvisioned(**common, account_id="c-1")
+            if request.target == "crm"
+            else AccountProvisionFailed(**common, reason="503", retryable=True)
+        )
+        await handle(pool, flows, event(result), "account_result")
+    saga = await store.get_saga(pool, saga_id)
+    assert saga is not None
+    assert saga["status"] == "failed"
+    assert (
+        await pool.fetchval(
+            "SELECT count(*) FROM timers WHERE saga_id = $1 AND kind = 'saga_retry'", saga_id
+        )
+        == 1
+    )
+
+    # The dead letter replayed after the target recovered: its success heals the saga.
+    late = AccountProvisioned(
+        user_id=user,
+        target="wiki",
+        operation="create",
+        saga_id=saga_id,
+        step_id=f"{saga_id}:wiki",
+        account_id="w-1",
+    )
+    healed = await handle(pool, flows, event(late), "account_result")
+
+    assert [e.type for e in healed] == ["saga.completed"]
+    saga = await store.get_saga(pool, saga_id)
+    assert saga is not None
+    assert saga["status"] == "completed"
+    assert sorted(await store.account_targets(pool, user)) == ["crm", "wiki"]
 
 
 async def test_a_deleted_identitys_accounts_go_when_the_retention_timer_fires(

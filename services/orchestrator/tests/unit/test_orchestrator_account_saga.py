@@ -313,13 +313,49 @@ def test_a_result_for_a_completed_saga_changes_nothing(event: SagaEvent) -> None
     assert commands == []
 
 
-def test_a_result_for_a_failed_saga_changes_nothing() -> None:
+def test_a_late_success_heals_a_failed_saga() -> None:
     state = failed_keep()
 
     new, commands = saga.decide(state, Provisioned("wiki"), T2)
 
-    assert new == state
+    assert (new.status, statuses(new)) == ("completed", {"crm": "done", "wiki": "done"})
+    assert new.step("wiki") == Step("wiki", "create", "done", finished_at=T2)
+    assert commands == [CompleteSaga(2000)]
+
+
+def test_a_failed_saga_heals_step_by_step() -> None:
+    state = started(creates("wiki", "crm"))
+    state, _ = feed(state, ProvisionFailed("crm", "down"), ProvisionFailed("wiki", "down"))
+
+    half, commands = saga.decide(state, Provisioned("wiki"), T1)
+
+    assert (half.status, statuses(half)) == ("failed", {"crm": "failed", "wiki": "done"})
     assert commands == []
+    healed, commands = saga.decide(half, Provisioned("crm"), T2)
+    assert healed.status == "completed"
+    assert commands == [CompleteSaga(2000)]
+
+
+@pytest.mark.parametrize(
+    "event",
+    [ProvisionFailed("wiki", "late"), Provisioned("wiki", "delete"), Provisioned("crm")],
+    ids=["failure", "other-operation", "done-step"],
+)
+def test_a_failed_saga_heals_only_on_a_success_for_a_failed_step(event: SagaEvent) -> None:
+    state = failed_keep()
+
+    new, commands = saga.decide(state, event, T2)
+
+    assert (new, commands) == (state, [])
+
+
+def test_a_rolled_back_saga_never_heals() -> None:
+    state, _ = feed(rolling_back(), Provisioned("crm", "delete"), Provisioned("mail", "delete"))
+    assert state.status == "failed"
+
+    new, commands = saga.decide(state, Provisioned("wiki"), T2)
+
+    assert (new, commands) == (state, [])
 
 
 def test_decide_never_mutates_the_given_state() -> None:
@@ -676,6 +712,52 @@ def test_a_self_retrying_saga_schedules_retries_with_growing_failures() -> None:
     assert commands == [CompleteSaga(3000)]
 
 
+def test_transient_failures_retry_for_the_configured_rounds_only() -> None:
+    state = started(creates("wiki", "crm"), transient_rounds=2)
+    state, commands = feed(
+        state, Provisioned("crm"), ProvisionFailed("wiki", "503", retryable=True)
+    )
+    assert commands[-1] == ScheduleRetry(1)
+    assert state.step("wiki") == Step(
+        "wiki", "create", "failed", error="503", retryable=True, finished_at=T0
+    )
+
+    state, commands = feed(state, RetryRequested(), ProvisionFailed("wiki", "503", retryable=True))
+    assert commands[-1] == ScheduleRetry(2)
+    state, commands = feed(state, RetryRequested(), ProvisionFailed("wiki", "503", retryable=True))
+    assert state.failures == 3
+    assert not [c for c in commands if isinstance(c, ScheduleRetry)]
+
+
+def test_a_permanent_failure_among_transient_ones_waits_for_an_operator() -> None:
+    state = started(creates("wiki", "crm"), transient_rounds=5)
+
+    state, commands = feed(
+        state, ProvisionFailed("crm", "400 bad"), ProvisionFailed("wiki", "503", retryable=True)
+    )
+
+    assert state.status == "failed"
+    assert not [c for c in commands if isinstance(c, ScheduleRetry)]
+
+
+def test_a_step_without_an_answer_in_time_is_a_transient_failure() -> None:
+    state = started(creates("wiki"), transient_rounds=1)
+
+    state, commands = saga.decide(state, saga.TimedOut(0, "running", 600), T1)
+
+    step = state.step("wiki")
+    assert step is not None
+    assert step.retryable
+    assert commands[-1] == ScheduleRetry(1)
+
+
+def test_a_retried_step_forgets_why_it_failed() -> None:
+    state = started(creates("wiki"), transient_rounds=1)
+    state, _ = feed(state, ProvisionFailed("wiki", "503", retryable=True), RetryRequested())
+
+    assert state.step("wiki") == Step("wiki", "create", attempts=2)
+
+
 def test_a_saga_that_does_not_retry_itself_schedules_nothing() -> None:
     state = failed_keep()
 
@@ -717,12 +799,14 @@ def test_backoff_with_its_own_base_and_cap() -> None:
 # --- transitions -----------------------------------------------------------------------------
 
 
-def test_transitions_let_only_failed_sagas_be_retried_and_nothing_leave_a_final_state() -> None:
+def test_transitions_let_only_failed_sagas_be_retried_or_heal_and_nothing_leave_a_final_state() -> (
+    None
+):
     expected: dict[Status, frozenset[Status]] = {
         "queued": frozenset({"running", "completed", "cancelled"}),
         "running": frozenset({"running", "compensating", "completed", "failed", "cancelled"}),
         "compensating": frozenset({"compensating", "failed"}),
-        "failed": frozenset({"running", "cancelled"}),
+        "failed": frozenset({"failed", "running", "completed", "cancelled"}),
         "completed": frozenset(),
         "cancelled": frozenset(),
     }
@@ -784,7 +868,7 @@ def test_a_timeout_fails_the_steps_still_waiting_and_ends_the_round() -> None:
     assert state.status == "failed"
     assert statuses(state) == {"crm": "done", "wiki": "failed"}
     assert state.step("wiki") == saga.Step(
-        "wiki", "create", "failed", error="no answer within 600 s", finished_at=T2
+        "wiki", "create", "failed", error="no answer within 600 s", retryable=True, finished_at=T2
     )
     assert commands == [FailSaga("provisioning failed in wiki: no answer within 600 s", ("wiki",))]
 

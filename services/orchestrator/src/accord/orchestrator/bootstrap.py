@@ -44,6 +44,7 @@ def workflows(settings: OrchestratorSettings) -> Workflows:
             joiner_on_failure=settings.joiner_on_failure,
             leaver_retention=timedelta(seconds=settings.leaver_retention_s),
             backoff=Backoff(settings.saga_retry_base_s, settings.saga_retry_cap_s),
+            transient_rounds=settings.saga_transient_rounds,
             step_timeout=timedelta(seconds=settings.saga_step_timeout_s),
         )
     )

@@ -61,7 +61,9 @@ class WorkflowSettings:
     leaver_retention: timedelta = timedelta(days=30)
     """A deleted identity's accounts are disabled at once and deleted after this long."""
     backoff: saga.Backoff = field(default_factory=saga.Backoff)
-    """Delays of a leaver's own retries."""
+    """Delays of a saga's own retries."""
+    transient_rounds: int = 5
+    """Rounds a saga other than a leaver retries by itself after transient failures only."""
     step_timeout: timedelta = timedelta(minutes=10)
     """A round's steps that get no answer within this fail (and a leaver retries them)."""
 
@@ -149,13 +151,18 @@ class Workflows:
         """Feed a provisioning result to the saga that asked for it."""
         data = event.data
         assert isinstance(data, AccountProvisioned | AccountProvisionFailed)
+        operation = data.operation
+        if operation == "add_member" or operation == "remove_member":  # narrows the type
+            return []  # group memberships belong to access grants, not account sagas
         if isinstance(data, AccountProvisioned):
             await store.record_account(
-                ctx.conn, data.user_id, data.target, data.account_id, data.operation
+                ctx.conn, data.user_id, data.target, data.account_id, operation
             )
-            result: saga.SagaEvent = saga.Provisioned(data.target, data.operation)
+            result: saga.SagaEvent = saga.Provisioned(data.target, operation)
         else:
-            result = saga.ProvisionFailed(data.target, data.reason, data.operation)
+            result = saga.ProvisionFailed(
+                data.target, data.reason, operation, retryable=data.retryable
+            )
         return await self.advance(ctx, data.saga_id, result, cause=event)
 
     async def advance(
@@ -324,10 +331,14 @@ class Workflows:
         return _Plan(profile, steps)
 
     def _options(self, saga_type: saga.SagaType) -> dict[str, Any]:
-        """How a workflow fails: joiners as configured, leavers retry by themselves."""
+        """How a workflow fails: leavers retry by themselves, the others after transient
+        failures only; joiners roll back or keep as configured."""
+        if saga_type == "leaver":
+            return {"retries_itself": True}
+        options: dict[str, Any] = {"transient_rounds": self.settings.transient_rounds}
         if saga_type == "joiner":
-            return {"on_failure": self.settings.joiner_on_failure}
-        return {"retries_itself": saga_type == "leaver"}
+            options["on_failure"] = self.settings.joiner_on_failure
+        return options
 
     async def _carry_out(
         self,

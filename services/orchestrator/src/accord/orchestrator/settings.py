@@ -43,13 +43,22 @@ class OrchestratorSettings(ServiceSettings):
         default=30.0,
         gt=0,
         validation_alias=AliasChoices("ACCORD_SAGA_RETRY_BASE_S"),
-        description="First delay of a leaver's own retries; doubles per failed round.",
+        description="First delay of a saga's own retries (leavers, transient failures);"
+        " doubles per failed round.",
     )
     saga_retry_cap_s: float = Field(
         default=900.0,
         gt=0,
         validation_alias=AliasChoices("ACCORD_SAGA_RETRY_CAP_S"),
-        description="Longest delay between a leaver's retries.",
+        description="Longest delay between a saga's own retries.",
+    )
+    saga_transient_rounds: int = Field(
+        default=5,
+        ge=0,
+        le=100,
+        validation_alias=AliasChoices("ACCORD_SAGA_TRANSIENT_ROUNDS"),
+        description="Failed rounds a joiner, mover or reactivation retries by itself when"
+        " every failure was transient (target down, throttling, no answer); 0: never.",
     )
     saga_step_timeout_s: float = Field(
         default=600.0,

@@ -200,12 +200,14 @@ def _encode(state: SagaState) -> str:
                     "status": s.status,
                     "attempts": s.attempts,
                     "error": s.error,
+                    "retryable": s.retryable,
                     "finished_at": s.finished_at.isoformat() if s.finished_at else None,
                 }
                 for s in state.steps
             ],
             "on_failure": state.on_failure,
             "retries_itself": state.retries_itself,
+            "transient_rounds": state.transient_rounds,
             "failures": state.failures,
             "operation": state.operation,
         }
@@ -221,6 +223,7 @@ def _decode(row: asyncpg.Record) -> SagaState:
             status=s["status"],
             attempts=s["attempts"],
             error=s["error"],
+            retryable=s.get("retryable", False),
             finished_at=datetime.fromisoformat(s["finished_at"]) if s["finished_at"] else None,
         )
         for s in body["steps"]
@@ -234,6 +237,7 @@ def _decode(row: asyncpg.Record) -> SagaState:
         steps=steps,
         on_failure=body["on_failure"],
         retries_itself=body["retries_itself"],
+        transient_rounds=body.get("transient_rounds", 0),
         failures=body["failures"],
         version=row["version"],
         operation=body.get("operation"),

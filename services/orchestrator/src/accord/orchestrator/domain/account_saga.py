@@ -8,6 +8,11 @@ A saga brings an identity's accounts in several targets to a goal, one step per 
 - leaver: disable (deactivation) or delete (after the retention period) every account; never
   compensates and retries by itself, with backoff, until every target has answered yes.
 
+A round that failed only for transient reasons (the target was down, throttling, or did not
+answer in time) retries by itself, with the same backoff, for `transient_rounds` rounds; a
+permanent refusal waits for an operator. A late success for a failed step (a dead letter
+replayed after the target recovered) heals it: the saga completes once no step is failed.
+
 One identity runs one saga at a time: a saga that arrives while another is in flight waits
 queued, and its steps are planned when it begins, from the accounts as they are by then (a
 mover right behind its joiner sees the joiner's accounts).
@@ -34,7 +39,7 @@ TRANSITIONS: dict[Status, frozenset[Status]] = {
     "queued": frozenset({"running", "completed", "cancelled"}),
     "running": frozenset({"running", "compensating", "completed", "failed", "cancelled"}),
     "compensating": frozenset({"compensating", "failed"}),
-    "failed": frozenset({"running", "cancelled"}),
+    "failed": frozenset({"failed", "running", "completed", "cancelled"}),
     "completed": frozenset(),
     "cancelled": frozenset(),
 }
@@ -71,6 +76,8 @@ class Step:
     status: StepStatus = "pending"
     attempts: int = 1
     error: str | None = None
+    retryable: bool = False
+    """The step failed for a transient reason (down, throttled, no answer in time)."""
     finished_at: datetime | None = None
 
 
@@ -86,6 +93,9 @@ class SagaState:
     steps: tuple[Step, ...]
     on_failure: OnFailure = "keep"
     retries_itself: bool = False
+    """Retry every failed round, whatever the reasons (leavers)."""
+    transient_rounds: int = 0
+    """Failed rounds retried by themselves when every failure was transient."""
     failures: int = 0
     """Rounds that ended failed; drives the backoff of a self-retrying saga."""
     version: int = 0
@@ -157,6 +167,8 @@ class ProvisionFailed:
     target: str
     reason: str
     operation: Operation = "create"
+    retryable: bool = False
+    """Transient (the target may say yes later) rather than a refusal."""
 
 
 @dataclass(frozen=True)
@@ -203,6 +215,7 @@ def start(
     saga_type: SagaType,
     on_failure: OnFailure = "keep",
     retries_itself: bool = False,
+    transient_rounds: int = 0,
 ) -> tuple[SagaState, list[Command]]:
     """A new saga and its first commands: one per target, in target order."""
     state = SagaState(
@@ -214,6 +227,7 @@ def start(
         tuple(Step(target, steps[target]) for target in sorted(steps)),
         on_failure=on_failure,
         retries_itself=retries_itself,
+        transient_rounds=transient_rounds,
     )
     if not steps:
         return _move(state, "completed"), [CompleteSaga(0)]
@@ -239,6 +253,7 @@ def begin(
     *,
     on_failure: OnFailure = "keep",
     retries_itself: bool = False,
+    transient_rounds: int = 0,
 ) -> tuple[SagaState, list[Command]]:
     """A queued saga's turn: its steps, planned now, and their commands."""
     if state.status != "queued":
@@ -251,6 +266,7 @@ def begin(
         saga_type=state.saga_type,
         on_failure=on_failure,
         retries_itself=retries_itself,
+        transient_rounds=transient_rounds,
     )
     _move(state, fresh.status)  # queued -> running, or completed when there is nothing to do
     return replace(fresh, version=state.version, operation=state.operation), commands
@@ -267,6 +283,8 @@ def decide(state: SagaState, event: SagaEvent, now: datetime) -> tuple[SagaState
     step = state.step(event.target)
     if step is None:
         return state, []
+    if _heals(state, step, event):
+        return _heal(state, step, now)
     if state.status == "running" and step.status == "pending" and step.operation == event.operation:
         outcome: StepStatus = "done" if isinstance(event, Provisioned) else "failed"
     elif (
@@ -278,10 +296,29 @@ def decide(state: SagaState, event: SagaEvent, now: datetime) -> tuple[SagaState
     else:
         return state, []
     error = event.reason if isinstance(event, ProvisionFailed) else None
+    retryable = isinstance(event, ProvisionFailed) and event.retryable
     if outcome == "failed" and state.status == "compensating":
         error = f"compensation failed: {error}"
-    state = _with_step(state, replace(step, status=outcome, error=error, finished_at=now))
-    return _settle(state, now)
+    finished = replace(step, status=outcome, error=error, retryable=retryable, finished_at=now)
+    return _settle(_with_step(state, finished), now)
+
+
+def _heals(state: SagaState, step: Step, event: SagaEvent) -> bool:
+    """A late success for a failed step of a failed saga that rolled nothing back."""
+    return (
+        isinstance(event, Provisioned)
+        and state.status == "failed"
+        and step.status == "failed"
+        and step.operation == event.operation
+        and not state.targets("compensated")
+    )
+
+
+def _heal(state: SagaState, step: Step, now: datetime) -> tuple[SagaState, list[Command]]:
+    state = _with_step(state, replace(step, status="done", error=None, finished_at=now))
+    if state.targets("failed"):
+        return _move(state, "failed"), []
+    return _complete(state, now)
 
 
 def step_id(saga_id: str, target: str, *, compensation: bool = False) -> str:
@@ -300,8 +337,7 @@ def _settle(state: SagaState, now: datetime) -> tuple[SagaState, list[Command]]:
         return state, []
     failed = state.targets("failed")
     if not failed:
-        duration = max(0, int((now - state.started_at).total_seconds() * 1000))
-        return _move(state, "completed"), [CompleteSaga(duration)]
+        return _complete(state, now)
     undo = [s for s in state.steps if s.status == "done" and COMPENSATIONS[s.operation] is not None]
     if state.on_failure == "rollback" and undo:
         for s in undo:
@@ -315,13 +351,28 @@ def _settle(state: SagaState, now: datetime) -> tuple[SagaState, list[Command]]:
     return _fail(state, f"provisioning failed in {_reasons(state)}")
 
 
+def _complete(state: SagaState, now: datetime) -> tuple[SagaState, list[Command]]:
+    duration = max(0, int((now - state.started_at).total_seconds() * 1000))
+    return _move(state, "completed"), [CompleteSaga(duration)]
+
+
 def _fail(state: SagaState, reason: str) -> tuple[SagaState, list[Command]]:
-    """End a round failed; a self-retrying saga schedules its next round."""
+    """End a round failed; the saga schedules its next round when it retries by itself."""
     state = replace(_move(state, "failed"), failures=state.failures + 1)
     commands: list[Command] = [FailSaga(reason, state.targets("failed"))]
-    if state.retries_itself:
+    if retries_now(state):
         commands.append(ScheduleRetry(state.failures))
     return state, commands
+
+
+def retries_now(state: SagaState) -> bool:
+    """Whether a failed saga retries by itself: a leaver always; others after transient
+    failures only, for `transient_rounds` rounds."""
+    if state.retries_itself:
+        return True
+    failed = [s for s in state.steps if s.status == "failed"]
+    transient = bool(failed) and all(s.retryable for s in failed)
+    return transient and state.failures <= state.transient_rounds
 
 
 def round_of(state: SagaState) -> int:
@@ -341,7 +392,8 @@ def _time_out(state: SagaState, event: TimedOut, now: datetime) -> tuple[SagaSta
         error = f"no answer within {event.after_s:.0f} s"
         if waiting == "compensating":
             error = f"compensation failed: {error}"
-        state = _with_step(state, replace(s, status="failed", error=error, finished_at=now))
+        late_step = replace(s, status="failed", error=error, retryable=True, finished_at=now)
+        state = _with_step(state, late_step)
     return _settle(state, now)
 
 
@@ -354,7 +406,14 @@ def _retry(state: SagaState) -> tuple[SagaState, list[Command]]:
     for s in again:
         state = _with_step(
             state,
-            replace(s, status="pending", attempts=s.attempts + 1, error=None, finished_at=None),
+            replace(
+                s,
+                status="pending",
+                attempts=s.attempts + 1,
+                error=None,
+                retryable=False,
+                finished_at=None,
+            ),
         )
     return state, [_provision(state.saga_id, s) for s in state.steps if s.status == "pending"]
 
