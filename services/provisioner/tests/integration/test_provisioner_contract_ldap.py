@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
 
 import ldap3
 import pytest
 import pytest_asyncio
+from ldap3.utils.conv import escape_filter_chars
+from ldap3.utils.dn import escape_rdn
 from pydantic import SecretStr
 
 from accord.provisioner.adapters.ldap import LdapConnector, LdapSettings
 from accord.provisioner.testing import Account, ConnectorContract, Harness
 from accord.stack.ldap_target import LdapTarget
+from accord.stack.network import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -33,6 +37,9 @@ async def ldap_harness(target: LdapTarget) -> AsyncIterator[Harness]:
         bind_dn=target.bind_dn,
         password=SecretStr(target.password),
         people_dn=target.people_dn,
+        groups_dn=target.groups_dn,
+        # The placeholder this slapd's refint puts in a group whose last member is deleted.
+        empty_member_dn=target.bind_dn,
     )
     connector = LdapConnector("contract-ldap", settings)
 
@@ -41,12 +48,15 @@ async def ldap_harness(target: LdapTarget) -> AsyncIterator[Harness]:
             ldap3.Server(target.url), target.bind_dn, target.password, auto_bind=True
         )
 
+    def dn_of(user_name: str) -> str:
+        return f"uid={escape_rdn(user_name)},{target.people_dn}"
+
     def read(user_name: str) -> list[Account]:
         conn = admin()
         try:
             conn.search(
                 target.people_dn,
-                f"(uid={ldap3.utils.conv.escape_filter_chars(user_name)})",
+                f"(uid={escape_filter_chars(user_name)})",
                 attributes=["uid", "title", "employeeType"],
             )
             return [
@@ -67,8 +77,15 @@ async def ldap_harness(target: LdapTarget) -> AsyncIterator[Harness]:
             attributes: dict[str, Any] = {"uid": user_name, "cn": user_name, "sn": user_name}
             if owner:
                 attributes["description"] = f"accord:{owner}"
-            dn = f"uid={ldap3.utils.dn.escape_rdn(user_name)},{target.people_dn}"
-            assert conn.add(dn, ["inetOrgPerson"], attributes), conn.result  # type: ignore[no-untyped-call]
+            assert conn.add(dn_of(user_name), ["inetOrgPerson"], attributes), conn.result  # type: ignore[no-untyped-call]
+        finally:
+            conn.unbind()
+
+    def change_title(user_name: str, title: str) -> None:
+        conn = admin()
+        try:
+            change = {"title": [(ldap3.MODIFY_REPLACE, [title])]}
+            assert conn.modify(dn_of(user_name), change), conn.result  # type: ignore[no-untyped-call]
         finally:
             conn.unbind()
 
@@ -78,5 +95,12 @@ async def ldap_harness(target: LdapTarget) -> AsyncIterator[Harness]:
     async def plant(user_name: str, owner: str | None) -> None:
         await asyncio.to_thread(add, user_name, owner)
 
-    yield Harness(connector, accounts, plant)
+    async def retitle(user_name: str, title: str) -> None:
+        await asyncio.to_thread(change_title, user_name, title)
+
+    def unreachable() -> LdapConnector:
+        closed = dataclasses.replace(settings, url=f"ldap://127.0.0.1:{free_port()}", timeout_s=2)
+        return LdapConnector("contract-ldap-down", closed)
+
+    yield Harness(connector, accounts, plant, retitle, unreachable)
     await connector.close()

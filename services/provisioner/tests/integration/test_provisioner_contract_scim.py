@@ -12,6 +12,7 @@ from pydantic import SecretStr
 
 from accord.provisioner.adapters.scim import ScimConnector
 from accord.provisioner.testing import Account, ConnectorContract, Harness
+from accord.stack.network import free_port
 from accord.stack.scim_target import ScimTarget
 
 pytestmark = pytest.mark.integration
@@ -52,5 +53,17 @@ async def scim_harness(target: ScimTarget) -> AsyncIterator[Harness]:
                 body["externalId"] = owner
             (await admin.post("/Users", json=body)).raise_for_status()
 
-        yield Harness(connector, accounts, plant)
+        async def retitle(user_name: str, title: str) -> None:
+            (account,) = await accounts(user_name)
+            patch = {
+                "schemas": ["urn:ietf:params:scim:api:messages:2.0:PatchOp"],
+                "Operations": [{"op": "replace", "path": "title", "value": title}],
+            }
+            (await admin.patch(f"/Users/{account.account_id}", json=patch)).raise_for_status()
+
+        def unreachable() -> ScimConnector:
+            url = f"http://127.0.0.1:{free_port('127.0.0.1')}/v2"  # nothing listens there
+            return ScimConnector("dead-scim", url, SecretStr("x"), timeout_s=2)
+
+        yield Harness(connector, accounts, plant, retitle, unreachable)
     await connector.close()

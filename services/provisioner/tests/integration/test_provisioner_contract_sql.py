@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
@@ -30,6 +31,11 @@ CREATE TABLE app.users (
     department text,
     active boolean NOT NULL DEFAULT true
 );
+CREATE TABLE app.memberships (
+    group_name text NOT NULL,
+    account_id bigint NOT NULL REFERENCES app.users (id) ON DELETE CASCADE,
+    PRIMARY KEY (group_name, account_id)
+);
 """
 
 COLUMNS = {
@@ -53,7 +59,18 @@ async def sql_target(postgres_server: str) -> str:
 
 
 def settings(dsn: str, *, timeout_s: float = 5.0) -> SqlSettings:
-    return SqlSettings(SecretStr(dsn), "app.users", COLUMNS, timeout_s=timeout_s)
+    return SqlSettings(
+        SecretStr(dsn),
+        "app.users",
+        COLUMNS,
+        timeout_s=timeout_s,
+        membership_table="app.memberships",
+    )
+
+
+def unreachable_dsn(password: str = "s3cr3t-Pa55word") -> str:
+    """A DSN of a port nothing listens on."""
+    return f"postgresql://accord:{password}@127.0.0.1:{free_port()}/nowhere"
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -77,6 +94,8 @@ class TestSqlConnectorContract(ConnectorContract):
             return [Account(r["id"], r["user_name"], r["active"], r["title"]) for r in rows]
 
         async def plant(user_name: str, owner: str | None) -> None:
+            # The link column is unique: an owner planted before gives up its earlier row.
+            await _fetch(sql_target, "DELETE FROM app.users WHERE accord_id = $1", owner)
             await _fetch(
                 sql_target,
                 "INSERT INTO app.users (user_name, accord_id) VALUES ($1, $2)",
@@ -84,7 +103,15 @@ class TestSqlConnectorContract(ConnectorContract):
                 owner,
             )
 
-        yield Harness(connector, accounts, plant)
+        async def retitle(user_name: str, title: str) -> None:
+            await _fetch(
+                sql_target, "UPDATE app.users SET title = $2 WHERE user_name = $1", user_name, title
+            )
+
+        def unreachable() -> SqlConnector:
+            return SqlConnector("dead-sql", settings(unreachable_dsn(), timeout_s=2.0))
+
+        yield Harness(connector, accounts, plant, retitle, unreachable)
 
 
 async def _fetch(dsn: str, query: str, *args: object) -> list[asyncpg.Record]:
@@ -174,8 +201,7 @@ async def test_a_constraint_violation_is_rejected_without_the_dsn(
 
 async def test_an_unreachable_database_is_unavailable_and_the_password_stays_secret() -> None:
     password = "s3cr3t-Pa55word"
-    dsn = f"postgresql://accord:{password}@127.0.0.1:{free_port()}/nowhere"
-    connector = SqlConnector("unreachable-sql", settings(dsn, timeout_s=2.0))
+    connector = SqlConnector("unreachable-sql", settings(unreachable_dsn(password), timeout_s=2.0))
     user_id, profile = person()
     try:
         with pytest.raises(TargetUnavailable, match="unreachable-sql") as caught:
@@ -188,6 +214,20 @@ async def test_an_unreachable_database_is_unavailable_and_the_password_stays_sec
     assert error.__cause__ is None
     assert error.__suppress_context__
     assert password not in repr(connector.settings)
+
+
+async def test_a_refused_login_fails_the_health_check_as_rejected(sql_target: str) -> None:
+    password = "n0t-the-Pa55word"
+    parts = urlsplit(sql_target)
+    stranger = parts._replace(netloc=f"nobody:{password}@{parts.hostname}:{parts.port}")
+    connector = SqlConnector("refused-sql", settings(stranger.geturl()))
+    try:
+        with pytest.raises(TargetRejected, match="refused-sql: login refused") as caught:
+            await connector.health()
+    finally:
+        await connector.close()
+
+    assert password not in f"{caught.value} {caught.value!r}"
 
 
 async def test_a_statement_stuck_behind_a_lock_times_out_as_unavailable(sql_target: str) -> None:

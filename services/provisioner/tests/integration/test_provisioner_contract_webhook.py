@@ -2,8 +2,8 @@
 
 The receiver is a small Starlette app served by uvicorn in the test's event loop. It checks
 every request's signature and idempotency key as a real receiver would, and keeps accounts
-in a dict keyed by account id, with the semantics the module docstring of
-`accord.provisioner.adapters.webhook` gives.
+in a dict keyed by account id and groups as sets of account ids, with the semantics the
+module docstring of `accord.provisioner.adapters.webhook` gives.
 """
 
 from __future__ import annotations
@@ -55,12 +55,28 @@ class Record:
     user_name: str
     user_id: str | None
     active: bool = True
-    title: str | None = None
+    profile: dict[str, Any] = field(default_factory=dict)
+    """The other profile attributes, as the last create or update sent them."""
+
+    @property
+    def title(self) -> str | None:
+        title: str | None = self.profile.get("title")
+        return title
+
+    def described(self, account_id: str) -> dict[str, Any]:
+        """The account as get and list answer it."""
+        profile = {**self.profile, "user_name": self.user_name}
+        return {
+            "account_id": account_id,
+            "owner": self.user_id,
+            "active": self.active,
+            "profile": profile,
+        }
 
 
 @dataclass(frozen=True)
 class Fault:
-    """An answer the receiver gives instead of acting, for one user name."""
+    """An answer the receiver gives instead of acting, for one user name ("": list calls)."""
 
     status: int
     headers: dict[str, str] = field(default_factory=dict)
@@ -78,6 +94,7 @@ class Receiver:
     def __init__(self, secret: bytes) -> None:
         self.secret = secret
         self.accounts: dict[str, Record] = {}
+        self.groups: dict[str, set[str]] = {}
         self.faults: dict[str, Fault] = {}
         self.refused = 0
         self.keys: list[str] = []
@@ -93,7 +110,8 @@ class Receiver:
         if request.headers.get("content-type") != "application/json":
             return JSONResponse({"detail": "not JSON"}, status_code=415)
         call = json.loads(body)
-        operation, user_id, user_name = call["operation"], call["user_id"], call["user_name"]
+        operation = call["operation"]
+        user_id, user_name = call.get("user_id", ""), call.get("user_name", "")
         key = request.headers.get(IDEMPOTENCY_HEADER, "")
         if key != idempotency_key(operation, user_id, body):
             return JSONResponse({"detail": "bad idempotency key"}, status_code=400)
@@ -102,20 +120,43 @@ class Receiver:
         if fault is not None:
             await asyncio.sleep(fault.delay_s)
             return Response(fault.body, fault.status, fault.headers, "application/json")
+        if "user_id" not in call:
+            return self.survey(operation, call)
         try:
-            return self.act(operation, user_id, user_name, call.get("profile"))
+            return self.act(operation, user_id, user_name, call)
         except _Conflict:
             return JSONResponse(
                 {"detail": f"{user_name!r} belongs to another identity"}, status_code=409
             )
 
-    def act(
-        self, operation: str, user_id: str, user_name: str, profile: dict[str, Any] | None
-    ) -> Response:
+    def survey(self, operation: str, call: dict[str, Any]) -> Response:
+        """The calls about the whole target: list, list_members, health."""
+        if operation == "health":
+            return Response(status_code=204)
+        if operation == "list_members":
+            return JSONResponse({"members": sorted(self.groups.get(call["group"], set()))})
+        if operation != "list":
+            return JSONResponse({"detail": f"unknown operation {operation!r}"}, status_code=400)
+        cursor = call["cursor"]
+        after = sorted(a for a in self.accounts if cursor is None or a > cursor)
+        page = after[: call["limit"]]
+        return JSONResponse(
+            {
+                "accounts": [self.accounts[a].described(a) for a in page],
+                "next_cursor": page[-1] if len(after) > len(page) else None,
+            }
+        )
+
+    def act(self, operation: str, user_id: str, user_name: str, call: dict[str, Any]) -> Response:
         # No await in here: one request's lookup and change are atomic in the event loop.
+        if operation == "get":
+            seen = self.lookup(user_id, user_name, claim=False)
+            if seen is None:
+                return JSONResponse({"detail": "no such account"}, status_code=404)
+            return JSONResponse(seen[1].described(seen[0]))
         found = self.lookup(user_id, user_name)
         if operation in ("create", "update"):
-            assert profile is not None
+            profile = call["profile"]
             if found is None:
                 account_id = uuid.uuid4().hex
                 self.accounts[account_id] = self.record(user_id, profile)
@@ -133,25 +174,37 @@ class Receiver:
             record.active = operation == "enable"
         elif operation == "delete":
             del self.accounts[account_id]
+            for members in self.groups.values():
+                members.discard(account_id)
+        elif operation == "add_member":
+            self.groups.setdefault(call["group"], set()).add(account_id)
+        elif operation == "remove_member":
+            self.groups.get(call["group"], set()).discard(account_id)
         elif operation != "find":
             return JSONResponse({"detail": f"unknown operation {operation!r}"}, status_code=400)
         return JSONResponse({"account_id": account_id})
 
-    def lookup(self, user_id: str, user_name: str) -> tuple[str, Record] | None:
-        """The account linked to user_id, else the one named user_name unless it is another's."""
+    def lookup(
+        self, user_id: str, user_name: str, *, claim: bool = True
+    ) -> tuple[str, Record] | None:
+        """The account linked to user_id, else the one named user_name.
+
+        Claiming it (every operation but get): unless it is another identity's.
+        """
         for account_id, record in self.accounts.items():
             if record.user_id == user_id:
                 return account_id, record
         for account_id, record in self.accounts.items():
             if record.user_name == user_name:
-                if record.user_id not in (None, user_id):
+                if claim and record.user_id not in (None, user_id):
                     raise _Conflict
                 return account_id, record
         return None
 
     @staticmethod
     def record(user_id: str, profile: dict[str, Any]) -> Record:
-        return Record(profile["user_name"], user_id, profile["active"], profile["title"])
+        rest = {k: v for k, v in profile.items() if k not in ("user_name", "active")}
+        return Record(profile["user_name"], user_id, profile["active"], rest)
 
 
 class _Server(uvicorn.Server):
@@ -225,7 +278,15 @@ class TestWebhookConnectorContract(ConnectorContract):
         async def plant(user_name: str, owner: str | None) -> None:
             receiver.accounts[uuid.uuid4().hex] = Record(user_name, owner)
 
-        yield Harness(connector, accounts, plant)
+        async def retitle(user_name: str, title: str) -> None:
+            for record in receiver.accounts.values():
+                if record.user_name == user_name:
+                    record.profile["title"] = title
+
+        def unreachable() -> WebhookConnector:
+            return connect(closed_port(), timeout_s=2.0)
+
+        yield Harness(connector, accounts, plant, retitle, unreachable)
         await connector.close()
 
 
@@ -329,9 +390,13 @@ async def test_a_slow_target_times_out_as_unavailable(webhook_receiver: Running)
         await impatient.close()
 
 
+def closed_port() -> Running:
+    """A receiver URL where nothing listens."""
+    return Running(Receiver(b"unused"), f"http://{HOST}:{free_port(HOST)}/hooks/accord")
+
+
 async def test_a_target_that_does_not_listen_is_unavailable() -> None:
-    closed = Running(Receiver(b"unused"), f"http://{HOST}:{free_port(HOST)}/hooks/accord")
-    connector = connect(closed)
+    connector = connect(closed_port())
     try:
         with pytest.raises(TargetUnavailable, match="ConnectError"):
             await connector.find_account("u-1", "nobody")
@@ -414,3 +479,91 @@ async def test_the_profile_is_sent_whole(
     assert ref.already_existed is False
     (record,) = records_named(webhook_receiver, profile.user_name)
     assert (record.user_id, record.title, record.active) == (user_id, "Lead", False)
+
+
+ACCOUNT = {"account_id": "a-1", "owner": None, "active": True, "profile": {"user_name": "x"}}
+
+
+@pytest.mark.parametrize(
+    ("answer", "problem"),
+    [
+        ({**ACCOUNT, "active": "yes"}, "no boolean 'active'"),
+        ({**ACCOUNT, "owner": ""}, "owner is neither null nor a user_id"),
+        ({**ACCOUNT, "owner": 7}, "owner is neither null nor a user_id"),
+        ({**ACCOUNT, "profile": None}, "no profile object"),
+        ({**ACCOUNT, "profile": {"title": "Lead"}}, r"profile is invalid: \['user_name'\]"),
+        ({**ACCOUNT, "profile": {"user_name": "x", "email": "no"}}, r"invalid: \['email'\]"),
+        ({**ACCOUNT, "account_id": ""}, "no account_id"),
+    ],
+)
+async def test_a_malformed_account_from_get_is_rejected(
+    webhook_receiver: Running, connector: WebhookConnector, answer: object, problem: str
+) -> None:
+    user_id, profile = person()
+    webhook_receiver.receiver.faults[profile.user_name] = Fault(
+        200, body=json.dumps(answer).encode()
+    )
+
+    with pytest.raises(TargetRejected, match=problem):
+        await connector.get_account(user_id, profile.user_name)
+
+
+@pytest.fixture
+def target_faults(webhook_receiver: Running) -> Generator[dict[str, Fault], None, None]:
+    """Faults for the calls about the whole target (list, list_members, health)."""
+    faults = webhook_receiver.receiver.faults
+    yield faults
+    faults.pop("", None)
+
+
+@pytest.mark.parametrize(
+    ("answer", "problem"),
+    [
+        ({"accounts": {}, "next_cursor": None}, "no list of accounts"),
+        ({"accounts": [1], "next_cursor": None}, "an account is not a JSON object"),
+        ({"accounts": [], "next_cursor": 3}, "next_cursor is neither null nor a string"),
+        ({"accounts": [], "next_cursor": "c-1"}, "repeats the last one"),
+    ],
+)
+async def test_a_malformed_page_from_list_is_rejected(
+    connector: WebhookConnector, target_faults: dict[str, Fault], answer: object, problem: str
+) -> None:
+    target_faults[""] = Fault(200, body=json.dumps(answer).encode())
+
+    with pytest.raises(TargetRejected, match=problem):
+        _ = [account async for account in connector.list_accounts(page_size=2)]
+
+
+async def test_list_members_and_health_answers_are_checked(
+    connector: WebhookConnector, target_faults: dict[str, Fault]
+) -> None:
+    target_faults[""] = Fault(200, body=b'{"members": ["a-1", 2]}')
+    with pytest.raises(TargetRejected, match="no list of account ids"):
+        await connector.list_members("staff")
+    target_faults[""] = Fault(404)
+    with pytest.raises(TargetRejected, match="404"):
+        await connector.list_members("staff")
+    with pytest.raises(TargetRejected, match="health -> 404"):
+        await connector.health()
+    target_faults[""] = Fault(503, {"Retry-After": "3"})
+    with pytest.raises(TargetUnavailable) as raised:
+        await connector.health()
+    assert raised.value.retry_after == 3.0
+
+
+async def test_calls_without_an_identity_are_signed_and_keyed_without_one(
+    webhook_receiver: Running, connector: WebhookConnector
+) -> None:
+    refused = webhook_receiver.receiver.refused
+
+    await connector.health()
+    assert await connector.list_members(f"grp-{uuid.uuid4().hex}") == []
+
+    # The receiver checked both signatures and the keys (made with an empty user_id).
+    assert webhook_receiver.receiver.refused == refused
+    wrong = connect(webhook_receiver, secret="whsec_not-the-right-one")
+    try:
+        with pytest.raises(TargetRejected, match="401"):
+            await wrong.health()
+    finally:
+        await wrong.close()

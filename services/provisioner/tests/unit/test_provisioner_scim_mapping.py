@@ -5,10 +5,17 @@ from __future__ import annotations
 import json
 
 import pytest
-from scim2_models import Context, EnterpriseUser
+from scim2_models import Context, Email, EnterpriseUser
 
 from accord.events import Profile
-from accord.provisioner.domain.scim_mapping import filter_literal, to_scim_user
+from accord.provisioner.domain.scim_mapping import (
+    MANAGED_FIELDS,
+    ScimUser,
+    as_stored,
+    filter_literal,
+    to_profile,
+    to_scim_user,
+)
 
 CORE = "urn:ietf:params:scim:schemas:core:2.0:User"
 ENTERPRISE = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User"
@@ -147,6 +154,88 @@ def test_active_flag_is_carried(active: bool) -> None:
 def test_payload_is_json_serialisable() -> None:
     profile = Profile(user_name="ada", given_name="Ada", email="ada@example.org", department="R")
     json.dumps(creation_payload("e-1", profile))
+
+
+# --- reading back --------------------------------------------------------------------------
+
+
+def managed(profile: Profile) -> dict[str, object]:
+    return {field: getattr(profile, field) for field in sorted(MANAGED_FIELDS)}
+
+
+FULL = Profile(
+    user_name="ada.lovelace",
+    given_name="Ada",
+    family_name="Lovelace",
+    display_name="Countess Lovelace",
+    email="ada@example.org",
+    title="Analyst",
+    department="Research",
+    employee_number="1001",
+    cost_center="CC-7",
+    manager_id="u-babbage",
+    attributes={"floor": "3"},
+)
+
+
+@pytest.mark.parametrize(
+    "profile",
+    [
+        FULL,
+        Profile(user_name="ada"),
+        Profile(user_name="ada", family_name="Lovelace", active=False),
+        Profile(user_name="ada", department="Research"),
+    ],
+    ids=["full", "bare", "family name only", "extension only"],
+)
+def test_a_user_reads_back_as_the_stored_profile(profile: Profile) -> None:
+    read = to_profile(to_scim_user("e-1", profile))
+
+    assert managed(read) == managed(as_stored(profile))
+    assert read.active is profile.active
+
+
+def test_as_stored_derives_the_display_name_and_keeps_what_scim_does_not_carry() -> None:
+    profile = FULL.model_copy(update={"display_name": None})
+
+    stored = as_stored(profile)
+
+    assert stored.display_name == "Ada Lovelace"
+    assert (stored.manager_id, stored.attributes) == ("u-babbage", {"floor": "3"})
+    assert as_stored(Profile(user_name="ada")).display_name is None
+    assert as_stored(FULL) == FULL
+
+
+def test_as_stored_normalises_the_e_mail_domain_as_the_scim_models_do() -> None:
+    assert as_stored(Profile(user_name="ada", email="Ada@Example.ORG")).email == "Ada@example.org"
+
+
+def test_the_primary_e_mail_wins_else_the_first() -> None:
+    user = ScimUser(
+        user_name="ada",
+        emails=[Email(value="home@example.org"), Email(value="work@example.org", primary=True)],
+    )
+    assert to_profile(user).email == "work@example.org"
+    user.emails = [Email(value="home@example.org"), Email(value="other@example.org")]
+    assert to_profile(user).email == "home@example.org"
+
+
+def test_a_user_without_an_active_flag_reads_as_active() -> None:
+    assert to_profile(ScimUser(user_name="ada")).active is True
+
+
+def test_values_a_profile_cannot_hold_read_as_none() -> None:
+    user = ScimUser(user_name="ada", title="", display_name="x" * 300, nick_name="kept out")
+
+    read = to_profile(user)
+
+    assert (read.user_name, read.title, read.display_name) == ("ada", None, None)
+
+
+@pytest.mark.parametrize("user_name", ["", "x" * 300, None])
+def test_a_user_name_a_profile_cannot_hold_is_an_error(user_name: str | None) -> None:
+    with pytest.raises(ValueError, match="user name .* is not a valid one"):
+        to_profile(ScimUser(user_name=user_name, title=""))
 
 
 # --- filter literals -------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import asyncpg
@@ -15,8 +16,10 @@ from accord.provisioner.adapters.sql import (
     column_values,
     failure,
     quote_name,
+    row_profile,
 )
 from accord.provisioner.ports import TargetRejected, TargetUnavailable
+from accord.provisioner.targets import SqlTarget
 
 DSN = SecretStr("postgresql://app:hunter2@db.example.org/app")
 
@@ -45,6 +48,11 @@ def settings(**overrides: Any) -> SqlSettings:
         pytest.param({"columns": {"email": "id"}}, id="writes the id column"),
         pytest.param({"timeout_s": 0}, id="no timeout"),
         pytest.param({"pool_size": 0}, id="empty pool"),
+        pytest.param({"membership_table": "m; DROP TABLE m"}, id="membership table injection"),
+        pytest.param({"membership_table": ""}, id="empty membership table"),
+        pytest.param({"group_column": "group name"}, id="group column with a space"),
+        pytest.param({"member_column": 'a"b'}, id="member column with a quote"),
+        pytest.param({"group_column": "g", "member_column": "g"}, id="one membership column"),
     ],
 )
 def test_unsafe_or_inconsistent_settings_are_refused_at_construction(
@@ -66,6 +74,76 @@ def test_plain_names_are_accepted_and_quoted() -> None:
     assert quote_name("Users") == '"Users"'
     with pytest.raises(ValueError, match="plain SQL name"):
         quote_name('x"y')
+
+
+def test_membership_settings_reach_the_connector_from_the_targets_file() -> None:
+    target = SqlTarget.model_validate(
+        {
+            "name": "crm",
+            "kind": "sql",
+            "dsn_env": "CRM_DSN",
+            "table": "app.users",
+            "membership_table": "app.Members",
+            "member_column": "user_id",
+        }
+    )
+
+    chosen = target.settings(DSN)
+
+    assert (chosen.membership_table, chosen.group_column, chosen.member_column) == (
+        "app.Members",
+        "group_name",
+        "user_id",
+    )
+    with pytest.raises(ValueError, match="membership_table"):
+        SqlTarget.model_validate({**target.model_dump(), "membership_table": "x y"})
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda c: c.add_member("u-1", "ada", "staff"),
+        lambda c: c.remove_member("u-1", "ada", "staff"),
+        lambda c: c.list_members("staff"),
+    ],
+    ids=["add", "remove", "list"],
+)
+async def test_groups_without_a_membership_table_are_rejected_before_any_query(
+    call: Callable[[SqlConnector], Awaitable[object]],
+) -> None:
+    connector = SqlConnector("crm", settings())  # the DSN is never used
+
+    with pytest.raises(TargetRejected, match=r"crm: .*no membership table is configured"):
+        await call(connector)
+    await connector.close()
+
+
+def test_managed_fields_are_the_user_name_and_the_mapped_fields() -> None:
+    connector = SqlConnector("crm", settings(columns={"title": "job", "email": "mail"}))
+
+    assert connector.managed_fields == {"user_name", "title", "email"}
+
+
+def test_as_stored_derives_a_mapped_display_name_and_leaves_the_rest() -> None:
+    mapped = SqlConnector("crm", settings(columns={"display_name": "dn", "title": "t"}))
+    unmapped = SqlConnector("crm", settings(columns={"title": "t"}))
+    profile = Profile(user_name="ada", given_name="Ada", family_name="Lovelace", title="A")
+
+    assert mapped.as_stored(profile) == profile.model_copy(update={"display_name": "Ada Lovelace"})
+    assert unmapped.as_stored(profile) == profile
+    assert mapped.as_stored(Profile(user_name="bob")).display_name is None
+
+
+def test_a_row_reads_back_as_a_profile_and_unholdable_values_as_none() -> None:
+    read = row_profile(
+        {"user_name": "ada", "title": "", "email": "not an address", "department": "R"},
+        active=False,
+    )
+
+    assert (read.user_name, read.title, read.email, read.department) == ("ada", None, None, "R")
+    assert read.active is False
+    with pytest.raises(ValueError, match="user name"):
+        row_profile({"user_name": "", "title": ""}, active=True)
 
 
 def test_the_dsn_does_not_show_in_the_settings_repr() -> None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Protocol
 
-from accord.events import Profile
+from accord.events.catalogue import Profile
 
 
 @dataclass(frozen=True)
@@ -14,6 +15,23 @@ class AccountRef:
 
     account_id: str
     already_existed: bool
+
+
+@dataclass(frozen=True)
+class TargetAccount:
+    """An account as the target holds it, read back in the identity's terms.
+
+    `profile` carries what the target stores of the fields the connector manages
+    (`Connector.managed_fields`); other fields are left at their defaults. Reconciliation
+    compares those fields with what the identity should have.
+    """
+
+    account_id: str
+    owner: str | None
+    """The user_id the account is linked to (SCIM externalId, LDAP link attribute, ...);
+    None for an account nobody has claimed."""
+    active: bool
+    profile: Profile
 
 
 class TargetRejected(Exception):
@@ -32,6 +50,8 @@ class Connector(Protocol):
     """One target system."""
 
     name: str
+    managed_fields: frozenset[str]
+    """Profile fields the connector writes and reads back (user_name always among them)."""
 
     async def ensure_account(self, user_id: str, profile: Profile) -> AccountRef:
         """Create the account unless it already exists; never makes a duplicate."""
@@ -59,6 +79,48 @@ class Connector(Protocol):
 
     async def find_account(self, user_id: str, user_name: str) -> str | None:
         """The account id of an identity in the target, if it has one."""
+        ...
+
+    def as_stored(self, profile: Profile) -> Profile:
+        """The profile as this target stores it and reads it back: derived values filled in.
+
+        Pure. E.g. a SCIM target derives displayName from the names when there is none; an
+        LDAP entry's sn falls back to the user name. get_account(...).profile equals
+        as_stored(profile) on `managed_fields` right after the profile was written.
+        """
+        ...
+
+    async def get_account(self, user_id: str, user_name: str) -> TargetAccount | None:
+        """The account of an identity (by its link, then by user name), whoever owns it."""
+        ...
+
+    def list_accounts(self, *, page_size: int = 200) -> AsyncIterator[TargetAccount]:
+        """Every account in the target (linked or not), a page of `page_size` at a time."""
+        ...
+
+    async def add_member(self, user_id: str, user_name: str, group: str) -> str | None:
+        """Put the account in the group, creating the group if the target has none.
+
+        Idempotent. The account id, or None when the identity has no account.
+        """
+        ...
+
+    async def remove_member(self, user_id: str, user_name: str, group: str) -> str | None:
+        """Take the account out of the group; idempotent (a missing group is success).
+
+        The account id, or None when the identity has no account.
+        """
+        ...
+
+    async def list_members(self, group: str) -> list[str]:
+        """Account ids of the group's members; empty when the group does not exist."""
+        ...
+
+    async def health(self) -> None:
+        """Check that the target answers and accepts our credentials.
+
+        Raises TargetUnavailable (down, slow) or TargetRejected (credentials refused).
+        """
         ...
 
     async def close(self) -> None:

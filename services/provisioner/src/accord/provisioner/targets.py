@@ -36,6 +36,9 @@ class TargetBase(BaseModel):
     """Transient failures in a row that open the circuit (calls then fail at once)."""
     breaker_cooldown_s: float = Field(default=30.0, gt=0, le=3600)
     """How long an open circuit waits before one trial call."""
+    reconcile_every_s: float | None = Field(default=None, ge=60, le=7 * 24 * 3600)
+    """Reconcile the target this often (report drift and orphans, never repair); none: only
+    on demand (`accord reconcile`)."""
 
 
 class ScimTarget(TargetBase):
@@ -66,6 +69,10 @@ class LdapTarget(TargetBase):
     """Holds `accord:<user_id>`, so an entry is recognised after a rename."""
     disable_attribute: str = Field(default="employeeType", pattern=r"^[A-Za-z][A-Za-z0-9-]*$")
     disabled_value: str = Field(default="disabled", min_length=1, max_length=256)
+    groups_dn: str | None = Field(default=None, min_length=3, max_length=512)
+    """Where the groupOfNames entries are; without it, group memberships are refused."""
+    empty_member_dn: str = Field(default="cn=empty-membership", min_length=3, max_length=512)
+    """The member a group keeps when its last one leaves (match the directory's refint)."""
     allow_link_local: bool = False
 
     def password(self) -> SecretStr:
@@ -86,6 +93,10 @@ class SqlTarget(TargetBase):
     link_column: str = "accord_id"
     user_name_column: str = "user_name"
     active_column: str = "active"
+    membership_table: str | None = None
+    """Group membership rows (group name, account id); without it the target has no groups."""
+    group_column: str = "group_name"
+    member_column: str = "account_id"
 
     @property
     def url(self) -> str:
@@ -107,6 +118,9 @@ class SqlTarget(TargetBase):
             user_name_column=self.user_name_column,
             active_column=self.active_column,
             timeout_s=self.timeout_s,
+            membership_table=self.membership_table,
+            group_column=self.group_column,
+            member_column=self.member_column,
         )
 
     @model_validator(mode="after")

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from accord.events import Profile
-from accord.provisioner.ports import Connector, TargetRejected
+from accord.provisioner.ports import Connector, TargetAccount, TargetRejected, TargetUnavailable
 
 
 @dataclass(frozen=True)
@@ -38,12 +38,44 @@ class Harness:
     """Every account named user_name."""
     plant: Callable[[str, str | None], Awaitable[None]]
     """Create an account named user_name linked to another identity (or to none)."""
+    retitle: Callable[[str, str], Awaitable[None]]
+    """Change the title of the account named user_name behind the connector's back."""
+    unreachable: Callable[[], Connector]
+    """A connector of the same kind whose target does not answer (e.g. a closed port)."""
 
 
 def person(**fields: Any) -> tuple[str, Profile]:
     """A new identity: its user_id and profile."""
     unique = uuid.uuid4().hex[:10]
     return f"u-{unique}", Profile(user_name=f"p.{unique}", given_name="Ada", **fields)
+
+
+def full_person() -> tuple[str, Profile]:
+    """A new identity with every string attribute of the profile set."""
+    unique = uuid.uuid4().hex[:10]
+    return f"u-{unique}", Profile(
+        user_name=f"f.{unique}",
+        given_name="Ada",
+        family_name="Lovelace",
+        display_name="Ada L.",
+        email=f"ada.{unique}@example.com",
+        title="Analyst",
+        department="Research",
+        employee_number=f"E{unique}",
+        cost_center="CC-42",
+        manager_id="u-manager",
+    )
+
+
+def managed(connector: Connector, profile: Profile) -> dict[str, Any]:
+    """The fields of a profile the connector manages."""
+    return {field: getattr(profile, field) for field in sorted(connector.managed_fields)}
+
+
+def mine(accounts: list[TargetAccount], *user_names: str) -> dict[str, TargetAccount]:
+    """The listed accounts of these user names (the target is shared with other tests)."""
+    wanted = set(user_names)
+    return {a.profile.user_name: a for a in accounts if a.profile.user_name in wanted}
 
 
 class ConnectorContract:
@@ -144,3 +176,107 @@ class ConnectorContract:
         assert await harness.connector.find_account(user_id, tricky.user_name) == ref.account_id
         # A wildcard in a name must not match other accounts.
         assert await harness.connector.find_account("u-nobody", "*") is None
+
+    async def test_an_account_reads_back_as_the_target_stores_the_profile(
+        self, harness: Harness
+    ) -> None:
+        connector = harness.connector
+        assert "user_name" in connector.managed_fields
+        for user_id, profile in (full_person(), person(), person(family_name="Only")):
+            ref = await connector.ensure_account(user_id, profile)
+
+            account = await connector.get_account(user_id, profile.user_name)
+
+            assert account is not None
+            assert (account.account_id, account.owner, account.active) == (
+                ref.account_id,
+                user_id,
+                True,
+            )
+            assert managed(connector, account.profile) == managed(
+                connector, connector.as_stored(profile)
+            )
+
+    async def test_get_account_sees_changes_and_other_owners(self, harness: Harness) -> None:
+        connector = harness.connector
+        user_id, profile = full_person()
+        await connector.ensure_account(user_id, profile)
+        await harness.retitle(profile.user_name, "Changed behind our back")
+        await connector.disable_account(user_id, profile.user_name)
+
+        account = await connector.get_account(user_id, profile.user_name)
+
+        assert account is not None
+        assert (account.profile.title, account.active) == ("Changed behind our back", False)
+        other_id, other = person()
+        assert await connector.get_account(other_id, other.user_name) is None
+        await harness.plant(other.user_name, "someone-else")
+        planted = await connector.get_account(other_id, other.user_name)
+        assert planted is not None
+        assert planted.owner == "someone-else"
+
+    async def test_list_accounts_pages_through_every_account_once(self, harness: Harness) -> None:
+        connector = harness.connector
+        people = [person(title=f"T{i}") for i in range(7)]
+        for user_id, profile in people:
+            await connector.ensure_account(user_id, profile)
+        _, unlinked = person()
+        await harness.plant(unlinked.user_name, None)
+        await connector.disable_account(people[0][0], people[0][1].user_name)
+
+        listed = [account async for account in connector.list_accounts(page_size=3)]
+
+        names = [p.user_name for _, p in people] + [unlinked.user_name]
+        found = mine(listed, *names)
+        assert sorted(found) == sorted(names)
+        assert len([a for a in listed if a.profile.user_name in found]) == len(names)
+        assert [found[p.user_name].owner for u, p in people] == [u for u, _ in people]
+        assert found[unlinked.user_name].owner is None
+        assert [found[p.user_name].active for _, p in people[:2]] == [False, True]
+        assert found[people[3][1].user_name].profile.title == "T3"
+        assert len({a.account_id for a in listed}) == len(listed)
+
+    async def test_group_membership_is_idempotent_both_ways(self, harness: Harness) -> None:
+        connector = harness.connector
+        group = f"grp-{uuid.uuid4().hex[:8]}"
+        (first_id, first), (second_id, second) = person(), person()
+        first_ref = await connector.ensure_account(first_id, first)
+        second_ref = await connector.ensure_account(second_id, second)
+        assert await connector.list_members(group) == []
+
+        assert await connector.add_member(first_id, first.user_name, group) == first_ref.account_id
+        assert await connector.add_member(first_id, first.user_name, group) == first_ref.account_id
+        await connector.add_member(second_id, second.user_name, group)
+        assert sorted(await connector.list_members(group)) == sorted(
+            [first_ref.account_id, second_ref.account_id]
+        )
+
+        removed = await connector.remove_member(first_id, first.user_name, group)
+        assert removed == first_ref.account_id
+        assert await connector.remove_member(first_id, first.user_name, group) == removed
+        assert await connector.list_members(group) == [second_ref.account_id]
+        await connector.remove_member(second_id, second.user_name, group)
+        assert await connector.list_members(group) == []
+        # The group outlives its last member, and takes members again.
+        await connector.add_member(second_id, second.user_name, group)
+        assert await connector.list_members(group) == [second_ref.account_id]
+
+    async def test_membership_of_an_identity_without_an_account_is_none(
+        self, harness: Harness
+    ) -> None:
+        user_id, profile = person()
+        group = f"grp-{uuid.uuid4().hex[:8]}"
+        assert await harness.connector.add_member(user_id, profile.user_name, group) is None
+        assert await harness.connector.remove_member(user_id, profile.user_name, group) is None
+        assert await harness.connector.remove_member(user_id, profile.user_name, "no-such") is None
+
+    async def test_health_passes_on_a_live_target_and_fails_on_a_dead_one(
+        self, harness: Harness
+    ) -> None:
+        await harness.connector.health()
+        dead = harness.unreachable()
+        try:
+            with pytest.raises(TargetUnavailable):
+                await dead.health()
+        finally:
+            await dead.close()

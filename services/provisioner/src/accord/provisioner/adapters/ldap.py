@@ -5,38 +5,54 @@ Every value that goes into a DN or a filter is escaped (RFC 4514 / RFC 4515). ld
 synchronous: each call runs in a worker thread on a connection of its own, with timeouts.
 Disabling sets a configurable attribute to a configurable value (OpenLDAP has no account
 flag; e.g. `employeeType: disabled`, or `pwdAccountLockedTime` with the ppolicy overlay).
+
+Groups are groupOfNames entries `cn=<group>,<groups DN>` whose `member` values are account
+DNs. A groupOfNames must have a member, so a group whose last member leaves keeps a
+placeholder DN (`empty_member_dn`, never listed); use the one the directory's referential
+integrity puts in (OpenLDAP's `refint_nothing`), so both agree.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 
 import ldap3
-from ldap3.core.exceptions import LDAPBindError, LDAPException, LDAPSocketOpenError
+from ldap3.core.exceptions import LDAPException, LDAPSocketOpenError
 from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.dn import escape_rdn
 from pydantic import SecretStr
 
 from accord.events import Profile
 from accord.provisioner.domain.ldap_mapping import (
+    MANAGED_FIELDS,
     OBJECT_CLASSES,
+    READ_ATTRIBUTES,
+    attribute_values,
     entry_attributes,
+    entry_profile,
     link_value,
     linked_user_id,
+    stored_profile,
 )
-from accord.provisioner.ports import AccountRef, TargetRejected, TargetUnavailable
+from accord.provisioner.ports import AccountRef, TargetAccount, TargetRejected, TargetUnavailable
 
 T = TypeVar("T")
 
 #: LDAP result codes worth retrying: busy, unavailable, unwillingToPerform, timeLimitExceeded,
 #: adminLimitExceeded, other (server trouble).
 _TRANSIENT = frozenset({3, 11, 51, 52, 53, 80})
+_NO_SUCH_ATTRIBUTE = 16
+_VALUE_EXISTS = 20
 _NO_SUCH_OBJECT = 32
+_OBJECT_CLASS_VIOLATION = 65
 _ALREADY_EXISTS = 68
+_PAGED_RESULTS = "1.2.840.113556.1.4.319"  # RFC 2696 simple paged results control
+_ACCOUNTS = "(&(objectClass=inetOrgPerson)(uid=*))"
 
 
 @dataclass(frozen=True)
@@ -51,17 +67,23 @@ class LdapSettings:
     disable_attribute: str = "employeeType"
     disabled_value: str = "disabled"
     timeout_s: float = 10.0
+    groups_dn: str | None = None
+    """Where the groupOfNames entries are; None: membership calls are refused."""
+    empty_member_dn: str = "cn=empty-membership"
+    """The member a group keeps once its last real member left; never listed."""
 
 
 @dataclass(frozen=True)
 class _Found:
     dn: str
     user_id: str | None
-    attributes: dict[str, Any]
+    attributes: dict[str, list[str]]
 
 
 class LdapConnector:
     """Provisions inetOrgPerson entries; looks up (by link, then uid) before it creates."""
+
+    managed_fields = MANAGED_FIELDS
 
     def __init__(self, name: str, settings: LdapSettings) -> None:
         self.name = name
@@ -97,6 +119,55 @@ class LdapConnector:
         found = await self._run(lambda conn: self._find(conn, user_id, user_name))
         return found.dn if found else None
 
+    def as_stored(self, profile: Profile) -> Profile:
+        """sn falls back to the user name, the display name (cn) to the full or user name."""
+        return stored_profile(profile)
+
+    async def get_account(self, user_id: str, user_name: str) -> TargetAccount | None:
+        """The entry linked to the identity, else the one with its uid (whoever owns it)."""
+        found = await self._run(lambda conn: self._lookup(conn, user_id, user_name))
+        return self._account(found) if found else None
+
+    async def list_accounts(self, *, page_size: int = 200) -> AsyncIterator[TargetAccount]:
+        """Every inetOrgPerson with a uid under people_dn: one paged search (RFC 2696).
+
+        The server keeps the search's place per connection, so every page is read on the
+        same connection (one worker thread at a time).
+        """
+        conn = await asyncio.to_thread(self._connect)
+        try:
+            cookie: bytes | None = None
+            while True:
+                page = partial(self._page, page_size=page_size, cookie=cookie)
+                entries, cookie = await asyncio.to_thread(self._guarded, page, conn)
+                for found in entries:
+                    yield self._account(found)
+                if not cookie:
+                    return
+        finally:
+            await asyncio.to_thread(conn.unbind)
+
+    async def add_member(self, user_id: str, user_name: str, group: str) -> str | None:
+        """Add the entry's DN to the group's members, creating the group if needed."""
+        group_dn = self._group_dn(group)
+        return await self._run(
+            lambda conn: self._add_member(conn, user_id, user_name, group, group_dn)
+        )
+
+    async def remove_member(self, user_id: str, user_name: str, group: str) -> str | None:
+        """Remove the entry's DN from the group's members (the placeholder stands in last)."""
+        group_dn = self._group_dn(group)
+        return await self._run(lambda conn: self._remove_member(conn, user_id, user_name, group_dn))
+
+    async def list_members(self, group: str) -> list[str]:
+        """The group's member DNs, without the placeholder."""
+        group_dn = self._group_dn(group)
+        return await self._run(lambda conn: self._members(conn, group_dn))
+
+    async def health(self) -> None:
+        """Bind, then read the people container's entry."""
+        await self._run(self._probe)
+
     async def close(self) -> None:
         """Nothing pooled: every call closes its own connection."""
 
@@ -106,28 +177,40 @@ class LdapConnector:
         return await asyncio.to_thread(self._with_connection, work)
 
     def _with_connection(self, work: Callable[[ldap3.Connection], T]) -> T:
-        settings = self.settings
+        conn = self._connect()
         try:
-            conn = ldap3.Connection(
-                self._server,
-                user=settings.bind_dn,
-                password=settings.password.get_secret_value(),
-                auto_bind=True,
-                receive_timeout=math.ceil(settings.timeout_s),  # ldap3 packs it as an int
-                raise_exceptions=False,
-            )
-        except LDAPBindError:
-            raise TargetRejected(f"{self.name}: bind as {settings.bind_dn} refused") from None
+            return self._guarded(work, conn)
+        finally:
+            conn.unbind()
+
+    def _connect(self) -> ldap3.Connection:
+        """A bound connection (bind refused: TargetRejected; no answer: TargetUnavailable)."""
+        settings = self.settings
+        conn = ldap3.Connection(
+            self._server,
+            user=settings.bind_dn,
+            password=settings.password.get_secret_value(),
+            receive_timeout=math.ceil(settings.timeout_s),  # ldap3 packs it as an int
+            raise_exceptions=False,
+        )
+        try:
+            if conn.bind():
+                return conn
+            failure = self._failure(conn, "bind as", settings.bind_dn)
         except LDAPSocketOpenError:
-            raise TargetUnavailable(f"{self.name}: cannot connect to {settings.url}") from None
+            failure = TargetUnavailable(f"{self.name}: cannot connect to {settings.url}")
         except LDAPException as error:
-            raise TargetUnavailable(f"{self.name}: {type(error).__name__}") from None
+            failure = TargetUnavailable(f"{self.name}: {type(error).__name__}")
+        conn.unbind()
+        if conn.socket is not None:  # ldap3 keeps the socket of a connect that failed
+            conn.socket.close()
+        raise failure
+
+    def _guarded(self, work: Callable[[ldap3.Connection], T], conn: ldap3.Connection) -> T:
         try:
             return work(conn)
         except LDAPException as error:
             raise TargetUnavailable(f"{self.name}: {type(error).__name__}") from None
-        finally:
-            conn.unbind()
 
     def _ensure(self, conn: ldap3.Connection, user_id: str, profile: Profile) -> AccountRef:
         found = self._find(conn, user_id, profile.user_name)
@@ -195,36 +278,156 @@ class LdapConnector:
 
     def _find(self, conn: ldap3.Connection, user_id: str, user_name: str) -> _Found | None:
         """The identity's entry: linked to it, else named like it (and not someone else's)."""
+        found = self._lookup(conn, user_id, user_name)
+        if found is not None and found.user_id not in (None, user_id):
+            raise TargetRejected(f"{self.name}: uid {user_name!r} belongs to another identity")
+        return found  # an unlinked entry of that name is ours to adopt
+
+    def _lookup(self, conn: ldap3.Connection, user_id: str, user_name: str) -> _Found | None:
+        """The entry linked to the identity, else the first named like it, whoever owns it."""
         link = self.settings.link_attribute
         query = (
             f"(&(objectClass=inetOrgPerson)(|({link}={escape_filter_chars(link_value(user_id))})"
             f"(uid={escape_filter_chars(user_name)})))"
         )
-        if not conn.search(
+        entries = self._search(conn, self.settings.people_dn, query, self._attributes())
+        linked = (entry for entry in entries if entry.user_id == user_id)
+        return next(linked, entries[0] if entries else None)
+
+    def _page(
+        self, conn: ldap3.Connection, *, page_size: int, cookie: bytes | None
+    ) -> tuple[list[_Found], bytes | None]:
+        """One page of accounts, and the cookie of the next one (None after the last)."""
+        entries = self._search(
+            conn,
             self.settings.people_dn,
-            query,
-            search_scope=ldap3.SUBTREE,
-            attributes=["uid", link, self.settings.disable_attribute],
+            _ACCOUNTS,
+            self._attributes(),
+            paged_size=page_size,
+            paged_cookie=cookie,
+        )
+        control = (conn.result.get("controls") or {}).get(_PAGED_RESULTS) or {}
+        next_cookie = (control.get("value") or {}).get("cookie")
+        return entries, bytes(next_cookie) if next_cookie else None
+
+    def _add_member(
+        self, conn: ldap3.Connection, user_id: str, user_name: str, group: str, group_dn: str
+    ) -> str | None:
+        found = self._find(conn, user_id, user_name)
+        if found is None:
+            return None
+        addition = (ldap3.MODIFY_ADD, found.dn)
+        outcome = self._change_members(conn, group_dn, [addition], _VALUE_EXISTS, _NO_SUCH_OBJECT)
+        if outcome == _NO_SUCH_OBJECT:
+            entry = {"cn": [group], "member": [found.dn]}
+            if conn.add(group_dn, ["top", "groupOfNames"], entry):  # type: ignore[no-untyped-call]  # stubs lack types
+                return found.dn
+            if conn.result["result"] != _ALREADY_EXISTS:
+                raise self._failure(conn, "add", group_dn)
+            self._change_members(conn, group_dn, [addition], _VALUE_EXISTS)  # made meanwhile
+        removal = (ldap3.MODIFY_DELETE, self.settings.empty_member_dn)
+        self._change_members(conn, group_dn, [removal], _NO_SUCH_ATTRIBUTE)
+        return found.dn
+
+    def _remove_member(
+        self, conn: ldap3.Connection, user_id: str, user_name: str, group_dn: str
+    ) -> str | None:
+        found = self._find(conn, user_id, user_name)
+        if found is None:
+            return None
+        removal = (ldap3.MODIFY_DELETE, found.dn)
+        outcome = self._change_members(
+            conn, group_dn, [removal], _NO_SUCH_ATTRIBUTE, _NO_SUCH_OBJECT, _OBJECT_CLASS_VIOLATION
+        )
+        if outcome == _OBJECT_CLASS_VIOLATION:  # the last member: the placeholder takes its place
+            placeholder = (ldap3.MODIFY_ADD, self.settings.empty_member_dn)
+            self._change_members(conn, group_dn, [placeholder, removal])
+        return found.dn
+
+    def _members(self, conn: ldap3.Connection, group_dn: str) -> list[str]:
+        groups = self._search(
+            conn, group_dn, "(objectClass=groupOfNames)", ["member"], scope=ldap3.BASE
+        )
+        placeholder = self.settings.empty_member_dn.lower()
+        return [
+            member
+            for group in groups
+            for member in attribute_values(group.attributes, "member")
+            if member.lower() != placeholder
+        ]
+
+    def _change_members(
+        self, conn: ldap3.Connection, group_dn: str, changes: list[tuple[str, str]], *ok: int
+    ) -> int:
+        """Apply the member changes at once: 0, or the result code among `ok`; others raise."""
+        members = [(operation, [dn]) for operation, dn in changes]
+        if conn.modify(group_dn, {"member": members}):  # type: ignore[no-untyped-call]  # stubs lack types
+            return 0
+        code = int(conn.result["result"])
+        if code in ok:
+            return code
+        raise self._failure(conn, "modify", group_dn)
+
+    def _probe(self, conn: ldap3.Connection) -> None:
+        people_dn = self.settings.people_dn
+        if not conn.search(
+            people_dn,
+            "(objectClass=*)",
+            search_scope=ldap3.BASE,
+            attributes=[ldap3.NO_ATTRIBUTES],
             time_limit=int(self.settings.timeout_s),
         ):
+            raise self._failure(conn, "search", people_dn)
+
+    def _search(
+        self,
+        conn: ldap3.Connection,
+        base: str,
+        query: str,
+        attributes: list[str],
+        *,
+        scope: Any = ldap3.SUBTREE,
+        **paging: Any,
+    ) -> list[_Found]:
+        """The entries found (none when the base does not exist), with their attributes."""
+        if not conn.search(
+            base,
+            query,
+            search_scope=scope,
+            attributes=attributes,
+            time_limit=int(self.settings.timeout_s),
+            **paging,
+        ):
             if conn.result["result"] in (0, _NO_SUCH_OBJECT):
-                return None
-            raise self._failure(conn, "search", self.settings.people_dn)
-        entries = [
-            _Found(e.entry_dn, linked_user_id([str(v) for v in e[link].values]), {})
-            for e in conn.entries
-        ]
-        for entry in entries:
-            if entry.user_id == user_id:
-                return entry
-        for entry in entries:
-            if entry.user_id is not None:
-                raise TargetRejected(f"{self.name}: uid {user_name!r} belongs to another identity")
-            return entry  # an unlinked entry of that name: ours to adopt
-        return None
+                return []
+            raise self._failure(conn, "search", base)
+        found = []
+        for entry in conn.entries:
+            values = {k: [str(v) for v in vs] for k, vs in entry.entry_attributes_as_dict.items()}
+            link = attribute_values(values, self.settings.link_attribute)
+            found.append(_Found(entry.entry_dn, linked_user_id(link), values))
+        return found
+
+    def _attributes(self) -> list[str]:
+        settings = self.settings
+        return [*READ_ATTRIBUTES, settings.link_attribute, settings.disable_attribute]
+
+    def _account(self, found: _Found) -> TargetAccount:
+        settings = self.settings
+        flags = attribute_values(found.attributes, settings.disable_attribute)
+        try:
+            profile = entry_profile(found.attributes)
+        except ValueError:
+            raise TargetRejected(f"{self.name}: {found.dn} does not read as a profile") from None
+        return TargetAccount(found.dn, found.user_id, settings.disabled_value not in flags, profile)
 
     def _dn(self, user_name: str) -> str:
         return f"uid={escape_rdn(user_name)},{self.settings.people_dn}"
+
+    def _group_dn(self, group: str) -> str:
+        if self.settings.groups_dn is None:
+            raise TargetRejected(f"{self.name}: no groups_dn is configured, so no groups")
+        return f"cn={escape_rdn(group)},{self.settings.groups_dn}"
 
     def _failure(self, conn: ldap3.Connection, operation: str, dn: str) -> Exception:
         result = conn.result or {}

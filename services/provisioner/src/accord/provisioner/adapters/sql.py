@@ -3,7 +3,8 @@
 Each account is one row. The target's own primary key (`id_column`) is the account id, as
 text; Accord's user_id goes into `link_column`, so a row is recognised after a rename and a
 row made for someone else is never taken. Profile fields go into the columns `columns` maps
-them to; `active_column` (boolean) is the account's enabled flag.
+them to; `active_column` (boolean) is the account's enabled flag. Group membership, when
+wanted, is a table of (group name, account id) rows: a group exists through its rows.
 
 Table and column names are checked against a plain-identifier pattern and always quoted (so
 they are case-sensitive, as written); values only ever travel as bind parameters. The table
@@ -25,7 +26,8 @@ import asyncpg
 from pydantic import SecretStr
 
 from accord.events import Profile
-from accord.provisioner.ports import AccountRef, TargetRejected, TargetUnavailable
+from accord.provisioner.domain.profiles import read_profile
+from accord.provisioner.ports import AccountRef, TargetAccount, TargetRejected, TargetUnavailable
 
 #: Profile fields a column can be mapped from.
 PROFILE_FIELDS = (
@@ -77,11 +79,29 @@ class SqlSettings:
     """A boolean column: false for a disabled account."""
     timeout_s: float = 10.0
     pool_size: int = 5
+    membership_table: str | None = None
+    """Group membership rows (optionally schema-qualified); None: the target has no groups."""
+    group_column: str = "group_name"
+    """The membership table's group name column."""
+    member_column: str = "account_id"
+    """The membership table's member column: the id column's value (same type; ideally a
+    foreign key to it, ON DELETE CASCADE)."""
 
     def __post_init__(self) -> None:
         _check_name("table", self.table, _TABLE_NAME)
-        for setting in ("id_column", "link_column", "user_name_column", "active_column"):
+        if self.membership_table is not None:
+            _check_name("membership_table", self.membership_table, _TABLE_NAME)
+        for setting in (
+            "id_column",
+            "link_column",
+            "user_name_column",
+            "active_column",
+            "group_column",
+            "member_column",
+        ):
             _check_name(setting, getattr(self, setting), _COLUMN_NAME)
+        if self.group_column == self.member_column:
+            raise ValueError(f"group_column and member_column are both {self.group_column!r}")
         for profile_field, column in self.columns.items():
             if profile_field not in PROFILE_FIELDS:
                 raise ValueError(
@@ -128,6 +148,11 @@ def column_values(profile: Profile) -> dict[str, str | None]:
     }
 
 
+def row_profile(values: dict[str, Any], *, active: bool) -> Profile:
+    """The profile a row holds (see read_profile: odd values read as None)."""
+    return read_profile({**values, "active": active})
+
+
 def failure(target: str, operation: str, error: BaseException) -> Exception:
     """The port's error for a database failure: TargetUnavailable (retry) or TargetRejected.
 
@@ -158,6 +183,15 @@ def failure(target: str, operation: str, error: BaseException) -> Exception:
 
 
 @dataclass(frozen=True)
+class _MembershipSql:
+    """The statements of the membership table: $1 is the group, $2 the member's key."""
+
+    add: str
+    remove: str
+    members: str
+
+
+@dataclass(frozen=True)
 class _Row:
     key: Any
     """The id column's value as the database returns it (used in WHERE clauses)."""
@@ -178,12 +212,28 @@ class SqlConnector:
         key, link = quote_name(s.id_column), quote_name(s.link_column)
         user_name, active = quote_name(s.user_name_column), quote_name(s.active_column)
         self._fields = [f for f in PROFILE_FIELDS if f in s.columns and f != "user_name"]
+        self.managed_fields = frozenset({"user_name", *self._fields})
         mapped = [quote_name(s.columns[f]) for f in self._fields]
-        # Names are checked and quoted above; every value is a $n parameter.
+        # Names are checked and quoted above; every value is a $n parameter. A row is read
+        # under fixed aliases: its key, account id, owner, active flag and profile fields.
+        read = ", ".join(
+            [
+                f"{key} AS _key, {key}::text AS _id, {link}::text AS _owner",
+                f"{active} AS _active, {user_name}::text AS user_name",
+                *(f"{column}::text AS {f}" for f, column in zip(self._fields, mapped, strict=True)),
+            ]
+        )
         self._find_sql = (
-            f"SELECT {key}, {key}::text, {link}::text FROM {table}"  # noqa: S608 - quoted names
+            f"SELECT {read} FROM {table}"  # noqa: S608 - quoted names
             f" WHERE {link} = $1 OR {user_name} = $2 LIMIT 16"
         )
+        # Keyset pagination on the id column (a key: never NULL), never OFFSET.
+        self._first_page_sql = f"SELECT {read} FROM {table} ORDER BY {key} LIMIT $1"  # noqa: S608 - quoted names
+        self._next_page_sql = (
+            f"SELECT {read} FROM {table}"  # noqa: S608 - quoted names
+            f" WHERE {key} > $1 ORDER BY {key} LIMIT $2"
+        )
+        self._membership = _membership_sql(s)
         self._adopt_sql = (
             f"UPDATE {table} SET {link} = $2"  # noqa: S608 - quoted names
             f" WHERE {key} = $1 AND {link} IS NULL RETURNING {key}::text"
@@ -250,6 +300,58 @@ class SqlConnector:
             found = await self._find(conn, user_id, user_name)
             return found.account_id if found else None
 
+    def as_stored(self, profile: Profile) -> Profile:
+        """The profile as the row reads back: a mapped display name is derived when absent."""
+        values = column_values(profile)
+        return profile.model_copy(update={f: values[f] for f in self._fields})
+
+    async def get_account(self, user_id: str, user_name: str) -> TargetAccount | None:
+        """The row linked to the identity, else the one of that user name, whoever owns it."""
+        async with self._connection("lookup") as conn:
+            records = await conn.fetch(self._find_sql, user_id, user_name)
+        linked = [r for r in records if r["_owner"] == user_id]
+        return self._account((linked or records)[0]) if records else None
+
+    async def list_accounts(self, *, page_size: int = 200) -> AsyncIterator[TargetAccount]:
+        """Every row in id order, a page at a time (keyset: `WHERE id > last id`)."""
+        if page_size < 1:
+            raise ValueError("page_size must be at least 1")
+        after: Any = None
+        while True:
+            # A connection per page: a slow consumer does not hold one from the pool.
+            async with self._connection("list") as conn:
+                if after is None:
+                    records = await conn.fetch(self._first_page_sql, page_size)
+                else:
+                    records = await conn.fetch(self._next_page_sql, after, page_size)
+            for record in records:
+                yield self._account(record)
+            if len(records) < page_size:
+                return
+            after = records[-1]["_key"]
+
+    async def add_member(self, user_id: str, user_name: str, group: str) -> str | None:
+        """Insert the (group, account) row unless it is there; the group needs no creating."""
+        statement = self._membership_of(group).add
+        return await self._change_membership(statement, user_id, user_name, group)
+
+    async def remove_member(self, user_id: str, user_name: str, group: str) -> str | None:
+        """Delete the (group, account) row; a row already gone is success."""
+        statement = self._membership_of(group).remove
+        return await self._change_membership(statement, user_id, user_name, group)
+
+    async def list_members(self, group: str) -> list[str]:
+        """The account ids in the group's rows (empty for a group without rows)."""
+        statement = self._membership_of(group).members
+        async with self._connection("list members") as conn:
+            records = await conn.fetch(statement, group)
+        return [r[0] for r in records]
+
+    async def health(self) -> None:
+        """`SELECT 1` on a pooled connection: the database answers and takes the login."""
+        async with self._connection("health check") as conn:
+            await conn.fetchval("SELECT 1", timeout=self.settings.timeout_s)
+
     async def close(self) -> None:
         """Close the pool (if one was ever opened)."""
         pool, self._pool = self._pool, None
@@ -301,7 +403,7 @@ class SqlConnector:
     async def _find(self, conn: Any, user_id: str, user_name: str) -> _Row | None:
         """The identity's row: linked to it, else named like it (and not someone else's)."""
         records = await conn.fetch(self._find_sql, user_id, user_name)
-        rows = [_Row(r[0], r[1], r[2] or None) for r in records]
+        rows = [_Row(r["_key"], r["_id"], r["_owner"] or None) for r in records]
         for row in rows:
             if row.owner == user_id:
                 return row
@@ -311,6 +413,35 @@ class SqlConnector:
                 f"{self.name}: user name {user_name!r} belongs to another identity"
             )
         return rows[0] if rows else None  # an unlinked row of that name: ours to adopt
+
+    def _account(self, record: Any) -> TargetAccount:
+        """A row read back as the port's account (a NULL active flag is not a disabled one)."""
+        active = record["_active"] is not False
+        values = {f: record[f] for f in ("user_name", *self._fields)}
+        try:
+            profile = row_profile(values, active=active)
+        except ValueError as error:
+            raise TargetRejected(f"{self.name}: row {record['_id']}: {error}") from None
+        return TargetAccount(record["_id"], record["_owner"] or None, active, profile)
+
+    def _membership_of(self, group: str) -> _MembershipSql:
+        """The membership statements; a target without a membership table has no groups."""
+        if self._membership is None:
+            raise TargetRejected(
+                f"{self.name}: cannot manage group {group!r}: no membership table is configured"
+            )
+        return self._membership
+
+    async def _change_membership(
+        self, statement: str, user_id: str, user_name: str, group: str
+    ) -> str | None:
+        """Run an add or remove statement for the identity's row; None when it has none."""
+        async with self._connection("membership change") as conn:
+            found = await self._find(conn, user_id, user_name)
+            if found is None:
+                return None
+            await conn.execute(statement, group, found.key)
+            return found.account_id
 
     def _values(self, profile: Profile) -> list[str | None]:
         values = column_values(profile)
@@ -352,6 +483,27 @@ class SqlConnector:
                         server_settings={"application_name": "accord-provisioner"},
                     )
         return self._pool
+
+
+def _membership_sql(s: SqlSettings) -> _MembershipSql | None:
+    """The membership table's statements, if the settings name one."""
+    if s.membership_table is None:
+        return None
+    table = quote_name(s.membership_table)
+    group, member = quote_name(s.group_column), quote_name(s.member_column)
+    row = f"{group} = $1 AND {member} = $2"
+    return _MembershipSql(
+        # NOT EXISTS keeps it idempotent without a unique constraint; ON CONFLICT with one.
+        add=(
+            f"INSERT INTO {table} ({group}, {member}) SELECT $1, $2"  # noqa: S608 - quoted names
+            f" WHERE NOT EXISTS (SELECT 1 FROM {table} WHERE {row}) ON CONFLICT DO NOTHING"
+        ),
+        remove=f"DELETE FROM {table} WHERE {row}",  # noqa: S608 - quoted names
+        members=(
+            f"SELECT DISTINCT {member}::text FROM {table}"  # noqa: S608 - quoted names
+            f" WHERE {group} = $1 ORDER BY 1"
+        ),
+    )
 
 
 def _check_name(setting: str, name: str, pattern: re.Pattern[str]) -> None:

@@ -3,15 +3,24 @@
 The receiver protocol
 =====================
 
-Every call is ``POST <url>`` with a JSON object as its body::
+Every call is ``POST <url>`` with a JSON object as its body. A call about one identity's
+account names the identity::
 
-    {"operation": "find" | "create" | "update" | "disable" | "enable" | "delete",
+    {"operation": "find" | "get" | "create" | "update" | "disable" | "enable" | "delete"
+                  | "add_member" | "remove_member",
      "user_id": "<the identity's id in Accord>",
      "user_name": "<login name>",
-     "profile": {...}}                      # create and update only: the whole Profile,
+     "profile": {...},                      # create and update only: the whole Profile,
                                             # absent attributes as null
+     "group": "<group name>"}               # add_member and remove_member only
 
-and these headers:
+A call about the target as a whole has neither ``user_id`` nor ``user_name``::
+
+    {"operation": "list", "cursor": null | "<next_cursor>", "limit": <int, at least 1>}
+    {"operation": "list_members", "group": "<group name>"}
+    {"operation": "health"}
+
+and every call carries these headers:
 
 ``Content-Type: application/json``
 ``X-Accord-Timestamp: <unix seconds>``
@@ -24,16 +33,18 @@ and these headers:
     be replayed later: :func:`verify_signature` does both. The header may list several
     comma-separated ``v1=`` values (e.g. while a secret is rotated); one match suffices.
 ``Idempotency-Key: <hex>``
-    SHA-256 of ``"<operation>\\n<user_id>\\n<raw body>"``; equal for the retries of one
-    call. The operations are idempotent by design, so the key only helps a receiver
-    spot retries. A receiver that answers a repeated key from a cache instead of acting
-    must forget keys after minutes, not days: disable, enable, disable again legitimately
-    repeats a key.
+    SHA-256 of ``"<operation>\\n<user_id>\\n<raw body>"`` (an empty ``user_id`` for a call
+    without one); equal for the retries of one call. The operations are idempotent by
+    design, so the key only helps a receiver spot retries. A receiver that answers a
+    repeated key from a cache instead of acting must forget keys after minutes, not days:
+    disable, enable, disable again legitimately repeats a key.
 
 A receiver keeps the link between an account and the ``user_id`` it belongs to. It
 looks an account up by that link first, then by ``user_name``; an account found by name
 that is linked to another identity must never be used (answer 409), while an unlinked
-one is adopted (linked) by create and update.
+one is adopted (linked) by create and update. Only ``get`` answers with whichever account
+it finds, whoever it is linked to. A group holds accounts; ``add_member`` creates a group
+it does not find, and a group outlives its last member.
 
 Answers:
 
@@ -42,10 +53,26 @@ Answers:
     returns the existing account, unchanged, when there is one; update creates the
     account when there is none).
 ``200`` (any 2xx) with ``{"account_id": "..."}``
-    for find, disable, enable and delete (disabling a disabled account, or enabling an
-    enabled one, is success).
+    for find, disable, enable, delete, add_member and remove_member (disabling a disabled
+    account, enabling an enabled one, adding a member again or removing a non-member, even
+    from a group that does not exist, is success).
+``200`` (any 2xx) with an account, ``{"account_id": "...", "owner": "<user_id>" | null,
+"active": true | false, "profile": {...}}``
+    for get. ``owner`` is the identity the account is linked to (null: none). ``profile``
+    holds what the account stores, in Profile terms: ``user_name`` (a non-empty string)
+    and the other string attributes of the Profile, null or absent when the account has
+    none; other keys are ignored.
+``200`` (any 2xx) with ``{"accounts": [<account, as for get>, ...], "next_cursor": "..." | null}``
+    for list: at most ``limit`` accounts, linked or not. The next page is asked for with
+    ``cursor`` set to ``next_cursor``; null ends the listing. Every account appears once
+    across the pages.
+``200`` (any 2xx) with ``{"members": ["<account_id>", ...]}``
+    for list_members: every member's account id; an empty list when there is no such group.
+``200`` (any 2xx), any body
+    for health: the receiver is up and checked the signature.
 ``404``
-    find, disable, enable, delete: there is no such account (delete: already gone).
+    find, get, disable, enable, delete, add_member, remove_member: there is no such
+    account (delete: already gone).
 ``409``
     the account of that user name belongs to another identity; a body
     ``{"detail": "..."}`` is optional.
@@ -67,18 +94,35 @@ import hmac
 import json
 import math
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
-from pydantic import SecretStr
+from pydantic import SecretStr, ValidationError
 
 from accord.events import Profile
-from accord.provisioner.ports import AccountRef, TargetRejected, TargetUnavailable
+from accord.provisioner.domain.profiles import TEXT_FIELDS
+from accord.provisioner.ports import AccountRef, TargetAccount, TargetRejected, TargetUnavailable
 
-Operation = Literal["find", "create", "update", "disable", "enable", "delete"]
+T = TypeVar("T")
+Operation = Literal[
+    "find",
+    "get",
+    "create",
+    "update",
+    "disable",
+    "enable",
+    "delete",
+    "add_member",
+    "remove_member",
+    "list",
+    "list_members",
+    "health",
+]
+#: What the receiver stores and gives back: every text field of the profile.
+MANAGED_FIELDS = TEXT_FIELDS
 
 TIMESTAMP_HEADER = "X-Accord-Timestamp"
 SIGNATURE_HEADER = "X-Accord-Signature"
@@ -144,14 +188,10 @@ class WebhookSettings:
             raise ValueError("webhook timeout_s must be a positive number of seconds")
 
 
-@dataclass(frozen=True)
-class _Answer:
-    account_id: str | None
-    created: bool
-
-
 class WebhookConnector:
     """Provisions accounts by signed POSTs to a receiver (see the module docstring)."""
+
+    managed_fields = MANAGED_FIELDS
 
     def __init__(
         self,
@@ -175,45 +215,112 @@ class WebhookConnector:
 
     async def ensure_account(self, user_id: str, profile: Profile) -> AccountRef:
         """``create``: the receiver makes the account unless it has one (then adopts it)."""
-        answer = await self._call("create", user_id, profile.user_name, profile)
-        return _account_ref(self.name, "create", answer)
+        return await self._write("create", user_id, profile)
 
     async def update_account(self, user_id: str, profile: Profile) -> AccountRef:
         """``update``: the receiver brings the account to the profile, creating it if lost."""
-        answer = await self._call("update", user_id, profile.user_name, profile)
-        return _account_ref(self.name, "update", answer)
+        return await self._write("update", user_id, profile)
 
     async def disable_account(self, user_id: str, user_name: str) -> str | None:
         """``disable``; idempotent."""
-        return (await self._call("disable", user_id, user_name)).account_id
+        return await self._for_account(_account_id, "disable", user_id, user_name)
 
     async def enable_account(self, user_id: str, user_name: str) -> str | None:
         """``enable``; idempotent."""
-        return (await self._call("enable", user_id, user_name)).account_id
+        return await self._for_account(_account_id, "enable", user_id, user_name)
 
     async def delete_account(self, user_id: str, user_name: str) -> str | None:
         """``delete``; an account already gone is success (None)."""
-        return (await self._call("delete", user_id, user_name)).account_id
+        return await self._for_account(_account_id, "delete", user_id, user_name)
 
     async def find_account(self, user_id: str, user_name: str) -> str | None:
         """``find``: the account linked to user_id, else the unlinked one named user_name."""
-        return (await self._call("find", user_id, user_name)).account_id
+        return await self._for_account(_account_id, "find", user_id, user_name)
+
+    def as_stored(self, profile: Profile) -> Profile:
+        """The profile itself: the receiver stores it whole and derives nothing."""
+        return profile
+
+    async def get_account(self, user_id: str, user_name: str) -> TargetAccount | None:
+        """``get``: the account linked to user_id, else the one named user_name, whoever's."""
+        return await self._for_account(_account, "get", user_id, user_name)
+
+    async def list_accounts(self, *, page_size: int = 200) -> AsyncIterator[TargetAccount]:
+        """``list``, a page at a time, following ``next_cursor`` until it is null."""
+        what = f"{self.name}: list"
+        cursor: str | None = None
+        while True:
+            call = {"operation": "list", "cursor": cursor, "limit": page_size}
+            accounts, next_cursor = await self._post(what, call, _page)
+            for account in accounts:
+                yield account
+            if next_cursor is None:
+                return
+            if next_cursor == cursor:
+                raise TargetRejected(f"{what}: next_cursor {cursor!r} repeats the last one")
+            cursor = next_cursor
+
+    async def add_member(self, user_id: str, user_name: str, group: str) -> str | None:
+        """``add_member``: the receiver creates the group if it has none; idempotent."""
+        return await self._for_account(_account_id, "add_member", user_id, user_name, group=group)
+
+    async def remove_member(self, user_id: str, user_name: str, group: str) -> str | None:
+        """``remove_member``; idempotent, a missing group included."""
+        return await self._for_account(
+            _account_id, "remove_member", user_id, user_name, group=group
+        )
+
+    async def list_members(self, group: str) -> list[str]:
+        """``list_members``: the members' account ids."""
+        call = {"operation": "list_members", "group": group}
+        return await self._post(f"{self.name}: list_members {group!r}", call, _members)
+
+    async def health(self) -> None:
+        """``health``: any 2xx answer to a signed call."""
+        await self._send(f"{self.name}: health", {"operation": "health"})
 
     async def close(self) -> None:
         """Close the HTTP connection pool."""
         await self._client.aclose()
 
-    async def _call(
-        self, operation: Operation, user_id: str, user_name: str, profile: Profile | None = None
-    ) -> _Answer:
-        payload: dict[str, Any] = {
+    async def _write(
+        self, operation: Literal["create", "update"], user_id: str, profile: Profile
+    ) -> AccountRef:
+        what = f"{self.name}: {operation} {profile.user_name!r}"
+        call = {
             "operation": operation,
             "user_id": user_id,
-            "user_name": user_name,
+            "user_name": profile.user_name,
+            "profile": profile.model_dump(mode="json"),
         }
-        if profile is not None:
-            payload["profile"] = profile.model_dump(mode="json")
-        body = json.dumps(payload, separators=(",", ":"), sort_keys=True).encode("utf-8")
+        return await self._post(what, call, _account_ref)
+
+    async def _for_account(
+        self,
+        parse: Callable[[str, dict[str, Any]], T],
+        operation: Operation,
+        user_id: str,
+        user_name: str,
+        **fields: str,
+    ) -> T | None:
+        """A call about an identity's account: its answer, None when it has none (404)."""
+        what = f"{self.name}: {operation} {user_name!r}"
+        call = {"operation": operation, "user_id": user_id, "user_name": user_name, **fields}
+        response = await self._send(what, call, missing_ok=True)
+        return None if response.status_code == 404 else parse(what, _json_object(what, response))
+
+    async def _post(
+        self, what: str, call: dict[str, Any], parse: Callable[[str, dict[str, Any]], T]
+    ) -> T:
+        """A call whose every answer but a 2xx is a failure; its answer, parsed."""
+        return parse(what, _json_object(what, await self._send(what, call)))
+
+    async def _send(
+        self, what: str, call: dict[str, Any], *, missing_ok: bool = False
+    ) -> httpx.Response:
+        """Sign and POST the call: a 2xx answer (or a 404 if missing_ok); others raise."""
+        operation, user_id = call["operation"], call.get("user_id", "")
+        body = json.dumps(call, separators=(",", ":"), sort_keys=True).encode("utf-8")
         timestamp = str(int(self._clock()))
         headers = {
             "Content-Type": "application/json",
@@ -221,21 +328,15 @@ class WebhookConnector:
             SIGNATURE_HEADER: sign(self._secret.get_secret_value().encode(), timestamp, body),
             IDEMPOTENCY_HEADER: idempotency_key(operation, user_id, body),
         }
-        what = f"{self.name}: {operation} {user_name!r}"
         try:
             response = await self._client.post(self._url, content=body, headers=headers)
         except httpx.TimeoutException:
             raise TargetUnavailable(f"{what} timed out") from None
         except httpx.TransportError as error:
             raise TargetUnavailable(f"{what} failed: {type(error).__name__}") from None
-        return self._answer(what, operation, response)
-
-    def _answer(self, what: str, operation: Operation, response: httpx.Response) -> _Answer:
         status = response.status_code
-        if 200 <= status < 300:
-            return _parse(what, operation, response)
-        if status == 404 and operation not in ("create", "update"):
-            return _Answer(None, created=False)
+        if 200 <= status < 300 or (status == 404 and missing_ok):
+            return response
         detail = _detail(response)
         suffix = f": {detail}" if detail else ""
         if status == 409:
@@ -246,26 +347,64 @@ class WebhookConnector:
         raise TargetRejected(message)
 
 
-def _account_ref(name: str, operation: str, answer: _Answer) -> AccountRef:
-    if answer.account_id is None:  # create and update never answer 'no such account'
-        raise TargetRejected(f"{name}: {operation} answered without an account_id")
-    return AccountRef(answer.account_id, already_existed=not answer.created)
-
-
-def _parse(what: str, operation: Operation, response: httpx.Response) -> _Answer:
+def _json_object(what: str, response: httpx.Response) -> dict[str, Any]:
     try:
         body = response.json()
     except ValueError:
         raise TargetRejected(f"{what}: the answer is not JSON") from None
     if not isinstance(body, dict):
         raise TargetRejected(f"{what}: the answer is not a JSON object")
+    return body
+
+
+def _account_id(what: str, body: dict[str, Any]) -> str:
     account_id = body.get("account_id")
     if not isinstance(account_id, str) or not account_id:
         raise TargetRejected(f"{what}: the answer has no account_id")
-    created = body.get("created", False)
-    if operation in ("create", "update") and not isinstance(body.get("created"), bool):
+    return account_id
+
+
+def _account_ref(what: str, body: dict[str, Any]) -> AccountRef:
+    account_id = _account_id(what, body)
+    created = body.get("created")
+    if not isinstance(created, bool):
         raise TargetRejected(f"{what}: the answer has no boolean 'created'")
-    return _Answer(account_id, created=bool(created))
+    return AccountRef(account_id, already_existed=not created)
+
+
+def _account(what: str, body: object) -> TargetAccount:
+    if not isinstance(body, dict):
+        raise TargetRejected(f"{what}: an account is not a JSON object")
+    account_id = _account_id(what, body)
+    owner, active, profile = body.get("owner"), body.get("active"), body.get("profile")
+    if owner is not None and (not isinstance(owner, str) or not owner):
+        raise TargetRejected(f"{what}: the account's owner is neither null nor a user_id")
+    if not isinstance(active, bool):
+        raise TargetRejected(f"{what}: the account has no boolean 'active'")
+    if not isinstance(profile, dict):
+        raise TargetRejected(f"{what}: the account has no profile object")
+    try:
+        read = Profile.model_validate({field: profile.get(field) for field in MANAGED_FIELDS})
+    except ValidationError as error:
+        fields = sorted({str(e["loc"][0]) for e in error.errors() if e["loc"]})
+        raise TargetRejected(f"{what}: the account's profile is invalid: {fields}") from None
+    return TargetAccount(account_id, owner, active, read)
+
+
+def _page(what: str, body: dict[str, Any]) -> tuple[list[TargetAccount], str | None]:
+    accounts, cursor = body.get("accounts"), body.get("next_cursor")
+    if not isinstance(accounts, list):
+        raise TargetRejected(f"{what}: the answer has no list of accounts")
+    if cursor is not None and (not isinstance(cursor, str) or not cursor):
+        raise TargetRejected(f"{what}: next_cursor is neither null nor a string")
+    return [_account(what, item) for item in accounts], cursor
+
+
+def _members(what: str, body: dict[str, Any]) -> list[str]:
+    members = body.get("members")
+    if not isinstance(members, list) or not all(isinstance(m, str) and m for m in members):
+        raise TargetRejected(f"{what}: the answer has no list of account ids")
+    return members
 
 
 def _detail(response: httpx.Response) -> str:
