@@ -61,6 +61,8 @@ ENDPOINTS = [
         body={"reason": "matrix"},
     ),
     Endpoint("provisioner", "/v1/targets", Permission.TARGETS_READ),
+    Endpoint("provisioner", "/v1/targets/{target}/health", Permission.TARGETS_READ),
+    Endpoint("provisioner", "/v1/reconciliations", Permission.TARGETS_READ),
     Endpoint("authz", "/v1/policies", Permission.POLICIES_READ),
     Endpoint("authz", "/v1/principals/{user_id}", Permission.PRINCIPALS_READ, owned=True),
     Endpoint("authz", "/v1/access-requests", Permission.ACCESS_REQUEST, method="post"),
@@ -79,7 +81,10 @@ class Joiner:
 
     def url(self, endpoint: Endpoint) -> str:
         return endpoint.path.format(
-            user_id=self.user_id, saga_id=self.saga_id, request_id=self.request_id
+            user_id=self.user_id,
+            saga_id=self.saga_id,
+            request_id=self.request_id,
+            target="scim-demo",
         )
 
 

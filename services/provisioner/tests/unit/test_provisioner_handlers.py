@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from datetime import datetime, timedelta
 from typing import Any, cast, get_args
 
 import pytest
@@ -20,8 +21,14 @@ from accord.provisioner import handlers
 from accord.provisioner.domain.breaker import CircuitBreaker
 from accord.provisioner.guard import TargetGuard
 from accord.provisioner.handlers import handle_provision_requested
-from accord.provisioner.ports import AccountRef, Connector, TargetRejected, TargetUnavailable
-from accord.runtime.consumer import HandlerContext
+from accord.provisioner.ports import (
+    AccountRef,
+    Connector,
+    TargetAccount,
+    TargetRejected,
+    TargetUnavailable,
+)
+from accord.runtime.consumer import GaveUp, HandlerContext
 
 SOURCE = "accord/provisioner"
 PROFILE = Profile(user_name="ada", given_name="Ada", family_name="Lovelace")
@@ -71,6 +78,30 @@ class FakeConnector:
     async def find_account(self, user_id: str, user_name: str) -> str | None:
         raise AssertionError("the handler never looks accounts up itself")
 
+    managed_fields = frozenset({"user_name"})
+
+    def as_stored(self, profile: Profile) -> Profile:
+        return profile
+
+    async def get_account(self, user_id: str, user_name: str) -> TargetAccount | None:
+        raise AssertionError("the handler never reads accounts")
+
+    async def list_accounts(self, *, page_size: int = 200) -> AsyncIterator[TargetAccount]:
+        raise AssertionError("the handler never lists accounts")
+        yield  # pragma: no cover - makes this an async generator
+
+    async def add_member(self, user_id: str, user_name: str, group: str) -> str | None:
+        return self._leaver(("add_member", user_id, group))
+
+    async def remove_member(self, user_id: str, user_name: str, group: str) -> str | None:
+        return self._leaver(("remove_member", user_id, group))
+
+    async def list_members(self, group: str) -> list[str]:
+        raise AssertionError("the handler never lists members")
+
+    async def health(self) -> None:
+        self._next()
+
     async def close(self) -> None:
         self.closed = True
 
@@ -80,7 +111,13 @@ def context() -> HandlerContext:
     return HandlerContext(conn=cast(Any, None), source=SOURCE, topic="provision.requested")
 
 
-def command(unique: str, *, target: str = "scim-demo", operation: Operation = "create") -> Envelope:
+def command(
+    unique: str,
+    *,
+    target: str = "scim-demo",
+    operation: Operation = "create",
+    group: str | None = None,
+) -> Envelope:
     data = ProvisionRequested(
         user_id=f"e-{unique}",
         target=target,
@@ -88,16 +125,25 @@ def command(unique: str, *, target: str = "scim-demo", operation: Operation = "c
         saga_id=f"saga-{unique}",
         step_id=f"saga-{unique}:{target}",
         profile=PROFILE,
+        group=group,
     )
     return new_event(data, source="accord/orchestrator", correlation_id=f"corr-{unique}")
+
+
+async def outcome(
+    event: Envelope, connectors: Mapping[str, Connector], **kwargs: Any
+) -> list[Envelope] | GaveUp:
+    return await handle_provision_requested(
+        event, context(), connectors=connectors, base_delay_s=0, **kwargs
+    )
 
 
 async def handle(
     event: Envelope, connectors: Mapping[str, Connector], **kwargs: Any
 ) -> list[Envelope]:
-    return await handle_provision_requested(
-        event, context(), connectors=connectors, base_delay_s=0, **kwargs
-    )
+    """The events the handler emits, whether or not it also gave up."""
+    result = await outcome(event, connectors, **kwargs)
+    return list(result.events) if isinstance(result, GaveUp) else result
 
 
 def assert_reply_to(reply: Envelope, cause: Envelope) -> None:
@@ -194,6 +240,38 @@ async def test_unavailable_every_time_fails_retryable_after_max_attempts(unique:
     assert len(fake.calls) == 3
 
 
+async def test_a_spent_retry_budget_also_dead_letters_the_command(unique: str) -> None:
+    fake = FakeConnector("scim-demo", TargetUnavailable("scim-demo: POST /Users -> 503"))
+
+    result = await outcome(command(unique), {"scim-demo": fake}, max_attempts=2)
+
+    assert isinstance(result, GaveUp)
+    assert result.reason == "gave up after 2 attempts: scim-demo: POST /Users -> 503"
+    assert result.error_type == "retries-exhausted"
+    (reply,) = result.events
+    assert isinstance(reply.data, AccountProvisionFailed)
+    assert reply.data.reason == result.reason
+
+
+async def test_a_refusal_is_not_dead_lettered(unique: str) -> None:
+    fake = FakeConnector("scim-demo", TargetRejected("scim-demo: POST /Users -> 400"))
+
+    result = await outcome(command(unique), {"scim-demo": fake})
+
+    assert isinstance(result, list)
+    assert [r.type for r in result] == ["account.provision_failed"]
+
+
+async def test_the_targets_own_attempts_win_over_the_default(unique: str) -> None:
+    fake = FakeConnector("crm", TargetUnavailable("crm: 503"))
+    guards = {"crm": TargetGuard("crm", attempts=2)}
+
+    result = await outcome(command(unique, target="crm"), {"crm": fake}, guards=guards)
+
+    assert isinstance(result, GaveUp)
+    assert len(fake.calls) == 2
+
+
 async def test_one_attempt_means_no_retry(unique: str) -> None:
     fake = FakeConnector("scim-demo", TargetUnavailable("down"))
 
@@ -271,6 +349,57 @@ async def test_an_operation_not_supported_fails_permanently_without_calling_the_
 
 def test_every_operation_of_the_contract_is_supported() -> None:
     assert set(get_args(Operation)) == handlers.SUPPORTED_OPERATIONS
+
+
+async def test_membership_changes_go_to_the_connector_with_their_group(unique: str) -> None:
+    fake = FakeConnector("scim-demo", AccountRef("acc-1", already_existed=True))
+
+    (added,) = await handle(
+        command(unique, operation="add_member", group="Admins"), {"scim-demo": fake}
+    )
+    (removed,) = await handle(
+        command(unique, operation="remove_member", group="Admins"), {"scim-demo": fake}
+    )
+
+    assert fake.leaver_calls == [
+        ("add_member", f"e-{unique}", "Admins"),
+        ("remove_member", f"e-{unique}", "Admins"),
+    ]
+    for reply in (added, removed):
+        assert isinstance(reply.data, AccountProvisioned)
+        assert (reply.data.group, reply.data.account_id) == ("Admins", "acc-1")
+
+
+async def test_adding_someone_without_an_account_to_a_group_fails_for_good(unique: str) -> None:
+    fake = FakeConnector("scim-demo", AccountRef("none", already_existed=False))
+
+    (reply,) = await handle(
+        command(unique, operation="add_member", group="Admins"), {"scim-demo": fake}
+    )
+
+    assert isinstance(reply.data, AccountProvisionFailed)
+    assert reply.data.retryable is False
+    assert "no account to add to group 'Admins'" in reply.data.reason
+
+
+async def test_a_command_older_than_the_latest_recorded_one_is_superseded(unique: str) -> None:
+    fake = FakeConnector("scim-demo", AccountRef("acc-1", already_existed=False))
+    event = command(unique)
+
+    async def newer(_: ProvisionRequested) -> datetime:
+        return event.time + timedelta(seconds=1)
+
+    async def same(_: ProvisionRequested) -> datetime:
+        return event.time
+
+    (stale,) = await handle(event, {"scim-demo": fake}, latest_command=newer)
+    assert isinstance(stale.data, AccountProvisionFailed)
+    assert stale.data.retryable is False
+    assert "superseded by a newer command" in stale.data.reason
+    assert fake.calls == []
+    # Its own record (a redelivery of the same command) is not newer than itself.
+    (again,) = await handle(event, {"scim-demo": fake}, latest_command=same)
+    assert isinstance(again.data, AccountProvisioned)
 
 
 async def test_update_reports_the_account_it_updated(unique: str) -> None:
@@ -430,7 +559,9 @@ async def test_a_dead_target_opens_its_circuit_and_later_commands_fail_fast() ->
     guards = {"crm": TargetGuard("crm", breaker=CircuitBreaker(threshold=3, cooldown_s=60))}
 
     first = await handle(command("a", target="crm"), {"crm": connector}, guards=guards)
-    second = await handle(command("b", target="crm"), {"crm": connector}, guards=guards)
+    fast = await outcome(command("b", target="crm"), {"crm": connector}, guards=guards)
+    assert isinstance(fast, GaveUp)
+    second = list(fast.events)
 
     assert len(connector.calls) == 3  # the threshold, then no more calls
     for reply in (first, second):

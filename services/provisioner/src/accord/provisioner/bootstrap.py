@@ -4,18 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from functools import partial
+from typing import Any
 
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, HTTPException, Query
 
-from accord.events import topics
-from accord.provisioner import handlers
+from accord.events import Envelope, topics
+from accord.provisioner import handlers, schedule
+from accord.provisioner.adapters import ledger
 from accord.provisioner.adapters.ldap import LdapConnector, LdapSettings
 from accord.provisioner.adapters.scim import ScimConnector
 from accord.provisioner.adapters.sql import SqlConnector
 from accord.provisioner.adapters.webhook import WebhookConnector, WebhookSettings
 from accord.provisioner.domain.breaker import CircuitBreaker
 from accord.provisioner.guard import TargetGuard
-from accord.provisioner.ports import Connector
+from accord.provisioner.ports import Connector, TargetRejected, TargetUnavailable
+from accord.provisioner.reconcile import Reconciler
 from accord.provisioner.settings import ProvisionerSettings
 from accord.provisioner.targets import (
     LdapTarget,
@@ -25,10 +28,10 @@ from accord.provisioner.targets import (
     load_targets,
 )
 from accord.provisioner.url_guard import check_url
-from accord.runtime.consumer import Effect, Route
+from accord.runtime.consumer import Effect, HandlerContext, Route
 from accord.runtime.security.api import require
 from accord.runtime.security.roles import Permission
-from accord.runtime.service import Runtime, ServiceDefinition
+from accord.runtime.service import Hook, Runtime, ServiceDefinition
 
 
 def connector_for(target: Target) -> Connector:
@@ -43,6 +46,8 @@ def connector_for(target: Target) -> Connector:
             disable_attribute=target.disable_attribute,
             disabled_value=target.disabled_value,
             timeout_s=target.timeout_s,
+            groups_dn=target.groups_dn,
+            empty_member_dn=target.empty_member_dn,
         )
         return LdapConnector(target.name, settings)
     if isinstance(target, SqlTarget):
@@ -53,24 +58,37 @@ def connector_for(target: Target) -> Connector:
     return ScimConnector(target.name, target.url, target.token(), timeout_s=target.timeout_s)
 
 
-def definition(settings: ProvisionerSettings) -> ServiceDefinition:
-    """The provisioner as the runtime runs it."""
+def guard_for(target: Target) -> TargetGuard:
+    """The limits a declared target asks for."""
+    return TargetGuard(
+        target.name,
+        attempts=target.max_attempts,
+        concurrency=target.max_concurrency,
+        rate_per_s=target.rate_per_s,
+        breaker=CircuitBreaker(target.breaker_threshold, target.breaker_cooldown_s),
+    )
+
+
+def checked_targets(settings: ProvisionerSettings) -> list[Target]:
+    """The declared targets; none may reach a metadata service unless allowed."""
     targets = load_targets(settings.targets_file).targets
     for target in targets:
-        # Before anything connects: no target may reach a metadata service unless allowed.
         if not isinstance(target, SqlTarget):
             check_url(target.url, allow_link_local=target.allow_link_local)
+    return targets
+
+
+async def record_command(event: Envelope, ctx: HandlerContext) -> list[Envelope]:
+    """Note the command in the ledger, in the transaction that commits its outcome."""
+    await ledger.record_command(ctx.conn, event)
+    return []
+
+
+def definition(settings: ProvisionerSettings) -> ServiceDefinition:
+    """The provisioner as the runtime runs it."""
+    targets = checked_targets(settings)
     connectors: dict[str, Connector] = {}
-    guards = {
-        t.name: TargetGuard(
-            t.name,
-            concurrency=t.max_concurrency,
-            rate_per_s=t.rate_per_s,
-            breaker=CircuitBreaker(t.breaker_threshold, t.breaker_cooldown_s),
-        )
-        for t in targets
-    }
-    attempts = {t.name: t.max_attempts for t in targets}
+    guards = {t.name: guard_for(t) for t in targets}
 
     async def open_connectors(runtime: Runtime) -> None:
         for target in targets:
@@ -88,10 +106,21 @@ def definition(settings: ProvisionerSettings) -> ServiceDefinition:
                     handlers.handle_provision_requested,
                     connectors=connectors,
                     guards=guards,
-                    max_attempts=max(attempts.values(), default=5),
-                )
+                    latest_command=partial(ledger.newer_command_at, runtime.pool),
+                ),
+                record=record_command,
             )
         }
+
+    def scheduled(name: str, every_s: float) -> Hook:
+        async def run(runtime: Runtime) -> None:
+            def reconciler() -> Reconciler:
+                connector, guard = connectors[name], guards[name]
+                return Reconciler(runtime.pool, runtime.schema, runtime.source, connector, guard)
+
+            await schedule.keep_reconciling(runtime, reconciler, every_s)
+
+        return run
 
     def configure_app(app: FastAPI, runtime: Runtime) -> None:
         @app.get(
@@ -102,12 +131,38 @@ def definition(settings: ProvisionerSettings) -> ServiceDefinition:
         async def list_targets() -> list[dict[str, str]]:
             return [{"name": t.name, "kind": t.kind, "url": t.url} for t in targets]
 
+        @app.get(
+            "/v1/targets/{target}/health",
+            summary="Whether the target answers and accepts Accord's credentials",
+            dependencies=[Depends(require(Permission.TARGETS_READ))],
+        )
+        async def target_health(target: str) -> dict[str, Any]:
+            connector = connectors.get(target)
+            if connector is None:
+                raise HTTPException(404, f"no target named {target!r}")
+            try:
+                await connector.health()
+            except (TargetUnavailable, TargetRejected) as error:
+                return {"name": target, "healthy": False, "error": str(error)}
+            return {"name": target, "healthy": True, "error": None}
+
+        @app.get(
+            "/v1/reconciliations",
+            summary="Reconciliation runs, newest first",
+            dependencies=[Depends(require(Permission.TARGETS_READ))],
+        )
+        async def list_reconciliations(
+            target: str | None = None, limit: int = Query(default=20, ge=1, le=500)
+        ) -> list[dict[str, Any]]:
+            return await ledger.runs(runtime.pool, target, limit=limit)
+
     return ServiceDefinition(
         name="provisioner",
         http_port=settings.http_port,
-        migrations=[],
+        migrations=["accord.provisioner.migrations"],
         routes=routes,
         configure_app=configure_app,
         on_start=[open_connectors],
         on_stop=[close_connectors],
+        background=[scheduled(t.name, t.reconcile_every_s) for t in targets if t.reconcile_every_s],
     )

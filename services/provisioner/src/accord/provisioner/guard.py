@@ -21,12 +21,14 @@ class CircuitOpen(TargetUnavailable):
 
 class TargetGuard:
     """At most `concurrency` calls to one target at a time, at most `rate_per_s` calls a
-    second (when set; the target's published API limits), through its circuit breaker."""
+    second (when set; the target's published API limits), through its circuit breaker;
+    `attempts` is how many times a command may try the target before it gives up."""
 
     def __init__(
         self,
         name: str,
         *,
+        attempts: int = 5,
         concurrency: int = 8,
         rate_per_s: float | None = None,
         breaker: CircuitBreaker | None = None,
@@ -34,6 +36,7 @@ class TargetGuard:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.name = name
+        self.attempts = attempts
         self._sleep = sleep
         self.breaker = breaker or CircuitBreaker()
         self._slots = asyncio.Semaphore(concurrency)

@@ -1,0 +1,146 @@
+"""Reconciliation judged without a target: compare, the ledger's states, the schedule."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from accord.events import Envelope, Profile, ProvisionRequested, new_event
+from accord.provisioner.adapters.ledger import state_after
+from accord.provisioner.domain.reconcile import (
+    Desired,
+    Difference,
+    Drifted,
+    InSync,
+    Missing,
+    Orphan,
+    Tally,
+    compare,
+)
+from accord.provisioner.ports import TargetAccount
+from accord.provisioner.schedule import seconds_until_due
+
+MANAGED = frozenset({"user_name", "title", "display_name"})
+ADA = Profile(user_name="ada", given_name="Ada", family_name="Lovelace", title="Analyst")
+
+
+def derived_display(profile: Profile) -> Profile:
+    """Like a SCIM target: a display name from the names when there is none."""
+    if profile.display_name:
+        return profile
+    names = " ".join(n for n in (profile.given_name, profile.family_name) if n)
+    return profile.model_copy(update={"display_name": names or None})
+
+
+def account(owner: str | None, *, active: bool = True, **fields: object) -> TargetAccount:
+    profile = derived_display(ADA).model_copy(update=fields)
+    return TargetAccount("acc-1", owner, active, profile)
+
+
+def judge(found: TargetAccount, desired: Desired | None) -> object:
+    return compare(found, desired, managed_fields=MANAGED, as_stored=derived_display)
+
+
+def test_an_account_as_the_target_would_store_it_is_in_sync() -> None:
+    found = account("u-1")
+    assert judge(found, Desired("u-1", ADA, "active")) == InSync(found)
+
+
+def test_a_changed_attribute_is_drift_naming_the_field_and_both_values() -> None:
+    found = account("u-1", title="Boss")
+    desired = Desired("u-1", ADA, "active")
+
+    assert judge(found, desired) == Drifted(
+        found, desired, (Difference("title", "Analyst", "Boss"),)
+    )
+
+
+def test_fields_the_connector_does_not_manage_are_not_compared() -> None:
+    found = account("u-1", department="Elsewhere")
+    assert isinstance(judge(found, Desired("u-1", ADA, "active")), InSync)
+
+
+@pytest.mark.parametrize(
+    ("state", "active", "expected"),
+    [("disabled", True, ("false", "true")), ("active", False, ("true", "false"))],
+)
+def test_a_wrong_status_is_drift_of_active(
+    state: str, active: bool, expected: tuple[str, str]
+) -> None:
+    found = account("u-1", active=active)
+    finding = judge(found, Desired("u-1", ADA, state))  # type: ignore[arg-type]
+    assert isinstance(finding, Drifted)
+    assert finding.differences == (Difference("active", *expected),)
+
+
+@pytest.mark.parametrize(
+    ("owner", "desired", "reason"),
+    [
+        (None, None, "unlinked"),
+        ("u-9", None, "unknown_owner"),
+        ("u-1", Desired("u-1", ADA, "absent"), "not_entitled"),
+    ],
+)
+def test_accounts_nobody_should_have_are_orphans(
+    owner: str | None, desired: Desired | None, reason: str
+) -> None:
+    found = account(owner)
+    assert judge(found, desired) == Orphan(found, reason)  # type: ignore[arg-type]
+
+
+def test_the_tally_counts_accounts_read_apart_from_missing_ones() -> None:
+    tally = Tally()
+    desired = Desired("u-1", ADA, "active")
+    for finding in (
+        InSync(account("u-1")),
+        Drifted(account("u-2"), desired, ()),
+        Orphan(account(None), "unlinked"),
+        Missing(desired),
+    ):
+        tally.add(finding)
+    assert (tally.accounts, tally.in_sync, tally.drifted, tally.orphans, tally.missing) == (
+        3,
+        1,
+        1,
+        1,
+        1,
+    )
+
+
+def command(operation: str, *, active: bool = True) -> Envelope:
+    data = ProvisionRequested(
+        user_id="u-1",
+        target="crm",
+        operation=operation,  # type: ignore[arg-type]
+        saga_id="s-1",
+        step_id="s-1:crm",
+        profile=ADA.model_copy(update={"active": active}),
+    )
+    return new_event(data, source="test")
+
+
+@pytest.mark.parametrize(
+    ("operation", "active", "state"),
+    [
+        ("create", True, "active"),
+        ("update", True, "active"),
+        ("update", False, "disabled"),
+        ("enable", True, "active"),
+        ("disable", True, "disabled"),
+        ("delete", True, "absent"),
+    ],
+)
+def test_each_command_leaves_the_ledger_wanting_a_state(
+    operation: str, active: bool, state: str
+) -> None:
+    data = command(operation, active=active).data
+    assert isinstance(data, ProvisionRequested)
+    assert state_after(data) == state
+
+
+def test_a_run_is_due_every_interval_after_the_last_one_started() -> None:
+    now = datetime(2026, 11, 26, 12, tzinfo=UTC)
+    assert seconds_until_due(None, 3600, now) == 0
+    assert seconds_until_due(now - timedelta(minutes=15), 3600, now) == 2700
+    assert seconds_until_due(now - timedelta(hours=5), 3600, now) == 0
