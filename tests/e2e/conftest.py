@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -12,12 +14,42 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from accord.stack.platform import Platform, PlatformConfig
+from accord.stack.fault_proxy import FaultProxy
+from accord.stack.platform import DepartmentTarget, Platform, PlatformConfig
+from accord.stack.scim_target import ScimTarget
 from accord.stack.testing import create_database
 
 from .oidc_issuer import LocalIssuer
 
 T = TypeVar("T")
+
+CHAOS_DEPARTMENT = "Chaos"
+"""Joiners of this department get an account in the chaos target only."""
+CHAOS_MAX_ATTEMPTS = 3
+"""The provisioner's attempts per request to the chaos target."""
+SAGA_TRANSIENT_ROUNDS = 6
+"""Rounds a saga failed for transient reasons only retries by itself, 1 s then 2 s apart:
+11 s of waiting in all, more than the chaos target's 10 s outage."""
+
+
+@dataclass(frozen=True)
+class Chaos:
+    """The chaos target: a scim2-server of its own behind a fault proxy the tests steer."""
+
+    upstream: ScimTarget
+    proxy: FaultProxy
+
+    def target(self) -> DepartmentTarget:
+        """How the platform declares it: the proxy's address, a breaker that stays closed."""
+        return DepartmentTarget(
+            name="scim-chaos",
+            url=f"{self.proxy.base_url}/v2",
+            token=self.upstream.bearer_token,
+            department=CHAOS_DEPARTMENT,
+            max_attempts=CHAOS_MAX_ATTEMPTS,
+            # Far above the failures of any scenario: an open circuit would mask them.
+            breaker_threshold=1000,
+        )
 
 
 @pytest.fixture(scope="session")
@@ -30,13 +62,45 @@ def oidc_issuer() -> Iterator[LocalIssuer]:
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def chaos_parts(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Chaos]:
+    """The chaos target's proxy, listening from the start (the platform needs its address);
+    its scim2-server starts only when a test asks for `chaos`."""
+    upstream = ScimTarget(log_dir=Path(tmp_path_factory.mktemp("chaos")))
+    proxy = FaultProxy(upstream.base_url)
+    await proxy.start()
+    try:
+        yield Chaos(upstream, proxy)
+    finally:
+        await proxy.stop()
+        await upstream.stop()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def chaos_started(chaos_parts: Chaos) -> Chaos:
+    """The chaos target with its scim2-server started (stopped with `chaos_parts`)."""
+    await chaos_parts.upstream.start()
+    return chaos_parts
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def chaos(chaos_started: Chaos, platform: Platform) -> AsyncIterator[Chaos]:
+    """The chaos target passing through with no requests counted; healed after the test."""
+    chaos_started.proxy.reset()
+    yield chaos_started
+    await chaos_started.proxy.up()
+    chaos_started.proxy.reset()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def platform(
     kafka_bootstrap: str,
     postgres_server: str,
     oidc_issuer: LocalIssuer,
+    chaos_parts: Chaos,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[Platform]:
-    """All four services, a scim2-server target, on the session broker and a fresh database."""
+    """All four services, a scim2-server target and the chaos target, on the session broker
+    and a fresh database."""
     home = Path(tmp_path_factory.mktemp("platform"))
     config = PlatformConfig.ephemeral(
         home,
@@ -55,7 +119,9 @@ async def platform(
             "ACCORD_TIMER_POLL_S": "0.2",
             "ACCORD_SAGA_RETRY_BASE_S": "1",
             "ACCORD_SAGA_RETRY_CAP_S": "2",
+            "ACCORD_SAGA_TRANSIENT_ROUNDS": str(SAGA_TRANSIENT_ROUNDS),
         },
+        department_targets=[chaos_parts.target()],
     )
     started = time.monotonic()
     platform = Platform(config)
@@ -92,11 +158,11 @@ async def eventually(
         await asyncio.sleep(0.1)
 
 
-async def scim_users(platform: Platform, user_name: str) -> list[dict[str, Any]]:
-    """Users named user_name in the demo SCIM target."""
+async def users_in(target: ScimTarget, user_name: str) -> list[dict[str, Any]]:
+    """Users named user_name in a scim2-server, asked directly."""
     async with httpx.AsyncClient(
-        base_url=f"{platform.scim.base_url}/v2",
-        headers={"Authorization": f"Bearer {platform.scim.bearer_token}"},
+        base_url=f"{target.base_url}/v2",
+        headers={"Authorization": f"Bearer {target.bearer_token}"},
         timeout=5,
     ) as client:
         response = await client.get("/Users", params={"filter": f'userName eq "{user_name}"'})
@@ -105,17 +171,29 @@ async def scim_users(platform: Platform, user_name: str) -> list[dict[str, Any]]
         return resources
 
 
-async def target_account(platform: Platform, user_name: str, **expected: Any) -> dict[str, Any]:
-    """The user's one account in the demo target, once it shows the expected values."""
+async def scim_users(platform: Platform, user_name: str) -> list[dict[str, Any]]:
+    """Users named user_name in the demo SCIM target."""
+    return await users_in(platform.scim, user_name)
+
+
+async def account_in(
+    target: ScimTarget, user_name: str, *, timeout: float = 30.0, **expected: Any
+) -> dict[str, Any]:
+    """The user's one account in a scim2-server, once it shows the expected values."""
 
     async def probe() -> dict[str, Any] | None:
-        found = await scim_users(platform, user_name)
+        found = await users_in(target, user_name)
         assert len(found) <= 1, f"{len(found)} accounts for {user_name}"
         if found and all(found[0].get(k) == v for k, v in expected.items()):
             return found[0]
         return None
 
-    return await eventually(probe, what=f"{user_name}'s account with {expected}")
+    return await eventually(probe, timeout=timeout, what=f"{user_name}'s account with {expected}")
+
+
+async def target_account(platform: Platform, user_name: str, **expected: Any) -> dict[str, Any]:
+    """The user's one account in the demo target, once it shows the expected values."""
+    return await account_in(platform.scim, user_name, **expected)
 
 
 async def no_account(platform: Platform, user_name: str) -> None:
@@ -143,3 +221,30 @@ async def audit_events(platform: Platform, **filters: str) -> list[dict[str, Any
         response.raise_for_status()
         items: list[dict[str, Any]] = response.json()["items"]
         return items
+
+
+async def joiner_saga(platform: Platform, user_id: str) -> dict[str, Any] | None:
+    """The identity's joiner saga as the orchestrator's API shows it, if there is one."""
+    async with api_client(platform, "orchestrator") as client:
+        response = await client.get("/v1/sagas", params={"subject_id": user_id})
+        response.raise_for_status()
+    found = [s for s in response.json()["items"] if s["saga_type"] == "joiner"]
+    assert len(found) <= 1, f"{len(found)} joiner sagas for {user_id}"
+    return found[0] if found else None
+
+
+async def accord_cli(platform: Platform, *args: str) -> tuple[int, str, str]:
+    """Run the `accord` command against the platform: exit status, stdout, stderr."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "accord.events.cli",
+        *args,
+        # What the services get: the database, the broker, the targets file and its secrets.
+        env=platform.service_env(),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await process.communicate()
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()

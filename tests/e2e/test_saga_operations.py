@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import sys
 from typing import Any
 
 import httpx
@@ -15,7 +12,7 @@ from accord.events import Publisher, UserCreated
 from accord.runtime.security.roles import Role
 from accord.stack.platform import Platform
 
-from .conftest import api_client, eventually
+from .conftest import accord_cli, api_client, eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -33,21 +30,6 @@ async def saga_of(platform: Platform, user_id: str, status: str) -> dict[str, An
         page = (await client.get("/v1/sagas", params={"subject_id": user_id})).json()
     found = [s for s in page["items"] if s["saga_type"] == "joiner" and s["status"] == status]
     return found[0] if found else None
-
-
-async def accord_cli(platform: Platform, *args: str) -> tuple[int, str, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "accord.events.cli",
-        *args,
-        env={**os.environ, "DATABASE_URL": platform.database_url},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await process.communicate()
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
 
 
 async def test_a_failed_joiner_is_shown_retried_and_completes(
