@@ -91,7 +91,7 @@ def test_attribute_names_match_case_insensitively_and_the_first_value_counts() -
 
 
 def test_an_entry_without_a_uid_is_no_profile() -> None:
-    with pytest.raises(ValueError, match="user name .* is not a valid one"):
+    with pytest.raises(ValueError, match=r"user name .* is not a valid one"):
         entry_profile({"cn": ["Nobody"], "sn": ["Nobody"]})
 
 

@@ -234,7 +234,7 @@ def test_values_a_profile_cannot_hold_read_as_none() -> None:
 
 @pytest.mark.parametrize("user_name", ["", "x" * 300, None])
 def test_a_user_name_a_profile_cannot_hold_is_an_error(user_name: str | None) -> None:
-    with pytest.raises(ValueError, match="user name .* is not a valid one"):
+    with pytest.raises(ValueError, match=r"user name .* is not a valid one"):
         to_profile(ScimUser(user_name=user_name, title=""))
 
 
