@@ -1,13 +1,15 @@
 """Operations per second of each connector kind against its real target, on this machine.
 
 Creates N accounts (look-up-then-create, as the provisioner does), one at a time and then
-8 at a time, against scim2-server, slapd and a PostgreSQL table. Usage:
-python benchmarks/connectors.py [N]
+8 at a time, then lists every account (what reconciliation reads), against scim2-server,
+slapd, a PostgreSQL table and the reference webhook receiver (in this process, so it
+shares the CPU with the connector). Usage: python benchmarks/connectors.py [N]
 """
 
 from __future__ import annotations
 
 import asyncio
+import secrets
 import sys
 import tempfile
 import time
@@ -22,7 +24,9 @@ from accord.events import Profile
 from accord.provisioner.adapters.ldap import LdapConnector, LdapSettings
 from accord.provisioner.adapters.scim import ScimConnector
 from accord.provisioner.adapters.sql import SqlConnector, SqlSettings
+from accord.provisioner.adapters.webhook import WebhookConnector, WebhookSettings
 from accord.provisioner.ports import Connector
+from accord.provisioner.webhook_receiver import serve
 from accord.stack.ldap_target import LdapTarget
 from accord.stack.postgres import EmbeddedPostgres
 from accord.stack.scim_target import ScimTarget
@@ -31,7 +35,11 @@ from accord.stack.scim_target import ScimTarget
 async def measure(name: str, connector: Connector, count: int) -> None:
     for concurrency in (1, 8):
         elapsed = await _creates(connector, count, concurrency)
-        print(f"{name:<6} concurrency {concurrency}: {count / elapsed:7.0f} creates/s")
+        print(f"{name:<8} concurrency {concurrency}: {count / elapsed:7.0f} creates/s")
+    started = time.perf_counter()
+    listed = sum([1 async for _ in connector.list_accounts(page_size=200)])
+    elapsed = time.perf_counter() - started
+    print(f"{name:<8} list {listed} accounts: {listed / elapsed:7.0f} accounts/s")
     await connector.close()
 
 
@@ -59,6 +67,10 @@ async def main(count: int) -> None:
         await measure("ldap", LdapConnector("bench", settings), count)
     with tempfile.TemporaryDirectory() as home:
         await sql(Path(home), count, measure)
+    secret = secrets.token_hex(16)
+    async with serve(secret.encode()) as receiver:
+        settings = WebhookSettings(receiver.url, SecretStr(secret), 10.0)
+        await measure("webhook", WebhookConnector("bench", settings), count)
 
 
 async def sql(

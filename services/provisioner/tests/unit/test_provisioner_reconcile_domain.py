@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
@@ -19,7 +22,7 @@ from accord.provisioner.domain.reconcile import (
     compare,
 )
 from accord.provisioner.ports import TargetAccount
-from accord.provisioner.schedule import seconds_until_due
+from accord.provisioner.schedule import keep_reconciling, seconds_until_due
 
 MANAGED = frozenset({"user_name", "title", "display_name"})
 ADA = Profile(user_name="ada", given_name="Ada", family_name="Lovelace", title="Analyst")
@@ -144,3 +147,54 @@ def test_a_run_is_due_every_interval_after_the_last_one_started() -> None:
     assert seconds_until_due(None, 3600, now) == 0
     assert seconds_until_due(now - timedelta(minutes=15), 3600, now) == 2700
     assert seconds_until_due(now - timedelta(hours=5), 3600, now) == 0
+
+
+class FakePool:
+    """Answers the one query the schedule asks: when the latest run started."""
+
+    def __init__(self, last_started: datetime | None) -> None:
+        self.last_started = last_started
+
+    async def fetchval(self, query: str, *args: object) -> datetime | None:
+        assert "reconciliation_runs" in query
+        return self.last_started
+
+
+class FakeReconciler:
+    target = "crm"
+
+    def __init__(self, runtime: Any) -> None:
+        self.runs: list[tuple[bool, str]] = []
+        self._runtime = runtime
+
+    async def run(self, *, fix: bool = False, trigger: str = "cli") -> Any:
+        self.runs.append((fix, trigger))
+        self._runtime.stopping.set()  # one run is enough for the test
+        return SimpleNamespace(run_id="rec-1")
+
+
+async def test_the_schedule_runs_a_due_target_report_only() -> None:
+    runtime = SimpleNamespace(pool=FakePool(None), stopping=asyncio.Event())
+    reconciler = FakeReconciler(runtime)
+
+    await asyncio.wait_for(
+        keep_reconciling(runtime, lambda: reconciler, 3600),
+        timeout=5,  # type: ignore[arg-type]
+    )
+
+    assert reconciler.runs == [(False, "schedule")]
+
+
+async def test_the_schedule_waits_when_a_run_was_recent() -> None:
+    now = datetime(2026, 11, 26, 12, tzinfo=UTC)
+    runtime = SimpleNamespace(pool=FakePool(now - timedelta(minutes=1)), stopping=asyncio.Event())
+    reconciler = FakeReconciler(runtime)
+
+    task = asyncio.create_task(
+        keep_reconciling(runtime, lambda: reconciler, 3600, clock=lambda: now)  # type: ignore[arg-type]
+    )
+    await asyncio.sleep(0.2)
+    runtime.stopping.set()
+    await asyncio.wait_for(task, timeout=5)
+
+    assert reconciler.runs == []
