@@ -274,7 +274,7 @@ async def test_a_requester_is_authenticated_and_may_only_ask_for_access(
         "subject": "rita",
         "kind": "api-token",
         "roles": ["requester"],
-        "permissions": ["access:request"],
+        "permissions": ["access:approve", "access:request"],
     }
     assert_problem(await client.get("/identities", headers=bearer(REQUESTER_TOKEN)), 403)
 

@@ -40,9 +40,21 @@ def test_admin_holds_every_permission() -> None:
     assert all(caller(Role.ADMIN).may(p) for p in Permission)
 
 
-def test_requester_may_only_ask_for_access_for_themselves() -> None:
-    assert caller(Role.REQUESTER).permissions == {Permission.ACCESS_REQUEST}
+def test_requester_may_only_ask_for_access_for_themselves_and_decide_what_is_assigned() -> None:
+    assert caller(Role.REQUESTER).permissions == {
+        Permission.ACCESS_REQUEST,
+        Permission.ACCESS_APPROVE,
+    }
     assert not caller(Role.REQUESTER).may(Permission.ACCESS_REQUEST_OTHERS)
+
+
+def test_an_application_may_only_ask_for_decisions() -> None:
+    assert caller(Role.APPLICATION).permissions == {Permission.AUTHORIZE}
+
+
+def test_only_operators_and_admins_revoke_grants() -> None:
+    revokers = {r for r in Role if caller(r).may(Permission.ACCESS_REVOKE)}
+    assert revokers == {Role.ADMIN, Role.OPERATOR}
 
 
 def test_no_roles_means_no_permissions() -> None:

@@ -1,10 +1,14 @@
 """The event catalogue: every event type Accord knows, one module per area."""
 
 from accord.events.catalogue.access import (
+    AccessApprovalDecided,
+    AccessApprovalRequested,
     AccessDecided,
     AccessGranted,
     AccessRequested,
     AccessRevoked,
+    AuthzDecided,
+    Provisioning,
     Resource,
 )
 from accord.events.catalogue.audit import AuditRecorded
@@ -47,6 +51,9 @@ CATALOGUE: tuple[type[EventData], ...] = (
     AccessDecided,
     AccessGranted,
     AccessRevoked,
+    AccessApprovalRequested,
+    AccessApprovalDecided,
+    AuthzDecided,
     ProvisionRequested,
     AccountProvisioned,
     AccountProvisionFailed,
@@ -61,6 +68,8 @@ CATALOGUE: tuple[type[EventData], ...] = (
 
 __all__ = [
     "CATALOGUE",
+    "AccessApprovalDecided",
+    "AccessApprovalRequested",
     "AccessDecided",
     "AccessGranted",
     "AccessRequested",
@@ -70,6 +79,7 @@ __all__ = [
     "AccountProvisionFailed",
     "AccountProvisioned",
     "AuditRecorded",
+    "AuthzDecided",
     "Difference",
     "EventData",
     "GroupCreated",
@@ -78,6 +88,7 @@ __all__ = [
     "GroupUpdated",
     "Profile",
     "ProvisionRequested",
+    "Provisioning",
     "ReconciliationCompleted",
     "Resource",
     "SagaCompleted",

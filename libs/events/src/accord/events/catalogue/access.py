@@ -20,6 +20,15 @@ class Resource(ValueObject):
     """Entitlement (role, group, licence) id inside the application."""
 
 
+class Provisioning(ValueObject):
+    """Where an entitlement lives in a target system: a group there."""
+
+    target: Identifier
+    """Target system name, as declared in the provisioner's targets file."""
+    group: ShortText
+    """The group in that target whose members hold the entitlement."""
+
+
 class AccessEvent(EventData):
     """Common shape of events about one access request."""
 
@@ -74,6 +83,9 @@ class AccessGranted(AccessEvent):
     """The entitlement granted."""
     expires_at: datetime | None = None
     """When a time-bound grant ends by itself."""
+    provisioning: tuple[Provisioning, ...] = Field(default=(), max_length=16)
+    """The group memberships that carry the entitlement (from the catalogue); empty when
+    it lives in Accord only."""
 
 
 class AccessRevoked(AccessEvent):
@@ -89,3 +101,71 @@ class AccessRevoked(AccessEvent):
     """The entitlement revoked."""
     reason: ShortText
     """expired, revoked by an approver, leaver, ..."""
+    provisioning: tuple[Provisioning, ...] = Field(default=(), max_length=16)
+    """The group memberships to take away (as the grant had them)."""
+
+
+class AccessApprovalRequested(AccessEvent):
+    """A stage of an access request's approval chain waits for one of its approvers."""
+
+    event_type: ClassVar[str] = topics.ACCESS_APPROVAL_REQUESTED
+
+    principal_id: Identifier
+    """user_id of the identity the request is for."""
+    resource: Resource
+    """The entitlement asked for."""
+    stage: int = Field(ge=1, le=16)
+    """Which stage of the chain (1 = first)."""
+    stages: int = Field(ge=1, le=16)
+    """How many stages the chain has."""
+    stage_name: ShortText
+    """What the stage is, as the policy names it (manager, application_owner, ...)."""
+    approvers: tuple[Identifier, ...] = Field(min_length=1, max_length=64)
+    """user_ids who may decide this stage (never the requester or the principal)."""
+    due_at: datetime | None = None
+    """When the stage escalates or expires if nobody decided."""
+    escalated: bool = False
+    """True when the stage went to its escalation approvers after its deadline."""
+
+
+class AccessApprovalDecided(AccessEvent):
+    """A stage of an approval chain was decided (or timed out)."""
+
+    event_type: ClassVar[str] = topics.ACCESS_APPROVAL_DECIDED
+
+    principal_id: Identifier
+    """user_id of the identity the request is for."""
+    stage: int = Field(ge=1, le=16)
+    """Which stage."""
+    outcome: Literal["approved", "denied", "expired"]
+    """What happened to the stage."""
+    approver_id: Identifier | None = None
+    """Who decided (none when it expired)."""
+    comment: LongText | None = None
+    """The approver's comment."""
+
+
+class AuthzDecided(EventData):
+    """A decision of the decision API (POST /v1/authorize), for the audit log."""
+
+    event_type: ClassVar[str] = topics.AUTHZ_DECIDED
+    subject_field: ClassVar[str] = "principal_id"
+
+    decision_id: Identifier
+    """This decision."""
+    principal_type: Identifier
+    """Cedar entity type of the principal (User, ...)."""
+    principal_id: ShortText
+    """Its id."""
+    action: ShortText
+    """The action asked about."""
+    resource_type: Identifier
+    """Cedar entity type of the resource."""
+    resource_id: ShortText
+    """Its id."""
+    decision: Literal["permit", "deny"]
+    """The answer."""
+    reasons: tuple[ShortText, ...] = Field(default=(), max_length=64)
+    """The @ids of the policies that decided."""
+    sample_rate: float = Field(default=1.0, gt=0, le=1)
+    """Share of decisions emitted when this one was (1: every decision)."""

@@ -21,6 +21,8 @@ class Role(StrEnum):
     """Reads everything, changes nothing."""
     SCIM_CLIENT = "scim-client"
     """An identity provider or HR system pushing identities over SCIM (Okta, Entra ID)."""
+    APPLICATION = "application"
+    """An application or gateway asking Accord for decisions (POST /v1/authorize)."""
 
 
 class Permission(StrEnum):
@@ -34,6 +36,8 @@ class Permission(StrEnum):
     """Read and write Users and Groups through the inbound SCIM server."""
     TARGETS_READ = "targets:read"
     POLICIES_READ = "policies:read"
+    POLICIES_MANAGE = "policies:manage"
+    """Reload the policy folder now (admins)."""
     PRINCIPALS_READ = "principals:read"
     AUDIT_READ = "audit:read"
     ACCESS_REQUEST = "access:request"
@@ -41,7 +45,13 @@ class Permission(StrEnum):
     ACCESS_REQUEST_OTHERS = "access:request-others"
     """Ask for access on behalf of another identity."""
     ACCESS_READ = "access:read"
-    """See everyone's access requests (one's own need no permission)."""
+    """See everyone's access requests, grants and approvals (one's own need no permission)."""
+    ACCESS_APPROVE = "access:approve"
+    """Decide the approval stages one is an approver of (never one's own request)."""
+    ACCESS_REVOKE = "access:revoke"
+    """End anyone's grant."""
+    AUTHORIZE = "authz:decide"
+    """Ask the decision API whether a principal may do something."""
 
 
 #: Each role's permissions. Seeing one's own objects (identity, sagas, requests) needs none.
@@ -52,6 +62,9 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.ACCESS_REQUEST,
             Permission.ACCESS_REQUEST_OTHERS,
             Permission.ACCESS_READ,
+            Permission.ACCESS_APPROVE,
+            Permission.ACCESS_REVOKE,
+            Permission.AUTHORIZE,
             Permission.IDENTITIES_READ,
             Permission.SAGAS_READ,
             Permission.SAGAS_OPERATE,
@@ -64,12 +77,15 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
         {
             Permission.ACCESS_REQUEST,
             Permission.ACCESS_READ,
+            Permission.ACCESS_APPROVE,
             Permission.POLICIES_READ,
             Permission.PRINCIPALS_READ,
         }
     ),
-    Role.REQUESTER: frozenset({Permission.ACCESS_REQUEST}),
+    # A requester may be someone's manager: deciding what one is assigned needs no more.
+    Role.REQUESTER: frozenset({Permission.ACCESS_REQUEST, Permission.ACCESS_APPROVE}),
     Role.SCIM_CLIENT: frozenset({Permission.SCIM_PROVISION}),
+    Role.APPLICATION: frozenset({Permission.AUTHORIZE}),
     Role.AUDITOR: frozenset(
         {
             Permission.ACCESS_READ,
