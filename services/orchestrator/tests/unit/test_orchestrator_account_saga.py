@@ -131,7 +131,9 @@ def test_start_keeps_the_failure_policy_and_self_retry() -> None:
     assert state.retries_itself is True
 
 
-@pytest.mark.parametrize("saga_type", ["joiner", "mover", "reactivation", "leaver"])
+@pytest.mark.parametrize(
+    "saga_type", ["joiner", "mover", "reactivation", "leaver", "access_grant", "access_revoke"]
+)
 def test_start_without_steps_completes_at_once(saga_type: str) -> None:
     state, commands = saga.start(SAGA, USER, {}, T0, saga_type=saga_type)  # type: ignore[arg-type]
 

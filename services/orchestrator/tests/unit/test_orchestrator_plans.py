@@ -1,10 +1,12 @@
-"""Which step each target needs when an identity moves, comes back or leaves."""
+"""Which step each target needs when an identity moves, comes back or leaves, or when a grant
+gives or takes group memberships."""
 
 from __future__ import annotations
 
 import pytest
 
-from accord.orchestrator.domain.plans import every_account, mover_steps
+from accord.orchestrator.domain.account_saga import Step
+from accord.orchestrator.domain.plans import every_account, memberships, mover_steps
 
 # --- mover_steps -----------------------------------------------------------------------------
 
@@ -80,3 +82,33 @@ def test_every_account_with_no_accounts_is_empty() -> None:
 
 def test_every_account_names_a_repeated_account_once() -> None:
     assert every_account(["slack", "slack"], "delete") == {"slack": "delete"}
+
+
+# --- memberships -----------------------------------------------------------------------------
+
+
+def test_a_grant_gets_one_membership_step_per_target_and_group() -> None:
+    steps = memberships(
+        [("ldap", "cn=sales"), ("ldap", "cn=crm users"), ("wiki", "editors")], "add_member"
+    )
+
+    assert steps == (
+        Step("ldap", "add_member", group="cn=sales"),
+        Step("ldap", "add_member", group="cn=crm users"),
+        Step("wiki", "add_member", group="editors"),
+    )
+
+
+def test_a_revocation_removes_the_memberships() -> None:
+    assert memberships([("wiki", "editors")], "remove_member") == (
+        Step("wiki", "remove_member", group="editors"),
+    )
+
+
+def test_nothing_to_provision_gives_no_steps() -> None:
+    assert memberships([], "add_member") == ()
+
+
+def test_memberships_are_for_membership_operations_only() -> None:
+    with pytest.raises(ValueError, match="group"):
+        memberships([("wiki", "editors")], "create")

@@ -63,6 +63,8 @@ def definition(settings: OrchestratorSettings) -> ServiceDefinition:
             topics.USER_DELETED: flows.user_status,
             topics.ACCOUNT_PROVISIONED: flows.account_result,
             topics.ACCOUNT_PROVISION_FAILED: flows.account_result,
+            topics.ACCESS_GRANTED: flows.access_changed,
+            topics.ACCESS_REVOKED: flows.access_changed,
         }
 
     def configure_app(app: FastAPI, runtime: Runtime) -> None:

@@ -33,7 +33,7 @@ def register_sagas(commands: Any) -> None:
         "sagas",
         help="list, show, retry and cancel the orchestrator's sagas",
         description="Sagas are the orchestrator's durable workflows (joiner, mover, "
-        "reactivation, leaver). The database is DATABASE_URL.",
+        "reactivation, leaver, access_grant, access_revoke). The database is DATABASE_URL.",
     )
     actions = p.add_subparsers(title="actions", metavar="ACTION", required=True)
     listing = actions.add_parser("list", help="sagas, newest first")

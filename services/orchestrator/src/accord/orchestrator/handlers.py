@@ -1,4 +1,4 @@
-"""Orchestrator handlers: keep the identity registry and drive the account sagas.
+"""Orchestrator handlers: keep the identity registry and drive the account and access sagas.
 
 Every change of an identity, from Kafka or from the inbound SCIM server, goes through
 these methods inside one database transaction: the registry, the saga and the events it
@@ -18,6 +18,8 @@ import asyncpg
 
 from accord.events import (
     REGISTRY,
+    AccessGranted,
+    AccessRevoked,
     AccountProvisioned,
     AccountProvisionFailed,
     Envelope,
@@ -38,7 +40,7 @@ from accord.orchestrator.adapters import store
 from accord.orchestrator.domain import account_saga as saga
 from accord.orchestrator.domain.birthright import Birthright
 from accord.orchestrator.domain.identity import Verdict, judge
-from accord.orchestrator.domain.plans import every_account, mover_steps
+from accord.orchestrator.domain.plans import every_account, memberships, mover_steps
 from accord.runtime.consumer import HandlerContext
 from accord.runtime.errors import PermanentError
 
@@ -50,6 +52,19 @@ _STATUS_OF: dict[type[EventData], str] = {
     UserReactivated: "active",
     UserDeleted: "deleted",
 }
+#: The workflow of each access event, and the operation of its membership steps.
+_ACCESS_WORKFLOWS: dict[type[EventData], tuple[saga.SagaType, saga.Operation]] = {
+    AccessGranted: ("access_grant", "add_member"),
+    AccessRevoked: ("access_revoke", "remove_member"),
+}
+
+
+class UnknownIdentity(Exception):
+    """An access event for an identity the registry does not hold (yet).
+
+    Not permanent: its user.created may be on its way (Kafka does not order topics), so the
+    consumer tries again a few times before it dead-letters the event for a replay.
+    """
 
 
 @dataclass(frozen=True)
@@ -145,23 +160,74 @@ class Workflows:
             await store.add_timer(ctx.conn, timer, store.now_utc() + retention)
         return await self._start(event, ctx, "leaver", operation=operation)
 
+    # --- access events --------------------------------------------------------------------
+
+    async def access_changed(self, event: Envelope, ctx: HandlerContext) -> list[Envelope]:
+        """A grant adds the principal to the groups that carry it, a revocation removes it.
+
+        One saga per grant and event type (a redelivery starts none), queued behind the
+        identity's saga in flight (a grant behind its joiner finds the accounts). An
+        entitlement that lives in Accord only has nothing to provision: no saga.
+        """
+        data = event.data
+        assert isinstance(data, AccessGranted | AccessRevoked)
+        saga_type, operation = _ACCESS_WORKFLOWS[type(data)]
+        steps = memberships(((p.target, p.group) for p in data.provisioning), operation)
+        if not steps:
+            return []
+        user_id = data.principal_id
+        await store.lock_identity(ctx.conn, user_id)
+        if await store.get_identity(ctx.conn, user_id) is None:
+            raise UnknownIdentity(f"{event.type} for {user_id}, unknown to the registry")
+        revocation = access_saga_id(AccessRevoked, data.grant_id)
+        if isinstance(data, AccessGranted) and await store.saga_status(ctx.conn, revocation):
+            log.info("grant revoked already: not provisioned", extra={"grant": data.grant_id})
+            return []
+        events: list[Envelope] = []
+        if isinstance(data, AccessRevoked):
+            events += await self._withdraw_grant(ctx, data.grant_id, event)
+        origin = _Origin(ctx.source, event)
+        saga_id = access_saga_id(type(data), data.grant_id)
+        return events + await self._begin(
+            ctx.conn, origin, saga_id, user_id, saga_type, memberships=steps
+        )
+
+    async def _withdraw_grant(
+        self, ctx: HandlerContext, grant_id: str, cause: Envelope
+    ) -> list[Envelope]:
+        """A revoked grant's saga that waits or failed must never add its groups: cancel it.
+
+        One in flight finishes first; the revocation queues behind it.
+        """
+        saga_id = access_saga_id(AccessGranted, grant_id)
+        state = await store.load_saga(ctx.conn, saga_id)
+        if state is None or state.status not in ("queued", "failed"):
+            return []
+        return await self.advance(ctx, saga_id, saga.CancelRequested("access revoked"), cause=cause)
+
     # --- provisioning results, operators and timers ---------------------------------------
 
     async def account_result(self, event: Envelope, ctx: HandlerContext) -> list[Envelope]:
-        """Feed a provisioning result to the saga that asked for it."""
+        """Feed a provisioning result to the saga that asked for it.
+
+        An account result also keeps the registry's accounts; a membership result (it names
+        a group) concerns the group, not the account.
+        """
         data = event.data
         assert isinstance(data, AccountProvisioned | AccountProvisionFailed)
-        operation = data.operation
-        if operation == "add_member" or operation == "remove_member":  # narrows the type
-            return []  # group memberships belong to access grants, not account sagas
         if isinstance(data, AccountProvisioned):
-            await store.record_account(
-                ctx.conn, data.user_id, data.target, data.account_id, operation
-            )
-            result: saga.SagaEvent = saga.Provisioned(data.target, operation)
+            if data.group is None:
+                await store.record_account(
+                    ctx.conn, data.user_id, data.target, data.account_id, data.operation
+                )
+            result: saga.SagaEvent = saga.Provisioned(data.target, data.operation, data.group)
         else:
             result = saga.ProvisionFailed(
-                data.target, data.reason, operation, retryable=data.retryable
+                data.target,
+                data.reason,
+                data.operation,
+                retryable=data.retryable,
+                group=data.group,
             )
         return await self.advance(ctx, data.saga_id, result, cause=event)
 
@@ -239,6 +305,7 @@ class Workflows:
         saga_type: saga.SagaType,
         *,
         operation: saga.Operation | None = None,
+        memberships: tuple[saga.Step, ...] = (),
     ) -> list[Envelope]:
         """Start a saga now, or queue it behind the identity's saga in flight.
 
@@ -246,11 +313,13 @@ class Workflows:
         """
         now = store.now_utc()
         if await store.busy(conn, user_id):
-            queued = saga.queue(saga_id, user_id, saga_type, now, operation=operation)
-            await store.insert_saga(conn, queued, origin.correlation_id())
-            log.info("saga queued behind another", extra={"saga_id": saga_id, "type": saga_type})
+            queued = saga.queue(
+                saga_id, user_id, saga_type, now, operation=operation, steps=memberships
+            )
+            if await store.insert_saga(conn, queued, origin.correlation_id()):
+                log.info("saga queued behind another", extra={"saga_id": saga_id})
             return []
-        plan = await self._plan(conn, user_id, saga_type, operation)
+        plan = await self._plan(conn, user_id, saga_type, operation, memberships)
         if plan is None or (not plan.steps and saga_type != "joiner"):
             return []  # nothing to do: no saga (a joiner always leaves a record)
         state, commands = saga.start(
@@ -267,7 +336,7 @@ class Workflows:
         await store.lock_identity(conn, user_id)
         events: list[Envelope] = []
         while (queued := await store.next_queued(conn, user_id)) is not None:
-            plan = await self._plan(conn, user_id, queued.saga_type, queued.operation)
+            plan = await self._plan(conn, user_id, queued.saga_type, queued.operation, queued.steps)
             state, commands = saga.begin(
                 queued,
                 plan.steps if plan else {},
@@ -291,12 +360,11 @@ class Workflows:
         origin: _Origin,
         profile: Profile | None,
     ) -> list[Envelope]:
-        targets = tuple(s.target for s in state.steps)
         started = SagaStarted(
             saga_id=state.saga_id,
             saga_type=state.saga_type,
             subject_id=state.user_id,
-            targets=targets,
+            targets=state.targets(),
         )
         return [
             origin.event(started),
@@ -309,16 +377,20 @@ class Workflows:
         user_id: str,
         saga_type: saga.SagaType,
         operation: saga.Operation | None,
+        memberships: tuple[saga.Step, ...] = (),
     ) -> _Plan | None:
-        """The steps a saga needs, from the registry and the accounts as they are now."""
+        """The steps a saga needs, from the registry and the accounts as they are now (an
+        access saga's memberships come from its grant); None: no saga for a gone identity."""
         entry = await store.get_identity(conn, user_id)
         if entry is None:
             return None
         profile = Profile.model_validate(entry["profile"])
+        if saga_type in ("joiner", "mover", "access_grant") and entry["status"] == "deleted":
+            return None
+        if saga_type in saga.ACCESS_SAGAS:
+            return _Plan(profile, memberships)
         held = await store.account_targets(conn, user_id)
         steps: dict[str, saga.Operation]
-        if saga_type in ("joiner", "mover") and entry["status"] == "deleted":
-            return None
         if saga_type == "joiner":
             steps = dict.fromkeys(self.settings.birthright.targets_for(profile), "create")
         elif saga_type == "mover":
@@ -331,8 +403,8 @@ class Workflows:
         return _Plan(profile, steps)
 
     def _options(self, saga_type: saga.SagaType) -> dict[str, Any]:
-        """How a workflow fails: leavers retry by themselves, the others after transient
-        failures only; joiners roll back or keep as configured."""
+        """How a workflow fails: leavers retry by themselves, the others (access sagas too)
+        after transient failures only; joiners roll back or keep as configured."""
         if saga_type == "leaver":
             return {"retries_itself": True}
         options: dict[str, Any] = {"transient_rounds": self.settings.transient_rounds}
@@ -360,6 +432,7 @@ class Workflows:
                     operation=command.operation,
                     saga_id=state.saga_id,
                     step_id=command.step_id,
+                    group=command.group,
                     profile=profile,
                 )
             elif isinstance(command, saga.CompleteSaga):
@@ -438,7 +511,7 @@ class _Plan:
     """What a saga will do, planned when it begins."""
 
     profile: Profile
-    steps: dict[str, saga.Operation]
+    steps: saga.Plan
 
 
 @dataclass(frozen=True)
@@ -459,6 +532,12 @@ class _Origin:
         if self.cause is not None:
             return new_event(data, source=self.source, causation=self.cause)
         return new_event(data, source=self.source, correlation_id=self.correlation_id())
+
+
+def access_saga_id(event_type: type[EventData], grant_id: str) -> str:
+    """The saga of a grant (or of its revocation): one per grant and event type, so a grant
+    re-announced under another event id starts no second saga."""
+    return str(uuid.uuid5(_SAGA_NAMESPACE, f"{event_type.event_type}:{grant_id}"))
 
 
 def _status(active: bool) -> str:

@@ -57,8 +57,9 @@ class OrchestratorSettings(ServiceSettings):
         ge=0,
         le=100,
         validation_alias=AliasChoices("ACCORD_SAGA_TRANSIENT_ROUNDS"),
-        description="Failed rounds a joiner, mover or reactivation retries by itself when"
-        " every failure was transient (target down, throttling, no answer); 0: never.",
+        description="Failed rounds a saga other than a leaver (joiner, mover, reactivation,"
+        " access grant or revocation) retries by itself when every failure was transient"
+        " (target down, throttling, no answer); 0: never.",
     )
     saga_step_timeout_s: float = Field(
         default=600.0,

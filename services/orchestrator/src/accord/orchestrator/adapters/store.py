@@ -202,6 +202,7 @@ def _encode(state: SagaState) -> str:
                     "error": s.error,
                     "retryable": s.retryable,
                     "finished_at": s.finished_at.isoformat() if s.finished_at else None,
+                    "group": s.group,
                 }
                 for s in state.steps
             ],
@@ -225,6 +226,7 @@ def _decode(row: asyncpg.Record) -> SagaState:
             error=s["error"],
             retryable=s.get("retryable", False),
             finished_at=datetime.fromisoformat(s["finished_at"]) if s["finished_at"] else None,
+            group=s.get("group"),  # sagas saved before memberships have none
         )
         for s in body["steps"]
     )
@@ -272,6 +274,12 @@ async def load_saga(conn: asyncpg.Connection, saga_id: str) -> SagaState | None:
         saga_id,
     )
     return _decode(row) if row else None
+
+
+async def saga_status(conn: asyncpg.Connection, saga_id: str) -> str | None:
+    """A saga's status, without locking it; None when there is no such saga."""
+    value = await conn.fetchval("SELECT status FROM sagas WHERE saga_id = $1", saga_id)
+    return str(value) if value is not None else None
 
 
 async def busy(conn: asyncpg.Connection, user_id: str) -> bool:

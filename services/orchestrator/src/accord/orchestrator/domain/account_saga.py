@@ -6,7 +6,9 @@ A saga brings an identity's accounts in several targets to a goal, one step per 
 - mover: update kept accounts, create added ones, delete removed ones; never rolls back;
 - reactivation: enable every account;
 - leaver: disable (deactivation) or delete (after the retention period) every account; never
-  compensates and retries by itself, with backoff, until every target has answered yes.
+  compensates and retries by itself, with backoff, until every target has answered yes;
+- access grant / revoke: add the identity's account to (or remove it from) the groups that
+  carry an entitlement, one step per target and group; never compensates.
 
 A round that failed only for transient reasons (the target was down, throttling, or did not
 answer in time) retries by itself, with the same backoff, for `transient_rounds` rounds; a
@@ -15,7 +17,8 @@ replayed after the target recovered) heals it: the saga completes once no step i
 
 One identity runs one saga at a time: a saga that arrives while another is in flight waits
 queued, and its steps are planned when it begins, from the accounts as they are by then (a
-mover right behind its joiner sees the joiner's accounts).
+mover right behind its joiner sees the joiner's accounts). An access saga's steps come from
+its grant, so they are known, and kept, while it waits.
 
 Pure: decide(state, event, now) -> (new state, commands). The database guards the same
 status machine (see migrations), so a bug here cannot reopen a finished saga.
@@ -23,13 +26,17 @@ status machine (see migrations), so a bug here cannot reopen a finished saga.
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal
 
 Status = Literal["queued", "running", "compensating", "completed", "failed", "cancelled"]
-SagaType = Literal["joiner", "mover", "reactivation", "leaver"]
-Operation = Literal["create", "update", "enable", "disable", "delete"]
+SagaType = Literal["joiner", "mover", "reactivation", "leaver", "access_grant", "access_revoke"]
+Operation = Literal[
+    "create", "update", "enable", "disable", "delete", "add_member", "remove_member"
+]
 StepStatus = Literal["pending", "done", "failed", "compensating", "compensated"]
 OnFailure = Literal["keep", "rollback"]
 
@@ -44,6 +51,10 @@ TRANSITIONS: dict[Status, frozenset[Status]] = {
     "cancelled": frozenset(),
 }
 TERMINAL: frozenset[Status] = frozenset({"completed", "cancelled"})
+#: Operations on a group membership rather than on the account itself: their steps name a group.
+MEMBERSHIP_OPERATIONS: frozenset[Operation] = frozenset({"add_member", "remove_member"})
+#: Workflows that carry out access grants: their steps come from the grant, not the registry.
+ACCESS_SAGAS: frozenset[SagaType] = frozenset({"access_grant", "access_revoke"})
 
 #: Forward operations and the operation that undoes each (None: nothing to undo).
 COMPENSATIONS: dict[Operation, Operation | None] = {
@@ -52,6 +63,8 @@ COMPENSATIONS: dict[Operation, Operation | None] = {
     "enable": None,
     "disable": None,  # leavers never compensate
     "delete": None,
+    "add_member": None,  # access sagas never compensate: a failure waits for an operator
+    "remove_member": None,
 }
 
 
@@ -69,7 +82,7 @@ class Backoff:
 
 @dataclass(frozen=True)
 class Step:
-    """One target's part of a saga."""
+    """One target's part of a saga (one target and group's, for a membership)."""
 
     target: str
     operation: Operation
@@ -79,6 +92,27 @@ class Step:
     retryable: bool = False
     """The step failed for a transient reason (down, throttled, no answer in time)."""
     finished_at: datetime | None = None
+    group: str | None = None
+    """add_member / remove_member: the group in the target; None for account operations."""
+
+    def __post_init__(self) -> None:
+        if (self.group is not None) != (self.operation in MEMBERSHIP_OPERATIONS):
+            raise ValueError("a step names a group for add_member/remove_member, and only there")
+
+    @property
+    def key(self) -> tuple[str, str | None]:
+        """What tells a saga's steps apart: the target, and the group of a membership."""
+        return (self.target, self.group)
+
+    @property
+    def label(self) -> str:
+        """The step as failure reasons name it."""
+        return self.target if self.group is None else f"{self.target} group {self.group}"
+
+
+#: A saga's plan: an operation per target, or the steps themselves (memberships, where one
+#: target may hold several groups).
+Plan = Mapping[str, Operation] | Iterable[Step]
 
 
 @dataclass(frozen=True)
@@ -102,13 +136,14 @@ class SagaState:
     operation: Operation | None = None
     """A queued leaver's operation (disable or delete), planned when it begins."""
 
-    def step(self, target: str) -> Step | None:
-        """The step of a target, if the saga has one."""
-        return next((s for s in self.steps if s.target == target), None)
+    def step(self, target: str, group: str | None = None) -> Step | None:
+        """The step of a target (and group, for a membership), if the saga has one."""
+        return next((s for s in self.steps if s.key == (target, group)), None)
 
     def targets(self, *statuses: StepStatus) -> tuple[str, ...]:
-        """Targets whose step is in one of the statuses (all targets when none given)."""
-        return tuple(s.target for s in self.steps if not statuses or s.status in statuses)
+        """Targets with a step in one of the statuses (all targets when none given), once each."""
+        found = (s.target for s in self.steps if not statuses or s.status in statuses)
+        return tuple(dict.fromkeys(found))
 
 
 # --- commands -------------------------------------------------------------------------------
@@ -121,6 +156,8 @@ class ProvisionAccount:
     target: str
     step_id: str
     operation: Operation = "create"
+    group: str | None = None
+    """add_member / remove_member: the group in the target."""
 
 
 @dataclass(frozen=True)
@@ -158,6 +195,8 @@ class Provisioned:
 
     target: str
     operation: Operation = "create"
+    group: str | None = None
+    """The group of a membership step."""
 
 
 @dataclass(frozen=True)
@@ -169,6 +208,8 @@ class ProvisionFailed:
     operation: Operation = "create"
     retryable: bool = False
     """Transient (the target may say yes later) rather than a refusal."""
+    group: str | None = None
+    """The group of a membership step."""
 
 
 @dataclass(frozen=True)
@@ -209,7 +250,7 @@ class InvalidTransition(ValueError):
 def start(
     saga_id: str,
     user_id: str,
-    steps: dict[str, Operation],
+    steps: Plan,
     now: datetime,
     *,
     saga_type: SagaType,
@@ -217,21 +258,31 @@ def start(
     retries_itself: bool = False,
     transient_rounds: int = 0,
 ) -> tuple[SagaState, list[Command]]:
-    """A new saga and its first commands: one per target, in target order."""
+    """A new saga and its first commands: one per step, in target (then group) order."""
     state = SagaState(
         saga_id,
         user_id,
         saga_type,
         "running",
         now,
-        tuple(Step(target, steps[target]) for target in sorted(steps)),
+        _fresh(steps),
         on_failure=on_failure,
         retries_itself=retries_itself,
         transient_rounds=transient_rounds,
     )
-    if not steps:
+    if not state.steps:
         return _move(state, "completed"), [CompleteSaga(0)]
     return state, [_provision(state.saga_id, step) for step in state.steps]
+
+
+def _fresh(plan: Plan) -> tuple[Step, ...]:
+    """A plan's steps, pending and at their first attempt, once each, in a stable order."""
+    if isinstance(plan, Mapping):
+        steps = [Step(target, operation) for target, operation in plan.items()]
+    else:
+        steps = [Step(s.target, s.operation, group=s.group) for s in plan]
+    unique = {s.key: s for s in steps}
+    return tuple(sorted(unique.values(), key=lambda s: (s.target, s.group or "")))
 
 
 def queue(
@@ -241,14 +292,16 @@ def queue(
     now: datetime,
     *,
     operation: Operation | None = None,
+    steps: Iterable[Step] = (),
 ) -> SagaState:
-    """A saga that waits for the identity's saga in flight; planned when it begins."""
-    return SagaState(saga_id, user_id, saga_type, "queued", now, (), operation=operation)
+    """A saga that waits for the identity's saga in flight; planned when it begins, unless
+    its steps are known already (an access saga's memberships, kept until then)."""
+    return SagaState(saga_id, user_id, saga_type, "queued", now, _fresh(steps), operation=operation)
 
 
 def begin(
     state: SagaState,
-    steps: dict[str, Operation],
+    steps: Plan,
     now: datetime,
     *,
     on_failure: OnFailure = "keep",
@@ -280,7 +333,7 @@ def decide(state: SagaState, event: SagaEvent, now: datetime) -> tuple[SagaState
         return _cancel(state, event)
     if isinstance(event, TimedOut):
         return _time_out(state, event, now)
-    step = state.step(event.target)
+    step = state.step(event.target, event.group)
     if step is None:
         return state, []
     if _heals(state, step, event):
@@ -321,9 +374,22 @@ def _heal(state: SagaState, step: Step, now: datetime) -> tuple[SagaState, list[
     return _complete(state, now)
 
 
-def step_id(saga_id: str, target: str, *, compensation: bool = False) -> str:
-    """Stable id of a saga's step in a target, so a retried step is recognisable."""
-    return f"{saga_id}:{target}:undo" if compensation else f"{saga_id}:{target}"
+def step_id(
+    saga_id: str, target: str, *, compensation: bool = False, group: str | None = None
+) -> str:
+    """Stable id of a saga's step in a target, so a retried step is recognisable.
+
+    A membership step adds a digest of its group: group names are free text (spaces, DNs),
+    step ids are identifiers.
+    """
+    base = f"{saga_id}:{target}"
+    if group is not None:
+        base = f"{base}:{_digest(group)}"
+    return f"{base}:undo" if compensation else base
+
+
+def _digest(group: str) -> str:
+    return hashlib.sha256(group.encode()).hexdigest()[:16]
 
 
 def _settle(state: SagaState, now: datetime) -> tuple[SagaState, list[Command]]:
@@ -426,15 +492,20 @@ def _cancel(state: SagaState, event: CancelRequested) -> tuple[SagaState, list[C
 
 
 def _provision(saga_id: str, step: Step) -> ProvisionAccount:
-    return ProvisionAccount(step.target, step_id(saga_id, step.target), step.operation)
+    return ProvisionAccount(
+        step.target,
+        step_id(saga_id, step.target, group=step.group),
+        step.operation,
+        group=step.group,
+    )
 
 
 def _reasons(state: SagaState) -> str:
-    return "; ".join(f"{s.target}: {s.error}" for s in state.steps if s.status == "failed")
+    return "; ".join(f"{s.label}: {s.error}" for s in state.steps if s.status == "failed")
 
 
 def _with_step(state: SagaState, step: Step) -> SagaState:
-    steps = tuple(step if s.target == step.target else s for s in state.steps)
+    steps = tuple(step if s.key == step.key else s for s in state.steps)
     return replace(state, steps=steps)
 
 

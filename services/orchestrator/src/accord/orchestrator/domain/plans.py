@@ -1,10 +1,11 @@
-"""Which step each target needs when an identity moves, comes back or leaves."""
+"""Which step each target needs when an identity moves, comes back or leaves, or when an
+access grant gives (or takes away) group memberships."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-from accord.orchestrator.domain.account_saga import Operation
+from accord.orchestrator.domain.account_saga import Operation, Step
 
 
 def mover_steps(
@@ -26,3 +27,8 @@ def mover_steps(
 def every_account(held: Iterable[str], operation: Operation) -> dict[str, Operation]:
     """The same operation on every account the identity holds (leaver, reactivation)."""
     return {target: operation for target in held}
+
+
+def memberships(groups: Iterable[tuple[str, str]], operation: Operation) -> tuple[Step, ...]:
+    """One add_member (a grant) or remove_member (a revocation) step per (target, group)."""
+    return tuple(Step(target, operation, group=group) for target, group in groups)
