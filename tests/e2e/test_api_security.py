@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 import httpx
@@ -36,10 +37,15 @@ class Endpoint:
     """A list everyone may read: without the permission it holds only the caller's own."""
     allowed_status: int = 202
     """What a permitted POST answers (409: permitted, but the object's state says no)."""
-    body: dict[str, str] | None = None
+    body: dict[str, Any] | None = None
     """A POST's body, when not an access request."""
 
 
+QUESTION = {
+    "principal": {"type": "User", "id": "nobody"},
+    "action": "request",
+    "resource": {"type": "Entitlement", "id": "wiki/reader"},
+}
 ENDPOINTS = [
     Endpoint("orchestrator", "/v1/identities/{user_id}", Permission.IDENTITIES_READ, owned=True),
     Endpoint("orchestrator", "/v1/sagas/{saga_id}", Permission.SAGAS_READ, owned=True),
@@ -68,6 +74,51 @@ ENDPOINTS = [
     Endpoint("authz", "/v1/access-requests", Permission.ACCESS_REQUEST, method="post"),
     Endpoint("authz", "/v1/access-requests", Permission.ACCESS_READ, listing=True),
     Endpoint("authz", "/v1/access-requests/{request_id}", Permission.ACCESS_READ, owned=True),
+    # alice's request was granted at once: a permitted approve or deny is a 409.
+    *(
+        Endpoint(
+            "authz",
+            f"/v1/access-requests/{{request_id}}/{verdict}",
+            Permission.ACCESS_APPROVE,
+            method="post",
+            allowed_status=409,
+            body={"comment": "matrix"},
+        )
+        for verdict in ("approve", "deny")
+    ),
+    Endpoint("authz", "/v1/approvals", Permission.ACCESS_APPROVE),
+    Endpoint("authz", "/v1/entitlements", Permission.ACCESS_READ, listing=True),
+    Endpoint(
+        "authz",
+        "/v1/grants/{grant_id}/revoke",
+        Permission.ACCESS_REVOKE,
+        method="post",
+        allowed_status=409,  # no such live grant
+        body={"reason": "matrix"},
+    ),
+    Endpoint("authz", "/v1/sod/violations", Permission.ACCESS_READ),
+    *(
+        Endpoint(
+            "authz",
+            path,
+            Permission.AUTHORIZE,
+            method="post",
+            allowed_status=200,
+            body=body,
+        )
+        for path, body in (
+            ("/v1/authorize", QUESTION),
+            ("/v1/authorize/batch", {"requests": [QUESTION]}),
+        )
+    ),
+    Endpoint(
+        "authz",
+        "/v1/policies/reload",
+        Permission.POLICIES_MANAGE,
+        method="post",
+        allowed_status=200,
+        body={},
+    ),
     Endpoint("auditor", "/v1/audit/events", Permission.AUDIT_READ),
 ]
 NEW_REQUEST = {"application": "wiki", "entitlement": "reader", "justification": "matrix"}
@@ -85,6 +136,7 @@ class Joiner:
             saga_id=self.saga_id,
             request_id=self.request_id,
             target="scim-demo",
+            grant_id="grant-none",
         )
 
 
@@ -199,10 +251,13 @@ async def test_each_role_gets_what_its_permissions_allow(
 _LISTINGS = {
     "/v1/access-requests": ("request_id", "next_after", "after"),
     "/v1/sagas": ("saga_id", "next_cursor", "cursor"),
+    "/v1/entitlements": ("grant_id", "next_after", "after"),
 }
 
 
 def _listed_id(joiner: Joiner, path: str) -> str:
+    if path == "/v1/entitlements":
+        return f"grant-{joiner.request_id}"
     return joiner.request_id if path == "/v1/access-requests" else joiner.saga_id
 
 

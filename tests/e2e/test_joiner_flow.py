@@ -175,7 +175,14 @@ async def test_a_malformed_event_is_dead_lettered_and_the_consumer_keeps_going(
     ("application", "entitlement", "decision", "reason"),
     [
         ("wiki", "reader", "permit", "low-risk-self-service"),
-        ("payroll", "admin", "deny", "no policy permits"),
+        ("wiki", "unclassified", "deny", "no policy permits"),
+        # High risk needs the manager's approval, and this joiner has no manager.
+        (
+            "payroll",
+            "admin",
+            "deny",
+            "approval stage 1 (manager) has no approver other than the requester or the principal",
+        ),
     ],
 )
 async def test_access_requests_are_decided_by_the_default_policy(

@@ -163,8 +163,8 @@ def test_the_shipped_catalogue_loads() -> None:
     [
         ("wiki", "reader", "permit"),
         ("wiki", "editor", "permit"),
-        ("payroll", "viewer", "deny"),
-        ("payroll", "admin", "deny"),
+        ("payroll", "viewer", "permit"),  # with approvals: @approval on the policy
+        ("payroll", "admin", "permit"),
         ("wiki", "unclassified", "deny"),
     ],
 )

@@ -496,14 +496,20 @@ def test_the_shipped_policies_validate_against_the_shipped_schema() -> None:
     policies = load_policy_dir(default_policy_dir())
 
     assert policies.schema is not None
-    assert set(policies.policy_ids) == {"low-risk-self-service", "inactive-users-get-nothing"}
+    assert set(policies.policy_ids) == {
+        "low-risk-self-service",
+        "inactive-users-get-nothing",
+        "high-risk-needs-manager-and-owner",
+        "sod-payroll-admin-vs-payment-approver",
+    }
 
 
 @pytest.mark.parametrize(
     ("user_attrs", "risk", "expected"),
     [
         ({"active": True}, "low", Decision("permit", ("low-risk-self-service",))),
-        ({"active": True}, "high", Decision("deny", (NO_POLICY_PERMITS,))),
+        # Permitted by a policy that asks for approvals (see domain/approvals.py).
+        ({"active": True}, "high", Decision("permit", ("high-risk-needs-manager-and-owner",))),
         ({"active": True}, None, Decision("deny", (NO_POLICY_PERMITS,))),
         ({"active": False}, "low", Decision("deny", ("inactive-users-get-nothing",))),
         ({}, "low", Decision("deny", ("inactive-users-get-nothing",))),

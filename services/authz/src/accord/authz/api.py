@@ -8,8 +8,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from accord.authz.adapters import requests, store
-from accord.authz.domain.policy_set import LoadedPolicies
+from accord.authz.adapters import approvals, requests, store
+from accord.authz.policy_holder import PolicyHolder
 from accord.events import AccessRequested, Resource, new_event
 from accord.events.catalogue.base import Identifier, LongText
 from accord.runtime.outbox import enqueue
@@ -36,7 +36,7 @@ class NewAccessRequest(BaseModel):
     duration_seconds: int | None = Field(default=None, gt=0, le=366 * 24 * 3600)
 
 
-def configure(app: FastAPI, runtime: Runtime, policies: LoadedPolicies) -> None:
+def configure(app: FastAPI, runtime: Runtime, holder: PolicyHolder) -> None:
     """Mount authz's routes."""
     router = APIRouter(prefix="/v1", tags=["authz"])
     caller_dependency = authenticated()
@@ -110,15 +110,27 @@ def configure(app: FastAPI, runtime: Runtime, policies: LoadedPolicies) -> None:
             caller, Permission.ACCESS_READ, entry["requester_id"], entry["principal_id"]
         ):
             raise HTTPException(404, f"access request {request_id} not found")
-        return entry
+        return {**entry, "approvals": await approvals.chain(runtime.pool, request_id)}
 
     @router.get(
         "/policies",
-        summary="The policies in force, by @id",
+        summary="The policies in force (by @id), their version, and the last refused reload",
         dependencies=[Depends(require(Permission.POLICIES_READ))],
     )
-    async def list_policies() -> dict[str, list[str]]:
-        return {"policies": sorted(policies.policy_ids)}
+    async def list_policies() -> dict[str, Any]:
+        status = holder.status()
+        return {**status, "policies": sorted(status["policies"])}
+
+    @router.post(
+        "/policies/reload",
+        summary="Read the policy folder again now (a bad set is refused, the last good stays)",
+        dependencies=[Depends(require(Permission.POLICIES_MANAGE))],
+        responses={422: {"description": "Refused: file, line and reason"}},
+    )
+    async def reload_policies() -> dict[str, Any]:
+        if not holder.reload():
+            raise HTTPException(422, holder.last_error or "the policy folder was refused")
+        return holder.status()
 
     @router.get("/principals/{user_id}", summary="The attributes policies see for a user")
     async def get_principal(

@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from accord.authz.domain.model import Entity, EntityRef
+from accord.events.catalogue import Provisioning
 from accord.runtime.config_file import load_yaml_model
 
 
@@ -21,6 +22,8 @@ class EntitlementEntry(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     risk: Literal["low", "high"] | None = None
+    group: str | None = Field(default=None, min_length=1, max_length=256)
+    """The group in the application's target whose members hold the entitlement."""
 
 
 class ApplicationEntry(BaseModel):
@@ -29,6 +32,12 @@ class ApplicationEntry(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     entitlements: dict[str, EntitlementEntry] = Field(default_factory=dict)
+    owners: tuple[str, ...] = ()
+    """user_ids of the application's owners (the application_owner approval stage)."""
+    escalation: tuple[str, ...] = ()
+    """user_ids an overdue approval stage escalates to (other than a manager's)."""
+    target: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    """The provisioner target where the entitlements are groups; none: Accord-only."""
 
 
 class Catalogue(BaseModel):
@@ -51,6 +60,18 @@ class Catalogue(BaseModel):
                 (app_ref,),
             ),
         ]
+
+    def provisioning(self, application: str, entitlement: str) -> tuple[Provisioning, ...]:
+        """Where an entitlement is provisioned: its group in the application's target."""
+        app = self.applications.get(application)
+        entry = app.entitlements.get(entitlement) if app else None
+        if app is None or entry is None or app.target is None or entry.group is None:
+            return ()
+        return (Provisioning(target=app.target, group=entry.group),)
+
+    def application(self, application: str) -> ApplicationEntry:
+        """An application's entry (an empty one for an unknown application)."""
+        return self.applications.get(application, ApplicationEntry())
 
 
 def entitlement_id(application: str, entitlement: str) -> str:

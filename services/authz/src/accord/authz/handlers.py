@@ -1,31 +1,37 @@
-"""Authz handlers: project principals and decide access requests with Cedar."""
+"""Authz handlers: project identities and groups, and decide access requests."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
-from accord.authz.adapters import requests, store
-from accord.authz.catalogue import Catalogue, entitlement_id
-from accord.authz.domain.model import AccessQuery, Entity, EntityRef
-from accord.authz.domain.policy_set import LoadedPolicies, decide
+from accord.authz import access
+from accord.authz.adapters import directory, store
+from accord.authz.catalogue import Catalogue
+from accord.authz.domain.policy_set import LoadedPolicies
 from accord.events import (
-    AccessDecided,
-    AccessRequested,
     Envelope,
+    GroupCreated,
+    GroupDeleted,
+    GroupMembersChanged,
+    GroupUpdated,
     UserCreated,
     UserDeactivated,
     UserDeleted,
     UserReactivated,
     UserUpdated,
-    new_event,
 )
 from accord.runtime.consumer import HandlerContext
 
 log = logging.getLogger(__name__)
 
+#: The policies and catalogue in force now (they may be reloaded between two events).
+Rules = Callable[[], tuple[LoadedPolicies, Catalogue]]
+
 
 async def handle_user_event(event: Envelope, ctx: HandlerContext) -> list[Envelope]:
-    """Keep the principal projection in step with the identity events."""
+    """Keep the principal projection in step with the identity events; a deleted identity
+    loses every grant it holds."""
     data = event.data
     sequence = event.sequence or 0
     if isinstance(data, UserCreated | UserUpdated):
@@ -35,6 +41,8 @@ async def handle_user_event(event: Envelope, ctx: HandlerContext) -> list[Envelo
             sequence=sequence,
             active=data.active,
             department=data.department,
+            manager_id=data.manager_id,
+            user_name=data.user_name,
         )
     elif isinstance(data, UserDeactivated | UserReactivated):
         await store.upsert_principal(
@@ -53,45 +61,33 @@ async def handle_user_event(event: Envelope, ctx: HandlerContext) -> list[Envelo
             deleted=True,
             keep_department=True,
         )
+        return await access.revoke_all(ctx.conn, data.user_id, "leaver", source=ctx.source)
+    return []
+
+
+async def handle_group_event(event: Envelope, ctx: HandlerContext) -> list[Envelope]:
+    """Keep the group projection (nested groups included) in step with group events."""
+    data = event.data
+    sequence = event.sequence or 0
+    if isinstance(data, GroupCreated | GroupUpdated):
+        await directory.upsert_group(ctx.conn, data.group_id, data.display_name, sequence=sequence)
+    elif isinstance(data, GroupDeleted):
+        await directory.delete_group(ctx.conn, data.group_id, sequence=sequence)
+    elif isinstance(data, GroupMembersChanged):
+        await directory.change_members(ctx.conn, data.group_id, data.added, data.removed)
     return []
 
 
 async def handle_access_requested(
-    event: Envelope, ctx: HandlerContext, *, policies: LoadedPolicies, catalogue: Catalogue
+    event: Envelope, ctx: HandlerContext, *, rules: Rules, settings: access.ApprovalSettings
 ) -> list[Envelope]:
-    """Decide an access request by policy: permit, or deny with the deciding policies."""
-    request = event.data
-    assert isinstance(request, AccessRequested)
-    resource = request.resource
-    principal = EntityRef("User", request.principal_id)
-    entities = [
-        Entity(principal, await store.principal_attrs(ctx.conn, request.principal_id)),
-        *catalogue.resource_entities(resource.application, resource.entitlement),
-    ]
-    context = {"justification": request.justification} if request.justification else {}
-    query = AccessQuery(
-        principal=principal,
-        action="request",
-        resource=EntityRef(
-            "Entitlement", entitlement_id(resource.application, resource.entitlement)
-        ),
-        context=context,
+    """Decide an access request by policy: grant, refuse with reasons, or ask for approvals."""
+    policies, catalogue = rules()
+    return await access.decide_request(
+        ctx.conn,
+        event,
+        policies=policies,
+        catalogue=catalogue,
+        settings=settings,
+        source=ctx.source,
     )
-    await requests.insert(ctx.conn, request)
-    decision = decide(policies, query, entities)
-    if decision.errors:
-        log.warning("policy evaluation errors", extra={"errors": list(decision.errors)})
-    # The request's row is the record of its decision, and moving it out of pending once
-    # is what keeps a redelivered request from being answered twice.
-    if not await requests.decide(
-        ctx.conn, request.request_id, decision.effect, list(decision.reasons)
-    ):
-        return []
-    decided = AccessDecided(
-        request_id=request.request_id,
-        principal_id=request.principal_id,
-        resource=resource,
-        decision=decision.effect,
-        reasons=decision.reasons,
-    )
-    return [new_event(decided, source=ctx.source, causation=event)]

@@ -75,3 +75,23 @@ async def search(
         *conditions.args,
     )
     return [dict(r) for r in rows]
+
+
+async def locked(conn: asyncpg.Connection, request_id: str) -> dict[str, Any] | None:
+    """One request, locked for this transaction."""
+    row = await conn.fetchrow(
+        f"SELECT {_COLUMNS} FROM access_requests WHERE request_id = $1 FOR UPDATE",  # noqa: S608
+        request_id,
+    )
+    return dict(row) if row else None
+
+
+async def conclude(conn: asyncpg.Connection, request_id: str, status: str) -> bool:
+    """End a request waiting for approvals: approved, denied or expired."""
+    result = await conn.execute(
+        "UPDATE access_requests SET status = $2, decided_at = now()"
+        " WHERE request_id = $1 AND status = 'approval_required'",
+        request_id,
+        status,
+    )
+    return bool(result == "UPDATE 1")

@@ -14,15 +14,22 @@ async def upsert_principal(
     sequence: int,
     active: bool,
     department: str | None = None,
+    manager_id: str | None = None,
+    user_name: str | None = None,
     deleted: bool = False,
     keep_department: bool = False,
 ) -> None:
-    """Project an identity event; older sequences than the stored one change nothing."""
+    """Project an identity event; older sequences than the stored one change nothing.
+
+    `keep_department` (a status event) keeps the profile facts as they are.
+    """
     await conn.execute(
-        "INSERT INTO principals (user_id, department, active, deleted, sequence)"
-        " VALUES ($1, $2, $3, $4, $5)"
+        "INSERT INTO principals (user_id, department, active, deleted, sequence, manager_id,"
+        " user_name) VALUES ($1, $2, $3, $4, $5, $7, $8)"
         " ON CONFLICT (user_id) DO UPDATE SET"
         "   department = CASE WHEN $6 THEN principals.department ELSE EXCLUDED.department END,"
+        "   manager_id = CASE WHEN $6 THEN principals.manager_id ELSE EXCLUDED.manager_id END,"
+        "   user_name = CASE WHEN $6 THEN principals.user_name ELSE EXCLUDED.user_name END,"
         "   active = EXCLUDED.active, deleted = EXCLUDED.deleted,"
         "   sequence = EXCLUDED.sequence, updated_at = now()"
         " WHERE principals.sequence < EXCLUDED.sequence",
@@ -32,6 +39,8 @@ async def upsert_principal(
         deleted,
         sequence,
         keep_department,
+        manager_id,
+        user_name,
     )
 
 

@@ -20,6 +20,7 @@ from types import MappingProxyType
 
 import cedarpy
 
+from accord.authz.domain.approvals import APPROVAL_ANNOTATION, ChainError, parse_chain
 from accord.authz.domain.model import (
     NO_POLICY_PERMITS,
     AccessQuery,
@@ -92,6 +93,10 @@ class LoadedPolicies:
     schema: str | None = field(repr=False)
     engine_policies: cedarpy.PolicySet = field(repr=False, compare=False)
     engine_schema: cedarpy.Schema | None = field(repr=False, compare=False)
+    annotations: Mapping[str, Mapping[str, str]] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
+    """Each policy's annotations by @id (e.g. its @approval chain)."""
 
     @property
     def policy_ids(self) -> tuple[str, ...]:
@@ -246,6 +251,14 @@ def _check_source(
         policy_id = policy.get("annotations", {}).get("id")
         if not policy_id:
             raise PolicyError(source.path, line, 'policy has no @id("...") annotation')
+        chain = policy.get("annotations", {}).get(APPROVAL_ANNOTATION)
+        if chain is not None:
+            if policy.get("effect") != "permit":
+                raise PolicyError(source.path, line, "@approval belongs on permit policies")
+            try:
+                parse_chain(chain)
+            except ChainError as error:
+                raise PolicyError(source.path, line, str(error)) from None
         if policy_id in seen:
             raise PolicyError(
                 source.path, line, f'duplicate @id("{policy_id}"), first used at {seen[policy_id]}'
@@ -292,6 +305,10 @@ def compile_policies(
     engine_policies = cedarpy.PolicySet.from_str(text)
     est = json.loads(cedarpy.policies_to_json_str(text))
     ids = {pid: policy["annotations"]["id"] for pid, policy in est["staticPolicies"].items()}
+    annotations = {
+        policy["annotations"]["id"]: MappingProxyType(dict(policy["annotations"]))
+        for policy in est["staticPolicies"].values()
+    }
     if sorted(ids.values()) != sorted(locations):  # pragma: no cover - engine invariant
         raise PolicyError("<policies>", None, "policy ids changed when the files were combined")
 
@@ -302,6 +319,7 @@ def compile_policies(
         schema=schema,
         engine_policies=engine_policies,
         engine_schema=engine_schema,
+        annotations=MappingProxyType(annotations),
     )
 
 

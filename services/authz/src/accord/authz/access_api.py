@@ -1,0 +1,165 @@
+"""Authz HTTP API for approvals, grants (who has what) and separation-of-duties violations."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query
+from pydantic import BaseModel, ConfigDict
+
+from accord.authz import access, sod
+from accord.authz.adapters import approvals, grants
+from accord.authz.domain.approvals import NotAnApprover
+from accord.authz.handlers import Rules
+from accord.events.catalogue.base import LongText, ShortText
+from accord.runtime.outbox import enqueue
+from accord.runtime.params import Id
+from accord.runtime.security.api import authenticated, require
+from accord.runtime.security.roles import Caller, Permission
+from accord.runtime.service import Runtime
+
+
+class Verdict(BaseModel):
+    """An approver's comment on their decision."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    comment: LongText | None = None
+
+
+class Revocation(BaseModel):
+    """Why a grant is ended."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    reason: ShortText
+
+
+def configure(
+    app: FastAPI, runtime: Runtime, rules: Rules, settings: access.ApprovalSettings
+) -> None:
+    """Mount the approval, grant and SoD routes."""
+    router = APIRouter(prefix="/v1", tags=["authz"])
+    caller_dependency = authenticated()
+    approver_dependency = require(Permission.ACCESS_APPROVE)
+
+    @router.get("/approvals", summary="Approval stages waiting: the caller's, or everyone's")
+    async def list_approvals(
+        caller: Caller = Depends(approver_dependency),
+        approver: Annotated[Id | None, Query(description="Only this approver's")] = None,
+        after: Annotated[Id | None, Query(description="Cursor: the last request_id seen")] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    ) -> dict[str, Any]:
+        if not caller.may(Permission.ACCESS_READ):
+            if approver not in (None, caller.subject):
+                raise HTTPException(403, "seeing someone else's approvals needs access:read")
+            approver = caller.subject
+        items = await approvals.pending(runtime.pool, approver=approver, after=after, limit=limit)
+        next_after = items[-1]["request_id"] if len(items) == limit else None
+        return {"items": items, "next_after": next_after}
+
+    async def answer(request_id: str, caller: Caller, verdict: Verdict, approve: bool) -> Any:
+        _, catalogue = rules()
+        try:
+            async with runtime.pool.acquire() as conn, conn.transaction():
+                events = await access.decide_stage(
+                    conn,
+                    request_id,
+                    approver_id=caller.subject,
+                    approve=approve,
+                    comment=verdict.comment,
+                    catalogue=catalogue,
+                    settings=settings,
+                    source=runtime.source,
+                )
+                await enqueue(conn, runtime.schema, events)
+        except access.RequestNotFound as error:
+            raise HTTPException(404, str(error)) from None
+        except access.NotWaiting as error:
+            raise HTTPException(409, str(error)) from None
+        except NotAnApprover as error:
+            raise HTTPException(403, str(error)) from None
+        return {
+            "request_id": request_id,
+            "approvals": await approvals.chain(runtime.pool, request_id),
+        }
+
+    answered = {
+        403: {"description": "Not an approver of the current stage, or one's own request"},
+        404: {"description": "No such access request"},
+        409: {"description": "The request is not waiting for an approval"},
+    }
+
+    @router.post(
+        "/access-requests/{request_id}/approve",
+        summary="Approve the current stage",
+        responses=answered,  # type: ignore[arg-type]
+    )
+    async def approve(
+        request_id: Id, verdict: Verdict, caller: Caller = Depends(approver_dependency)
+    ) -> Any:
+        return await answer(request_id, caller, verdict, approve=True)
+
+    @router.post(
+        "/access-requests/{request_id}/deny",
+        summary="Deny the current stage",
+        responses=answered,  # type: ignore[arg-type]
+    )
+    async def deny(
+        request_id: Id, verdict: Verdict, caller: Caller = Depends(approver_dependency)
+    ) -> Any:
+        return await answer(request_id, caller, verdict, approve=False)
+
+    @router.get("/entitlements", summary="Who holds what, now or at any past time")
+    async def list_entitlements(
+        caller: Caller = Depends(caller_dependency),
+        principal_id: Id | None = None,
+        application: Id | None = None,
+        as_of: Annotated[datetime | None, Query(description="RFC 3339 time; default: now")] = None,
+        after: Annotated[Id | None, Query(description="Cursor: the last grant_id seen")] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    ) -> dict[str, Any]:
+        if not caller.may(Permission.ACCESS_READ):
+            if principal_id not in (None, caller.subject):
+                raise HTTPException(403, "seeing someone else's entitlements needs access:read")
+            principal_id = caller.subject
+        if as_of is not None and as_of.tzinfo is None:
+            raise HTTPException(400, "as_of needs a UTC offset, e.g. 2026-11-26T09:00:00Z")
+        items = await grants.search(
+            runtime.pool,
+            principal_id=principal_id,
+            application=application,
+            as_of=as_of,
+            after=after,
+            limit=limit,
+        )
+        next_after = items[-1]["grant_id"] if len(items) == limit else None
+        return {"items": items, "next_after": next_after}
+
+    @router.post(
+        "/grants/{grant_id}/revoke",
+        summary="End a grant now (its group memberships are taken away)",
+        dependencies=[Depends(require(Permission.ACCESS_REVOKE))],
+        responses={409: {"description": "No live grant of that id (unknown or ended)"}},
+    )
+    async def revoke_grant(grant_id: Id, body: Revocation) -> dict[str, Any]:
+        async with runtime.pool.acquire() as conn, conn.transaction():
+            events = await access.revoke(conn, grant_id, body.reason, source=runtime.source)
+            if not events:
+                raise HTTPException(409, f"grant {grant_id} is not live (unknown or ended)")
+            await enqueue(conn, runtime.schema, events)
+        return {"grant_id": grant_id, "revoked": True}
+
+    @router.get(
+        "/sod/violations",
+        summary="Identities holding a toxic combination of entitlements now",
+        dependencies=[Depends(require(Permission.ACCESS_READ))],
+    )
+    async def sod_violations() -> dict[str, Any]:
+        policies, catalogue = rules()
+        async with runtime.pool.acquire() as conn:
+            found = await sod.violations(conn, policies, catalogue)
+        return {"items": found}
+
+    app.include_router(router)

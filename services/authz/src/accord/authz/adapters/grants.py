@@ -1,0 +1,112 @@
+"""The grants table: who holds which entitlement, from when until when."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from accord.events.catalogue import Provisioning
+
+_COLUMNS = (
+    "grant_id, request_id, principal_id, application, entitlement, provisioning, granted_at,"
+    " expires_at, revoked_at, revoke_reason"
+)
+
+
+async def insert(
+    conn: asyncpg.Connection,
+    *,
+    grant_id: str,
+    request_id: str,
+    principal_id: str,
+    application: str,
+    entitlement: str,
+    provisioning: Sequence[Provisioning],
+    expires_at: datetime | None,
+) -> bool:
+    """Record a grant; False when it exists or the principal holds that entitlement already."""
+    result = await conn.execute(
+        "INSERT INTO grants (grant_id, request_id, principal_id, application, entitlement,"
+        " provisioning, expires_at) VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7)"
+        " ON CONFLICT DO NOTHING",
+        grant_id,
+        request_id,
+        principal_id,
+        application,
+        entitlement,
+        json.dumps([p.model_dump() for p in provisioning]),
+        expires_at,
+    )
+    return bool(result == "INSERT 0 1")
+
+
+async def revoke(conn: asyncpg.Connection, grant_id: str, reason: str) -> dict[str, Any] | None:
+    """End a live grant now; the grant, or None when it was not live."""
+    row = await conn.fetchrow(
+        f"UPDATE grants SET revoked_at = greatest(now(), granted_at), revoke_reason = $2"  # noqa: S608
+        f" WHERE grant_id = $1 AND revoked_at IS NULL RETURNING {_COLUMNS}",
+        grant_id,
+        reason,
+    )
+    return _grant(row) if row else None
+
+
+async def live_of(conn: asyncpg.Connection, principal_id: str) -> list[dict[str, Any]]:
+    """The principal's live grants."""
+    rows = await conn.fetch(
+        f"SELECT {_COLUMNS} FROM grants WHERE principal_id = $1 AND revoked_at IS NULL"  # noqa: S608
+        " ORDER BY granted_at",
+        principal_id,
+    )
+    return [_grant(r) for r in rows]
+
+
+async def expired(conn: asyncpg.Connection, *, limit: int) -> list[str]:
+    """Live grants past their expiry, locked for this transaction (others skip them)."""
+    rows = await conn.fetch(
+        "SELECT grant_id FROM grants WHERE revoked_at IS NULL AND expires_at <= now()"
+        " ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED",
+        limit,
+    )
+    return [r["grant_id"] for r in rows]
+
+
+async def search(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    *,
+    principal_id: str | None,
+    application: str | None,
+    as_of: datetime | None,
+    after: str | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """Grants live now (or at `as_of`), by grant id after a cursor."""
+    rows = await conn.fetch(
+        f"SELECT {_COLUMNS} FROM grants WHERE"  # noqa: S608
+        " ($1::text IS NULL OR principal_id = $1) AND ($2::text IS NULL OR application = $2)"
+        " AND ($3::timestamptz IS NULL AND revoked_at IS NULL"
+        "      OR $3::timestamptz IS NOT NULL AND granted_at <= $3"
+        "         AND (revoked_at IS NULL OR revoked_at > $3))"
+        " AND ($4::text IS NULL OR grant_id > $4) ORDER BY grant_id LIMIT $5",
+        principal_id,
+        application,
+        as_of,
+        after,
+        limit,
+    )
+    return [_grant(r) for r in rows]
+
+
+def provisioning_of(grant: dict[str, Any]) -> tuple[Provisioning, ...]:
+    """The group memberships a grant carries."""
+    return tuple(Provisioning.model_validate(p) for p in grant["provisioning"])
+
+
+def _grant(row: asyncpg.Record) -> dict[str, Any]:
+    grant = dict(row)
+    grant["provisioning"] = json.loads(grant["provisioning"])
+    return grant

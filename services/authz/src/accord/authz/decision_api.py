@@ -1,0 +1,167 @@
+"""The decision API: applications and gateways ask "may this principal do this?".
+
+`POST /v1/authorize` answers one question, `POST /v1/authorize/batch` up to 100 about the
+same or different principals. A `User` principal is looked up in authz's projection (its
+attributes, groups, nested groups and live entitlements); the caller adds the entities
+only it knows (the document, the ticket) in `entities`. Decisions are emitted as
+authz.decided events for the audit log, all of them or a sample (ACCORD_DECISION_LOG_RATE).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import uuid
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, FastAPI
+from pydantic import BaseModel, ConfigDict, Field
+
+from accord.authz.adapters import directory
+from accord.authz.domain.model import AccessQuery, Decision, Entity, EntityRef
+from accord.authz.domain.policy_set import EntityError, decide
+from accord.authz.handlers import Rules
+from accord.events import AuthzDecided, new_event, to_kafka
+from accord.runtime.security.api import require
+from accord.runtime.security.roles import Permission
+from accord.runtime.service import Runtime
+
+log = logging.getLogger(__name__)
+
+TypeName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(::[A-Za-z_][A-Za-z0-9_]*)*$")]
+EntityId = Annotated[str, Field(min_length=1, max_length=256)]
+MAX_BATCH = 100
+
+
+class Ref(BaseModel):
+    """A Cedar entity uid."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: TypeName
+    id: EntityId
+
+    def ref(self) -> EntityRef:
+        """As the domain's EntityRef."""
+        return EntityRef(self.type, self.id)
+
+
+class EntityIn(BaseModel):
+    """An entity the caller knows about (a resource, its container)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: TypeName
+    id: EntityId
+    attrs: dict[str, Any] = Field(default_factory=dict, max_length=64)
+    parents: list[Ref] = Field(default_factory=list, max_length=64)
+
+
+class Question(BaseModel):
+    """May `principal` do `action` on `resource` in this context?"""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    principal: Ref
+    action: Annotated[str, Field(min_length=1, max_length=128)]
+    resource: Ref
+    context: dict[str, Any] = Field(default_factory=dict, max_length=64)
+    entities: list[EntityIn] = Field(default_factory=list, max_length=200)
+
+
+class Batch(BaseModel):
+    """Several questions, answered in order."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    requests: list[Question] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+class Answer(BaseModel):
+    """The decision, the policies that made it, and evaluation errors if any."""
+
+    decision: Literal["permit", "deny"]
+    reasons: list[str]
+    errors: list[str]
+
+
+def configure(app: FastAPI, runtime: Runtime, rules: Rules, *, log_rate: float) -> None:
+    """Mount the decision API."""
+    router = APIRouter(prefix="/v1", tags=["decisions"])
+    guard = [Depends(require(Permission.AUTHORIZE))]
+
+    async def answer(questions: Sequence[Question]) -> list[Answer]:
+        policies, _ = rules()
+        principals: dict[EntityRef, list[Entity]] = {}
+        async with runtime.pool.acquire() as conn:
+            for q in questions:
+                ref = q.principal.ref()
+                if ref.type == "User" and ref not in principals:
+                    principals[ref] = await directory.principal_entities(conn, ref.id)
+        answers = []
+        for q in questions:
+            decision = _decide(policies, q, principals.get(q.principal.ref(), []))
+            answers.append(
+                Answer(
+                    decision=decision.effect,
+                    reasons=list(decision.reasons),
+                    errors=list(decision.errors),
+                )
+            )
+            if log_rate and random.random() < log_rate:  # noqa: S311 - sampling, not crypto
+                await _log(runtime, q, decision, log_rate)
+        return answers
+
+    @router.post("/authorize", summary="One decision", dependencies=guard)
+    async def authorize(question: Question) -> Answer:
+        (result,) = await answer([question])
+        return result
+
+    @router.post("/authorize/batch", summary="Up to 100 decisions", dependencies=guard)
+    async def authorize_batch(batch: Batch) -> dict[str, list[Answer]]:
+        return {"results": await answer(batch.requests)}
+
+    app.include_router(router)
+
+
+def _decide(policies: Any, question: Question, known: list[Entity]) -> Decision:
+    given = [
+        Entity(EntityRef(e.type, e.id), dict(e.attrs), tuple(p.ref() for p in e.parents))
+        for e in question.entities
+    ]
+    # The caller's entities never replace what Accord knows about its own principals.
+    mine = {e.ref for e in known}
+    entities = [*known, *(e for e in given if e.ref not in mine)]
+    query = AccessQuery(
+        principal=question.principal.ref(),
+        action=question.action,
+        resource=question.resource.ref(),
+        context=question.context,
+    )
+    try:
+        return decide(policies, query, entities)
+    except EntityError as error:
+        return Decision("deny", ("invalid entities",), (str(error),))
+
+
+async def _log(runtime: Runtime, question: Question, decision: Decision, rate: float) -> None:
+    """Emit the decision for the audit log; a broker hiccup costs a log line, not the answer."""
+    data = AuthzDecided(
+        decision_id=f"dec-{uuid.uuid4().hex}",
+        principal_type=question.principal.type,
+        principal_id=question.principal.id,
+        action=question.action[:256],
+        resource_type=question.resource.type,
+        resource_id=question.resource.id,
+        decision=decision.effect,
+        reasons=tuple(r[:256] for r in decision.reasons),
+        sample_rate=rate,
+    )
+    record = to_kafka(new_event(data, source=runtime.source))
+    try:
+        await runtime.producer.send(
+            record.topic, value=record.value, key=record.key, headers=list(record.headers)
+        )
+    except Exception as error:
+        log.warning("decision not logged", extra={"error": type(error).__name__})

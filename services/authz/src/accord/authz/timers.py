@@ -1,0 +1,53 @@
+"""Authz's clock: overdue approval stages escalate or expire, time-bound grants end.
+
+Both live in PostgreSQL (deadlines on the rows), so a restart loses none; rows are locked
+with SKIP LOCKED, so several authz instances share the work without doing it twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import asyncpg
+
+from accord.authz import access
+from accord.authz.adapters import approvals, grants
+from accord.runtime import outbox
+from accord.runtime.service import Runtime
+
+log = logging.getLogger(__name__)
+BATCH = 100
+
+
+async def fire_due(
+    pool: asyncpg.Pool, *, schema: str, source: str, settings: access.ApprovalSettings
+) -> int:
+    """Handle what is due now, one batch; how many rows were handled."""
+    async with pool.acquire() as conn, conn.transaction():
+        events = []
+        stages = await approvals.overdue(conn, limit=BATCH)
+        for stage in stages:
+            events += await access.time_out_stage(conn, stage, settings=settings, source=source)
+        ended = await grants.expired(conn, limit=BATCH)
+        for grant_id in ended:
+            events += await access.revoke(conn, grant_id, "expired", source=source)
+        await outbox.enqueue(conn, schema, events)
+    return len(stages) + len(ended)
+
+
+async def run(runtime: Runtime, settings: access.ApprovalSettings, poll_s: float) -> None:
+    """Fire due deadlines until the service stops."""
+    while not runtime.stopping.is_set():
+        try:
+            handled = await fire_due(
+                runtime.pool, schema=runtime.schema, source=runtime.source, settings=settings
+            )
+        except (OSError, asyncpg.PostgresError) as error:
+            log.warning("authz timers unavailable: %s", type(error).__name__)
+            handled = 0
+        if handled >= BATCH:
+            continue
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(runtime.stopping.wait(), timeout=poll_s)
