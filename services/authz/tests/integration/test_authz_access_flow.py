@@ -32,8 +32,8 @@ from accord.events import (
     UserDeleted,
     new_event,
 )
-from accord.runtime import db
 from accord.runtime.consumer import HandlerContext
+from accord.stack.testing import migrated_pool
 
 pytestmark = pytest.mark.integration
 SCHEMA = "authz"
@@ -45,13 +45,9 @@ SETTINGS = access.ApprovalSettings(timeout=timedelta(hours=1), on_timeout="escal
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def pool(fresh_database: str) -> AsyncIterator[asyncpg.Pool]:
-    await db.migrate(fresh_database, SCHEMA, ["accord.authz.migrations"])
-    created = await db.create_pool(fresh_database, SCHEMA, max_size=2)
-    try:
+    async with migrated_pool(fresh_database, SCHEMA, ["accord.authz.migrations"]) as created:
         await people(created)
         yield created
-    finally:
-        await created.close()
 
 
 async def on(

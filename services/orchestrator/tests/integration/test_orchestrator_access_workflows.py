@@ -28,8 +28,9 @@ from accord.orchestrator.adapters import store
 from accord.orchestrator.domain import account_saga as saga
 from accord.orchestrator.domain.birthright import everyone
 from accord.orchestrator.handlers import UnknownIdentity, Workflows, WorkflowSettings
-from accord.runtime import db, outbox
+from accord.runtime import outbox
 from accord.runtime.consumer import HandlerContext
+from accord.stack.testing import migrated_pool
 
 pytestmark = pytest.mark.integration
 
@@ -42,12 +43,8 @@ READERS = Provisioning(target="wiki", group="readers")
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def pool(fresh_database: str) -> AsyncIterator[asyncpg.Pool]:
-    await db.migrate(fresh_database, SCHEMA, ["accord.orchestrator.migrations"])
-    created = await db.create_pool(fresh_database, SCHEMA, max_size=2)
-    try:
+    async with migrated_pool(fresh_database, SCHEMA, ["accord.orchestrator.migrations"]) as created:
         yield created
-    finally:
-        await created.close()
 
 
 def workflows(**options: Any) -> Workflows:

@@ -26,8 +26,8 @@ from accord.orchestrator import timers
 from accord.orchestrator.adapters import store
 from accord.orchestrator.domain.birthright import everyone
 from accord.orchestrator.handlers import Workflows, WorkflowSettings
-from accord.runtime import db
 from accord.runtime.consumer import HandlerContext
+from accord.stack.testing import migrated_pool
 
 pytestmark = pytest.mark.integration
 
@@ -37,12 +37,8 @@ SOURCE = "urn:test:orchestrator"
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def pool(fresh_database: str) -> AsyncIterator[asyncpg.Pool]:
-    await db.migrate(fresh_database, SCHEMA, ["accord.orchestrator.migrations"])
-    created = await db.create_pool(fresh_database, SCHEMA, max_size=2)
-    try:
+    async with migrated_pool(fresh_database, SCHEMA, ["accord.orchestrator.migrations"]) as created:
         yield created
-    finally:
-        await created.close()
 
 
 def workflows(**options: Any) -> Workflows:

@@ -11,7 +11,7 @@ import pytest_asyncio
 
 from accord.events import Envelope, Profile, ProvisionRequested, new_event
 from accord.provisioner.adapters import ledger
-from accord.runtime import db
+from accord.stack.testing import migrated_pool
 
 pytestmark = pytest.mark.integration
 SCHEMA = "provisioner"
@@ -19,12 +19,8 @@ SCHEMA = "provisioner"
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def pool(fresh_database: str) -> AsyncIterator[asyncpg.Pool]:
-    await db.migrate(fresh_database, SCHEMA, ["accord.provisioner.migrations"])
-    created = await db.create_pool(fresh_database, SCHEMA, max_size=2)
-    try:
+    async with migrated_pool(fresh_database, SCHEMA, ["accord.provisioner.migrations"]) as created:
         yield created
-    finally:
-        await created.close()
 
 
 def command(operation: str, *, title: str = "Analyst", group: str | None = None) -> Envelope:

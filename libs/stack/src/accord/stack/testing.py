@@ -12,15 +12,17 @@ PostgreSQL server and stay apart by random ids and fresh databases.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import asyncpg
 import pytest
 import pytest_asyncio
 
+from accord.runtime import db
 from accord.stack.broker import EmbeddedBroker
 from accord.stack.ldap_target import LdapTarget
 from accord.stack.postgres import EmbeddedPostgres
@@ -83,6 +85,19 @@ async def create_database(server_dsn: str, prefix: str = "accord_test") -> str:
 async def fresh_database(postgres_server: str) -> str:
     """DSN of a database of its own for one test."""
     return await create_database(postgres_server)
+
+
+@contextlib.asynccontextmanager
+async def migrated_pool(
+    dsn: str, schema: str, packages: Sequence[str], *, max_size: int = 2
+) -> AsyncIterator[asyncpg.Pool]:
+    """A pool on a service's schema of `dsn`, with the packages' migrations applied."""
+    await db.migrate(dsn, schema, list(packages))
+    pool = await db.create_pool(dsn, schema, max_size=max_size)
+    try:
+        yield pool
+    finally:
+        await pool.close()
 
 
 @pytest.fixture

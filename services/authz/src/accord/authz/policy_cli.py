@@ -9,19 +9,7 @@ case with the folder's policies and prints ``PASS``/``FAIL`` per case and a
 summary; it exits 1 if a case fails and 2 if a case file is malformed. DIR
 defaults to ``$ACCORD_POLICY_DIR``, else the policies shipped with authz.
 
-A case file::
-
-    entities:            # optional, shared by all cases: users with attrs and groups
-      - {type: User, id: alice, attrs: {active: true, department: Sales},
-         parents: [{type: Group, id: sales}]}
-    cases:
-      - name: active users get low-risk wiki access
-        principal: {type: User, id: alice}
-        action: request
-        resource: {application: wiki, entitlement: reader}   # or {type: X, id: y}
-        context: {justification: "on call"}                 # optional
-        expect: permit                                       # or deny
-        reasons: [low-risk-self-service]                     # optional
+The case file format is ``CASES_FORMAT`` below (also shown by ``--help``).
 
 An entitlement resource (``{application, entitlement}``) gets its Cedar entities
 (the application, and the entitlement with its risk) from the folder's
