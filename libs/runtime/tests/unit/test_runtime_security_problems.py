@@ -64,6 +64,10 @@ def app(readiness: Readiness) -> FastAPI:
     async def conflict() -> None:
         raise HTTPException(409, {"reason": "taken"})
 
+    @app.get("/database-down")
+    async def database_down() -> None:
+        raise ConnectionRefusedError(111, f"Connect call failed ('db.internal', 5432) {SECRET}")
+
     return app
 
 
@@ -101,6 +105,18 @@ def test_problem_builds_rfc9457_json() -> None:
         b'{"type":"about:blank","title":"Too Many Requests","status":429,'
         b'"detail":"slow down","limit":5}'
     )
+
+
+async def test_an_unreachable_database_is_503_to_retry_without_its_address(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.get("/database-down")
+
+    body = assert_problem(response, 503, "Service Unavailable")
+    assert response.headers["retry-after"] == "5"
+    assert "db.internal" not in response.text
+    assert SECRET not in response.text
+    assert body["detail"] == "a dependency is unavailable; try again"
 
 
 def test_problem_with_an_unknown_status_is_titled_error() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -11,6 +12,13 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from accord.runtime.errors import INFRASTRUCTURE_ERRORS
+
+log = logging.getLogger(__name__)
+#: Failures that mean "not now", never "not ever": a 503 with Retry-After, not a 500.
+UNAVAILABLE: tuple[type[Exception], ...] = tuple(
+    e for e in INFRASTRUCTURE_ERRORS if issubclass(e, Exception)
+)
 PROBLEM_JSON = "application/problem+json"
 _TITLES = {
     400: "Bad Request",
@@ -99,5 +107,13 @@ def install_problem_handlers(app: FastAPI) -> None:
         ]
         return problem(422, "the request is invalid", errors=errors)
 
+    async def dependency_down(request: Request, exc: Exception) -> JSONResponse:
+        # Our own database (or another dependency) is unreachable: the request is fine,
+        # try again shortly. The error's text stays in the log (it may name hosts).
+        log.warning("dependency unavailable", extra={"error": type(exc).__name__})
+        return problem(503, "a dependency is unavailable; try again", headers={"Retry-After": "5"})
+
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
+    for unavailable in UNAVAILABLE:
+        app.add_exception_handler(unavailable, dependency_down)
