@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from accord.authz.adapters import directory
 from accord.authz.domain.model import AccessQuery, Decision, Entity, EntityRef
-from accord.authz.domain.policy_set import EntityError, decide
+from accord.authz.domain.policy_set import EntityError, LoadedPolicies, decide, decide_batch
 from accord.authz.handlers import Rules
 from accord.events import AuthzDecided, new_event, to_kafka
 from accord.runtime.security.api import require
@@ -100,8 +100,9 @@ def configure(app: FastAPI, runtime: Runtime, rules: Rules, *, log_rate: float) 
                 if ref.type == "User" and ref not in principals:
                     principals[ref] = await directory.principal_entities(conn, ref.id)
         answers = []
-        for q in questions:
-            decision = _decide(policies, q, principals.get(q.principal.ref(), []))
+        for q, decision in zip(
+            questions, _decide_all(policies, questions, principals), strict=True
+        ):
             answers.append(
                 Answer(
                     decision=decision.effect,
@@ -125,22 +126,65 @@ def configure(app: FastAPI, runtime: Runtime, rules: Rules, *, log_rate: float) 
     app.include_router(router)
 
 
-def _decide(policies: Any, question: Question, known: list[Entity]) -> Decision:
-    given = [
-        Entity(EntityRef(e.type, e.id), dict(e.attrs), tuple(p.ref() for p in e.parents))
-        for e in question.entities
-    ]
-    # The caller's entities never replace what Accord knows about its own principals.
+def _decide_all(
+    policies: LoadedPolicies,
+    questions: Sequence[Question],
+    principals: dict[EntityRef, list[Entity]],
+) -> list[Decision]:
+    """Decide every question; questions about one principal share one entity set (parsed
+    once, one batch call) unless the caller's entities for them disagree."""
+    groups: dict[EntityRef, list[int]] = {}
+    for index, question in enumerate(questions):
+        groups.setdefault(question.principal.ref(), []).append(index)
+    decisions: dict[int, Decision] = {}
+    for ref, indexes in groups.items():
+        known = principals.get(ref, [])
+        asked = [questions[i] for i in indexes]
+        merged = _entities(known, [e for q in asked for e in q.entities])
+        if len(asked) > 1 and merged is not None:
+            try:
+                batch = decide_batch(policies, [_query(q) for q in asked], merged)
+            except EntityError:
+                batch = None
+            if batch is not None:
+                decisions.update(zip(indexes, batch, strict=True))
+                continue
+        for index, question in zip(indexes, asked, strict=True):
+            decisions[index] = _decide(policies, question, known)
+    return [decisions[i] for i in range(len(questions))]
+
+
+def _entities(known: list[Entity], given: Sequence[EntityIn]) -> list[Entity] | None:
+    """Accord's entities and the caller's; None when the caller gives one entity twice,
+    differently. The caller's never replace what Accord knows about its own principals."""
     mine = {e.ref for e in known}
-    entities = [*known, *(e for e in given if e.ref not in mine)]
-    query = AccessQuery(
+    extra: dict[EntityRef, Entity] = {}
+    for e in given:
+        entity = Entity(EntityRef(e.type, e.id), dict(e.attrs), tuple(p.ref() for p in e.parents))
+        if entity.ref in mine:
+            continue
+        seen = extra.get(entity.ref)
+        if seen is not None and (seen.attrs, seen.parents) != (entity.attrs, entity.parents):
+            return None
+        extra[entity.ref] = entity
+    return [*known, *extra.values()]
+
+
+def _query(question: Question) -> AccessQuery:
+    return AccessQuery(
         principal=question.principal.ref(),
         action=question.action,
         resource=question.resource.ref(),
         context=question.context,
     )
+
+
+def _decide(policies: LoadedPolicies, question: Question, known: list[Entity]) -> Decision:
+    entities = _entities(known, question.entities)
+    if entities is None:
+        return Decision("deny", ("invalid entities",), ("an entity is given twice, differently",))
     try:
-        return decide(policies, query, entities)
+        return decide(policies, _query(question), entities)
     except EntityError as error:
         return Decision("deny", ("invalid entities",), (str(error),))
 

@@ -1,0 +1,85 @@
+"""The decision API's grouping: questions about one principal share one entity set."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from accord.authz import decision_api
+from accord.authz.decision_api import EntityIn, Question
+from accord.authz.domain.model import Entity, EntityRef
+from accord.authz.domain.policy_files import default_policy_dir, load_policy_dir
+
+POLICIES = load_policy_dir(default_policy_dir())
+ADA = EntityRef("User", "ada")
+KNOWN = {ADA: [Entity(ADA, {"active": True})]}
+
+
+def ask(entitlement: str, risk: str | None, **extra: Any) -> Question:
+    attrs = {"risk": risk} if risk else {}
+    return Question.model_validate(
+        {
+            "principal": {"type": "User", "id": extra.pop("principal", "ada")},
+            "action": "request",
+            "resource": {"type": "Entitlement", "id": entitlement},
+            "entities": [{"type": "Entitlement", "id": entitlement, "attrs": attrs}],
+            **extra,
+        }
+    )
+
+
+def test_a_batch_answers_in_order_with_one_engine_call_per_principal(monkeypatch: Any) -> None:
+    calls: list[int] = []
+    real = decision_api.decide_batch
+
+    def counting(policies: Any, queries: Any, entities: Any) -> Any:
+        calls.append(len(queries))
+        return real(policies, queries, entities)
+
+    monkeypatch.setattr(decision_api, "decide_batch", counting)
+    questions = [
+        ask("wiki/reader", "low"),
+        ask("wiki/unclassified", None),
+        ask("wiki/reader", "low", principal="eve"),
+        ask("wiki/editor", "low"),
+    ]
+
+    decisions = decision_api._decide_all(POLICIES, questions, KNOWN)
+
+    assert [(d.effect, d.reasons) for d in decisions] == [
+        ("permit", ("low-risk-self-service",)),
+        ("deny", ("no policy permits",)),
+        ("deny", ("inactive-users-get-nothing",)),
+        ("permit", ("low-risk-self-service",)),
+    ]
+    assert calls == [3]  # ada's three together; eve's one alone
+
+
+def test_an_entity_given_twice_differently_is_decided_question_by_question() -> None:
+    questions = [ask("wiki/reader", "low"), ask("wiki/reader", "high")]
+
+    decisions = decision_api._decide_all(POLICIES, questions, KNOWN)
+
+    assert [d.reasons for d in decisions] == [
+        ("low-risk-self-service",),
+        ("high-risk-needs-manager-and-owner",),
+    ]
+
+
+def test_the_caller_cannot_replace_what_accord_knows_about_its_principal() -> None:
+    question = ask("wiki/reader", "low")
+    forged = question.model_copy(
+        update={
+            "entities": [
+                *question.entities,
+                EntityIn(type="User", id="eve", attrs={"active": True}),
+            ],
+            "principal": question.principal.model_copy(update={"id": "eve"}),
+        }
+    )
+    eve = EntityRef("User", "eve")
+
+    (decision,) = decision_api._decide_all(
+        POLICIES, [forged], {eve: [Entity(eve, {"active": False})]}
+    )
+
+    assert decision.reasons == ("inactive-users-get-nothing",)
