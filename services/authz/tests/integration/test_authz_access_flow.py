@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -310,3 +312,74 @@ async def test_group_approvers_include_nested_groups(pool: asyncpg.Pool) -> None
     groups = {e.ref.id: [p.id for p in e.parents] for e in entities[1:]}
     assert groups == {"sec-team": ["security"], "security": []}
     assert [p.id for p in entities[0].parents] == ["sec-team"]
+
+
+ROUTED_SOD = """
+@id("sod-viewer-vs-payment-approver")
+@sod("payroll viewers approve payments only with the security officer's consent")
+@approval("user:security-officer")
+forbid (principal is User, action == Action::"request", resource is Entitlement)
+when {
+  principal has entitlements &&
+  resource == Entitlement::"finance/payment-approver" &&
+  principal.entitlements.contains(Entitlement::"payroll/viewer")
+};
+"""
+
+
+async def test_a_routed_sod_rule_sends_a_toxic_request_to_its_approvers_first(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    folder = tmp_path / "policies"
+    shutil.copytree(default_policy_dir(), folder, ignore=shutil.ignore_patterns("tests"))
+    (folder / "routed.cedar").write_text(ROUTED_SOD, encoding="utf-8")
+    policies = load_policy_dir(folder)
+    assert policies.routed == {"sod-viewer-vs-payment-approver"}
+    await on(pool, handle_user_event, UserCreated(user_id="vic", user_name="vic", manager_id="mia"))
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.execute(
+            "INSERT INTO access_requests (request_id, requester_id, principal_id,"
+            " application, entitlement, status) VALUES ('req-vic-0', 'vic', 'vic', 'payroll',"
+            " 'viewer', 'permit')"
+        )
+        await grants.insert(
+            conn,
+            grant_id="grant-vic-0",
+            request_id="req-vic-0",
+            principal_id="vic",
+            application="payroll",
+            entitlement="viewer",
+            provisioning=(),
+            expires_at=None,
+        )
+    request = AccessRequested(
+        request_id="req-vic-1",
+        requester_id="vic",
+        principal_id="vic",
+        resource=Resource(application="finance", entitlement="payment-approver"),
+    )
+    async with pool.acquire() as conn, conn.transaction():
+        events = await access.decide_request(
+            conn,
+            new_event(request, source="urn:test"),
+            policies=policies,
+            catalogue=CATALOGUE,
+            settings=SETTINGS,
+            source=SOURCE,
+        )
+
+    decided, first = (e.data for e in events)
+    assert isinstance(decided, AccessDecided)
+    assert decided.decision == "approval_required"
+    assert decided.reasons == (
+        "sod-viewer-vs-payment-approver",
+        "high-risk-needs-manager-and-owner",
+    )
+    assert isinstance(first, AccessApprovalRequested)
+    assert (first.stage_name, first.stages, first.approvers) == (
+        "user:security-officer",
+        3,
+        ("security-officer",),
+    )
+    chain = await approvals.chain(pool, "req-vic-1")
+    assert [s["name"] for s in chain] == ["user:security-officer", "manager", "application_owner"]

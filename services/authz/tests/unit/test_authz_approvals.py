@@ -14,6 +14,7 @@ from accord.authz.domain.approvals import (
     on_timeout,
     parse_chain,
     resolve,
+    routed_chain,
     unapprovable,
 )
 from accord.authz.domain.policy_set import PolicyError, PolicySource, compile_policies
@@ -110,3 +111,17 @@ def test_approval_annotations_are_checked_when_policies_load() -> None:
         "r.cedar", '@id("z")\n@approval("manager")\npermit (principal, action, resource);'
     )
     assert compile_policies([good], None).annotations["z"]["approval"] == "manager"
+
+
+def test_a_routed_chain_puts_the_sod_stages_first_each_stage_once() -> None:
+    annotations = {
+        "sod-a": {"sod": "x", "approval": "user:ciso, manager"},
+        "high": {"approval": "manager, application_owner"},
+        "low": {},
+    }
+    assert routed_chain(["sod-a"], ["high"], annotations) == (
+        "user:ciso",
+        "manager",
+        "application_owner",
+    )
+    assert routed_chain(["sod-a"], ["low"], annotations) == ("user:ciso", "manager")

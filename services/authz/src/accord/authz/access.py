@@ -100,13 +100,22 @@ async def decide_request(
     status: Literal["permit", "deny", "approval_required"] = decision.effect
     reasons = list(decision.reasons)
     stages: list[chain_rules.Stage] = []
+    chain: tuple[str, ...] = ()
     if status == "permit":
         chain = chain_rules.chain_for(decision.reasons, policies.annotations)
-        if chain:
-            stages = await _resolve(conn, chain, request, catalogue)
-            blocked = chain_rules.unapprovable(stages)
-            status = "deny" if blocked else "approval_required"
-            reasons = [*reasons, blocked] if blocked else reasons
+    elif _routable(decision.reasons, policies):
+        assert policies.without_routed is not None
+        otherwise = decide(policies.without_routed, query, entities)
+        if otherwise.effect == "permit":
+            chain = chain_rules.routed_chain(
+                decision.reasons, otherwise.reasons, policies.annotations
+            )
+            reasons = [*reasons, *otherwise.reasons]
+    if chain:
+        stages = await _resolve(conn, chain, request, catalogue)
+        blocked = chain_rules.unapprovable(stages)
+        status = "deny" if blocked else "approval_required"
+        reasons = [*reasons, blocked] if blocked else reasons
     # Moving the request out of pending once keeps a redelivery from answering twice.
     if not await requests.decide(conn, request.request_id, status, reasons):
         return []
@@ -131,6 +140,11 @@ async def decide_request(
         assert first is not None
         events.append(emit(_stage_requested(await _row(conn, request.request_id), first, stages)))
     return events
+
+
+def _routable(reasons: tuple[str, ...], policies: LoadedPolicies) -> bool:
+    """Whether a denial came only from separation-of-duties policies that route to approval."""
+    return bool(reasons) and set(reasons) <= policies.routed and policies.without_routed is not None
 
 
 async def _resolve(

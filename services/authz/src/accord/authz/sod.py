@@ -14,10 +14,9 @@ import asyncpg
 
 from accord.authz.adapters import directory
 from accord.authz.catalogue import Catalogue, entitlement_id
+from accord.authz.domain.approvals import SOD_ANNOTATION
 from accord.authz.domain.model import AccessQuery, Entity, EntityRef
 from accord.authz.domain.policy_set import LoadedPolicies, decide
-
-SOD_ANNOTATION = "sod"
 
 
 def sod_policies(policies: LoadedPolicies) -> dict[str, str]:

@@ -9,7 +9,9 @@ stages, in order::
     when { resource has risk && resource.risk == "high" };
 
 A request is granted at once when a permitting policy asks for no approval; otherwise it
-needs the longest chain any permitting policy names. Stages:
+needs the longest chain any permitting policy names. A separation-of-duties forbid policy
+(`@sod`) that also carries `@approval` routes a toxic request to approval instead of
+denying it: its stages come first, then the chain the request would otherwise need. Stages:
 
 - ``manager``: the principal's manager; escalates to the manager's manager.
 - ``application_owner``: the application's owners (catalogue); escalates to its
@@ -31,6 +33,7 @@ from datetime import datetime, timedelta
 from typing import Literal
 
 APPROVAL_ANNOTATION = "approval"
+SOD_ANNOTATION = "sod"
 _STAGE = re.compile(
     r"^(manager|application_owner|group:[A-Za-z0-9][A-Za-z0-9._:@+-]*"
     r"|user:[A-Za-z0-9][A-Za-z0-9._:@+-]*)$"
@@ -74,6 +77,25 @@ def chain_for(
             return ()
         chains.append(parse_chain(annotation))
     return max(chains, key=len, default=())
+
+
+def routed_chain(
+    sod_policies: Iterable[str],
+    permitting: Iterable[str],
+    annotations: Mapping[str, Mapping[str, str]],
+) -> tuple[str, ...]:
+    """The chain of a toxic request routed to approval: the SoD policies' stages first,
+    then what the permitting policies ask for; each stage once."""
+    stages = [
+        stage
+        for policy_id in sorted(sod_policies)
+        for stage in parse_chain(annotations[policy_id][APPROVAL_ANNOTATION])
+    ]
+    stages += chain_for(permitting, annotations)
+    chain = tuple(dict.fromkeys(stages))
+    if len(chain) > MAX_STAGES:
+        raise ChainError(f"the routed chain has {len(chain)} stages; at most {MAX_STAGES}")
+    return chain
 
 
 @dataclass(frozen=True)

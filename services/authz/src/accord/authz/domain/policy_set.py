@@ -20,7 +20,12 @@ from types import MappingProxyType
 
 import cedarpy
 
-from accord.authz.domain.approvals import APPROVAL_ANNOTATION, ChainError, parse_chain
+from accord.authz.domain.approvals import (
+    APPROVAL_ANNOTATION,
+    SOD_ANNOTATION,
+    ChainError,
+    parse_chain,
+)
 from accord.authz.domain.model import (
     NO_POLICY_PERMITS,
     AccessQuery,
@@ -97,6 +102,18 @@ class LoadedPolicies:
         default_factory=lambda: MappingProxyType({})
     )
     """Each policy's annotations by @id (e.g. its @approval chain)."""
+    without_routed: LoadedPolicies | None = field(default=None, repr=False, compare=False)
+    """The same set without its routed separation-of-duties policies (`@sod` forbid
+    policies with an `@approval`): what a toxic request would get if it were approved."""
+
+    @property
+    def routed(self) -> frozenset[str]:
+        """@ids of the separation-of-duties policies that route to approval."""
+        return frozenset(
+            pid
+            for pid, notes in self.annotations.items()
+            if SOD_ANNOTATION in notes and APPROVAL_ANNOTATION in notes
+        )
 
     @property
     def policy_ids(self) -> tuple[str, ...]:
@@ -253,8 +270,14 @@ def _check_source(
             raise PolicyError(source.path, line, 'policy has no @id("...") annotation')
         chain = policy.get("annotations", {}).get(APPROVAL_ANNOTATION)
         if chain is not None:
-            if policy.get("effect") != "permit":
-                raise PolicyError(source.path, line, "@approval belongs on permit policies")
+            routes_sod = SOD_ANNOTATION in policy.get("annotations", {})
+            if policy.get("effect") != "permit" and not routes_sod:
+                raise PolicyError(
+                    source.path,
+                    line,
+                    "@approval belongs on permit policies (or on @sod forbid policies, to route"
+                    " a toxic request to approval)",
+                )
             try:
                 parse_chain(chain)
             except ChainError as error:
@@ -311,6 +334,18 @@ def compile_policies(
     }
     if sorted(ids.values()) != sorted(locations):  # pragma: no cover - engine invariant
         raise PolicyError("<policies>", None, "policy ids changed when the files were combined")
+    routed = {
+        pid
+        for pid, notes in annotations.items()
+        if SOD_ANNOTATION in notes and APPROVAL_ANNOTATION in notes
+    }
+    without_routed = (
+        compile_policies(
+            [_without(source, routed) for source in sources], schema, schema_path=schema_path
+        )
+        if routed
+        else None
+    )
 
     return LoadedPolicies(
         text=text,
@@ -320,7 +355,21 @@ def compile_policies(
         engine_policies=engine_policies,
         engine_schema=engine_schema,
         annotations=MappingProxyType(annotations),
+        without_routed=without_routed,
     )
+
+
+def _without(source: PolicySource, policy_ids: set[str]) -> PolicySource:
+    """The source with the policies of these @ids left out (their lines blanked, so the
+    other policies keep their line numbers)."""
+    kept: list[str] = []
+    for statement in _split_statements(source.text):
+        est = json.loads(cedarpy.policies_to_json_str(statement.text))
+        policy_ids_here = {p["annotations"].get("id") for p in est["staticPolicies"].values()}
+        kept.append(
+            "\n" * statement.text.count("\n") if policy_ids_here & policy_ids else statement.text
+        )
+    return PolicySource(source.path, "".join(kept))
 
 
 # --- deciding --------------------------------------------------------------------------
