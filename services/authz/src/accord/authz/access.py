@@ -188,10 +188,11 @@ async def decide_stage(
 
     Raises RequestNotFound, NotWaiting, or NotAnApprover (self-approval included).
     """
+    # Stage before request, as the timers lock them: two orders could deadlock.
+    stage = await approvals.pending_stage(conn, request_id)
     row = await requests.locked(conn, request_id)
     if row is None:
         raise RequestNotFound(f"access request {request_id} not found")
-    stage = await approvals.pending_stage(conn, request_id)
     if row["status"] != "approval_required" or stage is None:
         raise NotWaiting(
             f"access request {request_id} is {row['status']}, not waiting for approval"

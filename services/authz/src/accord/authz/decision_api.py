@@ -9,6 +9,7 @@ authz.decided events for the audit log, all of them or a sample (ACCORD_DECISION
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import uuid
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 TypeName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(::[A-Za-z_][A-Za-z0-9_]*)*$")]
 EntityId = Annotated[str, Field(min_length=1, max_length=256)]
 MAX_BATCH = 100
+LOG_SEND_TIMEOUT_S = 0.2
 
 
 class Ref(BaseModel):
@@ -204,8 +206,12 @@ async def _log(runtime: Runtime, question: Question, decision: Decision, rate: f
     )
     record = to_kafka(new_event(data, source=runtime.source))
     try:
-        await runtime.producer.send(
-            record.topic, value=record.value, key=record.key, headers=list(record.headers)
+        # Normally a buffer append; bounded, so a broker outage never holds a decision up.
+        await asyncio.wait_for(
+            runtime.producer.send(
+                record.topic, value=record.value, key=record.key, headers=list(record.headers)
+            ),
+            timeout=LOG_SEND_TIMEOUT_S,
         )
     except Exception as error:
         log.warning("decision not logged", extra={"error": type(error).__name__})
