@@ -21,6 +21,7 @@ ADMIN_TOKEN = "acc_00000000000000a1_" + "A" * 43
 OPERATOR_TOKEN = "acc_00000000000000b2_" + "B" * 43
 REQUESTER_TOKEN = "acc_00000000000000c3_" + "C" * 43
 SCOPED_TOKEN = "acc_00000000000000d4_" + "D" * 43
+APPLICATION_TOKEN = "acc_00000000000000e5_" + "E" * 43
 CHALLENGE = 'Bearer realm="accord"'
 INVALID_CHALLENGE = 'Bearer realm="accord", error="invalid_token"'
 
@@ -44,6 +45,7 @@ class FakeTokenStore:
             (OPERATOR_TOKEN, "otto", {Role.OPERATOR}, None),
             (REQUESTER_TOKEN, "rita", {Role.REQUESTER}, None),
             (SCOPED_TOKEN, "sam", {Role.ADMIN}, {Permission.IDENTITIES_READ}),
+            (APPLICATION_TOKEN, "gateway", {Role.APPLICATION}, None),
         ]:
             self.callers[token] = Caller(
                 subject=subject,
@@ -69,11 +71,13 @@ class Harness:
         self.failure_clock = FakeClock()
         self.per_caller = RateLimiter(1.0, 5, clock=self.caller_clock)
         self.failures = RateLimiter(1 / 60, 4, clock=self.failure_clock)
+        self.per_application = RateLimiter(1.0, 20, clock=self.caller_clock)
         self.security = ApiSecurity(
             cast(TokenStore, self.store),
             None,
             per_caller=self.per_caller,
             failures=self.failures,
+            per_application=self.per_application,
         )
 
 
@@ -280,6 +284,14 @@ async def test_a_requester_is_authenticated_and_may_only_ask_for_access(
 
 
 # --- 429 -------------------------------------------------------------------------------------
+
+
+async def test_applications_have_their_own_higher_rate_limit(client: httpx.AsyncClient) -> None:
+    for _ in range(20):
+        assert (await client.get("/me", headers=bearer(APPLICATION_TOKEN))).status_code == 200
+    assert (await client.get("/me", headers=bearer(APPLICATION_TOKEN))).status_code == 429
+    # A person's limit is untouched by the application's traffic.
+    assert (await client.get("/me", headers=bearer(ADMIN_TOKEN))).status_code == 200
 
 
 async def test_each_caller_is_rate_limited(client: httpx.AsyncClient, harness: Harness) -> None:

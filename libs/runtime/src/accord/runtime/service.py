@@ -135,6 +135,10 @@ class Service:
                 failures=RateLimiter(
                     self.settings.auth_failures_per_min / 60, self.settings.auth_failures_burst
                 ),
+                per_application=RateLimiter(
+                    self.settings.application_rate_limit_per_s,
+                    self.settings.application_rate_limit_burst,
+                ),
             )
             for hook in self.definition.on_start:
                 await hook(runtime)

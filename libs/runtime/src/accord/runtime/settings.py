@@ -78,6 +78,15 @@ class ServiceSettings(BaseSettings):
     rate_limit_burst: int = Field(
         default=100, ge=1, validation_alias=AliasChoices("ACCORD_RATE_LIMIT_BURST")
     )
+    application_rate_limit_per_s: float = Field(
+        default=5000.0,
+        gt=0,
+        validation_alias=AliasChoices("ACCORD_APPLICATION_RATE_LIMIT_PER_S"),
+        description="Request rate of each caller with the application role (decision API).",
+    )
+    application_rate_limit_burst: int = Field(
+        default=10000, ge=1, validation_alias=AliasChoices("ACCORD_APPLICATION_RATE_LIMIT_BURST")
+    )
     auth_failures_per_min: float = Field(
         default=30.0,
         gt=0,
