@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -119,6 +120,7 @@ async def test_two_stage_approval_grants_a_membership_that_expires(
         await eventually(member, what="the account in payroll-admins")
         held = (await worker_api.get("/v1/entitlements")).json()["items"]
         assert [(g["application"], g["entitlement"]) for g in held] == [("payroll", "admin")]
+        while_held = datetime.now(UTC).isoformat()
 
         # While it is held, the toxic counterpart is refused, naming the SoD policy.
         toxic = await worker_api.post(
@@ -137,6 +139,13 @@ async def test_two_stage_approval_grants_a_membership_that_expires(
 
         await eventually(gone, timeout=GRANT_SECONDS + 30, what="the membership to expire")
         assert (await worker_api.get("/v1/entitlements")).json()["items"] == []
+        # Who held what, as of a past time: the grant is still on record.
+        then = await worker_api.get("/v1/entitlements", params={"as_of": while_held})
+        assert [g["entitlement"] for g in then.json()["items"]] == ["admin"]
+        # A number is not a time (pydantic would have read it as seconds since 1970).
+        not_a_time = await worker_api.get("/v1/entitlements", params={"as_of": "0.5"})
+        assert not_a_time.status_code == 400
+        assert "as_of" in not_a_time.json()["detail"]
 
 
 async def test_a_malformed_request_is_refused_naming_the_problem(
@@ -146,9 +155,9 @@ async def test_a_malformed_request_is_refused_naming_the_problem(
     async with api_client(platform, "authz", token) as client:
         response = await client.post("/v1/access-requests", json={"application": "payroll"})
 
-    # 422 (RFC 9110: well-formed, but not a valid request), the platform's answer to any
-    # body that breaks its schema; the problem names the field, never the values.
-    assert response.status_code == 422
+    # 400, the platform's answer to any request that breaks its schema; the problem
+    # names the field and what is wrong with it, never the values.
+    assert response.status_code == 400
     assert response.headers["content-type"].startswith("application/problem+json")
     problem = response.json()
     assert [e["location"] for e in problem["errors"]] == ["body.entitlement"]
@@ -190,7 +199,7 @@ async def test_the_decision_api_answers_from_the_projection_and_logs_decisions(
         ("permit", ["low-risk-self-service"]),
         ("deny", ["inactive-users-get-nothing"]),
     ]
-    assert bad.status_code == 422
+    assert bad.status_code == 400
 
     async def logged() -> list[dict[str, Any]] | None:
         records = await audit_events(platform, subject=user.user_id, type="authz.decided")

@@ -287,7 +287,7 @@ async def test_access_requests_are_strict_idempotent_and_for_oneself(
         smuggled = await client.post(
             "/v1/access-requests", json={**NEW_REQUEST, "requester_id": alice.user_id}
         )
-        assert smuggled.status_code == 422
+        assert smuggled.status_code == 400
         assert smuggled.headers["content-type"] == "application/problem+json"
         headers = {"Idempotency-Key": f"k-{bob.user_id}"}
         first = await client.post("/v1/access-requests", json=NEW_REQUEST, headers=headers)

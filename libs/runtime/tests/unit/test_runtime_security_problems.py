@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI, HTTPException
@@ -68,6 +69,10 @@ def app(readiness: Readiness) -> FastAPI:
     async def database_down() -> None:
         raise ConnectionRefusedError(111, f"Connect call failed ('db.internal', 5432) {SECRET}")
 
+    @app.get("/unstorable")
+    async def unstorable() -> None:
+        raise asyncpg.exceptions.CharacterNotInRepertoireError(f"0x00 in {SECRET}")
+
     return app
 
 
@@ -119,6 +124,16 @@ async def test_an_unreachable_database_is_503_to_retry_without_its_address(
     assert body["detail"] == "a dependency is unavailable; try again"
 
 
+async def test_a_value_the_database_refuses_is_400_without_the_value(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.get("/unstorable")
+
+    body = assert_problem(response, 400, "Bad Request")
+    assert SECRET not in response.text
+    assert "as given" in body["detail"]
+
+
 def test_problem_with_an_unknown_status_is_titled_error() -> None:
     assert b'"title":"Error"' in problem(418, "teapot").body
 
@@ -149,11 +164,11 @@ async def test_non_string_detail_is_rendered_as_text(client: httpx.AsyncClient) 
     assert "taken" in body["detail"]
 
 
-async def test_invalid_query_is_422_naming_the_field_not_the_value(
+async def test_invalid_query_is_400_naming_the_field_not_the_value(
     client: httpx.AsyncClient,
 ) -> None:
     response = await client.get("/items/1", params={"limit": SECRET})
-    body = assert_problem(response, 422, "Unprocessable Content")
+    body = assert_problem(response, 400, "Bad Request")
     assert locations(body) == ["query.limit"]
     assert body["errors"][0]["message"]
     assert SECRET not in response.text
@@ -161,7 +176,7 @@ async def test_invalid_query_is_422_naming_the_field_not_the_value(
 
 async def test_invalid_path_parameter_is_not_echoed(client: httpx.AsyncClient) -> None:
     response = await client.get(f"/items/{SECRET}")
-    body = assert_problem(response, 422, "Unprocessable Content")
+    body = assert_problem(response, 400, "Bad Request")
     assert locations(body) == ["path.item_id"]
     assert SECRET not in response.text
 
@@ -170,7 +185,7 @@ async def test_invalid_body_fields_are_named_not_echoed(client: httpx.AsyncClien
     response = await client.post(
         "/grants", json={"subject": ["not", SECRET], "level": SECRET, "code": SECRET}
     )
-    body = assert_problem(response, 422, "Unprocessable Content")
+    body = assert_problem(response, 400, "Bad Request")
     assert sorted(locations(body)) == ["body.code", "body.level", "body.subject"]
     assert SECRET not in response.text
     assert all(set(e) == {"location", "message"} for e in body["errors"])
@@ -178,24 +193,24 @@ async def test_invalid_body_fields_are_named_not_echoed(client: httpx.AsyncClien
 
 async def test_missing_body_fields_are_named(client: httpx.AsyncClient) -> None:
     response = await client.post("/grants", json={"level": 1})
-    body = assert_problem(response, 422, "Unprocessable Content")
+    body = assert_problem(response, 400, "Bad Request")
     assert sorted(locations(body)) == ["body.code", "body.subject"]
 
 
-async def test_malformed_json_is_422_without_echo(client: httpx.AsyncClient) -> None:
+async def test_malformed_json_is_400_without_echo(client: httpx.AsyncClient) -> None:
     response = await client.post(
         "/grants",
         content=f'{{"subject": "{SECRET}", "level": {SECRET}}}',
         headers={"Content-Type": "application/json"},
     )
-    body = assert_problem(response, 422, "Unprocessable Content")
+    body = assert_problem(response, 400, "Bad Request")
     assert locations(body)[0].startswith("body")
     assert SECRET not in response.text
 
 
 async def test_at_most_twenty_errors_are_listed(client: httpx.AsyncClient) -> None:
     response = await client.post("/wide", json={})
-    body = assert_problem(response, 422, "Unprocessable Content")
+    body = assert_problem(response, 400, "Bad Request")
     assert len(body["errors"]) == 20
 
 
@@ -214,6 +229,16 @@ async def test_openapi_document_is_served(client: httpx.AsyncClient) -> None:
     assert document["openapi"].startswith("3.")
     assert document["info"] == {"title": "Accord probe", "version": "9.9.9"}
     assert {"/healthz", "/readyz", "/items/{item_id}"} <= set(document["paths"])
+
+
+async def test_openapi_documents_validation_errors_as_400_problems(
+    client: httpx.AsyncClient,
+) -> None:
+    document = (await client.get("/openapi.json")).json()
+    answers = document["paths"]["/items/{item_id}"]["get"]["responses"]
+    assert "422" not in answers
+    assert "application/problem+json" in answers["400"]["content"]
+    assert "HTTPValidationError" not in str(document)
 
 
 async def test_healthz(client: httpx.AsyncClient) -> None:

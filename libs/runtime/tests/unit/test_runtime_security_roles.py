@@ -5,8 +5,9 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from fastapi import HTTPException
 
-from accord.runtime.security.api import may_see
+from accord.runtime.security.api import may_see, own_unless_allowed
 from accord.runtime.security.roles import (
     ROLE_PERMISSIONS,
     Caller,
@@ -108,6 +109,22 @@ def test_may_see_everyones_object_with_the_permission() -> None:
     operator = caller(Role.OPERATOR, subject="carol")
     assert may_see(operator, Permission.IDENTITIES_READ, "bob")
     assert not may_see(operator, Permission.AUDIT_READ, "bob")
+
+
+def test_a_listing_without_the_permission_is_narrowed_to_the_callers_own() -> None:
+    requester = caller(Role.REQUESTER, subject="alice")
+    assert own_unless_allowed(requester, Permission.ACCESS_READ, None, "grants") == "alice"
+    assert own_unless_allowed(requester, Permission.ACCESS_READ, "alice", "grants") == "alice"
+    with pytest.raises(HTTPException) as refused:
+        own_unless_allowed(requester, Permission.ACCESS_READ, "bob", "grants")
+    assert refused.value.status_code == 403
+    assert refused.value.detail == "seeing someone else's grants needs access:read"
+
+
+def test_a_listing_with_the_permission_keeps_the_asked_filter() -> None:
+    operator = caller(Role.OPERATOR, subject="carol")
+    assert own_unless_allowed(operator, Permission.ACCESS_READ, "bob", "grants") == "bob"
+    assert own_unless_allowed(operator, Permission.ACCESS_READ, None, "grants") is None
 
 
 # --- parse_roles -----------------------------------------------------------------------------

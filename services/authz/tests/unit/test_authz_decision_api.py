@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+from pydantic import ValidationError
+
 from accord.authz import decision_api
 from accord.authz.decision_api import EntityIn, Question
-from accord.authz.domain.model import Entity, EntityRef
+from accord.authz.domain.model import Decision, Entity, EntityRef
 from accord.authz.domain.policy_files import default_policy_dir, load_policy_dir
 
 POLICIES = load_policy_dir(default_policy_dir())
@@ -83,3 +86,30 @@ def test_the_caller_cannot_replace_what_accord_knows_about_its_principal() -> No
     )
 
     assert decision.reasons == ("inactive-users-get-nothing",)
+
+
+def test_every_question_the_api_accepts_can_be_logged_as_an_event() -> None:
+    longest = Question.model_validate(
+        {
+            "principal": {"type": "A" * 128, "id": "\u00e9" * 256},
+            "action": "x" * 256,
+            "resource": {"type": "Acme::Doc_1", "id": "d\t1"},
+        }
+    )
+    event = decision_api.decided_event(longest, Decision("deny", ("p0",), ()), 1.0)
+    assert (event.principal_type, event.resource_type) == ("A" * 128, "Acme::Doc_1")
+
+
+@pytest.mark.parametrize(
+    "principal",
+    [
+        {"type": "A" * 129, "id": "u"},
+        {"type": "User", "id": "x" * 257},
+        {"type": "User", "id": "\0"},
+    ],
+)
+def test_what_no_event_could_hold_is_refused_at_the_door(principal: dict[str, str]) -> None:
+    with pytest.raises(ValidationError):
+        Question.model_validate(
+            {"principal": principal, "action": "read", "resource": {"type": "Doc", "id": "d"}}
+        )

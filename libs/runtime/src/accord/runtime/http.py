@@ -27,6 +27,7 @@ def create_app(service: str, readiness: ReadinessCheck, *, version: str = "0.1.0
         responses=PROBLEM_RESPONSES,
     )
     install_problem_handlers(app)
+    _document_validation_as_400(app)
 
     @app.get("/healthz", tags=["health"], summary="Liveness: the process is serving")
     async def healthz() -> dict[str, str]:
@@ -39,6 +40,28 @@ def create_app(service: str, readiness: ReadinessCheck, *, version: str = "0.1.0
         return JSONResponse({"service": service, **report}, status_code=status)
 
     return app
+
+
+def _document_validation_as_400(app: FastAPI) -> None:
+    """Drop FastAPI's generated 422 answers: validation errors are answered 400 (problems.py)."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = generate()
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                answer = operation.get("responses", {}).get("422", {})
+                if "HTTPValidationError" in str(answer):
+                    del operation["responses"]["422"]
+        schemas = schema.get("components", {}).get("schemas", {})
+        if "HTTPValidationError" not in str(schema.get("paths")):
+            schemas.pop("HTTPValidationError", None)
+            schemas.pop("ValidationError", None)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def secure(app: FastAPI, *, max_body_bytes: int) -> None:

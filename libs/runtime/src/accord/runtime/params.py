@@ -25,13 +25,13 @@ Rfc3339 = Annotated[
 
 
 def parse_rfc3339(value: str | None, name: str) -> datetime | None:
-    """The datetime of an Rfc3339 parameter; 422 if it is not a real date."""
+    """The datetime of an Rfc3339 parameter; 400 if it is not a real date."""
     if value is None:
         return None
     try:
         parsed = datetime.fromisoformat(value.replace("z", "Z").replace("Z", "+00:00"))
     except ValueError:
-        raise HTTPException(422, f"{name} is not a valid date-time") from None
+        raise HTTPException(400, f"{name} is not a valid date-time") from None
     if parsed.tzinfo is None or "T" not in value.upper():
-        raise HTTPException(422, f"{name} needs a date, a time and an offset (RFC 3339)")
+        raise HTTPException(400, f"{name} needs a date, a time and an offset (RFC 3339)")
     return parsed

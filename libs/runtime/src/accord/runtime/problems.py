@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -55,12 +56,11 @@ def _documented(description: str) -> dict[str, Any]:
 
 #: Error answers every endpoint may give, documented once for the whole API.
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: _documented("The body is not valid JSON"),
+    400: _documented("Malformed request: not valid JSON, or fails the schema (see errors)"),
     401: _documented("No or invalid credentials"),
     403: _documented("The caller lacks the permission"),
     404: _documented("Not found, or not the caller's to see"),
     413: _documented("Request body too large"),
-    422: _documented("Invalid request"),
     429: _documented("Rate limit exceeded; see Retry-After"),
     503: _documented("Not ready"),
 }
@@ -105,7 +105,9 @@ def install_problem_handlers(app: FastAPI) -> None:
             {"location": ".".join(str(p) for p in e.get("loc", ())), "message": e.get("msg", "")}
             for e in exc.errors()[:20]
         ]
-        return problem(422, "the request is invalid", errors=errors)
+        # 400, not FastAPI's 422: a request that fails the schema is malformed (RFC 9110
+        # 15.5.1), and SCIM (RFC 7644 3.12) answers invalid values with 400 as well.
+        return problem(400, "the request is invalid", errors=errors)
 
     async def dependency_down(request: Request, exc: Exception) -> JSONResponse:
         # Our own database (or another dependency) is unreachable: the request is fine,
@@ -113,7 +115,14 @@ def install_problem_handlers(app: FastAPI) -> None:
         log.warning("dependency unavailable", extra={"error": type(exc).__name__})
         return problem(503, "a dependency is unavailable; try again", headers={"Retry-After": "5"})
 
+    async def unstorable(request: Request, exc: Exception) -> JSONResponse:
+        # PostgreSQL refused a value the request carried (a NUL, an out-of-range number):
+        # the parameter types should have caught it; this net keeps it a 400, not a 500.
+        log.warning("database refused a request value", extra={"error": type(exc).__name__})
+        return problem(400, "a value in the request cannot be stored or searched as given")
+
     app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(asyncpg.DataError, unstorable)
     app.add_exception_handler(RequestValidationError, validation_error)
     for unavailable in UNAVAILABLE:
         app.add_exception_handler(unavailable, dependency_down)

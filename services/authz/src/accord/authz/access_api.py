@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query
@@ -14,8 +13,8 @@ from accord.authz.domain.approvals import NotAnApprover
 from accord.authz.handlers import Rules
 from accord.events.catalogue.base import LongText, ShortText
 from accord.runtime.outbox import enqueue
-from accord.runtime.params import Id
-from accord.runtime.security.api import authenticated, require
+from accord.runtime.params import Id, Rfc3339, parse_rfc3339
+from accord.runtime.security.api import authenticated, own_unless_allowed, require
 from accord.runtime.security.roles import Caller, Permission
 from accord.runtime.service import Runtime
 
@@ -51,10 +50,7 @@ def configure(
         after: Annotated[Id | None, Query(description="Cursor: the last request_id seen")] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 100,
     ) -> dict[str, Any]:
-        if not caller.may(Permission.ACCESS_READ):
-            if approver not in (None, caller.subject):
-                raise HTTPException(403, "seeing someone else's approvals needs access:read")
-            approver = caller.subject
+        approver = own_unless_allowed(caller, Permission.ACCESS_READ, approver, "approvals")
         items = await approvals.pending(runtime.pool, approver=approver, after=after, limit=limit)
         next_after = items[-1]["request_id"] if len(items) == limit else None
         return {"items": items, "next_after": next_after}
@@ -116,21 +112,18 @@ def configure(
         caller: Caller = Depends(caller_dependency),
         principal_id: Id | None = None,
         application: Id | None = None,
-        as_of: Annotated[datetime | None, Query(description="RFC 3339 time; default: now")] = None,
+        as_of: Rfc3339 | None = None,
         after: Annotated[Id | None, Query(description="Cursor: the last grant_id seen")] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 100,
     ) -> dict[str, Any]:
-        if not caller.may(Permission.ACCESS_READ):
-            if principal_id not in (None, caller.subject):
-                raise HTTPException(403, "seeing someone else's entitlements needs access:read")
-            principal_id = caller.subject
-        if as_of is not None and as_of.tzinfo is None:
-            raise HTTPException(400, "as_of needs a UTC offset, e.g. 2026-11-26T09:00:00Z")
+        principal_id = own_unless_allowed(
+            caller, Permission.ACCESS_READ, principal_id, "entitlements"
+        )
         items = await grants.search(
             runtime.pool,
             principal_id=principal_id,
             application=application,
-            as_of=as_of,
+            as_of=parse_rfc3339(as_of, "as_of"),
             after=after,
             limit=limit,
         )

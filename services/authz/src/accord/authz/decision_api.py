@@ -14,7 +14,7 @@ import logging
 import random
 import uuid
 from collections.abc import Sequence
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI
 from pydantic import BaseModel, ConfigDict, Field
@@ -24,14 +24,16 @@ from accord.authz.domain.model import AccessQuery, Decision, Entity, EntityRef
 from accord.authz.domain.policy_set import EntityError, LoadedPolicies, decide, decide_batch
 from accord.authz.handlers import Rules
 from accord.events import AuthzDecided, new_event, to_kafka
+from accord.events.catalogue.base import CedarType, ShortText
 from accord.runtime.security.api import require
 from accord.runtime.security.roles import Permission
 from accord.runtime.service import Runtime
 
 log = logging.getLogger(__name__)
 
-TypeName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(::[A-Za-z_][A-Za-z0-9_]*)*$")]
-EntityId = Annotated[str, Field(min_length=1, max_length=256)]
+# The same types as the authz.decided event, so every question that is answered can be logged.
+TypeName = CedarType
+EntityId = ShortText
 MAX_BATCH = 100
 LOG_SEND_TIMEOUT_S = 0.2
 
@@ -66,7 +68,7 @@ class Question(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     principal: Ref
-    action: Annotated[str, Field(min_length=1, max_length=128)]
+    action: ShortText
     resource: Ref
     context: dict[str, Any] = Field(default_factory=dict, max_length=64)
     entities: list[EntityIn] = Field(default_factory=list, max_length=200)
@@ -191,20 +193,24 @@ def _decide(policies: LoadedPolicies, question: Question, known: list[Entity]) -
         return Decision("deny", ("invalid entities",), (str(error),))
 
 
-async def _log(runtime: Runtime, question: Question, decision: Decision, rate: float) -> None:
-    """Emit the decision for the audit log; a broker hiccup costs a log line, not the answer."""
-    data = AuthzDecided(
+def decided_event(question: Question, decision: Decision, rate: float) -> AuthzDecided:
+    """The authz.decided event of one answered question."""
+    return AuthzDecided(
         decision_id=f"dec-{uuid.uuid4().hex}",
         principal_type=question.principal.type,
         principal_id=question.principal.id,
-        action=question.action[:256],
+        action=question.action,
         resource_type=question.resource.type,
         resource_id=question.resource.id,
         decision=decision.effect,
         reasons=tuple(r[:256] for r in decision.reasons),
         sample_rate=rate,
     )
-    record = to_kafka(new_event(data, source=runtime.source))
+
+
+async def _log(runtime: Runtime, question: Question, decision: Decision, rate: float) -> None:
+    """Emit the decision for the audit log; a broker hiccup costs a log line, not the answer."""
+    record = to_kafka(new_event(decided_event(question, decision, rate), source=runtime.source))
     try:
         # Normally a buffer append; bounded, so a broker outage never holds a decision up.
         await asyncio.wait_for(

@@ -29,6 +29,7 @@ from accord.provisioner.targets import (
 )
 from accord.provisioner.url_guard import check_url
 from accord.runtime.consumer import Effect, HandlerContext, Route
+from accord.runtime.params import Id, Text
 from accord.runtime.security.api import require
 from accord.runtime.security.roles import Permission
 from accord.runtime.service import Hook, Runtime, ServiceDefinition
@@ -136,7 +137,7 @@ def definition(settings: ProvisionerSettings) -> ServiceDefinition:
             summary="Whether the target answers and accepts Accord's credentials",
             dependencies=[Depends(require(Permission.TARGETS_READ))],
         )
-        async def target_health(target: str) -> dict[str, Any]:
+        async def target_health(target: Id) -> dict[str, Any]:
             connector = connectors.get(target)
             if connector is None:
                 raise HTTPException(404, f"no target named {target!r}")
@@ -152,7 +153,7 @@ def definition(settings: ProvisionerSettings) -> ServiceDefinition:
             dependencies=[Depends(require(Permission.TARGETS_READ))],
         )
         async def list_reconciliations(
-            target: str | None = None, limit: int = Query(default=20, ge=1, le=500)
+            target: Text | None = None, limit: int = Query(default=20, ge=1, le=500)
         ) -> list[dict[str, Any]]:
             return await ledger.runs(runtime.pool, target, limit=limit)
 

@@ -8,7 +8,14 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 from accord.events import topics
-from accord.events.catalogue.base import EventData, Identifier, LongText, ShortText, ValueObject
+from accord.events.catalogue.base import (
+    CedarType,
+    EventData,
+    Identifier,
+    LongText,
+    ShortText,
+    ValueObject,
+)
 
 
 class Resource(ValueObject):
@@ -153,13 +160,13 @@ class AuthzDecided(EventData):
 
     decision_id: Identifier
     """This decision."""
-    principal_type: Identifier
+    principal_type: CedarType
     """Cedar entity type of the principal (User, ...)."""
     principal_id: ShortText
     """Its id."""
     action: ShortText
     """The action asked about."""
-    resource_type: Identifier
+    resource_type: CedarType
     """Cedar entity type of the resource."""
     resource_id: ShortText
     """Its id."""

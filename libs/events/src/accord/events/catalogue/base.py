@@ -11,6 +11,13 @@ Identifier = Annotated[
     str,
     StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@+-]*$"),
 ]
+#: A Cedar entity type name: identifiers joined by "::" (User, Acme::Document).
+CedarType = Annotated[
+    str,
+    StringConstraints(
+        min_length=1, max_length=128, pattern=r"^[A-Za-z_][A-Za-z0-9_]*(::[A-Za-z_][A-Za-z0-9_]*)*$"
+    ),
+]
 #: No NUL characters: PostgreSQL text and jsonb cannot hold them, so no consumer could.
 _NO_NUL = r"^[^\x00]*$"
 #: A short human-entered text (names, titles, reasons).

@@ -118,3 +118,17 @@ def require(permission: Permission) -> Callable[..., Awaitable[Caller]]:
 def may_see(caller: Caller, permission: Permission, *owners: str) -> bool:
     """Object check: the permission over everyone's objects, or the caller owns this one."""
     return caller.may(permission) or caller.subject in owners
+
+
+def own_unless_allowed(
+    caller: Caller, permission: Permission, wanted: str | None, what: str
+) -> str | None:
+    """A listing's owner filter: any (or none) with the permission, else the caller's own.
+
+    Asking for someone else's without the permission is a 403 naming it, not an empty page.
+    """
+    if caller.may(permission):
+        return wanted
+    if wanted not in (None, caller.subject):
+        raise HTTPException(403, f"seeing someone else's {what} needs {permission.value}")
+    return caller.subject
