@@ -14,7 +14,7 @@ uv: # install uv from PyPI when the machine has none
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
 
 .PHONY: install
-install: uv slapd ## Install Python and every package of the workspace into .venv (from uv.lock)
+install: uv slapd chromium ## Install Python and every package of the workspace into .venv (from uv.lock)
 	@$(UV) sync --frozen --all-packages --quiet
 
 # OpenLDAP for the LDAP target the tests start (Debian packages; slapd lives in /usr/sbin).
@@ -34,6 +34,25 @@ slapd: # install OpenLDAP slapd and ldap-utils when slapd is missing
 			echo "Installing the Debian packages slapd and ldap-utils"; \
 			$$sudo $(APT_INSTALL_LDAP) \
 				|| { $$sudo apt-get update -qq && $$sudo $(APT_INSTALL_LDAP); }; \
+		fi; \
+	fi
+
+# Chromium for the dashboard's browser test (Playwright drives the Debian build: its own
+# `playwright install` downloads from a CDN, which is not always reachable).
+APT_INSTALL_CHROMIUM := env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	--no-install-recommends chromium
+
+.PHONY: chromium
+chromium: # install the Debian chromium when missing
+	@if ! command -v chromium >/dev/null 2>&1; then \
+		if ! command -v apt-get >/dev/null 2>&1; then \
+			echo "chromium is missing and there is no apt-get: the dashboard browser test" \
+				"will be skipped" >&2; \
+		else \
+			sudo=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
+			echo "Installing the Debian package chromium"; \
+			$$sudo $(APT_INSTALL_CHROMIUM) >/dev/null \
+				|| { $$sudo apt-get update -qq && $$sudo $(APT_INSTALL_CHROMIUM) >/dev/null; }; \
 		fi; \
 	fi
 
