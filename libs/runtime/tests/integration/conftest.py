@@ -23,7 +23,13 @@ from aiokafka.structs import ConsumerRecord, RecordMetadata
 
 from accord.events import Envelope, SagaCompleted, SagaFailed, SagaStarted, new_event, to_kafka
 from accord.runtime import db, kafka
-from accord.runtime.consumer import ConsumerLoop, Handler, HandlerContext, RawHandler
+from accord.runtime.consumer import (
+    BatchHandler,
+    ConsumerLoop,
+    Handler,
+    HandlerContext,
+    RawHandler,
+)
 
 SESSION_TIMEOUT_MS = 2000
 FETCH_MAX_WAIT_MS = 20
@@ -294,6 +300,7 @@ async def start_loop(
         max_attempts: int = 3,
         topics: Sequence[str] | None = None,
         dead_letter_handler: RawHandler | None = None,
+        batch_handler: BatchHandler | None = None,
     ) -> RunningLoop:
         consumer = kafka.make_consumer(
             group or f"rt-{unique}",
@@ -314,6 +321,7 @@ async def start_loop(
             max_attempts=max_attempts,
             topics=topics,
             dead_letter_handler=dead_letter_handler,
+            batch_handler=batch_handler,
         )
         task = asyncio.create_task(loop.run())
         handle = RunningLoop(loop, consumer, producer, task)

@@ -86,6 +86,11 @@ class GaveUp:
 
 
 Route = Handler | Effect
+#: One record of a batch: the decoded event, or None for a dead letter (read raw).
+BatchItem = tuple[ConsumerRecord[bytes, bytes], Envelope | None]
+#: Takes one partition's records in one transaction; there is no inbox, so it must be
+#: idempotent itself (a redelivered batch is handled again).
+BatchHandler = Callable[[Sequence[BatchItem], HandlerContext], Awaitable[Sequence[Envelope]]]
 RawHandler = Callable[[ConsumerRecord[bytes, bytes], HandlerContext], Awaitable[Sequence[Envelope]]]
 Work = Callable[[HandlerContext], Awaitable[Sequence[Envelope]]]
 EffectWork = Callable[[EffectContext], Awaitable[Sequence[Envelope] | GaveUp]]
@@ -119,6 +124,7 @@ class ConsumerLoop:
         max_attempts: int = 3,
         topics: Sequence[str] | None = None,
         dead_letter_handler: RawHandler | None = None,
+        batch_handler: BatchHandler | None = None,
     ) -> None:
         self._consumer = consumer
         self._producer = producer
@@ -130,6 +136,7 @@ class ConsumerLoop:
         self._max_attempts = max_attempts
         self._topics = list(topics) if topics is not None else list(self._routes)
         self._dead_letter_handler = dead_letter_handler
+        self._batch_handler = batch_handler
         self._stopping = asyncio.Event()
         self._workers: dict[TopicPartition, asyncio.Task[tuple[int | None, int, int]]] = {}
         self.stats = ConsumerStats()
@@ -207,6 +214,8 @@ class ConsumerLoop:
         self, records: list[ConsumerRecord[bytes, bytes]]
     ) -> tuple[int | None, int, int]:
         """Handle records in order; (last handled offset, first offset, last offset)."""
+        if self._batch_handler is not None:
+            return await self._handle_batch(self._batch_handler, records)
         last = None
         for record in records:
             if self._stopping.is_set() and last is not None:
@@ -218,6 +227,81 @@ class ConsumerLoop:
                 break
             last = record.offset
         return last, records[0].offset, records[-1].offset
+
+    async def _handle_batch(
+        self, handler: BatchHandler, records: list[ConsumerRecord[bytes, bytes]]
+    ) -> tuple[int | None, int, int]:
+        """One transaction for the partition's records; a record that breaks it goes alone.
+
+        Undecodable records are dead-lettered first (the DLQ copy comes back as a dead
+        letter); events of types without a route are skipped, as in per-record handling.
+        """
+        first, end = records[0].offset, records[-1].offset
+        items: list[BatchItem] = []
+        for record in records:
+            if is_dlq(record.topic):
+                items.append((record, None))
+                continue
+            try:
+                envelope = from_kafka(record.topic, record.key, record.value, list(record.headers))
+            except InvalidEvent as error:
+                await self._dead_letter(record, error.reason, "invalid-event")
+                continue
+            if envelope.type in self._routes:
+                items.append((record, envelope))
+        if not items:
+            return end, first, end
+        try:
+            await self._apply_batch(handler, items)
+        except _Abandoned:
+            return None, first, end
+        return end, first, end
+
+    async def _apply_batch(self, handler: BatchHandler, items: list[BatchItem]) -> None:
+        failures = 0
+        delay = 0.1
+        topic = items[0][0].topic
+        while True:
+            try:
+                async with self._pool.acquire() as conn, conn.transaction():
+                    context = HandlerContext(conn=conn, source=self._source, topic=topic)
+                    emitted = await handler(items, context)
+                    await enqueue(conn, self._schema, emitted)
+                self.stats.handled += len(items)
+                return
+            except INFRASTRUCTURE_ERRORS as error:
+                self.stats.retries += 1
+                self.stats.last_error = f"{type(error).__name__}: {error}"
+                log.warning("batch will retry", extra={"error": self.stats.last_error})
+                if self._stopping.is_set():
+                    raise _Abandoned from None
+            except Exception as error:
+                failures += 1
+                self.stats.retries += 1
+                self.stats.last_error = f"{type(error).__name__}: {error}"
+                log.exception("batch handler failed", extra={"attempt": failures})
+                if failures >= self._max_attempts:
+                    await self._isolate(handler, items, error)
+                    return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), delay)
+            delay = min(delay * 2, 10.0)
+
+    async def _isolate(
+        self, handler: BatchHandler, items: list[BatchItem], error: Exception
+    ) -> None:
+        """Handle a failing batch record by record: only the records that fail alone are lost
+        to the DLQ (a dead letter that fails stays in its DLQ topic)."""
+        if len(items) > 1:
+            for item in items:
+                await self._apply_batch(handler, [item])
+            return
+        record, _ = items[0]
+        if is_dlq(record.topic):
+            log.error("dead letter skipped after repeated failures")
+            return
+        reason = f"handler failed {self._max_attempts} times: {type(error).__name__}: {error}"
+        await self._dead_letter(record, reason, "handler-error")
 
     async def _handle_record(self, record: ConsumerRecord[bytes, bytes]) -> None:
         if is_dlq(record.topic):

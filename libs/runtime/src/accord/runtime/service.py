@@ -16,7 +16,7 @@ from fastapi import FastAPI
 
 from accord.events import REGISTRY
 from accord.runtime import db, kafka
-from accord.runtime.consumer import ConsumerLoop, RawHandler, Route, describe
+from accord.runtime.consumer import BatchHandler, ConsumerLoop, RawHandler, Route, describe
 from accord.runtime.http import create_app, make_server, secure
 from accord.runtime.outbox import OutboxRelay
 from accord.runtime.security import api_tokens
@@ -64,6 +64,9 @@ class ServiceDefinition:
     background: list[Hook] = field(default_factory=list)
     dead_letter_handler: Callable[[Runtime], RawHandler] | None = None
     """Set to also consume the DLQs of the routed topics, raw."""
+    batch_handler: Callable[[Runtime], BatchHandler] | None = None
+    """Set to take each partition's records (the routed types, and the DLQs of the routed
+    topics) in one transaction instead of the routes' handlers, one event at a time."""
 
 
 class Service:
@@ -150,8 +153,12 @@ class Service:
             if routes:
                 topics = [REGISTRY.spec(t).topic for t in routes]
                 raw = None
-                if self.definition.dead_letter_handler is not None:
+                batch = None
+                if self.definition.batch_handler is not None:
+                    batch = self.definition.batch_handler(runtime)
+                if self.definition.dead_letter_handler is not None or batch is not None:
                     topics += [REGISTRY.spec(t).dlq for t in routes]
+                if self.definition.dead_letter_handler is not None:
                     raw = self.definition.dead_letter_handler(runtime)
                 self.consumer = ConsumerLoop(
                     consumer=kafka.make_consumer(
@@ -168,6 +175,7 @@ class Service:
                     max_attempts=self.settings.max_handler_attempts,
                     topics=topics,
                     dead_letter_handler=raw,
+                    batch_handler=batch,
                 )
                 tasks["consumer"] = asyncio.create_task(self._consume(), name="consumer")
             for hook in self.definition.background:
