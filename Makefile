@@ -89,11 +89,15 @@ schemas: install ## Regenerate the event JSON Schemas and the AsyncAPI document
 
 .PHONY: bench
 bench: install ## Run the benchmarks and print figures
-	@echo "the end-to-end benchmark arrives with issue 8; meanwhile: make bench-authz, make bench-connectors"; exit 1
+	@echo "the end-to-end benchmark arrives with issue 8; meanwhile: make bench-authz, make bench-connectors, make bench-audit"; exit 1
 
 .PHONY: bench-authz
 bench-authz: install ## Authz decisions per second (Cedar, one process; single and batch)
 	$(RUN) python benchmarks/authz_decisions.py
+
+.PHONY: bench-audit
+bench-audit: install ## Audit records stored per second (chained, batched) and verify time
+	$(RUN) python benchmarks/audit_log.py
 
 .PHONY: bench-connectors
 bench-connectors: install ## Connector operations per second against real targets

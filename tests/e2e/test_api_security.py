@@ -20,7 +20,10 @@ from .oidc_issuer import LocalIssuer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
-PUBLIC = {"/healthz", "/readyz"}
+#: No credentials: the health probes, and the dashboard page (it holds no data; it asks for a
+#: token and calls the /v1 routes with it). Its assets under /dashboard/static are a mount,
+#: outside the OpenAPI document.
+PUBLIC = {"/healthz", "/readyz", "/dashboard"}
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,8 @@ class Endpoint:
     """What a permitted POST answers (409: permitted, but the object's state says no)."""
     body: dict[str, Any] | None = None
     """A POST's body, when not an access request."""
+    stream: bool = False
+    """A stream that never ends by itself (server-sent events): only its status is read."""
 
 
 QUESTION = {
@@ -120,6 +125,20 @@ ENDPOINTS = [
         body={},
     ),
     Endpoint("auditor", "/v1/audit/events", Permission.AUDIT_READ),
+    Endpoint("auditor", "/v1/audit/export", Permission.AUDIT_READ),
+    Endpoint("auditor", "/v1/audit/chain", Permission.AUDIT_READ),
+    Endpoint("auditor", "/v1/audit/correlations/{correlation_id}", Permission.AUDIT_READ),
+    *(
+        Endpoint("auditor", f"/v1/reports/{report}", Permission.AUDIT_READ)
+        for report in ("access", "provisioning-latency", "failures", "drift", "sod", "sagas")
+    ),
+    Endpoint("auditor", "/v1/audit/stream", Permission.AUDIT_READ, stream=True),
+    # Prometheus scrapes it with an API token scoped to audit:read.
+    Endpoint("auditor", "/metrics", Permission.AUDIT_READ),
+    *(
+        Endpoint("auditor", f"/v1/dashboard/{chart}", Permission.AUDIT_READ)
+        for chart in ("activity", "failures", "latency", "approvals")
+    ),
 ]
 NEW_REQUEST = {"application": "wiki", "entitlement": "reader", "justification": "matrix"}
 
@@ -129,6 +148,7 @@ class Joiner:
     user_id: str
     saga_id: str
     request_id: str
+    correlation_id: str
 
     def url(self, endpoint: Endpoint) -> str:
         return endpoint.path.format(
@@ -137,6 +157,7 @@ class Joiner:
             request_id=self.request_id,
             target="scim-demo",
             grant_id="grant-none",
+            correlation_id=self.correlation_id,
         )
 
 
@@ -157,7 +178,12 @@ async def provisioned_joiner(platform: Platform, kafka_bootstrap: str) -> Joiner
     async with api_client(platform, "authz", token) as client:
         response = await client.post("/v1/access-requests", json=NEW_REQUEST)
     assert response.status_code == 202, response.text
-    return Joiner(user.user_id, str(payload["saga_id"]), response.json()["request_id"])
+    return Joiner(
+        user.user_id,
+        str(payload["saga_id"]),
+        response.json()["request_id"],
+        str(record["correlation_id"]),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -227,7 +253,7 @@ async def test_each_role_gets_what_its_permissions_allow(
                 expected = endpoint.allowed_status if allowed else 403
                 assert response.status_code == expected, (endpoint, response.text)
                 continue
-            response = await client.get(alice.url(endpoint))
+            response = await get(client, endpoint, alice.url(endpoint))
             if endpoint.listing:
                 assert response.status_code == 200, response.text
                 listed = await every_id(client, endpoint.path)
@@ -243,8 +269,18 @@ async def test_each_role_gets_what_its_permissions_allow(
                 assert endpoint.permission.value in response.json()["detail"]
             if endpoint.owned:
                 # Everyone may see their own identity, saga, principal and requests.
-                own = await client.get(bob.url(endpoint))
+                own = await get(client, endpoint, bob.url(endpoint))
                 assert own.status_code == 200, (endpoint, own.text)
+
+
+async def get(client: httpx.AsyncClient, endpoint: Endpoint, url: str) -> httpx.Response:
+    """A GET; of a stream, only the status and headers, unless it was refused."""
+    if not endpoint.stream:
+        return await client.get(url)
+    async with client.stream("GET", url) as response:
+        if response.status_code != 200:
+            await response.aread()
+        return response
 
 
 #: How each listing names its items and pages on.

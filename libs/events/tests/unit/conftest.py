@@ -172,6 +172,45 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736",
         "payload": {"user_id": "e-1001", "email": "***", "nested": {"list": [1, 2.5, None]}},
     },
+    "audit.metrics": {
+        "window_start": "2024-05-01T12:00:00Z",
+        "window_seconds": 60,
+        "records": 9,
+        "late_records": 1,
+        "counts": [
+            {"event_type": "user.created", "outcome": "info", "count": 2},
+            {"event_type": "account.provisioned", "outcome": "success", "count": 3},
+            {"event_type": "account.provision_failed", "outcome": "failure", "count": 1},
+            {"event_type": "saga.completed", "outcome": "success", "count": 2},
+            {"event_type": "other", "outcome": "failure", "count": 1},
+        ],
+        "targets": [
+            {
+                "target": "scim-demo",
+                "requested": 2,
+                "attempts": 2,
+                "failures": 0,
+                "failure_rate": 0.0,
+                "latency": {
+                    "joiners": 2,
+                    "samples": 2,
+                    "p50_ms": 840,
+                    "p90_ms": 1210,
+                    "p99_ms": 1210,
+                    "max_ms": 1210,
+                },
+            },
+            {"target": "ldap", "requested": 2, "attempts": 2, "failures": 1, "failure_rate": 0.5},
+        ],
+        "latency": {
+            "joiners": 1,
+            "samples": 1,
+            "p50_ms": 1210,
+            "p90_ms": 1210,
+            "p99_ms": 1210,
+            "max_ms": 1210,
+        },
+    },
 }
 
 

@@ -17,6 +17,7 @@ from accord.runtime.security.middleware import (
     SECURITY_HEADERS,
     BodyLimitMiddleware,
     SecurityHeadersMiddleware,
+    override_csp,
 )
 
 LIMIT = 100
@@ -306,3 +307,75 @@ async def test_created_apps_get_the_headers_on_health_probes() -> None:
         response = await c.get("/healthz")
     assert response.status_code == 200
     assert_security_headers(response)
+
+
+# --- Per-path CSP overrides ------------------------------------------------------------------
+
+PAGE_CSP = "default-src 'none'; script-src 'self'; style-src 'self'; frame-ancestors 'none'"
+ADMIN_CSP = "default-src 'none'; script-src 'self'; frame-ancestors 'none'"
+
+
+def page_app() -> FastAPI:
+    """An API route and a page whose prefix gets its own CSP."""
+    app = FastAPI(docs_url=None, redoc_url=None)
+    install_problem_handlers(app)
+
+    @app.get("/page")
+    async def page() -> Response:
+        return Response("<p>page</p>", media_type="text/html")
+
+    @app.get("/page/static/app.js")
+    async def script() -> Response:
+        return Response("//", media_type="text/javascript")
+
+    @app.get("/pages")
+    async def not_under_the_prefix() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/page/admin")
+    async def nested() -> dict[str, str]:
+        return {"status": "ok"}
+
+    secure(app, max_body_bytes=LIMIT)
+    override_csp(app, "/page", PAGE_CSP)
+    override_csp(app, "/page/admin", ADMIN_CSP)
+    return app
+
+
+async def test_a_path_prefix_gets_its_own_csp_and_keeps_the_other_headers() -> None:
+    transport = httpx.ASGITransport(app=page_app())
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+        for path in ("/page", "/page/static/app.js"):
+            response = await c.get(path)
+            assert response.status_code == 200
+            assert response.headers.get_list("content-security-policy") == [PAGE_CSP]
+            for name in ("x-content-type-options", "x-frame-options", "cache-control"):
+                assert response.headers.get_list(name) == [EXPECTED_HEADERS[name]]
+        # Its 404s are answered under the page's policy too, still without any script.
+        missing = await c.get("/page/static/nothing.js")
+        assert missing.status_code == 404
+        assert missing.headers["content-security-policy"] == PAGE_CSP
+
+
+@pytest.mark.parametrize("path", ["/page/admin", "/page/admin/x"])
+async def test_the_longest_covering_prefix_wins(path: str) -> None:
+    transport = httpx.ASGITransport(app=page_app())
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+        response = await c.get(path)
+    assert response.headers.get_list("content-security-policy") == [ADMIN_CSP]
+
+
+@pytest.mark.parametrize("path", ["/pages", "/ok", "/", "/pag", "/nowhere/page"])
+async def test_other_paths_keep_the_strict_default(path: str) -> None:
+    transport = httpx.ASGITransport(app=page_app())
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as c:
+        response = await c.get(path)
+    assert response.headers.get_list("content-security-policy") == [
+        EXPECTED_HEADERS["content-security-policy"]
+    ]
+
+
+@pytest.mark.parametrize("prefix", ["page", "/page/", "", "/"])
+def test_a_csp_prefix_is_a_path_without_a_trailing_slash(prefix: str) -> None:
+    with pytest.raises(ValueError, match="CSP prefix"):
+        override_csp(FastAPI(), prefix, PAGE_CSP)

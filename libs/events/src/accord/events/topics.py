@@ -33,6 +33,7 @@ SAGA_STARTED = "saga.started"
 SAGA_COMPLETED = "saga.completed"
 SAGA_FAILED = "saga.failed"
 AUDIT_RECORDED = "audit.recorded"
+AUDIT_METRICS = "audit.metrics"
 
 
 def topic_for(event_type: str) -> str:

@@ -57,6 +57,7 @@ async def _run(platform: Platform) -> int:
         print(f"accord: ready in {took:.1f} s. Endpoints:", flush=True)
         for name, address in platform.endpoints().items():
             print(f"  {name:<13} {address}", flush=True)
+        print(f"  dashboard     {platform.endpoints()['auditor']}/dashboard", flush=True)
         print(f"  logs          {platform.config.home / 'logs'}", flush=True)
         token_file = platform.config.home / "admin-token"
         auditor = platform.endpoints()["auditor"]

@@ -140,6 +140,8 @@ class Platform:
         )
         for name, port in self.config.service_ports.items():
             env[f"ACCORD_{name.upper()}_PORT"] = str(port)
+        env.setdefault("ACCORD_AUDIT_SIGNING_KEY_FILE", str(self.audit_signing_key))
+        env.setdefault("ACCORD_AUDIT_CHECKPOINT_DIR", str(self.config.home / "audit-checkpoints"))
         env.update({t.token_env: t.token for t in self.config.department_targets})
         env.update(self.config.extra_env)
         return env
@@ -148,6 +150,11 @@ class Platform:
     def targets_file(self) -> Path:
         """The provisioner's targets file, generated for the demo target."""
         return self.config.home / "targets.yaml"
+
+    @property
+    def audit_signing_key(self) -> Path:
+        """The Ed25519 key the auditor signs chain checkpoints with (made at first start)."""
+        return self.config.home / "audit-signing-key.pem"
 
     @property
     def birthright_file(self) -> Path:
@@ -178,6 +185,7 @@ class Platform:
         await self.scim.start()
         self._write_targets()
         self._write_birthright()
+        await self._make_audit_signing_key()
         env = self.service_env()
         for name in SERVICES:
             process = ManagedProcess(
@@ -190,6 +198,24 @@ class Platform:
             await process.start()
             self.services[name] = process
         await asyncio.gather(*(self._wait_ready(name) for name in SERVICES))
+
+    async def _make_audit_signing_key(self) -> None:
+        if self.audit_signing_key.exists():
+            return
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "accord.events.cli",
+            "audit",
+            "keygen",
+            "--out",
+            str(self.audit_signing_key),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        _, err = await process.communicate()
+        if process.returncode != 0:
+            raise StartupError(f"cannot make the audit signing key: {err.decode().strip()}")
 
     async def issue_token(
         self, subject: str, roles: set[Role], description: str = "", lifetime_days: int = 30

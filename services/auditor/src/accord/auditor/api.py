@@ -1,47 +1,120 @@
-"""Query API of the audit log."""
+"""Query API of the audit log: filtered pages, CSV and NDJSON exports, the chain head."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, Query
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query
+from fastapi.responses import StreamingResponse
 
 from accord.auditor.adapters import log_store
-from accord.runtime.params import Cursor, Rfc3339, Text, parse_rfc3339
+from accord.auditor.adapters.log_store import Filters
+from accord.auditor.domain.export import CSV_HEADER, csv_line, ndjson_line
+from accord.runtime.params import Cursor, Id, Rfc3339, Text, parse_rfc3339
 from accord.runtime.security.api import require
 from accord.runtime.security.roles import Permission
 from accord.runtime.service import Runtime
 
+Outcome = Literal["success", "failure", "pending", "info"]
+EXPORT_PAGE = 1000
+STORY_LIMIT = 5000
+
+
+def filters_dependency(
+    correlation_id: Text | None = None,
+    subject: Text | None = None,
+    actor: Annotated[Text | None, Query(description="The CloudEvents source")] = None,
+    event_type: Annotated[Text | None, Query(alias="type")] = None,
+    outcome: Outcome | None = None,
+    target: Text | None = None,
+    since: Rfc3339 | None = None,
+    until: Annotated[Rfc3339 | None, Query(description="Exclusive upper bound")] = None,
+) -> Filters:
+    """The filters every listing and export takes."""
+    return Filters(
+        correlation_id=correlation_id,
+        subject=subject,
+        actor=actor,
+        event_type=event_type,
+        outcome=outcome,
+        target=target,
+        since=parse_rfc3339(since, "since"),
+        until=parse_rfc3339(until, "until"),
+    )
+
 
 def configure(app: FastAPI, runtime: Runtime) -> None:
     """Mount the auditor's routes."""
-    router = APIRouter(prefix="/v1")
+    router = APIRouter(prefix="/v1", dependencies=[Depends(require(Permission.AUDIT_READ))])
 
-    @router.get(
-        "/audit/events",
-        summary="Audit records, filtered, in log order",
-        dependencies=[Depends(require(Permission.AUDIT_READ))],
-    )
+    @router.get("/audit/events", summary="Audit records, filtered, in log order")
     async def list_events(
-        correlation_id: Text | None = None,
-        subject: Text | None = None,
-        event_type: Annotated[Text | None, Query(alias="type")] = None,
-        outcome: Literal["success", "failure", "pending", "info"] | None = None,
-        since: Rfc3339 | None = None,
+        filters: Filters = Depends(filters_dependency),
         after: Annotated[Cursor, Query(description="Cursor: the last record_id seen")] = 0,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> dict[str, Any]:
-        items = await log_store.query(
-            runtime.pool,
-            correlation_id=correlation_id,
-            subject=subject,
-            event_type=event_type,
-            outcome=outcome,
-            since=parse_rfc3339(since, "since"),
-            after=after,
-            limit=limit,
-        )
+        items = await log_store.query(runtime.pool, filters, after=after, limit=limit)
         next_cursor = items[-1]["record_id"] if len(items) == limit else None
         return {"items": items, "next_after": next_cursor}
+
+    @router.get(
+        "/audit/correlations/{correlation_id}",
+        summary="A flow's whole story: every record of one correlation id, in time order",
+    )
+    async def story(correlation_id: Id) -> dict[str, Any]:
+        events = await log_store.story(runtime.pool, correlation_id, limit=STORY_LIMIT + 1)
+        if not events:
+            raise HTTPException(404, f"no records with correlation id {correlation_id!r}")
+        return {
+            "correlation_id": correlation_id,
+            "events": events[:STORY_LIMIT],
+            "truncated": len(events) > STORY_LIMIT,
+        }
+
+    @router.get(
+        "/audit/export",
+        summary="Every matching record, streamed as CSV or NDJSON",
+        response_class=StreamingResponse,
+        responses={
+            200: {
+                "description": "The records in log order",
+                "content": {"text/csv": {}, "application/x-ndjson": {}},
+            }
+        },
+    )
+    async def export(
+        filters: Filters = Depends(filters_dependency),
+        format: Literal["csv", "ndjson"] = "ndjson",
+    ) -> StreamingResponse:
+        async def lines() -> AsyncIterator[str]:
+            if format == "csv":
+                yield CSV_HEADER
+            after = 0
+            while True:
+                page = await log_store.query(runtime.pool, filters, after=after, limit=EXPORT_PAGE)
+                for item in page:
+                    yield csv_line(item) if format == "csv" else ndjson_line(item)
+                if len(page) < EXPORT_PAGE:
+                    return
+                after = page[-1]["record_id"]
+
+        media = "text/csv; charset=utf-8" if format == "csv" else "application/x-ndjson"
+        name = f"audit.{format}"
+        return StreamingResponse(
+            lines(),
+            media_type=media,
+            headers={"Content-Disposition": f'attachment; filename="{name}"'},
+        )
+
+    @router.get("/audit/chain", summary="The hash chain's head and its latest signed checkpoint")
+    async def chain() -> dict[str, Any]:
+        head = await log_store.head(runtime.pool)
+        latest = await log_store.latest_checkpoint(runtime.pool)
+        return {
+            "head": {"record_id": head["record_id"], "hash": head["hash"]},
+            "chained_from": head["chained_from"],
+            "latest_checkpoint": latest,
+        }
 
     app.include_router(router)

@@ -2,33 +2,85 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+from collections.abc import Mapping, Sequence
 from functools import partial
 
-from accord.auditor import api, handlers
+from fastapi import FastAPI
+
+from accord.auditor import aggregates, api, checkpointing, dashboard, handlers, reports_api
+from accord.auditor.adapters import log_store
+from accord.auditor.metrics import AuditorMetrics, mount
 from accord.auditor.settings import AuditorSettings
-from accord.events import REGISTRY, topics
-from accord.runtime.consumer import Handler, RawHandler
+from accord.events import REGISTRY, Envelope, topics
+from accord.runtime.consumer import BatchHandler, Handler, HandlerContext
 from accord.runtime.service import Runtime, ServiceDefinition
+
+log = logging.getLogger(__name__)
+
+
+async def _batched(event: Envelope, ctx: HandlerContext) -> Sequence[Envelope]:
+    raise AssertionError("the auditor records whole batches (batch_handler)")
+
+
+def configure_app(app: FastAPI, runtime: Runtime) -> None:
+    """The query API and reports, then the dashboard and its live stream."""
+    api.configure(app, runtime)
+    reports_api.configure(app, runtime)
+    dashboard.configure(app, runtime)
 
 
 def definition(settings: AuditorSettings) -> ServiceDefinition:
     """The auditor as the runtime runs it."""
     redact = settings.redactions()
 
-    def routes(runtime: Runtime) -> Mapping[str, Handler]:
-        handler = partial(handlers.handle_event, redact=redact)
-        # audit.recorded is the auditor's own output: recording it would loop forever.
-        return {spec.type: handler for spec in REGISTRY if spec.type != topics.AUDIT_RECORDED}
+    writer = {"usable": False}
+    metrics = AuditorMetrics()
 
-    def dead_letters(runtime: Runtime) -> RawHandler:
-        return partial(handlers.handle_dead_letter, redact=redact)
+    def configure(app: FastAPI, runtime: Runtime) -> None:
+        configure_app(app, runtime)
+        mount(app, metrics)
+
+    def routes(runtime: Runtime) -> Mapping[str, Handler]:
+        # The types recorded (their topics and DLQs are consumed); audit.recorded is the
+        # auditor's own output: recording it would loop forever. audit.metrics is derived
+        # from the log itself (stream aggregates): recording it would only echo the log.
+        own = {topics.AUDIT_RECORDED, topics.AUDIT_METRICS}
+        return {spec.type: _batched for spec in REGISTRY if spec.type not in own}
+
+    async def check_writer_role(runtime: Runtime) -> None:
+        writer["usable"] = await log_store.writer_role_usable(runtime.pool)
+        if not writer["usable"]:
+            log.warning(
+                "audit records are written as the login role: grant it %s for append-only writes",
+                log_store.WRITER_ROLE,
+            )
+
+    def batches(runtime: Runtime) -> BatchHandler:
+        return partial(handlers.record_batch, redact=redact, as_writer=writer["usable"])
+
+    async def checkpoints(runtime: Runtime) -> None:
+        if settings.signing_key_file is None:
+            log.info("no ACCORD_AUDIT_SIGNING_KEY_FILE: no signed checkpoints")
+            await runtime.stopping.wait()  # a background task that returns stops the service
+            return
+        await checkpointing.every(
+            runtime.pool,
+            settings.signing_key_file,
+            settings.checkpoint_dir,
+            settings.checkpoint_every_s,
+            runtime.stopping,
+            as_writer=writer["usable"],
+        )
 
     return ServiceDefinition(
         name="auditor",
         http_port=settings.http_port,
         migrations=["accord.auditor.migrations"],
         routes=routes,
-        configure_app=api.configure,
-        dead_letter_handler=dead_letters,
+        configure_app=configure,
+        batch_handler=batches,
+        on_start=[check_writer_role],
+        background=[checkpoints]
+        + ([aggregates.hook(settings, metrics)] if settings.audit_aggregates else []),
     )

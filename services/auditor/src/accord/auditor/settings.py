@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import AliasChoices, Field
 
 from accord.runtime.settings import ServiceSettings
@@ -15,6 +17,39 @@ class AuditorSettings(ServiceSettings):
         default="",
         validation_alias=AliasChoices("ACCORD_AUDIT_REDACT_FIELDS"),
         description="Comma-separated payload keys stored as [redacted] (PII policy).",
+    )
+    signing_key_file: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("ACCORD_AUDIT_SIGNING_KEY_FILE"),
+        description="Ed25519 private key (PEM) that signs chain checkpoints; none: no checkpoints.",
+    )
+    checkpoint_dir: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("ACCORD_AUDIT_CHECKPOINT_DIR"),
+        description="Folder the signed checkpoints are also written to (outside the database).",
+    )
+    checkpoint_every_s: float = Field(
+        default=300.0,
+        gt=0,
+        validation_alias=AliasChoices("ACCORD_AUDIT_CHECKPOINT_S"),
+        description="Seconds between checkpoints (one only when the chain has grown).",
+    )
+    audit_aggregates: bool = Field(
+        default=True,
+        validation_alias=AliasChoices("ACCORD_AUDIT_AGGREGATES"),
+        description="Stream aggregates (faust) on audit.metrics and /metrics: on or off.",
+    )
+    audit_aggregates_grace_s: float = Field(
+        default=10.0,
+        ge=0,
+        validation_alias=AliasChoices("ACCORD_AUDIT_AGGREGATES_GRACE_S"),
+        description="A minute's window takes late records this long after it ends.",
+    )
+    audit_aggregates_horizon_s: float = Field(
+        default=3600.0,
+        gt=0,
+        validation_alias=AliasChoices("ACCORD_AUDIT_AGGREGATES_HORIZON_S"),
+        description="A joiner without news for this long is forgotten (not measured).",
     )
 
     def redactions(self) -> list[str]:

@@ -11,7 +11,13 @@ from accord.events.catalogue.access import (
     Provisioning,
     Resource,
 )
-from accord.events.catalogue.audit import AuditRecorded
+from accord.events.catalogue.audit import (
+    AuditMetrics,
+    AuditRecorded,
+    EventCount,
+    LatencyStats,
+    TargetStats,
+)
 from accord.events.catalogue.base import EventData, ValueObject
 from accord.events.catalogue.identity import (
     GroupCreated,
@@ -64,6 +70,7 @@ CATALOGUE: tuple[type[EventData], ...] = (
     SagaCompleted,
     SagaFailed,
     AuditRecorded,
+    AuditMetrics,
 )
 
 __all__ = [
@@ -78,14 +85,17 @@ __all__ = [
     "AccountOrphanDetected",
     "AccountProvisionFailed",
     "AccountProvisioned",
+    "AuditMetrics",
     "AuditRecorded",
     "AuthzDecided",
     "Difference",
+    "EventCount",
     "EventData",
     "GroupCreated",
     "GroupDeleted",
     "GroupMembersChanged",
     "GroupUpdated",
+    "LatencyStats",
     "Profile",
     "ProvisionRequested",
     "Provisioning",
@@ -94,6 +104,7 @@ __all__ = [
     "SagaCompleted",
     "SagaFailed",
     "SagaStarted",
+    "TargetStats",
     "UserCreated",
     "UserDeactivated",
     "UserDeleted",

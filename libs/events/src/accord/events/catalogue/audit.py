@@ -1,16 +1,20 @@
-"""The auditor's normalised record of every event, for dashboards and reports."""
+"""The auditor's normalised record of every event, and the per-minute figures drawn from it."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, StringConstraints, field_validator
 
 from accord.events import topics
-from accord.events.catalogue.base import EventData, ShortText
+from accord.events.catalogue.base import EventData, ShortText, ValueObject
 
 Outcome = Literal["success", "failure", "pending", "info"]
+#: A minute in UTC, RFC 3339: `2024-05-01T12:00:00Z`.
+UtcMinute = Annotated[
+    str, StringConstraints(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:00Z$")
+]
 
 
 class AuditRecorded(EventData):
@@ -43,3 +47,77 @@ class AuditRecorded(EventData):
     """OpenTelemetry trace id, when the event carried one."""
     payload: dict[str, Any] = Field(default_factory=dict)
     """The event data, with configured fields redacted."""
+
+
+class EventCount(ValueObject):
+    """How many records of one event type had one outcome."""
+
+    event_type: ShortText
+    """CloudEvents type of the recorded events (`other` for types the auditor does not know)."""
+    outcome: Outcome
+    """success, failure, pending or info."""
+    count: int = Field(ge=1)
+    """Records of that type and outcome."""
+
+
+class LatencyStats(ValueObject):
+    """Joiner provisioning latency: from the joiner's user.created to its accounts provisioned."""
+
+    joiners: int = Field(default=0, ge=0)
+    """Joiners measured."""
+    samples: int = Field(default=0, ge=0)
+    """Latencies the percentiles come from: every one, or a uniform sample of them when there
+    were more than the aggregator keeps per window."""
+    p50_ms: int | None = Field(default=None, ge=0)
+    """Median, in milliseconds (nearest rank); none when no joiner was measured."""
+    p90_ms: int | None = Field(default=None, ge=0)
+    """90th percentile, in milliseconds."""
+    p99_ms: int | None = Field(default=None, ge=0)
+    """99th percentile, in milliseconds."""
+    max_ms: int | None = Field(default=None, ge=0)
+    """Slowest joiner, in milliseconds (exact, sampled or not)."""
+
+
+class TargetStats(ValueObject):
+    """Provisioning figures of one target system in one window."""
+
+    target: ShortText
+    """Target system (`other` beyond the number of targets a window keeps apart)."""
+    requested: int = Field(default=0, ge=0)
+    """provision.requested records for the target."""
+    attempts: int = Field(default=0, ge=0)
+    """Provisioning outcomes: account.provisioned plus account.provision_failed records."""
+    failures: int = Field(default=0, ge=0)
+    """account.provision_failed records."""
+    failure_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    """failures / attempts; 0 without attempts."""
+    latency: LatencyStats = Field(default_factory=LatencyStats)
+    """Joiner published -> account on this target provisioned (failed sagas included)."""
+
+
+class AuditMetrics(EventData):
+    """Aggregates of one closed one-minute window of the audit log (stream aggregates)."""
+
+    event_type: ClassVar[str] = topics.AUDIT_METRICS
+    subject_field: ClassVar[str] = "window_start"
+
+    window_start: UtcMinute = Field(json_schema_extra={"format": "date-time"})
+    """Start of the window, a minute in UTC (`2024-05-01T12:00:00Z`); also the record key."""
+    window_seconds: int = Field(default=60, ge=1)
+    """Length of the window."""
+    records: int = Field(ge=0)
+    """Audit records counted in the window (late ones included)."""
+    late_records: int = Field(default=0, ge=0)
+    """Records of an already published window that arrived during this one and are counted here."""
+    counts: tuple[EventCount, ...] = ()
+    """Records by event type and outcome."""
+    targets: tuple[TargetStats, ...] = ()
+    """Provisioning figures per target system."""
+    latency: LatencyStats = Field(default_factory=LatencyStats)
+    """Joiners whose every account was provisioned (saga completed) in the window."""
+
+    @field_validator("window_start")
+    @classmethod
+    def _a_real_time(cls, value: str) -> str:
+        datetime.fromisoformat(value)  # a ValueError (month 13) fails validation
+        return value

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from accord.runtime.problems import problem
 
+CSP = b"content-security-policy"
 SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"),
-    (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'"),
+    (CSP, b"default-src 'none'; frame-ancestors 'none'"),
     (b"x-frame-options", b"DENY"),
     (b"referrer-policy", b"no-referrer"),
     (b"cache-control", b"no-store"),
@@ -67,6 +69,31 @@ class BodyLimitMiddleware:
         await response(scope, receive, send)
 
 
+_CSP_OVERRIDES = "csp_overrides"
+
+
+def override_csp(app: Starlette, prefix: str, policy: str) -> None:
+    """Serve the paths under prefix (a page and its assets) with their own CSP.
+
+    Kept on the app's state, so a service's routes can ask for it after the middleware was
+    added. Every other path keeps the strict default, which allows nothing at all.
+    """
+    if not prefix.startswith("/") or prefix.endswith("/"):
+        raise ValueError(f"a CSP prefix is a path without a trailing slash, not {prefix!r}")
+    overrides: dict[str, bytes] = getattr(app.state, _CSP_OVERRIDES, {})
+    overrides[prefix] = policy.encode()
+    setattr(app.state, _CSP_OVERRIDES, overrides)
+
+
+def _csp_override(scope: Scope) -> bytes | None:
+    """The longest prefix's policy that covers the path (whole segments only), if any."""
+    state = getattr(scope.get("app"), "state", None)
+    overrides: dict[str, bytes] = getattr(state, _CSP_OVERRIDES, None) or {}
+    path: str = scope.get("path", "")
+    covering = [p for p in overrides if path == p or path.startswith(p + "/")]
+    return overrides[max(covering, key=len)] if covering else None
+
+
 class SecurityHeadersMiddleware:
     """Headers that keep browsers from sniffing, framing or caching API answers."""
 
@@ -77,12 +104,16 @@ class SecurityHeadersMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        policy = _csp_override(scope)
+        defaults = [
+            (n, policy if n == CSP and policy is not None else v) for n, v in SECURITY_HEADERS
+        ]
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 present = {name for name, _ in message.get("headers", [])}
                 message["headers"] = list(message.get("headers", [])) + [
-                    (n, v) for n, v in SECURITY_HEADERS if n not in present
+                    (n, v) for n, v in defaults if n not in present
                 ]
             await send(message)
 
