@@ -270,22 +270,32 @@ class ConsumerLoop:
                 self.stats.handled += len(items)
                 return
             except INFRASTRUCTURE_ERRORS as error:
-                self.stats.retries += 1
-                self.stats.last_error = f"{type(error).__name__}: {error}"
-                log.warning("batch will retry", extra={"error": self.stats.last_error})
-                if self._stopping.is_set():
-                    raise _Abandoned from None
+                self._dependency_down(error, "batch will retry")
             except Exception as error:
                 failures += 1
-                self.stats.retries += 1
-                self.stats.last_error = f"{type(error).__name__}: {error}"
+                self._note_retry(error)
                 log.exception("batch handler failed", extra={"attempt": failures})
                 if failures >= self._max_attempts:
                     await self._isolate(handler, items, error)
                     return
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), delay)
-            delay = min(delay * 2, 10.0)
+            delay = await self._back_off(delay)
+
+    def _note_retry(self, error: BaseException) -> None:
+        self.stats.retries += 1
+        self.stats.last_error = f"{type(error).__name__}: {error}"
+
+    def _dependency_down(self, error: BaseException, message: str) -> None:
+        """Count and log an infrastructure failure; abandon the work if stopping."""
+        self._note_retry(error)
+        log.warning(message, extra={"error": self.stats.last_error})
+        if self._stopping.is_set():
+            raise _Abandoned from None
+
+    async def _back_off(self, delay: float) -> float:
+        """Wait `delay` (a stop request cuts it short); the next, doubled, up to 10 s."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), delay)
+        return min(delay * 2, 10.0)
 
     async def _isolate(
         self, handler: BatchHandler, items: list[BatchItem], error: Exception
@@ -378,15 +388,10 @@ class ConsumerLoop:
                 return
             except INFRASTRUCTURE_ERRORS as error:
                 # Our own database or a dependency is down; the event is fine: wait, never drop.
-                self.stats.retries += 1
-                self.stats.last_error = f"{type(error).__name__}: {error}"
-                log.warning("handler will retry", extra={"error": self.stats.last_error})
-                if self._stopping.is_set():
-                    raise _Abandoned from None
+                self._dependency_down(error, "handler will retry")
             except Exception as error:
                 failures += 1
-                self.stats.retries += 1
-                self.stats.last_error = f"{type(error).__name__}: {error}"
+                self._note_retry(error)
                 log.exception("handler failed", extra={"attempt": failures})
                 if failures >= self._max_attempts:
                     if is_dlq(record.topic):
@@ -399,10 +404,7 @@ class ConsumerLoop:
                         "handler-error",
                     )
                     return
-            with contextlib.suppress(TimeoutError):
-                # A stop request cuts the wait short.
-                await asyncio.wait_for(self._stopping.wait(), delay)
-            delay = min(delay * 2, 10.0)
+            delay = await self._back_off(delay)
 
     async def _apply(
         self, record: ConsumerRecord[bytes, bytes], inbox_id: str, work: Work, kind: str

@@ -15,6 +15,7 @@ from typing import Any
 
 import asyncpg
 
+from accord.auditor.domain.normalise import parse_time
 from accord.events import REGISTRY, topics
 from accord.runtime.sql import Conditions
 
@@ -274,20 +275,10 @@ def _approval(row: asyncpg.Record) -> dict[str, Any]:
         "approvers": [a for a in approvers if isinstance(a, str)]
         if isinstance(approvers, list)
         else [],
-        "due_at": _time(row["due_at"]),
+        "due_at": parse_time(row["due_at"]),
         "escalated": row["escalated"] == "true",
     }
 
 
 def _int(text: str | None) -> int | None:
     return int(text) if text is not None and text.isdigit() and len(text) < 10 else None
-
-
-def _time(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else None

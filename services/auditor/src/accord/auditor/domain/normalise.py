@@ -94,7 +94,7 @@ def from_dead_letter(
         "original_topic": attrs.get("accord-original-topic", topic.removesuffix(".dlq")),
     }
     payload.update(_dead_letter_body(value or b"", set(redact)))
-    time = _parse_time(attrs.get("ce_time")) or received_at or datetime.now(UTC)
+    time = parse_time(attrs.get("ce_time")) or received_at or datetime.now(UTC)
     return AuditEntry(
         source_event_id=event_id,
         source_topic=topic,
@@ -139,7 +139,8 @@ def redacted(value: Any, fields: set[str]) -> Any:
     return value
 
 
-def _parse_time(text: str | None) -> datetime | None:
+def parse_time(text: str | None) -> datetime | None:
+    """An ISO 8601 time with an offset; None for anything else."""
     if not text:
         return None
     try:
