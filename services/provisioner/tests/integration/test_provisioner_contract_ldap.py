@@ -104,3 +104,30 @@ async def ldap_harness(target: LdapTarget) -> AsyncIterator[Harness]:
 
     yield Harness(connector, accounts, plant, retitle, unreachable)
     await connector.close()
+
+
+async def test_bound_connections_are_reused_and_a_dropped_one_is_replaced(
+    ldap_target: LdapTarget,
+) -> None:
+    settings = LdapSettings(
+        url=ldap_target.url,
+        bind_dn=ldap_target.bind_dn,
+        password=SecretStr(ldap_target.password),
+        people_dn=ldap_target.people_dn,
+        groups_dn=ldap_target.groups_dn,
+    )
+    connector = LdapConnector("pooled-ldap", settings)
+    try:
+        await connector.health()
+        (first,) = connector._idle
+        await connector.health()
+        assert connector._idle == [first]  # the same bound connection, no new bind
+
+        # The server drops it (a restart, an idle timeout): the next call still succeeds.
+        first.socket.close()
+        await connector.health()
+        (second,) = connector._idle
+        assert second is not first
+    finally:
+        await connector.close()
+    assert connector._idle == []

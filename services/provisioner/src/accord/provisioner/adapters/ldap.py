@@ -15,7 +15,9 @@ integrity puts in (OpenLDAP's `refint_nothing`), so both agree.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
+import threading
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from functools import partial
@@ -42,6 +44,8 @@ from accord.provisioner.domain.ldap_mapping import (
 from accord.provisioner.ports import AccountRef, TargetAccount, TargetRejected, TargetUnavailable
 
 T = TypeVar("T")
+#: Bound connections kept idle between calls, per target.
+MAX_IDLE = 8
 
 #: LDAP result codes worth retrying: busy, unavailable, unwillingToPerform, timeLimitExceeded,
 #: adminLimitExceeded, other (server trouble).
@@ -93,6 +97,10 @@ class LdapConnector:
         self._server = ldap3.Server(
             settings.url, connect_timeout=settings.timeout_s, get_info=ldap3.NONE
         )
+        # Bound connections kept between calls (a bind is a round trip and a password check
+        # on every call otherwise); each is used by one worker thread at a time.
+        self._idle: list[ldap3.Connection] = []
+        self._idle_lock = threading.Lock()
 
     async def ensure_account(self, user_id: str, profile: Profile) -> AccountRef:
         """Add the entry unless the identity already has one."""
@@ -169,7 +177,11 @@ class LdapConnector:
         await self._run(self._probe)
 
     async def close(self) -> None:
-        """Nothing pooled: every call closes its own connection."""
+        """Unbind the idle connections."""
+        with self._idle_lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            await asyncio.to_thread(_unbind, conn)
 
     # --- blocking work, in a worker thread ------------------------------------------------
 
@@ -177,11 +189,36 @@ class LdapConnector:
         return await asyncio.to_thread(self._with_connection, work)
 
     def _with_connection(self, work: Callable[[ldap3.Connection], T]) -> T:
-        conn = self._connect()
+        """Run work on an idle bound connection, or a new one; a pooled connection that has
+        gone stale (the server restarted or dropped it) is replaced once, on a fresh one.
+        The work is idempotent (look up before add, modify to a state), so running it
+        again is safe."""
+        pooled = self._take()
+        if pooled is not None:
+            try:
+                return self._keep_after(work, pooled)
+            except TargetUnavailable:
+                pass  # stale: a fresh connection decides
+        return self._keep_after(work, self._connect())
+
+    def _keep_after(self, work: Callable[[ldap3.Connection], T], conn: ldap3.Connection) -> T:
         try:
-            return self._guarded(work, conn)
-        finally:
-            conn.unbind()
+            result = self._guarded(work, conn)
+        except BaseException:
+            _unbind(conn)
+            raise
+        if conn.closed:
+            return result
+        with self._idle_lock:
+            if len(self._idle) < MAX_IDLE:
+                self._idle.append(conn)
+                return result
+        _unbind(conn)
+        return result
+
+    def _take(self) -> ldap3.Connection | None:
+        with self._idle_lock:
+            return self._idle.pop() if self._idle else None
 
     def _connect(self) -> ldap3.Connection:
         """A bound connection (bind refused: TargetRejected; no answer: TargetUnavailable)."""
@@ -438,3 +475,9 @@ class LdapConnector:
         if code in _TRANSIENT:
             return TargetUnavailable(message)
         return TargetRejected(message)
+
+
+def _unbind(conn: ldap3.Connection) -> None:
+    """Close a connection, whatever state it is in."""
+    with contextlib.suppress(LDAPException, OSError):
+        conn.unbind()
