@@ -87,6 +87,10 @@ typecheck: install ## Type-check the sources with mypy (strict)
 schemas: install ## Regenerate the event JSON Schemas and the AsyncAPI document
 	$(RUN) accord schemas libs/events
 
+.PHONY: deploy-files
+deploy-files: install ## Regenerate Kafka topics, KafkaUsers, the compose topic list and the ACL table
+	$(RUN) accord deploy
+
 .PHONY: bench
 bench: install ## Run the benchmarks and print figures
 	@echo "the end-to-end benchmark arrives with issue 8; meanwhile: make bench-authz, make bench-connectors, make bench-audit"; exit 1

@@ -1,0 +1,282 @@
+"""docker-compose.yml against the Compose Specification, and the Dockerfile's promises.
+
+No container engine runs here: the compose file is validated against the Compose
+Specification's JSON Schema (the copy check-jsonschema vendors as `vendor.compose-spec`),
+and the Dockerfile is read, not built; its health check command is run against a local
+HTTP server.
+"""
+
+from __future__ import annotations
+
+import http.server
+import importlib.util
+import json
+import re
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import jsonschema
+import pytest
+import yaml
+
+from accord.events import REGISTRY
+from accord.orchestrator.domain.birthright import Birthright
+from accord.provisioner.targets import TargetsFile
+from accord.runtime.config_file import load_yaml_model
+
+from .conftest import PORTS, PRODUCER_CLOSE_S, ROOT, SERVICES
+
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+DOCKERFILE = ROOT / "Dockerfile"
+
+
+def compose_schema() -> dict[str, Any]:
+    """The Compose Specification schema bundled with check-jsonschema (no network).
+
+    Read from the package's files without importing it: check-jsonschema 0.38.1 does not
+    import with click 8.3 (its issue #719), which uv.lock has today.
+    """
+    spec = importlib.util.find_spec("check_jsonschema")
+    assert spec is not None
+    assert spec.submodule_search_locations
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    schema: dict[str, Any] = json.loads(
+        (folder / "builtin_schemas" / "vendor" / "compose-spec.json").read_text()
+    )
+    return schema
+
+
+def compose_errors(document: Any) -> list[str]:
+    """What the Compose Specification finds wrong with a compose document."""
+    schema = compose_schema()
+    validator_class = jsonschema.validators.validator_for(schema)
+    validator = validator_class(schema, format_checker=validator_class.FORMAT_CHECKER)
+    return [
+        f"{'/'.join(str(p) for p in error.absolute_path)}: {error.message}"
+        for error in validator.iter_errors(document)
+    ]
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    """docker-compose.yml, YAML anchors and merge keys resolved."""
+    document: dict[str, Any] = yaml.safe_load(COMPOSE_FILE.read_text())
+    return document
+
+
+def seconds(duration: str) -> float:
+    """A compose duration such as `40s` or `1m30s`, in seconds."""
+    units = {"h": 3600, "m": 60, "s": 1, "ms": 0.001}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(ms|h|m|s)", duration)
+    assert "".join(n + u for n, u in parts) == duration, duration
+    return sum(float(n) * units[u] for n, u in parts)
+
+
+def mounts(service: dict[str, Any]) -> dict[str, str]:
+    """A service's volumes (short syntax), source -> path in the container."""
+    found = {}
+    for volume in service.get("volumes", []):
+        source, target, *_ = volume.split(":")
+        found[source] = target
+    return found
+
+
+def test_the_compose_file_matches_the_compose_specification(compose: dict[str, Any]) -> None:
+    assert compose_errors(compose) == []
+
+
+def test_the_specification_check_would_catch_a_mistake(compose: dict[str, Any]) -> None:
+    broken = yaml.safe_load(COMPOSE_FILE.read_text())
+    broken["services"]["auditor"]["healthceck"] = {"disable": True}
+    assert compose_errors(broken)
+
+
+def test_compose_runs_the_four_services_kafka_postgres_and_a_scim_target(
+    compose: dict[str, Any],
+) -> None:
+    services = compose["services"]
+    assert {*SERVICES, "kafka", "postgres", "kafka-init", "scim-demo"} <= services.keys()
+    assert services["kafka"]["image"].startswith("apache/kafka:")
+    assert "broker,controller" in services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"]
+    assert services["postgres"]["image"].startswith("postgres:")
+    for name in ("prometheus", "grafana", "prometheus-token"):
+        assert services[name]["profiles"] == ["monitoring"], "optional"
+    for service in services.values():
+        image = service["image"]
+        if image.startswith("accord-"):
+            continue  # built here
+        assert re.search(r":[\w.-]*\d", image), f"{image}: pin a version"
+
+
+def test_each_service_is_configured_like_its_settings_expect(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    kafka_env = services["kafka"]["environment"]
+    internal = dict(
+        listener.split("://") for listener in kafka_env["KAFKA_ADVERTISED_LISTENERS"].split(",")
+    )[kafka_env["KAFKA_INTER_BROKER_LISTENER_NAME"]]
+    for name in SERVICES:
+        service = services[name]
+        env = service["environment"]
+        assert service["build"]["args"]["SERVICE"] == name
+        assert service["image"] == f"accord-{name}:dev"
+        assert env["KAFKA_BOOTSTRAP_SERVERS"] == internal
+        assert env["ACCORD_CREATE_TOPICS"] == "false", "kafka-init creates them"
+        assert "@postgres:5432/accord" in env["DATABASE_URL"]
+        assert service["ports"] == [f"127.0.0.1:{PORTS[name]}:{PORTS[name]}"]
+        depends = service["depends_on"]
+        assert depends["kafka-init"]["condition"] == "service_completed_successfully"
+        assert depends["postgres"]["condition"] == "service_healthy"
+        budget = float(env["ACCORD_SHUTDOWN_TIMEOUT_S"]) + PRODUCER_CLOSE_S
+        assert seconds(service["stop_grace_period"]) >= budget
+
+
+def test_accord_containers_are_hardened(compose: dict[str, Any]) -> None:
+    for name, service in compose["services"].items():
+        if not service.get("image", "").startswith("accord-"):
+            continue
+        assert service["read_only"] is True, name
+        assert service["cap_drop"] == ["ALL"], name
+        assert "no-new-privileges:true" in service["security_opt"], name
+        assert any(t.startswith("/tmp") for t in service["tmpfs"]), name
+        assert "user" not in service, f"{name}: the image's user 10001"
+
+
+def test_files_mounted_into_containers_exist(compose: dict[str, Any]) -> None:
+    for name, service in compose["services"].items():
+        for source in mounts(service):
+            if source.startswith("./"):
+                assert (ROOT / source).exists(), f"{name}: {source}"
+            else:
+                assert source in compose["volumes"], f"{name}: volume {source}"
+
+
+def load_create_topics() -> ModuleType:
+    """deploy/compose/create_topics.py, the kafka-init script."""
+    path = ROOT / "deploy" / "compose" / "create_topics.py"
+    spec = importlib.util.spec_from_file_location("create_topics", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_kafka_init_creates_the_registry_s_topics(compose: dict[str, Any]) -> None:
+    init = compose["services"]["kafka-init"]
+    assert init["entrypoint"] == ["python", "/accord/compose/create_topics.py"]
+    assert "./deploy/compose:/accord/compose:ro" in init["volumes"]
+    topics = load_create_topics().read_topics(ROOT / "deploy" / "compose" / "topics.txt")
+    assert sorted(t.name for t in topics) == sorted(REGISTRY.topics(with_dlq=True))
+    assert {t.replication_factor for t in topics} == {1}, "one Kafka node"
+
+
+def test_the_demo_target_and_rules_load_and_agree(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    targets_file = ROOT / "deploy" / "compose" / "targets.yaml"
+    targets = load_yaml_model(targets_file, TargetsFile, ValueError).targets
+    rules = load_yaml_model(ROOT / "deploy" / "compose" / "birthright.yaml", Birthright, ValueError)
+    assert rules.unknown_attributes() == []
+    assert {t for rule in rules.rules for t in rule.targets} <= {t.name for t in targets}
+    (demo,) = targets
+    assert demo.url.startswith("http://scim-demo:8710")
+    token = services["provisioner"]["environment"][demo.token_env]
+    assert f"--bearer-token={token}" in services["scim-demo"]["entrypoint"]
+
+
+def test_grafana_gets_the_auditor_dashboard_and_prometheus_the_metrics(
+    compose: dict[str, Any],
+) -> None:
+    services = compose["services"]
+    prometheus = yaml.safe_load((ROOT / "deploy/compose/prometheus/prometheus.yml").read_text())
+    (job,) = prometheus["scrape_configs"]
+    assert job["metrics_path"] == "/metrics"
+    assert job["static_configs"][0]["targets"] == [f"auditor:{PORTS['auditor']}"]
+    token_path = Path(job["authorization"]["credentials_file"])
+    assert mounts(services["prometheus"])["prometheus-token"] == str(token_path.parent)
+    assert str(token_path.name) in " ".join(services["prometheus-token"]["entrypoint"])
+    dashboard = mounts(services["grafana"])["./deploy/grafana/accord-auditor-dashboard.json"]
+    provider = yaml.safe_load((ROOT / "deploy/compose/grafana/dashboards/accord.yaml").read_text())
+    assert Path(dashboard).parent == Path(provider["providers"][0]["options"]["path"])
+    datasource = yaml.safe_load(
+        (ROOT / "deploy/compose/grafana/datasources/prometheus.yaml").read_text()
+    )["datasources"][0]
+    assert datasource["type"] == "prometheus"
+    assert datasource["isDefault"] is True
+    assert datasource["url"] == "http://prometheus:9090"
+
+
+def dockerfile() -> str:
+    """The Dockerfile, continuation lines joined."""
+    return DOCKERFILE.read_text().replace("\\\n", " ")
+
+
+def test_the_image_is_multi_stage_pinned_and_non_root() -> None:
+    text = dockerfile()
+    bases = re.findall(r"^ARG (PYTHON_IMAGE|UV_IMAGE)=(\S+)$", text, re.MULTILINE)
+    assert dict(bases).keys() == {"PYTHON_IMAGE", "UV_IMAGE"}
+    for _, image in bases:
+        assert re.search(r":\d+\.\d+\.\d+", image), f"{image}: pin an exact version"
+    stages = re.findall(r"^FROM (\S+) AS (\w+)$", text, re.MULTILINE)
+    assert [s for _, s in stages] == ["uv", "builder", "runtime"]
+    assert re.search(
+        r"uv sync --frozen --no-dev --no-editable --package \"accord-\$SERVICE\"", text
+    )
+    assert "COPY --from=builder /app/.venv /app/.venv" in text
+    runtime = text.split(" AS runtime", 1)[1]
+    assert re.search(r"^USER 10001:10001$", runtime, re.MULTILINE)
+    assert "useradd --system --uid 10001" in runtime
+    assert 'ENTRYPOINT ["/app/.venv/bin/accord-service"]' in runtime
+
+
+def test_the_build_context_keeps_what_the_build_copies() -> None:
+    ignored = {
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    for needed in ("uv.lock", "pyproject.toml", "libs", "services", "README.md", "**/README.md"):
+        assert needed not in ignored
+    assert {".venv", ".git", ".accord", "*.pem"} <= ignored
+
+
+class _Health(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200 if self.path == "/healthz" else 404)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def healthz_server() -> Iterator[int]:
+    """A local server answering /healthz, on a free port."""
+    server = http.server.HTTPServer(("127.0.0.1", 0), _Health)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def test_the_health_check_asks_healthz_on_the_service_s_port(healthz_server: int) -> None:
+    match = re.search(r"^HEALTHCHECK .*CMD (\[.*\])$", dockerfile(), re.MULTILINE)
+    assert match is not None
+    command = json.loads(match.group(1))
+    assert command[:2] == ["python", "-c"]
+    code = command[2]
+    defaults = dict(re.findall(r"'(\w+)': (\d+)", code))
+    assert {k: int(v) for k, v in defaults.items()} == PORTS
+    env = {"ACCORD_SERVICE": "authz", "ACCORD_AUTHZ_PORT": str(healthz_server)}
+    ok = subprocess.run([sys.executable, "-c", code], env=env, timeout=20, check=False)
+    assert ok.returncode == 0
+    env["ACCORD_AUTHZ_PORT"] = "1"  # nothing listens there
+    down = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, timeout=20, check=False
+    )
+    assert down.returncode != 0

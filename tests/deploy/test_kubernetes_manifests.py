@@ -1,0 +1,422 @@
+"""deploy/k8s: every overlay renders, validates against the Kubernetes schemas (offline), and
+keeps the promises the services depend on (probes, security, shutdown, Kafka access).
+
+Built-in kinds are validated with kubernetes-validate's bundled schemas, strictly (unknown
+fields fail), for the oldest Kubernetes the manifests support and the newest bundled. The
+Strimzi and CloudNativePG custom resources have no schemas here (their CRDs are not bundled
+offline), so they are checked structurally: apiVersion, kind and the fields the operators
+require, and how they fit together with the Deployments.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import kubernetes_validate.utils
+import pytest
+import yaml
+
+from accord.events import REGISTRY
+from accord.orchestrator.domain.birthright import Birthright
+from accord.provisioner.targets import TargetsFile, TargetsFileError
+from accord.runtime.config_file import load_yaml_model
+from accord.stack import deploy_files, kafka_acls
+
+from .conftest import PORTS, PRODUCER_CLOSE_S, ROOT, SERVICES, Manifest, of_kind
+
+OLDEST_KUBERNETES = "1.31"
+"""The oldest release the manifests target (preStop `sleep` needs 1.30; CloudNativePG 1.31)."""
+CUSTOM_API_GROUPS = {"kafka.strimzi.io/v1", "postgresql.cnpg.io/v1"}
+DNS_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _schemas_read_once() -> Iterator[None]:
+    # kubernetes-validate reads its 1.8 MB definitions file again for every document.
+    with pytest.MonkeyPatch.context() as patch:
+        cached = functools.cache(kubernetes_validate.utils.schema_contents)
+        patch.setattr(kubernetes_validate.utils, "schema_contents", cached)
+        yield
+
+
+def container(deployment: Manifest) -> Manifest:
+    """The one container of an Accord Deployment."""
+    containers = deployment["spec"]["template"]["spec"]["containers"]
+    assert len(containers) == 1
+    result: Manifest = containers[0]
+    return result
+
+
+def env_of(deployment: Manifest, docs: list[Manifest]) -> dict[str, Any]:
+    """The container's environment: literal values, and the valueFrom of the others."""
+    env: dict[str, Any] = {}
+    configmaps = of_kind(docs, "ConfigMap")
+    for source in container(deployment).get("envFrom", []):
+        if "configMapRef" in source:
+            env.update(configmaps[source["configMapRef"]["name"]]["data"])
+    for item in container(deployment).get("env", []):
+        env[item["name"]] = item.get("value", item.get("valueFrom"))
+    return env
+
+
+def with_operators(docs: list[Manifest]) -> bool:
+    """Whether the overlay runs Kafka and PostgreSQL itself (not `external`)."""
+    return bool(of_kind(docs, "Kafka"))
+
+
+def deployments(docs: list[Manifest]) -> dict[str, Manifest]:
+    """The four services' Deployments, by service."""
+    found = of_kind(docs, "Deployment")
+    return {service: found[f"accord-{service}"] for service in SERVICES}
+
+
+def test_every_built_in_resource_matches_the_kubernetes_schemas(
+    manifests: list[Manifest],
+) -> None:
+    checked = 0
+    for doc in manifests:
+        if doc["apiVersion"] in CUSTOM_API_GROUPS:
+            continue
+        for version in (OLDEST_KUBERNETES, kubernetes_validate.latest_version()):
+            try:
+                kubernetes_validate.validate(doc, version, strict=True)
+            except kubernetes_validate.ValidationError as error:
+                where = "/".join(str(p) for p in error.path)
+                pytest.fail(
+                    f"{doc['kind']}/{doc['metadata']['name']} ({version}) at {where}: "
+                    f"{error.message}"
+                )
+        checked += 1
+    assert checked >= 25
+
+
+def test_the_validation_would_catch_a_mistake(rendered: dict[str, list[Manifest]]) -> None:
+    deployment = deployments(rendered["prod"])["authz"]
+    broken = yaml.safe_load(yaml.safe_dump(deployment))
+    container(broken)["readinessProbe"]["httpGet"]["pathh"] = "/readyz"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(broken, OLDEST_KUBERNETES, strict=True)
+
+
+def test_only_known_kinds_are_rendered(manifests: list[Manifest]) -> None:
+    kinds = {(d["apiVersion"], d["kind"]) for d in manifests}
+    custom = {k for k in kinds if k[0] in CUSTOM_API_GROUPS}
+    assert (
+        custom == set()
+        if not with_operators(manifests)
+        else custom
+        == {
+            ("kafka.strimzi.io/v1", "Kafka"),
+            ("kafka.strimzi.io/v1", "KafkaNodePool"),
+            ("kafka.strimzi.io/v1", "KafkaTopic"),
+            ("kafka.strimzi.io/v1", "KafkaUser"),
+            ("postgresql.cnpg.io/v1", "Cluster"),
+        }
+    )
+    names = [(d["kind"], d["metadata"]["name"]) for d in manifests]
+    assert len(names) == len(set(names)), "a resource is rendered twice"
+    namespaces = {d["metadata"].get("namespace") for d in manifests if d["kind"] != "Namespace"}
+    assert len(namespaces) == 1, "one namespace for everything"
+    assert None not in namespaces
+
+
+def test_every_service_is_probed_on_its_real_endpoints_and_port(
+    manifests: list[Manifest],
+) -> None:
+    services = of_kind(manifests, "Service")
+    for name, deployment in deployments(manifests).items():
+        c = container(deployment)
+        ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+        assert ports == {"http": PORTS[name]}
+        assert env_of(deployment, manifests)[f"ACCORD_{name.upper()}_PORT"] == str(PORTS[name])
+        probes = {kind: c[kind]["httpGet"] for kind in ("livenessProbe", "readinessProbe")}
+        assert probes["livenessProbe"]["path"] == "/healthz"
+        assert probes["readinessProbe"]["path"] == "/readyz"
+        assert c["startupProbe"]["httpGet"]["path"] == "/healthz"
+        for probe in [*probes.values(), c["startupProbe"]["httpGet"]]:
+            assert ports[probe["port"]] == PORTS[name]
+        service = services[f"accord-{name}"]
+        assert service["spec"]["ports"][0]["port"] == PORTS[name]
+        assert service["spec"]["ports"][0]["targetPort"] == "http"
+        assert service["spec"]["selector"].items() <= (
+            deployment["spec"]["template"]["metadata"]["labels"].items()
+        )
+
+
+def test_every_pod_runs_restricted(manifests: list[Manifest]) -> None:
+    for deployment in of_kind(manifests, "Deployment").values():
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        assert pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+        assert pod["automountServiceAccountToken"] is False
+        for c in pod["containers"]:
+            security = c["securityContext"]
+            assert security["runAsNonRoot"] is True
+            assert security["readOnlyRootFilesystem"] is True
+            assert security["allowPrivilegeEscalation"] is False
+            assert security["capabilities"]["drop"] == ["ALL"]
+            assert {"cpu", "memory"} <= c["resources"]["requests"].keys()
+            assert {"cpu", "memory"} <= c["resources"]["limits"].keys()
+            mounts = {m["mountPath"] for m in c.get("volumeMounts", [])}
+            assert "/tmp" in mounts, "a writable /tmp (faust's data folder, temp files)"
+    namespace = next(iter(of_kind(manifests, "Namespace").values()))
+    assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
+
+
+def test_the_grace_period_covers_the_graceful_shutdown(manifests: list[Manifest]) -> None:
+    for deployment in deployments(manifests).values():
+        pod = deployment["spec"]["template"]["spec"]
+        shutdown = float(env_of(deployment, manifests)["ACCORD_SHUTDOWN_TIMEOUT_S"])
+        pre_stop = container(deployment)["lifecycle"]["preStop"]["sleep"]["seconds"]
+        assert pod["terminationGracePeriodSeconds"] >= pre_stop + shutdown + PRODUCER_CLOSE_S
+
+
+def test_each_service_has_its_account_budget_and_policies(manifests: list[Manifest]) -> None:
+    accounts = of_kind(manifests, "ServiceAccount")
+    budgets = of_kind(manifests, "PodDisruptionBudget")
+    autoscalers = of_kind(manifests, "HorizontalPodAutoscaler")
+    for name, deployment in deployments(manifests).items():
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        account = accounts[deployment["spec"]["template"]["spec"]["serviceAccountName"]]
+        assert account["automountServiceAccountToken"] is False
+        budget = budgets[f"accord-{name}"]
+        assert budget["spec"]["selector"]["matchLabels"].items() <= labels.items()
+        policies = [
+            p
+            for p in of_kind(manifests, "NetworkPolicy").values()
+            if p["spec"]["podSelector"].get("matchLabels", {}).items() <= labels.items()
+        ]
+        assert any(p["metadata"]["name"] == "accord-default-deny" for p in policies)
+        assert any(
+            "Egress" in p["spec"]["policyTypes"] for p in policies if p["spec"].get("egress")
+        )
+    assert set(autoscalers) == {"accord-provisioner", "accord-auditor"}
+    partitions = min(
+        [t["spec"]["partitions"] for t in of_kind(manifests, "KafkaTopic").values()]
+        or [deploy_files.KUBERNETES.partitions]  # external: the topics.txt you created
+    )
+    for name, autoscaler in autoscalers.items():
+        assert autoscaler["spec"]["scaleTargetRef"] == {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "name": name,
+        }
+        assert "replicas" not in of_kind(manifests, "Deployment")[name]["spec"]
+        assert autoscaler["spec"]["maxReplicas"] <= partitions, "idle consumers beyond that"
+
+
+def test_services_reach_kafka_and_postgres_with_the_operators_secrets(
+    manifests: list[Manifest],
+) -> None:
+    # The Secrets are the operators' (Strimzi: the KafkaUser's and the cluster CA's;
+    # CloudNativePG: <cluster>-app), or made by hand with the same names (external).
+    cluster, database = "accord", "accord-db"
+    kafka = next(iter(of_kind(manifests, "Kafka").values()), None)
+    if kafka is not None:
+        cluster = kafka["metadata"]["name"]
+        database = next(iter(of_kind(manifests, "Cluster")))
+        tls = next(ln for ln in kafka["spec"]["kafka"]["listeners"] if ln["tls"])
+        assert tls["authentication"]["type"] == "scram-sha-512"
+    for name, deployment in deployments(manifests).items():
+        env = env_of(deployment, manifests)
+        if kafka is not None:
+            assert env["KAFKA_BOOTSTRAP_SERVERS"] == f"{cluster}-kafka-bootstrap:{tls['port']}"
+        assert env["KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+        assert env["KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
+        assert env["ACCORD_CREATE_TOPICS"] == "false"
+        assert env["KAFKA_SASL_USERNAME"] == f"accord-{name}"
+        assert env["KAFKA_SASL_PASSWORD"]["secretKeyRef"] == {
+            "name": env["KAFKA_SASL_USERNAME"],  # Strimzi names the Secret after the user
+            "key": "password",
+        }
+        assert env["DATABASE_URL"]["secretKeyRef"] == {"name": f"{database}-app", "key": "uri"}
+        pod = deployment["spec"]["template"]["spec"]
+        ca = next(v for v in pod["volumes"] if v["name"] == "kafka-ca")
+        assert ca["secret"]["secretName"] == f"{cluster}-cluster-ca-cert"
+        mounts = {m["name"]: m["mountPath"] for m in container(deployment)["volumeMounts"]}
+        assert env["KAFKA_SSL_CAFILE"] == f"{mounts['kafka-ca']}/ca.crt"
+
+
+def test_files_the_services_read_are_mounted(manifests: list[Manifest]) -> None:
+    wanted = {
+        "orchestrator": ("ACCORD_BIRTHRIGHT_FILE", "birthright.yaml"),
+        "provisioner": ("ACCORD_TARGETS_FILE", "targets.yaml"),
+        "authz": ("ACCORD_POLICY_DIR", None),
+        "auditor": ("ACCORD_AUDIT_SIGNING_KEY_FILE", "audit.pem"),
+    }
+    configmaps = of_kind(manifests, "ConfigMap")
+    for name, deployment in deployments(manifests).items():
+        variable, file_name = wanted[name]
+        path = Path(env_of(deployment, manifests)[variable])
+        folder = path.parent if file_name else path
+        mounts = {m["mountPath"]: m["name"] for m in container(deployment)["volumeMounts"]}
+        volume = next(
+            v
+            for v in deployment["spec"]["template"]["spec"]["volumes"]
+            if v["name"] == mounts[str(folder)]
+        )
+        if "configMap" in volume:
+            data = configmaps[volume["configMap"]["name"]]["data"]
+            assert (file_name or "default.cedar") in data
+        else:
+            assert volume["secret"]["secretName"] == "accord-audit-signing-key"
+    checkpoints = Path(
+        env_of(deployments(manifests)["auditor"], manifests)["ACCORD_AUDIT_CHECKPOINT_DIR"]
+    )
+    auditor_mounts = {
+        m["mountPath"] for m in container(deployments(manifests)["auditor"])["volumeMounts"]
+    }
+    assert str(checkpoints) in auditor_mounts, "checkpoints go to a volume, not the image"
+
+
+def test_the_configmaps_load_with_the_services_own_loaders(
+    manifests: list[Manifest], tmp_path: Path
+) -> None:
+    configmaps = of_kind(manifests, "ConfigMap")
+    targets_data = next(c for n, c in configmaps.items() if n.startswith("accord-targets"))
+    birthright_data = next(c for n, c in configmaps.items() if n.startswith("accord-birthright"))
+    (tmp_path / "targets.yaml").write_text(targets_data["data"]["targets.yaml"])
+    (tmp_path / "birthright.yaml").write_text(birthright_data["data"]["birthright.yaml"])
+    targets = load_yaml_model(tmp_path / "targets.yaml", TargetsFile, TargetsFileError)
+    rules = load_yaml_model(tmp_path / "birthright.yaml", Birthright, ValueError)
+    assert rules.unknown_attributes() == []
+    named = {t.name for t in targets.targets}
+    assert {t for rule in rules.rules for t in rule.targets} <= named
+    policies = configmaps["accord-policies"]["data"]
+    for file_name in deploy_files.POLICY_FILES:
+        shipped = ROOT / deploy_files.POLICY_SOURCE / file_name
+        assert policies[file_name] == shipped.read_text()
+
+
+def test_topics_are_the_registry_s_and_fit_the_cluster(manifests: list[Manifest]) -> None:
+    if not with_operators(manifests):
+        pytest.skip("an existing Kafka: topics are created ahead from deploy/compose/topics.txt")
+    topics = of_kind(manifests, "KafkaTopic")
+    assert sorted(t["spec"]["topicName"] for t in topics.values()) == sorted(
+        REGISTRY.topics(with_dlq=True)
+    )
+    pools = of_kind(manifests, "KafkaNodePool").values()
+    brokers = sum(p["spec"]["replicas"] for p in pools if "broker" in p["spec"]["roles"])
+    kafka = next(iter(of_kind(manifests, "Kafka").values()))
+    config = kafka["spec"]["kafka"]["config"]
+    assert config["default.replication.factor"] <= brokers
+    assert config["offsets.topic.replication.factor"] <= brokers
+    assert config["min.insync.replicas"] <= config["default.replication.factor"]
+    for name, topic in topics.items():
+        assert DNS_NAME.match(name)
+        assert len(name) <= 253
+        assert topic["metadata"]["labels"]["strimzi.io/cluster"] == kafka["metadata"]["name"]
+        assert topic["spec"]["partitions"] >= 1
+        assert 1 <= topic["spec"]["replicas"] <= brokers
+        assert topic["spec"]["config"]["min.insync.replicas"] <= topic["spec"]["replicas"]
+    env = env_of(deployments(manifests)["auditor"], manifests)
+    assert int(env["ACCORD_TOPIC_REPLICATION"]) <= brokers, "the aggregates' own topics"
+
+
+def test_the_strimzi_and_cloudnativepg_resources_have_what_the_operators_need(
+    manifests: list[Manifest],
+) -> None:
+    if not with_operators(manifests):
+        pytest.skip("an existing Kafka and PostgreSQL: no operator resources")
+    (kafka,) = of_kind(manifests, "Kafka").values()
+    spec = kafka["spec"]
+    assert "zookeeper" not in spec, "KRaft only"
+    for listener in spec["kafka"]["listeners"]:
+        assert {"name", "port", "type", "tls"} <= listener.keys()
+    assert spec["kafka"]["authorization"]["type"] == "simple"
+    assert spec["kafka"]["config"]["auto.create.topics.enable"] is False
+    assert {"topicOperator", "userOperator"} <= spec["entityOperator"].keys()
+    pools = of_kind(manifests, "KafkaNodePool").values()
+    roles = {role for p in pools for role in p["spec"]["roles"]}
+    assert roles == {"controller", "broker"}
+    for pool in pools:
+        assert pool["metadata"]["labels"]["strimzi.io/cluster"] == kafka["metadata"]["name"]
+        assert pool["spec"]["replicas"] >= 1
+        assert pool["spec"]["storage"]["type"] in {"jbod", "persistent-claim", "ephemeral"}
+    for user in of_kind(manifests, "KafkaUser").values():
+        assert user["metadata"]["labels"]["strimzi.io/cluster"] == kafka["metadata"]["name"]
+        assert user["spec"]["authentication"]["type"] == "scram-sha-512"
+        assert user["spec"]["authorization"]["type"] == "simple"
+        for acl in user["spec"]["authorization"]["acls"]:
+            assert "operation" not in acl, "removed in kafka.strimzi.io/v1: use operations"
+            assert acl["operations"]
+            assert acl["resource"]["type"] in {"topic", "group"}
+            assert acl["resource"]["patternType"] in {"literal", "prefix"}
+    (database,) = of_kind(manifests, "Cluster").values()
+    assert database["spec"]["instances"] >= 1
+    assert database["spec"]["storage"]["size"]
+    initdb = database["spec"]["bootstrap"]["initdb"]
+    assert initdb["database"] == "accord"
+    assert initdb["owner"] == "accord"
+
+
+def grants(user: Manifest) -> set[tuple[str, str, str, str]]:
+    """(resource type, name, pattern, operation) of every ACL rule of a KafkaUser."""
+    return {
+        (acl["resource"]["type"], acl["resource"]["name"], acl["resource"]["patternType"], op)
+        for acl in user["spec"]["authorization"]["acls"]
+        for op in acl["operations"]
+    }
+
+
+def test_each_kafka_user_may_do_exactly_what_its_service_needs(
+    manifests: list[Manifest],
+) -> None:
+    service_users = {
+        env_of(d, manifests)["KAFKA_SASL_USERNAME"] for d in deployments(manifests).values()
+    }
+    assert service_users == {access.principal for access in kafka_acls.SERVICES}
+    if not with_operators(manifests):
+        pytest.skip("an existing Kafka: its ACLs are set as the README's table says")
+    users = of_kind(manifests, "KafkaUser")
+    assert set(users) == {access.principal for access in kafka_acls.principals()}
+    for access in kafka_acls.principals():
+        granted = grants(users[access.principal])
+        expected = {("topic", t, "literal", "Read") for t in access.all_reads}
+        expected |= {("topic", t, "literal", "Describe") for t in access.all_reads}
+        expected |= {("topic", t, "literal", "Write") for t in access.all_writes}
+        expected |= {("topic", t, "literal", "Describe") for t in access.all_writes}
+        expected |= {("group", g, "literal", "Read") for g in access.groups}
+        for prefix in access.owned_prefixes:
+            expected |= {("topic", prefix, "prefix", op) for op in kafka_acls.OPERATIONS}
+        assert granted == expected, access.principal
+        for kind, name, pattern, _ in granted:
+            assert name != "*", "no wildcards"
+            assert kind != "cluster", "nothing cluster-wide"
+            if pattern == "prefix":
+                assert name in access.owned_prefixes
+
+
+def test_the_dev_overlay_fits_one_node(rendered: dict[str, list[Manifest]]) -> None:
+    dev = rendered["dev"]
+    (pool,) = of_kind(dev, "KafkaNodePool").values()
+    assert pool["spec"]["replicas"] == 1
+    assert {t["spec"]["replicas"] for t in of_kind(dev, "KafkaTopic").values()} == {1}
+    (database,) = of_kind(dev, "Cluster").values()
+    assert database["spec"]["instances"] == 1
+    auditor = deployments(dev)["auditor"]
+    key = next(
+        v
+        for v in auditor["spec"]["template"]["spec"]["volumes"]
+        if v["name"] == "audit-signing-key"
+    )
+    assert key["secret"]["optional"] is True
+    demo = of_kind(dev, "Deployment")["accord-scim-demo"]
+    assert container(demo)["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+def test_no_pod_may_reach_link_local_addresses(manifests: list[Manifest]) -> None:
+    # The cloud metadata service answers there; the provisioner refuses such targets too.
+    for policy in of_kind(manifests, "NetworkPolicy").values():
+        for rule in policy["spec"].get("egress", []):
+            for peer in rule.get("to", []):
+                block = peer.get("ipBlock")
+                if block and block["cidr"] == "0.0.0.0/0":
+                    assert "169.254.0.0/16" in block["except"], policy["metadata"]["name"]
+                if block and block["cidr"] == "::/0":
+                    assert "fe80::/10" in block["except"], policy["metadata"]["name"]
