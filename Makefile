@@ -92,8 +92,8 @@ deploy-files: install ## Regenerate Kafka topics, KafkaUsers, the compose topic 
 	$(RUN) accord deploy
 
 .PHONY: bench
-bench: install ## Run the benchmarks and print figures
-	@echo "the end-to-end benchmark arrives with issue 8; meanwhile: make bench-authz, make bench-connectors, make bench-audit"; exit 1
+bench: install ## End-to-end benchmark on the real parts (~6 min): results in benchmarks/results/latest/
+	$(RUN) python benchmarks/e2e.py
 
 .PHONY: bench-authz
 bench-authz: install ## Authz decisions per second (Cedar, one process; single and batch)

@@ -13,6 +13,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -63,42 +64,62 @@ async def main(count: int) -> None:
         postgres = EmbeddedPostgres(Path(home) / "pg")
         await postgres.start()
         try:
-            await db.migrate(postgres.dsn, "auditor", ["accord.auditor.migrations"])
-            pool = await db.create_pool(postgres.dsn, "auditor", max_size=4)
-            writer = await log_store.writer_role_usable(pool)
-            run = uuid.uuid4().hex[:6]
-            entries = [entry(n, run) for n in range(count)]
-
-            started = time.perf_counter()
-            for i in range(0, count, BATCH):
-                await append(pool, entries[i : i + BATCH], as_writer=writer)
-            batched = time.perf_counter() - started
-            print(f"stored, batches of {BATCH}:   {count / batched:8.0f} records/s ({count:,})")
-
-            singles = [entry(n, f"{run}s") for n in range(SINGLES)]
-            started = time.perf_counter()
-            for one in singles:
-                await append(pool, [one], as_writer=writer)
-            single = time.perf_counter() - started
-            print(f"stored, one per transaction: {SINGLES / single:8.0f} records/s ({SINGLES:,})")
-
-            started = time.perf_counter()
-            again = [entry(n, run) for n in range(min(count, 10_000))]
-            for i in range(0, len(again), BATCH):
-                await append(pool, again[i : i + BATCH], as_writer=writer)
-            replay = time.perf_counter() - started
-            print(f"replayed (all duplicates):   {len(again) / replay:8.0f} records/s")
-
-            report = await verify_log(pool)
-            assert report.ok, report.first_break
-            per_100k = report.seconds / report.checked * 100_000
-            print(
-                f"verify: {report.checked:,} records in {report.seconds:.2f} s"
-                f" = {per_100k:.2f} s per 100,000"
-            )
-            await pool.close()
+            await measure(postgres.dsn, count)
         finally:
             await postgres.stop()
+
+
+async def measure(
+    dsn: str, count: int, *, singles: int = SINGLES, say: Callable[[str], None] = print
+) -> dict[str, float | int]:
+    """Store and verify on the database at `dsn` (its auditor schema is made if missing);
+    prints each figure as it comes and returns them all (benchmarks/e2e.py uses both)."""
+    await db.migrate(dsn, "auditor", ["accord.auditor.migrations"])
+    pool = await db.create_pool(dsn, "auditor", max_size=4)
+    try:
+        writer = await log_store.writer_role_usable(pool)
+        run = uuid.uuid4().hex[:6]
+        entries = [entry(n, run) for n in range(count)]
+
+        started = time.perf_counter()
+        for i in range(0, count, BATCH):
+            await append(pool, entries[i : i + BATCH], as_writer=writer)
+        batched = time.perf_counter() - started
+        say(f"stored, batches of {BATCH}:   {count / batched:8.0f} records/s ({count:,})")
+
+        ones = [entry(n, f"{run}s") for n in range(singles)]
+        started = time.perf_counter()
+        for one in ones:
+            await append(pool, [one], as_writer=writer)
+        single = time.perf_counter() - started
+        say(f"stored, one per transaction: {singles / single:8.0f} records/s ({singles:,})")
+
+        started = time.perf_counter()
+        again = [entry(n, run) for n in range(min(count, 10_000))]
+        for i in range(0, len(again), BATCH):
+            await append(pool, again[i : i + BATCH], as_writer=writer)
+        replay = time.perf_counter() - started
+        say(f"replayed (all duplicates):   {len(again) / replay:8.0f} records/s")
+
+        report = await verify_log(pool)
+        assert report.ok, report.first_break
+        per_100k = report.seconds / report.checked * 100_000
+        say(
+            f"verify: {report.checked:,} records in {report.seconds:.2f} s"
+            f" = {per_100k:.2f} s per 100,000"
+        )
+    finally:
+        await pool.close()
+    return {
+        "records": count,
+        "batch_size": BATCH,
+        "stored_batched_per_s": round(count / batched),
+        "stored_one_per_transaction_per_s": round(singles / single),
+        "replayed_duplicates_per_s": round(len(again) / replay),
+        "verify_records": report.checked,
+        "verify_seconds": round(report.seconds, 3),
+        "verify_seconds_per_100k": round(per_100k, 3),
+    }
 
 
 if __name__ == "__main__":

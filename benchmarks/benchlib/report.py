@@ -1,0 +1,373 @@
+"""Turns the results dict into the readable table (results.md, also printed) and saves both."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+LATENCIES = (
+    ("publish_to_account", "publish -> account.provisioned (event time)"),
+    ("publish_to_account_seen", "publish -> account.provisioned (seen by the bench)"),
+    ("publish_to_saga_completed", "publish -> saga.completed (event time)"),
+    ("publish_to_audited", "publish -> whole flow in the audit log (seen)"),
+)
+MIB_PER_MB = 1_000_000 / 1_048_576
+
+
+def _num(value: Any, digits: int = 0, suffix: str = "") -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float | int):
+        return f"{value:,.{digits}f}{suffix}"
+    return str(value)
+
+
+def _met(value: float | None, target: float, *, at_least: bool) -> str:
+    if value is None:
+        return "not measured"
+    return "yes" if (value >= target if at_least else value <= target) else "**no**"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return [*lines, ""]
+
+
+def headline(
+    results: dict[str, Any], services: tuple[str, ...], flow_events: int
+) -> dict[str, Any]:
+    """The figures the issue sets targets for (`services`: label prefixes of service processes;
+    `flow_events`: audit records per joiner)."""
+    phases = results["phases"]
+    sustained = phases.get("max", {}).get("sustained_per_s")
+    floors = {f.get("http_client"): f.get("per_second") for f in results.get("floor", [])}
+
+    def ratio(floor: float | None) -> float | None:
+        if not sustained or not floor:
+            return None
+        return round(float(sustained) / floor, 4)
+
+    peaks = {
+        label: mib
+        for label, mib in results.get("peak_memory_mib", {}).items()
+        if label.startswith(services) and mib is not None
+    }
+    biggest = max(peaks, key=lambda label: peaks[label]) if peaks else None
+    fixed = phases.get("fixed-rate", {}).get("latency_ms", {}).get("publish_to_account", {})
+    light = phases.get("light", {}).get("latency_ms", {}).get("publish_to_account", {})
+    fixed_rate = results["settings"]["counts"]["fixed_rate"]
+    return {
+        "sustained_per_s": sustained,
+        "sustained_two_provisioners_per_s": phases.get("max-2prov", {}).get("sustained_per_s"),
+        "floor_httpx_per_s": floors.get("httpx"),
+        "floor_aiohttp_per_s": floors.get("aiohttp"),
+        "ratio_to_floor_httpx": ratio(floors.get("httpx")),
+        "ratio_to_floor_aiohttp": ratio(floors.get("aiohttp")),
+        "floor_note": results.get("floor_note"),
+        "fixed_rate_per_s": fixed_rate,
+        "fixed_rate_above_capacity": bool(sustained and fixed_rate > sustained),
+        "light_rate_per_s": results["settings"]["counts"]["light_rate"],
+        "light_rate_account_p50_ms": light.get("p50"),
+        "light_rate_account_p99_ms": light.get("p99"),
+        "fixed_rate_account_p50_ms": fixed.get("p50"),
+        "fixed_rate_account_p99_ms": fixed.get("p99"),
+        "max_service_peak_rss_mib": peaks.get(biggest) if biggest else None,
+        "max_service_peak_rss_name": biggest,
+        "flow_audit_records_per_s_at_max": round(sustained * flow_events, 1) if sustained else None,
+    }
+
+
+def render(results: dict[str, Any]) -> str:
+    """The whole report as Markdown tables."""
+    head = results["headline"]
+    machine = results["machine"]
+    lines = [
+        f"# Accord end-to-end benchmark, {results['started_utc']}"
+        + (" (SMOKE: tiny counts, figures meaningless)" if results["smoke"] else ""),
+        "",
+        f"Machine: {machine['cpu_model']}, {machine['cpu_count']} CPUs, {machine['ram_gib']} GiB"
+        f" RAM, Python {machine['python']}, commit {(machine['git_commit'] or '?')[:12]}"
+        f"{' (dirty)' if machine['git_dirty'] else ''}. Run took {results['elapsed_s']:.0f} s.",
+        f"Services' Kafka fetch wait: {results['settings']['fetch_max_wait_ms']} ms. Everything"
+        " (broker, PostgreSQL, scim2-server, 4 services, load generator) on this one machine.",
+        "",
+        "## Headline against the issue's targets",
+        "",
+    ]
+    rss_peak = head["max_service_peak_rss_mib"]
+    lines += _table(
+        ["figure", "measured", "target", "met"],
+        [
+            [
+                "sustained joiners/s, end to end (1 provisioner)",
+                _num(head["sustained_per_s"], 1),
+                ">= 500",
+                _met(head["sustained_per_s"], 500, at_least=True),
+            ],
+            [
+                "sustained joiners/s, end to end (2 provisioners)",
+                _num(head["sustained_two_provisioners_per_s"], 1),
+                ">= 500",
+                _met(head["sustained_two_provisioners_per_s"], 500, at_least=True),
+            ],
+            [
+                "floor events/s (httpx / aiohttp)",
+                f"{_num(head['floor_httpx_per_s'], 0)} / {_num(head['floor_aiohttp_per_s'], 0)}",
+                "",
+                "",
+            ],
+            [
+                "**Accord / floor (httpx)**",
+                _num(_pct(head["ratio_to_floor_httpx"]), 1, " %"),
+                ">= 40 %",
+                _met(head["ratio_to_floor_httpx"], 0.40, at_least=True),
+            ],
+            [
+                "Accord / floor (aiohttp)",
+                _num(_pct(head["ratio_to_floor_aiohttp"]), 1, " %"),
+                "",
+                "",
+            ],
+            [
+                f"p50 publish -> account at {_num(head['fixed_rate_per_s'])}/s",
+                _num(head["fixed_rate_account_p50_ms"], 1, " ms"),
+                "<= 50 ms",
+                _met(head["fixed_rate_account_p50_ms"], 50, at_least=False),
+            ],
+            [
+                f"p99 publish -> account at {_num(head['fixed_rate_per_s'])}/s",
+                _num(head["fixed_rate_account_p99_ms"], 1, " ms"),
+                "<= 250 ms",
+                _met(head["fixed_rate_account_p99_ms"], 250, at_least=False),
+            ],
+            [
+                f"p50 / p99 publish -> account at {_num(head['light_rate_per_s'])}/s (light load)",
+                f"{_num(head['light_rate_account_p50_ms'], 1)} / "
+                f"{_num(head['light_rate_account_p99_ms'], 1)} ms",
+                "",
+                "",
+            ],
+            [
+                f"largest peak RSS of a service ({head['max_service_peak_rss_name']})",
+                _num(rss_peak, 0, " MiB"),
+                "<= 300 MB (286 MiB)",
+                _met(rss_peak, 300 * MIB_PER_MB, at_least=False),
+            ],
+        ],
+    )
+    if head.get("fixed_rate_above_capacity"):
+        lines += [
+            f"{_num(head['fixed_rate_per_s'])}/s is more than the"
+            f" {_num(head['sustained_per_s'], 1)} joiners/s the platform sustains here:"
+            " latency at that rate is a growing queue and depends on how long the phase lasts."
+            " The light and near-sat phases show latency below saturation.",
+            "",
+        ]
+    if head.get("floor_note"):
+        lines += [f"Floor: {head['floor_note']}", ""]
+    lines += _phases(results["phases"])
+    lines += _cpu(results["phases"])
+    lines += ["## Peak memory (MiB)", ""]
+    lines += _table(
+        ["process", "peak"],
+        [[label, _num(mib, 1)] for label, mib in results["peak_memory_mib"].items()],
+    )
+    lines += [
+        "Services, broker, scim2-server: VmHWM. postgres: largest sampled sum of Pss over the",
+        "postmaster and its backends (1 s sampling).",
+        "",
+    ]
+    lines += _side(results)
+    lines += _profiles(results.get("profiles", {}))
+    return "\n".join(lines)
+
+
+def _pct(ratio: float | None) -> float | None:
+    return None if ratio is None else ratio * 100
+
+
+def _phases(phases: dict[str, Any]) -> list[str]:
+    lines = ["## Phases", ""]
+    rows = []
+    for name, p in phases.items():
+        rows.append(
+            [
+                name,
+                p["description"],
+                _num(p["joiners"]),
+                f"{p['done']}/{p['failed']}/{p['incomplete']}",
+                _num(p["offered_per_s"], 1),
+                _num(p["sustained_per_s"], 1),
+                _num(p["wall_s"], 1),
+            ]
+        )
+    lines += _table(
+        [
+            "phase",
+            "what",
+            "joiners",
+            "done/failed/incomplete",
+            "offered/s",
+            "sustained/s e2e",
+            "wall s",
+        ],
+        rows,
+    )
+    lines += ["### Latency (ms): p50 / p90 / p99 / max", ""]
+    rows = []
+    for name, p in phases.items():
+        if not p["joiners"]:
+            continue
+        for key, title in LATENCIES:
+            s = p["latency_ms"][key]
+            rows.append(
+                [
+                    name,
+                    title,
+                    " / ".join(_num(s[q], 0) for q in ("p50", "p90", "p99", "max")),
+                    _num(s["count"]),
+                ]
+            )
+    lines += _table(["phase", "latency", "p50 / p90 / p99 / max", "samples"], rows)
+    lines += [
+        "Burst phases publish every joiner at once: their latencies are mostly queueing and",
+        "say how long the backlog took, not how fast one joiner goes.",
+        "",
+    ]
+    return lines
+
+
+def _cpu(phases: dict[str, Any]) -> list[str]:
+    labels: list[str] = []
+    for p in phases.values():
+        labels += [label for label in p["cpu_ms_per_joiner"] if label not in labels]
+    lines = ["## CPU time per joiner (ms), by process and phase", ""]
+    rows = []
+    for label in labels:
+        rows.append([label] + [_num(p["cpu_ms_per_joiner"].get(label), 2) for p in phases.values()])
+    rows.append(["**total**"] + [_num(p["cpu_ms_per_joiner_total"], 2) for p in phases.values()])
+    rows.append(["cores busy (avg)"] + [_num(p["cores_busy"], 2) for p in phases.values()])
+    lines += _table(["process", *phases], rows)
+    lines += [
+        "CPU of a process includes its threads, reaped children and live descendants"
+        " (PostgreSQL backends). `bench-driver` is the load generator and tracker itself;"
+        " the idle phase shows ms per second instead of per joiner.",
+        "",
+    ]
+    return lines
+
+
+def _side(results: dict[str, Any]) -> list[str]:
+    lines = ["## Audit log, authz, floor, target check", ""]
+    audit = results.get("audit_log") or {}
+    cli = audit.get("cli_verify") or {}
+    authz = results.get("authz") or {}
+    http = authz.get("http") or {}
+    local = authz.get("in_process") or {}
+    rows = [
+        ["audit records stored/s (batches of 500)", _num(audit.get("stored_batched_per_s"))],
+        [
+            "audit records stored/s (one per transaction)",
+            _num(audit.get("stored_one_per_transaction_per_s")),
+        ],
+        [
+            "audit verify, s per 100,000 records (in process)",
+            _num(audit.get("verify_seconds_per_100k"), 2),
+        ],
+        [
+            "`accord audit verify`, s per 100,000 records (CLI's report)",
+            _num(cli.get("seconds_per_100k"), 2),
+        ],
+        [
+            "`accord audit verify` wall time incl. process start, s",
+            _num(cli.get("wall_seconds"), 2),
+        ],
+        ["authz decisions/s in process, single (entity list)", _num(local.get("single_per_s"))],
+        ["authz decisions/s in process, batch of 100", _num(local.get("batch_per_s"))],
+        ["authz decisions/s over HTTP, single", _num(http.get("single_per_s"))],
+        ["authz decisions/s over HTTP, batch of 100", _num(http.get("batch_per_s"))],
+        [
+            "flow audit records/s the auditor kept up with in `max` (5 per joiner)",
+            _num(results["headline"].get("flow_audit_records_per_s_at_max"), 1),
+        ],
+    ]
+    for floor in results.get("floor", []):
+        client = floor.get("http_client")
+        if "error" in floor:
+            rows.append([f"floor, {client}", floor["error"][:80]])
+            continue
+        rows.append(
+            [
+                f"floor, {client}: events/s (concurrency {floor.get('concurrency')})",
+                _num(floor.get("per_second")),
+            ]
+        )
+        rows.append(
+            [
+                f"floor, {client}: CPU ms per event (its process + broker, postgres, scim2-server)",
+                _num(floor_cpu_ms(floor), 2),
+            ]
+        )
+    check = results.get("target_check") or {}
+    rows.append(
+        [
+            "SCIM target: accounts of the run / joiners published / missing / duplicated",
+            f"{check.get('accounts', '-')} / {check.get('published', '-')} / "
+            f"{check.get('missing', '-')} / {check.get('duplicated', '-')}",
+        ]
+    )
+    return lines + _table(["figure", "value"], rows)
+
+
+def floor_cpu_ms(floor: dict[str, Any]) -> float | None:
+    """CPU ms per event of a floor run: its own process and the parts it used."""
+    events = floor.get("events")
+    if not events or floor.get("cpu_seconds") is None:
+        return None
+    parts = sum((floor.get("parts_cpu_seconds") or {}).values())
+    per_event: float = (float(floor["cpu_seconds"]) + parts) * 1000 / events
+    return round(per_event, 3)
+
+
+def _profiles(profiles: dict[str, Any]) -> list[str]:
+    if not profiles:
+        return []
+    lines = [
+        "## Profiles: top 10 frames by self time, % of busy samples (full lists, inclusive",
+        "times and the raw stacks in profile-*.txt)",
+        "",
+    ]
+    for service, top in profiles.items():
+        if "error" in top:
+            lines += [f"{service}: {top['error']}", ""]
+            continue
+        busy = top["busy"] or 1
+        rows = [[f"{100 * row['samples'] / busy:.1f}", row["frame"]] for row in top["self"][:10]]
+        lines += [
+            f"### {service}: {top['busy']} busy samples ({top['waiting']} waiting left out)",
+            "",
+        ]
+        lines += _table(["% self", "frame"], rows)
+    return lines
+
+
+def save(results: dict[str, Any], folder: Path) -> str:
+    """Write results.json and results.md into folder, point `latest` at it; returns the text."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "results.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    text = render(results)
+    (folder / "results.md").write_text(text + "\n")
+    latest = folder.parent / "latest"
+    if latest.is_symlink() or latest.is_file():
+        latest.unlink()
+    elif latest.is_dir():
+        shutil.rmtree(latest)
+    try:
+        os.symlink(folder.name, latest)
+    except OSError:  # a file system without symlinks: a copy then
+        shutil.copytree(folder, latest)
+    return text

@@ -1,0 +1,352 @@
+"""Accord end to end on its real parts, driven from outside, against the floor (issue 8).
+
+Starts the whole platform (Tansu, embedded PostgreSQL, scim2-server, the four services) on
+free ports under a temporary home, publishes user.created events for unique joiners and
+follows each one through the topics until the audit records of its whole flow are in:
+
+  warm-up      a few joiners, not reported in the headline
+  idle         CPU of the platform with no load
+  light        a light fixed rate (10 joiners/s for 10 s): latency with hardly any queueing
+  fixed-rate   a fixed, moderate rate (100 joiners/s for 20 s): latency
+  max          every joiner at once (2,000): sustained joiners/s end to end
+  near-sat     a fixed rate at 85 % of what `max` sustained: latency near saturation
+  profile      the same rate again, with py-spy on orchestrator, provisioner and auditor
+  max-2prov    `max` again with a second provisioner in the same consumer group (after a
+               warm-up-2prov of a few joiners once it has joined)
+
+then measures, on the same machine: audit records stored per second and verify time
+(benchmarks/audit_log.py), authz decisions per second (benchmarks/authz_decisions.py, in
+process and over HTTP), and the floor (benchmarks/floor.py, with httpx and aiohttp), and
+reports Accord's sustained throughput as a share of the floor.
+
+Writes results.json, results.md and the profiles into RESULTS/<UTC time>/ and points
+RESULTS/latest at it. `--smoke` runs the same code with tiny counts in about a minute, most
+of it spent starting the platform's processes (`make test` runs it: tests/bench).
+
+Usage: python benchmarks/e2e.py [--smoke] [--results DIR] [--fetch-max-wait-ms MS]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import os
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from benchlib import extras, load, machine, report, services
+from benchlib.phases import Bench, Publish, idle, run_phase
+from benchlib.resources import Watched, cpu_delta
+from benchlib.target import accounts_of_run
+from benchlib.tracker import FLOW, Tracker
+
+from accord.runtime.security.roles import Role
+from accord.stack.platform import Platform, PlatformConfig
+from accord.stack.process import ManagedProcess
+
+HERE = Path(__file__).resolve().parent
+SERVICES = ("orchestrator", "provisioner", "authz", "auditor")
+
+
+@dataclass(frozen=True)
+class Counts:
+    """How much of everything a run does."""
+
+    warm_up: int
+    idle_s: float
+    light_rate: float
+    light_s: float
+    fixed_rate: float
+    fixed_s: float
+    burst: int
+    near_saturation: float
+    """Share of the sustained rate offered in the near-saturation and profile phases."""
+    near_s: float
+    profile_s: int
+    """py-spy duration; 0 skips the profile phase."""
+    drain_s: float
+    floor_events: int
+    audit_records: int
+    audit_singles: int
+    authz_s: float
+    authz_http_s: float
+
+
+FULL = Counts(
+    warm_up=50,
+    idle_s=3,
+    light_rate=10,
+    light_s=10,
+    fixed_rate=100,
+    fixed_s=20,
+    burst=2000,
+    near_saturation=0.85,
+    near_s=15,
+    profile_s=10,
+    drain_s=120,
+    floor_events=5000,
+    audit_records=100_000,
+    audit_singles=2000,
+    authz_s=2,
+    authz_http_s=3,
+)
+SMOKE = Counts(
+    warm_up=5,
+    idle_s=0.5,
+    light_rate=10,
+    light_s=0.5,
+    fixed_rate=20,
+    fixed_s=1,
+    burst=20,
+    near_saturation=0.85,
+    near_s=1,
+    profile_s=0,
+    drain_s=60,
+    floor_events=50,
+    audit_records=1000,
+    audit_singles=50,
+    authz_s=0.2,
+    authz_http_s=0.3,
+)
+
+
+def say(message: str) -> None:
+    """A progress line, with the time since start."""
+    print(f"[{time.monotonic() - STARTED:6.1f} s] {message}", flush=True)
+
+
+STARTED = time.monotonic()
+
+
+async def main(args: argparse.Namespace) -> int:
+    counts = SMOKE if args.smoke else FULL
+    stamp, folder = args.stamp, args.folder
+    run = uuid.uuid4().hex[:8]
+    results: dict[str, Any] = {
+        "started_utc": stamp,
+        "smoke": args.smoke,
+        "run_id": run,
+        "machine": machine.describe(HERE.parent),
+        "settings": {
+            "fetch_max_wait_ms": args.fetch_max_wait_ms,
+            "counts": dataclasses.asdict(counts),
+        },
+    }
+    say(f"results go to {folder}")
+    with tempfile.TemporaryDirectory(prefix="accord-bench-") as home:
+        env = {"ACCORD_KAFKA_FETCH_MAX_WAIT_MS": str(args.fetch_max_wait_ms)}
+        platform = Platform(PlatformConfig.ephemeral(Path(home), extra_env=env))
+        say("starting the platform (Tansu, PostgreSQL, scim2-server, 4 services)")
+        try:
+            await platform.start()
+            say(f"platform ready: {platform.endpoints()['orchestrator']} and friends")
+            await measure(platform, counts, run, folder, results)
+        finally:
+            say("stopping the platform")
+            await platform.stop()
+    results["elapsed_s"] = round(time.monotonic() - STARTED, 1)
+    text = report.save(results, folder)
+    print()
+    print(text)
+    print()
+    say(f"done in {results['elapsed_s']:.0f} s; results in {folder} (and {folder.parent}/latest)")
+    return 0
+
+
+def watched_processes(platform: Platform) -> Watched:
+    """Every process of the platform by label, and the benchmark's own."""
+    pids = {name: platform.services[name].pid for name in SERVICES}
+    parts = {
+        "broker (tansu)": platform.broker.process if platform.broker else None,
+        "postgres": platform.postgres.process if platform.postgres else None,
+        "scim2-server": platform.scim.process,
+    }
+    pids.update({label: p.pid for label, p in parts.items() if p is not None})
+    pids["bench-driver"] = os.getpid()
+    known = {label: pid for label, pid in pids.items() if pid is not None}
+    return Watched(
+        known,
+        tree_memory={"postgres"} if "postgres" in known else set(),
+        own_only={"bench-driver"},
+    )
+
+
+async def measure(
+    platform: Platform, counts: Counts, run: str, folder: Path, results: dict[str, Any]
+) -> None:
+    """Every phase and side measurement, into results."""
+    watched = watched_processes(platform)
+    watched.start_sampling()
+    tracker = Tracker(platform.bootstrap_servers, run)
+    await tracker.start()
+    kafka = load.producer(platform.bootstrap_servers)
+    await kafka.start()
+    bench = Bench(run, tracker, watched, say)
+    phases: dict[str, Any] = {}
+    results["phases"] = phases
+    second: ManagedProcess | None = None
+
+    def at_rate(rate: float) -> Publish:
+        return lambda batch: load.publish_at_rate(kafka, batch, rate, tracker.stamp)
+
+    def burst(batch: list[load.Joiner]) -> Awaitable[float]:
+        return load.publish_burst(kafka, batch, tracker.stamp)
+
+    try:
+        say(f"warm-up: {counts.warm_up} joiners")
+        phases["warm-up"] = await run_phase(
+            bench, "warm-up", "first joiners (cold caches)", counts.warm_up, burst, counts.drain_s
+        )
+        phases["idle"] = await idle(bench, counts.idle_s)
+        light = counts.light_rate
+        say(f"light: {light:.0f} joiners/s for {counts.light_s:.0f} s")
+        phases["light"] = await run_phase(
+            bench,
+            "light",
+            f"fixed rate {light:.0f}/s",
+            max(1, int(light * counts.light_s)),
+            at_rate(light),
+            counts.drain_s,
+        )
+        rate = counts.fixed_rate
+        say(f"fixed-rate: {rate:.0f} joiners/s for {counts.fixed_s:.0f} s")
+        phases["fixed-rate"] = await run_phase(
+            bench,
+            "fixed-rate",
+            f"fixed rate {rate:.0f}/s",
+            int(rate * counts.fixed_s),
+            at_rate(rate),
+            counts.drain_s,
+        )
+        say(f"max: {counts.burst} joiners at once")
+        phases["max"] = await run_phase(
+            bench, "max", "all at once, 1 provisioner", counts.burst, burst, counts.drain_s
+        )
+        sustained = phases["max"]["sustained_per_s"] or counts.fixed_rate
+        near = max(1.0, round(sustained * counts.near_saturation))
+        say(f"near-sat: {near:.0f} joiners/s for {counts.near_s:.0f} s")
+        phases["near-sat"] = await run_phase(
+            bench,
+            "near-sat",
+            f"fixed rate {near:.0f}/s ({counts.near_saturation:.0%} of max)",
+            int(near * counts.near_s),
+            at_rate(near),
+            counts.drain_s,
+        )
+        if counts.profile_s:
+            phases["profile"], results["profiles"] = await services.profiled_phase(
+                platform,
+                bench,
+                rate=near,
+                seconds=counts.profile_s,
+                publish=at_rate(near),
+                drain_s=counts.drain_s,
+                folder=folder,
+            )
+        say("starting a second provisioner in the same consumer group")
+        second = await services.start_second_provisioner(platform)
+        watched.add("provisioner-2", second.pid or 0)
+        await asyncio.sleep(2)
+        phases["warm-up-2prov"] = await run_phase(
+            bench, "warm-up-2prov", "after the rebalance", counts.warm_up, burst, counts.drain_s
+        )
+        say(f"max-2prov: {counts.burst} joiners at once, 2 provisioners")
+        phases["max-2prov"] = await run_phase(
+            bench, "max-2prov", "all at once, 2 provisioners", counts.burst, burst, counts.drain_s
+        )
+        results["peak_memory_mib"] = watched.peak_memory()
+        say("checking the SCIM target: one account per joiner published")
+        results["target_check"] = await accounts_of_run(
+            f"{platform.scim.base_url}/v2",
+            platform.scim.bearer_token,
+            f"bench.{run}.",
+            bench.user_names,
+        )
+        say(f"  target: {results['target_check']}")
+        results["audit_records_of_run"] = dict(tracker.audit_records_of_run)
+    finally:
+        await kafka.stop()
+        await tracker.stop()
+        await watched.stop_sampling()
+        if second is not None:
+            await second.stop(timeout=30)
+    await side_measurements(platform, counts, run, watched, results)
+    results["headline"] = report.headline(results, SERVICES, len(FLOW))
+
+
+async def side_measurements(
+    platform: Platform, counts: Counts, run: str, watched: Watched, results: dict[str, Any]
+) -> None:
+    """Authz, the audit log store and the floor, on the same machine after the phases."""
+    say("authz decisions in process (benchmarks/authz_decisions.py)")
+    authz: dict[str, Any] = {"in_process": extras.authz_in_process(counts.authz_s, say)}
+    say("authz decisions over HTTP against the platform's authz")
+    token = await platform.issue_token("bench-application", {Role.APPLICATION}, "benchmark")
+    principal = f"bench-{run}-warm-up-0"  # a joiner authz learnt of from user.created
+    authz["http"] = await extras.authz_over_http(
+        platform.endpoints()["authz"], token, principal, counts.authz_http_s, 8, say
+    )
+    results["authz"] = authz
+    say(
+        f"audit log: {counts.audit_records:,} records stored and verified (benchmarks/audit_log.py)"
+    )
+    results["audit_log"] = await extras.audit_store(
+        platform.database_url, run, counts.audit_records, counts.audit_singles, say
+    )
+    run_floor, missing = extras.floor_function()
+    results["floor"] = []
+    if run_floor is None:
+        say(f"floor: NOT MEASURED: {missing}")
+        results["floor_note"] = missing
+        return
+    parts = ("broker (tansu)", "postgres", "scim2-server")
+    for client in ("httpx", "aiohttp"):
+        say(f"floor with {client}: {counts.floor_events} events (benchmarks/floor.py)")
+        before = watched.cpu()
+        figures = await extras.floor(
+            run_floor,
+            bootstrap_servers=platform.bootstrap_servers,
+            dsn=platform.database_url,
+            scim_base_url=f"{platform.scim.base_url}/v2",
+            scim_token=platform.scim.bearer_token,
+            count=counts.floor_events,
+            http_client=client,
+            say=say,
+        )
+        spent = cpu_delta(before, watched.cpu())
+        # The floor reports its own process; the parts it uses are charged here, with the
+        # services' idle polling in the meantime, which the parts' figures include too.
+        figures["parts_cpu_seconds"] = {p: round(spent[p], 3) for p in parts if p in spent}
+        figures["services_idle_cpu_seconds"] = round(sum(spent[s] for s in SERVICES), 3)
+        results["floor"].append(figures)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--smoke", action="store_true", help="tiny counts: checks the code path")
+    parser.add_argument(
+        "--results", default=str(HERE / "results"), help="parent folder of the run's folder"
+    )
+    parser.add_argument(
+        "--fetch-max-wait-ms",
+        type=int,
+        default=20,
+        help="the services' ACCORD_KAFKA_FETCH_MAX_WAIT_MS (20, their default)",
+    )
+    args = parser.parse_args()
+    args.stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    args.folder = Path(args.results).resolve() / args.stamp
+    args.folder.mkdir(parents=True, exist_ok=True)
+    return args
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main(parse_args())))

@@ -1,0 +1,1 @@
+"""Smoke tests of the benchmarks: each runs end to end on a few events, no figures checked."""

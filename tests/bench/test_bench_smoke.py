@@ -1,0 +1,77 @@
+"""benchmarks/e2e.py --smoke end to end: the whole benchmark's code path on a few joiners.
+
+Runs the script as `make bench` does (a process of its own, starting its own platform) so
+that it cannot rot; checks that it wrote its results, never how fast anything was.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.integration, pytest.mark.e2e]
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "e2e.py"
+PHASES = ("warm-up", "idle", "light", "fixed-rate", "max", "near-sat", "warm-up-2prov", "max-2prov")
+LATENCIES = ("publish_to_account", "publish_to_saga_completed", "publish_to_audited")
+HEADLINE_NUMBERS = (
+    "sustained_per_s",
+    "sustained_two_provisioners_per_s",
+    "fixed_rate_account_p50_ms",
+    "fixed_rate_account_p99_ms",
+    "max_service_peak_rss_mib",
+)
+
+
+def is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+@pytest.mark.timeout(400)
+def test_the_smoke_benchmark_writes_its_results(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--smoke", "--results", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=360,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    results = json.loads((tmp_path / "latest" / "results.json").read_text())
+    assert (tmp_path / "latest" / "results.md").read_text().startswith("# Accord end-to-end")
+    assert results["smoke"] is True
+    assert set(PHASES) <= set(results["phases"])
+    for name in PHASES:
+        phase = results["phases"][name]
+        assert phase["failed"] == 0, (name, phase["failures"])
+        assert phase["done"] == phase["joiners"], name
+        assert is_number(phase["cpu_ms_per_joiner_total"]), name
+        if phase["joiners"]:
+            assert is_number(phase["sustained_per_s"]), name
+            for latency in LATENCIES:
+                assert is_number(phase["latency_ms"][latency]["p99"]), (name, latency)
+    for key in HEADLINE_NUMBERS:
+        assert is_number(results["headline"][key]), key
+    assert results["target_check"]["ok"], results["target_check"]
+    assert all(is_number(mib) for mib in results["peak_memory_mib"].values())
+    assert is_number(results["audit_log"]["stored_batched_per_s"])
+    assert is_number(results["audit_log"]["verify_seconds_per_100k"])
+    assert is_number(results["authz"]["in_process"]["single_per_s"])
+    assert is_number(results["authz"]["in_process"]["batch_per_s"])
+    assert is_number(results["authz"]["http"]["single_per_s"]), results["authz"]["http"]
+    assert is_number(results["authz"]["http"]["batch_per_s"])
+    for key in ("cpu_model", "cpu_count", "ram_gib", "python"):
+        assert results["machine"][key], key
+    if results["floor"]:
+        for floor in results["floor"]:
+            assert is_number(floor["per_second"]), floor
+        assert is_number(results["headline"]["ratio_to_floor_httpx"])
+        assert is_number(results["headline"]["ratio_to_floor_aiohttp"])
+    else:  # benchmarks/floor.py missing: the run says so instead of a ratio
+        assert results["headline"]["floor_note"]
