@@ -35,6 +35,11 @@ SAGA_FAILED = "saga.failed"
 AUDIT_RECORDED = "audit.recorded"
 AUDIT_METRICS = "audit.metrics"
 
+#: An identity's life cycle, as source systems publish it.
+USER_TOPICS = (USER_CREATED, USER_UPDATED, USER_DEACTIVATED, USER_REACTIVATED, USER_DELETED)
+#: Groups and their members.
+GROUP_TOPICS = (GROUP_CREATED, GROUP_UPDATED, GROUP_DELETED, GROUP_MEMBERS_CHANGED)
+
 
 def topic_for(event_type: str) -> str:
     """The topic that carries events of this type."""

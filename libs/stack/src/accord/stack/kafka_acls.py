@@ -12,19 +12,8 @@ from typing import Any
 
 from accord.events import REGISTRY, topics
 
-USER_TOPICS = (
-    topics.USER_CREATED,
-    topics.USER_UPDATED,
-    topics.USER_DEACTIVATED,
-    topics.USER_REACTIVATED,
-    topics.USER_DELETED,
-)
-GROUP_TOPICS = (
-    topics.GROUP_CREATED,
-    topics.GROUP_UPDATED,
-    topics.GROUP_DELETED,
-    topics.GROUP_MEMBERS_CHANGED,
-)
+USER_TOPICS = topics.USER_TOPICS
+GROUP_TOPICS = topics.GROUP_TOPICS
 AUDITOR_OWN = (topics.AUDIT_RECORDED, topics.AUDIT_METRICS)
 AGGREGATES_APP = "accord-auditor-aggregates"
 """The auditor's faust app: its consumer group and the prefix of the topics it creates."""

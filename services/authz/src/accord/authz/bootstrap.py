@@ -17,19 +17,8 @@ from accord.events import topics
 from accord.runtime.consumer import Handler
 from accord.runtime.service import Runtime, ServiceDefinition
 
-USER_TOPICS = (
-    topics.USER_CREATED,
-    topics.USER_UPDATED,
-    topics.USER_DEACTIVATED,
-    topics.USER_REACTIVATED,
-    topics.USER_DELETED,
-)
-GROUP_TOPICS = (
-    topics.GROUP_CREATED,
-    topics.GROUP_UPDATED,
-    topics.GROUP_DELETED,
-    topics.GROUP_MEMBERS_CHANGED,
-)
+USER_TOPICS = topics.USER_TOPICS
+GROUP_TOPICS = topics.GROUP_TOPICS
 
 
 def approval_settings(settings: AuthzSettings) -> access.ApprovalSettings:
