@@ -16,6 +16,7 @@ from accord.events.cli import main
 from accord.runtime.security import api_tokens
 from accord.runtime.security.api_tokens import InvalidToken, IssuedToken, TokenStore
 from accord.runtime.security.roles import Permission, Role
+from accord.stack.testing import run_accord as accord
 
 pytestmark = pytest.mark.integration
 
@@ -333,14 +334,6 @@ async def test_issue_accepts_the_bounds(store: TokenStore) -> None:
 
 
 # --- accord token (in-process) ---------------------------------------------------------------
-
-
-async def accord(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    """Run `accord ARGV` in a worker thread (it calls asyncio.run): code, stdout, stderr."""
-    capsys.readouterr()
-    code = await asyncio.to_thread(main, list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 @pytest.fixture

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
 import pytest
-import pytest_asyncio
 
 from accord.auditor.adapters import log_store
 from accord.auditor.adapters.log_store import Filters
@@ -18,23 +16,10 @@ from accord.auditor.checkpointing import take_checkpoint
 from accord.auditor.domain.checkpoints import new_private_key_pem
 from accord.auditor.domain.normalise import AuditEntry
 from accord.auditor.verify import verify_log
-from accord.events.cli import main
-from accord.runtime import db
+from accord.stack.testing import run_accord as accord
 
 pytestmark = pytest.mark.integration
 SCHEMA = "auditor"
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def pool(fresh_database: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[asyncpg.Pool]:
-    """The auditor's tables; the CLI's DATABASE_URL is this database."""
-    await db.migrate(fresh_database, SCHEMA, ["accord.auditor.migrations"])
-    monkeypatch.setenv("DATABASE_URL", fresh_database)
-    created = await db.create_pool(fresh_database, SCHEMA, max_size=4)
-    try:
-        yield created
-    finally:
-        await created.close()
 
 
 def entry(n: int, **overrides: object) -> AuditEntry:
@@ -61,14 +46,6 @@ async def append(
     async with pool.acquire() as conn, conn.transaction():
         stored = await log_store.append_many(conn, entries, as_writer=as_writer)
     return [s.record_id for s in stored]
-
-
-async def accord(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    """Run `accord ARGV` in a worker thread (it calls asyncio.run): code, stdout, stderr."""
-    capsys.readouterr()
-    code = await asyncio.to_thread(main, list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 async def test_appends_are_chained_gap_free_and_idempotent(pool: asyncpg.Pool) -> None:
@@ -237,3 +214,14 @@ async def test_queries_filter_and_page_in_log_order(pool: asyncpg.Pool) -> None:
         pool, Filters(until=datetime(2026, 11, 26, 9, 0, 3, tzinfo=UTC)), limit=100
     )
     assert {r["subject"] for r in until} == {"u-1", "u-2"}
+
+
+async def test_without_audit_tables_the_cli_says_so(
+    fresh_database: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DATABASE_URL", fresh_database)
+    code, out, err = await accord(capsys, "audit", "verify")
+    assert (code, out) == (1, "")
+    assert err.splitlines() == [
+        "accord: error: no audit tables in this database: has the auditor run?"
+    ]

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
-import pytest_asyncio
 
 from accord.auditor.adapters import dashboard_queries, log_store
 from accord.auditor.domain.normalise import AuditEntry, from_dead_letter, from_envelope
@@ -24,18 +22,11 @@ from accord.events import (
     new_event,
     to_kafka,
 )
-from accord.stack.testing import migrated_pool
 
 pytestmark = pytest.mark.integration
 SCHEMA = "auditor"
 NOW = datetime.now(UTC)
 WIKI = Resource(application="wiki", entitlement="editor")
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def pool(fresh_database: str) -> AsyncIterator[asyncpg.Pool]:
-    async with migrated_pool(fresh_database, SCHEMA, ["accord.auditor.migrations"]) as created:
-        yield created
 
 
 def entry(

@@ -2,34 +2,19 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import pytest
-import pytest_asyncio
 
 from accord.auditor.adapters import log_store, report_queries
 from accord.auditor.domain.normalise import AuditEntry
-from accord.events.cli import main
-from accord.runtime import db
+from accord.stack.testing import run_accord as accord
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def pool(fresh_database: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[asyncpg.Pool]:
-    await db.migrate(fresh_database, "auditor", ["accord.auditor.migrations"])
-    monkeypatch.setenv("DATABASE_URL", fresh_database)
-    created = await db.create_pool(fresh_database, "auditor", max_size=2)
-    try:
-        yield created
-    finally:
-        await created.close()
 
 
 _n = iter(range(1, 1_000_000))
@@ -194,22 +179,16 @@ async def test_the_report_command_prints_a_table_or_json(
 ) -> None:
     await store(pool, [grant("access.granted", 0, "g1")])
 
-    capsys.readouterr()
-    code = await asyncio.to_thread(
-        main, ["audit", "report", "access", "--as-of", (T0 + timedelta(minutes=1)).isoformat()]
-    )
-    out = capsys.readouterr().out
+    as_of = (T0 + timedelta(minutes=1)).isoformat()
+    code, out, _ = await accord(capsys, "audit", "report", "access", "--as-of", as_of)
     assert code == 0
     header, row = out.splitlines()
     assert header.split()[:4] == ["GRANT_ID", "PRINCIPAL_ID", "APPLICATION", "ENTITLEMENT"]
     assert row.split()[:4] == ["g1", "bob", "payroll", "admin"]
 
-    code = await asyncio.to_thread(
-        main, ["audit", "report", "sagas", "--since", T0.isoformat(), "--json"]
-    )
+    since = T0.isoformat()
+    code, out, _ = await accord(capsys, "audit", "report", "sagas", "--since", since, "--json")
     assert code == 0
-    assert json.loads(capsys.readouterr().out) == {"by_type": [], "latest_failures": []}
-    code = await asyncio.to_thread(
-        main, ["audit", "report", "sagas", "--since", "2030-01-01T00:00:00Z"]
-    )
+    assert json.loads(out) == {"by_type": [], "latest_failures": []}
+    code, _, _ = await accord(capsys, "audit", "report", "sagas", "--since", "2030-01-01T00:00:00Z")
     assert code == 2

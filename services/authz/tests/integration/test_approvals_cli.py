@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -16,9 +15,9 @@ from accord.authz.catalogue import load_catalogue
 from accord.authz.domain.policy_files import default_policy_dir, load_policy_dir
 from accord.authz.handlers import handle_user_event
 from accord.events import AccessRequested, Resource, UserCreated, new_event
-from accord.events.cli import main
 from accord.runtime import db
 from accord.runtime.consumer import HandlerContext
+from accord.stack.testing import run_accord as accord
 
 pytestmark = pytest.mark.integration
 SCHEMA = "authz"
@@ -69,14 +68,6 @@ async def ask(pool: asyncpg.Pool, request_id: str, entitlement: str = "viewer") 
             settings=SETTINGS,
             source="urn:test:authz",
         )
-
-
-async def accord(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    """Run `accord ARGV` in a worker thread (it calls asyncio.run): code, stdout, stderr."""
-    capsys.readouterr()
-    code = await asyncio.to_thread(main, list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 async def test_manager_then_owner_approve_and_the_grant_is_queued(

@@ -20,11 +20,13 @@ def run_on_database(
     *,
     schema: str | None = None,
     prepare: Callable[[str], Awaitable[object]] | None = None,
+    no_tables: str | None = None,
 ) -> int:
     """Run work on a small pool on DATABASE_URL (seeing `schema` first, when given).
 
     `prepare` runs on the DSN before the pool opens (e.g. migrations). A missing
-    DATABASE_URL is a usage error (exit 2); an unreachable database a failure (exit 1).
+    DATABASE_URL is a usage error (exit 2); an unreachable database a failure (exit 1);
+    with `no_tables`, a missing table fails with that message (the service never ran).
     """
     dsn = os.environ.get("DATABASE_URL")
     if not dsn:
@@ -38,6 +40,10 @@ def run_on_database(
         assert pool is not None
         try:
             return await work(pool)
+        except asyncpg.UndefinedTableError:
+            if no_tables is None:
+                raise
+            raise CliError(no_tables) from None
         finally:
             await pool.close()
 

@@ -12,6 +12,7 @@ PostgreSQL server and stay apart by random ids and fresh databases.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import uuid
@@ -22,6 +23,7 @@ import asyncpg
 import pytest
 import pytest_asyncio
 
+from accord.events.cli import main as accord_main
 from accord.runtime import db
 from accord.stack.broker import EmbeddedBroker
 from accord.stack.ldap_target import LdapTarget
@@ -98,6 +100,14 @@ async def migrated_pool(
         yield pool
     finally:
         await pool.close()
+
+
+async def run_accord(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """Run `accord ARGV` in a worker thread (it calls asyncio.run): code, stdout, stderr."""
+    capsys.readouterr()
+    code = await asyncio.to_thread(accord_main, list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
 
 
 @pytest.fixture

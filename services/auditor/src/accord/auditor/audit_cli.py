@@ -47,6 +47,7 @@ from accord.events.cli import EXIT_FAILURE, EXIT_USAGE, CliError
 from accord.runtime.cli_support import run_on_database
 
 SCHEMA = "auditor"
+NO_TABLES = "no audit tables in this database: has the auditor run?"
 PAGE = 1000
 
 
@@ -151,13 +152,7 @@ def _time(text: str) -> datetime:
 
 
 def _with_pool(work: Callable[[asyncpg.Pool], Awaitable[int]]) -> int:
-    async def on_tables(pool: asyncpg.Pool) -> int:
-        try:
-            return await work(pool)
-        except asyncpg.UndefinedTableError:
-            raise CliError("no audit tables in this database: has the auditor run?") from None
-
-    return run_on_database(on_tables, schema=SCHEMA)
+    return run_on_database(work, schema=SCHEMA, no_tables=NO_TABLES)
 
 
 # --- verify ----------------------------------------------------------------------------------

@@ -46,6 +46,7 @@ from accord.runtime.cli_support import run_on_database
 from accord.runtime.outbox import enqueue
 
 SCHEMA = "authz"
+NO_TABLES = "no authz tables in this database: has authz run?"
 SOURCE = "accord/authz/cli"
 MAX_COMMENT = 2048
 _IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}$")
@@ -149,14 +150,7 @@ def _comment(text: str) -> str:
 
 def _with_pool(work: Callable[[asyncpg.Pool], Awaitable[int]]) -> int:
     """Run work on authz's tables in DATABASE_URL."""
-
-    async def on_tables(pool: asyncpg.Pool) -> int:
-        try:
-            return await work(pool)
-        except asyncpg.UndefinedTableError:
-            raise CliError("no authz tables in this database: has authz run?") from None
-
-    return run_on_database(on_tables, schema=SCHEMA)
+    return run_on_database(work, schema=SCHEMA, no_tables=NO_TABLES)
 
 
 # --- list and show --------------------------------------------------------------------------

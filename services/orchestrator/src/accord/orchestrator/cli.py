@@ -22,6 +22,7 @@ from accord.orchestrator.settings import OrchestratorSettings
 from accord.runtime.cli_support import run_on_database
 
 SCHEMA = "orchestrator"
+NO_TABLES = "no orchestrator tables in this database: has the orchestrator run?"
 SOURCE = "accord/orchestrator/cli"
 STATUSES = list(get_args(saga.Status))
 TYPES = list(get_args(saga.SagaType))
@@ -64,16 +65,7 @@ def _positive(text: str) -> int:
 
 def _with_pool(work: Callable[[asyncpg.Pool], Awaitable[int]]) -> int:
     """Run work on the orchestrator's tables in DATABASE_URL."""
-
-    async def on_tables(pool: asyncpg.Pool) -> int:
-        try:
-            return await work(pool)
-        except asyncpg.UndefinedTableError:
-            raise CliError(
-                "no orchestrator tables in this database: has the orchestrator run?"
-            ) from None
-
-    return run_on_database(on_tables, schema=SCHEMA)
+    return run_on_database(work, schema=SCHEMA, no_tables=NO_TABLES)
 
 
 def _list(args: argparse.Namespace) -> int:

@@ -15,6 +15,7 @@ from typing import Any
 
 import asyncpg
 
+from accord.auditor.adapters.log_store import record_of
 from accord.auditor.domain.normalise import parse_time
 from accord.events import REGISTRY, topics
 from accord.runtime.sql import Conditions
@@ -69,13 +70,6 @@ def _conditions(
     return conditions
 
 
-def _record(row: asyncpg.Record) -> dict[str, Any]:
-    record = dict(row)
-    payload = record["payload"]
-    record["payload"] = json.loads(payload) if isinstance(payload, str) else payload
-    return record
-
-
 async def records_after(
     pool: asyncpg.Pool,
     after: int,
@@ -95,7 +89,7 @@ async def records_after(
         f" ORDER BY record_id LIMIT {limit_at}",
         *conditions.args,
     )
-    return [_record(row) for row in rows]
+    return [record_of(row) for row in rows]
 
 
 async def latest_records(
@@ -115,7 +109,7 @@ async def latest_records(
         f" ORDER BY record_id DESC LIMIT {limit_at}",
         *conditions.args,
     )
-    return [_record(row) for row in reversed(rows)]
+    return [record_of(row) for row in reversed(rows)]
 
 
 # --- charts ----------------------------------------------------------------------------------

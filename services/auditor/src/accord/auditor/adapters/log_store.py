@@ -141,6 +141,14 @@ _SELECT = (
 )
 
 
+def record_of(row: asyncpg.Record) -> dict[str, Any]:
+    """A row of audit_log as a dict, its payload parsed."""
+    record = dict(row)
+    payload = record["payload"]
+    record["payload"] = json.loads(payload) if isinstance(payload, str) else payload
+    return record
+
+
 async def query(
     pool: asyncpg.Pool, filters: Filters, *, after: int = 0, limit: int = 100
 ) -> list[dict[str, Any]]:
@@ -157,8 +165,7 @@ async def query(
     conditions.add("occurred_at < {0}", filters.until)
     limit_at = conditions.placeholder(limit)
     sql = f"{_SELECT} WHERE {conditions.where} ORDER BY record_id LIMIT {limit_at}"
-    rows = await pool.fetch(sql, *conditions.args)
-    return [{**row, "payload": json.loads(row["payload"])} for row in rows]
+    return [record_of(row) for row in await pool.fetch(sql, *conditions.args)]
 
 
 async def story(pool: asyncpg.Pool, correlation_id: str, *, limit: int) -> list[dict[str, Any]]:
@@ -168,7 +175,7 @@ async def story(pool: asyncpg.Pool, correlation_id: str, *, limit: int) -> list[
         correlation_id,
         limit,
     )
-    return [{**row, "payload": json.loads(row["payload"])} for row in rows]
+    return [record_of(row) for row in rows]
 
 
 async def head(pool: asyncpg.Pool) -> asyncpg.Record:
@@ -224,7 +231,7 @@ async def latest_checkpoint(pool: asyncpg.Pool) -> dict[str, Any] | None:
     return dict(row) if row else None
 
 
-async def stored_checkpoints(pool: asyncpg.Pool) -> list[Checkpoint]:
+async def stored_checkpoints(pool: asyncpg.Pool | asyncpg.Connection) -> list[Checkpoint]:
     """Every checkpoint kept in the database, oldest first."""
     rows = await pool.fetch(
         "SELECT record_id, hash, created_at, key_id, signature, public_key"
@@ -243,7 +250,7 @@ async def stored_checkpoints(pool: asyncpg.Pool) -> list[Checkpoint]:
     ]
 
 
-async def hash_at(pool: asyncpg.Pool, record_id: int) -> str | None:
+async def hash_at(pool: asyncpg.Pool | asyncpg.Connection, record_id: int) -> str | None:
     """The stored hash of one record (None if there is no such record)."""
     found: str | None = await pool.fetchval(
         "SELECT hash FROM audit_log WHERE record_id = $1", record_id
