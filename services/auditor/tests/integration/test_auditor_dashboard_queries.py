@@ -9,6 +9,7 @@ import asyncpg
 import pytest
 
 from accord.auditor.adapters import dashboard_queries, log_store
+from accord.auditor.adapters.log_store import Filters
 from accord.auditor.domain.normalise import AuditEntry, from_dead_letter, from_envelope
 from accord.events import (
     AccessApprovalDecided,
@@ -311,7 +312,7 @@ async def test_records_after_a_cursor_and_the_latest_ones(pool: asyncpg.Pool) ->
         provisioned("e-r1", flow, at + timedelta(seconds=0.5)),
         entry(UserCreated(user_id="e-r2", user_name="r2"), at),
     )
-    mine = await dashboard_queries.records_after(pool, 0, 100, correlation_id=flow)
+    mine = await log_store.query(pool, Filters(correlation_id=flow))
     assert [r["event_type"] for r in mine] == [
         "user.created",
         "saga.completed",
@@ -320,15 +321,13 @@ async def test_records_after_a_cursor_and_the_latest_ones(pool: asyncpg.Pool) ->
     assert mine[0]["payload"]["user_id"] == "e-r1"
     assert mine[0]["occurred_at"] == at
     cursor = mine[0]["record_id"]
-    after = await dashboard_queries.records_after(pool, cursor, 1, correlation_id=flow)
+    after = await log_store.query(pool, Filters(correlation_id=flow), after=cursor, limit=1)
     assert [r["record_id"] for r in after] == [mine[1]["record_id"]]
-    successes = await dashboard_queries.records_after(
-        pool, 0, 100, correlation_id=flow, outcome="success"
-    )
+    successes = await log_store.query(pool, Filters(correlation_id=flow, outcome="success"))
     assert {r["event_type"] for r in successes} == {"saga.completed", "account.provisioned"}
-    latest = await dashboard_queries.latest_records(pool, 2, correlation_id=flow)
+    latest = await log_store.query(pool, Filters(correlation_id=flow), limit=2, newest=True)
     assert [r["record_id"] for r in latest] == [r["record_id"] for r in mine[1:]]
-    by_subject = await dashboard_queries.latest_records(
-        pool, 10, subject="e-r1", event_type="account.provisioned"
+    by_subject = await log_store.query(
+        pool, Filters(subject="e-r1", event_type="account.provisioned"), limit=10, newest=True
     )
     assert [r["record_id"] for r in by_subject] == [mine[2]["record_id"]]

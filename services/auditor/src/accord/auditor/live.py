@@ -43,7 +43,8 @@ from aiokafka.structs import ConsumerRecord, TopicPartition
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
-from accord.auditor.adapters import dashboard_queries
+from accord.auditor.adapters import log_store
+from accord.auditor.adapters.log_store import Filters
 from accord.events import REGISTRY, AuditRecorded, Envelope, InvalidEvent, from_kafka, topics
 from accord.events.kafka_config import client_config
 from accord.runtime.params import Cursor, Text
@@ -314,20 +315,20 @@ class TableRecords:
 
     async def after(self, match: StreamFilter, after: int, limit: int) -> list[Item]:
         """Matching records after a record id, in log order."""
-        return await dashboard_queries.records_after(self.pool, after, limit, **_filters(match))
+        return await log_store.query(self.pool, _filters(match), after=after, limit=limit)
 
     async def latest(self, match: StreamFilter, limit: int) -> list[Item]:
         """The newest matching records, oldest first."""
-        return await dashboard_queries.latest_records(self.pool, limit, **_filters(match))
+        return await log_store.query(self.pool, _filters(match), limit=limit, newest=True)
 
 
-def _filters(match: StreamFilter) -> dict[str, str | None]:
-    return {
-        "subject": match.subject,
-        "event_type": match.event_type,
-        "correlation_id": match.correlation_id,
-        "outcome": match.outcome,
-    }
+def _filters(match: StreamFilter) -> Filters:
+    return Filters(
+        subject=match.subject,
+        event_type=match.event_type,
+        correlation_id=match.correlation_id,
+        outcome=match.outcome,
+    )
 
 
 def _audit_event(item: Item) -> ServerSentEvent:

@@ -15,15 +15,9 @@ from typing import Any
 
 import asyncpg
 
-from accord.auditor.adapters.log_store import record_of
 from accord.auditor.domain.normalise import parse_time
 from accord.events import REGISTRY, topics
-from accord.runtime.sql import Conditions
 
-RECORD_COLUMNS = (
-    "record_id, source_event_id, source_topic, event_type, occurred_at, recorded_at, actor,"
-    " subject, target, outcome, correlation_id, trace_id, payload"
-)
 PERCENTILES = (0.5, 0.9, 0.99)
 MAX_TARGETS = 50
 
@@ -51,65 +45,6 @@ async def window(pool: asyncpg.Pool, minutes: int) -> Window:
     )
     starts: list[datetime] = [row["minute"] for row in rows]
     return Window(starts[0], starts[-1] + timedelta(minutes=1), starts)
-
-
-# --- records, for the live stream ------------------------------------------------------------
-
-
-def _conditions(
-    subject: str | None,
-    event_type: str | None,
-    correlation_id: str | None,
-    outcome: str | None,
-) -> Conditions:
-    conditions = Conditions()
-    conditions.add("subject = {0}", subject)
-    conditions.add("event_type = {0}", event_type)
-    conditions.add("correlation_id = {0}", correlation_id)
-    conditions.add("outcome = {0}", outcome)
-    return conditions
-
-
-async def records_after(
-    pool: asyncpg.Pool,
-    after: int,
-    limit: int,
-    *,
-    subject: str | None = None,
-    event_type: str | None = None,
-    correlation_id: str | None = None,
-    outcome: str | None = None,
-) -> list[dict[str, Any]]:
-    """Matching records after a record id, in log order."""
-    conditions = _conditions(subject, event_type, correlation_id, outcome)
-    conditions.add("record_id > {0}", after)
-    limit_at = conditions.placeholder(limit)
-    rows = await pool.fetch(
-        f"SELECT {RECORD_COLUMNS} FROM audit_log WHERE {conditions.where}"  # noqa: S608
-        f" ORDER BY record_id LIMIT {limit_at}",
-        *conditions.args,
-    )
-    return [record_of(row) for row in rows]
-
-
-async def latest_records(
-    pool: asyncpg.Pool,
-    limit: int,
-    *,
-    subject: str | None = None,
-    event_type: str | None = None,
-    correlation_id: str | None = None,
-    outcome: str | None = None,
-) -> list[dict[str, Any]]:
-    """The newest matching records, oldest of them first."""
-    conditions = _conditions(subject, event_type, correlation_id, outcome)
-    limit_at = conditions.placeholder(limit)
-    rows = await pool.fetch(
-        f"SELECT {RECORD_COLUMNS} FROM audit_log WHERE {conditions.where}"  # noqa: S608
-        f" ORDER BY record_id DESC LIMIT {limit_at}",
-        *conditions.args,
-    )
-    return [record_of(row) for row in reversed(rows)]
 
 
 # --- charts ----------------------------------------------------------------------------------

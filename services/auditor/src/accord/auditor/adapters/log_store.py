@@ -150,9 +150,15 @@ def record_of(row: asyncpg.Record) -> dict[str, Any]:
 
 
 async def query(
-    pool: asyncpg.Pool, filters: Filters, *, after: int = 0, limit: int = 100
+    pool: asyncpg.Pool,
+    filters: Filters,
+    *,
+    after: int = 0,
+    limit: int = 100,
+    newest: bool = False,
 ) -> list[dict[str, Any]]:
-    """Entries matching every filter, in log order, after a record id (cursor)."""
+    """Entries matching every filter, in log order, after a record id (cursor); with
+    `newest`, the last `limit` of them (still in log order)."""
     conditions = Conditions()
     conditions.add("record_id > {0}", after)
     conditions.add("correlation_id = {0}", filters.correlation_id)
@@ -164,8 +170,10 @@ async def query(
     conditions.add("occurred_at >= {0}", filters.since)
     conditions.add("occurred_at < {0}", filters.until)
     limit_at = conditions.placeholder(limit)
-    sql = f"{_SELECT} WHERE {conditions.where} ORDER BY record_id LIMIT {limit_at}"
-    return [record_of(row) for row in await pool.fetch(sql, *conditions.args)]
+    order = "DESC" if newest else ""
+    sql = f"{_SELECT} WHERE {conditions.where} ORDER BY record_id {order} LIMIT {limit_at}"
+    rows = await pool.fetch(sql, *conditions.args)
+    return [record_of(row) for row in (reversed(rows) if newest else rows)]
 
 
 async def story(pool: asyncpg.Pool, correlation_id: str, *, limit: int) -> list[dict[str, Any]]:
