@@ -211,6 +211,54 @@ SAMPLES: dict[str, dict[str, Any]] = {
             "max_ms": 1210,
         },
     },
+    "authn.succeeded": {
+        "user_id": "e-1001",
+        "idp": "okta",
+        "application": "payroll",
+        "ip": "203.0.113.7",
+        "methods": ["pwd", "otp"],
+        "session_id": "sess-1",
+    },
+    "authn.failed": {
+        "user_id": "e-1001",
+        "idp": "okta",
+        "application": "payroll",
+        "ip": "203.0.113.7",
+        "methods": ["pwd"],
+        "reason": "bad password",
+    },
+    "mfa.enrolment_requested": {
+        "user_id": "e-1001",
+        "factors": ["webauthn", "totp"],
+        "saga_id": "saga-1",
+    },
+    "mfa.enrolled": {
+        "user_id": "e-1001",
+        "credential_id": "cred-1",
+        "factor": "totp",
+        "label": "phone",
+    },
+    "mfa.removed": {
+        "user_id": "e-1001",
+        "credential_id": "cred-1",
+        "factor": "webauthn",
+        "reason": "removed by its owner",
+    },
+    "identity.locked": {
+        "user_id": "e-1001",
+        "lockout_id": "lock-1",
+        "reason": "5 failed sign-ins within 600 s",
+        "failures": 5,
+    },
+    "identity.unlocked": {"user_id": "e-1001", "lockout_id": "lock-1", "request_id": "req-1"},
+    "session.revoked": {"user_id": "e-1001", "reason": "leaver", "streams": 2},
+    "security.signal_received": {
+        "user_id": "e-1001",
+        "issuer": "https://idp.example.com",
+        "jti": "4d3559ec67504aaba65d40b0363faad8",
+        "event": "https://schemas.openid.net/secevent/caep/event-type/session-revoked",
+        "action": "revoke_sessions",
+    },
 }
 
 

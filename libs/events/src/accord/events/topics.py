@@ -34,11 +34,22 @@ SAGA_COMPLETED = "saga.completed"
 SAGA_FAILED = "saga.failed"
 AUDIT_RECORDED = "audit.recorded"
 AUDIT_METRICS = "audit.metrics"
+AUTHN_SUCCEEDED = "authn.succeeded"
+AUTHN_FAILED = "authn.failed"
+MFA_ENROLMENT_REQUESTED = "mfa.enrolment_requested"
+MFA_ENROLLED = "mfa.enrolled"
+MFA_REMOVED = "mfa.removed"
+IDENTITY_LOCKED = "identity.locked"
+IDENTITY_UNLOCKED = "identity.unlocked"
+SESSION_REVOKED = "session.revoked"
+SECURITY_SIGNAL_RECEIVED = "security.signal_received"
 
 #: An identity's life cycle, as source systems publish it.
 USER_TOPICS = (USER_CREATED, USER_UPDATED, USER_DEACTIVATED, USER_REACTIVATED, USER_DELETED)
 #: Groups and their members.
 GROUP_TOPICS = (GROUP_CREATED, GROUP_UPDATED, GROUP_DELETED, GROUP_MEMBERS_CHANGED)
+#: What identity providers report of sign-ins.
+AUTHN_TOPICS = (AUTHN_SUCCEEDED, AUTHN_FAILED)
 
 
 def topic_for(event_type: str) -> str:

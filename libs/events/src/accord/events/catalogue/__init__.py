@@ -18,6 +18,17 @@ from accord.events.catalogue.audit import (
     LatencyStats,
     TargetStats,
 )
+from accord.events.catalogue.authn import (
+    AuthnFailed,
+    AuthnSucceeded,
+    IdentityLocked,
+    IdentityUnlocked,
+    MfaEnrolled,
+    MfaEnrolmentRequested,
+    MfaRemoved,
+    SecuritySignalReceived,
+    SessionRevoked,
+)
 from accord.events.catalogue.base import EventData, ValueObject
 from accord.events.catalogue.identity import (
     GroupCreated,
@@ -71,6 +82,15 @@ CATALOGUE: tuple[type[EventData], ...] = (
     SagaFailed,
     AuditRecorded,
     AuditMetrics,
+    AuthnSucceeded,
+    AuthnFailed,
+    MfaEnrolmentRequested,
+    MfaEnrolled,
+    MfaRemoved,
+    IdentityLocked,
+    IdentityUnlocked,
+    SessionRevoked,
+    SecuritySignalReceived,
 )
 
 __all__ = [
@@ -87,6 +107,8 @@ __all__ = [
     "AccountProvisioned",
     "AuditMetrics",
     "AuditRecorded",
+    "AuthnFailed",
+    "AuthnSucceeded",
     "AuthzDecided",
     "Difference",
     "EventCount",
@@ -95,7 +117,12 @@ __all__ = [
     "GroupDeleted",
     "GroupMembersChanged",
     "GroupUpdated",
+    "IdentityLocked",
+    "IdentityUnlocked",
     "LatencyStats",
+    "MfaEnrolled",
+    "MfaEnrolmentRequested",
+    "MfaRemoved",
     "Profile",
     "ProvisionRequested",
     "Provisioning",
@@ -104,6 +131,8 @@ __all__ = [
     "SagaCompleted",
     "SagaFailed",
     "SagaStarted",
+    "SecuritySignalReceived",
+    "SessionRevoked",
     "TargetStats",
     "UserCreated",
     "UserDeactivated",

@@ -9,7 +9,16 @@ from pydantic import Field
 from accord.events import topics
 from accord.events.catalogue.base import EventData, Identifier, ShortText
 
-SagaType = Literal["joiner", "mover", "reactivation", "leaver", "access_grant", "access_revoke"]
+SagaType = Literal[
+    "joiner",
+    "mover",
+    "reactivation",
+    "leaver",
+    "access_grant",
+    "access_revoke",
+    "lockout",
+    "unlock",
+]
 
 
 class SagaEvent(EventData):

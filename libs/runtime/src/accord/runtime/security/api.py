@@ -52,7 +52,8 @@ class ApiSecurity:
             caller = await self._verify(credentials)
         except (InvalidToken, TokenRejected) as error:
             self._unauthorized(request, str(error), invalid=True)
-        limiter = self._per_application if Role.APPLICATION in caller.roles else self._per_caller
+        high_rate = caller.roles & {Role.APPLICATION, Role.IDENTITY_PROVIDER}
+        limiter = self._per_application if high_rate else self._per_caller
         wait = limiter.acquire(f"{caller.kind}:{caller.credential_id}")
         if wait > 0:
             raise HTTPException(429, "rate limit exceeded", headers=retry_after_header(wait))

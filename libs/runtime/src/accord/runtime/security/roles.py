@@ -23,6 +23,12 @@ class Role(StrEnum):
     """An identity provider or HR system pushing identities over SCIM (Okta, Entra ID)."""
     APPLICATION = "application"
     """An application or gateway asking Accord for decisions (POST /v1/authorize)."""
+    IDENTITY_PROVIDER = "identity-provider"
+    """An identity provider or gateway: asks which factors a sign-in needs, verifies a
+    user's factors through Accord, and pushes Security Event Tokens to Accord's receiver."""
+    SSF_RECEIVER = "ssf-receiver"
+    """A Shared Signals receiver: manages its own streams on Accord's transmitter and polls
+    them."""
 
 
 class Permission(StrEnum):
@@ -52,6 +58,20 @@ class Permission(StrEnum):
     """End anyone's grant."""
     AUTHORIZE = "authz:decide"
     """Ask the decision API whether a principal may do something."""
+    AUTHN_EVALUATE = "authn:evaluate"
+    """Ask which factors an identity must present for an application (POST /v1/authn/evaluate)."""
+    AUTHN_VERIFY = "authn:verify"
+    """Verify an identity's TOTP code or WebAuthn assertion on its behalf (a sign-in)."""
+    MFA_MANAGE = "mfa:manage"
+    """Enrol, list and remove anyone's factors (one's own need no permission)."""
+    LOCKOUTS_MANAGE = "lockouts:manage"
+    """Lock an identity by hand (sessions revoked, accounts disabled) and see every lockout."""
+    SSF_PUSH = "ssf:push"
+    """Push Security Event Tokens to Accord's Shared Signals receiver."""
+    SSF_STREAMS = "ssf:streams"
+    """Create, read, update and delete one's own Shared Signals streams, and poll them."""
+    SSF_MANAGE = "ssf:manage"
+    """Manage every Shared Signals stream (admins)."""
 
 
 #: Each role's permissions. Seeing one's own objects (identity, sagas, requests) needs none.
@@ -65,6 +85,9 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
             Permission.ACCESS_APPROVE,
             Permission.ACCESS_REVOKE,
             Permission.AUTHORIZE,
+            Permission.AUTHN_EVALUATE,
+            Permission.MFA_MANAGE,
+            Permission.LOCKOUTS_MANAGE,
             Permission.IDENTITIES_READ,
             Permission.SAGAS_READ,
             Permission.SAGAS_OPERATE,
@@ -86,6 +109,10 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.REQUESTER: frozenset({Permission.ACCESS_REQUEST, Permission.ACCESS_APPROVE}),
     Role.SCIM_CLIENT: frozenset({Permission.SCIM_PROVISION}),
     Role.APPLICATION: frozenset({Permission.AUTHORIZE}),
+    Role.IDENTITY_PROVIDER: frozenset(
+        {Permission.AUTHN_EVALUATE, Permission.AUTHN_VERIFY, Permission.SSF_PUSH}
+    ),
+    Role.SSF_RECEIVER: frozenset({Permission.SSF_STREAMS}),
     Role.AUDITOR: frozenset(
         {
             Permission.ACCESS_READ,
