@@ -501,6 +501,14 @@ def test_the_shipped_policies_validate_against_the_shipped_schema() -> None:
         "inactive-users-get-nothing",
         "high-risk-needs-manager-and-owner",
         "sod-payroll-admin-vs-payment-approver",
+        "accord-recovery-needs-manager",
+        # authn.cedar: the factor policy
+        "active-users-may-sign-in",
+        "locked-users-may-not-sign-in",
+        "high-risk-blocks-privileged-apps",
+        "mfa-off-corporate-network",
+        "mfa-when-risk-is-elevated",
+        "phishing-resistant-for-privileged-apps",
     }
 
 

@@ -8,7 +8,7 @@ from functools import partial
 
 from fastapi import FastAPI
 
-from accord.authz import access, access_api, api, decision_api, handlers, timers
+from accord.authz import access, access_api, api, authn_api, decision_api, handlers, timers
 from accord.authz.catalogue import Catalogue
 from accord.authz.domain.policy_set import LoadedPolicies
 from accord.authz.policy_holder import PolicyHolder
@@ -19,6 +19,8 @@ from accord.runtime.service import Runtime, ServiceDefinition
 
 USER_TOPICS = topics.USER_TOPICS
 GROUP_TOPICS = topics.GROUP_TOPICS
+LOCKOUT_TOPICS = (topics.IDENTITY_LOCKED, topics.IDENTITY_UNLOCKED)
+FACTOR_TOPICS = (topics.MFA_ENROLLED, topics.MFA_REMOVED)
 
 
 def approval_settings(settings: AuthzSettings) -> access.ApprovalSettings:
@@ -43,6 +45,8 @@ def definition(settings: AuthzSettings) -> ServiceDefinition:
     def routes(runtime: Runtime) -> Mapping[str, Handler]:
         table: dict[str, Handler] = {t: handlers.handle_user_event for t in USER_TOPICS}
         table.update({t: handlers.handle_group_event for t in GROUP_TOPICS})
+        table.update({t: handlers.handle_lockout_event for t in LOCKOUT_TOPICS})
+        table.update({t: handlers.handle_factor_event for t in FACTOR_TOPICS})
         table[topics.ACCESS_REQUESTED] = partial(
             handlers.handle_access_requested, rules=rules, settings=approvals
         )
@@ -52,6 +56,7 @@ def definition(settings: AuthzSettings) -> ServiceDefinition:
         api.configure(app, runtime, holder)
         access_api.configure(app, runtime, rules, approvals)
         decision_api.configure(app, runtime, rules, log_rate=settings.decision_log_rate)
+        authn_api.configure(app, runtime, rules, log_rate=settings.decision_log_rate)
 
     async def fire_timers(runtime: Runtime) -> None:
         await timers.run(runtime, approvals, settings.timer_poll_s)

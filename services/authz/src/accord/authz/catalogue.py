@@ -1,4 +1,10 @@
-"""The entitlement catalogue: applications, their entitlements and each one's risk."""
+"""The entitlement catalogue: applications, their entitlements and each one's risk.
+
+An application may also say how it is to be signed in to (`privileged`, `sensitivity`):
+the factor policy (authn.cedar) reads them as the Cedar Application's attributes. They
+come from here only, never from the caller of POST /v1/authn/evaluate, so a gateway
+cannot talk a privileged application down to a weaker factor.
+"""
 
 from __future__ import annotations
 
@@ -38,6 +44,19 @@ class ApplicationEntry(BaseModel):
     """user_ids an overdue approval stage escalates to (other than a manager's)."""
     target: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
     """The provisioner target where the entitlements are groups; none: Accord-only."""
+    privileged: bool | None = None
+    """Whether signing in to it is privileged access (the Cedar attribute `privileged`)."""
+    sensitivity: Literal["low", "medium", "high"] | None = None
+    """How sensitive its data is (the Cedar attribute `sensitivity`)."""
+
+    def attrs(self) -> dict[str, bool | str]:
+        """The Cedar attributes of the application: those the catalogue sets."""
+        attrs: dict[str, bool | str] = {}
+        if self.privileged is not None:
+            attrs["privileged"] = self.privileged
+        if self.sensitivity is not None:
+            attrs["sensitivity"] = self.sensitivity
+        return attrs
 
 
 class Catalogue(BaseModel):
@@ -49,17 +68,24 @@ class Catalogue(BaseModel):
 
     def resource_entities(self, application: str, entitlement: str) -> list[Entity]:
         """The Cedar entities for an entitlement and its application (unknown ones get no risk)."""
-        app_ref = EntityRef("Application", application)
+        app = self.application_entity(application)
+        app_ref = app.ref
         entry = self.applications.get(application, ApplicationEntry()).entitlements.get(entitlement)
         attrs = {"risk": entry.risk} if entry and entry.risk else {}
         return [
-            Entity(app_ref),
+            app,
             Entity(
                 EntityRef("Entitlement", entitlement_id(application, entitlement)),
                 attrs,
                 (app_ref,),
             ),
         ]
+
+    def application_entity(self, application: str) -> Entity:
+        """The Cedar entity of an application, with its attributes (none for an unknown one)."""
+        return Entity(
+            EntityRef("Application", application), dict(self.application(application).attrs())
+        )
 
     def provisioning(self, application: str, entitlement: str) -> tuple[Provisioning, ...]:
         """Where an entitlement is provisioned: its group in the application's target."""

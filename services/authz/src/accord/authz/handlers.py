@@ -1,4 +1,5 @@
-"""Authz handlers: project identities and groups, and decide access requests."""
+"""Authz handlers: project identities, groups, lockouts and factors, and decide access
+requests."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import logging
 from collections.abc import Callable
 
 from accord.authz import access
-from accord.authz.adapters import directory, store
+from accord.authz.adapters import authn_projection, directory, store
 from accord.authz.catalogue import Catalogue
 from accord.authz.domain.policy_set import LoadedPolicies
 from accord.events import (
@@ -15,6 +16,10 @@ from accord.events import (
     GroupDeleted,
     GroupMembersChanged,
     GroupUpdated,
+    IdentityLocked,
+    IdentityUnlocked,
+    MfaEnrolled,
+    MfaRemoved,
     UserCreated,
     UserDeactivated,
     UserDeleted,
@@ -75,6 +80,31 @@ async def handle_group_event(event: Envelope, ctx: HandlerContext) -> list[Envel
         await directory.delete_group(ctx.conn, data.group_id, sequence=sequence)
     elif isinstance(data, GroupMembersChanged):
         await directory.change_members(ctx.conn, data.group_id, data.added, data.removed)
+    return []
+
+
+async def handle_lockout_event(event: Envelope, ctx: HandlerContext) -> list[Envelope]:
+    """Keep the `locked` attribute in step with identity.locked / identity.unlocked."""
+    data = event.data
+    if isinstance(data, IdentityLocked):
+        await authn_projection.lockout_started(ctx.conn, data.user_id, data.lockout_id)
+    elif isinstance(data, IdentityUnlocked):
+        await authn_projection.lockout_ended(ctx.conn, data.user_id, data.lockout_id)
+    return []
+
+
+async def handle_factor_event(event: Envelope, ctx: HandlerContext) -> list[Envelope]:
+    """Keep the `factors` attribute in step with mfa.enrolled / mfa.removed, credential by
+    credential: removing one credential keeps the kind while another of it remains."""
+    data = event.data
+    if isinstance(data, MfaEnrolled):
+        await authn_projection.factor_enrolled(
+            ctx.conn, data.user_id, data.credential_id, data.factor
+        )
+    elif isinstance(data, MfaRemoved):
+        await authn_projection.factor_removed(
+            ctx.conn, data.user_id, data.credential_id, data.factor
+        )
     return []
 
 

@@ -13,8 +13,10 @@ The case file format is ``CASES_FORMAT`` below (also shown by ``--help``).
 
 An entitlement resource (``{application, entitlement}``) gets its Cedar entities
 (the application, and the entitlement with its risk) from the folder's
-``catalogue.yaml``, as the service does; an entity listed under ``entities``
-with the same type and id replaces the catalogue's. ``reasons``, when given,
+``catalogue.yaml``, as the service does, and so does an application resource
+(``{type: Application, id: payroll}``: its ``privileged`` and ``sensitivity``, as
+the factor policy sees them); an entity listed under ``entities`` with the same
+type and id replaces the catalogue's. ``reasons``, when given,
 must equal the ``@id``s of the deciding policies (in any order); a request no
 policy permits is denied with the reason ``no policy permits``. Attribute values
 are Cedar JSON values (an entity reference is ``{type: Entitlement, id: wiki/reader}``
@@ -55,10 +57,17 @@ case file format (YAML):
       context: {justification: "on call"}                 # optional
       expect: permit                                       # or deny
       reasons: [low-risk-self-service]                     # optional
+    - name: privileged applications need webauthn
+      principal: {type: User, id: alice}
+      action: require_phishing_resistant
+      resource: {type: Application, id: payroll}
+      context: {network: corporate, risk: low, presented: [pwd]}
+      expect: permit
 
 An entitlement resource gets its entities (application, entitlement and risk) from
-the folder's catalogue.yaml. `reasons` must equal the deciding policies' @ids (any
-order); a request no policy permits has the reason "no policy permits".
+the folder's catalogue.yaml, an Application resource its attributes. `reasons` must
+equal the deciding policies' @ids (any order); a request no policy permits has the
+reason "no policy permits".
 Exit codes: 0 all passed, 1 a case failed or the policies are invalid,
 2 a case file is malformed."""
 
@@ -178,6 +187,8 @@ def _resource(case: Case, catalogue: Catalogue) -> tuple[EntityRef, list[Entity]
     if isinstance(resource, EntitlementSpec):
         ref = EntityRef("Entitlement", entitlement_id(resource.application, resource.entitlement))
         return ref, catalogue.resource_entities(resource.application, resource.entitlement)
+    if resource.type == "Application":
+        return resource.ref(), [catalogue.application_entity(resource.id)]
     return resource.ref(), []
 
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import asyncpg
 
+from accord.authz.adapters.authn_projection import authn_attrs
 from accord.authz.catalogue import entitlement_id
 from accord.authz.domain.model import Entity, EntityRef
 
@@ -73,8 +74,8 @@ async def members(conn: asyncpg.Connection, group_id: str) -> list[str]:
 
 
 async def principal_entities(conn: asyncpg.Connection, user_id: str) -> list[Entity]:
-    """The principal as Cedar sees it (attributes, live entitlements, groups), and every
-    group it is in, directly or through nesting, with their own parents."""
+    """The principal as Cedar sees it (attributes, lockout and factors, live entitlements,
+    groups), and every group it is in, directly or through nesting, with their own parents."""
     row = await conn.fetchrow(
         "SELECT department, active, deleted FROM principals WHERE user_id = $1", user_id
     )
@@ -97,6 +98,7 @@ async def principal_entities(conn: asyncpg.Connection, user_id: str) -> list[Ent
         attrs["active"] = row["active"] and not row["deleted"]
         if row["department"]:
             attrs["department"] = row["department"]
+    attrs.update(await authn_attrs(conn, user_id))
     if held:
         attrs["entitlements"] = {
             EntityRef("Entitlement", entitlement_id(r["application"], r["entitlement"]))

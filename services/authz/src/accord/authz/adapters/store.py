@@ -6,6 +6,8 @@ from typing import Any
 
 import asyncpg
 
+from accord.authz.adapters.authn_projection import authn_attrs
+
 
 async def upsert_principal(
     conn: asyncpg.Connection,
@@ -54,4 +56,7 @@ async def principal_attrs(conn: asyncpg.Connection, user_id: str) -> dict[str, A
     attrs: dict[str, Any] = {"active": row["active"] and not row["deleted"]}
     if row["department"]:
         attrs["department"] = row["department"]
+    attrs.update(await authn_attrs(conn, user_id))
+    if "factors" in attrs:
+        attrs["factors"] = sorted(attrs["factors"])
     return attrs
