@@ -46,6 +46,7 @@ def workflows(settings: OrchestratorSettings) -> Workflows:
             backoff=Backoff(settings.saga_retry_base_s, settings.saga_retry_cap_s),
             transient_rounds=settings.saga_transient_rounds,
             step_timeout=timedelta(seconds=settings.saga_step_timeout_s),
+            mfa_enrolment=settings.mfa_enrolment_factors(),
         )
     )
 
@@ -65,6 +66,8 @@ def definition(settings: OrchestratorSettings) -> ServiceDefinition:
             topics.ACCOUNT_PROVISION_FAILED: flows.account_result,
             topics.ACCESS_GRANTED: flows.access_changed,
             topics.ACCESS_REVOKED: flows.access_changed,
+            topics.IDENTITY_LOCKED: flows.identity_locked,
+            topics.IDENTITY_UNLOCKED: flows.identity_unlocked,
         }
 
     def configure_app(app: FastAPI, runtime: Runtime) -> None:

@@ -24,6 +24,9 @@ from accord.events import (
     AccountProvisionFailed,
     Envelope,
     EventData,
+    IdentityLocked,
+    IdentityUnlocked,
+    MfaEnrolmentRequested,
     Profile,
     ProvisionRequested,
     SagaCompleted,
@@ -36,6 +39,7 @@ from accord.events import (
     UserUpdated,
     new_event,
 )
+from accord.events.catalogue.authn import Factor
 from accord.orchestrator.adapters import store
 from accord.orchestrator.domain import account_saga as saga
 from accord.orchestrator.domain.birthright import Birthright
@@ -81,6 +85,8 @@ class WorkflowSettings:
     """Rounds a saga other than a leaver retries by itself after transient failures only."""
     step_timeout: timedelta = timedelta(minutes=10)
     """A round's steps that get no answer within this fail (and a leaver retries them)."""
+    mfa_enrolment: tuple[Factor, ...] = ()
+    """Factors a completed joiner is asked to enrol (mfa.enrolment_requested); none: off."""
 
 
 class Workflows:
@@ -159,6 +165,33 @@ class Workflows:
             )
             await store.add_timer(ctx.conn, timer, store.now_utc() + retention)
         return await self._start(event, ctx, "leaver", operation=operation)
+
+    # --- authentication risk ----------------------------------------------------------------
+
+    async def identity_locked(self, event: Envelope, ctx: HandlerContext) -> list[Envelope]:
+        """A lockout disables every account of the identity, and nothing enables one while
+        it lasts. Like a leaver, the lockout saga retries by itself until it is done."""
+        data = event.data
+        assert isinstance(data, IdentityLocked)
+        await store.lock_identity(ctx.conn, data.user_id)
+        if not await store.set_locked(ctx.conn, data.user_id, data.lockout_id):
+            log.info("lockout of an identity the registry does not hold: no accounts")
+            return []
+        return await self._start(event, ctx, "lockout", operation="disable")
+
+    async def identity_unlocked(self, event: Envelope, ctx: HandlerContext) -> list[Envelope]:
+        """An approved unlock enables the accounts again, unless the source system has
+        deactivated or removed the identity meanwhile."""
+        data = event.data
+        assert isinstance(data, IdentityUnlocked)
+        await store.lock_identity(ctx.conn, data.user_id)
+        entry = await store.get_identity(ctx.conn, data.user_id)
+        if entry is None or entry["locked_by"] != data.lockout_id:
+            return []  # unknown, or another lockout holds it
+        await store.set_locked(ctx.conn, data.user_id, None)
+        if entry["status"] != "active":
+            return []
+        return await self._start(event, ctx, "unlock")
 
     # --- access events --------------------------------------------------------------------
 
@@ -387,6 +420,12 @@ class Workflows:
         profile = Profile.model_validate(entry["profile"])
         if saga_type in ("joiner", "mover", "access_grant") and entry["status"] == "deleted":
             return None
+        locked = entry["locked_by"] is not None
+        if locked:
+            # Whatever the source says, a locked identity's accounts stay disabled.
+            profile = profile.model_copy(update={"active": False})
+            if saga_type in ("reactivation", "unlock"):
+                return _Plan(profile, {})
         if saga_type in saga.ACCESS_SAGAS:
             return _Plan(profile, memberships)
         held = await store.account_targets(conn, user_id)
@@ -396,7 +435,7 @@ class Workflows:
         elif saga_type == "mover":
             wanted = self.settings.birthright.targets_for(profile) if profile.active else held
             steps = mover_steps(wanted, held, active=profile.active)
-        elif saga_type == "reactivation":
+        elif saga_type in ("reactivation", "unlock"):
             steps = every_account(held, "enable")
         else:
             steps = every_account(held, operation or "disable")
@@ -405,7 +444,7 @@ class Workflows:
     def _options(self, saga_type: saga.SagaType) -> dict[str, Any]:
         """How a workflow fails: leavers retry by themselves, the others (access sagas too)
         after transient failures only; joiners roll back or keep as configured."""
-        if saga_type == "leaver":
+        if saga_type in ("leaver", "lockout"):
             return {"retries_itself": True}
         options: dict[str, Any] = {"transient_rounds": self.settings.transient_rounds}
         if saga_type == "joiner":
@@ -442,6 +481,15 @@ class Workflows:
                     subject_id=state.user_id,
                     duration_ms=command.duration_ms,
                 )
+                if state.saga_type == "joiner" and self.settings.mfa_enrolment:
+                    # The joiner's last step: ask the new identity to enrol a second factor.
+                    enrol = MfaEnrolmentRequested(
+                        user_id=state.user_id,
+                        factors=self.settings.mfa_enrolment,
+                        saga_id=state.saga_id,
+                    )
+                    events += [origin.event(data), origin.event(enrol)]
+                    continue
             elif isinstance(command, saga.FailSaga):
                 data = SagaFailed(
                     saga_id=state.saga_id,
@@ -547,7 +595,10 @@ def _status(active: bool) -> str:
 async def _profile(conn: asyncpg.Connection, user_id: str) -> Profile:
     entry = await store.get_identity(conn, user_id)
     assert entry is not None, "sagas only run for identities in the registry"
-    return Profile.model_validate(entry["profile"])
+    profile = Profile.model_validate(entry["profile"])
+    if entry["locked_by"] is not None:
+        return profile.model_copy(update={"active": False})
+    return profile
 
 
 async def _save_profile(

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 from pydantic import AliasChoices, Field
 
+from accord.events.catalogue.authn import Factor
 from accord.runtime.settings import ServiceSettings
 
 
@@ -25,6 +26,19 @@ class OrchestratorSettings(ServiceSettings):
         validation_alias=AliasChoices("ACCORD_BIRTHRIGHT_FILE"),
         description="YAML birthright rules; replaces ACCORD_BIRTHRIGHT_TARGETS when set.",
     )
+
+    joiner_mfa_factors: str = Field(
+        default="",
+        validation_alias=AliasChoices("ACCORD_JOINER_MFA_FACTORS"),
+        description="Factors (totp, webauthn; comma-separated) a joiner is asked to enrol"
+        " when its saga completes (mfa.enrolment_requested); empty: no enrolment step.",
+        pattern=r"^\s*((totp|webauthn)\s*(,\s*(totp|webauthn)\s*)*)?$",
+    )
+
+    def mfa_enrolment_factors(self) -> tuple[Factor, ...]:
+        """The factors of ACCORD_JOINER_MFA_FACTORS, in order, each once."""
+        names = (n.strip() for n in self.joiner_mfa_factors.split(","))
+        return tuple(dict.fromkeys(cast(Factor, n) for n in names if n))
 
     joiner_on_failure: Literal["keep", "rollback"] = Field(
         default="keep",

@@ -143,12 +143,23 @@ async def set_identity_status(
         raise UserNameTaken(f"identity {user_id}'s user name belongs to another identity") from None
 
 
+async def set_locked(conn: asyncpg.Connection, user_id: str, lockout_id: str | None) -> bool:
+    """Mark an identity locked by a lockout, or unlocked (None); False if unknown."""
+    status: str = await conn.execute(
+        "UPDATE identities SET locked_by = $2, updated_at = now() WHERE user_id = $1",
+        user_id,
+        lockout_id,
+    )
+    return status.endswith(" 1")
+
+
 async def get_identity(
     conn: asyncpg.Connection | asyncpg.Pool, user_id: str
 ) -> dict[str, Any] | None:
     """A registry entry as a dict."""
     row = await conn.fetchrow(
-        "SELECT user_id, user_name, profile, status, sequence, updated_at FROM identities"
+        "SELECT user_id, user_name, profile, status, sequence, updated_at, locked_by"
+        " FROM identities"
         " WHERE user_id = $1",
         user_id,
     )

@@ -33,7 +33,16 @@ from datetime import datetime
 from typing import Literal
 
 Status = Literal["queued", "running", "compensating", "completed", "failed", "cancelled"]
-SagaType = Literal["joiner", "mover", "reactivation", "leaver", "access_grant", "access_revoke"]
+SagaType = Literal[
+    "joiner",
+    "mover",
+    "reactivation",
+    "leaver",
+    "access_grant",
+    "access_revoke",
+    "lockout",
+    "unlock",
+]
 Operation = Literal[
     "create", "update", "enable", "disable", "delete", "add_member", "remove_member"
 ]
