@@ -81,7 +81,7 @@ fmt: install ## Format the code and apply safe lint fixes
 
 .PHONY: typecheck
 typecheck: install ## Type-check the sources with mypy (strict)
-	$(RUN) mypy -p accord.events -p accord.runtime -p accord.stack -p accord.orchestrator -p accord.provisioner -p accord.authz -p accord.auditor
+	$(RUN) mypy -p accord.events -p accord.runtime -p accord.stack -p accord.orchestrator -p accord.provisioner -p accord.authz -p accord.auditor -p accord.authn
 
 .PHONY: schemas
 schemas: install ## Regenerate the event JSON Schemas and the AsyncAPI document

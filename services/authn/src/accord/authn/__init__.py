@@ -1,0 +1,1 @@
+"""Accord authn: MFA enrolment, risk-driven lockout, Shared Signals."""

@@ -1,0 +1,1 @@
+"""Authn adapters: PostgreSQL and HTTP."""

@@ -1,0 +1,182 @@
+"""Failed sign-ins, lockouts and the approval requests that end them (PostgreSQL)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from accord.runtime.sql import Conditions
+
+
+async def record_failure(
+    conn: asyncpg.Connection,
+    event_id: str,
+    user_id: str,
+    occurred_at: datetime,
+    *,
+    idp: str,
+    reason: str,
+) -> bool:
+    """Remember one failed sign-in; False if this event was counted already."""
+    row = await conn.fetchval(
+        """
+        INSERT INTO sign_in_failures (event_id, user_id, occurred_at, idp, reason)
+        VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING 1
+        """,
+        event_id,
+        user_id,
+        occurred_at,
+        idp,
+        reason,
+    )
+    return row is not None
+
+
+async def failures_between(
+    conn: asyncpg.Connection, user_id: str, start: datetime, end: datetime
+) -> int:
+    """How many failures of the identity fall in [start, end]."""
+    count: int = await conn.fetchval(
+        "SELECT count(*) FROM sign_in_failures"
+        " WHERE user_id = $1 AND occurred_at BETWEEN $2 AND $3",
+        user_id,
+        start,
+        end,
+    )
+    return count
+
+
+async def clear_failures(conn: asyncpg.Connection, user_id: str, before: datetime) -> None:
+    """Forget the identity's failures up to `before` (a success or a lockout resets)."""
+    await conn.execute(
+        "DELETE FROM sign_in_failures WHERE user_id = $1 AND occurred_at <= $2", user_id, before
+    )
+
+
+async def prune_failures(conn: asyncpg.Connection, before: datetime) -> int:
+    """Drop every failure older than `before` (outside any window); how many."""
+    status: str = await conn.execute("DELETE FROM sign_in_failures WHERE occurred_at < $1", before)
+    return int(status.split()[-1])
+
+
+async def lock_identity_row(conn: asyncpg.Connection, user_id: str) -> None:
+    """Serialise the lockout decisions of one identity (two failures at once lock once)."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('authn-lockout:' || $1))", user_id)
+
+
+async def open_lockout(conn: asyncpg.Connection, user_id: str) -> asyncpg.Record | None:
+    """The identity's open lockout, if any."""
+    row: asyncpg.Record | None = await conn.fetchrow(
+        "SELECT * FROM lockouts WHERE user_id = $1 AND unlocked_at IS NULL", user_id
+    )
+    return row
+
+
+async def insert_lockout(
+    conn: asyncpg.Connection,
+    lockout_id: str,
+    user_id: str,
+    reason: str,
+    failures: int,
+    locked_at: datetime,
+) -> bool:
+    """Open a lockout; False when this one exists already (a redelivery)."""
+    row = await conn.fetchval(
+        """
+        INSERT INTO lockouts (lockout_id, user_id, reason, failures, locked_at)
+        VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING 1
+        """,
+        lockout_id,
+        user_id,
+        reason,
+        failures,
+        locked_at,
+    )
+    return row is not None
+
+
+async def close_lockout(conn: asyncpg.Connection, lockout_id: str, request_id: str) -> bool:
+    """End a lockout by an approved request; False if it was not open."""
+    row = await conn.fetchval(
+        """
+        UPDATE lockouts SET unlocked_at = now(), unlock_request_id = $2
+        WHERE lockout_id = $1 AND unlocked_at IS NULL RETURNING 1
+        """,
+        lockout_id,
+        request_id,
+    )
+    return row is not None
+
+
+async def list_lockouts(
+    conn: asyncpg.Connection,
+    *,
+    user_id: str | None,
+    open_only: bool,
+    before: datetime | None,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """Lockouts, newest first, filtered; `before` pages by lock time."""
+    where = Conditions()
+    where.add("user_id = {0}", user_id)
+    where.add("locked_at < {0}", before)
+    if open_only:
+        where.clauses.append("unlocked_at IS NULL")
+    limit_at = where.placeholder(limit)
+    rows = await conn.fetch(
+        f"SELECT * FROM lockouts WHERE {where.where}"  # noqa: S608 - code-written SQL only
+        f" ORDER BY locked_at DESC, lockout_id LIMIT {limit_at}",
+        *where.args,
+    )
+    return [dict(r) for r in rows]
+
+
+async def get_lockout(conn: asyncpg.Connection, lockout_id: str) -> dict[str, Any] | None:
+    """One lockout by id."""
+    row = await conn.fetchrow("SELECT * FROM lockouts WHERE lockout_id = $1", lockout_id)
+    return dict(row) if row else None
+
+
+# --- approval requests filed with authz --------------------------------------------------
+
+
+async def insert_request(
+    conn: asyncpg.Connection,
+    request_id: str,
+    user_id: str,
+    kind: str,
+    requester_id: str,
+    lockout_id: str | None,
+) -> bool:
+    """Remember a request filed with authz; False if it exists (an idempotent retry)."""
+    row = await conn.fetchval(
+        """
+        INSERT INTO approval_requests (request_id, user_id, kind, requester_id, lockout_id)
+        VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING 1
+        """,
+        request_id,
+        user_id,
+        kind,
+        requester_id,
+        lockout_id,
+    )
+    return row is not None
+
+
+async def get_request(conn: asyncpg.Connection, request_id: str) -> dict[str, Any] | None:
+    """A request authn filed, locked for update; None if authn did not file it."""
+    row = await conn.fetchrow(
+        "SELECT * FROM approval_requests WHERE request_id = $1 FOR UPDATE", request_id
+    )
+    return dict(row) if row else None
+
+
+async def settle_request(conn: asyncpg.Connection, request_id: str, status: str) -> None:
+    """Record what became of a request (granted, denied, done)."""
+    await conn.execute(
+        "UPDATE approval_requests SET status = $2, decided_at = now() WHERE request_id = $1",
+        request_id,
+        status,
+    )

@@ -1,0 +1,108 @@
+"""Unlocks and factor resets go through an approval like any access request.
+
+Authn files an `access.requested` for an entitlement of the `accord` application (`unlock`,
+`mfa-reset`); authz's policies decide who approves; authn acts when the `access.granted`
+arrives. The grant is one-shot: it expires by itself minutes later.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+
+import asyncpg
+
+from accord.authn.adapters import lockouts
+from accord.authn.domain.lockout import ACCORD_APPLICATION, MFA_RESET, ONE_SHOT_GRANT, UNLOCK
+from accord.authn.risk import Risk
+from accord.events import AccessDecided, AccessGranted, AccessRequested, Envelope, Resource
+from accord.events import new_event as _new_event
+
+_REQUEST_IDS = uuid.UUID("a3f1e0c4-6a0e-4a55-8f57-3f7e1c0c8b12")
+
+#: Removes every factor of an identity, returning the mfa.removed events.
+RemoveFactors = Callable[[asyncpg.Connection, str, str], Awaitable[list[Envelope]]]
+
+
+class NothingToUnlock(Exception):
+    """An unlock was asked for an identity with no open lockout."""
+
+
+def request_id_for(kind: str, user_id: str, requester: str, key: str | None) -> str:
+    """A request id: stable for one caller's Idempotency-Key, random without one."""
+    if key is None:
+        return f"req-{uuid.uuid4().hex}"
+    seed = "\n".join((kind, user_id, requester, key))
+    return f"req-{uuid.uuid5(_REQUEST_IDS, seed).hex}"
+
+
+async def file_request(
+    conn: asyncpg.Connection,
+    *,
+    kind: str,
+    user_id: str,
+    requester_id: str,
+    justification: str | None,
+    request_id: str,
+    source: str,
+) -> tuple[bool, list[Envelope]]:
+    """File an unlock or factor-reset request with authz; (created, events to publish).
+
+    :raises NothingToUnlock: for an unlock when the identity is not locked.
+    """
+    lockout_id: str | None = None
+    if kind == UNLOCK:
+        lockout = await lockouts.open_lockout(conn, user_id)
+        if lockout is None:
+            raise NothingToUnlock(f"{user_id} is not locked")
+        lockout_id = str(lockout["lockout_id"])
+    created = await lockouts.insert_request(
+        conn, request_id, user_id, kind, requester_id, lockout_id
+    )
+    if not created:
+        return False, []
+    requested = AccessRequested(
+        request_id=request_id,
+        requester_id=requester_id,
+        principal_id=user_id,
+        resource=Resource(application=ACCORD_APPLICATION, entitlement=kind),
+        justification=justification,
+        duration_seconds=int(ONE_SHOT_GRANT.total_seconds()),
+    )
+    return True, [_new_event(requested, source=source)]
+
+
+async def granted(
+    conn: asyncpg.Connection,
+    event: Envelope,
+    *,
+    risk: Risk,
+    remove_factors: RemoveFactors,
+) -> list[Envelope]:
+    """Act on an approved unlock or factor reset (once: the request is settled)."""
+    data = event.data
+    assert isinstance(data, AccessGranted)
+    if data.resource.application != ACCORD_APPLICATION:
+        return []
+    request = await lockouts.get_request(conn, data.request_id)
+    if request is None or request["status"] not in ("pending", "granted"):
+        return []  # not ours, or acted on already
+    events: list[Envelope] = []
+    if request["kind"] == UNLOCK and request["lockout_id"]:
+        events = await risk.unlock(conn, str(request["lockout_id"]), data.request_id, cause=event)
+    elif request["kind"] == MFA_RESET:
+        events = await remove_factors(conn, str(request["user_id"]), f"reset ({data.request_id})")
+    await lockouts.settle_request(conn, data.request_id, "done")
+    return events
+
+
+async def decided(conn: asyncpg.Connection, event: Envelope) -> list[Envelope]:
+    """A refused unlock or reset is settled as denied (one waiting for approval stays)."""
+    data = event.data
+    assert isinstance(data, AccessDecided)
+    if data.resource.application != ACCORD_APPLICATION or data.decision != "deny":
+        return []
+    request = await lockouts.get_request(conn, data.request_id)
+    if request is not None and request["status"] == "pending":
+        await lockouts.settle_request(conn, data.request_id, "denied")
+    return []

@@ -1,0 +1,1 @@
+"""Authn domain: pure rules, no I/O."""

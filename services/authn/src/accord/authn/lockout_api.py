@@ -1,0 +1,177 @@
+"""Lockouts and the requests that end them: list, lock by hand, ask for an unlock or a
+factor reset (both approved in authz like any access request), pending enrolments."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Response
+from pydantic import BaseModel, ConfigDict
+
+from accord.authn import approvals
+from accord.authn.adapters import enrolments, identities, lockouts
+from accord.authn.domain.lockout import MFA_RESET, UNLOCK
+from accord.authn.risk import Risk
+from accord.events.catalogue.base import Identifier, LongText, ShortText
+from accord.runtime.outbox import enqueue
+from accord.runtime.params import Id, Rfc3339, parse_rfc3339
+from accord.runtime.security.api import authenticated, require
+from accord.runtime.security.roles import Caller, Permission
+from accord.runtime.service import Runtime
+
+IdempotencyKey = Annotated[str | None, Header(max_length=128, pattern=r"^[\x21-\x7e]+$")]
+
+
+class ManualLock(BaseModel):
+    """Lock an identity now: its sessions end and its accounts are disabled."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    user_id: Identifier
+    reason: ShortText
+
+
+class ApprovalAsk(BaseModel):
+    """Ask for an unlock or a factor reset; an approver decides, as for any access."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    user_id: Identifier
+    justification: LongText | None = None
+
+
+def _view(row: dict[str, Any]) -> dict[str, Any]:
+    return {**row, "open": row["unlocked_at"] is None}
+
+
+def configure(app: FastAPI, runtime: Runtime, risk: Risk) -> None:
+    """Mount the lockout routes."""
+    router = APIRouter(prefix="/v1", tags=["lockouts"])
+    manage = require(Permission.LOCKOUTS_MANAGE)
+    caller_dependency = authenticated()
+
+    @router.get("/lockouts", summary="Lockouts, newest first", dependencies=[Depends(manage)])
+    async def list_lockouts(
+        user_id: Annotated[Identifier | None, Query()] = None,
+        open_only: Annotated[bool, Query(alias="open")] = False,
+        before: Annotated[Rfc3339 | None, Query(description="Cursor: next_before")] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    ) -> dict[str, Any]:
+        cursor = parse_rfc3339(before, "before")
+        async with runtime.pool.acquire() as conn:
+            rows = await lockouts.list_lockouts(
+                conn, user_id=user_id, open_only=open_only, before=cursor, limit=limit
+            )
+        last: datetime | None = rows[-1]["locked_at"] if len(rows) == limit else None
+        return {"items": [_view(r) for r in rows], "next_before": last}
+
+    @router.get(
+        "/lockouts/{lockout_id}",
+        summary="One lockout",
+        dependencies=[Depends(manage)],
+        responses={404: {"description": "No such lockout"}},
+    )
+    async def get_lockout(lockout_id: Id) -> dict[str, Any]:
+        async with runtime.pool.acquire() as conn:
+            row = await lockouts.get_lockout(conn, lockout_id)
+        if row is None:
+            raise HTTPException(404, f"lockout {lockout_id} not found")
+        return _view(row)
+
+    @router.post(
+        "/lockouts",
+        status_code=201,
+        summary="Lock an identity now (sessions revoked everywhere, accounts disabled)",
+        responses={
+            200: {"description": "The identity was locked already: its open lockout"},
+            404: {"description": "Authn knows no such identity"},
+        },
+    )
+    async def lock(body: ManualLock, response: Response, caller: Caller = Depends(manage)) -> Any:
+        async with runtime.pool.acquire() as conn, conn.transaction():
+            if await identities.status_of(conn, body.user_id) is None:
+                raise HTTPException(404, f"identity {body.user_id} not known")
+            reason = f"{body.reason} (locked by {caller.subject})"
+            events = await risk.lock(conn, body.user_id, reason[:256], cause=None)
+            await enqueue(conn, runtime.schema, events)
+            row = await lockouts.open_lockout(conn, body.user_id)
+        assert row is not None
+        if not events:
+            response.status_code = 200
+        response.headers["Location"] = f"/v1/lockouts/{row['lockout_id']}"
+        return _view(dict(row))
+
+    async def ask(
+        kind: str, body: ApprovalAsk, caller: Caller, key: str | None, response: Response
+    ) -> dict[str, Any]:
+        if body.user_id != caller.subject and not caller.may(Permission.ACCESS_REQUEST_OTHERS):
+            raise HTTPException(403, "asking for someone else needs access:request-others")
+        request_id = approvals.request_id_for(kind, body.user_id, caller.subject, key)
+        async with runtime.pool.acquire() as conn, conn.transaction():
+            try:
+                created, events = await approvals.file_request(
+                    conn,
+                    kind=kind,
+                    user_id=body.user_id,
+                    requester_id=caller.subject,
+                    justification=body.justification,
+                    request_id=request_id,
+                    source=runtime.source,
+                )
+            except approvals.NothingToUnlock as error:
+                raise HTTPException(409, str(error)) from None
+            await enqueue(conn, runtime.schema, events)
+        if not created:
+            response.status_code = 200
+        response.headers["Location"] = f"/v1/access-requests/{request_id}"
+        return {"request_id": request_id, "kind": kind, "user_id": body.user_id}
+
+    responses: dict[int | str, dict[str, Any]] = {
+        200: {"description": "The earlier request made with this Idempotency-Key"},
+        403: {"description": "For someone else without access:request-others"},
+    }
+
+    @router.post(
+        "/unlock-requests",
+        status_code=202,
+        summary="Ask for a locked identity to be unlocked (approved in authz)",
+        responses={**responses, 409: {"description": "The identity is not locked"}},
+    )
+    async def unlock_request(
+        body: ApprovalAsk,
+        response: Response,
+        caller: Caller = Depends(caller_dependency),
+        idempotency_key: IdempotencyKey = None,
+    ) -> dict[str, Any]:
+        return await ask(UNLOCK, body, caller, idempotency_key, response)
+
+    @router.post(
+        "/mfa-reset-requests",
+        status_code=202,
+        summary="Ask for every factor of an identity to be removed (approved in authz)",
+        responses=responses,
+    )
+    async def reset_request(
+        body: ApprovalAsk,
+        response: Response,
+        caller: Caller = Depends(caller_dependency),
+        idempotency_key: IdempotencyKey = None,
+    ) -> dict[str, Any]:
+        return await ask(MFA_RESET, body, caller, idempotency_key, response)
+
+    @router.get(
+        "/enrolments",
+        summary="Identities the joiner saga asked to enrol a factor that have not yet",
+        dependencies=[Depends(require(Permission.MFA_MANAGE))],
+    )
+    async def pending_enrolments(
+        after: Annotated[Identifier | None, Query(description="Cursor: next_after")] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    ) -> dict[str, Any]:
+        async with runtime.pool.acquire() as conn:
+            rows = await enrolments.pending(conn, after=after, limit=limit)
+        next_after = rows[-1]["user_id"] if len(rows) == limit else None
+        return {"items": rows, "next_after": next_after}
+
+    app.include_router(router)

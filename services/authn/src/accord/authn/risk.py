@@ -1,0 +1,121 @@
+"""Lockout and revocation: failed sign-ins lock an identity, a lockout disables its accounts
+(the orchestrator's lockout saga) and revokes its sessions everywhere (CAEP), an approved
+request unlocks it."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+from accord.authn.adapters import lockouts
+from accord.authn.domain.lockout import LockoutPolicy, Verdict, judge_failure
+from accord.authn.signals import SendSignal
+from accord.events import (
+    AuthnFailed,
+    Envelope,
+    EventData,
+    IdentityLocked,
+    IdentityUnlocked,
+    SessionRevoked,
+    new_event,
+)
+
+log = logging.getLogger(__name__)
+
+_LOCKOUT_IDS = uuid.UUID("3c0b7a55-2f55-4b8e-9d56-0b7fa4c2c9a1")
+
+
+@dataclass(frozen=True)
+class Risk:
+    """The lockout policy and the way out to the Shared Signals receivers."""
+
+    policy: LockoutPolicy
+    send: SendSignal
+    source: str
+
+    def _event(self, data: EventData, cause: Envelope | None) -> Envelope:
+        return new_event(data, source=self.source, causation=cause)
+
+    async def failed(self, conn: asyncpg.Connection, event: Envelope) -> list[Envelope]:
+        """Count a failed sign-in; the one that reaches the threshold locks the identity."""
+        data = event.data
+        assert isinstance(data, AuthnFailed)
+        await lockouts.lock_identity_row(conn, data.user_id)
+        counted = await lockouts.record_failure(
+            conn, event.id, data.user_id, event.time, idp=data.idp, reason=data.reason
+        )
+        if not counted:
+            return []  # a redelivery: counted already
+        window = self.policy.window_start(event.time)
+        failures = await lockouts.failures_between(conn, data.user_id, window, event.time)
+        locked = await lockouts.open_lockout(conn, data.user_id) is not None
+        verdict = judge_failure(self.policy, failures, locked=locked)
+        if verdict is not Verdict.LOCK:
+            return []
+        reason = f"{failures} failed sign-ins within {int(self.policy.window.total_seconds())} s"
+        # Derived from the event that tipped it: a redelivery finds the same lockout.
+        lockout_id = f"lock-{uuid.uuid5(_LOCKOUT_IDS, event.id).hex}"
+        events = await self.lock(
+            conn, data.user_id, reason, cause=event, failures=failures, lockout_id=lockout_id
+        )
+        await lockouts.clear_failures(conn, data.user_id, event.time)
+        return events
+
+    async def succeeded(self, conn: asyncpg.Connection, event: Envelope) -> list[Envelope]:
+        """A successful sign-in resets the count (failures up to its time)."""
+        await lockouts.lock_identity_row(conn, event.subject)
+        await lockouts.clear_failures(conn, event.subject, event.time)
+        return []
+
+    async def lock(
+        self,
+        conn: asyncpg.Connection,
+        user_id: str,
+        reason: str,
+        *,
+        cause: Envelope | None,
+        failures: int = 0,
+        lockout_id: str | None = None,
+        at: datetime | None = None,
+    ) -> list[Envelope]:
+        """Lock an identity: identity.locked (the orchestrator disables every account) and
+        its sessions revoked everywhere. Nothing when it is locked already."""
+        await lockouts.lock_identity_row(conn, user_id)
+        if await lockouts.open_lockout(conn, user_id) is not None:
+            return []
+        lockout_id = lockout_id or f"lock-{uuid.uuid4().hex}"
+        when = at or (cause.time if cause else datetime.now().astimezone())
+        if not await lockouts.insert_lockout(conn, lockout_id, user_id, reason, failures, when):
+            return []
+        log.warning("identity locked", extra={"user_id": user_id, "lockout_id": lockout_id})
+        locked = IdentityLocked(
+            user_id=user_id, lockout_id=lockout_id, reason=reason, failures=failures
+        )
+        events = [self._event(locked, cause)]
+        await self.send(conn, user_id, "account-disabled", reason)
+        events += await self.revoke_sessions(conn, user_id, f"lockout: {reason}", cause=cause)
+        return events
+
+    async def unlock(
+        self, conn: asyncpg.Connection, lockout_id: str, request_id: str, *, cause: Envelope
+    ) -> list[Envelope]:
+        """End a lockout by an approved request: identity.unlocked (accounts enabled again)."""
+        lockout = await lockouts.get_lockout(conn, lockout_id)
+        if lockout is None or not await lockouts.close_lockout(conn, lockout_id, request_id):
+            return []
+        user_id = str(lockout["user_id"])
+        await self.send(conn, user_id, "account-enabled", f"unlocked by {request_id}")
+        unlocked = IdentityUnlocked(user_id=user_id, lockout_id=lockout_id, request_id=request_id)
+        return [self._event(unlocked, cause)]
+
+    async def revoke_sessions(
+        self, conn: asyncpg.Connection, user_id: str, reason: str, *, cause: Envelope | None
+    ) -> list[Envelope]:
+        """Tell every receiver to end the identity's sessions (CAEP session-revoked)."""
+        streams = await self.send(conn, user_id, "session-revoked", reason)
+        revoked = SessionRevoked(user_id=user_id, reason=reason[:256], streams=streams)
+        return [self._event(revoked, cause)]

@@ -1,0 +1,537 @@
+"""Shared Signals Framework 1.0 transmitter HTTP API: discovery, JWKS, stream management,
+status, subjects, verification and RFC 8936 polling; `configure` mounts the receiver too.
+
+A stream belongs to the receiver that created it (the caller's subject, with ssf:streams);
+ssf:manage sees and changes every stream. Management errors are problem+json; poll errors
+use the RFC 8936 `{"err", "description"}` body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import time
+import uuid
+from typing import Annotated, Any
+
+import asyncpg
+from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi.responses import JSONResponse
+
+from accord.authn import receiver_api, transmitter
+from accord.authn.adapters import ssf_store
+from accord.authn.adapters.ssf_store import Stream, StreamConflict
+from accord.authn.domain import set_tokens, streams
+from accord.authn.domain.set_tokens import SetSigner
+from accord.authn.domain.streams import InvalidStream
+from accord.authn.receiver import JwksCache, React, Receiver, load_transmitters
+from accord.authn.settings import AuthnSettings
+from accord.runtime.params import Id
+from accord.runtime.problems import PROBLEM_JSON, Problem
+from accord.runtime.security.api import authenticated, may_see
+from accord.runtime.security.roles import Caller, Permission
+from accord.runtime.service import Runtime
+
+_STREAM_ID = r"^[A-Za-z0-9][A-Za-z0-9._:@+-]*$"
+_STREAM_ID_RE = re.compile(_STREAM_ID)
+StreamId = Annotated[str, Query(min_length=1, max_length=128, pattern=_STREAM_ID)]
+JsonBody = Annotated[dict[str, Any], Body()]
+#: Longest a poll with returnImmediately=false waits for a SET.
+LONG_POLL_S = 10.0
+#: How long a polled SET waits for its ack before it is handed out again.
+REDELIVER_S = 30.0
+
+
+def configure(
+    app: FastAPI,
+    runtime: Runtime,
+    settings: AuthnSettings,
+    signer: SetSigner | None,
+    react: React,
+    *,
+    receiver: Receiver | None = None,
+    long_poll_s: float = LONG_POLL_S,
+) -> None:
+    """Mount the transmitter and the receiver endpoints."""
+    base = settings.public_url.rstrip("/")
+    app.include_router(_transmitter(runtime, base, signer, settings, long_poll_s))
+    receiver = receiver or Receiver(
+        load_transmitters(settings.ssf_transmitters_file),
+        JwksCache(timeout_s=settings.ssf_push_timeout_s),
+        max_age_s=settings.ssf_max_age_s,
+    )
+    receiver_api.configure(app, runtime, receiver, react)
+
+
+def metadata(base: str) -> dict[str, Any]:
+    """Transmitter configuration metadata (SSF 1.0 §7.1)."""
+    return {
+        "spec_version": "1_0",
+        "issuer": base,
+        "jwks_uri": f"{base}/ssf/jwks.json",
+        "delivery_methods_supported": [streams.PUSH, streams.POLL],
+        "configuration_endpoint": f"{base}/ssf/streams",
+        "status_endpoint": f"{base}/ssf/status",
+        "add_subject_endpoint": f"{base}/ssf/subjects:add",
+        "remove_subject_endpoint": f"{base}/ssf/subjects:remove",
+        "verification_endpoint": f"{base}/ssf/verify",
+        "authorization_schemes": [{"spec_urn": "urn:ietf:rfc:6750"}],
+        "default_subjects": "ALL",
+    }
+
+
+def _stream_id(body: dict[str, Any]) -> str:
+    value = body.get("stream_id")
+    if not isinstance(value, str) or len(value) > 128 or not _STREAM_ID_RE.fullmatch(value):
+        raise HTTPException(400, "stream_id is required")
+    return value
+
+
+# --- What the JSON bodies hold, for the OpenAPI document (the handlers check them) ------------
+# The SSF bodies stay plain JSON objects: members the spec adds later are ignored, and
+# a stream's configuration is checked by `streams` (a push endpoint_url's rules are not
+# JSON Schema's). What the schema says is what the handlers refuse with a 400.
+
+_PRINTABLE = r"^[^\x00-\x1f\x7f]+$"
+_NO_NUL = r"^[^\x00]*$"
+_STREAM_REF = {"type": "string", "minLength": 1, "maxLength": 128, "pattern": _STREAM_ID}
+_CONFIGURATION = (
+    "A stream's receiver-supplied properties (SSF 1.0 §8.1.1). `delivery` is"
+    f' `{{"method": "{streams.POLL}"}}` (poll, the default) or'
+    f' `{{"method": "{streams.PUSH}", "endpoint_url": ..., "authorization_header": ...}}`'
+    " (push: an http(s) URL with no credentials, never a link-local or metadata address)."
+    " Transmitter-supplied properties may be echoed back but must match."
+)
+
+
+def _text(max_length: int) -> dict[str, Any]:
+    """An optional printable text (null: absent)."""
+    return {
+        "type": ["string", "null"],
+        "minLength": 1,
+        "maxLength": max_length,
+        "pattern": _PRINTABLE,
+    }
+
+
+def _object(
+    properties: dict[str, Any], required: tuple[str, ...] = (), description: str = ""
+) -> dict[str, Any]:
+    """openapi_extra documenting a JSON object body."""
+    schema: dict[str, Any] = {"type": "object", "properties": properties}
+    if required:
+        schema["required"] = list(required)
+    body: dict[str, Any] = {"content": {"application/json": {"schema": schema}}}
+    if description:
+        body["description"] = description
+    return {"requestBody": body}
+
+
+_EVENTS = {
+    "type": ["array", "null"],
+    "maxItems": streams.MAX_EVENTS_REQUESTED,
+    "items": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": _PRINTABLE},
+}
+_AUDIENCE_ITEM = {"type": "string", "minLength": 1, "maxLength": 256, "pattern": _PRINTABLE}
+_NEW_STREAM = _object(
+    {
+        "events_requested": _EVENTS,
+        "description": _text(1024),
+        "aud": {
+            "anyOf": [
+                _AUDIENCE_ITEM,
+                {"type": "array", "minItems": 1, "maxItems": 8, "items": _AUDIENCE_ITEM},
+                {"type": "null"},
+            ]
+        },
+    },
+    description=_CONFIGURATION,
+)
+_CHANGED_STREAM = _object(
+    {"stream_id": _STREAM_REF, "events_requested": _EVENTS, "description": _text(1024)},
+    ("stream_id",),
+    _CONFIGURATION,
+)
+_STATUS_CHANGE = _object(
+    {
+        "stream_id": _STREAM_REF,
+        "status": {"enum": list(streams.STATUSES)},
+        "reason": _text(256),
+    },
+    ("stream_id", "status"),
+)
+_VERIFICATION = _object({"stream_id": _STREAM_REF, "state": _text(256)}, ("stream_id",))
+_POLL_ERROR = {
+    "type": "object",
+    "properties": {"err": {"type": "string"}, "description": {"type": "string"}},
+    "required": ["err", "description"],
+}
+_NOT_NUL = {"type": "string", "pattern": _NO_NUL}
+_POLL_REQUEST = _object(
+    {
+        "maxEvents": {"type": "integer", "minimum": 0},
+        "returnImmediately": {"type": "boolean"},
+        "ack": {"type": "array", "maxItems": 5000, "items": _NOT_NUL},
+        "setErrs": {
+            "type": "object",
+            "maxProperties": 5000,
+            "propertyNames": {"pattern": _NO_NUL},
+            "additionalProperties": {
+                "type": "object",
+                "properties": {"err": _NOT_NUL, "description": _NOT_NUL},
+                "required": ["err"],
+            },
+        },
+    },
+    description="An RFC 8936 poll request (no body: the defaults, a long poll)",
+)
+_POLL_REQUEST["requestBody"]["required"] = False
+_CONFLICT: dict[int | str, dict[str, Any]] = {
+    409: {
+        "description": "The receiver has a push stream to that endpoint already",
+        "content": {PROBLEM_JSON: {"schema": Problem.model_json_schema()}},
+    }
+}
+
+
+def _subjects(issuer: str) -> dict[str, Any]:
+    """openapi_extra of subjects:add and subjects:remove: a stream and a subject identifier."""
+    named = {"type": "string", "minLength": 1, "maxLength": 256, "pattern": r"^[^\x00]+$"}
+
+    def subject(fmt: str, member: str, **more: Any) -> dict[str, Any]:
+        return {
+            "type": "object",
+            "properties": {"format": {"const": fmt}, member: named, **more},
+            "required": ["format", member, *more],
+        }
+
+    identifiers = [
+        subject("opaque", "id"),
+        subject("email", "email"),
+        subject("iss_sub", "sub", iss={"const": issuer}),
+    ]
+    return _object(
+        {"stream_id": _STREAM_REF, "subject": {"oneOf": identifiers}}, ("stream_id", "subject")
+    )
+
+
+async def _owned(
+    conn: asyncpg.Connection, stream_id: str, caller: Caller, *, lock: bool = False
+) -> Stream:
+    stream = await ssf_store.get_stream(conn, stream_id, for_update=lock)
+    if stream is None:
+        raise HTTPException(404, "no stream has that stream_id")
+    if not may_see(caller, Permission.SSF_MANAGE, stream.owner):
+        raise HTTPException(403, "the stream belongs to another receiver")
+    return stream
+
+
+def _subject_key(subject: object, issuer: str) -> tuple[str, str]:
+    """What a subject in an add/remove request names: ("user_id", id) or ("email", addr)."""
+    fields = subject if isinstance(subject, dict) else {}
+    fmt = fields.get("format")
+    value = {"opaque": "id", "email": "email", "iss_sub": "sub"}.get(str(fmt))
+    named = fields.get(value) if value else None
+    if not isinstance(named, str) or not 0 < len(named) <= 256 or "\x00" in named:
+        raise HTTPException(400, "subject must be an opaque, email or iss_sub identifier")
+    if fmt == "iss_sub" and fields.get("iss") != issuer:
+        raise HTTPException(400, "an iss_sub subject must name this transmitter as iss")
+    return ("email", named.lower()) if fmt == "email" else ("user_id", named)
+
+
+def _rfc8936_error(description: str) -> JSONResponse:
+    return JSONResponse({"err": "invalid_request", "description": description}, 400)
+
+
+def _transmitter(
+    runtime: Runtime,
+    base: str,
+    signer: SetSigner | None,
+    settings: AuthnSettings,
+    long_poll_s: float,
+) -> APIRouter:
+    def transmitting() -> SetSigner:
+        if signer is None:
+            raise HTTPException(503, "the Shared Signals transmitter has no signing key")
+        return signer
+
+    router = APIRouter(tags=["shared signals"], dependencies=[Depends(transmitting)])
+    anyone = authenticated()
+
+    async def receivers(caller: Caller = Depends(anyone)) -> Caller:
+        # ssf:streams for one's own streams; ssf:manage alone is enough to manage others'.
+        if not (caller.may(Permission.SSF_STREAMS) or caller.may(Permission.SSF_MANAGE)):
+            raise HTTPException(403, f"this needs the {Permission.SSF_STREAMS.value} permission")
+        return caller
+
+    pool = runtime.pool
+
+    @router.get("/.well-known/ssf-configuration", summary="Transmitter configuration metadata")
+    async def configuration() -> dict[str, Any]:
+        return metadata(base)
+
+    @router.get("/ssf/jwks.json", summary="The keys Accord's SETs are signed with")
+    async def jwks(key: SetSigner = Depends(transmitting)) -> dict[str, Any]:
+        return key.jwks()
+
+    @router.post(
+        "/ssf/streams",
+        status_code=201,
+        summary="Create a stream",
+        responses=_CONFLICT,
+        openapi_extra=_NEW_STREAM,
+    )
+    async def create_stream(body: JsonBody, caller: Caller = Depends(receivers)) -> Any:
+        stream_id = uuid.uuid4().hex
+        try:
+            config = streams.new_stream(
+                body,
+                stream_id=stream_id,
+                issuer=base,
+                default_audience=caller.subject,
+                poll_url=f"{base}/ssf/poll/{stream_id}",
+                supported=set_tokens.TRANSMITTED,
+            )
+            async with pool.acquire() as conn:
+                await ssf_store.insert_stream(conn, caller.subject, config)
+        except InvalidStream as error:
+            raise HTTPException(400, str(error)) from None
+        except StreamConflict as error:
+            raise HTTPException(409, str(error)) from None
+        return config.public()
+
+    @router.get("/ssf/streams", summary="One stream (stream_id), or the caller's streams")
+    async def read_streams(
+        stream_id: StreamId | None = None, caller: Caller = Depends(receivers)
+    ) -> Any:
+        async with pool.acquire() as conn:
+            if stream_id is not None:
+                return (await _owned(conn, stream_id, caller)).config.public()
+            owner = None if caller.may(Permission.SSF_MANAGE) else caller.subject
+            return [s.config.public() for s in await ssf_store.list_streams(conn, owner)]
+
+    async def change(body: dict[str, Any], caller: Caller, *, replace_all: bool) -> Any:
+        stream_id = _stream_id(body)
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                stream = await _owned(conn, stream_id, caller, lock=True)
+                config = streams.update_stream(
+                    stream.config,
+                    body,
+                    replace_all=replace_all,
+                    poll_url=f"{base}/ssf/poll/{stream_id}",
+                )
+                await ssf_store.save_config(conn, config)
+                if stream.config.delivery.method == streams.POLL != config.delivery.method:
+                    await ssf_store.requeue_handed_out(conn, stream_id)
+                    await ssf_store.notify(conn, runtime.schema)
+        except InvalidStream as error:
+            raise HTTPException(400, str(error)) from None
+        except StreamConflict as error:
+            raise HTTPException(409, str(error)) from None
+        return config.public()
+
+    @router.patch(
+        "/ssf/streams",
+        summary="Update the properties given",
+        responses=_CONFLICT,
+        openapi_extra=_CHANGED_STREAM,
+    )
+    async def update_stream(body: JsonBody, caller: Caller = Depends(receivers)) -> Any:
+        return await change(body, caller, replace_all=False)
+
+    @router.put(
+        "/ssf/streams",
+        summary="Replace every receiver-supplied property",
+        responses=_CONFLICT,
+        openapi_extra=_CHANGED_STREAM,
+    )
+    async def replace_stream(body: JsonBody, caller: Caller = Depends(receivers)) -> Any:
+        return await change(body, caller, replace_all=True)
+
+    @router.delete("/ssf/streams", status_code=204, summary="Delete a stream and its SETs")
+    async def delete_stream(stream_id: StreamId, caller: Caller = Depends(receivers)) -> Response:
+        async with pool.acquire() as conn, conn.transaction():
+            await _owned(conn, stream_id, caller, lock=True)
+            await ssf_store.delete_stream(conn, stream_id)
+        return Response(status_code=204)
+
+    @router.get("/ssf/status", summary="A stream's status")
+    async def read_status(stream_id: StreamId, caller: Caller = Depends(receivers)) -> Any:
+        async with pool.acquire() as conn:
+            return (await _owned(conn, stream_id, caller)).status_view()
+
+    @router.post(
+        "/ssf/status", summary="Enable, pause or disable a stream", openapi_extra=_STATUS_CHANGE
+    )
+    async def update_status(
+        body: JsonBody, caller: Caller = Depends(receivers), key: SetSigner = Depends(transmitting)
+    ) -> Any:
+        stream_id = _stream_id(body)
+        try:
+            status = streams.parse_status(body.get("status"))
+            reason = streams.text(body, "reason")
+        except InvalidStream as error:
+            raise HTTPException(400, str(error)) from None
+        async with pool.acquire() as conn, conn.transaction():
+            stream = await _owned(conn, stream_id, caller, lock=True)
+            await ssf_store.set_status(conn, stream_id, status, reason)
+            if caller.subject != stream.owner:
+                # Changed by the transmitter's side, not the receiver: tell the receiver.
+                event = {"status": status, **({"reason": reason} if reason else {})}
+                await transmitter.queue_control(
+                    conn, runtime.schema, stream, set_tokens.STREAM_UPDATED, event, key
+                )
+            if status == "enabled":
+                await ssf_store.notify(conn, runtime.schema)
+            changed = await ssf_store.get_stream(conn, stream_id)
+        assert changed is not None
+        return changed.status_view()
+
+    async def subjects(body: dict[str, Any], caller: Caller, *, included: bool) -> None:
+        stream_id = _stream_id(body)
+        kind, value = _subject_key(body.get("subject"), base)
+        async with pool.acquire() as conn, conn.transaction():
+            await _owned(conn, stream_id, caller, lock=True)
+            await ssf_store.set_subject(conn, stream_id, kind, value, included=included)
+
+    @router.post(
+        "/ssf/subjects:add",
+        response_class=Response,
+        summary="Add a subject to a stream (an empty 200, SSF 1.0 §8.1.3.2)",
+        openapi_extra=_subjects(base),
+    )
+    async def add_subject(body: JsonBody, caller: Caller = Depends(receivers)) -> Response:
+        await subjects(body, caller, included=True)
+        return Response(status_code=200)
+
+    @router.post(
+        "/ssf/subjects:remove",
+        status_code=204,
+        summary="Remove a subject",
+        openapi_extra=_subjects(base),
+    )
+    async def remove_subject(body: JsonBody, caller: Caller = Depends(receivers)) -> Response:
+        await subjects(body, caller, included=False)
+        return Response(status_code=204)
+
+    @router.post(
+        "/ssf/verify",
+        status_code=204,
+        summary="Queue a verification event (429 when asked again too soon)",
+        openapi_extra=_VERIFICATION,
+    )
+    async def verify(
+        body: JsonBody, caller: Caller = Depends(receivers), key: SetSigner = Depends(transmitting)
+    ) -> Response:
+        stream_id = _stream_id(body)
+        try:
+            state = streams.text(body, "state")
+        except InvalidStream as error:
+            raise HTTPException(400, str(error)) from None
+        async with pool.acquire() as conn, conn.transaction():
+            stream = await _owned(conn, stream_id, caller, lock=True)
+            interval = stream.config.min_verification_interval
+            if not await ssf_store.start_verification(conn, stream_id, interval):
+                raise HTTPException(
+                    429,
+                    "verification was requested too recently",
+                    headers={"Retry-After": str(interval)},
+                )
+            event = {"state": state} if state else {}
+            await transmitter.queue_control(
+                conn, runtime.schema, stream, set_tokens.VERIFICATION, event, key
+            )
+        return Response(status_code=204)
+
+    @router.post(
+        "/ssf/poll/{stream_id}",
+        summary="Poll a stream's SETs (RFC 8936); without returnImmediately, a long poll",
+        responses={
+            400: {
+                "description": "A malformed poll request (RFC 8936 error), or a push stream",
+                "content": {
+                    "application/json": {"schema": _POLL_ERROR},
+                    PROBLEM_JSON: {"schema": Problem.model_json_schema()},
+                },
+            }
+        },
+        openapi_extra=_POLL_REQUEST,
+    )
+    async def poll(stream_id: Id, request: Request, caller: Caller = Depends(receivers)) -> Any:
+        body = await request.body()
+        try:
+            asked = _poll_request(body)
+        except ValueError as error:
+            return _rfc8936_error(str(error))
+        max_events, return_now, acks, errors = asked
+        async with pool.acquire() as conn, conn.transaction():
+            stream = await ssf_store.get_stream(conn, stream_id)
+            if stream is None:
+                raise HTTPException(404, "no stream has that stream_id")
+            if caller.subject != stream.owner:
+                raise HTTPException(403, "only the stream's receiver polls it")
+            if stream.config.delivery.method != streams.POLL:
+                return _rfc8936_error("this stream delivers by push")
+            await ssf_store.acknowledge(conn, stream_id, acks)
+            await ssf_store.record_errors(conn, stream_id, errors)
+        deadline = time.monotonic() + (0 if return_now or max_events == 0 else long_poll_s)
+        while True:
+            async with pool.acquire() as conn, conn.transaction():
+                # Read again each round: the stream may be paused or enabled meanwhile.
+                current = await ssf_store.get_stream(conn, stream_id) or stream
+                sets, more = await ssf_store.hand_out(
+                    conn, current, limit=max_events, redeliver_s=REDELIVER_S
+                )
+            if sets or time.monotonic() >= deadline or runtime.stopping.is_set():
+                return {"sets": sets, "moreAvailable": more}
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(runtime.stopping.wait(), settings.ssf_delivery_poll_s)
+
+    return router
+
+
+def _poll_request(raw: bytes) -> tuple[int, bool, list[str], dict[str, str]]:
+    """maxEvents, returnImmediately, ack and setErrs of an RFC 8936 poll request."""
+    try:
+        body = json.loads(raw) if raw.strip() else {}
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError):
+        raise ValueError("the poll request is not JSON") from None
+    if not isinstance(body, dict):
+        raise ValueError("the poll request must be a JSON object")
+    max_events = body.get("maxEvents", ssf_store.MAX_POLL)
+    if isinstance(max_events, float) and max_events.is_integer():
+        max_events = int(max_events)  # JSON's 5.0 is the integer 5
+    if not isinstance(max_events, int) or isinstance(max_events, bool) or max_events < 0:
+        raise ValueError("maxEvents must be a non-negative integer")
+    return_now = body.get("returnImmediately", False)
+    if not isinstance(return_now, bool):
+        raise ValueError("returnImmediately must be a boolean")
+    acks = body.get("ack", [])
+    if not isinstance(acks, list) or not all(_storable(a) for a in acks) or len(acks) > 5000:
+        raise ValueError("ack must be a list of jti strings")
+    errs = body.get("setErrs", {})
+    if not isinstance(errs, dict) or len(errs) > 5000:
+        raise ValueError("setErrs must be an object keyed by jti")
+    errors: dict[str, str] = {}
+    for jti, error in errs.items():
+        if not _storable(jti) or not isinstance(error, dict) or not _storable(error.get("err")):
+            raise ValueError("each setErrs entry needs an err")
+        description = error.get("description", "")
+        if not _storable(description):
+            raise ValueError("a setErrs description must be a string")
+        errors[jti] = f"{error['err']}: {description}"
+    return min(max_events, ssf_store.MAX_POLL), return_now, acks, errors
+
+
+def _storable(value: object) -> bool:
+    """A string PostgreSQL can hold as text: no NUL, no lone surrogate (JSON allows both)."""
+    if not isinstance(value, str) or "\x00" in value:
+        return False
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
