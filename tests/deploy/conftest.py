@@ -13,19 +13,21 @@ import pytest
 import yaml
 
 from accord.auditor.settings import AuditorSettings
+from accord.authn.settings import AuthnSettings
 from accord.authz.settings import AuthzSettings
 from accord.orchestrator.settings import OrchestratorSettings
 from accord.provisioner.settings import ProvisionerSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 OVERLAYS = ("dev", "prod", "external")
-SERVICES = ("orchestrator", "provisioner", "authz", "auditor")
+SERVICES = ("orchestrator", "provisioner", "authz", "auditor", "authn")
 Manifest = dict[str, Any]
 PORTS = {
     "orchestrator": OrchestratorSettings.model_fields["http_port"].default,
     "provisioner": ProvisionerSettings.model_fields["http_port"].default,
     "authz": AuthzSettings.model_fields["http_port"].default,
     "auditor": AuditorSettings.model_fields["http_port"].default,
+    "authn": AuthnSettings.model_fields["http_port"].default,
 }
 """Each service's HTTP port, as its settings default it."""
 PRODUCER_CLOSE_S = 15

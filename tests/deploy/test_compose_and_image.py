@@ -96,7 +96,7 @@ def test_the_specification_check_would_catch_a_mistake(compose: dict[str, Any]) 
     assert compose_errors(broken)
 
 
-def test_compose_runs_the_four_services_kafka_postgres_and_a_scim_target(
+def test_compose_runs_the_five_services_kafka_postgres_and_a_scim_target(
     compose: dict[str, Any],
 ) -> None:
     services = compose["services"]
@@ -153,6 +153,43 @@ def test_files_mounted_into_containers_exist(compose: dict[str, Any]) -> None:
                 assert (ROOT / source).exists(), f"{name}: {source}"
             else:
                 assert source in compose["volumes"], f"{name}: volume {source}"
+
+
+def test_authn_starts_with_the_keys_authn_keygen_made(
+    compose: dict[str, Any], tmp_path: Path
+) -> None:
+    from accord.authn.domain.sealing import Keyring
+    from accord.authn.ssf_keys import load_signing_key
+
+    services = compose["services"]
+    keygen, authn = services["authn-keygen"], services["authn"]
+    assert authn["depends_on"]["authn-keygen"]["condition"] == "service_completed_successfully"
+    assert keygen["restart"] == "no"
+    made_in = mounts(keygen)["authn-keys"]
+    read_from = mounts(authn)["authn-keys"]
+    assert "authn-keys:" + read_from + ":ro" in authn["volumes"]
+    signing_key = Path(authn["environment"]["ACCORD_SSF_SIGNING_KEY_FILE"])
+    assert signing_key.parent == Path(read_from)
+    # The entrypoint reads the credential keys from the volume into the environment, then
+    # becomes the service (compose turns `$$` into `$`).
+    shell = authn["entrypoint"][2].replace("$$", "$")
+    assert authn["entrypoint"][:2] == ["/bin/sh", "-c"]
+    assert f'ACCORD_AUTHN_CREDENTIAL_KEYS="$(cat {read_from}/authn-credential-keys)"' in shell
+    assert shell.endswith("exec accord-service")
+    # The key maker, run twice here: keys the service loads, owner-only, never replaced.
+    command = keygen["entrypoint"]
+    assert command[:2] == ["python", "-c"]
+    script = command[2].replace(made_in, str(tmp_path))
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
+    first = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == first
+    assert first.keys() == {signing_key.name, "authn-credential-keys"}
+    for path in tmp_path.iterdir():
+        assert path.stat().st_mode & 0o777 == 0o600, path.name
+    keyring = Keyring.parse((tmp_path / "authn-credential-keys").read_text())
+    assert keyring.key_ids == ("k1",)
+    assert load_signing_key(tmp_path / signing_key.name) is not None
 
 
 def load_create_topics() -> ModuleType:

@@ -39,6 +39,8 @@ def definitions(tmp_path: Path) -> dict[str, Any]:
     """Each service's ServiceDefinition, built from default settings (nothing started)."""
     from accord.auditor.bootstrap import definition as auditor
     from accord.auditor.settings import AuditorSettings
+    from accord.authn.bootstrap import definition as authn
+    from accord.authn.settings import AuthnSettings
     from accord.authz.bootstrap import definition as authz
     from accord.authz.settings import AuthzSettings
     from accord.orchestrator.bootstrap import definition as orchestrator
@@ -53,6 +55,7 @@ def definitions(tmp_path: Path) -> dict[str, Any]:
         "provisioner": provisioner(ProvisionerSettings(targets_file=targets)),
         "authz": authz(AuthzSettings()),
         "auditor": auditor(AuditorSettings()),
+        "authn": authn(AuthnSettings()),
     }
 
 

@@ -70,7 +70,7 @@ def with_operators(docs: list[Manifest]) -> bool:
 
 
 def deployments(docs: list[Manifest]) -> dict[str, Manifest]:
-    """The four services' Deployments, by service."""
+    """The five services' Deployments, by service."""
     found = of_kind(docs, "Deployment")
     return {service: found[f"accord-{service}"] for service in SERVICES}
 
@@ -243,15 +243,19 @@ def test_services_reach_kafka_and_postgres_with_the_operators_secrets(
 
 
 def test_files_the_services_read_are_mounted(manifests: list[Manifest]) -> None:
-    wanted = {
-        "orchestrator": ("ACCORD_BIRTHRIGHT_FILE", "birthright.yaml"),
-        "provisioner": ("ACCORD_TARGETS_FILE", "targets.yaml"),
-        "authz": ("ACCORD_POLICY_DIR", None),
-        "auditor": ("ACCORD_AUDIT_SIGNING_KEY_FILE", "audit.pem"),
-    }
+    # (service, variable, file name or None for a folder, Secret or None for a ConfigMap)
+    wanted = [
+        ("orchestrator", "ACCORD_BIRTHRIGHT_FILE", "birthright.yaml", None),
+        ("provisioner", "ACCORD_TARGETS_FILE", "targets.yaml", None),
+        ("authz", "ACCORD_POLICY_DIR", None, None),
+        ("auditor", "ACCORD_AUDIT_SIGNING_KEY_FILE", "audit.pem", "accord-audit-signing-key"),
+        ("authn", "ACCORD_SSF_SIGNING_KEY_FILE", "ssf.pem", "accord-ssf-signing-key"),
+        ("authn", "ACCORD_SSF_TRANSMITTERS_FILE", "ssf-transmitters.yaml", None),
+    ]
+    assert {name for name, *_ in wanted} == set(SERVICES)
     configmaps = of_kind(manifests, "ConfigMap")
-    for name, deployment in deployments(manifests).items():
-        variable, file_name = wanted[name]
+    for name, variable, file_name, secret in wanted:
+        deployment = deployments(manifests)[name]
         path = Path(env_of(deployment, manifests)[variable])
         folder = path.parent if file_name else path
         mounts = {m["mountPath"]: m["name"] for m in container(deployment)["volumeMounts"]}
@@ -260,11 +264,12 @@ def test_files_the_services_read_are_mounted(manifests: list[Manifest]) -> None:
             for v in deployment["spec"]["template"]["spec"]["volumes"]
             if v["name"] == mounts[str(folder)]
         )
-        if "configMap" in volume:
+        if secret is None:
             data = configmaps[volume["configMap"]["name"]]["data"]
             assert (file_name or "default.cedar") in data
         else:
-            assert volume["secret"]["secretName"] == "accord-audit-signing-key"
+            assert volume["secret"]["secretName"] == secret
+            assert "items" not in volume["secret"], f"{name}: the key is named {file_name}"
     checkpoints = Path(
         env_of(deployments(manifests)["auditor"], manifests)["ACCORD_AUDIT_CHECKPOINT_DIR"]
     )
@@ -408,6 +413,54 @@ def test_the_dev_overlay_fits_one_node(rendered: dict[str, list[Manifest]]) -> N
     assert key["secret"]["optional"] is True
     demo = of_kind(dev, "Deployment")["accord-scim-demo"]
     assert container(demo)["securityContext"]["readOnlyRootFilesystem"] is True
+
+
+def test_authn_gets_its_keys_from_secrets_and_its_public_address(
+    manifests: list[Manifest],
+) -> None:
+    authn = deployments(manifests)["authn"]
+    env = env_of(authn, manifests)
+    assert env["ACCORD_AUTHN_CREDENTIAL_KEYS"]["secretKeyRef"] == {
+        "name": "accord-authn-credential-keys",
+        "key": "keys",
+    }
+    for configmap in of_kind(manifests, "ConfigMap").values():
+        assert "ACCORD_AUTHN_CREDENTIAL_KEYS" not in configmap.get("data", {})
+    secrets = of_kind(manifests, "Secret")
+    assert not [n for n in secrets if n.startswith(("accord-authn", "accord-ssf"))], (
+        "authn's keys are never in the manifests"
+    )
+    public = env["ACCORD_AUTHN_PUBLIC_URL"]
+    origins = env["ACCORD_WEBAUTHN_ORIGINS"].split(",")
+    assert public.startswith("https://") or public.startswith("http://localhost")
+    assert all(o.startswith("https://") or o.startswith("http://localhost") for o in origins)
+    assert env["ACCORD_WEBAUTHN_RP_ID"]
+
+
+def test_authn_is_reachable_from_outside_and_reaches_https(manifests: list[Manifest]) -> None:
+    labels = deployments(manifests)["authn"]["spec"]["template"]["metadata"]["labels"]
+    policies = [
+        p
+        for p in of_kind(manifests, "NetworkPolicy").values()
+        if p["spec"]["podSelector"].get("matchLabels", {}).items() <= labels.items()
+    ]
+    ingress_from = [
+        peer.get("ipBlock", {}).get("cidr")
+        for p in policies
+        for rule in p["spec"].get("ingress", [])
+        if {"port": "http", "protocol": "TCP"} in rule.get("ports", [])
+        for peer in rule.get("from", [])
+    ]
+    assert "0.0.0.0/0" in ingress_from, "identity providers push SETs from outside"
+    https_out = [
+        peer["ipBlock"]
+        for p in policies
+        for rule in p["spec"].get("egress", [])
+        if {"port": 443, "protocol": "TCP"} in rule.get("ports", [])
+        for peer in rule.get("to", [])
+        if "ipBlock" in peer
+    ]
+    assert any(b["cidr"] == "0.0.0.0/0" for b in https_out), "SETs pushed to receivers"
 
 
 def test_no_pod_may_reach_link_local_addresses(manifests: list[Manifest]) -> None:

@@ -15,7 +15,8 @@ import pytest
 import pytest_asyncio
 
 from accord.stack.fault_proxy import FaultProxy
-from accord.stack.platform import DepartmentTarget, Platform, PlatformConfig
+from accord.stack.ldap_target import LdapTarget
+from accord.stack.platform import DepartmentTarget, LdapDirectory, Platform, PlatformConfig
 from accord.stack.scim_target import ScimTarget
 from accord.stack.testing import create_database
 
@@ -27,6 +28,9 @@ CHAOS_DEPARTMENT = "Chaos"
 """Joiners of this department get an account in the chaos target only."""
 CHAOS_MAX_ATTEMPTS = 3
 """The provisioner's attempts per request to the chaos target."""
+LDAP_DEPARTMENT = "Security"
+"""Joiners of this department get an LDAP account (slapd) as well as the demo account."""
+LDAP_TARGET = "ldap-corp"
 SAGA_TRANSIENT_ROUNDS = 6
 """Rounds a saga failed for transient reasons only retries by itself, 1 s then 2 s apart:
 11 s of waiting in all, more than the chaos target's 10 s outage."""
@@ -97,10 +101,11 @@ async def platform(
     postgres_server: str,
     oidc_issuer: LocalIssuer,
     chaos_parts: Chaos,
+    ldap_target: LdapTarget,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[Platform]:
-    """All four services, a scim2-server target and the chaos target, on the session broker
-    and a fresh database."""
+    """All five services, a scim2-server target, the chaos target and an LDAP target (slapd),
+    on the session broker and a fresh database."""
     home = Path(tmp_path_factory.mktemp("platform"))
     config = PlatformConfig.ephemeral(
         home,
@@ -122,6 +127,17 @@ async def platform(
             "ACCORD_SAGA_TRANSIENT_ROUNDS": str(SAGA_TRANSIENT_ROUNDS),
         },
         department_targets=[chaos_parts.target()],
+        ldap_directories=[
+            LdapDirectory(
+                name=LDAP_TARGET,
+                url=ldap_target.url,
+                bind_dn=ldap_target.bind_dn,
+                password=ldap_target.password,
+                people_dn=ldap_target.people_dn,
+                groups_dn=ldap_target.groups_dn,
+                department=LDAP_DEPARTMENT,
+            )
+        ],
     )
     started = time.monotonic()
     platform = Platform(config)

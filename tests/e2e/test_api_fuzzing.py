@@ -18,6 +18,9 @@ from accord.stack.platform import SERVICES, Platform
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 SCHEMATHESIS = Path(sys.executable).parent / "st"
+#: Per-operation settings (every check runs) and the hooks (media types) of the run.
+CONFIG = Path(__file__).with_name("schemathesis.toml")
+HOOKS = Path(__file__).with_name("schemathesis_hooks.py")
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -27,12 +30,12 @@ async def test_schemathesis_finds_nothing(platform: Platform, service: str) -> N
     seed = os.environ.get("ACCORD_FUZZ_SEED", "1")
     process = await asyncio.create_subprocess_exec(
         str(SCHEMATHESIS),
+        "--config-file",
+        str(CONFIG),
         "run",
         f"{platform.endpoints()[service]}/openapi.json",
         "--header",
         f"Authorization: Bearer {platform.admin_token}",
-        "--checks",
-        "all",
         "--max-examples",
         examples,
         "--max-time",
@@ -47,6 +50,7 @@ async def test_schemathesis_finds_nothing(platform: Platform, service: str) -> N
         "--no-color",
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "SCHEMATHESIS_HOOKS": str(HOOKS)},
     )
     output, _ = await process.communicate()
     text = output.decode(errors="replace")

@@ -6,6 +6,7 @@ import asyncio
 import uuid
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 import asyncpg
 import httpx
@@ -22,8 +23,15 @@ pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 #: No credentials: the health probes, and the dashboard page (it holds no data; it asks for a
 #: token and calls the /v1 routes with it). Its assets under /dashboard/static are a mount,
-#: outside the OpenAPI document.
-PUBLIC = {"/healthz", "/readyz", "/dashboard"}
+#: outside the OpenAPI document. The Shared Signals transmitter's configuration metadata and
+#: the keys its SETs are signed with are public (SSF 1.0 §7.1): receivers read them first.
+PUBLIC = {
+    "/healthz",
+    "/readyz",
+    "/dashboard",
+    "/.well-known/ssf-configuration",
+    "/ssf/jwks.json",
+}
 
 
 @dataclass(frozen=True)
@@ -34,18 +42,43 @@ class Endpoint:
     path: str
     permission: Permission
     owned: bool = False
-    """True when a caller without the permission may still see their own object."""
+    """True when a caller without the permission may still see or act on their own object."""
     method: str = "get"
     listing: bool = False
     """A list everyone may read: without the permission it holds only the caller's own."""
-    allowed_status: int = 202
-    """What a permitted POST answers (409: permitted, but the object's state says no)."""
+    allowed_status: int | None = None
+    """What a permitted call answers: by default 200 for a GET, 202 otherwise (409:
+    permitted, but the object's state says no; 404: permitted, but no such object)."""
+    refused_status: int | None = None
+    """What a refused call answers: by default 404 for someone else's owned object (hidden
+    as if it did not exist), 403 otherwise."""
+    own_permission: Permission | None = None
+    """What acting on one's own object needs (None: nothing), when `owned`."""
     body: dict[str, Any] | None = None
-    """A POST's body, when not an access request."""
+    """The body of a call other than a GET, when not an access request; "{user_id}" and
+    "{stream_id}" in its strings are the joiner's, as in the path."""
+    params: dict[str, str] | None = None
+    """The query string, formatted like the path."""
+    ids: dict[str, str] | None = None
+    """Path parameters that name nobody's object, instead of the joiner's."""
     stream: bool = False
     """A stream that never ends by itself (server-sent events): only its status is read."""
 
+    def expected(self, allowed: bool) -> int:
+        """The status a call answers, permitted or not."""
+        if not allowed:
+            return self.refused_status or (404 if self.owned else 403)
+        return self.allowed_status or (200 if self.method == "get" else 202)
 
+
+#: A well-formed registration response that answers no ceremony ({} as its client data).
+WEBAUTHN_CREDENTIAL = {
+    "id": "AAAA",
+    "rawId": "AAAA",
+    "type": "public-key",
+    "response": {"clientDataJSON": "e30", "attestationObject": "oA"},
+}
+MATRIX_SUBJECT = {"format": "email", "email": "matrix@example.org"}
 QUESTION = {
     "principal": {"type": "User", "id": "nobody"},
     "action": "request",
@@ -124,6 +157,14 @@ ENDPOINTS = [
         allowed_status=200,
         body={},
     ),
+    Endpoint(
+        "authz",
+        "/v1/authn/evaluate",
+        Permission.AUTHN_EVALUATE,
+        method="post",
+        allowed_status=200,
+        body={"user_id": "{user_id}", "application": "wiki"},
+    ),
     Endpoint("auditor", "/v1/audit/events", Permission.AUDIT_READ),
     Endpoint("auditor", "/v1/audit/export", Permission.AUDIT_READ),
     Endpoint("auditor", "/v1/audit/chain", Permission.AUDIT_READ),
@@ -139,6 +180,166 @@ ENDPOINTS = [
         Endpoint("auditor", f"/v1/dashboard/{chart}", Permission.AUDIT_READ)
         for chart in ("activity", "failures", "latency", "approvals")
     ),
+    # Factors: one's own need no permission; someone else's are refused with a 403 (the
+    # check comes before any lookup, so it tells nothing about them).
+    Endpoint("authn", "/v1/mfa/{user_id}", Permission.MFA_MANAGE, owned=True, refused_status=403),
+    *(
+        Endpoint(
+            "authn",
+            path,
+            Permission.MFA_MANAGE,
+            owned=True,
+            method=method,
+            allowed_status=status,
+            refused_status=403,
+            body=body,
+        )
+        for path, method, status, body in (
+            # A pending TOTP enrolment: confirmed by nobody, it expires.
+            ("/v1/mfa/{user_id}/totp", "post", 201, {"label": "matrix"}),
+            # No such credential: a permitted confirmation or removal is a 404.
+            (
+                "/v1/mfa/{user_id}/totp/{credential_id}/confirm",
+                "post",
+                404,
+                {"code": "000000"},
+            ),
+            ("/v1/mfa/{user_id}/{credential_id}", "delete", 404, None),
+            ("/v1/mfa/{user_id}/webauthn/registration-options", "post", 200, {}),
+            # A response to no ceremony of the identity's: 404.
+            (
+                "/v1/mfa/{user_id}/webauthn/registrations",
+                "post",
+                404,
+                {"credential": WEBAUTHN_CREDENTIAL},
+            ),
+        )
+    ),
+    # The joiners have no WebAuthn credential: permitted options are a 404.
+    Endpoint(
+        "authn",
+        "/v1/authn/webauthn/authentication-options",
+        Permission.AUTHN_VERIFY,
+        owned=True,
+        method="post",
+        allowed_status=404,
+        refused_status=403,
+        body={"user_id": "{user_id}"},
+    ),
+    # Each verification counts as a failed sign-in toward a lockout: of an identity nobody
+    # is (so neither joiner is locked by the matrix), and never one's own here.
+    Endpoint(
+        "authn",
+        "/v1/authn/verify",
+        Permission.AUTHN_VERIFY,
+        method="post",
+        allowed_status=200,
+        body={"user_id": "matrix-nobody", "totp_code": "000000"},
+    ),
+    Endpoint("authn", "/v1/lockouts", Permission.LOCKOUTS_MANAGE),
+    Endpoint("authn", "/v1/lockouts/{lockout_id}", Permission.LOCKOUTS_MANAGE, allowed_status=404),
+    # Locking an identity authn does not know: a permitted lock is a 404.
+    Endpoint(
+        "authn",
+        "/v1/lockouts",
+        Permission.LOCKOUTS_MANAGE,
+        method="post",
+        allowed_status=404,
+        body={"user_id": "matrix-nobody", "reason": "matrix"},
+    ),
+    # For oneself, anyone may ask; for someone else, access:request-others. The joiners are
+    # not locked: a permitted unlock request is a 409.
+    Endpoint(
+        "authn",
+        "/v1/unlock-requests",
+        Permission.ACCESS_REQUEST_OTHERS,
+        owned=True,
+        method="post",
+        allowed_status=409,
+        refused_status=403,
+        body={"user_id": "{user_id}"},
+    ),
+    Endpoint(
+        "authn",
+        "/v1/mfa-reset-requests",
+        Permission.ACCESS_REQUEST_OTHERS,
+        owned=True,
+        method="post",
+        refused_status=403,
+        body={"user_id": "{user_id}", "justification": "matrix"},
+    ),
+    Endpoint("authn", "/v1/enrolments", Permission.MFA_MANAGE),
+    # Identity providers push SETs; a JSON body is not one: permitted, it is refused 400.
+    Endpoint("authn", "/ssf/receiver/push", Permission.SSF_PUSH, method="post", allowed_status=400),
+    # Shared Signals streams: a receiver (ssf:streams) creates and manages its own; ssf:manage
+    # manages everyone's. Each joiner has a poll stream of its own ("{stream_id}").
+    Endpoint(
+        "authn",
+        "/ssf/streams",
+        Permission.SSF_STREAMS,
+        method="post",
+        allowed_status=201,
+        body={"description": "matrix"},
+    ),
+    Endpoint("authn", "/ssf/streams", Permission.SSF_STREAMS),
+    *(
+        Endpoint(
+            "authn",
+            path,
+            Permission.SSF_MANAGE,
+            owned=True,
+            own_permission=Permission.SSF_STREAMS,
+            method=method,
+            allowed_status=status,
+            refused_status=403,
+            body=body,
+            params=params,
+        )
+        for path, method, status, body, params in (
+            ("/ssf/streams", "get", 200, None, {"stream_id": "{stream_id}"}),
+            ("/ssf/status", "get", 200, None, {"stream_id": "{stream_id}"}),
+            ("/ssf/streams", "patch", 200, {"stream_id": "{stream_id}", "description": "m"}, None),
+            ("/ssf/streams", "put", 200, {"stream_id": "{stream_id}", "description": "m"}, None),
+            ("/ssf/status", "post", 200, {"stream_id": "{stream_id}", "status": "enabled"}, None),
+            *(
+                (
+                    f"/ssf/subjects:{change}",
+                    "post",
+                    status,
+                    {"stream_id": "{stream_id}", "subject": MATRIX_SUBJECT},
+                    None,
+                )
+                for change, status in (("add", 200), ("remove", 204))
+            ),
+        )
+    ),
+    # Deleting, verifying and polling a stream nobody has: permitted, a 404. (Only a stream's
+    # receiver polls it, even with ssf:manage: test_streams_are_their_receivers.)
+    Endpoint(
+        "authn",
+        "/ssf/streams",
+        Permission.SSF_STREAMS,
+        method="delete",
+        allowed_status=404,
+        params={"stream_id": "stream-none"},
+    ),
+    Endpoint(
+        "authn",
+        "/ssf/verify",
+        Permission.SSF_STREAMS,
+        method="post",
+        allowed_status=404,
+        body={"stream_id": "stream-none"},
+    ),
+    Endpoint(
+        "authn",
+        "/ssf/poll/{stream_id}",
+        Permission.SSF_STREAMS,
+        method="post",
+        allowed_status=404,
+        body={"returnImmediately": True},
+        ids={"stream_id": "stream-none"},
+    ),
 ]
 NEW_REQUEST = {"application": "wiki", "entitlement": "reader", "justification": "matrix"}
 
@@ -149,16 +350,41 @@ class Joiner:
     saga_id: str
     request_id: str
     correlation_id: str
+    stream_id: str
+    """The joiner's own Shared Signals stream (poll)."""
+
+    def _ids(self) -> dict[str, str]:
+        return {
+            "user_id": self.user_id,
+            "saga_id": self.saga_id,
+            "request_id": self.request_id,
+            "target": "scim-demo",
+            "grant_id": "grant-none",
+            "correlation_id": self.correlation_id,
+            "stream_id": self.stream_id,
+            "credential_id": "mfa-none",
+            "lockout_id": "lock-none",
+        }
 
     def url(self, endpoint: Endpoint) -> str:
-        return endpoint.path.format(
-            user_id=self.user_id,
-            saga_id=self.saga_id,
-            request_id=self.request_id,
-            target="scim-demo",
-            grant_id="grant-none",
-            correlation_id=self.correlation_id,
-        )
+        path = endpoint.path.format(**{**self._ids(), **(endpoint.ids or {})})
+        if not endpoint.params:
+            return path
+        params = {name: value.format(**self._ids()) for name, value in endpoint.params.items()}
+        return f"{path}?{urlencode(params)}"
+
+    def body(self, endpoint: Endpoint) -> Any:
+        """What a call other than a GET sends: the endpoint's body, with the joiner's ids."""
+        if endpoint.body is None:
+            return NEW_REQUEST if endpoint.method == "post" else None
+        return self._filled(endpoint.body)
+
+    def _filled(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return value.format(**self._ids())
+        if isinstance(value, dict):
+            return {k: self._filled(v) for k, v in value.items()}
+        return value
 
 
 async def provisioned_joiner(platform: Platform, kafka_bootstrap: str) -> Joiner:
@@ -178,11 +404,16 @@ async def provisioned_joiner(platform: Platform, kafka_bootstrap: str) -> Joiner
     async with api_client(platform, "authz", token) as client:
         response = await client.post("/v1/access-requests", json=NEW_REQUEST)
     assert response.status_code == 202, response.text
+    receiver = await platform.issue_token(user.user_id, {Role.SSF_RECEIVER})
+    async with api_client(platform, "authn", receiver) as client:
+        stream = await client.post("/ssf/streams", json={"description": user.user_name})
+    assert stream.status_code == 201, stream.text
     return Joiner(
         user.user_id,
         str(payload["saga_id"]),
         response.json()["request_id"],
         str(record["correlation_id"]),
+        stream.json()["stream_id"],
     )
 
 
@@ -245,32 +476,35 @@ async def test_each_role_gets_what_its_permissions_allow(
         token = oidc_issuer.mint(bob.user_id, [role.value])
     else:
         token = await platform.issue_token(bob.user_id, {role})
+    permissions = ROLE_PERMISSIONS[role]
     for endpoint in ENDPOINTS:
-        allowed = endpoint.permission in ROLE_PERMISSIONS[role]
+        allowed = endpoint.permission in permissions
         async with api_client(platform, endpoint.service, token) as client:
-            if endpoint.method == "post":
-                response = await client.post(alice.url(endpoint), json=endpoint.body or NEW_REQUEST)
-                expected = endpoint.allowed_status if allowed else 403
-                assert response.status_code == expected, (endpoint, response.text)
-                continue
-            response = await get(client, endpoint, alice.url(endpoint))
+            response = await call(client, endpoint, alice)
             if endpoint.listing:
                 assert response.status_code == 200, response.text
                 listed = await every_id(client, endpoint.path)
                 alices, bobs = (_listed_id(j, endpoint.path) for j in (alice, bob))
                 assert (alices in listed) == allowed, endpoint
                 assert bobs in listed
-            elif allowed:
-                assert response.status_code == 200, (endpoint, response.text)
-            elif endpoint.owned:
-                assert response.status_code == 404, (endpoint, response.text)
-            else:
-                assert response.status_code == 403, (endpoint, response.text)
+                continue
+            assert response.status_code == endpoint.expected(allowed), (endpoint, response.text)
+            if response.status_code == 403 and not endpoint.owned:
                 assert endpoint.permission.value in response.json()["detail"]
             if endpoint.owned:
-                # Everyone may see their own identity, saga, principal and requests.
-                own = await get(client, endpoint, bob.url(endpoint))
-                assert own.status_code == 200, (endpoint, own.text)
+                # Everyone may see and act on their own identity, saga, principal, requests
+                # and factors; their own streams with ssf:streams.
+                needed = endpoint.own_permission
+                own = await call(client, endpoint, bob)
+                expected = endpoint.expected(needed is None or needed in permissions)
+                assert own.status_code == expected, (endpoint, own.text)
+
+
+async def call(client: httpx.AsyncClient, endpoint: Endpoint, joiner: Joiner) -> httpx.Response:
+    """The endpoint called on the joiner's objects."""
+    if endpoint.method == "get":
+        return await get(client, endpoint, joiner.url(endpoint))
+    return await client.request(endpoint.method, joiner.url(endpoint), json=joiner.body(endpoint))
 
 
 async def get(client: httpx.AsyncClient, endpoint: Endpoint, url: str) -> httpx.Response:
@@ -309,6 +543,30 @@ async def every_id(client: httpx.AsyncClient, path: str) -> set[str]:
             return ids
         params[cursor] = str(page[next_key])
     raise AssertionError(f"more than 100 pages of {path}")
+
+
+async def test_streams_are_their_receivers(platform: Platform, alice: Joiner, bob: Joiner) -> None:
+    """A receiver lists, changes and polls its own streams only; ssf:manage lists and changes
+    everyone's, but polls none but its own (a poll hands the receiver's SETs out)."""
+    poll = {"returnImmediately": True}
+    receiver = await platform.issue_token(bob.user_id, {Role.SSF_RECEIVER})
+    async with api_client(platform, "authn", receiver) as client:
+        listed = {s["stream_id"] for s in (await client.get("/ssf/streams")).json()}
+        assert bob.stream_id in listed
+        assert alice.stream_id not in listed
+        own = await client.post(f"/ssf/poll/{bob.stream_id}", json=poll)
+        assert own.status_code == 200, own.text
+        assert set(own.json()) == {"sets", "moreAvailable"}
+        theirs = await client.post(f"/ssf/poll/{alice.stream_id}", json=poll)
+        assert theirs.status_code == 403, theirs.text
+        deleted = await client.delete("/ssf/streams", params={"stream_id": alice.stream_id})
+        assert deleted.status_code == 403, deleted.text
+    manager = await platform.issue_token("ssf-manager", {Role.ADMIN})
+    async with api_client(platform, "authn", manager) as client:
+        listed = {s["stream_id"] for s in (await client.get("/ssf/streams")).json()}
+        assert {alice.stream_id, bob.stream_id} <= listed
+        theirs = await client.post(f"/ssf/poll/{alice.stream_id}", json=poll)
+        assert theirs.status_code == 403, theirs.text
 
 
 async def test_access_requests_are_strict_idempotent_and_for_oneself(

@@ -69,6 +69,7 @@ def test_a_kafka_user_per_service_and_the_operator() -> None:
         "accord-provisioner",
         "accord-authz",
         "accord-auditor",
+        "accord-authn",
         "accord-operator",
     }
     provisioner = users["accord-provisioner"]["spec"]["authorization"]["acls"]

@@ -80,6 +80,8 @@ SERVICES: tuple[ServiceAccess, ...] = (
             topics.ACCESS_REVOKED,
             topics.ACCOUNT_PROVISIONED,
             topics.ACCOUNT_PROVISION_FAILED,
+            topics.IDENTITY_LOCKED,
+            topics.IDENTITY_UNLOCKED,
         ),
         # Its inbound SCIM server publishes the identity events of the IdPs that push to it.
         writes=(
@@ -87,6 +89,7 @@ SERVICES: tuple[ServiceAccess, ...] = (
             topics.SAGA_COMPLETED,
             topics.SAGA_FAILED,
             topics.PROVISION_REQUESTED,
+            topics.MFA_ENROLMENT_REQUESTED,
             *USER_TOPICS,
             *GROUP_TOPICS,
         ),
@@ -106,7 +109,15 @@ SERVICES: tuple[ServiceAccess, ...] = (
     ServiceAccess(
         name="authz",
         group="accord-authz",
-        reads=(*USER_TOPICS, *GROUP_TOPICS, topics.ACCESS_REQUESTED),
+        reads=(
+            *USER_TOPICS,
+            *GROUP_TOPICS,
+            topics.ACCESS_REQUESTED,
+            topics.IDENTITY_LOCKED,
+            topics.IDENTITY_UNLOCKED,
+            topics.MFA_ENROLLED,
+            topics.MFA_REMOVED,
+        ),
         # access.requested too: `POST /v1/access-requests` publishes the request it takes.
         writes=(
             topics.ACCESS_REQUESTED,
@@ -130,8 +141,32 @@ SERVICES: tuple[ServiceAccess, ...] = (
         extra_groups=(AGGREGATES_APP,),
         owned_prefixes=(f"{AGGREGATES_APP}-",),
     ),
+    ServiceAccess(
+        name="authn",
+        group="accord-authn",
+        reads=(
+            *USER_TOPICS,
+            *topics.AUTHN_TOPICS,
+            topics.ACCESS_GRANTED,
+            topics.ACCESS_DECIDED,
+            topics.MFA_ENROLMENT_REQUESTED,
+            topics.MFA_ENROLLED,
+        ),
+        # access.requested: unlock and factor-reset requests; authn.*: Accord's own factor
+        # verifications count toward lockouts like an identity provider's.
+        writes=(
+            topics.ACCESS_REQUESTED,
+            topics.IDENTITY_LOCKED,
+            topics.IDENTITY_UNLOCKED,
+            topics.SESSION_REVOKED,
+            topics.SECURITY_SIGNAL_RECEIVED,
+            topics.MFA_ENROLLED,
+            topics.MFA_REMOVED,
+            *topics.AUTHN_TOPICS,
+        ),
+    ),
 )
-"""The four services."""
+"""The five services."""
 
 OPERATOR = ServiceAccess(
     name="operator",
@@ -145,7 +180,7 @@ OPERATOR = ServiceAccess(
 
 
 def principals() -> tuple[ServiceAccess, ...]:
-    """Every principal a deployment creates: the four services and the operator."""
+    """Every principal a deployment creates: the five services and the operator."""
     return (*SERVICES, OPERATOR)
 
 
