@@ -22,7 +22,7 @@ def register_up(commands: Any) -> None:
         help="run the whole platform locally (embedded broker and database by default)",
         description="Start a Kafka-protocol broker (Tansu) unless KAFKA_BOOTSTRAP_SERVERS is "
         "set, PostgreSQL (DATABASE_URL, else an embedded server with data under --home), a "
-        "demo SCIM target and the four Accord services; print the endpoints; stop "
+        "demo SCIM target and the five Accord services; print the endpoints; stop "
         "everything cleanly on Ctrl-C.",
     )
     p.add_argument("--home", type=Path, default=Path(".accord"), help="data and log folder")

@@ -1,4 +1,4 @@
-"""The whole platform on one machine: broker, PostgreSQL, a SCIM target and four services.
+"""The whole platform on one machine: broker, PostgreSQL, a SCIM target and five services.
 
 Used by `accord up` and by the end-to-end tests, so both run exactly the same thing.
 """
