@@ -99,6 +99,10 @@ bench: install ## End-to-end benchmark on the real parts (~6 min): results in be
 bench-authz: install ## Authz decisions per second (Cedar, one process; single and batch)
 	$(RUN) python benchmarks/authz_decisions.py
 
+.PHONY: bench-authn
+bench-authn: install ## Lockout latency (failures to disabled accounts and a CAEP SET) and sign-in API latency
+	$(RUN) python benchmarks/authn.py
+
 .PHONY: bench-audit
 bench-audit: install ## Audit records stored per second (chained, batched) and verify time
 	$(RUN) python benchmarks/audit_log.py

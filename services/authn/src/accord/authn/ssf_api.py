@@ -20,7 +20,7 @@ import asyncpg
 from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Query, Request, Response
 from fastapi.responses import JSONResponse
 
-from accord.authn import receiver_api, transmitter
+from accord.authn import receiver_api, ssf_openapi, transmitter
 from accord.authn.adapters import ssf_store
 from accord.authn.adapters.ssf_store import Stream, StreamConflict
 from accord.authn.domain import set_tokens, streams
@@ -34,7 +34,7 @@ from accord.runtime.security.api import authenticated, may_see
 from accord.runtime.security.roles import Caller, Permission
 from accord.runtime.service import Runtime
 
-_STREAM_ID = r"^[A-Za-z0-9][A-Za-z0-9._:@+-]*$"
+_STREAM_ID = ssf_openapi.STREAM_ID
 _STREAM_ID_RE = re.compile(_STREAM_ID)
 StreamId = Annotated[str, Query(min_length=1, max_length=128, pattern=_STREAM_ID)]
 JsonBody = Annotated[dict[str, Any], Body()]
@@ -87,134 +87,6 @@ def _stream_id(body: dict[str, Any]) -> str:
     if not isinstance(value, str) or len(value) > 128 or not _STREAM_ID_RE.fullmatch(value):
         raise HTTPException(400, "stream_id is required")
     return value
-
-
-# --- What the JSON bodies hold, for the OpenAPI document (the handlers check them) ------------
-# The SSF bodies stay plain JSON objects: members the spec adds later are ignored, and
-# a stream's configuration is checked by `streams` (a push endpoint_url's rules are not
-# JSON Schema's). What the schema says is what the handlers refuse with a 400.
-
-_PRINTABLE = r"^[^\x00-\x1f\x7f]+$"
-_NO_NUL = r"^[^\x00]*$"
-_STREAM_REF = {"type": "string", "minLength": 1, "maxLength": 128, "pattern": _STREAM_ID}
-_CONFIGURATION = (
-    "A stream's receiver-supplied properties (SSF 1.0 §8.1.1). `delivery` is"
-    f' `{{"method": "{streams.POLL}"}}` (poll, the default) or'
-    f' `{{"method": "{streams.PUSH}", "endpoint_url": ..., "authorization_header": ...}}`'
-    " (push: an http(s) URL with no credentials, never a link-local or metadata address)."
-    " Transmitter-supplied properties may be echoed back but must match."
-)
-
-
-def _text(max_length: int) -> dict[str, Any]:
-    """An optional printable text (null: absent)."""
-    return {
-        "type": ["string", "null"],
-        "minLength": 1,
-        "maxLength": max_length,
-        "pattern": _PRINTABLE,
-    }
-
-
-def _object(
-    properties: dict[str, Any], required: tuple[str, ...] = (), description: str = ""
-) -> dict[str, Any]:
-    """openapi_extra documenting a JSON object body."""
-    schema: dict[str, Any] = {"type": "object", "properties": properties}
-    if required:
-        schema["required"] = list(required)
-    body: dict[str, Any] = {"content": {"application/json": {"schema": schema}}}
-    if description:
-        body["description"] = description
-    return {"requestBody": body}
-
-
-_EVENTS = {
-    "type": ["array", "null"],
-    "maxItems": streams.MAX_EVENTS_REQUESTED,
-    "items": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": _PRINTABLE},
-}
-_AUDIENCE_ITEM = {"type": "string", "minLength": 1, "maxLength": 256, "pattern": _PRINTABLE}
-_NEW_STREAM = _object(
-    {
-        "events_requested": _EVENTS,
-        "description": _text(1024),
-        "aud": {
-            "anyOf": [
-                _AUDIENCE_ITEM,
-                {"type": "array", "minItems": 1, "maxItems": 8, "items": _AUDIENCE_ITEM},
-                {"type": "null"},
-            ]
-        },
-    },
-    description=_CONFIGURATION,
-)
-_CHANGED_STREAM = _object(
-    {"stream_id": _STREAM_REF, "events_requested": _EVENTS, "description": _text(1024)},
-    ("stream_id",),
-    _CONFIGURATION,
-)
-_STATUS_CHANGE = _object(
-    {
-        "stream_id": _STREAM_REF,
-        "status": {"enum": list(streams.STATUSES)},
-        "reason": _text(256),
-    },
-    ("stream_id", "status"),
-)
-_VERIFICATION = _object({"stream_id": _STREAM_REF, "state": _text(256)}, ("stream_id",))
-_POLL_ERROR = {
-    "type": "object",
-    "properties": {"err": {"type": "string"}, "description": {"type": "string"}},
-    "required": ["err", "description"],
-}
-_NOT_NUL = {"type": "string", "pattern": _NO_NUL}
-_POLL_REQUEST = _object(
-    {
-        "maxEvents": {"type": "integer", "minimum": 0},
-        "returnImmediately": {"type": "boolean"},
-        "ack": {"type": "array", "maxItems": 5000, "items": _NOT_NUL},
-        "setErrs": {
-            "type": "object",
-            "maxProperties": 5000,
-            "propertyNames": {"pattern": _NO_NUL},
-            "additionalProperties": {
-                "type": "object",
-                "properties": {"err": _NOT_NUL, "description": _NOT_NUL},
-                "required": ["err"],
-            },
-        },
-    },
-    description="An RFC 8936 poll request (no body: the defaults, a long poll)",
-)
-_POLL_REQUEST["requestBody"]["required"] = False
-_CONFLICT: dict[int | str, dict[str, Any]] = {
-    409: {
-        "description": "The receiver has a push stream to that endpoint already",
-        "content": {PROBLEM_JSON: {"schema": Problem.model_json_schema()}},
-    }
-}
-
-
-def _subjects(issuer: str) -> dict[str, Any]:
-    """openapi_extra of subjects:add and subjects:remove: a stream and a subject identifier."""
-    named = {"type": "string", "minLength": 1, "maxLength": 256, "pattern": r"^[^\x00]+$"}
-
-    def subject(fmt: str, member: str, **more: Any) -> dict[str, Any]:
-        return {
-            "type": "object",
-            "properties": {"format": {"const": fmt}, member: named, **more},
-            "required": ["format", member, *more],
-        }
-
-    identifiers = [
-        subject("opaque", "id"),
-        subject("email", "email"),
-        subject("iss_sub", "sub", iss={"const": issuer}),
-    ]
-    return _object(
-        {"stream_id": _STREAM_REF, "subject": {"oneOf": identifiers}}, ("stream_id", "subject")
-    )
 
 
 async def _owned(
@@ -280,8 +152,8 @@ def _transmitter(
         "/ssf/streams",
         status_code=201,
         summary="Create a stream",
-        responses=_CONFLICT,
-        openapi_extra=_NEW_STREAM,
+        responses=ssf_openapi.CONFLICT,
+        openapi_extra=ssf_openapi.NEW_STREAM,
     )
     async def create_stream(body: JsonBody, caller: Caller = Depends(receivers)) -> Any:
         stream_id = uuid.uuid4().hex
@@ -336,8 +208,8 @@ def _transmitter(
     @router.patch(
         "/ssf/streams",
         summary="Update the properties given",
-        responses=_CONFLICT,
-        openapi_extra=_CHANGED_STREAM,
+        responses=ssf_openapi.CONFLICT,
+        openapi_extra=ssf_openapi.CHANGED_STREAM,
     )
     async def update_stream(body: JsonBody, caller: Caller = Depends(receivers)) -> Any:
         return await change(body, caller, replace_all=False)
@@ -345,8 +217,8 @@ def _transmitter(
     @router.put(
         "/ssf/streams",
         summary="Replace every receiver-supplied property",
-        responses=_CONFLICT,
-        openapi_extra=_CHANGED_STREAM,
+        responses=ssf_openapi.CONFLICT,
+        openapi_extra=ssf_openapi.CHANGED_STREAM,
     )
     async def replace_stream(body: JsonBody, caller: Caller = Depends(receivers)) -> Any:
         return await change(body, caller, replace_all=True)
@@ -364,7 +236,9 @@ def _transmitter(
             return (await _owned(conn, stream_id, caller)).status_view()
 
     @router.post(
-        "/ssf/status", summary="Enable, pause or disable a stream", openapi_extra=_STATUS_CHANGE
+        "/ssf/status",
+        summary="Enable, pause or disable a stream",
+        openapi_extra=ssf_openapi.STATUS_CHANGE,
     )
     async def update_status(
         body: JsonBody, caller: Caller = Depends(receivers), key: SetSigner = Depends(transmitting)
@@ -401,7 +275,7 @@ def _transmitter(
         "/ssf/subjects:add",
         response_class=Response,
         summary="Add a subject to a stream (an empty 200, SSF 1.0 §8.1.3.2)",
-        openapi_extra=_subjects(base),
+        openapi_extra=ssf_openapi.subjects(base),
     )
     async def add_subject(body: JsonBody, caller: Caller = Depends(receivers)) -> Response:
         await subjects(body, caller, included=True)
@@ -411,7 +285,7 @@ def _transmitter(
         "/ssf/subjects:remove",
         status_code=204,
         summary="Remove a subject",
-        openapi_extra=_subjects(base),
+        openapi_extra=ssf_openapi.subjects(base),
     )
     async def remove_subject(body: JsonBody, caller: Caller = Depends(receivers)) -> Response:
         await subjects(body, caller, included=False)
@@ -421,7 +295,7 @@ def _transmitter(
         "/ssf/verify",
         status_code=204,
         summary="Queue a verification event (429 when asked again too soon)",
-        openapi_extra=_VERIFICATION,
+        openapi_extra=ssf_openapi.VERIFICATION,
     )
     async def verify(
         body: JsonBody, caller: Caller = Depends(receivers), key: SetSigner = Depends(transmitting)
@@ -453,12 +327,12 @@ def _transmitter(
             400: {
                 "description": "A malformed poll request (RFC 8936 error), or a push stream",
                 "content": {
-                    "application/json": {"schema": _POLL_ERROR},
+                    "application/json": {"schema": ssf_openapi.POLL_ERROR},
                     PROBLEM_JSON: {"schema": Problem.model_json_schema()},
                 },
             }
         },
-        openapi_extra=_POLL_REQUEST,
+        openapi_extra=ssf_openapi.POLL_REQUEST,
     )
     async def poll(stream_id: Id, request: Request, caller: Caller = Depends(receivers)) -> Any:
         body = await request.body()
