@@ -18,7 +18,7 @@ from pydantic import SecretStr
 
 from accord.authn import factors, factors_api
 from accord.authn.adapters import credentials as store
-from accord.authn.adapters import identities
+from accord.authn.adapters import identities, lockouts
 from accord.authn.domain import totp
 from accord.authn.domain.sealing import Keyring, generate_key
 from accord.authn.domain.webauthn_ceremonies import RelyingParty
@@ -300,6 +300,17 @@ async def test_a_totp_code_verifies_once(pool: asyncpg.Pool, logic: Factors, clo
     ]
     assert wrong.verified is False
     assert listed[0]["last_used_at"] is not None
+
+
+async def test_a_locked_identity_verifies_nothing(
+    pool: asyncpg.Pool, logic: Factors, clock: Clock
+) -> None:
+    new = await enrolled_totp(pool, logic, "ada-locked")
+    clock.now += timedelta(seconds=60)
+    async with pool.acquire() as conn, conn.transaction():
+        await lockouts.insert_lockout(conn, "lock-f", "ada-locked", "test", 5, clock())
+        result = await logic.verify_totp(conn, "ada-locked", code_now(new.secret, clock))
+    assert (result.verified, result.reason) == (False, "the identity is locked")
 
 
 async def test_the_confirming_code_cannot_sign_in(

@@ -17,7 +17,7 @@ from typing import Any
 import asyncpg
 
 from accord.authn.adapters import credentials as store
-from accord.authn.adapters import identities
+from accord.authn.adapters import identities, lockouts
 from accord.authn.domain import totp
 from accord.authn.domain import webauthn_ceremonies as ceremonies
 from accord.authn.domain.sealing import Keyring, KeyringError, UnsealError
@@ -109,6 +109,15 @@ class Verification:
     credential_id: str | None
     reason: str | None
     events: list[Envelope]
+
+
+async def _refusal(conn: asyncpg.Connection, user_id: str) -> str | None:
+    """Why no factor of the identity may verify now (inactive, gone, locked), if so."""
+    if (status := await identities.status_of(conn, user_id)) not in (None, "active"):
+        return f"the identity is {status}"
+    if await lockouts.open_lockout(conn, user_id) is not None:
+        return "the identity is locked"
+    return None
 
 
 def _utcnow() -> datetime:
@@ -257,8 +266,8 @@ class Factors:
     async def verify_totp(self, conn: asyncpg.Connection, user_id: str, code: str) -> Verification:
         """Check a code against the identity's active TOTP credentials (no replays)."""
         done = _Outcomes(user_id, "totp", self.source)
-        if (status := await identities.status_of(conn, user_id)) not in (None, "active"):
-            return done.failed(f"the identity is {status}", ("otp",))
+        if refused := await _refusal(conn, user_id):
+            return done.failed(refused, ("otp",))
         found = await store.active_for_update(conn, user_id, "totp")
         if not found:
             return done.failed("no active TOTP factor", ("otp",))
@@ -286,8 +295,8 @@ class Factors:
         taken = challenge is not None and await store.take_challenge(
             conn, user_id=user_id, purpose="authentication", challenge=challenge, now=self.clock()
         )
-        if (status := await identities.status_of(conn, user_id)) not in (None, "active"):
-            return done.failed(f"the identity is {status}", ("hwk",))
+        if refused := await _refusal(conn, user_id):
+            return done.failed(refused, ("hwk",))
         if not taken or challenge is None:
             return done.failed("unknown, used or expired challenge", ("hwk",))
         raw_id = ceremonies.credential_id_of(response)
