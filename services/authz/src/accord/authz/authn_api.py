@@ -15,7 +15,6 @@ caller, so a gateway cannot make a privileged application look ordinary.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 import uuid
@@ -34,12 +33,13 @@ from pydantic import (
 )
 
 from accord.authz.adapters import directory
+from accord.authz.decision_api import emit_decision
 from accord.authz.domain import factors
 from accord.authz.domain.factors import FactorOutcome, RequirementName
 from accord.authz.domain.model import AccessQuery, Decision, Entity, EntityRef
 from accord.authz.domain.policy_set import EntityError, LoadedPolicies, decide_batch
 from accord.authz.handlers import Rules
-from accord.events import AuthzDecided, new_event, to_kafka
+from accord.events import AuthzDecided
 from accord.events.catalogue.base import Identifier
 from accord.runtime.security.api import require
 from accord.runtime.security.roles import Permission
@@ -47,7 +47,6 @@ from accord.runtime.service import Runtime
 
 log = logging.getLogger(__name__)
 
-LOG_SEND_TIMEOUT_S = 0.2
 MAX_PRESENTED = 16
 
 #: An RFC 8176 `amr` value (pwd, otp, hwk, swk, mfa, ...; the registry is open-ended).
@@ -225,7 +224,7 @@ def answer(body: Evaluation, outcome: FactorOutcome, decision_id: str) -> Factor
 async def _log(
     runtime: Runtime, body: Evaluation, decision: Decision, decision_id: str, rate: float
 ) -> None:
-    """Emit the `authenticate` decision for the audit log; a broker hiccup costs a log line."""
+    """Emit the `authenticate` decision for the audit log."""
     event = AuthzDecided(
         decision_id=decision_id,
         principal_type="User",
@@ -237,13 +236,4 @@ async def _log(
         reasons=tuple(r[:256] for r in decision.reasons),
         sample_rate=rate,
     )
-    record = to_kafka(new_event(event, source=runtime.source))
-    try:
-        await asyncio.wait_for(
-            runtime.producer.send(
-                record.topic, value=record.value, key=record.key, headers=list(record.headers)
-            ),
-            timeout=LOG_SEND_TIMEOUT_S,
-        )
-    except Exception as error:
-        log.warning("sign-in decision not logged", extra={"error": type(error).__name__})
+    await emit_decision(runtime, event)

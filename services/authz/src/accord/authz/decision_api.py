@@ -209,8 +209,14 @@ def decided_event(question: Question, decision: Decision, rate: float) -> AuthzD
 
 
 async def _log(runtime: Runtime, question: Question, decision: Decision, rate: float) -> None:
-    """Emit the decision for the audit log; a broker hiccup costs a log line, not the answer."""
-    record = to_kafka(new_event(decided_event(question, decision, rate), source=runtime.source))
+    """Emit the decision for the audit log."""
+    await emit_decision(runtime, decided_event(question, decision, rate))
+
+
+async def emit_decision(runtime: Runtime, event: AuthzDecided) -> None:
+    """Send an authz.decided straight to the broker (no outbox: a decision changes no state);
+    a broker hiccup costs a log line, never the answer."""
+    record = to_kafka(new_event(event, source=runtime.source))
     try:
         # Normally a buffer append; bounded, so a broker outage never holds a decision up.
         await asyncio.wait_for(

@@ -32,17 +32,9 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Literal
 
+from accord.events.catalogue.saga import SagaType as SagaType  # the workflows, re-exported
+
 Status = Literal["queued", "running", "compensating", "completed", "failed", "cancelled"]
-SagaType = Literal[
-    "joiner",
-    "mover",
-    "reactivation",
-    "leaver",
-    "access_grant",
-    "access_revoke",
-    "lockout",
-    "unlock",
-]
 Operation = Literal[
     "create", "update", "enable", "disable", "delete", "add_member", "remove_member"
 ]
