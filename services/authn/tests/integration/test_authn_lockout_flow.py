@@ -125,6 +125,15 @@ async def test_the_failure_that_reaches_the_threshold_locks_once(pool: asyncpg.P
     assert len(rows) == 1
 
 
+async def test_failures_of_an_identity_accord_does_not_hold_lock_nothing(
+    pool: asyncpg.Pool,
+) -> None:
+    recorder = Recorder()
+    flows = handlers(recorder, threshold=1)
+    assert await handle(pool, flows.sign_in, failure("u-unknown", T0)) == []
+    assert recorder.sent == []
+
+
 async def test_failures_outside_the_window_or_before_a_success_do_not_count(
     pool: asyncpg.Pool,
 ) -> None:

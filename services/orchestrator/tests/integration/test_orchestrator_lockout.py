@@ -18,6 +18,7 @@ from accord.events import (
     UserUpdated,
 )
 from accord.orchestrator.adapters import store
+from accord.orchestrator.handlers import UnknownIdentity
 from accord.stack.testing import migrated_pool
 
 from .test_orchestrator_access_workflows import (
@@ -80,10 +81,16 @@ async def test_a_lockout_disables_every_account_and_only_its_unlock_enables_them
     assert kinds.count("unlock") == 1
 
 
-async def test_a_lockout_of_an_unknown_identity_does_nothing(pool: asyncpg.Pool) -> None:
+async def test_a_lockout_of_an_identity_not_here_yet_is_retried(pool: asyncpg.Pool) -> None:
     flows = workflows()
-    locked = event(IdentityLocked(user_id="u-nobody", lockout_id="lock-9", reason="signal"))
-    assert await handle(pool, flows, locked, "identity_locked") == []
+    locked = event(IdentityLocked(user_id="u-early", lockout_id="lock-9", reason="signal"))
+    with pytest.raises(UnknownIdentity):
+        await handle(pool, flows, locked, "identity_locked")
+    await joined(pool, flows, "u-early")
+    assert operations(await handle(pool, flows, locked, "identity_locked")) == [
+        ("crm", "disable", False),
+        ("wiki", "disable", False),
+    ]
 
 
 async def test_an_unlock_of_a_deactivated_identity_enables_nothing(pool: asyncpg.Pool) -> None:

@@ -11,7 +11,7 @@ from datetime import datetime
 
 import asyncpg
 
-from accord.authn.adapters import lockouts
+from accord.authn.adapters import identities, lockouts
 from accord.authn.domain.lockout import LockoutPolicy, Verdict, judge_failure
 from accord.authn.signals import SendSignal
 from accord.events import (
@@ -55,6 +55,10 @@ class Risk:
         locked = await lockouts.open_lockout(conn, data.user_id) is not None
         verdict = judge_failure(self.policy, failures, locked=locked)
         if verdict is not Verdict.LOCK:
+            return []
+        if await identities.status_of(conn, data.user_id) in (None, "deleted"):
+            # Guessing at a name Accord does not hold (or no longer): nothing to lock.
+            log.info("failed sign-ins of an unknown identity", extra={"user_id": data.user_id})
             return []
         reason = f"{failures} failed sign-ins within {int(self.policy.window.total_seconds())} s"
         # Derived from the event that tipped it: a redelivery finds the same lockout.

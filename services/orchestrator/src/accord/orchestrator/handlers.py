@@ -64,7 +64,7 @@ _ACCESS_WORKFLOWS: dict[type[EventData], tuple[saga.SagaType, saga.Operation]] =
 
 
 class UnknownIdentity(Exception):
-    """An access event for an identity the registry does not hold (yet).
+    """An access or lockout event for an identity the registry does not hold (yet).
 
     Not permanent: its user.created may be on its way (Kafka does not order topics), so the
     consumer tries again a few times before it dead-letters the event for a replay.
@@ -175,8 +175,9 @@ class Workflows:
         assert isinstance(data, IdentityLocked)
         await store.lock_identity(ctx.conn, data.user_id)
         if not await store.set_locked(ctx.conn, data.user_id, data.lockout_id):
-            log.info("lockout of an identity the registry does not hold: no accounts")
-            return []
+            # authn knows it, so its user.created is on its way here: retried, and
+            # dead-lettered for a replay if it never comes (a lockout is never dropped).
+            raise UnknownIdentity(f"{event.type} for {data.user_id}, unknown to the registry")
         return await self._start(event, ctx, "lockout", operation="disable")
 
     async def identity_unlocked(self, event: Envelope, ctx: HandlerContext) -> list[Envelope]:
