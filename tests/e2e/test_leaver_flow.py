@@ -56,7 +56,15 @@ async def test_deactivation_disables_and_deletion_removes_the_account(
 
         # Disabled at once (it already is), deleted once the retention period (2 s) is over.
         await no_account(platform, user_name)
-        records = await audit_events(platform, correlation_id=deleted.correlationid)
+
+        async def both_sagas_audited() -> list[dict[str, Any]] | None:
+            # The account goes from the target before the second saga's completion reaches
+            # the audit log (provisioner -> orchestrator -> auditor).
+            records = await audit_events(platform, correlation_id=deleted.correlationid)
+            done = [r for r in records if r["event_type"] == "saga.completed"]
+            return records if len(done) >= 2 else None
+
+        records = await eventually(both_sagas_audited, what="both leaver sagas in the audit log")
         operations = [
             r["payload"]["operation"] for r in records if r["event_type"] == "provision.requested"
         ]
