@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import sys
 import tempfile
 import threading
 import time
@@ -29,9 +28,6 @@ from typing import Any
 
 import httpx
 import jwt
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
 from benchlib.stats import summary_ms
 
 from accord.authn.domain import totp
@@ -73,12 +69,12 @@ class Receiver:
         return f"http://127.0.0.1:{self.server.server_address[1]}/events"
 
 
-async def until(probe: Any, limit_s: float = 60.0) -> float:
-    """Poll until probe() is true; the monotonic time it first was."""
+async def until(probe: Any, limit_s: float = 60.0) -> Any:
+    """Poll until probe() answers something true; that answer."""
     deadline = time.monotonic() + limit_s
     while time.monotonic() < deadline:
-        if await probe():
-            return time.monotonic()
+        if found := await probe():
+            return found
         await asyncio.sleep(0.02)
     raise TimeoutError("timed out")
 
@@ -127,8 +123,10 @@ async def lockouts(platform: Platform, users: int, receiver: Receiver) -> dict[s
             async def signalled(u: str = user_id) -> bool:
                 return u in receiver.arrived
 
-            locked_at.append(await until(is_locked) - fifth)
-            disabled_at.append(await until(is_disabled) - fifth)
+            await until(is_locked)
+            locked_at.append(time.monotonic() - fifth)
+            await until(is_disabled)
+            disabled_at.append(time.monotonic() - fifth)
             await until(signalled)
             signalled_at.append(receiver.arrived[user_id] - fifth)
     await scim.aclose()
@@ -160,9 +158,7 @@ async def sign_in_calls(platform: Platform, calls: int) -> dict[str, Any]:
                 answer = await authn.post(f"/v1/mfa/{u}/totp")
                 return answer.json() if answer.status_code == 201 else None
 
-            await until(enrolled)
-            pending = await enrolled()
-            assert pending is not None
+            pending = await until(enrolled)
             code = totp.code_at(totp.TotpSecret(pending["secret"]), step)
             confirm = f"/v1/mfa/{user}/totp/{pending['credential_id']}/confirm"
             assert (await authn.post(confirm, json={"code": code})).is_success

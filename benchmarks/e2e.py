@@ -1,6 +1,6 @@
 """Accord end to end on its real parts, driven from outside, against the floor (issue 8).
 
-Starts the whole platform (Tansu, embedded PostgreSQL, scim2-server, the four services) on
+Starts the whole platform (Tansu, embedded PostgreSQL, scim2-server, the five services) on
 free ports under a temporary home, publishes user.created events for unique joiners and
 follows each one through the topics until the audit records of its whole flow are in:
 
@@ -49,11 +49,10 @@ from benchlib.target import accounts_of_run
 from benchlib.tracker import FLOW, Tracker
 
 from accord.runtime.security.roles import Role
-from accord.stack.platform import Platform, PlatformConfig
+from accord.stack.platform import SERVICES, Platform, PlatformConfig
 from accord.stack.process import ManagedProcess
 
 HERE = Path(__file__).resolve().parent
-SERVICES = ("orchestrator", "provisioner", "authz", "auditor")
 
 
 @dataclass(frozen=True)
@@ -144,7 +143,7 @@ async def main(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="accord-bench-") as home:
         env = {"ACCORD_KAFKA_FETCH_MAX_WAIT_MS": str(args.fetch_max_wait_ms)}
         platform = Platform(PlatformConfig.ephemeral(Path(home), extra_env=env))
-        say("starting the platform (Tansu, PostgreSQL, scim2-server, 4 services)")
+        say(f"starting the platform (Tansu, PostgreSQL, scim2-server, {len(SERVICES)} services)")
         try:
             await platform.start()
             say(f"platform ready: {platform.endpoints()['orchestrator']} and friends")

@@ -93,7 +93,7 @@ def render(results: dict[str, Any]) -> str:
         f" RAM, Python {machine['python']}, commit {(machine['git_commit'] or '?')[:12]}"
         f"{' (dirty)' if machine['git_dirty'] else ''}. Run took {results['elapsed_s']:.0f} s.",
         f"Services' Kafka fetch wait: {results['settings']['fetch_max_wait_ms']} ms. Everything"
-        " (broker, PostgreSQL, scim2-server, 4 services, load generator) on this one machine.",
+        " (broker, PostgreSQL, scim2-server, 5 services, load generator) on this one machine.",
         "",
         "## Headline against the issue's targets",
         "",

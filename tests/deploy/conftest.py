@@ -20,7 +20,6 @@ from accord.provisioner.settings import ProvisionerSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 OVERLAYS = ("dev", "prod", "external")
-SERVICES = ("orchestrator", "provisioner", "authz", "auditor", "authn")
 Manifest = dict[str, Any]
 PORTS = {
     "orchestrator": OrchestratorSettings.model_fields["http_port"].default,
