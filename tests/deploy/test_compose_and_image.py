@@ -28,8 +28,9 @@ from accord.events import REGISTRY
 from accord.orchestrator.domain.birthright import Birthright
 from accord.provisioner.targets import TargetsFile
 from accord.runtime.config_file import load_yaml_model
+from accord.stack.platform import SERVICES
 
-from .conftest import PORTS, PRODUCER_CLOSE_S, ROOT, SERVICES
+from .conftest import PORTS, PRODUCER_CLOSE_S, ROOT
 
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 DOCKERFILE = ROOT / "Dockerfile"

@@ -26,8 +26,9 @@ from accord.orchestrator.domain.birthright import Birthright
 from accord.provisioner.targets import TargetsFile, TargetsFileError
 from accord.runtime.config_file import load_yaml_model
 from accord.stack import deploy_files, kafka_acls
+from accord.stack.platform import SERVICES
 
-from .conftest import PORTS, PRODUCER_CLOSE_S, ROOT, SERVICES, Manifest, of_kind
+from .conftest import PORTS, PRODUCER_CLOSE_S, ROOT, Manifest, of_kind
 
 OLDEST_KUBERNETES = "1.31"
 """The oldest release the manifests target (preStop `sleep` needs 1.30; CloudNativePG 1.31)."""
