@@ -192,3 +192,33 @@ async def test_the_report_command_prints_a_table_or_json(
     assert json.loads(out) == {"by_type": [], "latest_failures": []}
     code, _, _ = await accord(capsys, "audit", "report", "sagas", "--since", "2030-01-01T00:00:00Z")
     assert code == 2
+
+
+async def test_dead_letters_are_not_read_as_their_events(pool: asyncpg.Pool) -> None:
+    # A dead letter keeps its event's type; its payload is an error report.
+    error = {"error": "handler failed 3 times", "error_type": "handler-error"}
+    late = T0 + timedelta(days=40)
+
+    def dead(event_type: str) -> AuditEntry:
+        return record(event_type, 60 * 24 * 40, error, source_topic=f"{event_type}.dlq")
+
+    await store(
+        pool,
+        [
+            dead("access.granted"),
+            dead("saga.completed"),
+            dead("saga.failed"),
+            dead("access.decided"),
+            dead("account.drift_detected"),
+            dead("reconciliation.completed"),
+        ],
+    )
+    span = (late - timedelta(hours=1), late + timedelta(hours=1))
+
+    assert await report_queries.access_as_of(pool, late + timedelta(minutes=1)) == []
+    sagas = await report_queries.sagas(pool, *span)
+    assert sagas == {"by_type": [], "latest_failures": []}
+    assert await report_queries.sod(pool, *span) == []
+    drift = await report_queries.drift(pool, *span)
+    assert drift["drifted"] == []
+    assert all(run["target"] is not None for run in drift["last_runs"])

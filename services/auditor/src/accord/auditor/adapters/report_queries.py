@@ -2,6 +2,10 @@
 
 Every query reads `audit_log` only, so a report stays true to the tamper-evident record
 (and works for any past time) even when a service's own tables were changed or lost.
+Every query that reads an event's payload also asks `source_topic = event_type`: topics are
+named by event type (`accord.events.topics.topic_for`), and a dead letter keeps its
+event's type but comes from `<topic>.dlq` with an error report as its payload, which no
+report may read as the event.
 """
 
 from __future__ import annotations
@@ -45,7 +49,8 @@ async def access_as_of(
         " payload->'resource'->>'application' AS application,"
         " payload->'resource'->>'entitlement' AS entitlement,"
         " (payload->>'expires_at')::timestamptz AS expires_at, correlation_id"
-        " FROM audit_log WHERE event_type IN ($2, $3) AND occurred_at <= $1"
+        " FROM audit_log WHERE event_type IN ($2, $3) AND source_topic = event_type"
+        " AND occurred_at <= $1"
         " ORDER BY payload->>'grant_id', occurred_at DESC, record_id DESC)"
         " SELECT grant_id, principal_id, application, entitlement, occurred_at AS granted_at,"
         " expires_at, correlation_id FROM latest"
@@ -103,8 +108,8 @@ async def drift(pool: asyncpg.Pool, since: datetime, until: datetime) -> dict[st
         " payload->>'run_id' AS run_id, payload->>'user_id' AS user_id,"
         " payload->>'account_id' AS account_id, payload->>'kind' AS kind,"
         " payload->>'user_name' AS user_name, payload->>'owner' AS owner"
-        " FROM audit_log WHERE event_type IN ($3, $4) AND occurred_at >= $1 AND occurred_at < $2"
-        " ORDER BY record_id DESC LIMIT $5",
+        " FROM audit_log WHERE event_type IN ($3, $4) AND source_topic = event_type"
+        " AND occurred_at >= $1 AND occurred_at < $2 ORDER BY record_id DESC LIMIT $5",
         since,
         until,
         topics.ACCOUNT_DRIFT_DETECTED,
@@ -114,7 +119,8 @@ async def drift(pool: asyncpg.Pool, since: datetime, until: datetime) -> dict[st
     runs = await pool.fetch(
         "SELECT DISTINCT ON (payload->>'target') payload->>'target' AS target,"
         " occurred_at, payload AS run_payload FROM audit_log"
-        " WHERE event_type = $1 ORDER BY payload->>'target', occurred_at DESC, record_id DESC",
+        " WHERE event_type = $1 AND source_topic = event_type"
+        " ORDER BY payload->>'target', occurred_at DESC, record_id DESC",
         topics.RECONCILIATION_COMPLETED,
     )
     items = _rows(found)
@@ -134,7 +140,8 @@ async def sod(pool: asyncpg.Pool, since: datetime, until: datetime) -> list[dict
         " payload->'resource'->>'application' AS application,"
         " payload->'resource'->>'entitlement' AS entitlement,"
         " payload->>'decision' AS decision, payload->'reasons' AS reasons_payload"
-        " FROM audit_log WHERE event_type = $3 AND occurred_at >= $1 AND occurred_at < $2"
+        " FROM audit_log WHERE event_type = $3 AND source_topic = event_type"
+        " AND occurred_at >= $1 AND occurred_at < $2"
         " AND EXISTS (SELECT FROM json_array_elements_text(payload->'reasons') AS r(reason)"
         " WHERE reason LIKE 'sod%') ORDER BY record_id DESC LIMIT $4",
         since,
@@ -158,8 +165,8 @@ async def sagas(pool: asyncpg.Pool, since: datetime, until: datetime) -> dict[st
         " FILTER (WHERE event_type = $3) AS p50_ms,"
         " percentile_cont(0.99) WITHIN GROUP (ORDER BY (payload->>'duration_ms')::float8)"
         " FILTER (WHERE event_type = $3) AS p99_ms"
-        " FROM audit_log WHERE event_type IN ($3, $4) AND occurred_at >= $1 AND occurred_at < $2"
-        " GROUP BY 1 ORDER BY 1",
+        " FROM audit_log WHERE event_type IN ($3, $4) AND source_topic = event_type"
+        " AND occurred_at >= $1 AND occurred_at < $2 GROUP BY 1 ORDER BY 1",
         since,
         until,
         topics.SAGA_COMPLETED,
@@ -168,7 +175,7 @@ async def sagas(pool: asyncpg.Pool, since: datetime, until: datetime) -> dict[st
     failed = await pool.fetch(
         "SELECT record_id, occurred_at, payload->>'saga_id' AS saga_id,"
         " payload->>'saga_type' AS saga_type, subject, payload->>'reason' AS reason,"
-        " correlation_id FROM audit_log WHERE event_type = $3"
+        " correlation_id FROM audit_log WHERE event_type = $3 AND source_topic = event_type"
         " AND occurred_at >= $1 AND occurred_at < $2 ORDER BY record_id DESC LIMIT 100",
         since,
         until,
