@@ -238,9 +238,7 @@ async def world(fresh_database: str, tmp_path: Path) -> AsyncIterator[World]:
         receiver = Receiver(
             load_transmitters(trusted), JwksCache(min_refresh_s=0.0), max_age_s=300.0
         )
-        ssf_api.configure(
-            app, runtime, settings, made.signer, react, receiver=receiver, long_poll_s=5.0
-        )
+        ssf_api.configure(app, runtime, settings, made.signer, react, receiver, long_poll_s=5.0)
         servers = [await serve(partner.app, partner_port), await serve(app, accord_port)]
         try:
             yield made
@@ -248,6 +246,7 @@ async def world(fresh_database: str, tmp_path: Path) -> AsyncIterator[World]:
             for server, task in servers:
                 server.should_exit = True
                 await task
+            await receiver.keys.aclose()
 
 
 async def _ready() -> dict[str, Any]:

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -22,6 +23,7 @@ from accord.authn.domain import set_tokens as st
 from accord.authn.domain.set_tokens import SetRejected
 from accord.authn.receiver import (
     JwksCache,
+    JwksUnavailable,
     Receiver,
     TransmittersFileError,
     TrustedTransmitter,
@@ -31,6 +33,18 @@ from accord.authn.ssf_keys import SigningKey, generate_signing_key, load_signing
 
 ISSUER = "https://idp.example.com/"
 AUDIENCE = "https://accord.example.com/receiver"
+
+
+async def select_key(jwks: dict[str, Any], kid: str | None) -> jwt.PyJWK | None:
+    """The key the receiver's key cache picks from an issuer serving `jwks`."""
+    cache = JwksCache(transport=httpx.MockTransport(lambda _: httpx.Response(200, json=jwks)))
+    trusted = TrustedTransmitter(ISSUER, "https://idp.example.com/jwks", AUDIENCE, frozenset())
+    try:
+        return await cache.key_for(trusted, kid, "ES256")
+    finally:
+        await cache.aclose()
+
+
 NOW = 1_760_000_000.0
 
 
@@ -130,11 +144,11 @@ def test_the_kid_is_the_rfc7638_thumbprint(key: SigningKey) -> None:
     assert "d" not in jwk
 
 
-def test_a_good_set_passes_every_check(key: SigningKey) -> None:
+async def test_a_good_set_passes_every_check(key: SigningKey) -> None:
     token = key.sign(claims())
     header, issuer = st.unverified_header_and_issuer(token)
     assert issuer == ISSUER
-    found = st.select_key(key.jwks(), header["kid"])
+    found = await select_key(key.jwks(), header["kid"])
     assert found is not None
 
     checked = check(st.verify_signature(token, found, header["alg"]))
@@ -148,10 +162,10 @@ def test_a_good_set_passes_every_check(key: SigningKey) -> None:
     assert st.subject_candidates(checked.subject) == [("email", "ada@example.com")]
 
 
-def test_a_signature_by_another_key_is_invalid_key(key: SigningKey) -> None:
+async def test_a_signature_by_another_key_is_invalid_key(key: SigningKey) -> None:
     forger = SigningKey(ec.generate_private_key(ec.SECP256R1()))
     token = forger.sign(claims())
-    found = st.select_key(key.jwks(), None)
+    found = await select_key(key.jwks(), None)
     assert found is not None
 
     with pytest.raises(SetRejected) as refused:
@@ -160,9 +174,9 @@ def test_a_signature_by_another_key_is_invalid_key(key: SigningKey) -> None:
     assert refused.value.err == "invalid_key"
 
 
-def test_an_expired_set_is_refused_as_such(key: SigningKey) -> None:
+async def test_an_expired_set_is_refused_as_such(key: SigningKey) -> None:
     token = key.sign(claims(exp=int(time.time()) - 10))
-    found = st.select_key(key.jwks(), key.kid)
+    found = await select_key(key.jwks(), key.kid)
     assert found is not None
     with pytest.raises(SetRejected, match="expired") as refused:
         st.verify_signature(token, found, "ES256")
@@ -266,16 +280,18 @@ def test_subjects_name_identities_in_order() -> None:
     ]
 
 
-def test_keys_are_chosen_by_kid(key: SigningKey) -> None:
+async def test_keys_are_chosen_by_kid(key: SigningKey) -> None:
     other = SigningKey(ec.generate_private_key(ec.SECP256R1()))
     both = {"keys": key.jwks()["keys"] + other.jwks()["keys"]}
 
-    chosen = st.select_key(both, other.kid)
+    chosen = await select_key(both, other.kid)
     assert chosen is not None
     assert chosen.key_id == other.kid
-    assert st.select_key(both, None) is None  # ambiguous without a kid
-    assert st.select_key(both, "nope") is None
-    assert st.select_key({"keys": "broken"}, key.kid) is None
+    assert await select_key(both, None) is None  # ambiguous without a kid
+    assert await select_key(both, "nope") is None
+    # A key set that is not one cannot be had: the transmitter is told to retry (503).
+    with pytest.raises(JwksUnavailable):
+        await select_key({"keys": "broken"}, key.kid)
 
 
 @pytest.mark.parametrize(

@@ -45,6 +45,10 @@ def definition(settings: AuthnSettings) -> ServiceDefinition:
         return await factors.remove_all_factors(conn, user_id, reason, source=source)
 
     flows = Handlers(risk=risk, remove_factors=remove_factors)
+    receiver = ssf_api.receiver_of(settings)
+
+    async def close_receiver(runtime: Runtime) -> None:
+        await receiver.keys.aclose()
 
     async def react(conn: asyncpg.Connection, signal: ReceivedSignal) -> list[Envelope]:
         """A security signal from an identity provider drives the same flows as failures."""
@@ -67,7 +71,7 @@ def definition(settings: AuthnSettings) -> ServiceDefinition:
     def configure_app(app: FastAPI, runtime: Runtime) -> None:
         factors_api.configure(app, runtime, settings)
         lockout_api.configure(app, runtime, risk)
-        ssf_api.configure(app, runtime, settings, signer, react)
+        ssf_api.configure(app, runtime, settings, signer, react, receiver)
 
     return ServiceDefinition(
         name=NAME,
@@ -76,4 +80,5 @@ def definition(settings: AuthnSettings) -> ServiceDefinition:
         routes=routes,
         configure_app=configure_app,
         background=[delivery.delivery_hook(settings), housekeeping.pruner(policy)],
+        on_stop=[close_receiver],
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from accord.authn.domain import set_tokens
 from accord.authn.domain.set_tokens import CONTROL, Action, CheckedSet, SetRejected
 from accord.events import Envelope, SecuritySignalReceived, new_event
 from accord.runtime.outbox import enqueue
+from accord.runtime.security.oidc import JwksKeys, KeysUnavailable, TokenRejected
 
 log = logging.getLogger(__name__)
 
@@ -97,52 +98,50 @@ class JwksUnavailable(Exception):
     """An issuer's JWKS cannot be fetched now (answered 503: the transmitter retries)."""
 
 
-@dataclass
-class _Fetched:
-    jwks: Mapping[str, Any]
-    at: float
-
-
-@dataclass
 class JwksCache:
-    """Issuers' key sets, fetched once and again when a token names a kid not in them
-    (at most every `min_refresh_s`, so unknown kids cannot make us fetch in a loop)."""
+    """The trusted issuers' key sets: `accord.runtime.security.oidc.JwksKeys` (cached, fetched
+    again when stale or a token names a new kid, one fetch at a time, private keys never
+    used), one per issuer, over one HTTP client."""
 
-    timeout_s: float = 5.0
-    min_refresh_s: float = 30.0
-    transport: httpx.AsyncBaseTransport | None = None
-    _cache: dict[str, _Fetched] = field(default_factory=dict)
+    def __init__(
+        self,
+        timeout_s: float = 5.0,
+        min_refresh_s: float = 30.0,
+        cache_s: float = 300.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self._http = httpx.AsyncClient(
+            timeout=timeout_s, transport=transport, follow_redirects=False
+        )
+        self._min_refresh_s = min_refresh_s
+        self._cache_s = cache_s
+        self._sets: dict[str, JwksKeys] = {}
 
-    async def key_for(self, transmitter: TrustedTransmitter, kid: str | None) -> jwt.PyJWK | None:
-        """The issuer's key `kid` names, or None."""
-        cached = self._cache.get(transmitter.issuer)
-        if cached is None:
-            cached = await self._fetch(transmitter)
-        key = set_tokens.select_key(cached.jwks, kid)
-        if key is None and time.monotonic() - cached.at >= self.min_refresh_s:
-            cached = await self._fetch(transmitter)
-            key = set_tokens.select_key(cached.jwks, kid)
-        return key
-
-    async def _fetch(self, transmitter: TrustedTransmitter) -> _Fetched:
-        try:
-            async with httpx.AsyncClient(
-                timeout=self.timeout_s, transport=self.transport, follow_redirects=False
-            ) as client:
-                response = await client.get(transmitter.jwks_uri)
-                response.raise_for_status()
-                jwks = response.json()
-        except (httpx.HTTPError, ValueError) as error:
-            log.warning(
-                "cannot fetch a transmitter's JWKS",
-                extra={"issuer": transmitter.issuer, "error": type(error).__name__},
+    async def key_for(
+        self, transmitter: TrustedTransmitter, kid: str | None, alg: str
+    ) -> jwt.PyJWK | None:
+        """The issuer's key `kid` names for `alg`, or None; JwksUnavailable when its key set
+        cannot be had."""
+        keys = self._sets.get(transmitter.issuer)
+        if keys is None:
+            keys = JwksKeys(
+                transmitter.jwks_uri,
+                http=self._http,
+                cache_s=self._cache_s,
+                min_refetch_interval_s=self._min_refresh_s,
             )
+            self._sets[transmitter.issuer] = keys
+        try:
+            return await keys.signing_key(kid, alg)
+        except KeysUnavailable:
+            log.warning("cannot fetch a transmitter's JWKS", extra={"issuer": transmitter.issuer})
             raise JwksUnavailable(f"the JWKS of {transmitter.issuer} is unavailable") from None
-        if not isinstance(jwks, dict):
-            raise JwksUnavailable(f"the JWKS of {transmitter.issuer} is not a JSON object")
-        fetched = _Fetched(jwks, time.monotonic())
-        self._cache[transmitter.issuer] = fetched
-        return fetched
+        except TokenRejected:
+            return None
+
+    async def aclose(self) -> None:
+        """Close the HTTP client."""
+        await self._http.aclose()
 
 
 @dataclass
@@ -163,10 +162,11 @@ class Receiver:
         if transmitter.callers and caller not in transmitter.callers:
             raise SetRejected("access_denied", "this caller may not push this issuer's SETs")
         kid = header.get("kid")
-        key = await self.keys.key_for(transmitter, kid if isinstance(kid, str) else None)
+        alg = str(header["alg"])
+        key = await self.keys.key_for(transmitter, kid if isinstance(kid, str) else None, alg)
         if key is None:
             raise SetRejected("invalid_key", "no key of the issuer matches the SET's kid")
-        claims = set_tokens.verify_signature(token, key, str(header["alg"]))
+        claims = set_tokens.verify_signature(token, key, alg)
         return set_tokens.check_claims(
             claims,
             issuer=transmitter.issuer,

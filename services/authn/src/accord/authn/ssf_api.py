@@ -50,19 +50,23 @@ def configure(
     settings: AuthnSettings,
     signer: SetSigner | None,
     react: React,
+    receiver: Receiver,
     *,
-    receiver: Receiver | None = None,
     long_poll_s: float = LONG_POLL_S,
 ) -> None:
     """Mount the transmitter and the receiver endpoints."""
     base = settings.public_url.rstrip("/")
     app.include_router(_transmitter(runtime, base, signer, settings, long_poll_s))
-    receiver = receiver or Receiver(
+    receiver_api.configure(app, runtime, receiver, react)
+
+
+def receiver_of(settings: AuthnSettings) -> Receiver:
+    """The receiver of the settings' trusted transmitters (close its keys when stopping)."""
+    return Receiver(
         load_transmitters(settings.ssf_transmitters_file),
         JwksCache(timeout_s=settings.ssf_push_timeout_s),
         max_age_s=settings.ssf_max_age_s,
     )
-    receiver_api.configure(app, runtime, receiver, react)
 
 
 def metadata(base: str) -> dict[str, Any]:

@@ -84,6 +84,103 @@ class TokenRejected(Exception):
     """An access token that must not be trusted; str() is a short reason, safe to log."""
 
 
+class KeysUnavailable(TokenRejected):
+    """The issuer's key set cannot be fetched now and no fresh copy is cached."""
+
+
+class JwksKeys:
+    """An issuer's signing keys from its JWKS URL (OIDC access tokens, Security Event
+    Tokens): cached for `cache_s`, fetched again when stale or when a token names a new
+    kid (at most every `min_refetch_interval_s`, so unknown kids cannot make us fetch in a
+    loop), one fetch at a time; private and encryption keys are never used."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        http: httpx.AsyncClient,
+        cache_s: float = 300,
+        min_refetch_interval_s: float = 10.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._url = url
+        self._http = http
+        self._cache_s = cache_s
+        self._min_refetch_interval_s = min_refetch_interval_s
+        self._clock = clock
+        self._lock = asyncio.Lock()
+        self._keys: tuple[dict[str, Any], ...] = ()
+        self._fetches = 0
+        self._fetched_at: float | None = None
+        self._attempted_at: float | None = None
+        self._last_fetch_failed = False
+
+    async def signing_key(self, kid: str | None, alg: str) -> jwt.PyJWK:
+        """The issuer's key for this token, refetching the JWKS when stale or the kid is new.
+
+        :raises KeysUnavailable: no fresh key set could be had.
+        :raises TokenRejected: no single usable key fits the kid and the algorithm.
+        """
+        key = self._lookup(kid, alg) if self._fresh(self._clock()) else None
+        if key is None:
+            fetches_seen = self._fetches
+            async with self._lock:
+                # Whoever held the lock before us may have fetched already: share that result.
+                if self._fetches == fetches_seen and self._may_fetch(self._clock()):
+                    await self._fetch()
+                    self._fetches += 1  # counted once done: verifications queued meanwhile share it
+                if not self._fresh(self._clock()):
+                    raise KeysUnavailable("issuer keys unavailable")
+                key = self._lookup(kid, alg)
+        if key is None:
+            raise TokenRejected("unknown signing key")
+        return key
+
+    def _fresh(self, now: float) -> bool:
+        """Whether the cached key set is still within its trusted lifetime."""
+        return self._fetched_at is not None and now - self._fetched_at < self._cache_s
+
+    def _may_fetch(self, now: float) -> bool:
+        """Whether a fetch now is allowed; unknown kids and failures wait out the interval."""
+        if self._attempted_at is None or (not self._last_fetch_failed and not self._fresh(now)):
+            return True
+        return now - self._attempted_at >= self._min_refetch_interval_s
+
+    def _lookup(self, kid: str | None, alg: str) -> jwt.PyJWK | None:
+        """The cached key matching kid (or the only one of the right type when kid is absent)."""
+        # An "alg" on the JWK pins the key to it (RFC 7517 §4.4); otherwise the type must fit.
+        kty = _KEY_TYPES[alg]
+        typed = [k for k in self._keys if k.get("kty") == kty and k.get("alg", alg) == alg]
+        fitting = typed if kid is None else [k for k in typed if k.get("kid") == kid]
+        if len(fitting) != 1:  # none, or ambiguous: guessing between keys is not verifying
+            return None
+        try:
+            # Bound to the token's alg: PyJWK otherwise assumes RS256 for any RSA key without "alg".
+            return jwt.PyJWK(fitting[0], algorithm=alg)
+        except (jwt.PyJWTError, KeyError, TypeError, ValueError):
+            log.warning("issuer key %r unusable for %s", kid, alg)
+            raise TokenRejected("unusable signing key") from None
+
+    async def _fetch(self) -> None:
+        """Fetch the JWKS, replacing the cache on success and keeping it on failure."""
+        self._attempted_at = self._clock()
+        url = self._url
+        try:
+            response = await self._http.get(url, timeout=_FETCH_TIMEOUT_S)
+            response.raise_for_status()
+            keys = response.json()["keys"]  # KeyError, TypeError: JSON, but not a key set
+            if not isinstance(keys, list):
+                raise TypeError("'keys' is not a list")
+        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+            self._last_fetch_failed = True
+            log.warning("JWKS fetch from %s failed: %s: %s", url, type(exc).__name__, exc)
+            return
+        # With a private part ("d") PyJWK builds a private key, whose verify() PyJWT crashes on.
+        public = [k for k in keys if isinstance(k, dict) and "d" not in k]
+        self._keys = tuple(k for k in public if k.get("use", "sig") == "sig")
+        self._fetched_at, self._last_fetch_failed = self._attempted_at, False
+
+
 class OidcVerifier:
     """Verifies access tokens with the issuer's keys, fetched and cached from its JWKS URL."""
 
@@ -98,12 +195,13 @@ class OidcVerifier:
         self._owns_http = http is None
         self._http = http or httpx.AsyncClient(timeout=_FETCH_TIMEOUT_S)
         self._clock = clock
-        self._lock = asyncio.Lock()
-        self._keys: tuple[dict[str, Any], ...] = ()
-        self._fetches = 0
-        self._fetched_at: float | None = None
-        self._attempted_at: float | None = None
-        self._last_fetch_failed = False
+        self._keys = JwksKeys(
+            config.jwks_url,
+            http=self._http,
+            cache_s=config.jwks_cache_s,
+            min_refetch_interval_s=config.min_refetch_interval_s,
+            clock=clock,
+        )
 
     async def aclose(self) -> None:
         """Close the HTTP client if this verifier created it."""
@@ -123,7 +221,7 @@ class OidcVerifier:
         # Checked before any key is looked at: this is what stops "none" and HS256-with-RSA-key.
         if not isinstance(alg, str) or alg not in self._config.algorithms:
             raise TokenRejected("algorithm not allowed")
-        key = await self._signing_key(header.get("kid"), alg)
+        key = await self._keys.signing_key(header.get("kid"), alg)
         try:
             claims = jwt.decode(
                 token, key, algorithms=[alg], audience=self._config.audience, options=_OPTIONS
@@ -156,67 +254,6 @@ class OidcVerifier:
             expires_at=datetime.fromtimestamp(exp, UTC),
             claims=MappingProxyType(claims),
         )
-
-    async def _signing_key(self, kid: str | None, alg: str) -> jwt.PyJWK:
-        """The issuer's key for this token, refetching the JWKS when stale or the kid is new."""
-        key = self._lookup(kid, alg) if self._fresh(self._clock()) else None
-        if key is None:
-            fetches_seen = self._fetches
-            async with self._lock:
-                # Whoever held the lock before us may have fetched already: share that result.
-                if self._fetches == fetches_seen and self._may_fetch(self._clock()):
-                    await self._fetch()
-                    self._fetches += 1  # counted once done: verifications queued meanwhile share it
-                if not self._fresh(self._clock()):
-                    raise TokenRejected("issuer keys unavailable")
-                key = self._lookup(kid, alg)
-        if key is None:
-            raise TokenRejected("unknown signing key")
-        return key
-
-    def _fresh(self, now: float) -> bool:
-        """Whether the cached key set is still within its trusted lifetime."""
-        return self._fetched_at is not None and now - self._fetched_at < self._config.jwks_cache_s
-
-    def _may_fetch(self, now: float) -> bool:
-        """Whether a fetch now is allowed; unknown kids and failures wait out the interval."""
-        if self._attempted_at is None or (not self._last_fetch_failed and not self._fresh(now)):
-            return True
-        return now - self._attempted_at >= self._config.min_refetch_interval_s
-
-    def _lookup(self, kid: str | None, alg: str) -> jwt.PyJWK | None:
-        """The cached key matching kid (or the only one of the right type when kid is absent)."""
-        # An "alg" on the JWK pins the key to it (RFC 7517 §4.4); otherwise the type must fit.
-        kty = _KEY_TYPES[alg]
-        typed = [k for k in self._keys if k.get("kty") == kty and k.get("alg", alg) == alg]
-        fitting = typed if kid is None else [k for k in typed if k.get("kid") == kid]
-        if len(fitting) != 1:  # none, or ambiguous: guessing between keys is not verifying
-            return None
-        try:
-            # Bound to the token's alg: PyJWK otherwise assumes RS256 for any RSA key without "alg".
-            return jwt.PyJWK(fitting[0], algorithm=alg)
-        except (jwt.PyJWTError, KeyError, TypeError, ValueError):
-            log.warning("issuer key %r unusable for %s", kid, alg)
-            raise TokenRejected("unusable signing key") from None
-
-    async def _fetch(self) -> None:
-        """Fetch the JWKS, replacing the cache on success and keeping it on failure."""
-        self._attempted_at = self._clock()
-        url = self._config.jwks_url
-        try:
-            response = await self._http.get(url, timeout=_FETCH_TIMEOUT_S)
-            response.raise_for_status()
-            keys = response.json()["keys"]  # KeyError, TypeError: JSON, but not a key set
-            if not isinstance(keys, list):
-                raise TypeError("'keys' is not a list")
-        except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
-            self._last_fetch_failed = True
-            log.warning("JWKS fetch from %s failed: %s: %s", url, type(exc).__name__, exc)
-            return
-        # With a private part ("d") PyJWK builds a private key, whose verify() PyJWT crashes on.
-        public = [k for k in keys if isinstance(k, dict) and "d" not in k]
-        self._keys = tuple(k for k in public if k.get("use", "sig") == "sig")
-        self._fetched_at, self._last_fetch_failed = self._attempted_at, False
 
 
 def _timestamp(claims: Mapping[str, Any], name: str) -> float | None:

@@ -223,17 +223,6 @@ def unverified_header_and_issuer(token: str) -> tuple[dict[str, Any], str]:
     return header, issuer
 
 
-def select_key(jwks: Mapping[str, Any], kid: str | None) -> jwt.PyJWK | None:
-    """The signing key `kid` names in a JWKS (the only one when the token names none)."""
-    try:
-        keys = [k for k in jwt.PyJWKSet.from_dict(dict(jwks)).keys if k.public_key_use != "enc"]
-    except jwt.PyJWTError:
-        return None
-    if kid is None:
-        return keys[0] if len(keys) == 1 else None
-    return next((k for k in keys if k.key_id == kid), None)
-
-
 def verify_signature(token: str, key: jwt.PyJWK, algorithm: str) -> dict[str, Any]:
     """The claims if the signature holds; issuer, audience and age are checked after."""
     try:
