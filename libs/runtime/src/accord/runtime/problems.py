@@ -47,7 +47,8 @@ class Problem(BaseModel):
     errors: list[dict[str, str]] | None = None
 
 
-def _documented(description: str) -> dict[str, Any]:
+def documented(description: str) -> dict[str, Any]:
+    """An OpenAPI response of that description with a problem+json body (for `responses=`)."""
     return {
         "description": description,
         "content": {PROBLEM_JSON: {"schema": Problem.model_json_schema()}},
@@ -56,13 +57,13 @@ def _documented(description: str) -> dict[str, Any]:
 
 #: Error answers every endpoint may give, documented once for the whole API.
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
-    400: _documented("Malformed request: not valid JSON, or fails the schema (see errors)"),
-    401: _documented("No or invalid credentials"),
-    403: _documented("The caller lacks the permission"),
-    404: _documented("Not found, or not the caller's to see"),
-    413: _documented("Request body too large"),
-    429: _documented("Rate limit exceeded; see Retry-After"),
-    503: _documented("Not ready"),
+    400: documented("Malformed request: not valid JSON, or fails the schema (see errors)"),
+    401: documented("No or invalid credentials"),
+    403: documented("The caller lacks the permission"),
+    404: documented("Not found, or not the caller's to see"),
+    413: documented("Request body too large"),
+    429: documented("Rate limit exceeded; see Retry-After"),
+    503: documented("Not ready"),
 }
 
 

@@ -23,7 +23,13 @@ from accord.authn.domain import webauthn_ceremonies as ceremonies
 from accord.authn.domain.sealing import Keyring, KeyringError, UnsealError
 from accord.authn.settings import AuthnSettings
 from accord.events import Envelope, new_event
-from accord.events.catalogue.authn import AuthnFailed, AuthnSucceeded, MfaEnrolled, MfaRemoved
+from accord.events.catalogue.authn import (
+    AuthnFailed,
+    AuthnSucceeded,
+    Factor,
+    MfaEnrolled,
+    MfaRemoved,
+)
 
 log = logging.getLogger(__name__)
 IDP = "accord"
@@ -105,7 +111,7 @@ class Verification:
     """A verification's answer, with the authn.succeeded or authn.failed event."""
 
     verified: bool
-    factor: store.Factor
+    factor: Factor
     credential_id: str | None
     reason: str | None
     events: list[Envelope]
@@ -362,7 +368,7 @@ class _Outcomes:
     """Answers of one verification, each with its authn.failed or authn.succeeded."""
 
     user_id: str
-    factor: store.Factor
+    factor: Factor
     source: str
 
     def failed(

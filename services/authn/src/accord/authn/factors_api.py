@@ -24,7 +24,7 @@ from accord.authn.settings import AuthnSettings
 from accord.events.catalogue.base import Identifier
 from accord.runtime.outbox import enqueue
 from accord.runtime.params import Id
-from accord.runtime.problems import PROBLEM_JSON, Problem
+from accord.runtime.problems import documented
 from accord.runtime.security.api import authenticated, may_see
 from accord.runtime.security.roles import Caller, Permission
 from accord.runtime.service import Runtime
@@ -133,13 +133,6 @@ class AuthenticationOptionsRequest(BaseModel):
     user_id: Identifier
 
 
-def _problem(description: str) -> dict[str, Any]:
-    return {
-        "description": description,
-        "content": {PROBLEM_JSON: {"schema": Problem.model_json_schema()}},
-    }
-
-
 _STATUS: list[tuple[type[FactorError], int]] = [
     (factors.NotFound, 404),
     (factors.Conflict, 409),
@@ -195,8 +188,8 @@ def configure(app: FastAPI, runtime: Runtime, settings: AuthnSettings) -> None:
         status_code=201,
         summary="Enrol a TOTP factor: the secret is shown this once; confirm it with a code",
         responses={
-            403: _problem("Someone else's identity, or no fresh proof of a factor it holds"),
-            409: _problem("The identity is inactive or has too many factors"),
+            403: documented("Someone else's identity, or no fresh proof of a factor it holds"),
+            409: documented("The identity is inactive or has too many factors"),
         },
     )
     async def enrol_totp(
@@ -224,10 +217,10 @@ def configure(app: FastAPI, runtime: Runtime, settings: AuthnSettings) -> None:
         "/mfa/{user_id}/totp/{credential_id}/confirm",
         summary="Confirm a pending TOTP factor with its first code: it becomes active",
         responses={
-            400: _problem("Wrong code (or malformed request)"),
-            404: _problem("No such TOTP credential of this identity"),
-            409: _problem("The credential is confirmed already"),
-            410: _problem("The enrolment expired: enrol again"),
+            400: documented("Wrong code (or malformed request)"),
+            404: documented("No such TOTP credential of this identity"),
+            409: documented("The credential is confirmed already"),
+            410: documented("The enrolment expired: enrol again"),
         },
     )
     async def confirm_totp(
@@ -249,8 +242,8 @@ def configure(app: FastAPI, runtime: Runtime, settings: AuthnSettings) -> None:
         "/mfa/{user_id}/webauthn/registration-options",
         summary="Options for navigator.credentials.create(); the challenge waits for the TTL",
         responses={
-            403: _problem("Someone else's identity, or no fresh proof of a factor it holds"),
-            409: _problem("The identity is inactive or has too many factors"),
+            403: documented("Someone else's identity, or no fresh proof of a factor it holds"),
+            409: documented("The identity is inactive or has too many factors"),
         },
     )
     async def registration_options(user_id: Id, caller: Caller = Depends(caller_dependency)) -> Any:
@@ -267,9 +260,9 @@ def configure(app: FastAPI, runtime: Runtime, settings: AuthnSettings) -> None:
         status_code=201,
         summary="Register a WebAuthn credential from the browser's answer to the options",
         responses={
-            400: _problem("The response does not verify (or the request is malformed)"),
-            404: _problem("No registration of this identity waits for this response"),
-            409: _problem("The authenticator's credential is registered already"),
+            400: documented("The response does not verify (or the request is malformed)"),
+            404: documented("No registration of this identity waits for this response"),
+            409: documented("The authenticator's credential is registered already"),
         },
     )
     async def register_webauthn(
@@ -293,7 +286,7 @@ def configure(app: FastAPI, runtime: Runtime, settings: AuthnSettings) -> None:
         status_code=204,
         response_class=Response,
         summary="Remove a factor (mfa.removed when it was active)",
-        responses={404: _problem("No such credential of this identity")},
+        responses={404: documented("No such credential of this identity")},
     )
     async def remove_factor(
         user_id: Id, credential_id: Id, caller: Caller = Depends(caller_dependency)
@@ -312,7 +305,7 @@ def configure(app: FastAPI, runtime: Runtime, settings: AuthnSettings) -> None:
     @router.post(
         "/authn/webauthn/authentication-options",
         summary="Options for navigator.credentials.get() over the identity's credentials",
-        responses={404: _problem("The identity has no WebAuthn credential")},
+        responses={404: documented("The identity has no WebAuthn credential")},
     )
     async def authentication_options(
         body: AuthenticationOptionsRequest, caller: Caller = Depends(caller_dependency)

@@ -16,7 +16,7 @@ from accord.authn.risk import Risk
 from accord.events.catalogue.base import Identifier, LongText, ShortText
 from accord.runtime.outbox import enqueue
 from accord.runtime.params import Id, Rfc3339, parse_rfc3339
-from accord.runtime.security.api import authenticated, require
+from accord.runtime.security.api import authenticated, may_see, require
 from accord.runtime.security.roles import Caller, Permission
 from accord.runtime.service import Runtime
 
@@ -105,7 +105,7 @@ def configure(app: FastAPI, runtime: Runtime, risk: Risk) -> None:
     async def ask(
         kind: str, body: ApprovalAsk, caller: Caller, key: str | None, response: Response
     ) -> dict[str, Any]:
-        if body.user_id != caller.subject and not caller.may(Permission.ACCESS_REQUEST_OTHERS):
+        if not may_see(caller, Permission.ACCESS_REQUEST_OTHERS, body.user_id):
             raise HTTPException(403, "asking for someone else needs access:request-others")
         request_id = approvals.request_id_for(kind, body.user_id, caller.subject, key)
         async with runtime.pool.acquire() as conn, conn.transaction():

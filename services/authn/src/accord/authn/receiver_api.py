@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 
 from accord.authn.domain.set_tokens import SetRejected
 from accord.authn.receiver import JwksUnavailable, React, Receiver, accept
-from accord.runtime.problems import PROBLEM_JSON, Problem
+from accord.runtime.problems import PROBLEM_JSON, Problem, documented
 from accord.runtime.security.api import require
 from accord.runtime.security.roles import Caller, Permission
 from accord.runtime.service import Runtime
@@ -39,10 +39,7 @@ _REFUSED: dict[int | str, dict[str, Any]] = {
             PROBLEM_JSON: {"schema": Problem.model_json_schema()},
         },
     },
-    503: {
-        "description": "The issuer's keys are unavailable now; push again later",
-        "content": {PROBLEM_JSON: {"schema": Problem.model_json_schema()}},
-    },
+    503: documented("The issuer's keys are unavailable now; push again later"),
 }
 #: The body: one SET, a compact JWS (RFC 8935 §2.1).
 _SET_BODY = {

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from accord.authn.domain import streams
-from accord.runtime.problems import PROBLEM_JSON, Problem
+from accord.runtime.problems import documented
 
 STREAM_ID = r"^[A-Za-z0-9][A-Za-z0-9._:@+-]*$"
 
@@ -111,10 +111,7 @@ POLL_REQUEST = json_body(
 )
 POLL_REQUEST["requestBody"]["required"] = False
 CONFLICT: dict[int | str, dict[str, Any]] = {
-    409: {
-        "description": "The receiver has a push stream to that endpoint already",
-        "content": {PROBLEM_JSON: {"schema": Problem.model_json_schema()}},
-    }
+    409: documented("The receiver has a push stream to that endpoint already")
 }
 
 

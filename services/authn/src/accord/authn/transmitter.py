@@ -11,6 +11,7 @@ from typing import Any
 
 import asyncpg
 
+from accord.authn import signals
 from accord.authn.adapters import identities, ssf_store
 from accord.authn.adapters.ssf_store import QueuedSet, Stream
 from accord.authn.domain import set_tokens
@@ -119,6 +120,9 @@ def _members(signal: Signal, reason: str) -> tuple[str, dict[str, Any]]:
 def sender(schema: str, signer: SetSigner | None) -> SendSignal:
     """The `signals.SendSignal` port over `transmit`: CAEP and RISC members from the signal,
     the identity's e-mail from authn's projection."""
+
+    if signer is None:
+        return signals.send_nothing  # no key: no stream lookups, no e-mail lookups
 
     async def send(conn: asyncpg.Connection, user_id: str, signal: Signal, reason: str) -> int:
         event_uri, members = _members(signal, reason)

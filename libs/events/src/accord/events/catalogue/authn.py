@@ -12,6 +12,8 @@ from accord.events.catalogue.base import EventData, Identifier, ShortText
 
 #: The factors Accord enrols and verifies.
 Factor = Literal["totp", "webauthn"]
+#: What Accord does about a security signal it received.
+SignalAction = Literal["lock", "revoke_sessions", "none"]
 
 
 class AuthnEvent(EventData):
@@ -136,5 +138,5 @@ class SecuritySignalReceived(AuthnEvent):
     """The SET's unique id."""
     event: ShortText
     """The CAEP or RISC event type URI."""
-    action: Literal["lock", "revoke_sessions", "none"]
+    action: SignalAction
     """What Accord does about it."""

@@ -13,8 +13,8 @@ from typing import Any, Literal
 import asyncpg
 
 from accord.authn.domain.sealing import Sealed
+from accord.events.catalogue.authn import Factor
 
-Factor = Literal["totp", "webauthn"]
 Purpose = Literal["registration", "authentication"]
 #: At most this many challenges wait per identity and purpose; older ones are dropped.
 MAX_CHALLENGES = 5

@@ -16,6 +16,8 @@ from typing import Any, Literal, Protocol
 import jwt
 from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePrivateKey
 
+from accord.events.catalogue.authn import SignalAction
+
 CAEP = "https://schemas.openid.net/secevent/caep/event-type/"
 RISC = "https://schemas.openid.net/secevent/risc/event-type/"
 SSF = "https://schemas.openid.net/secevent/ssf/event-type/"
@@ -318,7 +320,8 @@ def subject_candidates(subject: Mapping[str, Any]) -> list[tuple[str, str]]:
     return []
 
 
-Action = Literal["lock", "revoke_sessions", "none"]
+#: What Accord does about a received signal (the SecuritySignalReceived event's action).
+Action = SignalAction
 
 
 def action_for(event_uri: str, event: Mapping[str, Any]) -> Action:
