@@ -11,12 +11,12 @@ from fastapi.responses import StreamingResponse
 from accord.auditor.adapters import log_store
 from accord.auditor.adapters.log_store import Filters
 from accord.auditor.domain.export import CSV_HEADER, csv_line, ndjson_line
+from accord.events.catalogue.audit import Outcome
 from accord.runtime.params import Cursor, Id, Rfc3339, Text, parse_rfc3339
 from accord.runtime.security.api import require
 from accord.runtime.security.roles import Permission
 from accord.runtime.service import Runtime
 
-Outcome = Literal["success", "failure", "pending", "info"]
 EXPORT_PAGE = 1000
 STORY_LIMIT = 5000
 

@@ -35,7 +35,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal, Protocol
+from typing import Annotated, Any, Protocol
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer
@@ -46,6 +46,7 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 from accord.auditor.adapters import log_store
 from accord.auditor.adapters.log_store import Filters
 from accord.events import REGISTRY, AuditRecorded, Envelope, InvalidEvent, from_kafka, topics
+from accord.events.catalogue.audit import Outcome
 from accord.events.kafka_config import client_config
 from accord.runtime.params import Cursor, Text
 from accord.runtime.security.api import require
@@ -69,7 +70,6 @@ REPLAY_PAGE = 500
 RECENT_MAX = 200
 RETRY_MS = 2000
 """What clients are told to wait before they reconnect."""
-Outcome = Literal["success", "failure", "pending", "info"]
 Item = dict[str, Any]
 
 

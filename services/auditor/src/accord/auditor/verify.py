@@ -56,8 +56,7 @@ async def verify_log(
     database's and the given ones) against it. One consistent snapshot throughout."""
     started = time.perf_counter()
     async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
-        head = await conn.fetchrow("SELECT record_id, hash, chained_from FROM audit_chain_head")
-        assert head is not None
+        head = await log_store.head(conn)
         walk = Verification()
         walk.start_after(head["chained_from"] - 1, GENESIS)
         async for rows in log_store.chained_rows(

@@ -82,15 +82,16 @@ def _reconcile(args: argparse.Namespace) -> int:
             )
         except (ReconciliationBusy, ReconciliationFailed) as error:
             raise CliError(str(error)) from None
-        except asyncpg.UndefinedTableError:
-            raise CliError("no provisioner tables in this database: has it run?") from None
         finally:
             progress.done()
             await connector.close()
         _print_summary(summary, as_json=args.json)
         return 0
 
-    return run_on_database(work, schema=SCHEMA)
+    return run_on_database(work, schema=SCHEMA, no_tables=NO_TABLES)
+
+
+NO_TABLES = "no provisioner tables in this database: has it run?"
 
 
 def _target(name: str) -> Target:

@@ -68,12 +68,6 @@ async def append_many(
     return stored
 
 
-async def append(conn: asyncpg.Connection, entry: AuditEntry) -> int | None:
-    """Append one entry; returns its record id, or None if it was already recorded."""
-    stored = await append_many(conn, [entry])
-    return stored[0].record_id if stored else None
-
-
 async def _not_yet_recorded(
     conn: asyncpg.Connection, entries: Sequence[AuditEntry]
 ) -> list[AuditEntry]:
@@ -186,9 +180,9 @@ async def story(pool: asyncpg.Pool, correlation_id: str, *, limit: int) -> list[
     return [record_of(row) for row in rows]
 
 
-async def head(pool: asyncpg.Pool) -> asyncpg.Record:
+async def head(db: asyncpg.Pool | asyncpg.Connection) -> asyncpg.Record:
     """The chain head: record_id, hash, chained_from (the first chained record)."""
-    row = await pool.fetchrow("SELECT record_id, hash, chained_from FROM audit_chain_head")
+    row = await db.fetchrow("SELECT record_id, hash, chained_from FROM audit_chain_head")
     assert row is not None
     return row
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, get_args
 
 from accord.auditor.domain.aggregates import (
     Changes,
@@ -19,11 +19,12 @@ from accord.auditor.domain.aggregates import (
     Samples,
     Window,
 )
+from accord.events.catalogue.audit import Outcome
 
 CLOCK = "clock"
 WINDOW = "window:"
 JOINER = "joiner:"
-_OUTCOMES = frozenset({"success", "failure", "pending", "info"})
+_OUTCOMES = frozenset(get_args(Outcome))
 
 
 class StateError(ValueError):

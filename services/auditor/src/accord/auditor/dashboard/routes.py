@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
 from accord.auditor.adapters import dashboard_queries
+from accord.events.catalogue.audit import Outcome
 from accord.runtime.security.api import require
 from accord.runtime.security.roles import Permission
 from accord.runtime.service import Runtime
@@ -16,7 +17,6 @@ from accord.runtime.service import Runtime
 Minutes = Annotated[
     int, Query(ge=1, le=1440, description="How many minutes back, the current one included")
 ]
-Outcome = Literal["success", "failure", "pending", "info"]
 
 
 class Span(BaseModel):

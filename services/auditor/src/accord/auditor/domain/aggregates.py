@@ -28,6 +28,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
+from accord.events import topics
 from accord.events.catalogue.audit import (
     AuditMetrics,
     AuditRecorded,
@@ -39,13 +40,13 @@ from accord.events.registry import REGISTRY
 
 OTHER = "other"
 JOINER = "joiner"
-USER_CREATED = "user.created"
-SAGA_STARTED = "saga.started"
-SAGA_COMPLETED = "saga.completed"
-SAGA_FAILED = "saga.failed"
-REQUESTED = "provision.requested"
-PROVISIONED = "account.provisioned"
-PROVISION_FAILED = "account.provision_failed"
+USER_CREATED = topics.USER_CREATED
+SAGA_STARTED = topics.SAGA_STARTED
+SAGA_COMPLETED = topics.SAGA_COMPLETED
+SAGA_FAILED = topics.SAGA_FAILED
+REQUESTED = topics.PROVISION_REQUESTED
+PROVISIONED = topics.ACCOUNT_PROVISIONED
+PROVISION_FAILED = topics.ACCOUNT_PROVISION_FAILED
 #: The record types that tell a joiner's story.
 TRACKED = frozenset(
     {USER_CREATED, SAGA_STARTED, SAGA_COMPLETED, SAGA_FAILED, REQUESTED, PROVISIONED}
