@@ -90,14 +90,9 @@ def configure(app: FastAPI, runtime: Runtime) -> None:
         async def lines() -> AsyncIterator[str]:
             if format == "csv":
                 yield CSV_HEADER
-            after = 0
-            while True:
-                page = await log_store.query(runtime.pool, filters, after=after, limit=EXPORT_PAGE)
+            async for page in log_store.pages(runtime.pool, filters, size=EXPORT_PAGE):
                 for item in page:
                     yield csv_line(item) if format == "csv" else ndjson_line(item)
-                if len(page) < EXPORT_PAGE:
-                    return
-                after = page[-1]["record_id"]
 
         media = "text/csv; charset=utf-8" if format == "csv" else "application/x-ndjson"
         name = f"audit.{format}"

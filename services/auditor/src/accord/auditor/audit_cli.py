@@ -25,7 +25,7 @@ import json
 import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -280,12 +280,12 @@ def _keygen(args: argparse.Namespace) -> int:
 
 # --- reports --------------------------------------------------------------------------------
 
-REPORTS = ("access", "provisioning-latency", "failures", "drift", "sod", "sagas")
+REPORTS = ("access", *report_queries.SPAN_REPORTS)
 
 
 def _report(args: argparse.Namespace) -> int:
     until = args.until or datetime.now(UTC)
-    since = args.since or until - timedelta(hours=24)
+    since = args.since or until - report_queries.DEFAULT_SPAN
     if since >= until:
         raise CliError("--since must be before --until", EXIT_USAGE)
 
@@ -298,16 +298,8 @@ def _report(args: argparse.Namespace) -> int:
                 principal_id=args.principal,
                 application=args.application,
             )
-        elif args.name == "provisioning-latency":
-            found = await report_queries.provisioning_latency(pool, since, until)
-        elif args.name == "failures":
-            found = await report_queries.failures(pool, since, until)
-        elif args.name == "drift":
-            found = await report_queries.drift(pool, since, until)
-        elif args.name == "sod":
-            found = await report_queries.sod(pool, since, until)
         else:
-            found = await report_queries.sagas(pool, since, until)
+            found = await report_queries.SPAN_REPORTS[args.name](pool, since, until)
         if args.json:
             print(json.dumps(found, indent=2, default=str))
         else:
@@ -365,16 +357,14 @@ def _events(args: argparse.Namespace) -> int:
     )
 
     async def work(pool: asyncpg.Pool) -> int:
-        after, shown = args.after, 0
+        shown, page = 0, []
         if args.format == "csv":
             sys.stdout.write(CSV_HEADER)
-        while True:
-            page = await log_store.query(pool, filters, after=after, limit=args.limit)
+        async for page in log_store.pages(pool, filters, after=args.after, size=args.limit):
             _print_page(page, args.format, header=shown == 0)
             shown += len(page)
-            if not args.all or len(page) < args.limit:
+            if not args.all:
                 break
-            after = page[-1]["record_id"]
         if args.format == "table":
             more = "" if args.all or shown < args.limit else f" (next: --after {after_of(page)})"
             print(f"{shown} record(s){more}", file=sys.stderr)

@@ -3,7 +3,7 @@ separation of duties, saga outcomes."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Query
@@ -14,7 +14,7 @@ from accord.runtime.security.api import require
 from accord.runtime.security.roles import Permission
 from accord.runtime.service import Runtime
 
-DEFAULT_SPAN = timedelta(hours=24)
+DEFAULT_SPAN = report_queries.DEFAULT_SPAN
 
 
 def span_dependency(

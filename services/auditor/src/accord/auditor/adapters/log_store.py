@@ -170,6 +170,19 @@ async def query(
     return [record_of(row) for row in (reversed(rows) if newest else rows)]
 
 
+async def pages(
+    pool: asyncpg.Pool, filters: Filters, *, after: int = 0, size: int
+) -> AsyncIterator[list[dict[str, Any]]]:
+    """`query`'s pages of `size` in log order from the cursor on, until a short page (the
+    first page is given even when empty)."""
+    while True:
+        page = await query(pool, filters, after=after, limit=size)
+        yield page
+        if len(page) < size:
+            return
+        after = page[-1]["record_id"]
+
+
 async def story(pool: asyncpg.Pool, correlation_id: str, *, limit: int) -> list[dict[str, Any]]:
     """Every record of one correlation id, in the order things happened."""
     rows = await pool.fetch(

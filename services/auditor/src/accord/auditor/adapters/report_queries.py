@@ -11,7 +11,8 @@ report may read as the event.
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -19,6 +20,8 @@ import asyncpg
 from accord.auditor.adapters import dashboard_queries
 from accord.events import topics
 
+#: How far back a report over a time span looks when not told.
+DEFAULT_SPAN = timedelta(hours=24)
 #: The most rows a report lists (its totals still count everything).
 MAX_ROWS = 10_000
 
@@ -182,3 +185,13 @@ async def sagas(pool: asyncpg.Pool, since: datetime, until: datetime) -> dict[st
         topics.SAGA_FAILED,
     )
     return {"by_type": _rows(outcomes), "latest_failures": _rows(failed)}
+
+
+#: The reports over a time span, by name (the CLI's and the API's); `access` is as of a time.
+SPAN_REPORTS: dict[str, Callable[[asyncpg.Pool, datetime, datetime], Awaitable[Any]]] = {
+    "provisioning-latency": provisioning_latency,
+    "failures": failures,
+    "drift": drift,
+    "sod": sod,
+    "sagas": sagas,
+}
