@@ -242,12 +242,8 @@ class ConsumerLoop:
             if is_dlq(record.topic):
                 items.append((record, None))
                 continue
-            try:
-                envelope = from_kafka(record.topic, record.key, record.value, list(record.headers))
-            except InvalidEvent as error:
-                await self._dead_letter(record, error.reason, "invalid-event")
-                continue
-            if envelope.type in self._routes:
+            envelope = await self._decode(record)
+            if envelope is not None and envelope.type in self._routes:
                 items.append((record, envelope))
         if not items:
             return end, first, end
@@ -306,21 +302,33 @@ class ConsumerLoop:
             for item in items:
                 await self._apply_batch(handler, [item])
             return
-        record, _ = items[0]
+        await self._give_up(items[0][0], self._max_attempts, error)
+
+    async def _decode(self, record: ConsumerRecord[bytes, bytes]) -> Envelope | None:
+        """The record's event; None when it breaks the contract (then it is dead-lettered)."""
+        try:
+            return from_kafka(record.topic, record.key, record.value, list(record.headers))
+        except InvalidEvent as error:
+            await self._dead_letter(record, error.reason, "invalid-event")
+            return None
+
+    async def _give_up(
+        self, record: ConsumerRecord[bytes, bytes], failures: int, error: Exception
+    ) -> None:
+        """Dead-letter a record whose handler kept failing; a dead letter stays in its DLQ
+        topic (skipping it here loses nothing)."""
         if is_dlq(record.topic):
             log.error("dead letter skipped after repeated failures")
             return
-        reason = f"handler failed {self._max_attempts} times: {type(error).__name__}: {error}"
+        reason = f"handler failed {failures} times: {type(error).__name__}: {error}"
         await self._dead_letter(record, reason, "handler-error")
 
     async def _handle_record(self, record: ConsumerRecord[bytes, bytes]) -> None:
         if is_dlq(record.topic):
             await self._handle_dead_letter(record)
             return
-        try:
-            envelope = from_kafka(record.topic, record.key, record.value, list(record.headers))
-        except InvalidEvent as error:
-            await self._dead_letter(record, error.reason, "invalid-event")
+        envelope = await self._decode(record)
+        if envelope is None:
             return
         route = self._routes.get(envelope.type)
         if route is None:
@@ -394,15 +402,7 @@ class ConsumerLoop:
                 self._note_retry(error)
                 log.exception("handler failed", extra={"attempt": failures})
                 if failures >= self._max_attempts:
-                    if is_dlq(record.topic):
-                        # It stays in the DLQ topic; skipping it here loses nothing.
-                        log.error("dead letter skipped after repeated failures")
-                        return
-                    await self._dead_letter(
-                        record,
-                        f"handler failed {failures} times: {type(error).__name__}: {error}",
-                        "handler-error",
-                    )
+                    await self._give_up(record, failures, error)
                     return
             delay = await self._back_off(delay)
 
