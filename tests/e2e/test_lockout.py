@@ -100,25 +100,33 @@ async def ldap_disabled(ldap: LdapTarget, user_name: str, disabled: bool) -> boo
     return entry is not None and ("disabled" in entry.get("employeeType", [])) is disabled
 
 
-async def verified_sets(platform: Platform, receiver: LocalReceiver, audience: str) -> list[Any]:
-    """Every SET the receiver got, verified against authn's published JWKS."""
+Keys = dict[str, jwt.PyJWK]
+
+
+async def authn_keys(platform: Platform) -> Keys:
+    """authn's published signing keys (its JWKS), by kid."""
     async with api_client(platform, "authn") as client:
         jwks = (await client.get("/ssf/jwks.json")).json()
-    keys = {k["kid"]: jwt.PyJWK(k) for k in jwks["keys"]}
-    claims = []
-    for token in receiver.received:
-        header = jwt.get_unverified_header(token)
-        assert header["typ"] == "secevent+jwt"
-        claims.append(
-            jwt.decode(
-                token,
-                keys[header["kid"]].key,
-                algorithms=["ES256"],
-                audience=audience,
-                issuer=platform.endpoints()["authn"],
-            )
-        )
-    return claims
+    return {k["kid"]: jwt.PyJWK(k) for k in jwks["keys"]}
+
+
+def decode_set(platform: Platform, token: str, keys: Keys, audience: str) -> Any:
+    """A SET's claims, verified: its type, authn's key and signature, audience and issuer."""
+    header = jwt.get_unverified_header(token)
+    assert header["typ"] == "secevent+jwt"
+    return jwt.decode(
+        token,
+        keys[header["kid"]].key,
+        algorithms=["ES256"],
+        audience=audience,
+        issuer=platform.endpoints()["authn"],
+    )
+
+
+def audience_of(stream: dict[str, Any]) -> str:
+    """The audience a stream's SETs carry (SSF allows one or a list)."""
+    audience: str = stream["aud"] if isinstance(stream["aud"], str) else stream["aud"][0]
+    return audience
 
 
 def subject_ids(sub_id: dict[str, Any]) -> set[str]:
@@ -160,7 +168,8 @@ async def test_five_failed_sign_ins_lock_the_identity_everywhere_and_an_approved
             )
             assert created.status_code == 201, created.text
             stream = created.json()
-            audience = stream["aud"] if isinstance(stream["aud"], str) else stream["aud"][0]
+            audience = audience_of(stream)
+            keys = await authn_keys(platform)
             assert SESSION_REVOKED in stream["events_delivered"]
 
             async with Publisher(source="urn:test:hr", bootstrap_servers=kafka_bootstrap) as hr:
@@ -191,13 +200,13 @@ async def test_five_failed_sign_ins_lock_the_identity_everywhere_and_an_approved
             )
 
             async def revoked() -> list[Any]:
-                claims = await verified_sets(platform, receiver, audience)
+                claims = [decode_set(platform, t, keys, audience) for t in receiver.received]
                 return events_about(claims, user.user_id, SESSION_REVOKED)
 
             (session_revoked,) = await eventually(revoked, what="a session-revoked SET")
             assert subject_ids(session_revoked["sub_id"]) == {user.user_id, user.email}
             assert "event_timestamp" in session_revoked["events"][SESSION_REVOKED]
-            claims = await verified_sets(platform, receiver, audience)
+            claims = [decode_set(platform, t, keys, audience) for t in receiver.received]
             assert len(events_about(claims, user.user_id, ACCOUNT_DISABLED)) == 1
             assert receiver.refused == 0
 
@@ -259,26 +268,21 @@ async def test_a_leaver_revokes_sessions_everywhere_within_seconds_over_a_poll_s
         stream = created.json()
         poll_url = stream["delivery"]["endpoint_url"]
         assert poll_url.endswith(f"/ssf/poll/{stream['stream_id']}")
-        audience = stream["aud"] if isinstance(stream["aud"], str) else stream["aud"][0]
+        audience = audience_of(stream)
 
         async with Publisher(source="urn:test:hr", bootstrap_servers=kafka_bootstrap) as hr:
             await hr.publish(leaver, sequence=1)
             await target_account(platform, leaver.user_name, active=True)
             left = await hr.publish(UserDeleted(user_id=leaver.user_id), sequence=2)
 
-        async with api_client(platform, "authn") as admin:
-            jwks = (await admin.get("/ssf/jwks.json")).json()
-        keys = {k["kid"]: jwt.PyJWK(k) for k in jwks["keys"]}
+        keys = await authn_keys(platform)
 
         async def polled() -> list[Any]:
             page = await ssf.post(poll_url, json={"maxEvents": 10, "returnImmediately": True})
             assert page.status_code == 200, page.text
             found = []
             for jti, token in page.json()["sets"].items():
-                header = jwt.get_unverified_header(token)
-                claims = jwt.decode(
-                    token, keys[header["kid"]].key, algorithms=["ES256"], audience=audience
-                )
+                claims = decode_set(platform, token, keys, audience)
                 assert claims["jti"] == jti
                 found.append(claims)
             return events_about(found, leaver.user_id, SESSION_REVOKED)
