@@ -3,6 +3,12 @@
 For each record: decode (a broken record goes to the DLQ), then in one transaction record
 the event id in the inbox, run the handler and enqueue the events it returns. Offsets are
 committed only after that transaction (or the dead letter) is durable.
+
+Consecutive records of a partition whose routes are plain handlers share one transaction
+(up to GROUP_LIMIT): the same inbox rows, handler calls and outbox rows, in the same order,
+with one BEGIN, one COMMIT and one wake-up of the relay instead of one each per record. A
+group that fails for any reason is rolled back and its records handled one by one, so a
+poison record is retried and dead-lettered alone, exactly as without grouping.
 """
 
 from __future__ import annotations
@@ -10,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, cast
@@ -26,9 +32,13 @@ from accord.runtime import logs
 from accord.runtime.dlq import dead_letter
 from accord.runtime.errors import INFRASTRUCTURE_ERRORS, PermanentError
 from accord.runtime.outbox import enqueue
-from accord.runtime.tracing import consume_span, trace_id_of
+from accord.runtime.tracing import consume_span, trace_id_of, with_current_trace
 
 log = logging.getLogger(__name__)
+
+
+#: Most records of one partition handled in one transaction (it holds its locks until then).
+GROUP_LIMIT = 100
 
 
 class _Abandoned(Exception):
@@ -216,17 +226,100 @@ class ConsumerLoop:
         """Handle records in order; (last handled offset, first offset, last offset)."""
         if self._batch_handler is not None:
             return await self._handle_batch(self._batch_handler, records)
-        last = None
-        for record in records:
-            if self._stopping.is_set() and last is not None:
-                break
+        progress = _Progress()
+        try:
+            for record in records:
+                if self._stopping.is_set() and (progress.last is not None or progress.group):
+                    break
+                await self._take(record, progress)
+            await self._flush(progress)
+        except _Abandoned:
+            # Not handled, so not committed: the next owner of the partition gets it.
+            pass
+        return progress.last, records[0].offset, records[-1].offset
+
+    async def _take(self, record: ConsumerRecord[bytes, bytes], progress: _Progress) -> None:
+        """Add a record to the open group, or flush the group and handle the record alone."""
+        if is_dlq(record.topic):
+            await self._flush(progress)
+            await self._handle_dead_letter(record)
+            progress.last = record.offset
+            return
+        envelope = await self._decode(record)
+        route = None if envelope is None else self._routes.get(envelope.type)
+        if envelope is None or route is None:
+            # Dead-lettered or not ours: nothing to do, but its offset follows the group's.
+            progress.add(record, None)
+        elif isinstance(route, Effect):
+            await self._flush(progress)
+            await self._handle_event(record, envelope, route)
+            progress.last = record.offset
+        else:
+            progress.add(record, (envelope, route))
+        if len(progress.group) >= GROUP_LIMIT:
+            await self._flush(progress)
+
+    async def _flush(self, progress: _Progress) -> None:
+        """Handle the open group in one transaction; one by one if that fails."""
+        group, progress.group = progress.group, []
+        culprit: _GroupFailed | None = None
+        if sum(1 for _, item in group if item is not None) > 1:
             try:
-                await self._handle_record(record)
-            except _Abandoned:
-                # Not handled, so not committed: the next owner of the partition gets it.
-                break
-            last = record.offset
-        return last, records[0].offset, records[-1].offset
+                done = await self._apply_group(group)
+                progress.last = group[done - 1][0].offset
+                return
+            except _GroupFailed as failed:
+                # Rolled back whole: each record now gets its own retries and dead letter.
+                culprit = failed
+                log.info(
+                    "grouped transaction failed; handling its records one by one",
+                    extra={"error": self._describe(failed.error), "records": len(group)},
+                )
+        for record, item in group:
+            if self._stopping.is_set() and record is not group[0][0]:
+                raise _Abandoned
+            if item is not None:
+                # The record whose handler broke the group has had its first attempt; a
+                # permanent error is dead-lettered at once, as it would be alone.
+                prior = culprit.error if culprit and culprit.record is record else None
+                await self._handle_event(record, *item, failed=prior)
+            progress.last = record.offset
+
+    async def _apply_group(self, group: list[_Pending]) -> int:
+        """Inbox rows, handlers and outbox rows of several records in one transaction; how
+        many of the group's records it took (all, unless a stop request cut it short)."""
+        emitted: list[Envelope] = []
+        fresh = duplicates = done = 0
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                for record, item in group:
+                    if self._stopping.is_set() and done:
+                        break
+                    done += 1
+                    if item is None:
+                        continue
+                    envelope, handler = item
+                    with _event_context(envelope, record.topic, self._group):
+                        if not await self._insert_inbox(conn, record.topic, envelope.id):
+                            duplicates += 1
+                            continue
+                        context = HandlerContext(conn=conn, source=self._source, topic=record.topic)
+                        try:
+                            replies = await handler(envelope, context)
+                        except Exception as error:
+                            raise _GroupFailed(error, record) from error
+                        # Stamped here, inside the record's span: enqueue runs outside it.
+                        emitted += [with_current_trace(e) for e in replies]
+                        fresh += 1
+                await enqueue(conn, self._schema, emitted)
+        except _GroupFailed:
+            raise
+        except Exception as error:
+            raise _GroupFailed(error, None) from error
+        self.stats.handled += fresh
+        for _ in range(duplicates):
+            self._duplicate("grouped")
+        return done
 
     async def _handle_batch(
         self, handler: BatchHandler, records: list[ConsumerRecord[bytes, bytes]]
@@ -278,7 +371,11 @@ class ConsumerLoop:
 
     def _note_retry(self, error: BaseException) -> None:
         self.stats.retries += 1
-        self.stats.last_error = f"{type(error).__name__}: {error}"
+        self.stats.last_error = self._describe(error)
+
+    @staticmethod
+    def _describe(error: BaseException) -> str:
+        return f"{type(error).__name__}: {error}"
 
     def _dependency_down(self, error: BaseException, message: str) -> None:
         """Count and log an infrastructure failure; abandon the work if stopping."""
@@ -323,41 +420,33 @@ class ConsumerLoop:
         reason = f"handler failed {failures} times: {type(error).__name__}: {error}"
         await self._dead_letter(record, reason, "handler-error")
 
-    async def _handle_record(self, record: ConsumerRecord[bytes, bytes]) -> None:
-        if is_dlq(record.topic):
-            await self._handle_dead_letter(record)
-            return
-        envelope = await self._decode(record)
-        if envelope is None:
-            return
-        route = self._routes.get(envelope.type)
-        if route is None:
-            return
-        tokens = (
-            logs.correlation_id.set(envelope.correlationid),
-            logs.event_id.set(envelope.id),
-            logs.trace_id.set(trace_id_of(envelope.traceparent)),
-        )
-        try:
-            with consume_span(envelope, record.topic, self._group):
-                if isinstance(route, Effect):
-                    effect = partial(route.handler, envelope)
-                    on_commit = partial(route.record, envelope) if route.record else None
-                    await self._apply_with_retries(
-                        record,
-                        envelope.id,
-                        effect,
-                        envelope.type,
-                        outside=True,
-                        on_commit=on_commit,
-                    )
-                else:
-                    work = partial(route, envelope)
-                    await self._apply_with_retries(record, envelope.id, work, envelope.type)
-        finally:
-            logs.correlation_id.reset(tokens[0])
-            logs.event_id.reset(tokens[1])
-            logs.trace_id.reset(tokens[2])
+    async def _handle_event(
+        self,
+        record: ConsumerRecord[bytes, bytes],
+        envelope: Envelope,
+        route: Route,
+        *,
+        failed: Exception | None = None,
+    ) -> None:
+        """One record in its own transaction, with retries and its dead letter; `failed` is
+        the error of an attempt already made (in a group)."""
+        with _event_context(envelope, record.topic, self._group):
+            if isinstance(route, Effect):
+                effect = partial(route.handler, envelope)
+                on_commit = partial(route.record, envelope) if route.record else None
+                await self._apply_with_retries(
+                    record,
+                    envelope.id,
+                    effect,
+                    envelope.type,
+                    outside=True,
+                    on_commit=on_commit,
+                )
+            else:
+                work = partial(route, envelope)
+                await self._apply_with_retries(
+                    record, envelope.id, work, envelope.type, failed=failed
+                )
 
     async def _handle_dead_letter(self, record: ConsumerRecord[bytes, bytes]) -> None:
         """Dead letters are read raw (they may be undecodable) and never dead-lettered again."""
@@ -377,11 +466,16 @@ class ConsumerLoop:
         *,
         outside: bool = False,
         on_commit: Work | None = None,
+        failed: Exception | None = None,
     ) -> None:
         failures = 0
         delay = 0.1
         while True:
             try:
+                if failed is not None:
+                    # An attempt made in a group: its error is judged as this attempt's.
+                    attempted, failed = failed, None
+                    raise attempted
                 if outside:
                     effect = cast(EffectWork, work)
                     await self._apply_effect(record, inbox_id, effect, kind, on_commit)
@@ -461,6 +555,12 @@ class ConsumerLoop:
 
     async def _claim(self, conn: asyncpg.Connection, topic: str, inbox_id: str, kind: str) -> bool:
         """Record the event in the inbox; False (a duplicate) if it is there already."""
+        fresh = await self._insert_inbox(conn, topic, inbox_id)
+        if not fresh:
+            self._duplicate(kind)
+        return fresh
+
+    async def _insert_inbox(self, conn: asyncpg.Connection, topic: str, inbox_id: str) -> bool:
         fresh = await conn.fetchval(
             "INSERT INTO inbox (consumer, topic, event_id) VALUES ($1, $2, $3) "
             "ON CONFLICT DO NOTHING RETURNING true",
@@ -468,8 +568,6 @@ class ConsumerLoop:
             topic,
             inbox_id,
         )
-        if not fresh:
-            self._duplicate(kind)
         return bool(fresh)
 
     def _duplicate(self, kind: str) -> None:
@@ -490,6 +588,49 @@ class ConsumerLoop:
                 # Committing past a record that is not in the DLQ would lose it.
                 log.warning("dead letter not acknowledged; retrying", extra={"error": str(error)})
                 await asyncio.sleep(1.0)
+
+
+class _GroupFailed(Exception):
+    """A grouped transaction rolled back; `record` is the one whose handler raised, if any."""
+
+    def __init__(self, error: Exception, record: ConsumerRecord[bytes, bytes] | None) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.record = record
+
+
+#: A record of an open group, with its event and handler (None: nothing to do but commit).
+_Pending = tuple[ConsumerRecord[bytes, bytes], tuple[Envelope, Handler] | None]
+
+
+@dataclass
+class _Progress:
+    """A partition worker's place: the last offset done and the group not yet committed."""
+
+    last: int | None = None
+    group: list[_Pending] = field(default_factory=list)
+
+    def add(
+        self, record: ConsumerRecord[bytes, bytes], item: tuple[Envelope, Handler] | None
+    ) -> None:
+        self.group.append((record, item))
+
+
+@contextlib.contextmanager
+def _event_context(envelope: Envelope, topic: str, group: str) -> Iterator[None]:
+    """The event's ids in every log line, and its consumer span current."""
+    tokens = (
+        logs.correlation_id.set(envelope.correlationid),
+        logs.event_id.set(envelope.id),
+        logs.trace_id.set(trace_id_of(envelope.traceparent)),
+    )
+    try:
+        with consume_span(envelope, topic, group):
+            yield
+    finally:
+        logs.correlation_id.reset(tokens[0])
+        logs.event_id.reset(tokens[1])
+        logs.trace_id.reset(tokens[2])
 
 
 _REVOKE_WAIT_S = 20.0

@@ -67,6 +67,9 @@ class ServiceDefinition:
     batch_handler: Callable[[Runtime], BatchHandler] | None = None
     """Set to take each partition's records (the routed types, and the DLQs of the routed
     topics) in one transaction instead of the routes' handlers, one event at a time."""
+    fetch_max_wait_ms: int | None = None
+    """The consumer's fetch wait, if not the shared ACCORD_KAFKA_FETCH_MAX_WAIT_MS (a service
+    off the latency-critical path that reads many topics polls less often)."""
 
 
 class Service:
@@ -163,7 +166,8 @@ class Service:
                 self.consumer = ConsumerLoop(
                     consumer=kafka.make_consumer(
                         f"accord-{self.definition.name}",
-                        fetch_max_wait_ms=self.settings.fetch_max_wait_ms,
+                        fetch_max_wait_ms=self.definition.fetch_max_wait_ms
+                        or self.settings.fetch_max_wait_ms,
                         session_timeout_ms=self.settings.session_timeout_ms,
                     ),
                     producer=producer,

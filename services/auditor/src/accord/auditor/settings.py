@@ -13,6 +13,15 @@ class AuditorSettings(ServiceSettings):
     """Environment of the auditor."""
 
     http_port: int = Field(default=8704, validation_alias=AliasChoices("ACCORD_AUDITOR_PORT"))
+    audit_fetch_max_wait_ms: int = Field(
+        default=100,
+        ge=0,
+        validation_alias=AliasChoices("ACCORD_AUDIT_FETCH_MAX_WAIT_MS"),
+        description=(
+            "The auditor's Kafka fetch wait: it reads every topic and its DLQ, and each poll of"
+            " them costs the broker; audit records may lag up to this much more."
+        ),
+    )
     redact_fields: str = Field(
         default="",
         validation_alias=AliasChoices("ACCORD_AUDIT_REDACT_FIELDS"),

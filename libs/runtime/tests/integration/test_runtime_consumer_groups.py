@@ -1,0 +1,122 @@
+"""Grouped transactions: records fetched together commit together, and a poison record goes alone.
+
+Each test publishes its events before its loop starts, so the loop fetches them in one batch
+(with the other tests' events on the shared topic, which its Recorder ignores).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import asyncpg
+import pytest
+
+from accord.events import Envelope
+from accord.runtime.consumer import HandlerContext
+
+from .conftest import (
+    CONSUMED,
+    Kit,
+    LoopStarter,
+    Recorder,
+    completed,
+    eventually,
+    failed_because_of,
+    header,
+)
+from .test_runtime_consumer_loop import DLQ, from_group, inbox_ids, outbox_envelopes
+
+pytestmark = pytest.mark.integration
+
+COUNT = 5
+
+
+def traceparent(i: int) -> str:
+    return f"00-{i + 1:032x}-{i + 1:016x}-01"
+
+
+async def test_records_fetched_together_commit_in_one_transaction_in_order(
+    kit: Kit, pool: asyncpg.Pool, start_loop: LoopStarter, unique: str
+) -> None:
+    await pool.execute(
+        "CREATE TABLE effects (n serial, event_id text PRIMARY KEY, xid text NOT NULL)"
+    )
+
+    async def apply(envelope: Envelope, ctx: HandlerContext) -> Sequence[Envelope]:
+        await ctx.conn.execute(
+            "INSERT INTO effects (event_id, xid) VALUES ($1, pg_current_xact_id()::xid::text)",
+            envelope.id,
+        )
+        return [failed_because_of(envelope, ctx.source)]
+
+    # One subject, one key, one partition: the order is the publishing order.
+    events = [
+        completed(f"u-{unique}-1").model_copy(update={"traceparent": traceparent(i)})
+        for i in range(COUNT)
+    ]
+    for event in events:
+        await kit.publish(event)
+    recorder = Recorder(f"u-{unique}", apply)
+    running = await start_loop({CONSUMED: recorder})
+
+    rows = await eventually(
+        lambda: _rows_if(pool, "SELECT event_id, xid FROM effects ORDER BY n", COUNT),
+        what="every event's effect",
+    )
+    assert [r["event_id"] for r in rows] == [e.id for e in events]
+    assert len({r["xid"] for r in rows}) == 1, "one transaction for the records fetched together"
+    assert [e.id for e in recorder.calls] == [e.id for e in events]
+    assert set(await inbox_ids(pool, f"rt-{unique}")) >= {e.id for e in events}
+    # Each reply carries the trace of the event it answers, not its neighbour's.
+    replies = {r.causationid: r for r in await outbox_envelopes(pool)}
+    for i, event in enumerate(events):
+        reply_trace = replies[event.id].traceparent
+        assert reply_trace is not None
+        assert reply_trace.split("-")[1] == traceparent(i).split("-")[1]
+    assert running.loop.stats.handled >= COUNT
+
+
+async def test_a_poison_record_in_a_group_is_dead_lettered_alone_and_the_rest_commit_once(
+    kit: Kit, pool: asyncpg.Pool, start_loop: LoopStarter, unique: str
+) -> None:
+    group = f"rt-{unique}"
+    dead = await kit.collect(DLQ, from_group(group, f"u-{unique}"))
+    await pool.execute("CREATE TABLE effects (event_id text NOT NULL)")
+    events = [completed(f"u-{unique}-1") for _ in range(4)]
+    poison = events[2]
+
+    async def apply(envelope: Envelope, ctx: HandlerContext) -> Sequence[Envelope]:
+        await ctx.conn.execute("INSERT INTO effects VALUES ($1)", envelope.id)
+        if envelope.id == poison.id:
+            raise KeyError("no such column")
+        return [failed_because_of(envelope, ctx.source)]
+
+    for event in events:
+        await kit.publish(event)
+    recorder = Recorder(f"u-{unique}", apply)
+    await start_loop({CONSUMED: recorder}, max_attempts=2)
+
+    [letter] = await dead.wait_for(1, "the poison record's dead letter")
+    await eventually(lambda: recorder.count(events[3].id) >= 1, what="the record behind it")
+    await eventually(
+        lambda: _rows_if(pool, "SELECT event_id FROM effects", 3), what="three effects"
+    )
+
+    assert header(letter, "ce_id") == poison.id
+    # The group's attempt counts: two attempts in all, as with max_attempts=2 alone.
+    assert header(letter, "accord-error") == "handler failed 2 times: KeyError: 'no such column'"
+    assert recorder.count(poison.id) == 2
+    # The rolled-back group left nothing behind: each good record's effect and reply once.
+    effects = [r["event_id"] for r in await pool.fetch("SELECT event_id FROM effects")]
+    good = [e.id for e in events if e.id != poison.id]
+    assert sorted(effects) == sorted(good)
+    replies = [e.causationid for e in await outbox_envelopes(pool)]
+    assert sorted(replies) == sorted(good)
+    inbox = await inbox_ids(pool, group)
+    assert poison.id not in inbox
+    assert all(inbox.count(i) == 1 for i in good)
+
+
+async def _rows_if(pool: asyncpg.Pool, query: str, count: int) -> list[asyncpg.Record] | None:
+    rows = await pool.fetch(query)
+    return rows if len(rows) >= count else None
