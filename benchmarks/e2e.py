@@ -24,6 +24,7 @@ RESULTS/latest at it. `--smoke` runs the same code with tiny counts in about a m
 of it spent starting the platform's processes (`make test` runs it: tests/bench).
 
 Usage: python benchmarks/e2e.py [--smoke] [--results DIR] [--fetch-max-wait-ms MS]
+       [--audit-fetch-max-wait-ms MS]
 """
 
 from __future__ import annotations
@@ -136,12 +137,16 @@ async def main(args: argparse.Namespace) -> int:
         "machine": machine.describe(HERE.parent),
         "settings": {
             "fetch_max_wait_ms": args.fetch_max_wait_ms,
+            "audit_fetch_max_wait_ms": args.audit_fetch_max_wait_ms,
             "counts": dataclasses.asdict(counts),
         },
     }
     say(f"results go to {folder}")
     with tempfile.TemporaryDirectory(prefix="accord-bench-") as home:
-        env = {"ACCORD_KAFKA_FETCH_MAX_WAIT_MS": str(args.fetch_max_wait_ms)}
+        env = {
+            "ACCORD_KAFKA_FETCH_MAX_WAIT_MS": str(args.fetch_max_wait_ms),
+            "ACCORD_AUDIT_FETCH_MAX_WAIT_MS": str(args.audit_fetch_max_wait_ms),
+        }
         platform = Platform(PlatformConfig.ephemeral(Path(home), extra_env=env))
         say(f"starting the platform (Tansu, PostgreSQL, scim2-server, {len(SERVICES)} services)")
         try:
@@ -339,6 +344,12 @@ def parse_args() -> argparse.Namespace:
         type=int,
         default=20,
         help="the services' ACCORD_KAFKA_FETCH_MAX_WAIT_MS (20, their default)",
+    )
+    parser.add_argument(
+        "--audit-fetch-max-wait-ms",
+        type=int,
+        default=100,
+        help="the auditor's ACCORD_AUDIT_FETCH_MAX_WAIT_MS (100, its default)",
     )
     args = parser.parse_args()
     args.stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")

@@ -92,7 +92,8 @@ def render(results: dict[str, Any]) -> str:
         f"Machine: {machine['cpu_model']}, {machine['cpu_count']} CPUs, {machine['ram_gib']} GiB"
         f" RAM, Python {machine['python']}, commit {(machine['git_commit'] or '?')[:12]}"
         f"{' (dirty)' if machine['git_dirty'] else ''}. Run took {results['elapsed_s']:.0f} s.",
-        f"Services' Kafka fetch wait: {results['settings']['fetch_max_wait_ms']} ms. Everything"
+        f"Services' Kafka fetch wait: {results['settings']['fetch_max_wait_ms']} ms (the"
+        f" auditor's: {results['settings'].get('audit_fetch_max_wait_ms', '-')} ms). Everything"
         " (broker, PostgreSQL, scim2-server, 5 services, load generator) on this one machine.",
         "",
         "## Headline against the issue's targets",
