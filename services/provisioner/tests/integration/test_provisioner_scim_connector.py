@@ -99,6 +99,43 @@ async def test_ensure_account_creates_a_user_visible_through_the_api(
     assert len(await users_named(admin, f"ada-{unique}")) == 1
 
 
+async def test_a_new_account_costs_one_lookup_and_one_post(
+    connector: ScimConnector, unique: str
+) -> None:
+    sent: list[str] = []
+
+    async def note(request: httpx.Request) -> None:
+        sent.append(f"{request.method} {request.url.params.get('filter', '')}".strip())
+
+    connector._client.event_hooks["request"].append(note)
+
+    ref = await connector.ensure_account(f"e-{unique}", profile(f"new-{unique}"))
+
+    assert ref.already_existed is False
+    assert sent == [f'GET externalId eq "e-{unique}"', "POST"]
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "conflict"),
+    [
+        (409, {"scimType": "uniqueness"}, True),
+        (409, {}, True),
+        (400, {"scimType": "uniqueness"}, True),
+        (400, {"scimType": "invalidValue"}, False),
+        (400, None, False),
+        (500, {"scimType": "uniqueness"}, False),
+    ],
+)
+def test_a_uniqueness_conflict_is_a_409_or_a_400_saying_uniqueness(
+    status: int, body: dict[str, str] | None, conflict: bool
+) -> None:
+    response = (
+        httpx.Response(status, json=body) if body is not None else httpx.Response(status, text="x")
+    )
+
+    assert ScimConnector._is_uniqueness_conflict(response) is conflict
+
+
 async def test_ensure_account_twice_returns_the_same_account_without_a_duplicate(
     connector: ScimConnector, admin: httpx.AsyncClient, unique: str
 ) -> None:
@@ -402,7 +439,8 @@ async def test_update_of_an_account_deleted_after_the_lookup_creates_it(
 
     ref = await connector.update_account(user_id, profile(user_name, title="Engineer"))
 
-    assert len(lookups) >= 2
+    # The update's lookup only: the create after the 404 looks for its own link (externalId).
+    assert lookups == [user_name]
     assert ref.already_existed is False
     assert ref.account_id != stale
     assert (await get_user(admin, ref.account_id))["title"] == "Engineer"

@@ -39,7 +39,7 @@ M = TypeVar("M", bound=ScimObject)
 
 
 class ScimConnector:
-    """Provisions users into a SCIM service provider; looks up before it creates."""
+    """Provisions users into a SCIM service provider; looks up its own link before it creates."""
 
     managed_fields = MANAGED_FIELDS
 
@@ -55,21 +55,41 @@ class ScimConnector:
         )
 
     async def ensure_account(self, user_id: str, profile: Profile) -> AccountRef:
-        """Create the user unless the target already has it (by externalId, then userName)."""
-        existing = await self.find_account(user_id, profile.user_name)
-        if existing is not None:
-            return AccountRef(existing, already_existed=True)
+        """Create the user unless the target already has it.
+
+        The account Accord made carries the identity as externalId, so one lookup by it finds
+        a redelivered command's account. Otherwise POST: a userName held already is a 409
+        (RFC 7643 makes userName unique, RFC 7644 section 3.3 the answer), and then the holder
+        is adopted unless it belongs to another identity. A new joiner costs two requests,
+        not three (looking up the userName first as well).
+        """
+        mine = await self._user_where("externalId", user_id)
+        if mine is not None and mine.id:
+            return AccountRef(mine.id, already_existed=True)
         payload = to_scim_user(user_id, profile).model_dump(
             scim_ctx=Context.RESOURCE_CREATION_REQUEST
         )
         response = await self._request("POST", "/Users", json=payload)
-        if response.status_code == 409:
-            # Created concurrently (or by a retry whose answer was lost): adopt it.
+        if self._is_uniqueness_conflict(response):
+            # Held by an account made outside Accord, or created concurrently (or by a retry
+            # whose answer was lost): adopt it.
             existing = await self.find_account(user_id, profile.user_name)
             if existing is not None:
                 return AccountRef(existing, already_existed=True)
         self._raise_for_status(response)
         return AccountRef(self._created_id(response, ScimUser), already_existed=False)
+
+    @staticmethod
+    def _is_uniqueness_conflict(response: httpx.Response) -> bool:
+        """409, or the 400 with scimType "uniqueness" some providers answer instead."""
+        if response.status_code == 409:
+            return True
+        if response.status_code != 400:
+            return False
+        try:
+            return bool(response.json().get("scimType") == "uniqueness")
+        except ValueError:
+            return False
 
     async def update_account(self, user_id: str, profile: Profile) -> AccountRef:
         """PUT the mapped user over the existing one (RFC 7644 section 3.5.1), else create it."""
@@ -197,16 +217,20 @@ class ScimConnector:
     async def _lookup(self, user_id: str, user_name: str) -> ScimUser | None:
         """The user with this externalId, else the one with this userName (anyone's)."""
         for attribute, value in (("externalId", user_id), ("userName", user_name)):
-            listing = await self._search(
-                "/Users",
-                ListResponse[ScimUser],
-                filter=f"{attribute} eq {filter_literal(value)}",
-                count="2",
-            )
-            for user in listing.resources or []:
-                if user.id:
-                    return user
+            user = await self._user_where(attribute, value)
+            if user is not None:
+                return user
         return None
+
+    async def _user_where(self, attribute: str, value: str) -> ScimUser | None:
+        """The first user (with an id) whose attribute equals value."""
+        listing = await self._search(
+            "/Users",
+            ListResponse[ScimUser],
+            filter=f"{attribute} eq {filter_literal(value)}",
+            count="2",
+        )
+        return next((user for user in listing.resources or [] if user.id), None)
 
     def _account(self, user: ScimUser) -> TargetAccount:
         """A user read back as the port's account."""
