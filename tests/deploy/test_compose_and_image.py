@@ -127,6 +127,9 @@ def test_each_service_is_configured_like_its_settings_expect(compose: dict[str, 
         assert service["image"] == f"accord-{name}:dev"
         assert env["KAFKA_BOOTSTRAP_SERVERS"] == internal
         assert env["ACCORD_CREATE_TOPICS"] == "false", "kafka-init creates them"
+        # Kafka answers fetches when records arrive: long waits, no idle polling.
+        assert int(env["ACCORD_KAFKA_FETCH_MAX_WAIT_MS"]) >= 500
+        assert int(env["ACCORD_AUDIT_FETCH_MAX_WAIT_MS"]) >= 500
         assert "@postgres:5432/accord" in env["DATABASE_URL"]
         assert service["ports"] == [f"127.0.0.1:{PORTS[name]}:{PORTS[name]}"]
         depends = service["depends_on"]

@@ -230,6 +230,8 @@ def test_services_reach_kafka_and_postgres_with_the_operators_secrets(
         assert env["KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
         assert env["KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
         assert env["ACCORD_CREATE_TOPICS"] == "false"
+        assert int(env["ACCORD_KAFKA_FETCH_MAX_WAIT_MS"]) >= 500
+        assert int(env["ACCORD_AUDIT_FETCH_MAX_WAIT_MS"]) >= 500
         assert env["KAFKA_SASL_USERNAME"] == f"accord-{name}"
         assert env["KAFKA_SASL_PASSWORD"]["secretKeyRef"] == {
             "name": env["KAFKA_SASL_USERNAME"],  # Strimzi names the Secret after the user
