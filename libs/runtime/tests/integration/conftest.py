@@ -28,6 +28,7 @@ from accord.runtime.consumer import (
     ConsumerLoop,
     Handler,
     HandlerContext,
+    IdlePolling,
     RawHandler,
 )
 
@@ -301,6 +302,7 @@ async def start_loop(
         topics: Sequence[str] | None = None,
         dead_letter_handler: RawHandler | None = None,
         batch_handler: BatchHandler | None = None,
+        idle_polling: IdlePolling | None = None,
     ) -> RunningLoop:
         consumer = kafka.make_consumer(
             group or f"rt-{unique}",
@@ -322,6 +324,7 @@ async def start_loop(
             topics=topics,
             dead_letter_handler=dead_letter_handler,
             batch_handler=batch_handler,
+            idle_polling=idle_polling,
         )
         task = asyncio.create_task(loop.run())
         handle = RunningLoop(loop, consumer, producer, task)

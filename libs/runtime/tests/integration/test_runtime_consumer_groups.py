@@ -1,7 +1,8 @@
-"""Grouped transactions: records fetched together commit together, and a poison record goes alone.
+"""Grouped transactions: records fetched together commit together, and a poison record goes
+alone; and the slower polling of a quiet consumer.
 
-Each test publishes its events before its loop starts, so the loop fetches them in one batch
-(with the other tests' events on the shared topic, which its Recorder ignores).
+Each grouping test publishes its events before its loop starts, so the loop fetches them in
+one batch (with the other tests' events on the shared topic, which its Recorder ignores).
 """
 
 from __future__ import annotations
@@ -12,10 +13,11 @@ import asyncpg
 import pytest
 
 from accord.events import Envelope
-from accord.runtime.consumer import HandlerContext
+from accord.runtime.consumer import HandlerContext, IdlePolling
 
 from .conftest import (
     CONSUMED,
+    FETCH_MAX_WAIT_MS,
     Kit,
     LoopStarter,
     Recorder,
@@ -120,3 +122,26 @@ async def test_a_poison_record_in_a_group_is_dead_lettered_alone_and_the_rest_co
 async def _rows_if(pool: asyncpg.Pool, query: str, count: int) -> list[asyncpg.Record] | None:
     rows = await pool.fetch(query)
     return rows if len(rows) >= count else None
+
+
+async def test_a_quiet_consumer_polls_slower_and_speeds_up_at_the_first_record(
+    kit: Kit, start_loop: LoopStarter, unique: str
+) -> None:
+    waits: list[int | None] = []
+
+    async def note_the_wait(envelope: Envelope, ctx: HandlerContext) -> Sequence[Envelope]:
+        waits.append(running.loop.fetch_wait_ms)
+        return []
+
+    recorder = Recorder(f"u-{unique}", note_the_wait)
+    # The shared topic goes quiet once the other tests' events are behind this loop.
+    running = await start_loop({CONSUMED: recorder}, idle_polling=IdlePolling(400, after_s=0.3))
+    await kit.barrier(recorder)
+    await eventually(lambda: running.loop.fetch_wait_ms == 400, what="the idle fetch wait")
+    event = completed(f"u-{unique}-1")
+
+    await kit.publish(event)
+    await eventually(lambda: recorder.count(event.id) == 1, what="the event after the quiet")
+
+    # Back to the short wait as soon as the record came, before its handler ran.
+    assert waits[-1] == FETCH_MAX_WAIT_MS

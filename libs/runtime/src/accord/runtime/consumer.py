@@ -106,6 +106,17 @@ Work = Callable[[HandlerContext], Awaitable[Sequence[Envelope]]]
 EffectWork = Callable[[EffectContext], Awaitable[Sequence[Envelope] | GaveUp]]
 
 
+@dataclass(frozen=True)
+class IdlePolling:
+    """Poll less often while no records come: a broker that answers a waiting fetch only as
+    its wait runs out (Tansu) spends CPU on every poll, and most of the time there is
+    nothing to fetch. The first record after a quiet spell waits up to `idle_wait_ms`."""
+
+    idle_wait_ms: int
+    """The fetch wait once the topics have been quiet for `after_s`."""
+    after_s: float
+
+
 @dataclass
 class ConsumerStats:
     """Counters for health and benchmarks."""
@@ -135,8 +146,12 @@ class ConsumerLoop:
         topics: Sequence[str] | None = None,
         dead_letter_handler: RawHandler | None = None,
         batch_handler: BatchHandler | None = None,
+        idle_polling: IdlePolling | None = None,
     ) -> None:
         self._consumer = consumer
+        self._idle_polling = idle_polling
+        self._busy_wait_ms: int | None = None
+        self._quiet_since: float | None = None
         self._producer = producer
         self._pool = pool
         self._schema = schema
@@ -167,6 +182,7 @@ class ConsumerLoop:
         try:
             while not self._stopping.is_set():
                 batch = await self._consumer.getmany(timeout_ms=200, max_records=500)
+                self._pace(bool(batch))
                 for tp, records in batch.items():
                     if tp in self._workers:
                         # Fetched before the pause took effect: read it again after the worker.
@@ -180,6 +196,32 @@ class ConsumerLoop:
             await self.drain(list(self._workers))
         finally:
             self.running = False
+
+    @property
+    def fetch_wait_ms(self) -> int | None:
+        """The fetch wait of the consumer's next fetch (None before it started)."""
+        fetcher = getattr(self._consumer, "_fetcher", None)
+        return getattr(fetcher, "_fetch_max_wait_ms", None)
+
+    def _pace(self, fetched: bool) -> None:
+        """Switch to the idle fetch wait after a quiet spell, back at the first record."""
+        polling = self._idle_polling
+        fetcher = getattr(self._consumer, "_fetcher", None)
+        if polling is None or fetcher is None:
+            return
+        # aiokafka reads the wait from its fetcher for every fetch request it builds.
+        if self._busy_wait_ms is None:
+            self._busy_wait_ms = fetcher._fetch_max_wait_ms
+        if polling.idle_wait_ms <= self._busy_wait_ms:
+            return
+        now = asyncio.get_running_loop().time()
+        if fetched or self._workers:
+            self._quiet_since = None
+            fetcher._fetch_max_wait_ms = self._busy_wait_ms
+        elif self._quiet_since is None:
+            self._quiet_since = now
+        elif now - self._quiet_since >= polling.after_s:
+            fetcher._fetch_max_wait_ms = polling.idle_wait_ms
 
     async def drain(self, partitions: list[TopicPartition], wait_s: float | None = None) -> None:
         """Let the workers of these partitions finish, then commit what they handled."""

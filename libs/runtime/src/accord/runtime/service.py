@@ -16,7 +16,14 @@ from fastapi import FastAPI
 
 from accord.events import REGISTRY
 from accord.runtime import db, kafka
-from accord.runtime.consumer import BatchHandler, ConsumerLoop, RawHandler, Route, describe
+from accord.runtime.consumer import (
+    BatchHandler,
+    ConsumerLoop,
+    IdlePolling,
+    RawHandler,
+    Route,
+    describe,
+)
 from accord.runtime.http import create_app, make_server, secure
 from accord.runtime.outbox import OutboxRelay
 from accord.runtime.security import api_tokens
@@ -180,6 +187,9 @@ class Service:
                     topics=topics,
                     dead_letter_handler=raw,
                     batch_handler=batch,
+                    idle_polling=IdlePolling(
+                        self.settings.idle_fetch_max_wait_ms, self.settings.idle_after_s
+                    ),
                 )
                 tasks["consumer"] = asyncio.create_task(self._consume(), name="consumer")
             for hook in self.definition.background:

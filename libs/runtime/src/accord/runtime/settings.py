@@ -36,6 +36,18 @@ class ServiceSettings(BaseSettings):
         validation_alias=AliasChoices("ACCORD_KAFKA_FETCH_MAX_WAIT_MS"),
         description="Upper bound on consume latency when a topic is idle.",
     )
+    idle_fetch_max_wait_ms: int = Field(
+        default=200,
+        ge=0,
+        validation_alias=AliasChoices("ACCORD_KAFKA_IDLE_FETCH_MAX_WAIT_MS"),
+        description=(
+            "The fetch wait once a service's topics have been quiet for"
+            " ACCORD_KAFKA_IDLE_AFTER_S; at or below the fetch wait: never changes."
+        ),
+    )
+    idle_after_s: float = Field(
+        default=2.0, gt=0, validation_alias=AliasChoices("ACCORD_KAFKA_IDLE_AFTER_S")
+    )
     session_timeout_ms: int = Field(
         default=6000, ge=1000, validation_alias=AliasChoices("ACCORD_KAFKA_SESSION_TIMEOUT_MS")
     )
