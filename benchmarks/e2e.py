@@ -5,7 +5,7 @@ free ports under a temporary home, publishes user.created events for unique join
 follows each one through the topics until the audit records of its whole flow are in:
 
   warm-up      a few joiners, not reported in the headline
-  idle         CPU of the platform with no load
+  idle         CPU of the platform with no load (5 s, from 3 s after the warm-up)
   light        a light fixed rate (10 joiners/s for 10 s): latency with hardly any queueing
   fixed-rate   a fixed, moderate rate (100 joiners/s for 20 s): latency
   max          every joiner at once (2,000): sustained joiners/s end to end
@@ -63,6 +63,8 @@ class Counts:
 
     warm_up: int
     idle_s: float
+    quiet_s: float
+    """How long after the warm-up the idle measurement starts (the services are quiet by then)."""
     light_rate: float
     light_s: float
     fixed_rate: float
@@ -85,7 +87,8 @@ class Counts:
 
 FULL = Counts(
     warm_up=50,
-    idle_s=3,
+    idle_s=5,
+    quiet_s=3,
     light_rate=10,
     light_s=10,
     fixed_rate=100,
@@ -105,6 +108,7 @@ FULL = Counts(
 SMOKE = Counts(
     warm_up=5,
     idle_s=0.5,
+    quiet_s=0,
     light_rate=10,
     light_s=0.5,
     fixed_rate=20,
@@ -227,7 +231,7 @@ async def measure(
         phases["warm-up"] = await run_phase(
             bench, "warm-up", "first joiners (cold caches)", counts.warm_up, burst, counts.drain_s
         )
-        phases["idle"] = await idle(bench, counts.idle_s)
+        phases["idle"] = await idle(bench, counts.idle_s, counts.quiet_s)
         light = counts.light_rate
         say(f"light: {light:.0f} joiners/s for {counts.light_s:.0f} s")
         phases["light"] = await run_phase(

@@ -102,10 +102,13 @@ def summarize(journeys: list[Journey], cpu: dict[str, float], wall_s: float) -> 
     }
 
 
-async def idle(bench: Bench, seconds: float) -> dict[str, Any]:
-    """CPU of the platform with no load: what polling and timers cost (ms per second)."""
+async def idle(bench: Bench, seconds: float, quiet_s: float = 0.0) -> dict[str, Any]:
+    """CPU of the platform with no load: what polling and timers cost (ms per second), from
+    `quiet_s` after the last load on (the services poll less often once their topics are
+    quiet: ACCORD_KAFKA_IDLE_AFTER_S)."""
     import asyncio
 
+    await asyncio.sleep(quiet_s)
     before = bench.watched.cpu()
     started = time.time()
     await asyncio.sleep(seconds)
@@ -114,7 +117,7 @@ async def idle(bench: Bench, seconds: float) -> dict[str, Any]:
     summary = summarize([], cpu, wall)
     per_second = {label: round(s * 1000 / wall, 2) for label, s in cpu.items()}
     summary.update(
-        description=f"no load for {seconds:.0f} s (CPU ms per second)",
+        description=f"no load: {seconds:.0f} s from {quiet_s:.0f} s after the last (CPU ms per s)",
         offered_per_s=0.0,
         cpu_ms_per_joiner=per_second,
         cpu_ms_per_joiner_total=round(

@@ -42,7 +42,8 @@ GROUP_LIMIT = 100
 
 
 class _Abandoned(Exception):
-    """A record left unhandled because the loop is stopping while a dependency is down."""
+    """A record left unhandled because the loop is stopping (while a dependency is down, or
+    in the middle of a group's records handled one by one)."""
 
 
 @dataclass(kw_only=True)
@@ -331,7 +332,8 @@ class ConsumerLoop:
         """Inbox rows, handlers and outbox rows of several records in one transaction; how
         many of the group's records it took (all, unless a stop request cut it short)."""
         emitted: list[Envelope] = []
-        fresh = duplicates = done = 0
+        duplicates: list[str] = []
+        fresh = done = 0
         try:
             async with self._pool.acquire() as conn, conn.transaction():
                 for record, item in group:
@@ -343,7 +345,7 @@ class ConsumerLoop:
                     envelope, handler = item
                     with _event_context(envelope, record.topic, self._group):
                         if not await self._insert_inbox(conn, record.topic, envelope.id):
-                            duplicates += 1
+                            duplicates.append(envelope.type)
                             continue
                         context = HandlerContext(conn=conn, source=self._source, topic=record.topic)
                         try:
@@ -359,8 +361,8 @@ class ConsumerLoop:
         except Exception as error:
             raise _GroupFailed(error, None) from error
         self.stats.handled += fresh
-        for _ in range(duplicates):
-            self._duplicate("grouped")
+        for kind in duplicates:
+            self._duplicate(kind)
         return done
 
     async def _handle_batch(
