@@ -429,12 +429,11 @@ class Workflows:
                 return _Plan(profile, {})
         if saga_type in saga.ACCESS_SAGAS:
             return _Plan(profile, memberships)
-        if saga_type == "joiner":
-            return _Plan(
-                profile, dict.fromkeys(self.settings.birthright.targets_for(profile), "create")
-            )
-        held = await store.account_targets(conn, user_id)
         steps: dict[str, saga.Operation]
+        if saga_type == "joiner":
+            steps = dict.fromkeys(self.settings.birthright.targets_for(profile), "create")
+            return _Plan(profile, steps)
+        held = await store.account_targets(conn, user_id)
         if saga_type == "mover":
             wanted = self.settings.birthright.targets_for(profile) if profile.active else held
             steps = mover_steps(wanted, held, active=profile.active)
