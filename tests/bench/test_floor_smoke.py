@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from types import ModuleType
 
 import asyncpg
 import httpx
@@ -14,26 +11,16 @@ import pytest
 import pytest_asyncio
 
 from accord.stack.scim_target import ScimTarget
+from accord.stack.testing import load_script
 
 pytestmark = pytest.mark.integration
 
 COUNT = 50
 
 
-def load_floor() -> ModuleType:
-    """benchmarks/ is a folder of scripts, not a package: load floor.py from its file."""
-    path = Path(__file__).resolve().parents[2] / "benchmarks" / "floor.py"
-    spec = importlib.util.spec_from_file_location("accord_bench_floor", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    # dataclasses look the module up in sys.modules while the class is being built.
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-floor = load_floor()
+floor = load_script(
+    Path(__file__).resolve().parents[2] / "benchmarks" / "floor.py", "accord_bench_floor"
+)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")

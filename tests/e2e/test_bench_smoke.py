@@ -7,16 +7,14 @@ its results, never how fast anything was.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
 from accord.stack.platform import Platform
+from accord.stack.testing import load_script
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
@@ -32,28 +30,13 @@ HEADLINE_NUMBERS = (
 )
 
 
-def load_benchmark() -> ModuleType:
-    """benchmarks/ is a folder of scripts, not a package: load e2e.py from its file (with
-    the folder on the path, for its benchlib)."""
-    if str(BENCHMARKS) not in sys.path:
-        sys.path.insert(0, str(BENCHMARKS))
-    spec = importlib.util.spec_from_file_location("accord_bench_e2e", BENCHMARKS / "e2e.py")
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    # dataclasses look the module up in sys.modules while the class is being built.
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @pytest.mark.timeout(300)
 async def test_the_smoke_benchmark_writes_its_results(platform: Platform, tmp_path: Path) -> None:
-    bench = load_benchmark()
+    bench = load_script(BENCHMARKS / "e2e.py", "accord_bench_e2e")
     folder = tmp_path / bench.stamp()
     settings = {"fetch_max_wait_ms": "e2e platform", "audit_fetch_max_wait_ms": "e2e platform"}
 

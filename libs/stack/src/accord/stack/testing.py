@@ -14,10 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import os
+import sys
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
+from types import ModuleType
 
 import asyncpg
 import pytest
@@ -114,3 +117,18 @@ async def run_accord(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[in
 def unique() -> str:
     """A random suffix for ids, topics and names."""
     return uuid.uuid4().hex[:10]
+
+
+def load_script(path: Path, name: str) -> ModuleType:
+    """A script that is not in a package (benchmarks/*.py) as a module, its folder on the
+    path for its own imports (benchlib)."""
+    if str(path.parent) not in sys.path:
+        sys.path.insert(0, str(path.parent))
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    # dataclasses look the module up in sys.modules while the class is being built.
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
