@@ -22,6 +22,11 @@ def resolving_to(*addresses: str) -> Resolver:
         "http://[fd00:ec2::254]/",
         "http://100.100.100.200/latest",
         "ldap://169.254.10.10/",
+        "http://0xa9fea9fe/",
+        "http://2852039166/",
+        "http://[::ffff:169.254.169.254]/",
+        "http://metadata.google.internal/computeMetadata/v1/",
+        "http://0.0.0.0:8080/",
     ],
 )
 def test_literal_metadata_and_link_local_addresses_are_refused(url: str) -> None:
@@ -35,6 +40,15 @@ def test_a_name_resolving_to_a_metadata_address_is_refused() -> None:
             "https://innocent.example.org/scim",
             allow_link_local=False,
             resolve=resolving_to("203.0.113.7", "169.254.169.254"),
+        )
+
+
+def test_a_name_resolving_to_an_ipv4_mapped_metadata_address_is_refused() -> None:
+    with pytest.raises(ForbiddenAddress, match="allow_link_local"):
+        check_url(
+            "https://innocent.example.org/scim",
+            allow_link_local=False,
+            resolve=resolving_to("::ffff:169.254.169.254"),
         )
 
 

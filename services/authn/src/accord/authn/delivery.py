@@ -24,8 +24,8 @@ import httpx
 
 from accord.authn.adapters import ssf_store
 from accord.authn.adapters.ssf_store import PushJob
-from accord.authn.domain.streams import is_forbidden_address, literal_address
 from accord.authn.settings import AuthnSettings
+from accord.runtime.addresses import is_forbidden_address, literal_address
 from accord.runtime.service import Hook, Runtime
 
 log = logging.getLogger(__name__)

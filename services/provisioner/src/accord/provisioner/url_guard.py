@@ -7,17 +7,15 @@ with the provisioner's network identity. Such targets need an explicit opt-in.
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 from collections.abc import Callable, Iterable
 from urllib.parse import urlsplit
 
-#: Cloud metadata endpoints that are not link-local (AWS IPv6, Alibaba, Oracle legacy).
-METADATA_ADDRESSES = frozenset(
-    ipaddress.ip_address(a) for a in ("fd00:ec2::254", "100.100.100.200", "192.0.0.192")
-)
+from accord.runtime.addresses import first_forbidden, forbidden_host, literal_address
 
 Resolver = Callable[[str, int], Iterable[str]]
+
+_OPT_IN = "set allow_link_local: true on the target if this is really intended"
 
 
 class ForbiddenAddress(ValueError):
@@ -31,7 +29,8 @@ def system_resolver(host: str, port: int) -> list[str]:
 
 
 def check_url(url: str, *, allow_link_local: bool, resolve: Resolver = system_resolver) -> None:
-    """Raise ForbiddenAddress when the URL's host is (or resolves to) a forbidden address.
+    """Raise ForbiddenAddress when the URL's host is (or resolves to) a forbidden address
+    (accord.runtime.addresses: link-local, metadata, unspecified, multicast).
 
     A host that does not resolve (yet) passes: the connector's own calls fail then, and
     retry, as for any unavailable target.
@@ -42,23 +41,18 @@ def check_url(url: str, *, allow_link_local: bool, resolve: Resolver = system_re
     host = parts.hostname
     if not host:
         raise ForbiddenAddress(f"{url!r} has no host")
+    refused = forbidden_host(host)
+    if refused is not None:
+        raise ForbiddenAddress(f"{refused}; {_OPT_IN}")
+    if literal_address(host) is not None:
+        return
     port = parts.port or (443 if parts.scheme in ("https", "ldaps") else 80)
     try:
-        addresses = [host] if _is_address(host) else list(resolve(host, port))
+        addresses = list(resolve(host, port))
     except OSError:
         return
-    for text in addresses:
-        address = ipaddress.ip_address(text.split("%", 1)[0])
-        if address.is_link_local or address in METADATA_ADDRESSES:
-            raise ForbiddenAddress(
-                f"{host} resolves to {address}, a link-local or metadata address; set"
-                " allow_link_local: true on the target if this is really intended"
-            )
-
-
-def _is_address(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
+    address = first_forbidden(addresses)
+    if address is not None:
+        raise ForbiddenAddress(
+            f"{host} resolves to {address}, a link-local or metadata address; {_OPT_IN}"
+        )

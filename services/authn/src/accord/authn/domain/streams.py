@@ -8,13 +8,13 @@ back on PATCH and PUT but must then match; changing them is a 400.
 
 from __future__ import annotations
 
-import ipaddress
 import re
-import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 from urllib.parse import urlsplit
+
+from accord.runtime.addresses import METADATA_HOSTS, forbidden_host
 
 PUSH = "urn:ietf:rfc:8935"
 POLL = "urn:ietf:rfc:8936"
@@ -24,15 +24,6 @@ STATUSES: tuple[Status, ...] = ("enabled", "paused", "disabled")
 DEFAULT_MIN_VERIFICATION_INTERVAL_S = 15
 MAX_EVENTS_REQUESTED = 64
 
-#: Names cloud instance metadata services answer on.
-_METADATA_HOSTS = frozenset(
-    {"metadata", "metadata.google.internal", "instance-data", "instance-data.ec2.internal"}
-)
-#: Metadata addresses outside the link-local ranges (AWS IPv6, Alibaba Cloud).
-_METADATA_ADDRESSES = frozenset(
-    {ipaddress.ip_address("fd00:ec2::254"), ipaddress.ip_address("100.100.100.200")}
-)
-_INET_ATON_FORM = re.compile(r"^(0x[0-9a-f]+|[0-9]+)(\.(0x[0-9a-f]+|[0-9]+)){0,3}$")
 _HEADER_VALUE = re.compile(r"^[\x20-\x7e]{1,4096}$")
 
 
@@ -268,36 +259,8 @@ def check_push_endpoint(url: object) -> str:
     except ValueError:
         raise InvalidStream("delivery.endpoint_url has an invalid port") from None
     host = parts.hostname.rstrip(".").lower()
-    if host in _METADATA_HOSTS:
+    if host in METADATA_HOSTS:
         raise InvalidStream("delivery.endpoint_url names a cloud metadata service")
-    address = literal_address(host)
-    if address is not None and is_forbidden_address(address):
+    if forbidden_host(host) is not None:
         raise InvalidStream("delivery.endpoint_url is a link-local or metadata address")
     return url
-
-
-def literal_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    """The address a host name spells, including the forms inet_aton also reads
-    (`2852039166`, `0xa9fea9fe`, `169.254.43518`), else None."""
-    try:
-        return ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        pass
-    if _INET_ATON_FORM.match(host):
-        try:
-            return ipaddress.IPv4Address(socket.inet_aton(host))
-        except OSError:
-            return None
-    return None
-
-
-def is_forbidden_address(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    """Link-local (169.254.0.0/16, fe80::/10, cloud metadata), unspecified or multicast."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return (
-        address.is_link_local
-        or address.is_unspecified
-        or address.is_multicast
-        or address in _METADATA_ADDRESSES
-    )
