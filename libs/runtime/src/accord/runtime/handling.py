@@ -1,0 +1,530 @@
+"""How a consumer handles one partition's records: at-least-once, inbox deduplication,
+outbox, dead letters.
+
+For each record: decode (a broken record goes to the DLQ), then in one transaction record
+the event id in the inbox, run the handler and enqueue the events it returns. The loop
+(accord.runtime.consumer) commits offsets only after that transaction (or the dead letter)
+is durable.
+
+Consecutive records of a partition whose routes are plain handlers share one transaction
+(up to GROUP_LIMIT): the same inbox rows, handler calls and outbox rows, in the same order,
+with one BEGIN, one COMMIT and one wake-up of the relay instead of one each per record. A
+group that fails for any reason is rolled back and its records handled one by one, so a
+poison record is retried and dead-lettered alone, exactly as without grouping.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, cast
+
+import asyncpg
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
+from aiokafka.structs import ConsumerRecord
+
+from accord.events import Envelope, InvalidEvent, from_kafka
+from accord.events.topics import is_dlq
+from accord.runtime import logs
+from accord.runtime.dlq import dead_letter
+from accord.runtime.errors import INFRASTRUCTURE_ERRORS, PermanentError
+from accord.runtime.outbox import enqueue
+from accord.runtime.routes import (
+    BatchHandler,
+    BatchItem,
+    Effect,
+    EffectContext,
+    EffectWork,
+    GaveUp,
+    Handler,
+    HandlerContext,
+    RawHandler,
+    Route,
+    Work,
+)
+from accord.runtime.tracing import consume_span, trace_id_of, with_current_trace
+
+log = logging.getLogger(__name__)
+
+
+#: Most records of one partition handled in one transaction (it holds its locks until then).
+GROUP_LIMIT = 100
+
+
+class _Abandoned(Exception):
+    """A record left unhandled because the loop is stopping (while a dependency is down, or
+    in the middle of a group's records handled one by one)."""
+
+
+@dataclass
+class ConsumerStats:
+    """Counters for health and benchmarks."""
+
+    handled: int = 0
+    duplicates: int = 0
+    dead_lettered: int = 0
+    retries: int = 0
+    last_error: str | None = None
+    assigned: set[TopicPartition] = field(default_factory=set)
+
+
+class PartitionHandler:
+    """Handles a fetched batch of one partition's records, in order, and says how far it
+    got, so the loop commits only what is done. The loop runs one batch per partition at a
+    time, several partitions at once."""
+
+    def __init__(
+        self,
+        *,
+        producer: AIOKafkaProducer,
+        pool: asyncpg.Pool,
+        schema: str,
+        group: str,
+        source: str,
+        routes: Mapping[str, Route],
+        max_attempts: int,
+        dead_letter_handler: RawHandler | None,
+        batch_handler: BatchHandler | None,
+        stats: ConsumerStats,
+        stopping: asyncio.Event,
+    ) -> None:
+        self._producer = producer
+        self._pool = pool
+        self._schema = schema
+        self._group = group
+        self._source = source
+        self._routes = dict(routes)
+        self._max_attempts = max_attempts
+        self._dead_letter_handler = dead_letter_handler
+        self._batch_handler = batch_handler
+        self.stats = stats
+        self._stopping = stopping
+
+    async def handle(
+        self, records: list[ConsumerRecord[bytes, bytes]]
+    ) -> tuple[int | None, int, int]:
+        """Handle records in order; (last handled offset, first offset, last offset)."""
+        if self._batch_handler is not None:
+            return await self._handle_batch(self._batch_handler, records)
+        progress = _Progress()
+        try:
+            for record in records:
+                if self._stopping.is_set() and (progress.last is not None or progress.group):
+                    break
+                await self._take(record, progress)
+            await self._flush(progress)
+        except _Abandoned:
+            # Not handled, so not committed: the next owner of the partition gets it.
+            pass
+        return progress.last, records[0].offset, records[-1].offset
+
+    async def _take(self, record: ConsumerRecord[bytes, bytes], progress: _Progress) -> None:
+        """Add a record to the open group, or flush the group and handle the record alone."""
+        if is_dlq(record.topic):
+            await self._flush(progress)
+            await self._handle_dead_letter(record)
+            progress.last = record.offset
+            return
+        envelope = await self._decode(record)
+        route = None if envelope is None else self._routes.get(envelope.type)
+        if envelope is None or route is None:
+            # Dead-lettered or not ours: nothing to do, but its offset follows the group's.
+            progress.add(record, None)
+        elif isinstance(route, Effect):
+            await self._flush(progress)
+            await self._handle_event(record, envelope, route)
+            progress.last = record.offset
+        else:
+            progress.add(record, (envelope, route))
+        if len(progress.group) >= GROUP_LIMIT:
+            await self._flush(progress)
+
+    async def _flush(self, progress: _Progress) -> None:
+        """Handle the open group in one transaction; one by one if that fails."""
+        group, progress.group = progress.group, []
+        culprit: _GroupFailed | None = None
+        if sum(1 for _, item in group if item is not None) > 1:
+            try:
+                done = await self._apply_group(group)
+                progress.last = group[done - 1][0].offset
+                return
+            except _GroupFailed as failed:
+                # Rolled back whole: each record now gets its own retries and dead letter.
+                culprit = failed
+                log.info(
+                    "grouped transaction failed; handling its records one by one",
+                    extra={"error": self._describe(failed.error), "records": len(group)},
+                )
+        for record, item in group:
+            if self._stopping.is_set() and record is not group[0][0]:
+                raise _Abandoned
+            if item is not None:
+                # The record whose handler broke the group has had its first attempt; a
+                # permanent error is dead-lettered at once, as it would be alone.
+                prior = culprit.error if culprit and culprit.record is record else None
+                await self._handle_event(record, *item, failed=prior)
+            progress.last = record.offset
+
+    async def _apply_group(self, group: list[_Pending]) -> int:
+        """Inbox rows, handlers and outbox rows of several records in one transaction; how
+        many of the group's records it took (all, unless a stop request cut it short)."""
+        emitted: list[Envelope] = []
+        duplicates: list[str] = []
+        fresh = done = 0
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                for record, item in group:
+                    if self._stopping.is_set() and done:
+                        break
+                    done += 1
+                    if item is None:
+                        continue
+                    envelope, handler = item
+                    with _event_context(envelope, record.topic, self._group):
+                        if not await self._insert_inbox(conn, record.topic, envelope.id):
+                            duplicates.append(envelope.type)
+                            continue
+                        context = HandlerContext(conn=conn, source=self._source, topic=record.topic)
+                        try:
+                            replies = await handler(envelope, context)
+                        except Exception as error:
+                            raise _GroupFailed(error, record) from error
+                        # Stamped here, inside the record's span: enqueue runs outside it.
+                        emitted += [with_current_trace(e) for e in replies]
+                        fresh += 1
+                await enqueue(conn, self._schema, emitted)
+        except _GroupFailed:
+            raise
+        except Exception as error:
+            raise _GroupFailed(error, None) from error
+        self.stats.handled += fresh
+        for kind in duplicates:
+            self._duplicate(kind)
+        return done
+
+    async def _handle_batch(
+        self, handler: BatchHandler, records: list[ConsumerRecord[bytes, bytes]]
+    ) -> tuple[int | None, int, int]:
+        """One transaction for the partition's records; a record that breaks it goes alone.
+
+        Undecodable records are dead-lettered first (the DLQ copy comes back as a dead
+        letter); events of types without a route are skipped, as in per-record handling.
+        """
+        first, end = records[0].offset, records[-1].offset
+        items: list[BatchItem] = []
+        for record in records:
+            if is_dlq(record.topic):
+                items.append((record, None))
+                continue
+            envelope = await self._decode(record)
+            if envelope is not None and envelope.type in self._routes:
+                items.append((record, envelope))
+        if not items:
+            return end, first, end
+        try:
+            await self._apply_batch(handler, items)
+        except _Abandoned:
+            return None, first, end
+        return end, first, end
+
+    async def _apply_batch(self, handler: BatchHandler, items: list[BatchItem]) -> None:
+        failures = 0
+        delay = 0.1
+        topic = items[0][0].topic
+        while True:
+            try:
+                async with self._pool.acquire() as conn, conn.transaction():
+                    context = HandlerContext(conn=conn, source=self._source, topic=topic)
+                    emitted = await handler(items, context)
+                    await enqueue(conn, self._schema, emitted)
+                self.stats.handled += len(items)
+                return
+            except INFRASTRUCTURE_ERRORS as error:
+                self._dependency_down(error, "batch will retry")
+            except Exception as error:
+                failures += 1
+                self._note_retry(error)
+                log.exception("batch handler failed", extra={"attempt": failures})
+                if failures >= self._max_attempts:
+                    await self._isolate(handler, items, error)
+                    return
+            delay = await self._back_off(delay)
+
+    def _note_retry(self, error: BaseException) -> None:
+        self.stats.retries += 1
+        self.stats.last_error = self._describe(error)
+
+    @staticmethod
+    def _describe(error: BaseException) -> str:
+        return f"{type(error).__name__}: {error}"
+
+    def _dependency_down(self, error: BaseException, message: str) -> None:
+        """Count and log an infrastructure failure; abandon the work if stopping."""
+        self._note_retry(error)
+        log.warning(message, extra={"error": self.stats.last_error})
+        if self._stopping.is_set():
+            raise _Abandoned from None
+
+    async def _back_off(self, delay: float) -> float:
+        """Wait `delay` (a stop request cuts it short); the next, doubled, up to 10 s."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), delay)
+        return min(delay * 2, 10.0)
+
+    async def _isolate(
+        self, handler: BatchHandler, items: list[BatchItem], error: Exception
+    ) -> None:
+        """Handle a failing batch record by record: only the records that fail alone are lost
+        to the DLQ (a dead letter that fails stays in its DLQ topic)."""
+        if len(items) > 1:
+            for item in items:
+                await self._apply_batch(handler, [item])
+            return
+        await self._give_up(items[0][0], self._max_attempts, error)
+
+    async def _decode(self, record: ConsumerRecord[bytes, bytes]) -> Envelope | None:
+        """The record's event; None when it breaks the contract (then it is dead-lettered)."""
+        try:
+            return from_kafka(record.topic, record.key, record.value, list(record.headers))
+        except InvalidEvent as error:
+            await self._dead_letter(record, error.reason, "invalid-event")
+            return None
+
+    async def _give_up(
+        self, record: ConsumerRecord[bytes, bytes], failures: int, error: Exception
+    ) -> None:
+        """Dead-letter a record whose handler kept failing; a dead letter stays in its DLQ
+        topic (skipping it here loses nothing)."""
+        if is_dlq(record.topic):
+            log.error("dead letter skipped after repeated failures")
+            return
+        reason = f"handler failed {failures} times: {type(error).__name__}: {error}"
+        await self._dead_letter(record, reason, "handler-error")
+
+    async def _handle_event(
+        self,
+        record: ConsumerRecord[bytes, bytes],
+        envelope: Envelope,
+        route: Route,
+        *,
+        failed: Exception | None = None,
+    ) -> None:
+        """One record in its own transaction, with retries and its dead letter; `failed` is
+        the error of an attempt already made (in a group)."""
+        with _event_context(envelope, record.topic, self._group):
+            if isinstance(route, Effect):
+                effect = partial(route.handler, envelope)
+                on_commit = partial(route.record, envelope) if route.record else None
+                await self._apply_with_retries(
+                    record,
+                    envelope.id,
+                    effect,
+                    envelope.type,
+                    outside=True,
+                    on_commit=on_commit,
+                )
+            else:
+                work = partial(route, envelope)
+                await self._apply_with_retries(
+                    record, envelope.id, work, envelope.type, failed=failed
+                )
+
+    async def _handle_dead_letter(self, record: ConsumerRecord[bytes, bytes]) -> None:
+        """Dead letters are read raw (they may be undecodable) and never dead-lettered again."""
+        if self._dead_letter_handler is None:
+            return
+        work = partial(self._dead_letter_handler, record)
+        # A dead letter's identity is its place in the DLQ: the same event may fail twice.
+        position = f"{record.partition}:{record.offset}"
+        await self._apply_with_retries(record, position, work, "dead-letter")
+
+    async def _apply_with_retries(
+        self,
+        record: ConsumerRecord[bytes, bytes],
+        inbox_id: str,
+        work: Work | EffectWork,
+        kind: str,
+        *,
+        outside: bool = False,
+        on_commit: Work | None = None,
+        failed: Exception | None = None,
+    ) -> None:
+        failures = 0
+        delay = 0.1
+        while True:
+            try:
+                if failed is not None:
+                    # An attempt made in a group: its error is judged as this attempt's.
+                    attempted, failed = failed, None
+                    raise attempted
+                if outside:
+                    effect = cast(EffectWork, work)
+                    await self._apply_effect(record, inbox_id, effect, kind, on_commit)
+                else:
+                    await self._apply(record, inbox_id, cast(Work, work), kind)
+                return
+            except (PermanentError, InvalidEvent) as error:
+                if is_dlq(record.topic):
+                    log.error("dead letter cannot be recorded", extra={"error": str(error)})
+                    return
+                await self._dead_letter(record, str(error), type(error).__name__)
+                return
+            except INFRASTRUCTURE_ERRORS as error:
+                # Our own database or a dependency is down; the event is fine: wait, never drop.
+                self._dependency_down(error, "handler will retry")
+            except Exception as error:
+                failures += 1
+                self._note_retry(error)
+                log.exception("handler failed", extra={"attempt": failures})
+                if failures >= self._max_attempts:
+                    await self._give_up(record, failures, error)
+                    return
+            delay = await self._back_off(delay)
+
+    async def _apply(
+        self, record: ConsumerRecord[bytes, bytes], inbox_id: str, work: Work, kind: str
+    ) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            if not await self._claim(conn, record.topic, inbox_id, kind):
+                return
+            context = HandlerContext(conn=conn, source=self._source, topic=record.topic)
+            emitted = await work(context)
+            await enqueue(conn, self._schema, emitted)
+        self.stats.handled += 1
+
+    async def _apply_effect(
+        self,
+        record: ConsumerRecord[bytes, bytes],
+        inbox_id: str,
+        work: EffectWork,
+        kind: str,
+        on_commit: Work | None = None,
+    ) -> None:
+        """Run an effect with no connection held, then commit its inbox row and events.
+
+        An effect that gave up is recorded under this record's position rather than the
+        event id: a redelivery of this record is skipped, while a replay of its dead letter
+        (the same event, published again) runs the effect again.
+        """
+        position = f"{inbox_id}@{record.partition}:{record.offset}"
+        seen = await self._pool.fetchval(
+            "SELECT true FROM inbox WHERE consumer = $1 AND topic = $2"
+            " AND event_id = ANY($3::text[])",
+            self._group,
+            record.topic,
+            [inbox_id, position],
+        )
+        if seen:
+            self._duplicate(kind)
+            return
+        emitted = await work(EffectContext(source=self._source, topic=record.topic))
+        claim = inbox_id
+        if isinstance(emitted, GaveUp):
+            # Dead letter first: a crash before the commit below redoes the effect (and may
+            # dead-letter it twice, harmless to a replay); the other order could lose it.
+            await self._dead_letter(record, emitted.reason, emitted.error_type)
+            emitted, claim = emitted.events, position
+        async with self._pool.acquire() as conn, conn.transaction():
+            # Claimed meanwhile by another member (a rebalance): its events went out.
+            if not await self._claim(conn, record.topic, claim, kind):
+                return
+            if on_commit is not None:
+                context = HandlerContext(conn=conn, source=self._source, topic=record.topic)
+                emitted = [*emitted, *await on_commit(context)]
+            await enqueue(conn, self._schema, emitted)
+        self.stats.handled += 1
+
+    async def _claim(self, conn: asyncpg.Connection, topic: str, inbox_id: str, kind: str) -> bool:
+        """Record the event in the inbox; False (a duplicate) if it is there already."""
+        fresh = await self._insert_inbox(conn, topic, inbox_id)
+        if not fresh:
+            self._duplicate(kind)
+        return fresh
+
+    async def _insert_inbox(self, conn: asyncpg.Connection, topic: str, inbox_id: str) -> bool:
+        fresh = await conn.fetchval(
+            "INSERT INTO inbox (consumer, topic, event_id) VALUES ($1, $2, $3) "
+            "ON CONFLICT DO NOTHING RETURNING true",
+            self._group,
+            topic,
+            inbox_id,
+        )
+        return bool(fresh)
+
+    def _duplicate(self, kind: str) -> None:
+        self.stats.duplicates += 1
+        log.info("duplicate event ignored", extra={"type": kind})
+
+    async def _dead_letter(
+        self, record: ConsumerRecord[bytes, bytes], reason: str, kind: str
+    ) -> None:
+        while True:
+            try:
+                await dead_letter(
+                    self._producer, record, reason=reason, error_type=kind, consumer=self._group
+                )
+                self.stats.dead_lettered += 1
+                return
+            except KafkaError as error:
+                # Committing past a record that is not in the DLQ would lose it.
+                log.warning("dead letter not acknowledged; retrying", extra={"error": str(error)})
+                await asyncio.sleep(1.0)
+
+
+class _GroupFailed(Exception):
+    """A grouped transaction rolled back; `record` is the one whose handler raised, if any."""
+
+    def __init__(self, error: Exception, record: ConsumerRecord[bytes, bytes] | None) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.record = record
+
+
+#: A record of an open group, with its event and handler (None: nothing to do but commit).
+_Pending = tuple[ConsumerRecord[bytes, bytes], tuple[Envelope, Handler] | None]
+
+
+@dataclass
+class _Progress:
+    """A partition worker's place: the last offset done and the group not yet committed."""
+
+    last: int | None = None
+    group: list[_Pending] = field(default_factory=list)
+
+    def add(
+        self, record: ConsumerRecord[bytes, bytes], item: tuple[Envelope, Handler] | None
+    ) -> None:
+        self.group.append((record, item))
+
+
+@contextlib.contextmanager
+def _event_context(envelope: Envelope, topic: str, group: str) -> Iterator[None]:
+    """The event's ids in every log line, and its consumer span current."""
+    tokens = (
+        logs.correlation_id.set(envelope.correlationid),
+        logs.event_id.set(envelope.id),
+        logs.trace_id.set(trace_id_of(envelope.traceparent)),
+    )
+    try:
+        with consume_span(envelope, topic, group):
+            yield
+    finally:
+        logs.correlation_id.reset(tokens[0])
+        logs.event_id.reset(tokens[1])
+        logs.trace_id.reset(tokens[2])
+
+
+def describe(stats: ConsumerStats) -> dict[str, Any]:
+    """Stats as JSON-friendly values."""
+    return {
+        "handled": stats.handled,
+        "duplicates": stats.duplicates,
+        "dead_lettered": stats.dead_lettered,
+        "retries": stats.retries,
+        "assigned_partitions": len(stats.assigned),
+    }
