@@ -25,7 +25,7 @@ import httpx
 from accord.authn.adapters import ssf_store
 from accord.authn.adapters.ssf_store import PushJob
 from accord.authn.settings import AuthnSettings
-from accord.runtime.addresses import is_forbidden_address, literal_address
+from accord.runtime.addresses import first_forbidden, literal_address
 from accord.runtime.service import Hook, Runtime
 
 log = logging.getLogger(__name__)
@@ -62,8 +62,7 @@ async def _resolves_to_forbidden(url: str) -> bool:
     port = parts.port or (443 if parts.scheme == "https" else 80)
     loop = asyncio.get_running_loop()
     infos = await loop.getaddrinfo(host, port)
-    addresses = (literal_address(str(info[4][0]).split("%")[0]) for info in infos)
-    return any(a is not None and is_forbidden_address(a) for a in addresses)
+    return first_forbidden([str(info[4][0]) for info in infos]) is not None
 
 
 async def push_one(client: httpx.AsyncClient, job: PushJob, *, timeout_s: float) -> Outcome:
