@@ -123,11 +123,12 @@ async def test_a_new_account_costs_one_lookup_and_one_post(
         (400, {"scimType": "uniqueness"}, True),
         (400, {"scimType": "invalidValue"}, False),
         (400, None, False),
+        (400, ["uniqueness"], False),
         (500, {"scimType": "uniqueness"}, False),
     ],
 )
 def test_a_uniqueness_conflict_is_a_409_or_a_400_saying_uniqueness(
-    status: int, body: dict[str, str] | None, conflict: bool
+    status: int, body: dict[str, str] | list[str] | None, conflict: bool
 ) -> None:
     response = (
         httpx.Response(status, json=body) if body is not None else httpx.Response(status, text="x")

@@ -84,12 +84,7 @@ class ScimConnector:
         """409, or the 400 with scimType "uniqueness" some providers answer instead."""
         if response.status_code == 409:
             return True
-        if response.status_code != 400:
-            return False
-        try:
-            return bool(response.json().get("scimType") == "uniqueness")
-        except ValueError:
-            return False
+        return response.status_code == 400 and _scim_error(response).get("scimType") == "uniqueness"
 
     async def update_account(self, user_id: str, profile: Profile) -> AccountRef:
         """PUT the mapped user over the existing one (RFC 7644 section 3.5.1), else create it."""
@@ -334,14 +329,18 @@ class ScimConnector:
         raise TargetRejected(message)
 
 
-def _scim_detail(response: httpx.Response) -> str:
+def _scim_error(response: httpx.Response) -> dict[str, Any]:
+    """The SCIM error body (RFC 7644 section 3.12), or {} when there is none to read."""
     try:
         body = response.json()
     except ValueError:
-        return ""
-    if isinstance(body, dict):
-        return str(body.get("detail") or body.get("scimType") or "")[:200]
-    return ""
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def _scim_detail(response: httpx.Response) -> str:
+    body = _scim_error(response)
+    return str(body.get("detail") or body.get("scimType") or "")[:200]
 
 
 def _retry_after(response: httpx.Response) -> float | None:
