@@ -173,8 +173,7 @@ class Service:
                 self.consumer = ConsumerLoop(
                     consumer=kafka.make_consumer(
                         f"accord-{self.definition.name}",
-                        fetch_max_wait_ms=self.definition.fetch_max_wait_ms
-                        or self.settings.fetch_max_wait_ms,
+                        fetch_max_wait_ms=self._fetch_max_wait_ms(),
                         session_timeout_ms=self.settings.session_timeout_ms,
                     ),
                     producer=producer,
@@ -218,6 +217,11 @@ class Service:
             await producer.stop()
             await pool.close()
             log.info("service stopped")
+
+    def _fetch_max_wait_ms(self) -> int:
+        """The service's own fetch wait if it has one (0 included), else the shared one."""
+        own = self.definition.fetch_max_wait_ms
+        return self.settings.fetch_max_wait_ms if own is None else own
 
     async def _consume(self) -> None:
         assert self.consumer is not None
