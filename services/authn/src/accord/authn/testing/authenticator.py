@@ -98,18 +98,14 @@ class SoftwareAuthenticator:
         auth_data = self._auth_data(credential, AT) + attested
         attestation = cbor2.dumps({"fmt": "none", "attStmt": {}, "authData": auth_data})
         client_data = _client_data("webauthn.create", options["challenge"], origin)
-        return {
-            "id": b64url(credential_id),
-            "rawId": b64url(credential_id),
-            "type": "public-key",
-            "authenticatorAttachment": "cross-platform",
-            "clientExtensionResults": {},
-            "response": {
+        return _public_key_credential(
+            credential_id,
+            {
                 "clientDataJSON": b64url(client_data),
                 "attestationObject": b64url(attestation),
                 "transports": ["usb"],
             },
-        }
+        )
 
     def get(self, options_json: str | Mapping[str, Any], origin: str) -> dict[str, Any]:
         """Answer authentication options as the browser would (an AuthenticationResponseJSON)."""
@@ -130,19 +126,15 @@ class SoftwareAuthenticator:
         client_data = _client_data("webauthn.get", options["challenge"], origin)
         signed = auth_data + hashlib.sha256(client_data).digest()
         signature = credential.key.sign(signed, ec.ECDSA(hashes.SHA256()))
-        return {
-            "id": b64url(credential_id),
-            "rawId": b64url(credential_id),
-            "type": "public-key",
-            "authenticatorAttachment": "cross-platform",
-            "clientExtensionResults": {},
-            "response": {
+        return _public_key_credential(
+            credential_id,
+            {
                 "clientDataJSON": b64url(client_data),
                 "authenticatorData": b64url(auth_data),
                 "signature": b64url(signature),
                 "userHandle": b64url(credential.user_handle),
             },
-        }
+        )
 
     def _auth_data(self, credential: _Credential, extra_flags: int) -> bytes:
         flags = UP | (UV if self.user_verified else 0) | extra_flags
@@ -179,4 +171,16 @@ def _cose_key(key: ec.EllipticCurvePrivateKey) -> dict[int, Any]:
         -1: 1,  # crv: P-256
         -2: numbers.x.to_bytes(32, "big"),
         -3: numbers.y.to_bytes(32, "big"),
+    }
+
+
+def _public_key_credential(credential_id: bytes, response: dict[str, Any]) -> dict[str, Any]:
+    """A PublicKeyCredential as the browser serialises it (toJSON()), around its response."""
+    return {
+        "id": b64url(credential_id),
+        "rawId": b64url(credential_id),
+        "type": "public-key",
+        "authenticatorAttachment": "cross-platform",
+        "clientExtensionResults": {},
+        "response": response,
     }
