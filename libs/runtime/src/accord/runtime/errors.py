@@ -22,6 +22,12 @@ INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
     asyncio.TimeoutError,
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
+    # The client's own state after the connection broke (asyncpg's protocol and cache
+    # errors), e.g. on commit while PostgreSQL restarts.
+    asyncpg.InternalClientError,
+    # The server ending sessions on shutdown (57P01) or after another backend crashed (57P02).
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
     asyncpg.exceptions.SerializationError,
     asyncpg.exceptions.DeadlockDetectedError,
     asyncpg.exceptions.CannotConnectNowError,
