@@ -1,8 +1,16 @@
-"""Dead letters: the original record, untouched, plus why and where it failed, in headers."""
+"""Dead letters: the original record, untouched, plus why and where it failed, in headers;
+and which consumer groups a replayed record is meant for.
+
+Every consumer group that fails an event writes its own dead letter of it (`accord-consumer`
+names the group), so `accord dlq` shows them as one entry per event and replays the event
+once, with `accord-replay-for` naming the groups that failed it: the other groups of the
+topic skip it (see `meant_for`), so they never take a replay for new.
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaProducer
@@ -13,7 +21,25 @@ from accord.events.topics import dlq_for, is_dlq
 log = logging.getLogger(__name__)
 
 ERROR_HEADER = "accord-error"
+CONSUMER_HEADER = "accord-consumer"
+#: On a replayed record: the consumer groups it is for, comma-separated.
+REPLAY_FOR_HEADER = "accord-replay-for"
 MAX_REASON = 1000
+
+
+def replayed_for(headers: Iterable[tuple[str, bytes]]) -> frozenset[str] | None:
+    """The groups a replayed record is for; None for a record that is not a replay."""
+    for name, value in headers:
+        if name == REPLAY_FOR_HEADER:
+            return frozenset(g for g in value.decode(errors="replace").split(",") if g)
+    return None
+
+
+def meant_for(record: ConsumerRecord[bytes, bytes], group: str) -> bool:
+    """Whether a consumer group takes this record: every record, except a replay meant for
+    other groups (they handled the event already, or never had to)."""
+    groups = replayed_for(record.headers)
+    return groups is None or group in groups
 
 
 async def dead_letter(
@@ -30,7 +56,7 @@ async def dead_letter(
     headers += [
         (ERROR_HEADER, reason[:MAX_REASON].encode()),
         ("accord-error-type", error_type.encode()),
-        ("accord-consumer", consumer.encode()),
+        (CONSUMER_HEADER, consumer.encode()),
         ("accord-original-topic", record.topic.encode()),
         ("accord-original-partition", str(record.partition).encode()),
         ("accord-original-offset", str(record.offset).encode()),

@@ -1,12 +1,16 @@
 """Reading and replaying dead letters (`<topic>.dlq`), for `accord dlq` and operators.
 
 A dead letter is the original record, untouched, plus `accord-*` headers saying why and
-where it failed. Replaying sends the original record (without those headers) back to its
-topic: consumers' inboxes drop whatever was handled already, so replaying twice is harmless.
+where it failed and which consumer group failed it. Every group that fails an event writes
+its own, so operators see them grouped: one `DeadEvent` per event, with the groups that
+failed it. Replaying sends the original record (without those headers) back to its topic
+once, for those groups only (`accord-replay-for`; the others skip it). Their inboxes drop
+whatever was handled already, so replaying twice is harmless.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -15,6 +19,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from accord.events.kafka_config import client_config
 from accord.events.topics import dlq_for, is_dlq
+from accord.runtime.dlq import CONSUMER_HEADER, ERROR_HEADER, REPLAY_FOR_HEADER
 
 _ORIGINAL_TOPIC = "accord-original-topic"
 
@@ -47,6 +52,22 @@ class DeadLetter:
         """Where the record came from."""
         return self.header(_ORIGINAL_TOPIC) or self.dlq.removesuffix(".dlq")
 
+    @property
+    def position(self) -> tuple[int, int]:
+        """(partition, offset) in the DLQ."""
+        return self.partition, self.offset
+
+    @property
+    def identity(self) -> str:
+        """The event this is a dead letter of: its id, else its place in the original topic."""
+        if self.event_id:
+            return self.event_id
+        partition = self.header("accord-original-partition")
+        offset = self.header("accord-original-offset")
+        if partition is None or offset is None:
+            return f"{self.dlq}:{self.partition}:{self.offset}"
+        return f"{self.original_topic}:{partition}:{offset}"
+
     def summary(self) -> dict[str, Any]:
         """What an operator needs to decide: which event, why, when, where."""
         return {
@@ -55,12 +76,72 @@ class DeadLetter:
             "event_id": self.event_id,
             "type": self.header("ce_type"),
             "subject": self.header("ce_subject"),
-            "reason": self.header("accord-error"),
+            "reason": self.header(ERROR_HEADER),
             "error_type": self.header("accord-error-type"),
-            "consumer": self.header("accord-consumer"),
+            "consumer": self.header(CONSUMER_HEADER),
             "failed_at": self.header("accord-failed-at"),
             "original_topic": self.original_topic,
         }
+
+
+@dataclass(frozen=True)
+class DeadEvent:
+    """One event's dead letters in a DLQ, from every consumer group that failed it."""
+
+    letters: tuple[DeadLetter, ...]
+    """Oldest first; all copies of one original record (the same event)."""
+
+    @property
+    def event_id(self) -> str | None:
+        """The CloudEvents id of the event (None if it was undecodable)."""
+        return self.letters[0].event_id
+
+    @property
+    def consumers(self) -> dict[str, int]:
+        """The consumer groups that failed the event, with how many times each."""
+        counts = Counter(x.header(CONSUMER_HEADER) or "?" for x in self.letters)
+        return dict(sorted(counts.items()))
+
+    def replay_for(self) -> list[str] | None:
+        """The groups a replay is for; None (every group) if a letter does not say its own."""
+        groups = [x.header(CONSUMER_HEADER) for x in self.letters]
+        if not all(groups):
+            return None
+        return sorted({g for g in groups if g})
+
+    def summary(self) -> dict[str, Any]:
+        """What an operator needs to decide: which event, who failed it, why, when, where."""
+        first, latest = self.letters[0], self.letters[-1]
+        return {
+            "dlq": first.dlq,
+            "position": "{}:{}".format(*first.position),
+            "event_id": self.event_id,
+            "type": first.header("ce_type"),
+            "subject": first.header("ce_subject"),
+            "consumers": self.consumers,
+            "reason": latest.header(ERROR_HEADER),
+            "error_type": latest.header("accord-error-type"),
+            "failed_at": latest.header("accord-failed-at"),
+            "original_topic": first.original_topic,
+        }
+
+
+def by_event(letters: Iterable[DeadLetter]) -> list[DeadEvent]:
+    """Dead letters grouped by event, oldest first (by when the event first failed).
+
+    An undecodable event without an id is known by its place in the original topic, which
+    each group's copy names alike.
+    """
+    groups: dict[str, list[DeadLetter]] = {}
+    ordered = sorted(letters, key=lambda x: (x.header("accord-failed-at") or "", x.position))
+    for letter in ordered:
+        groups.setdefault(letter.identity, []).append(letter)
+    return [DeadEvent(tuple(group)) for group in groups.values()]
+
+
+async def read_dead_events(topic: str) -> list[DeadEvent]:
+    """Every event with dead letters in a topic's DLQ (or in a DLQ named directly)."""
+    return by_event(await read_dead_letters(topic))
 
 
 async def read_dead_letters(topic: str, *, limit: int | None = None) -> list[DeadLetter]:
@@ -100,14 +181,18 @@ async def read_dead_letters(topic: str, *, limit: int | None = None) -> list[Dea
         await consumer.stop()
 
 
-async def replay(letters: Iterable[DeadLetter]) -> int:
-    """Send each dead letter's original record back to its topic; returns how many."""
+async def replay(events: Iterable[DeadEvent]) -> int:
+    """Send each event back to its topic once, for the groups that failed it; how many."""
     producer = AIOKafkaProducer(**client_config(), acks="all")
     sent = 0
     try:
         await producer.start()
-        for letter in letters:
+        for event in events:
+            letter = event.letters[0]
             headers = [(k, v) for k, v in letter.headers if not k.startswith("accord-")]
+            groups = event.replay_for()
+            if groups is not None:
+                headers.append((REPLAY_FOR_HEADER, ",".join(groups).encode()))
             await producer.send_and_wait(
                 letter.original_topic, value=letter.value, key=letter.key, headers=headers
             )

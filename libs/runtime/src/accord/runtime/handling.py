@@ -31,7 +31,7 @@ from aiokafka.structs import ConsumerRecord
 from accord.events import Envelope, InvalidEvent, from_kafka
 from accord.events.topics import is_dlq
 from accord.runtime import logs
-from accord.runtime.dlq import dead_letter
+from accord.runtime.dlq import dead_letter, meant_for
 from accord.runtime.errors import INFRASTRUCTURE_ERRORS, PermanentError
 from accord.runtime.outbox import enqueue
 from accord.runtime.routes import (
@@ -125,11 +125,19 @@ class PartitionHandler:
 
     async def _take(self, record: ConsumerRecord[bytes, bytes], progress: _Progress) -> None:
         """Add a record to the open group, or flush the group and handle the record alone."""
-        if is_dlq(record.topic):
+        if not meant_for(record, self._group):
+            # A replay for other groups: not even decoded, so never dead-lettered here.
+            progress.add(record, None)
+        elif is_dlq(record.topic):
             await self._flush(progress)
             await self._handle_dead_letter(record)
             progress.last = record.offset
-            return
+        else:
+            await self._take_event(record, progress)
+        if len(progress.group) >= GROUP_LIMIT:
+            await self._flush(progress)
+
+    async def _take_event(self, record: ConsumerRecord[bytes, bytes], progress: _Progress) -> None:
         envelope = await self._decode(record)
         route = None if envelope is None else self._routes.get(envelope.type)
         if envelope is None or route is None:
@@ -141,8 +149,6 @@ class PartitionHandler:
             progress.last = record.offset
         else:
             progress.add(record, (envelope, route))
-        if len(progress.group) >= GROUP_LIMIT:
-            await self._flush(progress)
 
     async def _flush(self, progress: _Progress) -> None:
         """Handle the open group in one transaction; one by one if that fails."""
@@ -218,6 +224,8 @@ class PartitionHandler:
         first, end = records[0].offset, records[-1].offset
         items: list[BatchItem] = []
         for record in records:
+            if not meant_for(record, self._group):
+                continue
             if is_dlq(record.topic):
                 items.append((record, None))
                 continue
