@@ -44,7 +44,12 @@ from accord.orchestrator.adapters import store
 from accord.orchestrator.domain import account_saga as saga
 from accord.orchestrator.domain.birthright import Birthright
 from accord.orchestrator.domain.identity import Verdict, judge
-from accord.orchestrator.domain.plans import every_account, memberships, mover_steps
+from accord.orchestrator.domain.plans import (
+    comeback_steps,
+    every_account,
+    memberships,
+    mover_steps,
+)
 from accord.runtime.consumer import HandlerContext
 from accord.runtime.errors import PermanentError
 
@@ -273,21 +278,33 @@ class Workflows:
         *,
         cause: Envelope | None = None,
     ) -> list[Envelope]:
-        """Apply one event to a saga and return the events its commands become."""
-        state = await store.load_saga(ctx.conn, saga_id)
-        if state is None:
+        """Apply one event to a saga and return the events its commands become.
+
+        The identity's lock comes first, as in every identity handler, so that a saga's move
+        and its identity's other sagas are decided one at a time. A retry is re-planned
+        against the identity as it is now.
+        """
+        user_id = await store.saga_subject(ctx.conn, saga_id)
+        if user_id is None:
             log.info("event for a saga this orchestrator does not know", extra={"saga": saga_id})
             return []
+        await store.lock_identity(ctx.conn, user_id)
+        state = await store.load_saga(ctx.conn, saga_id)
+        assert state is not None, "sagas are never deleted"
+        if isinstance(saga_event, saga.RetryRequested):
+            saga_event = saga.RetryRequested(await self._identity_now(ctx.conn, user_id))
         new_state, commands = saga.decide(state, saga_event, store.now_utc())
         if new_state == state:
             return []
         await store.save_saga(ctx.conn, new_state)
         if not new_state.targets("pending", "compensating"):
             await store.drop_timers(ctx.conn, saga_id, "saga_timeout")  # the round is over
+        if state.status == "failed" and new_state.status != "failed":
+            await store.drop_timers(ctx.conn, saga_id, "saga_retry")  # retried or ended
         correlation = None if cause else await store.saga_correlation(ctx.conn, saga_id)
         origin = _Origin(ctx.source, cause, correlation)
         events = await self._carry_out(ctx.conn, commands, new_state, origin)
-        if state.status in _IN_FLIGHT and new_state.status not in _IN_FLIGHT:
+        if saga.holds_identity(state) and not saga.holds_identity(new_state):
             events += await self._next_in_queue(ctx.conn, new_state.user_id, ctx.source)
         return events
 
@@ -350,8 +367,11 @@ class Workflows:
             queued = saga.queue(
                 saga_id, user_id, saga_type, now, operation=operation, steps=memberships
             )
-            if await store.insert_saga(conn, queued, origin.correlation_id()):
-                log.info("saga queued behind another", extra={"saga_id": saga_id})
+            if not await store.insert_saga(conn, queued, origin.correlation_id()):
+                return []
+            log.info("saga queued behind another", extra={"saga_id": saga_id})
+            if saga_type in _TAKES_ACCESS:
+                return await self._hurry_holder(conn, user_id, origin.source)
             return []
         plan = await self._plan(conn, user_id, saga_type, operation, memberships)
         if plan is None or (not plan.steps and saga_type != "joiner"):
@@ -362,6 +382,21 @@ class Workflows:
         if not await store.insert_saga(conn, state, origin.correlation_id()):
             return []  # started already by an earlier delivery of the same cause
         return await self._announce(conn, state, commands, origin, plan.profile)
+
+    async def _hurry_holder(
+        self, conn: asyncpg.Connection, user_id: str, source: str
+    ) -> list[Envelope]:
+        """A saga that takes access away does not wait out a failed holder's backoff: the
+        holder's retry comes now, re-planned (a joiner of an identity deleted meanwhile is
+        superseded at once, and the leaver begins)."""
+        holder = await store.holder(conn, user_id)
+        if holder is None:
+            return []
+        state = await store.load_saga(conn, holder)
+        if state is None or state.status != "failed":
+            return []  # running: its results move the queue on
+        ctx = HandlerContext(conn=conn, source=source, topic="orchestrator")
+        return await self.advance(ctx, holder, saga.RetryRequested())
 
     async def _next_in_queue(
         self, conn: asyncpg.Connection, user_id: str, source: str
@@ -382,7 +417,7 @@ class Workflows:
             events += await self._announce(
                 conn, state, commands, origin, plan.profile if plan else None
             )
-            if state.status in _IN_FLIGHT:
+            if saga.holds_identity(state):
                 break
         return events
 
@@ -436,12 +471,30 @@ class Workflows:
         held = await store.account_targets(conn, user_id)
         if saga_type == "mover":
             wanted = self.settings.birthright.targets_for(profile) if profile.active else held
-            steps = mover_steps(wanted, held, active=profile.active)
+            in_doubt = set(await store.account_targets(conn, user_id, requested=True))
+            steps = mover_steps(wanted, held, active=profile.active, in_doubt=in_doubt)
         elif saga_type in ("reactivation", "unlock"):
-            steps = every_account(held, "enable")
+            # Back: the accounts follow the birthright as it is now, enabled.
+            wanted = self.settings.birthright.targets_for(profile)
+            in_doubt = set(await store.account_targets(conn, user_id, requested=True))
+            steps = comeback_steps(wanted, held, in_doubt=in_doubt)
         else:
-            steps = every_account(held, operation or "disable")
+            # Taking access away: accounts whose creation is still in doubt too.
+            maybe = await store.account_targets(conn, user_id, requested=True)
+            steps = every_account(maybe, operation or "disable")
         return _Plan(profile, steps)
+
+    async def _identity_now(self, conn: asyncpg.Connection, user_id: str) -> saga.IdentityNow:
+        """The identity as a retry must see it: status, lock, the targets it should have."""
+        entry = await store.get_identity(conn, user_id)
+        if entry is None or entry["status"] == "deleted":
+            return saga.IdentityNow("deleted", wanted=frozenset())
+        profile = Profile.model_validate(entry["profile"])
+        return saga.IdentityNow(
+            entry["status"],
+            locked=entry["locked_by"] is not None,
+            wanted=frozenset(self.settings.birthright.targets_for(profile)),
+        )
 
     def _options(self, saga_type: saga.SagaType) -> dict[str, Any]:
         """How a workflow fails: leavers retry by themselves, the others (access sagas too)
@@ -465,6 +518,8 @@ class Workflows:
         for command in commands:
             data: EventData
             if isinstance(command, saga.ProvisionAccount):
+                if command.operation == "create":
+                    await store.record_requested(conn, state.user_id, command.target)
                 if profile is None:
                     profile = await _profile(conn, state.user_id)
                 data = ProvisionRequested(
@@ -553,7 +608,8 @@ class Workflows:
         return verdict
 
 
-_IN_FLIGHT: frozenset[saga.Status] = frozenset({"running", "compensating"})
+#: Workflows that take access away: they do not wait out a failed saga's backoff.
+_TAKES_ACCESS: frozenset[saga.SagaType] = frozenset({"leaver", "lockout"})
 
 
 @dataclass(frozen=True)

@@ -32,9 +32,12 @@ async def operate(
 ) -> dict[str, Any]:
     """Retry or cancel a saga; its events leave through the outbox. Returns the saga."""
     async with pool.acquire() as conn, conn.transaction():
-        state = await store.load_saga(conn, saga_id)
-        if state is None:
+        user_id = await store.saga_subject(conn, saga_id)
+        if user_id is None:
             raise SagaNotFound(f"saga {saga_id} not found")
+        await store.lock_identity(conn, user_id)  # first, as every identity handler does
+        state = await store.load_saga(conn, saga_id)
+        assert state is not None, "sagas are never deleted"
         retry = isinstance(action, saga.RetryRequested)
         if (
             (state.status != "failed")
@@ -43,6 +46,13 @@ async def operate(
         ):
             verb = "retried (only a failed saga can)" if retry else "cancelled"
             raise SagaConflict(f"saga {saga_id} is {state.status} and cannot be {verb}")
+        holder = await store.holder(conn, user_id)
+        if retry and holder not in (None, saga_id):
+            # One saga per identity at a time: this one may run again once that one is done.
+            raise SagaConflict(
+                f"saga {saga_id} cannot be retried while saga {holder} of the same identity"
+                " is in flight"
+            )
         ctx = HandlerContext(conn=conn, source=source, topic="operator")
         events = await workflows.advance(ctx, saga_id, action)
         await outbox.enqueue(conn, schema, events)

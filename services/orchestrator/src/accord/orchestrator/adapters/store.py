@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 
-from accord.orchestrator.domain.account_saga import SagaState, Step
+from accord.orchestrator.domain.account_saga import SagaState, Step, holds_identity
 from accord.orchestrator.domain.identity import IdentityVersion
 from accord.runtime.sql import Conditions
 
@@ -180,14 +180,22 @@ async def record_account(
         )
         return
     if account_id == NO_ACCOUNT:
-        return  # the target had no account to disable or enable: nothing to remember
+        # The target has no account to disable or enable: a create still in doubt is
+        # settled (it never happened); nothing else to remember.
+        await conn.execute(
+            "DELETE FROM accounts WHERE user_id = $1 AND target = $2 AND state = 'requested'",
+            user_id,
+            target,
+        )
+        return
     # An update changes attributes, not whether the account is enabled.
     state = {"disable": "disabled", "create": "active", "enable": "active"}.get(operation)
     await conn.execute(
         "INSERT INTO accounts (user_id, target, account_id, state)"
         " VALUES ($1, $2, $3, coalesce($4, 'active'))"
         " ON CONFLICT (user_id, target) DO UPDATE SET account_id = EXCLUDED.account_id,"
-        " state = coalesce($4, accounts.state), updated_at = now()",
+        " state = coalesce($4, nullif(accounts.state, 'requested'), 'active'),"
+        " updated_at = now()",
         user_id,
         target,
         account_id,
@@ -195,9 +203,27 @@ async def record_account(
     )
 
 
-async def account_targets(conn: asyncpg.Connection, user_id: str) -> list[str]:
-    """Targets where the identity holds an account."""
-    rows = await conn.fetch("SELECT target FROM accounts WHERE user_id = $1", user_id)
+async def record_requested(conn: asyncpg.Connection, user_id: str, target: str) -> None:
+    """Remember that a target was asked to create the identity's account: until a result
+    proves otherwise, a leaver must treat it as there."""
+    await conn.execute(
+        "INSERT INTO accounts (user_id, target, account_id, state)"
+        " VALUES ($1, $2, NULL, 'requested') ON CONFLICT (user_id, target) DO NOTHING",
+        user_id,
+        target,
+    )
+
+
+async def account_targets(
+    conn: asyncpg.Connection | asyncpg.Pool, user_id: str, *, requested: bool = False
+) -> list[str]:
+    """Targets where the identity holds an account; with `requested`, also those where a
+    create was asked for and no result has settled it yet."""
+    rows = await conn.fetch(
+        "SELECT target FROM accounts WHERE user_id = $1 AND ($2 OR state <> 'requested')",
+        user_id,
+        requested,
+    )
     return sorted(r["target"] for r in rows)
 
 
@@ -261,7 +287,8 @@ async def insert_saga(conn: asyncpg.Connection, state: SagaState, correlation_id
     """Record a new saga; False when a saga with this id exists already (a replayed start)."""
     result = await conn.execute(
         "INSERT INTO sagas (saga_id, saga_type, subject_id, correlation_id, status, state,"
-        " started_at) VALUES ($1, $7, $2, $3, $4, $5, $6) ON CONFLICT (saga_id) DO NOTHING",
+        " started_at, holds_identity) VALUES ($1, $7, $2, $3, $4, $5, $6, $8)"
+        " ON CONFLICT (saga_id) DO NOTHING",
         state.saga_id,
         state.user_id,
         correlation_id,
@@ -269,6 +296,7 @@ async def insert_saga(conn: asyncpg.Connection, state: SagaState, correlation_id
         _encode(state),
         state.started_at,
         state.saga_type,
+        holds_identity(state),
     )
     return bool(result == "INSERT 0 1")
 
@@ -294,21 +322,34 @@ async def saga_status(conn: asyncpg.Connection, saga_id: str) -> str | None:
 
 
 async def busy(conn: asyncpg.Connection, user_id: str) -> bool:
-    """Whether the identity has a saga in flight or waiting (a new one must queue)."""
+    """Whether a saga holds the identity or waits for it (a new one must queue)."""
     found = await conn.fetchval(
         "SELECT 1 FROM sagas WHERE subject_id = $1"
-        " AND status IN ('queued', 'running', 'compensating') LIMIT 1",
+        " AND (holds_identity OR status = 'queued') LIMIT 1",
         user_id,
     )
     return found is not None
 
 
+async def holder(conn: asyncpg.Connection, user_id: str) -> str | None:
+    """The saga that holds the identity, if one does."""
+    value = await conn.fetchval(
+        "SELECT saga_id FROM sagas WHERE subject_id = $1 AND holds_identity", user_id
+    )
+    return str(value) if value is not None else None
+
+
+async def saga_subject(conn: asyncpg.Connection, saga_id: str) -> str | None:
+    """The identity a saga is about, without locking the saga."""
+    value = await conn.fetchval("SELECT subject_id FROM sagas WHERE saga_id = $1", saga_id)
+    return str(value) if value is not None else None
+
+
 async def next_queued(conn: asyncpg.Connection, user_id: str) -> SagaState | None:
-    """The identity's oldest queued saga, locked, unless one is still in flight."""
+    """The identity's oldest queued saga, locked, unless a saga holds the identity."""
     row = await conn.fetchrow(
         f"SELECT {_SAGA_COLUMNS} FROM sagas WHERE subject_id = $1 AND status = 'queued'"  # noqa: S608
-        " AND NOT EXISTS (SELECT 1 FROM sagas WHERE subject_id = $1"
-        " AND status IN ('running', 'compensating'))"
+        " AND NOT EXISTS (SELECT 1 FROM sagas WHERE subject_id = $1 AND holds_identity)"
         " ORDER BY seq LIMIT 1 FOR UPDATE",
         user_id,
     )
@@ -324,12 +365,13 @@ async def saga_correlation(conn: asyncpg.Connection, saga_id: str) -> str | None
 async def save_saga(conn: asyncpg.Connection, state: SagaState) -> None:
     """Write a saga's new state; refuses if someone else wrote it since it was read."""
     result = await conn.execute(
-        "UPDATE sagas SET status = $2, state = $3, version = version + 1, updated_at = now()"
-        " WHERE saga_id = $1 AND version = $4",
+        "UPDATE sagas SET status = $2, state = $3, version = version + 1, updated_at = now(),"
+        " holds_identity = $5 WHERE saga_id = $1 AND version = $4",
         state.saga_id,
         state.status,
         _encode(state),
         state.version,
+        holds_identity(state),
     )
     if result != "UPDATE 1":
         raise asyncpg.exceptions.SerializationError(f"saga {state.saga_id} changed concurrently")

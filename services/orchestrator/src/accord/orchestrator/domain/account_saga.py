@@ -15,10 +15,17 @@ answer in time) retries by itself, with the same backoff, for `transient_rounds`
 permanent refusal waits for an operator. A late success for a failed step (a dead letter
 replayed after the target recovered) heals it: the saga completes once no step is failed.
 
-One identity runs one saga at a time: a saga that arrives while another is in flight waits
-queued, and its steps are planned when it begins, from the accounts as they are by then (a
-mover right behind its joiner sees the joiner's accounts). An access saga's steps come from
-its grant, so they are known, and kept, while it waits.
+One identity runs one saga at a time: a saga that arrives while another holds the identity
+waits queued, and its steps are planned when it begins, from the accounts as they are by then
+(a mover right behind its joiner sees the joiner's accounts). A saga holds its identity while
+it runs or compensates, and while it is failed but will retry by itself (a leaver arriving
+during a joiner's outage must not run before that joiner's retry). An access saga's steps come
+from its grant, so they are known, and kept, while it waits.
+
+A retry (the saga's own timer or an operator) re-plans against the identity as it is then: a
+step whose goal no longer holds is dropped, never run (no account is created for an identity
+deleted meanwhile, no account enabled for one deactivated or locked). A retry that leaves
+nothing to run cancels the saga: it was superseded.
 
 Pure: decide(state, event, now) -> (new state, commands). The database guards the same
 status machine (see migrations), so a bug here cannot reopen a finished saga.
@@ -38,8 +45,9 @@ Status = Literal["queued", "running", "compensating", "completed", "failed", "ca
 Operation = Literal[
     "create", "update", "enable", "disable", "delete", "add_member", "remove_member"
 ]
-StepStatus = Literal["pending", "done", "failed", "compensating", "compensated"]
+StepStatus = Literal["pending", "done", "failed", "compensating", "compensated", "dropped"]
 OnFailure = Literal["keep", "rollback"]
+IdentityStatus = Literal["active", "inactive", "deleted"]
 
 #: Allowed status transitions. A failed saga may be retried or cancelled; completed and
 #: cancelled sagas never change again.
@@ -67,6 +75,45 @@ COMPENSATIONS: dict[Operation, Operation | None] = {
     "add_member": None,  # access sagas never compensate: a failure waits for an operator
     "remove_member": None,
 }
+
+#: Identity states in which an operation may still run when a retry re-plans a step.
+ALLOWED_WHEN: dict[Operation, frozenset[IdentityStatus]] = {
+    "create": frozenset({"active", "inactive"}),  # an inactive identity's account is disabled
+    "update": frozenset({"active", "inactive"}),
+    "enable": frozenset({"active"}),
+    "add_member": frozenset({"active", "inactive"}),
+    "disable": frozenset({"active", "inactive", "deleted"}),
+    "delete": frozenset({"active", "inactive", "deleted"}),
+    "remove_member": frozenset({"active", "inactive", "deleted"}),
+}
+
+
+@dataclass(frozen=True)
+class IdentityNow:
+    """The identity as a retry finds it: what decides whether a step still makes sense."""
+
+    status: IdentityStatus = "active"
+    locked: bool = False
+    wanted: frozenset[str] | None = None
+    """The targets its birthright gives it now (None: not known, no step is judged by it)."""
+
+
+def allows(identity: IdentityNow, step: Step) -> bool:
+    """Whether the identity, as it is now, still wants the step: no account created,
+    updated or enabled for an identity that is gone or outside the target's birthright,
+    none enabled while locked, none deleted that its birthright wants again (unless the
+    identity is deleted). Disabling and removing memberships are always fine."""
+    if identity.status not in ALLOWED_WHEN[step.operation]:
+        return False
+    if step.operation == "enable" and identity.locked:
+        return False
+    if identity.wanted is None or step.group is not None:
+        return True
+    if step.operation in ("create", "update", "enable"):
+        return step.target in identity.wanted
+    if step.operation == "delete" and identity.status != "deleted":
+        return step.target not in identity.wanted
+    return True
 
 
 @dataclass(frozen=True)
@@ -230,6 +277,9 @@ class TimedOut:
 class RetryRequested:
     """Event: an operator or the saga's own timer asks to run the failed steps again."""
 
+    identity: IdentityNow = IdentityNow()
+    """The identity as it is now: the retry drops the steps it no longer wants."""
+
 
 @dataclass(frozen=True)
 class CancelRequested:
@@ -329,7 +379,7 @@ def begin(
 def decide(state: SagaState, event: SagaEvent, now: datetime) -> tuple[SagaState, list[Command]]:
     """Apply an event; events a saga cannot use (late, duplicate, unknown) change nothing."""
     if isinstance(event, RetryRequested):
-        return _retry(state)
+        return _retry(state, event.identity)
     if isinstance(event, CancelRequested):
         return _cancel(state, event)
     if isinstance(event, TimedOut):
@@ -464,13 +514,22 @@ def _time_out(state: SagaState, event: TimedOut, now: datetime) -> tuple[SagaSta
     return _settle(state, now)
 
 
-def _retry(state: SagaState) -> tuple[SagaState, list[Command]]:
-    """Run every step that did not reach its goal again; only a failed saga can retry."""
+def _retry(state: SagaState, identity: IdentityNow) -> tuple[SagaState, list[Command]]:
+    """Run every step that did not reach its goal again, if the identity still wants it;
+    only a failed saga can retry. Nothing left to run: the saga is superseded, cancelled."""
     if state.status != "failed":
         return state, []
     again = [s for s in state.steps if s.status in ("failed", "compensated")]
+    wanted = [s for s in again if allows(identity, s)]
+    if not wanted:
+        reason = f"superseded: the identity is {_describe(identity)}"
+        return _cancel(state, CancelRequested(reason))
     state = _move(state, "running")
     for s in again:
+        if s not in wanted:
+            dropped = f"not retried: the identity is {_describe(identity)}"
+            state = _with_step(state, replace(s, status="dropped", error=dropped))
+            continue
         state = _with_step(
             state,
             replace(
@@ -483,6 +542,18 @@ def _retry(state: SagaState) -> tuple[SagaState, list[Command]]:
             ),
         )
     return state, [_provision(state.saga_id, s) for s in state.steps if s.status == "pending"]
+
+
+def _describe(identity: IdentityNow) -> str:
+    return f"{identity.status} and locked" if identity.locked else identity.status
+
+
+def holds_identity(state: SagaState) -> bool:
+    """Whether the saga keeps its identity's other sagas waiting: while it runs or
+    compensates, and while it is failed but will retry by itself."""
+    if state.status in ("running", "compensating"):
+        return True
+    return state.status == "failed" and retries_now(state)
 
 
 def _cancel(state: SagaState, event: CancelRequested) -> tuple[SagaState, list[Command]]:

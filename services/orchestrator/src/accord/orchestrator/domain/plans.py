@@ -9,18 +9,38 @@ from accord.orchestrator.domain.account_saga import Operation, Step
 
 
 def mover_steps(
-    desired: Iterable[str], held: Iterable[str], *, active: bool
+    desired: Iterable[str],
+    held: Iterable[str],
+    *,
+    active: bool,
+    in_doubt: Iterable[str] = (),
 ) -> dict[str, Operation]:
     """A changed identity: update kept accounts, create added ones, delete removed ones.
 
     An inactive identity gets no new accounts; its kept accounts still receive the new
-    attributes (they stay disabled: the profile says active false).
+    attributes (they stay disabled: the profile says active false). An account whose creation
+    is in doubt (asked for, never confirmed) is created again if still wanted (creation finds
+    an existing account first) and deleted if not.
     """
     wanted, have = set(desired), set(held)
     steps: dict[str, Operation] = {t: "update" for t in wanted & have}
     steps.update({t: "delete" for t in have - wanted})
     if active:
         steps.update({t: "create" for t in wanted - have})
+        steps.update({t: "delete" for t in set(in_doubt) - have - wanted})
+    return steps
+
+
+def comeback_steps(
+    desired: Iterable[str], held: Iterable[str], *, in_doubt: Iterable[str] = ()
+) -> dict[str, Operation]:
+    """An identity back (reactivated, unlocked): enable the accounts its birthright still
+    wants, create the ones it never got (a joiner superseded while it was away, say), and
+    delete the ones it no longer should have."""
+    wanted, have = set(desired), set(held)
+    steps: dict[str, Operation] = {t: "enable" for t in wanted & have}
+    steps.update({t: "create" for t in wanted - have})
+    steps.update({t: "delete" for t in (have | set(in_doubt)) - wanted})
     return steps
 
 
