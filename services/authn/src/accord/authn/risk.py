@@ -12,7 +12,7 @@ from datetime import datetime
 import asyncpg
 
 from accord.authn.adapters import identities, lockouts
-from accord.authn.domain.lockout import LockoutPolicy, Verdict, judge_failure
+from accord.authn.domain.lockout import LockoutPolicy, Verdict, judge_failure, longest_run
 from accord.authn.signals import SendSignal
 from accord.events import (
     AuthnFailed,
@@ -41,38 +41,48 @@ class Risk:
         return new_event(data, source=self.source, causation=cause)
 
     async def failed(self, conn: asyncpg.Connection, event: Envelope) -> list[Envelope]:
-        """Count a failed sign-in; the one that reaches the threshold locks the identity."""
+        """Count a failed sign-in; the one that makes a run of the threshold (failures in a
+        row within the window, by their own times) locks the identity."""
         data = event.data
         assert isinstance(data, AuthnFailed)
-        await lockouts.lock_identity_row(conn, data.user_id)
+        user_id = data.user_id
+        await lockouts.lock_identity_row(conn, user_id)
+        settled = await lockouts.settled_at(conn, user_id)
+        if settled is not None and event.time <= settled:
+            return []  # before the latest lockout (counted) or unlock (forgiven)
         counted = await lockouts.record_failure(
-            conn, event.id, data.user_id, event.time, idp=data.idp, reason=data.reason
+            conn, event.id, user_id, event.time, idp=data.idp, reason=data.reason
         )
         if not counted:
             return []  # a redelivery: counted already
-        window = self.policy.window_start(event.time)
-        failures = await lockouts.failures_between(conn, data.user_id, window, event.time)
-        locked = await lockouts.open_lockout(conn, data.user_id) is not None
-        verdict = judge_failure(self.policy, failures, locked=locked)
-        if verdict is not Verdict.LOCK:
+        if await lockouts.open_lockout(conn, user_id) is not None:
             return []
-        if await identities.status_of(conn, data.user_id) in (None, "deleted"):
+        if await identities.status_of(conn, user_id) in (None, "deleted"):
             # Guessing at a name Accord does not hold (or no longer): nothing to lock.
-            log.info("failed sign-ins of an unknown identity", extra={"user_id": data.user_id})
+            log.debug("failed sign-in of an unknown identity", extra={"user_id": user_id})
             return []
-        reason = f"{failures} failed sign-ins within {int(self.policy.window.total_seconds())} s"
+        failures, successes = await lockouts.sign_ins_around(
+            conn, user_id, event.time, self.policy.window
+        )
+        run = longest_run(self.policy, event.time, failures, successes)
+        if judge_failure(self.policy, run.failures, locked=False) is not Verdict.LOCK:
+            return []
+        window_s = int(self.policy.window.total_seconds())
+        reason = f"{run.failures} failed sign-ins in a row within {window_s} s"
         # Derived from the event that tipped it: a redelivery finds the same lockout.
         lockout_id = f"lock-{uuid.uuid5(_LOCKOUT_IDS, event.id).hex}"
         events = await self.lock(
-            conn, data.user_id, reason, cause=event, failures=failures, lockout_id=lockout_id
+            conn, user_id, reason, cause=event, failures=run.failures, lockout_id=lockout_id
         )
-        await lockouts.clear_failures(conn, data.user_id, event.time)
+        # The run may end after the failure that completed it (that one was consumed late).
+        await lockouts.settle(conn, user_id, max(run.ends_at, event.time))
         return events
 
     async def succeeded(self, conn: asyncpg.Connection, event: Envelope) -> list[Envelope]:
-        """A successful sign-in resets the count (failures up to its time)."""
+        """A successful sign-in ends the run of the failures at or before its time, whether
+        they are consumed before it or after."""
         await lockouts.lock_identity_row(conn, event.subject)
-        await lockouts.clear_failures(conn, event.subject, event.time)
+        await lockouts.record_success(conn, event.id, event.subject, event.time)
         return []
 
     async def lock(
@@ -95,6 +105,7 @@ class Risk:
         when = at or (cause.time if cause else datetime.now().astimezone())
         if not await lockouts.insert_lockout(conn, lockout_id, user_id, reason, failures, when):
             return []
+        await lockouts.settle(conn, user_id, when)
         log.warning("identity locked", extra={"user_id": user_id, "lockout_id": lockout_id})
         locked = IdentityLocked(
             user_id=user_id, lockout_id=lockout_id, reason=reason, failures=failures
@@ -109,10 +120,17 @@ class Risk:
     ) -> list[Envelope]:
         """End a lockout by an approved request: identity.unlocked (accounts enabled again)."""
         lockout = await lockouts.get_lockout(conn, lockout_id)
-        if lockout is None or not await lockouts.close_lockout(conn, lockout_id, request_id):
+        if lockout is None:
             return []
         user_id = str(lockout["user_id"])
-        await self.send(conn, user_id, "account-enabled", f"unlocked by {request_id}")
+        await lockouts.lock_identity_row(conn, user_id)
+        if not await lockouts.close_lockout(conn, lockout_id, request_id):
+            return []
+        # By the grant's time: failures from before it, consumed after it, do not count.
+        await lockouts.settle(conn, user_id, cause.time)
+        if await identities.status_of(conn, user_id) == "active":
+            # A deactivated or deleted identity stays disabled, whichever came first.
+            await self.send(conn, user_id, "account-enabled", f"unlocked by {request_id}")
         unlocked = IdentityUnlocked(user_id=user_id, lockout_id=lockout_id, request_id=request_id)
         return [self._event(unlocked, cause)]
 

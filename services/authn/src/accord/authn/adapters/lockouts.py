@@ -1,8 +1,8 @@
-"""Failed sign-ins, lockouts and the approval requests that end them (PostgreSQL)."""
+"""Sign-ins, lockouts and the approval requests that end them (PostgreSQL)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -34,35 +34,81 @@ async def record_failure(
     return row is not None
 
 
-async def failures_between(
-    conn: asyncpg.Connection, user_id: str, start: datetime, end: datetime
-) -> int:
-    """How many failures of the identity fall in [start, end]."""
-    count: int = await conn.fetchval(
-        "SELECT count(*) FROM sign_in_failures"
-        " WHERE user_id = $1 AND occurred_at BETWEEN $2 AND $3",
-        user_id,
-        start,
-        end,
-    )
-    return count
-
-
-async def clear_failures(conn: asyncpg.Connection, user_id: str, before: datetime) -> None:
-    """Forget the identity's failures up to `before` (a success or a lockout resets)."""
+async def record_success(
+    conn: asyncpg.Connection, event_id: str, user_id: str, occurred_at: datetime
+) -> None:
+    """Remember one successful sign-in (once per event): it ends the run before it."""
     await conn.execute(
-        "DELETE FROM sign_in_failures WHERE user_id = $1 AND occurred_at <= $2", user_id, before
+        "INSERT INTO sign_in_successes (event_id, user_id, occurred_at) VALUES ($1, $2, $3)"
+        " ON CONFLICT DO NOTHING",
+        event_id,
+        user_id,
+        occurred_at,
+    )
+
+
+async def sign_ins_around(
+    conn: asyncpg.Connection, user_id: str, at: datetime, window: timedelta
+) -> tuple[list[datetime], list[datetime]]:
+    """The times of the identity's failures (after it was last settled) and successes
+    within `window` either side of `at`."""
+    failures = await conn.fetch(
+        "SELECT occurred_at FROM sign_in_failures WHERE user_id = $1"
+        " AND occurred_at BETWEEN $2::timestamptz - $3::interval AND $2::timestamptz + $3"
+        " AND occurred_at > coalesce("
+        "   (SELECT settled_at FROM sign_in_settled WHERE user_id = $1), '-infinity')",
+        user_id,
+        at,
+        window,
+    )
+    successes = await conn.fetch(
+        "SELECT occurred_at FROM sign_in_successes WHERE user_id = $1"
+        " AND occurred_at BETWEEN $2::timestamptz - $3::interval AND $2::timestamptz + $3",
+        user_id,
+        at,
+        window,
+    )
+    return [r["occurred_at"] for r in failures], [r["occurred_at"] for r in successes]
+
+
+async def settled_at(conn: asyncpg.Connection, user_id: str) -> datetime | None:
+    """The time of the identity's latest lockout or unlock: no failure before it counts."""
+    value: datetime | None = await conn.fetchval(
+        "SELECT settled_at FROM sign_in_settled WHERE user_id = $1", user_id
+    )
+    return value
+
+
+async def settle(conn: asyncpg.Connection, user_id: str, at: datetime) -> None:
+    """Start the identity's count again for good at `at` (a lockout, an unlock): failures at
+    or before it are forgotten, and one consumed later is not counted."""
+    await conn.execute(
+        "INSERT INTO sign_in_settled (user_id, settled_at) VALUES ($1, $2)"
+        " ON CONFLICT (user_id) DO UPDATE"
+        " SET settled_at = greatest(sign_in_settled.settled_at, EXCLUDED.settled_at)",
+        user_id,
+        at,
+    )
+    await conn.execute(
+        "DELETE FROM sign_in_failures WHERE user_id = $1 AND occurred_at <= $2", user_id, at
     )
 
 
 async def prune_failures(conn: asyncpg.Connection, before: datetime) -> int:
-    """Drop every failure older than `before` (outside any window); how many."""
-    status: str = await conn.execute("DELETE FROM sign_in_failures WHERE occurred_at < $1", before)
-    return int(status.split()[-1])
+    """Drop every failure and success older than `before` (outside any window); how many."""
+    dropped = 0
+    for table in ("sign_in_failures", "sign_in_successes"):
+        status: str = await conn.execute(
+            f"DELETE FROM {table} WHERE occurred_at < $1",  # noqa: S608 - the two names above
+            before,
+        )
+        dropped += int(status.split()[-1])
+    return dropped
 
 
 async def lock_identity_row(conn: asyncpg.Connection, user_id: str) -> None:
-    """Serialise the lockout decisions of one identity (two failures at once lock once)."""
+    """Serialise authn's decisions about one identity (two failures at once lock once; two
+    identity events of two topics at once see each other)."""
     await conn.execute("SELECT pg_advisory_xact_lock(hashtext('authn-lockout:' || $1))", user_id)
 
 

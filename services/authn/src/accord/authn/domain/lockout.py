@@ -1,11 +1,18 @@
-"""When failed sign-ins lock an identity: a threshold within a sliding window.
+"""When failed sign-ins lock an identity: a threshold of failures in a row within a sliding
+window.
 
-Pure: the caller counts the failures in the window (by the events' own times, so a
-late-consumed burst still counts as the burst it was) and asks what to do.
+Pure, and by the events' own times (`ce_time`), never by the order they were consumed in:
+failures and successes travel on two topics (`authn.failed`, `authn.succeeded`) that Kafka
+does not order, and identity providers publish to one topic out of time order too. So a
+success ends the run of the failures before it whenever it is consumed, and a failure
+consumed late still counts where it happened. The caller reads the failures and successes
+around a new failure and asks how long its run is, then what to do.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
@@ -13,7 +20,8 @@ from enum import Enum
 
 @dataclass(frozen=True)
 class LockoutPolicy:
-    """`threshold` failures within `window` lock the identity."""
+    """`threshold` failures in a row (no success between them) within `window` lock the
+    identity."""
 
     threshold: int = 5
     window: timedelta = timedelta(minutes=10)
@@ -29,6 +37,44 @@ class LockoutPolicy:
         return at - self.window
 
 
+@dataclass(frozen=True)
+class Run:
+    """Failures in a row (no success between them) within one window."""
+
+    failures: int
+    ends_at: datetime
+    """The time of the run's last failure."""
+
+
+def longest_run(
+    policy: LockoutPolicy,
+    at: datetime,
+    failures: Iterable[datetime],
+    successes: Iterable[datetime],
+) -> Run:
+    """The longest run that the failure at `at` belongs to (`failures` includes it).
+
+    A run ends at a failure and reaches back a window from it, but not to a success: a
+    failure at or before a success does not count with the failures after it. Only the
+    events within a window either side of `at` matter.
+    """
+    times = sorted(failures)
+    ends = sorted(successes)
+    best = Run(0, at)
+    for end in times[bisect_left(times, at) : bisect_right(times, at + policy.window)]:
+        successes_before = bisect_right(ends, end)
+        last_success = ends[successes_before - 1] if successes_before else None
+        if last_success is not None and last_success >= at:
+            continue  # a success between `at` and this end: not `at`'s run
+        first = bisect_left(times, end - policy.window)
+        if last_success is not None:
+            first = max(first, bisect_right(times, last_success))
+        length = bisect_right(times, end) - first
+        if length > best.failures:
+            best = Run(length, end)
+    return best
+
+
 class Verdict(Enum):
     """What one failed sign-in means."""
 
@@ -40,11 +86,11 @@ class Verdict(Enum):
     """A lockout is open: nothing more to do (the failure is still worth auditing)."""
 
 
-def judge_failure(policy: LockoutPolicy, failures_in_window: int, *, locked: bool) -> Verdict:
-    """What to do with a failure, given how many (this one included) fall in its window."""
+def judge_failure(policy: LockoutPolicy, run: int, *, locked: bool) -> Verdict:
+    """What to do with a failure, given the length of its longest run (itself included)."""
     if locked:
         return Verdict.ALREADY_LOCKED
-    if failures_in_window >= policy.threshold:
+    if run >= policy.threshold:
         return Verdict.LOCK
     return Verdict.COUNT
 

@@ -1,0 +1,162 @@
+"""Events of one identity on different topics, delivered in the unlucky order (issue 17, item
+4): Kafka orders one topic's events of a subject, never two topics'. Authn decides by the
+events' own times and sequences, so each test delivers them the other way round as well."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime, timedelta
+
+import asyncpg
+import pytest
+import pytest_asyncio
+
+from accord.authn import approvals
+from accord.authn.adapters import lockouts
+from accord.events import (
+    AccessGranted,
+    AuthnSucceeded,
+    Envelope,
+    Resource,
+    UserDeactivated,
+    UserReactivated,
+)
+from accord.stack.testing import migrated_pool
+
+from .test_authn_lockout_flow import (
+    SCHEMA,
+    SOURCE,
+    T0,
+    Handlers,
+    Recorder,
+    event,
+    failure,
+    handle,
+    handlers,
+    known,
+)
+
+pytestmark = pytest.mark.integration
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def pool(fresh_database: str) -> AsyncIterator[asyncpg.Pool]:
+    async with migrated_pool(fresh_database, SCHEMA, ["accord.authn.migrations"]) as created:
+        yield created
+
+
+def at(minutes: float) -> datetime:
+    return T0 + timedelta(minutes=minutes)
+
+
+def success(user: str, when: datetime) -> Envelope:
+    return event(AuthnSucceeded(user_id=user, idp="okta"), at=when)
+
+
+async def deliver(pool: asyncpg.Pool, flows: Handlers, events: Sequence[Envelope]) -> bool:
+    """Consume sign-in events in this order; whether the identity ended locked."""
+    for sign_in in events:
+        await handle(pool, flows.sign_in, sign_in)
+    async with pool.acquire() as conn:
+        return await lockouts.open_lockout(conn, events[0].subject) is not None
+
+
+def orders(events: Sequence[Envelope]) -> list[tuple[Envelope, ...]]:
+    return list(itertools.permutations(events))
+
+
+# --- sign-ins: authn.failed and authn.succeeded ---------------------------------------------
+
+
+async def test_a_failure_consumed_after_a_later_success_does_not_count(
+    pool: asyncpg.Pool,
+) -> None:
+    # fail, fail, success, fail at a threshold of 3: never three failures in a row. Every
+    # order in which the success is consumed before the last failure leaves it unlocked.
+    # (Consumed after the last one, the success comes too late: that failure has locked.)
+    flows = handlers(Recorder(), threshold=3)
+    for n, order in enumerate(orders(range(4))):
+        if order.index(2) == 3:
+            continue
+        user = f"u-fsf-{n}"
+        await known(pool, flows, user)
+        timeline = [failure(user, at(1)), failure(user, at(2)), success(user, at(3))]
+        timeline.append(failure(user, at(4)))
+        assert not await deliver(pool, flows, [timeline[i] for i in order]), order
+
+
+async def test_failures_before_a_success_lock_whichever_is_consumed_first(
+    pool: asyncpg.Pool,
+) -> None:
+    # Three failures in a row, then a success: the run happened, so every order locks (as
+    # it would have had the events arrived in time order).
+    flows = handlers(Recorder(), threshold=3)
+    for n, order in enumerate(orders(range(4))):
+        user = f"u-fffs-{n}"
+        await known(pool, flows, user)
+        timeline = [failure(user, at(1)), failure(user, at(2)), failure(user, at(3))]
+        timeline.append(success(user, at(4)))
+        assert await deliver(pool, flows, [timeline[i] for i in order]), order
+
+
+async def test_a_failure_consumed_late_that_completes_a_run_locks(pool: asyncpg.Pool) -> None:
+    # Two identity providers publish to authn.failed: the second failure in time arrives last.
+    flows = handlers(Recorder(), threshold=3)
+    user = "u-late-middle"
+    await known(pool, flows, user)
+    run = [failure(user, at(1)), failure(user, at(3)), failure(user, at(2))]
+    assert await deliver(pool, flows, run)
+
+
+async def test_failures_before_an_unlock_do_not_count_after_it(pool: asyncpg.Pool) -> None:
+    recorder = Recorder()
+    flows = handlers(recorder, threshold=3)
+    user = "u-forgiven"
+    await known(pool, flows, user)
+    assert await deliver(pool, flows, [failure(user, at(m)) for m in (1, 2, 3)])
+    await unlock(pool, flows, user, "req-forgiven", at(6))
+
+    # Failed sign-ins from before the unlock, consumed after it (another topic than the
+    # grant's), and one after it: the unlock started the count again.
+    late = [failure(user, at(4)), failure(user, at(5)), failure(user, at(7))]
+    assert not await deliver(pool, flows, late)
+
+
+async def unlock(
+    pool: asyncpg.Pool, flows: Handlers, user: str, request: str, when: datetime
+) -> list[Envelope]:
+    async with pool.acquire() as conn:
+        await approvals.file_request(
+            conn,
+            kind="unlock",
+            user_id=user,
+            requester_id="helpdesk",
+            justification=None,
+            request_id=request,
+            source=SOURCE,
+        )
+    granted = AccessGranted(
+        request_id=request,
+        grant_id=f"g-{request}",
+        principal_id=user,
+        resource=Resource(application="accord", entitlement="unlock"),
+    )
+    return await handle(pool, flows.access_event, event(granted, at=when))
+
+
+async def test_an_unlock_after_a_deactivation_enables_nothing(pool: asyncpg.Pool) -> None:
+    recorder = Recorder()
+    flows = handlers(recorder, threshold=1)
+    user = "u-unlocked-away"
+    await known(pool, flows, user)
+    assert await deliver(pool, flows, [failure(user, at(1))])
+    await handle(pool, flows.user_event, event(UserDeactivated(user_id=user), sequence=2))
+
+    unlocked = await unlock(pool, flows, user, "req-away", at(2))
+
+    assert [e.type for e in unlocked] == ["identity.unlocked"]
+    assert (user, "account-enabled") not in [(u, s) for u, s, _ in recorder.sent]
+    # Reactivated later: now the receivers hear it.
+    await handle(pool, flows.user_event, event(UserReactivated(user_id=user), sequence=3))
+    assert [(u, s) for u, s, _ in recorder.sent][-1] == (user, "account-enabled")
