@@ -13,14 +13,16 @@ import pytest
 import pytest_asyncio
 
 from accord.authn import approvals
-from accord.authn.adapters import lockouts
+from accord.authn.adapters import identities, lockouts
 from accord.events import (
     AccessGranted,
     AuthnSucceeded,
     Envelope,
     Resource,
     UserDeactivated,
+    UserDeleted,
     UserReactivated,
+    UserUpdated,
 )
 from accord.stack.testing import migrated_pool
 
@@ -160,3 +162,103 @@ async def test_an_unlock_after_a_deactivation_enables_nothing(pool: asyncpg.Pool
     # Reactivated later: now the receivers hear it.
     await handle(pool, flows.user_event, event(UserReactivated(user_id=user), sequence=3))
     assert [(u, s) for u, s, _ in recorder.sent][-1] == (user, "account-enabled")
+
+
+# --- identity events: user.updated and the status topics --------------------------------------
+
+
+def updated(user: str, *, active: bool) -> UserUpdated:
+    return UserUpdated(user_id=user, user_name=user, email=f"{user}@example.com", active=active)
+
+
+def signals(recorder: Recorder, user: str) -> list[str]:
+    return [signal for who, signal, _ in recorder.sent if who == user]
+
+
+@pytest.mark.parametrize("update_first", [False, True])
+async def test_a_deactivation_and_its_update_revoke_the_sessions_in_either_order(
+    pool: asyncpg.Pool, update_first: bool
+) -> None:
+    # One SCIM write that sets active false and changes an attribute publishes
+    # user.deactivated (sequence n+1) and user.updated (n+2, active false): two topics.
+    recorder = Recorder()
+    flows = handlers(recorder)
+    user = "u-scim-off"
+    await known(pool, flows, user)
+    pair = [
+        event(UserDeactivated(user_id=user, reason="active set over SCIM"), sequence=2),
+        event(updated(user, active=False), sequence=3),
+    ]
+    emitted: list[Envelope] = []
+    for change in reversed(pair) if update_first else pair:
+        emitted += await handle(pool, flows.user_event, change)
+
+    assert [e.type for e in emitted] == ["session.revoked"]
+    assert signals(recorder, user) == ["account-disabled", "session-revoked"]
+    async with pool.acquire() as conn:
+        assert await identities.status_of(conn, user) == "inactive"
+
+
+@pytest.mark.parametrize("update_first", [False, True])
+async def test_a_reactivation_and_its_update_enable_in_either_order(
+    pool: asyncpg.Pool, update_first: bool
+) -> None:
+    recorder = Recorder()
+    flows = handlers(recorder)
+    user = "u-scim-on"
+    await known(pool, flows, user)
+    await handle(pool, flows.user_event, event(UserDeactivated(user_id=user), sequence=2))
+    pair = [
+        event(UserReactivated(user_id=user), sequence=3),
+        event(updated(user, active=True), sequence=4),
+    ]
+    for change in reversed(pair) if update_first else pair:
+        await handle(pool, flows.user_event, change)
+
+    assert signals(recorder, user) == ["account-disabled", "session-revoked", "account-enabled"]
+    async with pool.acquire() as conn:
+        assert await identities.status_of(conn, user) == "active"
+
+
+@pytest.mark.parametrize("update_first", [False, True])
+async def test_a_leaver_stays_deleted_whatever_update_follows(
+    pool: asyncpg.Pool, update_first: bool
+) -> None:
+    # The source corrects a leaver's attributes after the deletion (sequence 3 > 2): an update
+    # never brings an identity back, and consumed first it must not hide the deletion.
+    recorder = Recorder()
+    flows = handlers(recorder)
+    user = "u-left"
+    await known(pool, flows, user)
+    pair = [
+        event(UserDeleted(user_id=user), sequence=2),
+        event(updated(user, active=False), sequence=3),
+    ]
+    emitted: list[Envelope] = []
+    for change in reversed(pair) if update_first else pair:
+        emitted += await handle(pool, flows.user_event, change)
+
+    # Consumed first, the update deactivates (sessions end); the deletion then ends them
+    # again and removes the factors.
+    assert {e.type for e in emitted} == {"session.revoked", "mfa.removed"}
+    assert recorder.removed == [(user, "leaver")]
+    async with pool.acquire() as conn:
+        assert await identities.status_of(conn, user) == "deleted"
+        assert await identities.find_by_email(conn, f"{user}@example.com") is None
+
+
+async def test_an_older_status_event_changes_nothing_a_newer_update_settled(
+    pool: asyncpg.Pool,
+) -> None:
+    # user.updated (sequence 3, active) is newer than user.deactivated (2): it stays active.
+    recorder = Recorder()
+    flows = handlers(recorder)
+    user = "u-newer-update"
+    await known(pool, flows, user)
+    await handle(pool, flows.user_event, event(updated(user, active=True), sequence=3))
+    assert (
+        await handle(pool, flows.user_event, event(UserDeactivated(user_id=user), sequence=2)) == []
+    )
+    assert signals(recorder, user) == []
+    async with pool.acquire() as conn:
+        assert await identities.status_of(conn, user) == "active"

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from accord.authn import approvals
 from accord.authn.adapters import enrolments, identities, lockouts
+from accord.authn.domain import identity
+from accord.authn.domain.identity import Status
 from accord.authn.risk import Risk
 from accord.events import (
     AccessDecided,
@@ -14,17 +16,23 @@ from accord.events import (
     AuthnFailed,
     AuthnSucceeded,
     Envelope,
+    EventData,
     MfaEnrolled,
     MfaEnrolmentRequested,
-    UserCreated,
     UserDeactivated,
     UserDeleted,
     UserReactivated,
-    UserUpdated,
 )
 from accord.runtime.consumer import HandlerContext
 
 log = logging.getLogger(__name__)
+
+#: What a status event about an identity authn has not seen yet says it was before.
+_UNSEEN_WAS: dict[type[EventData], Status] = {
+    UserDeactivated: "active",
+    UserDeleted: "active",
+    UserReactivated: "inactive",
+}
 
 
 @dataclass(frozen=True)
@@ -35,45 +43,37 @@ class Handlers:
     remove_factors: approvals.RemoveFactors
 
     async def user_event(self, event: Envelope, ctx: HandlerContext) -> list[Envelope]:
-        """Keep the projection; a leaver or a deactivated identity loses its sessions
-        everywhere at once, a leaver its factors too."""
-        data = event.data
-        sequence = event.sequence or 0
+        """Keep the projection; what its status did decides, not the event's type: one that
+        becomes inactive or deleted loses its sessions everywhere at once (a leaver its
+        factors too), one that comes back is enabled again unless locked."""
         conn = ctx.conn
-        if isinstance(data, UserCreated | UserUpdated):
-            await identities.upsert(
-                conn,
-                data.user_id,
-                sequence=sequence,
-                status="active" if data.active else "inactive",
-                user_name=data.user_name,
-                email=data.email,
-            )
+        user_id = event.subject
+        # Its events on the other user.* topics may be handled at this very moment.
+        await lockouts.lock_identity_row(conn, user_id)
+        change = identity.change_of(event.data, event.sequence or 0)
+        applied = await identities.apply(conn, user_id, change)
+        if applied is None:
+            return []  # a duplicate, or older than what it would change
+        before, after = applied
+        was = before.status if before else _UNSEEN_WAS.get(type(event.data))
+        if after.status == was:
             return []
-        if isinstance(data, UserReactivated):
-            applied = await identities.upsert(
-                conn, data.user_id, sequence=sequence, status="active", keep_profile=True
-            )
-            if applied and await lockouts.open_lockout(conn, data.user_id) is None:
-                await self.risk.send(conn, data.user_id, "account-enabled", "reactivated")
+        if after.status == "active":
+            if was is not None and await lockouts.open_lockout(conn, user_id) is None:
+                await self.risk.send(conn, user_id, "account-enabled", "reactivated")
             return []
-        assert isinstance(data, UserDeactivated | UserDeleted)
-        leaver = isinstance(data, UserDeleted)
-        status: identities.Status = "deleted" if leaver else "inactive"
-        applied = await identities.upsert(
-            conn, data.user_id, sequence=sequence, status=status, keep_profile=True
-        )
-        if not applied:
-            return []
+        if after.status == "inactive" and was != "active":
+            return []  # a joiner created inactive, a leaver back as one: nothing to end
+        leaver = after.status == "deleted"
         reason = "leaver" if leaver else "deactivated"
-        await self.risk.send(conn, data.user_id, "account-disabled", reason)
-        events = await self.risk.revoke_sessions(conn, data.user_id, reason, cause=event)
+        await self.risk.send(conn, user_id, "account-disabled", reason)
+        events = await self.risk.revoke_sessions(conn, user_id, reason, cause=event)
         if leaver:
-            events += await self.remove_factors(conn, data.user_id, "leaver")
+            events += await self.remove_factors(conn, user_id, "leaver")
         return events
 
     async def sign_in(self, event: Envelope, ctx: HandlerContext) -> list[Envelope]:
-        """Failed sign-ins count toward a lockout, a success resets the count."""
+        """Failed sign-ins count toward a lockout, a success ends their run."""
         if isinstance(event.data, AuthnFailed):
             return await self.risk.failed(ctx.conn, event)
         assert isinstance(event.data, AuthnSucceeded)

@@ -1,12 +1,57 @@
-"""Authn's projection of identities (user.* events): status, name and e-mail."""
+"""Authn's projection of identities (user.* events): status, name and e-mail, kept as the
+facts of accord.authn.domain.identity so that any order of the events ends the same."""
 
 from __future__ import annotations
 
-from typing import Literal
-
 import asyncpg
 
-Status = Literal["active", "inactive", "deleted"]
+from accord.authn.domain.identity import Change, Status, View
+from accord.authn.domain.identity import apply as apply_change
+
+
+async def view_of(conn: asyncpg.Connection, user_id: str) -> View | None:
+    """The identity as authn holds it, None if authn has not seen it."""
+    row = await conn.fetchrow(
+        "SELECT user_name, email, profile_sequence, active, active_sequence, deleted,"
+        " deleted_sequence FROM identities WHERE user_id = $1",
+        user_id,
+    )
+    return View(**dict(row)) if row else None
+
+
+async def apply(
+    conn: asyncpg.Connection, user_id: str, change: Change
+) -> tuple[View | None, View] | None:
+    """Apply what one identity event says; (before, after), or None when it is older than
+    every fact it sets. The caller serialises the identity's events (lock_identity_row)."""
+    before = await view_of(conn, user_id)
+    after = apply_change(before, change)
+    if after is None:
+        return None
+    await conn.execute(
+        """
+        INSERT INTO identities (user_id, user_name, email, status, sequence, profile_sequence,
+                                active, active_sequence, deleted, deleted_sequence)
+        VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+        ON CONFLICT (user_id) DO UPDATE SET
+            user_name = EXCLUDED.user_name, email = EXCLUDED.email, status = EXCLUDED.status,
+            sequence = EXCLUDED.sequence, profile_sequence = EXCLUDED.profile_sequence,
+            active = EXCLUDED.active, active_sequence = EXCLUDED.active_sequence,
+            deleted = EXCLUDED.deleted, deleted_sequence = EXCLUDED.deleted_sequence,
+            updated_at = now()
+        """,
+        user_id,
+        after.user_name,
+        after.email,
+        after.status,
+        after.sequence,
+        after.profile_sequence,
+        after.active,
+        after.active_sequence,
+        after.deleted,
+        after.deleted_sequence,
+    )
+    return before, after
 
 
 async def upsert(
@@ -17,33 +62,13 @@ async def upsert(
     status: Status,
     user_name: str | None = None,
     email: str | None = None,
-    keep_profile: bool = False,
 ) -> bool:
-    """Apply an identity event if it is newer than what is held; True when applied.
-
-    `keep_profile` keeps the name and e-mail held (status events carry neither).
-    """
-    row = await conn.fetchval(
-        """
-        INSERT INTO identities (user_id, user_name, email, status, sequence)
-        VALUES ($1, $2, $3, $4, $5)
-        ON CONFLICT (user_id) DO UPDATE SET
-            user_name = CASE WHEN $6 THEN identities.user_name ELSE EXCLUDED.user_name END,
-            email = CASE WHEN $6 THEN identities.email ELSE EXCLUDED.email END,
-            status = EXCLUDED.status,
-            sequence = EXCLUDED.sequence,
-            updated_at = now()
-        WHERE identities.sequence < EXCLUDED.sequence
-        RETURNING 1
-        """,
-        user_id,
-        user_name,
-        email,
-        status,
-        sequence,
-        keep_profile,
+    """Set every fact of an identity at one sequence, as a snapshot (seeding, tests); True
+    when it was newer than something held."""
+    change = Change(
+        sequence, (user_name, email), active=status == "active", deleted=status == "deleted"
     )
-    return row is not None
+    return await apply(conn, user_id, change) is not None
 
 
 async def status_of(conn: asyncpg.Connection, user_id: str) -> Status | None:

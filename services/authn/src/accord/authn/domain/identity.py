@@ -1,0 +1,104 @@
+"""Authn's view of an identity, kept from the user.* events in whatever order they arrive.
+
+The events of one identity travel on five topics (user.created, user.updated,
+user.deactivated, user.reactivated, user.deleted) and Kafka orders none of them against
+another: one SCIM write that sets `active` false and changes a name publishes
+user.deactivated (sequence n+1) and user.updated (n+2), and either may be consumed first. So
+the view is three facts, each with the sequence of the event that last set it, and an event
+sets a fact only when it is newer than that event; the same events then end in the same
+view in any order:
+
+- the profile (user name, e-mail): user.created and user.updated;
+- whether it is active: user.created, user.updated, user.deactivated, user.reactivated;
+- whether it is deleted: user.deleted sets it, user.created and user.reactivated clear it.
+  An update never does either: a source that corrects a leaver's attributes after the
+  deletion leaves a leaver, whichever of the two is consumed first.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from accord.events import (
+    EventData,
+    UserCreated,
+    UserDeactivated,
+    UserDeleted,
+    UserReactivated,
+    UserUpdated,
+)
+
+Status = Literal["active", "inactive", "deleted"]
+
+NEVER = -1
+"""The sequence of a fact no event has set yet (events without a sequence carry 0)."""
+
+
+@dataclass(frozen=True)
+class Change:
+    """What one identity event says; None: the event says nothing of that fact."""
+
+    sequence: int
+    profile: tuple[str | None, str | None] | None = None
+    """The user name and e-mail."""
+    active: bool | None = None
+    deleted: bool | None = None
+
+
+@dataclass(frozen=True)
+class View:
+    """An identity as authn holds it: each fact with the sequence that set it."""
+
+    user_name: str | None = None
+    email: str | None = None
+    profile_sequence: int = NEVER
+    active: bool = False
+    active_sequence: int = NEVER
+    deleted: bool = False
+    deleted_sequence: int = NEVER
+
+    @property
+    def status(self) -> Status:
+        """Deleted, else active or inactive."""
+        if self.deleted:
+            return "deleted"
+        return "active" if self.active else "inactive"
+
+    @property
+    def sequence(self) -> int:
+        """The newest sequence applied to any fact."""
+        return max(self.profile_sequence, self.active_sequence, self.deleted_sequence)
+
+
+def change_of(data: EventData, sequence: int) -> Change:
+    """The facts an identity event sets."""
+    if isinstance(data, UserCreated):
+        return Change(sequence, (data.user_name, data.email), data.active, deleted=False)
+    if isinstance(data, UserUpdated):
+        return Change(sequence, (data.user_name, data.email), data.active)
+    if isinstance(data, UserReactivated):
+        return Change(sequence, active=True, deleted=False)
+    if isinstance(data, UserDeactivated):
+        return Change(sequence, active=False)
+    if isinstance(data, UserDeleted):
+        return Change(sequence, deleted=True)
+    raise TypeError(f"not an identity event: {type(data).__name__}")
+
+
+def apply(view: View | None, change: Change) -> View | None:
+    """The view after the change; None when the change is older than every fact it sets (a
+    duplicate or a late event)."""
+    before = view or View()
+    after = before
+    n = change.sequence
+    if change.profile is not None and n > before.profile_sequence:
+        user_name, email = change.profile
+        after = replace(after, user_name=user_name, email=email, profile_sequence=n)
+    if change.active is not None and n > before.active_sequence:
+        after = replace(after, active=change.active, active_sequence=n)
+    if change.deleted is not None and n > before.deleted_sequence:
+        after = replace(after, deleted=change.deleted, deleted_sequence=n)
+    if view is not None and after == before:
+        return None
+    return after
