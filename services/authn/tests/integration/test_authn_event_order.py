@@ -13,11 +13,13 @@ import pytest
 import pytest_asyncio
 
 from accord.authn import approvals
-from accord.authn.adapters import identities, lockouts
+from accord.authn.adapters import credentials, enrolments, identities, lockouts
 from accord.events import (
     AccessGranted,
     AuthnSucceeded,
     Envelope,
+    MfaEnrolled,
+    MfaEnrolmentRequested,
     Resource,
     UserDeactivated,
     UserDeleted,
@@ -262,3 +264,42 @@ async def test_an_older_status_event_changes_nothing_a_newer_update_settled(
     assert signals(recorder, user) == []
     async with pool.acquire() as conn:
         assert await identities.status_of(conn, user) == "active"
+
+
+# --- enrolment: mfa.enrolment_requested and mfa.enrolled ---------------------------------------
+
+
+@pytest.mark.parametrize("enrolled_first", [False, True])
+async def test_an_enrolment_request_is_done_once_a_factor_is_enrolled_in_either_order(
+    pool: asyncpg.Pool, enrolled_first: bool
+) -> None:
+    # The joiner saga asks on mfa.enrolment_requested; a quick joiner enrols a key before
+    # authn consumes the request (mfa.enrolled is another topic).
+    flows = handlers(Recorder())
+    user, waiting = "u-quick", "u-waiting"
+    await known(pool, flows, user)
+    await known(pool, flows, waiting)
+    async with pool.acquire() as conn:
+        await credentials.insert_webauthn(
+            conn,
+            credential_id="c-quick",
+            user_id=user,
+            label="key",
+            webauthn_id=b"quick",
+            public_key=b"pk",
+            sign_count=0,
+        )
+    done = event(MfaEnrolled(user_id=user, credential_id="c-quick", factor="webauthn"))
+    asks = [
+        event(MfaEnrolmentRequested(user_id=who, factors=("webauthn",), saga_id=f"s-{who}"))
+        for who in (user, waiting)
+    ]
+    for arrived in [done, *asks] if enrolled_first else [*asks, done]:
+        await handle(pool, flows.enrolment, arrived)
+
+    async with pool.acquire() as conn:
+        request = await enrolments.of_user(conn, user)
+        assert request is not None
+        assert request["enrolled_at"] is not None
+        still = await enrolments.pending(conn, after=None, limit=10)
+        assert [r["user_id"] for r in still] == [waiting]

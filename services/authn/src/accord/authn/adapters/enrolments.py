@@ -12,10 +12,13 @@ import asyncpg
 async def requested(
     conn: asyncpg.Connection, user_id: str, factors: Sequence[str], saga_id: str | None
 ) -> None:
-    """Record (once) that the identity is asked to enrol one of these factors."""
+    """Record (once) that the identity is asked to enrol one of these factors; done already
+    when it holds an active factor (its mfa.enrolled, another topic, may have come first)."""
     await conn.execute(
         """
-        INSERT INTO enrolment_requests (user_id, factors, saga_id) VALUES ($1, $2, $3)
+        INSERT INTO enrolment_requests (user_id, factors, saga_id, enrolled_at)
+        SELECT $1, $2, $3, min(confirmed_at) FROM mfa_credentials
+        WHERE user_id = $1 AND status = 'active'
         ON CONFLICT (user_id) DO NOTHING
         """,
         user_id,
