@@ -28,6 +28,8 @@ CHAOS_DEPARTMENT = "Chaos"
 """Joiners of this department get an account in the chaos target only."""
 CHAOS_MAX_ATTEMPTS = 3
 """The provisioner's attempts per request to the chaos target."""
+OUTAGE_DEPARTMENT = "Outage"
+"""Joiners of this department get an account in the outage target (and the demo target)."""
 LDAP_DEPARTMENT = "Security"
 """Joiners of this department get an LDAP account (slapd) as well as the demo account."""
 LDAP_TARGET = "ldap-corp"
@@ -54,6 +56,48 @@ class Chaos:
             # Far above the failures of any scenario: an open circuit would mask them.
             breaker_threshold=1000,
         )
+
+
+@dataclass(frozen=True)
+class Outage:
+    """A target whose circuit opens: a scim2-server of its own behind a fault proxy, with a
+    breaker that opens after 3 failures and tries again 2 s later."""
+
+    upstream: ScimTarget
+    proxy: FaultProxy
+
+    def target(self) -> DepartmentTarget:
+        """How the platform declares it."""
+        return DepartmentTarget(
+            name="scim-outage",
+            url=f"{self.proxy.base_url}/v2",
+            token=self.upstream.bearer_token,
+            department=OUTAGE_DEPARTMENT,
+            max_attempts=1,
+            breaker_threshold=3,
+            breaker_cooldown_s=2.0,
+        )
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def outage_parts(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Outage]:
+    """The outage target's proxy, listening from the start; its scim2-server starts when a
+    test asks for `outage`."""
+    upstream = ScimTarget(log_dir=Path(tmp_path_factory.mktemp("outage")))
+    proxy = FaultProxy(upstream.base_url)
+    await proxy.start()
+    try:
+        yield Outage(upstream, proxy)
+    finally:
+        await proxy.stop()
+        await upstream.stop()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def outage(outage_parts: Outage, platform: Platform) -> Outage:
+    """The outage target with its scim2-server started (stopped with `outage_parts`)."""
+    await outage_parts.upstream.start()
+    return outage_parts
 
 
 @pytest.fixture(scope="session")
@@ -101,6 +145,7 @@ async def platform(
     postgres_server: str,
     oidc_issuer: LocalIssuer,
     chaos_parts: Chaos,
+    outage_parts: Outage,
     ldap_target: LdapTarget,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[Platform]:
@@ -126,7 +171,7 @@ async def platform(
             "ACCORD_SAGA_RETRY_CAP_S": "2",
             "ACCORD_SAGA_TRANSIENT_ROUNDS": str(SAGA_TRANSIENT_ROUNDS),
         },
-        department_targets=[chaos_parts.target()],
+        department_targets=[chaos_parts.target(), outage_parts.target()],
         ldap_directories=[
             LdapDirectory(
                 name=LDAP_TARGET,

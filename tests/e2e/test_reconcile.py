@@ -9,10 +9,17 @@ from typing import Any
 import httpx
 import pytest
 
-from accord.events import Publisher, UserCreated
+from accord.events import Publisher, UserCreated, UserDeleted
 from accord.stack.platform import Platform
 
-from .conftest import accord_cli, api_client, audit_events, eventually, target_account
+from .conftest import (
+    accord_cli,
+    api_client,
+    audit_events,
+    eventually,
+    no_account,
+    target_account,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -110,12 +117,49 @@ async def test_reconcile_finds_an_orphan_and_drift_and_fix_repairs_the_drift(
         for r in records
         if r["event_type"].startswith("account.provision") and r["payload"]["user_id"] == user_id
     ] == [("account.provisioned", "update")]
-    # Orphans are reported, never deleted.
+    # Orphans nobody asked Accord to delete are reported, never deleted.
     async with demo_target(platform) as admin:
         assert (await admin.get(f"/Users/{orphan_id}")).status_code == 200
     again = await reconcile(platform)
     records = await findings(platform, again["run_id"])
     assert not [r for r in records if r["payload"].get("user_id") == user_id]
+
+
+async def test_fix_deletes_an_account_held_for_an_identity_that_left(
+    platform: Platform, kafka_bootstrap: str, unique: str
+) -> None:
+    """An account for a deleted identity (restored from a backup, say) is `not_entitled`:
+    reported, and removed by --fix, since Accord's last word for it was a deletion."""
+    user_id, user_name = f"e-{unique}", f"left.{unique}"
+    async with Publisher(source="urn:test:hr", bootstrap_servers=kafka_bootstrap) as publisher:
+        await publisher.publish(UserCreated(user_id=user_id, user_name=user_name), sequence=1)
+        await target_account(platform, user_name)
+        await publisher.publish(UserDeleted(user_id=user_id, reason="left"), sequence=2)
+    await no_account(platform, user_name)  # deleted once the 2 s retention is over
+    async with demo_target(platform) as admin:
+        restored = await admin.post(
+            "/Users", json={"userName": user_name, "externalId": user_id, "active": True}
+        )
+        restored.raise_for_status()
+
+    found = await reconcile(platform)
+    records = await findings(platform, found["run_id"])
+    assert [
+        r["payload"]["reason"]
+        for r in records
+        if r["event_type"] == "account.orphan_detected" and r["payload"]["owner"] == user_id
+    ] == ["not_entitled"]
+    await target_account(platform, user_name)  # reported only, without --fix
+
+    fixed = await reconcile(platform, "--fix")
+
+    await no_account(platform, user_name)
+    records = await findings(platform, fixed["run_id"])
+    assert [
+        (r["event_type"], r["payload"]["operation"])
+        for r in records
+        if r["event_type"].startswith("account.provision") and r["payload"]["user_id"] == user_id
+    ] == [("account.provisioned", "delete")]
 
 
 async def test_reconcile_of_an_unknown_target_is_one_readable_line(platform: Platform) -> None:

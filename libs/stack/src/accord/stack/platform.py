@@ -54,6 +54,8 @@ class DepartmentTarget:
     """The provisioner's attempts per request before it gives up."""
     breaker_threshold: int = 5
     """Transient failures in a row that open the target's circuit."""
+    breaker_cooldown_s: float = 30.0
+    """How long an open circuit stays open before one call may try the target again."""
 
     @property
     def token_env(self) -> str:
@@ -319,6 +321,7 @@ class Platform:
                 t.token_env,
                 max_attempts=t.max_attempts,
                 breaker_threshold=t.breaker_threshold,
+                breaker_cooldown_s=t.breaker_cooldown_s,
             )
             for t in self.config.department_targets
         ]
@@ -375,7 +378,7 @@ def _printer(enabled: bool):  # type: ignore[no-untyped-def]
     return say
 
 
-def _scim_target_entry(name: str, url: str, token_env: str, **limits: int) -> str:
+def _scim_target_entry(name: str, url: str, token_env: str, **limits: float) -> str:
     """One SCIM target of the targets file, with the limits given (defaults otherwise)."""
     lines = [
         f"  - name: {name}",

@@ -5,8 +5,11 @@ several provisioner instances never overlap). Findings leave as events through t
 a page at a time: account.drift_detected, account.orphan_detected, and one
 reconciliation.completed with the counts. With `fix`, drifted and missing accounts are
 brought back to the ledger's state through the target's guard (its rate limit and circuit
-breaker), each repair reported as account.provisioned or account.provision_failed. Orphans
-are reported, never deleted: that is an operator's decision.
+breaker), each repair reported as account.provisioned or account.provision_failed. An
+account the ledger says must be gone (`not_entitled`: Accord itself asked for its deletion,
+e.g. its identity left) is deleted by `fix` as well; other orphans (unlinked, or linked to
+an identity Accord never provisioned there) are reported, never deleted: that is an
+operator's decision.
 """
 
 from __future__ import annotations
@@ -168,6 +171,8 @@ class Reconciler:
                 events.append(self._event(data, run_id))
             if fix and isinstance(finding, Drifted | Missing):
                 events.append(self._event(await self._repair(run_id, finding, tally), run_id))
+            elif fix and isinstance(finding, Orphan) and finding.reason == "not_entitled":
+                events.append(self._event(await self._remove(run_id, finding, tally), run_id))
         async with self.pool.acquire() as conn, conn.transaction():
             await outbox.enqueue(conn, self.schema, events)
 
@@ -227,6 +232,31 @@ class Reconciler:
         return AccountProvisioned(
             **common, account_id=ref.account_id, already_existed=ref.already_existed
         )
+
+    async def _remove(self, run_id: str, orphan: Orphan, tally: Tally) -> EventData:
+        """Delete an account its identity must not have any more (the ledger says absent)."""
+        account = orphan.account
+        assert account.owner is not None, "a not_entitled account is linked to its identity"
+        owner, user_name = account.owner, account.profile.user_name
+        common = {
+            "user_id": owner,
+            "target": self.target,
+            "operation": "delete",
+            "saga_id": run_id,
+            "step_id": f"{run_id}:{owner}",
+        }
+        connector = self.connector
+        try:
+            await self.guard.call(lambda: connector.delete_account(owner, user_name))
+        except (TargetUnavailable, TargetRejected) as error:
+            tally.repair_failures += 1
+            return AccountProvisionFailed(
+                **common,
+                reason=f"repair failed: {error}"[:256],
+                retryable=isinstance(error, TargetUnavailable),
+            )
+        tally.repairs += 1
+        return AccountProvisioned(**common, account_id=account.account_id)
 
     async def _finish(self, conn: asyncpg.Connection, summary: Summary, error: str | None) -> None:
         tally = summary.tally

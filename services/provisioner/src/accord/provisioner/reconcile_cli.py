@@ -43,11 +43,15 @@ def register_reconcile(commands: Any) -> None:
         description="Read every account in TARGET, compare it with the provisioner's ledger "
         "(what the orchestrator last asked for), and report drifted, missing and orphan "
         "accounts as account.drift_detected / account.orphan_detected events. --fix repairs "
-        "drifted and missing accounts; orphans are only reported. Needs DATABASE_URL and "
-        "ACCORD_TARGETS_FILE.",
+        "drifted and missing accounts and deletes not_entitled ones (their identity left); "
+        "other orphans are only reported. Needs DATABASE_URL and ACCORD_TARGETS_FILE.",
     )
     p.add_argument("target", nargs="?", help="target name, as in the targets file")
-    p.add_argument("--fix", action="store_true", help="repair drifted and missing accounts")
+    p.add_argument(
+        "--fix",
+        action="store_true",
+        help="repair drifted and missing accounts, delete not_entitled ones",
+    )
     p.add_argument(
         "--page-size", type=_page_size, default=PAGE_SIZE, help=f"accounts per page ({PAGE_SIZE})"
     )
