@@ -408,3 +408,24 @@ def test_from_kafka_refuses_a_sequence_that_is_not_plain_digits(
 ) -> None:
     with pytest.raises(InvalidEvent, match="ce_sequence"):
         _decode(user_record, headers=_replace(user_record.headers, "ce_sequence", value))
+
+
+# --- data is read strictly, as the published schema says ---------------------------------
+
+
+def test_strings_are_read_as_they_are(
+    user_record: KafkaRecord, samples: Callable[[str], dict[str, Any]]
+) -> None:
+    """No stripping on the way in: the schema accepts " Ada ", so it stays " Ada "."""
+    data = {**samples("user.created"), "given_name": " Ada ", "title": " "}
+    decoded = _decode(user_record, value=json.dumps(data).encode())
+    assert (decoded.data.given_name, decoded.data.title) == (" Ada ", " ")  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("field", "value"), [("active", "yes"), ("active", 1)])
+def test_a_boolean_must_be_a_json_boolean(
+    user_record: KafkaRecord, samples: Callable[[str], dict[str, Any]], field: str, value: Any
+) -> None:
+    data = {**samples("user.created"), field: value}
+    with pytest.raises(InvalidEvent, match=f"{field}: Input should be a valid boolean"):
+        _decode(user_record, value=json.dumps(data).encode())

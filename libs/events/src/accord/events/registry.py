@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pydantic import ValidationError
+from pydantic_core import to_json
 
 from accord.events import topics
 from accord.events.catalogue import CATALOGUE, EventData
@@ -91,7 +92,11 @@ class Registry:
         self._upcasters[(event_type, from_version)] = upcaster
 
     def parse(self, event_type: str, version: int, data: bytes | dict[str, Any]) -> EventData:
-        """Validate event data of any known version into the current model."""
+        """Validate event data of any known version into the current model.
+
+        Strictly and as JSON, whatever the data came as: what the type's published JSON
+        Schema accepts, nothing more (no `"yes"` for a boolean, no stripped strings).
+        """
         spec = self.spec(event_type)
         if version > spec.version:
             raise InvalidEvent(
@@ -99,16 +104,15 @@ class Registry:
             )
         try:
             if version == spec.version:
-                if isinstance(data, bytes):
-                    return spec.model.model_validate_json(data)
-                return spec.model.model_validate(data)
+                document = data if isinstance(data, bytes) else to_json(data)
+                return spec.model.model_validate_json(document, strict=True)
             raw = _as_dict(data)
             for step in range(version, spec.version):
                 upcaster = self._upcasters.get((event_type, step))
                 if upcaster is None:
                     raise InvalidEvent(f"{event_type} v{step} cannot be upcast: no upcaster")
                 raw = upcaster(raw)
-            return spec.model.model_validate(raw)
+            return spec.model.model_validate_json(to_json(raw), strict=True)
         except ValidationError as error:
             raise InvalidEvent(
                 f"{event_type} data is invalid: {describe_validation_error(error)}"

@@ -6,6 +6,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
+from pydantic_core import core_schema
+
 from accord.events.registry import REGISTRY, EventSpec, Registry
 
 ASYNCAPI_FILE = "asyncapi.json"
@@ -50,9 +53,27 @@ def schema_filename(spec: EventSpec) -> str:
     return f"{spec.type}.v{spec.version}.json"
 
 
+class ContractJsonSchema(GenerateJsonSchema):
+    """Pydantic's JSON Schema, saying exactly what the strict reading of an event accepts."""
+
+    def dict_schema(self, schema: core_schema.DictSchema) -> JsonSchemaValue:
+        """Constrained keys as `propertyNames`: pydantic writes their pattern as
+        `patternProperties`, which lets any key that misses the pattern through."""
+        json_schema = super().dict_schema(schema)
+        patterns = json_schema.pop("patternProperties", None)
+        if patterns:
+            ((pattern, values),) = patterns.items()
+            json_schema["additionalProperties"] = values
+            json_schema["propertyNames"] = {
+                **json_schema.get("propertyNames", {}),
+                "pattern": pattern,
+            }
+        return json_schema
+
+
 def event_schema(spec: EventSpec) -> dict[str, Any]:
     """JSON Schema (2020-12) of one event type's data."""
-    schema = spec.model.model_json_schema(mode="validation")
+    schema = spec.model.model_json_schema(mode="validation", schema_generator=ContractJsonSchema)
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": spec.dataschema,

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 
 from accord.events import topics
 from accord.events.catalogue.base import (
+    INTEGRAL,
     CedarType,
     EventData,
     Identifier,
+    Integer,
     LongText,
     ShortText,
+    Timestamp,
     ValueObject,
 )
 
@@ -58,7 +60,7 @@ class AccessRequested(AccessEvent):
     """The entitlement asked for."""
     justification: LongText | None = None
     """Business reason given by the requester."""
-    duration_seconds: int | None = Field(default=None, gt=0, le=366 * 24 * 3600)
+    duration_seconds: Annotated[int, Field(gt=0, le=366 * 24 * 3600), INTEGRAL] | None = None
     """Time-bound access: the grant expires this long after it is given."""
 
 
@@ -88,7 +90,7 @@ class AccessGranted(AccessEvent):
     """user_id of the identity holding the access."""
     resource: Resource
     """The entitlement granted."""
-    expires_at: datetime | None = None
+    expires_at: Timestamp | None = None
     """When a time-bound grant ends by itself."""
     provisioning: tuple[Provisioning, ...] = Field(default=(), max_length=16)
     """The group memberships that carry the entitlement (from the catalogue); empty when
@@ -121,15 +123,15 @@ class AccessApprovalRequested(AccessEvent):
     """user_id of the identity the request is for."""
     resource: Resource
     """The entitlement asked for."""
-    stage: int = Field(ge=1, le=16)
+    stage: Integer = Field(ge=1, le=16)
     """Which stage of the chain (1 = first)."""
-    stages: int = Field(ge=1, le=16)
+    stages: Integer = Field(ge=1, le=16)
     """How many stages the chain has."""
     stage_name: ShortText
     """What the stage is, as the policy names it (manager, application_owner, ...)."""
     approvers: tuple[Identifier, ...] = Field(min_length=1, max_length=64)
     """user_ids who may decide this stage (never the requester or the principal)."""
-    due_at: datetime | None = None
+    due_at: Timestamp | None = None
     """When the stage escalates or expires if nobody decided."""
     escalated: bool = False
     """True when the stage went to its escalation approvers after its deadline."""
@@ -142,7 +144,7 @@ class AccessApprovalDecided(AccessEvent):
 
     principal_id: Identifier
     """user_id of the identity the request is for."""
-    stage: int = Field(ge=1, le=16)
+    stage: Integer = Field(ge=1, le=16)
     """Which stage."""
     outcome: Literal["approved", "denied", "expired"]
     """What happened to the stage."""

@@ -8,7 +8,14 @@ from typing import Annotated, Any, ClassVar, Literal
 from pydantic import Field, StringConstraints, field_validator
 
 from accord.events import topics
-from accord.events.catalogue.base import EventData, ShortText, ValueObject
+from accord.events.catalogue.base import (
+    Count,
+    EventData,
+    Integer,
+    ShortText,
+    Timestamp,
+    ValueObject,
+)
 
 Outcome = Literal["success", "failure", "pending", "info"]
 #: A minute in UTC, RFC 3339: `2024-05-01T12:00:00Z`.
@@ -23,7 +30,7 @@ class AuditRecorded(EventData):
     event_type: ClassVar[str] = topics.AUDIT_RECORDED
     subject_field: ClassVar[str] = "source_event_id"
 
-    record_id: int = Field(ge=1)
+    record_id: Integer = Field(ge=1)
     """Position in the audit log."""
     source_event_id: ShortText
     """CloudEvents id of the recorded event."""
@@ -31,7 +38,7 @@ class AuditRecorded(EventData):
     """Topic the event was read from (DLQs included)."""
     event_type_recorded: ShortText
     """CloudEvents type of the recorded event."""
-    occurred_at: datetime
+    occurred_at: Timestamp
     """CloudEvents time of the recorded event."""
     actor: ShortText
     """Who caused it: the CloudEvents source (service or source system)."""
@@ -56,25 +63,25 @@ class EventCount(ValueObject):
     """CloudEvents type of the recorded events (`other` for types the auditor does not know)."""
     outcome: Outcome
     """success, failure, pending or info."""
-    count: int = Field(ge=1)
+    count: Integer = Field(ge=1)
     """Records of that type and outcome."""
 
 
 class LatencyStats(ValueObject):
     """Joiner provisioning latency: from the joiner's user.created to its accounts provisioned."""
 
-    joiners: int = Field(default=0, ge=0)
+    joiners: Integer = Field(default=0, ge=0)
     """Joiners measured."""
-    samples: int = Field(default=0, ge=0)
+    samples: Integer = Field(default=0, ge=0)
     """Latencies the percentiles come from: every one, or a uniform sample of them when there
     were more than the aggregator keeps per window."""
-    p50_ms: int | None = Field(default=None, ge=0)
+    p50_ms: Count | None = None
     """Median, in milliseconds (nearest rank); none when no joiner was measured."""
-    p90_ms: int | None = Field(default=None, ge=0)
+    p90_ms: Count | None = None
     """90th percentile, in milliseconds."""
-    p99_ms: int | None = Field(default=None, ge=0)
+    p99_ms: Count | None = None
     """99th percentile, in milliseconds."""
-    max_ms: int | None = Field(default=None, ge=0)
+    max_ms: Count | None = None
     """Slowest joiner, in milliseconds (exact, sampled or not)."""
 
 
@@ -83,11 +90,11 @@ class TargetStats(ValueObject):
 
     target: ShortText
     """Target system (`other` beyond the number of targets a window keeps apart)."""
-    requested: int = Field(default=0, ge=0)
+    requested: Integer = Field(default=0, ge=0)
     """provision.requested records for the target."""
-    attempts: int = Field(default=0, ge=0)
+    attempts: Integer = Field(default=0, ge=0)
     """Provisioning outcomes: account.provisioned plus account.provision_failed records."""
-    failures: int = Field(default=0, ge=0)
+    failures: Integer = Field(default=0, ge=0)
     """account.provision_failed records."""
     failure_rate: float = Field(default=0.0, ge=0.0, le=1.0)
     """failures / attempts; 0 without attempts."""
@@ -103,11 +110,11 @@ class AuditMetrics(EventData):
 
     window_start: UtcMinute = Field(json_schema_extra={"format": "date-time"})
     """Start of the window, a minute in UTC (`2024-05-01T12:00:00Z`); also the record key."""
-    window_seconds: int = Field(default=60, ge=1)
+    window_seconds: Integer = Field(default=60, ge=1)
     """Length of the window."""
-    records: int = Field(ge=0)
+    records: Integer = Field(ge=0)
     """Audit records counted in the window (late ones included)."""
-    late_records: int = Field(default=0, ge=0)
+    late_records: Integer = Field(default=0, ge=0)
     """Records of an already published window that arrived during this one and are counted here."""
     counts: tuple[EventCount, ...] = ()
     """Records by event type and outcome."""

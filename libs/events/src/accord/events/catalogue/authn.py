@@ -8,7 +8,7 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 from accord.events import topics
-from accord.events.catalogue.base import EventData, Identifier, ShortText
+from accord.events.catalogue.base import EventData, Identifier, Integer, ShortText
 
 #: The factors Accord enrols and verifies.
 Factor = Literal["totp", "webauthn"]
@@ -101,7 +101,7 @@ class IdentityLocked(AuthnEvent):
     """This lockout."""
     reason: ShortText
     """failed sign-ins, a security signal from an identity provider, ..."""
-    failures: int = Field(default=0, ge=0)
+    failures: Integer = Field(default=0, ge=0)
     """Failed sign-ins counted in the window, when failures locked it."""
 
 
@@ -123,7 +123,7 @@ class SessionRevoked(AuthnEvent):
 
     reason: ShortText
     """leaver, lockout, security signal, ..."""
-    streams: int = Field(ge=0)
+    streams: Integer = Field(ge=0)
     """Shared Signals streams the revocation was queued to."""
 
 

@@ -4,21 +4,35 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
+from pydantic.config import JsonDict
 
 from accord.events import topics
-from accord.events.catalogue.base import EventData, Identifier, ShortText, ValueObject
+from accord.events.catalogue.base import (
+    EventData,
+    Identifier,
+    Integer,
+    ShortText,
+    ValueObject,
+)
 from accord.events.catalogue.identity import Profile
 
 Operation = Literal[
     "create", "update", "disable", "enable", "delete", "add_member", "remove_member"
 ]
 MEMBERSHIP_OPERATIONS: frozenset[str] = frozenset({"add_member", "remove_member"})
+#: `_group_goes_with_membership` in JSON Schema, so the published schema refuses what it does.
+_GROUP_GOES_WITH_MEMBERSHIP: JsonDict = {
+    "if": {"properties": {"operation": {"enum": [*sorted(MEMBERSHIP_OPERATIONS)]}}},
+    "then": {"required": ["group"], "properties": {"group": {"type": "string"}}},
+    "else": {"properties": {"group": {"type": "null"}}},
+}
 
 
 class ProvisioningEvent(EventData):
     """Common shape of provisioning events: one identity, one target, one step of one saga."""
 
+    model_config = ConfigDict(json_schema_extra=_GROUP_GOES_WITH_MEMBERSHIP)
     subject_field: ClassVar[str] = "user_id"
 
     user_id: Identifier
@@ -139,17 +153,17 @@ class ReconciliationCompleted(EventData):
     """Target system name."""
     run_id: Identifier
     """The run."""
-    accounts: int = Field(ge=0)
+    accounts: Integer = Field(ge=0)
     """Accounts read from the target."""
-    in_sync: int = Field(ge=0)
+    in_sync: Integer = Field(ge=0)
     """Accounts exactly as they should be."""
-    drifted: int = Field(ge=0)
+    drifted: Integer = Field(ge=0)
     """Accounts whose attributes or status differ."""
-    missing: int = Field(ge=0)
+    missing: Integer = Field(ge=0)
     """Accounts that should exist and do not."""
-    orphans: int = Field(ge=0)
+    orphans: Integer = Field(ge=0)
     """Accounts nobody should have."""
-    repairs_requested: int = Field(ge=0)
+    repairs_requested: Integer = Field(ge=0)
     """Drifted and missing accounts the run asked the provisioner to repair (`--fix`)."""
-    duration_ms: int = Field(ge=0)
+    duration_ms: Integer = Field(ge=0)
     """How long the run took."""

@@ -7,7 +7,7 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 from accord.events import topics
-from accord.events.catalogue.base import EventData, Identifier, ShortText
+from accord.events.catalogue.base import EventData, Identifier, Integer, ShortText
 
 SagaType = Literal[
     "joiner",
@@ -48,7 +48,7 @@ class SagaCompleted(SagaEvent):
 
     event_type: ClassVar[str] = topics.SAGA_COMPLETED
 
-    duration_ms: int = Field(ge=0)
+    duration_ms: Integer = Field(ge=0)
     """Time from start to completion."""
 
 
