@@ -1,12 +1,13 @@
-"""The consumers' parser accepts exactly what the published JSON Schemas accept.
+"""The consumers' parser accepts exactly what the published contract accepts.
 
 Examples are derived from the checked-in files as a source system reads them: every JSON
-Schema in `libs/events/schemas/`. Each property is given the type confusions lax parsers
-let through (`"yes"` and `1` for a boolean, `"1"` for an integer), values at and beyond its
-bounds, other time formats and padded strings; required properties are left out and unknown
-ones added. An independent validator (jsonschema-rs, formats asserted) says whether the
-schema accepts each example, and every example goes through `from_kafka`, the parser of
-every consumer: what the schema refuses must be refused, what it accepts must be accepted.
+Schema in `libs/events/schemas/` and the headers of `libs/events/asyncapi.json`. Each property
+is given the type confusions lax parsers let through (`"yes"` and `1` for a boolean, `"1"`
+for an integer), values at and beyond its bounds, other time formats and padded strings;
+required properties are left out and unknown ones added. An independent validator
+(jsonschema-rs, formats asserted) says whether the schema accepts each example, and every
+example goes through `from_kafka`, the parser of every consumer: what the schema refuses
+must be refused, what it accepts must be accepted.
 """
 
 from __future__ import annotations
@@ -249,6 +250,62 @@ def test_the_parser_accepts_exactly_what_the_published_schema_accepts(event_type
     assert not disagreements, f"{len(disagreements)} disagreements:\n" + "\n".join(
         disagreements[:40]
     )
+
+
+# --- headers -------------------------------------------------------------------------------
+
+#: Headers the parser checks one by one. ce_type, ce_subject and ce_dataschema are left
+#: out: whether they fit depends on the topic and the data, which no header schema can say.
+HEADER_VALUES: dict[str, tuple[str, ...]] = {
+    "ce_specversion": ("1.0", "0.3", "1", ""),
+    "ce_id": ("e", "", " ", "i" * 128, "i" * 129),
+    "ce_source": ("urn:x", "", "s" * 256, "s" * 257),
+    "ce_time": TIMES,
+    "ce_correlationid": ("c", "", "c" * 128, "c" * 129),
+    "ce_causationid": ("c", ""),
+    "ce_sequence": (
+        *("0", "42", "007", "-1", "1.5", "1e3", " 7", "+3", "1_000", "", "٣"),
+        *("9223372036854775807", "09223372036854775807", "9223372036854775808"),
+        *("99999999999999999999", "1" * 5000),
+    ),
+    "ce_traceparent": ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", ""),
+    "content-type": ("application/json", "text/plain", "application/xml", ""),
+}
+
+
+def header_oracle(event_type: str) -> jsonschema_rs.Validator:
+    """The published header schema of a type's message, as a validator."""
+    document = json.loads((EVENTS_FOLDER / "asyncapi.json").read_text())
+    message = next(
+        m for m in document["components"]["messages"].values() if m["name"] == event_type
+    )
+    schema = {"components": {"schemas": document["components"]["schemas"]}, **message["headers"]}
+    return oracle(schema)
+
+
+@pytest.mark.parametrize("event_type", ["user.created", "access.requested"])
+def test_the_parser_accepts_exactly_the_headers_the_published_schema_accepts(
+    event_type: str,
+) -> None:
+    validator = header_oracle(event_type)
+    record = to_kafka(sample_envelope(event_type))
+    headers = {name: value.decode() for name, value in record.headers}
+    assert validator.is_valid(headers)
+    disagreements = []
+    for name, values in HEADER_VALUES.items():
+        for value in (None, *values):
+            changed = {k: v for k, v in headers.items() if k != name}
+            if value is not None:
+                changed[name] = value
+            accepted = validator.is_valid(changed)
+            raw = {k: v.encode() for k, v in changed.items()}
+            reason = parser_verdict(record, headers=list(raw.items()))
+            if accepted != (reason is None):
+                disagreements.append(
+                    f"{name} = {value!r:.60}: the schema {'accepts' if accepted else 'refuses'}"
+                    f" it, the parser {'accepts' if reason is None else f'refuses ({reason})'}"
+                )
+    assert not disagreements, "\n".join(disagreements)
 
 
 def test_the_examples_reach_every_property_of_every_schema() -> None:

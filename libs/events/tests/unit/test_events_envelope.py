@@ -263,11 +263,11 @@ def user_record(make_envelope: Callable[..., Envelope]) -> KafkaRecord:
         ("ce_type", b"group.created", "do not belong on topic"),
         ("ce_sequence", None, "ce_sequence"),
         ("ce_sequence", b"-1", "negative"),
-        ("ce_sequence", b"one", "not an integer"),
-        ("ce_sequence", b"1.5", "not an integer"),
-        ("ce_sequence", b"", "not an integer"),
-        ("ce_time", b"2024-05-01T10:30:15", "time zone"),
-        ("ce_time", b"2024-05-01", "time zone"),
+        ("ce_sequence", b"one", "not a whole number"),
+        ("ce_sequence", b"1.5", "not a whole number"),
+        ("ce_sequence", b"", "not a whole number"),
+        ("ce_time", b"2024-05-01T10:30:15", "RFC 3339"),
+        ("ce_time", b"2024-05-01", "RFC 3339"),
         ("ce_time", b"yesterday", "RFC 3339"),
         ("ce_subject", b"e-9999", "does not match"),
         ("ce_dataschema", b"urn:accord:events:group.created:v1", "dataschema names"),
@@ -429,3 +429,98 @@ def test_a_boolean_must_be_a_json_boolean(
     data = {**samples("user.created"), field: value}
     with pytest.raises(InvalidEvent, match=f"{field}: Input should be a valid boolean"):
         _decode(user_record, value=json.dumps(data).encode())
+
+
+# --- the contract's edges: RFC 3339 times, the key, the sequence's range ---------------------
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b"20250101T000000+0000",  # ISO 8601 basic format
+        b"20250101T000000Z",
+        b"2025-01-01T00:00:00",  # no offset
+        b"2025-01-01 00:00:00Z",  # a space for the T
+        b"2025-01-01T00:00Z",  # no seconds
+        b"2025-01-01T00:00:00+0530",  # offset without a colon
+        b"2025-01-01T00:00:00+05",
+        b"2025-W01-1T00:00:00Z",  # ISO week date
+        b"2025-02-29T00:00:00Z",  # no such day
+        b"2016-12-31T22:59:60Z",  # a leap second only at 23:59:60 UTC
+        b"1735689600",
+    ],
+)
+def test_ce_time_is_rfc_3339_only(user_record: KafkaRecord, value: bytes) -> None:
+    headers = _replace(user_record.headers, "ce_time", value)
+    with pytest.raises(InvalidEvent, match=r"ce_time .*not an RFC 3339 date-time"):
+        _decode(user_record, headers=headers)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (b"2025-01-01T10:30:00Z", datetime(2025, 1, 1, 10, 30, tzinfo=UTC)),
+        (b"2025-01-01t10:30:00.5z", datetime(2025, 1, 1, 10, 30, 0, 500_000, tzinfo=UTC)),
+        (b"2025-01-01T12:30:00.123456789+02:00", datetime(2025, 1, 1, 10, 30, 0, 123456, UTC)),
+        (b"2016-12-31T18:59:60-05:00", datetime(2016, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC)),
+    ],
+)
+def test_ce_time_reads_every_rfc_3339_form(
+    user_record: KafkaRecord, value: bytes, expected: datetime
+) -> None:
+    assert _decode(user_record, headers=_replace(user_record.headers, "ce_time", value)).time == (
+        expected
+    )
+
+
+def test_a_record_without_a_key_is_refused_with_the_reason(user_record: KafkaRecord) -> None:
+    with pytest.raises(InvalidEvent, match="record has no key: the key must be ce_subject"):
+        _decode(user_record, key=None)
+
+
+MAX_SEQUENCE = 2**63 - 1
+
+
+@pytest.mark.parametrize("value", [b"9223372036854775808", b"99999999999999999999", b"1" * 5000])
+def test_a_sequence_beyond_a_bigint_names_the_limit(user_record: KafkaRecord, value: bytes) -> None:
+    headers = _replace(user_record.headers, "ce_sequence", value)
+    with pytest.raises(InvalidEvent, match=rf"out of range.* 0 to {MAX_SEQUENCE}\b"):
+        _decode(user_record, headers=headers)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(b"9223372036854775807", MAX_SEQUENCE), (b"0009223372036854775807", MAX_SEQUENCE)],
+)
+def test_the_largest_sequence_is_accepted(
+    user_record: KafkaRecord, value: bytes, expected: int
+) -> None:
+    assert _decode(
+        user_record, headers=_replace(user_record.headers, "ce_sequence", value)
+    ).sequence == (expected)
+
+
+def test_a_sequence_that_is_no_number_names_the_range_too(user_record: KafkaRecord) -> None:
+    headers = _replace(user_record.headers, "ce_sequence", b"1e3")
+    with pytest.raises(InvalidEvent, match=rf"not a whole number.* 0 to {MAX_SEQUENCE}\b"):
+        _decode(user_record, headers=headers)
+
+
+def test_new_event_refuses_a_sequence_beyond_a_bigint(make_event: Callable[[str], Any]) -> None:
+    with pytest.raises(InvalidEvent, match="sequence"):
+        new_event(make_event("user.created"), source="urn:hr", sequence=MAX_SEQUENCE + 1)
+
+
+@pytest.mark.parametrize("value", [b"text/plain", b"application/xml", b""])
+def test_data_that_is_said_not_to_be_json_is_refused(
+    user_record: KafkaRecord, value: bytes
+) -> None:
+    headers = _replace(user_record.headers, "content-type", value)
+    with pytest.raises(InvalidEvent, match="content-type"):
+        _decode(user_record, headers=headers)
+
+
+def test_an_empty_correlation_id_is_refused(user_record: KafkaRecord) -> None:
+    headers = _replace(user_record.headers, "ce_correlationid", b"")
+    with pytest.raises(InvalidEvent, match="correlationid"):
+        _decode(user_record, headers=headers)

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from accord.events import REGISTRY, EventData, Registry, to_kafka
 from accord.events.catalogue.base import Identifier
 from accord.events.schemas import (
     ASYNCAPI_FILE,
     asyncapi,
+    decimal_at_most,
     drift,
     event_schema,
     render,
@@ -231,7 +235,8 @@ def test_asyncapi_messages_point_at_the_generated_schemas(document: dict[str, An
         assert payload.removeprefix("./") in files
         assert message["title"] == spec.model.__name__
         assert message["summary"] == spec.description
-        assert message["bindings"]["kafka"]["key"] == {"type": "string"}
+        key = message["bindings"]["kafka"]["key"]
+        assert (key["type"], key["minLength"]) == ("string", 1), "the key is required"
 
 
 def test_asyncapi_headers_require_every_header_to_kafka_always_writes(
@@ -261,3 +266,34 @@ def test_asyncapi_headers_document_every_optional_header(
 
 def test_asyncapi_operation_ids_are_unique_per_channel(document: dict[str, Any]) -> None:
     assert len(document["operations"]) == len(document["channels"])
+
+
+def test_identity_event_messages_require_a_sequence(document: dict[str, Any]) -> None:
+    for message in document["components"]["messages"].values():
+        headers = _resolve(document, message["headers"]["$ref"])
+        required = set(headers.get("required", []))
+        for part in headers.get("allOf", []):
+            required |= set(_resolve(document, part["$ref"]).get("required", []))
+        identity_event = REGISTRY.spec(message["name"]).model.identity_event
+        assert ("ce_sequence" in required) is identity_event, message["name"]
+
+
+LIMIT = 2**63 - 1
+
+
+@given(st.integers(min_value=0, max_value=2**70), st.integers(min_value=0, max_value=3))
+@example(LIMIT, 0)
+@example(LIMIT + 1, 0)
+@example(LIMIT - 1, 0)
+@example(10**18, 0)
+@example(9 * 10**18 + 10**17, 0)
+@example(0, 2)
+def test_the_sequence_pattern_accepts_exactly_0_to_the_limit(number: int, zeros: int) -> None:
+    pattern = re.compile(decimal_at_most(LIMIT))
+    assert bool(pattern.fullmatch("0" * zeros + str(number))) is (number <= LIMIT)
+
+
+@pytest.mark.parametrize("limit", [0, 5, 10, 100, 909, 1000])
+def test_the_sequence_pattern_works_for_any_limit(limit: int) -> None:
+    pattern = re.compile(decimal_at_most(limit))
+    assert [n for n in range(2000) if pattern.fullmatch(str(n))] == list(range(limit + 1))

@@ -1,7 +1,8 @@
 """CloudEvents 1.0 envelope and its Kafka protocol binding (binary content mode).
 
 Attributes travel as `ce_*` headers, the JSON data is the record value and the subject is
-the record key, so one subject's events land on one partition, in order.
+the record key, so one subject's events land on one partition, in order. A record without a
+key is refused: it would land on any partition, out of order with its subject's others.
 """
 
 from __future__ import annotations
@@ -12,14 +13,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError
 
+from accord.events import timestamps
 from accord.events.catalogue import EventData
+from accord.events.catalogue.base import Timestamp
 from accord.events.errors import InvalidEvent, describe_validation_error
 from accord.events.registry import REGISTRY, Registry, parse_dataschema
 
 CONTENT_TYPE: Literal["application/json"] = "application/json"
 Headers = tuple[tuple[str, bytes], ...]
+#: The largest sequence: consumers keep sequences in PostgreSQL `bigint` columns.
+MAX_SEQUENCE = 2**63 - 1
+_SEQUENCE_RANGE = f"a sequence is a decimal whole number from 0 to {MAX_SEQUENCE}"
 
 
 class Envelope(BaseModel):
@@ -35,7 +41,7 @@ class Envelope(BaseModel):
     """Event type, e.g. `user.created`; also the topic name."""
     specversion: Literal["1.0"] = "1.0"
     """CloudEvents version."""
-    time: AwareDatetime = Field(default_factory=lambda: datetime.now(UTC))
+    time: Timestamp = Field(default_factory=lambda: datetime.now(UTC))
     """When the event happened."""
     subject: str
     """The id of the identity, group, request the event is about; the Kafka key."""
@@ -47,7 +53,7 @@ class Envelope(BaseModel):
     """The flow (saga, request) the event belongs to; kept by every event it causes."""
     causationid: str | None = None
     """The id of the event that caused this one."""
-    sequence: int | None = Field(default=None, ge=0)
+    sequence: int | None = Field(default=None, ge=0, le=MAX_SEQUENCE)
     """Per-subject sequence of identity events; consumers apply them in this order."""
     traceparent: str | None = None
     """W3C trace context (CloudEvents distributed tracing extension)."""
@@ -114,7 +120,7 @@ class KafkaRecord:
     headers: Headers
 
 
-_DIGITS = re.compile(r"[0-9]{1,19}")
+_DIGITS = re.compile(r"[0-9]+")
 _OPTIONAL = ("causationid", "sequence", "traceparent", "tracestate")
 
 
@@ -153,6 +159,9 @@ def from_kafka(
 ) -> Envelope:
     """Decode and validate a record; any breach of the contract raises InvalidEvent."""
     attrs = _ce_headers(headers)
+    content_type = _content_type(headers)
+    if content_type not in (None, CONTENT_TYPE):
+        raise InvalidEvent(f"content-type {content_type[:40]!r} is not {CONTENT_TYPE}")
     if attrs.get("specversion") != "1.0":
         raise InvalidEvent("not a CloudEvents 1.0 record: ce_specversion header missing or not 1.0")
     missing = [a for a in ("id", "source", "type", "subject", "time") if not attrs.get(a)]
@@ -172,17 +181,17 @@ def from_kafka(
         raise InvalidEvent(
             f"ce_subject {attrs['subject']!r} does not match the data's {data.subject_field}"
         )
-    if key is not None and key.decode(errors="replace") != attrs["subject"]:
+    if key is None:
+        raise InvalidEvent("record has no key: the key must be ce_subject")
+    if key.decode(errors="replace") != attrs["subject"]:
         raise InvalidEvent("record key does not match ce_subject")
-    sequence = _int_or_none(attrs.get("sequence"))
+    sequence = _sequence(attrs.get("sequence"))
     if spec.model.identity_event and sequence is None:
         raise InvalidEvent(f"{event_type} is an identity event and needs a ce_sequence header")
     try:
-        time = datetime.fromisoformat(attrs["time"])
-    except ValueError:
-        raise InvalidEvent(f"ce_time {attrs['time']!r} is not an RFC 3339 time") from None
-    if time.tzinfo is None:
-        raise InvalidEvent("ce_time must carry a time zone offset")
+        time = timestamps.parse(attrs["time"])
+    except ValueError as error:
+        raise InvalidEvent(f"ce_time {attrs['time'][:40]!r} is {error}") from None
     return _envelope(
         id=attrs["id"],
         source=attrs["source"],
@@ -190,7 +199,7 @@ def from_kafka(
         time=time,
         subject=attrs["subject"],
         dataschema=spec.dataschema,
-        correlationid=attrs.get("correlationid") or attrs["id"],
+        correlationid=attrs.get("correlationid", attrs["id"]),
         causationid=attrs.get("causationid"),
         sequence=sequence,
         traceparent=attrs.get("traceparent"),
@@ -210,11 +219,22 @@ def _ce_headers(headers: Headers | list[tuple[str, bytes]]) -> dict[str, str]:
     return attrs
 
 
-def _int_or_none(value: str | None) -> int | None:
+def _content_type(headers: Headers | list[tuple[str, bytes]]) -> str | None:
+    for name, raw in headers:
+        if name == "content-type" and raw is not None:
+            return raw.decode(errors="replace")
+    return None
+
+
+def _sequence(value: str | None) -> int | None:
     if value is None:
         return None
-    if value.startswith("-") and value[1:].isdigit():
-        raise InvalidEvent("ce_sequence must not be negative")
+    if value.startswith("-") and _DIGITS.fullmatch(value[1:]):
+        raise InvalidEvent(f"ce_sequence must not be negative: {_SEQUENCE_RANGE}")
     if not _DIGITS.fullmatch(value):
-        raise InvalidEvent(f"ce_sequence {value[:40]!r} is not an integer (digits only)")
-    return int(value)
+        raise InvalidEvent(f"ce_sequence {value[:40]!r} is not a whole number: {_SEQUENCE_RANGE}")
+    digits = value.lstrip("0") or "0"
+    # Length first: int() of thousands of digits is slow, and refused above 4300.
+    if len(digits) > len(str(MAX_SEQUENCE)) or int(digits) > MAX_SEQUENCE:
+        raise InvalidEvent(f"ce_sequence {value[:40]!r} is out of range: {_SEQUENCE_RANGE}")
+    return int(digits)

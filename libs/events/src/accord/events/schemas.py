@@ -9,42 +9,92 @@ from typing import Any
 from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
 from pydantic_core import core_schema
 
+from accord.events import timestamps
+from accord.events.envelope import CONTENT_TYPE, MAX_SEQUENCE
 from accord.events.registry import REGISTRY, EventSpec, Registry
 
 ASYNCAPI_FILE = "asyncapi.json"
 
+
+def decimal_at_most(limit: int) -> str:
+    """A pattern for the decimal whole numbers from 0 to limit, leading zeros allowed."""
+    digits = str(limit)
+    numbers = ["0", digits]
+    if len(digits) > 1:
+        numbers.append(f"[1-9][0-9]{{0,{len(digits) - 2}}}")
+    # As many digits as the limit: its first i digits, then a smaller one, then any.
+    for i, digit in enumerate(digits):
+        lowest = 1 if i == 0 else 0
+        if int(digit) > lowest:
+            rest = len(digits) - i - 1
+            numbers.append(
+                f"{digits[:i]}[{lowest}-{int(digit) - 1}]" + (f"[0-9]{{{rest}}}" if rest else "")
+            )
+    return "^0*(" + "|".join(numbers) + ")$"
+
+
 _HEADERS_SCHEMA: dict[str, Any] = {
     "type": "object",
-    "description": "CloudEvents 1.0 Kafka binary binding; the record key is ce_subject.",
-    "required": [
-        "ce_specversion",
-        "ce_id",
-        "ce_source",
-        "ce_type",
-        "ce_time",
-        "ce_subject",
-        "ce_dataschema",
-        "ce_correlationid",
-    ],
+    "description": "CloudEvents 1.0 Kafka binary binding. The record key is required and "
+    "equals ce_subject; a record without one is dead-lettered.",
+    "required": ["ce_specversion", "ce_id", "ce_source", "ce_type", "ce_time", "ce_subject"],
     "properties": {
         "ce_specversion": {"const": "1.0"},
-        "ce_id": {"type": "string", "description": "Unique event id; consumers dedupe on it."},
-        "ce_source": {"type": "string", "description": "URI-reference of the producer."},
-        "ce_type": {"type": "string", "description": "Event type; equals the topic."},
-        "ce_time": {"type": "string", "format": "date-time"},
-        "ce_subject": {"type": "string", "description": "Subject id; also the record key."},
-        "ce_dataschema": {"type": "string", "description": "urn:accord:events:TYPE:vN"},
-        "ce_correlationid": {"type": "string", "description": "Flow (saga/request) id."},
+        "ce_id": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 128,
+            "description": "Unique event id; consumers dedupe on it.",
+        },
+        "ce_source": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 256,
+            "description": "URI-reference of the producer.",
+        },
+        "ce_type": {"type": "string", "minLength": 1, "description": "Event type; the topic."},
+        "ce_time": {
+            "type": "string",
+            "format": "date-time",
+            "pattern": timestamps.PATTERN,
+            "description": f"RFC 3339 only: {timestamps.SHAPE}.",
+        },
+        "ce_subject": {
+            "type": "string",
+            "minLength": 1,
+            "description": "Subject id; also the record key.",
+        },
+        "ce_dataschema": {
+            "type": "string",
+            "description": "urn:accord:events:TYPE:vN; the current version when absent.",
+        },
+        "ce_correlationid": {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": 128,
+            "description": "Flow (saga/request) id; ce_id when absent.",
+        },
         "ce_causationid": {"type": "string", "description": "Id of the causing event."},
         "ce_sequence": {
             "type": "string",
-            "pattern": "^[0-9]+$",
-            "description": "Per-subject sequence; required on identity events.",
+            "pattern": decimal_at_most(MAX_SEQUENCE),
+            "description": f"Per-subject sequence, required on identity events: a decimal "
+            f"whole number from 0 to {MAX_SEQUENCE} (PostgreSQL bigint).",
         },
         "ce_traceparent": {"type": "string", "description": "W3C trace context."},
         "ce_tracestate": {"type": "string", "description": "W3C trace state."},
-        "content-type": {"const": "application/json"},
+        "content-type": {"const": CONTENT_TYPE},
     },
+}
+_IDENTITY_HEADERS_SCHEMA: dict[str, Any] = {
+    "description": "The headers of an identity event: ce_sequence is required.",
+    "allOf": [{"$ref": "#/components/schemas/CloudEventsHeaders"}],
+    "required": ["ce_sequence"],
+}
+_KEY_SCHEMA: dict[str, Any] = {
+    "type": "string",
+    "minLength": 1,
+    "description": "Required: equals ce_subject, so one subject's events stay in order.",
 }
 
 
@@ -91,14 +141,15 @@ def asyncapi(registry: Registry = REGISTRY) -> dict[str, Any]:
     messages: dict[str, Any] = {}
     for spec in registry:
         name = _ident(spec.type)
+        headers = "IdentityEventHeaders" if spec.model.identity_event else "CloudEventsHeaders"
         messages[name] = {
             "name": spec.type,
             "title": spec.model.__name__,
             "summary": spec.description,
             "contentType": "application/json",
-            "headers": {"$ref": "#/components/schemas/CloudEventsHeaders"},
+            "headers": {"$ref": f"#/components/schemas/{headers}"},
             "payload": {"$ref": f"./schemas/{schema_filename(spec)}"},
-            "bindings": {"kafka": {"key": {"type": "string"}, "bindingVersion": "0.5.0"}},
+            "bindings": {"kafka": {"key": _KEY_SCHEMA, "bindingVersion": "0.5.0"}},
         }
         for channel, address, summary in (
             (name, spec.topic, spec.description),
@@ -127,7 +178,10 @@ def asyncapi(registry: Registry = REGISTRY) -> dict[str, Any]:
         "operations": operations,
         "components": {
             "messages": messages,
-            "schemas": {"CloudEventsHeaders": _HEADERS_SCHEMA},
+            "schemas": {
+                "CloudEventsHeaders": _HEADERS_SCHEMA,
+                "IdentityEventHeaders": _IDENTITY_HEADERS_SCHEMA,
+            },
         },
     }
 
