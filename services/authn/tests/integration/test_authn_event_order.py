@@ -21,6 +21,7 @@ from accord.events import (
     MfaEnrolled,
     MfaEnrolmentRequested,
     Resource,
+    UserCreated,
     UserDeactivated,
     UserDeleted,
     UserReactivated,
@@ -111,6 +112,34 @@ async def test_a_failure_consumed_late_that_completes_a_run_locks(pool: asyncpg.
     await known(pool, flows, user)
     run = [failure(user, at(1)), failure(user, at(3)), failure(user, at(2))]
     assert await deliver(pool, flows, run)
+
+
+async def test_failures_consumed_before_the_identity_is_known_lock_it_when_it_is(
+    pool: asyncpg.Pool,
+) -> None:
+    # user.created is another topic: authn.failed may be consumed before it.
+    recorder = Recorder()
+    flows = handlers(recorder, threshold=3)
+    user = "u-new-joiner"
+    assert not await deliver(pool, flows, [failure(user, at(m)) for m in (1, 2, 3)])
+
+    created = UserCreated(user_id=user, user_name=user, email=f"{user}@example.com")
+    emitted = await handle(pool, flows.user_event, event(created, at=at(0), sequence=1))
+
+    assert [e.type for e in emitted] == ["identity.locked", "session.revoked"]
+    async with pool.acquire() as conn:
+        lockout = await lockouts.open_lockout(conn, user)
+    assert lockout is not None
+    assert (lockout["failures"], lockout["locked_at"]) == (3, at(3))
+    # Two failures only, or a success between them: known now, and still not locked.
+    for timeline in (
+        [failure("u-two", at(1)), failure("u-two", at(2))],
+        [failure("u-ok", at(1)), success("u-ok", at(2)), *[failure("u-ok", at(m)) for m in (3, 4)]],
+    ):
+        who = timeline[0].subject
+        await deliver(pool, flows, timeline)
+        joined = UserCreated(user_id=who, user_name=who)
+        assert await handle(pool, flows.user_event, event(joined, sequence=1)) == [], who
 
 
 async def test_failures_before_an_unlock_do_not_count_after_it(pool: asyncpg.Pool) -> None:

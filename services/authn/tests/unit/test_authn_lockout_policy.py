@@ -9,7 +9,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from accord.authn.domain.lockout import LockoutPolicy, Verdict, judge_failure, longest_run
+from accord.authn.domain.lockout import (
+    LockoutPolicy,
+    Verdict,
+    judge_failure,
+    longest_run,
+    longest_run_anywhere,
+)
 
 POLICY = LockoutPolicy(threshold=5, window=timedelta(minutes=10))
 
@@ -100,3 +106,10 @@ def test_the_longest_run_is_what_counting_every_window_finds(
     expected = max(run_ending_at(end) for end in failures)
     found = longest_run(THREE, minutes(at)[0], minutes(*failures), minutes(*successes))
     assert found.failures == expected
+
+
+def test_the_longest_run_anywhere_is_the_longest_of_every_failures_run() -> None:
+    found = longest_run_anywhere(THREE, minutes(1, 2, 4, 5, 6), minutes(3))
+    assert found is not None
+    assert (found.failures, found.ends_at) == (3, minutes(6)[0])
+    assert longest_run_anywhere(THREE, [], minutes(3)) is None

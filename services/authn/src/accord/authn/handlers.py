@@ -45,7 +45,8 @@ class Handlers:
     async def user_event(self, event: Envelope, ctx: HandlerContext) -> list[Envelope]:
         """Keep the projection; what its status did decides, not the event's type: one that
         becomes inactive or deleted loses its sessions everywhere at once (a leaver its
-        factors too), one that comes back is enabled again unless locked."""
+        factors too), one that comes back is enabled again unless locked. One seen for the
+        first time is locked if the failures consumed before it make a run."""
         conn = ctx.conn
         user_id = event.subject
         # Its events on the other user.* topics may be handled at this very moment.
@@ -55,19 +56,22 @@ class Handlers:
         if applied is None:
             return []  # a duplicate, or older than what it would change
         before, after = applied
+        events: list[Envelope] = []
+        if before is None and after.status != "deleted":
+            events += await self.risk.first_known(conn, user_id, event)
         was = before.status if before else _UNSEEN_WAS.get(type(event.data))
         if after.status == was:
-            return []
+            return events
         if after.status == "active":
             if was is not None and await lockouts.open_lockout(conn, user_id) is None:
                 await self.risk.send(conn, user_id, "account-enabled", "reactivated")
-            return []
+            return events
         if after.status == "inactive" and was != "active":
-            return []  # a joiner created inactive, a leaver back as one: nothing to end
+            return events  # a joiner created inactive, a leaver back as one: nothing to end
         leaver = after.status == "deleted"
         reason = "leaver" if leaver else "deactivated"
         await self.risk.send(conn, user_id, "account-disabled", reason)
-        events = await self.risk.revoke_sessions(conn, user_id, reason, cause=event)
+        events += await self.risk.revoke_sessions(conn, user_id, reason, cause=event)
         if leaver:
             events += await self.remove_factors(conn, user_id, "leaver")
         return events

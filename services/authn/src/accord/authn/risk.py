@@ -12,7 +12,14 @@ from datetime import datetime
 import asyncpg
 
 from accord.authn.adapters import identities, lockouts
-from accord.authn.domain.lockout import LockoutPolicy, Verdict, judge_failure, longest_run
+from accord.authn.domain.lockout import (
+    LockoutPolicy,
+    Run,
+    Verdict,
+    judge_failure,
+    longest_run,
+    longest_run_anywhere,
+)
 from accord.authn.signals import SendSignal
 from accord.events import (
     AuthnFailed,
@@ -61,21 +68,48 @@ class Risk:
             # Guessing at a name Accord does not hold (or no longer): nothing to lock.
             log.debug("failed sign-in of an unknown identity", extra={"user_id": user_id})
             return []
-        failures, successes = await lockouts.sign_ins_around(
-            conn, user_id, event.time, self.policy.window
+        window = self.policy.window
+        failures, successes = await lockouts.sign_ins_between(
+            conn, user_id, event.time - window, event.time + window
         )
         run = longest_run(self.policy, event.time, failures, successes)
         if judge_failure(self.policy, run.failures, locked=False) is not Verdict.LOCK:
             return []
+        return await self._lock_run(conn, user_id, run, cause=event, at=event.time)
+
+    async def first_known(
+        self, conn: asyncpg.Connection, user_id: str, cause: Envelope
+    ) -> list[Envelope]:
+        """An identity authn has just learnt of (user.created is another topic than
+        authn.failed): the failures consumed before it lock it if they make a run."""
+        if await lockouts.open_lockout(conn, user_id) is not None:
+            return []
+        failures, successes = await lockouts.sign_ins_between(conn, user_id, None, None)
+        run = longest_run_anywhere(self.policy, failures, successes)
+        if run is None or judge_failure(self.policy, run.failures, locked=False) is not (
+            Verdict.LOCK
+        ):
+            return []
+        return await self._lock_run(conn, user_id, run, cause=cause, at=run.ends_at)
+
+    async def _lock_run(
+        self, conn: asyncpg.Connection, user_id: str, run: Run, *, cause: Envelope, at: datetime
+    ) -> list[Envelope]:
         window_s = int(self.policy.window.total_seconds())
         reason = f"{run.failures} failed sign-ins in a row within {window_s} s"
         # Derived from the event that tipped it: a redelivery finds the same lockout.
-        lockout_id = f"lock-{uuid.uuid5(_LOCKOUT_IDS, event.id).hex}"
+        lockout_id = f"lock-{uuid.uuid5(_LOCKOUT_IDS, cause.id).hex}"
         events = await self.lock(
-            conn, user_id, reason, cause=event, failures=run.failures, lockout_id=lockout_id
+            conn,
+            user_id,
+            reason,
+            cause=cause,
+            failures=run.failures,
+            lockout_id=lockout_id,
+            at=at,
         )
         # The run may end after the failure that completed it (that one was consumed late).
-        await lockouts.settle(conn, user_id, max(run.ends_at, event.time))
+        await lockouts.settle(conn, user_id, run.ends_at)
         return events
 
     async def succeeded(self, conn: asyncpg.Connection, event: Envelope) -> list[Envelope]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -47,26 +47,28 @@ async def record_success(
     )
 
 
-async def sign_ins_around(
-    conn: asyncpg.Connection, user_id: str, at: datetime, window: timedelta
+async def sign_ins_between(
+    conn: asyncpg.Connection, user_id: str, start: datetime | None, end: datetime | None
 ) -> tuple[list[datetime], list[datetime]]:
     """The times of the identity's failures (after it was last settled) and successes
-    within `window` either side of `at`."""
+    between `start` and `end` (None: no bound)."""
     failures = await conn.fetch(
         "SELECT occurred_at FROM sign_in_failures WHERE user_id = $1"
-        " AND occurred_at BETWEEN $2::timestamptz - $3::interval AND $2::timestamptz + $3"
+        " AND ($2::timestamptz IS NULL OR occurred_at >= $2)"
+        " AND ($3::timestamptz IS NULL OR occurred_at <= $3)"
         " AND occurred_at > coalesce("
         "   (SELECT settled_at FROM sign_in_settled WHERE user_id = $1), '-infinity')",
         user_id,
-        at,
-        window,
+        start,
+        end,
     )
     successes = await conn.fetch(
         "SELECT occurred_at FROM sign_in_successes WHERE user_id = $1"
-        " AND occurred_at BETWEEN $2::timestamptz - $3::interval AND $2::timestamptz + $3",
+        " AND ($2::timestamptz IS NULL OR occurred_at >= $2)"
+        " AND ($3::timestamptz IS NULL OR occurred_at <= $3)",
         user_id,
-        at,
-        window,
+        start,
+        end,
     )
     return [r["occurred_at"] for r in failures], [r["occurred_at"] for r in successes]
 

@@ -75,6 +75,15 @@ def longest_run(
     return best
 
 
+def longest_run_anywhere(
+    policy: LockoutPolicy, failures: Iterable[datetime], successes: Iterable[datetime]
+) -> Run | None:
+    """The longest run among these failures (counted before authn knew the identity)."""
+    times, ends = sorted(failures), sorted(successes)
+    runs = (longest_run(policy, at, times, ends) for at in set(times))
+    return max(runs, key=lambda run: (run.failures, run.ends_at), default=None)
+
+
 class Verdict(Enum):
     """What one failed sign-in means."""
 
