@@ -78,15 +78,13 @@ async def test_a_leaver_during_a_failed_joiners_backoff_leaves_no_account(
     user = f"u-{uuid.uuid4().hex[:8]}"
     w.targets["wiki"].up = False
     await w.deliver(w.source_event(joiner(user), user))
-    while await w.run_command() or await w.take_result():
-        pass  # crm created; wiki failed: the joiner waits for its own retry
+    await w.drain()  # crm created; wiki failed: the joiner waits for its own retry
     assert w.targets["crm"].accounts == {user: True}
 
     await w.deliver(w.source_event(UserDeactivated(user_id=user), user))
     await w.deliver(w.source_event(UserDeleted(user_id=user), user))
     w.targets["wiki"].up = True
-    while await w.run_command() or await w.take_result():
-        pass
+    await w.drain()
     await w.fire_timers("account_deletion")  # retention is over before the retry is due
     await w.fire_timers("saga_retry")
     await w.settle()
@@ -105,12 +103,10 @@ async def test_a_leaver_behind_a_running_joiner_waits_for_the_joiners_retries(
     await w.deliver(w.source_event(joiner(user), user))
     await w.deliver(w.source_event(UserDeactivated(user_id=user), user))  # queued
     w.targets["wiki"].up = False
-    while await w.run_command() or await w.take_result():
-        pass
+    await w.drain()
     await w.deliver(w.source_event(UserDeleted(user_id=user), user))
     w.targets["wiki"].up = True
-    while await w.run_command() or await w.take_result():
-        pass
+    await w.drain()
     await w.fire_timers("account_deletion")
     await w.fire_timers("saga_retry")
     await w.settle()
@@ -127,8 +123,7 @@ async def test_an_account_created_though_its_answer_was_lost_goes_with_its_leave
     user = f"u-{uuid.uuid4().hex[:8]}"
     w.targets["wiki"].answers = False
     await w.deliver(w.source_event(joiner(user), user))
-    while await w.run_command() or await w.take_result():
-        pass
+    await w.drain()
     assert w.targets["wiki"].accounts == {user: True}  # there, though the saga failed
 
     await w.deliver(w.source_event(UserDeleted(user_id=user), user))
@@ -145,8 +140,7 @@ async def test_an_operator_retry_waits_while_another_saga_holds_the_identity(
     user = f"u-{uuid.uuid4().hex[:8]}"
     w.targets["wiki"].up = False
     await w.deliver(w.source_event(joiner(user), user))
-    while await w.run_command() or await w.take_result():
-        pass  # the joiner failed and does not retry by itself
+    await w.drain()  # the joiner failed and does not retry by itself
     await w.deliver(w.source_event(UserUpdated(user_id=user, user_name=user, title="X"), user))
     joiner_id = await pool.fetchval(
         "SELECT saga_id FROM sagas WHERE subject_id = $1 AND saga_type = 'joiner'", user
@@ -172,12 +166,10 @@ async def test_a_returning_identity_gets_the_accounts_a_superseded_joiner_never_
     user = f"u-{uuid.uuid4().hex[:8]}"
     w.targets["wiki"].up = False
     await w.deliver(w.source_event(joiner(user), user))
-    while await w.run_command() or await w.take_result():
-        pass
+    await w.drain()
     await w.deliver(w.source_event(UserDeleted(user_id=user), user))  # supersedes the joiner
     w.targets["wiki"].up = True
-    while await w.run_command() or await w.take_result():
-        pass
+    await w.drain()
     await w.deliver(w.source_event(UserReactivated(user_id=user), user))
     await w.settle()
 

@@ -135,6 +135,11 @@ class World:
         await self._handle(lambda ctx: self.flows.account_result(result, ctx))
         return True
 
+    async def drain(self) -> None:
+        """The provisioner and the orchestrator take every command and result there is."""
+        while await self.run_command() or await self.take_result():
+            pass
+
     # --- time and operators -------------------------------------------------------------
 
     async def fire_timers(self, *kinds: str) -> int:
@@ -179,9 +184,8 @@ class World:
         for target in self.targets.values():
             target.up = target.answers = True
         for _ in range(rounds):
-            moved = False
-            while await self.run_command() or await self.take_result():
-                moved = True
+            moved = bool(self.commands or self.results)
+            await self.drain()
             if await self.fire_timers() or await self.retry_failed():
                 moved = True
             if not moved and not self.commands and not self.results:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Literal
 
@@ -44,7 +44,13 @@ from accord.provisioner.domain.reconcile import (
     compare,
 )
 from accord.provisioner.guard import TargetGuard
-from accord.provisioner.ports import Connector, TargetAccount, TargetRejected, TargetUnavailable
+from accord.provisioner.ports import (
+    AccountRef,
+    Connector,
+    TargetAccount,
+    TargetRejected,
+    TargetUnavailable,
+)
 from accord.runtime import outbox
 
 log = logging.getLogger(__name__)
@@ -205,15 +211,12 @@ class Reconciler:
         """Bring one account to the ledger's state: attributes, then status."""
         desired = finding.desired
         user_name = desired.profile.user_name
-        common = {
-            "user_id": desired.user_id,
-            "target": self.target,
-            "operation": "update" if isinstance(finding, Drifted) else "create",
-            "saga_id": run_id,
-            "step_id": f"{run_id}:{desired.user_id}",
-        }
+        operation: Literal["update", "create"] = (
+            "update" if isinstance(finding, Drifted) else "create"
+        )
         connector = self.connector
-        try:
+
+        async def work() -> AccountRef:
             ref = await self.guard.call(
                 lambda: connector.update_account(desired.user_id, desired.profile)
             )
@@ -221,6 +224,41 @@ class Reconciler:
                 await self.guard.call(lambda: connector.disable_account(desired.user_id, user_name))
             else:
                 await self.guard.call(lambda: connector.enable_account(desired.user_id, user_name))
+            return ref
+
+        return await self._repaired(run_id, desired.user_id, operation, work, tally)
+
+    async def _remove(self, run_id: str, orphan: Orphan, tally: Tally) -> EventData:
+        """Delete an account its identity must not have any more (the ledger says absent)."""
+        account = orphan.account
+        assert account.owner is not None, "a not_entitled account is linked to its identity"
+        owner, user_name = account.owner, account.profile.user_name
+        connector = self.connector
+
+        async def work() -> AccountRef:
+            await self.guard.call(lambda: connector.delete_account(owner, user_name))
+            return AccountRef(account.account_id, already_existed=False)
+
+        return await self._repaired(run_id, owner, "delete", work, tally)
+
+    async def _repaired(
+        self,
+        run_id: str,
+        user_id: str,
+        operation: Literal["create", "update", "delete"],
+        work: Callable[[], Awaitable[AccountRef]],
+        tally: Tally,
+    ) -> EventData:
+        """Carry out one repair and count it; its result, as the orchestrator reads results."""
+        common = {
+            "user_id": user_id,
+            "target": self.target,
+            "operation": operation,
+            "saga_id": run_id,
+            "step_id": f"{run_id}:{user_id}",
+        }
+        try:
+            ref = await work()
         except (TargetUnavailable, TargetRejected) as error:
             tally.repair_failures += 1
             return AccountProvisionFailed(
@@ -232,31 +270,6 @@ class Reconciler:
         return AccountProvisioned(
             **common, account_id=ref.account_id, already_existed=ref.already_existed
         )
-
-    async def _remove(self, run_id: str, orphan: Orphan, tally: Tally) -> EventData:
-        """Delete an account its identity must not have any more (the ledger says absent)."""
-        account = orphan.account
-        assert account.owner is not None, "a not_entitled account is linked to its identity"
-        owner, user_name = account.owner, account.profile.user_name
-        common = {
-            "user_id": owner,
-            "target": self.target,
-            "operation": "delete",
-            "saga_id": run_id,
-            "step_id": f"{run_id}:{owner}",
-        }
-        connector = self.connector
-        try:
-            await self.guard.call(lambda: connector.delete_account(owner, user_name))
-        except (TargetUnavailable, TargetRejected) as error:
-            tally.repair_failures += 1
-            return AccountProvisionFailed(
-                **common,
-                reason=f"repair failed: {error}"[:256],
-                retryable=isinstance(error, TargetUnavailable),
-            )
-        tally.repairs += 1
-        return AccountProvisioned(**common, account_id=account.account_id)
 
     async def _finish(self, conn: asyncpg.Connection, summary: Summary, error: str | None) -> None:
         tally = summary.tally
