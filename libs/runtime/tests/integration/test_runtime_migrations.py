@@ -13,7 +13,11 @@ from accord.runtime import db
 
 pytestmark = pytest.mark.integration
 
-RUNTIME_MIGRATION = "accord.runtime.migrations/0001_inbox_outbox.sql"
+RUNTIME_MIGRATIONS = [
+    "accord.runtime.migrations/0001_inbox_outbox.sql",
+    "accord.runtime.migrations/0002_dead_letters.sql",
+]
+RUNTIME_TABLES = {"inbox", "outbox", "dead_letters", "schema_migrations"}
 
 
 async def tables_of(dsn: str, schema: str) -> set[str]:
@@ -53,11 +57,12 @@ async def test_migrate_creates_the_schema_the_tables_and_the_ledger(
 
     applied = await db.migrate(fresh_database, schema, [])
 
-    assert applied == [RUNTIME_MIGRATION]
-    assert await tables_of(fresh_database, schema) == {"inbox", "outbox", "schema_migrations"}
+    assert applied == RUNTIME_MIGRATIONS
+    assert await tables_of(fresh_database, schema) == RUNTIME_TABLES
     assert await tables_of(fresh_database, "public") == set()
     assert await ledger(fresh_database, schema) == [
-        ("accord.runtime.migrations", "0001_inbox_outbox.sql")
+        ("accord.runtime.migrations", "0001_inbox_outbox.sql"),
+        ("accord.runtime.migrations", "0002_dead_letters.sql"),
     ]
 
 
@@ -65,10 +70,10 @@ async def test_migrate_twice_applies_nothing_the_second_time(
     fresh_database: str, unique: str
 ) -> None:
     schema = f"rt_{unique}"
-    assert await db.migrate(fresh_database, schema, []) == [RUNTIME_MIGRATION]
+    assert await db.migrate(fresh_database, schema, []) == RUNTIME_MIGRATIONS
 
     assert await db.migrate(fresh_database, schema, []) == []
-    assert len(await ledger(fresh_database, schema)) == 1
+    assert len(await ledger(fresh_database, schema)) == len(RUNTIME_MIGRATIONS)
 
 
 async def test_concurrent_migrations_of_one_schema_apply_once(
@@ -78,9 +83,9 @@ async def test_concurrent_migrations_of_one_schema_apply_once(
 
     results = await asyncio.gather(*(db.migrate(fresh_database, schema, []) for _ in range(4)))
 
-    assert sorted(results, key=len) == [[], [], [], [RUNTIME_MIGRATION]]
-    assert await tables_of(fresh_database, schema) == {"inbox", "outbox", "schema_migrations"}
-    assert len(await ledger(fresh_database, schema)) == 1
+    assert sorted(results, key=len) == [[], [], [], RUNTIME_MIGRATIONS]
+    assert await tables_of(fresh_database, schema) == RUNTIME_TABLES
+    assert len(await ledger(fresh_database, schema)) == len(RUNTIME_MIGRATIONS)
 
 
 async def test_concurrent_migrations_of_two_schemas_in_one_database(
@@ -92,7 +97,7 @@ async def test_concurrent_migrations_of_two_schemas_in_one_database(
         db.migrate(fresh_database, first, []), db.migrate(fresh_database, second, [])
     )
 
-    assert list(results) == [[RUNTIME_MIGRATION], [RUNTIME_MIGRATION]]
+    assert list(results) == [RUNTIME_MIGRATIONS, RUNTIME_MIGRATIONS]
     assert "inbox" in await tables_of(fresh_database, first)
     assert "inbox" in await tables_of(fresh_database, second)
 
@@ -114,7 +119,7 @@ async def test_service_migrations_run_after_the_runtime_in_name_order_and_a_fail
         },
     )
     assert await db.migrate(fresh_database, schema, [package]) == [
-        RUNTIME_MIGRATION,
+        *RUNTIME_MIGRATIONS,
         f"{package}/0001_things.sql",
         f"{package}/0002_items.sql",
     ]

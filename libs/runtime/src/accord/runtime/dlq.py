@@ -4,7 +4,9 @@ and which consumer groups a replayed record is meant for.
 Every consumer group that fails an event writes its own dead letter of it (`accord-consumer`
 names the group), so `accord dlq` shows them as one entry per event and replays the event
 once, with `accord-replay-for` naming the groups that failed it: the other groups of the
-topic skip it (see `meant_for`), so they never take a replay for new.
+topic skip it (see `meant_for`), so they never take a replay for new. A DLQ also holds
+resolution records (`accord-resolves`, see accord.runtime.dlq_resolution): they are for
+`accord dlq`, and no consumer takes them.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ ERROR_HEADER = "accord-error"
 CONSUMER_HEADER = "accord-consumer"
 #: On a replayed record: the consumer groups it is for, comma-separated.
 REPLAY_FOR_HEADER = "accord-replay-for"
+#: On a resolution record: the events whose dead letters it resolves, a JSON array.
+RESOLVES_HEADER = "accord-resolves"
 MAX_REASON = 1000
 
 
@@ -35,9 +39,16 @@ def replayed_for(headers: Iterable[tuple[str, bytes]]) -> frozenset[str] | None:
     return None
 
 
+def is_resolution(headers: Iterable[tuple[str, bytes]]) -> bool:
+    """Whether a DLQ record is a resolution record rather than a dead letter."""
+    return any(name == RESOLVES_HEADER for name, _ in headers)
+
+
 def meant_for(record: ConsumerRecord[bytes, bytes], group: str) -> bool:
     """Whether a consumer group takes this record: every record, except a replay meant for
-    other groups (they handled the event already, or never had to)."""
+    other groups (they handled the event already, or never had to) and a resolution record."""
+    if is_dlq(record.topic) and is_resolution(record.headers):
+        return False
     groups = replayed_for(record.headers)
     return groups is None or group in groups
 

@@ -22,13 +22,18 @@ def register_dlq(commands: Any) -> None:
         description="A dead letter is an event services could not handle, with the reason "
         "in its headers; an event several consumer groups failed is one entry, naming them. "
         "Replaying sends the original event back to its topic once, for those groups only; "
-        "they skip what they handled already. The broker is KAFKA_BOOTSTRAP_SERVERS.",
+        "they skip what they handled already. A dead letter is resolved once its group has "
+        "handled the event since, or a later event of the same work: resolved ones are left "
+        "out unless --include-resolved. The broker is KAFKA_BOOTSTRAP_SERVERS.",
     )
     actions = p.add_subparsers(title="actions", metavar="ACTION", required=True)
     listing = actions.add_parser("list", help="dead letters of a topic by event, oldest first")
     listing.add_argument("topic", help="the topic (e.g. provision.requested) or its .dlq")
     listing.add_argument("--limit", type=int, default=100, help="at most this many (100)")
     listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    listing.add_argument(
+        "--include-resolved", action="store_true", help="also the events that need no action"
+    )
     listing.set_defaults(func=_list)
     again = actions.add_parser(
         "replay", help="send dead letters back to their topic, for the groups that failed them"
@@ -37,6 +42,11 @@ def register_dlq(commands: Any) -> None:
     chosen = again.add_mutually_exclusive_group(required=True)
     chosen.add_argument("--event-id", action="append", help="replay this event (repeatable)")
     chosen.add_argument("--all", action="store_true", help="replay every dead letter")
+    again.add_argument(
+        "--include-resolved",
+        action="store_true",
+        help="also replay resolved events, to every group that failed them",
+    )
     again.add_argument("--dry-run", action="store_true", help="show what would be replayed")
     again.set_defaults(func=_replay)
 
@@ -48,31 +58,43 @@ def _list(args: argparse.Namespace) -> int:
         events = asyncio.run(read_dead_events(args.topic))
     except (KafkaError, OSError) as error:
         raise CliError(f"broker unavailable: {type(error).__name__}") from None
-    for event in events[: args.limit]:
+    shown = [x for x in events if args.include_resolved or x.needs_action]
+    for event in shown[: args.limit]:
         _print(event, as_json=args.json)
     if not args.json:
-        more = f", the first {args.limit} shown" if len(events) > args.limit else ""
-        print(f"{len(events)} event(s) with dead letters in {args.topic}{more}", file=sys.stderr)
+        more = f", the first {args.limit} shown" if len(shown) > args.limit else ""
+        hidden = len(events) - len(shown)
+        resolved = f"; {hidden} resolved not shown (--include-resolved)" if hidden else ""
+        print(
+            f"{len(shown)} event(s) with dead letters in {args.topic}{more}{resolved}",
+            file=sys.stderr,
+        )
     return 0
 
 
 def _replay(args: argparse.Namespace) -> int:
     wanted = set(args.event_id or [])
 
-    async def run() -> tuple[int, list[DeadEvent]]:
-        events = await read_dead_events(args.topic)
-        chosen = [x for x in events if args.all or x.event_id in wanted]
+    async def run() -> tuple[int, list[DeadEvent], list[DeadEvent]]:
+        events = [x for x in await read_dead_events(args.topic) if args.all or x.event_id in wanted]
+        chosen = [x for x in events if args.include_resolved or x.needs_action]
+        resolved = [x for x in events if x not in chosen]
         if args.dry_run:
-            return 0, chosen
-        return await replay(chosen), chosen
+            return 0, chosen, resolved
+        return await replay(chosen, include_resolved=args.include_resolved), chosen, resolved
 
     try:
-        sent, chosen = asyncio.run(run())
+        sent, chosen, resolved = asyncio.run(run())
     except (KafkaError, OSError) as error:
         raise CliError(f"broker unavailable: {type(error).__name__}") from None
-    missing = wanted - {x.event_id for x in chosen}
+    missing = wanted - {x.event_id for x in chosen + resolved}
     for event in chosen:
         _print(event, as_json=False)
+    if resolved:
+        print(
+            f"{len(resolved)} resolved dead letter(s) left out (--include-resolved)",
+            file=sys.stderr,
+        )
     verb = "would replay" if args.dry_run else "replayed"
     print(f"{verb} {len(chosen) if args.dry_run else sent} dead letter(s)", file=sys.stderr)
     if missing:
@@ -86,7 +108,9 @@ def _print(event: DeadEvent, *, as_json: bool) -> None:
         print(json.dumps(summary))
         return
     consumers = ",".join(
-        name if count == 1 else f"{name}({count})" for name, count in event.consumers.items()
+        (name if count == 1 else f"{name}({count})")
+        + (":resolved" if name in event.resolved else "")
+        for name, count in event.consumers.items()
     )
     print(
         f"{summary['position']:<8} {summary['event_id'] or '-':<36} {summary['type'] or '-':<24}"

@@ -6,10 +6,16 @@ its own, so operators see them grouped: one `DeadEvent` per event, with the grou
 failed it. Replaying sends the original record (without those headers) back to its topic
 once, for those groups only (`accord-replay-for`; the others skip it). Their inboxes drop
 whatever was handled already, so replaying twice is harmless.
+
+A DLQ also holds resolution records (accord.runtime.dlq_resolution): a group saying it has
+since handled an event it once failed (a replay), or later work that makes it moot. An
+event needs action while some group that failed it has not resolved it; only those groups
+get its replay, and a resolved event is replayed only when asked for.
 """
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -19,7 +25,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from accord.events.kafka_config import client_config
 from accord.events.topics import dlq_for, is_dlq
-from accord.runtime.dlq import CONSUMER_HEADER, ERROR_HEADER, REPLAY_FOR_HEADER
+from accord.runtime.dlq import (
+    CONSUMER_HEADER,
+    ERROR_HEADER,
+    REPLAY_FOR_HEADER,
+    RESOLVES_HEADER,
+    is_resolution,
+)
 
 _ORIGINAL_TOPIC = "accord-original-topic"
 
@@ -51,6 +63,19 @@ class DeadLetter:
     def original_topic(self) -> str:
         """Where the record came from."""
         return self.header(_ORIGINAL_TOPIC) or self.dlq.removesuffix(".dlq")
+
+    @property
+    def resolves(self) -> frozenset[str]:
+        """For a resolution record, the events it resolves (for its consumer); else none."""
+        try:
+            ids = json.loads(self.header(RESOLVES_HEADER) or "[]")
+        except ValueError:
+            ids = None
+        return (
+            frozenset(i for i in ids if isinstance(i, str))
+            if isinstance(ids, list)
+            else frozenset()
+        )
 
     @property
     def position(self) -> tuple[int, int]:
@@ -90,6 +115,8 @@ class DeadEvent:
 
     letters: tuple[DeadLetter, ...]
     """Oldest first; all copies of one original record (the same event)."""
+    resolved: frozenset[str] = frozenset()
+    """The groups that failed it and have resolved it since."""
 
     @property
     def event_id(self) -> str | None:
@@ -102,12 +129,22 @@ class DeadEvent:
         counts = Counter(x.header(CONSUMER_HEADER) or "?" for x in self.letters)
         return dict(sorted(counts.items()))
 
-    def replay_for(self) -> list[str] | None:
-        """The groups a replay is for; None (every group) if a letter does not say its own."""
-        groups = [x.header(CONSUMER_HEADER) for x in self.letters]
-        if not all(groups):
+    @property
+    def unresolved(self) -> list[str]:
+        """The groups that failed the event and have not resolved it."""
+        return [g for g in self.consumers if g not in self.resolved]
+
+    @property
+    def needs_action(self) -> bool:
+        """Whether some group that failed the event has not resolved it."""
+        return bool(self.unresolved)
+
+    def replay_for(self, *, include_resolved: bool = False) -> list[str] | None:
+        """The groups a replay is for: those that have not resolved the event (or all that
+        failed it); None (every group) if a dead letter does not say whose it is."""
+        if any(x.header(CONSUMER_HEADER) is None for x in self.letters):
             return None
-        return sorted({g for g in groups if g})
+        return list(self.consumers) if include_resolved else self.unresolved
 
     def summary(self) -> dict[str, Any]:
         """What an operator needs to decide: which event, who failed it, why, when, where."""
@@ -119,6 +156,8 @@ class DeadEvent:
             "type": first.header("ce_type"),
             "subject": first.header("ce_subject"),
             "consumers": self.consumers,
+            "resolved": sorted(self.resolved),
+            "needs_action": self.needs_action,
             "reason": latest.header(ERROR_HEADER),
             "error_type": latest.header("accord-error-type"),
             "failed_at": latest.header("accord-failed-at"),
@@ -126,26 +165,43 @@ class DeadEvent:
         }
 
 
-def by_event(letters: Iterable[DeadLetter]) -> list[DeadEvent]:
-    """Dead letters grouped by event, oldest first (by when the event first failed).
+def by_event(records: Iterable[DeadLetter]) -> list[DeadEvent]:
+    """A DLQ's dead letters grouped by event, oldest first (by when the event first failed),
+    each with the groups that resolved it (from the DLQ's resolution records).
 
     An undecodable event without an id is known by its place in the original topic, which
-    each group's copy names alike.
+    each group's copy names alike (and no resolution names it).
     """
     groups: dict[str, list[DeadLetter]] = {}
-    ordered = sorted(letters, key=lambda x: (x.header("accord-failed-at") or "", x.position))
-    for letter in ordered:
-        groups.setdefault(letter.identity, []).append(letter)
-    return [DeadEvent(tuple(group)) for group in groups.values()]
+    resolved: set[tuple[str | None, str]] = set()
+    ordered = sorted(records, key=lambda x: (x.header("accord-failed-at") or "", x.position))
+    for record in ordered:
+        if is_resolution(record.headers):
+            resolved |= {(record.header(CONSUMER_HEADER), i) for i in record.resolves}
+        else:
+            groups.setdefault(record.identity, []).append(record)
+    events = []
+    for identity, letters in groups.items():
+        failed = {x.header(CONSUMER_HEADER) for x in letters}
+        by = frozenset(g for g in failed if g is not None and (g, identity) in resolved)
+        events.append(DeadEvent(tuple(letters), by))
+    return events
 
 
 async def read_dead_events(topic: str) -> list[DeadEvent]:
     """Every event with dead letters in a topic's DLQ (or in a DLQ named directly)."""
-    return by_event(await read_dead_letters(topic))
+    return by_event(await read_dlq(topic))
 
 
 async def read_dead_letters(topic: str, *, limit: int | None = None) -> list[DeadLetter]:
-    """Every dead letter of a topic (or of a DLQ named directly), oldest first per partition.
+    """The dead letters of a topic (or of a DLQ named directly), oldest first per partition,
+    without the resolution records."""
+    letters = [x for x in await read_dlq(topic) if not is_resolution(x.headers)]
+    return letters if limit is None else letters[:limit]
+
+
+async def read_dlq(topic: str) -> list[DeadLetter]:
+    """Every record of a topic's DLQ (or of a DLQ named directly), oldest first per partition.
 
     Reads without a consumer group, from the beginning to the end offsets seen at the start,
     so it neither moves any service's offsets nor waits for new records.
@@ -174,15 +230,14 @@ async def read_dead_letters(topic: str, *, limit: int | None = None) -> list[Dea
                     found.append(
                         DeadLetter(dlq, r.partition, r.offset, r.key, r.value, tuple(r.headers))
                     )
-                    if limit is not None and len(found) >= limit:
-                        return found
         return found
     finally:
         await consumer.stop()
 
 
-async def replay(events: Iterable[DeadEvent]) -> int:
-    """Send each event back to its topic once, for the groups that failed it; how many."""
+async def replay(events: Iterable[DeadEvent], *, include_resolved: bool = False) -> int:
+    """Send each event back to its topic once, for the groups that failed it and have not
+    resolved it (or, with include_resolved, all that failed it); how many were sent."""
     producer = AIOKafkaProducer(**client_config(), acks="all")
     sent = 0
     try:
@@ -190,7 +245,9 @@ async def replay(events: Iterable[DeadEvent]) -> int:
         for event in events:
             letter = event.letters[0]
             headers = [(k, v) for k, v in letter.headers if not k.startswith("accord-")]
-            groups = event.replay_for()
+            groups = event.replay_for(include_resolved=include_resolved)
+            if groups == []:
+                continue
             if groups is not None:
                 headers.append((REPLAY_FOR_HEADER, ",".join(groups).encode()))
             await producer.send_and_wait(

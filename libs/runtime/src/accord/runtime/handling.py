@@ -31,7 +31,8 @@ from aiokafka.structs import ConsumerRecord
 from accord.events import Envelope, InvalidEvent, from_kafka
 from accord.events.topics import is_dlq
 from accord.runtime import logs
-from accord.runtime.dlq import dead_letter, meant_for
+from accord.runtime.dlq import dead_letter, meant_for, replayed_for
+from accord.runtime.dlq_resolution import Settlement, remember, settle
 from accord.runtime.errors import INFRASTRUCTURE_ERRORS, PermanentError
 from accord.runtime.outbox import enqueue
 from accord.runtime.routes import (
@@ -143,7 +144,8 @@ class PartitionHandler:
         if envelope is None or route is None:
             # Dead-lettered or not ours: nothing to do, but its offset follows the group's.
             progress.add(record, None)
-        elif isinstance(route, Effect):
+        elif isinstance(route, Effect) or replayed_for(record.headers) is not None:
+            # Alone: an effect holds no transaction, and a replay resolves dead letters.
             await self._flush(progress)
             await self._handle_event(record, envelope, route)
             progress.last = record.offset
@@ -250,6 +252,10 @@ class PartitionHandler:
                     context = HandlerContext(conn=conn, source=self._source, topic=topic)
                     emitted = await handler(items, context)
                     await enqueue(conn, self._schema, emitted)
+                    for record, envelope in items:
+                        settlement = Settlement.of(record, envelope, None) if envelope else None
+                        if settlement is not None:
+                            await settle(conn, self._schema, self._group, topic, settlement)
                 self.stats.handled += len(items)
                 return
             except INFRASTRUCTURE_ERRORS as error:
@@ -304,7 +310,11 @@ class PartitionHandler:
             return None
 
     async def _give_up(
-        self, record: ConsumerRecord[bytes, bytes], failures: int, error: Exception
+        self,
+        record: ConsumerRecord[bytes, bytes],
+        failures: int,
+        error: Exception,
+        settlement: Settlement | None = None,
     ) -> None:
         """Dead-letter a record whose handler kept failing; a dead letter stays in its DLQ
         topic (skipping it here loses nothing)."""
@@ -312,7 +322,7 @@ class PartitionHandler:
             log.error("dead letter skipped after repeated failures")
             return
         reason = f"handler failed {failures} times: {type(error).__name__}: {error}"
-        await self._dead_letter(record, reason, "handler-error")
+        await self._dead_letter(record, reason, "handler-error", settlement)
 
     async def _handle_event(
         self,
@@ -324,6 +334,7 @@ class PartitionHandler:
     ) -> None:
         """One record in its own transaction, with retries and its dead letter; `failed` is
         the error of an attempt already made (in a group)."""
+        settlement = Settlement.of(record, envelope, route)
         with _event_context(envelope, record.topic, self._group):
             if isinstance(route, Effect):
                 effect = partial(route.handler, envelope)
@@ -335,11 +346,12 @@ class PartitionHandler:
                     envelope.type,
                     outside=True,
                     on_commit=on_commit,
+                    settlement=settlement,
                 )
             else:
                 work = partial(route, envelope)
                 await self._apply_with_retries(
-                    record, envelope.id, work, envelope.type, failed=failed
+                    record, envelope.id, work, envelope.type, failed=failed, settlement=settlement
                 )
 
     async def _handle_dead_letter(self, record: ConsumerRecord[bytes, bytes]) -> None:
@@ -361,6 +373,7 @@ class PartitionHandler:
         outside: bool = False,
         on_commit: Work | None = None,
         failed: Exception | None = None,
+        settlement: Settlement | None = None,
     ) -> None:
         failures = 0
         delay = 0.1
@@ -372,15 +385,17 @@ class PartitionHandler:
                     raise attempted
                 if outside:
                     effect = cast(EffectWork, work)
-                    await self._apply_effect(record, inbox_id, effect, kind, on_commit)
+                    await self._apply_effect(
+                        record, inbox_id, effect, kind, on_commit, settlement=settlement
+                    )
                 else:
-                    await self._apply(record, inbox_id, cast(Work, work), kind)
+                    await self._apply(record, inbox_id, cast(Work, work), kind, settlement)
                 return
             except (PermanentError, InvalidEvent) as error:
                 if is_dlq(record.topic):
                     log.error("dead letter cannot be recorded", extra={"error": str(error)})
                     return
-                await self._dead_letter(record, str(error), type(error).__name__)
+                await self._dead_letter(record, str(error), type(error).__name__, settlement)
                 return
             except INFRASTRUCTURE_ERRORS as error:
                 # Our own database or a dependency is down; the event is fine: wait, never drop.
@@ -390,20 +405,28 @@ class PartitionHandler:
                 self._note_retry(error)
                 log.exception("handler failed", extra={"attempt": failures})
                 if failures >= self._max_attempts:
-                    await self._give_up(record, failures, error)
+                    await self._give_up(record, failures, error, settlement)
                     return
             delay = await self._back_off(delay)
 
     async def _apply(
-        self, record: ConsumerRecord[bytes, bytes], inbox_id: str, work: Work, kind: str
+        self,
+        record: ConsumerRecord[bytes, bytes],
+        inbox_id: str,
+        work: Work,
+        kind: str,
+        settlement: Settlement | None = None,
     ) -> None:
         async with self._pool.acquire() as conn, conn.transaction():
-            if not await self._claim(conn, record.topic, inbox_id, kind):
-                return
-            context = HandlerContext(conn=conn, source=self._source, topic=record.topic)
-            emitted = await work(context)
-            await enqueue(conn, self._schema, emitted)
-        self.stats.handled += 1
+            fresh = await self._claim(conn, record.topic, inbox_id, kind)
+            if fresh:
+                context = HandlerContext(conn=conn, source=self._source, topic=record.topic)
+                emitted = await work(context)
+                await enqueue(conn, self._schema, emitted)
+            if settlement is not None:
+                # A duplicate resolves too: the event was handled before.
+                await settle(conn, self._schema, self._group, record.topic, settlement)
+        self.stats.handled += int(fresh)
 
     async def _apply_effect(
         self,
@@ -412,6 +435,8 @@ class PartitionHandler:
         work: EffectWork,
         kind: str,
         on_commit: Work | None = None,
+        *,
+        settlement: Settlement | None = None,
     ) -> None:
         """Run an effect with no connection held, then commit its inbox row and events.
 
@@ -420,8 +445,8 @@ class PartitionHandler:
         (the same event, published again) runs the effect again.
         """
         position = f"{inbox_id}@{record.partition}:{record.offset}"
-        seen = await self._pool.fetchval(
-            "SELECT true FROM inbox WHERE consumer = $1 AND topic = $2"
+        seen = await self._pool.fetch(
+            "SELECT event_id FROM inbox WHERE consumer = $1 AND topic = $2"
             " AND event_id = ANY($3::text[])",
             self._group,
             record.topic,
@@ -429,14 +454,18 @@ class PartitionHandler:
         )
         if seen:
             self._duplicate(kind)
+            # Handled before (not this very record given up on): a replay resolves.
+            if settlement is not None and any(r["event_id"] == inbox_id for r in seen):
+                async with self._pool.acquire() as conn, conn.transaction():
+                    await settle(conn, self._schema, self._group, record.topic, settlement)
             return
         emitted = await work(EffectContext(source=self._source, topic=record.topic))
         claim = inbox_id
         if isinstance(emitted, GaveUp):
             # Dead letter first: a crash before the commit below redoes the effect (and may
             # dead-letter it twice, harmless to a replay); the other order could lose it.
-            await self._dead_letter(record, emitted.reason, emitted.error_type)
-            emitted, claim = emitted.events, position
+            await self._dead_letter(record, emitted.reason, emitted.error_type, settlement)
+            emitted, claim, settlement = emitted.events, position, None
         async with self._pool.acquire() as conn, conn.transaction():
             # Claimed meanwhile by another member (a rebalance): its events went out.
             if not await self._claim(conn, record.topic, claim, kind):
@@ -445,6 +474,8 @@ class PartitionHandler:
                 context = HandlerContext(conn=conn, source=self._source, topic=record.topic)
                 emitted = [*emitted, *await on_commit(context)]
             await enqueue(conn, self._schema, emitted)
+            if settlement is not None:
+                await settle(conn, self._schema, self._group, record.topic, settlement)
         self.stats.handled += 1
 
     async def _claim(self, conn: asyncpg.Connection, topic: str, inbox_id: str, kind: str) -> bool:
@@ -469,8 +500,14 @@ class PartitionHandler:
         log.info("duplicate event ignored", extra={"type": kind})
 
     async def _dead_letter(
-        self, record: ConsumerRecord[bytes, bytes], reason: str, kind: str
+        self,
+        record: ConsumerRecord[bytes, bytes],
+        reason: str,
+        kind: str,
+        settlement: Settlement | None = None,
     ) -> None:
+        if settlement is not None and settlement.work_key is not None:
+            await self._remember(record.topic, settlement)
         while True:
             try:
                 await dead_letter(
@@ -482,6 +519,17 @@ class PartitionHandler:
                 # Committing past a record that is not in the DLQ would lose it.
                 log.warning("dead letter not acknowledged; retrying", extra={"error": str(error)})
                 await asyncio.sleep(1.0)
+
+    async def _remember(self, topic: str, settlement: Settlement) -> None:
+        """Note a dead letter of named work before it is sent (accord.runtime.dlq_resolution)."""
+        delay = 0.1
+        while True:
+            try:
+                await remember(self._pool, self._group, topic, settlement)
+                return
+            except INFRASTRUCTURE_ERRORS as error:
+                self._dependency_down(error, "dead letter not noted yet; will retry")
+            delay = await self._back_off(delay)
 
 
 class _GroupFailed(Exception):

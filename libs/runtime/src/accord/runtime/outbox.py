@@ -7,6 +7,7 @@ import contextlib
 import json
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
@@ -26,18 +27,47 @@ def channel_name(schema: str) -> str:
     return f"accord_outbox_{schema}"
 
 
+@dataclass(frozen=True)
+class OutboxRecord:
+    """A record to publish as it is: an event's (see enqueue), or one that is no event."""
+
+    event_id: str
+    """The event's id; for a record that is no event, the id of the event that caused it."""
+    topic: str
+    key: bytes
+    value: bytes
+    headers: Sequence[tuple[str, bytes]]
+
+
 async def enqueue(conn: asyncpg.Connection, schema: str, events: Sequence[Envelope]) -> None:
     """Add events to the outbox inside the caller's transaction."""
-    if not events:
-        return
-    rows = []
+    records = []
     for envelope in events:
         record = to_kafka(with_current_trace(envelope))
-        headers = [[name, value.decode()] for name, value in record.headers]
-        rows.append((envelope.id, record.topic, record.key, record.value, json.dumps(headers)))
+        records.append(
+            OutboxRecord(envelope.id, record.topic, record.key, record.value, record.headers)
+        )
+    await enqueue_records(conn, schema, records)
+
+
+async def enqueue_records(
+    conn: asyncpg.Connection, schema: str, records: Sequence[OutboxRecord]
+) -> None:
+    """Add records to the outbox inside the caller's transaction."""
+    if not records:
+        return
     await conn.executemany(
         "INSERT INTO outbox (event_id, topic, key, value, headers) VALUES ($1, $2, $3, $4, $5)",
-        rows,
+        [
+            (
+                r.event_id,
+                r.topic,
+                r.key,
+                r.value,
+                json.dumps([[n, v.decode()] for n, v in r.headers]),
+            )
+            for r in records
+        ],
     )
     # Delivered at commit, so the relay wakes only when the rows are visible.
     await conn.execute("SELECT pg_notify($1, '')", channel_name(schema))

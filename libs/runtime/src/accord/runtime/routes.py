@@ -47,6 +47,10 @@ class Effect:
     record: Handler | None = None
     """Work on our own database that joins the commit transaction after the effect (e.g. a
     projection of the command); its events are emitted too. Runs once per event."""
+    work_key: Callable[[Envelope], str] | None = None
+    """What work an event asks for (e.g. one account in one target): handling an event
+    resolves the dead letters of earlier events of the same work, which replaying could no
+    longer help (accord.runtime.dlq_resolution)."""
 
 
 @dataclass(frozen=True)
