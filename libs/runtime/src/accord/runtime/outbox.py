@@ -15,6 +15,7 @@ from aiokafka.errors import KafkaError
 
 from accord.events import Envelope, to_kafka
 from accord.runtime.db import advisory_key
+from accord.runtime.errors import INFRASTRUCTURE_ERRORS
 from accord.runtime.tracing import with_current_trace
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,7 @@ class OutboxRelay:
         while not self._stopping:
             try:
                 await self._run_once()
-            except (OSError, KafkaError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            except (KafkaError, asyncpg.PostgresError, *INFRASTRUCTURE_ERRORS) as error:
                 self.leader = False
                 log.warning("outbox relay failed; retrying", extra={"error": str(error)})
                 await self._sleep(2.0)
