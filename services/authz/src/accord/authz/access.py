@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import asyncpg
 
-from accord.authz.adapters import approvals, directory, grants, requests
+from accord.authz.adapters import approvals, directory, grants, requests, store
 from accord.authz.catalogue import Catalogue, entitlement_id
 from accord.authz.domain import approvals as chain_rules
 from accord.authz.domain.model import AccessQuery, EntityRef
@@ -77,10 +77,48 @@ async def decide_request(
     settings: ApprovalSettings,
     source: str,
 ) -> list[Envelope]:
-    """Policy decision on a new request: grant it, refuse it, or start its approval chain."""
+    """Policy decision on a new request: grant it, refuse it, or start its approval chain.
+
+    A request for a principal authz has not heard of waits for its user.created, another
+    topic that may be consumed later (decide_waiting), instead of being refused as unknown.
+    """
     request = event.data
     assert isinstance(request, AccessRequested)
+    await store.lock_principal(conn, request.principal_id)
     await requests.insert(conn, request)
+    if not await store.known(conn, request.principal_id):
+        log.info("access request waits for its principal", extra={"request": request.request_id})
+        return []
+    emit = Emit(source, request.request_id, event)
+    return await _decide(conn, request, emit, policies, catalogue, settings)
+
+
+async def decide_waiting(
+    conn: asyncpg.Connection,
+    principal_id: str,
+    *,
+    policies: LoadedPolicies,
+    catalogue: Catalogue,
+    settings: ApprovalSettings,
+    source: str,
+) -> list[Envelope]:
+    """Decide the requests that waited for this principal, now that authz knows it. The
+    caller holds the principal's lock (store.lock_principal)."""
+    events: list[Envelope] = []
+    for request in await requests.waiting_for(conn, principal_id):
+        emit = Emit(source, request.request_id)
+        events += await _decide(conn, request, emit, policies, catalogue, settings)
+    return events
+
+
+async def _decide(
+    conn: asyncpg.Connection,
+    request: AccessRequested,
+    emit: Emit,
+    policies: LoadedPolicies,
+    catalogue: Catalogue,
+    settings: ApprovalSettings,
+) -> list[Envelope]:
     resource = request.resource
     query = AccessQuery(
         principal=EntityRef("User", request.principal_id),
@@ -119,7 +157,6 @@ async def decide_request(
     # Moving the request out of pending once keeps a redelivery from answering twice.
     if not await requests.decide(conn, request.request_id, status, reasons):
         return []
-    emit = Emit(source, request.request_id, event)
     events = [
         emit(
             AccessDecided(

@@ -43,7 +43,8 @@ def definition(settings: AuthzSettings) -> ServiceDefinition:
         return current.policies, current.catalogue
 
     def routes(runtime: Runtime) -> Mapping[str, Handler]:
-        table: dict[str, Handler] = {t: handlers.handle_user_event for t in USER_TOPICS}
+        on_identity = partial(handlers.handle_identity_event, rules=rules, settings=approvals)
+        table: dict[str, Handler] = dict.fromkeys(USER_TOPICS, on_identity)
         table.update({t: handlers.handle_group_event for t in GROUP_TOPICS})
         table.update({t: handlers.handle_lockout_event for t in LOCKOUT_TOPICS})
         table.update({t: handlers.handle_factor_event for t in FACTOR_TOPICS})

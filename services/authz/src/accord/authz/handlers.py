@@ -70,6 +70,24 @@ async def handle_user_event(event: Envelope, ctx: HandlerContext) -> list[Envelo
     return []
 
 
+async def handle_identity_event(
+    event: Envelope, ctx: HandlerContext, *, rules: Rules, settings: access.ApprovalSettings
+) -> list[Envelope]:
+    """Project an identity event; the access requests that waited for the principal (their
+    access.requested was consumed before its user.created) are decided now."""
+    await store.lock_principal(ctx.conn, event.subject)
+    events = await handle_user_event(event, ctx)
+    policies, catalogue = rules()
+    return events + await access.decide_waiting(
+        ctx.conn,
+        event.subject,
+        policies=policies,
+        catalogue=catalogue,
+        settings=settings,
+        source=ctx.source,
+    )
+
+
 async def handle_group_event(event: Envelope, ctx: HandlerContext) -> list[Envelope]:
     """Keep the group projection (nested groups included) in step with group events."""
     data = event.data

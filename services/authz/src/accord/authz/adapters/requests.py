@@ -6,7 +6,7 @@ from typing import Any
 
 import asyncpg
 
-from accord.events import AccessRequested
+from accord.events import AccessRequested, Resource
 from accord.runtime.sql import Conditions
 
 _COLUMNS = (
@@ -30,6 +30,27 @@ async def insert(conn: asyncpg.Connection, request: AccessRequested) -> bool:
         request.duration_seconds,
     )
     return bool(result == "INSERT 0 1")
+
+
+async def waiting_for(conn: asyncpg.Connection, principal_id: str) -> list[AccessRequested]:
+    """The requests for this principal not decided yet (they waited for it), oldest first."""
+    rows = await conn.fetch(
+        "SELECT request_id, requester_id, principal_id, application, entitlement,"
+        " justification, duration_seconds FROM access_requests"
+        " WHERE principal_id = $1 AND status = 'pending' ORDER BY created_at, request_id",
+        principal_id,
+    )
+    return [
+        AccessRequested(
+            request_id=r["request_id"],
+            requester_id=r["requester_id"],
+            principal_id=r["principal_id"],
+            resource=Resource(application=r["application"], entitlement=r["entitlement"]),
+            justification=r["justification"],
+            duration_seconds=r["duration_seconds"],
+        )
+        for r in rows
+    ]
 
 
 async def decide(

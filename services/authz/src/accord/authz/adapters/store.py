@@ -46,6 +46,18 @@ async def upsert_principal(
     )
 
 
+async def lock_principal(conn: asyncpg.Connection, user_id: str) -> None:
+    """Serialise an identity event and an access request of one principal (two topics): a
+    request that finds no principal waits, and the principal's event then finds it."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('authz-principal:' || $1))", user_id)
+
+
+async def known(conn: asyncpg.Connection, user_id: str) -> bool:
+    """Whether any identity event of the principal has been projected."""
+    found = await conn.fetchval("SELECT 1 FROM principals WHERE user_id = $1", user_id)
+    return found is not None
+
+
 async def principal_attrs(conn: asyncpg.Connection, user_id: str) -> dict[str, Any]:
     """The attributes policies see for a principal (none for an unknown one)."""
     row = await conn.fetchrow(
