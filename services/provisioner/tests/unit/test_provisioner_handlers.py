@@ -573,3 +573,24 @@ async def test_a_dead_target_opens_its_circuit_and_later_commands_fail_fast() ->
     assert isinstance(failed_second, AccountProvisionFailed)
     assert "circuit open" in failed_first.reason
     assert "circuit open" in failed_second.reason
+
+
+def test_a_commands_work_is_its_account_or_membership_in_its_target() -> None:
+    """Commands of one account share their work (a later one resolves the earlier ones' dead
+    letters); another target, identity or group is other work."""
+
+    def work(target: str, user: str, operation: str = "create", group: str | None = None) -> str:
+        data = ProvisionRequested(
+            user_id=user,
+            target=target,
+            operation=cast(Operation, operation),
+            saga_id="s",
+            step_id="s:1",
+            group=group,
+            profile=Profile(user_name=user),
+        )
+        return handlers.command_work(new_event(data, source="urn:test"))
+
+    assert work("crm", "u-1") == work("crm", "u-1", "disable")
+    assert len({work("crm", "u-1"), work("wiki", "u-1"), work("crm", "u-2")}) == 3
+    assert work("crm", "u-1", "add_member", "eng") != work("crm", "u-1", "add_member", "ops")

@@ -110,6 +110,7 @@ def definition(settings: ProvisionerSettings) -> ServiceDefinition:
                     latest_command=partial(ledger.newer_command_at, runtime.pool),
                 ),
                 record=record_command,
+                work_key=handlers.command_work,
             )
         }
 

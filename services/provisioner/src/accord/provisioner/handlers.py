@@ -32,6 +32,16 @@ SUPPORTED_OPERATIONS = frozenset(
 LatestCommand = Callable[[ProvisionRequested], Awaitable[datetime | None]]
 
 
+def command_work(event: Envelope) -> str:
+    """What a command is about: one account (or one membership) in one target, as the
+    ledger keys it. A later command of the same work handled resolves the dead letters of
+    earlier ones (a saga's round that got through after the target came back)."""
+    command = event.data
+    if not isinstance(command, ProvisionRequested):
+        return event.id
+    return f"{command.target}/{command.user_id}/{command.group or ''}"
+
+
 async def handle_provision_requested(
     event: Envelope,
     ctx: EffectContext,
