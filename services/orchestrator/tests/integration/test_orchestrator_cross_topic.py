@@ -2,8 +2,7 @@
 
 Kafka orders one topic's events of a subject, never two topics': identity.locked and
 identity.unlocked, access.granted and access.revoked, user.updated and the status events
-may each be consumed either way round. The tests marked xfail are orders the orchestrator
-does not handle yet (the change is in handlers.py, see each reason)."""
+may each be consumed either way round."""
 
 from __future__ import annotations
 
@@ -50,17 +49,6 @@ from .test_orchestrator_access_workflows import (
 
 pytestmark = pytest.mark.integration
 
-UNLOCK_FIRST = (
-    "identity_unlocked ignores an unlock whose lockout it has not seen (locked_by differs) and "
-    "forgets it, so the late identity.locked then disables the accounts for good: the "
-    "registry must remember ended lockouts, as authz's principal_lockouts does"
-)
-UPDATE_FIRST_DELETED = (
-    "_parked_or_stale judges user.deleted against the sequence a newer user.updated set, "
-    "so the deletion is skipped as stale and no leaver saga runs: a deletion must be "
-    "judged against the identity's last status event, not its last update"
-)
-
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def pool(fresh_database: str) -> AsyncIterator[asyncpg.Pool]:
@@ -82,7 +70,6 @@ async def account_states(pool: asyncpg.Pool, user: str) -> list[tuple[str, str]]
 # --- identity.locked / identity.unlocked ------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=UNLOCK_FIRST)
 async def test_an_unlock_consumed_before_its_lockout_leaves_the_accounts_enabled(
     pool: asyncpg.Pool,
 ) -> None:
@@ -153,7 +140,7 @@ def update(user: str, *, active: bool, title: str) -> UserUpdated:
 
 @pytest.mark.parametrize(
     "update_first",
-    [False, pytest.param(True, marks=pytest.mark.xfail(strict=True, reason=UPDATE_FIRST_DELETED))],
+    [False, True],
 )
 async def test_a_leaver_corrected_after_the_deletion_loses_its_accounts_in_either_order(
     pool: asyncpg.Pool, update_first: bool

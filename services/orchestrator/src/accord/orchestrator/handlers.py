@@ -124,7 +124,7 @@ class Workflows:
             early = REGISTRY.parse(parked.event_type, parked.version, parked.data)
             sequence = parked.sequence
             if isinstance(early, UserUpdated):
-                await _save_profile(ctx.conn, early, sequence, parked.source)
+                await _save_profile(ctx.conn, early, sequence, parked.source, status_event=False)
             else:
                 status = _STATUS_OF[type(early)]
                 await store.set_identity_status(ctx.conn, data.user_id, status, sequence)
@@ -140,7 +140,7 @@ class Workflows:
             return []
         entry = await store.get_identity(ctx.conn, data.user_id)
         assert entry is not None
-        await _save_profile(ctx.conn, data, event.sequence or 0, event.source)
+        await _save_profile(ctx.conn, data, event.sequence or 0, event.source, status_event=False)
         if entry["status"] == "deleted":
             # A leaver's accounts are going away: keep the attributes, not the status.
             await store.set_identity_status(ctx.conn, data.user_id, "deleted", event.sequence or 0)
@@ -179,6 +179,8 @@ class Workflows:
         data = event.data
         assert isinstance(data, IdentityLocked)
         await store.lock_identity(ctx.conn, data.user_id)
+        if await store.lockout_ended(ctx.conn, data.user_id, data.lockout_id):
+            return []  # its identity.unlocked (another topic) was consumed first
         if not await store.set_locked(ctx.conn, data.user_id, data.lockout_id):
             # authn knows it, so its user.created is on its way here: retried, and
             # dead-lettered for a replay if it never comes (a lockout is never dropped).
@@ -191,6 +193,8 @@ class Workflows:
         data = event.data
         assert isinstance(data, IdentityUnlocked)
         await store.lock_identity(ctx.conn, data.user_id)
+        # Remembered, so that its identity.locked consumed after it changes nothing.
+        await store.end_lockout(ctx.conn, data.user_id, data.lockout_id)
         entry = await store.get_identity(ctx.conn, data.user_id)
         if entry is None or entry["locked_by"] != data.lockout_id:
             return []  # unknown, or another lockout holds it
@@ -592,7 +596,9 @@ class Workflows:
         user_id = event.subject
         sequence = event.sequence or 0
         await store.lock_identity(ctx.conn, user_id)
-        verdict = judge(await store.identity_version(ctx.conn, user_id), sequence, creates=False)
+        current = await store.identity_version(ctx.conn, user_id)
+        deletes = isinstance(event.data, UserDeleted)
+        verdict = judge(current, sequence, creates=False, deletes=deletes)
         if verdict is Verdict.UNKNOWN_SUBJECT:
             await store.park(
                 ctx.conn,
@@ -660,7 +666,12 @@ async def _profile(conn: asyncpg.Connection, user_id: str) -> Profile:
 
 
 async def _save_profile(
-    conn: asyncpg.Connection, data: UserCreated | UserUpdated, sequence: int, source: str
+    conn: asyncpg.Connection,
+    data: UserCreated | UserUpdated,
+    sequence: int,
+    source: str,
+    *,
+    status_event: bool = True,
 ) -> None:
     try:
         await store.upsert_identity(
@@ -671,6 +682,7 @@ async def _save_profile(
             status=_status(data.active),
             sequence=sequence,
             source=source,
+            status_event=status_event,
         )
     except store.UserNameTaken as error:
         raise PermanentError(str(error)) from None

@@ -86,9 +86,10 @@ async def take_parked(conn: asyncpg.Connection, user_id: str) -> list[ParkedEven
 async def identity_version(conn: asyncpg.Connection, user_id: str) -> IdentityVersion | None:
     """The identity's sequence and status, locked for the rest of the transaction."""
     row = await conn.fetchrow(
-        "SELECT sequence, status FROM identities WHERE user_id = $1 FOR UPDATE", user_id
+        "SELECT sequence, status, status_sequence FROM identities WHERE user_id = $1 FOR UPDATE",
+        user_id,
     )
-    return IdentityVersion(row["sequence"], row["status"]) if row else None
+    return IdentityVersion(row["sequence"], row["status"], row["status_sequence"]) if row else None
 
 
 async def upsert_identity(
@@ -100,21 +101,25 @@ async def upsert_identity(
     status: str,
     sequence: int,
     source: str,
+    status_event: bool = True,
 ) -> None:
-    """Create or replace a registry entry."""
+    """Create or replace a registry entry (`status_event`: a user.created, not an update)."""
     try:
         await conn.execute(
-            "INSERT INTO identities (user_id, user_name, profile, status, sequence, source)"
-            " VALUES ($1, $2, $3, $4, $5, $6)"
+            "INSERT INTO identities (user_id, user_name, profile, status, sequence, source,"
+            " status_sequence) VALUES ($1, $2, $3, $4, $5, $6, $5)"
             " ON CONFLICT (user_id) DO UPDATE SET user_name = EXCLUDED.user_name,"
             " profile = EXCLUDED.profile, status = EXCLUDED.status,"
-            " sequence = EXCLUDED.sequence, source = EXCLUDED.source, updated_at = now()",
+            " sequence = EXCLUDED.sequence, source = EXCLUDED.source, updated_at = now(),"
+            " status_sequence = CASE WHEN $7 THEN EXCLUDED.sequence"
+            "   ELSE identities.status_sequence END",
             user_id,
             user_name,
             json.dumps(profile),
             status,
             sequence,
             source,
+            status_event,
         )
     except asyncpg.UniqueViolationError:
         raise UserNameTaken(
@@ -132,7 +137,8 @@ async def set_identity_status(
     """
     try:
         await conn.execute(
-            "UPDATE identities SET status = $2, sequence = $3, updated_at = now(),"
+            "UPDATE identities SET status = $2, sequence = greatest(sequence, $3),"
+            " status_sequence = greatest(status_sequence, $3), updated_at = now(),"
             " profile = jsonb_set(profile, '{active}', to_jsonb($2::text = 'active'))"
             " WHERE user_id = $1",
             user_id,
@@ -151,6 +157,23 @@ async def set_locked(conn: asyncpg.Connection, user_id: str, lockout_id: str | N
         lockout_id,
     )
     return status.endswith(" 1")
+
+
+async def end_lockout(conn: asyncpg.Connection, user_id: str, lockout_id: str) -> None:
+    """Remember that a lockout ended (its identity.locked may still be on its way)."""
+    await conn.execute(
+        "INSERT INTO ended_lockouts (user_id, lockout_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        user_id,
+        lockout_id,
+    )
+
+
+async def lockout_ended(conn: asyncpg.Connection, user_id: str, lockout_id: str) -> bool:
+    """Whether the lockout's identity.unlocked has been consumed already."""
+    found = await conn.fetchval(
+        "SELECT 1 FROM ended_lockouts WHERE user_id = $1 AND lockout_id = $2", user_id, lockout_id
+    )
+    return found is not None
 
 
 async def get_identity(

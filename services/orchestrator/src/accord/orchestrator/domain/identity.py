@@ -23,12 +23,24 @@ class IdentityVersion:
 
     sequence: int
     status: str
+    status_sequence: int | None = None
+    """The sequence of the last status event (created, deactivated, reactivated, deleted);
+    None: the same as `sequence`."""
 
 
-def judge(current: IdentityVersion | None, sequence: int, *, creates: bool) -> Verdict:
-    """Apply an event only if it is newer than the state; only creations may be first."""
+def judge(
+    current: IdentityVersion | None, sequence: int, *, creates: bool, deletes: bool = False
+) -> Verdict:
+    """Apply an event only if it is newer than the state; only creations may be first.
+
+    A deletion only needs to be newer than the last status event: a newer update consumed
+    first (another topic) never makes it stale, since an update never undoes a deletion.
+    """
     if current is None:
         return Verdict.APPLY if creates else Verdict.UNKNOWN_SUBJECT
-    if sequence <= current.sequence:
+    held = current.sequence
+    if deletes and current.status_sequence is not None:
+        held = current.status_sequence
+    if sequence <= held:
         return Verdict.STALE
     return Verdict.APPLY
