@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from accord.events import (
+from accord.events.catalogue import (
     EventData,
     UserCreated,
     UserDeactivated,
