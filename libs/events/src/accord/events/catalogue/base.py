@@ -28,9 +28,11 @@ from accord.events import timestamps
 
 def _strip_in_python(value: Any, info: ValidationInfo) -> Any:
     """Strip a string given in Python; one read from JSON is taken as it is, as the schema
-    says (a pattern that refuses a leading space must refuse it)."""
+    says (a pattern that refuses a leading space must refuse it). Only blanks stay as they
+    are: stripped to nothing they would be refused although the schema takes them (HTTP
+    bodies, which FastAPI validates in Python mode, must accept what the OpenAPI says)."""
     if info.mode == "python" and isinstance(value, str):
-        return value.strip()
+        return value.strip() or value
     return value
 
 
