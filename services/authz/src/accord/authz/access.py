@@ -295,6 +295,13 @@ async def _grant(
         _now() + timedelta(seconds=row["duration_seconds"]) if row["duration_seconds"] else None
     )
     grant_id = f"grant-{row['request_id']}"[:128]
+    # A grant of the same entitlement past its expiry has ended, though the timer may not
+    # have recorded it yet: record it now, so the new grant is not taken for a second one.
+    events: list[Envelope] = []
+    for due in await grants.due_of(
+        conn, row["principal_id"], row["application"], row["entitlement"]
+    ):
+        events += await expire(conn, due, source=emit.source)
     created = await grants.insert(
         conn,
         grant_id=grant_id,
@@ -307,7 +314,7 @@ async def _grant(
     )
     if not created:
         log.info("entitlement already held; no second grant", extra={"grant_id": grant_id})
-        return []
+        return events
     granted = AccessGranted(
         request_id=row["request_id"],
         grant_id=grant_id,
@@ -316,22 +323,31 @@ async def _grant(
         expires_at=expires_at,
         provisioning=provisioning,
     )
-    return [emit(granted)]
+    return [*events, emit(granted)]
 
 
 async def revoke(
     conn: asyncpg.Connection, grant_id: str, reason: str, *, source: str
 ) -> list[Envelope]:
-    """End a live grant (expired, leaver, revoked by an operator); nothing if it is not live."""
-    grant = await grants.revoke(conn, grant_id, reason)
+    """End a live grant (leaver, revoked by an operator); nothing if it is not live."""
+    return _revoked(await grants.revoke(conn, grant_id, reason), source)
+
+
+async def expire(conn: asyncpg.Connection, grant_id: str, *, source: str) -> list[Envelope]:
+    """Record the end of a grant past its expiry (at its expires_at); nothing if not due."""
+    return _revoked(await grants.expire(conn, grant_id), source)
+
+
+def _revoked(grant: dict[str, Any] | None, source: str) -> list[Envelope]:
+    """The access.revoked of a grant that ended (none when nothing ended)."""
     if grant is None:
         return []
     revoked = AccessRevoked(
         request_id=grant["request_id"],
-        grant_id=grant_id,
+        grant_id=grant["grant_id"],
         principal_id=grant["principal_id"],
         resource=Resource(application=grant["application"], entitlement=grant["entitlement"]),
-        reason=reason[:256],
+        reason=grant["revoke_reason"][:256],
         provisioning=grants.provisioning_of(grant),
     )
     return [Emit(source, grant["request_id"])(revoked)]

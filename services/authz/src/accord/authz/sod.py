@@ -12,7 +12,7 @@ from typing import Any
 
 import asyncpg
 
-from accord.authz.adapters import directory
+from accord.authz.adapters import directory, grants
 from accord.authz.catalogue import Catalogue, entitlement_id
 from accord.authz.domain.approvals import SOD_ANNOTATION
 from accord.authz.domain.model import AccessQuery, Entity, EntityRef
@@ -36,8 +36,8 @@ async def violations(
     if not rules:
         return []
     holders = await conn.fetch(
-        "SELECT principal_id, array_agg(application || '/' || entitlement ORDER BY"
-        " application, entitlement) AS held FROM grants WHERE revoked_at IS NULL"
+        "SELECT principal_id, array_agg(application || '/' || entitlement ORDER BY"  # noqa: S608
+        f" application, entitlement) AS held FROM grants WHERE {grants.LIVE}"
         " GROUP BY principal_id HAVING count(*) > 1 ORDER BY principal_id"
     )
     found = []

@@ -32,7 +32,7 @@ async def fire_due(
             events += await access.time_out_stage(conn, stage, settings=settings, source=source)
         ended = await grants.expired(conn, limit=BATCH)
         for grant_id in ended:
-            events += await access.revoke(conn, grant_id, "expired", source=source)
+            events += await access.expire(conn, grant_id, source=source)
         await outbox.enqueue(conn, schema, events)
     return len(stages) + len(ended)
 

@@ -12,6 +12,7 @@ from typing import Any
 import asyncpg
 
 from accord.authz.adapters.authn_projection import authn_attrs
+from accord.authz.adapters.grants import LIVE
 from accord.authz.catalogue import entitlement_id
 from accord.authz.domain.model import Entity, EntityRef
 
@@ -89,8 +90,7 @@ async def principal_entities(conn: asyncpg.Connection, user_id: str) -> list[Ent
     )
     direct = await conn.fetch("SELECT group_id FROM group_members WHERE member_id = $1", user_id)
     held = await conn.fetch(
-        "SELECT application, entitlement FROM grants"
-        " WHERE principal_id = $1 AND revoked_at IS NULL",
+        f"SELECT application, entitlement FROM grants WHERE principal_id = $1 AND {LIVE}",  # noqa: S608
         user_id,
     )
     attrs: dict[str, Any] = {}

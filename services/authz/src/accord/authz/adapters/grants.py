@@ -1,4 +1,9 @@
-"""The grants table: who holds which entitlement, from when until when."""
+"""The grants table: who holds which entitlement, from when until when.
+
+A time-bound grant ends at its expires_at, whatever the timer's delay: a grant past it is
+not held (here, in the policies' entities, in `as_of` queries) even before the timer
+records its end, and the timer records it as ended then, not when it ran.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +20,8 @@ _COLUMNS = (
     "grant_id, request_id, principal_id, application, entitlement, provisioning, granted_at,"
     " expires_at, revoked_at, revoke_reason"
 )
+#: Held now: not revoked and not past its expiry (SQL, for the grants table's rows).
+LIVE = "revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())"
 
 
 async def insert(
@@ -45,20 +52,48 @@ async def insert(
 
 
 async def revoke(conn: asyncpg.Connection, grant_id: str, reason: str) -> dict[str, Any] | None:
-    """End a live grant now; the grant, or None when it was not live."""
+    """End a live grant now; the grant, or None when it was not live (an expired grant
+    ended at its expiry: the timer records that, see `expire`)."""
     row = await conn.fetchrow(
         f"UPDATE grants SET revoked_at = greatest(now(), granted_at), revoke_reason = $2"  # noqa: S608
-        f" WHERE grant_id = $1 AND revoked_at IS NULL RETURNING {_COLUMNS}",
+        f" WHERE grant_id = $1 AND {LIVE} RETURNING {_COLUMNS}",
         grant_id,
         reason,
     )
     return _grant(row) if row else None
 
 
+async def expire(conn: asyncpg.Connection, grant_id: str) -> dict[str, Any] | None:
+    """Record that a grant past its expiry ended at its expires_at; the grant, or None when
+    it is not due (not past its expiry, or its end recorded already)."""
+    row = await conn.fetchrow(
+        "UPDATE grants SET revoked_at = greatest(expires_at, granted_at),"  # noqa: S608
+        " revoke_reason = 'expired' WHERE grant_id = $1 AND revoked_at IS NULL"
+        f" AND expires_at <= now() RETURNING {_COLUMNS}",
+        grant_id,
+    )
+    return _grant(row) if row else None
+
+
+async def due_of(
+    conn: asyncpg.Connection, principal_id: str, application: str, entitlement: str
+) -> list[str]:
+    """The principal's grants of an entitlement past their expiry whose end is not recorded
+    yet, locked for this transaction."""
+    rows = await conn.fetch(
+        "SELECT grant_id FROM grants WHERE principal_id = $1 AND application = $2"
+        " AND entitlement = $3 AND revoked_at IS NULL AND expires_at <= now() FOR UPDATE",
+        principal_id,
+        application,
+        entitlement,
+    )
+    return [r["grant_id"] for r in rows]
+
+
 async def live_of(conn: asyncpg.Connection, principal_id: str) -> list[dict[str, Any]]:
     """The principal's live grants."""
     rows = await conn.fetch(
-        f"SELECT {_COLUMNS} FROM grants WHERE principal_id = $1 AND revoked_at IS NULL"  # noqa: S608
+        f"SELECT {_COLUMNS} FROM grants WHERE principal_id = $1 AND {LIVE}"  # noqa: S608
         " ORDER BY granted_at",
         principal_id,
     )
@@ -66,7 +101,8 @@ async def live_of(conn: asyncpg.Connection, principal_id: str) -> list[dict[str,
 
 
 async def expired(conn: asyncpg.Connection, *, limit: int) -> list[str]:
-    """Live grants past their expiry, locked for this transaction (others skip them)."""
+    """Grants past their expiry whose end is not recorded yet, locked for this transaction
+    (others skip them)."""
     rows = await conn.fetch(
         "SELECT grant_id FROM grants WHERE revoked_at IS NULL AND expires_at <= now()"
         " ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED",
@@ -88,9 +124,10 @@ async def search(
     rows = await conn.fetch(
         f"SELECT {_COLUMNS} FROM grants WHERE"  # noqa: S608
         " ($1::text IS NULL OR principal_id = $1) AND ($2::text IS NULL OR application = $2)"
-        " AND ($3::timestamptz IS NULL AND revoked_at IS NULL"
+        f" AND ($3::timestamptz IS NULL AND {LIVE}"
         "      OR $3::timestamptz IS NOT NULL AND granted_at <= $3"
-        "         AND (revoked_at IS NULL OR revoked_at > $3))"
+        "         AND (revoked_at IS NULL OR revoked_at > $3)"
+        "         AND (expires_at IS NULL OR expires_at > $3))"
         " AND ($4::text IS NULL OR grant_id > $4) ORDER BY grant_id LIMIT $5",
         principal_id,
         application,
