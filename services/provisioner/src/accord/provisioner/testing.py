@@ -158,13 +158,45 @@ class ConnectorContract:
         assert len(await harness.accounts(profile.user_name)) == 1
 
     async def test_an_unlinked_account_of_that_name_is_adopted(self, harness: Harness) -> None:
-        user_id, profile = person()
-        await harness.plant(profile.user_name, None)
+        connector = harness.connector
+        for write in (connector.ensure_account, connector.update_account):
+            user_id, profile = full_person()
+            await harness.plant(profile.user_name, None)
 
-        ref = await harness.connector.ensure_account(user_id, profile)
+            ref = await write(user_id, profile)
 
-        assert ref.already_existed is True
-        assert len(await harness.accounts(profile.user_name)) == 1
+            assert ref.already_existed is True
+            (planted,) = await harness.accounts(profile.user_name)
+            assert planted.account_id == ref.account_id
+            # Linked, and given the identity's attributes: found by Accord's id alone (under
+            # a user name nobody has), and no drift for reconciliation to report.
+            elsewhere = f"x.{profile.user_name}"
+            account = await connector.get_account(user_id, elsewhere)
+            assert account is not None
+            assert (account.account_id, account.owner, account.active) == (
+                ref.account_id,
+                user_id,
+                True,
+            )
+            assert managed(connector, account.profile) == managed(
+                connector, connector.as_stored(profile)
+            )
+            await self._every_lookup_finds(connector, user_id, elsewhere, ref.account_id)
+
+    @staticmethod
+    async def _every_lookup_finds(
+        connector: Connector, user_id: str, user_name: str, account_id: str
+    ) -> None:
+        """Every call by Accord's id (with a user name that matches no account) finds it."""
+        group = f"grp-{uuid.uuid4().hex[:8]}"
+        assert await connector.find_account(user_id, user_name) == account_id
+        assert await connector.disable_account(user_id, user_name) == account_id
+        assert await connector.enable_account(user_id, user_name) == account_id
+        assert await connector.add_member(user_id, user_name, group) == account_id
+        assert await connector.list_members(group) == [account_id]
+        assert await connector.remove_member(user_id, user_name, group) == account_id
+        assert await connector.delete_account(user_id, user_name) == account_id
+        assert await connector.find_account(user_id, user_name) is None
 
     async def test_values_that_need_escaping_are_escaped(self, harness: Harness) -> None:
         user_id, _ = person()

@@ -150,11 +150,10 @@ class Receiver:
                 account_id = uuid.uuid4().hex
                 self.accounts[account_id] = self.record(user_id, profile)
                 return JSONResponse({"account_id": account_id, "created": True})
-            account_id, _ = found
-            if operation == "update":
+            account_id, record = found
+            if operation == "update" or record.user_id is None:
+                # An update, or the adoption of an unlinked account: linked, given the profile.
                 self.accounts[account_id] = self.record(user_id, profile)
-            else:
-                self.accounts[account_id].user_id = user_id  # adopt an unlinked account
             return JSONResponse({"account_id": account_id, "created": False})
         if found is None:
             return JSONResponse({"detail": "no such account"}, status_code=404)

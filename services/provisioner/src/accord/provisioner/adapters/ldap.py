@@ -251,28 +251,36 @@ class LdapConnector:
 
     def _ensure(self, conn: ldap3.Connection, user_id: str, profile: Profile) -> AccountRef:
         found = self._find(conn, user_id, profile.user_name)
-        if found is not None:
-            return AccountRef(found.dn, already_existed=True)
-        dn = self._dn(profile.user_name)
-        attributes = {
-            k: v
-            for k, v in entry_attributes(
-                user_id, profile, link_attribute=self.settings.link_attribute
-            ).items()
-            if v
-        }
-        if not profile.active:
-            attributes[self.settings.disable_attribute] = [self.settings.disabled_value]
-        if conn.add(dn, list(OBJECT_CLASSES), attributes):  # type: ignore[no-untyped-call]  # stubs lack types
-            # The id is the DN as the directory spells it (escapes differ), as lookups see it.
-            added = self._find(conn, user_id, profile.user_name)
-            return AccountRef(added.dn if added else dn, already_existed=False)
-        if conn.result["result"] == _ALREADY_EXISTS:
+        if found is None:
+            dn = self._dn(profile.user_name)
+            attributes = {
+                k: v
+                for k, v in entry_attributes(
+                    user_id, profile, link_attribute=self.settings.link_attribute
+                ).items()
+                if v
+            }
+            if not profile.active:
+                attributes[self.settings.disable_attribute] = [self.settings.disabled_value]
+            if conn.add(dn, list(OBJECT_CLASSES), attributes):  # type: ignore[no-untyped-call]  # stubs lack types
+                # The id is the DN as the directory spells it (escapes differ), as lookups see it.
+                added = self._find(conn, user_id, profile.user_name)
+                return AccountRef(added.dn if added else dn, already_existed=False)
+            failure = self._failure(conn, "add", dn)
+            if conn.result["result"] != _ALREADY_EXISTS:
+                raise failure
             # Added concurrently (or by a retry whose answer was lost): adopt it if ours.
             found = self._find(conn, user_id, profile.user_name)
-            if found is not None:
-                return AccountRef(found.dn, already_existed=True)
-        raise self._failure(conn, "add", dn)
+            if found is None:
+                raise failure
+        if found.user_id is None:
+            # Made outside Accord: adopting it links it and gives it the identity's attributes,
+            # so later lookups find it by the link and reconciliation sees no drift. (A modify
+            # cannot be made conditional on the entry being unlinked still without the
+            # assertion control, which not every directory has; two identities of one user
+            # name adopting at once is a conflict of the source data.)
+            self._write(conn, found.dn, user_id, profile)
+        return AccountRef(found.dn, already_existed=True)
 
     def _update(self, conn: ldap3.Connection, user_id: str, profile: Profile) -> AccountRef:
         found = self._find(conn, user_id, profile.user_name)
@@ -284,14 +292,19 @@ class LdapConnector:
             if not conn.modify_dn(dn, wanted.split(",", 1)[0]):
                 raise self._failure(conn, "rename", dn)
             dn = wanted
+        self._write(conn, dn, user_id, profile)
+        return AccountRef(dn, already_existed=True)
+
+    def _write(self, conn: ldap3.Connection, dn: str, user_id: str, profile: Profile) -> None:
+        """Replace every mapped attribute, the link and the disable flag of the entry."""
         attributes = entry_attributes(user_id, profile, link_attribute=self.settings.link_attribute)
-        del attributes["uid"]  # the RDN attribute follows the rename
+        # The RDN attribute: a rename changes it, and an entry found by its uid has it already.
+        del attributes["uid"]
         flag = [self.settings.disabled_value] if not profile.active else []
         attributes[self.settings.disable_attribute] = flag
         changes = {name: [(ldap3.MODIFY_REPLACE, values)] for name, values in attributes.items()}
         if not conn.modify(dn, changes):  # type: ignore[no-untyped-call]  # stubs lack types
             raise self._failure(conn, "modify", dn)
-        return AccountRef(dn, already_existed=True)
 
     def _set_disabled(
         self, conn: ldap3.Connection, user_id: str, user_name: str, disabled: bool

@@ -61,7 +61,9 @@ class ScimConnector:
         a redelivered command's account. Otherwise POST: a userName held already is a 409
         (RFC 7643 makes userName unique, RFC 7644 section 3.3 the answer), and then the holder
         is adopted unless it belongs to another identity. A new joiner costs two requests,
-        not three (looking up the userName first as well).
+        not three (looking up the userName first as well). Adopting an account made outside
+        Accord replaces it with the mapped user, externalId included: it is linked, and has
+        the identity's attributes.
         """
         mine = await self._user_where("externalId", user_id)
         if mine is not None and mine.id:
@@ -73,9 +75,20 @@ class ScimConnector:
         if self._is_uniqueness_conflict(response):
             # Held by an account made outside Accord, or created concurrently (or by a retry
             # whose answer was lost): adopt it.
-            existing = await self.find_account(user_id, profile.user_name)
-            if existing is not None:
-                return AccountRef(existing, already_existed=True)
+            existing = await self._lookup(user_id, profile.user_name)
+            if existing is not None and existing.id:
+                if existing.external_id not in (None, user_id):
+                    raise TargetRejected(
+                        f"{self.name}: userName {profile.user_name!r} belongs to another identity"
+                    )
+                # SCIM has no write conditional on the user being unlinked still that every
+                # provider honours; two identities of one userName adopting at once is a
+                # conflict of the source data.
+                if existing.external_id == user_id or await self._replace(
+                    existing.id, user_id, profile
+                ):
+                    return AccountRef(existing.id, already_existed=True)
+                raise TargetUnavailable(f"{self.name}: the user to adopt went meanwhile")
         self._raise_for_status(response)
         return AccountRef(self._created_id(response, ScimUser), already_existed=False)
 
@@ -92,16 +105,22 @@ class ScimConnector:
         if account_id is None:
             # The target lost the account (or never had it): the update repairs it.
             return await self.ensure_account(user_id, profile)
+        if not await self._replace(account_id, user_id, profile):
+            # Deleted between the lookup and the PUT: create it instead.
+            return await self.ensure_account(user_id, profile)
+        return AccountRef(account_id, already_existed=True)
+
+    async def _replace(self, account_id: str, user_id: str, profile: Profile) -> bool:
+        """PUT the mapped user over the user of that id; False when there is none (404)."""
         payload = to_scim_user(user_id, profile).model_dump(
             scim_ctx=Context.RESOURCE_REPLACEMENT_REQUEST
         )
         payload["id"] = account_id
         response = await self._request("PUT", f"/Users/{account_id}", json=payload)
         if response.status_code == 404:
-            # Deleted between the lookup and the PUT: create it instead.
-            return await self.ensure_account(user_id, profile)
+            return False
         self._raise_for_status(response)
-        return AccountRef(account_id, already_existed=True)
+        return True
 
     async def disable_account(self, user_id: str, user_name: str) -> str | None:
         """PATCH active to false (RFC 7644 section 3.5.2); idempotent."""

@@ -234,10 +234,6 @@ class SqlConnector:
             f" WHERE {key} > $1 ORDER BY {key} LIMIT $2"
         )
         self._membership = _membership_sql(s)
-        self._adopt_sql = (
-            f"UPDATE {table} SET {link} = $2"  # noqa: S608 - quoted names
-            f" WHERE {key} = $1 AND {link} IS NULL RETURNING {key}::text"
-        )
         insert_columns = [link, user_name, active, *mapped]
         placeholders = ", ".join(f"${i}" for i in range(1, len(insert_columns) + 1))
         self._insert_sql = (
@@ -251,6 +247,12 @@ class SqlConnector:
         self._update_sql = (
             f"UPDATE {table} SET {', '.join(assignments)}"  # noqa: S608 - quoted names
             f" WHERE {ours} RETURNING {key}::text"
+        )
+        # Adoption links an unlinked row and gives it the identity's attributes at once, unless
+        # another identity adopted it meanwhile.
+        self._adopt_sql = (
+            f"UPDATE {table} SET {', '.join(assignments)}"  # noqa: S608 - quoted names
+            f" WHERE {key} = $1 AND {link} IS NULL RETURNING {key}::text"
         )
         self._set_active_sql = (
             f"UPDATE {table} SET {active} = $3"  # noqa: S608 - quoted names
@@ -371,7 +373,14 @@ class SqlConnector:
                 if found.owner == user_id:
                     return AccountRef(found.account_id, already_existed=True)
                 # An unlinked row of that name: adopt it, unless someone else just did.
-                adopted = await conn.fetchval(self._adopt_sql, found.key, user_id)
+                adopted = await conn.fetchval(
+                    self._adopt_sql,
+                    found.key,
+                    user_id,
+                    profile.user_name,
+                    profile.active,
+                    *self._values(profile),
+                )
                 if adopted is not None:
                     return AccountRef(adopted, already_existed=True)
                 continue

@@ -42,7 +42,8 @@ and every call carries these headers:
 A receiver keeps the link between an account and the ``user_id`` it belongs to. It
 looks an account up by that link first, then by ``user_name``; an account found by name
 that is linked to another identity must never be used (answer 409), while an unlinked
-one is adopted (linked) by create and update. Only ``get`` answers with whichever account
+one is adopted by create and update: linked to the user_id and given the profile, exactly
+as an update would. Only ``get`` answers with whichever account
 it finds, whoever it is linked to. A group holds accounts; ``add_member`` creates a group
 it does not find, and a group outlives its last member.
 
@@ -50,8 +51,8 @@ Answers:
 
 ``200`` (any 2xx) with ``{"account_id": "...", "created": true | false}``
     for create and update: ``created`` tells whether the call made the account (create
-    returns the existing account, unchanged, when there is one; update creates the
-    account when there is none).
+    returns the account linked to the user_id, unchanged, when there is one, and adopts an
+    unlinked one; update creates the account when there is none).
 ``200`` (any 2xx) with ``{"account_id": "..."}``
     for find, disable, enable, delete, add_member and remove_member (disabling a disabled
     account, enabling an enabled one, adding a member again or removing a non-member, even
@@ -214,7 +215,8 @@ class WebhookConnector:
         return f"{type(self).__name__}(name={self.name!r})"
 
     async def ensure_account(self, user_id: str, profile: Profile) -> AccountRef:
-        """``create``: the receiver makes the account unless it has one (then adopts it)."""
+        """``create``: the receiver makes the account unless it has one (adopting an unlinked
+        one: linking it and writing the profile)."""
         return await self._write("create", user_id, profile)
 
     async def update_account(self, user_id: str, profile: Profile) -> AccountRef:
