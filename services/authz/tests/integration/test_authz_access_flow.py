@@ -180,6 +180,9 @@ async def test_a_denied_stage_ends_the_request(pool: asyncpg.Pool) -> None:
     row = await requests.get(pool, request_id)
     assert row is not None
     assert row["status"] == "denied"
+    # The owner's stage was never opened: it waits for nothing.
+    chain = await approvals.chain(pool, request_id)
+    assert [s["status"] for s in chain] == ["denied", "skipped"]
 
 
 async def test_a_chain_nobody_else_can_approve_is_denied_with_the_reason(
@@ -253,8 +256,8 @@ async def test_an_overdue_stage_escalates_then_expires(pool: asyncpg.Pool) -> No
         "UPDATE approval_stages SET due_at = now() WHERE request_id = $1", request_id
     )
     await timers.fire_due(pool, schema=SCHEMA, source=SOURCE, settings=SETTINGS)
-    (stage, _) = await approvals.chain(pool, request_id)
-    assert stage["status"] == "expired"
+    (stage, later) = await approvals.chain(pool, request_id)
+    assert (stage["status"], later["status"]) == ("expired", "skipped")
     row = await requests.get(pool, request_id)
     assert row is not None
     assert row["status"] == "expired"

@@ -248,6 +248,7 @@ async def decide_stage(
     events = [emit(_stage_decided(row, stage["stage"], outcome, approver_id, comment))]
     if not approve:
         await requests.conclude(conn, request_id, "denied")
+        await approvals.skip_rest(conn, request_id)
         return events
     following = await approvals.open_stage(
         conn, request_id, stage["stage"] + 1, chain_rules.due(_now(), settings.timeout)
@@ -280,6 +281,7 @@ async def time_out_stage(
         return []
     await approvals.settle(conn, stage["request_id"], stage["stage"], "expired")
     await requests.conclude(conn, stage["request_id"], "expired")
+    await approvals.skip_rest(conn, stage["request_id"])
     return [emit(_stage_decided(row, stage["stage"], "expired", None, None))]
 
 

@@ -69,6 +69,15 @@ async def settle(
     )
 
 
+async def skip_rest(conn: asyncpg.Connection, request_id: str) -> None:
+    """The stages a request never reached, once it ended before them (denied, expired)."""
+    await conn.execute(
+        "UPDATE approval_stages SET status = 'skipped'"
+        " WHERE request_id = $1 AND status = 'waiting'",
+        request_id,
+    )
+
+
 async def open_stage(
     conn: asyncpg.Connection, request_id: str, stage: int, due_at: datetime | None
 ) -> dict[str, Any] | None:
