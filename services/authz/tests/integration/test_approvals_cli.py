@@ -157,7 +157,7 @@ async def test_a_denial_ends_the_request(
     assert code == 0, err
     shown = json.loads(out)
     assert shown["request"]["status"] == "denied"
-    assert [s["status"] for s in shown["approvals"]] == ["denied", "waiting"]
+    assert [s["status"] for s in shown["approvals"]] == ["denied", "skipped"]
     topics = await pool.fetch("SELECT topic FROM outbox WHERE key = $1", b"req-cli-2")
     assert [r["topic"] for r in topics] == ["access.approval_decided"]
 
