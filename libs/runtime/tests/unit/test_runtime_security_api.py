@@ -12,7 +12,7 @@ from fastapi import Depends, FastAPI
 
 from accord.runtime.http import create_app
 from accord.runtime.problems import PROBLEM_JSON
-from accord.runtime.security.api import ApiSecurity, authenticated, require
+from accord.runtime.security.api import ApiSecurity, authenticated, own_or, require
 from accord.runtime.security.api_tokens import InvalidToken, TokenStore
 from accord.runtime.security.rate_limit import RateLimiter
 from accord.runtime.security.roles import Caller, Permission, Role
@@ -84,6 +84,7 @@ class Harness:
 IdentityReader = Annotated[Caller, Depends(require(Permission.IDENTITIES_READ))]
 AuditReader = Annotated[Caller, Depends(require(Permission.AUDIT_READ))]
 AnyCaller = Annotated[Caller, Depends(authenticated())]
+SagaViewer = Annotated[Caller, Depends(own_or(Permission.SAGAS_READ))]
 
 
 async def _ready() -> dict[str, Any]:
@@ -107,6 +108,10 @@ def build_app(security: ApiSecurity | None) -> FastAPI:
     @app.get("/sagas", dependencies=[Depends(require(Permission.SAGAS_READ))])
     async def sagas() -> list[str]:
         return []
+
+    @app.get("/my-sagas")
+    async def my_sagas(caller: SagaViewer) -> dict[str, bool]:
+        return {"everyone": caller.may(Permission.SAGAS_READ)}
 
     @app.get("/me")
     async def me(caller: AnyCaller) -> dict[str, Any]:
@@ -278,9 +283,28 @@ async def test_a_requester_is_authenticated_and_may_only_ask_for_access(
         "subject": "rita",
         "kind": "api-token",
         "roles": ["requester"],
-        "permissions": ["access:approve", "access:request"],
+        "permissions": ["access:approve", "access:request", "self-service"],
     }
     assert_problem(await client.get("/identities", headers=bearer(REQUESTER_TOKEN)), 403)
+
+
+async def test_own_or_admits_the_permission_and_people_for_their_own(
+    client: httpx.AsyncClient,
+) -> None:
+    everyone = await client.get("/my-sagas", headers=bearer(OPERATOR_TOKEN))
+    assert everyone.json() == {"everyone": True}
+    own = await client.get("/my-sagas", headers=bearer(REQUESTER_TOKEN))
+    assert own.json() == {"everyone": False}
+
+
+async def test_own_or_refuses_a_system_which_has_nothing_of_its_own(
+    client: httpx.AsyncClient,
+) -> None:
+    body = assert_problem(await client.get("/my-sagas", headers=bearer(APPLICATION_TOKEN)), 403)
+    assert "sagas:read" in body["detail"]
+    assert "self-service" in body["detail"]
+    # Scopes narrow self-service away too: a token for identities only has no sagas to see.
+    assert_problem(await client.get("/my-sagas", headers=bearer(SCOPED_TOKEN)), 403)
 
 
 # --- 429 -------------------------------------------------------------------------------------

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 
 import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI, HTTPException
-from pydantic import BaseModel, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
 from accord.runtime.http import create_app
 from accord.runtime.problems import PROBLEM_JSON, problem
@@ -22,6 +22,23 @@ class Grant(BaseModel):
     subject: str
     level: int
     code: str = Field(pattern=r"^[a-z]{3}$")
+
+
+class Strict(BaseModel):
+    """Refuses unknown fields; its limits map keys to small numbers; its note quotes itself."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    limits: dict[Annotated[str, Field(max_length=8)], int] = {}
+    note: str = ""
+
+    @field_validator("note")
+    @classmethod
+    def _no_shouting(cls, value: str) -> str:
+        if value.isupper():
+            raise ValueError(f"{value} is shouted")
+        return value
 
 
 #: A model with 25 required fields, for more errors than are listed.
@@ -52,6 +69,10 @@ def app(readiness: Readiness) -> FastAPI:
     @app.post("/grants")
     async def grants(grant: Grant) -> dict[str, str]:
         return {"subject": grant.subject}
+
+    @app.post("/strict")
+    async def strict(body: Strict) -> dict[str, str]:
+        return {"name": body.name}
 
     @app.post("/wide")
     async def wide(body: Wide) -> dict[str, str]:
@@ -189,6 +210,35 @@ async def test_invalid_body_fields_are_named_not_echoed(client: httpx.AsyncClien
     assert sorted(locations(body)) == ["body.code", "body.level", "body.subject"]
     assert SECRET not in response.text
     assert all(set(e) == {"location", "message"} for e in body["errors"])
+
+
+async def test_unknown_fields_are_not_named(client: httpx.AsyncClient) -> None:
+    # A made-up field name is input too (it may be a pasted secret): the object is named.
+    response = await client.post(
+        "/strict", json={"name": "n", SECRET: 1, f"{SECRET}-2": 2, "requester_id": "x"}
+    )
+    body = assert_problem(response, 400, "Bad Request")
+    assert body["errors"] == [
+        {"location": "body", "message": "holds a field the schema does not declare"}
+    ]
+    assert SECRET not in response.text
+    assert "requester_id" not in response.text
+
+
+async def test_a_mapping_key_is_not_named(client: httpx.AsyncClient) -> None:
+    response = await client.post("/strict", json={"name": "n", "limits": {SECRET: 1}})
+    body = assert_problem(response, 400, "Bad Request")
+    assert locations(body) == ["body.limits"]
+    assert SECRET not in response.text
+
+
+async def test_a_validator_message_quoting_the_value_is_replaced(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.post("/strict", json={"name": "n", "note": SECRET.upper()})
+    body = assert_problem(response, 400, "Bad Request")
+    assert body["errors"] == [{"location": "body.note", "message": "the value is not valid here"}]
+    assert SECRET.upper() not in response.text
 
 
 async def test_missing_body_fields_are_named(client: httpx.AsyncClient) -> None:

@@ -43,6 +43,7 @@ def test_admin_holds_every_permission() -> None:
 
 def test_requester_may_only_ask_for_access_for_themselves_and_decide_what_is_assigned() -> None:
     assert caller(Role.REQUESTER).permissions == {
+        Permission.SELF_SERVICE,
         Permission.ACCESS_REQUEST,
         Permission.ACCESS_APPROVE,
     }
@@ -51,6 +52,13 @@ def test_requester_may_only_ask_for_access_for_themselves_and_decide_what_is_ass
 
 def test_an_application_may_only_ask_for_decisions() -> None:
     assert caller(Role.APPLICATION).permissions == {Permission.AUTHORIZE}
+
+
+def test_systems_have_no_self_service_and_people_do() -> None:
+    # A SCIM client or an application acts for nobody: nothing of "its own" to see (README).
+    systems = {Role.SCIM_CLIENT, Role.APPLICATION, Role.IDENTITY_PROVIDER, Role.SSF_RECEIVER}
+    selves = {r for r in Role if caller(r).may(Permission.SELF_SERVICE)}
+    assert selves == set(Role) - systems
 
 
 def test_only_operators_and_admins_revoke_grants() -> None:

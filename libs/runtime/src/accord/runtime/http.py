@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from accord.runtime.problems import PROBLEM_RESPONSES, install_problem_handlers
+from accord.runtime.security.input_guard import InputGuardMiddleware
 from accord.runtime.security.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
 
 ReadinessCheck = Callable[[], Awaitable[dict[str, Any]]]
@@ -65,7 +66,9 @@ def _document_validation_as_400(app: FastAPI) -> None:
 
 
 def secure(app: FastAPI, *, max_body_bytes: int) -> None:
-    """Add the body size limit and the security headers to every response."""
+    """Add the body size limit, the input guard and the security headers to every response."""
+    # Innermost first: the guard reads bodies through the limit, which refuses a large one.
+    app.add_middleware(InputGuardMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
     app.add_middleware(SecurityHeadersMiddleware)
 

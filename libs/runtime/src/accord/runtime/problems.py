@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import asyncpg
@@ -10,8 +11,10 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from starlette.applications import Starlette
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
+from starlette.types import Scope
 
 from accord.runtime.errors import INFRASTRUCTURE_ERRORS
 
@@ -77,6 +80,59 @@ def problem(
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
 
 
+SCIM_JSON = "application/scim+json"
+SCIM_ERROR = "urn:ietf:params:scim:api:messages:2.0:Error"
+_SCIM_PREFIXES = "scim_prefixes"
+
+
+def scim_error(
+    status: int,
+    detail: str,
+    *,
+    scim_type: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    """A SCIM error response (RFC 7644 section 3.12): status as a string, scimType if any."""
+    body = {"schemas": [SCIM_ERROR], "status": str(status), "detail": detail}
+    if scim_type is not None:
+        body["scimType"] = scim_type
+    return JSONResponse(body, status_code=status, headers=headers, media_type=SCIM_JSON)
+
+
+def serve_scim_errors(app: Starlette, prefix: str) -> None:
+    """Answer the refusals of the shared middleware under prefix (a SCIM mount) as SCIM errors.
+
+    Kept on the app's state, so a service mounting SCIM can ask for it after the middleware
+    was added. Every other path is answered with problem+json.
+    """
+    if not prefix.startswith("/") or prefix.endswith("/"):
+        raise ValueError(f"a SCIM prefix is a path without a trailing slash, not {prefix!r}")
+    prefixes: set[str] = getattr(app.state, _SCIM_PREFIXES, set())
+    prefixes.add(prefix)
+    setattr(app.state, _SCIM_PREFIXES, prefixes)
+
+
+def refusal(
+    scope: Scope,
+    status: int,
+    detail: str,
+    *,
+    scim_type: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    """What middleware answers when it refuses a request: the error format of its path.
+
+    scim_type (RFC 7644 section 3.12: invalidPath, invalidValue, ...) is used under a SCIM
+    prefix only.
+    """
+    state = getattr(scope.get("app"), "state", None)
+    prefixes: set[str] = getattr(state, _SCIM_PREFIXES, None) or set()
+    path: str = scope.get("path", "")
+    if any(path == p or path.startswith(p + "/") for p in prefixes):
+        return scim_error(status, detail, scim_type=scim_type, headers=headers)
+    return problem(status, detail, headers=headers)
+
+
 def _allowed_methods(request: Request) -> list[str]:
     methods: set[str] = set()
     for route in request.app.router.routes:
@@ -86,6 +142,33 @@ def _allowed_methods(request: Request) -> list[str]:
     if "GET" in methods:
         methods.add("HEAD")
     return sorted(methods)
+
+
+#: Shown instead of a validator's message that quotes the rejected value.
+_INVALID = "the value is not valid here"
+
+
+def _shown(error: Mapping[str, Any]) -> tuple[str, str]:
+    """A validation error as (location, message), naming declared fields, never input.
+
+    A rejected value may be a secret, and so may a name the caller made up: an unknown
+    field's name and a mapping's key are input, so the location stops at the object
+    holding them. A validator's message that quotes the value is replaced.
+    """
+    loc = [str(part) for part in error.get("loc", ())]
+    message = str(error.get("msg", ""))
+    if "[key]" in loc:  # ("body", "attrs", <the key>, "[key]"): the key is input
+        loc = loc[: max(loc.index("[key]") - 1, 1)]
+    if error.get("type") == "extra_forbidden":
+        loc, message = loc[:-1], "holds a field the schema does not declare"
+    value = error.get("input")
+    if isinstance(value, str) and len(value) >= _QUOTABLE and value in message:
+        message = _INVALID
+    return ".".join(loc), message
+
+
+#: Shorter values may appear in a message by chance ("1" in "at most 10"), and give nothing away.
+_QUOTABLE = 3
 
 
 def install_problem_handlers(app: FastAPI) -> None:
@@ -101,14 +184,14 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     async def validation_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        # Name the fields, never repeat the values: a rejected value may be a secret.
-        errors = [
-            {"location": ".".join(str(p) for p in e.get("loc", ())), "message": e.get("msg", "")}
-            for e in exc.errors()[:20]
-        ]
+        errors = list(dict.fromkeys(_shown(e) for e in exc.errors()))[:20]
         # 400, not FastAPI's 422: a request that fails the schema is malformed (RFC 9110
         # 15.5.1), and SCIM (RFC 7644 3.12) answers invalid values with 400 as well.
-        return problem(400, "the request is invalid", errors=errors)
+        return problem(
+            400,
+            "the request is invalid",
+            errors=[{"location": location, "message": message} for location, message in errors],
+        )
 
     async def dependency_down(request: Request, exc: Exception) -> JSONResponse:
         # Our own database (or another dependency) is unreachable: the request is fine,

@@ -1,8 +1,8 @@
 """Who is calling: bearer credentials to a Caller, and the endpoint's permission check.
 
-Every endpoint except the health probes and the OpenAPI document depends on `require(...)`
-or `authenticated()`. Credentials are Accord API tokens (`acc_...`) or, when an issuer is
-configured, OIDC access tokens (JWT).
+Every endpoint except the health probes and the OpenAPI document depends on `require(...)`,
+`own_or(...)` or `authenticated()`. Credentials are Accord API tokens (`acc_...`) or, when an
+issuer is configured, OIDC access tokens (JWT).
 """
 
 from __future__ import annotations
@@ -111,6 +111,26 @@ def require(permission: Permission) -> Callable[..., Awaitable[Caller]]:
     async def dependency(caller: Caller = Depends(authenticate)) -> Caller:
         if not caller.may(permission):
             raise HTTPException(403, f"this needs the {permission.value} permission")
+        return caller
+
+    return dependency
+
+
+def own_or(permission: Permission) -> Callable[..., Awaitable[Caller]]:
+    """Dependency: a caller holding the permission (everyone's objects) or self-service (their
+    own), else 403: a system's credential (a SCIM client, an application) has no objects of
+    its own, so it is refused outright rather than shown an empty list.
+
+    The endpoint still checks whose object it is (`may_see`, `own_unless_allowed`).
+    """
+    authenticate = authenticated()
+
+    async def dependency(caller: Caller = Depends(authenticate)) -> Caller:
+        if not (caller.may(permission) or caller.may(Permission.SELF_SERVICE)):
+            raise HTTPException(
+                403,
+                f"this needs the {permission.value} or {Permission.SELF_SERVICE.value} permission",
+            )
         return caller
 
     return dependency

@@ -6,7 +6,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from accord.runtime.problems import problem
+from accord.runtime.problems import refusal
 
 CSP = b"content-security-policy"
 SECURITY_HEADERS = [
@@ -65,7 +65,7 @@ class BodyLimitMiddleware:
                 await self._refuse(scope, receive, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = problem(413, f"the request body is larger than {self.max_bytes} bytes")
+        response = refusal(scope, 413, f"the request body is larger than {self.max_bytes} bytes")
         await response(scope, receive, send)
 
 

@@ -34,6 +34,10 @@ class Role(StrEnum):
 class Permission(StrEnum):
     """What an endpoint needs; an API token's scopes are permissions too."""
 
+    SELF_SERVICE = "self-service"
+    """See one's own identity, sagas, principal, access requests and grants, act on one's own
+    factors and ask to unlock oneself: what a person does for themselves. Systems (SCIM
+    clients, applications, identity providers, Shared Signals receivers) have no self."""
     IDENTITIES_READ = "identities:read"
     SAGAS_READ = "sagas:read"
     SAGAS_OPERATE = "sagas:operate"
@@ -74,11 +78,13 @@ class Permission(StrEnum):
     """Manage every Shared Signals stream (admins)."""
 
 
-#: Each role's permissions. Seeing one's own objects (identity, sagas, requests) needs none.
+#: Each role's permissions. Seeing one's own objects (identity, sagas, requests) needs only
+#: SELF_SERVICE, which every role of a person holds.
 ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.ADMIN: frozenset(Permission),
     Role.OPERATOR: frozenset(
         {
+            Permission.SELF_SERVICE,
             Permission.ACCESS_REQUEST,
             Permission.ACCESS_REQUEST_OTHERS,
             Permission.ACCESS_READ,
@@ -98,6 +104,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     ),
     Role.APPROVER: frozenset(
         {
+            Permission.SELF_SERVICE,
             Permission.ACCESS_REQUEST,
             Permission.ACCESS_READ,
             Permission.ACCESS_APPROVE,
@@ -106,7 +113,9 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
         }
     ),
     # A requester may be someone's manager: deciding what one is assigned needs no more.
-    Role.REQUESTER: frozenset({Permission.ACCESS_REQUEST, Permission.ACCESS_APPROVE}),
+    Role.REQUESTER: frozenset(
+        {Permission.SELF_SERVICE, Permission.ACCESS_REQUEST, Permission.ACCESS_APPROVE}
+    ),
     Role.SCIM_CLIENT: frozenset({Permission.SCIM_PROVISION}),
     Role.APPLICATION: frozenset({Permission.AUTHORIZE}),
     Role.IDENTITY_PROVIDER: frozenset(
@@ -115,6 +124,7 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     Role.SSF_RECEIVER: frozenset({Permission.SSF_STREAMS}),
     Role.AUDITOR: frozenset(
         {
+            Permission.SELF_SERVICE,
             Permission.ACCESS_READ,
             Permission.IDENTITIES_READ,
             Permission.SAGAS_READ,
