@@ -23,11 +23,26 @@ pytestmark = pytest.mark.integration
 
 
 class TestLdapConnectorContract(ConnectorContract):
-    """slapd with the inetOrgPerson schema."""
+    """slapd with the inetOrgPerson schema, memberof and refint, and the default settings."""
 
     @pytest_asyncio.fixture(loop_scope="session")
     async def harness(self, ldap_target: LdapTarget) -> AsyncIterator[Harness]:
         async for ready in ldap_harness(ldap_target):
+            yield ready
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def stock_ldap_target() -> AsyncIterator[LdapTarget]:
+    async with LdapTarget(referential_integrity=False) as started:
+        yield started
+
+
+class TestLdapConnectorContractOnAStockSlapd(ConnectorContract):
+    """slapd as it comes (no refint to clean groups up), and the default settings."""
+
+    @pytest_asyncio.fixture(loop_scope="session")
+    async def harness(self, stock_ldap_target: LdapTarget) -> AsyncIterator[Harness]:
+        async for ready in ldap_harness(stock_ldap_target):
             yield ready
 
 
@@ -38,8 +53,6 @@ async def ldap_harness(target: LdapTarget) -> AsyncIterator[Harness]:
         password=SecretStr(target.password),
         people_dn=target.people_dn,
         groups_dn=target.groups_dn,
-        # The placeholder this slapd's refint puts in a group whose last member is deleted.
-        empty_member_dn=target.bind_dn,
     )
     connector = LdapConnector("contract-ldap", settings)
 

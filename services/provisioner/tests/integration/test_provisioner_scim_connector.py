@@ -319,6 +319,40 @@ async def test_delete_removes_the_account_and_a_missing_one_is_already_done(
     assert await connector.disable_account(user_id, user_name) is None
 
 
+async def test_delete_takes_the_user_out_of_its_groups_where_the_provider_can_filter_by_member(
+    connector: ScimConnector,
+    admin: httpx.AsyncClient,
+    unique: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    group = f"grp-{unique}"
+    (kept, kept_name), (gone, gone_name) = (
+        (f"e-{unique}", f"kept-{unique}"),
+        (f"f-{unique}", f"g-{unique}"),
+    )
+    kept_id = (await connector.ensure_account(kept, profile(kept_name))).account_id
+    for user_id, user_name in ((kept, kept_name), (gone, gone_name)):
+        await connector.ensure_account(user_id, profile(user_name))
+        await connector.add_member(user_id, user_name, group)
+
+    await connector.delete_account(gone, gone_name)
+    assert await connector.list_members(group) == [kept_id]
+
+    # A provider that cannot filter groups by member (400) keeps its groups right itself.
+    real_request = connector._request
+
+    async def no_member_filter(method: str, path: str, **kwargs: Any) -> httpx.Response:
+        if path == "/Groups" and "members[" in kwargs.get("params", {}).get("filter", ""):
+            return httpx.Response(
+                400, json={"scimType": "invalidFilter"}, request=httpx.Request(method, path)
+            )
+        return await real_request(method, path, **kwargs)
+
+    monkeypatch.setattr(connector, "_request", no_member_filter)
+    assert await connector.delete_account(kept, kept_name) == kept_id
+    assert (await admin.get(f"/Users/{kept_id}")).status_code == 404
+
+
 async def get_user(admin: httpx.AsyncClient, account_id: str) -> dict[str, Any]:
     response = await admin.get(f"/Users/{account_id}")
     assert response.status_code == 200, response.text

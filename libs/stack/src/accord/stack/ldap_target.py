@@ -3,7 +3,8 @@
 # slapd reads a slapd.conf written for this run (no cn=config), its mdb database is filled with
 # the base entries by `slapd -T add` (slapadd) before it starts, and the whole work dir is removed
 # on stop. The memberof overlay maintains memberOf on the members of groupOfNames entries; refint
-# removes a deleted or renamed entry's DN from every group's member attribute. `-d none` keeps
+# removes a deleted or renamed entry's DN from every group's member attribute (both can be left
+# out, as a stock slapd has neither). `-d none` keeps
 # slapd in the foreground (our child) and logs only its errors; with `-d 0` it logs nothing at
 # all, not even why it failed to start. As root it simply stays root (no -u/-g), which is fine
 # for a private server on 127.0.0.1 in a private temporary directory.
@@ -40,7 +41,8 @@ _SCHEMA_DIR = Path("/etc/ldap/schema")
 _SCHEMAS = ("core", "cosine", "inetorgperson", "nis")
 _MODULE_DIR = Path("/usr/lib/ldap")
 # pw-sha2 lets rootpw be a salted SHA-512 hash instead of the password itself.
-_MODULES = ("back_mdb", "memberof", "refint", "pw-sha2")
+_MODULES = ("back_mdb", "pw-sha2")
+_INTEGRITY_MODULES = ("memberof", "refint")
 # A base DN is a few attr=value RDNs with plain ASCII values: nothing to escape in slapd.conf,
 # the DN or the LDIF.
 _DN_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9-]*=[A-Za-z0-9](?:[A-Za-z0-9 ._-]*[A-Za-z0-9])?")
@@ -106,7 +108,8 @@ class LdapTarget(Startable):
     Groups are groupOfNames: slapd maintains memberOf on their members, and deleting or renaming
     an entry removes or renames it in every group's member attribute. A group must keep one
     member, so when its last member goes that member becomes bind_dn (a placeholder: the admin
-    is not an entry of the directory).
+    is not an entry of the directory). Without `referential_integrity` slapd is as it comes
+    (no memberof, no refint): a deleted or renamed entry stays in the groups under its old DN.
     """
 
     def __init__(
@@ -115,11 +118,13 @@ class LdapTarget(Startable):
         port: int | None = None,
         base_dn: str = "dc=accord,dc=test",
         log_dir: Path | None = None,
+        referential_integrity: bool = True,
     ) -> None:
         """Choose the port (a free one by default), the base DN and the log dir; a new password.
 
         Without a log dir slapd logs into its work dir, which stop() removes.
         """
+        self.referential_integrity = referential_integrity
         self._base_dn = _check_dn(base_dn)
         self._suffix_ldif = _suffix_entry(base_dn)
         self.port = port if port is not None else free_port(_HOST)
@@ -175,7 +180,8 @@ class LdapTarget(Startable):
     def _config(self, data_dir: Path) -> str:
         """Return slapd.conf for a database in `data_dir`."""
         lines = [f"include {_SCHEMA_DIR / name}.schema" for name in _SCHEMAS]
-        lines += [f"modulepath {_MODULE_DIR}", *(f"moduleload {name}" for name in _MODULES)]
+        modules = _MODULES + (_INTEGRITY_MODULES if self.referential_integrity else ())
+        lines += [f"modulepath {_MODULE_DIR}", *(f"moduleload {name}" for name in modules)]
         lines += [
             # Password hashes only for authentication and their owner; the rest readable.
             "access to attrs=userPassword by self write by anonymous auth by * none",
@@ -191,11 +197,14 @@ class LdapTarget(Startable):
             "index objectClass eq",
             "index cn,uid,mail eq,sub",
             "index member eq",
-            "overlay memberof",
-            "overlay refint",
-            "refint_attributes member",
-            f'refint_nothing "{self.bind_dn}"',
         ]
+        if self.referential_integrity:
+            lines += [
+                "overlay memberof",
+                "overlay refint",
+                "refint_attributes member",
+                f'refint_nothing "{self.bind_dn}"',
+            ]
         return "\n".join(lines) + "\n"
 
     def _base_ldif(self) -> str:

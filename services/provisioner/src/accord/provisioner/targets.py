@@ -72,7 +72,9 @@ class LdapTarget(TargetBase):
     groups_dn: str | None = Field(default=None, min_length=3, max_length=512)
     """Where the groupOfNames entries are; without it, group memberships are refused."""
     empty_member_dn: str = Field(default="cn=empty-membership", min_length=3, max_length=512)
-    """The member a group keeps when its last one leaves (match the directory's refint)."""
+    """The member a group keeps when its last one leaves (never listed). The connector takes
+    the entries it deletes or renames out of their groups itself; set the directory's
+    refint_nothing, if it has refint, to the same DN for entries others delete."""
     allow_link_local: bool = False
 
     def password(self) -> SecretStr:

@@ -293,6 +293,32 @@ class ConnectorContract:
         await connector.add_member(second_id, second.user_name, group)
         assert await connector.list_members(group) == [second_ref.account_id]
 
+    async def test_a_renamed_or_deleted_account_leaves_no_stale_member(
+        self, harness: Harness
+    ) -> None:
+        connector = harness.connector
+        group = f"grp-{uuid.uuid4().hex[:8]}"
+        (first_id, first), (second_id, second) = person(), person()
+        await connector.ensure_account(first_id, first)
+        second_ref = await connector.ensure_account(second_id, second)
+        await connector.add_member(first_id, first.user_name, group)
+        await connector.add_member(second_id, second.user_name, group)
+
+        renamed = first.model_copy(update={"user_name": f"{first.user_name}.new"})
+        moved = await connector.update_account(first_id, renamed)
+        assert sorted(await connector.list_members(group)) == sorted(
+            [moved.account_id, second_ref.account_id]
+        )
+        await connector.delete_account(first_id, renamed.user_name)
+        assert await connector.list_members(group) == [second_ref.account_id]
+        await connector.delete_account(second_id, second.user_name)
+        assert await connector.list_members(group) == []
+        # The emptied group takes members again.
+        third_id, third = person()
+        third_ref = await connector.ensure_account(third_id, third)
+        await connector.add_member(third_id, third.user_name, group)
+        assert await connector.list_members(group) == [third_ref.account_id]
+
     async def test_membership_of_an_identity_without_an_account_is_none(
         self, harness: Harness
     ) -> None:

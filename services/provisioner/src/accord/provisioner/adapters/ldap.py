@@ -8,8 +8,11 @@ flag; e.g. `employeeType: disabled`, or `pwdAccountLockedTime` with the ppolicy 
 
 Groups are groupOfNames entries `cn=<group>,<groups DN>` whose `member` values are account
 DNs. A groupOfNames must have a member, so a group whose last member leaves keeps a
-placeholder DN (`empty_member_dn`, never listed); use the one the directory's referential
-integrity puts in (OpenLDAP's `refint_nothing`), so both agree.
+placeholder DN (`empty_member_dn`, never listed). The connector keeps the member values
+right itself: deleting an entry takes it out of every group under groups_dn first, renaming
+it renames it there, so it needs no referential integrity overlay (a stock slapd has none)
+and leaves one (OpenLDAP's refint) nothing to do, whatever its `refint_nothing`. Entries
+deleted by others are that overlay's business: give it the same placeholder.
 """
 
 from __future__ import annotations
@@ -74,7 +77,8 @@ class LdapSettings:
     groups_dn: str | None = None
     """Where the groupOfNames entries are; None: membership calls are refused."""
     empty_member_dn: str = "cn=empty-membership"
-    """The member a group keeps once its last real member left; never listed."""
+    """The member a group keeps once its last real member left; never listed. Any DN will do
+    (it need not exist); one that matches refint_nothing keeps refint's placeholder unlisted too."""
 
 
 @dataclass(frozen=True)
@@ -291,6 +295,7 @@ class LdapConnector:
         if dn.lower() != wanted.lower():
             if not conn.modify_dn(dn, wanted.split(",", 1)[0]):
                 raise self._failure(conn, "rename", dn)
+            self._rename_member(conn, dn, wanted)
             dn = wanted
         self._write(conn, dn, user_id, profile)
         return AccountRef(dn, already_existed=True)
@@ -322,6 +327,9 @@ class LdapConnector:
         found = self._find(conn, user_id, user_name)
         if found is None:
             return None
+        # Out of its groups before it goes: a retry after a failure in between finds it again.
+        for group_dn in self._groups_of(conn, found.dn):
+            self._take_out(conn, group_dn, found.dn)
         if not conn.delete(found.dn) and conn.result["result"] != _NO_SUCH_OBJECT:  # type: ignore[no-untyped-call]  # stubs lack types
             raise self._failure(conn, "delete", found.dn)
         return found.dn
@@ -385,14 +393,34 @@ class LdapConnector:
         found = self._find(conn, user_id, user_name)
         if found is None:
             return None
-        removal = (ldap3.MODIFY_DELETE, found.dn)
+        self._take_out(conn, group_dn, found.dn)
+        return found.dn
+
+    def _take_out(self, conn: ldap3.Connection, group_dn: str, member_dn: str) -> None:
+        """Remove a member from a group; idempotent (a missing group or member is success)."""
+        removal = (ldap3.MODIFY_DELETE, member_dn)
         outcome = self._change_members(
             conn, group_dn, [removal], _NO_SUCH_ATTRIBUTE, _NO_SUCH_OBJECT, _OBJECT_CLASS_VIOLATION
         )
         if outcome == _OBJECT_CLASS_VIOLATION:  # the last member: the placeholder takes its place
             placeholder = (ldap3.MODIFY_ADD, self.settings.empty_member_dn)
             self._change_members(conn, group_dn, [placeholder, removal])
-        return found.dn
+
+    def _rename_member(self, conn: ldap3.Connection, old_dn: str, new_dn: str) -> None:
+        """A renamed entry's groups name it by its new DN. Two changes, each idempotent, so a
+        refint overlay renaming the same values meanwhile leaves the same result."""
+        for group_dn in self._groups_of(conn, old_dn):
+            addition = (ldap3.MODIFY_ADD, new_dn)
+            self._change_members(conn, group_dn, [addition], _VALUE_EXISTS, _NO_SUCH_OBJECT)
+            removal = (ldap3.MODIFY_DELETE, old_dn)
+            self._change_members(conn, group_dn, [removal], _NO_SUCH_ATTRIBUTE, _NO_SUCH_OBJECT)
+
+    def _groups_of(self, conn: ldap3.Connection, member_dn: str) -> list[str]:
+        """The DNs of the groups under groups_dn with this member (none without groups_dn)."""
+        if self.settings.groups_dn is None:
+            return []
+        query = f"(&(objectClass=groupOfNames)(member={escape_filter_chars(member_dn)}))"
+        return [group.dn for group in self._search(conn, self.settings.groups_dn, query, ["cn"])]
 
     def _members(self, conn: ldap3.Connection, group_dn: str) -> list[str]:
         groups = self._search(

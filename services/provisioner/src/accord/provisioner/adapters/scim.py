@@ -131,10 +131,21 @@ class ScimConnector:
         return await self._set_active(user_id, user_name, active=True)
 
     async def delete_account(self, user_id: str, user_name: str) -> str | None:
-        """DELETE the user; a user already gone is success."""
+        """Take the user out of its groups, then DELETE it; a user already gone is success.
+
+        Not every provider drops a deleted user from the groups that list it (scim2-server
+        does not), and a group would list the dead id for good; one that cannot filter groups
+        by member (400 or 501) is trusted to.
+        """
         account_id = await self.find_account(user_id, user_name)
         if account_id is None:
             return None
+        member = f"members[value eq {filter_literal(account_id)}]"
+        response = await self._request("GET", "/Groups", params={"filter": member})
+        if response.status_code not in (400, 501):
+            self._raise_for_status(response)
+            listing = self._parse(response, ListResponse[Group], Context.SEARCH_RESPONSE)
+            await self._take_out(account_id, [g for g in listing.resources or [] if g.id])
         response = await self._request("DELETE", f"/Users/{account_id}")
         if response.status_code != 404:
             self._raise_for_status(response)
@@ -194,14 +205,18 @@ class ScimConnector:
         account_id = await self.find_account(user_id, user_name)
         if account_id is None:
             return None
+        await self._take_out(account_id, await self._groups(group))
+        return account_id
+
+    async def _take_out(self, account_id: str, groups: list[Group]) -> None:
+        """PATCH the user out of the groups; a group gone meanwhile is success."""
         remove = PatchOperation[Group](
             op=PatchOperation.Op.remove, path=f"members[value eq {filter_literal(account_id)}]"
         )
-        for found in await self._groups(group):
+        for found in groups:
             await self._patch(
                 f"/Groups/{found.id}", PatchOp[Group](operations=[remove]), gone_ok=True
             )
-        return account_id
 
     async def list_members(self, group: str) -> list[str]:
         """The ids of the users in the group(s) of that name, read from the Group resources."""
