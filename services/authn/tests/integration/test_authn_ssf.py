@@ -465,6 +465,29 @@ async def test_stream_management_answers_as_ssf_says(world: World) -> None:
     assert await status("GET", f"/ssf/streams?stream_id={stream_id}") == 404
 
 
+async def test_a_stream_is_addressed_to_the_receiver_that_made_it(world: World) -> None:
+    # rp-1 may not have Accord sign SETs addressed to rp-2 (which it could replay to rp-2).
+    theirs = await world.call("POST", "/ssf/streams", json={"aud": "rp-2"})
+    both = await world.call("POST", "/ssf/streams", json={"aud": ["rp-1", "rp-2"]})
+    echoed = await world.create(aud="rp-1", events_requested=[st.ACCOUNT_DISABLED])
+    plain = await world.create("acc_rp2", events_requested=[st.ACCOUNT_DISABLED])
+
+    assert (theirs.status_code, both.status_code) == (400, 400)
+    assert theirs.headers["content-type"] == "application/problem+json"
+    assert "rp-2" not in theirs.text
+    assert (echoed["aud"], plain["aud"]) == ("rp-1", "rp-2")
+    assert await world.transmit(st.ACCOUNT_DISABLED) == 2
+    mine = await world.poll(echoed["stream_id"], "acc_rp1")
+    ((_, token),) = mine["sets"].items()
+    assert world.verified(token)["aud"] == "rp-1"
+    with pytest.raises(asyncpg.CheckViolationError):
+        await world.pool.execute(
+            "UPDATE ssf_streams SET config = jsonb_set(config, '{aud}', '[\"rp-2\"]')"
+            " WHERE stream_id = $1",
+            echoed["stream_id"],
+        )
+
+
 async def test_status_holds_drops_and_announces(world: World) -> None:
     stream_id = (await world.create("acc_rp2", events_requested=[st.ACCOUNT_DISABLED]))["stream_id"]
 

@@ -21,7 +21,7 @@ def create(body: dict[str, Any]) -> StreamConfig:
         body,
         stream_id="s-1",
         issuer=BASE,
-        default_audience="rp-1",
+        audience="rp-1",
         poll_url=POLL_URL,
         supported=st.TRANSMITTED,
     )
@@ -61,13 +61,17 @@ def test_delivered_is_requested_and_supported() -> None:
     assert config.public()["description"] == "for the wiki"
 
 
-def test_the_receiver_may_name_its_audience_at_creation() -> None:
-    assert create({"aud": "https://rp.example.com"}).audience() == "https://rp.example.com"
-    assert create({"aud": ["a", "b"]}).audience() == ["a", "b"]
-    with pytest.raises(InvalidStream, match="aud"):
-        create({"aud": []})
-    with pytest.raises(InvalidStream, match="aud"):
-        create({"aud": [1]})
+def test_the_audience_is_the_receiver_and_a_create_may_only_echo_it() -> None:
+    # aud is transmitter-supplied (SSF 1.0 section 8.1.1): the receiver the caller is, so no
+    # receiver gets Accord-signed SETs addressed to another one.
+    assert create({}).audience() == "rp-1"
+    assert create({"aud": "rp-1"}).audience() == "rp-1"
+    assert create({"aud": ["rp-1"]}).audience() == "rp-1"
+    for other in ("rp-2", ["rp-1", "rp-2"], "https://rp.example.com", [], [1]):
+        with pytest.raises(InvalidStream, match="aud is set by the transmitter"):
+            create({"aud": other})
+    with pytest.raises(InvalidStream, match="iss is set by the transmitter"):
+        create({"iss": "https://other.example"})
 
 
 def test_the_authorization_header_is_kept_but_never_shown() -> None:

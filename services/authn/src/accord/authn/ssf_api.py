@@ -166,7 +166,7 @@ def _transmitter(
                 body,
                 stream_id=stream_id,
                 issuer=base,
-                default_audience=caller.subject,
+                audience=caller.subject,
                 poll_url=f"{base}/ssf/poll/{stream_id}",
                 supported=set_tokens.TRANSMITTED,
             )

@@ -24,7 +24,8 @@ CONFIGURATION = (
     f' `{{"method": "{streams.POLL}"}}` (poll, the default) or'
     f' `{{"method": "{streams.PUSH}", "endpoint_url": ..., "authorization_header": ...}}`'
     " (push: an http(s) URL with no credentials, never a link-local or metadata address)."
-    " Transmitter-supplied properties may be echoed back but must match."
+    " Transmitter-supplied properties may be echoed back but must match; `aud` is always the"
+    " receiver the caller is."
 )
 
 
@@ -56,20 +57,8 @@ EVENTS = {
     "maxItems": streams.MAX_EVENTS_REQUESTED,
     "items": {"type": "string", "minLength": 1, "maxLength": 256, "pattern": PRINTABLE},
 }
-AUDIENCE_ITEM = {"type": "string", "minLength": 1, "maxLength": 256, "pattern": PRINTABLE}
 NEW_STREAM = json_body(
-    {
-        "events_requested": EVENTS,
-        "description": text(1024),
-        "aud": {
-            "anyOf": [
-                AUDIENCE_ITEM,
-                {"type": "array", "minItems": 1, "maxItems": 8, "items": AUDIENCE_ITEM},
-                {"type": "null"},
-            ]
-        },
-    },
-    description=CONFIGURATION,
+    {"events_requested": EVENTS, "description": text(1024)}, description=CONFIGURATION
 )
 CHANGED_STREAM = json_body(
     {"stream_id": STREAM_REF, "events_requested": EVENTS, "description": text(1024)},

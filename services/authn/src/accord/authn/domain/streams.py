@@ -1,9 +1,11 @@
 """Shared Signals Framework 1.0 event streams (§8): configuration, validation, updates.
 
-Receiver-supplied properties: events_requested, delivery, description (and `aud` when a
-stream is created). Transmitter-supplied ones (stream_id, iss, aud, events_supported,
-events_delivered, min_verification_interval, a poll stream's endpoint_url) may be echoed
-back on PATCH and PUT but must then match; changing them is a 400.
+Receiver-supplied properties: events_requested, delivery, description. Transmitter-supplied
+ones (stream_id, iss, aud, events_supported, events_delivered, min_verification_interval, a
+poll stream's endpoint_url) may be echoed back on create, PATCH and PUT but must then match;
+changing them is a 400. `aud` is the receiver the stream belongs to (the caller that created
+it), never what a request names: a receiver must not get SETs addressed to another receiver,
+which it could replay to that one.
 """
 
 from __future__ import annotations
@@ -117,21 +119,23 @@ def new_stream(
     *,
     stream_id: str,
     issuer: str,
-    default_audience: str,
+    audience: str,
     poll_url: str,
     supported: Sequence[str],
 ) -> StreamConfig:
-    """A stream from a create request (§8.1.1.1); no delivery means poll."""
-    aud = _audience(body["aud"]) if body.get("aud") is not None else (default_audience,)
-    return StreamConfig(
+    """A stream from a create request (§8.1.1.1) for the receiver `audience`; no delivery
+    means poll."""
+    config = StreamConfig(
         stream_id=stream_id,
         iss=issuer,
-        aud=aud,
+        aud=(audience,),
         events_supported=tuple(supported),
         events_requested=_events(body.get("events_requested")),
         delivery=_delivery(body.get("delivery"), poll_url=poll_url, current=None),
         description=_description(body.get("description")),
     )
+    _check_echoes(config, body)
+    return config
 
 
 def update_stream(
@@ -192,15 +196,6 @@ def _check_echoes(current: StreamConfig, body: Mapping[str, Any]) -> None:
 
 def _strings(value: object) -> bool:
     return isinstance(value, list) and all(isinstance(v, str) for v in value)
-
-
-def _audience(value: object) -> tuple[str, ...]:
-    listed = [value] if isinstance(value, str) else value
-    if not isinstance(listed, list) or not 0 < len(listed) <= 8:
-        raise InvalidStream("aud must be a string or a list of up to 8 strings")
-    if not all(isinstance(a, str) and 0 < len(a) <= 256 and not _has_control(a) for a in listed):
-        raise InvalidStream("each aud must be a printable text of at most 256 characters")
-    return tuple(listed)
 
 
 def _events(value: object) -> tuple[str, ...]:
