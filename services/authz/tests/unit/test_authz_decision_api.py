@@ -8,11 +8,14 @@ import pytest
 from pydantic import ValidationError
 
 from accord.authz import decision_api
-from accord.authz.decision_api import EntityIn, Question
-from accord.authz.domain.model import Decision, Entity, EntityRef
+from accord.authz.catalogue import load_catalogue
+from accord.authz.decision_api import Answer, EntityIn, Question
+from accord.authz.domain import PolicySource, compile_policies
+from accord.authz.domain.model import Entity, EntityRef
 from accord.authz.domain.policy_files import default_policy_dir, load_policy_dir
 
 POLICIES = load_policy_dir(default_policy_dir())
+CATALOGUE = load_catalogue(default_policy_dir() / "catalogue.yaml")
 ADA = EntityRef("User", "ada")
 KNOWN = {ADA: [Entity(ADA, {"active": True})]}
 
@@ -46,7 +49,7 @@ def test_a_batch_answers_in_order_with_one_engine_call_per_principal(monkeypatch
         ask("wiki/editor", "low"),
     ]
 
-    decisions = decision_api._decide_all(POLICIES, questions, KNOWN)
+    decisions = decision_api._decide_all(POLICIES, questions, KNOWN, CATALOGUE)
 
     assert [(d.effect, d.reasons) for d in decisions] == [
         ("permit", ("low-risk-self-service",)),
@@ -58,13 +61,53 @@ def test_a_batch_answers_in_order_with_one_engine_call_per_principal(monkeypatch
 
 
 def test_an_entity_given_twice_differently_is_decided_question_by_question() -> None:
-    questions = [ask("wiki/reader", "low"), ask("wiki/reader", "high")]
+    in_x = compile_policies(
+        [
+            PolicySource(
+                "x.cedar",
+                '@id("in-x") permit (principal, action, resource)'
+                ' when { principal in Group::"x" };',
+            )
+        ],
+        None,
+    )
+    known = {ADA: [Entity(ADA, {}, (EntityRef("Group", "a"),))]}
+    inside = ask(
+        "wiki/reader",
+        None,
+        entities=[{"type": "Group", "id": "a", "parents": [{"type": "Group", "id": "x"}]}],
+    )
+    outside = ask("wiki/editor", None, entities=[{"type": "Group", "id": "a"}])
 
-    decisions = decision_api._decide_all(POLICIES, questions, KNOWN)
+    decisions = decision_api._decide_all(in_x, [inside, outside], known, CATALOGUE)
 
-    assert [d.reasons for d in decisions] == [
-        ("low-risk-self-service",),
-        ("high-risk-needs-manager-and-owner",),
+    assert [(d.effect, d.reasons) for d in decisions] == [
+        ("permit", ("in-x",)),
+        ("deny", ("no policy permits",)),
+    ]
+
+
+def test_the_catalogue_describes_entitlements_whatever_the_caller_says() -> None:
+    # The README's example: no entities given, the catalogue says wiki/reader is low risk.
+    bare = Question.model_validate(
+        {
+            "principal": {"type": "User", "id": "ada"},
+            "action": "request",
+            "resource": {"type": "Entitlement", "id": "wiki/reader"},
+        }
+    )
+    # payroll/admin is high risk, whatever the caller claims.
+    claimed = ask("payroll/admin", "low")
+
+    decisions = decision_api._decide_all(POLICIES, [bare, claimed], KNOWN, CATALOGUE)
+
+    assert [(d.effect, d.reasons, d.chain) for d in decisions] == [
+        ("permit", ("low-risk-self-service",), ()),
+        (
+            "approval_required",
+            ("high-risk-needs-manager-and-owner",),
+            ("manager", "application_owner"),
+        ),
     ]
 
 
@@ -82,7 +125,7 @@ def test_the_caller_cannot_replace_what_accord_knows_about_its_principal() -> No
     eve = EntityRef("User", "eve")
 
     (decision,) = decision_api._decide_all(
-        POLICIES, [forged], {eve: [Entity(eve, {"active": False})]}
+        POLICIES, [forged], {eve: [Entity(eve, {"active": False})]}, CATALOGUE
     )
 
     assert decision.reasons == ("inactive-users-get-nothing",)
@@ -96,7 +139,9 @@ def test_every_question_the_api_accepts_can_be_logged_as_an_event() -> None:
             "resource": {"type": "Acme::Doc_1", "id": "d\t1"},
         }
     )
-    event = decision_api.decided_event(longest, Decision("deny", ("p0",), ()), 1.0)
+    event = decision_api.decided_event(
+        longest, Answer(decision="deny", reasons=["p0"], errors=[]), 1.0
+    )
     assert (event.principal_type, event.resource_type) == ("A" * 128, "Acme::Doc_1")
 
 

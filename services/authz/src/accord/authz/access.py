@@ -17,8 +17,9 @@ import asyncpg
 from accord.authz.adapters import approvals, directory, grants, requests, store
 from accord.authz.catalogue import Catalogue, entitlement_id
 from accord.authz.domain import approvals as chain_rules
+from accord.authz.domain.access_outcome import outcome
 from accord.authz.domain.model import AccessQuery, EntityRef
-from accord.authz.domain.policy_set import LoadedPolicies, decide
+from accord.authz.domain.policy_set import LoadedPolicies
 from accord.events import (
     AccessApprovalDecided,
     AccessApprovalRequested,
@@ -61,8 +62,17 @@ class RequestNotFound(LookupError):
     """No such access request."""
 
 
+class NotInvolved(RequestNotFound):
+    """The request is not the caller's to decide, nor theirs at all: to them, as if there
+    were none (its existence and its state are not their business)."""
+
+
 class NotWaiting(ValueError):
     """The request is not waiting for an approval."""
+
+    def __init__(self, status: str) -> None:
+        self.status = status
+        super().__init__(f"the access request is {status}, not waiting for approval")
 
 
 # --- deciding a request ---------------------------------------------------------------------
@@ -132,25 +142,21 @@ async def _decide(
         *await directory.principal_entities(conn, request.principal_id),
         *catalogue.resource_entities(resource.application, resource.entitlement),
     ]
-    decision = decide(policies, query, entities)
-    if decision.errors:
-        log.warning("policy evaluation errors", extra={"errors": list(decision.errors)})
-    status: Literal["permit", "deny", "approval_required"] = decision.effect
-    reasons = list(decision.reasons)
+    found = outcome(policies, query, entities)
+    if found.errors:
+        log.warning("policy evaluation errors", extra={"errors": list(found.errors)})
+    status: Literal["permit", "deny", "approval_required"] = found.effect
+    reasons = list(found.reasons)
     stages: list[chain_rules.Stage] = []
-    chain: tuple[str, ...] = ()
-    if status == "permit":
-        chain = chain_rules.chain_for(decision.reasons, policies.annotations)
-    elif _routable(decision.reasons, policies):
-        assert policies.without_routed is not None
-        otherwise = decide(policies.without_routed, query, entities)
-        if otherwise.effect == "permit":
-            chain = chain_rules.routed_chain(
-                decision.reasons, otherwise.reasons, policies.annotations
-            )
-            reasons = [*reasons, *otherwise.reasons]
-    if chain:
-        stages = await _resolve(conn, chain, request, catalogue)
+    if found.chain:
+        stages = await resolve_stages(
+            conn,
+            found.chain,
+            requester_id=request.requester_id,
+            principal_id=request.principal_id,
+            application=resource.application,
+            catalogue=catalogue,
+        )
         blocked = chain_rules.unapprovable(stages)
         status = "deny" if blocked else "approval_required"
         reasons = [*reasons, blocked] if blocked else reasons
@@ -179,27 +185,26 @@ async def _decide(
     return events
 
 
-def _routable(reasons: tuple[str, ...], policies: LoadedPolicies) -> bool:
-    """Whether a denial came only from separation-of-duties policies that route to approval."""
-    return bool(reasons) and set(reasons) <= policies.routed and policies.without_routed is not None
-
-
-async def _resolve(
+async def resolve_stages(
     conn: asyncpg.Connection,
     chain: tuple[str, ...],
-    request: AccessRequested,
+    *,
+    requester_id: str,
+    principal_id: str,
+    application: str,
     catalogue: Catalogue,
 ) -> list[chain_rules.Stage]:
-    app = catalogue.application(request.resource.application)
+    """Who approves each stage of a chain, and who it escalates to."""
+    app = catalogue.application(application)
     groups = {
         name.removeprefix("group:"): await directory.members(conn, name.removeprefix("group:"))
         for name in chain
         if name.startswith("group:")
     }
     people = chain_rules.Directory(
-        requester_id=request.requester_id,
-        principal_id=request.principal_id,
-        manager_of=await directory.managers(conn, request.principal_id),
+        requester_id=requester_id,
+        principal_id=principal_id,
+        manager_of=await directory.managers(conn, principal_id),
         owners=app.owners,
         escalation=app.escalation,
         group_members=groups,
@@ -223,17 +228,20 @@ async def decide_stage(
 ) -> list[Envelope]:
     """An approver's answer to the request's current stage.
 
-    Raises RequestNotFound, NotWaiting, or NotAnApprover (self-approval included).
+    Raises RequestNotFound; NotInvolved when the approver is neither its requester, its
+    principal nor named on its chain; NotWaiting; or NotAnApprover (self-approval included).
+    Their messages name no id: an HTTP error body repeats no input.
     """
     # Stage before request, as the timers lock them: two orders could deadlock.
     stage = await approvals.pending_stage(conn, request_id)
     row = await requests.locked(conn, request_id)
     if row is None:
-        raise RequestNotFound(f"access request {request_id} not found")
+        raise RequestNotFound("no such access request")
+    mine = approver_id in (row["requester_id"], row["principal_id"])
+    if not mine and not await approvals.names(conn, request_id, approver_id):
+        raise NotInvolved("no such access request among those you may decide")
     if row["status"] != "approval_required" or stage is None:
-        raise NotWaiting(
-            f"access request {request_id} is {row['status']}, not waiting for approval"
-        )
+        raise NotWaiting(row["status"])
     chain_rules.check_approver(
         approver_id,
         requester_id=row["requester_id"],

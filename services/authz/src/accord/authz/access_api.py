@@ -14,7 +14,7 @@ from accord.authz.handlers import Rules
 from accord.events.catalogue.base import LongText, ShortText
 from accord.runtime.outbox import enqueue
 from accord.runtime.params import Id, Rfc3339, parse_rfc3339
-from accord.runtime.security.api import authenticated, own_unless_allowed, require
+from accord.runtime.security.api import own_or, own_unless_allowed, require
 from accord.runtime.security.roles import Caller, Permission
 from accord.runtime.service import Runtime
 
@@ -40,7 +40,8 @@ def configure(
 ) -> None:
     """Mount the approval, grant and SoD routes."""
     router = APIRouter(prefix="/v1", tags=["authz"])
-    caller_dependency = authenticated()
+    # A system's credential (SCIM client, application) holds no entitlements: 403.
+    entitlement_reader = own_or(Permission.ACCESS_READ)
     approver_dependency = require(Permission.ACCESS_APPROVE)
 
     @router.get("/approvals", summary="Approval stages waiting: the caller's, or everyone's")
@@ -70,8 +71,9 @@ def configure(
                     source=runtime.source,
                 )
                 await enqueue(conn, runtime.schema, events)
-        except access.RequestNotFound as error:
-            raise HTTPException(404, str(error)) from None
+        except access.RequestNotFound:
+            # Unknown, or not the caller's business: the same answer (no id repeated).
+            raise HTTPException(404, "no such access request among those you may decide") from None
         except access.NotWaiting as error:
             raise HTTPException(409, str(error)) from None
         except NotAnApprover as error:
@@ -83,7 +85,10 @@ def configure(
 
     answered = {
         403: {"description": "Not an approver of the current stage, or one's own request"},
-        404: {"description": "No such access request"},
+        404: {
+            "description": "No such access request, or none of the caller's: neither theirs"
+            " nor naming them as an approver"
+        },
         409: {"description": "The request is not waiting for an approval"},
     }
 
@@ -109,7 +114,7 @@ def configure(
 
     @router.get("/entitlements", summary="Who holds what, now or at any past time")
     async def list_entitlements(
-        caller: Caller = Depends(caller_dependency),
+        caller: Caller = Depends(entitlement_reader),
         principal_id: Id | None = None,
         application: Id | None = None,
         as_of: Rfc3339 | None = None,
@@ -140,7 +145,7 @@ def configure(
         async with runtime.pool.acquire() as conn, conn.transaction():
             events = await access.revoke(conn, grant_id, body.reason, source=runtime.source)
             if not events:
-                raise HTTPException(409, f"grant {grant_id} is not live (unknown or ended)")
+                raise HTTPException(409, "no live grant of that id (unknown or ended)")
             await enqueue(conn, runtime.schema, events)
         return {"grant_id": grant_id, "revoked": True}
 

@@ -8,18 +8,22 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from accord.authz import access
 from accord.authz.adapters import approvals, requests, store
 from accord.authz.policy_holder import PolicyHolder
 from accord.events import AccessRequested, Resource, new_event
 from accord.events.catalogue.base import Identifier, LongText
 from accord.runtime.outbox import enqueue
 from accord.runtime.params import Id
-from accord.runtime.security.api import authenticated, may_see, require
+from accord.runtime.security.api import may_see, own_or, require
 from accord.runtime.security.roles import Caller, Permission
 from accord.runtime.service import Runtime
 
 _IDEMPOTENCY = uuid.UUID("0b4f7f1e-3a53-4d1f-a6a5-4f0c9f1d2e77")
-Status = Literal["pending", "permit", "deny", "approval_required"]
+#: An access request's status: `pending` (waiting for its principal to be known), the
+#: decision (`permit`, `deny`, `approval_required`), then how a chain ended (`approved`,
+#: `denied`, `expired`).
+Status = Literal["pending", "permit", "deny", "approval_required", "approved", "denied", "expired"]
 
 
 class NewAccessRequest(BaseModel):
@@ -36,16 +40,21 @@ class NewAccessRequest(BaseModel):
     duration_seconds: int | None = Field(default=None, gt=0, le=366 * 24 * 3600)
 
 
-def configure(app: FastAPI, runtime: Runtime, holder: PolicyHolder) -> None:
+def configure(
+    app: FastAPI, runtime: Runtime, holder: PolicyHolder, settings: access.ApprovalSettings
+) -> None:
     """Mount authz's routes."""
     router = APIRouter(prefix="/v1", tags=["authz"])
-    caller_dependency = authenticated()
+    # A system's credential (SCIM client, application) has no requests or principal: 403.
+    access_reader = own_or(Permission.ACCESS_READ)
+    principal_reader = own_or(Permission.PRINCIPALS_READ)
     requester_dependency = require(Permission.ACCESS_REQUEST)
 
     @router.post(
         "/access-requests",
         status_code=202,
-        summary="Ask for an entitlement",
+        summary="Ask for an entitlement: decided at once (its status says how), or `pending`"
+        " while its principal is not known yet",
         responses={
             200: {"description": "The earlier request made with this Idempotency-Key"},
             409: {"description": "The Idempotency-Key belongs to another caller's request"},
@@ -79,19 +88,30 @@ def configure(app: FastAPI, runtime: Runtime, holder: PolicyHolder) -> None:
         async with runtime.pool.acquire() as conn, conn.transaction():
             created = await requests.insert(conn, request)
             if created:
+                # Decided here, as the access.requested consumer would (it finds the request
+                # decided and does nothing), so the answer says what happened.
                 event = new_event(request, source=runtime.source, correlation_id=request_id)
-                await enqueue(conn, runtime.schema, [event])
+                current = holder.current
+                decided = await access.decide_request(
+                    conn,
+                    event,
+                    policies=current.policies,
+                    catalogue=current.catalogue,
+                    settings=settings,
+                    source=runtime.source,
+                )
+                await enqueue(conn, runtime.schema, [event, *decided])
         entry = await requests.get(runtime.pool, request_id)
         if entry is None or entry["requester_id"] != caller.subject:
             raise HTTPException(409, "this idempotency key was used for another request")
         response.headers["Location"] = f"/v1/access-requests/{request_id}"
         if not created:
             response.status_code = 200
-        return entry
+        return {**entry, "approvals": await approvals.chain(runtime.pool, request_id)}
 
     @router.get("/access-requests", summary="Access requests: everyone's, or the caller's own")
     async def list_requests(
-        caller: Caller = Depends(caller_dependency),
+        caller: Caller = Depends(access_reader),
         status: Status | None = None,
         after: Annotated[Id | None, Query(description="Cursor: the last request_id seen")] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 100,
@@ -104,12 +124,12 @@ def configure(app: FastAPI, runtime: Runtime, holder: PolicyHolder) -> None:
         return {"items": items, "next_after": next_after}
 
     @router.get("/access-requests/{request_id}", summary="One access request")
-    async def get_request(request_id: Id, caller: Caller = Depends(caller_dependency)) -> Any:
+    async def get_request(request_id: Id, caller: Caller = Depends(access_reader)) -> Any:
         entry = await requests.get(runtime.pool, request_id)
         if entry is None or not may_see(
             caller, Permission.ACCESS_READ, entry["requester_id"], entry["principal_id"]
         ):
-            raise HTTPException(404, f"access request {request_id} not found")
+            raise HTTPException(404, "no such access request")
         return {**entry, "approvals": await approvals.chain(runtime.pool, request_id)}
 
     @router.get(
@@ -134,14 +154,14 @@ def configure(app: FastAPI, runtime: Runtime, holder: PolicyHolder) -> None:
 
     @router.get("/principals/{user_id}", summary="The attributes policies see for a user")
     async def get_principal(
-        user_id: Id, caller: Caller = Depends(caller_dependency)
+        user_id: Id, caller: Caller = Depends(principal_reader)
     ) -> dict[str, Any]:
         attrs: dict[str, Any] = {}
         if may_see(caller, Permission.PRINCIPALS_READ, user_id):
             async with runtime.pool.acquire() as conn:
                 attrs = await store.principal_attrs(conn, user_id)
         if not attrs:
-            raise HTTPException(404, f"principal {user_id} not known")
+            raise HTTPException(404, "no such principal")
         return {"user_id": user_id, "attributes": attrs}
 
     app.include_router(router)

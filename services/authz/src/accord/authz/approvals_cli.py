@@ -229,8 +229,16 @@ def _decide(args: argparse.Namespace) -> int:
                     source=SOURCE,
                 )
                 await enqueue(conn, SCHEMA, events)
-        except (access.RequestNotFound, access.NotWaiting) as error:
-            raise CliError(str(error)) from None
+        except access.NotInvolved:
+            raise CliError(
+                f"{args.approver} cannot {verb} {args.request_id}: not an approver of it"
+            ) from None
+        except access.RequestNotFound:
+            raise CliError(f"access request {args.request_id} not found") from None
+        except access.NotWaiting as error:
+            raise CliError(
+                f"access request {args.request_id} is {error.status}, not waiting for approval"
+            ) from None
         except NotAnApprover as error:
             raise CliError(f"{args.approver} cannot {verb} {args.request_id}: {error}") from None
         request = await requests.get(pool, args.request_id)

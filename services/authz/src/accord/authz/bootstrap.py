@@ -54,7 +54,7 @@ def definition(settings: AuthzSettings) -> ServiceDefinition:
         return table
 
     def configure_app(app: FastAPI, runtime: Runtime) -> None:
-        api.configure(app, runtime, holder)
+        api.configure(app, runtime, holder, approvals)
         access_api.configure(app, runtime, rules, approvals)
         decision_api.configure(app, runtime, rules, log_rate=settings.decision_log_rate)
         authn_api.configure(app, runtime, rules, log_rate=settings.decision_log_rate)

@@ -81,6 +81,16 @@ class Catalogue(BaseModel):
             ),
         ]
 
+    def entities_of(self, resource: EntityRef) -> list[Entity]:
+        """What the catalogue says of a resource: an Entitlement (`application/entitlement`)
+        with its application, or an Application; nothing for any other resource."""
+        if resource.type == "Entitlement" and "/" in resource.id:
+            application, entitlement = resource.id.split("/", 1)
+            return self.resource_entities(application, entitlement)
+        if resource.type == "Application":
+            return [self.application_entity(resource.id)]
+        return []
+
     def application_entity(self, application: str) -> Entity:
         """The Cedar entity of an application, with its attributes (none for an unknown one)."""
         return Entity(

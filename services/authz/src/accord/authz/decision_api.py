@@ -1,10 +1,14 @@
 """The decision API: applications and gateways ask "may this principal do this?".
 
 `POST /v1/authorize` answers one question, `POST /v1/authorize/batch` up to 100 about the
-same or different principals. A `User` principal is looked up in authz's projection (its
-attributes, groups, nested groups and live entitlements); the caller adds the entities
-only it knows (the document, the ticket) in `entities`. Decisions are emitted as
-authz.decided events for the audit log, all of them or a sample (ACCORD_DECISION_LOG_RATE).
+same or different principals. The policies see the entities an access request sees: a
+`User` principal as authz's projection has it (its attributes, groups, nested groups and
+live entitlements), an `Entitlement` or `Application` resource as the catalogue describes
+it; the caller adds the entities only it knows (the document, the ticket) in `entities`,
+and never replaces Accord's. A permit that needs approvals first is `approval_required`,
+with the stages and their approvers, where an access request would wait for them (and a
+deny where one of them has nobody to decide it). Decisions are emitted as authz.decided
+events for the audit log, all of them or a sample (ACCORD_DECISION_LOG_RATE).
 """
 
 from __future__ import annotations
@@ -16,12 +20,22 @@ import uuid
 from collections.abc import Sequence
 from typing import Any, Literal
 
+import asyncpg
 from fastapi import APIRouter, Depends, FastAPI
 from pydantic import BaseModel, ConfigDict, Field
 
+from accord.authz import access
 from accord.authz.adapters import directory
-from accord.authz.domain.model import AccessQuery, Decision, Entity, EntityRef
-from accord.authz.domain.policy_set import EntityError, LoadedPolicies, decide, decide_batch
+from accord.authz.catalogue import Catalogue
+from accord.authz.domain.access_outcome import Outcome, outcome
+from accord.authz.domain.approvals import unapprovable
+from accord.authz.domain.model import AccessQuery, Entity, EntityRef
+from accord.authz.domain.policy_set import (
+    EntityError,
+    LoadedPolicies,
+    decide_batch,
+    load_entities,
+)
 from accord.authz.handlers import Rules
 from accord.events import AuthzDecided, new_event, to_kafka
 from accord.events.catalogue.base import CedarType, ShortText
@@ -82,12 +96,24 @@ class Batch(BaseModel):
     requests: list[Question] = Field(min_length=1, max_length=MAX_BATCH)
 
 
+class StageAnswer(BaseModel):
+    """One approval stage a request for this access would wait for."""
+
+    stage: int
+    name: str
+    """manager, application_owner, group:<id> or user:<id>."""
+    approvers: list[str]
+
+
 class Answer(BaseModel):
     """The decision, the policies that made it, and evaluation errors if any."""
 
-    decision: Literal["permit", "deny"]
+    decision: Literal["permit", "deny", "approval_required"]
+    """permit: access now; approval_required: not access, only after `approvals`."""
     reasons: list[str]
     errors: list[str]
+    approvals: list[StageAnswer] = Field(default_factory=list)
+    """The chain's stages, in order (approval_required only)."""
 
 
 def configure(app: FastAPI, runtime: Runtime, rules: Rules, *, log_rate: float) -> None:
@@ -96,26 +122,20 @@ def configure(app: FastAPI, runtime: Runtime, rules: Rules, *, log_rate: float) 
     guard = [Depends(require(Permission.AUTHORIZE))]
 
     async def answer(questions: Sequence[Question]) -> list[Answer]:
-        policies, _ = rules()
-        principals: dict[EntityRef, list[Entity]] = {}
+        policies, catalogue = rules()
+        known: dict[EntityRef, list[Entity]] = {}
         async with runtime.pool.acquire() as conn:
             for q in questions:
                 ref = q.principal.ref()
-                if ref.type == "User" and ref not in principals:
-                    principals[ref] = await directory.principal_entities(conn, ref.id)
-        answers = []
-        for q, decision in zip(
-            questions, _decide_all(policies, questions, principals), strict=True
-        ):
-            answers.append(
-                Answer(
-                    decision=decision.effect,
-                    reasons=list(decision.reasons),
-                    errors=list(decision.errors),
-                )
-            )
+                if ref.type == "User" and ref not in known:
+                    known[ref] = await directory.principal_entities(conn, ref.id)
+            found = _decide_all(policies, questions, known, catalogue)
+            answers = [
+                await _answer(conn, q, o, catalogue) for q, o in zip(questions, found, strict=True)
+            ]
+        for q, o in zip(questions, answers, strict=True):
             if log_rate and random.random() < log_rate:  # noqa: S311 - sampling, not crypto
-                await _log(runtime, q, decision, log_rate)
+                await _log(runtime, q, o, log_rate)
         return answers
 
     @router.post("/authorize", summary="One decision", dependencies=guard)
@@ -130,37 +150,90 @@ def configure(app: FastAPI, runtime: Runtime, rules: Rules, *, log_rate: float) 
     app.include_router(router)
 
 
+async def _answer(
+    conn: asyncpg.Connection, question: Question, found: Outcome, catalogue: Catalogue
+) -> Answer:
+    """The answer to a question: a chain's stages resolved to their approvers, as an access
+    request for oneself would have them (a stage nobody else can decide denies)."""
+    effect, reasons = found.effect, list(found.reasons)
+    stages: list[StageAnswer] = []
+    if found.chain:
+        resolved = await access.resolve_stages(
+            conn,
+            found.chain,
+            requester_id=question.principal.id,
+            principal_id=question.principal.id,
+            application=_application_of(question.resource),
+            catalogue=catalogue,
+        )
+        blocked = unapprovable(resolved)
+        if blocked:
+            effect, reasons = "deny", [*reasons, blocked]
+        else:
+            stages = [
+                StageAnswer(stage=s.number, name=s.name, approvers=list(s.approvers))
+                for s in resolved
+            ]
+    return Answer(decision=effect, reasons=reasons, errors=list(found.errors), approvals=stages)
+
+
+def _application_of(resource: Ref) -> str:
+    """The catalogue application a resource belongs to ("" for none): its owners and
+    escalation approvers decide the application_owner stage."""
+    if resource.type == "Application":
+        return resource.id
+    if resource.type == "Entitlement":
+        return resource.id.split("/", 1)[0]
+    return ""
+
+
 def _decide_all(
     policies: LoadedPolicies,
     questions: Sequence[Question],
     principals: dict[EntityRef, list[Entity]],
-) -> list[Decision]:
+    catalogue: Catalogue,
+) -> list[Outcome]:
     """Decide every question; questions about one principal share one entity set (parsed
     once, one batch call) unless the caller's entities for them disagree."""
     groups: dict[EntityRef, list[int]] = {}
     for index, question in enumerate(questions):
         groups.setdefault(question.principal.ref(), []).append(index)
-    decisions: dict[int, Decision] = {}
+    outcomes: dict[int, Outcome] = {}
     for ref, indexes in groups.items():
-        known = principals.get(ref, [])
         asked = [questions[i] for i in indexes]
+        known = _accord_entities(principals.get(ref, []), asked, catalogue)
         merged = _entities(known, [e for q in asked for e in q.entities])
         if len(asked) > 1 and merged is not None:
+            queries = [_query(q) for q in asked]
             try:
-                batch = decide_batch(policies, [_query(q) for q in asked], merged)
+                graph = load_entities(policies, merged)
+                batch = decide_batch(policies, queries, graph)
             except EntityError:
                 batch = None
             if batch is not None:
-                decisions.update(zip(indexes, batch, strict=True))
+                for index, query, decision in zip(indexes, queries, batch, strict=True):
+                    outcomes[index] = outcome(policies, query, graph, decision)
                 continue
         for index, question in zip(indexes, asked, strict=True):
-            decisions[index] = _decide(policies, question, known)
-    return [decisions[i] for i in range(len(questions))]
+            outcomes[index] = _decide(policies, question, known)
+    return [outcomes[i] for i in range(len(questions))]
+
+
+def _accord_entities(
+    principal: list[Entity], questions: Sequence[Question], catalogue: Catalogue
+) -> list[Entity]:
+    """What Accord knows: the principal's entities and the catalogue's of each resource."""
+    found = {e.ref: e for e in principal}
+    for question in questions:
+        for entity in catalogue.entities_of(question.resource.ref()):
+            found.setdefault(entity.ref, entity)
+    return list(found.values())
 
 
 def _entities(known: list[Entity], given: Sequence[EntityIn]) -> list[Entity] | None:
     """Accord's entities and the caller's; None when the caller gives one entity twice,
-    differently. The caller's never replace what Accord knows about its own principals."""
+    differently. The caller's never replace what Accord knows (its principals, the
+    catalogue's entitlements and applications)."""
     mine = {e.ref for e in known}
     extra: dict[EntityRef, Entity] = {}
     for e in given:
@@ -183,18 +256,22 @@ def _query(question: Question) -> AccessQuery:
     )
 
 
-def _decide(policies: LoadedPolicies, question: Question, known: list[Entity]) -> Decision:
+def _decide(policies: LoadedPolicies, question: Question, known: list[Entity]) -> Outcome:
     entities = _entities(known, question.entities)
     if entities is None:
-        return Decision("deny", ("invalid entities",), ("an entity is given twice, differently",))
+        return Outcome("deny", ("invalid entities",), ("an entity is given twice, differently",))
     try:
-        return decide(policies, _query(question), entities)
+        return outcome(policies, _query(question), entities)
     except EntityError as error:
-        return Decision("deny", ("invalid entities",), (str(error),))
+        return Outcome("deny", ("invalid entities",), (str(error),))
 
 
-def decided_event(question: Question, decision: Decision, rate: float) -> AuthzDecided:
-    """The authz.decided event of one answered question."""
+def decided_event(question: Question, answer: Answer, rate: float) -> AuthzDecided:
+    """The authz.decided event of one answered question (approval_required is no access:
+    logged as a deny whose last reason says which approvals it needs)."""
+    reasons = list(answer.reasons)
+    if answer.decision == "approval_required":
+        reasons.append("approval_required: " + ", ".join(s.name for s in answer.approvals))
     return AuthzDecided(
         decision_id=f"dec-{uuid.uuid4().hex}",
         principal_type=question.principal.type,
@@ -202,15 +279,15 @@ def decided_event(question: Question, decision: Decision, rate: float) -> AuthzD
         action=question.action,
         resource_type=question.resource.type,
         resource_id=question.resource.id,
-        decision=decision.effect,
-        reasons=tuple(r[:256] for r in decision.reasons),
+        decision="permit" if answer.decision == "permit" else "deny",
+        reasons=tuple(r[:256] for r in reasons[:64]),
         sample_rate=rate,
     )
 
 
-async def _log(runtime: Runtime, question: Question, decision: Decision, rate: float) -> None:
+async def _log(runtime: Runtime, question: Question, answer: Answer, rate: float) -> None:
     """Emit the decision for the audit log."""
-    await emit_decision(runtime, decided_event(question, decision, rate))
+    await emit_decision(runtime, decided_event(question, answer, rate))
 
 
 async def emit_decision(runtime: Runtime, event: AuthzDecided) -> None:

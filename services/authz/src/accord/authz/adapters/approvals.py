@@ -69,6 +69,18 @@ async def settle(
     )
 
 
+async def names(conn: asyncpg.Connection, request_id: str, user_id: str) -> bool:
+    """Whether the request's chain names the user: an approver of a stage (now or
+    escalated to), or who decided one."""
+    found = await conn.fetchval(
+        "SELECT 1 FROM approval_stages WHERE request_id = $1 AND ($2 = ANY(approvers)"
+        " OR $2 = ANY(escalation) OR decided_by = $2) LIMIT 1",
+        request_id,
+        user_id,
+    )
+    return found is not None
+
+
 async def skip_rest(conn: asyncpg.Connection, request_id: str) -> None:
     """The stages a request never reached, once it ended before them (denied, expired)."""
     await conn.execute(
