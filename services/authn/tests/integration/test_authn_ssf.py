@@ -518,20 +518,30 @@ async def test_status_holds_drops_and_announces(world: World) -> None:
     assert bad.status_code == 400
 
 
-async def test_subjects_narrow_a_stream(world: World) -> None:
+async def test_under_default_subjects_all_only_removed_subjects_are_left_out(
+    world: World,
+) -> None:
     stream_id = (await world.create("acc_rp2", events_requested=[st.SESSION_REVOKED]))["stream_id"]
 
     async def subjects(verb: str, subject: dict[str, str]) -> int:
         body = {"stream_id": stream_id, "subject": subject, "verified": True}
         return (await world.call("POST", f"/ssf/subjects:{verb}", "acc_rp2", json=body)).status_code
 
-    assert await world.transmit(st.SESSION_REVOKED) == 1  # default_subjects ALL
+    async def covered(user_id: str, email: str) -> int:
+        return await world.transmit(st.SESSION_REVOKED, user_id, email)
+
+    assert await covered("u-ada", "ada@example.com") == 1  # default_subjects ALL
     assert await subjects("add", {"format": "email", "email": "Bob@Example.com"}) == 200
-    assert await world.transmit(st.SESSION_REVOKED) == 0
-    assert await world.transmit(st.SESSION_REVOKED, "u-bob", "bob@example.com") == 1
+    # Adding a subject does not make the stream an allow-list: everyone is in it still.
+    assert await covered("u-ada", "ada@example.com") == 1
+    assert await covered("u-bob", "bob@example.com") == 1
     iss_sub = {"format": "iss_sub", "iss": world.base, "sub": "u-bob"}
     assert await subjects("remove", iss_sub) == 204
-    assert await world.transmit(st.SESSION_REVOKED, "u-bob", "bob@example.com") == 0
+    assert await covered("u-bob", "bob@example.com") == 0
+    assert await covered("u-ada", "ada@example.com") == 1
+    # A removed subject added again is in the stream again.
+    assert await subjects("add", {"format": "opaque", "id": "u-bob"}) == 200
+    assert await covered("u-bob", "bob@example.com") == 1
     foreign = {"format": "iss_sub", "iss": "https://elsewhere", "sub": "u-bob"}
     assert await subjects("add", foreign) == 400
     assert await subjects("add", {"format": "phone_number", "phone_number": "+1"}) == 400

@@ -169,7 +169,8 @@ async def requeue_handed_out(conn: asyncpg.Connection, stream_id: str) -> None:
 async def set_subject(
     conn: asyncpg.Connection, stream_id: str, kind: str, value: str, *, included: bool
 ) -> None:
-    """Add (included) or remove (excluded) a subject; adding one lists the stream's subjects."""
+    """Add (included) or remove (excluded) a subject. Under default_subjects ALL every
+    subject is in a stream unless removed: adding one undoes its removal, nothing more."""
     await conn.execute(
         "INSERT INTO ssf_stream_subjects (stream_id, kind, value, included)"
         " VALUES ($1, $2, $3, $4) ON CONFLICT (stream_id, kind, value)"
@@ -179,16 +180,13 @@ async def set_subject(
         value,
         included,
     )
-    if included:
-        await conn.execute(
-            "UPDATE ssf_streams SET subjects_listed = true WHERE stream_id = $1", stream_id
-        )
 
 
 async def streams_covering(
     conn: asyncpg.Connection, event_uri: str, user_id: str, email: str | None
 ) -> list[Stream]:
-    """Enabled or paused streams delivering this event type that cover the identity."""
+    """Enabled or paused streams delivering this event type that cover the identity: every
+    one from which it was not removed (default_subjects ALL)."""
     rows = await conn.fetch(
         f"""
         SELECT {_COLUMNS} FROM ssf_streams s
@@ -199,11 +197,6 @@ async def streams_covering(
               WHERE x.stream_id = s.stream_id AND NOT x.included
                 AND ((x.kind = 'user_id' AND x.value = $2)
                      OR (x.kind = 'email' AND x.value = lower($3))))
-          AND (NOT s.subjects_listed OR EXISTS (
-              SELECT 1 FROM ssf_stream_subjects i
-              WHERE i.stream_id = s.stream_id AND i.included
-                AND ((i.kind = 'user_id' AND i.value = $2)
-                     OR (i.kind = 'email' AND i.value = lower($3)))))
         ORDER BY s.created_at, s.stream_id
         """,  # noqa: S608
         event_uri,
