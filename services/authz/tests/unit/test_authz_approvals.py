@@ -103,9 +103,9 @@ def test_approval_annotations_are_checked_when_policies_load() -> None:
     on_forbid = PolicySource(
         "q.cedar", '\n@id("y")\n@approval("manager")\nforbid (principal, action, resource);'
     )
-    with pytest.raises(PolicyError, match=r"^p.cedar:1: @approval stage 'boss'"):
+    with pytest.raises(PolicyError, match=r"^p.cedar:2: @approval stage 'boss'"):
         compile_policies([bad_chain], None)
-    with pytest.raises(PolicyError, match=r"^q.cedar:2: @approval belongs on permit policies"):
+    with pytest.raises(PolicyError, match=r"^q.cedar:3: @approval belongs on permit policies"):
         compile_policies([on_forbid], None)
     good = PolicySource(
         "r.cedar", '@id("z")\n@approval("manager")\npermit (principal, action, resource);'

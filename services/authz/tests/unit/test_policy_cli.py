@@ -64,7 +64,8 @@ def test_validate_reads_accord_policy_dir(
 
     assert code == 1
     assert out == ""
-    assert err.startswith(f"accord: error: {folder / 'zz.cedar'}:1: syntax error")
+    # The `;` is missing at the end of line 2.
+    assert err.startswith(f"accord: error: {folder / 'zz.cedar'}:2: syntax error")
     assert err.count("\n") == 1
 
 

@@ -308,7 +308,7 @@ def test_a_duplicate_id_is_rejected_even_across_files() -> None:
     assert str(error) == 'b.cedar:5: duplicate @id("low-risk"), first used at a.cedar:1'
 
 
-def test_a_syntax_error_names_the_file_and_the_policy_line() -> None:
+def test_a_syntax_error_names_the_file_and_its_line() -> None:
     broken = (
         "// a semicolon in a comment; and in a string below\n"
         '@id("semi;colon") permit (principal, action, resource)\n'
@@ -322,17 +322,17 @@ def test_a_syntax_error_names_the_file_and_the_policy_line() -> None:
 
     error = compile_error(PolicySource("a.cedar", LOW_RISK), PolicySource("b.cedar", broken))
 
-    assert (error.path, error.line) == ("b.cedar", 5)
-    assert str(error).startswith("b.cedar:5: syntax error: ")
+    assert (error.path, error.line) == ("b.cedar", 7)
+    assert str(error).startswith("b.cedar:7: syntax error: ")
     assert "\n" not in str(error)
 
 
-def test_a_missing_semicolon_is_reported_at_its_policy() -> None:
+def test_a_missing_semicolon_is_reported_where_it_is_missing() -> None:
     text = LOW_RISK + '\n\n@id("last")\npermit (principal, action, resource)\n'
 
     error = compile_error(PolicySource("a.cedar", text))
 
-    assert (error.path, error.line) == ("a.cedar", 6)
+    assert (error.path, error.line) == ("a.cedar", 7)
 
 
 def test_an_unterminated_string_is_reported_at_its_policy() -> None:
@@ -343,7 +343,7 @@ def test_an_unterminated_string_is_reported_at_its_policy() -> None:
     assert (error.path, error.line) == ("a.cedar", 4)
 
 
-def test_a_schema_violation_names_the_policy_and_its_line() -> None:
+def test_a_schema_violation_names_the_policy_and_the_line_of_the_violation() -> None:
     text = LOW_RISK + (
         '\n@id("by-team")\npermit (principal, action, resource)\n'
         'when { principal.team == "sre" };\n'
@@ -351,8 +351,8 @@ def test_a_schema_violation_names_the_policy_and_its_line() -> None:
 
     error = compile_error(PolicySource("team.cedar", text))
 
-    assert (error.path, error.line) == ("team.cedar", 5)
-    assert str(error).startswith("team.cedar:5: schema validation failed: ")
+    assert (error.path, error.line) == ("team.cedar", 7)
+    assert str(error).startswith("team.cedar:7: schema validation failed: ")
     assert "`by-team`" in error.reason
     assert "team" in error.reason
 
@@ -533,3 +533,63 @@ def test_the_shipped_policies(
     assert decide(policies, request(ALICE, GH_READ, justification="onboarding"), entities) == (
         expected
     )
+
+
+DEEP = """\
+// One policy whose error is deep inside it; it starts on line 2.
+@id("deep")
+permit (
+  principal is User,
+  action == Action::"request",
+  resource is Entitlement
+)
+when {
+  principal has active &&
+  principal.active &&
+  {}
+};
+"""
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        ("principal.active principal.active", "syntax error: unexpected token"),
+        ('principal has department && principal.department.nosuch("x")', "not a valid method"),
+        ('principal has department && principal.department == "\\q"', "not a valid escape"),
+        ('principal has department && nosuch("x")', "not a valid function"),
+        ('principal.team == "sre"', "attribute `team`"),
+        ('resource in Folder::"x"', "unrecognized entity type `Folder`"),
+    ],
+)
+def test_an_error_is_reported_at_its_line_not_at_its_policy(body: str, reason: str) -> None:
+    error = compile_error(PolicySource("deep.cedar", DEEP.replace("{}", body)))
+
+    assert (error.path, error.line) == ("deep.cedar", 11), error
+    assert reason in error.reason
+
+
+def test_an_unknown_action_is_reported_at_its_line() -> None:
+    text = DEEP.replace('Action::"request"', 'Action::"fly"').replace("{}", "true")
+
+    error = compile_error(PolicySource("deep.cedar", text))
+
+    assert error.line == 5
+    assert 'Action::"fly"' in error.reason
+
+
+def test_a_type_error_names_nothing_to_find_so_it_is_reported_at_its_policy() -> None:
+    # Cedar's message names the types only ("the types Bool and String are not compatible").
+    error = compile_error(PolicySource("deep.cedar", DEEP.replace("{}", 'principal.active == "y"')))
+
+    assert error.line == 2
+    assert "types" in error.reason
+
+
+def test_a_duplicate_id_is_reported_at_its_annotation() -> None:
+    again = '@approval("manager")\n@id("low-risk")\npermit (principal, action, resource);\n'
+
+    error = compile_error(PolicySource("dup.cedar", LOW_RISK + again))
+
+    assert error.line == 5  # the policy starts on line 4, with its @approval
+    assert "duplicate" in error.reason

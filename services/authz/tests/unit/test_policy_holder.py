@@ -65,7 +65,7 @@ def test_the_version_is_the_hash_of_the_files_not_of_their_place(
 def test_a_bad_folder_at_start_is_an_error(folder: Path, tmp_path: Path) -> None:
     (folder / "zz.cedar").write_text(BROKEN, encoding="utf-8")
 
-    with pytest.raises(PolicyError, match=r"zz\.cedar:4: syntax error"):
+    with pytest.raises(PolicyError, match=r"zz\.cedar:5: syntax error"):
         PolicyHolder(folder)
     with pytest.raises(NotADirectoryError):
         PolicyHolder(tmp_path / "missing")
@@ -107,8 +107,9 @@ def test_a_bad_edit_keeps_the_old_set_and_says_where_and_why(
 
     assert holder.current is before
     assert holder.last_error is not None
-    assert holder.last_error.startswith(f"{folder / 'zz.cedar'}:4: syntax error")
-    assert f"{folder / 'zz.cedar'}:4: syntax error" in caplog.text
+    # Line 5, where the missing comma is, not line 4, where the policy starts.
+    assert holder.last_error.startswith(f"{folder / 'zz.cedar'}:5: syntax error")
+    assert f"{folder / 'zz.cedar'}:5: syntax error" in caplog.text
     status = holder.status()
     assert status["version"] == before.version
     assert status["last_error"] == holder.last_error

@@ -26,6 +26,11 @@ from accord.authz.domain.approvals import (
     ChainError,
     parse_chain,
 )
+from accord.authz.domain.error_lines import (
+    annotation_line,
+    syntax_error_line,
+    validation_error_line,
+)
 from accord.authz.domain.model import (
     NO_POLICY_PERMITS,
     AccessQuery,
@@ -58,9 +63,10 @@ class PolicySource:
 class PolicyError(ValueError):
     """A policy set that cannot be loaded. ``str()`` is ``path:line: reason``.
 
-    ``line`` is the 1-based line where the offending policy starts in ``path``
-    (its first annotation, or its ``permit``/``forbid`` keyword), or ``None``
-    when the problem is not tied to one policy (an invalid schema).
+    ``line`` is the 1-based line of the error in ``path``: the offending token, name or
+    annotation (see :mod:`accord.authz.domain.error_lines`), or where the policy starts
+    when nothing more precise is known (a missing ``@id``, a type error); ``None`` when the
+    problem is not tied to one policy (an invalid schema).
     """
 
     def __init__(self, path: str, line: int | None, reason: str) -> None:
@@ -152,7 +158,10 @@ class EntityGraph:
 @dataclass(frozen=True, slots=True)
 class _Statement:
     line: int
+    """Where the policy starts (its first significant character)."""
     text: str
+    text_line: int = 1
+    """Where `text` starts (after the previous policy's `;`)."""
 
 
 def _split_statements(text: str) -> list[_Statement]:
@@ -166,6 +175,7 @@ def _split_statements(text: str) -> list[_Statement]:
     statements: list[_Statement] = []
     line = 1
     start = 0
+    text_line = 1
     start_line: int | None = None  # line of the first significant character
     i, n = 0, len(text)
     while i < n:
@@ -190,22 +200,24 @@ def _split_statements(text: str) -> list[_Statement]:
                         line += 1
                     i += 1
             elif ch == ";":
-                statements.append(_Statement(start_line, text[start : i + 1]))
-                start, start_line = i + 1, None
+                statements.append(_Statement(start_line, text[start : i + 1], text_line))
+                start, start_line, text_line = i + 1, None, line
         i += 1
     if start_line is not None:
-        statements.append(_Statement(start_line, text[start:]))
+        statements.append(_Statement(start_line, text[start:], text_line))
     return statements
 
 
 def _parse_error(source: PolicySource, exc: ValueError) -> PolicyError:
-    """Locate a parse error: the first policy in the file that fails on its own."""
+    """Locate a parse error: the first policy in the file that fails on its own, and the
+    line in it where the error is."""
     statements = _split_statements(source.text)
     for statement in statements:
         try:
             cedarpy.PolicySet.from_str(statement.text)
         except ValueError as statement_exc:
-            return PolicyError(source.path, statement.line, f"syntax error: {statement_exc}")
+            line = syntax_error_line(statement.text, statement.text_line)
+            return PolicyError(source.path, line, f"syntax error: {statement_exc}")
     first_line = statements[0].line if statements else 1
     return PolicyError(source.path, first_line, f"syntax error: {exc}")
 
@@ -249,9 +261,19 @@ def _check_source(
     if len(statements) != len(est["templates"]) + len(est["staticPolicies"]):
         statements = []  # pragma: no cover - scanner disagrees with Cedar: give no line
 
-    def line_of(positional_id: str) -> int | None:
+    def statement_of(positional_id: str) -> _Statement | None:
         index = _positional_index(positional_id)
-        return statements[index].line if 0 <= index < len(statements) else None
+        return statements[index] if 0 <= index < len(statements) else None
+
+    def line_of(positional_id: str) -> int | None:
+        statement = statement_of(positional_id)
+        return statement.line if statement else None
+
+    def annotated(positional_id: str, annotation: str) -> int | None:
+        statement = statement_of(positional_id)
+        if statement is None:
+            return None
+        return annotation_line(statement.text, statement.text_line, annotation)
 
     if est["templates"]:
         first_template = min(est["templates"], key=_positional_index)
@@ -274,17 +296,21 @@ def _check_source(
             if policy.get("effect") != "permit" and not routes_sod:
                 raise PolicyError(
                     source.path,
-                    line,
+                    annotated(positional_id, APPROVAL_ANNOTATION),
                     "@approval belongs on permit policies (or on @sod forbid policies, to route"
                     " a toxic request to approval)",
                 )
             try:
                 parse_chain(chain)
             except ChainError as error:
-                raise PolicyError(source.path, line, str(error)) from None
+                raise PolicyError(
+                    source.path, annotated(positional_id, APPROVAL_ANNOTATION), str(error)
+                ) from None
         if policy_id in seen:
             raise PolicyError(
-                source.path, line, f'duplicate @id("{policy_id}"), first used at {seen[policy_id]}'
+                source.path,
+                annotated(positional_id, "id"),
+                f'duplicate @id("{policy_id}"), first used at {seen[policy_id]}',
             )
         seen[policy_id] = source.path if line is None else f"{source.path}:{line}"
         ids[positional_id] = policy_id
@@ -294,7 +320,12 @@ def _check_source(
         if not result.validation_passed:
             errors = sorted(result.errors, key=lambda e: line_of(e.policy_id) or 0)
             first = errors[0] if errors else None
-            line = line_of(first.policy_id) if first else None
+            statement = statement_of(first.policy_id) if first else None
+            line = (
+                validation_error_line(statement.text, statement.text_line, first.error)
+                if first and statement
+                else None
+            )
             reason = _rename_ids(first.error, ids) if first else "validation failed"
             more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
             raise PolicyError(source.path, line, f"schema validation failed: {reason}{more}")
