@@ -17,7 +17,7 @@ import pytest_asyncio
 from accord.runtime.security.roles import Role
 from accord.stack.platform import Platform
 
-from .conftest import audit_events, eventually, no_account, target_account
+from .conftest import api_client, audit_events, eventually, no_account, target_account
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -273,3 +273,132 @@ async def test_a_deleted_users_name_can_be_given_again(idp: httpx.AsyncClient, u
 
     assert again.status_code == 201, again.text
     assert again.json()["id"] != first.json()["id"]
+
+
+#: Planted in rejected input: no error body may repeat it.
+PLANTED = "zzPlanted7Q"
+GROUP = "urn:ietf:params:scim:schemas:core:2.0:Group"
+
+
+@pytest.mark.parametrize(
+    "attributes",
+    [
+        {"userName": "nul\x00name"},
+        {"displayName": "Ada\x00"},
+        {"name": {"givenName": "A\x00da", "familyName": "Lovelace"}},
+        {"externalId": "00u\x00"},
+        {ENTERPRISE: {"department": "Engi\x00neering"}},
+        {"nickName": "\x00"},
+    ],
+    ids=["userName", "displayName", "givenName", "externalId", "department", "nickName"],
+)
+async def test_a_nul_in_any_user_value_is_invalid_value(
+    platform: Platform, idp: httpx.AsyncClient, unique: str, attributes: dict[str, Any]
+) -> None:
+    user_name = f"nul.{unique}"
+    created = await idp.post("/Users", json=new_user(user_name, **attributes))
+    assert_scim_error(created, 400, "invalidValue")
+
+    # The same values by PUT and by PATCH, on a user that exists.
+    user = (await idp.post("/Users", json=new_user(user_name))).json()
+    replaced = await idp.put(f"/Users/{user['id']}", json=new_user(user_name, **attributes))
+    assert_scim_error(replaced, 400, "invalidValue")
+    patched = await idp.patch(
+        f"/Users/{user['id']}",
+        json={"schemas": [PATCH_OP], "Operations": [{"op": "replace", "value": attributes}]},
+    )
+    assert_scim_error(patched, 400, "invalidValue")
+    assert (await idp.get(f"/Users/{user['id']}")).json()["meta"] == user["meta"]
+
+
+async def test_a_nul_in_a_group_name_or_a_path_is_a_scim_400(
+    idp: httpx.AsyncClient, unique: str
+) -> None:
+    group = await idp.post("/Groups", json={"schemas": [GROUP], "displayName": f"g\x00{unique}"})
+    assert_scim_error(group, 400, "invalidValue")
+    # scim2-server repeats the URL in a Location header: with a NUL in it, no answer came.
+    for path in ("/Users/a%00b", "/Groups/a%00b", "/Users/a%0d%0aX-Injected:%201"):
+        assert_scim_error(await idp.get(path), 400, "invalidPath")
+        assert_scim_error(await idp.delete(path), 400, "invalidPath")
+    searched = await idp.get("/Users", params={"filter": 'userName eq "a\x00"'})
+    assert_scim_error(searched, 400, "invalidValue")
+    # A NUL written as the filter's own escape reaches the storage: it matches nobody.
+    for attribute in ("userName", "externalId", "displayName"):
+        escaped = await idp.get("/Users", params={"filter": f'{attribute} eq "a\\u0000"'})
+        assert escaped.status_code == 200, escaped.text
+        assert escaped.json()["totalResults"] == 0
+
+
+async def test_a_manager_without_ref_is_taken_and_answered_with_ref(
+    platform: Platform, idp: httpx.AsyncClient, unique: str
+) -> None:
+    boss = await idp.post("/Users", json=new_user(f"boss.{unique}"))
+    assert boss.status_code == 201, boss.text
+    boss_id = boss.json()["id"]
+    # Entra ID and Okta send the manager's id only (RFC 7643 4.3: value and $ref RECOMMENDED).
+    report = await idp.post(
+        "/Users",
+        json=new_user(
+            f"report.{unique}", **{ENTERPRISE: {"department": "Eng", "manager": {"value": boss_id}}}
+        ),
+    )
+    assert report.status_code == 201, report.text
+    answered = report.json()[ENTERPRISE]["manager"]
+    assert answered == {"value": boss_id, "$ref": boss.json()["meta"]["location"]}
+    fetched = await idp.get(f"/Users/{report.json()['id']}")
+    assert fetched.json()[ENTERPRISE]["manager"] == answered
+
+    # The same by PATCH, as Okta sends a manager change.
+    other = (await idp.post("/Users", json=new_user(f"other.{unique}"))).json()
+    patched = await idp.patch(
+        f"/Users/{report.json()['id']}",
+        json={
+            "schemas": [PATCH_OP],
+            "Operations": [
+                {"op": "replace", "path": f"{ENTERPRISE}:manager", "value": {"value": other["id"]}}
+            ],
+        },
+    )
+    assert patched.status_code == 200, patched.text
+    assert patched.json()[ENTERPRISE]["manager"]["$ref"] == other["meta"]["location"]
+
+    async def registered_manager() -> str | None:
+        async with api_client(platform, "orchestrator") as client:
+            response = await client.get(f"/v1/identities/{report.json()['id']}")
+        manager = response.json()["profile"].get("manager_id") if response.is_success else None
+        return manager if manager == other["id"] else None
+
+    await eventually(registered_manager, what="the registry to hold the new manager")
+
+
+async def test_error_details_never_repeat_the_request(idp: httpx.AsyncClient, unique: str) -> None:
+    taken = await idp.post("/Users", json=new_user(f"{PLANTED}.{unique}"))
+    assert taken.status_code == 201, taken.text
+    answers = [
+        await idp.get(f"/Users/{PLANTED}"),
+        await idp.delete(f"/Groups/{PLANTED}"),
+        await idp.get(f"/{PLANTED}"),
+        await idp.post("/Users", json={**new_user(f"x.{unique}"), PLANTED: "x"}),
+        await idp.post("/Users", json=new_user(f"{PLANTED}.{unique}".upper())),
+        await idp.get("/Users", params={"filter": f'{PLANTED} eq "x"'}),
+        await idp.get("/Users", params={"filter": f"userName eq {PLANTED}"}),
+        await idp.get("/Users", params={"sortBy": PLANTED}),
+        await idp.patch(
+            f"/Users/{taken.json()['id']}",
+            json={"schemas": [PATCH_OP], "Operations": [{"op": "replace", "path": PLANTED}]},
+        ),
+    ]
+    for answer in answers:
+        assert answer.status_code >= 400, answer.text
+        assert answer.json()["schemas"] == [ERROR]
+        assert PLANTED.lower() not in answer.text.lower(), answer.text
+
+
+def assert_scim_error(response: httpx.Response, status: int, scim_type: str) -> None:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == SCIM_JSON
+    body = response.json()
+    assert body["schemas"] == [ERROR]
+    assert (body["status"], body["scimType"]) == (str(status), scim_type)
+    assert "\x00" not in response.text
+    assert "location" not in response.headers

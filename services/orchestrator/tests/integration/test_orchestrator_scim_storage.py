@@ -12,6 +12,7 @@ import asyncpg
 import pytest
 import pytest_asyncio
 from scim2_models import (
+    InvalidValueException,
     Resource,
     ResourceType,
     ScimProvider,
@@ -406,3 +407,50 @@ def test_values_too_long_for_a_btree_are_indexed_by_digest(
     assert indexed == {"sha256:" + hashlib.sha256(long_name.encode()).hexdigest()}
     with pytest.raises(UniquenessException):
         run(storage.create(user_type, user(user_model, long_name.upper())))
+
+
+@pytest.mark.parametrize(
+    "attributes",
+    [
+        {"displayName": "Bar\x00bara"},
+        {"nickName": "\x00"},
+        {"name": {"givenName": "Ba\x00"}},
+        {ENTERPRISE: {"department": "Sales\x00"}},
+    ],
+)
+def test_a_nul_in_any_value_is_an_invalid_value_and_nothing_is_written(
+    storage: PostgresScimStorage,
+    recorder: Recorder,
+    run: Callable[[Any], Any],
+    user_type: ResourceType,
+    user_model: Any,
+    scim_database: str,
+    attributes: dict[str, Any],
+) -> None:
+    # PostgreSQL's jsonb holds no U+0000: a 400 (invalidValue), never an unexpected error.
+    with pytest.raises(InvalidValueException) as refused:
+        run(storage.create(user_type, user(user_model, "bjensen", **attributes)))
+    assert "\x00" not in str(refused.value.detail)
+    created = run(storage.create(user_type, user(user_model, "bjensen")))
+    with pytest.raises(InvalidValueException):
+        run(storage.update(user_type, user(user_model, "bjensen", id=created.id, **attributes)))
+
+    assert [row["id"] for row in run(table(scim_database, "scim_resources"))] == [created.id]
+    assert [c.kind for c in recorder.changes] == ["created"]
+
+
+def test_an_equality_filter_on_a_nul_matches_nothing(
+    storage: PostgresScimStorage,
+    run: Callable[[Any], Any],
+    user_type: ResourceType,
+    user_model: Any,
+) -> None:
+    run(storage.create(user_type, user(user_model, "bjensen", externalId="e1")))
+
+    for attribute in ("userName", "externalId", "displayName"):
+        found = run(
+            storage.search([user_type], search(user_model, filter=f'{attribute} eq "b\\u0000"'))
+        )
+        assert found.total == 0, attribute
+    nul_id = run(storage.search([user_type], search(user_model, filter='id eq "b\\u0000"')))
+    assert nul_id.total == 0

@@ -12,7 +12,7 @@ from accord.orchestrator.adapters import store
 from accord.orchestrator.domain import account_saga as saga
 from accord.orchestrator.handlers import Workflows
 from accord.runtime.params import Cursor, Id
-from accord.runtime.security.api import authenticated, may_see, require
+from accord.runtime.security.api import may_see, own_or, require
 from accord.runtime.security.roles import Caller, Permission
 from accord.runtime.service import Runtime
 
@@ -28,12 +28,14 @@ class CancelBody(BaseModel):
 def configure(app: FastAPI, runtime: Runtime, workflows: Workflows) -> None:
     """Mount the orchestrator's routes."""
     router = APIRouter(prefix="/v1", tags=["orchestrator"])
-    caller_dependency = authenticated()
+    # A system's credential (SCIM client, application) has no identity or sagas: 403.
+    identity_reader = own_or(Permission.IDENTITIES_READ)
+    saga_reader = own_or(Permission.SAGAS_READ)
     operator = require(Permission.SAGAS_OPERATE)
 
     @router.get("/identities/{user_id}", summary="One identity of the registry")
     async def get_identity(
-        user_id: Id, caller: Caller = Depends(caller_dependency)
+        user_id: Id, caller: Caller = Depends(identity_reader)
     ) -> dict[str, Any]:
         # Another person's identity is "not found": its existence is not the caller's business.
         entry = None
@@ -41,12 +43,12 @@ def configure(app: FastAPI, runtime: Runtime, workflows: Workflows) -> None:
             async with runtime.pool.acquire() as conn:
                 entry = await store.get_identity(conn, user_id)
         if entry is None:
-            raise HTTPException(404, f"identity {user_id} not found")
+            raise HTTPException(404, "no such identity")
         return entry
 
     @router.get("/sagas", summary="Sagas, newest first: everyone's, or the caller's own")
     async def list_sagas(
-        caller: Caller = Depends(caller_dependency),
+        caller: Caller = Depends(saga_reader),
         status: saga.Status | None = None,
         saga_type: saga.SagaType | None = None,
         subject_id: Id | None = None,
@@ -63,10 +65,10 @@ def configure(app: FastAPI, runtime: Runtime, workflows: Workflows) -> None:
         return {"items": items, "next_cursor": next_cursor}
 
     @router.get("/sagas/{saga_id}", summary="One saga: its steps, attempts, errors and timings")
-    async def get_saga(saga_id: Id, caller: Caller = Depends(caller_dependency)) -> dict[str, Any]:
+    async def get_saga(saga_id: Id, caller: Caller = Depends(saga_reader)) -> dict[str, Any]:
         entry = await store.get_saga(runtime.pool, saga_id)
         if entry is None or not may_see(caller, Permission.SAGAS_READ, entry["subject_id"]):
-            raise HTTPException(404, f"saga {saga_id} not found")
+            raise HTTPException(404, "no such saga")
         return entry
 
     async def act(saga_id: str, action: saga.RetryRequested | saga.CancelRequested) -> Any:
@@ -79,10 +81,10 @@ def configure(app: FastAPI, runtime: Runtime, workflows: Workflows) -> None:
                 saga_id=saga_id,
                 action=action,
             )
-        except sagas.SagaNotFound as error:
-            raise HTTPException(404, str(error)) from None
+        except sagas.SagaNotFound:
+            raise HTTPException(404, "no such saga") from None
         except sagas.SagaConflict as error:
-            raise HTTPException(409, str(error)) from None
+            raise HTTPException(409, f"the saga {error.reason}") from None
 
     @router.post(
         "/sagas/{saga_id}/retry",

@@ -20,6 +20,11 @@ class SagaNotFound(LookupError):
 class SagaConflict(ValueError):
     """The saga's state does not allow the action (e.g. retrying a completed saga)."""
 
+    def __init__(self, saga_id: str, reason: str) -> None:
+        super().__init__(f"saga {saga_id} {reason}")
+        self.reason = reason
+        """Why, without the saga's id (the HTTP API repeats no input)."""
+
 
 async def operate(
     pool: asyncpg.Pool,
@@ -45,13 +50,13 @@ async def operate(
             else ("cancelled" not in saga.TRANSITIONS[state.status])
         ):
             verb = "retried (only a failed saga can)" if retry else "cancelled"
-            raise SagaConflict(f"saga {saga_id} is {state.status} and cannot be {verb}")
+            raise SagaConflict(saga_id, f"is {state.status} and cannot be {verb}")
         holder = await store.holder(conn, user_id)
         if retry and holder not in (None, saga_id):
             # One saga per identity at a time: this one may run again once that one is done.
             raise SagaConflict(
-                f"saga {saga_id} cannot be retried while saga {holder} of the same identity"
-                " is in flight"
+                saga_id,
+                f"cannot be retried while saga {holder} of the same identity is in flight",
             )
         ctx = HandlerContext(conn=conn, source=source, topic="operator")
         events = await workflows.advance(ctx, saga_id, action)

@@ -21,6 +21,7 @@ from typing import Any, Literal, Protocol
 import asyncpg
 from scim2_models import (
     AttributeBinding,
+    InvalidValueException,
     Meta,
     NotFoundException,
     Path,
@@ -221,14 +222,23 @@ class PostgresScimStorage(AsyncScimStorage):
         """Yield the connection of the operation in a savepoint, or a new one in a transaction.
 
         A failed write is thus undone, even when the operation goes on.
+
+        :raises InvalidValueException: When PostgreSQL refuses a value (asyncpg.DataError).
         """
-        current = self._current.get()
-        if current is not None:
-            async with current.transaction():
-                yield current
-            return
-        async with self._connect() as conn, conn.transaction():
-            yield conn
+        try:
+            current = self._current.get()
+            if current is not None:
+                async with current.transaction():
+                    yield current
+                return
+            async with self._connect() as conn, conn.transaction():
+                yield conn
+        except asyncpg.DataError:
+            # PostgreSQL refused a value (a NUL, which neither text nor jsonb can hold): the
+            # client's to fix, a 400 and not a 500. The value stays out of the answer.
+            raise InvalidValueException(
+                detail="a value cannot be stored or searched as given (a NUL character?)"
+            ) from None
 
     @asynccontextmanager
     async def _reading(self) -> AsyncIterator[asyncpg.Connection]:
@@ -405,7 +415,7 @@ def _etag(version: int) -> str:
 
 def _not_found(resource_type: ResourceType, resource_id: str | None) -> NotFoundException:
     """Return the 404 of a resource that does not exist."""
-    return NotFoundException(detail=f"{resource_type.name} {resource_id!r} not found")
+    return NotFoundException(detail=f"no such {resource_type.name}")
 
 
 def _json(resource: Resource[Any] | None) -> dict[str, Any] | None:
@@ -457,7 +467,8 @@ def _comparable_value(binding: AttributeBinding, value: Any) -> str | None:
 
     Strings go through the comparison key of the current policy (userName is folded to lower
     case, externalId is not). Other values are held by their representation, as scim2-server's
-    in-memory storage holds them.
+    in-memory storage holds them. A text holding NUL is None: PostgreSQL stores none, so it
+    equals no stored value (a filter may ask for one: ``userName eq "a\\u0000"``).
     """
     try:
         comparable = binding.comparable(value)
@@ -466,6 +477,8 @@ def _comparable_value(binding: AttributeBinding, value: Any) -> str | None:
     if comparable is None:
         return None
     text = comparable if isinstance(comparable, str) else repr(comparable)
+    if "\x00" in text:
+        return None
     # A btree entry holds about 2.7 kB: a longer value is indexed by its digest instead.
     if len(text) > _LONGEST_INDEXED:
         return "sha256:" + hashlib.sha256(text.encode()).hexdigest()

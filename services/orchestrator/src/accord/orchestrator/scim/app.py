@@ -17,7 +17,6 @@ from scim2_models import (
     Bulk,
     ChangePassword,
     Context,
-    EnterpriseUser,
     ETag,
     Filter,
     ForbiddenException,
@@ -33,6 +32,7 @@ from scim2_models import (
     User,
 )
 from scim2_server.applications.asgi import ASGIApplication, Receive, Scope, Send
+from scim2_server.requests import ScimRequest
 from scim2_server.responses import ScimResponse
 from scim2_server.service import ScimService
 from starlette.requests import Request
@@ -40,7 +40,10 @@ from starlette.types import ASGIApp
 
 from accord.orchestrator.adapters.scim_storage import PostgresScimStorage
 from accord.orchestrator.handlers import Workflows
+from accord.orchestrator.scim.errors import quiet, schema_words
+from accord.orchestrator.scim.models import EnterpriseUser, with_manager_reference
 from accord.orchestrator.scim.sync import RegistrySync
+from accord.runtime.problems import serve_scim_errors
 from accord.runtime.security.api import ApiSecurity
 from accord.runtime.security.roles import Caller, Permission
 from accord.runtime.service import Runtime
@@ -83,6 +86,10 @@ def provider() -> ScimProvider:
 class AccordScimService(ScimService):
     """scim2-server's protocol, with Accord's choices where RFC 7644 leaves one."""
 
+    def publish(self, base_url: str, resource: Resource[Any]) -> Resource[Any]:
+        """As sent to the client, the manager's `$ref` filled in when the client sent none."""
+        return super().publish(base_url, with_manager_reference(resource.model_copy(deep=True)))
+
     def patch_response(
         self,
         base_url: str,
@@ -99,6 +106,25 @@ class AccordScimService(ScimService):
 
 class ScimApplication(ASGIApplication):
     """scim2-server's ASGI application behind Accord's authentication."""
+
+    def __init__(
+        self, storage: PostgresScimStorage, provider: ScimProvider, service: ScimService
+    ) -> None:
+        super().__init__(storage, provider, service)
+        self._known = schema_words([User[EnterpriseUser], EnterpriseUser, Group])
+
+    def handle_exception(self, request: ScimRequest, exception: Exception) -> ScimResponse:
+        """scim2-server's error response, its detail never quoting the request."""
+        response = super().handle_exception(request, exception)
+        if isinstance(response.body, dict):
+            response.body = quiet(
+                response.body,
+                path=request.path,
+                query=dict(request.query),
+                payload=request.body,
+                known=self._known,
+            )
+        return response
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Serve a SCIM request from a caller holding scim:provision."""
@@ -147,3 +173,5 @@ def mount(app: FastAPI, runtime: Runtime, workflows: Workflows) -> None:
     # scim2-server types the ASGI scope as a dict, Starlette as a MutableMapping: same thing.
     application = ScimApplication(storage, described, AccordScimService(described))
     app.mount(MOUNT, cast(ASGIApp, application))
+    # What the shared middleware refuses under /scim (a NUL, a body too large) is a SCIM error.
+    serve_scim_errors(app, MOUNT)

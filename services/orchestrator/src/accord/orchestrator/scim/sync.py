@@ -113,7 +113,7 @@ async def _ensure_user_name_free(conn: asyncpg.Connection, user_name: str, user_
         user_id,
     )
     if owner is not None:
-        raise UniquenessException(detail=f"userName {user_name!r} is already taken")
+        raise UniquenessException(detail="userName is already taken")
 
 
 def _group_events(change: ResourceChange, source: str) -> list[Envelope]:

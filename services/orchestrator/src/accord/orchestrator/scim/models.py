@@ -1,0 +1,50 @@
+"""The SCIM models the inbound server serves, where RFC 7643 asks less than scim2-models.
+
+RFC 7643 section 4.3 makes the enterprise manager's `value` and `$ref` RECOMMENDED, not
+required, and Entra ID and Okta send `{"value": id}` only. The manager below accepts that;
+the service fills `$ref` in when it answers (see `with_manager_reference`).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import Field
+from scim2_models import CaseExact, Reference, Required, Resource, User
+from scim2_models import EnterpriseUser as Rfc7643EnterpriseUser
+from scim2_models.resources.enterprise_user import Manager as Rfc7643Manager
+
+USERS = "Users"
+"""The endpoint of the Users, relative to the SCIM root: `$ref` is `Users/<value>`."""
+
+
+class Manager(Rfc7643Manager):
+    """The User's manager: its id (`value`), the URI of that User (`$ref`), both optional."""
+
+    value: Annotated[str | None, Required.false, CaseExact.true] = None
+    """The id of the SCIM resource representing the User's manager."""
+
+    ref: Annotated[Reference[User] | None, Required.false] = Field(  # type: ignore[type-arg]
+        None, serialization_alias="$ref", validation_alias="$ref"
+    )
+    """The URI of the SCIM resource representing the User's manager."""
+
+
+class EnterpriseUser(Rfc7643EnterpriseUser):
+    """Enterprise User (RFC 7643 section 4.3): its manager may come without `$ref`."""
+
+    manager: Manager | None = None
+    """The User's manager."""
+
+
+def with_manager_reference(resource: Resource[Any]) -> Resource[Any]:
+    """The resource, its manager's `$ref` filled in from `value` when the client sent none.
+
+    The reference is relative to the SCIM root (RFC 7643 section 2.3.7); the service makes
+    it a URL when it answers, as it does every reference.
+    """
+    extension = getattr(resource, EnterpriseUser.__name__, None)
+    manager = getattr(extension, "manager", None)
+    if isinstance(manager, Manager) and manager.value and manager.ref is None:
+        manager.ref = Reference[User](f"{USERS}/{manager.value}")  # type: ignore[type-arg]
+    return resource
