@@ -65,7 +65,7 @@ def configure(app: FastAPI, runtime: Runtime) -> None:
     async def story(correlation_id: Id) -> dict[str, Any]:
         events = await log_store.story(runtime.pool, correlation_id, limit=STORY_LIMIT + 1)
         if not events:
-            raise HTTPException(404, f"no records with correlation id {correlation_id!r}")
+            raise HTTPException(404, "no records with this correlation id")
         return {
             "correlation_id": correlation_id,
             "events": events[:STORY_LIMIT],

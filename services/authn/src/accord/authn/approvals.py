@@ -54,7 +54,7 @@ async def file_request(
     if kind == UNLOCK:
         lockout = await lockouts.open_lockout(conn, user_id)
         if lockout is None:
-            raise NothingToUnlock(f"{user_id} is not locked")
+            raise NothingToUnlock("the identity is not locked")
         lockout_id = str(lockout["lockout_id"])
     created = await lockouts.insert_request(
         conn, request_id, user_id, kind, requester_id, lockout_id

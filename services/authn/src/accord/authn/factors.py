@@ -152,9 +152,9 @@ class Factors:
     async def _may_enrol(self, conn: asyncpg.Connection, user_id: str) -> str:
         status = await identities.status_of(conn, user_id)
         if status not in (None, "active"):
-            raise Conflict(f"identity {user_id} is {status}: it cannot enrol factors")
+            raise Conflict(f"the identity is {status}: it cannot enrol factors")
         if await store.count_active(conn, user_id) >= MAX_FACTORS:
-            raise Conflict(f"identity {user_id} has {MAX_FACTORS} factors: remove one first")
+            raise Conflict(f"the identity has {MAX_FACTORS} factors: remove one first")
         return await identities.user_name_of(conn, user_id) or user_id
 
     async def enrol_totp(
@@ -186,12 +186,12 @@ class Factors:
         """Activate a pending TOTP credential whose first code matches: mfa.enrolled."""
         found = await store.get_for_update(conn, user_id, credential_id)
         if found is None or found.factor != "totp":
-            raise NotFound(f"no TOTP credential {credential_id} of {user_id}")
+            raise NotFound("the identity has no such TOTP credential")
         if found.status == "active":
-            raise Conflict(f"credential {credential_id} is confirmed already")
+            raise Conflict("the credential is confirmed already")
         now = self.clock()
         if found.expires_at is not None and found.expires_at <= now:
-            raise EnrolmentExpired(f"enrolment {credential_id} expired: enrol again")
+            raise EnrolmentExpired("the enrolment expired: enrol again")
         secret = self._open(found)
         try:
             step = totp.verify(secret, code, now=now.timestamp(), last_step=None)
@@ -330,7 +330,7 @@ class Factors:
         enrolled). NotFound if the identity has no such credential."""
         removed = await store.delete(conn, user_id, credential_id)
         if removed is None:
-            raise NotFound(f"no credential {credential_id} of {user_id}")
+            raise NotFound("the identity has no such credential")
         return _removed_events(user_id, [removed], reason, source=self.source)
 
     def _open(self, credential: store.StoredCredential) -> totp.TotpSecret:

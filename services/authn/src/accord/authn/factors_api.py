@@ -25,7 +25,7 @@ from accord.events.catalogue.base import Identifier
 from accord.runtime.outbox import enqueue
 from accord.runtime.params import Id
 from accord.runtime.problems import documented
-from accord.runtime.security.api import authenticated, may_see
+from accord.runtime.security.api import may_see, own_or
 from accord.runtime.security.roles import Caller, Permission
 from accord.runtime.service import Runtime
 
@@ -173,8 +173,11 @@ def configure(app: FastAPI, runtime: Runtime, settings: AuthnSettings) -> None:
     """Mount the MFA routes; KeyringError if the credential keys are missing or unusable."""
     logic = Factors(FactorConfig.from_settings(settings), source=runtime.source)
     router = APIRouter(prefix="/v1", tags=["mfa"])
-    caller_dependency = authenticated()
     manage = Permission.MFA_MANAGE
+    # One's own factors, or anyone's with mfa:manage; a system's credential has none: 403.
+    caller_dependency = own_or(manage)
+    # A sign-in: the identity itself, or an identity provider on its behalf (authn:verify).
+    verifier_dependency = own_or(Permission.AUTHN_VERIFY)
 
     @router.get("/mfa/{user_id}", summary="An identity's factors (never their secrets)")
     async def list_factors(user_id: Id, caller: Caller = Depends(caller_dependency)) -> Any:
@@ -308,13 +311,13 @@ def configure(app: FastAPI, runtime: Runtime, settings: AuthnSettings) -> None:
         responses={404: documented("The identity has no WebAuthn credential")},
     )
     async def authentication_options(
-        body: AuthenticationOptionsRequest, caller: Caller = Depends(caller_dependency)
+        body: AuthenticationOptionsRequest, caller: Caller = Depends(verifier_dependency)
     ) -> Any:
         _own_or(caller, Permission.AUTHN_VERIFY, body.user_id)
         async with runtime.pool.acquire() as conn, conn.transaction():
             options = await logic.authentication_options(conn, body.user_id)
         if options is None:
-            raise HTTPException(404, f"identity {body.user_id} has no WebAuthn credential")
+            raise HTTPException(404, "the identity has no WebAuthn credential")
         return options
 
     @router.post(
@@ -323,7 +326,7 @@ def configure(app: FastAPI, runtime: Runtime, settings: AuthnSettings) -> None:
     )
     async def verify(
         body: Annotated[TotpVerification | WebAuthnVerification, Body()],
-        caller: Caller = Depends(caller_dependency),
+        caller: Caller = Depends(verifier_dependency),
     ) -> Any:
         _own_or(caller, Permission.AUTHN_VERIFY, body.user_id)
         try:

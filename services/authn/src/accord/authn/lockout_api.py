@@ -16,7 +16,7 @@ from accord.authn.risk import Risk
 from accord.events.catalogue.base import Identifier, LongText, ShortText
 from accord.runtime.outbox import enqueue
 from accord.runtime.params import Id, Rfc3339, parse_rfc3339
-from accord.runtime.security.api import authenticated, may_see, require
+from accord.runtime.security.api import may_see, own_or, require
 from accord.runtime.security.roles import Caller, Permission
 from accord.runtime.service import Runtime
 
@@ -49,7 +49,8 @@ def configure(app: FastAPI, runtime: Runtime, risk: Risk) -> None:
     """Mount the lockout routes."""
     router = APIRouter(prefix="/v1", tags=["lockouts"])
     manage = require(Permission.LOCKOUTS_MANAGE)
-    caller_dependency = authenticated()
+    # For oneself, or for anyone with access:request-others; a system's credential: 403.
+    caller_dependency = own_or(Permission.ACCESS_REQUEST_OTHERS)
 
     @router.get("/lockouts", summary="Lockouts, newest first", dependencies=[Depends(manage)])
     async def list_lockouts(
@@ -76,7 +77,7 @@ def configure(app: FastAPI, runtime: Runtime, risk: Risk) -> None:
         async with runtime.pool.acquire() as conn:
             row = await lockouts.get_lockout(conn, lockout_id)
         if row is None:
-            raise HTTPException(404, f"lockout {lockout_id} not found")
+            raise HTTPException(404, "no such lockout")
         return _view(row)
 
     @router.post(
@@ -91,7 +92,7 @@ def configure(app: FastAPI, runtime: Runtime, risk: Risk) -> None:
     async def lock(body: ManualLock, response: Response, caller: Caller = Depends(manage)) -> Any:
         async with runtime.pool.acquire() as conn, conn.transaction():
             if await identities.status_of(conn, body.user_id) is None:
-                raise HTTPException(404, f"identity {body.user_id} not known")
+                raise HTTPException(404, "authn knows no such identity")
             reason = f"{body.reason} (locked by {caller.subject})"
             events = await risk.lock(conn, body.user_id, reason[:256], cause=None)
             await enqueue(conn, runtime.schema, events)

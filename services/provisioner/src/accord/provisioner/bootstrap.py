@@ -141,7 +141,7 @@ def definition(settings: ProvisionerSettings) -> ServiceDefinition:
         async def target_health(target: Id) -> dict[str, Any]:
             connector = connectors.get(target)
             if connector is None:
-                raise HTTPException(404, f"no target named {target!r}")
+                raise HTTPException(404, "no such target")
             try:
                 await connector.health()
             except (TargetUnavailable, TargetRejected) as error:
