@@ -49,10 +49,15 @@ class Recorder:
     """Stands in for the transmitter: remembers each signal, reports two streams."""
 
     sent: list[tuple[str, Signal, str]] = field(default_factory=list)
+    txns: list[str] = field(default_factory=list)
+    """The Shared Signals txn of each signal sent, in order."""
     removed: list[tuple[str, str]] = field(default_factory=list)
 
-    async def send(self, conn: asyncpg.Connection, user_id: str, signal: Signal, why: str) -> int:
+    async def send(
+        self, conn: asyncpg.Connection, user_id: str, signal: Signal, why: str, *, txn: str
+    ) -> int:
         self.sent.append((user_id, signal, why))
+        self.txns.append(txn)
         return 2
 
     async def remove(self, conn: asyncpg.Connection, user_id: str, why: str) -> list[Envelope]:
@@ -113,6 +118,7 @@ async def test_the_failure_that_reaches_the_threshold_locks_once(pool: asyncpg.P
         (user, "account-disabled"),
         (user, "session-revoked"),
     ]
+    assert recorder.txns == [locking.id, locking.id]  # one cause: one txn
     # More failures while locked: no second lockout.
     for minute in (3, 4, 5):
         assert (

@@ -9,8 +9,10 @@ import asyncio
 import json
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, cast
 
@@ -28,10 +30,12 @@ from accord.authn import delivery, ssf_api, transmitter
 from accord.authn.adapters import identities
 from accord.authn.domain import set_tokens as st
 from accord.authn.domain import streams as ss
+from accord.authn.domain.lockout import LockoutPolicy
 from accord.authn.receiver import JwksCache, ReceivedSignal, Receiver, load_transmitters
+from accord.authn.risk import Risk
 from accord.authn.settings import AuthnSettings
 from accord.authn.ssf_keys import SigningKey, generate_signing_key, public_jwk
-from accord.events import Envelope, SessionRevoked, new_event
+from accord.events import AuthnFailed, Envelope, SessionRevoked, new_event
 from accord.runtime.http import create_app, make_server, secure
 from accord.runtime.security.api import ApiSecurity
 from accord.runtime.security.api_tokens import InvalidToken, TokenStore
@@ -150,6 +154,7 @@ class World:
                 event={"event_timestamp": int(time.time())},
                 email=email,
                 signer=self.signer,
+                txn=uuid.uuid4().hex,
             )
 
     async def create(self, token: str = "acc_rp1", **body: Any) -> dict[str, Any]:
@@ -560,6 +565,35 @@ async def test_verification_queues_a_set_with_the_state(world: World) -> None:
     claims = world.verified(token)
     assert claims["sub_id"] == {"format": "opaque", "id": stream_id}
     assert claims["events"] == {st.VERIFICATION: {"state": "VGhpcyBpcyBhbiBleGFtcGxl"}}
+    assert claims["txn"]
+
+
+async def test_the_sets_one_cause_produces_share_their_txn(world: World) -> None:
+    events = [st.ACCOUNT_DISABLED, st.SESSION_REVOKED, st.ACCOUNT_ENABLED]
+    stream_id = (await world.create("acc_rp2", events_requested=events))["stream_id"]
+    policy = LockoutPolicy(threshold=3, window=timedelta(minutes=10))
+    risk = Risk(policy, transmitter.sender("authn", world.signer), "accord/authn")
+    failed = AuthnFailed(user_id="u-ada", idp="okta", reason="bad password")
+    cause = new_event(failed, source="urn:test:okta")
+
+    async with world.pool.acquire() as conn, conn.transaction():
+        await risk.lock(conn, "u-ada", "a test", cause=cause)
+        await risk.revoke_sessions(conn, "u-bob", "by hand", cause=None)
+        await risk.revoke_sessions(conn, "u-bob", "by hand again", cause=None)
+
+    polled = (await world.poll(stream_id))["sets"].values()
+    txns: dict[tuple[str, str], list[str]] = {}
+    for claims in map(world.verified, polled):
+        subject = claims["sub_id"]["identifiers"][0]["id"]
+        txns.setdefault((subject, next(iter(claims["events"]))), []).append(claims["txn"])
+    # The failed sign-in that locked ada is the cause of both its SETs.
+    assert txns.pop(("u-ada", st.ACCOUNT_DISABLED)) == [cause.id]
+    assert txns.pop(("u-ada", st.SESSION_REVOKED)) == [cause.id]
+    # Two revocations by hand: two causes, each with a txn of its own.
+    ((key, by_hand),) = txns.items()
+    assert key == ("u-bob", st.SESSION_REVOKED)
+    assert len(set(by_hand)) == 2
+    assert cause.id not in by_hand
 
 
 async def push(world: World, token: str, caller: str = "acc_idp", **kw: Any) -> httpx.Response:

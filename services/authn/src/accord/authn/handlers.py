@@ -64,13 +64,13 @@ class Handlers:
             return events
         if after.status == "active":
             if was is not None and await lockouts.open_lockout(conn, user_id) is None:
-                await self.risk.send(conn, user_id, "account-enabled", "reactivated")
+                await self.risk.send(conn, user_id, "account-enabled", "reactivated", txn=event.id)
             return events
         if after.status == "inactive" and was != "active":
             return events  # a joiner created inactive, a leaver back as one: nothing to end
         leaver = after.status == "deleted"
         reason = "leaver" if leaver else "deactivated"
-        await self.risk.send(conn, user_id, "account-disabled", reason)
+        await self.risk.send(conn, user_id, "account-disabled", reason, txn=event.id)
         events += await self.risk.revoke_sessions(conn, user_id, reason, cause=event)
         if leaver:
             events += await self.remove_factors(conn, user_id, "leaver")

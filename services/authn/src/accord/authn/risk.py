@@ -47,6 +47,12 @@ class Risk:
     def _event(self, data: EventData, cause: Envelope | None) -> Envelope:
         return new_event(data, source=self.source, causation=cause)
 
+    @staticmethod
+    def txn_of(cause: Envelope | None) -> str:
+        """The Shared Signals `txn` of what a cause sets off: the event's id (a redelivery
+        gives the same), or a new one for a cause that is no event (a request, a SET)."""
+        return cause.id if cause is not None else uuid.uuid4().hex
+
     async def failed(self, conn: asyncpg.Connection, event: Envelope) -> list[Envelope]:
         """Count a failed sign-in; the one that makes a run of the threshold (failures in a
         row within the window, by their own times) locks the identity."""
@@ -129,6 +135,7 @@ class Risk:
         failures: int = 0,
         lockout_id: str | None = None,
         at: datetime | None = None,
+        txn: str | None = None,
     ) -> list[Envelope]:
         """Lock an identity: identity.locked (the orchestrator disables every account) and
         its sessions revoked everywhere. Nothing when it is locked already."""
@@ -145,8 +152,11 @@ class Risk:
             user_id=user_id, lockout_id=lockout_id, reason=reason, failures=failures
         )
         events = [self._event(locked, cause)]
-        await self.send(conn, user_id, "account-disabled", reason)
-        events += await self.revoke_sessions(conn, user_id, f"lockout: {reason}", cause=cause)
+        txn = txn or self.txn_of(cause)  # one cause: both signals share it
+        await self.send(conn, user_id, "account-disabled", reason, txn=txn)
+        events += await self.revoke_sessions(
+            conn, user_id, f"lockout: {reason}", cause=cause, txn=txn
+        )
         return events
 
     async def unlock(
@@ -164,14 +174,22 @@ class Risk:
         await lockouts.settle(conn, user_id, cause.time)
         if await identities.status_of(conn, user_id) == "active":
             # A deactivated or deleted identity stays disabled, whichever came first.
-            await self.send(conn, user_id, "account-enabled", f"unlocked by {request_id}")
+            why = f"unlocked by {request_id}"
+            await self.send(conn, user_id, "account-enabled", why, txn=self.txn_of(cause))
         unlocked = IdentityUnlocked(user_id=user_id, lockout_id=lockout_id, request_id=request_id)
         return [self._event(unlocked, cause)]
 
     async def revoke_sessions(
-        self, conn: asyncpg.Connection, user_id: str, reason: str, *, cause: Envelope | None
+        self,
+        conn: asyncpg.Connection,
+        user_id: str,
+        reason: str,
+        *,
+        cause: Envelope | None,
+        txn: str | None = None,
     ) -> list[Envelope]:
         """Tell every receiver to end the identity's sessions (CAEP session-revoked)."""
-        streams = await self.send(conn, user_id, "session-revoked", reason)
+        txn = txn or self.txn_of(cause)
+        streams = await self.send(conn, user_id, "session-revoked", reason, txn=txn)
         revoked = SessionRevoked(user_id=user_id, reason=reason[:256], streams=streams)
         return [self._event(revoked, cause)]

@@ -8,18 +8,29 @@ handlers a recording fake instead.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Literal
+from collections.abc import Awaitable
+from typing import Literal, Protocol
 
 import asyncpg
 
 Signal = Literal["session-revoked", "account-disabled", "account-enabled", "credential-change"]
 
-#: Queue one signal about an identity to every stream that wants it (inside the caller's
-#: transaction); returns how many streams it was queued to.
-SendSignal = Callable[[asyncpg.Connection, str, Signal, str], Awaitable[int]]
+
+class SendSignal(Protocol):
+    """Queue one signal about an identity to every stream that wants it (inside the caller's
+    transaction); returns how many streams it was queued to.
+
+    `txn` names the cause (SSF 1.0 §4.1.4's `txn` claim): the signals one cause produces
+    (a lockout's account-disabled and session-revoked) share it, and only they do.
+    """
+
+    def __call__(
+        self, conn: asyncpg.Connection, user_id: str, signal: Signal, reason: str, *, txn: str
+    ) -> Awaitable[int]: ...
 
 
-async def send_nothing(conn: asyncpg.Connection, user_id: str, signal: Signal, reason: str) -> int:
+async def send_nothing(
+    conn: asyncpg.Connection, user_id: str, signal: Signal, reason: str, *, txn: str
+) -> int:
     """A transmitter with no signing key configured: nothing is sent, nothing queued."""
     return 0

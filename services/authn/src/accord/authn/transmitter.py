@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -30,13 +31,14 @@ async def transmit(
     event: Mapping[str, Any],
     email: str | None,
     signer: SetSigner | None,
-    txn: str | None = None,
+    txn: str,
 ) -> int:
     """Queue the event about one identity to every stream that asked for it; how many.
 
     `event` holds the event's members (see the builders in `domain.set_tokens`); the
-    subject is the user_id (opaque), with the e-mail as an alias when known. Without a
-    signer (no key configured) nothing is queued.
+    subject is the user_id (opaque), with the e-mail as an alias when known; `txn` names
+    the cause, shared by every SET it produces. Without a signer (no key configured)
+    nothing is queued.
     """
     if signer is None:
         # Said once at start-up (ssf_keys); per signal it would drown the log.
@@ -66,9 +68,10 @@ async def queue_control(
     signer: SetSigner,
 ) -> str:
     """Queue a stream control event (verification, stream-updated) about the stream itself;
-    returns its jti."""
+    returns its jti. Each is a cause of its own (one request): a txn of its own."""
     subject = set_tokens.opaque(stream.config.stream_id)
-    queued = _signed(stream, signer, event_uri, event, subject, user_id=None, txn=None)
+    txn = uuid.uuid4().hex
+    queued = _signed(stream, signer, event_uri, event, subject, user_id=None, txn=txn)
     await ssf_store.queue_sets(conn, schema, [queued])
     return queued.jti
 
@@ -81,7 +84,7 @@ def _signed(
     subject: Mapping[str, Any],
     *,
     user_id: str | None,
-    txn: str | None,
+    txn: str,
 ) -> QueuedSet:
     claims = set_tokens.build_set(
         issuer=stream.config.iss,
@@ -124,7 +127,9 @@ def sender(schema: str, signer: SetSigner | None) -> SendSignal:
     if signer is None:
         return signals.send_nothing  # no key: no stream lookups, no e-mail lookups
 
-    async def send(conn: asyncpg.Connection, user_id: str, signal: Signal, reason: str) -> int:
+    async def send(
+        conn: asyncpg.Connection, user_id: str, signal: Signal, reason: str, *, txn: str
+    ) -> int:
         event_uri, members = _members(signal, reason)
         email = await identities.email_of(conn, user_id)
         return await transmit(
@@ -135,6 +140,7 @@ def sender(schema: str, signer: SetSigner | None) -> SendSignal:
             event=members,
             email=email,
             signer=signer,
+            txn=txn,
         )
 
     return send
