@@ -14,8 +14,23 @@ uv: # install uv from PyPI when the machine has none
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
 
 .PHONY: install
-install: uv slapd chromium ## Install Python and every package of the workspace into .venv (from uv.lock)
+install: uv slapd chromium kafka ## Install Python and every package of the workspace into .venv (from uv.lock)
 	@$(UV) sync --frozen --all-packages --quiet
+
+# Apache Kafka's broker from Maven Central (pinned in deploy/kafka/pom.xml) into
+# deploy/kafka/lib, again only when the pom changed. Without java and mvn, Tansu stays the
+# only broker and the tests that need Apache Kafka say why they are skipped.
+KAFKA_LIB := deploy/kafka/lib
+.PHONY: kafka
+kafka: # fetch Apache Kafka's jars when java and mvn exist
+	@if ! command -v java >/dev/null 2>&1 || ! command -v mvn >/dev/null 2>&1; then \
+		echo "java or mvn is missing: Apache Kafka is not fetched (Tansu only)" >&2; \
+	elif [ ! -f $(KAFKA_LIB)/.fetched ] || [ deploy/kafka/pom.xml -nt $(KAFKA_LIB)/.fetched ]; then \
+		echo "Fetching Apache Kafka from Maven Central (deploy/kafka/pom.xml)"; \
+		rm -rf $(KAFKA_LIB) && \
+		mvn -q -B -f deploy/kafka/pom.xml dependency:copy-dependencies \
+			-DoutputDirectory=lib -DincludeScope=runtime && touch $(KAFKA_LIB)/.fetched; \
+	fi
 
 # OpenLDAP for the LDAP target the tests start (Debian packages; slapd lives in /usr/sbin).
 # sudo only when not root; `apt-get update` only when the install fails (stale package lists).
