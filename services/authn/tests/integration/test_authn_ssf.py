@@ -419,7 +419,9 @@ async def test_polling_is_for_the_streams_own_receiver(world: World) -> None:
         "POST", f"/ssf/poll/{polled['stream_id']}", "acc_rp2", json={"maxEvents": -1}
     )
 
-    assert (other.status_code, unknown.status_code) == (403, 404)
+    # Another receiver's stream is none of the caller's business: as unknown as no stream.
+    assert (other.status_code, unknown.status_code) == (404, 404)
+    assert other.json()["detail"] == unknown.json()["detail"]
     assert (push.status_code, push.json()["err"]) == (400, "invalid_request")
     assert bad.json() == {
         "err": "invalid_request",
@@ -435,7 +437,21 @@ async def test_stream_management_answers_as_ssf_says(world: World) -> None:
     async def status(method: str, path: str, token: str | None = "acc_rp1", **kw: Any) -> int:
         return (await world.call(method, path, token, **kw)).status_code
 
-    assert await status("GET", f"/ssf/streams?stream_id={theirs['stream_id']}") == 403
+    # Another receiver's stream answers as no stream does, whatever the call.
+    for method, path, body in (
+        ("GET", f"/ssf/streams?stream_id={theirs['stream_id']}", None),
+        ("GET", f"/ssf/status?stream_id={theirs['stream_id']}", None),
+        ("PATCH", "/ssf/streams", {"stream_id": theirs["stream_id"], "description": "x"}),
+        ("PUT", "/ssf/streams", {"stream_id": theirs["stream_id"]}),
+        ("POST", "/ssf/status", {"stream_id": theirs["stream_id"], "status": "paused"}),
+        ("POST", "/ssf/verify", {"stream_id": theirs["stream_id"]}),
+        ("DELETE", f"/ssf/streams?stream_id={theirs['stream_id']}", None),
+    ):
+        assert await status(method, path, json=body) == 404, (method, path)
+    subject = {"format": "opaque", "id": "u-ada"}
+    for verb in ("add", "remove"):
+        body = {"stream_id": theirs["stream_id"], "subject": subject}
+        assert await status("POST", f"/ssf/subjects:{verb}", json=body) == 404
     assert await status("GET", "/ssf/streams?stream_id=unknown") == 404
     assert await status("GET", f"/ssf/streams?stream_id={stream_id}", "acc_admin") == 200
     assert await status("GET", "/ssf/streams", "acc_bob") == 403
@@ -465,7 +481,7 @@ async def test_stream_management_answers_as_ssf_says(world: World) -> None:
     assert await status("POST", "/ssf/streams", json=metadata) == 400
     assert await status("POST", "/ssf/streams", json=["not", "an", "object"]) == 400
 
-    assert await status("DELETE", f"/ssf/streams?stream_id={stream_id}", "acc_rp2") == 403
+    assert await status("DELETE", f"/ssf/streams?stream_id={stream_id}", "acc_rp2") == 404
     assert await status("DELETE", f"/ssf/streams?stream_id={stream_id}") == 204
     assert await status("GET", f"/ssf/streams?stream_id={stream_id}") == 404
 

@@ -2,7 +2,8 @@
 status, subjects, verification and RFC 8936 polling; `configure` mounts the receiver too.
 
 A stream belongs to the receiver that created it (the caller's subject, with ssf:streams);
-ssf:manage sees and changes every stream. Management errors are problem+json; poll errors
+ssf:manage sees and changes every stream. Another receiver's stream answers 404, as an
+unknown one does. Management errors are problem+json; poll errors
 use the RFC 8936 `{"err", "description"}` body.
 """
 
@@ -42,6 +43,7 @@ JsonBody = Annotated[dict[str, Any], Body()]
 LONG_POLL_S = 10.0
 #: How long a polled SET waits for its ack before it is handed out again.
 REDELIVER_S = 30.0
+_NO_STREAM = "no stream has that stream_id"
 
 
 def configure(
@@ -97,10 +99,9 @@ async def _owned(
     conn: asyncpg.Connection, stream_id: str, caller: Caller, *, lock: bool = False
 ) -> Stream:
     stream = await ssf_store.get_stream(conn, stream_id, for_update=lock)
-    if stream is None:
-        raise HTTPException(404, "no stream has that stream_id")
-    if not may_see(caller, Permission.SSF_MANAGE, stream.owner):
-        raise HTTPException(403, "the stream belongs to another receiver")
+    # Another receiver's stream is none of the caller's business: it answers as none does.
+    if stream is None or not may_see(caller, Permission.SSF_MANAGE, stream.owner):
+        raise HTTPException(404, _NO_STREAM)
     return stream
 
 
@@ -347,10 +348,8 @@ def _transmitter(
         max_events, return_now, acks, errors = asked
         async with pool.acquire() as conn, conn.transaction():
             stream = await ssf_store.get_stream(conn, stream_id)
-            if stream is None:
-                raise HTTPException(404, "no stream has that stream_id")
-            if caller.subject != stream.owner:
-                raise HTTPException(403, "only the stream's receiver polls it")
+            if stream is None or caller.subject != stream.owner:  # only its receiver polls it
+                raise HTTPException(404, _NO_STREAM)
             if stream.config.delivery.method != streams.POLL:
                 return _rfc8936_error("this stream delivers by push")
             await ssf_store.acknowledge(conn, stream_id, acks)
