@@ -63,6 +63,9 @@ class Endpoint:
     """Path parameters that name nobody's object, instead of the joiner's."""
     stream: bool = False
     """A stream that never ends by itself (server-sent events): only its status is read."""
+    self_service: bool = False
+    """Without the permission, only self-service (a person's role) sees one's own; a
+    system's role (SCIM client, application...) has no own objects and gets 403."""
 
     def expected(self, allowed: bool) -> int:
         """The status a call answers, permitted or not."""
@@ -108,24 +111,38 @@ ENDPOINTS = [
     Endpoint("provisioner", "/v1/targets/{target}/health", Permission.TARGETS_READ),
     Endpoint("provisioner", "/v1/reconciliations", Permission.TARGETS_READ),
     Endpoint("authz", "/v1/policies", Permission.POLICIES_READ),
-    Endpoint("authz", "/v1/principals/{user_id}", Permission.PRINCIPALS_READ, owned=True),
+    Endpoint(
+        "authz",
+        "/v1/principals/{user_id}",
+        Permission.PRINCIPALS_READ,
+        owned=True,
+        self_service=True,
+    ),
     Endpoint("authz", "/v1/access-requests", Permission.ACCESS_REQUEST, method="post"),
-    Endpoint("authz", "/v1/access-requests", Permission.ACCESS_READ, listing=True),
-    Endpoint("authz", "/v1/access-requests/{request_id}", Permission.ACCESS_READ, owned=True),
-    # alice's request was granted at once: a permitted approve or deny is a 409.
+    Endpoint(
+        "authz", "/v1/access-requests", Permission.ACCESS_READ, listing=True, self_service=True
+    ),
+    Endpoint(
+        "authz",
+        "/v1/access-requests/{request_id}",
+        Permission.ACCESS_READ,
+        owned=True,
+        self_service=True,
+    ),
+    # alice's request, granted at once, is not bob's to decide: as if there were none.
     *(
         Endpoint(
             "authz",
             f"/v1/access-requests/{{request_id}}/{verdict}",
             Permission.ACCESS_APPROVE,
             method="post",
-            allowed_status=409,
+            allowed_status=404,
             body={"comment": "matrix"},
         )
         for verdict in ("approve", "deny")
     ),
     Endpoint("authz", "/v1/approvals", Permission.ACCESS_APPROVE),
-    Endpoint("authz", "/v1/entitlements", Permission.ACCESS_READ, listing=True),
+    Endpoint("authz", "/v1/entitlements", Permission.ACCESS_READ, listing=True, self_service=True),
     Endpoint(
         "authz",
         "/v1/grants/{grant_id}/revoke",
@@ -481,6 +498,11 @@ async def test_each_role_gets_what_its_permissions_allow(
         allowed = endpoint.permission in permissions
         async with api_client(platform, endpoint.service, token) as client:
             response = await call(client, endpoint, alice)
+            if endpoint.self_service and not allowed and Permission.SELF_SERVICE not in permissions:
+                # Neither everyone's nor one's own: refused, whoever's object it is.
+                assert response.status_code == 403, (endpoint, response.text)
+                assert (await call(client, endpoint, bob)).status_code == 403, endpoint
+                continue
             if endpoint.listing:
                 assert response.status_code == 200, response.text
                 listed = await every_id(client, endpoint.path)
