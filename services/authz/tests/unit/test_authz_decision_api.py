@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from accord.authz import decision_api
 from accord.authz.catalogue import load_catalogue
-from accord.authz.decision_api import Answer, EntityIn, Question
+from accord.authz.decision_api import Answer, EntityIn, Question, StageAnswer
 from accord.authz.domain import PolicySource, compile_policies
 from accord.authz.domain.model import Entity, EntityRef
 from accord.authz.domain.policy_files import default_policy_dir, load_policy_dir
@@ -158,3 +158,23 @@ def test_what_no_event_could_hold_is_refused_at_the_door(principal: dict[str, st
         Question.model_validate(
             {"principal": principal, "action": "read", "resource": {"type": "Doc", "id": "d"}}
         )
+
+
+def test_approval_required_is_logged_as_no_access_naming_its_stages() -> None:
+    answer = Answer(
+        decision="approval_required",
+        reasons=["high-risk-needs-manager-and-owner"],
+        errors=[],
+        approvals=[
+            StageAnswer(stage=1, name="manager", approvers=["mia"]),
+            StageAnswer(stage=2, name="application_owner", approvers=["payroll-owner"]),
+        ],
+    )
+
+    event = decision_api.decided_event(ask("payroll/viewer", None), answer, 1.0)
+
+    assert event.decision == "deny"
+    assert event.reasons == (
+        "high-risk-needs-manager-and-owner",
+        "approval_required: manager, application_owner",
+    )
