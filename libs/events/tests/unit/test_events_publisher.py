@@ -164,3 +164,18 @@ async def test_publish_takes_the_subject_from_the_data(
         envelope = await publisher.publish(make_event("saga.started"))
     assert (envelope.subject, envelope.dataschema) == (expected.subject, expected.dataschema)
     assert fake.instances[0].sent[0]["key"] == b"e-1001"
+
+
+async def test_a_published_event_starts_a_trace(fake: type[FakeProducer], make_event: Any) -> None:
+    """Without a trace of the caller's, the event that starts a flow starts its trace, so it
+    carries a trace id like every event it causes."""
+    async with Publisher(source="urn:hr:workday") as publisher:
+        first = await publisher.publish(make_event("user.created"), sequence=1)
+        second = await publisher.publish(make_event("user.created"), sequence=2)
+    sent = [
+        from_kafka(s["topic"], s["key"], s["value"], s["headers"]) for s in fake.instances[0].sent
+    ]
+    assert sent == [first, second]
+    traces = {e.traceparent.split("-")[1] for e in sent if e.traceparent}
+    assert len(traces) == 2
+    assert all(len(t) == 32 and int(t, 16) for t in traces)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from types import TracebackType
 from typing import Any, Self
 
@@ -55,7 +56,9 @@ class Publisher:
         correlation_id: str | None = None,
         event_id: str | None = None,
     ) -> Envelope:
-        """Publish one event and return its envelope once the broker has acknowledged it."""
+        """Publish one event and return its envelope once the broker has acknowledged it.
+
+        The event carries the caller's trace context, or starts a trace of its own."""
         envelope = new_event(
             data,
             source=self._source,
@@ -63,6 +66,7 @@ class Publisher:
             correlation_id=correlation_id,
             event_id=event_id,
         )
+        envelope = _with_trace_context(envelope, start=True)
         await self.send(envelope)
         return envelope
 
@@ -74,19 +78,27 @@ class Publisher:
         )
 
 
-def _with_trace_context(envelope: Envelope) -> Envelope:
+def _with_trace_context(envelope: Envelope, *, start: bool = False) -> Envelope:
     """Stamp the caller's OpenTelemetry context, if it uses OpenTelemetry, so Accord's spans
-    join the source system's trace."""
+    join the source system's trace; else, with start, a new trace, so that the first event
+    of a flow has a trace id like every event it causes."""
     if envelope.traceparent is not None:
         return envelope
+    carrier: dict[str, str] = {}
     try:
         from opentelemetry.propagate import inject
     except ImportError:
-        return envelope
-    carrier: dict[str, str] = {}
-    inject(carrier)
-    if "traceparent" not in carrier:
+        pass
+    else:
+        inject(carrier)
+    traceparent = carrier.get("traceparent") or (new_traceparent() if start else None)
+    if traceparent is None:
         return envelope
     return envelope.model_copy(
-        update={"traceparent": carrier["traceparent"], "tracestate": carrier.get("tracestate")}
+        update={"traceparent": traceparent, "tracestate": carrier.get("tracestate")}
     )
+
+
+def new_traceparent() -> str:
+    """A W3C traceparent that starts a trace: random trace and parent ids, sampled."""
+    return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
