@@ -170,6 +170,8 @@ class Platform:
         env.setdefault("ACCORD_AUDIT_CHECKPOINT_DIR", str(self.config.home / "audit-checkpoints"))
         env.setdefault("ACCORD_SSF_SIGNING_KEY_FILE", str(self.ssf_signing_key))
         env.setdefault("ACCORD_AUTHN_PUBLIC_URL", self.endpoints()["authn"])
+        # Plain http on loopback: Shared Signals wants https outside development.
+        env.setdefault("ACCORD_SSF_ALLOW_HTTP", "true")
         if "ACCORD_AUTHN_CREDENTIAL_KEYS" not in env and self.credential_keys.exists():
             env["ACCORD_AUTHN_CREDENTIAL_KEYS"] = self.credential_keys.read_text().strip()
         env.update({t.token_env: t.token for t in self.config.department_targets})
