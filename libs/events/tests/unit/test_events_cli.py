@@ -6,7 +6,10 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import re
+import subprocess
+import sys
 import time
 from datetime import datetime
 from pathlib import Path
@@ -390,3 +393,171 @@ def test_a_broken_plugin_does_not_take_publish_down(
     assert code == 0
     assert json.loads(out)["type"] == "user.created"
     assert err == ["accord: warning: command 'up' unavailable: No module named 'accord.stack.cli'"]
+
+
+# --- traces --------------------------------------------------------------------------------
+
+TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-[0-9a-f]{16}-01")
+
+
+def test_publish_starts_a_trace(capsys: Any, spy: type[SpyPublisher]) -> None:
+    """The README promises one trace id per flow: the event that starts it carries it too."""
+    for _ in range(2):
+        code, _, err = publish(capsys, "user.created", "--data", json.dumps(USER))
+        assert (code, err) == (0, [])
+    traces = []
+    for publisher in spy.created:
+        [envelope] = publisher.sent
+        match = TRACEPARENT.fullmatch(envelope.traceparent or "")
+        assert match, envelope.traceparent
+        traces.append(match[1])
+    assert traces[0] != traces[1], "each published event starts a trace of its own"
+
+
+def test_dry_run_shows_the_trace_it_would_start(capsys: Any, spy: type[SpyPublisher]) -> None:
+    assert TRACEPARENT.fullmatch(dry_run(capsys, "user.created", USER)["traceparent"])
+
+
+# --- whatever goes wrong: one line ---------------------------------------------------------
+
+
+def with_command(monkeypatch: pytest.MonkeyPatch, name: str, func: Any, **defaults: Any) -> None:
+    """Install a plugin command NAME running func(args)."""
+
+    def register(commands: Any) -> None:
+        parser: argparse.ArgumentParser = commands.add_parser(name)
+        parser.set_defaults(func=func, **defaults)
+
+    monkeypatch.setattr(cli_module, "entry_points", lambda **_: [FakeEntryPoint(name, register)])
+
+
+def test_an_unexpected_error_is_one_line(capsys: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    def boom(args: argparse.Namespace) -> int:
+        raise RuntimeError("the flux\ncapacitor broke")
+
+    with_command(monkeypatch, "boom", boom)
+    assert run(capsys, "boom") == (
+        1,
+        "",
+        [
+            "accord: error: unexpected RuntimeError: the flux capacitor broke"
+            " (accord -v ... shows the traceback)"
+        ],
+    )
+    code, _, err = run(capsys, "-v", "boom")
+    assert code == 1
+    assert err[0] == "Traceback (most recent call last):"
+    assert err[-1] == "accord: error: unexpected RuntimeError: the flux capacitor broke"
+
+
+def test_settings_that_do_not_parse_are_one_line_without_the_value(
+    capsys: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pydantic import BaseModel
+
+    class WidgetSettings(BaseModel):
+        retries: int
+        password: int
+
+    def settings(args: argparse.Namespace) -> int:
+        WidgetSettings.model_validate({"retries": "often", "password": "hunter2"})
+        return 0
+
+    with_command(monkeypatch, "widget", settings)
+    code, out, err = run(capsys, "widget")
+    assert (code, out) == (2, "")
+    assert err == [
+        "accord: error: WidgetSettings: retries: Input should be a valid integer, unable to parse"
+        " string as an integer (and 1 more)"
+    ]
+
+
+def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path: Path) -> None:
+    """`accord dlq list --json | head`: a closed pipe is no error to report (exit 141, the
+    shell's code for SIGPIPE), and no traceback."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "accord.events.cli", "events"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            cwd=tmp_path,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert done.stderr.decode() == ""
+    assert done.returncode == 141
+
+
+# --- beside accord up: its env file --------------------------------------------------------
+
+
+def test_env_file_round_trip(tmp_path: Path) -> None:
+    values = {
+        "DATABASE_URL": "postgresql://accord:p@ss w'rd\"$x@127.0.0.1:5433/accord",
+        "EMPTY": "",
+        "ACCORD_TARGETS_FILE": "/a folder/targets.yaml",
+    }
+    path = tmp_path / "env"
+    path.write_text("# a comment\n\n" + cli_module.env_file_text(values))
+    assert cli_module.read_env_file(path) == values
+    assert cli_module.read_env_file(tmp_path / "missing") == {}
+
+
+@pytest.mark.parametrize("line", ["JUST_A_NAME", "1BAD=x", "A=two words", "A='unclosed"])
+def test_a_broken_env_file_is_one_line(
+    capsys: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, line: str
+) -> None:
+    env = tmp_path / "env"
+    env.write_text(f"OK=1\n{line}\n")
+    with_command(monkeypatch, "hello", lambda args: 0)
+    code, _, err = run_beside(capsys, env, "hello")
+    assert (code, err) == (1, [f"accord: error: {env}:2: not a NAME=value line"])
+
+
+def run_beside(capsys: Any, env: Path, *argv: str) -> tuple[int, str, list[str]]:
+    code = main(list(argv), local_env=env)
+    out, err = capsys.readouterr()
+    return code, out, err.splitlines()
+
+
+def test_beside_accord_up_its_env_file_fills_the_gaps(
+    capsys: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for name in ("ACCORD_TEST_FROM_FILE", "ACCORD_TEST_SET"):
+        monkeypatch.setenv(name, "")  # restored after the test, whatever main() sets
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("ACCORD_TEST_SET", "from the environment")
+    env = tmp_path / "env"
+    env.write_text(
+        cli_module.env_file_text(
+            {"ACCORD_TEST_FROM_FILE": "from the file", "ACCORD_TEST_SET": "no"}
+        )
+    )
+
+    def show(args: argparse.Namespace) -> int:
+        print(os.environ.get("ACCORD_TEST_FROM_FILE"), "/", os.environ["ACCORD_TEST_SET"])
+        return 0
+
+    with_command(monkeypatch, "show", show)
+    assert run(capsys, "show") == (0, "None / from the environment\n", [])
+    assert run_beside(capsys, env, "show") == (0, "from the file / from the environment\n", [])
+
+
+def test_accord_up_does_not_read_the_env_file_it_writes(
+    capsys: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("ACCORD_TEST_FROM_FILE", "")
+    monkeypatch.delenv("ACCORD_TEST_FROM_FILE")
+    env = tmp_path / "env"
+    env.write_text("ACCORD_TEST_FROM_FILE=previous-run\n")
+
+    def show(args: argparse.Namespace) -> int:
+        print(os.environ.get("ACCORD_TEST_FROM_FILE"))
+        return 0
+
+    with_command(monkeypatch, "up", show, local_env=False)
+    assert run_beside(capsys, env, "up") == (0, "None\n", [])

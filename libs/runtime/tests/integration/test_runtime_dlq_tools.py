@@ -174,3 +174,13 @@ async def test_the_cli_explains_an_unreachable_broker_in_one_line() -> None:
     _, err = await asyncio.wait_for(process.communicate(), 60)
     assert process.returncode == 1
     assert err.decode().strip().splitlines()[-1].startswith("accord: error: broker unavailable")
+
+
+async def test_a_topic_the_broker_does_not_have_is_one_line(kafka_bootstrap: str) -> None:
+    for action in (["list"], ["list", "--json"], ["replay", "--all"]):
+        code, out, err = await accord(
+            kafka_bootstrap, "dlq", action[0], f"nosuch.{uuid.uuid4().hex[:8]}", *action[1:]
+        )
+        assert (code, out) == (1, ""), err
+        [line] = err.splitlines()
+        assert line.startswith("accord: error: the broker has no topic nosuch."), line

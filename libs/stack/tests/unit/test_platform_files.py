@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 
 import pytest
 
 from accord.events import Profile
+from accord.events.cli import read_env_file
 from accord.orchestrator.domain.birthright import Birthright
 from accord.provisioner.targets import load_targets
 from accord.runtime.config_file import load_yaml_model
+from accord.stack import demo
 from accord.stack.platform import DEMO_TOKEN_ENV, DepartmentTarget, Platform, PlatformConfig
 
 CHAOS = DepartmentTarget(
@@ -62,3 +65,30 @@ def test_a_department_target_is_that_department_s_only_target(
     assert (chaos.name, chaos.url) == ("scim-chaos", CHAOS.url)
     assert (chaos.max_attempts, chaos.breaker_threshold) == (3, 100)
     assert platform.endpoints()["scim-chaos"] == CHAOS.url
+
+
+def test_the_env_file_gives_the_cli_what_the_services_get(tmp_path: Path) -> None:
+    """`accord` beside `accord up` reads home/env: the services' database, broker, targets
+    file and the targets' secrets, so that `accord reconcile scim-demo` works as written."""
+    platform = generated(tmp_path, CHAOS)
+    platform.database_url = "postgresql://accord:pw@127.0.0.1:5433/accord"
+    platform.bootstrap_servers = "127.0.0.1:9092"
+    platform._write_env_file()
+
+    written = read_env_file(platform.env_file)
+    services = platform.service_env()
+    assert written == {name: services[name] for name in written}
+    assert written["DATABASE_URL"] == platform.database_url
+    assert written["KAFKA_BOOTSTRAP_SERVERS"] == "127.0.0.1:9092"
+    assert written["ACCORD_TARGETS_FILE"] == str(platform.targets_file)
+    assert written[DEMO_TOKEN_ENV] == platform.scim.bearer_token
+    assert written[CHAOS.token_env] == CHAOS.token
+    assert stat.S_IMODE(platform.env_file.stat().st_mode) == 0o600
+
+
+def test_the_demo_organisation_has_a_manager_and_her_report() -> None:
+    assert demo.REPORT.manager_id == demo.MANAGER.user_id
+    assert demo.MANAGER.manager_id is None
+    ids = [demo.event_id(person) for person in demo.ORGANISATION]
+    assert len(set(ids)) == 2
+    assert ids == [demo.event_id(person) for person in demo.ORGANISATION], "fixed, not random"

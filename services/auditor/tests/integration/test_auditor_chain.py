@@ -176,6 +176,22 @@ async def test_checkpoints_catch_a_rewritten_tail(
     assert "the log ends at record 3: records after it were removed" in out
 
 
+async def test_a_checkpoint_folder_not_made_yet_holds_no_checkpoints(
+    pool: asyncpg.Pool, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The auditor makes its checkpoint folder with its first checkpoint, minutes after it
+    starts: until then, verifying against the folder finds none, which is no error."""
+    await append(pool, [entry(n) for n in range(1, 4)])
+    not_yet = tmp_path / "audit-checkpoints"
+
+    code, out, err = await accord(capsys, "audit", "verify", "--checkpoint-dir", str(not_yet))
+
+    assert (code, err) == (0, "")
+    assert out.splitlines()[1:] == ["no checkpoints to check (see accord audit checkpoint)"]
+    code, _, err = await accord(capsys, "audit", "verify", "--checkpoint-dir", f"{not_yet}/x/y")
+    assert (code, err) == (0, "")
+
+
 async def test_a_forged_checkpoint_is_refused_against_the_trusted_key(
     pool: asyncpg.Pool, tmp_path: Path
 ) -> None:

@@ -9,10 +9,13 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Awaitable, Callable
+from urllib.parse import urlsplit
 
 import asyncpg
 
 from accord.events.cli import EXIT_USAGE, CliError
+
+_SCHEMES = ("postgresql", "postgres")
 
 
 def run_on_database(
@@ -24,13 +27,12 @@ def run_on_database(
 ) -> int:
     """Run work on a small pool on DATABASE_URL (seeing `schema` first, when given).
 
-    `prepare` runs on the DSN before the pool opens (e.g. migrations). A missing
-    DATABASE_URL is a usage error (exit 2); an unreachable database a failure (exit 1);
-    with `no_tables`, a missing table fails with that message (the service never ran).
+    `prepare` runs on the DSN before the pool opens (e.g. migrations). A missing or
+    malformed DATABASE_URL is a usage error (exit 2); an unreachable database, or one that
+    refuses, a failure (exit 1) with PostgreSQL's own message; with `no_tables`, a missing
+    table fails with that message (the service never ran).
     """
-    dsn = os.environ.get("DATABASE_URL")
-    if not dsn:
-        raise CliError("DATABASE_URL is not set", EXIT_USAGE)
+    dsn = database_url()
 
     async def run() -> int:
         if prepare is not None:
@@ -49,5 +51,38 @@ def run_on_database(
 
     try:
         return asyncio.run(run())
-    except (OSError, asyncpg.PostgresError) as error:
-        raise CliError(f"database unavailable: {type(error).__name__}") from None
+    except DATABASE_ERRORS as error:
+        raise database_failure(error) from None
+
+
+#: What connecting to the database or working on it raises when it is not as it should be.
+DATABASE_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
+def database_failure(error: BaseException) -> CliError:
+    """One of DATABASE_ERRORS as the line the command prints."""
+    if isinstance(error, asyncpg.PostgresError):
+        # The server's own words: 'database "x" does not exist', 'password authentication
+        # failed for user "y"', 'permission denied for table z'.
+        return CliError(f"PostgreSQL: {error}")
+    if isinstance(error, asyncpg.exceptions.ClientConfigurationError):
+        return CliError(f"DATABASE_URL: {error}", EXIT_USAGE)
+    return CliError(f"database unavailable: {str(error) or type(error).__name__}")
+
+
+def database_url() -> str:
+    """DATABASE_URL, if it is a PostgreSQL URL (it is never repeated: it may hold a password)."""
+    dsn = os.environ.get("DATABASE_URL")
+    if not dsn:
+        raise CliError("DATABASE_URL is not set", EXIT_USAGE)
+    try:
+        parts = urlsplit(dsn)
+        parts.port  # noqa: B018 - reading it checks it
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in _SCHEMES:
+        raise CliError(
+            "DATABASE_URL is not a PostgreSQL URL (postgresql://USER@HOST:PORT/DATABASE)",
+            EXIT_USAGE,
+        )
+    return dsn

@@ -6,12 +6,15 @@ import argparse
 import asyncio
 import json
 import sys
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 from aiokafka.errors import KafkaError
 
-from accord.events.cli import EXIT_USAGE, CliError
-from accord.runtime.dlq_tools import DeadEvent, read_dead_events, replay
+from accord.events.cli import EXIT_USAGE, CliError, check_kafka_settings
+from accord.runtime.dlq_tools import DeadEvent, NoSuchTopic, read_dead_events, replay
+
+T = TypeVar("T")
 
 
 def register_dlq(commands: Any) -> None:
@@ -54,10 +57,8 @@ def register_dlq(commands: Any) -> None:
 def _list(args: argparse.Namespace) -> int:
     if args.limit < 1:
         raise CliError("--limit must be at least 1", EXIT_USAGE)
-    try:
-        events = asyncio.run(read_dead_events(args.topic))
-    except (KafkaError, OSError) as error:
-        raise CliError(f"broker unavailable: {type(error).__name__}") from None
+    check_kafka_settings()
+    events = _on_broker(read_dead_events(args.topic))
     shown = [x for x in events if args.include_resolved or x.needs_action]
     for event in shown[: args.limit]:
         _print(event, as_json=args.json)
@@ -73,6 +74,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
+    check_kafka_settings()
     wanted = set(args.event_id or [])
 
     async def run() -> tuple[int, list[DeadEvent], list[DeadEvent]]:
@@ -83,10 +85,7 @@ def _replay(args: argparse.Namespace) -> int:
             return 0, chosen, resolved
         return await replay(chosen, include_resolved=args.include_resolved), chosen, resolved
 
-    try:
-        sent, chosen, resolved = asyncio.run(run())
-    except (KafkaError, OSError) as error:
-        raise CliError(f"broker unavailable: {type(error).__name__}") from None
+    sent, chosen, resolved = _on_broker(run())
     missing = wanted - {x.event_id for x in chosen + resolved}
     for event in chosen:
         _print(event, as_json=False)
@@ -100,6 +99,16 @@ def _replay(args: argparse.Namespace) -> int:
     if missing:
         raise CliError(f"not in the DLQ: {', '.join(sorted(missing))}")
     return 0
+
+
+def _on_broker(work: Coroutine[Any, Any, T]) -> T:
+    """Run work on the broker; its failures as one line."""
+    try:
+        return asyncio.run(work)
+    except NoSuchTopic as error:
+        raise CliError(f"{error} (`accord events` lists the event types)") from None
+    except (KafkaError, OSError) as error:
+        raise CliError(f"broker unavailable: {str(error) or type(error).__name__}") from None
 
 
 def _print(event: DeadEvent, *, as_json: bool) -> None:

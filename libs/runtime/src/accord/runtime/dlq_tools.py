@@ -36,6 +36,14 @@ from accord.runtime.dlq import (
 _ORIGINAL_TOPIC = "accord-original-topic"
 
 
+class NoSuchTopic(LookupError):
+    """The broker has no such DLQ (a misspelt topic, or a topic no service has created)."""
+
+    def __init__(self, dlq: str) -> None:
+        super().__init__(f"the broker has no topic {dlq}")
+        self.dlq = dlq
+
+
 @dataclass(frozen=True)
 class DeadLetter:
     """One record of a DLQ."""
@@ -189,7 +197,8 @@ def by_event(records: Iterable[DeadLetter]) -> list[DeadEvent]:
 
 
 async def read_dead_events(topic: str) -> list[DeadEvent]:
-    """Every event with dead letters in a topic's DLQ (or in a DLQ named directly)."""
+    """Every event with dead letters in a topic's DLQ (or in a DLQ named directly); NoSuchTopic
+    when the broker has no such DLQ."""
     return by_event(await read_dlq(topic))
 
 
@@ -201,7 +210,8 @@ async def read_dead_letters(topic: str, *, limit: int | None = None) -> list[Dea
 
 
 async def read_dlq(topic: str) -> list[DeadLetter]:
-    """Every record of a topic's DLQ (or of a DLQ named directly), oldest first per partition.
+    """Every record of a topic's DLQ (or of a DLQ named directly), oldest first per partition;
+    NoSuchTopic when the broker has no such DLQ.
 
     Reads without a consumer group, from the beginning to the end offsets seen at the start,
     so it neither moves any service's offsets nor waits for new records.
@@ -210,11 +220,13 @@ async def read_dlq(topic: str) -> list[DeadLetter]:
     consumer = AIOKafkaConsumer(**client_config(), enable_auto_commit=False)
     try:
         await consumer.start()
-        partitions = consumer.partitions_for_topic(dlq)
-        if not partitions:
-            await consumer.force_metadata_update()
-            partitions = consumer.partitions_for_topic(dlq) or set()
-        assigned = [TopicPartition(dlq, p) for p in sorted(partitions)]
+        # Asks the broker (which also lets the consumer's own start-up task run: stopping
+        # it before that task ever ran raises CancelledError out of stop()).
+        if dlq not in await consumer.topics():
+            raise NoSuchTopic(dlq)
+        assigned = [
+            TopicPartition(dlq, p) for p in sorted(consumer.partitions_for_topic(dlq) or ())
+        ]
         if not assigned:
             return []
         consumer.assign(assigned)

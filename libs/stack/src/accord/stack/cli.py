@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from accord.events.cli import LOCAL_ENV
+from accord.runtime.cli_support import DATABASE_ERRORS, database_failure, database_url
 from accord.stack.errors import StartupError
 from accord.stack.platform import Platform, PlatformConfig
 
@@ -29,17 +31,20 @@ def register_up(commands: Any) -> None:
     p.add_argument("--broker-port", type=int, default=9092)
     p.add_argument("--postgres-port", type=int, default=5433)
     p.add_argument("--scim-port", type=int, default=8710)
-    p.set_defaults(func=_up)
+    # Commands run beside accord up read the env file it writes; accord up itself must not,
+    # or a second start would take the first one's embedded database for an existing one.
+    p.set_defaults(func=_up, local_env=False)
 
 
 def _up(args: argparse.Namespace) -> int:
     config = PlatformConfig(
         home=args.home.resolve(),
         kafka_bootstrap_servers=os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or None,
-        database_url=os.environ.get("DATABASE_URL") or None,
+        database_url=database_url() if os.environ.get("DATABASE_URL") else None,
         broker_port=args.broker_port,
         postgres_port=args.postgres_port,
         scim_port=args.scim_port,
+        seed_demo=True,
     )
     return asyncio.run(_run(Platform(config)))
 
@@ -59,9 +64,13 @@ async def _run(platform: Platform) -> int:
             print(f"  {name:<13} {address}", flush=True)
         print(f"  dashboard     {platform.endpoints()['auditor']}/dashboard", flush=True)
         print(f"  logs          {platform.config.home / 'logs'}", flush=True)
-        token_file = platform.config.home / "admin-token"
+        token_file = platform.admin_token_file
         auditor = platform.endpoints()["auditor"]
         print(f"  admin token   {token_file} (mode 0600)", flush=True)
+        print(f"  demo token    {platform.demo_token_file} (mode 0600)", flush=True)
+        beside = platform.env_file == LOCAL_ENV.resolve()
+        how = "the accord command run here reads it" if beside else "for the accord command"
+        print(f"  accord env    {platform.env_file} ({how})", flush=True)
         print(
             f'accord: try: curl -H "Authorization: Bearer $(cat {token_file})" '
             f"{auditor}/v1/audit/events",
@@ -79,6 +88,10 @@ async def _run(platform: Platform) -> int:
     except StartupError as error:
         print(f"accord: error: {error}", file=sys.stderr, flush=True)
         code = 1
+    except DATABASE_ERRORS as error:  # DATABASE_URL's database refused or is not there
+        failure = database_failure(error)
+        print(f"accord: error: {failure}", file=sys.stderr, flush=True)
+        code = failure.exit_code
     finally:
         print("accord: stopping", flush=True)
         await platform.stop()

@@ -17,9 +17,10 @@ from pathlib import Path
 import asyncpg
 import httpx
 
+from accord.events.cli import env_file_text
 from accord.runtime.security import api_tokens
 from accord.runtime.security.roles import Role
-from accord.stack import keys
+from accord.stack import demo, keys
 from accord.stack.broker import EmbeddedBroker
 from accord.stack.errors import StartupError
 from accord.stack.network import free_port
@@ -110,6 +111,8 @@ class PlatformConfig:
     ldap_directories: list[LdapDirectory] = field(default_factory=list)
     """LDAP targets, each for one department as well as the demo target (none for accord up)."""
     ready_timeout_s: float = 60.0
+    seed_demo: bool = False
+    """Publish the demo organisation (a manager and her report) once ready (accord up)."""
 
     @classmethod
     def ephemeral(cls, home: Path, **overrides: object) -> PlatformConfig:
@@ -204,6 +207,37 @@ class Platform:
         """The orchestrator's birthright rules, generated for the demo target."""
         return self.config.home / "birthright.yaml"
 
+    @property
+    def admin_token_file(self) -> Path:
+        """The admin API token issued at start (mode 0600)."""
+        return self.config.home / "admin-token"
+
+    @property
+    def demo_token_file(self) -> Path:
+        """The demo SCIM target's bearer token (mode 0600; a new one at every start)."""
+        return self.config.home / f"{DEMO_TARGET}-token"
+
+    @property
+    def env_file(self) -> Path:
+        """What the `accord` command run beside the platform needs (mode 0600): the
+        database, the broker, the targets and birthright files and the targets' secrets.
+        Written once the platform is ready, removed when it stops."""
+        return self.config.home / "env"
+
+    def cli_env(self) -> dict[str, str]:
+        """The variables of env_file: those service_env() sets that the CLI reads."""
+        env = self.service_env()
+        names = [
+            "DATABASE_URL",
+            "KAFKA_BOOTSTRAP_SERVERS",
+            "ACCORD_TARGETS_FILE",
+            "ACCORD_BIRTHRIGHT_FILE",
+            DEMO_TOKEN_ENV,
+            *(t.token_env for t in self.config.department_targets),
+            *(d.password_env for d in self.config.ldap_directories),
+        ]
+        return {name: env[name] for name in names}
+
     async def start(self, progress: bool = False) -> None:
         """Start everything and wait until each service is ready."""
         home = self.config.home
@@ -221,11 +255,10 @@ class Platform:
             self.database_url = self.postgres.dsn
         await api_tokens.migrate(self.database_url)
         self.admin_token = await self.issue_token("accord-admin", {Role.ADMIN}, "accord up")
-        token_file = home / "admin-token"
-        token_file.touch(mode=0o600)
-        token_file.write_text(self.admin_token + "\n")
+        _write_secret(self.admin_token_file, self.admin_token + "\n")
         say(f"starting demo SCIM target (scim2-server) on {self.scim.base_url}")
         await self.scim.start()
+        _write_secret(self.demo_token_file, self.scim.bearer_token + "\n")
         self._write_targets()
         self._write_birthright()
         await self._make_audit_signing_key()
@@ -242,6 +275,18 @@ class Platform:
             await process.start()
             self.services[name] = process
         await asyncio.gather(*(self._wait_ready(name) for name in SERVICES))
+        if self.config.seed_demo:
+            say(f"publishing the demo organisation: {demo.describe()}")
+            await demo.seed(self.bootstrap_servers)
+        self._write_env_file()
+
+    def _write_env_file(self) -> None:
+        _write_secret(
+            self.env_file,
+            "# Written by accord up while it runs. The accord command run in this folder reads\n"
+            "# it for the variables its environment does not set; a shell can source it.\n"
+            + env_file_text(self.cli_env()),
+        )
 
     async def _make_audit_signing_key(self) -> None:
         if self.audit_signing_key.exists():
@@ -357,6 +402,7 @@ class Platform:
 
     async def stop(self) -> None:
         """Stop services first (they drain and commit), then the parts they use."""
+        self.env_file.unlink(missing_ok=True)
         await asyncio.gather(*(p.stop(timeout=30) for p in self.services.values()))
         await self.scim.stop()
         if self.postgres is not None:
@@ -378,6 +424,14 @@ def _printer(enabled: bool):  # type: ignore[no-untyped-def]
             print(f"accord: {message}", flush=True)
 
     return say
+
+
+def _write_secret(path: Path, text: str) -> None:
+    """Write a file only its owner may read (also when it exists already)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as file:
+        file.write(text)
 
 
 def _scim_target_entry(name: str, url: str, token_env: str, **limits: float) -> str:

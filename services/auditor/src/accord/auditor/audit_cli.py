@@ -78,7 +78,10 @@ def register_audit(commands: Any) -> None:
         help="a checkpoint file kept outside the database (repeatable)",
     )
     verify.add_argument(
-        "--checkpoint-dir", type=Path, metavar="DIR", help="every checkpoint-*.json in DIR"
+        "--checkpoint-dir",
+        type=Path,
+        metavar="DIR",
+        help="every checkpoint-*.json in DIR (none if DIR does not exist yet)",
     )
     verify.add_argument(
         "--public-key",
@@ -160,10 +163,13 @@ def _with_pool(work: Callable[[asyncpg.Pool], Awaitable[int]]) -> int:
 
 def _read_checkpoints(args: argparse.Namespace) -> list[tuple[str, Checkpoint]]:
     files = list(args.checkpoint)
-    if args.checkpoint_dir is not None:
-        if not args.checkpoint_dir.is_dir():
-            raise CliError(f"{args.checkpoint_dir} is not a folder", EXIT_USAGE)
-        files += sorted(args.checkpoint_dir.glob("checkpoint-*.json"))
+    folder: Path | None = args.checkpoint_dir
+    # A folder not made yet holds no checkpoints yet: the first checkpoint written there
+    # makes it (the auditor's comes ACCORD_AUDIT_CHECKPOINT_S after it starts).
+    if folder is not None and folder.exists():
+        if not folder.is_dir():
+            raise CliError(f"{folder} is not a folder", EXIT_USAGE)
+        files += sorted(folder.glob("checkpoint-*.json"))
     found = []
     for path in files:
         try:

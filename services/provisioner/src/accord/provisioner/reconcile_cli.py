@@ -16,7 +16,7 @@ from typing import Any, TextIO
 
 import asyncpg
 
-from accord.events.cli import CliError
+from accord.events.cli import EXIT_USAGE, CliError
 from accord.provisioner.adapters import ledger
 from accord.provisioner.bootstrap import checked_targets, connector_for, guard_for
 from accord.provisioner.domain.reconcile import Tally
@@ -75,10 +75,13 @@ def _reconcile(args: argparse.Namespace) -> int:
     if not args.target:
         raise CliError("name the target to reconcile (see --help)")
     target = _target(args.target)
+    try:
+        connector = connector_for(target)
+    except TargetsFileError as error:  # a secret's variable is not set
+        raise CliError(str(error), EXIT_USAGE) from None
     progress = ProgressLine(sys.stderr, target.name)
 
     async def work(pool: asyncpg.Pool) -> int:
-        connector = connector_for(target)
         try:
             reconciler = Reconciler(pool, SCHEMA, SOURCE, connector, guard_for(target))
             summary = await reconciler.run(
@@ -99,8 +102,9 @@ NO_TABLES = "no provisioner tables in this database: has it run?"
 
 
 def _target(name: str) -> Target:
+    settings = ProvisionerSettings()  # one that does not parse: `accord` says which, in a line
     try:
-        targets = checked_targets(ProvisionerSettings())
+        targets = checked_targets(settings)
     except (TargetsFileError, ValueError) as error:
         raise CliError(str(error)) from None
     for target in targets:
