@@ -163,6 +163,8 @@ def test_authn_starts_with_the_keys_authn_keygen_made(
     compose: dict[str, Any], tmp_path: Path
 ) -> None:
     from accord.authn.domain.sealing import Keyring
+    from accord.authn.settings import AuthnSettings
+    from accord.authn.ssf_api import check_transmitter
     from accord.authn.ssf_keys import load_signing_key
 
     services = compose["services"]
@@ -193,7 +195,12 @@ def test_authn_starts_with_the_keys_authn_keygen_made(
         assert path.stat().st_mode & 0o777 == 0o600, path.name
     keyring = Keyring.parse((tmp_path / "authn-credential-keys").read_text())
     assert keyring.key_ids == ("k1",)
-    assert load_signing_key(tmp_path / signing_key.name) is not None
+    signer = load_signing_key(tmp_path / signing_key.name)
+    assert signer is not None
+    # Its Shared Signals issuer is plain http on this machine: allowed, for development.
+    wanted = ("ACCORD_AUTHN_PUBLIC_URL", "ACCORD_SSF_ALLOW_HTTP")
+    settings = AuthnSettings.model_validate({k: authn["environment"].get(k) for k in wanted})
+    check_transmitter(settings, signer)
 
 
 def load_create_topics() -> ModuleType:

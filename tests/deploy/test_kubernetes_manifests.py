@@ -436,6 +436,8 @@ def test_authn_gets_its_keys_from_secrets_and_its_public_address(
     public = env["ACCORD_AUTHN_PUBLIC_URL"]
     origins = env["ACCORD_WEBAUTHN_ORIGINS"].split(",")
     assert public.startswith("https://") or public.startswith("http://localhost")
+    # Shared Signals refuses a plain http issuer unless development says so.
+    assert public.startswith("https://") or env.get("ACCORD_SSF_ALLOW_HTTP") == "true"
     assert all(o.startswith("https://") or o.startswith("http://localhost") for o in origins)
     assert env["ACCORD_WEBAUTHN_RP_ID"]
 

@@ -209,7 +209,10 @@ async def world(fresh_database: str, tmp_path: Path) -> AsyncIterator[World]:
         f"transmitters:\n  - issuer: {IDP}\n    jwks_uri: {partner_url}/jwks.json\n"
         f"    audience: {AUDIENCE}\n"
     )
-    settings = AuthnSettings(public_url=base, ssf_delivery_poll_s=0.05, ssf_push_timeout_s=2.0)
+    # Plain http on loopback: the development flag allows it.
+    settings = AuthnSettings(
+        public_url=base, ssf_delivery_poll_s=0.05, ssf_push_timeout_s=2.0, ssf_allow_http=True
+    )
     partner = Partner()
     partner.accord_jwks_url = f"{base}/ssf/jwks.json"
     async with migrated_pool(
@@ -241,7 +244,9 @@ async def world(fresh_database: str, tmp_path: Path) -> AsyncIterator[World]:
             return [new_event(revoked, source="accord/authn")]
 
         receiver = Receiver(
-            load_transmitters(trusted), JwksCache(min_refresh_s=0.0), max_age_s=300.0
+            load_transmitters(trusted, allow_http=True),
+            JwksCache(min_refresh_s=0.0),
+            max_age_s=300.0,
         )
         ssf_api.configure(app, runtime, settings, made.signer, react, receiver, long_poll_s=5.0)
         servers = [await serve(partner.app, partner_port), await serve(app, accord_port)]

@@ -18,7 +18,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from accord.authn import ssf_keys
+from accord.authn import ssf_api, ssf_keys
+from accord.authn.bootstrap import definition
 from accord.authn.domain import set_tokens as st
 from accord.authn.domain.set_tokens import SetRejected
 from accord.authn.receiver import (
@@ -29,6 +30,7 @@ from accord.authn.receiver import (
     TrustedTransmitter,
     load_transmitters,
 )
+from accord.authn.settings import AuthnSettings
 from accord.authn.ssf_keys import SigningKey, generate_signing_key, load_signing_key
 
 ISSUER = "https://idp.example.com/"
@@ -363,6 +365,41 @@ def test_the_transmitters_file_names_trusted_issuers(tmp_path: Path) -> None:
         "https://idp.example.com/", "https://idp.example.com/jwks", "accord", frozenset({"okta"})
     )
     assert load_transmitters(None) == {}
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        "- issuer: http://idp.example.com/\n  jwks_uri: https://idp.example.com/jwks\n",
+        "- issuer: https://idp.example.com/\n  jwks_uri: http://idp.example.com/jwks\n",
+    ],
+)
+def test_a_transmitter_is_trusted_over_https_unless_the_development_flag_allows_http(
+    tmp_path: Path, entry: str
+) -> None:
+    # SSF 1.0: the issuer and jwks_uri are https; a key set fetched over plain http could be
+    # anyone's. ACCORD_SSF_ALLOW_HTTP (development only) lets them be http.
+    path = tmp_path / "transmitters.yaml"
+    path.write_text(entry + "  audience: accord\n")
+    with pytest.raises(TransmittersFileError, match="https"):
+        load_transmitters(path)
+    (trusted,) = load_transmitters(path, allow_http=True).values()
+    assert trusted.audience == "accord"
+
+
+def test_the_issuer_is_https_unless_the_development_flag_allows_http(tmp_path: Path) -> None:
+    key = generate_signing_key(tmp_path / "ssf.pem")
+    plain = AuthnSettings(
+        public_url="http://authn.example.org", ssf_signing_key_file=tmp_path / "ssf.pem"
+    )
+    with pytest.raises(ssf_api.InsecureTransmitter, match="ACCORD_SSF_ALLOW_HTTP"):
+        ssf_api.check_transmitter(plain, key)
+    ssf_api.check_transmitter(plain, None)  # no key: no transmitter, no issuer
+    ssf_api.check_transmitter(plain.model_copy(update={"ssf_allow_http": True}), key)
+    secure = plain.model_copy(update={"public_url": "https://authn.example.org"})
+    ssf_api.check_transmitter(secure, key)
+    with pytest.raises(ssf_api.InsecureTransmitter):
+        definition(plain)
 
 
 @pytest.mark.parametrize(

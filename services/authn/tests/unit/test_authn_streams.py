@@ -16,7 +16,7 @@ POLL_URL = f"{BASE}/ssf/poll/s-1"
 HOOK = "https://rp.example.com/events"
 
 
-def create(body: dict[str, Any]) -> StreamConfig:
+def create(body: dict[str, Any], *, allow_http: bool = False) -> StreamConfig:
     return ss.new_stream(
         body,
         stream_id="s-1",
@@ -24,6 +24,7 @@ def create(body: dict[str, Any]) -> StreamConfig:
         audience="rp-1",
         poll_url=POLL_URL,
         supported=st.TRANSMITTED,
+        allow_http=allow_http,
     )
 
 
@@ -99,7 +100,23 @@ def test_an_authorization_header_is_one_printable_value(header: object) -> None:
     ],
 )
 def test_push_endpoints_that_are_allowed(url: str) -> None:
-    assert ss.check_push_endpoint(url) == url
+    assert ss.check_push_endpoint(url, allow_http=True) == url
+    if url.startswith("https://"):
+        assert ss.check_push_endpoint(url) == url
+
+
+def test_a_push_endpoint_is_https_unless_the_development_flag_allows_http() -> None:
+    # RFC 8935 delivers over TLS; plain http only where ACCORD_SSF_ALLOW_HTTP says so.
+    plain = {"delivery": {"method": ss.PUSH, "endpoint_url": "http://rp.example.com/events"}}
+    with pytest.raises(InvalidStream, match="https"):
+        ss.check_push_endpoint("http://rp.example.com/events")
+    with pytest.raises(InvalidStream, match="https"):
+        create(plain)
+    with pytest.raises(InvalidStream, match="https"):
+        ss.update_stream(
+            push_stream(), {"stream_id": "s-1", **plain}, replace_all=False, poll_url=POLL_URL
+        )
+    assert create(plain, allow_http=True).delivery.endpoint_url == "http://rp.example.com/events"
 
 
 @pytest.mark.parametrize(
@@ -129,7 +146,7 @@ def test_push_endpoints_that_are_allowed(url: str) -> None:
 )
 def test_push_endpoints_that_are_refused(url: object, says: str) -> None:
     with pytest.raises(InvalidStream, match=says):
-        ss.check_push_endpoint(url)
+        ss.check_push_endpoint(url, allow_http=True)
 
 
 @pytest.mark.parametrize(

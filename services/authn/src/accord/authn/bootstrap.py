@@ -34,6 +34,7 @@ def definition(settings: AuthnSettings) -> ServiceDefinition:
     """Authn as the runtime runs it. A signing key that cannot be read stops it before it
     starts; without one configured, it runs and transmits nothing (the log says so)."""
     signer = load_signing_key(settings.ssf_signing_key_file)
+    ssf_api.check_transmitter(settings, signer)
     source = f"accord/{NAME}"
     policy = LockoutPolicy(
         threshold=settings.lockout_threshold,

@@ -63,9 +63,13 @@ class TransmittersFileError(ValueError):
     """The transmitters file cannot be used."""
 
 
-def load_transmitters(path: Path | None) -> dict[str, TrustedTransmitter]:
+def load_transmitters(
+    path: Path | None, *, allow_http: bool = False
+) -> dict[str, TrustedTransmitter]:
     """The trusted issuers: a YAML list (or `transmitters:` list) of issuer, jwks_uri,
-    audience and optionally callers. No file: no issuer is trusted."""
+    audience and optionally callers. No file: no issuer is trusted. Issuers and jwks_uris
+    are https URLs (SSF 1.0: keys fetched over plain http could be anyone's), http only
+    with `allow_http` (development)."""
     if path is None:
         log.warning("Shared Signals receiver: no transmitters file, every pushed SET is refused")
         return {}
@@ -88,6 +92,12 @@ def load_transmitters(path: Path | None) -> dict[str, TrustedTransmitter]:
         if not isinstance(callers, list) or not all(isinstance(c, str) for c in callers):
             raise TransmittersFileError(f"transmitter {number}: callers must be a list")
         assert isinstance(issuer, str)
+        schemes = ("https://", "http://") if allow_http else ("https://",)
+        if not (issuer.startswith(schemes) and jwks_uri.startswith(schemes)):
+            raise TransmittersFileError(
+                f"transmitter {number}: issuer and jwks_uri must be https URLs"
+                " (plain http only where ACCORD_SSF_ALLOW_HTTP allows it, for development)"
+            )
         assert isinstance(audience, str)
         trusted[issuer] = TrustedTransmitter(issuer, jwks_uri, audience, frozenset(callers))
     log.info("Shared Signals receiver trusts %d issuers", len(trusted))

@@ -87,6 +87,13 @@ class AuthnSettings(ServiceSettings):
         validation_alias=AliasChoices("ACCORD_SSF_MAX_AGE_S"),
         description="Received SETs older than this (by `iat`) are refused as stale.",
     )
+    ssf_allow_http: bool = Field(
+        default=False,
+        validation_alias=AliasChoices("ACCORD_SSF_ALLOW_HTTP"),
+        description="Development only: accept plain http for the transmitter's issuer (and so"
+        " its jwks_uri and endpoints), push endpoints and trusted transmitters' issuer and"
+        " jwks_uri. SSF 1.0 requires https; without this flag authn refuses http.",
+    )
     ssf_delivery_poll_s: float = Field(
         default=0.5,
         gt=0,

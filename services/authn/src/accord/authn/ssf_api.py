@@ -16,6 +16,7 @@ import re
 import time
 import uuid
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import asyncpg
 from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Query, Request, Response
@@ -57,15 +58,32 @@ def configure(
     long_poll_s: float = LONG_POLL_S,
 ) -> None:
     """Mount the transmitter and the receiver endpoints."""
+    check_transmitter(settings, signer)
     base = settings.public_url.rstrip("/")
     app.include_router(_transmitter(runtime, base, signer, settings, long_poll_s))
     receiver_api.configure(app, runtime, receiver, react)
 
 
+class InsecureTransmitter(ValueError):
+    """The transmitter would publish a plain http issuer outside development."""
+
+
+def check_transmitter(settings: AuthnSettings, signer: SetSigner | None) -> None:
+    """Refuse a transmitter whose issuer (the base of its jwks_uri and endpoints) is not
+    https, unless ACCORD_SSF_ALLOW_HTTP says this is development (SSF 1.0 section 7.1)."""
+    if signer is None or settings.ssf_allow_http:
+        return
+    if urlsplit(settings.public_url).scheme != "https":
+        raise InsecureTransmitter(
+            "ACCORD_AUTHN_PUBLIC_URL is the Shared Signals issuer and must be an https URL;"
+            " set ACCORD_SSF_ALLOW_HTTP=true to allow plain http, for development only"
+        )
+
+
 def receiver_of(settings: AuthnSettings) -> Receiver:
     """The receiver of the settings' trusted transmitters (close its keys when stopping)."""
     return Receiver(
-        load_transmitters(settings.ssf_transmitters_file),
+        load_transmitters(settings.ssf_transmitters_file, allow_http=settings.ssf_allow_http),
         JwksCache(timeout_s=settings.ssf_push_timeout_s),
         max_age_s=settings.ssf_max_age_s,
     )
@@ -170,6 +188,7 @@ def _transmitter(
                 audience=caller.subject,
                 poll_url=f"{base}/ssf/poll/{stream_id}",
                 supported=set_tokens.TRANSMITTED,
+                allow_http=settings.ssf_allow_http,
             )
             async with pool.acquire() as conn:
                 await ssf_store.insert_stream(conn, caller.subject, config)
@@ -199,6 +218,7 @@ def _transmitter(
                     body,
                     replace_all=replace_all,
                     poll_url=f"{base}/ssf/poll/{stream_id}",
+                    allow_http=settings.ssf_allow_http,
                 )
                 await ssf_store.save_config(conn, config)
                 if stream.config.delivery.method == streams.POLL != config.delivery.method:

@@ -122,16 +122,19 @@ def new_stream(
     audience: str,
     poll_url: str,
     supported: Sequence[str],
+    allow_http: bool = False,
 ) -> StreamConfig:
     """A stream from a create request (§8.1.1.1) for the receiver `audience`; no delivery
-    means poll."""
+    means poll. A push endpoint is https unless `allow_http` (development)."""
     config = StreamConfig(
         stream_id=stream_id,
         iss=issuer,
         aud=(audience,),
         events_supported=tuple(supported),
         events_requested=_events(body.get("events_requested")),
-        delivery=_delivery(body.get("delivery"), poll_url=poll_url, current=None),
+        delivery=_delivery(
+            body.get("delivery"), poll_url=poll_url, current=None, allow_http=allow_http
+        ),
         description=_description(body.get("description")),
     )
     _check_echoes(config, body)
@@ -139,7 +142,12 @@ def new_stream(
 
 
 def update_stream(
-    current: StreamConfig, body: Mapping[str, Any], *, replace_all: bool, poll_url: str
+    current: StreamConfig,
+    body: Mapping[str, Any],
+    *,
+    replace_all: bool,
+    poll_url: str,
+    allow_http: bool = False,
 ) -> StreamConfig:
     """The configuration after a PATCH (only what is present changes, §8.1.1.3) or a PUT
     (every receiver-supplied property is replaced, §8.1.1.4)."""
@@ -148,7 +156,12 @@ def update_stream(
     if replace_all or "events_requested" in body:
         changed = replace(changed, events_requested=_events(body.get("events_requested")))
     if replace_all or "delivery" in body:
-        delivery = _delivery(body.get("delivery"), poll_url=poll_url, current=current.delivery)
+        delivery = _delivery(
+            body.get("delivery"),
+            poll_url=poll_url,
+            current=current.delivery,
+            allow_http=allow_http,
+        )
         changed = replace(changed, delivery=delivery)
     if replace_all or "description" in body:
         changed = replace(changed, description=_description(body.get("description")))
@@ -215,7 +228,9 @@ def _description(value: object) -> str | None:
     return text({"description": value}, "description", max_length=1024)
 
 
-def _delivery(value: object, *, poll_url: str, current: Delivery | None) -> Delivery:
+def _delivery(
+    value: object, *, poll_url: str, current: Delivery | None, allow_http: bool
+) -> Delivery:
     if value is None:
         return Delivery(POLL, poll_url)
     if not isinstance(value, dict):
@@ -227,7 +242,7 @@ def _delivery(value: object, *, poll_url: str, current: Delivery | None) -> Deli
         if value.get("endpoint_url") not in (None, poll_url):
             raise InvalidStream("a poll stream's endpoint_url is set by the transmitter")
         return Delivery(POLL, poll_url)
-    url = check_push_endpoint(value.get("endpoint_url"))
+    url = check_push_endpoint(value.get("endpoint_url"), allow_http=allow_http)
     if "authorization_header" in value:
         header = value["authorization_header"]
         if header is not None and (not isinstance(header, str) or not _HEADER_VALUE.match(header)):
@@ -239,14 +254,20 @@ def _delivery(value: object, *, poll_url: str, current: Delivery | None) -> Deli
     return Delivery(PUSH, url, header)
 
 
-def check_push_endpoint(url: object) -> str:
-    """A push endpoint_url: http(s), a host, no credentials, no metadata or link-local
-    address (SSRF hygiene; loopback and private networks stay allowed)."""
+def check_push_endpoint(url: object, *, allow_http: bool = False) -> str:
+    """A push endpoint_url: https (RFC 8935 delivers over TLS; http only with `allow_http`,
+    for development), a host, no credentials, no metadata or link-local address (SSRF
+    hygiene; loopback and private networks stay allowed)."""
     if not isinstance(url, str) or not 0 < len(url) <= 2048 or _has_control(url):
         raise InvalidStream("delivery.endpoint_url must be an http(s) URL")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise InvalidStream("delivery.endpoint_url must be an http(s) URL with a host")
+    if parts.scheme != "https" and not allow_http:
+        raise InvalidStream(
+            "delivery.endpoint_url must be an https URL"
+            " (plain http only where ACCORD_SSF_ALLOW_HTTP allows it, for development)"
+        )
     if parts.username is not None or parts.password is not None or parts.fragment:
         raise InvalidStream("delivery.endpoint_url must carry no credentials and no fragment")
     try:
