@@ -171,6 +171,20 @@ async def test_unknown_requests_are_one_line_errors(
         assert err.splitlines() == ["accord: error: access request req-nope not found"]
 
 
+async def test_someone_the_request_does_not_name_is_told_so(
+    pool: asyncpg.Pool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The API answers them 404 (not their business); the operator at the CLI learns why.
+    await ask(pool, "req-cli-3")
+
+    code, out, err = await accord(capsys, "approvals", "approve", "req-cli-3", "--as", "zed")
+
+    assert (code, out) == (1, "")
+    assert err.splitlines() == [
+        "accord: error: ceo cannot approve req-cli-3: not an approver of it"
+    ]
+
+
 async def test_without_authz_tables_the_cli_says_so(
     fresh_database: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
