@@ -67,10 +67,12 @@ async def test_joiner_is_provisioned_and_every_step_is_audited(
     assert by_type["account.provisioned"]["outcome"] == "success"
     assert by_type["saga.completed"]["outcome"] == "success"
     assert by_type["account.provisioned"]["payload"]["account_id"] == account["id"]
-    # One trace follows the flow from the orchestrator through the provisioner and back.
-    traces = {r["trace_id"] for r in records if r["event_type"] != "user.created"}
+    # One trace follows the flow from the source system's event through the orchestrator and
+    # the provisioner and back: the publisher starts it.
+    traces = {r["trace_id"] for r in records}
     assert len(traces) == 1
     assert None not in traces
+    assert by_type["user.created"]["trace_id"] == envelope.traceparent.split("-")[1]
 
     saga_id = by_type["saga.completed"]["payload"]["saga_id"]
     async with api_client(platform, "orchestrator") as client:
