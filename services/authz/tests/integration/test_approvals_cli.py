@@ -181,7 +181,7 @@ async def test_someone_the_request_does_not_name_is_told_so(
 
     assert (code, out) == (1, "")
     assert err.splitlines() == [
-        "accord: error: ceo cannot approve req-cli-3: not an approver of it"
+        "accord: error: zed cannot approve req-cli-3: not an approver of it"
     ]
 
 
