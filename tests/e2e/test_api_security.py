@@ -51,7 +51,8 @@ class Endpoint:
     permitted, but the object's state says no; 404: permitted, but no such object)."""
     refused_status: int | None = None
     """What a refused call answers: by default 404 for someone else's owned object (hidden
-    as if it did not exist), 403 otherwise."""
+    as if it did not exist), 403 otherwise. A caller with `own_permission` (it may act on
+    objects of its own of this kind) always gets 404: someone else's are hidden from it."""
     own_permission: Permission | None = None
     """What acting on one's own object needs (None: nothing), when `owned`."""
     body: dict[str, Any] | None = None
@@ -67,9 +68,11 @@ class Endpoint:
     """Without the permission, only self-service (a person's role) sees one's own; a
     system's role (SCIM client, application...) has no own objects and gets 403."""
 
-    def expected(self, allowed: bool) -> int:
-        """The status a call answers, permitted or not."""
+    def expected(self, allowed: bool, permissions: frozenset[Permission] = frozenset()) -> int:
+        """The status a call answers, permitted or not, for a caller with `permissions`."""
         if not allowed:
+            if self.own_permission is not None and self.own_permission in permissions:
+                return 404
             return self.refused_status or (404 if self.owned else 403)
         return self.allowed_status or (200 if self.method == "get" else 202)
 
@@ -510,7 +513,8 @@ async def test_each_role_gets_what_its_permissions_allow(
                 assert (alices in listed) == allowed, endpoint
                 assert bobs in listed
                 continue
-            assert response.status_code == endpoint.expected(allowed), (endpoint, response.text)
+            expected = endpoint.expected(allowed, permissions)
+            assert response.status_code == expected, (endpoint, response.text)
             if response.status_code == 403 and not endpoint.owned:
                 assert endpoint.permission.value in response.json()["detail"]
             if endpoint.owned:
@@ -579,16 +583,17 @@ async def test_streams_are_their_receivers(platform: Platform, alice: Joiner, bo
         own = await client.post(f"/ssf/poll/{bob.stream_id}", json=poll)
         assert own.status_code == 200, own.text
         assert set(own.json()) == {"sets", "moreAvailable"}
+        # Another receiver's stream is hidden: 404, as a stream nobody has.
         theirs = await client.post(f"/ssf/poll/{alice.stream_id}", json=poll)
-        assert theirs.status_code == 403, theirs.text
+        assert theirs.status_code == 404, theirs.text
         deleted = await client.delete("/ssf/streams", params={"stream_id": alice.stream_id})
-        assert deleted.status_code == 403, deleted.text
+        assert deleted.status_code == 404, deleted.text
     manager = await platform.issue_token("ssf-manager", {Role.ADMIN})
     async with api_client(platform, "authn", manager) as client:
         listed = {s["stream_id"] for s in (await client.get("/ssf/streams")).json()}
         assert {alice.stream_id, bob.stream_id} <= listed
         theirs = await client.post(f"/ssf/poll/{alice.stream_id}", json=poll)
-        assert theirs.status_code == 403, theirs.text
+        assert theirs.status_code == 404, theirs.text
 
 
 async def test_access_requests_are_strict_idempotent_and_for_oneself(
