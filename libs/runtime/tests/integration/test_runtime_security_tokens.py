@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import re
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -501,3 +505,24 @@ def test_cli_unknown_role_is_a_usage_error(
     out, err = capsys.readouterr()
     assert out == ""
     assert "invalid choice: 'nobody'" in err
+
+
+def test_cli_whose_reader_goes_away_ends_quietly(fresh_database: str, tmp_path: Path) -> None:
+    """`accord token list | head`, unbuffered: the closed pipe shows while the database is
+    open, and is still nobody's failure (exit 141, the shell's code for SIGPIPE)."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    env = {**os.environ, "DATABASE_URL": fresh_database, "PYTHONUNBUFFERED": "1"}
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "accord.events.cli", "token", "list"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            env=env,
+            cwd=tmp_path,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert (done.returncode, done.stderr.decode()) == (141, "")

@@ -51,6 +51,8 @@ def run_on_database(
 
     try:
         return asyncio.run(run())
+    except BrokenPipeError:
+        raise  # whoever read the output stopped reading: not the database's doing
     except DATABASE_ERRORS as error:
         raise database_failure(error) from None
 

@@ -107,6 +107,8 @@ def _on_broker(work: Coroutine[Any, Any, T]) -> T:
         return asyncio.run(work)
     except NoSuchTopic as error:
         raise CliError(f"{error} (`accord events` lists the event types)") from None
+    except BrokenPipeError:
+        raise  # whoever read the output stopped reading: not the broker's doing
     except (KafkaError, OSError) as error:
         raise CliError(f"broker unavailable: {str(error) or type(error).__name__}") from None
 

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from accord.events.cli import LOCAL_ENV
+from accord.events.cli import EXIT_BROKEN_PIPE, LOCAL_ENV
 from accord.runtime.cli_support import DATABASE_ERRORS, database_failure, database_url
 from accord.stack.errors import StartupError
 from accord.stack.platform import Platform, PlatformConfig
@@ -88,12 +88,16 @@ async def _run(platform: Platform) -> int:
     except StartupError as error:
         print(f"accord: error: {error}", file=sys.stderr, flush=True)
         code = 1
+    except BrokenPipeError:
+        code = EXIT_BROKEN_PIPE  # nobody reads our output any more: stop all the same
     except DATABASE_ERRORS as error:  # DATABASE_URL's database refused or is not there
         failure = database_failure(error)
         print(f"accord: error: {failure}", file=sys.stderr, flush=True)
         code = failure.exit_code
     finally:
-        print("accord: stopping", flush=True)
+        with contextlib.suppress(BrokenPipeError):
+            print("accord: stopping", flush=True)
         await platform.stop()
-        print("accord: stopped", flush=True)
+        with contextlib.suppress(BrokenPipeError):
+            print("accord: stopped", flush=True)
     return code
