@@ -92,6 +92,9 @@ BAD_INPUT: list[tuple[list[str], str]] = [
     (["reconcile", "unset"], f"environment variable {TOKEN_ENV}_UNSET is not set"),
     (["dlq", "list", "provision.requested", "--limit", "0"], "--limit"),
     (["schemas", "{tmp}", "--check"], "drifted"),
+    (["schemas", "{key}/schemas"], "cannot write the schemas"),
+    (["deploy", "--root", "{tmp}"], "is not Accord's repository"),
+    (["deploy", "--root", "{tmp}", "--check"], "is not Accord's repository"),
 ]
 
 

@@ -316,7 +316,10 @@ def _schemas(args: argparse.Namespace) -> int:
             raise CliError("schemas drifted from the models: " + ", ".join(problems))
         print("schemas match the models")
         return 0
-    changed = schemas.write(args.folder)
+    try:
+        changed = schemas.write(args.folder)
+    except OSError as error:
+        raise CliError(f"cannot write the schemas: {error}") from None
     print(f"wrote {len(changed)} file(s)" + (": " + ", ".join(changed) if changed else ""))
     return 0
 

@@ -221,6 +221,12 @@ def _arguments(p: argparse.ArgumentParser) -> None:
 
 def _deploy(args: argparse.Namespace) -> int:
     root: Path = args.root
+    if not (root / POLICY_SOURCE).is_dir():
+        print(
+            f"accord: error: {root} is not Accord's repository (no {POLICY_SOURCE})",
+            file=sys.stderr,
+        )
+        return 2
     if args.check:
         problems = drift(root)
         if problems:
