@@ -1,7 +1,11 @@
 """schemathesis against each running service's OpenAPI document, authenticated as admin.
 
-Bounded (examples per operation and seconds per service) so `make test` stays quick; set
-ACCORD_FUZZ_EXAMPLES, ACCORD_FUZZ_SECONDS and ACCORD_FUZZ_SEED for a longer or other run.
+Every operation first gets a valid request and the same request with a NUL, an over-long
+value and a value of the wrong type in each parameter and body field (schemathesis_hooks.py);
+then schemathesis generates what it will. No answer may be a 5xx, and no error body may
+repeat the input. Bounded (examples per operation and seconds per service) so `make test`
+stays quick; set ACCORD_FUZZ_EXAMPLES, ACCORD_FUZZ_SECONDS and ACCORD_FUZZ_SEED for a longer
+or other run.
 """
 
 from __future__ import annotations

@@ -70,6 +70,10 @@ def app(readiness: Readiness) -> FastAPI:
     async def grants(grant: Grant) -> dict[str, str]:
         return {"subject": grant.subject}
 
+    @app.get("/things/{thing_id}")
+    async def thing(thing_id: str) -> dict[str, str]:
+        return {"thing_id": thing_id}
+
     @app.post("/strict")
     async def strict(body: Strict) -> dict[str, str]:
         return {"name": body.name}
@@ -289,6 +293,23 @@ async def test_openapi_documents_validation_errors_as_400_problems(
     assert "422" not in answers
     assert "application/problem+json" in answers["400"]["content"]
     assert "HTTPValidationError" not in str(document)
+
+
+async def test_openapi_documents_what_the_input_guard_refuses(
+    client: httpx.AsyncClient,
+) -> None:
+    # No NUL in a query or a body string, nor in a free-form object's names; no control
+    # character in a path: what InputGuardMiddleware refuses, said where no pattern says more.
+    document = (await client.get("/openapi.json")).json()
+    grant = document["components"]["schemas"]["Grant"]["properties"]
+    assert grant["subject"]["pattern"] == "^[^\\x00]*$"
+    assert grant["code"]["pattern"] == "^[a-z]{3}$"
+    limits = document["components"]["schemas"]["Strict"]["properties"]["limits"]
+    assert limits["propertyNames"] == {"maxLength": 8, "pattern": "^[^\\x00]*$"}
+    (by_id,) = document["paths"]["/things/{thing_id}"]["get"]["parameters"]
+    assert by_id["schema"]["pattern"] == "^[^\\x00-\\x1f\\x7f]*$"
+    (limit,) = document["paths"]["/items/{item_id}"]["get"]["parameters"][1:]
+    assert "pattern" not in limit["schema"]  # an integer
 
 
 async def test_healthz(client: httpx.AsyncClient) -> None:

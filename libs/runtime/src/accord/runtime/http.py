@@ -60,9 +60,57 @@ def _document_validation_as_400(app: FastAPI) -> None:
         if "HTTPValidationError" not in str(schema.get("paths")):
             schemas.pop("HTTPValidationError", None)
             schemas.pop("ValidationError", None)
+        _document_refused_characters(schema)
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+#: What InputGuardMiddleware refuses, as JSON Schema patterns: no NUL in a query or a body
+#: (names of free-form objects included), no control character in a path.
+NO_NUL = "^[^\\x00]*$"
+NO_CONTROL = "^[^\\x00-\\x1f\\x7f]*$"
+
+
+def _document_refused_characters(document: dict[str, Any]) -> None:
+    """Say in the OpenAPI document what the input guard refuses, where no pattern says more.
+
+    A client (or a fuzzer) reading the document then knows that such a value is no valid
+    input, rather than learning it from a 400.
+    """
+    for operations in document.get("paths", {}).values():
+        for operation in operations.values():
+            if not isinstance(operation, dict):
+                continue
+            for parameter in operation.get("parameters", []):
+                if parameter.get("in") in ("path", "query"):
+                    pattern = NO_CONTROL if parameter["in"] == "path" else NO_NUL
+                    _refuse_in_strings(parameter.get("schema", {}), pattern)
+            for media in operation.get("requestBody", {}).get("content", {}).values():
+                _refuse_in_strings(media.get("schema", {}), NO_NUL)
+    for component in document.get("components", {}).get("schemas", {}).values():
+        _refuse_in_strings(component, NO_NUL)
+
+
+def _refuse_in_strings(schema: Any, pattern: str) -> None:
+    """Give every string schema in schema (and every free-form object's names) the pattern."""
+    pending = [schema]
+    while pending:
+        node = pending.pop()
+        if not isinstance(node, dict):
+            continue
+        if node.get("type") == "string" and "pattern" not in node and "enum" not in node:
+            node["pattern"] = pattern
+        extra = node.get("additionalProperties")
+        if node.get("type") == "object" and extra not in (None, False):
+            names = node.setdefault("propertyNames", {})
+            if isinstance(names, dict) and "$ref" not in names:
+                names.setdefault("pattern", pattern)
+        pending.extend(node.get("properties", {}).values())
+        for keyword in ("items", "additionalProperties", "not"):
+            pending.append(node.get(keyword))
+        for keyword in ("anyOf", "oneOf", "allOf", "prefixItems"):
+            pending.extend(node.get(keyword, []))
 
 
 def secure(app: FastAPI, *, max_body_bytes: int) -> None:
