@@ -91,9 +91,18 @@ QUESTION = {
     "resource": {"type": "Entitlement", "id": "wiki/reader"},
 }
 ENDPOINTS = [
-    Endpoint("orchestrator", "/v1/identities/{user_id}", Permission.IDENTITIES_READ, owned=True),
-    Endpoint("orchestrator", "/v1/sagas/{saga_id}", Permission.SAGAS_READ, owned=True),
-    Endpoint("orchestrator", "/v1/sagas", Permission.SAGAS_READ, listing=True),
+    # A SCIM client or an application has no identity or sagas of its own: 403 (README).
+    Endpoint(
+        "orchestrator",
+        "/v1/identities/{user_id}",
+        Permission.IDENTITIES_READ,
+        owned=True,
+        self_service=True,
+    ),
+    Endpoint(
+        "orchestrator", "/v1/sagas/{saga_id}", Permission.SAGAS_READ, owned=True, self_service=True
+    ),
+    Endpoint("orchestrator", "/v1/sagas", Permission.SAGAS_READ, listing=True, self_service=True),
     # The joiners' sagas are completed: a permitted retry or cancel is a 409.
     Endpoint(
         "orchestrator",
@@ -200,9 +209,16 @@ ENDPOINTS = [
         Endpoint("auditor", f"/v1/dashboard/{chart}", Permission.AUDIT_READ)
         for chart in ("activity", "failures", "latency", "approvals")
     ),
-    # Factors: one's own need no permission; someone else's are refused with a 403 (the
+    # Factors: one's own need self-service; someone else's are refused with a 403 (the
     # check comes before any lookup, so it tells nothing about them).
-    Endpoint("authn", "/v1/mfa/{user_id}", Permission.MFA_MANAGE, owned=True, refused_status=403),
+    Endpoint(
+        "authn",
+        "/v1/mfa/{user_id}",
+        Permission.MFA_MANAGE,
+        owned=True,
+        refused_status=403,
+        self_service=True,
+    ),
     *(
         Endpoint(
             "authn",
@@ -213,6 +229,7 @@ ENDPOINTS = [
             allowed_status=status,
             refused_status=403,
             body=body,
+            self_service=True,
         )
         for path, method, status, body in (
             # A pending TOTP enrolment: confirmed by nobody, it expires.
@@ -245,6 +262,7 @@ ENDPOINTS = [
         allowed_status=404,
         refused_status=403,
         body={"user_id": "{user_id}"},
+        self_service=True,
     ),
     # Each verification counts as a failed sign-in toward a lockout: of an identity nobody
     # is (so neither joiner is locked by the matrix), and never one's own here.
@@ -267,8 +285,8 @@ ENDPOINTS = [
         allowed_status=404,
         body={"user_id": "matrix-nobody", "reason": "matrix"},
     ),
-    # For oneself, anyone may ask; for someone else, access:request-others. The joiners are
-    # not locked: a permitted unlock request is a 409.
+    # For oneself, any person may ask; for someone else, access:request-others. The joiners
+    # are not locked: a permitted unlock request is a 409.
     Endpoint(
         "authn",
         "/v1/unlock-requests",
@@ -278,6 +296,7 @@ ENDPOINTS = [
         allowed_status=409,
         refused_status=403,
         body={"user_id": "{user_id}"},
+        self_service=True,
     ),
     Endpoint(
         "authn",
@@ -287,6 +306,7 @@ ENDPOINTS = [
         method="post",
         refused_status=403,
         body={"user_id": "{user_id}", "justification": "matrix"},
+        self_service=True,
     ),
     Endpoint("authn", "/v1/enrolments", Permission.MFA_MANAGE),
     # Identity providers push SETs; a JSON body is not one: permitted, it is refused 400.
@@ -518,8 +538,8 @@ async def test_each_role_gets_what_its_permissions_allow(
             if response.status_code == 403 and not endpoint.owned:
                 assert endpoint.permission.value in response.json()["detail"]
             if endpoint.owned:
-                # Everyone may see and act on their own identity, saga, principal, requests
-                # and factors; their own streams with ssf:streams.
+                # Every person (self-service) may see and act on their own identity, saga,
+                # principal, requests and factors; their own streams with ssf:streams.
                 needed = endpoint.own_permission
                 own = await call(client, endpoint, bob)
                 expected = endpoint.expected(needed is None or needed in permissions)
