@@ -362,13 +362,25 @@ async def test_a_manager_without_ref_is_taken_and_answered_with_ref(
     assert patched.status_code == 200, patched.text
     assert patched.json()[ENTERPRISE]["manager"]["$ref"] == other["meta"]["location"]
 
-    async def registered_manager() -> str | None:
+    async def registered_manager(expected: str) -> str | None:
         async with api_client(platform, "orchestrator") as client:
             response = await client.get(f"/v1/identities/{report.json()['id']}")
         manager = response.json()["profile"].get("manager_id") if response.is_success else None
-        return manager if manager == other["id"] else None
+        return manager if manager == expected else None
 
-    await eventually(registered_manager, what="the registry to hold the new manager")
+    await eventually(lambda: registered_manager(other["id"]), what="the new manager registered")
+
+    # Entra ID's PATCH of the manager path carries the bare id.
+    entra = await idp.patch(
+        f"/Users/{report.json()['id']}",
+        json={
+            "schemas": [PATCH_OP],
+            "Operations": [{"op": "Add", "path": f"{ENTERPRISE}:manager", "value": boss_id}],
+        },
+    )
+    assert entra.status_code == 200, entra.text
+    assert entra.json()[ENTERPRISE]["manager"] == answered
+    await eventually(lambda: registered_manager(boss_id), what="the first manager again")
 
 
 async def test_error_details_never_repeat_the_request(idp: httpx.AsyncClient, unique: str) -> None:

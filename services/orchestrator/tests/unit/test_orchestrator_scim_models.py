@@ -16,7 +16,7 @@ CORE = "urn:ietf:params:scim:schemas:core:2.0:User"
 KNOWN = schema_words([User[EnterpriseUser], EnterpriseUser, Group])
 
 
-def created(manager: dict[str, Any]) -> User[EnterpriseUser]:
+def created(manager: dict[str, Any] | str) -> User[EnterpriseUser]:
     payload = {"schemas": [CORE, ENTERPRISE], "userName": "ada", ENTERPRISE: {"manager": manager}}
     user: User[EnterpriseUser] = User[EnterpriseUser].model_validate(
         payload, scim_ctx=Context.RESOURCE_CREATION_REQUEST
@@ -27,6 +27,13 @@ def created(manager: dict[str, Any]) -> User[EnterpriseUser]:
 def test_a_manager_with_its_id_only_is_valid_and_gets_a_relative_ref() -> None:
     # Entra ID and Okta send {"value": id}: RFC 7643 4.3 makes $ref RECOMMENDED, not required.
     user = with_manager_reference(created({"value": "2819c223"}))
+    dumped = user.model_dump()
+    assert dumped[ENTERPRISE]["manager"] == {"value": "2819c223", "$ref": "Users/2819c223"}
+
+
+def test_a_bare_manager_id_is_its_value() -> None:
+    # Entra ID's PATCH of the manager path carries the id itself.
+    user = with_manager_reference(created("2819c223"))
     dumped = user.model_dump()
     assert dumped[ENTERPRISE]["manager"] == {"value": "2819c223", "$ref": "Users/2819c223"}
 

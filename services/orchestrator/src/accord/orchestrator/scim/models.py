@@ -1,15 +1,16 @@
 """The SCIM models the inbound server serves, where RFC 7643 asks less than scim2-models.
 
 RFC 7643 section 4.3 makes the enterprise manager's `value` and `$ref` RECOMMENDED, not
-required, and Entra ID and Okta send `{"value": id}` only. The manager below accepts that;
-the service fills `$ref` in when it answers (see `with_manager_reference`).
+required, and Entra ID and Okta send `{"value": id}` only. The manager below accepts that,
+and the bare id Entra ID's PATCH of the manager path carries; the service fills `$ref` in
+when it answers (see `with_manager_reference`).
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from scim2_models import CaseExact, Reference, Required, Resource, User
 from scim2_models import EnterpriseUser as Rfc7643EnterpriseUser
 from scim2_models.resources.enterprise_user import Manager as Rfc7643Manager
@@ -28,6 +29,12 @@ class Manager(Rfc7643Manager):
         None, serialization_alias="$ref", validation_alias="$ref"
     )
     """The URI of the SCIM resource representing the User's manager."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_id(cls, data: Any) -> Any:
+        """Entra ID PATCHes `...:manager` with the manager's id as a string: it is `value`."""
+        return {"value": data} if isinstance(data, str) else data
 
 
 class EnterpriseUser(Rfc7643EnterpriseUser):
