@@ -96,10 +96,13 @@ def test_a_detail_quoting_the_request_becomes_generic(
     [
         "Input should be a valid boolean, unable to interpret input: active",
         "name.givenName is longer than 256 characters",
+        "externalId is longer than 256 characters",
         "Field 'userName' is required but value is missing, null or empty",
     ],
 )
 def test_a_detail_naming_only_attributes_is_kept(detail: str) -> None:
-    payload = json.dumps({"userName": "ada", "active": "yes", "name": {"givenName": "x" * 300}})
+    payload = json.dumps(
+        {"userName": "ada", "active": "yes", "externalId": "y" * 300, "name": {"givenName": "x"}}
+    )
     body = {"status": "400", "scimType": "invalidValue", "detail": detail}
     assert quiet(body, path="/Users", query={}, payload=payload.encode(), known=KNOWN) == body

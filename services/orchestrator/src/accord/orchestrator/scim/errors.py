@@ -16,8 +16,18 @@ from typing import Any
 
 from scim2_models import Attribute, Extension, Resource
 
-#: Words of the SCIM protocol a detail may use without quoting the request.
+#: Words of the SCIM protocol a detail may use without quoting the request: endpoints, the
+#: common attributes (RFC 7643 3.1, in no schema), the messages' attributes, the keywords.
 _PROTOCOL = {
+    "schemas",
+    "id",
+    "externalId",
+    "meta",
+    "resourceType",
+    "created",
+    "lastModified",
+    "location",
+    "version",
     "v2",
     "Users",
     "Groups",
@@ -28,6 +38,9 @@ _PROTOCOL = {
     "ResourceTypes",
     "ServiceProviderConfig",
     "Operations",
+    "op",
+    "path",
+    "value",
     "add",
     "remove",
     "replace",
