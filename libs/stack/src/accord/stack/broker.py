@@ -36,6 +36,18 @@ def tansu_binary() -> Path:
     return resource
 
 
+async def answers_metadata(host: str, port: int) -> None:
+    """Raise unless the Kafka broker at host:port answers a metadata request."""
+    # A plain TCP check first keeps aiokafka from logging connection errors while it boots.
+    await wait_for_port(host, port, timeout=1.0)
+    admin = AIOKafkaAdminClient(bootstrap_servers=f"{host}:{port}", request_timeout_ms=2000)
+    try:
+        await admin.start()
+        await admin.list_topics()
+    finally:
+        await admin.close()
+
+
 class EmbeddedBroker(Startable):
     """Tansu listening on 127.0.0.1 with memory storage: every start begins empty."""
 
@@ -79,17 +91,7 @@ class EmbeddedBroker(Startable):
         _logger.info("Tansu broker ready on %s in %.2f s", self.bootstrap_servers, seconds)
 
     async def _probe(self) -> None:
-        """Raise unless the broker answers a metadata request."""
-        # A plain TCP check first keeps aiokafka from logging connection errors while it boots.
-        await wait_for_port(_HOST, self.port, timeout=1.0)
-        admin = AIOKafkaAdminClient(
-            bootstrap_servers=self.bootstrap_servers, request_timeout_ms=2000
-        )
-        try:
-            await admin.start()
-            await admin.list_topics()
-        finally:
-            await admin.close()
+        await answers_metadata(_HOST, self.port)
 
     async def stop(self) -> None:
         """Stop the broker (all topics and offsets are lost); idempotent."""

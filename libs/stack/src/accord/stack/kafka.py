@@ -17,11 +17,10 @@ import subprocess
 import uuid
 from pathlib import Path
 
-from aiokafka.admin import AIOKafkaAdminClient
-
+from accord.stack.broker import answers_metadata
 from accord.stack.errors import StartupError
 from accord.stack.lifecycle import Startable
-from accord.stack.network import free_port, wait_for_port
+from accord.stack.network import free_port
 from accord.stack.process import ManagedProcess
 from accord.stack.readiness import start_and_wait
 
@@ -164,16 +163,7 @@ class KafkaBroker(Startable):
             raise StartupError(f"formatting Kafka's storage failed: {' / '.join(tail)}")
 
     async def _probe(self) -> None:
-        """Raise unless the node answers a metadata request."""
-        await wait_for_port(_HOST, self.port, timeout=1.0)
-        admin = AIOKafkaAdminClient(
-            bootstrap_servers=self.bootstrap_servers, request_timeout_ms=2000
-        )
-        try:
-            await admin.start()
-            await admin.list_topics()
-        finally:
-            await admin.close()
+        await answers_metadata(_HOST, self.port)
 
     async def stop(self) -> None:
         """Stop the node (a controlled shutdown, SIGKILL after 30 s); idempotent."""
