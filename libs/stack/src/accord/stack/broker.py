@@ -48,8 +48,12 @@ async def answers_metadata(host: str, port: int) -> None:
         await admin.close()
 
 
-class EmbeddedBroker(Startable):
-    """Tansu listening on 127.0.0.1 with memory storage: every start begins empty."""
+class LocalBroker(Startable):
+    """A Kafka-protocol broker run as our child process on 127.0.0.1: its port, its process,
+    a readiness probe (a metadata request) and a stop that waits `stop_timeout_s` before
+    SIGKILL. Tansu and Apache Kafka differ only in how they start."""
+
+    stop_timeout_s: float = 10.0
 
     def __init__(self, *, port: int | None = None, log_dir: Path | None = None) -> None:
         """Choose the port (a free one by default) and where the broker log goes."""
@@ -66,6 +70,19 @@ class EmbeddedBroker(Startable):
     def process(self) -> ManagedProcess | None:
         """The broker process, once started."""
         return self._process
+
+    async def _probe(self) -> None:
+        await answers_metadata(_HOST, self.port)
+
+    async def stop(self) -> None:
+        """Stop the broker; idempotent."""
+        if self._process is not None:
+            await self._process.stop(timeout=self.stop_timeout_s)
+
+
+class EmbeddedBroker(LocalBroker):
+    """Tansu listening on 127.0.0.1 with memory storage: every start begins empty (a stop
+    loses all topics and offsets)."""
 
     async def start(self) -> None:
         """Start the broker and wait until an admin client can list topics."""
@@ -89,11 +106,3 @@ class EmbeddedBroker(Startable):
             self._process, self._probe, timeout=_STARTUP_TIMEOUT, what="the Tansu broker"
         )
         _logger.info("Tansu broker ready on %s in %.2f s", self.bootstrap_servers, seconds)
-
-    async def _probe(self) -> None:
-        await answers_metadata(_HOST, self.port)
-
-    async def stop(self) -> None:
-        """Stop the broker (all topics and offsets are lost); idempotent."""
-        if self._process is not None:
-            await self._process.stop()

@@ -17,9 +17,8 @@ import subprocess
 import uuid
 from pathlib import Path
 
-from accord.stack.broker import answers_metadata
+from accord.stack.broker import LocalBroker
 from accord.stack.errors import StartupError
-from accord.stack.lifecycle import Startable
 from accord.stack.network import free_port
 from accord.stack.process import ManagedProcess
 from accord.stack.readiness import start_and_wait
@@ -61,9 +60,11 @@ def cluster_id() -> str:
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
 
-class KafkaBroker(Startable):
+class KafkaBroker(LocalBroker):
     """One Apache Kafka node in KRaft mode on 127.0.0.1; its data lives in `data_dir`
     (formatted on first start, kept across restarts)."""
+
+    stop_timeout_s = 30.0  # a controlled shutdown moves leadership and flushes the logs
 
     def __init__(
         self,
@@ -75,23 +76,11 @@ class KafkaBroker(Startable):
         log_level: str = "WARN",
     ) -> None:
         """Choose the folders, the port (a free one by default) and the heap."""
+        super().__init__(port=port, log_dir=log_dir)
         self.data_dir = data_dir
-        self.port = port if port is not None else free_port(_HOST)
         self.controller_port = free_port(_HOST)
-        self.log_dir = log_dir
         self.heap_mb = heap_mb
         self.log_level = log_level
-        self._process: ManagedProcess | None = None
-
-    @property
-    def bootstrap_servers(self) -> str:
-        """The Kafka bootstrap address, "127.0.0.1:PORT"."""
-        return f"{_HOST}:{self.port}"
-
-    @property
-    def process(self) -> ManagedProcess | None:
-        """The broker process, once started."""
-        return self._process
 
     def config(self) -> str:
         """The node's server.properties: one broker and controller, replication factor 1."""
@@ -161,11 +150,3 @@ class KafkaBroker(Startable):
         if done.returncode != 0:
             tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
             raise StartupError(f"formatting Kafka's storage failed: {' / '.join(tail)}")
-
-    async def _probe(self) -> None:
-        await answers_metadata(_HOST, self.port)
-
-    async def stop(self) -> None:
-        """Stop the node (a controlled shutdown, SIGKILL after 30 s); idempotent."""
-        if self._process is not None:
-            await self._process.stop(timeout=30)
