@@ -276,12 +276,18 @@ def api_client(platform: Platform, service: str, token: str | None = None) -> ht
 
 
 async def audit_events(platform: Platform, **filters: str) -> list[dict[str, Any]]:
-    """Audit records matching the filters, from the auditor's API."""
+    """Every audit record matching the filters, from the auditor's API, page after page."""
+    items: list[dict[str, Any]] = []
+    after: int | None = 0
     async with api_client(platform, "auditor") as client:
-        response = await client.get("/v1/audit/events", params={**filters, "limit": "1000"})
-        response.raise_for_status()
-        items: list[dict[str, Any]] = response.json()["items"]
-        return items
+        while after is not None:
+            params = {**filters, "limit": "1000", "after": str(after)}
+            response = await client.get("/v1/audit/events", params=params)
+            response.raise_for_status()
+            page = response.json()
+            items += page["items"]
+            after = page["next_after"]
+    return items
 
 
 async def joiner_saga(platform: Platform, user_id: str) -> dict[str, Any] | None:

@@ -41,12 +41,20 @@ async def reconcile(platform: Platform, *options: str) -> dict[str, Any]:
 
 
 async def findings(platform: Platform, run_id: str) -> list[dict[str, Any]]:
-    """The run's events in the audit log, once its completion is there."""
+    """The run's events in the audit log, once its completion and every finding it counts
+    are there (they travel on other topics than the completion: any may be recorded first)."""
 
     async def probe() -> list[dict[str, Any]] | None:
         records = await audit_events(platform, correlation_id=run_id)
-        types = {r["event_type"] for r in records}
-        return records if "reconciliation.completed" in types else None
+        types = [r["event_type"] for r in records]
+        done = [r["payload"] for r in records if r["event_type"] == "reconciliation.completed"]
+        if not done:
+            return None
+        counted = done[0]
+        drifts = counted["drifted"] + counted["missing"]
+        if types.count("account.orphan_detected") < counted["orphans"]:
+            return None
+        return records if types.count("account.drift_detected") >= drifts else None
 
     return await eventually(probe, what=f"the events of {run_id}")
 
