@@ -14,6 +14,7 @@ import httpx
 import pytest
 import pytest_asyncio
 
+from accord.events.brokers import broker_profile
 from accord.stack.fault_proxy import FaultProxy
 from accord.stack.ldap_target import LdapTarget
 from accord.stack.platform import DepartmentTarget, LdapDirectory, Platform, PlatformConfig
@@ -155,6 +156,8 @@ async def platform(
     config = PlatformConfig.ephemeral(
         home,
         kafka_bootstrap_servers=kafka_bootstrap,
+        # The session's broker: its kind is in ACCORD_BROKER once kafka_bootstrap started it.
+        broker=broker_profile().name,
         database_url=await create_database(postgres_server, "accord_e2e"),
         extra_env={
             "ACCORD_LOG_LEVEL": "INFO",

@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord, RecordMetadata
 
 from accord.events import Envelope, SagaCompleted, SagaFailed, SagaStarted, new_event, to_kafka
+from accord.events.topic_layout import TopicSettings
 from accord.runtime import db, kafka
 from accord.runtime.consumer import (
     BatchHandler,
@@ -249,7 +250,7 @@ def kafka_env(kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch) -> str:
 
 @pytest_asyncio.fixture
 async def kit(kafka_env: str) -> AsyncIterator[Kit]:
-    await kafka.ensure_topics(TOPICS, partitions=3)
+    await kafka.ensure_topics(TOPICS, TopicSettings.for_replicas(3, 1))
     producer = AIOKafkaProducer(bootstrap_servers=kafka_env, acks="all", linger_ms=1)
     await producer.start()
     kit = Kit(kafka_env, producer)

@@ -13,9 +13,10 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord
 
+from accord.events.topic_layout import TopicSettings
 from accord.runtime.dlq import dead_letter
 from accord.runtime.dlq_tools import read_dead_events, read_dead_letters, replay
-from accord.runtime.kafka import ensure_topics
+from accord.runtime.kafka import ensure_topics, partitions_of
 
 pytestmark = pytest.mark.integration
 
@@ -25,7 +26,7 @@ async def test_list_and_replay_dead_letters(
 ) -> None:
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", kafka_bootstrap)
     topic = f"dlqtest.{uuid.uuid4().hex[:8]}"
-    await ensure_topics([topic, f"{topic}.dlq"], partitions=2)
+    await ensure_topics([topic, f"{topic}.dlq"], TopicSettings.for_replicas(2, 1))
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
     await producer.start()
     try:
@@ -89,7 +90,7 @@ async def test_an_event_every_group_rejected_is_one_entry_and_one_replay_to_thos
 ) -> None:
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", kafka_bootstrap)
     topic = f"dlqtest.{uuid.uuid4().hex[:8]}"
-    await ensure_topics([topic, f"{topic}.dlq"], partitions=2)
+    await ensure_topics([topic, f"{topic}.dlq"], TopicSettings.for_replicas(2, 1))
     groups = ["accord-orchestrator", "accord-authz", "accord-authn", "accord-auditor"]
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
     await producer.start()
@@ -142,11 +143,13 @@ async def test_an_event_every_group_rejected_is_one_entry_and_one_replay_to_thos
 
 
 async def records_of(bootstrap: str, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
-    """Every record a topic holds now."""
+    """Every record a topic holds now (KAFKA_BOOTSTRAP_SERVERS is the same broker)."""
+    ids = await partitions_of(topic)
+    assert ids, f"no partitions for {topic}"
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        partitions = [TopicPartition(topic, p) for p in ids]
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)

@@ -7,22 +7,16 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from accord.stack.kafka import KafkaBroker, KafkaUnavailable, kafka_lib
+from accord.stack.kafka import KafkaBroker
+from accord.stack.testing import require_apache_kafka
 
 pytestmark = pytest.mark.integration
-
-
-def _lib_or_skip() -> None:
-    try:
-        kafka_lib()
-    except KafkaUnavailable as error:
-        pytest.skip(str(error))
 
 
 async def test_a_node_starts_takes_an_idempotent_producer_and_keeps_its_data_across_a_restart(
     tmp_path: Path,
 ) -> None:
-    _lib_or_skip()
+    require_apache_kafka()
     broker = KafkaBroker(tmp_path / "kafka", log_dir=tmp_path)
     await broker.start()
     try:

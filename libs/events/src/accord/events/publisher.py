@@ -8,6 +8,7 @@ from typing import Any, Self
 
 from aiokafka import AIOKafkaProducer
 
+from accord.events.brokers import broker_profile
 from accord.events.catalogue import EventData
 from accord.events.envelope import Envelope, new_event, to_kafka
 from accord.events.kafka_config import client_config
@@ -26,8 +27,13 @@ class Publisher:
         config = client_config()
         if bootstrap_servers:
             config["bootstrap_servers"] = bootstrap_servers
-        # acks=all: a publish returns only once the event is durable on the broker.
-        options: dict[str, Any] = {"acks": "all", "linger_ms": 2, "request_timeout_ms": 15000}
+        # acks=all: a publish returns only once the event is durable on the broker; and
+        # idempotent where the broker allows: a retried send is written once.
+        options: dict[str, Any] = {
+            **broker_profile().producer_options(),
+            "linger_ms": 2,
+            "request_timeout_ms": 15000,
+        }
         options.update(producer_options)
         self._producer = AIOKafkaProducer(**config, **options)
         self._source = source

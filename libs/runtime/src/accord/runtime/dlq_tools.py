@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from accord.events.kafka_config import client_config
 from accord.events.topics import dlq_for, is_dlq
@@ -32,6 +32,7 @@ from accord.runtime.dlq import (
     RESOLVES_HEADER,
     is_resolution,
 )
+from accord.runtime.kafka import make_producer, partitions_of
 
 _ORIGINAL_TOPIC = "accord-original-topic"
 
@@ -217,18 +218,15 @@ async def read_dlq(topic: str) -> list[DeadLetter]:
     so it neither moves any service's offsets nor waits for new records.
     """
     dlq = topic if is_dlq(topic) else dlq_for(topic)
+    partitions = await partitions_of(dlq)
+    if partitions is None:
+        raise NoSuchTopic(dlq)
+    if not partitions:
+        return []
+    assigned = [TopicPartition(dlq, p) for p in partitions]
     consumer = AIOKafkaConsumer(**client_config(), enable_auto_commit=False)
     try:
         await consumer.start()
-        # Asks the broker (which also lets the consumer's own start-up task run: stopping
-        # it before that task ever ran raises CancelledError out of stop()).
-        if dlq not in await consumer.topics():
-            raise NoSuchTopic(dlq)
-        assigned = [
-            TopicPartition(dlq, p) for p in sorted(consumer.partitions_for_topic(dlq) or ())
-        ]
-        if not assigned:
-            return []
         consumer.assign(assigned)
         await consumer.seek_to_beginning(*assigned)
         ends = await consumer.end_offsets(assigned)
@@ -250,7 +248,7 @@ async def read_dlq(topic: str) -> list[DeadLetter]:
 async def replay(events: Iterable[DeadEvent], *, include_resolved: bool = False) -> int:
     """Send each event back to its topic once, for the groups that failed it and have not
     resolved it (or, with include_resolved, all that failed it); how many were sent."""
-    producer = AIOKafkaProducer(**client_config(), acks="all")
+    producer = make_producer()
     sent = 0
     try:
         await producer.start()

@@ -10,14 +10,22 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from accord.events.brokers import BrokerProfile, broker_profile
 from accord.events.kafka_config import client_config
+from accord.events.topic_layout import TopicSettings
 
 log = logging.getLogger(__name__)
 
 
-def make_producer(**options: Any) -> AIOKafkaProducer:
-    """A producer that waits for all in-sync replicas: an acked event is durable."""
-    settings: dict[str, Any] = {"acks": "all", "linger_ms": 1, "request_timeout_ms": 15000}
+def make_producer(profile: BrokerProfile | None = None, **options: Any) -> AIOKafkaProducer:
+    """A producer that waits for all in-sync replicas (an acked event is durable), and is
+    idempotent where the broker allows (a retried send is written once)."""
+    profile = profile or broker_profile()
+    settings: dict[str, Any] = {
+        **profile.producer_options(),
+        "linger_ms": 1,
+        "request_timeout_ms": 15000,
+    }
     settings.update(options)
     return AIOKafkaProducer(**client_config(), **settings)
 
@@ -42,9 +50,10 @@ def make_consumer(
 
 
 async def ensure_topics(
-    names: Iterable[str], *, partitions: int, replication: int = 1
+    names: Iterable[str], layout: TopicSettings, *, with_configs: bool = True
 ) -> list[str]:
-    """Create the topics that do not exist yet; returns those created."""
+    """Create the topics that do not exist yet, laid out as `layout` says (their topic
+    configs too, `with_configs`); returns those created."""
     admin = AIOKafkaAdminClient(**client_config())
     await admin.start()
     try:
@@ -54,7 +63,14 @@ async def ensure_topics(
         for name in missing:
             try:
                 await admin.create_topics(
-                    [NewTopic(name=name, num_partitions=partitions, replication_factor=replication)]
+                    [
+                        NewTopic(
+                            name=name,
+                            num_partitions=layout.partitions,
+                            replication_factor=layout.replicas,
+                            topic_configs=layout.config(name) if with_configs else {},
+                        )
+                    ]
                 )
                 created.append(name)
             except TopicAlreadyExistsError:
@@ -64,3 +80,21 @@ async def ensure_topics(
         return created
     finally:
         await admin.close()
+
+
+async def partitions_of(topic: str) -> list[int] | None:
+    """A topic's partition ids; None when the broker has no such topic.
+
+    Asks for every topic's metadata: a request naming the topic could create it on a broker
+    that creates topics on demand. (A consumer's partitions_for_topic knows only the topics
+    it subscribed to on Apache Kafka; Tansu tells every client about every topic.)"""
+    admin = AIOKafkaAdminClient(**client_config())
+    await admin.start()
+    try:
+        described = await admin.describe_topics()
+    finally:
+        await admin.close()
+    for entry in described:
+        if entry["topic"] == topic:
+            return sorted(p["partition"] for p in entry["partitions"])
+    return None

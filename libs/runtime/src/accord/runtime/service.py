@@ -124,11 +124,11 @@ class Service:
         if self.settings.create_topics:
             await kafka.ensure_topics(
                 REGISTRY.topics(with_dlq=True),
-                partitions=self.settings.topic_partitions,
-                replication=self.settings.topic_replication,
+                self.settings.topic_layout,
+                with_configs=self.settings.broker_profile.topic_configs,
             )
         pool = await db.create_pool(dsn, self.schema, max_size=self.settings.db_pool_size)
-        producer = kafka.make_producer()
+        producer = kafka.make_producer(self.settings.broker_profile)
         runtime: Runtime | None = None
         oidc: OidcVerifier | None = None
         tasks: dict[str, asyncio.Task[Any]] = {}
@@ -186,9 +186,7 @@ class Service:
                     topics=topics,
                     dead_letter_handler=raw,
                     batch_handler=batch,
-                    idle_polling=IdlePolling(
-                        self.settings.idle_fetch_max_wait_ms, self.settings.idle_after_s
-                    ),
+                    idle_polling=self._idle_polling(),
                 )
                 tasks["consumer"] = asyncio.create_task(self._consume(), name="consumer")
             for hook in self.definition.background:
@@ -221,7 +219,13 @@ class Service:
     def _fetch_max_wait_ms(self) -> int:
         """The service's own fetch wait if it has one (0 included), else the shared one."""
         own = self.definition.fetch_max_wait_ms
-        return self.settings.fetch_max_wait_ms if own is None else own
+        return self.settings.fetch_wait_ms() if own is None else own
+
+    def _idle_polling(self) -> IdlePolling | None:
+        idle_wait_ms = self.settings.idle_fetch_wait_ms()
+        if idle_wait_ms is None:
+            return None
+        return IdlePolling(idle_wait_ms, self.settings.idle_after_s)
 
     async def _consume(self) -> None:
         assert self.consumer is not None

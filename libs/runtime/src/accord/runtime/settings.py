@@ -5,6 +5,9 @@ from __future__ import annotations
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from accord.events.brokers import DEFAULT_BROKER, BrokerName, BrokerProfile, profile_named
+from accord.events.topic_layout import TopicSettings
+
 
 class ServiceSettings(BaseSettings):
     """Read once in `main`, passed down; secrets are SecretStr and never logged."""
@@ -30,19 +33,28 @@ class ServiceSettings(BaseSettings):
     topic_partitions: int = Field(
         default=3, ge=1, validation_alias=AliasChoices("ACCORD_TOPIC_PARTITIONS")
     )
-    fetch_max_wait_ms: int = Field(
-        default=20,
+    broker: BrokerName = Field(
+        default=DEFAULT_BROKER,
+        validation_alias=AliasChoices("ACCORD_BROKER"),
+        description="The broker's kind (kafka or tansu): what the clients may ask of it.",
+    )
+    fetch_max_wait_ms: int | None = Field(
+        default=None,
         ge=0,
         validation_alias=AliasChoices("ACCORD_KAFKA_FETCH_MAX_WAIT_MS"),
-        description="Upper bound on consume latency when a topic is idle.",
+        description=(
+            "The consumers' fetch wait; unset: the broker's (Apache Kafka 500 ms: it answers"
+            " as soon as a record arrives; Tansu 20 ms: it answers when the wait runs out)."
+        ),
     )
-    idle_fetch_max_wait_ms: int = Field(
-        default=200,
+    idle_fetch_max_wait_ms: int | None = Field(
+        default=None,
         ge=0,
         validation_alias=AliasChoices("ACCORD_KAFKA_IDLE_FETCH_MAX_WAIT_MS"),
         description=(
             "The fetch wait once a service's topics have been quiet for"
-            " ACCORD_KAFKA_IDLE_AFTER_S; at or below the fetch wait: never changes."
+            " ACCORD_KAFKA_IDLE_AFTER_S; unset: the broker's (Tansu 200 ms, Apache Kafka no"
+            " change); at or below the fetch wait: never changes."
         ),
     )
     idle_after_s: float = Field(
@@ -108,3 +120,26 @@ class ServiceSettings(BaseSettings):
     auth_failures_burst: int = Field(
         default=10, ge=1, validation_alias=AliasChoices("ACCORD_AUTH_FAILURES_BURST")
     )
+
+    @property
+    def broker_profile(self) -> BrokerProfile:
+        """What the broker can do (accord.events.brokers)."""
+        return profile_named(self.broker)
+
+    @property
+    def topic_layout(self) -> TopicSettings:
+        """How the topics a service creates are laid out (min.insync.replicas follows the
+        replication factor, as in the deployment files)."""
+        return TopicSettings.for_replicas(self.topic_partitions, self.topic_replication)
+
+    def fetch_wait_ms(self) -> int:
+        """The consumers' fetch wait: the setting, else the broker's."""
+        if self.fetch_max_wait_ms is not None:
+            return self.fetch_max_wait_ms
+        return self.broker_profile.fetch_max_wait_ms
+
+    def idle_fetch_wait_ms(self) -> int | None:
+        """The fetch wait after a quiet spell (None: no change)."""
+        if self.idle_fetch_max_wait_ms is not None:
+            return self.idle_fetch_max_wait_ms
+        return self.broker_profile.idle_fetch_max_wait_ms

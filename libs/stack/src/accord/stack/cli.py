@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from accord.events.brokers import BROKER_ENV, PROFILES, BrokerName, UnknownBroker, profile_named
 from accord.events.cli import EXIT_BROKEN_PIPE, LOCAL_ENV
 from accord.runtime.cli_support import DATABASE_ERRORS, database_failure, database_url
 from accord.stack.errors import StartupError
@@ -22,12 +23,18 @@ def register_up(commands: Any) -> None:
     p = commands.add_parser(
         "up",
         help="run the whole platform locally (embedded broker and database by default)",
-        description="Start a Kafka-protocol broker (Tansu) unless KAFKA_BOOTSTRAP_SERVERS is "
-        "set, PostgreSQL (DATABASE_URL, else an embedded server with data under --home), a "
-        "demo SCIM target and the five Accord services; print the endpoints; stop "
-        "everything cleanly on Ctrl-C.",
+        description="Start a broker (Tansu, in memory, or Apache Kafka with --broker kafka or "
+        "ACCORD_BROKER=kafka) unless KAFKA_BOOTSTRAP_SERVERS is set, PostgreSQL (DATABASE_URL, "
+        "else an embedded server with data under --home), a demo SCIM target and the five "
+        "Accord services; print the endpoints; stop everything cleanly on Ctrl-C.",
     )
     p.add_argument("--home", type=Path, default=Path(".accord"), help="data and log folder")
+    p.add_argument(
+        "--broker",
+        choices=sorted(PROFILES),
+        help="the broker to start (default: ACCORD_BROKER, else tansu; kafka for an existing "
+        "KAFKA_BOOTSTRAP_SERVERS): Apache Kafka needs Java 17 and `make kafka`",
+    )
     p.add_argument("--broker-port", type=int, default=9092)
     p.add_argument("--postgres-port", type=int, default=5433)
     p.add_argument("--scim-port", type=int, default=8710)
@@ -37,9 +44,16 @@ def register_up(commands: Any) -> None:
 
 
 def _up(args: argparse.Namespace) -> int:
+    existing = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or None
+    try:
+        broker = _broker(args.broker, existing)
+    except UnknownBroker as error:
+        print(f"accord: error: {error}", file=sys.stderr)
+        return 2
     config = PlatformConfig(
         home=args.home.resolve(),
-        kafka_bootstrap_servers=os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or None,
+        kafka_bootstrap_servers=existing,
+        broker=broker,
         database_url=database_url() if os.environ.get("DATABASE_URL") else None,
         broker_port=args.broker_port,
         postgres_port=args.postgres_port,
@@ -47,6 +61,12 @@ def _up(args: argparse.Namespace) -> int:
         seed_demo=True,
     )
     return asyncio.run(_run(Platform(config)))
+
+
+def _broker(chosen: str | None, existing: str | None) -> BrokerName:
+    """--broker, else ACCORD_BROKER, else Tansu here or Apache Kafka for an existing broker."""
+    name = chosen or os.environ.get(BROKER_ENV) or ("kafka" if existing else "tansu")
+    return profile_named(name).name
 
 
 async def _run(platform: Platform) -> int:

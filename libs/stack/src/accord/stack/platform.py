@@ -17,12 +17,14 @@ from pathlib import Path
 import asyncpg
 import httpx
 
+from accord.events.brokers import BROKER_ENV, BrokerName
 from accord.events.cli import env_file_text
 from accord.runtime.security import api_tokens
 from accord.runtime.security.roles import Role
 from accord.stack import demo, keys
-from accord.stack.broker import EmbeddedBroker
+from accord.stack.broker import EmbeddedBroker, LocalBroker
 from accord.stack.errors import StartupError
+from accord.stack.kafka import KafkaBroker
 from accord.stack.network import free_port
 from accord.stack.postgres import EmbeddedPostgres
 from accord.stack.process import ManagedProcess
@@ -90,7 +92,10 @@ class PlatformConfig:
     home: Path
     """Folder for data (embedded PostgreSQL), logs and generated config."""
     kafka_bootstrap_servers: str | None = None
-    """An existing Kafka; None starts the embedded broker."""
+    """An existing Kafka; None starts `broker` on this machine."""
+    broker: BrokerName = "tansu"
+    """The broker's kind: the one started here (Tansu in a second, Apache Kafka in about
+    five), or what kafka_bootstrap_servers runs; the services' clients adapt to it."""
     database_url: str | None = None
     """An existing PostgreSQL; None starts the embedded one with data under home."""
     broker_port: int = 9092
@@ -134,7 +139,7 @@ class Platform:
 
     def __init__(self, config: PlatformConfig) -> None:
         self.config = config
-        self.broker: EmbeddedBroker | None = None
+        self.broker: LocalBroker | None = None
         self.postgres: EmbeddedPostgres | None = None
         self.scim = ScimTarget(port=config.scim_port, log_dir=config.home / "logs")
         self.services: dict[str, ManagedProcess] = {}
@@ -160,6 +165,7 @@ class Platform:
         env.update(
             {
                 "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers,
+                BROKER_ENV: self.config.broker,
                 "DATABASE_URL": self.database_url,
                 "ACCORD_TARGETS_FILE": str(self.targets_file),
                 DEMO_TOKEN_ENV: self.scim.bearer_token,
@@ -230,6 +236,7 @@ class Platform:
         names = [
             "DATABASE_URL",
             "KAFKA_BOOTSTRAP_SERVERS",
+            BROKER_ENV,
             "ACCORD_TARGETS_FILE",
             "ACCORD_BIRTHRIGHT_FILE",
             DEMO_TOKEN_ENV,
@@ -244,8 +251,8 @@ class Platform:
         (home / "logs").mkdir(parents=True, exist_ok=True)
         say = _printer(progress)
         if not self.bootstrap_servers:
-            self.broker = EmbeddedBroker(port=self.config.broker_port, log_dir=home / "logs")
-            say(f"starting Kafka-protocol broker (Tansu) on 127.0.0.1:{self.config.broker_port}")
+            self.broker = self._local_broker()
+            say(f"starting {self._broker_title()} on 127.0.0.1:{self.config.broker_port}")
             await self.broker.start()
             self.bootstrap_servers = self.broker.bootstrap_servers
         if not self.database_url:
@@ -279,6 +286,20 @@ class Platform:
             say(f"publishing the demo organisation: {demo.describe()}")
             await demo.seed(self.bootstrap_servers)
         self._write_env_file()
+
+    def _local_broker(self) -> LocalBroker:
+        logs = self.config.home / "logs"
+        if self.config.broker == "kafka":
+            # Its data stays under home, beside PostgreSQL's: a restart keeps both.
+            return KafkaBroker(
+                self.config.home / "kafka", port=self.config.broker_port, log_dir=logs
+            )
+        return EmbeddedBroker(port=self.config.broker_port, log_dir=logs)
+
+    def _broker_title(self) -> str:
+        if self.config.broker == "kafka":
+            return "Apache Kafka (one KRaft node)"
+        return "Kafka-protocol broker (Tansu, in memory)"
 
     def _write_env_file(self) -> None:
         _write_secret(

@@ -3,7 +3,12 @@
 Enable with `pytest_plugins = ["accord.stack.testing"]`. Tests share one broker and one
 PostgreSQL server and stay apart by random ids and fresh databases.
 
-- Broker: KAFKA_BOOTSTRAP_SERVERS (an existing Kafka), else an embedded Tansu.
+- Broker: KAFKA_BOOTSTRAP_SERVERS (an existing Kafka, of the kind ACCORD_BROKER names), else
+  the broker ACCORD_BROKER names started here (`kafka`: one Apache Kafka node; `tansu`), else
+  Apache Kafka where Java and its jars are (`make kafka`), else Tansu. The session's
+  ACCORD_BROKER is set to the broker's kind, so the clients tests make in-process adapt to it
+  as the services do. ACCORD_BROKER=kafka (CI) makes a missing Apache Kafka an error, and
+  turns the skips of the tests that need Apache Kafka into failures.
 - PostgreSQL: ACCORD_TEST_DATABASE_URL (a server where the tests may create databases),
   else an embedded PostgreSQL in a temporary folder.
 - LDAP: an OpenLDAP slapd (`make install` installs it) with an empty ou=people and ou=groups;
@@ -26,26 +31,68 @@ import asyncpg
 import pytest
 import pytest_asyncio
 
+from accord.events.brokers import BROKER_ENV, BrokerName, profile_named
 from accord.events.cli import main as accord_main
 from accord.runtime import db
-from accord.stack.broker import EmbeddedBroker
+from accord.stack.broker import EmbeddedBroker, LocalBroker
+from accord.stack.kafka import KafkaBroker, KafkaUnavailable, kafka_lib
 from accord.stack.ldap_target import LdapTarget
 from accord.stack.postgres import EmbeddedPostgres
 
 
-@pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def kafka_bootstrap() -> AsyncIterator[str]:
-    """Bootstrap servers of a Kafka-protocol broker for the session."""
-    existing = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if existing:
-        yield existing
-        return
-    broker = EmbeddedBroker()
-    await broker.start()
+def session_broker() -> tuple[BrokerName, str]:
+    """The kind of broker the session runs on, and why."""
+    chosen = os.environ.get(BROKER_ENV)
+    if chosen:
+        return profile_named(chosen).name, f"{BROKER_ENV}={chosen}"
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        return "kafka", "an existing broker (KAFKA_BOOTSTRAP_SERVERS)"
     try:
-        yield broker.bootstrap_servers
-    finally:
-        await broker.stop()
+        kafka_lib()
+    except KafkaUnavailable as error:
+        return "tansu", f"Apache Kafka cannot run here ({error})"
+    return "kafka", "Java and Apache Kafka's jars are here"
+
+
+def require_apache_kafka() -> None:
+    """Skip the test when Apache Kafka cannot run here, saying why; fail instead when the
+    session was asked for Apache Kafka (ACCORD_BROKER=kafka, as CI does)."""
+    try:
+        kafka_lib()
+    except KafkaUnavailable as error:
+        if os.environ.get(BROKER_ENV) == "kafka":
+            pytest.fail(f"{BROKER_ENV}=kafka, but {error}")
+        pytest.skip(f"needs Apache Kafka: {error}")
+
+
+def pytest_report_header() -> str:
+    """Which broker the session's tests run on, first thing in pytest's output."""
+    kind, why = session_broker()
+    name = "Apache Kafka (one KRaft node)" if kind == "kafka" else "Tansu"
+    return f"accord broker: {name}, because {why}"
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
+    """Bootstrap servers of the session's broker (see the module docstring)."""
+    kind, _ = session_broker()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(BROKER_ENV, kind)
+        existing = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+        if existing:
+            yield existing
+            return
+        broker: LocalBroker
+        if kind == "kafka":
+            folder = Path(tmp_path_factory.mktemp("kafka"))
+            broker = KafkaBroker(folder / "data", log_dir=folder)
+        else:
+            broker = EmbeddedBroker()
+        await broker.start()
+        try:
+            yield broker.bootstrap_servers
+        finally:
+            await broker.stop()
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")

@@ -80,7 +80,7 @@ def definition(settings: AuditorSettings) -> ServiceDefinition:
         routes=routes,
         configure_app=configure,
         batch_handler=batches,
-        fetch_max_wait_ms=settings.audit_fetch_max_wait_ms,
+        fetch_max_wait_ms=settings.audit_fetch_wait_ms(),
         on_start=[check_writer_role],
         background=[checkpoints]
         + ([aggregates.hook(settings, metrics)] if settings.audit_aggregates else []),

@@ -152,7 +152,7 @@ def feed_consumer(fetch_max_wait_ms: int) -> FeedConsumer:
         enable_auto_commit=False,
         # Only for partitions assigned after start; see the module docstring.
         auto_offset_reset="earliest",
-        # Tansu answers a fetch when this expires: it bounds the stream's latency.
+        # Tansu answers a fetch when this expires: there it bounds the stream's latency.
         fetch_max_wait_ms=fetch_max_wait_ms,
         metadata_max_age_ms=5000,
     )
@@ -446,7 +446,7 @@ def configure(
     records: RecordSource | None = None,
 ) -> LiveFeed:
     """Mount GET /v1/audit/stream; the feed starts with its first client."""
-    fetch_wait = runtime.settings.fetch_max_wait_ms
+    fetch_wait = runtime.settings.fetch_wait_ms()
     live = feed or LiveFeed(lambda: feed_consumer(fetch_wait))
     source = records or TableRecords(runtime.pool)
 

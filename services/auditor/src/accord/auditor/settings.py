@@ -13,13 +13,14 @@ class AuditorSettings(ServiceSettings):
     """Environment of the auditor."""
 
     http_port: int = Field(default=8704, validation_alias=AliasChoices("ACCORD_AUDITOR_PORT"))
-    audit_fetch_max_wait_ms: int = Field(
-        default=100,
+    audit_fetch_max_wait_ms: int | None = Field(
+        default=None,
         ge=0,
         validation_alias=AliasChoices("ACCORD_AUDIT_FETCH_MAX_WAIT_MS"),
         description=(
             "The auditor's Kafka fetch wait: it reads every topic and its DLQ, and each poll of"
-            " them costs the broker; audit records may lag up to this much more."
+            " them costs the broker; on Tansu audit records may lag up to this much more."
+            " Unset: the broker's (Apache Kafka 500 ms, Tansu 100 ms)."
         ),
     )
     redact_fields: str = Field(
@@ -64,3 +65,9 @@ class AuditorSettings(ServiceSettings):
     def redactions(self) -> list[str]:
         """The redacted keys as a list."""
         return [f.strip() for f in self.redact_fields.split(",") if f.strip()]
+
+    def audit_fetch_wait_ms(self) -> int:
+        """The auditor consumer's fetch wait: the setting, else the broker's."""
+        if self.audit_fetch_max_wait_ms is not None:
+            return self.audit_fetch_max_wait_ms
+        return self.broker_profile.audit_fetch_max_wait_ms
