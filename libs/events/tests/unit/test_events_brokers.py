@@ -54,7 +54,7 @@ def test_topic_configs_delete_old_records_and_keep_dead_letters_longer() -> None
     ("partitions", "replicas", "min_isr"), [(0, 1, 1), (1, 0, 1), (1, 1, 2), (3, 3, 0)]
 )
 def test_an_impossible_layout_is_refused(partitions: int, replicas: int, min_isr: int) -> None:
-    with pytest.raises(ValueError, match="partition|replicas"):
+    with pytest.raises(ValueError, match=r"partition|replicas"):
         TopicSettings(partitions, replicas, min_isr)
 
 
