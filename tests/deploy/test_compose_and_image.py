@@ -24,10 +24,13 @@ import jsonschema
 import pytest
 import yaml
 
-from accord.events import REGISTRY
+from accord.events import REGISTRY, brokers
+from accord.events.topic_layout import COMPOSE, broker_config
 from accord.orchestrator.domain.birthright import Birthright
 from accord.provisioner.targets import TargetsFile
 from accord.runtime.config_file import load_yaml_model
+from accord.runtime.settings import ServiceSettings
+from accord.stack import deploy_files
 from accord.stack.platform import SERVICES
 
 from .conftest import PORTS, PRODUCER_CLOSE_S, ROOT
@@ -78,6 +81,39 @@ def seconds(duration: str) -> float:
     return sum(float(n) * units[u] for n, u in parts)
 
 
+def env_files(service: dict[str, Any]) -> list[Path]:
+    """The env files a service names (compose takes a path or a list of them)."""
+    named = service.get("env_file", [])
+    entries = [named] if isinstance(named, str | dict) else named
+    return [ROOT / (e["path"] if isinstance(e, dict) else e) for e in entries]
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """`KEY=value` lines of an env file, comments and blank lines skipped."""
+    found = {}
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            key, value = line.split("=", 1)
+            found[key.strip()] = value
+    return found
+
+
+def environment(service: dict[str, Any]) -> dict[str, str]:
+    """What a container's environment holds: its env files, then `environment` over them."""
+    env: dict[str, str] = {}
+    for path in env_files(service):
+        env.update(read_env_file(path))
+    env.update({k: str(v) for k, v in service.get("environment", {}).items()})
+    return env
+
+
+def broker_property(variable: str) -> str:
+    """The server property the apache/kafka image makes of a KAFKA_ variable (its README:
+    `.` is written `_`, `_` is `__` and `-` is `___`)."""
+    parts = re.split(r"(_{1,3})", variable.removeprefix("KAFKA_").lower())
+    return "".join({"_": ".", "__": "_", "___": "-"}.get(p, p) for p in parts)
+
+
 def mounts(service: dict[str, Any]) -> dict[str, str]:
     """A service's volumes (short syntax), source -> path in the container."""
     found = {}
@@ -116,20 +152,17 @@ def test_compose_runs_the_five_services_kafka_postgres_and_a_scim_target(
 
 def test_each_service_is_configured_like_its_settings_expect(compose: dict[str, Any]) -> None:
     services = compose["services"]
-    kafka_env = services["kafka"]["environment"]
+    kafka_env = environment(services["kafka"])
     internal = dict(
         listener.split("://") for listener in kafka_env["KAFKA_ADVERTISED_LISTENERS"].split(",")
     )[kafka_env["KAFKA_INTER_BROKER_LISTENER_NAME"]]
     for name in SERVICES:
         service = services[name]
-        env = service["environment"]
+        env = environment(service)
         assert service["build"]["args"]["SERVICE"] == name
         assert service["image"] == f"accord-{name}:dev"
         assert env["KAFKA_BOOTSTRAP_SERVERS"] == internal
         assert env["ACCORD_CREATE_TOPICS"] == "false", "kafka-init creates them"
-        # Kafka answers fetches when records arrive: long waits, no idle polling.
-        assert int(env["ACCORD_KAFKA_FETCH_MAX_WAIT_MS"]) >= 500
-        assert int(env["ACCORD_AUDIT_FETCH_MAX_WAIT_MS"]) >= 500
         assert "@postgres:5432/accord" in env["DATABASE_URL"]
         assert service["ports"] == [f"127.0.0.1:{PORTS[name]}:{PORTS[name]}"]
         depends = service["depends_on"]
@@ -137,6 +170,42 @@ def test_each_service_is_configured_like_its_settings_expect(compose: dict[str, 
         assert depends["postgres"]["condition"] == "service_healthy"
         budget = float(env["ACCORD_SHUTDOWN_TIMEOUT_S"]) + PRODUCER_CLOSE_S
         assert seconds(service["stop_grace_period"]) >= budget
+
+
+def test_the_compose_kafka_is_the_broker_the_tests_run() -> None:
+    pom = (ROOT / deploy_files.KAFKA_POM).read_text()
+    pinned = re.search(r"<kafka\.version>([^<]+)</kafka\.version>", pom)
+    assert pinned is not None, "deploy/kafka/pom.xml names the Kafka version as a property"
+    compose = yaml.safe_load(COMPOSE_FILE.read_text())
+    assert compose["services"]["kafka"]["image"] == f"apache/kafka:{pinned.group(1)}"
+
+
+def test_the_compose_broker_is_laid_out_as_the_suite_s_one_node(compose: dict[str, Any]) -> None:
+    kafka = compose["services"]["kafka"]
+    assert env_files(kafka) == [ROOT / deploy_files.COMPOSE_BROKER_ENV_FILE]
+    generated = read_env_file(ROOT / deploy_files.COMPOSE_BROKER_ENV_FILE)
+    assert not generated.keys() & kafka["environment"].keys(), "written by hand over the table"
+    settings = {broker_property(k): v for k, v in environment(kafka).items()}
+    assert broker_config(COMPOSE).items() <= settings.items()
+    assert settings["auto.create.topics.enable"] == "false", "kafka-init creates the topics"
+    assert settings["process.roles"] == "broker,controller", "the property names convert"
+
+
+def test_the_services_use_apache_kafka_s_profile_and_the_compose_layout(
+    compose: dict[str, Any],
+) -> None:
+    generated = read_env_file(ROOT / deploy_files.COMPOSE_SERVICES_ENV_FILE)
+    for name in SERVICES:
+        service = compose["services"][name]
+        assert ROOT / deploy_files.COMPOSE_SERVICES_ENV_FILE in env_files(service), name
+        assert not generated.keys() & service["environment"].keys(), f"{name}: by hand"
+        env = environment(service)
+        # The profile decides the fetch waits: no override repeats or contradicts it.
+        assert not {k for k in env if k.endswith("FETCH_MAX_WAIT_MS")}, name
+        settings = ServiceSettings.model_validate(env)
+        assert settings.broker_profile == brokers.KAFKA, name
+        assert settings.topic_layout == COMPOSE, name
+        assert settings.create_topics is False, name
 
 
 def test_accord_containers_are_hardened(compose: dict[str, Any]) -> None:
@@ -152,6 +221,8 @@ def test_accord_containers_are_hardened(compose: dict[str, Any]) -> None:
 
 def test_files_mounted_into_containers_exist(compose: dict[str, Any]) -> None:
     for name, service in compose["services"].items():
+        for path in env_files(service):
+            assert path.is_file(), f"{name}: {path}"
         for source in mounts(service):
             if source.startswith("./"):
                 assert (ROOT / source).exists(), f"{name}: {source}"
@@ -221,6 +292,17 @@ def test_kafka_init_creates_the_registry_s_topics(compose: dict[str, Any]) -> No
     topics = load_create_topics().read_topics(ROOT / "deploy" / "compose" / "topics.txt")
     assert sorted(t.name for t in topics) == sorted(REGISTRY.topics(with_dlq=True))
     assert {t.replication_factor for t in topics} == {1}, "one Kafka node"
+    for topic in topics:
+        assert topic.num_partitions == COMPOSE.partitions
+        assert topic.replication_factor == COMPOSE.replicas
+        assert topic.topic_configs == COMPOSE.config(topic.name)
+
+
+def test_kafka_init_refuses_a_topic_config_it_cannot_read(tmp_path: Path) -> None:
+    listed = tmp_path / "topics.txt"
+    listed.write_text("# a comment\nuser.created 3 1 retention.ms=1000 compact\n")
+    with pytest.raises(ValueError, match="key=value"):
+        load_create_topics().read_topics(listed)
 
 
 def test_the_demo_target_and_rules_load_and_agree(compose: dict[str, Any]) -> None:

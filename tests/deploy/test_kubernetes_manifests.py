@@ -21,10 +21,12 @@ import kubernetes_validate.utils
 import pytest
 import yaml
 
-from accord.events import REGISTRY
+from accord.events import REGISTRY, brokers
+from accord.events.topic_layout import KUBERNETES, broker_config
 from accord.orchestrator.domain.birthright import Birthright
 from accord.provisioner.targets import TargetsFile, TargetsFileError
 from accord.runtime.config_file import load_yaml_model
+from accord.runtime.settings import ServiceSettings
 from accord.stack import deploy_files, kafka_acls
 from accord.stack.platform import SERVICES
 
@@ -33,6 +35,8 @@ from .conftest import PORTS, PRODUCER_CLOSE_S, ROOT, Manifest, of_kind
 OLDEST_KUBERNETES = "1.31"
 """The oldest release the manifests target (preStop `sleep` needs 1.30; CloudNativePG 1.31)."""
 CUSTOM_API_GROUPS = {"kafka.strimzi.io/v1", "postgresql.cnpg.io/v1"}
+LAYOUTS = {"prod": KUBERNETES, "external": KUBERNETES, "dev": deploy_files.DEV}
+"""How each overlay lays its topics out: prod as the three-broker fault test ran."""
 DNS_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 
 
@@ -230,8 +234,7 @@ def test_services_reach_kafka_and_postgres_with_the_operators_secrets(
         assert env["KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
         assert env["KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
         assert env["ACCORD_CREATE_TOPICS"] == "false"
-        assert int(env["ACCORD_KAFKA_FETCH_MAX_WAIT_MS"]) >= 500
-        assert int(env["ACCORD_AUDIT_FETCH_MAX_WAIT_MS"]) >= 500
+        assert env["ACCORD_BROKER"] == "kafka"
         assert env["KAFKA_SASL_USERNAME"] == f"accord-{name}"
         assert env["KAFKA_SASL_PASSWORD"]["secretKeyRef"] == {
             "name": env["KAFKA_SASL_USERNAME"],  # Strimzi names the Secret after the user
@@ -303,7 +306,7 @@ def test_the_configmaps_load_with_the_services_own_loaders(
 
 def test_topics_are_the_registry_s_and_fit_the_cluster(manifests: list[Manifest]) -> None:
     if not with_operators(manifests):
-        pytest.skip("an existing Kafka: topics are created ahead from deploy/compose/topics.txt")
+        pytest.skip("an existing Kafka: topics are created ahead as topics.yaml says")
     topics = of_kind(manifests, "KafkaTopic")
     assert sorted(t["spec"]["topicName"] for t in topics.values()) == sorted(
         REGISTRY.topics(with_dlq=True)
@@ -324,6 +327,36 @@ def test_topics_are_the_registry_s_and_fit_the_cluster(manifests: list[Manifest]
         assert topic["spec"]["config"]["min.insync.replicas"] <= topic["spec"]["replicas"]
     env = env_of(deployments(manifests)["auditor"], manifests)
     assert int(env["ACCORD_TOPIC_REPLICATION"]) <= brokers, "the aggregates' own topics"
+
+
+@pytest.mark.parametrize("overlay", sorted(LAYOUTS))
+def test_each_overlay_is_laid_out_as_its_layout_says(
+    overlay: str, rendered: dict[str, list[Manifest]]
+) -> None:
+    docs, layout = rendered[overlay], LAYOUTS[overlay]
+    for name, deployment in deployments(docs).items():
+        env = env_of(deployment, docs)
+        # The profile decides the fetch waits: no override repeats or contradicts it.
+        assert not {k for k in env if k.endswith("FETCH_MAX_WAIT_MS")}, name
+        literals = {k: v for k, v in env.items() if isinstance(v, str)}  # not secretKeyRefs
+        settings = ServiceSettings.model_validate(literals)
+        assert settings.broker_profile == brokers.KAFKA, name
+        assert settings.topic_layout == layout, name
+        assert settings.create_topics is False, name
+    if not with_operators(docs):
+        return
+    pools = of_kind(docs, "KafkaNodePool").values()
+    brokers_running = sum(p["spec"]["replicas"] for p in pools if "broker" in p["spec"]["roles"])
+    assert brokers_running == layout.replicas, "a broker per copy, as the layout was tested"
+    (kafka,) = of_kind(docs, "Kafka").values()
+    config = {key: str(value).lower() for key, value in kafka["spec"]["kafka"]["config"].items()}
+    assert broker_config(layout).items() <= config.items()
+    pom = (ROOT / deploy_files.KAFKA_POM).read_text()
+    assert f"<kafka.version>{kafka['spec']['kafka']['version']}</kafka.version>" in pom
+    for topic in of_kind(docs, "KafkaTopic").values():
+        spec = topic["spec"]
+        assert (spec["partitions"], spec["replicas"]) == (layout.partitions, layout.replicas)
+        assert {k: str(v) for k, v in spec["config"].items()} == layout.config(spec["topicName"])
 
 
 def test_the_strimzi_and_cloudnativepg_resources_have_what_the_operators_need(

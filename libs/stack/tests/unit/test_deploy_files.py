@@ -13,6 +13,7 @@ import yaml
 from accord.events import REGISTRY, topics
 from accord.events.catalogue import CATALOGUE, EventData
 from accord.events.registry import Registry
+from accord.events.topic_layout import COMPOSE, KUBERNETES, TopicSettings
 from accord.stack import deploy_files, kafka_acls
 
 REPO = Path(__file__).resolve().parents[4]
@@ -22,12 +23,66 @@ README_WITH_MARKERS = (
 )
 
 
+POM = """<?xml version="1.0" encoding="UTF-8"?>
+<project xmlns="http://maven.apache.org/POM/4.0.0">
+  <properties><kafka.version>{version}</kafka.version></properties>
+  <dependencies>
+    <dependency>
+      <groupId>org.apache.kafka</groupId>
+      <artifactId>kafka-clients</artifactId>
+      <version>3.0.0</version>
+    </dependency>
+    <dependency>
+      <groupId>org.apache.kafka</groupId>
+      <artifactId>kafka_2.13</artifactId>
+      <version>{dependency}</version>
+    </dependency>
+  </dependencies>
+</project>
+"""
+COMPOSE_WITH_IMAGE = """services:
+  kafka:
+    image: apache/kafka:4.0.0
+    environment:
+      KAFKA_NODE_ID: 1
+  postgres:
+    image: postgres:18.1-bookworm
+"""
+KAFKA_WITH_MARKERS = f"""apiVersion: kafka.strimzi.io/v1
+kind: Kafka
+metadata:
+  name: accord
+spec:
+  kafka:
+    # hand-written, kept
+    {deploy_files.BROKER_BEGIN}
+    config:
+      auto.create.topics.enable: true
+    {deploy_files.BROKER_END}
+    authorization:
+      type: simple
+"""
+
+
+def pom(version: str = "4.1.1", dependency: str = "${kafka.version}") -> str:
+    """A pom pinning Kafka as deploy/kafka/pom.xml does."""
+    return POM.format(version=version, dependency=dependency)
+
+
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
-    """A repository root with what the generator reads: the policies and a README."""
+    """A repository root with what the generator reads: the policies, the Kafka pom, and
+    the hand-written files with a generated part (README, Strimzi Kafka, compose file)."""
     policies = tmp_path / deploy_files.POLICY_SOURCE
     shutil.copytree(REPO / deploy_files.POLICY_SOURCE, policies)
     (tmp_path / "README.md").write_text(README_WITH_MARKERS)
+    for rel, text in {
+        deploy_files.KAFKA_POM: pom(),
+        deploy_files.COMPOSE_FILE: COMPOSE_WITH_IMAGE,
+        deploy_files.STRIMZI_KAFKA_FILE: KAFKA_WITH_MARKERS,
+    }.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
     return tmp_path
 
 
@@ -52,7 +107,7 @@ def test_every_topic_and_dead_letter_topic_gets_a_kafka_topic() -> None:
     assert retention[topics.dlq_for(topics.USER_CREATED)] > retention[topics.USER_CREATED]
 
 
-def test_the_compose_list_names_every_topic_once() -> None:
+def test_the_compose_list_names_every_topic_once_with_its_config() -> None:
     lines = [
         line.split()
         for line in deploy_files.compose_topics().splitlines()
@@ -60,6 +115,76 @@ def test_the_compose_list_names_every_topic_once() -> None:
     ]
     assert [fields[0] for fields in lines] == deploy_files.topic_names()
     assert {tuple(fields[1:3]) for fields in lines} == {("3", "1")}
+    for name, _, _, *config in lines:
+        assert dict(c.split("=", 1) for c in config) == COMPOSE.config(name)
+
+
+def test_broker_settings_become_the_apache_kafka_image_s_variables() -> None:
+    assert deploy_files.kafka_env_name("min.insync.replicas") == "KAFKA_MIN_INSYNC_REPLICAS"
+    assert deploy_files.kafka_env_name("a_b-c.d") == "KAFKA_A__B___C_D"
+    env = deploy_files.compose_broker_env(KUBERNETES)
+    lines = [line for line in env.splitlines() if not line.startswith("#")]
+    assert lines == [
+        "KAFKA_AUTO_CREATE_TOPICS_ENABLE=false",
+        "KAFKA_DEFAULT_REPLICATION_FACTOR=3",
+        "KAFKA_MIN_INSYNC_REPLICAS=2",
+        "KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR=3",
+        "KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR=3",
+        "KAFKA_TRANSACTION_STATE_LOG_MIN_ISR=2",
+    ]
+
+
+def test_the_services_get_apache_kafka_s_profile_and_the_layout() -> None:
+    assert deploy_files.services_kafka_settings(TopicSettings.for_replicas(6, 3)) == {
+        "ACCORD_BROKER": "kafka",
+        "ACCORD_CREATE_TOPICS": "false",
+        "ACCORD_TOPIC_PARTITIONS": "6",
+        "ACCORD_TOPIC_REPLICATION": "3",
+    }
+    env = deploy_files.services_env(COMPOSE, "COMPOSE", "somewhere")
+    assert env.endswith("ACCORD_TOPIC_PARTITIONS=3\nACCORD_TOPIC_REPLICATION=1\n")
+    assert "FETCH_MAX_WAIT" not in env, "the profile decides"
+
+
+def test_the_strimzi_kafka_gets_typed_settings_and_the_version() -> None:
+    settings = deploy_files.strimzi_kafka_settings("4.1.1")
+    assert settings["version"] == "4.1.1"
+    assert settings["config"]["auto.create.topics.enable"] is False
+    assert settings["config"]["min.insync.replicas"] == KUBERNETES.min_insync_replicas
+    assert settings["config"]["offsets.topic.replication.factor"] == KUBERNETES.replicas
+
+
+def test_the_dev_patches_lay_strimzi_out_for_one_node() -> None:
+    assert deploy_files.topics_patch(KUBERNETES, deploy_files.DEV) == [
+        {"op": "replace", "path": "/spec/replicas", "value": 1},
+        {"op": "replace", "path": "/spec/config/min.insync.replicas", "value": 1},
+    ]
+    assert deploy_files.topics_patch(KUBERNETES, KUBERNETES) == []
+    patch = deploy_files.dev_kafka_patch()
+    assert patch["metadata"]["name"] == deploy_files.STRIMZI_CLUSTER
+    assert set(patch["spec"]["kafka"]["config"].values()) == {1}
+
+
+def test_a_setting_that_differs_per_topic_cannot_be_one_patch() -> None:
+    longer_dead_letters = TopicSettings(6, 3, 2, dlq_retention_ms=60 * 24 * 3600 * 1000)
+    with pytest.raises(ValueError, match=r"retention\.ms differs from topic to topic"):
+        deploy_files.topics_patch(KUBERNETES, longer_dead_letters)
+    fewer_partitions = TopicSettings.for_replicas(3, 3)
+    assert deploy_files.topics_patch(KUBERNETES, fewer_partitions) == [
+        {"op": "replace", "path": "/spec/partitions", "value": 3}
+    ]
+
+
+def test_the_kafka_version_is_read_from_the_pom() -> None:
+    assert deploy_files.kafka_version(pom("4.2.0")) == "4.2.0"
+    assert deploy_files.kafka_version(pom("9.9.9", dependency="4.1.2")) == "4.1.2"
+    assert deploy_files.kafka_version((REPO / deploy_files.KAFKA_POM).read_text()) == "4.1.1"
+    with pytest.raises(deploy_files.DeployError, match="no Kafka version"):
+        deploy_files.kafka_version(pom(dependency="${missing.version}"))
+    with pytest.raises(deploy_files.DeployError, match=r"no org\.apache\.kafka:kafka_2\.13"):
+        deploy_files.kafka_version(pom().replace("kafka_2.13", "kafka-tools"))
+    with pytest.raises(deploy_files.DeployError, match="no XML"):
+        deploy_files.kafka_version("<project>")
 
 
 def test_a_kafka_user_per_service_and_the_operator() -> None:
@@ -124,6 +249,102 @@ def test_write_then_check_finds_nothing(root: Path) -> None:
     assert readme.endswith("## Next\n")
     documents = list(yaml.safe_load_all((root / deploy_files.TOPICS_FILE).read_text()))
     assert len(documents) == len(REGISTRY.topics(with_dlq=True))
+
+
+def test_write_fills_the_generated_parts_of_hand_written_files(root: Path) -> None:
+    deploy_files.write(root)
+    compose = yaml.safe_load((root / deploy_files.COMPOSE_FILE).read_text())
+    assert compose["services"]["kafka"]["image"] == "apache/kafka:4.1.1"
+    assert compose["services"]["postgres"]["image"] == "postgres:18.1-bookworm"
+    kafka_yaml = (root / deploy_files.STRIMZI_KAFKA_FILE).read_text()
+    assert "    # hand-written, kept\n" in kafka_yaml
+    kafka = yaml.safe_load(kafka_yaml)["spec"]["kafka"]
+    assert kafka == {
+        **deploy_files.strimzi_kafka_settings("4.1.1"),
+        "authorization": {"type": "simple"},
+    }
+
+
+EDITS = {
+    deploy_files.COMPOSE_BROKER_ENV_FILE: (
+        "KAFKA_MIN_INSYNC_REPLICAS=1",
+        "KAFKA_MIN_INSYNC_REPLICAS=2",
+    ),
+    deploy_files.COMPOSE_SERVICES_ENV_FILE: (
+        "ACCORD_TOPIC_REPLICATION=1",
+        "ACCORD_TOPIC_REPLICATION=3",
+    ),
+    deploy_files.SERVICES_ENV_FILE: ("ACCORD_TOPIC_PARTITIONS=6", "ACCORD_TOPIC_PARTITIONS=5"),
+    deploy_files.DEV_SERVICES_ENV_FILE: (
+        "ACCORD_TOPIC_REPLICATION=1",
+        "ACCORD_TOPIC_REPLICATION=3",
+    ),
+    deploy_files.DEV_KAFKA_PATCH: ("min.insync.replicas: 1", "min.insync.replicas: 2"),
+    deploy_files.DEV_TOPICS_PATCH: ("value: 1", "value: 2"),
+    deploy_files.COMPOSE_TOPICS_FILE: ("min.insync.replicas=1", "min.insync.replicas=2"),
+    deploy_files.STRIMZI_KAFKA_FILE: ("min.insync.replicas: 2", "min.insync.replicas: 1"),
+}
+"""A Kafka setting in each generated file, and an edit of its value by hand."""
+
+
+@pytest.mark.parametrize("rel", EDITS)
+def test_an_edited_kafka_setting_is_drift(root: Path, rel: str) -> None:
+    deploy_files.write(root)
+    path = root / rel
+    text = path.read_text()
+    setting, edited = EDITS[rel]
+    assert setting in text
+    path.write_text(text.replace(setting, edited, 1))
+    assert deploy_files.drift(root) == [f"stale: {rel}"]
+    path.unlink()
+    missing = deploy_files.PARTS.get(rel, rel)
+    assert deploy_files.drift(root) == [f"missing: {missing}"]
+
+
+def test_a_new_kafka_version_makes_the_compose_image_and_strimzi_stale(
+    root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    deploy_files.write(root)
+    (root / deploy_files.KAFKA_POM).write_text(pom("4.2.0"))
+    assert deploy_files.drift(root) == [
+        f"stale: {deploy_files.STRIMZI_KAFKA_FILE}",
+        f"stale: {deploy_files.COMPOSE_FILE} (apache/kafka:4.1.1, but"
+        f" {deploy_files.KAFKA_POM} pins 4.2.0)",
+    ]
+    assert deploy_files.main(["--check", "--root", str(root)]) == 1
+    assert "apache/kafka:4.1.1, but deploy/kafka/pom.xml pins 4.2.0" in capsys.readouterr().err
+    assert deploy_files.write(root) == [deploy_files.STRIMZI_KAFKA_FILE, deploy_files.COMPOSE_FILE]
+    assert "image: apache/kafka:4.2.0\n" in (root / deploy_files.COMPOSE_FILE).read_text()
+
+
+def test_hand_written_files_without_their_generated_part_are_drift(
+    root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    deploy_files.write(root)
+    (root / deploy_files.COMPOSE_FILE).write_text("services: {}\n")
+    kafka = root / deploy_files.STRIMZI_KAFKA_FILE
+    kafka.write_text(kafka.read_text().replace(deploy_files.BROKER_END, "# gone"))
+    assert deploy_files.drift(root) == [
+        f"missing: the broker settings markers in {deploy_files.STRIMZI_KAFKA_FILE}",
+        f"missing: one apache/kafka image in {deploy_files.COMPOSE_FILE}",
+    ]
+    assert deploy_files.main(["--root", str(root)]) == 0
+    warnings = capsys.readouterr().err.splitlines()
+    assert warnings == [
+        f"accord: warning: missing {deploy_files.PARTS[deploy_files.STRIMZI_KAFKA_FILE]}",
+        f"accord: warning: missing {deploy_files.PARTS[deploy_files.COMPOSE_FILE]}",
+    ]
+
+
+def test_an_unreadable_pom_fails_in_one_line(
+    root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (root / deploy_files.KAFKA_POM).unlink()
+    assert deploy_files.main(["--check", "--root", str(root)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        f"accord: error: cannot read {deploy_files.KAFKA_POM}: No such file or directory"
+    ]
 
 
 class PasswordReset(EventData):
