@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from accord.stack.kafka import KafkaBroker
+from accord.stack.kafka import KafkaBroker, kafka_uuid
 from accord.stack.testing import require_apache_kafka
 
 pytestmark = pytest.mark.integration
@@ -51,3 +51,11 @@ async def test_a_node_starts_takes_an_idempotent_producer_and_keeps_its_data_acr
     finally:
         await again.stop()
     assert (record.key, record.value) == (b"k", b"kept")
+
+
+def test_no_kafka_id_starts_with_a_dash() -> None:
+    # The storage tool took such a cluster id for an option: 1 in 64 formats failed.
+    ids = [kafka_uuid() for _ in range(5000)]
+    assert not [i for i in ids if i.startswith("-")]
+    assert len(set(ids)) == len(ids)
+    assert {len(i) for i in ids} == {22}

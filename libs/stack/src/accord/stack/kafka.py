@@ -1,22 +1,29 @@
-"""Apache Kafka as a local process: one KRaft node (broker and controller), from Maven Central.
+"""Apache Kafka as local processes: KRaft nodes (broker and controller each), from Maven Central.
 
 `make kafka` (part of `make install` where `java` and `mvn` exist) copies the pinned broker
 and its dependencies into deploy/kafka/lib; this module runs `kafka.Kafka` from there with a
-bounded heap: storage formatted on first start (`kafka.tools.StorageTool format
---standalone`), ready when a metadata request succeeds, stopped with SIGTERM (a controlled
-shutdown), and, like every child of the stack, killed by the kernel if we die.
+bounded heap. A `KafkaNode` is one node of a quorum: its storage formatted on first start
+(`kafka.tools.StorageTool format --initial-controllers`, the same voters on every node),
+ready when it answers a metadata request, stopped with SIGTERM (a controlled shutdown) and,
+like every child of the stack, killed by the kernel if we die. `KafkaBroker` is the node
+that is a whole cluster by itself (the suite's broker, `accord up`); the three-node cluster
+of the fault tests is `accord.stack.kafka_cluster`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import os
 import shutil
-import subprocess
+import signal
 import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
+from accord.events.topic_layout import COMPOSE, TopicSettings, broker_config
 from accord.stack.broker import LocalBroker
 from accord.stack.errors import StartupError
 from accord.stack.network import free_port
@@ -26,6 +33,7 @@ from accord.stack.readiness import start_and_wait
 _logger = logging.getLogger(__name__)
 _HOST = "127.0.0.1"
 _STARTUP_TIMEOUT = 90.0
+_FORMAT_TIMEOUT = 120.0
 #: Where `make kafka` puts the broker's jars; ACCORD_KAFKA_LIB points elsewhere.
 DEFAULT_LIB = Path(__file__).resolve().parents[5] / "deploy" / "kafka" / "lib"
 _LOG4J = """\
@@ -55,14 +63,54 @@ def kafka_lib() -> Path:
     return lib
 
 
-def cluster_id() -> str:
-    """A new KRaft cluster id: a UUID in URL-safe base64 without padding, as Kafka's."""
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+def kafka_uuid() -> str:
+    """A new Kafka id (cluster, metadata directory): a UUID in URL-safe base64 without
+    padding. Like Kafka's own Uuid.randomUuid, never one starting with "-": the storage
+    tool's argument parser would take it for an option (1 in 64 did)."""
+    while True:
+        text = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not text.startswith("-"):
+            return text
 
 
-class KafkaBroker(LocalBroker):
-    """One Apache Kafka node in KRaft mode on 127.0.0.1; its data lives in `data_dir`
-    (formatted on first start, kept across restarts)."""
+def layout_config(layout: TopicSettings) -> dict[str, str]:
+    """The broker settings of a cluster laid out as `layout`: `broker_config(layout)`, and
+    the same replication for the share-group state Kafka keeps itself."""
+    return {
+        **broker_config(layout),
+        "share.coordinator.state.topic.replication.factor": str(layout.replicas),
+        "share.coordinator.state.topic.min.isr": str(layout.min_insync_replicas),
+    }
+
+
+@dataclass(frozen=True)
+class Voter:
+    """A controller of a KRaft quorum: its node id, controller port and metadata directory."""
+
+    node_id: int
+    controller_port: int
+    directory_id: str
+
+    @classmethod
+    def new(cls, node_id: int) -> Voter:
+        """A voter on a free port, with a new directory id."""
+        return cls(node_id, free_port(_HOST), kafka_uuid())
+
+    @property
+    def endpoint(self) -> str:
+        """Its controller listener, "127.0.0.1:PORT"."""
+        return f"{_HOST}:{self.controller_port}"
+
+    @property
+    def initial_controller(self) -> str:
+        """How the storage tool's --initial-controllers names it: id@host:port:directory."""
+        return f"{self.node_id}@{self.endpoint}:{self.directory_id}"
+
+
+class KafkaNode(LocalBroker):
+    """One Apache Kafka node in KRaft mode on 127.0.0.1, broker and controller (`voter`) of
+    a quorum of `quorum` voters; its data lives in `data_dir` (formatted on first start with
+    `cluster_id`, kept across restarts)."""
 
     stop_timeout_s = 30.0  # a controlled shutdown moves leadership and flushes the logs
 
@@ -70,24 +118,45 @@ class KafkaBroker(LocalBroker):
         self,
         data_dir: Path,
         *,
+        voter: Voter,
+        quorum: Sequence[Voter],
+        cluster_id: str,
+        layout: TopicSettings,
         port: int | None = None,
         log_dir: Path | None = None,
+        log_name: str = "kafka.log",
         heap_mb: int = 512,
         log_level: str = "WARN",
     ) -> None:
-        """Choose the folders, the port (a free one by default) and the heap."""
+        """Describe the node; nothing runs until start()."""
         super().__init__(port=port, log_dir=log_dir)
+        if voter not in quorum:
+            raise ValueError(f"node {voter.node_id} must be one of the quorum's voters")
         self.data_dir = data_dir
-        self.controller_port = free_port(_HOST)
+        self.voter = voter
+        self.quorum = tuple(quorum)
+        self.cluster_id = cluster_id
+        self.layout = layout
+        self.log_name = log_name
         self.heap_mb = heap_mb
         self.log_level = log_level
 
+    @property
+    def node_id(self) -> int:
+        """Its node id, as metadata names it (partition leaders, replicas)."""
+        return self.voter.node_id
+
+    @property
+    def controller_port(self) -> int:
+        """The port of its controller listener."""
+        return self.voter.controller_port
+
     def config(self) -> str:
-        """The node's server.properties: one broker and controller, replication factor 1."""
+        """The node's server.properties."""
         settings = {
             "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.bootstrap.servers": f"{_HOST}:{self.controller_port}",
+            "node.id": str(self.node_id),
+            "controller.quorum.bootstrap.servers": ",".join(v.endpoint for v in self.quorum),
             "listeners": (
                 f"PLAINTEXT://{_HOST}:{self.port},CONTROLLER://{_HOST}:{self.controller_port}"
             ),
@@ -96,19 +165,21 @@ class KafkaBroker(LocalBroker):
             "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
             "inter.broker.listener.name": "PLAINTEXT",
             "log.dirs": str(self.data_dir / "log"),
-            "offsets.topic.replication.factor": "1",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
-            "share.coordinator.state.topic.replication.factor": "1",
-            "share.coordinator.state.topic.min.isr": "1",
+            **layout_config(self.layout),
             # A group forms at once: tests and `make run` have no stragglers to wait for.
             "group.initial.rebalance.delay.ms": "0",
             "auto.create.topics.enable": "true",
         }
         return "".join(f"{key}={value}\n" for key, value in settings.items())
 
+    @property
+    def formatted(self) -> bool:
+        """Whether its storage was formatted (by an earlier start)."""
+        return (self.data_dir / "log" / "meta.properties").exists()
+
     async def start(self) -> None:
-        """Format the storage if new, start the node and wait until it answers metadata."""
+        """Format the storage if new, start the node and wait until it answers metadata
+        (the same ports and data on a restart)."""
         lib = kafka_lib()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         properties = self.data_dir / "server.properties"
@@ -125,28 +196,73 @@ class KafkaBroker(LocalBroker):
             "-cp",
             f"{lib}/*",
         ]
-        if not (self.data_dir / "log" / "meta.properties").exists():
-            self._format(java, properties)
-        log_path = None if self.log_dir is None else self.log_dir / "kafka.log"
+        if not self.formatted:
+            await self._format(java, properties)
+        log_path = None if self.log_dir is None else self.log_dir / self.log_name
         argv = [*java, "kafka.Kafka", str(properties)]
-        self._process = ManagedProcess("kafka broker", argv, log_path=log_path)
+        self._process = ManagedProcess(f"kafka node {self.node_id}", argv, log_path=log_path)
         seconds = await start_and_wait(
-            self._process, self._probe, timeout=_STARTUP_TIMEOUT, what="Apache Kafka"
+            self._process, self._probe, timeout=_STARTUP_TIMEOUT, what=self._process.name
         )
-        _logger.info("Apache Kafka ready on %s in %.2f s", self.bootstrap_servers, seconds)
+        _logger.info("Apache Kafka node %d ready on %s in %.2f s", self.node_id, self.port, seconds)
 
-    def _format(self, java: list[str], properties: Path) -> None:
+    async def kill(self) -> int:
+        """SIGKILL the node (no controlled shutdown, as a crash) and return its exit status."""
+        if self._process is None or not self._process.running:
+            raise RuntimeError(f"kafka node {self.node_id} is not running")
+        self._process.send_signal(signal.SIGKILL)
+        return await self._process.wait()
+
+    async def _format(self, java: list[str], properties: Path) -> None:
         argv = [
             *java,
             "kafka.tools.StorageTool",
             "format",
-            "--standalone",
-            "--cluster-id",
-            cluster_id(),
-            "--config",
-            str(properties),
+            # The = form: an id is never taken for an option, whatever it starts with.
+            f"--cluster-id={self.cluster_id}",
+            f"--config={properties}",
+            f"--initial-controllers={','.join(v.initial_controller for v in self.quorum)}",
         ]
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)  # noqa: S603 - our own argv
-        if done.returncode != 0:
-            tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-            raise StartupError(f"formatting Kafka's storage failed: {' / '.join(tail)}")
+        process = await asyncio.create_subprocess_exec(
+            *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        )
+        try:
+            async with asyncio.timeout(_FORMAT_TIMEOUT):
+                output, _ = await process.communicate()
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+            raise StartupError(f"formatting node {self.node_id}'s storage timed out") from None
+        if process.returncode != 0:
+            tail = output.decode(errors="replace").strip().splitlines()[-3:]
+            raise StartupError(
+                f"formatting node {self.node_id}'s storage failed: {' / '.join(tail)}"
+            )
+
+
+class KafkaBroker(KafkaNode):
+    """One Apache Kafka node that is a cluster by itself: the only voter of its quorum,
+    replication factor 1 (the COMPOSE layout); its data lives in `data_dir`."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        port: int | None = None,
+        log_dir: Path | None = None,
+        heap_mb: int = 512,
+        log_level: str = "WARN",
+    ) -> None:
+        """Choose the folders, the port (a free one by default) and the heap."""
+        voter = Voter.new(1)
+        super().__init__(
+            data_dir,
+            voter=voter,
+            quorum=[voter],
+            cluster_id=kafka_uuid(),
+            layout=COMPOSE,
+            port=port,
+            log_dir=log_dir,
+            heap_mb=heap_mb,
+            log_level=log_level,
+        )
