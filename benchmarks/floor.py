@@ -6,10 +6,16 @@ throughput is reported as a ratio of this figure (issue 8), so the floor stays a
 careful engineer would write it by hand: no envelope, no inbox, no outbox, no saga.
 
 `run_floor` runs against parts that are already up (benchmarks/e2e.py passes those of a
-running platform). Run alone it starts its own Tansu broker, PostgreSQL and scim2-server and
-measures both HTTP clients:
+running platform, so the floor runs on the broker Accord was measured on). Run alone it
+starts its own broker (Apache Kafka, one KRaft node, unless `--broker tansu` or
+ACCORD_BROKER=tansu), PostgreSQL and scim2-server and measures both HTTP clients:
 
-    python benchmarks/floor.py [--count N] [--concurrency C] [--http-client httpx|aiohttp]
+    python benchmarks/floor.py [--broker kafka|tansu] [--count N] [--concurrency C]
+                               [--http-client httpx|aiohttp]
+
+The producer asks what the broker's profile asks of every producer (idempotent on Apache
+Kafka). The consumer is assigned its partitions (no group join, no partition lookup: Apache
+Kafka tells a consumer only of the topics it subscribed to) and reads them from the start.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import OffsetAndMetadata
 
+from accord.events.brokers import BrokerProfile, broker_profile, profile_named
 from accord.events.kafka_config import client_config
 from accord.runtime.settings import ServiceSettings
 
@@ -43,6 +50,9 @@ _HTTP_TIMEOUT_S = 10.0
 _HTTP_ATTEMPTS = 5
 # Accord's consumers fetch up to 500 records at a time; the floor takes what is there.
 _MAX_RECORDS = 1000
+# Every event is in the topic before the clock starts, so a fetch finds records at once on
+# either broker; the wait only matters once the topic is drained (Tansu answers when it runs
+# out, Apache Kafka as soon as records are there).
 _FETCH_MAX_WAIT_MS = 10
 # Give up when no record arrives for this long: the topic holds every event before we start.
 _STALL_TIMEOUT_S = 60.0
@@ -252,9 +262,15 @@ async def _create_topic(config: dict[str, Any], topic: str) -> int:
     return partitions
 
 
-async def _publish(config: dict[str, Any], topic: str, run: str, count: int) -> None:
+async def _publish(
+    config: dict[str, Any], profile: BrokerProfile, topic: str, run: str, count: int
+) -> None:
     producer = AIOKafkaProducer(
-        **config, acks="all", linger_ms=5, max_batch_size=262144, request_timeout_ms=15000
+        **config,
+        **profile.producer_options(),
+        linger_ms=5,
+        max_batch_size=262144,
+        request_timeout_ms=15000,
     )
     await producer.start()
     try:
@@ -376,8 +392,10 @@ async def run_floor(
     concurrency: int = 32,
     http_client: str = "httpx",
     progress: Callable[[str], None] | None = None,
+    broker: str | None = None,
 ) -> FloorResult:
-    """Push `count` joiners through the floor pipeline once and measure it."""
+    """Push `count` joiners through the floor pipeline once and measure it; `broker` is the
+    broker's kind ("kafka" or "tansu"; default: ACCORD_BROKER, else Apache Kafka)."""
     if count < 1 or concurrency < 1:
         raise ValueError("count and concurrency must be at least 1")
     if http_client not in HTTP_CLIENTS:
@@ -387,9 +405,10 @@ async def run_floor(
     topic, schema = f"floor.{run}", f"floor_{run}"
     # The environment's TLS/SASL settings, as Accord's clients use them, on the given broker.
     config = {**client_config(), "bootstrap_servers": bootstrap_servers}
+    profile = broker_profile() if broker is None else profile_named(broker)
     partitions = await _create_topic(config, topic)
     started = time.perf_counter()
-    await _publish(config, topic, run, count)
+    await _publish(config, profile, topic, run, count)
     publish_seconds = time.perf_counter() - started
     say(
         f"published {count} joiners to {topic} ({partitions} partitions) in {publish_seconds:.2f} s"
@@ -413,8 +432,12 @@ async def run_floor(
         )
         await consumer.start()
         # Assigned, not subscribed: the group only keeps the committed offsets, and the run
-        # spends no seconds on a join (Tansu makes a join wait half the session timeout).
+        # spends no seconds on a join (Tansu makes a join wait half the session timeout). The
+        # partitions are those the topic was created with: no metadata lookup.
         consumer.assign([TopicPartition(topic, partition) for partition in range(partitions)])
+        # The group's coordinator found before the clock starts: on a new Apache Kafka the
+        # first lookup creates __consumer_offsets, which the first commit would wait for.
+        await consumer.committed(TopicPartition(topic, 0))
         consumed, seconds, cpu, phases = await _consume(
             consumer, target, conn, (schema, "audit"), count
         )
@@ -454,14 +477,20 @@ def describe(result: FloorResult) -> str:
     )
 
 
-async def main(count: int, concurrency: int, clients: Sequence[str]) -> None:
+async def main(count: int, concurrency: int, clients: Sequence[str], broker_kind: str) -> None:
     # Imported here so that the driver importing run_floor does not need the stack library.
-    from accord.stack.broker import EmbeddedBroker
+    from accord.stack.broker import EmbeddedBroker, LocalBroker
+    from accord.stack.kafka import KafkaBroker
     from accord.stack.postgres import EmbeddedPostgres
     from accord.stack.scim_target import ScimTarget
 
     with tempfile.TemporaryDirectory(prefix="accord-floor-") as home:
-        broker = EmbeddedBroker(log_dir=Path(home))
+        broker: LocalBroker
+        if broker_kind == "kafka":
+            broker = KafkaBroker(Path(home) / "kafka", log_dir=Path(home))
+        else:
+            broker = EmbeddedBroker(log_dir=Path(home))
+        print(f"floor on {broker_kind}", flush=True)
         postgres = EmbeddedPostgres(Path(home) / "pg")
         target = ScimTarget(log_dir=Path(home))
         try:
@@ -477,6 +506,7 @@ async def main(count: int, concurrency: int, clients: Sequence[str]) -> None:
                     concurrency=concurrency,
                     http_client=client,
                     progress=lambda message: print(f"  {message}", flush=True),
+                    broker=broker_kind,
                 )
                 print(describe(result), flush=True)
         finally:
@@ -486,6 +516,11 @@ async def main(count: int, concurrency: int, clients: Sequence[str]) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--broker",
+        choices=("kafka", "tansu"),
+        help="the broker started for the floor (default: ACCORD_BROKER, else kafka)",
+    )
     parser.add_argument("--count", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument(
@@ -493,4 +528,5 @@ if __name__ == "__main__":
     )
     args = parser.parse_args()
     chosen = [args.http_client] if args.http_client else list(HTTP_CLIENTS)
-    asyncio.run(main(args.count, args.concurrency, chosen))
+    kind = args.broker or broker_profile().name
+    asyncio.run(main(args.count, args.concurrency, chosen, kind))
