@@ -1,7 +1,7 @@
 """Accord end to end on its real parts, driven from outside, against the floor (issue 8).
 
-Starts the whole platform (Tansu, embedded PostgreSQL, scim2-server, the five services) on
-free ports under a temporary home, publishes user.created events for unique joiners and
+Starts the whole platform (the broker, embedded PostgreSQL, scim2-server, the five services)
+on free ports under a temporary home, publishes user.created events for unique joiners and
 follows each one through the topics until the audit records of its whole flow are in:
 
   warm-up      a few joiners, not reported in the headline
@@ -19,13 +19,21 @@ then measures, on the same machine: audit records stored per second and verify t
 process and over HTTP), and the floor (benchmarks/floor.py, with httpx and aiohttp), and
 reports Accord's sustained throughput as a share of the floor.
 
+The broker is Apache Kafka (one KRaft node, from deploy/kafka/lib: `make kafka`) unless
+`--broker tansu` or ACCORD_BROKER=tansu asks for Tansu; the floor runs on the same broker in
+the same run. The benchmark's producers and consumers and the services follow the broker's
+profile (accord.events.brokers: idempotent producers and long fetch waits on Apache Kafka,
+which answers a fetch as soon as a record arrives; short waits on Tansu, which answers when
+the wait runs out). The services' fetch waits are the profile's unless given here or in the
+environment; results.json records the broker and the waits in effect.
+
 Writes results.json, results.md and the profiles into RESULTS/<UTC time>/ and points
 RESULTS/latest at it. `--smoke` runs the same code with tiny counts. `make test` runs that
 in process on the end-to-end tests' platform (tests/e2e/test_bench_smoke.py, run_on), in
 about half a minute: a second provisioner's start and the audit CLI take most of it.
 
-Usage: python benchmarks/e2e.py [--smoke] [--results DIR] [--fetch-max-wait-ms MS]
-       [--audit-fetch-max-wait-ms MS]
+Usage: python benchmarks/e2e.py [--broker kafka|tansu] [--smoke] [--results DIR]
+       [--fetch-max-wait-ms MS] [--idle-fetch-max-wait-ms MS] [--audit-fetch-max-wait-ms MS]
 """
 
 from __future__ import annotations
@@ -44,12 +52,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchlib import extras, load, machine, report, services
+from benchlib import brokers, extras, load, machine, report, services
 from benchlib.phases import Bench, Publish, idle, run_phase
-from benchlib.resources import Watched, cpu_delta
+from benchlib.resources import Watched, command_name, cpu_delta
 from benchlib.target import accounts_of_run
 from benchlib.tracker import FLOW, Tracker
 
+from accord.events.brokers import profile_named
 from accord.runtime.security.roles import Role
 from accord.stack.platform import SERVICES, Platform, PlatformConfig
 from accord.stack.process import ManagedProcess
@@ -135,22 +144,31 @@ def say(message: str) -> None:
 STARTED = time.monotonic()
 
 
+#: The fetch-wait flags and the services' variables they set (unset: the broker's profile).
+WAIT_FLAGS = {
+    "fetch_max_wait_ms": "ACCORD_KAFKA_FETCH_MAX_WAIT_MS",
+    "idle_fetch_max_wait_ms": "ACCORD_KAFKA_IDLE_FETCH_MAX_WAIT_MS",
+    "audit_fetch_max_wait_ms": "ACCORD_AUDIT_FETCH_MAX_WAIT_MS",
+}
+
+
 async def main(args: argparse.Namespace) -> int:
+    profile = brokers.prepare(args.broker)
     say(f"results go to {args.folder}")
+    overrides = {
+        variable: str(getattr(args, flag))
+        for flag, variable in WAIT_FLAGS.items()
+        if getattr(args, flag) is not None
+    }
     with tempfile.TemporaryDirectory(prefix="accord-bench-") as home:
-        env = {
-            "ACCORD_KAFKA_FETCH_MAX_WAIT_MS": str(args.fetch_max_wait_ms),
-            "ACCORD_AUDIT_FETCH_MAX_WAIT_MS": str(args.audit_fetch_max_wait_ms),
-        }
-        platform = Platform(PlatformConfig.ephemeral(Path(home), extra_env=env))
-        say(f"starting the platform (Tansu, PostgreSQL, scim2-server, {len(SERVICES)} services)")
+        config = PlatformConfig.ephemeral(Path(home), broker=profile.name, extra_env=overrides)
+        platform = Platform(config)
+        title = brokers.describe(profile.name, started_here=True)["name"]
+        say(f"starting the platform ({title}, PostgreSQL, scim2-server, {len(SERVICES)} services)")
         try:
             await platform.start()
             say(f"platform ready: {platform.endpoints()['orchestrator']} and friends")
-            settings = {
-                "fetch_max_wait_ms": args.fetch_max_wait_ms,
-                "audit_fetch_max_wait_ms": args.audit_fetch_max_wait_ms,
-            }
+            settings = {"fetch_wait_overrides": overrides}
             results = await run_on(
                 platform, args.folder, smoke=args.smoke, settings=settings, began=STARTED
             )
@@ -169,12 +187,14 @@ async def run_on(
     folder: Path,
     *,
     smoke: bool,
-    settings: dict[str, Any],
+    settings: dict[str, Any] | None = None,
     began: float | None = None,
 ) -> dict[str, Any]:
     """Every phase and side measurement on a started platform; results saved into `folder`
     (and its parent's `latest`), returned with the readable report under "report". The
-    run's time counts from `began` (time.monotonic(); default: now).
+    run's time counts from `began` (time.monotonic(); default: now). `settings` go into
+    the results as they are; the broker and the fetch waits in effect are read from the
+    platform.
 
     `make bench` runs it on a platform of its own; the smoke test on the end-to-end tests'
     platform (a shared broker and PostgreSQL, whose CPU it then does not see)."""
@@ -182,12 +202,24 @@ async def run_on(
     run = uuid.uuid4().hex[:8]
     began = time.monotonic() if began is None else began
     await asyncio.to_thread(folder.mkdir, parents=True, exist_ok=True)
+    profile = profile_named(platform.config.broker)
     results: dict[str, Any] = {
         "started_utc": folder.name,
         "smoke": smoke,
         "run_id": run,
         "machine": machine.describe(HERE.parent),
-        "settings": {**settings, "counts": dataclasses.asdict(counts)},
+        "broker": {
+            **brokers.describe(profile.name, started_here=platform.broker is not None),
+            "heap_mb": getattr(platform.broker, "heap_mb", None),
+            # What the CPU and memory of its label measured ("java": Apache Kafka's JVM).
+            "process": broker_process(platform),
+        },
+        "settings": {
+            **(settings or {}),
+            "fetch_waits": brokers.waits_in_effect(platform.service_env(), profile),
+            "tracker_fetch_max_wait_ms": brokers.tracker_fetch_wait_ms(profile),
+            "counts": dataclasses.asdict(counts),
+        },
     }
     await measure(platform, counts, run, folder, results)
     results["elapsed_s"] = round(time.monotonic() - began, 1)
@@ -195,11 +227,20 @@ async def run_on(
     return results
 
 
+def broker_process(platform: Platform) -> dict[str, Any] | None:
+    """The broker process the run watches, by pid and command name (None: not ours)."""
+    process = platform.broker.process if platform.broker else None
+    if process is None or process.pid is None:
+        return None
+    return {"pid": process.pid, "command": command_name(process.pid)}
+
+
 def watched_processes(platform: Platform) -> Watched:
     """Every process of the platform by label, and the benchmark's own."""
     pids = {name: platform.services[name].pid for name in SERVICES}
     parts = {
-        "broker (tansu)": platform.broker.process if platform.broker else None,
+        # Tansu's process, or Apache Kafka's JVM (one process: /proc counts all its threads).
+        brokers.label(platform.config.broker): platform.broker.process if platform.broker else None,
         "postgres": platform.postgres.process if platform.postgres else None,
         "scim2-server": platform.scim.process,
     }
@@ -217,11 +258,12 @@ async def measure(
     platform: Platform, counts: Counts, run: str, folder: Path, results: dict[str, Any]
 ) -> None:
     """Every phase and side measurement, into results."""
+    profile = profile_named(platform.config.broker)
     watched = watched_processes(platform)
     watched.start_sampling()
-    tracker = Tracker(platform.bootstrap_servers, run)
+    tracker = Tracker(platform.bootstrap_servers, run, brokers.tracker_fetch_wait_ms(profile))
     await tracker.start()
-    kafka = load.producer(platform.bootstrap_servers)
+    kafka = load.producer(platform.bootstrap_servers, profile)
     await kafka.start()
     bench = Bench(run, tracker, watched, say)
     phases: dict[str, Any] = {}
@@ -341,9 +383,10 @@ async def side_measurements(
         say(f"floor: NOT MEASURED: {missing}")
         results["floor_note"] = missing
         return
-    parts = ("broker (tansu)", "postgres", "scim2-server")
+    kind = platform.config.broker
+    parts = (brokers.label(kind), "postgres", "scim2-server")
     for client in ("httpx", "aiohttp"):
-        say(f"floor with {client}: {counts.floor_events} events (benchmarks/floor.py)")
+        say(f"floor with {client} on {kind}: {counts.floor_events} events (benchmarks/floor.py)")
         before = watched.cpu()
         figures = await extras.floor(
             run_floor,
@@ -353,8 +396,10 @@ async def side_measurements(
             scim_token=platform.scim.bearer_token,
             count=counts.floor_events,
             http_client=client,
+            broker=kind,
             say=say,
         )
+        figures["broker"] = kind
         spent = cpu_delta(before, watched.cpu())
         # The floor reports its own process; the parts it uses are charged here, with the
         # services' idle polling in the meantime, which the parts' figures include too.
@@ -365,6 +410,11 @@ async def side_measurements(
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument(
+        "--broker",
+        choices=("kafka", "tansu"),
+        help="the broker the platform and the floor run on (default: ACCORD_BROKER, else kafka)",
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny counts: checks the code path")
     parser.add_argument(
         "--results", default=str(HERE / "results"), help="parent folder of the run's folder"
@@ -372,14 +422,17 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--fetch-max-wait-ms",
         type=int,
-        default=20,
-        help="the services' ACCORD_KAFKA_FETCH_MAX_WAIT_MS (20, their default)",
+        help="the services' ACCORD_KAFKA_FETCH_MAX_WAIT_MS (default: the broker's profile)",
+    )
+    parser.add_argument(
+        "--idle-fetch-max-wait-ms",
+        type=int,
+        help="the services' ACCORD_KAFKA_IDLE_FETCH_MAX_WAIT_MS (default: the broker's profile)",
     )
     parser.add_argument(
         "--audit-fetch-max-wait-ms",
         type=int,
-        default=100,
-        help="the auditor's ACCORD_AUDIT_FETCH_MAX_WAIT_MS (100, its default)",
+        help="the auditor's ACCORD_AUDIT_FETCH_MAX_WAIT_MS (default: the broker's profile)",
     )
     args = parser.parse_args()
     args.folder = Path(args.results).resolve() / stamp()

@@ -150,9 +150,11 @@ async def floor(
     scim_token: str,
     count: int,
     http_client: str,
+    broker: str,
     say: Say,
 ) -> dict[str, Any]:
-    """One floor measurement with one HTTP client; its FloorResult as a dict."""
+    """One floor measurement with one HTTP client on the run's broker (its kind: "kafka" or
+    "tansu"); its FloorResult as a dict."""
     try:
         result = await run_floor(
             bootstrap_servers=bootstrap_servers,
@@ -162,6 +164,7 @@ async def floor(
             count=count,
             http_client=http_client,
             progress=lambda line: say(f"  floor with {http_client}: {line}"),
+            broker=broker,
         )
     except Exception as error:  # a broken floor must not lose the rest of the run
         say(f"  floor with {http_client}: FAILED: {error!r}")

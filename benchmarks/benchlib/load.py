@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaProducer
 
 from accord.events import KafkaRecord, UserCreated, new_event, to_kafka
+from accord.events.brokers import BrokerProfile
 
 SOURCE = "urn:accord:bench:hr"
 #: The platform's birthright rules give everyone but contractors an account in the demo target.
@@ -49,13 +50,13 @@ def joiners(run: str, phase: str, count: int) -> list[Joiner]:
     return made
 
 
-def producer(bootstrap_servers: str) -> AIOKafkaProducer:
-    """acks=all as accord.events.Publisher; a little linger so bursts travel in batches.
-
-    Not idempotent: Tansu refuses InitProducerId (see the field notes)."""
+def producer(bootstrap_servers: str, profile: BrokerProfile) -> AIOKafkaProducer:
+    """What the broker's profile asks of every producer, as accord.events.Publisher does
+    (acks=all; idempotent on Apache Kafka, not on Tansu, which refuses InitProducerId); a
+    little linger so bursts travel in batches."""
     return AIOKafkaProducer(
         bootstrap_servers=bootstrap_servers,
-        acks="all",
+        **profile.producer_options(),
         linger_ms=2,
         max_batch_size=262_144,
         request_timeout_ms=30_000,

@@ -104,8 +104,9 @@ def summarize(journeys: list[Journey], cpu: dict[str, float], wall_s: float) -> 
 
 async def idle(bench: Bench, seconds: float, quiet_s: float = 0.0) -> dict[str, Any]:
     """CPU of the platform with no load: what polling and timers cost (ms per second), from
-    `quiet_s` after the last load on (the services poll less often once their topics are
-    quiet: ACCORD_KAFKA_IDLE_AFTER_S)."""
+    `quiet_s` after the last load on (on Tansu the services poll less often once their
+    topics are quiet: ACCORD_KAFKA_IDLE_AFTER_S; on Apache Kafka their long fetch wait
+    already paces empty polls)."""
     import asyncio
 
     await asyncio.sleep(quiet_s)

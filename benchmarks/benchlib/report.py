@@ -8,6 +8,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from benchlib.brokers import describe_waits
+
 LATENCIES = (
     ("publish_to_account", "publish -> account.provisioned (event time)"),
     ("publish_to_account_seen", "publish -> account.provisioned (seen by the bench)"),
@@ -61,6 +63,7 @@ def headline(
     light = phases.get("light", {}).get("latency_ms", {}).get("publish_to_account", {})
     fixed_rate = results["settings"]["counts"]["fixed_rate"]
     return {
+        "broker": (results.get("broker") or {}).get("kind"),
         "sustained_per_s": sustained,
         "sustained_two_provisioners_per_s": phases.get("max-2prov", {}).get("sustained_per_s"),
         "floor_httpx_per_s": floors.get("httpx"),
@@ -85,16 +88,20 @@ def render(results: dict[str, Any]) -> str:
     """The whole report as Markdown tables."""
     head = results["headline"]
     machine = results["machine"]
+    broker = results["broker"]
     lines = [
-        f"# Accord end-to-end benchmark, {results['started_utc']}"
+        f"# Accord end-to-end benchmark on {broker['kind']}, {results['started_utc']}"
         + (" (SMOKE: tiny counts, figures meaningless)" if results["smoke"] else ""),
         "",
         f"Machine: {machine['cpu_model']}, {machine['cpu_count']} CPUs, {machine['ram_gib']} GiB"
         f" RAM, Python {machine['python']}, commit {(machine['git_commit'] or '?')[:12]}"
         f"{' (dirty)' if machine['git_dirty'] else ''}. Run took {results['elapsed_s']:.0f} s.",
-        f"Services' Kafka fetch wait: {results['settings']['fetch_max_wait_ms']} ms (the"
-        f" auditor's: {results['settings'].get('audit_fetch_max_wait_ms', '-')} ms). Everything"
-        " (broker, PostgreSQL, scim2-server, 5 services, load generator) on this one machine.",
+        f"Broker: **{broker['name']}** ({broker['kind']}); producers"
+        f" {'idempotent, ' if broker['idempotent_producer'] else ''}acks=all. The floor ran on"
+        " the same broker. Everything (broker, PostgreSQL, scim2-server, 5 services, load"
+        " generator) on this one machine.",
+        f"Fetch waits in effect: {describe_waits(results['settings']['fetch_waits'])}; the"
+        f" benchmark's tracker {results['settings']['tracker_fetch_max_wait_ms']} ms.",
         "",
         "## Headline against the issue's targets",
         "",
@@ -178,8 +185,9 @@ def render(results: dict[str, Any]) -> str:
         [[label, _num(mib, 1)] for label, mib in results["peak_memory_mib"].items()],
     )
     lines += [
-        "Services, broker, scim2-server: VmHWM. postgres: largest sampled sum of Pss over the",
-        "postmaster and its backends (1 s sampling).",
+        "Services, broker, scim2-server: VmHWM (Apache Kafka's: the whole JVM, heap included)."
+        " postgres: largest sampled sum of Pss over the postmaster and its backends (1 s"
+        " sampling).",
         "",
     ]
     lines += _side(results)

@@ -1,11 +1,12 @@
 """CPU time and memory of the platform's processes, read from /proc (Linux).
 
-CPU of a process counts its own time, the time of the children it has reaped and the time
-of its live descendants, so PostgreSQL's backends that come and go are all charged to the
-postmaster. Peak memory is VmHWM (the kernel's high-water mark of resident memory) for one
-process; for PostgreSQL, whose backends share memory, it is the largest sum of proportional
-set sizes (Pss) seen by a sampler, as summing resident sizes would count shared buffers once
-per backend.
+CPU of a process counts its own time (every thread's: a JVM's compiler and collector threads
+included), the time of the children it has reaped and the time of its live descendants, so
+PostgreSQL's backends that come and go are all charged to the postmaster. Peak memory is
+VmHWM (the kernel's high-water mark of resident memory) of the process, or of its largest
+live descendant if that is larger (a launcher script that runs a JVM); for PostgreSQL, whose
+backends share memory, it is the largest sum of proportional set sizes (Pss) seen by a
+sampler, as summing resident sizes would count shared buffers once per backend.
 """
 
 from __future__ import annotations
@@ -79,6 +80,20 @@ def peak_rss_mib(pid: int) -> float | None:
     return None if kib is None else kib / 1024
 
 
+def largest_peak_rss_mib(pid: int) -> float | None:
+    """The largest VmHWM of a process and its live descendants, in MiB (None if it is gone)."""
+    peaks = [mib for one in [pid, *_descendants(pid)] if (mib := peak_rss_mib(one)) is not None]
+    return max(peaks) if peaks else None
+
+
+def command_name(pid: int) -> str | None:
+    """The process's command name (/proc/PID/comm: "java" for a JVM), None if it is gone."""
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return None
+
+
 def tree_pss_mib(pid: int) -> float:
     """The sum of Pss over a process and its live descendants, in MiB."""
     total = 0
@@ -99,7 +114,8 @@ class Watched:
     tree_memory: set[str] = field(default_factory=set)
     """Labels measured as a tree by Pss (PostgreSQL) rather than by VmHWM."""
     own_only: set[str] = field(default_factory=set)
-    """Labels whose CPU excludes their children (the benchmark: the platform is its child)."""
+    """Labels whose CPU and memory exclude their children (the benchmark: the platform is its
+    child)."""
     peak_tree_mib: dict[str, float] = field(default_factory=dict)
     _sampler: asyncio.Task[None] | None = None
 
@@ -117,7 +133,8 @@ class Watched:
             if label in self.tree_memory:
                 peaks[label] = round(self.peak_tree_mib.get(label, 0.0), 1)
             else:
-                rss = peak_rss_mib(pid)
+                own = label in self.own_only  # the driver: the platform is its child
+                rss = peak_rss_mib(pid) if own else largest_peak_rss_mib(pid)
                 peaks[label] = None if rss is None else round(rss, 1)
         return peaks
 

@@ -61,10 +61,15 @@ class Journey:
 class Tracker:
     """The consumer task and what it saw, by user id."""
 
-    def __init__(self, bootstrap_servers: str, run: str, fetch_max_wait_ms: int = 50) -> None:
-        """Follow the joiners of `run`. The fetch wait bounds how late a record is seen; it
-        only moves the "seen" times, and 10 ms would cost the broker and this process a fifth
-        of a core each while idle (Tansu answers fetches on a timer)."""
+    def __init__(self, bootstrap_servers: str, run: str, fetch_max_wait_ms: int) -> None:
+        """Follow the joiners of `run`. On Tansu the fetch wait bounds how late a record is
+        seen (it answers a fetch when the wait runs out): it only moves the "seen" times, and
+        10 ms would cost the broker and this process a fifth of a core each while idle. Apache
+        Kafka answers as soon as a record arrives: there the wait only paces empty polls
+        (benchlib.brokers.tracker_fetch_wait_ms chooses it).
+
+        Subscribed without a group: the consumer learns the partitions of the topics it
+        names (Apache Kafka tells a consumer of no others) and reads them from the start."""
         self.prefix = f"bench-{run}-"
         self.journeys: dict[str, Journey] = {}
         self.records_read = 0

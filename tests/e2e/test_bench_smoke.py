@@ -2,17 +2,20 @@
 
 It runs in process on the end-to-end tests' platform (the platform `make bench` starts for
 itself costs a minute to start), so that it cannot rot; it checks that the benchmark wrote
-its results, never how fast anything was.
+its results, never how fast anything was. It runs on the session's broker (Apache Kafka or
+Tansu, in ACCORD_BROKER during the session) and checks that the run says which.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 import pytest
 
+from accord.events.brokers import BROKER_ENV
 from accord.stack.platform import Platform
 from accord.stack.testing import load_script
 
@@ -38,15 +41,21 @@ def is_number(value: object) -> bool:
 async def test_the_smoke_benchmark_writes_its_results(platform: Platform, tmp_path: Path) -> None:
     bench = load_script(BENCHMARKS / "e2e.py", "accord_bench_e2e")
     folder = tmp_path / bench.stamp()
-    settings = {"fetch_max_wait_ms": "e2e platform", "audit_fetch_max_wait_ms": "e2e platform"}
 
-    returned = await bench.run_on(platform, folder, smoke=True, settings=settings)
+    returned = await bench.run_on(platform, folder, smoke=True)
 
     results = json.loads((tmp_path / "latest" / "results.json").read_text())
     assert (tmp_path / "latest" / "results.md").read_text().startswith("# Accord end-to-end")
     assert returned["report"].startswith("# Accord end-to-end")
     assert returned["run_id"] == results["run_id"]
     assert results["smoke"] is True
+    kind = os.environ[BROKER_ENV]
+    assert results["broker"]["kind"] == kind
+    assert results["headline"]["broker"] == kind
+    assert returned["report"].startswith(f"# Accord end-to-end benchmark on {kind}")
+    waits = results["settings"]["fetch_waits"]
+    assert set(waits) == {"fetch_max_wait_ms", "idle_fetch_max_wait_ms", "audit_fetch_max_wait_ms"}
+    assert all(wait["from"] for wait in waits.values()), waits
     assert set(PHASES) <= set(results["phases"])
     for name in PHASES:
         phase = results["phases"][name]
@@ -72,6 +81,7 @@ async def test_the_smoke_benchmark_writes_its_results(platform: Platform, tmp_pa
     if results["floor"]:
         for floor in results["floor"]:
             assert is_number(floor["per_second"]), floor
+            assert floor["broker"] == kind
         assert is_number(results["headline"]["ratio_to_floor_httpx"])
         assert is_number(results["headline"]["ratio_to_floor_aiohttp"])
     else:  # benchmarks/floor.py missing: the run says so instead of a ratio
