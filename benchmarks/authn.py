@@ -9,9 +9,11 @@ identity provider makes on every sign-in.
 2. ``POST /v1/authn/evaluate`` (authz's factor policy) and ``POST /v1/authn/verify`` with a
    TOTP code (authn), ``--calls`` (300) each, one at a time: p50/p90/p99/max.
 
+On Apache Kafka (one KRaft node) unless ``--broker tansu`` or ACCORD_BROKER=tansu.
+
 Usage::
 
-    uv run --frozen python benchmarks/authn.py [--users 20] [--calls 300]
+    uv run --frozen python benchmarks/authn.py [--broker kafka|tansu] [--users 20] [--calls 300]
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any
 
 import httpx
 import jwt
+from benchlib import brokers
 from benchlib.stats import summary_ms
 
 from accord.authn.domain import totp
@@ -190,7 +193,7 @@ async def sign_in_calls(platform: Platform, calls: int) -> dict[str, Any]:
     }
 
 
-async def main(users: int, calls: int) -> None:
+async def main(users: int, calls: int, broker: str) -> None:
     with tempfile.TemporaryDirectory(prefix="accord-bench-authn-") as home:
         env = {
             "ACCORD_LOG_LEVEL": "WARNING",
@@ -198,10 +201,11 @@ async def main(users: int, calls: int) -> None:
             "ACCORD_RATE_LIMIT_BURST": "100000",
             "ACCORD_LOCKOUT_THRESHOLD": "5",
         }
-        platform = Platform(PlatformConfig.ephemeral(Path(home), extra_env=env))
+        config = PlatformConfig.ephemeral(Path(home), broker=broker, extra_env=env)
+        platform = Platform(config)
         started = time.monotonic()
         await platform.start()
-        print(f"platform ready in {time.monotonic() - started:.1f} s", flush=True)
+        print(f"platform ready on {broker} in {time.monotonic() - started:.1f} s", flush=True)
         receiver = Receiver()
         try:
             token = await platform.issue_token("bench-receiver", {Role.SSF_RECEIVER})
@@ -236,7 +240,12 @@ async def main(users: int, calls: int) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--broker", choices=("kafka", "tansu"), help="default: ACCORD_BROKER, else kafka"
+    )
     parser.add_argument("--users", type=int, default=20, help="identities locked out (20)")
     parser.add_argument("--calls", type=int, default=300, help="calls of each API (300)")
     arguments = parser.parse_args()
-    asyncio.run(main(arguments.users, arguments.calls))
+    # The benchmark's own Publisher asks what the broker's profile allows (ACCORD_BROKER).
+    kind = brokers.prepare(arguments.broker).name
+    asyncio.run(main(arguments.users, arguments.calls, kind))

@@ -1,9 +1,10 @@
 """Latency from an inbound SCIM POST /Users to the account in the target.
 
-Starts the whole platform on its real parts (Tansu, embedded PostgreSQL, scim2-server),
-creates users one after another over SCIM as an identity provider would, and reads when
-each account was provisioned from the audit log (the provisioner's account.provisioned
-event time). Prints p50/p90/p99/max. Usage: python benchmarks/scim_to_account.py [N]
+Starts the whole platform on its real parts (Apache Kafka, one KRaft node, unless
+ACCORD_BROKER=tansu; embedded PostgreSQL, scim2-server), creates users one after another
+over SCIM as an identity provider would, and reads when each account was provisioned from
+the audit log (the provisioner's account.provisioned event time). Prints p50/p90/p99/max.
+Usage: python benchmarks/scim_to_account.py [N]
 """
 
 from __future__ import annotations
@@ -18,14 +19,16 @@ from datetime import datetime
 from pathlib import Path
 
 import httpx
+from benchlib import brokers
 
 from accord.runtime.security.roles import Role
 from accord.stack.platform import Platform, PlatformConfig
 
 
 async def main(count: int) -> None:
+    kind = brokers.prepare(None).name
     with tempfile.TemporaryDirectory(prefix="accord-bench-") as home:
-        config = PlatformConfig.ephemeral(Path(home))
+        config = PlatformConfig.ephemeral(Path(home), broker=kind)
         platform = Platform(config)
         await platform.start()
         try:
