@@ -107,8 +107,8 @@ deploy-files: install ## Regenerate Kafka topics, KafkaUsers, the compose topic 
 	$(RUN) accord deploy
 
 .PHONY: bench
-bench: install ## End-to-end benchmark on the real parts (~6 min): results in benchmarks/results/latest/
-	$(RUN) python benchmarks/e2e.py
+bench: install ## End-to-end benchmark on Apache Kafka (BROKER=tansu: on Tansu; ~6 min): benchmarks/results/latest/
+	$(RUN) python benchmarks/e2e.py $(if $(BROKER),--broker $(BROKER)) $(BENCH_ARGS)
 
 .PHONY: bench-authz
 bench-authz: install ## Authz decisions per second (Cedar, one process; single and batch)
@@ -116,7 +116,7 @@ bench-authz: install ## Authz decisions per second (Cedar, one process; single a
 
 .PHONY: bench-authn
 bench-authn: install ## Lockout latency (failures to disabled accounts and a CAEP SET) and sign-in API latency
-	$(RUN) python benchmarks/authn.py
+	$(RUN) python benchmarks/authn.py $(if $(BROKER),--broker $(BROKER))
 
 .PHONY: bench-audit
 bench-audit: install ## Audit records stored per second (chained, batched) and verify time
