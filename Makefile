@@ -24,12 +24,15 @@ KAFKA_LIB := deploy/kafka/lib
 .PHONY: kafka
 kafka: # fetch Apache Kafka's jars when java and mvn exist
 	@if ! command -v java >/dev/null 2>&1 || ! command -v mvn >/dev/null 2>&1; then \
-		echo "java or mvn is missing: Apache Kafka is not fetched (Tansu only)" >&2; \
+		echo "java or mvn is missing: Apache Kafka is not fetched, so make run uses Tansu" \
+			"and make test runs on Tansu, skipping the tests that need Apache Kafka" >&2; \
 	elif [ ! -f $(KAFKA_LIB)/.fetched ] || [ deploy/kafka/pom.xml -nt $(KAFKA_LIB)/.fetched ]; then \
 		echo "Fetching Apache Kafka from Maven Central (deploy/kafka/pom.xml)"; \
 		rm -rf $(KAFKA_LIB) && \
-		mvn -q -B -f deploy/kafka/pom.xml dependency:copy-dependencies \
-			-DoutputDirectory=lib -DincludeScope=runtime && touch $(KAFKA_LIB)/.fetched; \
+		out=$$(mvn -q -B -f deploy/kafka/pom.xml dependency:copy-dependencies \
+			-DoutputDirectory=lib -DincludeScope=runtime 2>&1) \
+			|| { echo "$$out" >&2; exit 1; }; \
+		touch $(KAFKA_LIB)/.fetched; \
 	fi
 
 # OpenLDAP for the LDAP target the tests start (Debian packages; slapd lives in /usr/sbin).
