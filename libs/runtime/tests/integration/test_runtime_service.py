@@ -201,8 +201,8 @@ async def test_a_service_that_cannot_reach_the_broker_closes_its_pool(
         pools.append(await real_create_pool(*args, **kwargs))
         return pools[-1]
 
-    def make_producer(**options: Any) -> AIOKafkaProducer:
-        producers.append(real_make_producer(**options))
+    def make_producer(*args: Any, **options: Any) -> AIOKafkaProducer:
+        producers.append(real_make_producer(*args, **options))
         return producers[-1]
 
     real_create_pool, real_make_producer = db.create_pool, kafka.make_producer

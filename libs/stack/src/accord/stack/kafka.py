@@ -168,6 +168,12 @@ class KafkaNode(LocalBroker):
             **layout_config(self.layout),
             # A group forms at once: tests and `make run` have no stragglers to wait for.
             "group.initial.rebalance.delay.ms": "0",
+            # Tests give their consumers 2 s sessions, so that a dead member leaves quickly
+            # (Kafka's floor is 6 s; Accord's services default to 6 s, as in production).
+            "group.min.session.timeout.ms": "1000",
+            # A handful of group coordinators, not 50 partitions to create on the first
+            # group lookup of a new node (a second or more on two shared cores).
+            "offsets.topic.num.partitions": "6",
             "auto.create.topics.enable": "true",
         }
         return "".join(f"{key}={value}\n" for key, value in settings.items())
