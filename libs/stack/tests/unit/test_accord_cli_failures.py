@@ -213,6 +213,9 @@ def test_bad_input_is_one_line(
         ("KAFKA_SSL_CAFILE", "{tmp}/no-ca.pem", ["dlq", "list", "x"], "KAFKA_SSL_"),
         ("KAFKA_SSL_CAFILE", "{key}", ["publish", "group.deleted", "--data", GROUP], "KAFKA_SSL_"),
         ("DATABASE_URL", "not a url", ["up", "--home", "{tmp}/home"], "DATABASE_URL"),
+        ("ACCORD_BROKER", "redpanda", ["up", "--home", "{tmp}/home"], "ACCORD_BROKER"),
+        ("ACCORD_BROKER", "redpanda", ["publish", "group.deleted", "--data", GROUP], "BROKER"),
+        ("ACCORD_BROKER", "redpanda", ["dlq", "replay", "x", "--all"], "ACCORD_BROKER"),
     ],
 )
 def test_a_broken_setting_is_one_line(

@@ -24,6 +24,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from accord.events.brokers import UnknownBroker, broker_profile
 from accord.events.errors import InvalidEvent
 from accord.events.registry import REGISTRY
 
@@ -168,7 +169,8 @@ KAFKA_SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
 
 def check_kafka_settings() -> None:
-    """A CliError (exit 2) naming the KAFKA_* variable the Kafka client would refuse."""
+    """A CliError (exit 2) naming the KAFKA_* variable the Kafka client would refuse, or
+    an ACCORD_BROKER that names no broker."""
     from accord.events.kafka_config import client_config
 
     protocol = (os.environ.get("KAFKA_SECURITY_PROTOCOL") or "PLAINTEXT").upper()
@@ -184,6 +186,10 @@ def check_kafka_settings() -> None:
         client_config()
     except OSError as error:  # the TLS files: missing, unreadable, not PEM
         raise CliError(f"KAFKA_SSL_* files: {error}", EXIT_USAGE) from None
+    try:
+        broker_profile()
+    except UnknownBroker as error:
+        raise CliError(str(error), EXIT_USAGE) from None
 
 
 def env_file_text(variables: Mapping[str, str]) -> str:
