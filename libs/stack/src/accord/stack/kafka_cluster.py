@@ -147,12 +147,13 @@ class KafkaCluster(Startable):
 
     async def wait_in_sync(
         self,
-        topics: Iterable[str],
+        topics: Iterable[str] | None = None,
         timeout: float = 60.0,  # noqa: ASYNC109 - the wait is the point
     ) -> float:
-        """Wait until every partition of `topics` has a leader and every replica in sync
-        (a new topic, or a node back from a fault, catching up); seconds."""
-        names = list(topics)
+        """Wait until every partition of `topics` (of every topic: None) has a leader and
+        every replica in sync (a new topic, or a node back from a fault, catching up);
+        seconds."""
+        names = None if topics is None else list(topics)
 
         async def in_sync() -> bool:
             described = await self._describe_or_none(names)
@@ -162,9 +163,10 @@ class KafkaCluster(Startable):
             everywhere = sum(map(len, led.values())) == _count(described)
             return everywhere and not _under_replicated(described)
 
-        return await self._until(in_sync, timeout, f"every replica of {names} in sync")
+        what = "every topic" if names is None else names
+        return await self._until(in_sync, timeout, f"every replica of {what} in sync")
 
-    async def _describe_or_none(self, topics: list[str]) -> list[dict[str, Any]] | None:
+    async def _describe_or_none(self, topics: list[str] | None) -> list[dict[str, Any]] | None:
         """The topics' metadata, or None while some is not known yet (a new topic)."""
         try:
             return await self._describe(topics)
@@ -180,8 +182,9 @@ class KafkaCluster(Startable):
                     led[leader].append(TopicPartition(topic["topic"], partition["partition"]))
         return led
 
-    async def _describe(self, topics: Iterable[str]) -> list[dict[str, Any]]:
-        names = list(topics)
+    async def _describe(self, topics: Iterable[str] | None) -> list[dict[str, Any]]:
+        """The metadata of `topics` (every topic: None)."""
+        names = None if topics is None else list(topics)
         described: list[dict[str, Any]] = await self._ask(lambda a: a.describe_topics(names))
         for topic in described:
             if topic["error_code"]:
@@ -240,7 +243,8 @@ class KafkaCluster(Startable):
         while not await check():
             if time.monotonic() - started > timeout:
                 raise TimeoutError(f"waited {timeout:.0f} s for {what}")
-            await asyncio.sleep(0.2)
+            # Each check reads the metadata of every topic asked for: not too often.
+            await asyncio.sleep(0.5)
         return time.monotonic() - started
 
 
