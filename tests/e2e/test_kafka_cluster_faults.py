@@ -98,6 +98,7 @@ async def cluster_platform(
         await platform.start()
     except BaseException:
         await platform.stop()
+        print(f"the platform did not start on the cluster: see {home / 'logs'}")
         raise
     print(f"platform ready on the cluster in {time.monotonic() - started:.1f} s ({home})")
     try:
