@@ -209,3 +209,36 @@ async def test_a_window_the_broker_refused_is_sent_again_at_the_next_step() -> N
         assert metrics.registry.get_sample_value("accord_audit_metrics_windows_total") == 1
     finally:
         await aggregates.stop()
+
+
+class SlowTopic:
+    """A topic whose acknowledgement takes a while (a broker failing over)."""
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    async def send(self, **message: Any) -> asyncio.Future[None]:
+        self.sent.append(message["key"])
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().call_later(0.05, done.set_result, None)
+        return done
+
+
+async def test_the_timer_and_the_agent_publishing_at_once_send_each_window_once() -> None:
+    metrics = AuditorMetrics()
+    aggregates = StreamAggregates(
+        AggregatesConfig(kafka={"bootstrap_servers": "127.0.0.1:1"}), metrics
+    )
+    try:
+        output = SlowTopic()
+        aggregates.output = cast(Any, output)
+        windows = [
+            AuditMetrics(window_start=f"2024-05-01T12:0{n}:00Z", records=n) for n in range(3)
+        ]
+        aggregates._unpublished += windows
+        # The tick's publish waits for its acknowledgement while the agent's begins.
+        await asyncio.gather(aggregates._publish(), aggregates._publish())
+        assert output.sent == [w.window_start.encode() for w in windows]
+        assert metrics.registry.get_sample_value("accord_audit_metrics_windows_total") == 3
+    finally:
+        await aggregates.stop()

@@ -94,6 +94,10 @@ class StreamAggregates:
         self.aggregator = Aggregator(config.policy)
         self._owner = False
         self._unpublished: list[AuditMetrics] = []
+        # The timer and the windows agent both publish: one at a time, or both would send
+        # the oldest window while the other's send waits (a broker failing over) and both
+        # pop it.
+        self._publishing = asyncio.Lock()
         self._checkpointed = time.monotonic()
         self._datadir = Path(tempfile.mkdtemp(prefix=f"{config.app_id}-"))
         app_id = config.app_id
@@ -255,6 +259,10 @@ class StreamAggregates:
 
     async def _publish(self) -> None:
         """Send the closed windows, oldest first; those the broker refused wait for a tick."""
+        async with self._publishing:
+            await self._publish_pending()
+
+    async def _publish_pending(self) -> None:
         while self._unpublished:
             data = self._unpublished[0]
             envelope = new_event(
