@@ -63,12 +63,14 @@ COMPOSE = TopicSettings.for_replicas(partitions=3, replicas=1)
 
 def broker_config(layout: TopicSettings) -> dict[str, str]:
     """The broker settings a cluster laid out as `layout` needs: the same replication for
-    the topics Kafka keeps itself (consumer offsets, transactions) as for Accord's, and the
-    same `min.insync.replicas` by default."""
+    the topics Kafka keeps itself (consumer offsets, transactions, share-group state) as for
+    Accord's, and the same `min.insync.replicas` by default."""
     return {
         "default.replication.factor": str(layout.replicas),
         "min.insync.replicas": str(layout.min_insync_replicas),
         "offsets.topic.replication.factor": str(layout.replicas),
         "transaction.state.log.replication.factor": str(layout.replicas),
         "transaction.state.log.min.isr": str(layout.min_insync_replicas),
+        "share.coordinator.state.topic.replication.factor": str(layout.replicas),
+        "share.coordinator.state.topic.min.isr": str(layout.min_insync_replicas),
     }

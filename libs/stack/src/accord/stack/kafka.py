@@ -73,16 +73,6 @@ def kafka_uuid() -> str:
             return text
 
 
-def layout_config(layout: TopicSettings) -> dict[str, str]:
-    """The broker settings of a cluster laid out as `layout`: `broker_config(layout)`, and
-    the same replication for the share-group state Kafka keeps itself."""
-    return {
-        **broker_config(layout),
-        "share.coordinator.state.topic.replication.factor": str(layout.replicas),
-        "share.coordinator.state.topic.min.isr": str(layout.min_insync_replicas),
-    }
-
-
 @dataclass(frozen=True)
 class Voter:
     """A controller of a KRaft quorum: its node id, controller port and metadata directory."""
@@ -165,7 +155,7 @@ class KafkaNode(LocalBroker):
             "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
             "inter.broker.listener.name": "PLAINTEXT",
             "log.dirs": str(self.data_dir / "log"),
-            **layout_config(self.layout),
+            **broker_config(self.layout),
             # A group forms at once: tests and `make run` have no stragglers to wait for.
             "group.initial.rebalance.delay.ms": "0",
             # Tests give their consumers 2 s sessions, so that a dead member leaves quickly
