@@ -18,11 +18,13 @@ def test_tansu_refuses_producer_ids_so_its_producers_only_wait_for_all_replicas(
     assert TANSU.producer_options() == {"acks": "all", "enable_idempotence": False}
 
 
-def test_the_fetch_wait_is_short_on_tansu_which_answers_when_it_runs_out() -> None:
-    # On Apache Kafka a fetch returns at the first record: a long wait costs no latency.
+def test_a_quiet_consumer_waits_longest_on_kafka_which_answers_at_the_first_record() -> None:
+    # Tansu answers when the wait runs out: its waits are latencies, so they stay short.
     assert TANSU.fetch_max_wait_ms < KAFKA.fetch_max_wait_ms
+    assert KAFKA.idle_fetch_max_wait_ms is not None
     assert TANSU.idle_fetch_max_wait_ms is not None
-    assert KAFKA.idle_fetch_max_wait_ms is None
+    assert TANSU.idle_fetch_max_wait_ms < KAFKA.idle_fetch_max_wait_ms
+    assert KAFKA.fetch_max_wait_ms < KAFKA.idle_fetch_max_wait_ms
 
 
 @pytest.mark.parametrize("name", ["KAFKA", " kafka ", "Tansu"])

@@ -18,12 +18,12 @@ def settings(monkeypatch: pytest.MonkeyPatch, **env: str) -> ServiceSettings:
     return ServiceSettings()
 
 
-def test_on_apache_kafka_a_service_polls_long_and_never_slows_down(
+def test_on_apache_kafka_a_service_polls_briefly_while_busy_and_long_once_quiet(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     s = settings(monkeypatch)
     assert s.broker == "kafka"
-    assert (s.fetch_wait_ms(), s.idle_fetch_wait_ms()) == (500, None)
+    assert (s.fetch_wait_ms(), s.idle_fetch_wait_ms()) == (50, 500)
 
 
 def test_on_tansu_a_service_polls_often_and_slower_once_quiet(

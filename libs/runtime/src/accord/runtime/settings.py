@@ -43,8 +43,8 @@ class ServiceSettings(BaseSettings):
         ge=0,
         validation_alias=AliasChoices("ACCORD_KAFKA_FETCH_MAX_WAIT_MS"),
         description=(
-            "The consumers' fetch wait; unset: the broker's (Apache Kafka 500 ms: it answers"
-            " as soon as a record arrives; Tansu 20 ms: it answers when the wait runs out)."
+            "The consumers' fetch wait while records flow; unset: the broker's (Apache Kafka"
+            " 50 ms, Tansu 20 ms; see accord.events.brokers)."
         ),
     )
     idle_fetch_max_wait_ms: int | None = Field(
@@ -53,8 +53,8 @@ class ServiceSettings(BaseSettings):
         validation_alias=AliasChoices("ACCORD_KAFKA_IDLE_FETCH_MAX_WAIT_MS"),
         description=(
             "The fetch wait once a service's topics have been quiet for"
-            " ACCORD_KAFKA_IDLE_AFTER_S; unset: the broker's (Tansu 200 ms, Apache Kafka no"
-            " change); at or below the fetch wait: never changes."
+            " ACCORD_KAFKA_IDLE_AFTER_S; unset: the broker's (Apache Kafka 500 ms, Tansu"
+            " 200 ms); at or below the fetch wait: never changes."
         ),
     )
     idle_after_s: float = Field(

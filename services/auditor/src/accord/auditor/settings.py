@@ -20,7 +20,7 @@ class AuditorSettings(ServiceSettings):
         description=(
             "The auditor's Kafka fetch wait: it reads every topic and its DLQ, and each poll of"
             " them costs the broker; on Tansu audit records may lag up to this much more."
-            " Unset: the broker's (Apache Kafka 500 ms, Tansu 100 ms)."
+            " Unset: the broker's (100 ms on Apache Kafka and on Tansu)."
         ),
     )
     redact_fields: str = Field(
