@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -187,15 +188,23 @@ async def platform(
             )
         ],
     )
+    async with running(config) as platform:
+        yield platform
+
+
+@contextlib.asynccontextmanager
+async def running(config: PlatformConfig, where: str = "") -> AsyncIterator[Platform]:
+    """A started platform, stopped on leaving; if it does not start, its logs' tails are
+    printed and the platform is stopped."""
     started = time.monotonic()
     platform = Platform(config)
     try:
         await platform.start()
     except BaseException:
         await platform.stop()
-        _dump_logs(home)
+        _dump_logs(config.home)
         raise
-    print(f"\nplatform ready in {time.monotonic() - started:.1f} s")
+    print(f"\nplatform ready{where} in {time.monotonic() - started:.1f} s ({config.home})")
     try:
         yield platform
     finally:

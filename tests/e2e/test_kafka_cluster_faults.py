@@ -33,7 +33,7 @@ from accord.stack.testing import create_database, require_apache_kafka
 
 from .cluster_checks import accounts, dead_letters, joiner_sagas
 from .cluster_flow import SteadyFlow
-from .conftest import accord_cli, audit_events, eventually
+from .conftest import accord_cli, audit_events, eventually, running
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -92,19 +92,8 @@ async def cluster_platform(
             "ACCORD_SAGA_RETRY_CAP_S": "2",
         },
     )
-    started = time.monotonic()
-    platform = Platform(config)
-    try:
-        await platform.start()
-    except BaseException:
-        await platform.stop()
-        print(f"the platform did not start on the cluster: see {home / 'logs'}")
-        raise
-    print(f"platform ready on the cluster in {time.monotonic() - started:.1f} s ({home})")
-    try:
+    async with running(config, " on the cluster") as platform:
         yield platform
-    finally:
-        await platform.stop()
 
 
 async def test_1000_joiners_lose_nothing_while_a_leader_is_killed_and_a_broker_stopped(
