@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Generator
@@ -32,7 +33,6 @@ from accord.provisioner.adapters.webhook import (
     idempotency_key,
     verify_signature,
 )
-from accord.stack.network import free_port
 
 PATH = "/hooks/accord"
 
@@ -214,7 +214,7 @@ class Running:
 async def serve(secret: bytes, host: str = "127.0.0.1") -> AsyncIterator[Running]:
     """Serve a new receiver on a free port in this event loop until the block ends."""
     receiver = Receiver(secret)
-    port = free_port(host)
+    port = _free_port(host)
     config = uvicorn.Config(
         receiver.app,
         host=host,
@@ -240,3 +240,11 @@ async def serve(secret: bytes, host: str = "127.0.0.1") -> AsyncIterator[Running
     finally:
         server.should_exit = True
         await serving
+
+
+def _free_port(host: str) -> int:
+    """A TCP port on `host` that was free when this function looked (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
