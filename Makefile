@@ -109,6 +109,10 @@ schemas: install ## Regenerate the event JSON Schemas and the AsyncAPI document
 deploy-files: install ## Regenerate Kafka topics, KafkaUsers, the compose topic list and the ACL table
 	$(RUN) accord deploy
 
+.PHONY: db-schemas
+db-schemas: install ## Rewrite services/*/schema.sql from the migrations (a test fails while they differ)
+	$(RUN) python -m accord.stack.db_schemas
+
 .PHONY: bench
 bench: install ## End-to-end benchmark on Apache Kafka (BROKER=tansu: on Tansu; ~6 min): benchmarks/results/latest/
 	$(RUN) python benchmarks/e2e.py $(if $(BROKER),--broker $(BROKER)) $(BENCH_ARGS)

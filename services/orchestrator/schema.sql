@@ -1,0 +1,241 @@
+CREATE SCHEMA orchestrator;
+
+CREATE FUNCTION orchestrator.sagas_guard() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    IF OLD.status IN ('completed', 'cancelled') THEN
+        RAISE EXCEPTION 'saga % is % and cannot change', OLD.saga_id, OLD.status;
+    END IF;
+    IF OLD.status = 'queued' AND NEW.status NOT IN ('queued', 'running', 'completed', 'cancelled') THEN
+        RAISE EXCEPTION 'queued saga % can only begin or be cancelled', OLD.saga_id;
+    END IF;
+    IF OLD.status = 'failed' AND NEW.status NOT IN ('failed', 'running', 'completed', 'cancelled') THEN
+        RAISE EXCEPTION 'failed saga % can only heal, be retried or be cancelled', OLD.saga_id;
+    END IF;
+    IF OLD.status = 'compensating' AND NEW.status NOT IN ('compensating', 'failed') THEN
+        RAISE EXCEPTION 'compensating saga % can only finish failed', OLD.saga_id;
+    END IF;
+    IF NEW.version <> OLD.version + 1 THEN
+        RAISE EXCEPTION 'saga % version must advance by one', OLD.saga_id;
+    END IF;
+    RETURN NEW;
+END $$;
+
+CREATE TABLE orchestrator.accounts (
+    user_id text NOT NULL,
+    target text NOT NULL,
+    account_id text,
+    state text NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT accounts_id_unless_requested CHECK (((account_id IS NULL) = (state = 'requested'::text))),
+    CONSTRAINT accounts_state_check CHECK ((state = ANY (ARRAY['active'::text, 'disabled'::text, 'requested'::text])))
+);
+
+CREATE TABLE orchestrator.dead_letters (
+    consumer text NOT NULL,
+    topic text NOT NULL,
+    work_key text NOT NULL,
+    event_id text NOT NULL,
+    event_time timestamp with time zone NOT NULL,
+    failed_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+CREATE TABLE orchestrator.ended_lockouts (
+    user_id text NOT NULL,
+    lockout_id text NOT NULL,
+    ended_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+CREATE TABLE orchestrator.identities (
+    user_id text NOT NULL,
+    user_name text NOT NULL,
+    profile jsonb NOT NULL,
+    status text NOT NULL,
+    sequence bigint NOT NULL,
+    source text NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    locked_by text,
+    status_sequence bigint NOT NULL,
+    CONSTRAINT identities_sequence_check CHECK ((sequence >= 0)),
+    CONSTRAINT identities_status_check CHECK ((status = ANY (ARRAY['active'::text, 'inactive'::text, 'deleted'::text])))
+);
+
+CREATE TABLE orchestrator.inbox (
+    consumer text NOT NULL,
+    event_id text NOT NULL,
+    topic text NOT NULL,
+    received_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+CREATE TABLE orchestrator.outbox (
+    id bigint NOT NULL,
+    event_id text NOT NULL,
+    topic text NOT NULL,
+    key bytea NOT NULL,
+    value bytea NOT NULL,
+    headers jsonb NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+CREATE SEQUENCE orchestrator.outbox_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+
+ALTER SEQUENCE orchestrator.outbox_id_seq OWNED BY orchestrator.outbox.id;
+
+CREATE TABLE orchestrator.parked_events (
+    event_id text NOT NULL,
+    user_id text NOT NULL,
+    sequence bigint NOT NULL,
+    event_type text NOT NULL,
+    version integer NOT NULL,
+    data jsonb NOT NULL,
+    source text NOT NULL,
+    parked_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+CREATE TABLE orchestrator.sagas (
+    saga_id text NOT NULL,
+    saga_type text NOT NULL,
+    subject_id text NOT NULL,
+    correlation_id text NOT NULL,
+    status text NOT NULL,
+    state jsonb NOT NULL,
+    version integer DEFAULT 0 NOT NULL,
+    started_at timestamp with time zone NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    seq bigint NOT NULL,
+    holds_identity boolean DEFAULT false NOT NULL,
+    CONSTRAINT sagas_holder_is_unfinished CHECK (((NOT holds_identity) OR (status = ANY (ARRAY['running'::text, 'compensating'::text, 'failed'::text])))),
+    CONSTRAINT sagas_saga_type_check CHECK ((saga_type = ANY (ARRAY['joiner'::text, 'mover'::text, 'reactivation'::text, 'leaver'::text, 'access_grant'::text, 'access_revoke'::text, 'lockout'::text, 'unlock'::text]))),
+    CONSTRAINT sagas_status_check CHECK ((status = ANY (ARRAY['queued'::text, 'running'::text, 'compensating'::text, 'completed'::text, 'failed'::text, 'cancelled'::text])))
+);
+
+CREATE SEQUENCE orchestrator.sagas_seq_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+
+ALTER SEQUENCE orchestrator.sagas_seq_seq OWNED BY orchestrator.sagas.seq;
+
+CREATE TABLE orchestrator.schema_migrations (
+    package text NOT NULL,
+    name text NOT NULL,
+    applied_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+CREATE TABLE orchestrator.scim_equality_values (
+    resource_type text NOT NULL,
+    id text NOT NULL,
+    urn text NOT NULL,
+    value text NOT NULL
+);
+
+CREATE TABLE orchestrator.scim_resources (
+    resource_type text NOT NULL,
+    id text NOT NULL,
+    data jsonb NOT NULL,
+    version bigint NOT NULL,
+    created timestamp with time zone NOT NULL,
+    last_modified timestamp with time zone NOT NULL,
+    CONSTRAINT scim_resources_version_check CHECK ((version > 0))
+);
+
+CREATE TABLE orchestrator.scim_unique_values (
+    urn text NOT NULL,
+    value text NOT NULL,
+    resource_type text NOT NULL,
+    id text NOT NULL
+);
+
+CREATE TABLE orchestrator.timers (
+    timer_id text NOT NULL,
+    kind text NOT NULL,
+    subject_id text NOT NULL,
+    saga_id text,
+    correlation_id text NOT NULL,
+    due_at timestamp with time zone NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    payload jsonb DEFAULT '{}'::jsonb NOT NULL,
+    CONSTRAINT timers_kind_check CHECK ((kind = ANY (ARRAY['saga_retry'::text, 'saga_timeout'::text, 'account_deletion'::text])))
+);
+
+ALTER TABLE ONLY orchestrator.outbox ALTER COLUMN id SET DEFAULT nextval('orchestrator.outbox_id_seq'::regclass);
+
+ALTER TABLE ONLY orchestrator.sagas ALTER COLUMN seq SET DEFAULT nextval('orchestrator.sagas_seq_seq'::regclass);
+
+ALTER TABLE ONLY orchestrator.accounts
+    ADD CONSTRAINT accounts_pkey PRIMARY KEY (user_id, target);
+
+ALTER TABLE ONLY orchestrator.dead_letters
+    ADD CONSTRAINT dead_letters_pkey PRIMARY KEY (consumer, topic, work_key, event_id);
+
+ALTER TABLE ONLY orchestrator.ended_lockouts
+    ADD CONSTRAINT ended_lockouts_pkey PRIMARY KEY (user_id, lockout_id);
+
+ALTER TABLE ONLY orchestrator.identities
+    ADD CONSTRAINT identities_pkey PRIMARY KEY (user_id);
+
+ALTER TABLE ONLY orchestrator.inbox
+    ADD CONSTRAINT inbox_pkey PRIMARY KEY (consumer, topic, event_id);
+
+ALTER TABLE ONLY orchestrator.outbox
+    ADD CONSTRAINT outbox_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY orchestrator.parked_events
+    ADD CONSTRAINT parked_events_pkey PRIMARY KEY (event_id);
+
+ALTER TABLE ONLY orchestrator.sagas
+    ADD CONSTRAINT sagas_pkey PRIMARY KEY (saga_id);
+
+ALTER TABLE ONLY orchestrator.schema_migrations
+    ADD CONSTRAINT schema_migrations_pkey PRIMARY KEY (package, name);
+
+ALTER TABLE ONLY orchestrator.scim_equality_values
+    ADD CONSTRAINT scim_equality_values_pkey PRIMARY KEY (resource_type, id, urn);
+
+ALTER TABLE ONLY orchestrator.scim_resources
+    ADD CONSTRAINT scim_resources_pkey PRIMARY KEY (resource_type, id);
+
+ALTER TABLE ONLY orchestrator.scim_unique_values
+    ADD CONSTRAINT scim_unique_values_taken UNIQUE (urn, value);
+
+ALTER TABLE ONLY orchestrator.timers
+    ADD CONSTRAINT timers_pkey PRIMARY KEY (timer_id);
+
+CREATE UNIQUE INDEX identities_user_name_live ON orchestrator.identities USING btree (lower(user_name)) WHERE (status <> 'deleted'::text);
+
+CREATE INDEX parked_events_user ON orchestrator.parked_events USING btree (user_id, sequence);
+
+CREATE INDEX sagas_by_status ON orchestrator.sagas USING btree (status, seq);
+
+CREATE UNIQUE INDEX sagas_one_holder ON orchestrator.sagas USING btree (subject_id) WHERE holds_identity;
+
+CREATE UNIQUE INDEX sagas_seq ON orchestrator.sagas USING btree (seq);
+
+CREATE INDEX sagas_subject ON orchestrator.sagas USING btree (subject_id);
+
+CREATE INDEX sagas_subject_status ON orchestrator.sagas USING btree (subject_id, status, seq);
+
+CREATE INDEX scim_equality_values_lookup ON orchestrator.scim_equality_values USING btree (resource_type, urn, value);
+
+CREATE INDEX scim_unique_values_owner ON orchestrator.scim_unique_values USING btree (resource_type, id);
+
+CREATE INDEX timers_due ON orchestrator.timers USING btree (due_at);
+
+CREATE INDEX timers_saga ON orchestrator.timers USING btree (saga_id, kind);
+
+CREATE TRIGGER sagas_guard BEFORE UPDATE ON orchestrator.sagas FOR EACH ROW EXECUTE FUNCTION orchestrator.sagas_guard();
+
+ALTER TABLE ONLY orchestrator.scim_equality_values
+    ADD CONSTRAINT scim_equality_values_resource_type_id_fkey FOREIGN KEY (resource_type, id) REFERENCES orchestrator.scim_resources(resource_type, id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY orchestrator.scim_unique_values
+    ADD CONSTRAINT scim_unique_values_resource_type_id_fkey FOREIGN KEY (resource_type, id) REFERENCES orchestrator.scim_resources(resource_type, id) ON DELETE CASCADE;
