@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Response
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from accord.authz import access
@@ -40,128 +41,154 @@ class NewAccessRequest(BaseModel):
     duration_seconds: int | None = Field(default=None, gt=0, le=366 * 24 * 3600)
 
 
+@dataclass(frozen=True)
+class ApiDeps:
+    """What authz's routes work with, set by `configure` on the app they are mounted on."""
+
+    runtime: Runtime
+    holder: PolicyHolder
+    settings: access.ApprovalSettings
+
+
+def _deps(request: Request) -> ApiDeps:
+    deps: ApiDeps = request.app.state.authz_api
+    return deps
+
+
+router = APIRouter(prefix="/v1", tags=["authz"])
+# A system's credential (SCIM client, application) has no requests or principal: 403.
+_access_reader = own_or(Permission.ACCESS_READ)
+_principal_reader = own_or(Permission.PRINCIPALS_READ)
+_requester = require(Permission.ACCESS_REQUEST)
+
+
 def configure(
     app: FastAPI, runtime: Runtime, holder: PolicyHolder, settings: access.ApprovalSettings
 ) -> None:
     """Mount authz's routes."""
-    router = APIRouter(prefix="/v1", tags=["authz"])
-    # A system's credential (SCIM client, application) has no requests or principal: 403.
-    access_reader = own_or(Permission.ACCESS_READ)
-    principal_reader = own_or(Permission.PRINCIPALS_READ)
-    requester_dependency = require(Permission.ACCESS_REQUEST)
-
-    @router.post(
-        "/access-requests",
-        status_code=202,
-        summary="Ask for an entitlement: decided at once (its status says how), or `pending`"
-        " while its principal is not known yet",
-        responses={
-            200: {"description": "The earlier request made with this Idempotency-Key"},
-            409: {"description": "The Idempotency-Key belongs to another caller's request"},
-        },
-    )
-    async def create_request(
-        body: NewAccessRequest,
-        response: Response,
-        caller: Caller = Depends(requester_dependency),
-        idempotency_key: Annotated[
-            str | None, Header(max_length=128, pattern=r"^[\x21-\x7e]+$")
-        ] = None,
-    ) -> dict[str, Any]:
-        principal = body.principal_id or caller.subject
-        if principal != caller.subject and not caller.may(Permission.ACCESS_REQUEST_OTHERS):
-            raise HTTPException(403, "asking for someone else needs access:request-others")
-        if idempotency_key:
-            # The same key from the same caller names the same request: retries are safe.
-            seed = f"{caller.subject}\n{idempotency_key}"
-            request_id = f"req-{uuid.uuid5(_IDEMPOTENCY, seed).hex}"
-        else:
-            request_id = f"req-{uuid.uuid4().hex}"
-        request = AccessRequested(
-            request_id=request_id,
-            requester_id=caller.subject,
-            principal_id=principal,
-            resource=Resource(application=body.application, entitlement=body.entitlement),
-            justification=body.justification,
-            duration_seconds=body.duration_seconds,
-        )
-        async with runtime.pool.acquire() as conn, conn.transaction():
-            created = await requests.insert(conn, request)
-            if created:
-                # Decided here, as the access.requested consumer would (it finds the request
-                # decided and does nothing), so the answer says what happened.
-                event = new_event(request, source=runtime.source, correlation_id=request_id)
-                current = holder.current
-                decided = await access.decide_request(
-                    conn,
-                    event,
-                    policies=current.policies,
-                    catalogue=current.catalogue,
-                    settings=settings,
-                    source=runtime.source,
-                )
-                await enqueue(conn, runtime.schema, [event, *decided])
-        entry = await requests.get(runtime.pool, request_id)
-        if entry is None or entry["requester_id"] != caller.subject:
-            raise HTTPException(409, "this idempotency key was used for another request")
-        response.headers["Location"] = f"/v1/access-requests/{request_id}"
-        if not created:
-            response.status_code = 200
-        return {**entry, "approvals": await approvals.chain(runtime.pool, request_id)}
-
-    @router.get("/access-requests", summary="Access requests: everyone's, or the caller's own")
-    async def list_requests(
-        caller: Caller = Depends(access_reader),
-        status: Status | None = None,
-        after: Annotated[Id | None, Query(description="Cursor: the last request_id seen")] = None,
-        limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    ) -> dict[str, Any]:
-        involving = None if caller.may(Permission.ACCESS_READ) else caller.subject
-        items = await requests.search(
-            runtime.pool, involving=involving, status=status, after_id=after, limit=limit
-        )
-        next_after = items[-1]["request_id"] if len(items) == limit else None
-        return {"items": items, "next_after": next_after}
-
-    @router.get("/access-requests/{request_id}", summary="One access request")
-    async def get_request(request_id: Id, caller: Caller = Depends(access_reader)) -> Any:
-        entry = await requests.get(runtime.pool, request_id)
-        if entry is None or not may_see(
-            caller, Permission.ACCESS_READ, entry["requester_id"], entry["principal_id"]
-        ):
-            raise HTTPException(404, "no such access request")
-        return {**entry, "approvals": await approvals.chain(runtime.pool, request_id)}
-
-    @router.get(
-        "/policies",
-        summary="The policies in force (by @id), their version, and the last refused reload",
-        dependencies=[Depends(require(Permission.POLICIES_READ))],
-    )
-    async def list_policies() -> dict[str, Any]:
-        status = holder.status()
-        return {**status, "policies": sorted(status["policies"])}
-
-    @router.post(
-        "/policies/reload",
-        summary="Read the policy folder again now (a bad set is refused, the last good stays)",
-        dependencies=[Depends(require(Permission.POLICIES_MANAGE))],
-        responses={422: {"description": "Refused: file, line and reason"}},
-    )
-    async def reload_policies() -> dict[str, Any]:
-        if not holder.reload():
-            raise HTTPException(422, holder.last_error or "the policy folder was refused")
-        return holder.status()
-
-    @router.get("/principals/{user_id}", summary="The attributes policies see for a user")
-    async def get_principal(
-        user_id: Id, caller: Caller = Depends(principal_reader)
-    ) -> dict[str, Any]:
-        attrs: dict[str, Any] = {}
-        if may_see(caller, Permission.PRINCIPALS_READ, user_id):
-            async with runtime.pool.acquire() as conn:
-                attrs = await store.principal_attrs(conn, user_id)
-        if not attrs:
-            raise HTTPException(404, "no such principal")
-        return {"user_id": user_id, "attributes": attrs}
-
+    app.state.authz_api = ApiDeps(runtime, holder, settings)
     app.include_router(router)
+
+
+@router.post(
+    "/access-requests",
+    status_code=202,
+    summary="Ask for an entitlement: decided at once (its status says how), or `pending`"
+    " while its principal is not known yet",
+    responses={
+        200: {"description": "The earlier request made with this Idempotency-Key"},
+        409: {"description": "The Idempotency-Key belongs to another caller's request"},
+    },
+)
+async def create_request(
+    body: NewAccessRequest,
+    response: Response,
+    caller: Caller = Depends(_requester),
+    deps: ApiDeps = Depends(_deps),
+    idempotency_key: Annotated[
+        str | None, Header(max_length=128, pattern=r"^[\x21-\x7e]+$")
+    ] = None,
+) -> dict[str, Any]:
+    principal = body.principal_id or caller.subject
+    if principal != caller.subject and not caller.may(Permission.ACCESS_REQUEST_OTHERS):
+        raise HTTPException(403, "asking for someone else needs access:request-others")
+    if idempotency_key:
+        # The same key from the same caller names the same request: retries are safe.
+        seed = f"{caller.subject}\n{idempotency_key}"
+        request_id = f"req-{uuid.uuid5(_IDEMPOTENCY, seed).hex}"
+    else:
+        request_id = f"req-{uuid.uuid4().hex}"
+    request = AccessRequested(
+        request_id=request_id,
+        requester_id=caller.subject,
+        principal_id=principal,
+        resource=Resource(application=body.application, entitlement=body.entitlement),
+        justification=body.justification,
+        duration_seconds=body.duration_seconds,
+    )
+    async with deps.runtime.pool.acquire() as conn, conn.transaction():
+        created = await requests.insert(conn, request)
+        if created:
+            # Decided here, as the access.requested consumer would (it finds the request
+            # decided and does nothing), so the answer says what happened.
+            event = new_event(request, source=deps.runtime.source, correlation_id=request_id)
+            current = deps.holder.current
+            decided = await access.decide_request(
+                conn,
+                event,
+                policies=current.policies,
+                catalogue=current.catalogue,
+                settings=deps.settings,
+                source=deps.runtime.source,
+            )
+            await enqueue(conn, deps.runtime.schema, [event, *decided])
+    entry = await requests.get(deps.runtime.pool, request_id)
+    if entry is None or entry["requester_id"] != caller.subject:
+        raise HTTPException(409, "this idempotency key was used for another request")
+    response.headers["Location"] = f"/v1/access-requests/{request_id}"
+    if not created:
+        response.status_code = 200
+    return {**entry, "approvals": await approvals.chain(deps.runtime.pool, request_id)}
+
+
+@router.get("/access-requests", summary="Access requests: everyone's, or the caller's own")
+async def list_requests(
+    caller: Caller = Depends(_access_reader),
+    deps: ApiDeps = Depends(_deps),
+    status: Status | None = None,
+    after: Annotated[Id | None, Query(description="Cursor: the last request_id seen")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> dict[str, Any]:
+    involving = None if caller.may(Permission.ACCESS_READ) else caller.subject
+    items = await requests.search(
+        deps.runtime.pool, involving=involving, status=status, after_id=after, limit=limit
+    )
+    next_after = items[-1]["request_id"] if len(items) == limit else None
+    return {"items": items, "next_after": next_after}
+
+
+@router.get("/access-requests/{request_id}", summary="One access request")
+async def get_request(
+    request_id: Id, caller: Caller = Depends(_access_reader), deps: ApiDeps = Depends(_deps)
+) -> Any:
+    entry = await requests.get(deps.runtime.pool, request_id)
+    if entry is None or not may_see(
+        caller, Permission.ACCESS_READ, entry["requester_id"], entry["principal_id"]
+    ):
+        raise HTTPException(404, "no such access request")
+    return {**entry, "approvals": await approvals.chain(deps.runtime.pool, request_id)}
+
+
+@router.get(
+    "/policies",
+    summary="The policies in force (by @id), their version, and the last refused reload",
+    dependencies=[Depends(require(Permission.POLICIES_READ))],
+)
+async def list_policies(deps: ApiDeps = Depends(_deps)) -> dict[str, Any]:
+    status = deps.holder.status()
+    return {**status, "policies": sorted(status["policies"])}
+
+
+@router.post(
+    "/policies/reload",
+    summary="Read the policy folder again now (a bad set is refused, the last good stays)",
+    dependencies=[Depends(require(Permission.POLICIES_MANAGE))],
+    responses={422: {"description": "Refused: file, line and reason"}},
+)
+async def reload_policies(deps: ApiDeps = Depends(_deps)) -> dict[str, Any]:
+    if not deps.holder.reload():
+        raise HTTPException(422, deps.holder.last_error or "the policy folder was refused")
+    return deps.holder.status()
+
+
+@router.get("/principals/{user_id}", summary="The attributes policies see for a user")
+async def get_principal(
+    user_id: Id, caller: Caller = Depends(_principal_reader), deps: ApiDeps = Depends(_deps)
+) -> dict[str, Any]:
+    attrs: dict[str, Any] = {}
+    if may_see(caller, Permission.PRINCIPALS_READ, user_id):
+        async with deps.runtime.pool.acquire() as conn:
+            attrs = await store.principal_attrs(conn, user_id)
+    if not attrs:
+        raise HTTPException(404, "no such principal")
+    return {"user_id": user_id, "attributes": attrs}

@@ -17,6 +17,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Any
 
 import cedarpy
 
@@ -245,6 +246,27 @@ def _parse_schema(schema: str, schema_path: str) -> cedarpy.Schema:
         raise PolicyError(schema_path, None, f"invalid schema: {exc}") from exc
 
 
+@dataclass(frozen=True, slots=True)
+class _Statements:
+    """One file's statements, found by Cedar's positional id (policy0, policy1, ...)."""
+
+    statements: Sequence[_Statement]
+
+    def of(self, positional_id: str) -> _Statement | None:
+        index = _positional_index(positional_id)
+        return self.statements[index] if 0 <= index < len(self.statements) else None
+
+    def line_of(self, positional_id: str) -> int | None:
+        statement = self.of(positional_id)
+        return statement.line if statement else None
+
+    def annotated(self, positional_id: str, annotation: str) -> int | None:
+        statement = self.of(positional_id)
+        if statement is None:
+            return None
+        return annotation_line(statement.text, statement.text_line, annotation)
+
+
 def _check_source(
     source: PolicySource,
     engine_schema: cedarpy.Schema | None,
@@ -260,75 +282,85 @@ def _check_source(
     statements = _split_statements(source.text)
     if len(statements) != len(est["templates"]) + len(est["staticPolicies"]):
         statements = []  # pragma: no cover - scanner disagrees with Cedar: give no line
-
-    def statement_of(positional_id: str) -> _Statement | None:
-        index = _positional_index(positional_id)
-        return statements[index] if 0 <= index < len(statements) else None
-
-    def line_of(positional_id: str) -> int | None:
-        statement = statement_of(positional_id)
-        return statement.line if statement else None
-
-    def annotated(positional_id: str, annotation: str) -> int | None:
-        statement = statement_of(positional_id)
-        if statement is None:
-            return None
-        return annotation_line(statement.text, statement.text_line, annotation)
+    located = _Statements(statements)
 
     if est["templates"]:
         first_template = min(est["templates"], key=_positional_index)
         raise PolicyError(
             source.path,
-            line_of(first_template),
+            located.line_of(first_template),
             "policy templates (?principal/?resource slots) are not supported",
         )
 
     ids: dict[str, str] = {}
     policies = sorted(est["staticPolicies"].items(), key=lambda kv: _positional_index(kv[0]))
     for positional_id, policy in policies:
-        line = line_of(positional_id)
-        policy_id = policy.get("annotations", {}).get("id")
-        if not policy_id:
-            raise PolicyError(source.path, line, 'policy has no @id("...") annotation')
-        chain = policy.get("annotations", {}).get(APPROVAL_ANNOTATION)
-        if chain is not None:
-            routes_sod = SOD_ANNOTATION in policy.get("annotations", {})
-            if policy.get("effect") != "permit" and not routes_sod:
-                raise PolicyError(
-                    source.path,
-                    annotated(positional_id, APPROVAL_ANNOTATION),
-                    "@approval belongs on permit policies (or on @sod forbid policies, to route"
-                    " a toxic request to approval)",
-                )
-            try:
-                parse_chain(chain)
-            except ChainError as error:
-                raise PolicyError(
-                    source.path, annotated(positional_id, APPROVAL_ANNOTATION), str(error)
-                ) from None
-        if policy_id in seen:
-            raise PolicyError(
-                source.path,
-                annotated(positional_id, "id"),
-                f'duplicate @id("{policy_id}"), first used at {seen[policy_id]}',
-            )
-        seen[policy_id] = source.path if line is None else f"{source.path}:{line}"
-        ids[positional_id] = policy_id
+        ids[positional_id] = _check_policy(source, located, positional_id, policy, seen)
 
     if engine_schema is not None:
-        result = cedarpy.validate_policies(source.text, engine_schema)
-        if not result.validation_passed:
-            errors = sorted(result.errors, key=lambda e: line_of(e.policy_id) or 0)
-            first = errors[0] if errors else None
-            statement = statement_of(first.policy_id) if first else None
-            line = (
-                validation_error_line(statement.text, statement.text_line, first.error)
-                if first and statement
-                else None
+        _validate(source, located, engine_schema, ids)
+
+
+def _check_policy(
+    source: PolicySource,
+    located: _Statements,
+    positional_id: str,
+    policy: dict[str, Any],
+    seen: dict[str, str],
+) -> str:
+    """Check one policy's ``@id`` and ``@approval``; record its id in ``seen``, return it."""
+    line = located.line_of(positional_id)
+    annotations = policy.get("annotations", {})
+    policy_id = annotations.get("id")
+    if not policy_id:
+        raise PolicyError(source.path, line, 'policy has no @id("...") annotation')
+    chain = annotations.get(APPROVAL_ANNOTATION)
+    if chain is not None:
+        routes_sod = SOD_ANNOTATION in annotations
+        if policy.get("effect") != "permit" and not routes_sod:
+            raise PolicyError(
+                source.path,
+                located.annotated(positional_id, APPROVAL_ANNOTATION),
+                "@approval belongs on permit policies (or on @sod forbid policies, to route"
+                " a toxic request to approval)",
             )
-            reason = _rename_ids(first.error, ids) if first else "validation failed"
-            more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-            raise PolicyError(source.path, line, f"schema validation failed: {reason}{more}")
+        try:
+            parse_chain(chain)
+        except ChainError as error:
+            raise PolicyError(
+                source.path, located.annotated(positional_id, APPROVAL_ANNOTATION), str(error)
+            ) from None
+    if policy_id in seen:
+        raise PolicyError(
+            source.path,
+            located.annotated(positional_id, "id"),
+            f'duplicate @id("{policy_id}"), first used at {seen[policy_id]}',
+        )
+    seen[policy_id] = source.path if line is None else f"{source.path}:{line}"
+    return str(policy_id)
+
+
+def _validate(
+    source: PolicySource,
+    located: _Statements,
+    engine_schema: cedarpy.Schema,
+    ids: Mapping[str, str],
+) -> None:
+    """Validate one file against the schema; raise on its first error (by line)."""
+    result = cedarpy.validate_policies(source.text, engine_schema)
+    if result.validation_passed:
+        return
+    errors = sorted(result.errors, key=lambda e: located.line_of(e.policy_id) or 0)
+    first = errors[0] if errors else None
+    statement = located.of(first.policy_id) if first else None
+    line = (
+        validation_error_line(statement.text, statement.text_line, first.error)
+        if first and statement
+        else None
+    )
+    reason = _rename_ids(first.error, ids) if first else "validation failed"
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    raise PolicyError(source.path, line, f"schema validation failed: {reason}{more}")
 
 
 def compile_policies(
