@@ -10,11 +10,12 @@ same), one that answers no waiting ceremony is 404. A verification always answer
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Literal
 
 import asyncpg
-from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Response
+from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from accord.authn import factors
@@ -169,181 +170,219 @@ async def _may_add_factor(conn: asyncpg.Connection, caller: Caller, user_id: str
         )
 
 
+@dataclass(frozen=True)
+class FactorsDeps:
+    """What the MFA routes work with, set by `configure` on the app they are mounted on."""
+
+    runtime: Runtime
+    logic: Factors
+
+
+def _deps(request: Request) -> FactorsDeps:
+    deps: FactorsDeps = request.app.state.authn_factors
+    return deps
+
+
 def configure(app: FastAPI, runtime: Runtime, settings: AuthnSettings) -> None:
     """Mount the MFA routes; KeyringError if the credential keys are missing or unusable."""
     logic = Factors(FactorConfig.from_settings(settings), source=runtime.source)
-    router = APIRouter(prefix="/v1", tags=["mfa"])
-    manage = Permission.MFA_MANAGE
-    # One's own factors, or anyone's with mfa:manage; a system's credential has none: 403.
-    caller_dependency = own_or(manage)
-    # A sign-in: the identity itself, or an identity provider on its behalf (authn:verify).
-    verifier_dependency = own_or(Permission.AUTHN_VERIFY)
-
-    @router.get("/mfa/{user_id}", summary="An identity's factors (never their secrets)")
-    async def list_factors(user_id: Id, caller: Caller = Depends(caller_dependency)) -> Any:
-        _own_or(caller, manage, user_id)
-        async with runtime.pool.acquire() as conn:
-            items = await credentials.list_for_user(conn, user_id)
-        return {"user_id": user_id, "items": items}
-
-    @router.post(
-        "/mfa/{user_id}/totp",
-        status_code=201,
-        summary="Enrol a TOTP factor: the secret is shown this once; confirm it with a code",
-        responses={
-            403: documented("Someone else's identity, or no fresh proof of a factor it holds"),
-            409: documented("The identity is inactive or has too many factors"),
-        },
-    )
-    async def enrol_totp(
-        user_id: Id,
-        body: Annotated[TotpEnrolment | None, Body()] = None,
-        caller: Caller = Depends(caller_dependency),
-    ) -> Any:
-        _own_or(caller, manage, user_id)
-        try:
-            async with runtime.pool.acquire() as conn, conn.transaction():
-                await _may_add_factor(conn, caller, user_id)
-                new = await logic.enrol_totp(conn, user_id, body.label if body else None)
-        except FactorError as error:
-            raise _http(error) from None
-        return {
-            "credential_id": new.credential_id,
-            "factor": "totp",
-            "secret": new.secret.value,
-            "provisioning_uri": new.provisioning_uri,
-            "status": "pending",
-            "expires_at": new.expires_at,
-        }
-
-    @router.post(
-        "/mfa/{user_id}/totp/{credential_id}/confirm",
-        summary="Confirm a pending TOTP factor with its first code: it becomes active",
-        responses={
-            400: documented("Wrong code (or malformed request)"),
-            404: documented("No such TOTP credential of this identity"),
-            409: documented("The credential is confirmed already"),
-            410: documented("The enrolment expired: enrol again"),
-        },
-    )
-    async def confirm_totp(
-        user_id: Id,
-        credential_id: Id,
-        body: TotpConfirmation,
-        caller: Caller = Depends(caller_dependency),
-    ) -> Any:
-        _own_or(caller, manage, user_id)
-        try:
-            async with runtime.pool.acquire() as conn, conn.transaction():
-                events = await logic.confirm_totp(conn, user_id, credential_id, body.code)
-                await enqueue(conn, runtime.schema, events)
-        except FactorError as error:
-            raise _http(error) from None
-        return {"credential_id": credential_id, "factor": "totp", "status": "active"}
-
-    @router.post(
-        "/mfa/{user_id}/webauthn/registration-options",
-        summary="Options for navigator.credentials.create(); the challenge waits for the TTL",
-        responses={
-            403: documented("Someone else's identity, or no fresh proof of a factor it holds"),
-            409: documented("The identity is inactive or has too many factors"),
-        },
-    )
-    async def registration_options(user_id: Id, caller: Caller = Depends(caller_dependency)) -> Any:
-        _own_or(caller, manage, user_id)
-        try:
-            async with runtime.pool.acquire() as conn, conn.transaction():
-                await _may_add_factor(conn, caller, user_id)
-                return await logic.registration_options(conn, user_id)
-        except FactorError as error:
-            raise _http(error) from None
-
-    @router.post(
-        "/mfa/{user_id}/webauthn/registrations",
-        status_code=201,
-        summary="Register a WebAuthn credential from the browser's answer to the options",
-        responses={
-            400: documented("The response does not verify (or the request is malformed)"),
-            404: documented("No registration of this identity waits for this response"),
-            409: documented("The authenticator's credential is registered already"),
-        },
-    )
-    async def register_webauthn(
-        user_id: Id, body: WebAuthnRegistration, caller: Caller = Depends(caller_dependency)
-    ) -> Any:
-        _own_or(caller, manage, user_id)
-        response = body.credential.model_dump(exclude_none=True)
-        try:
-            async with runtime.pool.acquire() as conn, conn.transaction():
-                done = await logic.register_webauthn(conn, user_id, response, body.label)
-                await enqueue(conn, runtime.schema, done.events)
-        except FactorError as error:
-            raise _http(error) from None
-        if done.credential_id is None:
-            # Committed first: the challenge is used up even though the answer failed.
-            raise HTTPException(400, done.refused or "the registration did not verify")
-        return {"credential_id": done.credential_id, "factor": "webauthn", "status": "active"}
-
-    @router.delete(
-        "/mfa/{user_id}/{credential_id}",
-        status_code=204,
-        response_class=Response,
-        summary="Remove a factor (mfa.removed when it was active)",
-        responses={404: documented("No such credential of this identity")},
-    )
-    async def remove_factor(
-        user_id: Id, credential_id: Id, caller: Caller = Depends(caller_dependency)
-    ) -> Response:
-        _own_or(caller, manage, user_id)
-        owner = caller.subject == user_id
-        reason = "removed by its owner" if owner else f"removed by {caller.subject}"[:256]
-        try:
-            async with runtime.pool.acquire() as conn, conn.transaction():
-                events = await logic.remove(conn, user_id, credential_id, reason)
-                await enqueue(conn, runtime.schema, events)
-        except FactorError as error:
-            raise _http(error) from None
-        return Response(status_code=204)
-
-    @router.post(
-        "/authn/webauthn/authentication-options",
-        summary="Options for navigator.credentials.get() over the identity's credentials",
-        responses={404: documented("The identity has no WebAuthn credential")},
-    )
-    async def authentication_options(
-        body: AuthenticationOptionsRequest, caller: Caller = Depends(verifier_dependency)
-    ) -> Any:
-        _own_or(caller, Permission.AUTHN_VERIFY, body.user_id)
-        async with runtime.pool.acquire() as conn, conn.transaction():
-            options = await logic.authentication_options(conn, body.user_id)
-        if options is None:
-            raise HTTPException(404, "the identity has no WebAuthn credential")
-        return options
-
-    @router.post(
-        "/authn/verify",
-        summary="Verify an identity's TOTP code or WebAuthn assertion, one (records the outcome)",
-    )
-    async def verify(
-        body: Annotated[TotpVerification | WebAuthnVerification, Body()],
-        caller: Caller = Depends(verifier_dependency),
-    ) -> Any:
-        _own_or(caller, Permission.AUTHN_VERIFY, body.user_id)
-        try:
-            async with runtime.pool.acquire() as conn, conn.transaction():
-                if isinstance(body, WebAuthnVerification):
-                    assertion = body.webauthn.model_dump(exclude_none=True)
-                    result = await logic.verify_webauthn(conn, body.user_id, assertion)
-                else:
-                    result = await logic.verify_totp(conn, body.user_id, body.totp_code)
-                await enqueue(conn, runtime.schema, result.events)
-        except FactorError as error:
-            raise _http(error) from None
-        answer: dict[str, Any] = {"verified": result.verified, "factor": result.factor}
-        if result.credential_id is not None:
-            answer["credential_id"] = result.credential_id
-        if result.reason is not None:
-            answer["reason"] = result.reason
-        return answer
-
+    app.state.authn_factors = FactorsDeps(runtime, logic)
     app.include_router(router)
+
+
+router = APIRouter(prefix="/v1", tags=["mfa"])
+_MANAGE = Permission.MFA_MANAGE
+# One's own factors, or anyone's with mfa:manage; a system's credential has none: 403.
+_caller = own_or(_MANAGE)
+# A sign-in: the identity itself, or an identity provider on its behalf (authn:verify).
+_verifier = own_or(Permission.AUTHN_VERIFY)
+
+
+@router.get("/mfa/{user_id}", summary="An identity's factors (never their secrets)")
+async def list_factors(
+    user_id: Id, caller: Caller = Depends(_caller), deps: FactorsDeps = Depends(_deps)
+) -> Any:
+    _own_or(caller, _MANAGE, user_id)
+    async with deps.runtime.pool.acquire() as conn:
+        items = await credentials.list_for_user(conn, user_id)
+    return {"user_id": user_id, "items": items}
+
+
+@router.post(
+    "/mfa/{user_id}/totp",
+    status_code=201,
+    summary="Enrol a TOTP factor: the secret is shown this once; confirm it with a code",
+    responses={
+        403: documented("Someone else's identity, or no fresh proof of a factor it holds"),
+        409: documented("The identity is inactive or has too many factors"),
+    },
+)
+async def enrol_totp(
+    user_id: Id,
+    body: Annotated[TotpEnrolment | None, Body()] = None,
+    caller: Caller = Depends(_caller),
+    deps: FactorsDeps = Depends(_deps),
+) -> Any:
+    _own_or(caller, _MANAGE, user_id)
+    try:
+        async with deps.runtime.pool.acquire() as conn, conn.transaction():
+            await _may_add_factor(conn, caller, user_id)
+            new = await deps.logic.enrol_totp(conn, user_id, body.label if body else None)
+    except FactorError as error:
+        raise _http(error) from None
+    return {
+        "credential_id": new.credential_id,
+        "factor": "totp",
+        "secret": new.secret.value,
+        "provisioning_uri": new.provisioning_uri,
+        "status": "pending",
+        "expires_at": new.expires_at,
+    }
+
+
+@router.post(
+    "/mfa/{user_id}/totp/{credential_id}/confirm",
+    summary="Confirm a pending TOTP factor with its first code: it becomes active",
+    responses={
+        400: documented("Wrong code (or malformed request)"),
+        404: documented("No such TOTP credential of this identity"),
+        409: documented("The credential is confirmed already"),
+        410: documented("The enrolment expired: enrol again"),
+    },
+)
+async def confirm_totp(
+    user_id: Id,
+    credential_id: Id,
+    body: TotpConfirmation,
+    caller: Caller = Depends(_caller),
+    deps: FactorsDeps = Depends(_deps),
+) -> Any:
+    _own_or(caller, _MANAGE, user_id)
+    try:
+        async with deps.runtime.pool.acquire() as conn, conn.transaction():
+            events = await deps.logic.confirm_totp(conn, user_id, credential_id, body.code)
+            await enqueue(conn, deps.runtime.schema, events)
+    except FactorError as error:
+        raise _http(error) from None
+    return {"credential_id": credential_id, "factor": "totp", "status": "active"}
+
+
+@router.post(
+    "/mfa/{user_id}/webauthn/registration-options",
+    summary="Options for navigator.credentials.create(); the challenge waits for the TTL",
+    responses={
+        403: documented("Someone else's identity, or no fresh proof of a factor it holds"),
+        409: documented("The identity is inactive or has too many factors"),
+    },
+)
+async def registration_options(
+    user_id: Id, caller: Caller = Depends(_caller), deps: FactorsDeps = Depends(_deps)
+) -> Any:
+    _own_or(caller, _MANAGE, user_id)
+    try:
+        async with deps.runtime.pool.acquire() as conn, conn.transaction():
+            await _may_add_factor(conn, caller, user_id)
+            return await deps.logic.registration_options(conn, user_id)
+    except FactorError as error:
+        raise _http(error) from None
+
+
+@router.post(
+    "/mfa/{user_id}/webauthn/registrations",
+    status_code=201,
+    summary="Register a WebAuthn credential from the browser's answer to the options",
+    responses={
+        400: documented("The response does not verify (or the request is malformed)"),
+        404: documented("No registration of this identity waits for this response"),
+        409: documented("The authenticator's credential is registered already"),
+    },
+)
+async def register_webauthn(
+    user_id: Id,
+    body: WebAuthnRegistration,
+    caller: Caller = Depends(_caller),
+    deps: FactorsDeps = Depends(_deps),
+) -> Any:
+    _own_or(caller, _MANAGE, user_id)
+    response = body.credential.model_dump(exclude_none=True)
+    try:
+        async with deps.runtime.pool.acquire() as conn, conn.transaction():
+            done = await deps.logic.register_webauthn(conn, user_id, response, body.label)
+            await enqueue(conn, deps.runtime.schema, done.events)
+    except FactorError as error:
+        raise _http(error) from None
+    if done.credential_id is None:
+        # Committed first: the challenge is used up even though the answer failed.
+        raise HTTPException(400, done.refused or "the registration did not verify")
+    return {"credential_id": done.credential_id, "factor": "webauthn", "status": "active"}
+
+
+@router.delete(
+    "/mfa/{user_id}/{credential_id}",
+    status_code=204,
+    response_class=Response,
+    summary="Remove a factor (mfa.removed when it was active)",
+    responses={404: documented("No such credential of this identity")},
+)
+async def remove_factor(
+    user_id: Id,
+    credential_id: Id,
+    caller: Caller = Depends(_caller),
+    deps: FactorsDeps = Depends(_deps),
+) -> Response:
+    _own_or(caller, _MANAGE, user_id)
+    owner = caller.subject == user_id
+    reason = "removed by its owner" if owner else f"removed by {caller.subject}"[:256]
+    try:
+        async with deps.runtime.pool.acquire() as conn, conn.transaction():
+            events = await deps.logic.remove(conn, user_id, credential_id, reason)
+            await enqueue(conn, deps.runtime.schema, events)
+    except FactorError as error:
+        raise _http(error) from None
+    return Response(status_code=204)
+
+
+@router.post(
+    "/authn/webauthn/authentication-options",
+    summary="Options for navigator.credentials.get() over the identity's credentials",
+    responses={404: documented("The identity has no WebAuthn credential")},
+)
+async def authentication_options(
+    body: AuthenticationOptionsRequest,
+    caller: Caller = Depends(_verifier),
+    deps: FactorsDeps = Depends(_deps),
+) -> Any:
+    _own_or(caller, Permission.AUTHN_VERIFY, body.user_id)
+    async with deps.runtime.pool.acquire() as conn, conn.transaction():
+        options = await deps.logic.authentication_options(conn, body.user_id)
+    if options is None:
+        raise HTTPException(404, "the identity has no WebAuthn credential")
+    return options
+
+
+@router.post(
+    "/authn/verify",
+    summary="Verify an identity's TOTP code or WebAuthn assertion, one (records the outcome)",
+)
+async def verify(
+    body: Annotated[TotpVerification | WebAuthnVerification, Body()],
+    caller: Caller = Depends(_verifier),
+    deps: FactorsDeps = Depends(_deps),
+) -> Any:
+    _own_or(caller, Permission.AUTHN_VERIFY, body.user_id)
+    try:
+        async with deps.runtime.pool.acquire() as conn, conn.transaction():
+            if isinstance(body, WebAuthnVerification):
+                assertion = body.webauthn.model_dump(exclude_none=True)
+                result = await deps.logic.verify_webauthn(conn, body.user_id, assertion)
+            else:
+                result = await deps.logic.verify_totp(conn, body.user_id, body.totp_code)
+            await enqueue(conn, deps.runtime.schema, result.events)
+    except FactorError as error:
+        raise _http(error) from None
+    answer: dict[str, Any] = {"verified": result.verified, "factor": result.factor}
+    if result.credential_id is not None:
+        answer["credential_id"] = result.credential_id
+    if result.reason is not None:
+        answer["reason"] = result.reason
+    return answer
