@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
@@ -66,6 +66,7 @@ class ConsumerLoop:
         topics: Sequence[str] | None = None,
         dead_letter_handler: RawHandler | None = None,
         batch_handler: BatchHandler | None = None,
+        batch_types: Collection[str] = (),
         idle_polling: IdlePolling | None = None,
     ) -> None:
         self._consumer = consumer
@@ -85,6 +86,7 @@ class ConsumerLoop:
             max_attempts=max_attempts,
             dead_letter_handler=dead_letter_handler,
             batch_handler=batch_handler,
+            batch_types=batch_types,
             stats=self.stats,
             stopping=self._stopping,
         )

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, cast
@@ -93,6 +93,7 @@ class PartitionHandler:
         batch_handler: BatchHandler | None,
         stats: ConsumerStats,
         stopping: asyncio.Event,
+        batch_types: Collection[str] = (),
     ) -> None:
         self._producer = producer
         self._pool = pool
@@ -103,6 +104,8 @@ class PartitionHandler:
         self._max_attempts = max_attempts
         self._dead_letter_handler = dead_letter_handler
         self._batch_handler = batch_handler
+        # The types the batch handler takes: its own list, else the routes'.
+        self._batch_types = frozenset(batch_types or routes)
         self.stats = stats
         self._stopping = stopping
 
@@ -232,7 +235,7 @@ class PartitionHandler:
                 items.append((record, None))
                 continue
             envelope = await self._decode(record)
-            if envelope is not None and envelope.type in self._routes:
+            if envelope is not None and envelope.type in self._batch_types:
                 items.append((record, envelope))
         if not items:
             return end, first, end

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Collection, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,7 +49,6 @@ class Runtime:
     schema: str
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     """Set when the service begins to stop: background work watches it and returns."""
-    extras: dict[str, Any] = field(default_factory=dict)
 
     @property
     def source(self) -> str:
@@ -72,8 +71,10 @@ class ServiceDefinition:
     dead_letter_handler: Callable[[Runtime], RawHandler] | None = None
     """Set to also consume the DLQs of the routed topics, raw."""
     batch_handler: Callable[[Runtime], BatchHandler] | None = None
-    """Set to take each partition's records (the routed types, and the DLQs of the routed
-    topics) in one transaction instead of the routes' handlers, one event at a time."""
+    """Set to take each partition's records (the types of batch_types, else the routed
+    types, and the DLQs of their topics) in one transaction instead of one event at a time."""
+    batch_types: Collection[str] = ()
+    """The event types the batch handler takes, for a service that routes none."""
     fetch_max_wait_ms: int | None = None
     """The consumer's fetch wait, if not the shared ACCORD_KAFKA_FETCH_MAX_WAIT_MS (a service
     off the latency-critical path that reads many topics polls less often)."""
@@ -160,14 +161,15 @@ class Service:
             self.relay = OutboxRelay(dsn, self.schema, producer)
             tasks["relay"] = asyncio.create_task(self.relay.run(), name="relay")
             routes = self.definition.routes(runtime)
-            if routes:
-                topics = [REGISTRY.spec(t).topic for t in routes]
+            types = list(dict.fromkeys([*routes, *self.definition.batch_types]))
+            if types:
+                topics = [REGISTRY.spec(t).topic for t in types]
                 raw = None
                 batch = None
                 if self.definition.batch_handler is not None:
                     batch = self.definition.batch_handler(runtime)
                 if self.definition.dead_letter_handler is not None or batch is not None:
-                    topics += [REGISTRY.spec(t).dlq for t in routes]
+                    topics += [REGISTRY.spec(t).dlq for t in types]
                 if self.definition.dead_letter_handler is not None:
                     raw = self.definition.dead_letter_handler(runtime)
                 self.consumer = ConsumerLoop(
@@ -186,6 +188,7 @@ class Service:
                     topics=topics,
                     dead_letter_handler=raw,
                     batch_handler=batch,
+                    batch_types=self.definition.batch_types,
                     idle_polling=self._idle_polling(),
                 )
                 tasks["consumer"] = asyncio.create_task(self._consume(), name="consumer")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
 from functools import partial
 
 from fastapi import FastAPI
@@ -12,15 +11,19 @@ from accord.auditor import aggregates, api, checkpointing, dashboard, handlers, 
 from accord.auditor.adapters import log_store
 from accord.auditor.metrics import AuditorMetrics, mount
 from accord.auditor.settings import AuditorSettings
-from accord.events import REGISTRY, Envelope, topics
-from accord.runtime.consumer import BatchHandler, Handler, HandlerContext
+from accord.events import REGISTRY, topics
+from accord.runtime.consumer import BatchHandler
 from accord.runtime.service import Runtime, ServiceDefinition
 
 log = logging.getLogger(__name__)
 
 
-async def _batched(event: Envelope, ctx: HandlerContext) -> Sequence[Envelope]:
-    raise AssertionError("the auditor records whole batches (batch_handler)")
+def recorded_types() -> list[str]:
+    """The event types recorded (their topics and DLQs are consumed). audit.recorded is the
+    auditor's own output: recording it would loop forever. audit.metrics is derived from
+    the log itself (stream aggregates): recording it would only echo the log."""
+    own = {topics.AUDIT_RECORDED, topics.AUDIT_METRICS}
+    return [spec.type for spec in REGISTRY if spec.type not in own]
 
 
 def configure_app(app: FastAPI, runtime: Runtime) -> None:
@@ -34,30 +37,25 @@ def definition(settings: AuditorSettings) -> ServiceDefinition:
     """The auditor as the runtime runs it."""
     redact = settings.redactions()
 
-    writer = {"usable": False}
+    as_writer = False  # whether the writer role may be used: known once the service starts
     metrics = AuditorMetrics()
 
     def configure(app: FastAPI, runtime: Runtime) -> None:
         configure_app(app, runtime)
         mount(app, metrics)
 
-    def routes(runtime: Runtime) -> Mapping[str, Handler]:
-        # The types recorded (their topics and DLQs are consumed); audit.recorded is the
-        # auditor's own output: recording it would loop forever. audit.metrics is derived
-        # from the log itself (stream aggregates): recording it would only echo the log.
-        own = {topics.AUDIT_RECORDED, topics.AUDIT_METRICS}
-        return {spec.type: _batched for spec in REGISTRY if spec.type not in own}
-
     async def check_writer_role(runtime: Runtime) -> None:
-        writer["usable"] = await log_store.writer_role_usable(runtime.pool)
-        if not writer["usable"]:
+        nonlocal as_writer
+        as_writer = await log_store.writer_role_usable(runtime.pool)
+        if not as_writer:
             log.warning(
                 "audit records are written as the login role: grant it %s for append-only writes",
                 log_store.WRITER_ROLE,
             )
 
     def batches(runtime: Runtime) -> BatchHandler:
-        return partial(handlers.record_batch, redact=redact, as_writer=writer["usable"])
+        # Called after the on_start hooks: check_writer_role has answered.
+        return partial(handlers.record_batch, redact=redact, as_writer=as_writer)
 
     async def checkpoints(runtime: Runtime) -> None:
         if settings.signing_key_file is None:
@@ -70,16 +68,17 @@ def definition(settings: AuditorSettings) -> ServiceDefinition:
             settings.checkpoint_dir,
             settings.checkpoint_every_s,
             runtime.stopping,
-            as_writer=writer["usable"],
+            as_writer=as_writer,
         )
 
     return ServiceDefinition(
         name="auditor",
         http_port=settings.http_port,
         migrations=["accord.auditor.migrations"],
-        routes=routes,
+        routes=lambda runtime: {},
         configure_app=configure,
         batch_handler=batches,
+        batch_types=recorded_types(),
         fetch_max_wait_ms=settings.audit_fetch_wait_ms(),
         on_start=[check_writer_role],
         background=[checkpoints]
