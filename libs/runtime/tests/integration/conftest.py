@@ -303,6 +303,7 @@ async def start_loop(
         topics: Sequence[str] | None = None,
         dead_letter_handler: RawHandler | None = None,
         batch_handler: BatchHandler | None = None,
+        batch_types: Sequence[str] = (),
         idle_polling: IdlePolling | None = None,
     ) -> RunningLoop:
         consumer = kafka.make_consumer(
@@ -325,6 +326,7 @@ async def start_loop(
             topics=topics,
             dead_letter_handler=dead_letter_handler,
             batch_handler=batch_handler,
+            batch_types=batch_types,
             idle_polling=idle_polling,
         )
         task = asyncio.create_task(loop.run())

@@ -88,6 +88,22 @@ async def test_a_partition_batch_commits_in_one_transaction_with_its_events(
     assert await batched.fetchval("SELECT count(*) FROM inbox") == 0
 
 
+async def test_a_batch_handler_takes_the_types_it_names_with_no_routes(
+    kit: Kit, batched: asyncpg.Pool, start_loop: LoopStarter, unique: str
+) -> None:
+    handler = BatchRecorder(f"u-{unique}")
+    events = [completed(f"u-{unique}-{n}") for n in range(3)]
+    for event in events:
+        await kit.publish(event)
+
+    await start_loop({}, topics=[CONSUMED], batch_handler=handler, batch_types=[CONSUMED])
+
+    stored = await eventually(
+        lambda: _all(batched, {e.id for e in events}), what="every event stored"
+    )
+    assert set(stored) >= {e.id for e in events}
+
+
 async def test_a_record_that_fails_the_batch_is_isolated_and_dead_lettered_alone(
     kit: Kit, batched: asyncpg.Pool, start_loop: LoopStarter, unique: str
 ) -> None:
