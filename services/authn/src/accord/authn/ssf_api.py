@@ -15,6 +15,7 @@ import json
 import re
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -60,7 +61,8 @@ def configure(
     """Mount the transmitter and the receiver endpoints."""
     check_transmitter(settings, signer)
     base = settings.public_url.rstrip("/")
-    app.include_router(_transmitter(runtime, base, signer, settings, long_poll_s))
+    app.state.authn_ssf = SsfDeps(runtime, base, signer, settings, long_poll_s)
+    app.include_router(_transmitter(base))
     receiver_api.configure(app, runtime, receiver, react)
 
 
@@ -140,213 +142,128 @@ def _rfc8936_error(description: str) -> JSONResponse:
     return JSONResponse({"err": "invalid_request", "description": description}, 400)
 
 
-def _transmitter(
-    runtime: Runtime,
-    base: str,
-    signer: SetSigner | None,
-    settings: AuthnSettings,
-    long_poll_s: float,
-) -> APIRouter:
-    def transmitting() -> SetSigner:
-        if signer is None:
-            raise HTTPException(503, "the Shared Signals transmitter has no signing key")
-        return signer
+@dataclass(frozen=True)
+class SsfDeps:
+    """What the transmitter's routes work with, set by `configure` on its app."""
 
-    router = APIRouter(tags=["shared signals"], dependencies=[Depends(transmitting)])
-    anyone = authenticated()
+    runtime: Runtime
+    base: str
+    signer: SetSigner | None
+    settings: AuthnSettings
+    long_poll_s: float
 
-    async def receivers(caller: Caller = Depends(anyone)) -> Caller:
-        # ssf:streams for one's own streams; ssf:manage alone is enough to manage others'.
-        if not (caller.may(Permission.SSF_STREAMS) or caller.may(Permission.SSF_MANAGE)):
-            raise HTTPException(403, f"this needs the {Permission.SSF_STREAMS.value} permission")
-        return caller
 
-    pool = runtime.pool
+def _deps(request: Request) -> SsfDeps:
+    deps: SsfDeps = request.app.state.authn_ssf
+    return deps
 
-    @router.get("/.well-known/ssf-configuration", summary="Transmitter configuration metadata")
-    async def configuration() -> dict[str, Any]:
-        return metadata(base)
 
-    @router.get("/ssf/jwks.json", summary="The keys Accord's SETs are signed with")
-    async def jwks(key: SetSigner = Depends(transmitting)) -> dict[str, Any]:
-        return key.jwks()
+def _transmitting(deps: SsfDeps = Depends(_deps)) -> SetSigner:
+    if deps.signer is None:
+        raise HTTPException(503, "the Shared Signals transmitter has no signing key")
+    return deps.signer
 
-    @router.post(
+
+_anyone = authenticated()
+
+
+async def _receivers(caller: Caller = Depends(_anyone)) -> Caller:
+    # ssf:streams for one's own streams; ssf:manage alone is enough to manage others'.
+    if not (caller.may(Permission.SSF_STREAMS) or caller.may(Permission.SSF_MANAGE)):
+        raise HTTPException(403, f"this needs the {Permission.SSF_STREAMS.value} permission")
+    return caller
+
+
+def _transmitter(base: str) -> APIRouter:
+    """The transmitter's routes (``base`` only shapes the OpenAPI document)."""
+    router = APIRouter(tags=["shared signals"], dependencies=[Depends(_transmitting)])
+    route = router.add_api_route
+    route(
+        "/.well-known/ssf-configuration",
+        configuration,
+        methods=["GET"],
+        summary="Transmitter configuration metadata",
+    )
+    route(
+        "/ssf/jwks.json",
+        jwks,
+        methods=["GET"],
+        summary="The keys Accord's SETs are signed with",
+    )
+    route(
         "/ssf/streams",
+        create_stream,
+        methods=["POST"],
         status_code=201,
         summary="Create a stream",
         responses=ssf_openapi.CONFLICT,
         openapi_extra=ssf_openapi.NEW_STREAM,
     )
-    async def create_stream(body: JsonBody, caller: Caller = Depends(receivers)) -> Any:
-        stream_id = uuid.uuid4().hex
-        try:
-            config = streams.new_stream(
-                body,
-                stream_id=stream_id,
-                issuer=base,
-                audience=caller.subject,
-                poll_url=f"{base}/ssf/poll/{stream_id}",
-                supported=set_tokens.TRANSMITTED,
-                allow_http=settings.ssf_allow_http,
-            )
-            async with pool.acquire() as conn:
-                await ssf_store.insert_stream(conn, caller.subject, config)
-        except InvalidStream as error:
-            raise HTTPException(400, str(error)) from None
-        except StreamConflict as error:
-            raise HTTPException(409, str(error)) from None
-        return config.public()
-
-    @router.get("/ssf/streams", summary="One stream (stream_id), or the caller's streams")
-    async def read_streams(
-        stream_id: StreamId | None = None, caller: Caller = Depends(receivers)
-    ) -> Any:
-        async with pool.acquire() as conn:
-            if stream_id is not None:
-                return (await _owned(conn, stream_id, caller)).config.public()
-            owner = None if caller.may(Permission.SSF_MANAGE) else caller.subject
-            return [s.config.public() for s in await ssf_store.list_streams(conn, owner)]
-
-    async def change(body: dict[str, Any], caller: Caller, *, replace_all: bool) -> Any:
-        stream_id = _stream_id(body)
-        try:
-            async with pool.acquire() as conn, conn.transaction():
-                stream = await _owned(conn, stream_id, caller, lock=True)
-                config = streams.update_stream(
-                    stream.config,
-                    body,
-                    replace_all=replace_all,
-                    poll_url=f"{base}/ssf/poll/{stream_id}",
-                    allow_http=settings.ssf_allow_http,
-                )
-                await ssf_store.save_config(conn, config)
-                if stream.config.delivery.method == streams.POLL != config.delivery.method:
-                    await ssf_store.requeue_handed_out(conn, stream_id)
-                    await ssf_store.notify(conn, runtime.schema)
-        except InvalidStream as error:
-            raise HTTPException(400, str(error)) from None
-        except StreamConflict as error:
-            raise HTTPException(409, str(error)) from None
-        return config.public()
-
-    @router.patch(
+    route(
         "/ssf/streams",
+        read_streams,
+        methods=["GET"],
+        summary="One stream (stream_id), or the caller's streams",
+    )
+    route(
+        "/ssf/streams",
+        update_stream,
+        methods=["PATCH"],
         summary="Update the properties given",
         responses=ssf_openapi.CONFLICT,
         openapi_extra=ssf_openapi.CHANGED_STREAM,
     )
-    async def update_stream(body: JsonBody, caller: Caller = Depends(receivers)) -> Any:
-        return await change(body, caller, replace_all=False)
-
-    @router.put(
+    route(
         "/ssf/streams",
+        replace_stream,
+        methods=["PUT"],
         summary="Replace every receiver-supplied property",
         responses=ssf_openapi.CONFLICT,
         openapi_extra=ssf_openapi.CHANGED_STREAM,
     )
-    async def replace_stream(body: JsonBody, caller: Caller = Depends(receivers)) -> Any:
-        return await change(body, caller, replace_all=True)
-
-    @router.delete("/ssf/streams", status_code=204, summary="Delete a stream and its SETs")
-    async def delete_stream(stream_id: StreamId, caller: Caller = Depends(receivers)) -> Response:
-        async with pool.acquire() as conn, conn.transaction():
-            await _owned(conn, stream_id, caller, lock=True)
-            await ssf_store.delete_stream(conn, stream_id)
-        return Response(status_code=204)
-
-    @router.get("/ssf/status", summary="A stream's status")
-    async def read_status(stream_id: StreamId, caller: Caller = Depends(receivers)) -> Any:
-        async with pool.acquire() as conn:
-            return (await _owned(conn, stream_id, caller)).status_view()
-
-    @router.post(
+    route(
+        "/ssf/streams",
+        delete_stream,
+        methods=["DELETE"],
+        status_code=204,
+        summary="Delete a stream and its SETs",
+    )
+    route("/ssf/status", read_status, methods=["GET"], summary="A stream's status")
+    route(
         "/ssf/status",
+        update_status,
+        methods=["POST"],
         summary="Enable, pause or disable a stream",
         openapi_extra=ssf_openapi.STATUS_CHANGE,
     )
-    async def update_status(
-        body: JsonBody, caller: Caller = Depends(receivers), key: SetSigner = Depends(transmitting)
-    ) -> Any:
-        stream_id = _stream_id(body)
-        try:
-            status = streams.parse_status(body.get("status"))
-            reason = streams.text(body, "reason")
-        except InvalidStream as error:
-            raise HTTPException(400, str(error)) from None
-        async with pool.acquire() as conn, conn.transaction():
-            stream = await _owned(conn, stream_id, caller, lock=True)
-            await ssf_store.set_status(conn, stream_id, status, reason)
-            if caller.subject != stream.owner:
-                # Changed by the transmitter's side, not the receiver: tell the receiver.
-                event = {"status": status, **({"reason": reason} if reason else {})}
-                await transmitter.queue_control(
-                    conn, runtime.schema, stream, set_tokens.STREAM_UPDATED, event, key
-                )
-            if status == "enabled":
-                await ssf_store.notify(conn, runtime.schema)
-            changed = await ssf_store.get_stream(conn, stream_id)
-        assert changed is not None
-        return changed.status_view()
-
-    async def subjects(body: dict[str, Any], caller: Caller, *, included: bool) -> None:
-        stream_id = _stream_id(body)
-        kind, value = _subject_key(body.get("subject"), base)
-        async with pool.acquire() as conn, conn.transaction():
-            await _owned(conn, stream_id, caller, lock=True)
-            await ssf_store.set_subject(conn, stream_id, kind, value, included=included)
-
-    @router.post(
+    route(
         "/ssf/subjects:add",
+        add_subject,
+        methods=["POST"],
         response_class=Response,
         summary="Add a subject to a stream (an empty 200, SSF 1.0 §8.1.3.2)",
         openapi_extra=ssf_openapi.subjects(base),
     )
-    async def add_subject(body: JsonBody, caller: Caller = Depends(receivers)) -> Response:
-        await subjects(body, caller, included=True)
-        return Response(status_code=200)
-
-    @router.post(
+    route(
         "/ssf/subjects:remove",
+        remove_subject,
+        methods=["POST"],
         status_code=204,
         summary="Remove a subject",
         openapi_extra=ssf_openapi.subjects(base),
     )
-    async def remove_subject(body: JsonBody, caller: Caller = Depends(receivers)) -> Response:
-        await subjects(body, caller, included=False)
-        return Response(status_code=204)
-
-    @router.post(
+    route(
         "/ssf/verify",
+        verify,
+        methods=["POST"],
         status_code=204,
         summary="Queue a verification event (429 when asked again too soon)",
         openapi_extra=ssf_openapi.VERIFICATION,
     )
-    async def verify(
-        body: JsonBody, caller: Caller = Depends(receivers), key: SetSigner = Depends(transmitting)
-    ) -> Response:
-        stream_id = _stream_id(body)
-        try:
-            state = streams.text(body, "state")
-        except InvalidStream as error:
-            raise HTTPException(400, str(error)) from None
-        async with pool.acquire() as conn, conn.transaction():
-            stream = await _owned(conn, stream_id, caller, lock=True)
-            interval = stream.config.min_verification_interval
-            if not await ssf_store.start_verification(conn, stream_id, interval):
-                raise HTTPException(
-                    429,
-                    "verification was requested too recently",
-                    headers={"Retry-After": str(interval)},
-                )
-            event = {"state": state} if state else {}
-            await transmitter.queue_control(
-                conn, runtime.schema, stream, set_tokens.VERIFICATION, event, key
-            )
-        return Response(status_code=204)
-
-    @router.post(
+    route(
         "/ssf/poll/{stream_id}",
+        poll,
+        methods=["POST"],
         summary="Poll a stream's SETs (RFC 8936); without returnImmediately, a long poll",
         responses={
             400: {
@@ -359,35 +276,215 @@ def _transmitter(
         },
         openapi_extra=ssf_openapi.POLL_REQUEST,
     )
-    async def poll(stream_id: Id, request: Request, caller: Caller = Depends(receivers)) -> Any:
-        body = await request.body()
-        try:
-            asked = _poll_request(body)
-        except ValueError as error:
-            return _rfc8936_error(str(error))
-        max_events, return_now, acks, errors = asked
-        async with pool.acquire() as conn, conn.transaction():
-            stream = await ssf_store.get_stream(conn, stream_id)
-            if stream is None or caller.subject != stream.owner:  # only its receiver polls it
-                raise HTTPException(404, _NO_STREAM)
-            if stream.config.delivery.method != streams.POLL:
-                return _rfc8936_error("this stream delivers by push")
-            await ssf_store.acknowledge(conn, stream_id, acks)
-            await ssf_store.record_errors(conn, stream_id, errors)
-        deadline = time.monotonic() + (0 if return_now or max_events == 0 else long_poll_s)
-        while True:
-            async with pool.acquire() as conn, conn.transaction():
-                # Read again each round: the stream may be paused or enabled meanwhile.
-                current = await ssf_store.get_stream(conn, stream_id) or stream
-                sets, more = await ssf_store.hand_out(
-                    conn, current, limit=max_events, redeliver_s=REDELIVER_S
-                )
-            if sets or time.monotonic() >= deadline or runtime.stopping.is_set():
-                return {"sets": sets, "moreAvailable": more}
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(runtime.stopping.wait(), settings.ssf_delivery_poll_s)
-
     return router
+
+
+async def configuration(deps: SsfDeps = Depends(_deps)) -> dict[str, Any]:
+    return metadata(deps.base)
+
+
+async def jwks(key: SetSigner = Depends(_transmitting)) -> dict[str, Any]:
+    return key.jwks()
+
+
+async def create_stream(
+    body: JsonBody, caller: Caller = Depends(_receivers), deps: SsfDeps = Depends(_deps)
+) -> Any:
+    base = deps.base
+    stream_id = uuid.uuid4().hex
+    try:
+        config = streams.new_stream(
+            body,
+            stream_id=stream_id,
+            issuer=base,
+            audience=caller.subject,
+            poll_url=f"{base}/ssf/poll/{stream_id}",
+            supported=set_tokens.TRANSMITTED,
+            allow_http=deps.settings.ssf_allow_http,
+        )
+        async with deps.runtime.pool.acquire() as conn:
+            await ssf_store.insert_stream(conn, caller.subject, config)
+    except InvalidStream as error:
+        raise HTTPException(400, str(error)) from None
+    except StreamConflict as error:
+        raise HTTPException(409, str(error)) from None
+    return config.public()
+
+
+async def read_streams(
+    stream_id: StreamId | None = None,
+    caller: Caller = Depends(_receivers),
+    deps: SsfDeps = Depends(_deps),
+) -> Any:
+    async with deps.runtime.pool.acquire() as conn:
+        if stream_id is not None:
+            return (await _owned(conn, stream_id, caller)).config.public()
+        owner = None if caller.may(Permission.SSF_MANAGE) else caller.subject
+        return [s.config.public() for s in await ssf_store.list_streams(conn, owner)]
+
+
+async def _change(deps: SsfDeps, body: dict[str, Any], caller: Caller, *, replace_all: bool) -> Any:
+    stream_id = _stream_id(body)
+    try:
+        async with deps.runtime.pool.acquire() as conn, conn.transaction():
+            stream = await _owned(conn, stream_id, caller, lock=True)
+            config = streams.update_stream(
+                stream.config,
+                body,
+                replace_all=replace_all,
+                poll_url=f"{deps.base}/ssf/poll/{stream_id}",
+                allow_http=deps.settings.ssf_allow_http,
+            )
+            await ssf_store.save_config(conn, config)
+            if stream.config.delivery.method == streams.POLL != config.delivery.method:
+                await ssf_store.requeue_handed_out(conn, stream_id)
+                await ssf_store.notify(conn, deps.runtime.schema)
+    except InvalidStream as error:
+        raise HTTPException(400, str(error)) from None
+    except StreamConflict as error:
+        raise HTTPException(409, str(error)) from None
+    return config.public()
+
+
+async def update_stream(
+    body: JsonBody, caller: Caller = Depends(_receivers), deps: SsfDeps = Depends(_deps)
+) -> Any:
+    return await _change(deps, body, caller, replace_all=False)
+
+
+async def replace_stream(
+    body: JsonBody, caller: Caller = Depends(_receivers), deps: SsfDeps = Depends(_deps)
+) -> Any:
+    return await _change(deps, body, caller, replace_all=True)
+
+
+async def delete_stream(
+    stream_id: StreamId, caller: Caller = Depends(_receivers), deps: SsfDeps = Depends(_deps)
+) -> Response:
+    async with deps.runtime.pool.acquire() as conn, conn.transaction():
+        await _owned(conn, stream_id, caller, lock=True)
+        await ssf_store.delete_stream(conn, stream_id)
+    return Response(status_code=204)
+
+
+async def read_status(
+    stream_id: StreamId, caller: Caller = Depends(_receivers), deps: SsfDeps = Depends(_deps)
+) -> Any:
+    async with deps.runtime.pool.acquire() as conn:
+        return (await _owned(conn, stream_id, caller)).status_view()
+
+
+async def update_status(
+    body: JsonBody,
+    caller: Caller = Depends(_receivers),
+    key: SetSigner = Depends(_transmitting),
+    deps: SsfDeps = Depends(_deps),
+) -> Any:
+    stream_id = _stream_id(body)
+    try:
+        status = streams.parse_status(body.get("status"))
+        reason = streams.text(body, "reason")
+    except InvalidStream as error:
+        raise HTTPException(400, str(error)) from None
+    schema = deps.runtime.schema
+    async with deps.runtime.pool.acquire() as conn, conn.transaction():
+        stream = await _owned(conn, stream_id, caller, lock=True)
+        await ssf_store.set_status(conn, stream_id, status, reason)
+        if caller.subject != stream.owner:
+            # Changed by the transmitter's side, not the receiver: tell the receiver.
+            event = {"status": status, **({"reason": reason} if reason else {})}
+            await transmitter.queue_control(
+                conn, schema, stream, set_tokens.STREAM_UPDATED, event, key
+            )
+        if status == "enabled":
+            await ssf_store.notify(conn, schema)
+        changed = await ssf_store.get_stream(conn, stream_id)
+    assert changed is not None
+    return changed.status_view()
+
+
+async def _subjects(deps: SsfDeps, body: dict[str, Any], caller: Caller, *, included: bool) -> None:
+    stream_id = _stream_id(body)
+    kind, value = _subject_key(body.get("subject"), deps.base)
+    async with deps.runtime.pool.acquire() as conn, conn.transaction():
+        await _owned(conn, stream_id, caller, lock=True)
+        await ssf_store.set_subject(conn, stream_id, kind, value, included=included)
+
+
+async def add_subject(
+    body: JsonBody, caller: Caller = Depends(_receivers), deps: SsfDeps = Depends(_deps)
+) -> Response:
+    await _subjects(deps, body, caller, included=True)
+    return Response(status_code=200)
+
+
+async def remove_subject(
+    body: JsonBody, caller: Caller = Depends(_receivers), deps: SsfDeps = Depends(_deps)
+) -> Response:
+    await _subjects(deps, body, caller, included=False)
+    return Response(status_code=204)
+
+
+async def verify(
+    body: JsonBody,
+    caller: Caller = Depends(_receivers),
+    key: SetSigner = Depends(_transmitting),
+    deps: SsfDeps = Depends(_deps),
+) -> Response:
+    stream_id = _stream_id(body)
+    try:
+        state = streams.text(body, "state")
+    except InvalidStream as error:
+        raise HTTPException(400, str(error)) from None
+    async with deps.runtime.pool.acquire() as conn, conn.transaction():
+        stream = await _owned(conn, stream_id, caller, lock=True)
+        interval = stream.config.min_verification_interval
+        if not await ssf_store.start_verification(conn, stream_id, interval):
+            raise HTTPException(
+                429,
+                "verification was requested too recently",
+                headers={"Retry-After": str(interval)},
+            )
+        event = {"state": state} if state else {}
+        await transmitter.queue_control(
+            conn, deps.runtime.schema, stream, set_tokens.VERIFICATION, event, key
+        )
+    return Response(status_code=204)
+
+
+async def poll(
+    stream_id: Id,
+    request: Request,
+    caller: Caller = Depends(_receivers),
+    deps: SsfDeps = Depends(_deps),
+) -> Any:
+    body = await request.body()
+    try:
+        asked = _poll_request(body)
+    except ValueError as error:
+        return _rfc8936_error(str(error))
+    max_events, return_now, acks, errors = asked
+    runtime = deps.runtime
+    async with runtime.pool.acquire() as conn, conn.transaction():
+        stream = await ssf_store.get_stream(conn, stream_id)
+        if stream is None or caller.subject != stream.owner:  # only its receiver polls it
+            raise HTTPException(404, _NO_STREAM)
+        if stream.config.delivery.method != streams.POLL:
+            return _rfc8936_error("this stream delivers by push")
+        await ssf_store.acknowledge(conn, stream_id, acks)
+        await ssf_store.record_errors(conn, stream_id, errors)
+    deadline = time.monotonic() + (0 if return_now or max_events == 0 else deps.long_poll_s)
+    while True:
+        async with runtime.pool.acquire() as conn, conn.transaction():
+            # Read again each round: the stream may be paused or enabled meanwhile.
+            current = await ssf_store.get_stream(conn, stream_id) or stream
+            sets, more = await ssf_store.hand_out(
+                conn, current, limit=max_events, redeliver_s=REDELIVER_S
+            )
+        if sets or time.monotonic() >= deadline or runtime.stopping.is_set():
+            return {"sets": sets, "moreAvailable": more}
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(runtime.stopping.wait(), deps.settings.ssf_delivery_poll_s)
 
 
 def _poll_request(raw: bytes) -> tuple[int, bool, list[str], dict[str, str]]:
