@@ -117,7 +117,34 @@ class Service:
                 loop.remove_signal_handler(sig)
 
     async def _run(self) -> None:
+        """The service's lifespan: each step that opens something registers how to close
+        it, and they close in reverse order however far the start got."""
         dsn = self.settings.database_url.get_secret_value()
+        await self._prepare(dsn)
+        tasks: dict[str, asyncio.Task[Any]] = {}
+        async with contextlib.AsyncExitStack() as stack:
+            stack.callback(log.info, "service stopped")
+            pool = await db.create_pool(dsn, self.schema, max_size=self.settings.db_pool_size)
+            stack.push_async_callback(pool.close)
+            producer = kafka.make_producer(self.settings.broker_profile)
+            stack.push_async_callback(producer.stop)
+            await producer.start()
+            runtime = Runtime(
+                self.definition.name, self.settings, pool, producer, self.schema, self._stop
+            )
+            self.runtime = runtime
+            oidc = build_oidc_verifier(self.settings)
+            if oidc is not None:
+                stack.push_async_callback(oidc.aclose)
+            self.app.state.security = self._api_security(pool, oidc)
+            stack.push_async_callback(self._run_stop_hooks, runtime)
+            # Cancelled tasks must finish before the pool and producer they use close.
+            stack.push_async_callback(_cancel, tasks)
+            await self._start(runtime, tasks)
+            await self._serve(tasks)
+
+    async def _prepare(self, dsn: str) -> None:
+        """Migrations, the API tokens' table and the topics: before anything runs."""
         applied = await db.migrate(dsn, self.schema, self.definition.migrations)
         if applied:
             log.info("database migrated", extra={"migrations": applied})
@@ -128,96 +155,88 @@ class Service:
                 self.settings.topic_layout,
                 with_configs=self.settings.broker_profile.topic_configs,
             )
-        pool = await db.create_pool(dsn, self.schema, max_size=self.settings.db_pool_size)
-        producer = kafka.make_producer(self.settings.broker_profile)
-        runtime: Runtime | None = None
-        oidc: OidcVerifier | None = None
-        tasks: dict[str, asyncio.Task[Any]] = {}
-        try:
-            await producer.start()
-            runtime = Runtime(
-                self.definition.name, self.settings, pool, producer, self.schema, self._stop
-            )
-            self.runtime = runtime
-            oidc = build_oidc_verifier(self.settings)
-            self.app.state.security = ApiSecurity(
-                TokenStore(pool),
-                oidc,
-                per_caller=RateLimiter(
-                    self.settings.rate_limit_per_s, self.settings.rate_limit_burst
-                ),
-                failures=RateLimiter(
-                    self.settings.auth_failures_per_min / 60, self.settings.auth_failures_burst
-                ),
-                per_application=RateLimiter(
-                    self.settings.application_rate_limit_per_s,
-                    self.settings.application_rate_limit_burst,
-                ),
-            )
-            for hook in self.definition.on_start:
+
+    def _api_security(self, pool: asyncpg.Pool, oidc: OidcVerifier | None) -> ApiSecurity:
+        settings = self.settings
+        return ApiSecurity(
+            TokenStore(pool),
+            oidc,
+            per_caller=RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst),
+            failures=RateLimiter(settings.auth_failures_per_min / 60, settings.auth_failures_burst),
+            per_application=RateLimiter(
+                settings.application_rate_limit_per_s, settings.application_rate_limit_burst
+            ),
+        )
+
+    async def _start(self, runtime: Runtime, tasks: dict[str, asyncio.Task[Any]]) -> None:
+        """The start hooks, the API, the outbox relay, the consumer and background work."""
+        for hook in self.definition.on_start:
+            await hook(runtime)
+        if self.definition.configure_app:
+            self.definition.configure_app(self.app, runtime)
+        self.relay = OutboxRelay(
+            self.settings.database_url.get_secret_value(), self.schema, runtime.producer
+        )
+        tasks["relay"] = asyncio.create_task(self.relay.run(), name="relay")
+        self.consumer = self._consumer_loop(runtime)
+        if self.consumer is not None:
+            tasks["consumer"] = asyncio.create_task(self._consume(), name="consumer")
+        for hook in self.definition.background:
+            tasks[hook.__name__] = asyncio.create_task(hook(runtime), name=hook.__name__)
+
+    def _consumer_loop(self, runtime: Runtime) -> ConsumerLoop | None:
+        """The consumer of the routed (and batch) types' topics; None if there are none."""
+        routes = self.definition.routes(runtime)
+        types = list(dict.fromkeys([*routes, *self.definition.batch_types]))
+        if not types:
+            return None
+        topics = [REGISTRY.spec(t).topic for t in types]
+        batch = None
+        if self.definition.batch_handler is not None:
+            batch = self.definition.batch_handler(runtime)
+        if self.definition.dead_letter_handler is not None or batch is not None:
+            topics += [REGISTRY.spec(t).dlq for t in types]
+        raw = None
+        if self.definition.dead_letter_handler is not None:
+            raw = self.definition.dead_letter_handler(runtime)
+        group = f"accord-{self.definition.name}"
+        return ConsumerLoop(
+            consumer=kafka.make_consumer(
+                group,
+                fetch_max_wait_ms=self._fetch_max_wait_ms(),
+                session_timeout_ms=self.settings.session_timeout_ms,
+            ),
+            producer=runtime.producer,
+            pool=runtime.pool,
+            schema=self.schema,
+            group=group,
+            source=runtime.source,
+            routes=routes,
+            max_attempts=self.settings.max_handler_attempts,
+            topics=topics,
+            dead_letter_handler=raw,
+            batch_handler=batch,
+            batch_types=self.definition.batch_types,
+            idle_polling=self._idle_polling(),
+        )
+
+    async def _serve(self, tasks: dict[str, asyncio.Task[Any]]) -> None:
+        """Serve HTTP until a stop request or a crashed task, then shut down in order."""
+        server = make_server(self.app, self.settings.http_host, self.definition.http_port)
+        tasks["http"] = asyncio.create_task(server.serve(), name="http")
+        log.info(
+            "service started",
+            extra={"http": f"http://{self.settings.http_host}:{self.definition.http_port}"},
+        )
+        await self._wait_for_stop_or_crash(tasks)
+        log.info("service stopping")
+        server.should_exit = True
+        await self._shutdown(tasks)
+
+    async def _run_stop_hooks(self, runtime: Runtime) -> None:
+        for hook in self.definition.on_stop:
+            with contextlib.suppress(Exception):
                 await hook(runtime)
-            if self.definition.configure_app:
-                self.definition.configure_app(self.app, runtime)
-            self.relay = OutboxRelay(dsn, self.schema, producer)
-            tasks["relay"] = asyncio.create_task(self.relay.run(), name="relay")
-            routes = self.definition.routes(runtime)
-            types = list(dict.fromkeys([*routes, *self.definition.batch_types]))
-            if types:
-                topics = [REGISTRY.spec(t).topic for t in types]
-                raw = None
-                batch = None
-                if self.definition.batch_handler is not None:
-                    batch = self.definition.batch_handler(runtime)
-                if self.definition.dead_letter_handler is not None or batch is not None:
-                    topics += [REGISTRY.spec(t).dlq for t in types]
-                if self.definition.dead_letter_handler is not None:
-                    raw = self.definition.dead_letter_handler(runtime)
-                self.consumer = ConsumerLoop(
-                    consumer=kafka.make_consumer(
-                        f"accord-{self.definition.name}",
-                        fetch_max_wait_ms=self._fetch_max_wait_ms(),
-                        session_timeout_ms=self.settings.session_timeout_ms,
-                    ),
-                    producer=producer,
-                    pool=pool,
-                    schema=self.schema,
-                    group=f"accord-{self.definition.name}",
-                    source=runtime.source,
-                    routes=routes,
-                    max_attempts=self.settings.max_handler_attempts,
-                    topics=topics,
-                    dead_letter_handler=raw,
-                    batch_handler=batch,
-                    batch_types=self.definition.batch_types,
-                    idle_polling=self._idle_polling(),
-                )
-                tasks["consumer"] = asyncio.create_task(self._consume(), name="consumer")
-            for hook in self.definition.background:
-                tasks[hook.__name__] = asyncio.create_task(hook(runtime), name=hook.__name__)
-            server = make_server(self.app, self.settings.http_host, self.definition.http_port)
-            tasks["http"] = asyncio.create_task(server.serve(), name="http")
-            log.info(
-                "service started",
-                extra={"http": f"http://{self.settings.http_host}:{self.definition.http_port}"},
-            )
-            await self._wait_for_stop_or_crash(tasks)
-            log.info("service stopping")
-            server.should_exit = True
-            await self._shutdown(tasks)
-        finally:
-            for task in tasks.values():
-                task.cancel()
-            # Cancelled tasks must finish before the pool and producer they use close.
-            await asyncio.gather(*tasks.values(), return_exceptions=True)
-            if runtime is not None:
-                for hook in self.definition.on_stop:
-                    with contextlib.suppress(Exception):
-                        await hook(runtime)
-            if oidc is not None:
-                await oidc.aclose()
-            await producer.stop()
-            await pool.close()
-            log.info("service stopped")
 
     def _fetch_max_wait_ms(self) -> int:
         """The service's own fetch wait if it has one (0 included), else the shared one."""
@@ -314,3 +333,10 @@ def run_service(definition: ServiceDefinition, settings: ServiceSettings) -> Non
         asyncio.run(Service(definition, settings).run())
     finally:
         provider.shutdown()
+
+
+async def _cancel(tasks: dict[str, asyncio.Task[Any]]) -> None:
+    """Cancel the tasks still running and wait until every one has finished."""
+    for task in tasks.values():
+        task.cancel()
+    await asyncio.gather(*tasks.values(), return_exceptions=True)
