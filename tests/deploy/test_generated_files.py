@@ -63,7 +63,8 @@ def test_each_service_reads_what_its_kafka_user_may_read(tmp_path: Path) -> None
     runtime = SimpleNamespace(pool=None)  # routes only keep it for later
     for name, definition in definitions(tmp_path).items():
         (access,) = [a for a in kafka_acls.SERVICES if a.name == name]
-        consumed = {REGISTRY.spec(t).topic for t in definition.routes(runtime)}
+        types = [*definition.routes(runtime), *definition.batch_types]
+        consumed = {REGISTRY.spec(t).topic for t in types}
         assert consumed == set(access.reads), name
         takes_dlqs = definition.batch_handler is not None or (
             definition.dead_letter_handler is not None
