@@ -16,6 +16,9 @@ import psutil
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from accord.events import topics
+from accord.events.brokers import TANSU
+from accord.stack import demo
 from accord.stack.broker import EmbeddedBroker
 from accord.stack.errors import StartupError
 from accord.stack.postgres import EmbeddedPostgres
@@ -209,3 +212,29 @@ async def test_children_die_when_the_parent_is_killed() -> None:
         parent.kill()
         await parent.communicate()
     assert await wait_until_gone(child_pid)
+
+
+async def test_accord_up_seeds_its_demo_on_tansu_whatever_its_own_environment_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # accord up's own process has no ACCORD_BROKER (the default names Apache Kafka, whose
+    # idempotent producers Tansu refuses): the seed follows the broker accord up started.
+    monkeypatch.delenv("ACCORD_BROKER", raising=False)
+    async with EmbeddedBroker(log_dir=tmp_path) as broker:
+        await demo.seed(broker.bootstrap_servers, TANSU)
+        consumer = AIOKafkaConsumer(
+            topics.USER_CREATED,
+            bootstrap_servers=broker.bootstrap_servers,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=50,
+        )
+        await consumer.start()
+        try:
+            seen = set()
+            async with asyncio.timeout(20):
+                while len(seen) < len(demo.ORGANISATION):
+                    record = await consumer.getone()
+                    seen.add(record.key)
+        finally:
+            await consumer.stop()
+    assert seen == {p.user_id.encode() for p in demo.ORGANISATION}

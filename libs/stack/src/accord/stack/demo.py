@@ -14,6 +14,7 @@ from __future__ import annotations
 import uuid
 
 from accord.events import Publisher, UserCreated
+from accord.events.brokers import BrokerProfile
 
 SOURCE = "urn:accord:demo"
 SEQUENCE = 1
@@ -55,8 +56,11 @@ def describe() -> str:
     )
 
 
-async def seed(bootstrap_servers: str) -> None:
-    """Publish the organisation (again: the services take each event once)."""
-    async with Publisher(source=SOURCE, bootstrap_servers=bootstrap_servers) as publisher:
+async def seed(bootstrap_servers: str, broker: BrokerProfile) -> None:
+    """Publish the organisation (again: the services take each event once) to a broker of
+    the given kind (accord up's own environment need not name it)."""
+    async with Publisher(
+        source=SOURCE, bootstrap_servers=bootstrap_servers, **broker.producer_options()
+    ) as publisher:
         for person in ORGANISATION:
             await publisher.publish(person, sequence=SEQUENCE, event_id=event_id(person))

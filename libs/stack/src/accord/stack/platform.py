@@ -17,7 +17,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 
-from accord.events.brokers import BROKER_ENV, BrokerName
+from accord.events.brokers import BROKER_ENV, BrokerName, profile_named
 from accord.events.cli import env_file_text
 from accord.runtime.security import api_tokens
 from accord.runtime.security.roles import Role
@@ -284,7 +284,7 @@ class Platform:
         await asyncio.gather(*(self._wait_ready(name) for name in SERVICES))
         if self.config.seed_demo:
             say(f"publishing the demo organisation: {demo.describe()}")
-            await demo.seed(self.bootstrap_servers)
+            await demo.seed(self.bootstrap_servers, profile_named(self.config.broker))
         self._write_env_file()
 
     def _local_broker(self) -> LocalBroker:
