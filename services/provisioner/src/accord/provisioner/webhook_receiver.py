@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Generator
@@ -212,13 +211,12 @@ class Running:
 
 @contextlib.asynccontextmanager
 async def serve(secret: bytes, host: str = "127.0.0.1") -> AsyncIterator[Running]:
-    """Serve a new receiver on a free port in this event loop until the block ends."""
+    """Serve a new receiver on a port the OS picks, in this event loop, until the block ends."""
     receiver = Receiver(secret)
-    port = _free_port(host)
     config = uvicorn.Config(
         receiver.app,
         host=host,
-        port=port,
+        port=0,
         http="h11",
         ws="none",
         lifespan="off",
@@ -235,16 +233,9 @@ async def serve(secret: bytes, host: str = "127.0.0.1") -> AsyncIterator[Running
                 serving.result()  # raises what stopped it
                 raise RuntimeError("the webhook receiver stopped before it started")
             await asyncio.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
     try:
         yield Running(receiver, f"http://{host}:{port}{PATH}")
     finally:
         server.should_exit = True
         await serving
-
-
-def _free_port(host: str) -> int:
-    """A TCP port on `host` that was free when this function looked (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        port: int = sock.getsockname()[1]
-        return port
