@@ -322,11 +322,7 @@ def _strimzi_with_settings(kafka_yaml: str, version: str) -> str | None:
 
 
 def _readme_with_table(text: str) -> str | None:
-    begin, end = text.find(ACL_BEGIN), text.find(ACL_END)
-    if begin < 0 or end < begin:
-        return None
-    head = text[: begin + len(ACL_BEGIN)]
-    return f"{head}\n{kafka_acls.markdown_table()}{text[end:]}"
+    return _with_block(text, ACL_BEGIN, ACL_END, kafka_acls.markdown_table())
 
 
 PARTS = {
