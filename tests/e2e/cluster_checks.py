@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from typing import Any
 
-import httpx
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
@@ -14,7 +13,7 @@ from accord.events import topics
 from accord.stack.platform import Platform
 from accord.stack.scim_target import ScimTarget
 
-from .conftest import api_client
+from .conftest import api_client, scim_client
 
 _PAGE = 500
 
@@ -22,11 +21,7 @@ _PAGE = 500
 async def accounts(target: ScimTarget, prefix: str) -> Counter[str]:
     """How many accounts a scim2-server holds per userName starting with `prefix`."""
     found: Counter[str] = Counter()
-    async with httpx.AsyncClient(
-        base_url=f"{target.base_url}/v2",
-        headers={"Authorization": f"Bearer {target.bearer_token}"},
-        timeout=10,
-    ) as client:
+    async with scim_client(target, timeout=10) as client:
         start = 1
         while True:
             params: dict[str, str | int] = {

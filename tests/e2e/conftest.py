@@ -231,13 +231,18 @@ async def eventually(
         await asyncio.sleep(0.1)
 
 
-async def users_in(target: ScimTarget, user_name: str) -> list[dict[str, Any]]:
-    """Users named user_name in a scim2-server, asked directly."""
-    async with httpx.AsyncClient(
+def scim_client(target: ScimTarget, timeout: float = 5) -> httpx.AsyncClient:
+    """An HTTP client for a scim2-server's SCIM API, with its bearer token."""
+    return httpx.AsyncClient(
         base_url=f"{target.base_url}/v2",
         headers={"Authorization": f"Bearer {target.bearer_token}"},
-        timeout=5,
-    ) as client:
+        timeout=timeout,
+    )
+
+
+async def users_in(target: ScimTarget, user_name: str) -> list[dict[str, Any]]:
+    """Users named user_name in a scim2-server, asked directly."""
+    async with scim_client(target) as client:
         response = await client.get("/Users", params={"filter": f'userName eq "{user_name}"'})
         response.raise_for_status()
         resources: list[dict[str, Any]] = response.json().get("Resources", [])
