@@ -16,9 +16,9 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.structs import ConsumerRecord
 
 from accord.events.topics import dlq_for, is_dlq
+from accord.runtime.records import Record
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def is_resolution(headers: Iterable[tuple[str, bytes]]) -> bool:
     return any(name == RESOLVES_HEADER for name, _ in headers)
 
 
-def meant_for(record: ConsumerRecord[bytes, bytes], group: str) -> bool:
+def meant_for(record: Record, group: str) -> bool:
     """Whether a consumer group takes this record: every record, except a replay meant for
     other groups (they handled the event already, or never had to) and a resolution record."""
     if is_dlq(record.topic) and is_resolution(record.headers):
@@ -55,7 +55,7 @@ def meant_for(record: ConsumerRecord[bytes, bytes], group: str) -> bool:
 
 async def dead_letter(
     producer: AIOKafkaProducer,
-    record: ConsumerRecord[bytes, bytes],
+    record: Record,
     *,
     reason: str,
     error_type: str,

@@ -24,12 +24,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import asyncpg
-from aiokafka.structs import ConsumerRecord
 
 from accord.events import Envelope
 from accord.events.topics import dlq_for
 from accord.runtime.dlq import CONSUMER_HEADER, RESOLVES_HEADER, replayed_for
 from accord.runtime.outbox import OutboxRecord, enqueue_records
+from accord.runtime.records import Record
 from accord.runtime.routes import Effect, Route
 
 
@@ -46,9 +46,7 @@ class Settlement:
     """The record is a replay: handling it resolves its own dead letters."""
 
     @classmethod
-    def of(
-        cls, record: ConsumerRecord[bytes, bytes], envelope: Envelope, route: Route | None
-    ) -> Settlement | None:
+    def of(cls, record: Record, envelope: Envelope, route: Route | None) -> Settlement | None:
         """What handling this record would resolve; None when nothing can be."""
         namer = route.work_key if isinstance(route, Effect) else None
         work_key = namer(envelope) if namer is not None else None

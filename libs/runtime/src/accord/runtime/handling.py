@@ -26,7 +26,6 @@ from typing import Any, cast
 import asyncpg
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
-from aiokafka.structs import ConsumerRecord
 
 from accord.events import Envelope, InvalidEvent, from_kafka
 from accord.events.topics import is_dlq
@@ -35,6 +34,7 @@ from accord.runtime.dlq import dead_letter, meant_for, replayed_for
 from accord.runtime.dlq_resolution import Settlement, remember, settle
 from accord.runtime.errors import INFRASTRUCTURE_ERRORS, PermanentError
 from accord.runtime.outbox import enqueue
+from accord.runtime.records import Record
 from accord.runtime.routes import (
     BatchHandler,
     BatchItem,
@@ -109,9 +109,7 @@ class PartitionHandler:
         self.stats = stats
         self._stopping = stopping
 
-    async def handle(
-        self, records: list[ConsumerRecord[bytes, bytes]]
-    ) -> tuple[int | None, int, int]:
+    async def handle(self, records: list[Record]) -> tuple[int | None, int, int]:
         """Handle records in order; (last handled offset, first offset, last offset)."""
         if self._batch_handler is not None:
             return await self._handle_batch(self._batch_handler, records)
@@ -127,7 +125,7 @@ class PartitionHandler:
             pass
         return progress.last, records[0].offset, records[-1].offset
 
-    async def _take(self, record: ConsumerRecord[bytes, bytes], progress: _Progress) -> None:
+    async def _take(self, record: Record, progress: _Progress) -> None:
         """Add a record to the open group, or flush the group and handle the record alone."""
         if not meant_for(record, self._group):
             # A replay for other groups: not even decoded, so never dead-lettered here.
@@ -141,7 +139,7 @@ class PartitionHandler:
         if len(progress.group) >= GROUP_LIMIT:
             await self._flush(progress)
 
-    async def _take_event(self, record: ConsumerRecord[bytes, bytes], progress: _Progress) -> None:
+    async def _take_event(self, record: Record, progress: _Progress) -> None:
         envelope = await self._decode(record)
         route = None if envelope is None else self._routes.get(envelope.type)
         if envelope is None or route is None:
@@ -219,7 +217,7 @@ class PartitionHandler:
         return done
 
     async def _handle_batch(
-        self, handler: BatchHandler, records: list[ConsumerRecord[bytes, bytes]]
+        self, handler: BatchHandler, records: list[Record]
     ) -> tuple[int | None, int, int]:
         """One transaction for the partition's records; a record that breaks it goes alone.
 
@@ -304,7 +302,7 @@ class PartitionHandler:
             return
         await self._give_up(items[0][0], self._max_attempts, error)
 
-    async def _decode(self, record: ConsumerRecord[bytes, bytes]) -> Envelope | None:
+    async def _decode(self, record: Record) -> Envelope | None:
         """The record's event; None when it breaks the contract (then it is dead-lettered)."""
         try:
             return from_kafka(record.topic, record.key, record.value, list(record.headers))
@@ -314,7 +312,7 @@ class PartitionHandler:
 
     async def _give_up(
         self,
-        record: ConsumerRecord[bytes, bytes],
+        record: Record,
         failures: int,
         error: Exception,
         settlement: Settlement | None = None,
@@ -329,7 +327,7 @@ class PartitionHandler:
 
     async def _handle_event(
         self,
-        record: ConsumerRecord[bytes, bytes],
+        record: Record,
         envelope: Envelope,
         route: Route,
         *,
@@ -357,7 +355,7 @@ class PartitionHandler:
                     record, envelope.id, work, envelope.type, failed=failed, settlement=settlement
                 )
 
-    async def _handle_dead_letter(self, record: ConsumerRecord[bytes, bytes]) -> None:
+    async def _handle_dead_letter(self, record: Record) -> None:
         """Dead letters are read raw (they may be undecodable) and never dead-lettered again."""
         if self._dead_letter_handler is None:
             return
@@ -368,7 +366,7 @@ class PartitionHandler:
 
     async def _apply_with_retries(
         self,
-        record: ConsumerRecord[bytes, bytes],
+        record: Record,
         inbox_id: str,
         work: Work | EffectWork,
         kind: str,
@@ -414,7 +412,7 @@ class PartitionHandler:
 
     async def _apply(
         self,
-        record: ConsumerRecord[bytes, bytes],
+        record: Record,
         inbox_id: str,
         work: Work,
         kind: str,
@@ -433,7 +431,7 @@ class PartitionHandler:
 
     async def _apply_effect(
         self,
-        record: ConsumerRecord[bytes, bytes],
+        record: Record,
         inbox_id: str,
         work: EffectWork,
         kind: str,
@@ -504,7 +502,7 @@ class PartitionHandler:
 
     async def _dead_letter(
         self,
-        record: ConsumerRecord[bytes, bytes],
+        record: Record,
         reason: str,
         kind: str,
         settlement: Settlement | None = None,
@@ -538,14 +536,14 @@ class PartitionHandler:
 class _GroupFailed(Exception):
     """A grouped transaction rolled back; `record` is the one whose handler raised, if any."""
 
-    def __init__(self, error: Exception, record: ConsumerRecord[bytes, bytes] | None) -> None:
+    def __init__(self, error: Exception, record: Record | None) -> None:
         super().__init__(str(error))
         self.error = error
         self.record = record
 
 
 #: A record of an open group, with its event and handler (None: nothing to do but commit).
-_Pending = tuple[ConsumerRecord[bytes, bytes], tuple[Envelope, Handler] | None]
+_Pending = tuple[Record, tuple[Envelope, Handler] | None]
 
 
 @dataclass
@@ -555,9 +553,7 @@ class _Progress:
     last: int | None = None
     group: list[_Pending] = field(default_factory=list)
 
-    def add(
-        self, record: ConsumerRecord[bytes, bytes], item: tuple[Envelope, Handler] | None
-    ) -> None:
+    def add(self, record: Record, item: tuple[Envelope, Handler] | None) -> None:
         self.group.append((record, item))
 
 

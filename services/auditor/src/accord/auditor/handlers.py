@@ -9,19 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from aiokafka.structs import ConsumerRecord
-
 from accord.auditor.adapters import log_store
 from accord.auditor.adapters.log_store import Stored
 from accord.auditor.domain.normalise import AuditEntry, from_dead_letter, from_envelope
 from accord.events import AuditRecorded, Envelope, new_event
 from accord.runtime.consumer import BatchItem, HandlerContext
+from accord.runtime.records import Record
 from accord.runtime.tracing import trace_id_of
 
 
-def entry_of(
-    record: ConsumerRecord[bytes, bytes], event: Envelope | None, redact: Iterable[str] = ()
-) -> AuditEntry:
+def entry_of(record: Record, event: Envelope | None, redact: Iterable[str] = ()) -> AuditEntry:
     """The audit entry of a consumed record: a valid event, or a dead letter (read raw)."""
     if event is not None:
         return from_envelope(event, record.topic, trace_id_of(event.traceparent), redact)
