@@ -17,7 +17,7 @@ from accord.events.topic_layout import COMPOSE, KUBERNETES, TopicSettings
 from accord.stack import deploy_files, kafka_acls
 
 REPO = Path(__file__).resolve().parents[4]
-README_WITH_MARKERS = (
+DOC_WITH_MARKERS = (
     f"# Somewhere\n\n## Deploying\n\n{deploy_files.ACL_BEGIN}\nold table\n"
     f"{deploy_files.ACL_END}\n\n## Next\n"
 )
@@ -72,10 +72,12 @@ def pom(version: str = "4.1.1", dependency: str = "${kafka.version}") -> str:
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
     """A repository root with what the generator reads: the policies, the Kafka pom, and
-    the hand-written files with a generated part (README, Strimzi Kafka, compose file)."""
+    the hand-written files with a generated part (docs/deployment.md, Strimzi Kafka, compose
+    file)."""
     policies = tmp_path / deploy_files.POLICY_SOURCE
     shutil.copytree(REPO / deploy_files.POLICY_SOURCE, policies)
-    (tmp_path / "README.md").write_text(README_WITH_MARKERS)
+    (tmp_path / deploy_files.ACL_TABLE_DOC).parent.mkdir(parents=True)
+    (tmp_path / deploy_files.ACL_TABLE_DOC).write_text(DOC_WITH_MARKERS)
     for rel, text in {
         deploy_files.KAFKA_POM: pom(),
         deploy_files.COMPOSE_FILE: COMPOSE_WITH_IMAGE,
@@ -242,13 +244,13 @@ def test_the_auditor_reads_every_other_topic_and_owns_its_aggregates_topics() ->
 def test_write_then_check_finds_nothing(root: Path) -> None:
     written = deploy_files.write(root)
     assert deploy_files.TOPICS_FILE in written
-    assert "README.md" in written
+    assert "docs/deployment.md" in written
     assert deploy_files.drift(root) == []
     assert deploy_files.write(root) == []
-    readme = (root / "README.md").read_text()
-    assert "old table" not in readme
-    assert "| `accord-auditor` |" in readme
-    assert readme.endswith("## Next\n")
+    doc = (root / "docs/deployment.md").read_text()
+    assert "old table" not in doc
+    assert "| `accord-auditor` |" in doc
+    assert doc.endswith("## Next\n")
     documents = list(yaml.safe_load_all((root / deploy_files.TOPICS_FILE).read_text()))
     assert len(documents) == len(REGISTRY.topics(with_dlq=True))
 
@@ -385,11 +387,11 @@ def test_check_names_what_drifted_and_fails(root: Path, capsys: pytest.CaptureFi
     assert deploy_files.main(["--check", "--root", str(root)]) == 0
 
 
-def test_a_readme_without_the_markers_is_drift(root: Path) -> None:
+def test_a_deployment_doc_without_the_markers_is_drift(root: Path) -> None:
     deploy_files.write(root)
-    (root / "README.md").write_text("# No table here\n")
+    (root / "docs/deployment.md").write_text("# No table here\n")
     assert deploy_files.drift(root) == [
-        f"missing: the Kafka ACL table markers in {deploy_files.README}"
+        f"missing: the Kafka ACL table markers in {deploy_files.ACL_TABLE_DOC}"
     ]
 
 

@@ -1,7 +1,7 @@
 """The Kafka access each Accord service needs: the one table behind the KafkaUsers and docs.
 
-`accord deploy` renders it as Strimzi KafkaUser ACLs and as the README's table, and a test
-holds it against the services' own consumer routes, so the three cannot disagree.
+`accord deploy` renders it as Strimzi KafkaUser ACLs and as the table in docs/deployment.md,
+and a test holds it against the services' own consumer routes, so the three cannot disagree.
 """
 
 from __future__ import annotations
@@ -212,7 +212,7 @@ def _rule(kind: str, name: str, pattern: str, operations: set[str]) -> dict[str,
 
 
 def markdown_table() -> str:
-    """The README's table of ACLs, one row per principal."""
+    """The ACL table of docs/deployment.md, one row per principal."""
     rows = [
         "| Kafka user | consumer groups (Read) | topics read (Read, Describe) "
         "| topics written (Write, Describe) |",
