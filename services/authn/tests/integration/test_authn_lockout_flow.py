@@ -5,8 +5,8 @@ that records what it was asked to send)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
@@ -16,9 +16,9 @@ import pytest_asyncio
 
 from accord.authn import approvals, housekeeping
 from accord.authn.adapters import identities, lockouts
+from accord.authn.bootstrap import postgres_ports, routes_of
 from accord.authn.domain.lockout import LockoutPolicy
-from accord.authn.handlers import Handlers
-from accord.authn.risk import Risk
+from accord.authn.ports import Ports
 from accord.authn.signals import Signal
 from accord.events import (
     AccessDecided,
@@ -35,6 +35,7 @@ from accord.events import (
     new_event,
 )
 from accord.runtime.consumer import HandlerContext
+from accord.runtime.routes import Route
 from accord.stack.testing import migrated_pool
 
 pytestmark = pytest.mark.integration
@@ -54,13 +55,14 @@ class Recorder:
     removed: list[tuple[str, str]] = field(default_factory=list)
 
     async def send(
-        self, conn: asyncpg.Connection, user_id: str, signal: Signal, why: str, *, txn: str
+        self, conn: asyncpg.Connection, user_id: str, signal: Signal, reason: str, *, txn: str
     ) -> int:
-        self.sent.append((user_id, signal, why))
+        self.sent.append((user_id, signal, reason))
         self.txns.append(txn)
         return 2
 
-    async def remove(self, conn: asyncpg.Connection, user_id: str, why: str) -> list[Envelope]:
+    async def remove_all(self, user_id: str, why: str) -> list[Envelope]:
+        """The Factors port: every identity holds one active factor."""
         self.removed.append((user_id, why))
         gone = MfaRemoved(user_id=user_id, credential_id="c-1", factor="totp", reason=why)
         return [new_event(gone, source=SOURCE)]
@@ -72,9 +74,29 @@ async def pool(fresh_database: str) -> AsyncIterator[asyncpg.Pool]:
         yield created
 
 
+class Handlers:
+    """Authn's routes, as the runtime calls them; each event goes to the route of its type."""
+
+    def __init__(self, routes: Mapping[str, Route]) -> None:
+        self.routes = routes
+
+    async def route(self, event: Envelope, ctx: HandlerContext) -> list[Envelope]:
+        handler = self.routes[event.type]
+        assert callable(handler)
+        return list(await handler(event, ctx))
+
+    user_event = sign_in = access_event = enrolment = route
+
+
 def handlers(recorder: Recorder, threshold: int = 3) -> Handlers:
+    """Authn's routes over PostgreSQL, the recorder standing in for signals and factors."""
     policy = LockoutPolicy(threshold=threshold, window=timedelta(minutes=10))
-    return Handlers(risk=Risk(policy, recorder.send, SOURCE), remove_factors=recorder.remove)
+    on_postgres = postgres_ports(policy, recorder.send)
+
+    def ports(conn: asyncpg.Connection, source: str) -> Ports:
+        return replace(on_postgres(conn, SOURCE), factors=recorder)
+
+    return Handlers(routes_of(ports))
 
 
 async def handle(pool: asyncpg.Pool, method: object, cause: Envelope) -> list[Envelope]:

@@ -28,11 +28,12 @@ from fastapi.responses import JSONResponse
 
 from accord.authn import delivery, ssf_api, transmitter
 from accord.authn.adapters import identities
+from accord.authn.bootstrap import postgres_ports
 from accord.authn.domain import set_tokens as st
 from accord.authn.domain import streams as ss
 from accord.authn.domain.lockout import LockoutPolicy
+from accord.authn.handlers import lockout
 from accord.authn.receiver import JwksCache, ReceivedSignal, Receiver, load_transmitters
-from accord.authn.risk import Risk
 from accord.authn.settings import AuthnSettings
 from accord.authn.ssf_keys import SigningKey, generate_signing_key, public_jwk
 from accord.events import AuthnFailed, Envelope, SessionRevoked, new_event
@@ -593,14 +594,15 @@ async def test_the_sets_one_cause_produces_share_their_txn(world: World) -> None
     events = [st.ACCOUNT_DISABLED, st.SESSION_REVOKED, st.ACCOUNT_ENABLED]
     stream_id = (await world.create("acc_rp2", events_requested=events))["stream_id"]
     policy = LockoutPolicy(threshold=3, window=timedelta(minutes=10))
-    risk = Risk(policy, transmitter.sender("authn", world.signer), "accord/authn")
+    ports_of = postgres_ports(policy, transmitter.sender("authn", world.signer))
     failed = AuthnFailed(user_id="u-ada", idp="okta", reason="bad password")
     cause = new_event(failed, source="urn:test:okta")
 
     async with world.pool.acquire() as conn, conn.transaction():
-        await risk.lock(conn, "u-ada", "a test", cause=cause)
-        await risk.revoke_sessions(conn, "u-bob", "by hand", cause=None)
-        await risk.revoke_sessions(conn, "u-bob", "by hand again", cause=None)
+        ports = ports_of(conn, "accord/authn")
+        await lockout.lock(ports, "u-ada", "a test", cause=cause)
+        await lockout.revoke_sessions(ports, "u-bob", "by hand", cause=None)
+        await lockout.revoke_sessions(ports, "u-bob", "by hand again", cause=None)
 
     polled = (await world.poll(stream_id))["sets"].values()
     txns: dict[tuple[str, str], list[str]] = {}

@@ -2,26 +2,22 @@
 
 Authn files an `access.requested` for an entitlement of the `accord` application (`unlock`,
 `mfa-reset`); authz's policies decide who approves; authn acts when the `access.granted`
-arrives. The grant is one-shot: it expires by itself minutes later.
+arrives (accord.authn.handlers.access). The grant is one-shot: it expires by itself
+minutes later.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable
 
 import asyncpg
 
 from accord.authn.adapters import lockouts
-from accord.authn.domain.lockout import ACCORD_APPLICATION, MFA_RESET, ONE_SHOT_GRANT, UNLOCK
-from accord.authn.risk import Risk
-from accord.events import AccessDecided, AccessGranted, AccessRequested, Envelope, Resource
+from accord.authn.domain.lockout import ACCORD_APPLICATION, ONE_SHOT_GRANT, UNLOCK
+from accord.events import AccessRequested, Envelope, Resource
 from accord.events import new_event as _new_event
 
 _REQUEST_IDS = uuid.UUID("a3f1e0c4-6a0e-4a55-8f57-3f7e1c0c8b12")
-
-#: Removes every factor of an identity, returning the mfa.removed events.
-RemoveFactors = Callable[[asyncpg.Connection, str, str], Awaitable[list[Envelope]]]
 
 
 class NothingToUnlock(Exception):
@@ -70,39 +66,3 @@ async def file_request(
         duration_seconds=int(ONE_SHOT_GRANT.total_seconds()),
     )
     return True, [_new_event(requested, source=source)]
-
-
-async def granted(
-    conn: asyncpg.Connection,
-    event: Envelope,
-    *,
-    risk: Risk,
-    remove_factors: RemoveFactors,
-) -> list[Envelope]:
-    """Act on an approved unlock or factor reset (once: the request is settled)."""
-    data = event.data
-    assert isinstance(data, AccessGranted)
-    if data.resource.application != ACCORD_APPLICATION:
-        return []
-    request = await lockouts.get_request(conn, data.request_id)
-    if request is None or request["status"] not in ("pending", "granted"):
-        return []  # not ours, or acted on already
-    events: list[Envelope] = []
-    if request["kind"] == UNLOCK and request["lockout_id"]:
-        events = await risk.unlock(conn, str(request["lockout_id"]), data.request_id, cause=event)
-    elif request["kind"] == MFA_RESET:
-        events = await remove_factors(conn, str(request["user_id"]), f"reset ({data.request_id})")
-    await lockouts.settle_request(conn, data.request_id, "done")
-    return events
-
-
-async def decided(conn: asyncpg.Connection, event: Envelope) -> list[Envelope]:
-    """A refused unlock or reset is settled as denied (one waiting for approval stays)."""
-    data = event.data
-    assert isinstance(data, AccessDecided)
-    if data.resource.application != ACCORD_APPLICATION or data.decision != "deny":
-        return []
-    request = await lockouts.get_request(conn, data.request_id)
-    if request is not None and request["status"] == "pending":
-        await lockouts.settle_request(conn, data.request_id, "denied")
-    return []

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import timedelta
+from typing import Any
 
 import asyncpg
 from fastapi import FastAPI
@@ -17,17 +18,78 @@ from accord.authn import (
     ssf_api,
     transmitter,
 )
+from accord.authn.adapters.enrolments import PostgresEnrolments
+from accord.authn.adapters.identities import PostgresIdentities
+from accord.authn.adapters.lockouts import PostgresLockouts, PostgresRequests
 from accord.authn.domain.lockout import LockoutPolicy
-from accord.authn.handlers import Handlers
+from accord.authn.handlers import (
+    IDENTITY_EVENTS,
+    lockout,
+    on_access_decided,
+    on_access_granted,
+    on_authn_failed,
+    on_authn_succeeded,
+    on_enrolment_requested,
+    on_identity_event,
+    on_mfa_enrolled,
+)
+from accord.authn.ports import Ports
 from accord.authn.receiver import ReceivedSignal
-from accord.authn.risk import Risk
 from accord.authn.settings import AuthnSettings
+from accord.authn.signals import ConnSignals, SendSignal
 from accord.authn.ssf_keys import load_signing_key
-from accord.events import Envelope, topics
-from accord.runtime.consumer import Handler
+from accord.events import (
+    AccessDecided,
+    AccessGranted,
+    AuthnFailed,
+    AuthnSucceeded,
+    Envelope,
+    MfaEnrolled,
+    MfaEnrolmentRequested,
+)
+from accord.runtime.routes import HandlerContext, Route, Typed, on, table
 from accord.runtime.service import Runtime, ServiceDefinition
 
 NAME = "authn"
+
+#: The ports of one transaction: its connection and the source of the events it emits.
+PortsOf = Callable[[asyncpg.Connection, str], Ports]
+
+
+def postgres_ports(policy: LockoutPolicy, send: SendSignal) -> PortsOf:
+    """Ports over PostgreSQL inside a transaction, with this policy and transmitter."""
+
+    def ports(conn: asyncpg.Connection, source: str) -> Ports:
+        return Ports(
+            identities=PostgresIdentities(conn),
+            lockouts=PostgresLockouts(conn),
+            requests=PostgresRequests(conn),
+            enrolments=PostgresEnrolments(conn),
+            factors=factors.PostgresFactors(conn, source),
+            signals=ConnSignals(conn, send),
+            policy=policy,
+            source=source,
+        )
+
+    return ports
+
+
+def routes_of(ports_of: PortsOf) -> Mapping[str, Route]:
+    """Authn's typed routes, each with its ports built from the handler's context."""
+
+    def ports(ctx: HandlerContext) -> Ports:
+        return ports_of(ctx.conn, ctx.source)
+
+    typed: list[Typed[Any, HandlerContext, Ports, list[Envelope]]] = [
+        on(IDENTITY_EVENTS, on_identity_event, ports),
+        on(AuthnFailed, on_authn_failed, ports),
+        on(AuthnSucceeded, on_authn_succeeded, ports),
+        on(AccessGranted, on_access_granted, ports),
+        on(AccessDecided, on_access_decided, ports),
+        on(MfaEnrolmentRequested, on_enrolment_requested, ports),
+        on(MfaEnrolled, on_mfa_enrolled, ports),
+    ]
+    return table(typed)
 
 
 def definition(settings: AuthnSettings) -> ServiceDefinition:
@@ -40,12 +102,7 @@ def definition(settings: AuthnSettings) -> ServiceDefinition:
         threshold=settings.lockout_threshold,
         window=timedelta(seconds=settings.lockout_window_s),
     )
-    risk = Risk(policy, transmitter.sender(NAME, signer), source)
-
-    async def remove_factors(conn: asyncpg.Connection, user_id: str, reason: str) -> list[Envelope]:
-        return await factors.remove_all_factors(conn, user_id, reason, source=source)
-
-    flows = Handlers(risk=risk, remove_factors=remove_factors)
+    ports_of = postgres_ports(policy, transmitter.sender(NAME, signer))
     receiver = ssf_api.receiver_of(settings)
 
     async def close_receiver(runtime: Runtime) -> None:
@@ -53,25 +110,20 @@ def definition(settings: AuthnSettings) -> ServiceDefinition:
 
     async def react(conn: asyncpg.Connection, signal: ReceivedSignal) -> list[Envelope]:
         """A security signal from an identity provider drives the same flows as failures."""
+        ports = ports_of(conn, source)
         why = f"{signal.event_uri.rsplit('/', 1)[-1]} from {signal.issuer}"[:200]
         if signal.action == "lock":
-            return await risk.lock(conn, signal.user_id, f"security signal: {why}", cause=None)
+            return await lockout.lock(ports, signal.user_id, f"security signal: {why}", cause=None)
         if signal.action == "revoke_sessions":
-            return await risk.revoke_sessions(conn, signal.user_id, why, cause=None)
+            return await lockout.revoke_sessions(ports, signal.user_id, why, cause=None)
         return []
 
-    def routes(runtime: Runtime) -> Mapping[str, Handler]:
-        table: dict[str, Handler] = dict.fromkeys(topics.USER_TOPICS, flows.user_event)
-        table.update(dict.fromkeys(topics.AUTHN_TOPICS, flows.sign_in))
-        table[topics.ACCESS_GRANTED] = flows.access_event
-        table[topics.ACCESS_DECIDED] = flows.access_event
-        table[topics.MFA_ENROLMENT_REQUESTED] = flows.enrolment
-        table[topics.MFA_ENROLLED] = flows.enrolment
-        return table
+    def routes(runtime: Runtime) -> Mapping[str, Route]:
+        return routes_of(ports_of)
 
     def configure_app(app: FastAPI, runtime: Runtime) -> None:
         factors_api.configure(app, runtime, settings)
-        lockout_api.configure(app, runtime, risk)
+        lockout_api.configure(app, runtime, ports_of)
         ssf_api.configure(app, runtime, settings, signer, react, receiver)
 
     return ServiceDefinition(

@@ -331,7 +331,7 @@ class Factors:
         removed = await store.delete(conn, user_id, credential_id)
         if removed is None:
             raise NotFound("the identity has no such credential")
-        return _removed_events(user_id, [removed], reason, source=self.source)
+        return removed_events(user_id, [removed], reason, source=self.source)
 
     def _open(self, credential: store.StoredCredential) -> totp.TotpSecret:
         if credential.sealed is None:
@@ -384,7 +384,7 @@ class _Outcomes:
         return Verification(True, self.factor, credential_id, None, [event])
 
 
-def _removed_events(
+def removed_events(
     user_id: str,
     removed: list[dict[str, Any]],
     reason: str,
@@ -416,4 +416,15 @@ async def remove_all_factors(
     removed = await store.delete_all(conn, user_id)
     if removed:
         log.info("factors removed", extra={"user_id": user_id, "count": len(removed)})
-    return _removed_events(user_id, removed, reason, source=source, causation=causation)
+    return removed_events(user_id, removed, reason, source=source, causation=causation)
+
+
+@dataclass(frozen=True)
+class PostgresFactors:
+    """The Factors port (accord.authn.ports) inside the caller's transaction."""
+
+    conn: asyncpg.Connection
+    source: str
+
+    async def remove_all(self, user_id: str, reason: str) -> list[Envelope]:
+        return await remove_all_factors(self.conn, user_id, reason, source=self.source)

@@ -3,16 +3,19 @@ factor reset (both approved in authz like any access request), pending enrolment
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any
 
+import asyncpg
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Response
 from pydantic import BaseModel, ConfigDict
 
 from accord.authn import approvals
 from accord.authn.adapters import enrolments, identities, lockouts
 from accord.authn.domain.lockout import MFA_RESET, UNLOCK
-from accord.authn.risk import Risk
+from accord.authn.handlers import lockout
+from accord.authn.ports import Ports
 from accord.events.catalogue.base import Identifier, LongText, ShortText
 from accord.runtime.outbox import enqueue
 from accord.runtime.params import Id, Rfc3339, parse_rfc3339
@@ -45,7 +48,9 @@ def _view(row: dict[str, Any]) -> dict[str, Any]:
     return {**row, "open": row["unlocked_at"] is None}
 
 
-def configure(app: FastAPI, runtime: Runtime, risk: Risk) -> None:
+def configure(
+    app: FastAPI, runtime: Runtime, ports_of: Callable[[asyncpg.Connection, str], Ports]
+) -> None:
     """Mount the lockout routes."""
     router = APIRouter(prefix="/v1", tags=["lockouts"])
     manage = require(Permission.LOCKOUTS_MANAGE)
@@ -94,7 +99,8 @@ def configure(app: FastAPI, runtime: Runtime, risk: Risk) -> None:
             if await identities.status_of(conn, body.user_id) is None:
                 raise HTTPException(404, "authn knows no such identity")
             reason = f"{body.reason} (locked by {caller.subject})"
-            events = await risk.lock(conn, body.user_id, reason[:256], cause=None)
+            ports = ports_of(conn, runtime.source)
+            events = await lockout.lock(ports, body.user_id, reason[:256], cause=None)
             await enqueue(conn, runtime.schema, events)
             row = await lockouts.open_lockout(conn, body.user_id)
         assert row is not None

@@ -9,6 +9,7 @@ handlers a recording fake instead.
 from __future__ import annotations
 
 from collections.abc import Awaitable
+from dataclasses import dataclass
 from typing import Literal, Protocol
 
 import asyncpg
@@ -34,3 +35,14 @@ async def send_nothing(
 ) -> int:
     """A transmitter with no signing key configured: nothing is sent, nothing queued."""
     return 0
+
+
+@dataclass(frozen=True)
+class ConnSignals:
+    """The Signals port (accord.authn.ports): a SendSignal inside the caller's transaction."""
+
+    conn: asyncpg.Connection
+    sender: SendSignal
+
+    async def send(self, user_id: str, signal: Signal, reason: str, *, txn: str) -> int:
+        return await self.sender(self.conn, user_id, signal, reason, txn=txn)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -56,3 +57,16 @@ async def pending(
         limit,
     )
     return [dict(r) for r in rows]
+
+
+@dataclass(frozen=True)
+class PostgresEnrolments:
+    """The Enrolments port (accord.authn.ports) inside the caller's transaction."""
+
+    conn: asyncpg.Connection
+
+    async def requested(self, user_id: str, factors: Sequence[str], saga_id: str | None) -> None:
+        await requested(self.conn, user_id, factors, saga_id)
+
+    async def enrolled(self, user_id: str, at: datetime) -> None:
+        await enrolled(self.conn, user_id, at)

@@ -3,6 +3,8 @@ facts of accord.authn.domain.identity so that any order of the events ends the s
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import asyncpg
 
 from accord.authn.domain.identity import Change, Status, View
@@ -104,3 +106,16 @@ async def find_by_email(conn: asyncpg.Connection, email: str) -> str | None:
         email,
     )
     return str(rows[0]["user_id"]) if len(rows) == 1 else None
+
+
+@dataclass(frozen=True)
+class PostgresIdentities:
+    """The Identities port (accord.authn.ports) inside the caller's transaction."""
+
+    conn: asyncpg.Connection
+
+    async def apply(self, user_id: str, change: Change) -> tuple[View | None, View] | None:
+        return await apply(self.conn, user_id, change)
+
+    async def status_of(self, user_id: str) -> Status | None:
+        return await status_of(self.conn, user_id)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
+from accord.authn.domain.lockout import ApprovalRequest, Lockout
 from accord.runtime.sql import Conditions
 
 
@@ -228,3 +230,80 @@ async def settle_request(conn: asyncpg.Connection, request_id: str, status: str)
         request_id,
         status,
     )
+
+
+# --- the ports (accord.authn.ports) over the functions above -----------------------------
+
+
+def _lockout(row: asyncpg.Record | dict[str, Any] | None) -> Lockout | None:
+    if row is None:
+        return None
+    return Lockout(lockout_id=str(row["lockout_id"]), user_id=str(row["user_id"]))
+
+
+@dataclass(frozen=True)
+class PostgresLockouts:
+    """The Lockouts port inside the caller's transaction."""
+
+    conn: asyncpg.Connection
+
+    async def serialise(self, user_id: str) -> None:
+        await lock_identity_row(self.conn, user_id)
+
+    async def record_failure(
+        self, event_id: str, user_id: str, occurred_at: datetime, *, idp: str, reason: str
+    ) -> bool:
+        return await record_failure(
+            self.conn, event_id, user_id, occurred_at, idp=idp, reason=reason
+        )
+
+    async def record_success(self, event_id: str, user_id: str, occurred_at: datetime) -> None:
+        await record_success(self.conn, event_id, user_id, occurred_at)
+
+    async def sign_ins_between(
+        self, user_id: str, start: datetime | None, end: datetime | None
+    ) -> tuple[list[datetime], list[datetime]]:
+        return await sign_ins_between(self.conn, user_id, start, end)
+
+    async def settled_at(self, user_id: str) -> datetime | None:
+        return await settled_at(self.conn, user_id)
+
+    async def settle(self, user_id: str, at: datetime) -> None:
+        await settle(self.conn, user_id, at)
+
+    async def open_lockout(self, user_id: str) -> Lockout | None:
+        return _lockout(await open_lockout(self.conn, user_id))
+
+    async def insert_lockout(
+        self, lockout_id: str, user_id: str, reason: str, failures: int, locked_at: datetime
+    ) -> bool:
+        return await insert_lockout(self.conn, lockout_id, user_id, reason, failures, locked_at)
+
+    async def get_lockout(self, lockout_id: str) -> Lockout | None:
+        return _lockout(await get_lockout(self.conn, lockout_id))
+
+    async def close_lockout(self, lockout_id: str, request_id: str) -> bool:
+        return await close_lockout(self.conn, lockout_id, request_id)
+
+
+@dataclass(frozen=True)
+class PostgresRequests:
+    """The Requests port inside the caller's transaction."""
+
+    conn: asyncpg.Connection
+
+    async def get(self, request_id: str) -> ApprovalRequest | None:
+        row = await get_request(self.conn, request_id)
+        if row is None:
+            return None
+        lockout_id = row["lockout_id"]
+        return ApprovalRequest(
+            request_id=str(row["request_id"]),
+            user_id=str(row["user_id"]),
+            kind=str(row["kind"]),
+            status=str(row["status"]),
+            lockout_id=str(lockout_id) if lockout_id else None,
+        )
+
+    async def settle(self, request_id: str, status: str) -> None:
+        await settle_request(self.conn, request_id, status)

@@ -102,3 +102,38 @@ def apply(view: View | None, change: Change) -> View | None:
     if view is not None and after == before:
         return None
     return after
+
+
+#: What a status event about an identity authn has not seen yet says it was before.
+_UNSEEN_WAS: dict[type[EventData], Status] = {
+    UserDeactivated: "active",
+    UserDeleted: "active",
+    UserReactivated: "inactive",
+}
+
+
+@dataclass(frozen=True)
+class Consequence:
+    """What one applied identity event sets off, decided by what its status did (not by the
+    event's type)."""
+
+    first_known: bool = False
+    """Seen for the first time (and not as deleted): failures consumed before it may lock."""
+    enable: bool = False
+    """Back to active: enabled again, unless locked."""
+    disable: Literal["deactivated", "leaver"] | None = None
+    """Became inactive or deleted: sessions end everywhere (a leaver loses its factors)."""
+
+
+def consequence_of(before: View | None, after: View, data: EventData) -> Consequence:
+    """What the change from `before` to `after` (by the event `data`) sets off."""
+    first_known = before is None and after.status != "deleted"
+    was = before.status if before else _UNSEEN_WAS.get(type(data))
+    if after.status == was:
+        return Consequence(first_known)
+    if after.status == "active":
+        return Consequence(first_known, enable=was is not None)
+    if after.status == "inactive" and was != "active":
+        return Consequence(first_known)  # a joiner created inactive, a leaver back as one
+    leaver = after.status == "deleted"
+    return Consequence(first_known, disable="leaver" if leaver else "deactivated")

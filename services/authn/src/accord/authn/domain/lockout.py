@@ -112,3 +112,52 @@ ACCORD_APPLICATION = "accord"
 #: that the next unlock of the same identity finds no live grant (authz grants an
 #: entitlement held already no second time).
 ONE_SHOT_GRANT = timedelta(seconds=1)
+
+
+@dataclass(frozen=True)
+class Lockout:
+    """An identity's lockout, as the handlers need it."""
+
+    lockout_id: str
+    user_id: str
+
+
+@dataclass(frozen=True)
+class ApprovalRequest:
+    """An unlock or factor reset authn filed with authz."""
+
+    request_id: str
+    user_id: str
+    kind: str
+    status: str
+    """pending, granted, denied or done."""
+    lockout_id: str | None = None
+
+
+class GrantAction(Enum):
+    """What an approved request of the `accord` application makes authn do."""
+
+    IGNORE = "ignore"
+    """Not a request authn filed, or one acted on already."""
+    UNLOCK = "unlock"
+    RESET = "reset"
+    """Remove every factor of the identity."""
+    SETTLE = "settle"
+    """Nothing to do but record it done."""
+
+
+def grant_action(request: ApprovalRequest | None) -> GrantAction:
+    """What to do with the grant of this request (once: a settled one is ignored)."""
+    if request is None or request.status not in ("pending", "granted"):
+        return GrantAction.IGNORE
+    if request.kind == UNLOCK and request.lockout_id:
+        return GrantAction.UNLOCK
+    if request.kind == MFA_RESET:
+        return GrantAction.RESET
+    return GrantAction.SETTLE
+
+
+def lockout_reason(policy: LockoutPolicy, run: Run) -> str:
+    """Why a run of failures locked an identity."""
+    window_s = int(policy.window.total_seconds())
+    return f"{run.failures} failed sign-ins in a row within {window_s} s"

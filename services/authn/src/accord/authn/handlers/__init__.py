@@ -1,0 +1,19 @@
+"""Authn's event handlers, one module per concern: the identity projection, sign-ins,
+approved unlocks and resets, enrolment; `lockout` holds the lockout and revocation flows
+they (and the API and the Shared Signals receiver) act through."""
+
+from accord.authn.handlers.access import on_access_decided, on_access_granted
+from accord.authn.handlers.enrolment import on_enrolment_requested, on_mfa_enrolled
+from accord.authn.handlers.identity import IDENTITY_EVENTS, on_identity_event
+from accord.authn.handlers.sign_ins import on_authn_failed, on_authn_succeeded
+
+__all__ = [
+    "IDENTITY_EVENTS",
+    "on_access_decided",
+    "on_access_granted",
+    "on_authn_failed",
+    "on_authn_succeeded",
+    "on_enrolment_requested",
+    "on_identity_event",
+    "on_mfa_enrolled",
+]
