@@ -2,46 +2,61 @@
 
 from __future__ import annotations
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasGenerator, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from accord.events.brokers import DEFAULT_BROKER, BrokerName, BrokerProfile, profile_named
 from accord.events.topic_layout import TopicSettings
 
+#: A service's variables are ACCORD_<FIELD>; a field whose variable is named otherwise
+#: (DATABASE_URL, ACCORD_KAFKA_*, each service's port) says so with its validation_alias.
+ENV_PREFIX = "ACCORD_"
+
+
+def variable_name(field: str) -> str:
+    """The environment variable of a field that names none itself: ACCORD_<FIELD>."""
+    return ENV_PREFIX + field.upper()
+
 
 class ServiceSettings(BaseSettings):
-    """Read once in `main`, passed down; secrets are SecretStr and never logged."""
+    """Read once in `main`, passed down; secrets are SecretStr and never logged.
 
-    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+    The prefix makes each field's validation alias rather than pydantic-settings'
+    env_prefix: with env_prefix a value that does not parse would be reported under the
+    field's name instead of its variable (`accord` prints that location), a mapping keyed
+    by variable names (Settings.model_validate(environment), as the deployment tests check
+    their files) would be ignored, and the set of variable names read would change.
+    populate_by_name: code and tests give fields by name (ServiceSettings(http_port=...)).
+    """
+
+    model_config = SettingsConfigDict(
+        extra="ignore",
+        populate_by_name=True,
+        alias_generator=AliasGenerator(validation_alias=variable_name),
+    )
 
     database_url: SecretStr = Field(
         default=SecretStr("postgresql://postgres@127.0.0.1:5432/accord"),
-        validation_alias=AliasChoices("DATABASE_URL"),
+        validation_alias="DATABASE_URL",
         description="PostgreSQL DSN; each service keeps its tables in its own schema.",
     )
-    http_host: str = Field(default="127.0.0.1", validation_alias=AliasChoices("ACCORD_HTTP_HOST"))
-    log_level: str = Field(default="INFO", validation_alias=AliasChoices("ACCORD_LOG_LEVEL"))
-    log_format: str = Field(default="json", validation_alias=AliasChoices("ACCORD_LOG_FORMAT"))
+    http_host: str = "127.0.0.1"
+    log_level: str = "INFO"
+    log_format: str = "json"
     create_topics: bool = Field(
         default=True,
-        validation_alias=AliasChoices("ACCORD_CREATE_TOPICS"),
         description="Create missing topics at start-up; off where Strimzi or an admin owns them.",
     )
-    topic_replication: int = Field(
-        default=1, ge=1, validation_alias=AliasChoices("ACCORD_TOPIC_REPLICATION")
-    )
-    topic_partitions: int = Field(
-        default=3, ge=1, validation_alias=AliasChoices("ACCORD_TOPIC_PARTITIONS")
-    )
+    topic_replication: int = Field(default=1, ge=1)
+    topic_partitions: int = Field(default=3, ge=1)
     broker: BrokerName = Field(
         default=DEFAULT_BROKER,
-        validation_alias=AliasChoices("ACCORD_BROKER"),
         description="The broker's kind (kafka or tansu): what the clients may ask of it.",
     )
     fetch_max_wait_ms: int | None = Field(
         default=None,
         ge=0,
-        validation_alias=AliasChoices("ACCORD_KAFKA_FETCH_MAX_WAIT_MS"),
+        validation_alias="ACCORD_KAFKA_FETCH_MAX_WAIT_MS",
         description=(
             "The consumers' fetch wait while records flow; unset: the broker's (Apache Kafka"
             " 50 ms, Tansu 20 ms; see accord.events.brokers)."
@@ -50,76 +65,52 @@ class ServiceSettings(BaseSettings):
     idle_fetch_max_wait_ms: int | None = Field(
         default=None,
         ge=0,
-        validation_alias=AliasChoices("ACCORD_KAFKA_IDLE_FETCH_MAX_WAIT_MS"),
+        validation_alias="ACCORD_KAFKA_IDLE_FETCH_MAX_WAIT_MS",
         description=(
             "The fetch wait once a service's topics have been quiet for"
             " ACCORD_KAFKA_IDLE_AFTER_S; unset: the broker's (Apache Kafka 500 ms, Tansu"
             " 200 ms); at or below the fetch wait: never changes."
         ),
     )
-    idle_after_s: float = Field(
-        default=2.0, gt=0, validation_alias=AliasChoices("ACCORD_KAFKA_IDLE_AFTER_S")
-    )
+    idle_after_s: float = Field(default=2.0, gt=0, validation_alias="ACCORD_KAFKA_IDLE_AFTER_S")
     session_timeout_ms: int = Field(
-        default=6000, ge=1000, validation_alias=AliasChoices("ACCORD_KAFKA_SESSION_TIMEOUT_MS")
+        default=6000, ge=1000, validation_alias="ACCORD_KAFKA_SESSION_TIMEOUT_MS"
     )
-    db_pool_size: int = Field(
-        default=10, ge=2, validation_alias=AliasChoices("ACCORD_DB_POOL_SIZE")
-    )
-    shutdown_timeout_s: float = Field(
-        default=20.0, gt=0, validation_alias=AliasChoices("ACCORD_SHUTDOWN_TIMEOUT_S")
-    )
+    db_pool_size: int = Field(default=10, ge=2)
+    shutdown_timeout_s: float = Field(default=20.0, gt=0)
     max_handler_attempts: int = Field(
         default=3,
         ge=1,
-        validation_alias=AliasChoices("ACCORD_MAX_HANDLER_ATTEMPTS"),
         description="Attempts for an event whose handler keeps failing before it is dead-lettered.",
     )
     oidc_issuer: str | None = Field(
         default=None,
-        validation_alias=AliasChoices("ACCORD_OIDC_ISSUER"),
         description="Accept OIDC access tokens from this issuer (exact `iss`).",
     )
-    oidc_audience: str = Field(
-        default="accord", validation_alias=AliasChoices("ACCORD_OIDC_AUDIENCE")
-    )
+    oidc_audience: str = "accord"
     oidc_jwks_url: str | None = Field(
         default=None,
-        validation_alias=AliasChoices("ACCORD_OIDC_JWKS_URL"),
         description="The issuer's JSON Web Key Set; required with ACCORD_OIDC_ISSUER.",
     )
     oidc_roles_claim: str = Field(
         default="roles",
-        validation_alias=AliasChoices("ACCORD_OIDC_ROLES_CLAIM"),
         description="Claim with the caller's Accord roles; dotted paths (realm_access.roles).",
     )
-    max_body_bytes: int = Field(
-        default=1024 * 1024, ge=1024, validation_alias=AliasChoices("ACCORD_MAX_BODY_BYTES")
-    )
-    rate_limit_per_s: float = Field(
-        default=50.0, gt=0, validation_alias=AliasChoices("ACCORD_RATE_LIMIT_PER_S")
-    )
-    rate_limit_burst: int = Field(
-        default=100, ge=1, validation_alias=AliasChoices("ACCORD_RATE_LIMIT_BURST")
-    )
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    rate_limit_per_s: float = Field(default=50.0, gt=0)
+    rate_limit_burst: int = Field(default=100, ge=1)
     application_rate_limit_per_s: float = Field(
         default=5000.0,
         gt=0,
-        validation_alias=AliasChoices("ACCORD_APPLICATION_RATE_LIMIT_PER_S"),
         description="Request rate of each caller with the application role (decision API).",
     )
-    application_rate_limit_burst: int = Field(
-        default=10000, ge=1, validation_alias=AliasChoices("ACCORD_APPLICATION_RATE_LIMIT_BURST")
-    )
+    application_rate_limit_burst: int = Field(default=10000, ge=1)
     auth_failures_per_min: float = Field(
         default=30.0,
         gt=0,
-        validation_alias=AliasChoices("ACCORD_AUTH_FAILURES_PER_MIN"),
         description="Failed authentications allowed per client address before 429.",
     )
-    auth_failures_burst: int = Field(
-        default=10, ge=1, validation_alias=AliasChoices("ACCORD_AUTH_FAILURES_BURST")
-    )
+    auth_failures_burst: int = Field(default=10, ge=1)
 
     @property
     def broker_profile(self) -> BrokerProfile:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import Field
 
 from accord.runtime.settings import ServiceSettings
 
@@ -12,11 +12,10 @@ from accord.runtime.settings import ServiceSettings
 class AuditorSettings(ServiceSettings):
     """Environment of the auditor."""
 
-    http_port: int = Field(default=8704, validation_alias=AliasChoices("ACCORD_AUDITOR_PORT"))
+    http_port: int = Field(default=8704, validation_alias="ACCORD_AUDITOR_PORT")
     audit_fetch_max_wait_ms: int | None = Field(
         default=None,
         ge=0,
-        validation_alias=AliasChoices("ACCORD_AUDIT_FETCH_MAX_WAIT_MS"),
         description=(
             "The auditor's Kafka fetch wait: it reads every topic and its DLQ, and each poll of"
             " them costs the broker; on Tansu audit records may lag up to this much more."
@@ -25,40 +24,37 @@ class AuditorSettings(ServiceSettings):
     )
     redact_fields: str = Field(
         default="",
-        validation_alias=AliasChoices("ACCORD_AUDIT_REDACT_FIELDS"),
+        validation_alias="ACCORD_AUDIT_REDACT_FIELDS",
         description="Comma-separated payload keys stored as [redacted] (PII policy).",
     )
     signing_key_file: Path | None = Field(
         default=None,
-        validation_alias=AliasChoices("ACCORD_AUDIT_SIGNING_KEY_FILE"),
+        validation_alias="ACCORD_AUDIT_SIGNING_KEY_FILE",
         description="Ed25519 private key (PEM) that signs chain checkpoints; none: no checkpoints.",
     )
     checkpoint_dir: Path | None = Field(
         default=None,
-        validation_alias=AliasChoices("ACCORD_AUDIT_CHECKPOINT_DIR"),
+        validation_alias="ACCORD_AUDIT_CHECKPOINT_DIR",
         description="Folder the signed checkpoints are also written to (outside the database).",
     )
     checkpoint_every_s: float = Field(
         default=300.0,
         gt=0,
-        validation_alias=AliasChoices("ACCORD_AUDIT_CHECKPOINT_S"),
+        validation_alias="ACCORD_AUDIT_CHECKPOINT_S",
         description="Seconds between checkpoints (one only when the chain has grown).",
     )
     audit_aggregates: bool = Field(
         default=True,
-        validation_alias=AliasChoices("ACCORD_AUDIT_AGGREGATES"),
         description="Stream aggregates (faust) on audit.metrics and /metrics: on or off.",
     )
     audit_aggregates_grace_s: float = Field(
         default=10.0,
         ge=0,
-        validation_alias=AliasChoices("ACCORD_AUDIT_AGGREGATES_GRACE_S"),
         description="A minute's window takes late records this long after it ends.",
     )
     audit_aggregates_horizon_s: float = Field(
         default=3600.0,
         gt=0,
-        validation_alias=AliasChoices("ACCORD_AUDIT_AGGREGATES_HORIZON_S"),
         description="A joiner without news for this long is forgotten (not measured).",
     )
 

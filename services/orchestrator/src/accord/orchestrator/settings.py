@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, cast
 
-from pydantic import AliasChoices, Field
+from pydantic import Field
 
 from accord.events.catalogue.authn import Factor
 from accord.runtime.settings import ServiceSettings
@@ -14,22 +14,19 @@ from accord.runtime.settings import ServiceSettings
 class OrchestratorSettings(ServiceSettings):
     """Environment of the orchestrator."""
 
-    http_port: int = Field(default=8701, validation_alias=AliasChoices("ACCORD_ORCHESTRATOR_PORT"))
+    http_port: int = Field(default=8701, validation_alias="ACCORD_ORCHESTRATOR_PORT")
     birthright_targets: str = Field(
         default="scim-demo",
-        validation_alias=AliasChoices("ACCORD_BIRTHRIGHT_TARGETS"),
         description="Comma-separated targets every joiner gets an account in.",
     )
 
     birthright_file: Path | None = Field(
         default=None,
-        validation_alias=AliasChoices("ACCORD_BIRTHRIGHT_FILE"),
         description="YAML birthright rules; replaces ACCORD_BIRTHRIGHT_TARGETS when set.",
     )
 
     joiner_mfa_factors: str = Field(
         default="",
-        validation_alias=AliasChoices("ACCORD_JOINER_MFA_FACTORS"),
         description="Factors (totp, webauthn; comma-separated) a joiner is asked to enrol"
         " when its saga completes (mfa.enrolment_requested); empty: no enrolment step.",
         pattern=r"^\s*((totp|webauthn)\s*(,\s*(totp|webauthn)\s*)*)?$",
@@ -42,35 +39,30 @@ class OrchestratorSettings(ServiceSettings):
 
     joiner_on_failure: Literal["keep", "rollback"] = Field(
         default="keep",
-        validation_alias=AliasChoices("ACCORD_JOINER_ON_FAILURE"),
         description="When a joiner's target fails for good: keep the other accounts and fail"
         " the saga for a retry, or roll them back (delete what was created).",
     )
     leaver_retention_s: float = Field(
         default=30 * 24 * 3600.0,
         ge=0,
-        validation_alias=AliasChoices("ACCORD_LEAVER_RETENTION_S"),
         description="Seconds a deleted identity's accounts stay disabled before they are"
         " deleted; 0 deletes them at once.",
     )
     saga_retry_base_s: float = Field(
         default=30.0,
         gt=0,
-        validation_alias=AliasChoices("ACCORD_SAGA_RETRY_BASE_S"),
         description="First delay of a saga's own retries (leavers, transient failures);"
         " doubles per failed round.",
     )
     saga_retry_cap_s: float = Field(
         default=900.0,
         gt=0,
-        validation_alias=AliasChoices("ACCORD_SAGA_RETRY_CAP_S"),
         description="Longest delay between a saga's own retries.",
     )
     saga_transient_rounds: int = Field(
         default=5,
         ge=0,
         le=100,
-        validation_alias=AliasChoices("ACCORD_SAGA_TRANSIENT_ROUNDS"),
         description="Failed rounds a saga other than a leaver (joiner, mover, reactivation,"
         " access grant or revocation) retries by itself when every failure was transient"
         " (target down, throttling, no answer); 0: never.",
@@ -78,7 +70,6 @@ class OrchestratorSettings(ServiceSettings):
     saga_step_timeout_s: float = Field(
         default=600.0,
         gt=0,
-        validation_alias=AliasChoices("ACCORD_SAGA_STEP_TIMEOUT_S"),
         description="A saga step with no answer from the provisioner within this fails;"
         " longer than the provisioner's own retries.",
     )
@@ -86,7 +77,6 @@ class OrchestratorSettings(ServiceSettings):
         default=1.0,
         gt=0,
         le=60,
-        validation_alias=AliasChoices("ACCORD_TIMER_POLL_S"),
         description="How often due timers (retries, retention) are looked for.",
     )
 
