@@ -13,11 +13,12 @@ import pytest_asyncio
 from accord.authz import access
 from accord.authz.catalogue import load_catalogue
 from accord.authz.domain.policy_files import default_policy_dir, load_policy_dir
-from accord.authz.handlers import handle_user_event
 from accord.events import AccessRequested, Resource, UserCreated, new_event
 from accord.runtime import db
 from accord.runtime.consumer import HandlerContext
 from accord.stack.testing import run_accord as accord
+
+from .consumed import consume
 
 pytestmark = pytest.mark.integration
 SCHEMA = "authz"
@@ -47,7 +48,7 @@ async def people(pool: asyncpg.Pool) -> None:
         data = UserCreated(user_id=user_id, user_name=user_id, manager_id=manager)
         async with pool.acquire() as conn, conn.transaction():
             ctx = HandlerContext(conn=conn, source="urn:test", topic=data.event_type)
-            await handle_user_event(new_event(data, source="urn:test", sequence=1), ctx)
+            await consume(new_event(data, source="urn:test", sequence=1), ctx)
 
 
 async def ask(pool: asyncpg.Pool, request_id: str, entitlement: str = "viewer") -> None:

@@ -17,7 +17,6 @@ from accord.authz.adapters import approvals, directory, grants, requests
 from accord.authz.catalogue import load_catalogue
 from accord.authz.domain.approvals import NotAnApprover
 from accord.authz.domain.policy_files import default_policy_dir, load_policy_dir
-from accord.authz.handlers import handle_group_event, handle_user_event
 from accord.events import (
     AccessApprovalDecided,
     AccessApprovalRequested,
@@ -36,6 +35,8 @@ from accord.events import (
 )
 from accord.runtime.consumer import HandlerContext
 from accord.stack.testing import migrated_pool
+
+from .consumed import consume
 
 pytestmark = pytest.mark.integration
 SCHEMA = "authz"
@@ -68,11 +69,11 @@ async def people(pool: asyncpg.Pool) -> None:
     for user_id, manager in (("ceo", None), ("mia", "ceo"), ("ada", "mia"), ("bob", "mia")):
         await on(
             pool,
-            handle_user_event,
+            consume,
             UserCreated(user_id=user_id, user_name=user_id, manager_id=manager),
         )
     for user_id in ("payroll-owner", "finance-owner", "security-officer"):
-        await on(pool, handle_user_event, UserCreated(user_id=user_id, user_name=user_id))
+        await on(pool, consume, UserCreated(user_id=user_id, user_name=user_id))
 
 
 async def ask(
@@ -266,7 +267,7 @@ async def test_an_overdue_stage_escalates_then_expires(pool: asyncpg.Pool) -> No
 async def test_time_bound_grants_end_by_themselves_and_leavers_lose_every_grant(
     pool: asyncpg.Pool,
 ) -> None:
-    await on(pool, handle_user_event, UserCreated(user_id="tim", user_name="tim", manager_id="mia"))
+    await on(pool, consume, UserCreated(user_id="tim", user_name="tim", manager_id="mia"))
     _, events = await ask(pool, "wiki", "editor", principal="tim", duration=60)
     granted = events[-1]
     assert isinstance(granted, AccessGranted)
@@ -295,7 +296,7 @@ async def test_time_bound_grants_end_by_themselves_and_leavers_lose_every_grant(
     )
     assert sorted(g["entitlement"] for g in then) == ["editor", "reader"]
 
-    left = await on(pool, handle_user_event, UserDeleted(user_id="tim"), sequence=2)
+    left = await on(pool, consume, UserDeleted(user_id="tim"), sequence=2)
 
     assert [type(e.data) for e in left] == [AccessRevoked]
     assert getattr(left[0].data, "reason", None) == "leaver"
@@ -304,11 +305,9 @@ async def test_time_bound_grants_end_by_themselves_and_leavers_lose_every_grant(
 
 
 async def test_group_approvers_include_nested_groups(pool: asyncpg.Pool) -> None:
-    await on(
-        pool, handle_group_event, GroupMembersChanged(group_id="security", added=("sec-team",))
-    )
-    await on(pool, handle_group_event, GroupMembersChanged(group_id="sec-team", added=("bob",)))
-    await on(pool, handle_group_event, GroupCreated(group_id="sec-team", display_name="Sec"))
+    await on(pool, consume, GroupMembersChanged(group_id="security", added=("sec-team",)))
+    await on(pool, consume, GroupMembersChanged(group_id="sec-team", added=("bob",)))
+    await on(pool, consume, GroupCreated(group_id="sec-team", display_name="Sec"))
     async with pool.acquire() as conn:
         assert await directory.members(conn, "security") == ["bob"]
         entities = await directory.principal_entities(conn, "bob")
@@ -338,7 +337,7 @@ async def test_a_routed_sod_rule_sends_a_toxic_request_to_its_approvers_first(
     (folder / "routed.cedar").write_text(ROUTED_SOD, encoding="utf-8")
     policies = load_policy_dir(folder)
     assert policies.routed == {"sod-viewer-vs-payment-approver"}
-    await on(pool, handle_user_event, UserCreated(user_id="vic", user_name="vic", manager_id="mia"))
+    await on(pool, consume, UserCreated(user_id="vic", user_name="vic", manager_id="mia"))
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute(
             "INSERT INTO access_requests (request_id, requester_id, principal_id,"

@@ -18,7 +18,6 @@ from fastapi import FastAPI
 
 from accord.authz import access, access_api, api, decision_api
 from accord.authz.domain.policy_files import default_policy_dir
-from accord.authz.handlers import handle_user_event
 from accord.authz.policy_holder import PolicyHolder
 from accord.authz.settings import AuthzSettings
 from accord.events import UserCreated, new_event
@@ -30,6 +29,8 @@ from accord.runtime.security.rate_limit import RateLimiter
 from accord.runtime.security.roles import Caller, Role
 from accord.runtime.service import Runtime
 from accord.stack.testing import migrated_pool
+
+from .consumed import consume
 
 pytestmark = pytest.mark.integration
 SCHEMA = "authz"
@@ -68,7 +69,7 @@ async def pool(fresh_database: str) -> AsyncIterator[asyncpg.Pool]:
 async def project(pool: asyncpg.Pool, user: UserCreated) -> None:
     async with pool.acquire() as conn, conn.transaction():
         ctx = HandlerContext(conn=conn, source="urn:test:authz", topic=user.event_type)
-        await handle_user_event(new_event(user, source="urn:test", sequence=1), ctx)
+        await consume(new_event(user, source="urn:test", sequence=1), ctx)
 
 
 def app(pool: asyncpg.Pool) -> FastAPI:

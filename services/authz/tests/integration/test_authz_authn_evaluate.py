@@ -17,7 +17,6 @@ from accord.authz import access, authn_api
 from accord.authz.adapters import directory
 from accord.authz.catalogue import load_catalogue
 from accord.authz.domain.policy_files import default_policy_dir, load_policy_dir
-from accord.authz.handlers import handle_factor_event, handle_lockout_event, handle_user_event
 from accord.authz.settings import AuthzSettings
 from accord.events import (
     AccessRequested,
@@ -38,6 +37,8 @@ from accord.runtime.security.rate_limit import RateLimiter
 from accord.runtime.security.roles import Caller, Role
 from accord.runtime.service import Runtime
 from accord.stack.testing import migrated_pool
+
+from .consumed import consume
 
 pytestmark = pytest.mark.integration
 SCHEMA = "authz"
@@ -62,7 +63,7 @@ async def pool(fresh_database: str) -> AsyncIterator[asyncpg.Pool]:
         for user_id, manager in (("mia", None), ("ada", "mia"), ("orphan", None)):
             await on(
                 created,
-                handle_user_event,
+                consume,
                 UserCreated(user_id=user_id, user_name=user_id, manager_id=manager),
             )
         yield created
@@ -129,7 +130,7 @@ def removed(user_id: str, credential_id: str, factor: str) -> MfaRemoved:
 async def test_an_enrolled_identity_is_asked_for_its_second_factor_off_the_network(
     pool: asyncpg.Pool, client: httpx.AsyncClient
 ) -> None:
-    await on(pool, handle_factor_event, enrolled("ada", "cred-totp-1", "totp"))
+    await on(pool, consume, enrolled("ada", "cred-totp-1", "totp"))
 
     answer = await evaluate(client, "ada", "wiki", network="internet", presented=["pwd"])
 
@@ -152,7 +153,7 @@ async def test_an_enrolled_identity_is_asked_for_its_second_factor_off_the_netwo
 async def test_a_privileged_application_sends_a_totp_only_identity_to_enrol_webauthn(
     pool: asyncpg.Pool, client: httpx.AsyncClient
 ) -> None:
-    await on(pool, handle_factor_event, enrolled("ada", "cred-totp-2", "totp"))
+    await on(pool, consume, enrolled("ada", "cred-totp-2", "totp"))
 
     answer = await evaluate(client, "ada", "payroll", network="corporate", presented=["pwd"])
 
@@ -160,7 +161,7 @@ async def test_a_privileged_application_sends_a_totp_only_identity_to_enrol_weba
     assert answer["enrolment_needed"] is True
     assert answer["enrol"] == {"phishing_resistant": ["webauthn"]}
 
-    await on(pool, handle_factor_event, enrolled("ada", "cred-key-1", "webauthn"))
+    await on(pool, consume, enrolled("ada", "cred-key-1", "webauthn"))
     answer = await evaluate(client, "ada", "payroll", network="corporate", presented=["pwd"])
     assert answer["enrolment_needed"] is False
     assert answer["step_up"] is True
@@ -173,21 +174,21 @@ async def test_a_privileged_application_sends_a_totp_only_identity_to_enrol_weba
 async def test_removing_one_credential_keeps_the_kind_while_another_remains(
     pool: asyncpg.Pool,
 ) -> None:
-    await on(pool, handle_factor_event, enrolled("ada", "key-a", "webauthn"))
-    await on(pool, handle_factor_event, enrolled("ada", "key-b", "webauthn"))
-    await on(pool, handle_factor_event, removed("ada", "key-a", "webauthn"))
+    await on(pool, consume, enrolled("ada", "key-a", "webauthn"))
+    await on(pool, consume, enrolled("ada", "key-b", "webauthn"))
+    await on(pool, consume, removed("ada", "key-a", "webauthn"))
 
     async with pool.acquire() as conn:
         assert (await directory.principal_entities(conn, "ada"))[0].attrs["factors"] == {"webauthn"}
-    await on(pool, handle_factor_event, removed("ada", "key-b", "webauthn"))
+    await on(pool, consume, removed("ada", "key-b", "webauthn"))
     async with pool.acquire() as conn:
         assert "factors" not in (await directory.principal_entities(conn, "ada"))[0].attrs
 
 
 async def test_a_removal_that_arrives_before_its_enrolment_wins(pool: asyncpg.Pool) -> None:
-    await on(pool, handle_factor_event, removed("ada", "late", "totp"))
-    await on(pool, handle_factor_event, enrolled("ada", "late", "totp"))
-    await on(pool, handle_factor_event, enrolled("ada", "late", "totp"))  # redelivered
+    await on(pool, consume, removed("ada", "late", "totp"))
+    await on(pool, consume, enrolled("ada", "late", "totp"))
+    await on(pool, consume, enrolled("ada", "late", "totp"))  # redelivered
 
     async with pool.acquire() as conn:
         assert "factors" not in (await directory.principal_entities(conn, "ada"))[0].attrs
@@ -198,7 +199,7 @@ async def test_a_locked_identity_may_not_sign_in_until_unlocked(
 ) -> None:
     await on(
         pool,
-        handle_lockout_event,
+        consume,
         IdentityLocked(user_id="ada", lockout_id="lo-1", reason="failed sign-ins", failures=5),
     )
 
@@ -210,12 +211,10 @@ async def test_a_locked_identity_may_not_sign_in_until_unlocked(
 
     await on(
         pool,
-        handle_lockout_event,
+        consume,
         IdentityUnlocked(user_id="ada", lockout_id="lo-1", request_id="req-1"),
     )
-    await on(
-        pool, handle_lockout_event, IdentityLocked(user_id="ada", lockout_id="lo-1", reason="x")
-    )
+    await on(pool, consume, IdentityLocked(user_id="ada", lockout_id="lo-1", reason="x"))
     answer = await evaluate(client, "ada", "wiki", network="corporate", presented=["pwd"])
     assert answer["allowed"] is True  # a redelivered lock does not reopen an ended lockout
 

@@ -4,7 +4,6 @@ Kafka orders one topic's events of a subject, never two topics'."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from functools import partial
 from typing import Any
 
 import asyncpg
@@ -12,7 +11,6 @@ import pytest
 import pytest_asyncio
 
 from accord.authz.adapters import authn_projection, requests
-from accord.authz.handlers import handle_identity_event, handle_lockout_event
 from accord.events import (
     AccessDecided,
     AccessGranted,
@@ -24,13 +22,12 @@ from accord.events import (
 )
 from accord.stack.testing import migrated_pool
 
-from .test_authz_access_flow import CATALOGUE, POLICIES, SCHEMA, SETTINGS, ask, on
+from .consumed import consume
+from .test_authz_access_flow import SCHEMA, ask, on
 
 pytestmark = pytest.mark.integration
 
-identity_event = partial(
-    handle_identity_event, rules=lambda: (POLICIES, CATALOGUE), settings=SETTINGS
-)
+identity_event = consume
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -81,7 +78,7 @@ async def test_an_unlock_consumed_before_its_lockout_leaves_the_identity_unlocke
     unlocked = IdentityUnlocked(user_id="ada", lockout_id="lo-7", request_id="req-7")
     locked = IdentityLocked(user_id="ada", lockout_id="lo-7", reason="3 failures", failures=3)
     for data in (unlocked, locked):
-        assert await on(pool, handle_lockout_event, data) == []
+        assert await on(pool, consume, data) == []
 
     async with pool.acquire() as conn:
         assert (await authn_projection.authn_attrs(conn, "ada"))["locked"] is False

@@ -4,32 +4,40 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import timedelta
-from functools import partial
 
 from fastapi import FastAPI
 
-from accord.authz import access, access_api, api, authn_api, decision_api, handlers, timers
+from accord.authz import access_api, api, authn_api, decision_api, handlers, timers
+from accord.authz.adapters.postgres import postgres_stores
 from accord.authz.catalogue import Catalogue
+from accord.authz.domain.approvals import ApprovalSettings
 from accord.authz.domain.policy_set import LoadedPolicies
 from accord.authz.policy_holder import PolicyHolder
+from accord.authz.ports import AuthzPorts, Rules
 from accord.authz.settings import AuthzSettings
-from accord.events import topics
 from accord.runtime.consumer import Handler
+from accord.runtime.routes import HandlerContext
 from accord.runtime.service import Runtime, ServiceDefinition
 
-USER_TOPICS = topics.USER_TOPICS
-GROUP_TOPICS = topics.GROUP_TOPICS
-LOCKOUT_TOPICS = (topics.IDENTITY_LOCKED, topics.IDENTITY_UNLOCKED)
-FACTOR_TOPICS = (topics.MFA_ENROLLED, topics.MFA_REMOVED)
 
-
-def approval_settings(settings: AuthzSettings) -> access.ApprovalSettings:
+def approval_settings(settings: AuthzSettings) -> ApprovalSettings:
     """How approval stages wait and time out."""
     timeout = settings.approval_timeout_s
-    return access.ApprovalSettings(
+    return ApprovalSettings(
         timeout=timedelta(seconds=timeout) if timeout else None,
         on_timeout=settings.approval_on_timeout,
     )
+
+
+def route_table(rules: Rules, approvals: ApprovalSettings) -> dict[str, Handler]:
+    """Authz's typed handlers by event type, their ports bound to the handler's transaction."""
+
+    def ports(ctx: HandlerContext) -> AuthzPorts:
+        return AuthzPorts(
+            stores=postgres_stores(ctx.conn), source=ctx.source, rules=rules, settings=approvals
+        )
+
+    return dict(handlers.routes(ports))
 
 
 def definition(settings: AuthzSettings) -> ServiceDefinition:
@@ -43,15 +51,7 @@ def definition(settings: AuthzSettings) -> ServiceDefinition:
         return current.policies, current.catalogue
 
     def routes(runtime: Runtime) -> Mapping[str, Handler]:
-        on_identity = partial(handlers.handle_identity_event, rules=rules, settings=approvals)
-        table: dict[str, Handler] = dict.fromkeys(USER_TOPICS, on_identity)
-        table.update({t: handlers.handle_group_event for t in GROUP_TOPICS})
-        table.update({t: handlers.handle_lockout_event for t in LOCKOUT_TOPICS})
-        table.update({t: handlers.handle_factor_event for t in FACTOR_TOPICS})
-        table[topics.ACCESS_REQUESTED] = partial(
-            handlers.handle_access_requested, rules=rules, settings=approvals
-        )
-        return table
+        return route_table(rules, approvals)
 
     def configure_app(app: FastAPI, runtime: Runtime) -> None:
         api.configure(app, runtime, holder, approvals)

@@ -12,8 +12,9 @@ import logging
 
 import asyncpg
 
-from accord.authz import access
-from accord.authz.adapters import approvals, grants
+from accord.authz.adapters.postgres import postgres_stores
+from accord.authz.domain.approvals import ApprovalSettings
+from accord.authz.handlers import timers as clock
 from accord.runtime import outbox
 from accord.runtime.service import Runtime
 
@@ -22,22 +23,18 @@ BATCH = 100
 
 
 async def fire_due(
-    pool: asyncpg.Pool, *, schema: str, source: str, settings: access.ApprovalSettings
+    pool: asyncpg.Pool, *, schema: str, source: str, settings: ApprovalSettings
 ) -> int:
     """Handle what is due now, one batch; how many rows were handled."""
     async with pool.acquire() as conn, conn.transaction():
-        events = []
-        stages = await approvals.overdue(conn, limit=BATCH)
-        for stage in stages:
-            events += await access.time_out_stage(conn, stage, settings=settings, source=source)
-        ended = await grants.expired(conn, limit=BATCH)
-        for grant_id in ended:
-            events += await access.expire(conn, grant_id, source=source)
-        await outbox.enqueue(conn, schema, events)
-    return len(stages) + len(ended)
+        fired = await clock.fire_due(
+            postgres_stores(conn), settings=settings, source=source, limit=BATCH
+        )
+        await outbox.enqueue(conn, schema, fired.events)
+    return fired.handled
 
 
-async def run(runtime: Runtime, settings: access.ApprovalSettings, poll_s: float) -> None:
+async def run(runtime: Runtime, settings: ApprovalSettings, poll_s: float) -> None:
     """Fire due deadlines until the service stops."""
     while not runtime.stopping.is_set():
         try:

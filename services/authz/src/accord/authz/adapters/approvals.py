@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -159,3 +160,51 @@ async def pending(
         limit,
     )
     return [dict(r) for r in rows]
+
+
+@dataclass(frozen=True)
+class PostgresApprovals:
+    """The approval_stages table in one transaction (accord.authz.ports.Approvals)."""
+
+    conn: asyncpg.Connection
+
+    async def insert_chain(
+        self, request_id: str, stages: Sequence[Stage], first_due: datetime | None
+    ) -> None:
+        await insert_chain(self.conn, request_id, stages, first_due)
+
+    async def pending_stage(self, request_id: str) -> dict[str, Any] | None:
+        return await pending_stage(self.conn, request_id)
+
+    async def settle(
+        self,
+        request_id: str,
+        stage: int,
+        status: str,
+        *,
+        by: str | None = None,
+        comment: str | None = None,
+    ) -> None:
+        await settle(self.conn, request_id, stage, status, by=by, comment=comment)
+
+    async def names(self, request_id: str, user_id: str) -> bool:
+        return await names(self.conn, request_id, user_id)
+
+    async def skip_rest(self, request_id: str) -> None:
+        await skip_rest(self.conn, request_id)
+
+    async def open_stage(
+        self, request_id: str, stage: int, due_at: datetime | None
+    ) -> dict[str, Any] | None:
+        return await open_stage(self.conn, request_id, stage, due_at)
+
+    async def escalate(
+        self, request_id: str, stage: int, due_at: datetime | None
+    ) -> dict[str, Any] | None:
+        return await escalate(self.conn, request_id, stage, due_at)
+
+    async def overdue(self, *, limit: int) -> list[dict[str, Any]]:
+        return await overdue(self.conn, limit=limit)
+
+    async def chain(self, request_id: str) -> list[dict[str, Any]]:
+        return await chain(self.conn, request_id)

@@ -7,6 +7,7 @@ the same state: an end (unlock, removal) always wins over its start.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -75,3 +76,22 @@ async def authn_attrs(conn: asyncpg.Connection, user_id: str) -> dict[str, Any]:
     if row is not None and row["factors"]:
         attrs["factors"] = set(row["factors"])
     return attrs
+
+
+@dataclass(frozen=True)
+class PostgresAuthnFacts:
+    """Lockouts and factors in one transaction (accord.authz.ports.AuthnFacts)."""
+
+    conn: asyncpg.Connection
+
+    async def lockout_started(self, user_id: str, lockout_id: str) -> None:
+        await lockout_started(self.conn, user_id, lockout_id)
+
+    async def lockout_ended(self, user_id: str, lockout_id: str) -> None:
+        await lockout_ended(self.conn, user_id, lockout_id)
+
+    async def factor_enrolled(self, user_id: str, credential_id: str, factor: str) -> None:
+        await factor_enrolled(self.conn, user_id, credential_id, factor)
+
+    async def factor_removed(self, user_id: str, credential_id: str, factor: str) -> None:
+        await factor_removed(self.conn, user_id, credential_id, factor)

@@ -7,6 +7,7 @@ computes the transitive closure from each entity's direct parents.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -133,3 +134,37 @@ async def managers(conn: asyncpg.Connection, user_id: str) -> dict[str, str | No
         found[current] = manager
         current = manager
     return found
+
+
+@dataclass(frozen=True)
+class PostgresGroups:
+    """The group projection in one transaction (accord.authz.ports.Groups)."""
+
+    conn: asyncpg.Connection
+
+    async def upsert(self, group_id: str, display_name: str, *, sequence: int) -> None:
+        await upsert_group(self.conn, group_id, display_name, sequence=sequence)
+
+    async def delete(self, group_id: str, *, sequence: int) -> None:
+        await delete_group(self.conn, group_id, sequence=sequence)
+
+    async def change_members(
+        self, group_id: str, added: Sequence[str], removed: Sequence[str]
+    ) -> None:
+        await change_members(self.conn, group_id, added, removed)
+
+
+@dataclass(frozen=True)
+class PostgresDirectory:
+    """What policies and chains read, in one transaction (accord.authz.ports.Directory)."""
+
+    conn: asyncpg.Connection
+
+    async def principal_entities(self, user_id: str) -> list[Entity]:
+        return await principal_entities(self.conn, user_id)
+
+    async def managers(self, user_id: str) -> dict[str, str | None]:
+        return await managers(self.conn, user_id)
+
+    async def members(self, group_id: str) -> list[str]:
+        return await members(self.conn, group_id)

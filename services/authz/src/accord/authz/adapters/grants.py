@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -147,3 +148,47 @@ def _grant(row: asyncpg.Record) -> dict[str, Any]:
     grant = dict(row)
     grant["provisioning"] = json.loads(grant["provisioning"])
     return grant
+
+
+@dataclass(frozen=True)
+class PostgresGrants:
+    """The grants table in one transaction (accord.authz.ports.Grants)."""
+
+    conn: asyncpg.Connection
+
+    async def insert(
+        self,
+        *,
+        grant_id: str,
+        request_id: str,
+        principal_id: str,
+        application: str,
+        entitlement: str,
+        provisioning: Sequence[Provisioning],
+        expires_at: datetime | None,
+    ) -> bool:
+        return await insert(
+            self.conn,
+            grant_id=grant_id,
+            request_id=request_id,
+            principal_id=principal_id,
+            application=application,
+            entitlement=entitlement,
+            provisioning=provisioning,
+            expires_at=expires_at,
+        )
+
+    async def revoke(self, grant_id: str, reason: str) -> dict[str, Any] | None:
+        return await revoke(self.conn, grant_id, reason)
+
+    async def expire(self, grant_id: str) -> dict[str, Any] | None:
+        return await expire(self.conn, grant_id)
+
+    async def due_of(self, principal_id: str, application: str, entitlement: str) -> list[str]:
+        return await due_of(self.conn, principal_id, application, entitlement)
+
+    async def live_of(self, principal_id: str) -> list[dict[str, Any]]:
+        return await live_of(self.conn, principal_id)
+
+    async def expired(self, *, limit: int) -> list[str]:
+        return await expired(self.conn, limit=limit)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -116,3 +117,25 @@ async def conclude(conn: asyncpg.Connection, request_id: str, status: str) -> bo
         status,
     )
     return bool(result == "UPDATE 1")
+
+
+@dataclass(frozen=True)
+class PostgresRequests:
+    """The access_requests table in one transaction (accord.authz.ports.Requests)."""
+
+    conn: asyncpg.Connection
+
+    async def insert(self, request: AccessRequested) -> bool:
+        return await insert(self.conn, request)
+
+    async def waiting_for(self, principal_id: str) -> list[AccessRequested]:
+        return await waiting_for(self.conn, principal_id)
+
+    async def decide(self, request_id: str, status: str, reasons: list[str]) -> bool:
+        return await decide(self.conn, request_id, status, reasons)
+
+    async def locked(self, request_id: str) -> dict[str, Any] | None:
+        return await locked(self.conn, request_id)
+
+    async def conclude(self, request_id: str, status: str) -> bool:
+        return await conclude(self.conn, request_id, status)

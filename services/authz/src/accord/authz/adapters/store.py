@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -72,3 +73,40 @@ async def principal_attrs(conn: asyncpg.Connection, user_id: str) -> dict[str, A
     if "factors" in attrs:
         attrs["factors"] = sorted(attrs["factors"])
     return attrs
+
+
+@dataclass(frozen=True)
+class PostgresPrincipals:
+    """The principals table in one transaction (accord.authz.ports.Principals)."""
+
+    conn: asyncpg.Connection
+
+    async def upsert(
+        self,
+        user_id: str,
+        *,
+        sequence: int,
+        active: bool,
+        department: str | None = None,
+        manager_id: str | None = None,
+        user_name: str | None = None,
+        deleted: bool = False,
+        keep_department: bool = False,
+    ) -> None:
+        await upsert_principal(
+            self.conn,
+            user_id,
+            sequence=sequence,
+            active=active,
+            department=department,
+            manager_id=manager_id,
+            user_name=user_name,
+            deleted=deleted,
+            keep_department=keep_department,
+        )
+
+    async def lock(self, user_id: str) -> None:
+        await lock_principal(self.conn, user_id)
+
+    async def known(self, user_id: str) -> bool:
+        return await known(self.conn, user_id)

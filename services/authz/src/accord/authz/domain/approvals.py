@@ -196,3 +196,47 @@ def on_timeout(*, escalated: bool, escalation: Sequence[str], policy: OnTimeout)
 def due(now: datetime, timeout: timedelta | None) -> datetime | None:
     """A stage's deadline (none: it waits for ever)."""
     return now + timeout if timeout else None
+
+
+# --- what the access flow settles on --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ApprovalSettings:
+    """How long a stage waits, and what an overdue one does."""
+
+    timeout: timedelta | None = timedelta(days=3)
+    on_timeout: OnTimeout = "escalate"
+
+
+class RequestNotFound(LookupError):
+    """No such access request."""
+
+
+class NotInvolved(RequestNotFound):
+    """The request is not the caller's to decide, nor theirs at all: to them, as if there
+    were none (its existence and its state are not their business)."""
+
+
+class NotWaiting(ValueError):
+    """The request is not waiting for an approval."""
+
+    def __init__(self, status: str) -> None:
+        self.status = status
+        super().__init__(f"the access request is {status}, not waiting for approval")
+
+
+RequestStatus = Literal["permit", "deny", "approval_required"]
+
+
+def settle(
+    effect: RequestStatus, reasons: Sequence[str], stages: Sequence[Stage], chained: bool
+) -> tuple[RequestStatus, list[str]]:
+    """A request's decision once its chain (if the policies asked for one) is resolved: a
+    chain with a stage nobody else may decide denies it, with that reason."""
+    if not chained:
+        return effect, list(reasons)
+    blocked = unapprovable(stages)
+    if blocked:
+        return "deny", [*reasons, blocked]
+    return "approval_required", list(reasons)

@@ -1,0 +1,75 @@
+"""Identity events: keep the principal projection in step, end a leaver's grants, and
+decide the access requests that waited for the principal (their access.requested was
+consumed before its user.created, another topic)."""
+
+from __future__ import annotations
+
+from accord.authz.handlers.access import decide_waiting, revoke_all
+from accord.authz.ports import AuthzPorts
+from accord.events import (
+    Envelope,
+    UserCreated,
+    UserDeactivated,
+    UserDeleted,
+    UserReactivated,
+    UserUpdated,
+)
+
+
+async def on_user_profile(
+    event: Envelope, data: UserCreated | UserUpdated, ports: AuthzPorts
+) -> list[Envelope]:
+    """user.created / user.updated: the principal's profile and status."""
+    principals = ports.stores.principals
+    await principals.lock(data.user_id)
+    await principals.upsert(
+        data.user_id,
+        sequence=event.sequence or 0,
+        active=data.active,
+        department=data.department,
+        manager_id=data.manager_id,
+        user_name=data.user_name,
+    )
+    return await _decide_waiting(data.user_id, ports)
+
+
+async def on_user_status(
+    event: Envelope, data: UserDeactivated | UserReactivated, ports: AuthzPorts
+) -> list[Envelope]:
+    """user.deactivated / user.reactivated: the status only (the profile stays)."""
+    principals = ports.stores.principals
+    await principals.lock(data.user_id)
+    await principals.upsert(
+        data.user_id,
+        sequence=event.sequence or 0,
+        active=isinstance(data, UserReactivated),
+        keep_department=True,
+    )
+    return await _decide_waiting(data.user_id, ports)
+
+
+async def on_user_deleted(event: Envelope, data: UserDeleted, ports: AuthzPorts) -> list[Envelope]:
+    """user.deleted: the principal is gone, and loses every grant it holds."""
+    principals = ports.stores.principals
+    await principals.lock(data.user_id)
+    await principals.upsert(
+        data.user_id,
+        sequence=event.sequence or 0,
+        active=False,
+        deleted=True,
+        keep_department=True,
+    )
+    revoked = await revoke_all(ports.stores, data.user_id, "leaver", source=ports.source)
+    return revoked + await _decide_waiting(data.user_id, ports)
+
+
+async def _decide_waiting(user_id: str, ports: AuthzPorts) -> list[Envelope]:
+    policies, catalogue = ports.rules()
+    return await decide_waiting(
+        ports.stores,
+        user_id,
+        policies=policies,
+        catalogue=catalogue,
+        settings=ports.settings,
+        source=ports.source,
+    )
