@@ -10,7 +10,7 @@ import logging
 from collections.abc import Collection, Mapping, Sequence
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import CommitFailedError
 from aiokafka.structs import OffsetAndMetadata
 
@@ -27,6 +27,8 @@ from accord.runtime.routes import (
     RawHandler,
     Route,
 )
+from accord.runtime.storage import Storage
+from accord.runtime.transport import Consumer, Producer
 
 log = logging.getLogger(__name__)
 
@@ -50,15 +52,20 @@ __all__ = [
 
 
 class ConsumerLoop:
-    """Consumes the topics of its routes with one consumer group."""
+    """Consumes the topics of its routes with one consumer group.
+
+    The runtime's tables are the PostgreSQL schema `schema` through `pool`, or `storage`
+    (accord.runtime.storage; accord.runtime.memory.MemoryStorage in unit tests, with the
+    in-memory consumer and producer of accord.runtime.memory).
+    """
 
     def __init__(
         self,
         *,
-        consumer: AIOKafkaConsumer,
-        producer: AIOKafkaProducer,
-        pool: asyncpg.Pool,
-        schema: str,
+        consumer: Consumer,
+        producer: Producer,
+        pool: asyncpg.Pool | None = None,
+        schema: str = "",
         group: str,
         source: str,
         routes: Mapping[str, Route],
@@ -68,6 +75,7 @@ class ConsumerLoop:
         batch_handler: BatchHandler | None = None,
         batch_types: Collection[str] = (),
         idle_polling: IdlePolling | None = None,
+        storage: Storage | None = None,
     ) -> None:
         self._consumer = consumer
         self._pacer = Pacer(consumer, idle_polling)
@@ -89,6 +97,7 @@ class ConsumerLoop:
             batch_types=batch_types,
             stats=self.stats,
             stopping=self._stopping,
+            storage=storage,
         )
         self.running = False
         self.joined = False
@@ -115,7 +124,8 @@ class ConsumerLoop:
                         continue
                     self._consumer.pause(tp)
                     self._workers[tp] = asyncio.create_task(
-                        self._handler.handle(records), name=f"partition {tp.topic}/{tp.partition}"
+                        self._handler.handle(list(records)),
+                        name=f"partition {tp.topic}/{tp.partition}",
                     )
                 await self._commit(self._collect())
             await self.drain(list(self._workers))

@@ -15,10 +15,9 @@ import logging
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from aiokafka import AIOKafkaProducer
-
 from accord.events.topics import dlq_for, is_dlq
 from accord.runtime.records import Record
+from accord.runtime.transport import Producer
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +53,7 @@ def meant_for(record: Record, group: str) -> bool:
 
 
 async def dead_letter(
-    producer: AIOKafkaProducer,
+    producer: Producer,
     record: Record,
     *,
     reason: str,

@@ -91,18 +91,28 @@ async def settle(
         resolved = sorted(r["event_id"] for r in rows)
     if settlement.replay and settlement.envelope.id not in resolved:
         resolved.append(settlement.envelope.id)
-    if resolved:
-        record = OutboxRecord(
-            event_id=settlement.envelope.id,
-            topic=dlq_for(topic),
-            key=settlement.key or b"",
-            value=b"",
-            headers=[
-                (RESOLVES_HEADER, json.dumps(resolved).encode()),
-                (CONSUMER_HEADER, consumer.encode()),
-                ("accord-resolved-by", settlement.envelope.id.encode()),
-                ("accord-resolved-at", datetime.now(UTC).isoformat().encode()),
-            ],
-        )
+    record = resolution_record(consumer, topic, settlement, resolved)
+    if record is not None:
         await enqueue_records(conn, schema, [record])
     return resolved
+
+
+def resolution_record(
+    consumer: str, topic: str, settlement: Settlement, resolved: list[str]
+) -> OutboxRecord | None:
+    """The DLQ record saying this group's dead letters of `resolved` need no action; None
+    when nothing is resolved."""
+    if not resolved:
+        return None
+    return OutboxRecord(
+        event_id=settlement.envelope.id,
+        topic=dlq_for(topic),
+        key=settlement.key or b"",
+        value=b"",
+        headers=[
+            (RESOLVES_HEADER, json.dumps(resolved).encode()),
+            (CONSUMER_HEADER, consumer.encode()),
+            ("accord-resolved-by", settlement.envelope.id.encode()),
+            ("accord-resolved-at", datetime.now(UTC).isoformat().encode()),
+        ],
+    )

@@ -24,16 +24,15 @@ from functools import partial
 from typing import Any, cast
 
 import asyncpg
-from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka.errors import KafkaError
 
 from accord.events import Envelope, InvalidEvent, from_kafka
 from accord.events.topics import is_dlq
 from accord.runtime import logs
 from accord.runtime.dlq import dead_letter, meant_for, replayed_for
-from accord.runtime.dlq_resolution import Settlement, remember, settle
+from accord.runtime.dlq_resolution import Settlement
 from accord.runtime.errors import INFRASTRUCTURE_ERRORS, PermanentError
-from accord.runtime.outbox import enqueue
 from accord.runtime.records import Record
 from accord.runtime.routes import (
     BatchHandler,
@@ -48,7 +47,9 @@ from accord.runtime.routes import (
     Route,
     Work,
 )
+from accord.runtime.storage import PgStorage, Storage, Transaction
 from accord.runtime.tracing import consume_span, trace_id_of, with_current_trace
+from accord.runtime.transport import Producer
 
 log = logging.getLogger(__name__)
 
@@ -77,14 +78,18 @@ class ConsumerStats:
 class PartitionHandler:
     """Handles a fetched batch of one partition's records, in order, and says how far it
     got, so the loop commits only what is done. The loop runs one batch per partition at a
-    time, several partitions at once."""
+    time, several partitions at once.
+
+    Its inbox, outbox and dead letters are in `storage`, by default the PostgreSQL schema
+    `schema` through `pool` (accord.runtime.storage).
+    """
 
     def __init__(
         self,
         *,
-        producer: AIOKafkaProducer,
-        pool: asyncpg.Pool,
-        schema: str,
+        producer: Producer,
+        pool: asyncpg.Pool | None = None,
+        schema: str = "",
         group: str,
         source: str,
         routes: Mapping[str, Route],
@@ -94,10 +99,10 @@ class PartitionHandler:
         stats: ConsumerStats,
         stopping: asyncio.Event,
         batch_types: Collection[str] = (),
+        storage: Storage | None = None,
     ) -> None:
         self._producer = producer
-        self._pool = pool
-        self._schema = schema
+        self._storage = storage_of(pool, schema, storage)
         self._group = group
         self._source = source
         self._routes = dict(routes)
@@ -186,7 +191,7 @@ class PartitionHandler:
         duplicates: list[str] = []
         fresh = done = 0
         try:
-            async with self._pool.acquire() as conn, conn.transaction():
+            async with self._storage.transaction() as tx:
                 for record, item in group:
                     if self._stopping.is_set() and done:
                         break
@@ -195,10 +200,12 @@ class PartitionHandler:
                         continue
                     envelope, handler = item
                     with _event_context(envelope, record.topic, self._group):
-                        if not await self._insert_inbox(conn, record.topic, envelope.id):
+                        if not await tx.claim(self._group, record.topic, envelope.id):
                             duplicates.append(envelope.type)
                             continue
-                        context = HandlerContext(conn=conn, source=self._source, topic=record.topic)
+                        context = HandlerContext(
+                            conn=tx.conn, source=self._source, topic=record.topic
+                        )
                         try:
                             replies = await handler(envelope, context)
                         except Exception as error:
@@ -206,7 +213,7 @@ class PartitionHandler:
                         # Stamped here, inside the record's span: enqueue runs outside it.
                         emitted += [with_current_trace(e) for e in replies]
                         fresh += 1
-                await enqueue(conn, self._schema, emitted)
+                await tx.enqueue(emitted)
         except _GroupFailed:
             raise
         except Exception as error:
@@ -249,14 +256,14 @@ class PartitionHandler:
         topic = items[0][0].topic
         while True:
             try:
-                async with self._pool.acquire() as conn, conn.transaction():
-                    context = HandlerContext(conn=conn, source=self._source, topic=topic)
+                async with self._storage.transaction() as tx:
+                    context = HandlerContext(conn=tx.conn, source=self._source, topic=topic)
                     emitted = await handler(items, context)
-                    await enqueue(conn, self._schema, emitted)
+                    await tx.enqueue(emitted)
                     for record, envelope in items:
                         settlement = Settlement.of(record, envelope, None) if envelope else None
                         if settlement is not None:
-                            await settle(conn, self._schema, self._group, topic, settlement)
+                            await tx.settle(self._group, topic, settlement)
                 self.stats.handled += len(items)
                 return
             except INFRASTRUCTURE_ERRORS as error:
@@ -418,15 +425,15 @@ class PartitionHandler:
         kind: str,
         settlement: Settlement | None = None,
     ) -> None:
-        async with self._pool.acquire() as conn, conn.transaction():
-            fresh = await self._claim(conn, record.topic, inbox_id, kind)
+        async with self._storage.transaction() as tx:
+            fresh = await self._claim(tx, record.topic, inbox_id, kind)
             if fresh:
-                context = HandlerContext(conn=conn, source=self._source, topic=record.topic)
+                context = HandlerContext(conn=tx.conn, source=self._source, topic=record.topic)
                 emitted = await work(context)
-                await enqueue(conn, self._schema, emitted)
+                await tx.enqueue(emitted)
             if settlement is not None:
                 # A duplicate resolves too: the event was handled before.
-                await settle(conn, self._schema, self._group, record.topic, settlement)
+                await tx.settle(self._group, record.topic, settlement)
         self.stats.handled += int(fresh)
 
     async def _apply_effect(
@@ -446,19 +453,13 @@ class PartitionHandler:
         (the same event, published again) runs the effect again.
         """
         position = f"{inbox_id}@{record.partition}:{record.offset}"
-        seen = await self._pool.fetch(
-            "SELECT event_id FROM inbox WHERE consumer = $1 AND topic = $2"
-            " AND event_id = ANY($3::text[])",
-            self._group,
-            record.topic,
-            [inbox_id, position],
-        )
+        seen = await self._storage.seen(self._group, record.topic, [inbox_id, position])
         if seen:
             self._duplicate(kind)
             # Handled before (not this very record given up on): a replay resolves.
-            if settlement is not None and any(r["event_id"] == inbox_id for r in seen):
-                async with self._pool.acquire() as conn, conn.transaction():
-                    await settle(conn, self._schema, self._group, record.topic, settlement)
+            if settlement is not None and inbox_id in seen:
+                async with self._storage.transaction() as tx:
+                    await tx.settle(self._group, record.topic, settlement)
             return
         emitted = await work(EffectContext(source=self._source, topic=record.topic))
         claim = inbox_id
@@ -467,34 +468,24 @@ class PartitionHandler:
             # dead-letter it twice, harmless to a replay); the other order could lose it.
             await self._dead_letter(record, emitted.reason, emitted.error_type, settlement)
             emitted, claim, settlement = emitted.events, position, None
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with self._storage.transaction() as tx:
             # Claimed meanwhile by another member (a rebalance): its events went out.
-            if not await self._claim(conn, record.topic, claim, kind):
+            if not await self._claim(tx, record.topic, claim, kind):
                 return
             if on_commit is not None:
-                context = HandlerContext(conn=conn, source=self._source, topic=record.topic)
+                context = HandlerContext(conn=tx.conn, source=self._source, topic=record.topic)
                 emitted = [*emitted, *await on_commit(context)]
-            await enqueue(conn, self._schema, emitted)
+            await tx.enqueue(emitted)
             if settlement is not None:
-                await settle(conn, self._schema, self._group, record.topic, settlement)
+                await tx.settle(self._group, record.topic, settlement)
         self.stats.handled += 1
 
-    async def _claim(self, conn: asyncpg.Connection, topic: str, inbox_id: str, kind: str) -> bool:
+    async def _claim(self, tx: Transaction, topic: str, inbox_id: str, kind: str) -> bool:
         """Record the event in the inbox; False (a duplicate) if it is there already."""
-        fresh = await self._insert_inbox(conn, topic, inbox_id)
+        fresh = await tx.claim(self._group, topic, inbox_id)
         if not fresh:
             self._duplicate(kind)
         return fresh
-
-    async def _insert_inbox(self, conn: asyncpg.Connection, topic: str, inbox_id: str) -> bool:
-        fresh = await conn.fetchval(
-            "INSERT INTO inbox (consumer, topic, event_id) VALUES ($1, $2, $3) "
-            "ON CONFLICT DO NOTHING RETURNING true",
-            self._group,
-            topic,
-            inbox_id,
-        )
-        return bool(fresh)
 
     def _duplicate(self, kind: str) -> None:
         self.stats.duplicates += 1
@@ -526,11 +517,20 @@ class PartitionHandler:
         delay = 0.1
         while True:
             try:
-                await remember(self._pool, self._group, topic, settlement)
+                await self._storage.remember(self._group, topic, settlement)
                 return
             except INFRASTRUCTURE_ERRORS as error:
                 self._dependency_down(error, "dead letter not noted yet; will retry")
             delay = await self._back_off(delay)
+
+
+def storage_of(pool: asyncpg.Pool | None, schema: str, storage: Storage | None) -> Storage:
+    """The storage given, else the PostgreSQL schema `schema` through `pool`."""
+    if storage is not None:
+        return storage
+    if pool is None:
+        raise TypeError("a consumer needs a pool (and schema) or a storage")
+    return PgStorage(pool, schema)
 
 
 class _GroupFailed(Exception):

@@ -6,17 +6,18 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import asyncpg
-from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from accord.events import Envelope, to_kafka
 from accord.runtime.db import advisory_key
 from accord.runtime.errors import INFRASTRUCTURE_ERRORS
 from accord.runtime.tracing import with_current_trace
+from accord.runtime.transport import Producer
 
 log = logging.getLogger(__name__)
 
@@ -40,15 +41,50 @@ class OutboxRecord:
     headers: Sequence[tuple[str, bytes]]
 
 
-async def enqueue(conn: asyncpg.Connection, schema: str, events: Sequence[Envelope]) -> None:
-    """Add events to the outbox inside the caller's transaction."""
+@dataclass(frozen=True)
+class OutboxRow:
+    """An outbox row as the relay reads it: its id (publish order) and its record."""
+
+    id: int
+    topic: str
+    key: bytes
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
+class OutboxRows(Protocol):
+    """The outbox as the relay reads it (PostgreSQL's table, or an in-memory one)."""
+
+    async def fetch(self, limit: int) -> list[OutboxRow]:
+        """The oldest rows, in id order."""
+        ...
+
+    async def delete(self, ids: Sequence[int]) -> None:
+        """Forget rows the broker acknowledged."""
+        ...
+
+
+class OutboxStore(OutboxRows, Protocol):
+    """An outbox in this process (accord.runtime.memory.MemoryStorage): one relay reads it,
+    with no leader election, woken by `wake` whenever a transaction adds rows."""
+
+    def on_enqueue(self, wake: Callable[[], None]) -> None: ...
+
+
+def outbox_records(events: Sequence[Envelope]) -> list[OutboxRecord]:
+    """The records that publish events (with the current trace, if they carry none)."""
     records = []
     for envelope in events:
         record = to_kafka(with_current_trace(envelope))
         records.append(
             OutboxRecord(envelope.id, record.topic, record.key, record.value, record.headers)
         )
-    await enqueue_records(conn, schema, records)
+    return records
+
+
+async def enqueue(conn: asyncpg.Connection, schema: str, events: Sequence[Envelope]) -> None:
+    """Add events to the outbox inside the caller's transaction."""
+    await enqueue_records(conn, schema, outbox_records(events))
 
 
 async def enqueue_records(
@@ -81,10 +117,14 @@ class OutboxRelay:
         self,
         dsn: str,
         schema: str,
-        producer: AIOKafkaProducer,
+        producer: Producer,
         *,
         poll_interval: float = 1.0,
+        store: OutboxStore | None = None,
     ) -> None:
+        """Relays the outbox of `schema` at `dsn`; or, given a `store`, that in-process
+        outbox (dsn and schema unused: no connection, no advisory lock)."""
+        self._store = store
         self._dsn = dsn
         self._schema = schema
         self._producer = producer
@@ -110,6 +150,13 @@ class OutboxRelay:
         self._wake.set()
 
     async def _run_once(self) -> None:
+        if self._store is not None:
+            self._store.on_enqueue(self._on_notify)
+            try:
+                await self._lead(self._store)
+            finally:
+                self.leader = False
+            return
         conn = await asyncpg.connect(
             self._dsn,
             server_settings={"search_path": self._schema, "application_name": "accord-relay"},
@@ -124,35 +171,35 @@ class OutboxRelay:
                 return
             self.leader = True
             await conn.add_listener(channel_name(self._schema), self._on_notify)
-            while not self._stopping:
-                sent = await self._relay_batch(conn)
-                if sent < BATCH:
-                    await self._sleep(self._poll_interval)
+            await self._lead(_PgOutbox(conn))
         finally:
             self.leader = False
             await conn.close()
 
-    async def _relay_batch(self, conn: asyncpg.Connection) -> int:
+    async def _lead(self, outbox: OutboxRows) -> None:
+        """Relay batches until stop(), as the leader."""
+        self.leader = True
+        while not self._stopping:
+            sent = await self._relay_batch(outbox)
+            if sent < BATCH:
+                await self._sleep(self._poll_interval)
+
+    async def _relay_batch(self, outbox: OutboxRows) -> int:
         self._wake.clear()
-        rows = await conn.fetch(
-            "SELECT id, topic, key, value, headers FROM outbox ORDER BY id LIMIT $1", BATCH
-        )
+        rows = await outbox.fetch(BATCH)
         if not rows:
             return 0
         futures = []
         for row in rows:
-            headers = [(name, value.encode()) for name, value in json.loads(row["headers"])]
             futures.append(
                 await self._producer.send(
-                    row["topic"], value=row["value"], key=row["key"], headers=headers
+                    row.topic, value=row.value, key=row.key, headers=row.headers
                 )
             )
         # Delete only what the broker acknowledged; a crash before this line re-sends, and
         # consumers drop the duplicates by event id.
         await asyncio.gather(*futures)
-        await conn.execute(
-            "DELETE FROM outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows]
-        )
+        await outbox.delete([r.id for r in rows])
         self.published += len(rows)
         return len(rows)
 
@@ -162,3 +209,24 @@ class OutboxRelay:
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), seconds)
+
+
+class _PgOutbox:
+    """The outbox table, read by the relay's own connection."""
+
+    def __init__(self, conn: asyncpg.Connection) -> None:
+        self._conn = conn
+
+    async def fetch(self, limit: int) -> list[OutboxRow]:
+        rows = await self._conn.fetch(
+            "SELECT id, topic, key, value, headers FROM outbox ORDER BY id LIMIT $1", limit
+        )
+        return [_row(r) for r in rows]
+
+    async def delete(self, ids: Sequence[int]) -> None:
+        await self._conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", list(ids))
+
+
+def _row(row: Any) -> OutboxRow:
+    headers = [(name, value.encode()) for name, value in json.loads(row["headers"])]
+    return OutboxRow(row["id"], row["topic"], row["key"], row["value"], headers)
