@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import logging
-from functools import partial
 
 from fastapi import FastAPI
 
 from accord.auditor import aggregates, api, checkpointing, dashboard, handlers, reports_api
 from accord.auditor.adapters import log_store
+from accord.auditor.adapters.log_store import PostgresAuditLog
 from accord.auditor.metrics import AuditorMetrics, mount
+from accord.auditor.ports import RecordingPorts
 from accord.auditor.settings import AuditorSettings
 from accord.events import REGISTRY, topics
-from accord.runtime.consumer import BatchHandler
+from accord.runtime.routes import BatchHandler, HandlerContext
 from accord.runtime.service import Runtime, ServiceDefinition
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,7 @@ def configure_app(app: FastAPI, runtime: Runtime) -> None:
 
 def definition(settings: AuditorSettings) -> ServiceDefinition:
     """The auditor as the runtime runs it."""
-    redact = settings.redactions()
+    redact = frozenset(settings.redactions())
 
     as_writer = False  # whether the writer role may be used: known once the service starts
     metrics = AuditorMetrics()
@@ -55,7 +56,12 @@ def definition(settings: AuditorSettings) -> ServiceDefinition:
 
     def batches(runtime: Runtime) -> BatchHandler:
         # Called after the on_start hooks: check_writer_role has answered.
-        return partial(handlers.record_batch, redact=redact, as_writer=as_writer)
+        writer = as_writer
+
+        def ports(ctx: HandlerContext) -> RecordingPorts:
+            return RecordingPorts(PostgresAuditLog(ctx.conn, writer), ctx.source, redact)
+
+        return handlers.batch_route(ports)
 
     async def checkpoints(runtime: Runtime) -> None:
         if settings.signing_key_file is None:

@@ -5,27 +5,25 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 
-from accord.auditor.domain.chain import FIELDS, canonical, canonical_time, record_hash
+from accord.auditor.domain.chain import FIELDS, canonical_time
+from accord.auditor.domain.chaining import (
+    ChainState,
+    SourceKey,
+    Stored,
+    chain,
+    key_of,
+)
 from accord.auditor.domain.checkpoints import Checkpoint
 from accord.auditor.domain.normalise import AuditEntry
 from accord.runtime.sql import Conditions
 
 WRITER_ROLE = "accord_audit_writer"
 _COLUMNS = (*FIELDS, "payload", "prev_hash", "hash")
-
-
-@dataclass(frozen=True)
-class Stored:
-    """An entry as the log holds it: its place in the chain and its hash."""
-
-    entry: AuditEntry
-    record_id: int
-    hash: str
 
 
 async def writer_role_usable(pool: asyncpg.Pool) -> bool:
@@ -38,81 +36,62 @@ async def writer_role_usable(pool: asyncpg.Pool) -> bool:
     return usable
 
 
+@dataclass(frozen=True)
+class PostgresAuditLog:
+    """The AuditLog port on audit_log, in the caller's transaction on `conn`.
+
+    `chain_state` takes the chain head's row lock, held until the transaction ends: it
+    serialises writers, so record ids follow commit order and each hash links to the record
+    before it. With `as_writer`, the transaction writes as accord_audit_writer.
+    """
+
+    conn: asyncpg.Connection
+    as_writer: bool = False
+
+    async def chain_state(self, keys: Sequence[SourceKey]) -> ChainState:
+        """Lock and read the chain head, and which of these events the log holds."""
+        conn = self.conn
+        if self.as_writer:
+            await conn.execute(f"SET LOCAL ROLE {WRITER_ROLE}")
+        head = await conn.fetchrow("SELECT record_id, hash FROM audit_chain_head FOR UPDATE")
+        assert head is not None, "migration 0002 creates the chain head"
+        recorded = await conn.fetch(
+            "SELECT source_topic, source_event_id FROM audit_log"
+            " WHERE (source_topic, source_event_id) IN"
+            " (SELECT * FROM unnest($1::text[], $2::text[]))",
+            [topic for topic, _ in keys],
+            [event_id for _, event_id in keys],
+        )
+        return ChainState(
+            head["record_id"],
+            head["hash"],
+            frozenset((r["source_topic"], r["source_event_id"]) for r in recorded),
+        )
+
+    async def append(self, records: Sequence[Stored]) -> None:
+        """Store chained records (after the head read by chain_state); the head moves on."""
+        if not records:
+            return
+        rows = [(*r.fields.values(), r.payload, r.prev_hash, r.hash) for r in records]
+        await self.conn.copy_records_to_table("audit_log", records=rows, columns=_COLUMNS)
+        last = records[-1]
+        await self.conn.execute(
+            "UPDATE audit_chain_head SET record_id = $1, hash = $2", last.record_id, last.hash
+        )
+
+
 async def append_many(
     conn: asyncpg.Connection, entries: Sequence[AuditEntry], *, as_writer: bool = False
 ) -> list[Stored]:
     """Append the entries not yet recorded, chained, in order; the others are skipped.
 
-    Runs in the caller's transaction. The chain head's row lock serialises writers, so
-    record ids follow commit order and each hash links to the record before it.
+    Runs in the caller's transaction (see PostgresAuditLog).
     """
-    if as_writer:
-        await conn.execute(f"SET LOCAL ROLE {WRITER_ROLE}")
-    head = await conn.fetchrow("SELECT record_id, hash FROM audit_chain_head FOR UPDATE")
-    assert head is not None, "migration 0002 creates the chain head"
-    fresh = await _not_yet_recorded(conn, entries)
-    if not fresh:
-        return []
-    previous, record_id = head["hash"], head["record_id"]
-    rows, stored = [], []
-    for entry in fresh:
-        record_id += 1
-        fields = _fields(entry, record_id)
-        payload = storable_json(entry.payload)
-        digest = record_hash(previous, fields, payload)
-        rows.append((*fields.values(), payload, previous, digest))
-        stored.append(Stored(entry, record_id, digest))
-        previous = digest
-    await conn.copy_records_to_table("audit_log", records=rows, columns=_COLUMNS)
-    await conn.execute("UPDATE audit_chain_head SET record_id = $1, hash = $2", record_id, previous)
+    log = PostgresAuditLog(conn, as_writer)
+    state = await log.chain_state([key_of(e) for e in entries])
+    stored = chain(state, entries)
+    await log.append(stored)
     return stored
-
-
-async def _not_yet_recorded(
-    conn: asyncpg.Connection, entries: Sequence[AuditEntry]
-) -> list[AuditEntry]:
-    """The entries whose (topic, event id) is neither in the log nor earlier in the batch."""
-    seen = {
-        (r["source_topic"], r["source_event_id"])
-        for r in await conn.fetch(
-            "SELECT source_topic, source_event_id FROM audit_log"
-            " WHERE (source_topic, source_event_id) IN"
-            " (SELECT * FROM unnest($1::text[], $2::text[]))",
-            [e.source_topic for e in entries],
-            [e.source_event_id for e in entries],
-        )
-    }
-    fresh = []
-    for entry in entries:
-        key = (entry.source_topic, entry.source_event_id)
-        if key not in seen:
-            seen.add(key)
-            fresh.append(entry)
-    return fresh
-
-
-def _fields(entry: AuditEntry, record_id: int) -> dict[str, Any]:
-    """The hashed fields of a record, in column order (FIELDS)."""
-    return {
-        "record_id": record_id,
-        "recorded_at": datetime.now(UTC),
-        "source_event_id": entry.source_event_id,
-        "source_topic": entry.source_topic,
-        "event_type": entry.event_type,
-        "occurred_at": entry.occurred_at,
-        "actor": entry.actor,
-        "subject": entry.subject,
-        "target": entry.target,
-        "outcome": entry.outcome,
-        "correlation_id": entry.correlation_id,
-        "trace_id": entry.trace_id,
-    }
-
-
-def storable_json(payload: dict[str, Any]) -> str:
-    """The payload's canonical JSON, as stored and hashed; NUL (which a dead letter may hold
-    and PostgreSQL text functions refuse) becomes U+FFFD."""
-    return canonical(payload).replace("\\u0000", "\\ufffd")
 
 
 @dataclass(frozen=True)

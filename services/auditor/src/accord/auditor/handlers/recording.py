@@ -1,20 +1,21 @@
-"""Auditor handlers: record every event, and announce each record on audit.recorded.
+"""Recording every event, and announcing each record on audit.recorded.
 
 The auditor takes each partition's records as one batch: one transaction normalises them,
 skips those already recorded (by topic and event id), chains and stores the rest, and
-enqueues their audit.recorded events.
+enqueues their audit.recorded events. There is no inbox: a redelivered batch is recorded
+again, and the log skips what it holds, so nothing is recorded or announced twice.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
-from accord.auditor.adapters import log_store
-from accord.auditor.adapters.log_store import Stored
+from accord.auditor.domain.chaining import Stored, chain, key_of
 from accord.auditor.domain.normalise import AuditEntry, from_dead_letter, from_envelope
+from accord.auditor.ports import RecordingPorts
 from accord.events import AuditRecorded, Envelope, new_event
-from accord.runtime.consumer import BatchItem, HandlerContext
 from accord.runtime.records import Record
+from accord.runtime.routes import BatchHandler, BatchItem, HandlerContext
 from accord.runtime.tracing import trace_id_of
 
 
@@ -32,27 +33,19 @@ def entry_of(record: Record, event: Envelope | None, redact: Iterable[str] = ())
     )
 
 
-async def record_batch(
-    items: Sequence[BatchItem],
-    ctx: HandlerContext,
-    *,
-    redact: Iterable[str] = (),
-    as_writer: bool = False,
-) -> list[Envelope]:
+async def record_batch(items: Sequence[BatchItem], ports: RecordingPorts) -> list[Envelope]:
     """Record a partition's batch; the audit.recorded events of the new records."""
-    fields = list(redact)
     causes = {}
     entries = []
     for record, event in items:
-        entry = entry_of(record, event, fields)
+        entry = entry_of(record, event, ports.redact)
         entries.append(entry)
         if event is not None:
-            causes[(entry.source_topic, entry.source_event_id)] = event
-    stored = await log_store.append_many(ctx.conn, entries, as_writer=as_writer)
-    return [
-        announcement(s, ctx.source, causes.get((s.entry.source_topic, s.entry.source_event_id)))
-        for s in stored
-    ]
+            causes[key_of(entry)] = event
+    state = await ports.log.chain_state([key_of(e) for e in entries])
+    stored = chain(state, entries, ports.clock)
+    await ports.log.append(stored)
+    return [announcement(s, ports.source, causes.get(key_of(s.entry))) for s in stored]
 
 
 def announcement(stored: Stored, source: str, cause: Envelope | None) -> Envelope:
@@ -73,3 +66,13 @@ def announcement(stored: Stored, source: str, cause: Envelope | None) -> Envelop
         payload=entry.payload,
     )
     return new_event(announced, source=source, causation=cause, correlation_id=entry.correlation_id)
+
+
+def batch_route(ports: Callable[[HandlerContext], RecordingPorts]) -> BatchHandler:
+    """record_batch as the runtime runs it: its ports built from each batch's context (so
+    they join the batch's transaction)."""
+
+    async def handle(items: Sequence[BatchItem], ctx: HandlerContext) -> list[Envelope]:
+        return await record_batch(items, ports(ctx))
+
+    return handle
