@@ -25,9 +25,11 @@ from accord.events import (
 )
 from accord.orchestrator import sagas
 from accord.orchestrator.adapters import store
+from accord.orchestrator.bootstrap import routes
 from accord.orchestrator.domain import account_saga as saga
 from accord.orchestrator.domain.birthright import everyone
-from accord.orchestrator.handlers import UnknownIdentity, Workflows, WorkflowSettings
+from accord.orchestrator.domain.workflow import WorkflowSettings
+from accord.orchestrator.handlers import UnknownIdentity
 from accord.runtime import outbox
 from accord.runtime.consumer import HandlerContext
 from accord.stack.testing import migrated_pool
@@ -47,17 +49,17 @@ async def pool(fresh_database: str) -> AsyncIterator[asyncpg.Pool]:
         yield created
 
 
-def workflows(**options: Any) -> Workflows:
-    return Workflows(WorkflowSettings(birthright=everyone(["crm", "wiki"]), **options))
+def workflows(**options: Any) -> WorkflowSettings:
+    return WorkflowSettings(birthright=everyone(["crm", "wiki"]), **options)
 
 
-async def handle(
-    pool: asyncpg.Pool, flows: Workflows, event: Envelope, method: str
-) -> list[Envelope]:
-    """Run a handler as the consumer does: its events join the outbox in its transaction."""
+async def handle(pool: asyncpg.Pool, flows: WorkflowSettings, event: Envelope) -> list[Envelope]:
+    """Run the route of the event's type as the consumer does: its events join the outbox
+    in its transaction."""
+    route = routes(flows)[event.type]
     async with pool.acquire() as conn, conn.transaction():
         ctx = HandlerContext(conn=conn, source=SOURCE, topic=event.type)
-        emitted: list[Envelope] = await getattr(flows, method)(event, ctx)
+        emitted = await route(event, ctx)
         await outbox.enqueue(conn, SCHEMA, emitted)
         return emitted
 
@@ -114,18 +116,20 @@ def result(request: ProvisionRequested, **failure: Any) -> Envelope:
     return event(AccountProvisioned(**common, account_id=f"{request.target}-{request.user_id}"))
 
 
-async def answer(pool: asyncpg.Pool, flows: Workflows, events: list[Envelope]) -> list[Envelope]:
+async def answer(
+    pool: asyncpg.Pool, flows: WorkflowSettings, events: list[Envelope]
+) -> list[Envelope]:
     """Report every provision.requested among events as done; returns what they caused."""
     caused: list[Envelope] = []
     for request in requests(events):
-        caused += await handle(pool, flows, result(request), "account_result")
+        caused += await handle(pool, flows, result(request))
     return caused
 
 
-async def joined(pool: asyncpg.Pool, flows: Workflows, user: str) -> None:
+async def joined(pool: asyncpg.Pool, flows: WorkflowSettings, user: str) -> None:
     """An identity whose joiner completed: it holds accounts in crm and wiki."""
     created = event(UserCreated(user_id=user, user_name=user), 1)
-    await answer(pool, flows, await handle(pool, flows, created, "user_created"))
+    await answer(pool, flows, await handle(pool, flows, created))
     assert await store.account_targets(pool, user) == ["crm", "wiki"]
 
 
@@ -149,7 +153,7 @@ async def test_a_grant_adds_its_memberships_and_their_results_complete_it(
     await joined(pool, flows, user)
     accounts_before = await pool.fetch("SELECT * FROM accounts WHERE user_id = $1", user)
 
-    started = await handle(pool, flows, granted(user, SALES, EDITORS, READERS), "access_changed")
+    started = await handle(pool, flows, granted(user, SALES, EDITORS, READERS))
 
     assert [e.type for e in started] == ["saga.started", *["provision.requested"] * 3]
     assert started[0].data.model_dump()["targets"] == ("crm", "wiki")
@@ -186,13 +190,13 @@ async def test_a_replayed_grant_starts_no_second_saga(pool: asyncpg.Pool) -> Non
     user = "u-replay"
     await joined(pool, flows, user)
     grant = granted(user, SALES)
-    started = await handle(pool, flows, grant, "access_changed")
+    started = await handle(pool, flows, grant)
 
-    assert await handle(pool, flows, grant, "access_changed") == []  # redelivered, running
+    assert await handle(pool, flows, grant) == []  # redelivered, running
     await answer(pool, flows, started)
-    assert await handle(pool, flows, grant, "access_changed") == []  # redelivered, completed
+    assert await handle(pool, flows, grant) == []  # redelivered, completed
     # The same grant announced again under another event id is still the same saga.
-    assert await handle(pool, flows, granted(user, SALES), "access_changed") == []
+    assert await handle(pool, flows, granted(user, SALES)) == []
 
     assert await sagas_of(pool, user) == [("access_grant", "completed"), ("joiner", "completed")]
 
@@ -201,9 +205,9 @@ async def test_a_revocation_removes_the_memberships(pool: asyncpg.Pool) -> None:
     flows = workflows()
     user = "u-revoke"
     await joined(pool, flows, user)
-    await answer(pool, flows, await handle(pool, flows, granted(user, EDITORS), "access_changed"))
+    await answer(pool, flows, await handle(pool, flows, granted(user, EDITORS)))
 
-    started = await handle(pool, flows, revoked(user, EDITORS), "access_changed")
+    started = await handle(pool, flows, revoked(user, EDITORS))
 
     assert memberships(started) == [("wiki", "remove_member", "editors")]
     assert [e.type for e in await answer(pool, flows, started)] == ["saga.completed"]
@@ -217,9 +221,9 @@ async def test_a_grant_behind_a_running_joiner_waits_queued_and_follows_it(
     flows = workflows()
     user = "u-queued-grant"
     created = event(UserCreated(user_id=user, user_name=user), 1)
-    joiner = await handle(pool, flows, created, "user_created")
+    joiner = await handle(pool, flows, created)
 
-    assert await handle(pool, flows, granted(user, SALES), "access_changed") == []
+    assert await handle(pool, flows, granted(user, SALES)) == []
     assert await sagas_of(pool, user) == [("access_grant", "queued"), ("joiner", "running")]
     assert [r["operation"] for r in await outbox_requests(pool)] == ["create", "create"]
 
@@ -240,15 +244,10 @@ async def test_a_membership_without_an_account_fails_the_grant_for_an_operator(
     flows = workflows()
     user = "u-no-account"
     await joined(pool, flows, user)
-    started = await handle(pool, flows, granted(user, SALES), "access_changed")
+    started = await handle(pool, flows, granted(user, SALES))
     reason = "crm: no account to add to group 'Sales Team'"
 
-    failed = await handle(
-        pool,
-        flows,
-        result(requests(started)[0], reason=reason, retryable=False),
-        "account_result",
-    )
+    failed = await handle(pool, flows, result(requests(started)[0], reason=reason, retryable=False))
 
     assert [e.type for e in failed] == ["saga.failed"]
     assert (
@@ -278,15 +277,10 @@ async def test_a_revocation_cancels_a_failed_grant_and_a_late_grant_is_not_provi
     flows = workflows()
     user = "u-withdrawn"
     await joined(pool, flows, user)
-    started = await handle(pool, flows, granted(user, SALES), "access_changed")
-    await handle(
-        pool,
-        flows,
-        result(requests(started)[0], reason="refused", retryable=False),
-        "account_result",
-    )
+    started = await handle(pool, flows, granted(user, SALES))
+    await handle(pool, flows, result(requests(started)[0], reason="refused", retryable=False))
 
-    revoking = await handle(pool, flows, revoked(user, SALES), "access_changed")
+    revoking = await handle(pool, flows, revoked(user, SALES))
 
     assert [e.type for e in revoking] == [
         "saga.failed",  # the grant, cancelled: a retry must never add the group again
@@ -305,11 +299,9 @@ async def test_a_revocation_cancels_a_failed_grant_and_a_late_grant_is_not_provi
     await answer(
         pool,
         flows,
-        await handle(pool, flows, revoked(late_user, SALES, grant_id="g-3"), "access_changed"),
+        await handle(pool, flows, revoked(late_user, SALES, grant_id="g-3")),
     )
-    assert (
-        await handle(pool, flows, granted(late_user, SALES, grant_id="g-3"), "access_changed") == []
-    )
+    assert await handle(pool, flows, granted(late_user, SALES, grant_id="g-3")) == []
     assert await sagas_of(pool, late_user) == [
         ("access_revoke", "completed"),
         ("joiner", "completed"),
@@ -321,8 +313,8 @@ async def test_nothing_to_provision_starts_no_saga(pool: asyncpg.Pool) -> None:
     user = "u-accord-only"
     await joined(pool, flows, user)
 
-    assert await handle(pool, flows, granted(user), "access_changed") == []
-    assert await handle(pool, flows, revoked(user), "access_changed") == []
+    assert await handle(pool, flows, granted(user)) == []
+    assert await handle(pool, flows, revoked(user)) == []
     assert await sagas_of(pool, user) == [("joiner", "completed")]
 
 
@@ -330,5 +322,5 @@ async def test_a_grant_for_an_identity_the_registry_does_not_know_is_refused(
     pool: asyncpg.Pool,
 ) -> None:
     with pytest.raises(UnknownIdentity, match="u-nobody"):
-        await handle(pool, workflows(), granted("u-nobody", SALES), "access_changed")
+        await handle(pool, workflows(), granted("u-nobody", SALES))
     assert await sagas_of(pool, "u-nobody") == []

@@ -79,8 +79,8 @@ async def test_an_unlock_consumed_before_its_lockout_leaves_the_accounts_enabled
     locked = event(IdentityLocked(user_id=user, lockout_id="lock-1", reason="3 failures"))
     unlocked = event(IdentityUnlocked(user_id=user, lockout_id="lock-1", request_id="req-1"))
 
-    assert await handle(pool, flows, unlocked, "identity_unlocked") == []
-    late = await handle(pool, flows, locked, "identity_locked")
+    assert await handle(pool, flows, unlocked) == []
+    late = await handle(pool, flows, locked)
 
     # The lockout is over: its late announcement disables nothing and locks nothing.
     assert operations(late) == []
@@ -96,12 +96,12 @@ async def test_an_older_lockouts_unlock_does_not_end_a_newer_lockout(pool: async
     user = "u-two-lockouts"
     await joined(pool, flows, user)
     first = event(IdentityLocked(user_id=user, lockout_id="lock-1", reason="3 failures"))
-    await answer(pool, flows, await handle(pool, flows, first, "identity_locked"))
+    await answer(pool, flows, await handle(pool, flows, first))
     second = event(IdentityLocked(user_id=user, lockout_id="lock-2", reason="by hand"))
-    await answer(pool, flows, await handle(pool, flows, second, "identity_locked"))
+    await answer(pool, flows, await handle(pool, flows, second))
 
     old = event(IdentityUnlocked(user_id=user, lockout_id="lock-1", request_id="req-1"))
-    assert await handle(pool, flows, old, "identity_unlocked") == []
+    assert await handle(pool, flows, old) == []
     entry = await store.get_identity(pool, user)
     assert entry is not None
     assert entry["locked_by"] == "lock-2"
@@ -119,10 +119,10 @@ async def test_a_grant_consumed_after_its_queued_revocation_is_never_provisioned
     flows = workflows()
     user = "u-revoked-first"
     created = event(UserCreated(user_id=user, user_name=user), 1)
-    joiner = await handle(pool, flows, created, "user_created")
-    assert await handle(pool, flows, revoked(user, SALES, grant_id="g-rf"), "access_changed") == []
+    joiner = await handle(pool, flows, created)
+    assert await handle(pool, flows, revoked(user, SALES, grant_id="g-rf")) == []
 
-    assert await handle(pool, flows, granted(user, SALES, grant_id="g-rf"), "access_changed") == []
+    assert await handle(pool, flows, granted(user, SALES, grant_id="g-rf")) == []
     after_joiner = await answer(pool, flows, joiner)
     assert memberships(after_joiner) == [("crm", "remove_member", "Sales Team")]
     await answer(pool, flows, after_joiner)
@@ -150,11 +150,11 @@ async def test_a_leaver_corrected_after_the_deletion_loses_its_accounts_in_eithe
     user = f"u-corrected-{update_first}"
     await joined(pool, flows, user)
     pair = [
-        (event(UserDeleted(user_id=user), 2), "user_status"),
-        (event(update(user, active=False, title="Former"), 3), "user_updated"),
+        event(UserDeleted(user_id=user), 2),
+        event(update(user, active=False, title="Former"), 3),
     ]
-    for change, method in reversed(pair) if update_first else pair:
-        await answer(pool, flows, await handle(pool, flows, change, method))
+    for change in reversed(pair) if update_first else pair:
+        await answer(pool, flows, await handle(pool, flows, change))
 
     entry = await store.get_identity(pool, user)
     assert entry is not None
@@ -174,12 +174,12 @@ async def test_a_deactivation_and_its_update_disable_the_accounts_in_either_orde
     user = f"u-off-{update_first}"
     await joined(pool, flows, user)
     pair = [
-        (event(UserDeactivated(user_id=user), 2), "user_status"),
-        (event(update(user, active=False, title="On leave"), 3), "user_updated"),
+        event(UserDeactivated(user_id=user), 2),
+        event(update(user, active=False, title="On leave"), 3),
     ]
     last: dict[str, tuple[str, bool]] = {}
-    for change, method in reversed(pair) if update_first else pair:
-        started = await handle(pool, flows, change, method)
+    for change in reversed(pair) if update_first else pair:
+        started = await handle(pool, flows, change)
         last |= {target: (op, active) for target, op, active in operations(started)}
         await answer(pool, flows, started)
 
@@ -234,7 +234,7 @@ async def test_a_scim_writes_events_come_back_in_any_order_and_change_nothing(
     (created,) = await scim_write(pool, sync, ResourceChange("created", "User", user, None, before))
     # Another source publishes about the identity on Kafka meanwhile, far ahead in sequence.
     hr = event(UserUpdated(user_id=user, user_name="scim-ada", title="Analyst"), 1000)
-    await handle(pool, flows, hr, "user_updated")
+    await handle(pool, flows, hr)
     after = scim_user("scim-ada", active=False, title="On leave")
     pair = await scim_write(pool, sync, ResourceChange("replaced", "User", user, before, after))
 
@@ -244,8 +244,7 @@ async def test_a_scim_writes_events_come_back_in_any_order_and_change_nothing(
     ]
     sagas = await sagas_of(pool, user)
     for back in reversed([created, *pair]):
-        method = {"user.created": "user_created", "user.updated": "user_updated"}
-        assert await handle(pool, flows, back, method.get(back.type, "user_status")) == []
+        assert await handle(pool, flows, back) == []
     assert await sagas_of(pool, user) == sagas
     entry = await store.get_identity(pool, user)
     assert entry is not None

@@ -23,7 +23,7 @@ from accord.orchestrator import sagas
 from accord.orchestrator.adapters import store
 from accord.orchestrator.domain import account_saga as saga
 from accord.orchestrator.domain.birthright import Birthright, Rule
-from accord.orchestrator.handlers import Workflows, WorkflowSettings
+from accord.orchestrator.domain.workflow import WorkflowSettings
 from accord.orchestrator.testing import SOURCE, Target, World
 from accord.stack.testing import migrated_pool
 
@@ -48,12 +48,10 @@ async def pool(fresh_database: str) -> AsyncIterator[asyncpg.Pool]:
 
 
 def world(pool: asyncpg.Pool, *, transient_rounds: int = 2) -> World:
-    flows = Workflows(
-        WorkflowSettings(
-            birthright=BIRTHRIGHT,
-            leaver_retention=timedelta(days=30),
-            transient_rounds=transient_rounds,
-        )
+    flows = WorkflowSettings(
+        birthright=BIRTHRIGHT,
+        leaver_retention=timedelta(days=30),
+        transient_rounds=transient_rounds,
     )
     return World(pool, flows, SCHEMA, {"crm": Target(), "wiki": Target()})
 

@@ -54,23 +54,23 @@ async def test_a_lockout_disables_every_account_and_only_its_unlock_enables_them
     await joined(pool, flows, user)
 
     locked = event(IdentityLocked(user_id=user, lockout_id="lock-1", reason="5 failures"))
-    started = await handle(pool, flows, locked, "identity_locked")
+    started = await handle(pool, flows, locked)
     assert operations(started) == [("crm", "disable", False), ("wiki", "disable", False)]
-    assert await handle(pool, flows, locked, "identity_locked") == []  # a redelivery
+    assert await handle(pool, flows, locked) == []  # a redelivery
     await answer(pool, flows, started)
 
     # While locked, the source system's changes enable nothing.
     moved = event(UserUpdated(user_id=user, user_name=user, title="Lead"), 2)
-    mover = await handle(pool, flows, moved, "user_updated")
+    mover = await handle(pool, flows, moved)
     assert operations(mover) == [("crm", "update", False), ("wiki", "update", False)]
     await answer(pool, flows, mover)
-    back = await handle(pool, flows, event(UserReactivated(user_id=user), 3), "user_status")
+    back = await handle(pool, flows, event(UserReactivated(user_id=user), 3))
     assert requests(back) == []
 
     wrong = IdentityUnlocked(user_id=user, lockout_id="lock-0", request_id="req-0")
-    assert await handle(pool, flows, event(wrong), "identity_unlocked") == []
+    assert await handle(pool, flows, event(wrong)) == []
     unlocked = IdentityUnlocked(user_id=user, lockout_id="lock-1", request_id="req-1")
-    enabling = await handle(pool, flows, event(unlocked), "identity_unlocked")
+    enabling = await handle(pool, flows, event(unlocked))
     assert operations(enabling) == [("crm", "enable", True), ("wiki", "enable", True)]
     await answer(pool, flows, enabling)
     entry = await store.get_identity(pool, user)
@@ -85,9 +85,9 @@ async def test_a_lockout_of_an_identity_not_here_yet_is_retried(pool: asyncpg.Po
     flows = workflows()
     locked = event(IdentityLocked(user_id="u-early", lockout_id="lock-9", reason="signal"))
     with pytest.raises(UnknownIdentity):
-        await handle(pool, flows, locked, "identity_locked")
+        await handle(pool, flows, locked)
     await joined(pool, flows, "u-early")
-    assert operations(await handle(pool, flows, locked, "identity_locked")) == [
+    assert operations(await handle(pool, flows, locked)) == [
         ("crm", "disable", False),
         ("wiki", "disable", False),
     ]
@@ -98,17 +98,17 @@ async def test_an_unlock_of_a_deactivated_identity_enables_nothing(pool: asyncpg
     user = "u-away"
     await joined(pool, flows, user)
     locked = event(IdentityLocked(user_id=user, lockout_id="lock-2", reason="5 failures"))
-    await answer(pool, flows, await handle(pool, flows, locked, "identity_locked"))
+    await answer(pool, flows, await handle(pool, flows, locked))
     async with pool.acquire() as conn:
         await store.set_identity_status(conn, user, "inactive", 2)
     unlocked = IdentityUnlocked(user_id=user, lockout_id="lock-2", request_id="req-2")
-    assert requests(await handle(pool, flows, event(unlocked), "identity_unlocked")) == []
+    assert requests(await handle(pool, flows, event(unlocked))) == []
 
 
 async def test_a_completed_joiner_asks_for_enrolment_when_configured(pool: asyncpg.Pool) -> None:
     flows = workflows(mfa_enrolment=("webauthn", "totp"))
     created = event(UserCreated(user_id="u-new", user_name="u-new"), 1)
-    started = await handle(pool, flows, created, "user_created")
+    started = await handle(pool, flows, created)
     finished = await answer(pool, flows, started)
     assert [e.type for e in finished] == ["saga.completed", "mfa.enrolment_requested"]
     enrol = finished[1].data
@@ -118,5 +118,5 @@ async def test_a_completed_joiner_asks_for_enrolment_when_configured(pool: async
 
     plain = workflows()
     created = event(UserCreated(user_id="u-plain", user_name="u-plain"), 1)
-    done = await answer(pool, plain, await handle(pool, plain, created, "user_created"))
+    done = await answer(pool, plain, await handle(pool, plain, created))
     assert [e.type for e in done] == ["saga.completed"]

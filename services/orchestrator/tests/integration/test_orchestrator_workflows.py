@@ -24,8 +24,9 @@ from accord.events import (
 )
 from accord.orchestrator import timers
 from accord.orchestrator.adapters import store
+from accord.orchestrator.bootstrap import routes
 from accord.orchestrator.domain.birthright import everyone
-from accord.orchestrator.handlers import Workflows, WorkflowSettings
+from accord.orchestrator.domain.workflow import WorkflowSettings
 from accord.runtime.consumer import HandlerContext
 from accord.stack.testing import migrated_pool
 
@@ -41,17 +42,16 @@ async def pool(fresh_database: str) -> AsyncIterator[asyncpg.Pool]:
         yield created
 
 
-def workflows(**options: Any) -> Workflows:
-    return Workflows(WorkflowSettings(birthright=everyone(["crm", "wiki"]), **options))
+def workflows(**options: Any) -> WorkflowSettings:
+    return WorkflowSettings(birthright=everyone(["crm", "wiki"]), **options)
 
 
-async def handle(
-    pool: asyncpg.Pool, flows: Workflows, event: Envelope, method: str
-) -> list[Envelope]:
+async def handle(pool: asyncpg.Pool, flows: WorkflowSettings, event: Envelope) -> list[Envelope]:
+    """Hand an event to the orchestrator's route for its type, as the consumer would."""
+    route = routes(flows)[event.type]
     async with pool.acquire() as conn, conn.transaction():
         ctx = HandlerContext(conn=conn, source=SOURCE, topic=event.type)
-        emitted: list[Envelope] = await getattr(flows, method)(event, ctx)
-        return emitted
+        return await route(event, ctx)
 
 
 def event(data: EventData, sequence: int | None = None) -> Envelope:
@@ -72,7 +72,7 @@ async def outbox_types(pool: asyncpg.Pool) -> list[str]:
 async def test_a_round_without_answers_times_out_and_fails_the_saga(pool: asyncpg.Pool) -> None:
     flows = workflows(transient_rounds=0)
     joined = event(UserCreated(user_id="u-timeout", user_name="timeout"), 1)
-    started = await handle(pool, flows, joined, "user_created")
+    started = await handle(pool, flows, joined)
     requests = [e.data for e in started if isinstance(e.data, ProvisionRequested)]
     assert [r.target for r in requests] == ["crm", "wiki"]
     saga_id = requests[0].saga_id
@@ -84,7 +84,7 @@ async def test_a_round_without_answers_times_out_and_fails_the_saga(pool: asyncp
         step_id=requests[0].step_id,
         account_id="c-1",
     )
-    await handle(pool, flows, event(crm), "account_result")
+    await handle(pool, flows, event(crm))
 
     assert await due_now(pool, "saga_timeout") == 1
     fired = await timers.fire_due(pool, flows, schema=SCHEMA, source=SOURCE)
@@ -106,9 +106,7 @@ async def test_a_transient_failure_schedules_a_retry_and_a_late_success_heals_th
 ) -> None:
     flows = workflows(transient_rounds=1)
     user = "u-heal"
-    started = await handle(
-        pool, flows, event(UserCreated(user_id=user, user_name=user), 1), "user_created"
-    )
+    started = await handle(pool, flows, event(UserCreated(user_id=user, user_name=user), 1))
     requests = [e.data for e in started if isinstance(e.data, ProvisionRequested)]
     saga_id = requests[0].saga_id
     for request in requests:
@@ -124,7 +122,7 @@ async def test_a_transient_failure_schedules_a_retry_and_a_late_success_heals_th
             if request.target == "crm"
             else AccountProvisionFailed(**common, reason="503", retryable=True)
         )
-        await handle(pool, flows, event(result), "account_result")
+        await handle(pool, flows, event(result))
     saga = await store.get_saga(pool, saga_id)
     assert saga is not None
     assert saga["status"] == "failed"
@@ -144,7 +142,7 @@ async def test_a_transient_failure_schedules_a_retry_and_a_late_success_heals_th
         step_id=f"{saga_id}:wiki",
         account_id="w-1",
     )
-    healed = await handle(pool, flows, event(late), "account_result")
+    healed = await handle(pool, flows, event(late))
 
     assert [e.type for e in healed] == ["saga.completed"]
     saga = await store.get_saga(pool, saga_id)
@@ -159,9 +157,9 @@ async def test_a_deleted_identitys_accounts_go_when_the_retention_timer_fires(
     flows = workflows(leaver_retention=timedelta(days=30))
     user = "u-retention"
     joined = event(UserCreated(user_id=user, user_name=user), 1)
-    await answer(pool, flows, await handle(pool, flows, joined, "user_created"))
+    await answer(pool, flows, await handle(pool, flows, joined))
 
-    left = await handle(pool, flows, event(UserDeleted(user_id=user), 2), "user_status")
+    left = await handle(pool, flows, event(UserDeleted(user_id=user), 2))
     assert operations(left) == [("crm", "disable"), ("wiki", "disable")]
     await answer(pool, flows, left)
     assert await timers.fire_due(pool, flows, schema=SCHEMA, source=SOURCE) == 0  # not yet due
@@ -183,12 +181,10 @@ async def test_a_mover_behind_its_joiner_waits_and_is_planned_on_the_joiners_acc
 ) -> None:
     flows = workflows()
     user = "u-queue"
-    started = await handle(
-        pool, flows, event(UserCreated(user_id=user, user_name=user), 1), "user_created"
-    )
+    started = await handle(pool, flows, event(UserCreated(user_id=user, user_name=user), 1))
     moved = event(UserUpdated(user_id=user, user_name=user, title="Lead"), 2)
 
-    assert await handle(pool, flows, moved, "user_updated") == []  # queued: joiner in flight
+    assert await handle(pool, flows, moved) == []  # queued: joiner in flight
     listing = await store.list_sagas(pool, store.SagaFilter(subject_id=user), limit=10)
     assert [(s["saga_type"], s["status"]) for s in listing] == [
         ("mover", "queued"),
@@ -210,7 +206,9 @@ def operations(events: list[Envelope]) -> list[tuple[str, str]]:
     ]
 
 
-async def answer(pool: asyncpg.Pool, flows: Workflows, events: list[Envelope]) -> list[Envelope]:
+async def answer(
+    pool: asyncpg.Pool, flows: WorkflowSettings, events: list[Envelope]
+) -> list[Envelope]:
     """Report every provision.requested among events as done; returns what the last caused."""
     caused: list[Envelope] = []
     for request in (e.data for e in events if isinstance(e.data, ProvisionRequested)):
@@ -222,5 +220,5 @@ async def answer(pool: asyncpg.Pool, flows: Workflows, events: list[Envelope]) -
             step_id=request.step_id,
             account_id=f"{request.target}-{request.user_id}",
         )
-        caused = await handle(pool, flows, event(done), "account_result")
+        caused = await handle(pool, flows, event(done))
     return caused

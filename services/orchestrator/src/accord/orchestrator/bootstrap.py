@@ -4,19 +4,38 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import timedelta
+from typing import Any
 
 from fastapi import FastAPI
 
-from accord.events import topics
-from accord.orchestrator import api, timers
+from accord.events import (
+    AccessGranted,
+    AccessRevoked,
+    AccountProvisioned,
+    AccountProvisionFailed,
+    Envelope,
+    IdentityLocked,
+    IdentityUnlocked,
+    UserCreated,
+    UserDeactivated,
+    UserDeleted,
+    UserReactivated,
+    UserUpdated,
+)
+from accord.orchestrator import api, handlers, timers
+from accord.orchestrator.adapters.postgres import postgres_ports
 from accord.orchestrator.domain.account_saga import Backoff
 from accord.orchestrator.domain.birthright import Birthright, everyone
-from accord.orchestrator.handlers import Workflows, WorkflowSettings
+from accord.orchestrator.domain.workflow import WorkflowSettings
+from accord.orchestrator.ports import OrchestratorPorts
 from accord.orchestrator.scim import app as scim_app
 from accord.orchestrator.settings import OrchestratorSettings
 from accord.runtime.config_file import load_yaml_model
-from accord.runtime.consumer import Handler
+from accord.runtime.routes import HandlerContext, Typed, on, table
 from accord.runtime.service import Runtime, ServiceDefinition
+
+#: The orchestrator's routes: each handler with the payload models it takes.
+Routes = Mapping[str, Typed[Any, HandlerContext, OrchestratorPorts, list[Envelope]]]
 
 
 class BirthrightFileError(ValueError):
@@ -36,39 +55,43 @@ def load_birthright(settings: OrchestratorSettings) -> Birthright:
     return rules
 
 
-def workflows(settings: OrchestratorSettings) -> Workflows:
+def workflows(settings: OrchestratorSettings) -> WorkflowSettings:
     """The workflows as configured; bad birthright rules stop the service at start."""
-    return Workflows(
-        WorkflowSettings(
-            birthright=load_birthright(settings),
-            joiner_on_failure=settings.joiner_on_failure,
-            leaver_retention=timedelta(seconds=settings.leaver_retention_s),
-            backoff=Backoff(settings.saga_retry_base_s, settings.saga_retry_cap_s),
-            transient_rounds=settings.saga_transient_rounds,
-            step_timeout=timedelta(seconds=settings.saga_step_timeout_s),
-            mfa_enrolment=settings.mfa_enrolment_factors(),
-        )
+    return WorkflowSettings(
+        birthright=load_birthright(settings),
+        joiner_on_failure=settings.joiner_on_failure,
+        leaver_retention=timedelta(seconds=settings.leaver_retention_s),
+        backoff=Backoff(settings.saga_retry_base_s, settings.saga_retry_cap_s),
+        transient_rounds=settings.saga_transient_rounds,
+        step_timeout=timedelta(seconds=settings.saga_step_timeout_s),
+        mfa_enrolment=settings.mfa_enrolment_factors(),
+    )
+
+
+def routes(flows: WorkflowSettings) -> Routes:
+    """Each event type the orchestrator consumes, with its handler on PostgreSQL ports."""
+
+    def ports(ctx: HandlerContext) -> OrchestratorPorts:
+        return postgres_ports(ctx.conn, ctx.source, flows)
+
+    status = (UserDeactivated, UserReactivated, UserDeleted)
+    return table(
+        [
+            on(UserCreated, handlers.on_user_created, ports),
+            on(UserUpdated, handlers.on_user_updated, ports),
+            on(status, handlers.on_user_status, ports),
+            on((AccountProvisioned, AccountProvisionFailed), handlers.on_account_result, ports),
+            on((AccessGranted, AccessRevoked), handlers.on_access_changed, ports),
+            on(IdentityLocked, handlers.on_identity_locked, ports),
+            on(IdentityUnlocked, handlers.on_identity_unlocked, ports),
+        ]
     )
 
 
 def definition(settings: OrchestratorSettings) -> ServiceDefinition:
     """The orchestrator as the runtime runs it."""
     flows = workflows(settings)
-
-    def routes(runtime: Runtime) -> Mapping[str, Handler]:
-        return {
-            topics.USER_CREATED: flows.user_created,
-            topics.USER_UPDATED: flows.user_updated,
-            topics.USER_DEACTIVATED: flows.user_status,
-            topics.USER_REACTIVATED: flows.user_status,
-            topics.USER_DELETED: flows.user_status,
-            topics.ACCOUNT_PROVISIONED: flows.account_result,
-            topics.ACCOUNT_PROVISION_FAILED: flows.account_result,
-            topics.ACCESS_GRANTED: flows.access_changed,
-            topics.ACCESS_REVOKED: flows.access_changed,
-            topics.IDENTITY_LOCKED: flows.identity_locked,
-            topics.IDENTITY_UNLOCKED: flows.identity_unlocked,
-        }
+    consumed = routes(flows)
 
     def configure_app(app: FastAPI, runtime: Runtime) -> None:
         api.configure(app, runtime, flows)
@@ -81,7 +104,7 @@ def definition(settings: OrchestratorSettings) -> ServiceDefinition:
         name="orchestrator",
         http_port=settings.http_port,
         migrations=["accord.orchestrator.migrations"],
-        routes=routes,
+        routes=lambda runtime: consumed,
         configure_app=configure_app,
         background=[fire_timers],
     )

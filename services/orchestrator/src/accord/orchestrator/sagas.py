@@ -7,10 +7,11 @@ from typing import Any
 import asyncpg
 
 from accord.orchestrator.adapters import store
+from accord.orchestrator.adapters.postgres import postgres_ports
 from accord.orchestrator.domain import account_saga as saga
-from accord.orchestrator.handlers import Workflows
+from accord.orchestrator.domain.workflow import WorkflowSettings
+from accord.orchestrator.handlers import on_operator
 from accord.runtime import outbox
-from accord.runtime.consumer import HandlerContext
 
 
 class SagaNotFound(LookupError):
@@ -31,17 +32,18 @@ async def operate(
     *,
     schema: str,
     source: str,
-    workflows: Workflows,
+    workflows: WorkflowSettings,
     saga_id: str,
     action: saga.RetryRequested | saga.CancelRequested,
 ) -> dict[str, Any]:
     """Retry or cancel a saga; its events leave through the outbox. Returns the saga."""
     async with pool.acquire() as conn, conn.transaction():
-        user_id = await store.saga_subject(conn, saga_id)
+        ports = postgres_ports(conn, source, workflows)
+        user_id = await ports.sagas.subject(saga_id)
         if user_id is None:
             raise SagaNotFound(f"saga {saga_id} not found")
-        await store.lock_identity(conn, user_id)  # first, as every identity handler does
-        state = await store.load_saga(conn, saga_id)
+        await ports.registry.lock(user_id)  # first, as every identity handler does
+        state = await ports.sagas.load(saga_id)
         assert state is not None, "sagas are never deleted"
         retry = isinstance(action, saga.RetryRequested)
         if (
@@ -51,15 +53,14 @@ async def operate(
         ):
             verb = "retried (only a failed saga can)" if retry else "cancelled"
             raise SagaConflict(saga_id, f"is {state.status} and cannot be {verb}")
-        holder = await store.holder(conn, user_id)
+        holder = await ports.sagas.holder(user_id)
         if retry and holder not in (None, saga_id):
             # One saga per identity at a time: this one may run again once that one is done.
             raise SagaConflict(
                 saga_id,
                 f"cannot be retried while saga {holder} of the same identity is in flight",
             )
-        ctx = HandlerContext(conn=conn, source=source, topic="operator")
-        events = await workflows.advance(ctx, saga_id, action)
+        events = await on_operator(saga_id, action, ports)
         await outbox.enqueue(conn, schema, events)
     entry = await store.get_saga(pool, saga_id)
     assert entry is not None

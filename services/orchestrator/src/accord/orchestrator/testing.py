@@ -1,6 +1,6 @@
 """A simulated world around the real orchestrator, for tests of event orders and failures.
 
-`World` drives the orchestrator's real handlers (`Workflows`) in real PostgreSQL
+`World` drives the orchestrator's real handlers (its routes) in real PostgreSQL
 transactions, as the consumer and the timer loop would, and stands in for everything around
 it: the source system's events, the `provision.requested` and `account.*` topics (FIFO, as
 one identity's partition is) and the targets, which can go down. Tests choose the order in
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import asyncpg
@@ -24,18 +23,14 @@ from accord.events import (
     EventData,
     Profile,
     ProvisionRequested,
-    UserCreated,
-    UserDeactivated,
-    UserDeleted,
-    UserReactivated,
-    UserUpdated,
     new_event,
 )
 from accord.events.envelope import from_kafka
 from accord.orchestrator import sagas, timers
 from accord.orchestrator.adapters import store
+from accord.orchestrator.bootstrap import routes
 from accord.orchestrator.domain import account_saga as saga
-from accord.orchestrator.handlers import Workflows
+from accord.orchestrator.domain.workflow import WorkflowSettings
 from accord.runtime import outbox
 from accord.runtime.consumer import HandlerContext
 
@@ -76,7 +71,7 @@ class World:
     """The orchestrator, its database and a simulated provisioner with its targets."""
 
     pool: asyncpg.Pool
-    flows: Workflows
+    flows: WorkflowSettings
     schema: str
     targets: dict[str, Target]
     commands: deque[Envelope] = field(default_factory=deque)
@@ -95,8 +90,7 @@ class World:
 
     async def deliver(self, event: Envelope) -> None:
         """Hand one source event to the orchestrator, as its consumer would."""
-        handler = _HANDLERS[type(event.data)]
-        await self._handle(lambda ctx: handler(self.flows, event, ctx))
+        await self._handle(event)
 
     # --- the provisioner ----------------------------------------------------------------
 
@@ -132,7 +126,7 @@ class World:
         if not self.results:
             return False
         result = self.results.popleft()
-        await self._handle(lambda ctx: self.flows.account_result(result, ctx))
+        await self._handle(result)
         return True
 
     async def drain(self) -> None:
@@ -212,7 +206,7 @@ class World:
                     found.append(f"{user} is {entry['status']} but holds enabled {held}")
             else:
                 profile = Profile.model_validate(entry["profile"])
-                expected = dict.fromkeys(self.flows.settings.birthright.targets_for(profile), True)
+                expected = dict.fromkeys(self.flows.birthright.targets_for(profile), True)
             if expected is not None and held != expected:
                 status = entry["status"] if entry else "unknown"
                 found.append(f"{user} is {status}: holds {held}, should hold {expected}")
@@ -220,10 +214,12 @@ class World:
 
     # --- internals ----------------------------------------------------------------------
 
-    async def _handle(self, work: Callable[[HandlerContext], object]) -> None:
+    async def _handle(self, event: Envelope) -> None:
+        """Hand one event to the orchestrator's route for it, as its consumer would."""
+        route = routes(self.flows)[event.type]
         async with self.pool.acquire() as conn, conn.transaction():
-            ctx = HandlerContext(conn=conn, source=SOURCE, topic="test")
-            events = await work(ctx)  # type: ignore[misc]
+            ctx = HandlerContext(conn=conn, source=SOURCE, topic=event.type)
+            events = await route(event, ctx)
             await outbox.enqueue(conn, self.schema, events)
         await self._collect()
 
@@ -238,12 +234,3 @@ class World:
             if row["topic"] == "provision.requested":
                 headers = [(name, value.encode()) for name, value in json.loads(row["headers"])]
                 self.commands.append(from_kafka(row["topic"], row["key"], row["value"], headers))
-
-
-_HANDLERS = {
-    UserCreated: Workflows.user_created,
-    UserUpdated: Workflows.user_updated,
-    UserDeactivated: Workflows.user_status,
-    UserReactivated: Workflows.user_status,
-    UserDeleted: Workflows.user_status,
-}

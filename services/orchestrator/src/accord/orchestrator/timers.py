@@ -15,9 +15,10 @@ from datetime import timedelta
 import asyncpg
 
 from accord.orchestrator.adapters import store
-from accord.orchestrator.handlers import Workflows
+from accord.orchestrator.adapters.postgres import postgres_ports
+from accord.orchestrator.domain.workflow import WorkflowSettings
+from accord.orchestrator.handlers import on_timer
 from accord.runtime import outbox
-from accord.runtime.consumer import HandlerContext
 from accord.runtime.service import Runtime
 
 log = logging.getLogger(__name__)
@@ -28,16 +29,16 @@ REARM_AFTER = timedelta(seconds=60)
 
 
 async def fire_due(
-    pool: asyncpg.Pool, workflows: Workflows, *, schema: str, source: str, limit: int = BATCH
+    pool: asyncpg.Pool, workflows: WorkflowSettings, *, schema: str, source: str, limit: int = BATCH
 ) -> int:
     """Carry out the timers that are due now; returns how many fired."""
     async with pool.acquire() as conn, conn.transaction():
         timers = await store.take_due_timers(conn, limit)
-        ctx = HandlerContext(conn=conn, source=source, topic="timers")
+        ports = postgres_ports(conn, source, workflows)
         for timer in timers:
             try:
                 async with conn.transaction():  # a savepoint: one bad timer spoils no other
-                    events = await workflows.fire(ctx, timer)
+                    events = await on_timer(timer, ports)
                     await outbox.enqueue(conn, schema, events)
             except asyncpg.PostgresConnectionError:
                 raise
@@ -47,7 +48,7 @@ async def fire_due(
     return len(timers)
 
 
-async def run(runtime: Runtime, workflows: Workflows, poll_s: float) -> None:
+async def run(runtime: Runtime, workflows: WorkflowSettings, poll_s: float) -> None:
     """Fire due timers until the service stops."""
     while not runtime.stopping.is_set():
         try:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,31 +11,15 @@ import asyncpg
 
 from accord.orchestrator.domain.account_saga import SagaState, Step, holds_identity
 from accord.orchestrator.domain.identity import IdentityVersion
+from accord.orchestrator.ports import NO_ACCOUNT, ParkedEvent, Timer, UserNameTaken
 from accord.runtime.sql import Conditions
 
-#: account_id the provisioner reports when a target had no account to disable or enable.
-NO_ACCOUNT = "none"
-
-
-class UserNameTaken(Exception):
-    """Another identity already holds this user name."""
+__all__ = ["NO_ACCOUNT", "ParkedEvent", "Timer", "UserNameTaken"]
 
 
 async def lock_identity(conn: asyncpg.Connection, user_id: str) -> None:
     """Serialise every change of one identity, even before its row exists."""
     await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended($1, 42))", user_id)
-
-
-@dataclass(frozen=True)
-class ParkedEvent:
-    """An identity event waiting for its identity."""
-
-    event_id: str
-    sequence: int
-    event_type: str
-    version: int
-    data: dict[str, Any]
-    source: str
 
 
 async def park(
@@ -439,18 +423,6 @@ async def list_sagas(
         *conditions.args,
     )
     return [_as_view(row) for row in rows]
-
-
-@dataclass(frozen=True)
-class Timer:
-    """Due work: retry or time out a saga, or delete a leaver's accounts after retention."""
-
-    timer_id: str
-    kind: str
-    subject_id: str
-    saga_id: str | None
-    correlation_id: str
-    payload: dict[str, Any] = field(default_factory=dict)
 
 
 async def add_timer(conn: asyncpg.Connection, timer: Timer, due_at: datetime) -> None:

@@ -39,7 +39,7 @@ from starlette.requests import Request
 from starlette.types import ASGIApp
 
 from accord.orchestrator.adapters.scim_storage import PostgresScimStorage
-from accord.orchestrator.handlers import Workflows
+from accord.orchestrator.domain.workflow import WorkflowSettings
 from accord.orchestrator.scim.errors import quiet, schema_words
 from accord.orchestrator.scim.models import EnterpriseUser, with_manager_reference
 from accord.orchestrator.scim.sync import RegistrySync
@@ -165,7 +165,7 @@ def _error(status: int, detail: Any) -> dict[str, Any]:
     }
 
 
-def mount(app: FastAPI, runtime: Runtime, workflows: Workflows) -> None:
+def mount(app: FastAPI, runtime: Runtime, workflows: WorkflowSettings) -> None:
     """Serve SCIM under /scim/v2, on the orchestrator's database and outbox."""
     sync = RegistrySync(workflows, runtime.schema, f"{runtime.source}/scim")
     described = provider()

@@ -18,7 +18,6 @@ from scim2_models import InvalidValueException, UniquenessException
 
 from accord.events import (
     Envelope,
-    EventData,
     GroupCreated,
     GroupDeleted,
     GroupMembersChanged,
@@ -31,12 +30,13 @@ from accord.events import (
     UserUpdated,
     new_event,
 )
-from accord.orchestrator.adapters import store
+from accord.orchestrator.adapters.postgres import postgres_ports
 from accord.orchestrator.adapters.scim_storage import ResourceChange
 from accord.orchestrator.domain.scim_profile import UnusableValue, profile_of
-from accord.orchestrator.handlers import Workflows
+from accord.orchestrator.domain.workflow import WorkflowSettings
+from accord.orchestrator.handlers import on_user_created, on_user_status, on_user_updated
+from accord.orchestrator.handlers.identity import UserStatusChanged
 from accord.runtime import outbox
-from accord.runtime.consumer import HandlerContext
 
 _VERSION = re.compile(r"(\d+)")
 _IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}$")
@@ -46,7 +46,7 @@ _IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}$")
 class RegistrySync:
     """The SCIM storage's change hook."""
 
-    workflows: Workflows
+    workflows: WorkflowSettings
     schema: str
     source: str
 
@@ -62,23 +62,23 @@ class RegistrySync:
 
     async def _user(self, conn: asyncpg.Connection, change: ResourceChange) -> list[Envelope]:
         user_id = change.resource_id
-        ctx = HandlerContext(conn=conn, source=self.source, topic="scim")
-        await store.lock_identity(conn, user_id)
-        current = await store.identity_version(conn, user_id)
+        ports = postgres_ports(conn, self.source, self.workflows)
+        await ports.registry.lock(user_id)
+        current = await ports.registry.version(user_id)
         sequence = current.sequence if current else 0
         emitted: list[Envelope] = []
 
-        async def apply(data: EventData) -> None:
+        async def apply(data: UserCreated | UserUpdated | UserStatusChanged) -> None:
             nonlocal sequence
             sequence += 1
             event = new_event(data, source=self.source, sequence=sequence)
             emitted.append(event)
             if isinstance(data, UserCreated):
-                emitted.extend(await self.workflows.user_created(event, ctx))
+                emitted.extend(await on_user_created(event, data, ports))
             elif isinstance(data, UserUpdated):
-                emitted.extend(await self.workflows.user_updated(event, ctx))
+                emitted.extend(await on_user_updated(event, data, ports))
             else:
-                emitted.extend(await self.workflows.user_status(event, ctx))
+                emitted.extend(await on_user_status(event, data, ports))
 
         if change.after is None:
             await apply(UserDeleted(user_id=user_id, reason="deleted over SCIM"))

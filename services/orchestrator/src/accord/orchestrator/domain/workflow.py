@@ -1,0 +1,181 @@
+"""What the workflows decide without I/O: their settings, the saga ids, how each workflow
+fails and the steps a saga plans from an identity and its accounts."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, cast
+
+from accord.events.catalogue import (
+    AccessGranted,
+    AccessRevoked,
+    EventData,
+    Profile,
+    UserDeactivated,
+    UserDeleted,
+    UserReactivated,
+)
+from accord.events.catalogue.authn import Factor
+from accord.orchestrator.domain import account_saga as saga
+from accord.orchestrator.domain.birthright import Birthright
+from accord.orchestrator.domain.plans import comeback_steps, every_account, mover_steps
+
+_SAGA_NAMESPACE = uuid.UUID("5d1c5f0e-8f5a-4c53-9a52-6f1c0e6a1a01")
+
+#: The status each status event gives its identity.
+STATUS_OF: dict[type[EventData], str] = {
+    UserDeactivated: "inactive",
+    UserReactivated: "active",
+    UserDeleted: "deleted",
+}
+#: The workflow of each access event, and the operation of its membership steps.
+ACCESS_WORKFLOWS: dict[type[EventData], tuple[saga.SagaType, saga.Operation]] = {
+    AccessGranted: ("access_grant", "add_member"),
+    AccessRevoked: ("access_revoke", "remove_member"),
+}
+#: Workflows that take access away: they do not wait out a failed saga's backoff.
+TAKES_ACCESS: frozenset[saga.SagaType] = frozenset({"leaver", "lockout"})
+#: Workflows that never begin for a deleted identity.
+_NOT_FOR_LEAVERS: frozenset[saga.SagaType] = frozenset({"joiner", "mover", "access_grant"})
+
+
+@dataclass(frozen=True)
+class WorkflowSettings:
+    """How the workflows behave; from the orchestrator's settings."""
+
+    birthright: Birthright
+    joiner_on_failure: saga.OnFailure = "keep"
+    leaver_retention: timedelta = timedelta(days=30)
+    """A deleted identity's accounts are disabled at once and deleted after this long."""
+    backoff: saga.Backoff = field(default_factory=saga.Backoff)
+    """Delays of a saga's own retries."""
+    transient_rounds: int = 5
+    """Rounds a saga other than a leaver retries by itself after transient failures only."""
+    step_timeout: timedelta = timedelta(minutes=10)
+    """A round's steps that get no answer within this fail (and a leaver retries them)."""
+    mfa_enrolment: tuple[Factor, ...] = ()
+    """Factors a completed joiner is asked to enrol (mfa.enrolment_requested); none: off."""
+
+
+def saga_id_of(cause_id: str) -> str:
+    """The saga an event (or a timer) starts: one per cause, so a redelivery starts none."""
+    return str(uuid.uuid5(_SAGA_NAMESPACE, cause_id))
+
+
+def access_saga_id(event_type: type[EventData], grant_id: str) -> str:
+    """The saga of a grant (or of its revocation): one per grant and event type, so a grant
+    re-announced under another event id starts no second saga."""
+    return str(uuid.uuid5(_SAGA_NAMESPACE, f"{event_type.event_type}:{grant_id}"))
+
+
+def status_of(active: bool) -> str:
+    """The registry status a profile's `active` flag means."""
+    return "active" if active else "inactive"
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A registry entry as the workflows see it."""
+
+    user_id: str
+    status: str
+    profile: Profile
+    locked_by: str | None = None
+
+    @property
+    def locked(self) -> bool:
+        return self.locked_by is not None
+
+    def effective_profile(self) -> Profile:
+        """The profile the targets get: a locked identity's accounts stay disabled."""
+        if self.locked:
+            return self.profile.model_copy(update={"active": False})
+        return self.profile
+
+
+@dataclass(frozen=True)
+class Accounts:
+    """An identity's accounts: those it holds, and with `maybe` those whose creation is
+    still in doubt too."""
+
+    held: Sequence[str] = ()
+    maybe: Sequence[str] = ()
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a saga will do, planned when it begins."""
+
+    profile: Profile
+    steps: saga.Plan
+
+
+def needs_accounts(identity: Identity | None, saga_type: saga.SagaType) -> bool:
+    """Whether `plan` looks at the identity's accounts (so they are read only then)."""
+    if identity is None or saga_type == "joiner" or saga_type in saga.ACCESS_SAGAS:
+        return False
+    if saga_type in _NOT_FOR_LEAVERS and identity.status == "deleted":
+        return False
+    return not (identity.locked and saga_type in ("reactivation", "unlock"))
+
+
+def plan(
+    settings: WorkflowSettings,
+    identity: Identity | None,
+    accounts: Accounts,
+    saga_type: saga.SagaType,
+    operation: saga.Operation | None,
+    memberships: tuple[saga.Step, ...] = (),
+) -> Plan | None:
+    """The steps a saga needs, from the registry and the accounts as they are now (an
+    access saga's memberships come from its grant); None: no saga for a gone identity."""
+    if identity is None:
+        return None
+    if saga_type in _NOT_FOR_LEAVERS and identity.status == "deleted":
+        return None
+    # Whatever the source says, a locked identity's accounts stay disabled.
+    profile = identity.effective_profile()
+    if identity.locked and saga_type in ("reactivation", "unlock"):
+        return Plan(profile, {})
+    if saga_type in saga.ACCESS_SAGAS:
+        return Plan(profile, memberships)
+    steps: dict[str, saga.Operation]
+    if saga_type == "joiner":
+        steps = dict.fromkeys(settings.birthright.targets_for(profile), "create")
+    elif saga_type == "mover":
+        held = list(accounts.held)
+        wanted = settings.birthright.targets_for(profile) if profile.active else held
+        steps = mover_steps(wanted, held, active=profile.active, in_doubt=set(accounts.maybe))
+    elif saga_type in ("reactivation", "unlock"):
+        # Back: the accounts follow the birthright as it is now, enabled.
+        wanted = settings.birthright.targets_for(profile)
+        steps = comeback_steps(wanted, list(accounts.held), in_doubt=set(accounts.maybe))
+    else:
+        # Taking access away: accounts whose creation is still in doubt too.
+        steps = every_account(accounts.maybe, operation or "disable")
+    return Plan(profile, steps)
+
+
+def identity_now(settings: WorkflowSettings, identity: Identity | None) -> saga.IdentityNow:
+    """The identity as a retry must see it: status, lock, the targets it should have."""
+    if identity is None or identity.status == "deleted":
+        return saga.IdentityNow("deleted", wanted=frozenset())
+    return saga.IdentityNow(
+        cast(saga.IdentityStatus, identity.status),
+        locked=identity.locked,
+        wanted=frozenset(settings.birthright.targets_for(identity.profile)),
+    )
+
+
+def options(settings: WorkflowSettings, saga_type: saga.SagaType) -> dict[str, Any]:
+    """How a workflow fails: leavers retry by themselves, the others (access sagas too)
+    after transient failures only; joiners roll back or keep as configured."""
+    if saga_type in ("leaver", "lockout"):
+        return {"retries_itself": True}
+    result: dict[str, Any] = {"transient_rounds": settings.transient_rounds}
+    if saga_type == "joiner":
+        result["on_failure"] = settings.joiner_on_failure
+    return result

@@ -1,0 +1,157 @@
+"""Identity events from the source system (Kafka or the inbound SCIM server): keep the
+registry and start the joiner, mover, reactivation and leaver sagas.
+
+Events of an identity that does not exist yet are parked, and applied when its
+user.created arrives; stale and duplicate events change nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from accord.events import (
+    REGISTRY,
+    Envelope,
+    UserCreated,
+    UserDeactivated,
+    UserDeleted,
+    UserReactivated,
+    UserUpdated,
+)
+from accord.orchestrator.domain import account_saga as saga
+from accord.orchestrator.domain import workflow
+from accord.orchestrator.domain.identity import Verdict, judge
+from accord.orchestrator.handlers.engine import start
+from accord.orchestrator.ports import (
+    OrchestratorPorts,
+    ParkedEvent,
+    ProfileChange,
+    Timer,
+    UserNameTaken,
+)
+from accord.runtime.errors import PermanentError
+
+log = logging.getLogger(__name__)
+
+UserStatusChanged = UserDeactivated | UserReactivated | UserDeleted
+
+
+async def on_user_created(
+    event: Envelope, data: UserCreated, ports: OrchestratorPorts
+) -> list[Envelope]:
+    """Record a joiner, apply what arrived for it early, and start its joiner saga."""
+    registry = ports.registry
+    sequence = event.sequence or 0
+    await registry.lock(data.user_id)
+    current = await registry.version(data.user_id)
+    if judge(current, sequence, creates=True) is Verdict.STALE:
+        log.info("stale or duplicate user.created ignored", extra={"user_id": data.user_id})
+        return []
+    await _save_profile(ports, data, sequence, event.source)
+    if current is not None:
+        # A re-announced identity is an update, not a second joiner.
+        return []
+    for parked in await registry.take_parked(data.user_id):
+        if parked.sequence <= sequence:
+            continue  # older than the creation: already reflected in it
+        # Parsed in the version it was parked in: upcast if the schema moved on meanwhile.
+        early = REGISTRY.parse(parked.event_type, parked.version, parked.data)
+        sequence = parked.sequence
+        if isinstance(early, UserUpdated):
+            await _save_profile(ports, early, sequence, parked.source, status_event=False)
+        else:
+            status = workflow.STATUS_OF[type(early)]
+            await registry.set_status(data.user_id, status, sequence)
+        log.info("applied an early event", extra={"type": parked.event_type, "seq": sequence})
+    # Planned on the registry as the early events left it: nothing for one who left.
+    return await start(event, ports, "joiner")
+
+
+async def on_user_updated(
+    event: Envelope, data: UserUpdated, ports: OrchestratorPorts
+) -> list[Envelope]:
+    """Apply a newer profile; a mover's accounts follow its birthright and attributes."""
+    if await _parked_or_stale(event, ports) is not Verdict.APPLY:
+        return []
+    entry = await ports.registry.identity(data.user_id)
+    assert entry is not None
+    sequence = event.sequence or 0
+    await _save_profile(ports, data, sequence, event.source, status_event=False)
+    if entry.status == "deleted":
+        # A leaver's accounts are going away: keep the attributes, not the status.
+        await ports.registry.set_status(data.user_id, "deleted", sequence)
+        return []
+    return await start(event, ports, "mover")
+
+
+async def on_user_status(
+    event: Envelope, data: UserStatusChanged, ports: OrchestratorPorts
+) -> list[Envelope]:
+    """Deactivation disables every account, reactivation enables them, deletion disables
+    them at once and deletes them after the retention period."""
+    if await _parked_or_stale(event, ports) is not Verdict.APPLY:
+        return []
+    status = workflow.STATUS_OF[type(data)]
+    user_id = event.subject
+    try:
+        await ports.registry.set_status(user_id, status, event.sequence or 0)
+    except UserNameTaken as error:
+        raise PermanentError(str(error)) from None
+    if status == "active":
+        return await start(event, ports, "reactivation")
+    operation: saga.Operation = "disable"
+    retention = ports.settings.leaver_retention
+    if status == "deleted" and retention <= timedelta(0):
+        operation = "delete"
+    elif status == "deleted":
+        timer = Timer(
+            f"{event.id}:deletion", "account_deletion", user_id, None, event.correlationid
+        )
+        await ports.sagas.add_timer(timer, ports.clock() + retention)
+    return await start(event, ports, "leaver", operation=operation)
+
+
+async def _parked_or_stale(event: Envelope, ports: OrchestratorPorts) -> Verdict:
+    """Judge an identity change; park it when its identity does not exist yet."""
+    user_id = event.subject
+    sequence = event.sequence or 0
+    await ports.registry.lock(user_id)
+    current = await ports.registry.version(user_id)
+    deletes = isinstance(event.data, UserDeleted)
+    verdict = judge(current, sequence, creates=False, deletes=deletes)
+    if verdict is Verdict.UNKNOWN_SUBJECT:
+        parked = ParkedEvent(
+            event_id=event.id,
+            sequence=sequence,
+            event_type=event.type,
+            version=REGISTRY.spec(event.type).version,
+            data=event.data.model_dump(mode="json"),
+            source=event.source,
+        )
+        await ports.registry.park(user_id, parked)
+        log.info("event parked until its identity exists", extra={"type": event.type})
+    return verdict
+
+
+async def _save_profile(
+    ports: OrchestratorPorts,
+    data: UserCreated | UserUpdated,
+    sequence: int,
+    source: str,
+    *,
+    status_event: bool = True,
+) -> None:
+    change = ProfileChange(
+        user_id=data.user_id,
+        user_name=data.user_name,
+        profile=data.profile().model_dump(mode="json"),
+        status=workflow.status_of(data.active),
+        sequence=sequence,
+        source=source,
+        status_event=status_event,
+    )
+    try:
+        await ports.registry.save_profile(change)
+    except UserNameTaken as error:
+        raise PermanentError(str(error)) from None
