@@ -1,9 +1,13 @@
-"""handle_provision_requested with a hand-written fake connector: outcomes and retries."""
+"""The provision.requested handlers on fakes: a scripted connector and the in-memory ledger.
+
+Outcomes and retries of the effect (on_provision_requested), and the ledger step that
+records each command (record_provision_requested).
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
-from datetime import datetime, timedelta
+from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any, cast, get_args
 
 import pytest
@@ -17,98 +21,33 @@ from accord.events import (
     new_event,
 )
 from accord.events.catalogue.provisioning import Operation
-from accord.provisioner import handlers
+from accord.provisioner.domain import commands
 from accord.provisioner.domain.breaker import CircuitBreaker
+from accord.provisioner.fakes import FakeLedger, ScriptedConnector
 from accord.provisioner.guard import TargetGuard
-from accord.provisioner.handlers import handle_provision_requested
+from accord.provisioner.handlers import (
+    Provisioning,
+    command_work,
+    on_provision_requested,
+    record_provision_requested,
+)
 from accord.provisioner.ports import (
     AccountRef,
     Connector,
-    TargetAccount,
     TargetRejected,
     TargetUnavailable,
 )
-from accord.runtime.consumer import GaveUp, HandlerContext
+from accord.runtime.routes import GaveUp
 
 SOURCE = "accord/provisioner"
 PROFILE = Profile(user_name="ada", given_name="Ada", family_name="Lovelace")
+FakeConnector = ScriptedConnector
 
 
-class FakeConnector:
-    """A Connector that answers from a script: an AccountRef or an exception per call."""
-
-    def __init__(self, name: str, *outcomes: AccountRef | Exception) -> None:
-        self.name = name
-        self._outcomes = list(outcomes)
-        self.calls: list[tuple[str, Profile]] = []
-        self.update_calls: list[tuple[str, Profile]] = []
-        self.leaver_calls: list[tuple[str, str, str]] = []
-        self.closed = False
-
-    async def ensure_account(self, user_id: str, profile: Profile) -> AccountRef:
-        self.calls.append((user_id, profile))
-        return self._next()
-
-    async def update_account(self, user_id: str, profile: Profile) -> AccountRef:
-        self.update_calls.append((user_id, profile))
-        return self._next()
-
-    def _next(self) -> AccountRef:
-        # The last outcome repeats for ever.
-        outcome = self._outcomes.pop(0) if len(self._outcomes) > 1 else self._outcomes[0]
-        if isinstance(outcome, Exception):
-            raise outcome
-        return outcome
-
-    async def disable_account(self, user_id: str, user_name: str) -> str | None:
-        return self._leaver(("disable", user_id, user_name))
-
-    async def enable_account(self, user_id: str, user_name: str) -> str | None:
-        return self._leaver(("enable", user_id, user_name))
-
-    async def delete_account(self, user_id: str, user_name: str) -> str | None:
-        return self._leaver(("delete", user_id, user_name))
-
-    def _leaver(self, call: tuple[str, str, str]) -> str | None:
-        """disable/enable/delete: an outcome that did not already exist means no account."""
-        self.leaver_calls.append(call)
-        outcome = self._next()
-        return outcome.account_id if outcome.already_existed else None
-
-    async def find_account(self, user_id: str, user_name: str) -> str | None:
-        raise AssertionError("the handler never looks accounts up itself")
-
-    managed_fields = frozenset({"user_name"})
-
-    def as_stored(self, profile: Profile) -> Profile:
-        return profile
-
-    async def get_account(self, user_id: str, user_name: str) -> TargetAccount | None:
-        raise AssertionError("the handler never reads accounts")
-
-    async def list_accounts(self, *, page_size: int = 200) -> AsyncIterator[TargetAccount]:
-        raise AssertionError("the handler never lists accounts")
-        yield  # pragma: no cover - makes this an async generator
-
-    async def add_member(self, user_id: str, user_name: str, group: str) -> str | None:
-        return self._leaver(("add_member", user_id, group))
-
-    async def remove_member(self, user_id: str, user_name: str, group: str) -> str | None:
-        return self._leaver(("remove_member", user_id, group))
-
-    async def list_members(self, group: str) -> list[str]:
-        raise AssertionError("the handler never lists members")
-
-    async def health(self) -> None:
-        self._next()
-
-    async def close(self) -> None:
-        self.closed = True
-
-
-def context() -> HandlerContext:
-    # This handler never touches the connection.
-    return HandlerContext(conn=cast(Any, None), source=SOURCE, topic="provision.requested")
+def data_of(event: Envelope) -> ProvisionRequested:
+    data = event.data
+    assert isinstance(data, ProvisionRequested)
+    return data
 
 
 def command(
@@ -130,12 +69,16 @@ def command(
     return new_event(data, source="accord/orchestrator", correlation_id=f"corr-{unique}")
 
 
+def ports(connectors: Mapping[str, Connector], **kwargs: Any) -> Provisioning:
+    """The effect's ports: no wait between attempts, an empty ledger unless given one."""
+    kwargs.setdefault("ledger", FakeLedger())
+    return Provisioning(source=SOURCE, connectors=connectors, base_delay_s=0, **kwargs)
+
+
 async def outcome(
     event: Envelope, connectors: Mapping[str, Connector], **kwargs: Any
 ) -> list[Envelope] | GaveUp:
-    return await handle_provision_requested(
-        event, context(), connectors=connectors, base_delay_s=0, **kwargs
-    )
+    return await on_provision_requested(event, data_of(event), ports(connectors, **kwargs))
 
 
 async def handle(
@@ -332,7 +275,7 @@ async def test_an_operation_not_supported_fails_permanently_without_calling_the_
 ) -> None:
     # The contract's Literal admits only known operations; the guard is for one it adds
     # before this provisioner learns it, simulated by narrowing the supported set.
-    monkeypatch.setattr(handlers, "SUPPORTED_OPERATIONS", frozenset({"create"}))
+    monkeypatch.setattr(commands, "SUPPORTED_OPERATIONS", frozenset({"create"}))
     event = command(unique, operation="update")
     fake = FakeConnector("scim-demo", AccountRef("acc-1", already_existed=True))
 
@@ -348,7 +291,7 @@ async def test_an_operation_not_supported_fails_permanently_without_calling_the_
 
 
 def test_every_operation_of_the_contract_is_supported() -> None:
-    assert set(get_args(Operation)) == handlers.SUPPORTED_OPERATIONS
+    assert set(get_args(Operation)) == commands.SUPPORTED_OPERATIONS
 
 
 async def test_membership_changes_go_to_the_connector_with_their_group(unique: str) -> None:
@@ -385,20 +328,18 @@ async def test_adding_someone_without_an_account_to_a_group_fails_for_good(uniqu
 async def test_a_command_older_than_the_latest_recorded_one_is_superseded(unique: str) -> None:
     fake = FakeConnector("scim-demo", AccountRef("acc-1", already_existed=False))
     event = command(unique)
+    newer, same = FakeLedger(), FakeLedger()
+    later = event.time + timedelta(seconds=1)
+    await newer.record_command(data_of(event), commanded_at=later, command_id="later")
+    await record_provision_requested(event, data_of(event), same)
 
-    async def newer(_: ProvisionRequested) -> datetime:
-        return event.time + timedelta(seconds=1)
-
-    async def same(_: ProvisionRequested) -> datetime:
-        return event.time
-
-    (stale,) = await handle(event, {"scim-demo": fake}, latest_command=newer)
+    (stale,) = await handle(event, {"scim-demo": fake}, ledger=newer)
     assert isinstance(stale.data, AccountProvisionFailed)
     assert stale.data.retryable is False
     assert "superseded by a newer command" in stale.data.reason
     assert fake.calls == []
     # Its own record (a redelivery of the same command) is not newer than itself.
-    (again,) = await handle(event, {"scim-demo": fake}, latest_command=same)
+    (again,) = await handle(event, {"scim-demo": fake}, ledger=same)
     assert isinstance(again.data, AccountProvisioned)
 
 
@@ -514,44 +455,49 @@ class LowestJitter:
 
 
 async def test_retry_after_from_the_target_is_waited_at_least(
-    unique: str, monkeypatch: pytest.MonkeyPatch
+    unique: str,
 ) -> None:
-    monkeypatch.setattr(handlers, "random", LowestJitter())
+    jitter = LowestJitter()
     slept: list[float] = []
 
     async def record_sleep(seconds: float) -> None:
         slept.append(seconds)
 
-    monkeypatch.setattr(handlers.asyncio, "sleep", record_sleep)
     fake = FakeConnector(
         "scim-demo",
         TargetUnavailable("429", retry_after=7),
         AccountRef("acc-1", already_existed=False),
     )
 
-    (reply,) = await handle(command(unique), {"scim-demo": fake}, max_attempts=2)
+    (reply,) = await handle(
+        command(unique),
+        {"scim-demo": fake},
+        max_attempts=2,
+        sleep=record_sleep,
+        uniform=jitter.uniform,
+    )
 
     assert isinstance(reply.data, AccountProvisioned)
     assert slept
     assert slept[0] >= 7
+    assert jitter.bounds == [(0, 0)]
 
 
-async def test_a_huge_retry_after_is_capped(unique: str, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_huge_retry_after_is_capped(unique: str) -> None:
     slept: list[float] = []
 
     async def record_sleep(seconds: float) -> None:
         slept.append(seconds)
 
-    monkeypatch.setattr(handlers.asyncio, "sleep", record_sleep)
     fake = FakeConnector(
         "scim-demo",
         TargetUnavailable("429", retry_after=3600),
         AccountRef("acc-1", already_existed=False),
     )
 
-    await handle(command(unique), {"scim-demo": fake}, max_attempts=2)
+    await handle(command(unique), {"scim-demo": fake}, max_attempts=2, sleep=record_sleep)
 
-    assert slept == [handlers.MAX_RETRY_AFTER_S]
+    assert slept == [commands.MAX_RETRY_AFTER_S]
 
 
 async def test_a_dead_target_opens_its_circuit_and_later_commands_fail_fast() -> None:
@@ -589,7 +535,7 @@ def test_a_commands_work_is_its_account_or_membership_in_its_target() -> None:
             group=group,
             profile=Profile(user_name=user),
         )
-        return handlers.command_work(new_event(data, source="urn:test"))
+        return command_work(new_event(data, source="urn:test"))
 
     assert work("crm", "u-1") == work("crm", "u-1", "disable")
     assert len({work("crm", "u-1"), work("wiki", "u-1"), work("crm", "u-2")}) == 3

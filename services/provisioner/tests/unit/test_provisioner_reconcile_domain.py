@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from accord.events import Envelope, Profile, ProvisionRequested, new_event
-from accord.provisioner.adapters.ledger import state_after
+from accord.provisioner.domain.commands import state_after
 from accord.provisioner.domain.reconcile import (
     Desired,
     Difference,

@@ -4,20 +4,23 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from functools import partial
-from typing import Any
 
-from fastapi import Depends, FastAPI, HTTPException, Query
-
-from accord.events import Envelope, topics
-from accord.provisioner import handlers, schedule
-from accord.provisioner.adapters import ledger
+from accord.events import ProvisionRequested, topics
+from accord.provisioner import api, schedule
 from accord.provisioner.adapters.ldap import LdapConnector, LdapSettings
+from accord.provisioner.adapters.ledger import PostgresLedger
 from accord.provisioner.adapters.scim import ScimConnector
 from accord.provisioner.adapters.sql import SqlConnector
 from accord.provisioner.adapters.webhook import WebhookConnector, WebhookSettings
 from accord.provisioner.domain.breaker import CircuitBreaker
 from accord.provisioner.guard import TargetGuard
-from accord.provisioner.ports import Connector, TargetRejected, TargetUnavailable
+from accord.provisioner.handlers import (
+    Provisioning,
+    command_work,
+    on_provision_requested,
+    record_provision_requested,
+)
+from accord.provisioner.ports import Connector
 from accord.provisioner.reconcile import Reconciler
 from accord.provisioner.settings import ProvisionerSettings
 from accord.provisioner.targets import (
@@ -28,10 +31,7 @@ from accord.provisioner.targets import (
     load_targets,
 )
 from accord.provisioner.url_guard import check_url
-from accord.runtime.consumer import Effect, HandlerContext, Route
-from accord.runtime.params import Id, Text
-from accord.runtime.security.api import require
-from accord.runtime.security.roles import Permission
+from accord.runtime.routes import Effect, EffectContext, HandlerContext, Route, on
 from accord.runtime.service import Hook, Runtime, ServiceDefinition
 
 
@@ -79,12 +79,6 @@ def checked_targets(settings: ProvisionerSettings) -> list[Target]:
     return targets
 
 
-async def record_command(event: Envelope, ctx: HandlerContext) -> list[Envelope]:
-    """Note the command in the ledger, in the transaction that commits its outcome."""
-    await ledger.record_command(ctx.conn, event)
-    return []
-
-
 def definition(settings: ProvisionerSettings) -> ServiceDefinition:
     """The provisioner as the runtime runs it."""
     targets = checked_targets(settings)
@@ -100,17 +94,21 @@ def definition(settings: ProvisionerSettings) -> ServiceDefinition:
             await connector.close()
 
     def routes(runtime: Runtime) -> Mapping[str, Route]:
+        def provisioning(ctx: EffectContext) -> Provisioning:
+            ledger = PostgresLedger(runtime.pool)
+            return Provisioning(
+                source=ctx.source, connectors=connectors, ledger=ledger, guards=guards
+            )
+
+        def ledger_in(ctx: HandlerContext) -> PostgresLedger:
+            return PostgresLedger(ctx.conn)
+
         return {
             # Connector calls (and their retries) hold no database connection.
             topics.PROVISION_REQUESTED: Effect(
-                partial(
-                    handlers.handle_provision_requested,
-                    connectors=connectors,
-                    guards=guards,
-                    latest_command=partial(ledger.newer_command_at, runtime.pool),
-                ),
-                record=record_command,
-                work_key=handlers.command_work,
+                on(ProvisionRequested, on_provision_requested, provisioning),
+                record=on(ProvisionRequested, record_provision_requested, ledger_in),
+                work_key=command_work,
             )
         }
 
@@ -124,46 +122,12 @@ def definition(settings: ProvisionerSettings) -> ServiceDefinition:
 
         return run
 
-    def configure_app(app: FastAPI, runtime: Runtime) -> None:
-        @app.get(
-            "/v1/targets",
-            summary="The configured target systems (no secrets)",
-            dependencies=[Depends(require(Permission.TARGETS_READ))],
-        )
-        async def list_targets() -> list[dict[str, str]]:
-            return [{"name": t.name, "kind": t.kind, "url": t.url} for t in targets]
-
-        @app.get(
-            "/v1/targets/{target}/health",
-            summary="Whether the target answers and accepts Accord's credentials",
-            dependencies=[Depends(require(Permission.TARGETS_READ))],
-        )
-        async def target_health(target: Id) -> dict[str, Any]:
-            connector = connectors.get(target)
-            if connector is None:
-                raise HTTPException(404, "no such target")
-            try:
-                await connector.health()
-            except (TargetUnavailable, TargetRejected) as error:
-                return {"name": target, "healthy": False, "error": str(error)}
-            return {"name": target, "healthy": True, "error": None}
-
-        @app.get(
-            "/v1/reconciliations",
-            summary="Reconciliation runs, newest first",
-            dependencies=[Depends(require(Permission.TARGETS_READ))],
-        )
-        async def list_reconciliations(
-            target: Text | None = None, limit: int = Query(default=20, ge=1, le=500)
-        ) -> list[dict[str, Any]]:
-            return await ledger.runs(runtime.pool, target, limit=limit)
-
     return ServiceDefinition(
         name="provisioner",
         http_port=settings.http_port,
         migrations=["accord.provisioner.migrations"],
         routes=routes,
-        configure_app=configure_app,
+        configure_app=partial(api.configure, targets=targets, connectors=connectors),
         on_start=[open_connectors],
         on_stop=[close_connectors],
         background=[scheduled(t.name, t.reconcile_every_s) for t in targets if t.reconcile_every_s],

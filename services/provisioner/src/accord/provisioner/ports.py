@@ -1,12 +1,18 @@
-"""Ports of the provisioner: what a connector to a target system must do."""
+"""Ports of the provisioner: what a connector to a target system must do, and the ledger of
+the commands it carried out."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from datetime import datetime
+from typing import TYPE_CHECKING, Protocol
 
-from accord.events.catalogue import Profile
+from accord.events.catalogue import Profile, ProvisionRequested
+
+if TYPE_CHECKING:
+    # The domain reads TargetAccount from here: only the type checker follows this back.
+    from accord.provisioner.domain.reconcile import Desired
 
 
 @dataclass(frozen=True)
@@ -125,4 +131,27 @@ class Connector(Protocol):
 
     async def close(self) -> None:
         """Release connections."""
+        ...
+
+
+class Ledger(Protocol):
+    """The last command per account (or membership) and target: what each identity should
+    have there. The newest command wins; a replayed older one never undoes it."""
+
+    async def latest_command_at(self, command: ProvisionRequested) -> datetime | None:
+        """When the recorded command for this command's account (or membership) was issued."""
+        ...
+
+    async def record_command(
+        self, command: ProvisionRequested, *, commanded_at: datetime, command_id: str
+    ) -> None:
+        """Remember what the command asks for, unless a newer command is recorded already."""
+        ...
+
+    async def desired_of(self, target: str, user_ids: Sequence[str]) -> dict[str, Desired]:
+        """The ledger's entries for these identities in the target."""
+        ...
+
+    def present_desired(self, target: str, *, batch: int = 500) -> AsyncIterator[Desired]:
+        """Every identity that should have an account in the target, in user_id order."""
         ...

@@ -10,35 +10,41 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeAlias
 
 import asyncpg
 
-from accord.events import Envelope, Profile, ProvisionRequested
+from accord.events import Profile, ProvisionRequested
 from accord.events.catalogue.provisioning import MEMBERSHIP_OPERATIONS
-from accord.provisioner.domain.reconcile import Desired, DesiredState
+from accord.provisioner.domain.commands import state_after
+from accord.provisioner.domain.reconcile import Desired
 
-#: The account state each operation asks for.
-STATE_AFTER: dict[str, DesiredState] = {
-    "create": "active",
-    "update": "active",
-    "enable": "active",
-    "disable": "disabled",
-    "delete": "absent",
-}
+#: A connection (inside a transaction) or the pool (a statement of its own).
+Executor: TypeAlias = asyncpg.Connection | asyncpg.Pool
 
 
-def state_after(command: ProvisionRequested) -> DesiredState:
-    """The account state a command asks for; an update of an inactive profile disables."""
-    state = STATE_AFTER[command.operation]
-    if state == "active" and not command.profile.active:
-        return "disabled"
-    return state
+class PostgresLedger:
+    """The Ledger port on the provisioner's schema, through a connection or the pool."""
+
+    def __init__(self, conn: Executor) -> None:
+        self._conn = conn
+
+    async def latest_command_at(self, command: ProvisionRequested) -> datetime | None:
+        return await newer_command_at(self._conn, command)
+
+    async def record_command(
+        self, command: ProvisionRequested, *, commanded_at: datetime, command_id: str
+    ) -> None:
+        await record_command(self._conn, command, commanded_at=commanded_at, command_id=command_id)
+
+    async def desired_of(self, target: str, user_ids: Sequence[str]) -> dict[str, Desired]:
+        return await desired_of(self._conn, target, user_ids)
+
+    def present_desired(self, target: str, *, batch: int = 500) -> AsyncIterator[Desired]:
+        return present_desired(self._conn, target, batch=batch)
 
 
-async def newer_command_at(
-    conn: asyncpg.Connection | asyncpg.Pool, command: ProvisionRequested
-) -> datetime | None:
+async def newer_command_at(conn: Executor, command: ProvisionRequested) -> datetime | None:
     """When the recorded command for this account (or membership) was issued, if any."""
     if command.operation in MEMBERSHIP_OPERATIONS:
         at: datetime | None = await conn.fetchval(
@@ -57,10 +63,10 @@ async def newer_command_at(
     return at
 
 
-async def record_command(conn: asyncpg.Connection, envelope: Envelope) -> None:
+async def record_command(
+    conn: Executor, command: ProvisionRequested, *, commanded_at: datetime, command_id: str
+) -> None:
     """Remember what the command asks for, unless a newer command is recorded already."""
-    command = envelope.data
-    assert isinstance(command, ProvisionRequested)
     if command.operation in MEMBERSHIP_OPERATIONS:
         await conn.execute(
             "INSERT INTO desired_memberships"
@@ -74,8 +80,8 @@ async def record_command(conn: asyncpg.Connection, envelope: Envelope) -> None:
             command.user_id,
             command.group,
             command.operation == "add_member",
-            envelope.time,
-            envelope.id,
+            commanded_at,
+            command_id,
         )
         return
     await conn.execute(
@@ -92,14 +98,12 @@ async def record_command(conn: asyncpg.Connection, envelope: Envelope) -> None:
         command.profile.user_name,
         command.profile.model_dump_json(),
         state_after(command),
-        envelope.time,
-        envelope.id,
+        commanded_at,
+        command_id,
     )
 
 
-async def desired_of(
-    conn: asyncpg.Connection, target: str, user_ids: Sequence[str]
-) -> dict[str, Desired]:
+async def desired_of(conn: Executor, target: str, user_ids: Sequence[str]) -> dict[str, Desired]:
     """The ledger's entries for these identities in the target."""
     rows = await conn.fetch(
         "SELECT user_id, profile, state FROM desired_accounts"
@@ -111,7 +115,7 @@ async def desired_of(
 
 
 async def present_desired(
-    conn: asyncpg.Connection, target: str, *, batch: int = 500
+    conn: Executor, target: str, *, batch: int = 500
 ) -> AsyncIterator[Desired]:
     """Every identity that should have an account in the target, in user_id order."""
     after = ""
