@@ -7,7 +7,7 @@ records each command (record_provision_requested).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, cast, get_args
 
 import pytest
@@ -72,7 +72,8 @@ def command(
 def ports(connectors: Mapping[str, Connector], **kwargs: Any) -> Provisioning:
     """The effect's ports: no wait between attempts, an empty ledger unless given one."""
     kwargs.setdefault("ledger", FakeLedger())
-    return Provisioning(source=SOURCE, connectors=connectors, base_delay_s=0, **kwargs)
+    kwargs.setdefault("base_delay_s", 0)
+    return Provisioning(source=SOURCE, connectors=connectors, **kwargs)
 
 
 async def outcome(
@@ -540,3 +541,100 @@ def test_a_commands_work_is_its_account_or_membership_in_its_target() -> None:
     assert work("crm", "u-1") == work("crm", "u-1", "disable")
     assert len({work("crm", "u-1"), work("wiki", "u-1"), work("crm", "u-2")}) == 3
     assert work("crm", "u-1", "add_member", "eng") != work("crm", "u-1", "add_member", "ops")
+
+
+async def test_the_record_step_notes_the_command_in_the_ledger(unique: str) -> None:
+    ledger = FakeLedger()
+    event = command(unique, operation="disable")
+
+    replies = await record_provision_requested(event, data_of(event), ledger)
+
+    assert replies == []
+    assert await ledger.latest_command_at(data_of(event)) == event.time
+    desired = await ledger.desired_of("scim-demo", [f"e-{unique}"])
+    assert [(d.user_id, d.state, d.profile) for d in desired.values()] == [
+        (f"e-{unique}", "disabled", PROFILE)
+    ]
+
+
+async def test_a_dead_letter_replayed_after_a_newer_command_touches_nothing(unique: str) -> None:
+    """The effect and its record step together, on one ledger: the joiner's command, held in
+    the DLQ while the leaver's went through, neither recreates the account nor takes the
+    ledger back."""
+    ledger = FakeLedger()
+    fake = FakeConnector("scim-demo", AccountRef("acc-1", already_existed=True))
+    joiner = command(unique)
+    leaver = command(unique, operation="delete")
+    leaver = leaver.model_copy(update={"time": joiner.time + timedelta(seconds=5)})
+    (deleted,) = await handle(leaver, {"scim-demo": fake}, ledger=ledger)
+    await record_provision_requested(leaver, data_of(leaver), ledger)
+
+    (replayed,) = await handle(joiner, {"scim-demo": fake}, ledger=ledger)
+    await record_provision_requested(joiner, data_of(joiner), ledger)
+
+    assert isinstance(deleted.data, AccountProvisioned)
+    assert isinstance(replayed.data, AccountProvisionFailed)
+    assert "superseded" in replayed.data.reason
+    assert fake.calls == []
+    assert [d.state for d in (await ledger.desired_of("scim-demo", [f"e-{unique}"])).values()] == [
+        "absent"
+    ]
+
+
+class CountingLedger(FakeLedger):
+    """Counts how often the effect reads the ledger."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    async def latest_command_at(self, command: ProvisionRequested) -> datetime | None:
+        self.reads += 1
+        return await super().latest_command_at(command)
+
+
+async def test_the_ledger_is_read_once_and_only_for_a_command_that_can_be_carried_out(
+    unique: str,
+) -> None:
+    fake = FakeConnector("scim-demo", TargetUnavailable("down"), AccountRef("acc-1", False))
+    carried_out, refused = CountingLedger(), CountingLedger()
+
+    await handle(command(unique), {"scim-demo": fake}, ledger=carried_out)
+    await handle(command(unique, target="payroll"), {"scim-demo": fake}, ledger=refused)
+
+    assert (carried_out.reads, refused.reads) == (1, 0)
+    assert len(fake.calls) == 2  # one retry, the ledger not read again
+
+
+async def test_a_target_without_a_guard_of_its_own_gets_the_default_attempts(unique: str) -> None:
+    fake = FakeConnector("crm", TargetUnavailable("crm: 503"))
+    others = {"wiki": TargetGuard("wiki", attempts=1)}
+
+    result = await outcome(
+        command(unique, target="crm"), {"crm": fake}, guards=others, max_attempts=4
+    )
+
+    assert isinstance(result, GaveUp)
+    assert len(fake.calls) == 4
+
+
+async def test_retries_wait_the_growing_backoff_the_jitter_picks_within(unique: str) -> None:
+    jitter = LowestJitter()
+    slept: list[float] = []
+
+    async def record_sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    fake = FakeConnector("scim-demo", TargetUnavailable("down"))
+
+    await handle(
+        command(unique),
+        {"scim-demo": fake},
+        max_attempts=4,
+        base_delay_s=0.5,
+        sleep=record_sleep,
+        uniform=jitter.uniform,
+    )
+
+    assert jitter.bounds == [(0, 0.5), (0, 1.0), (0, 2.0)]
+    assert slept == [0, 0, 0]
