@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from accord.authz.catalogue import Catalogue
@@ -30,6 +30,13 @@ from accord.events.catalogue import Provisioning
 Rules = Callable[[], tuple[LoadedPolicies, Catalogue]]
 #: One row of a table, by column name.
 Row = dict[str, Any]
+#: What time it is (deadlines and expiries the flow computes).
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    """The wall clock, in UTC."""
+    return datetime.now(UTC)
 
 
 class Principals(Protocol):
@@ -201,6 +208,8 @@ class Stores:
     requests: Requests
     approvals: Approvals
     grants: Grants
+    clock: Clock = utc_now
+    """Now, for the deadlines and expiries the flow computes (the fakes' clock in tests)."""
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any, Literal
 
 from accord.authz.catalogue import Catalogue, entitlement_id
@@ -188,7 +188,7 @@ async def _decide(
     if status == "permit":
         events += await _grant(stores, await _row(stores, request.request_id), catalogue, emit)
     elif status == "approval_required":
-        first_due = chain_rules.due(_now(), settings.timeout)
+        first_due = chain_rules.due(stores.clock(), settings.timeout)
         await stores.approvals.insert_chain(request.request_id, stages, first_due)
         first = await stores.approvals.pending_stage(request.request_id)
         assert first is not None
@@ -271,7 +271,7 @@ async def decide_stage(
         await stores.approvals.skip_rest(request_id)
         return events
     following = await stores.approvals.open_stage(
-        request_id, stage["stage"] + 1, chain_rules.due(_now(), settings.timeout)
+        request_id, stage["stage"] + 1, chain_rules.due(stores.clock(), settings.timeout)
     )
     if following is not None:
         chain = await stores.approvals.chain(request_id)
@@ -293,7 +293,7 @@ async def time_out_stage(
     )
     if step == "escalate":
         escalated = await stores.approvals.escalate(
-            request_id, stage["stage"], chain_rules.due(_now(), settings.timeout)
+            request_id, stage["stage"], chain_rules.due(stores.clock(), settings.timeout)
         )
         if escalated is not None:
             chain = await stores.approvals.chain(request_id)
@@ -312,7 +312,9 @@ async def _grant(stores: Stores, row: Row, catalogue: Catalogue, emit: Emit) -> 
     """Give the access a request asked for: a grant, time-bound if asked, and its event."""
     provisioning = catalogue.provisioning(row["application"], row["entitlement"])
     expires_at = (
-        _now() + timedelta(seconds=row["duration_seconds"]) if row["duration_seconds"] else None
+        stores.clock() + timedelta(seconds=row["duration_seconds"])
+        if row["duration_seconds"]
+        else None
     )
     grant_id = f"grant-{row['request_id']}"[:128]
     # A grant of the same entitlement past its expiry has ended, though the timer may not
@@ -418,7 +420,3 @@ def _stage_decided(
         approver_id=approver_id,
         comment=comment,
     )
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
