@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 from aiokafka.errors import KafkaError
 
 from accord.events.cli import EXIT_USAGE, CliError, check_kafka_settings
+from accord.runtime.cli_scaffold import add_action, add_actions, add_json, add_limit
 from accord.runtime.dlq_tools import DeadEvent, NoSuchTopic, read_dead_events, replay
 
 T = TypeVar("T")
@@ -19,7 +20,8 @@ T = TypeVar("T")
 
 def register_dlq(commands: Any) -> None:
     """Add `accord dlq` to the accord command."""
-    p = commands.add_parser(
+    actions = add_actions(
+        commands,
         "dlq",
         help="list and replay dead letters (<topic>.dlq)",
         description="A dead letter is an event services could not handle, with the reason "
@@ -29,17 +31,20 @@ def register_dlq(commands: Any) -> None:
         "handled the event since, or a later event of the same work: resolved ones are left "
         "out unless --include-resolved. The broker is KAFKA_BOOTSTRAP_SERVERS.",
     )
-    actions = p.add_subparsers(title="actions", metavar="ACTION", required=True)
-    listing = actions.add_parser("list", help="dead letters of a topic by event, oldest first")
+    listing = add_action(
+        actions, "list", _list, help="dead letters of a topic by event, oldest first"
+    )
     listing.add_argument("topic", help="the topic (e.g. provision.requested) or its .dlq")
-    listing.add_argument("--limit", type=int, default=100, help="at most this many (100)")
-    listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    add_limit(listing, 100)
+    add_json(listing)
     listing.add_argument(
         "--include-resolved", action="store_true", help="also the events that need no action"
     )
-    listing.set_defaults(func=_list)
-    again = actions.add_parser(
-        "replay", help="send dead letters back to their topic, for the groups that failed them"
+    again = add_action(
+        actions,
+        "replay",
+        _replay,
+        help="send dead letters back to their topic, for the groups that failed them",
     )
     again.add_argument("topic", help="the topic (e.g. provision.requested) or its .dlq")
     chosen = again.add_mutually_exclusive_group(required=True)
@@ -51,7 +56,6 @@ def register_dlq(commands: Any) -> None:
         help="also replay resolved events, to every group that failed them",
     )
     again.add_argument("--dry-run", action="store_true", help="show what would be replayed")
-    again.set_defaults(func=_replay)
 
 
 def _list(args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ from typing import Any
 
 from accord.events.brokers import BROKER_ENV, PROFILES, BrokerName, UnknownBroker, profile_named
 from accord.events.cli import EXIT_BROKEN_PIPE, LOCAL_ENV
+from accord.runtime.cli_scaffold import add_command
 from accord.runtime.cli_support import DATABASE_ERRORS, database_failure, database_url
 from accord.stack.errors import StartupError
 from accord.stack.platform import Platform, PlatformConfig
@@ -20,8 +21,10 @@ from accord.stack.platform import Platform, PlatformConfig
 
 def register_up(commands: Any) -> None:
     """Add `accord up` to the accord command."""
-    p = commands.add_parser(
+    p = add_command(
+        commands,
         "up",
+        _up,
         help="run the whole platform locally (embedded broker and database by default)",
         description="Start a broker (Tansu, in memory, or Apache Kafka with --broker kafka or "
         "ACCORD_BROKER=kafka) unless KAFKA_BOOTSTRAP_SERVERS is set, PostgreSQL (DATABASE_URL, "
@@ -40,7 +43,7 @@ def register_up(commands: Any) -> None:
     p.add_argument("--scim-port", type=int, default=8710)
     # Commands run beside accord up read the env file it writes; accord up itself must not,
     # or a second start would take the first one's embedded database for an existing one.
-    p.set_defaults(func=_up, local_env=False)
+    p.set_defaults(local_env=False)
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -48,7 +51,7 @@ def _up(args: argparse.Namespace) -> int:
     try:
         broker = _broker(args.broker, existing)
     except UnknownBroker as error:
-        print(f"accord: error: {error}", file=sys.stderr)
+        _error(error)
         return 2
     config = PlatformConfig(
         home=args.home.resolve(),
@@ -102,17 +105,17 @@ async def _run(platform: Platform) -> int:
                 await asyncio.wait_for(stop.wait(), 1.0)
             problem = platform.failed()
             if problem:
-                print(f"accord: error: {problem}", file=sys.stderr, flush=True)
+                _error(problem)
                 code = 1
                 break
     except StartupError as error:
-        print(f"accord: error: {error}", file=sys.stderr, flush=True)
+        _error(error)
         code = 1
     except BrokenPipeError:
         code = EXIT_BROKEN_PIPE  # nobody reads our output any more: stop all the same
     except DATABASE_ERRORS as error:  # DATABASE_URL's database refused or is not there
         failure = database_failure(error)
-        print(f"accord: error: {failure}", file=sys.stderr, flush=True)
+        _error(failure)
         code = failure.exit_code
     finally:
         with contextlib.suppress(BrokenPipeError):
@@ -121,3 +124,8 @@ async def _run(platform: Platform) -> int:
         with contextlib.suppress(BrokenPipeError):
             print("accord: stopped", flush=True)
     return code
+
+
+def _error(problem: object) -> None:
+    """`accord: error: PROBLEM` on stderr, at once."""
+    print(f"accord: error: {problem}", file=sys.stderr, flush=True)

@@ -24,8 +24,9 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,7 @@ from accord.auditor.domain.checkpoints import (
 from accord.auditor.domain.export import CSV_HEADER, csv_line, ndjson_line
 from accord.auditor.verify import Report, verify_log
 from accord.events.cli import EXIT_FAILURE, EXIT_USAGE, CliError
+from accord.runtime.cli_scaffold import add_action, add_actions, add_json, add_limit
 from accord.runtime.cli_support import run_on_database
 
 SCHEMA = "auditor"
@@ -53,16 +55,18 @@ PAGE = 1000
 
 def register_audit(commands: Any) -> None:
     """Add `accord audit` to the accord command."""
-    p = commands.add_parser(
+    actions = add_actions(
+        commands,
         "audit",
         help="verify the tamper-evident audit log, sign checkpoints, query and export it",
         description="Every event of every service is one record of the audit log, chained "
         "by SHA-256 to the record before it. The database is DATABASE_URL (schema auditor).",
     )
-    actions = p.add_subparsers(title="actions", metavar="ACTION", required=True)
 
-    verify = actions.add_parser(
+    verify = add_action(
+        actions,
         "verify",
+        _verify,
         help="check the whole hash chain and the signed checkpoints",
         description="Recompute every record's hash from its content and its predecessor's "
         "hash, check the chain ends at the recorded head, and hold every checkpoint (the "
@@ -89,11 +93,12 @@ def register_audit(commands: Any) -> None:
         metavar="PEM",
         help="the trusted signing key (else each checkpoint's own key is used)",
     )
-    verify.add_argument("--json", action="store_true", help="print the report as JSON")
-    verify.set_defaults(func=_verify)
+    add_json(verify, "print the report as JSON")
 
-    checkpoint = actions.add_parser(
+    checkpoint = add_action(
+        actions,
         "checkpoint",
+        _checkpoint,
         help="sign the chain head now",
         description="Sign the current chain head with an Ed25519 key, keep the checkpoint in "
         "the database, and write it to DIR (keep that copy where the database's "
@@ -101,19 +106,21 @@ def register_audit(commands: Any) -> None:
     )
     checkpoint.add_argument("--key", type=Path, required=True, metavar="PEM", help="signing key")
     checkpoint.add_argument("--out", type=Path, metavar="DIR", help="folder for the file")
-    checkpoint.set_defaults(func=_checkpoint)
 
-    keygen = actions.add_parser(
+    keygen = add_action(
+        actions,
         "keygen",
+        _keygen,
         help="make an Ed25519 signing key for checkpoints",
         description="Write a new private key to PEM (mode 0600, never overwritten) and its "
         "public key to PEM.pub (give that one to whoever verifies).",
     )
     keygen.add_argument("--out", type=Path, required=True, metavar="PEM")
-    keygen.set_defaults(func=_keygen)
 
-    events = actions.add_parser(
+    events = add_action(
+        actions,
         "events",
+        _events,
         help="list or export records, filtered",
         description="Records in log order. Filters combine (AND). Times are RFC 3339.",
     )
@@ -122,13 +129,14 @@ def register_audit(commands: Any) -> None:
     events.add_argument("--since", type=_time, metavar="TIME", help="occurred at or after")
     events.add_argument("--until", type=_time, metavar="TIME", help="occurred before")
     events.add_argument("--after", type=int, default=0, metavar="RECORD_ID", help="cursor")
-    events.add_argument("--limit", type=int, default=50, help="records per page (50)")
+    add_limit(events, 50, help="records per page (50)")
     events.add_argument("--all", action="store_true", help="every matching record, all pages")
     events.add_argument("--format", choices=("table", "ndjson", "csv"), default="table")
-    events.set_defaults(func=_events)
 
-    report = actions.add_parser(
+    report = add_action(
+        actions,
         "report",
+        _report,
         help="access as of a time, provisioning latency, failures, drift, SoD, saga outcomes",
         description="Reports read the audit log only, so they hold for any past time. "
         "access: who held what at --as-of (default now). The others cover "
@@ -140,8 +148,7 @@ def register_audit(commands: Any) -> None:
     report.add_argument("--application", metavar="APP", help="access: one application only")
     report.add_argument("--since", type=_time, metavar="TIME")
     report.add_argument("--until", type=_time, metavar="TIME")
-    report.add_argument("--json", action="store_true", help="print JSON")
-    report.set_defaults(func=_report)
+    add_json(report, "print JSON")
 
 
 def _time(text: str) -> datetime:
@@ -154,8 +161,8 @@ def _time(text: str) -> datetime:
     return parsed
 
 
-def _with_pool(work: Callable[[asyncpg.Pool], Awaitable[int]]) -> int:
-    return run_on_database(work, schema=SCHEMA, no_tables=NO_TABLES)
+#: Work on the auditor's tables in DATABASE_URL.
+_with_pool = partial(run_on_database, schema=SCHEMA, no_tables=NO_TABLES)
 
 
 # --- verify ----------------------------------------------------------------------------------

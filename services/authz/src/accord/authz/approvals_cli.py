@@ -26,8 +26,9 @@ from __future__ import annotations
 import argparse
 import json
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 import asyncpg
@@ -42,6 +43,7 @@ from accord.authz.policy_holder import LoadError, PolicyHolder
 from accord.authz.settings import AuthzSettings
 from accord.events import AccessApprovalDecided, AccessGranted, Envelope
 from accord.events.cli import EXIT_USAGE, CliError
+from accord.runtime.cli_scaffold import add_action, add_actions, add_json, add_limit, int_between
 from accord.runtime.cli_support import run_on_database
 from accord.runtime.outbox import enqueue
 
@@ -57,7 +59,8 @@ _IDENTIFIER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}$")
 
 def register_approvals(commands: Any) -> None:
     """Add `accord approvals` to the accord command."""
-    p = commands.add_parser(
+    actions = add_actions(
+        commands,
         "approvals",
         help="list, show, approve and deny access requests' approval stages",
         description="High-risk access requests wait for an approval chain (e.g. the "
@@ -67,10 +70,11 @@ def register_approvals(commands: Any) -> None:
         "policies shipped with authz); their events go to authz's outbox and the running "
         "authz publishes them.",
     )
-    actions = p.add_subparsers(title="actions", metavar="ACTION", required=True)
 
-    listing = actions.add_parser(
+    listing = add_action(
+        actions,
         "list",
+        _list,
         help="stages waiting for a decision, by request id",
         description="Every pending stage: request id, principal, application/entitlement, "
         "stage n/N and its name, who may decide it, and its deadline.",
@@ -78,23 +82,25 @@ def register_approvals(commands: Any) -> None:
     listing.add_argument(
         "--approver", type=_identifier, metavar="USER", help="only the stages USER may decide"
     )
-    listing.add_argument("--limit", type=_limit, default=50, help="at most this many (50)")
-    listing.add_argument("--json", action="store_true", help="one JSON object per line")
-    listing.set_defaults(func=_list)
+    add_limit(listing, 50, type=int_between(1, 10_000, "_limit", not_a_number=True))
+    add_json(listing)
 
-    show = actions.add_parser(
+    show = add_action(
+        actions,
         "show",
+        _show,
         help="one request and its approval chain",
         description="The request (who asked, for whom, what, its status and reasons) and "
         "every stage of its chain: who decides it, who decided it, when, and the comment.",
     )
     show.add_argument("request_id", metavar="REQUEST_ID", help="the access request's id")
-    show.add_argument("--json", action="store_true", help="print one JSON object")
-    show.set_defaults(func=_show)
+    add_json(show, "print one JSON object")
 
     for name, approve, verb in (("approve", True, "Approve"), ("deny", False, "Deny")):
-        decide = actions.add_parser(
+        decide = add_action(
+            actions,
             name,
+            _decide,
             help=f"{verb.lower()} a request's current stage as an approver",
             description=f"{verb} the current stage of REQUEST_ID as USER, as the API does: "
             "USER must be one of the stage's approvers, and nobody approves their own "
@@ -121,17 +127,7 @@ def register_approvals(commands: Any) -> None:
             metavar="TEXT",
             help=f"why, for the audit log (≤ {MAX_COMMENT} chars)",
         )
-        decide.set_defaults(func=_decide, approve=approve)
-
-
-def _limit(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 1 <= value <= 10_000:
-        raise argparse.ArgumentTypeError("must be between 1 and 10000")
-    return value
+        decide.set_defaults(approve=approve)
 
 
 def _identifier(text: str) -> str:
@@ -148,9 +144,8 @@ def _comment(text: str) -> str:
     return text
 
 
-def _with_pool(work: Callable[[asyncpg.Pool], Awaitable[int]]) -> int:
-    """Run work on authz's tables in DATABASE_URL."""
-    return run_on_database(work, schema=SCHEMA, no_tables=NO_TABLES)
+#: Work on authz's tables in DATABASE_URL.
+_with_pool = partial(run_on_database, schema=SCHEMA, no_tables=NO_TABLES)
 
 
 # --- list and show --------------------------------------------------------------------------

@@ -40,6 +40,7 @@ from accord.authz.domain.policy_files import default_policy_dir
 from accord.authz.domain.policy_set import EntityError, decide, load_entities
 from accord.authz.policy_holder import LoadError, PolicySnapshot, load_snapshot
 from accord.events.cli import EXIT_FAILURE, EXIT_USAGE, CliError
+from accord.runtime.cli_scaffold import add_action, add_actions
 from accord.runtime.config_file import load_yaml_model
 
 _TYPE_NAME = r"^[A-Za-z_][A-Za-z0-9_]*(::[A-Za-z_][A-Za-z0-9_]*)*$"
@@ -283,23 +284,26 @@ def _test(args: argparse.Namespace) -> int:
 
 def register_policy(commands: Any) -> None:
     """Add `accord policy` to the accord command."""
-    p = commands.add_parser(
+    actions = add_actions(
+        commands,
         "policy",
         help="validate Cedar policies and test them against YAML cases",
         description="Check authz's policy folder (*.cedar, schema.cedarschema, "
         "catalogue.yaml) as the service loads it. DIR defaults to $ACCORD_POLICY_DIR, "
         "else the policies shipped with authz.",
     )
-    actions = p.add_subparsers(title="actions", metavar="ACTION", required=True)
-    validate = actions.add_parser(
+    validate = add_action(
+        actions,
         "validate",
+        _validate,
         help="load the policy folder; print its version or the first problem",
         description="Prints 'ok: N policies (version SHA256)', or 'path:line: reason' and exits 1.",
     )
     validate.add_argument("folder", nargs="?", type=Path, metavar="DIR", help="policy folder")
-    validate.set_defaults(func=_validate)
-    test = actions.add_parser(
+    test = add_action(
+        actions,
         "test",
+        _test,
         help="decide YAML test cases with the policies; fail on any unexpected decision",
         description="Decide each case with the folder's policies and catalogue and "
         "compare with its expected decision (and deciding policies).",
@@ -308,4 +312,3 @@ def register_policy(commands: Any) -> None:
     )
     test.add_argument("cases", nargs="+", type=Path, metavar="CASES.yaml", help="case files")
     test.add_argument("--policies", type=Path, metavar="DIR", help="policy folder")
-    test.set_defaults(func=_test)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any, get_args
 
 import asyncpg
@@ -19,6 +19,7 @@ from accord.orchestrator.adapters import store
 from accord.orchestrator.bootstrap import workflows
 from accord.orchestrator.domain import account_saga as saga
 from accord.orchestrator.settings import OrchestratorSettings
+from accord.runtime.cli_scaffold import add_action, add_actions, add_json, add_limit, int_between
 from accord.runtime.cli_support import run_on_database
 
 SCHEMA = "orchestrator"
@@ -30,42 +31,30 @@ TYPES = list(get_args(saga.SagaType))
 
 def register_sagas(commands: Any) -> None:
     """Add `accord sagas` to the accord command."""
-    p = commands.add_parser(
+    actions = add_actions(
+        commands,
         "sagas",
         help="list, show, retry and cancel the orchestrator's sagas",
         description="Sagas are the orchestrator's durable workflows (joiner, mover, "
         "reactivation, leaver, access_grant, access_revoke). The database is DATABASE_URL.",
     )
-    actions = p.add_subparsers(title="actions", metavar="ACTION", required=True)
-    listing = actions.add_parser("list", help="sagas, newest first")
+    listing = add_action(actions, "list", _list, help="sagas, newest first")
     listing.add_argument("--status", choices=STATUSES, help="only sagas in this state")
     listing.add_argument("--type", dest="saga_type", choices=TYPES, help="only this workflow")
     listing.add_argument("--subject", help="only sagas of this identity (user_id)")
-    listing.add_argument("--limit", type=_positive, default=50, help="at most this many (50)")
-    listing.add_argument("--json", action="store_true", help="one JSON object per line")
-    listing.set_defaults(func=_list)
-    show = actions.add_parser("show", help="one saga: steps, attempts, errors, timings")
+    add_limit(listing, 50, type=int_between(1, 10_000, "_positive"))
+    add_json(listing)
+    show = add_action(actions, "show", _show, help="one saga: steps, attempts, errors, timings")
     show.add_argument("saga_id")
-    show.set_defaults(func=_show)
-    retry = actions.add_parser("retry", help="run a failed saga's unfinished steps again")
+    retry = add_action(actions, "retry", _retry, help="run a failed saga's unfinished steps again")
     retry.add_argument("saga_id")
-    retry.set_defaults(func=_retry)
-    cancel = actions.add_parser("cancel", help="give a running or failed saga up")
+    cancel = add_action(actions, "cancel", _cancel, help="give a running or failed saga up")
     cancel.add_argument("saga_id")
     cancel.add_argument("--reason", required=True, help="why, for the audit log")
-    cancel.set_defaults(func=_cancel)
 
 
-def _positive(text: str) -> int:
-    value = int(text)
-    if not 1 <= value <= 10_000:
-        raise argparse.ArgumentTypeError("must be between 1 and 10000")
-    return value
-
-
-def _with_pool(work: Callable[[asyncpg.Pool], Awaitable[int]]) -> int:
-    """Run work on the orchestrator's tables in DATABASE_URL."""
-    return run_on_database(work, schema=SCHEMA, no_tables=NO_TABLES)
+#: Work on the orchestrator's tables in DATABASE_URL.
+_with_pool = partial(run_on_database, schema=SCHEMA, no_tables=NO_TABLES)
 
 
 def _list(args: argparse.Namespace) -> int:

@@ -29,6 +29,7 @@ from accord.provisioner.reconcile import (
 )
 from accord.provisioner.settings import ProvisionerSettings
 from accord.provisioner.targets import Target, TargetsFileError
+from accord.runtime.cli_scaffold import add_command, add_json, int_between
 from accord.runtime.cli_support import run_on_database
 
 SCHEMA = "provisioner"
@@ -37,8 +38,10 @@ SOURCE = "accord/provisioner/cli"
 
 def register_reconcile(commands: Any) -> None:
     """Add `accord reconcile` to the accord command."""
-    p = commands.add_parser(
+    p = add_command(
+        commands,
         "reconcile",
+        _reconcile,
         help="compare a target's accounts with what identities should have there",
         description="Read every account in TARGET, compare it with the provisioner's ledger "
         "(what the orchestrator last asked for), and report drifted, missing and orphan "
@@ -53,20 +56,15 @@ def register_reconcile(commands: Any) -> None:
         help="repair drifted and missing accounts, delete not_entitled ones",
     )
     p.add_argument(
-        "--page-size", type=_page_size, default=PAGE_SIZE, help=f"accounts per page ({PAGE_SIZE})"
+        "--page-size",
+        type=int_between(1, 1000, "_page_size"),
+        default=PAGE_SIZE,
+        help=f"accounts per page ({PAGE_SIZE})",
     )
-    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    add_json(p, "print the summary as JSON")
     p.add_argument(
         "--history", action="store_true", help="list the latest runs (of TARGET, or all)"
     )
-    p.set_defaults(func=_reconcile)
-
-
-def _page_size(text: str) -> int:
-    value = int(text)
-    if not 1 <= value <= 1000:
-        raise argparse.ArgumentTypeError("must be between 1 and 1000")
-    return value
 
 
 def _reconcile(args: argparse.Namespace) -> int:
