@@ -35,7 +35,8 @@ class TopicSettings:
     @classmethod
     def for_replicas(cls, partitions: int, replicas: int) -> TopicSettings:
         """The layout for a replication factor: acks=all waits for two copies where there
-        are three or more (one broker may be down), for every copy where there are fewer."""
+        are three or more (one broker may be down), for one where there are fewer (with
+        two copies, waiting for both would stop writes whenever one broker is down)."""
         return cls(partitions, replicas, min_insync_replicas=2 if replicas >= 3 else 1)
 
     def retention(self, topic: str) -> int:
