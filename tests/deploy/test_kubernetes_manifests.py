@@ -413,7 +413,7 @@ def test_each_kafka_user_may_do_exactly_what_its_service_needs(
     }
     assert service_users == {access.principal for access in kafka_acls.SERVICES}
     if not with_operators(manifests):
-        pytest.skip("an existing Kafka: its ACLs are set as the README's table says")
+        pytest.skip("an existing Kafka: its ACLs are set as docs/deployment.md's table says")
     users = of_kind(manifests, "KafkaUser")
     assert set(users) == {access.principal for access in kafka_acls.principals()}
     for access in kafka_acls.principals():

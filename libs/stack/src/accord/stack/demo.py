@@ -1,8 +1,8 @@
 """The organisation `accord up` starts with: a manager and her report.
 
-The README's approval chain (the principal's manager, then the application's owner) needs
-a manager to ask: Grace Hopper (m-1001) manages Alan Turing (e-1000), and the README's
-joiner, Ada (e-1001), joins her team.
+The approval chain of docs/policies.md (the principal's manager, then the application's
+owner) needs a manager to ask: Grace Hopper (m-1001) manages Alan Turing (e-1000), and the
+tour's joiner, Ada (e-1001), joins her team.
 
 They are published as a source system would publish them, at every start, with fixed event
 ids and sequence 1: the services and the audit log take each event once however often the
