@@ -91,13 +91,14 @@ def test_a_retry_after_is_a_floor_and_capped() -> None:
         ("create", True, "active"),
         ("create", False, "disabled"),
         ("update", True, "active"),
+        ("update", False, "disabled"),
         ("enable", True, "active"),
         ("disable", True, "disabled"),
         ("delete", True, "absent"),
         ("delete", False, "absent"),
     ],
 )
-def test_each_operation_asks_for_an_account_state(
+def test_each_command_leaves_the_ledger_wanting_a_state(
     operation: Operation, active: bool, state: str
 ) -> None:
     data = command(operation)

@@ -9,8 +9,7 @@ from typing import Any
 
 import pytest
 
-from accord.events import Envelope, Profile, ProvisionRequested, new_event
-from accord.provisioner.domain.commands import state_after
+from accord.events import Profile
 from accord.provisioner.domain.reconcile import (
     Desired,
     Difference,
@@ -109,37 +108,6 @@ def test_the_tally_counts_accounts_read_apart_from_missing_ones() -> None:
         1,
         1,
     )
-
-
-def command(operation: str, *, active: bool = True) -> Envelope:
-    data = ProvisionRequested(
-        user_id="u-1",
-        target="crm",
-        operation=operation,  # type: ignore[arg-type]
-        saga_id="s-1",
-        step_id="s-1:crm",
-        profile=ADA.model_copy(update={"active": active}),
-    )
-    return new_event(data, source="test")
-
-
-@pytest.mark.parametrize(
-    ("operation", "active", "state"),
-    [
-        ("create", True, "active"),
-        ("update", True, "active"),
-        ("update", False, "disabled"),
-        ("enable", True, "active"),
-        ("disable", True, "disabled"),
-        ("delete", True, "absent"),
-    ],
-)
-def test_each_command_leaves_the_ledger_wanting_a_state(
-    operation: str, active: bool, state: str
-) -> None:
-    data = command(operation, active=active).data
-    assert isinstance(data, ProvisionRequested)
-    assert state_after(data) == state
 
 
 def test_a_run_is_due_every_interval_after_the_last_one_started() -> None:
