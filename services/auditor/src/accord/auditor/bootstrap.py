@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from functools import partial
 
 from fastapi import FastAPI
 
@@ -27,11 +28,12 @@ def recorded_types() -> list[str]:
     return [spec.type for spec in REGISTRY if spec.type not in own]
 
 
-def configure_app(app: FastAPI, runtime: Runtime) -> None:
-    """The query API and reports, then the dashboard and its live stream."""
+def configure_app(app: FastAPI, runtime: Runtime, metrics: AuditorMetrics) -> None:
+    """The query API and reports, then the dashboard and its live stream, and the metrics."""
     api.configure(app, runtime)
     reports_api.configure(app, runtime)
     dashboard.configure(app, runtime)
+    mount(app, metrics)
 
 
 def definition(settings: AuditorSettings) -> ServiceDefinition:
@@ -40,10 +42,6 @@ def definition(settings: AuditorSettings) -> ServiceDefinition:
 
     as_writer = False  # whether the writer role may be used: known once the service starts
     metrics = AuditorMetrics()
-
-    def configure(app: FastAPI, runtime: Runtime) -> None:
-        configure_app(app, runtime)
-        mount(app, metrics)
 
     async def check_writer_role(runtime: Runtime) -> None:
         nonlocal as_writer
@@ -82,7 +80,7 @@ def definition(settings: AuditorSettings) -> ServiceDefinition:
         http_port=settings.http_port,
         migrations=["accord.auditor.migrations"],
         routes=lambda runtime: {},
-        configure_app=configure,
+        configure_app=partial(configure_app, metrics=metrics),
         batch_handler=batches,
         batch_types=recorded_types(),
         fetch_max_wait_ms=settings.audit_fetch_wait_ms(),

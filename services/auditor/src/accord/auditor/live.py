@@ -33,14 +33,14 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Protocol
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer
-from aiokafka.structs import ConsumerRecord, TopicPartition
-from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query
+from aiokafka.structs import TopicPartition
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from accord.auditor.adapters import log_store
@@ -49,6 +49,7 @@ from accord.events import REGISTRY, AuditRecorded, Envelope, InvalidEvent, from_
 from accord.events.catalogue.audit import Outcome
 from accord.events.kafka_config import client_config
 from accord.runtime.params import Cursor, Text
+from accord.runtime.records import Record
 from accord.runtime.security.api import require
 from accord.runtime.security.roles import Permission
 from accord.runtime.service import Runtime
@@ -140,7 +141,7 @@ class FeedConsumer(Protocol):
 
     async def getmany(
         self, *partitions: TopicPartition, timeout_ms: int = 0, max_records: int | None = None
-    ) -> dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]: ...
+    ) -> Mapping[TopicPartition, Sequence[Record]]: ...
 
 
 def feed_consumer(fetch_max_wait_ms: int) -> FeedConsumer:
@@ -217,7 +218,7 @@ class LiveFeed:
         self._subscribers.discard(subscription)
         self.stats.subscribers = len(self._subscribers)
 
-    def dispatch(self, record: ConsumerRecord[bytes, bytes]) -> None:
+    def dispatch(self, record: Record) -> None:
         """Hand one audit.recorded record to every subscriber it matches."""
         # A record without a timestamp (-1) is taken as new: better shown than lost.
         if 0 <= record.timestamp < self._since_ms:
@@ -439,6 +440,57 @@ def _record_id(text: str | None) -> int | None:
     return None
 
 
+@dataclass(frozen=True)
+class LiveDeps:
+    """What the stream route works with, set by `configure` on the app it is mounted on."""
+
+    runtime: Runtime
+    feed: LiveFeed
+    records: RecordSource
+
+
+def _deps(request: Request) -> LiveDeps:
+    deps: LiveDeps = request.app.state.auditor_live
+    return deps
+
+
+async def opened(
+    request: StreamRequest = Depends(stream_request), deps: LiveDeps = Depends(_deps)
+) -> StreamRequest:
+    """The stream's parameters, once the feed runs (503 if it cannot start)."""
+    # A dependency of the parameters: an invalid request is a 400 and starts nothing.
+    if not await deps.feed.start(deps.runtime.stopping):
+        raise HTTPException(
+            503, "the live stream is not available now", headers={"Retry-After": "5"}
+        )
+    return request
+
+
+router = APIRouter(prefix="/v1", tags=["audit"])
+
+
+@router.get(
+    "/audit/stream",
+    summary="Audit records as they are recorded (server-sent events)",
+    description=(
+        "Events: `audit` (data: a record as /v1/audit/events lists it; id: its record id),"
+        " `ready` (the replay is over, live from here), `gap` (more records after the"
+        " cursor than one replay sends; page /v1/audit/events from `next_after`),"
+        " `dropped` (the client read too slowly and missed that many records)."
+        " A comment every 15 s keeps idle connections open."
+    ),
+    response_class=EventSourceResponse,
+    dependencies=[Depends(require(Permission.AUDIT_READ))],
+)
+async def stream(
+    request: StreamRequest = Depends(opened), deps: LiveDeps = Depends(_deps)
+) -> AsyncIterator[ServerSentEvent]:
+    async for event in audit_stream(
+        deps.feed, deps.records, request.match, after=request.after, recent=request.recent
+    ):
+        yield event
+
+
 def configure(
     app: FastAPI,
     runtime: Runtime,
@@ -448,38 +500,7 @@ def configure(
     """Mount GET /v1/audit/stream; the feed starts with its first client."""
     fetch_wait = runtime.settings.fetch_wait_ms()
     live = feed or LiveFeed(lambda: feed_consumer(fetch_wait))
-    source = records or TableRecords(runtime.pool)
-
-    async def opened(request: StreamRequest = Depends(stream_request)) -> StreamRequest:
-        # A dependency of the parameters: an invalid request is a 400 and starts nothing.
-        if not await live.start(runtime.stopping):
-            raise HTTPException(
-                503, "the live stream is not available now", headers={"Retry-After": "5"}
-            )
-        return request
-
-    router = APIRouter(prefix="/v1", tags=["audit"])
-
-    @router.get(
-        "/audit/stream",
-        summary="Audit records as they are recorded (server-sent events)",
-        description=(
-            "Events: `audit` (data: a record as /v1/audit/events lists it; id: its record id),"
-            " `ready` (the replay is over, live from here), `gap` (more records after the"
-            " cursor than one replay sends; page /v1/audit/events from `next_after`),"
-            " `dropped` (the client read too slowly and missed that many records)."
-            " A comment every 15 s keeps idle connections open."
-        ),
-        response_class=EventSourceResponse,
-        dependencies=[Depends(require(Permission.AUDIT_READ))],
-    )
-    async def stream(
-        request: StreamRequest = Depends(opened),
-    ) -> AsyncIterator[ServerSentEvent]:
-        async for event in audit_stream(
-            live, source, request.match, after=request.after, recent=request.recent
-        ):
-            yield event
-
+    source = records if records is not None else TableRecords(runtime.pool)
+    app.state.auditor_live = LiveDeps(runtime, live, source)
     app.include_router(router)
     return live

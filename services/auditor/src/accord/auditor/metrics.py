@@ -8,7 +8,7 @@ Prometheus scrape config; deploy/grafana has a dashboard built on these names.
 
 from __future__ import annotations
 
-from fastapi import Depends, FastAPI, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import choose_encoder
 
@@ -141,25 +141,37 @@ class AuditorMetrics:
         return target
 
 
+router = APIRouter(tags=["metrics"])
+
+
 def mount(app: FastAPI, metrics: AuditorMetrics) -> None:
     """GET /metrics: the Prometheus text exposition format (OpenMetrics when asked for)."""
+    app.state.auditor_metrics = metrics
+    app.include_router(router)
 
-    @app.get(
-        "/metrics",
-        summary="Prometheus metrics of the audit stream",
-        tags=["metrics"],
-        response_class=Response,
-        dependencies=[Depends(require(Permission.AUDIT_READ))],
-        responses={
-            200: {
-                "description": "The metrics, in the Prometheus text format by default",
-                "content": {
-                    "text/plain": {"schema": {"type": "string"}},
-                    "application/openmetrics-text": {"schema": {"type": "string"}},
-                },
-            }
-        },
-    )
-    async def prometheus_metrics(request: Request) -> Response:
-        encode, content_type = choose_encoder(request.headers.get("accept", ""))
-        return Response(encode(metrics.registry), media_type=content_type)
+
+def _metrics(request: Request) -> AuditorMetrics:
+    metrics: AuditorMetrics = request.app.state.auditor_metrics
+    return metrics
+
+
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics of the audit stream",
+    response_class=Response,
+    dependencies=[Depends(require(Permission.AUDIT_READ))],
+    responses={
+        200: {
+            "description": "The metrics, in the Prometheus text format by default",
+            "content": {
+                "text/plain": {"schema": {"type": "string"}},
+                "application/openmetrics-text": {"schema": {"type": "string"}},
+            },
+        }
+    },
+)
+async def prometheus_metrics(
+    request: Request, metrics: AuditorMetrics = Depends(_metrics)
+) -> Response:
+    encode, content_type = choose_encoder(request.headers.get("accept", ""))
+    return Response(encode(metrics.registry), media_type=content_type)

@@ -9,10 +9,10 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
 from accord.auditor.adapters import dashboard_queries
+from accord.auditor.web import Pool
 from accord.events.catalogue.audit import Outcome
 from accord.runtime.security.api import require
 from accord.runtime.security.roles import Permission
-from accord.runtime.service import Runtime
 
 Minutes = Annotated[
     int, Query(ge=1, le=1440, description="How many minutes back, the current one included")
@@ -124,63 +124,64 @@ class Approvals(BaseModel):
     items: list[PendingApproval]
 
 
-def router(runtime: Runtime) -> APIRouter:
-    """The /v1/dashboard routes; each needs audit:read."""
-    routes = APIRouter(
-        prefix="/v1/dashboard",
-        tags=["dashboard"],
-        dependencies=[Depends(require(Permission.AUDIT_READ))],
+router = APIRouter(
+    prefix="/v1/dashboard",
+    tags=["dashboard"],
+    dependencies=[Depends(require(Permission.AUDIT_READ))],
+)
+"""The /v1/dashboard routes; each needs audit:read."""
+
+
+@router.get("/activity", summary="Records per minute by type and outcome")
+async def activity(pool: Pool, minutes: Minutes = 60) -> Activity:
+    span = await dashboard_queries.window(pool, minutes)
+    items = await dashboard_queries.activity(pool, span)
+    return Activity(
+        since=span.start,
+        until=span.end,
+        minutes=span.minutes,
+        items=[ActivityCount.model_validate(i) for i in items],
     )
-    pool = runtime.pool
 
-    @routes.get("/activity", summary="Records per minute by type and outcome")
-    async def activity(minutes: Minutes = 60) -> Activity:
-        span = await dashboard_queries.window(pool, minutes)
-        items = await dashboard_queries.activity(pool, span)
-        return Activity(
-            since=span.start,
-            until=span.end,
-            minutes=span.minutes,
-            items=[ActivityCount.model_validate(i) for i in items],
-        )
 
-    @routes.get("/failures", summary="Failures per minute and per target")
-    async def failures(minutes: Minutes = 60) -> Failures:
-        span = await dashboard_queries.window(pool, minutes)
-        per_minute = await dashboard_queries.failures_per_minute(pool, span)
-        per_target = await dashboard_queries.failures_per_target(pool, span)
-        return Failures(
-            since=span.start,
-            until=span.end,
-            minutes=span.minutes,
-            per_minute=[MinuteCount.model_validate(m) for m in per_minute],
-            per_target=[TargetFailures.model_validate(t) for t in per_target],
-        )
+@router.get("/failures", summary="Failures per minute and per target")
+async def failures(pool: Pool, minutes: Minutes = 60) -> Failures:
+    span = await dashboard_queries.window(pool, minutes)
+    per_minute = await dashboard_queries.failures_per_minute(pool, span)
+    per_target = await dashboard_queries.failures_per_target(pool, span)
+    return Failures(
+        since=span.start,
+        until=span.end,
+        minutes=span.minutes,
+        per_minute=[MinuteCount.model_validate(m) for m in per_minute],
+        per_target=[TargetFailures.model_validate(t) for t in per_target],
+    )
 
-    @routes.get("/latency", summary="Provisioning latency percentiles of joiners")
-    async def latency(minutes: Minutes = 60) -> Latency:
-        span = await dashboard_queries.window(pool, minutes)
-        joiner = await dashboard_queries.joiner_latency(pool, span)
-        per_target = await dashboard_queries.target_latency(pool, span)
-        return Latency(
-            since=span.start,
-            until=span.end,
-            joiner=LatencyStats.model_validate(joiner),
-            per_target=[TargetLatency.model_validate(t) for t in per_target],
-        )
 
-    @routes.get("/approvals", summary="Approval stages waiting for a decision")
-    async def approvals(
-        limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    ) -> Approvals:
-        total, items = await dashboard_queries.pending_approvals(pool, limit)
-        now = datetime.now(UTC)
-        return Approvals(
-            count=total,
-            items=[
-                PendingApproval(**item, overdue=item["due_at"] is not None and item["due_at"] < now)
-                for item in items
-            ],
-        )
+@router.get("/latency", summary="Provisioning latency percentiles of joiners")
+async def latency(pool: Pool, minutes: Minutes = 60) -> Latency:
+    span = await dashboard_queries.window(pool, minutes)
+    joiner = await dashboard_queries.joiner_latency(pool, span)
+    per_target = await dashboard_queries.target_latency(pool, span)
+    return Latency(
+        since=span.start,
+        until=span.end,
+        joiner=LatencyStats.model_validate(joiner),
+        per_target=[TargetLatency.model_validate(t) for t in per_target],
+    )
 
-    return routes
+
+@router.get("/approvals", summary="Approval stages waiting for a decision")
+async def approvals(
+    pool: Pool,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> Approvals:
+    total, items = await dashboard_queries.pending_approvals(pool, limit)
+    now = datetime.now(UTC)
+    return Approvals(
+        count=total,
+        items=[
+            PendingApproval(**item, overdue=item["due_at"] is not None and item["due_at"] < now)
+            for item in items
+        ],
+    )

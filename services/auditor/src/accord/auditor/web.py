@@ -1,0 +1,33 @@
+"""What the auditor's HTTP routes share: the runtime of the app that serves them.
+
+The routers are module-level; `serve` puts the runtime on the app once, and the routes get
+it (or its pool) as a FastAPI dependency.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import asyncpg
+from fastapi import Depends, FastAPI, Request
+
+from accord.runtime.service import Runtime
+
+
+def serve(app: FastAPI, runtime: Runtime) -> None:
+    """Let the auditor's routes on this app reach the runtime."""
+    app.state.auditor_runtime = runtime
+
+
+def runtime_of(request: Request) -> Runtime:
+    """The runtime of the app serving the request."""
+    runtime: Runtime = request.app.state.auditor_runtime
+    return runtime
+
+
+def pool_of(request: Request) -> asyncpg.Pool:
+    """The database pool of the app serving the request."""
+    return runtime_of(request).pool
+
+
+Pool = Annotated[asyncpg.Pool, Depends(pool_of)]
