@@ -18,7 +18,7 @@ from accord.events import Envelope, SagaCompleted, SagaFailed, new_event, to_kaf
 from accord.runtime.consumer import Effect, EffectContext, GaveUp, HandlerContext
 from accord.runtime.dlq import REPLAY_FOR_HEADER, RESOLVES_HEADER
 from accord.runtime.errors import PermanentError, RetryableError
-from accord.runtime.memory import MemoryConsumer
+from accord.runtime.memory import MemoryBroker, MemoryConsumer
 from accord.runtime.records import Record
 from accord.runtime.routes import BatchItem
 from accord.runtime.testing import InMemoryService
@@ -94,9 +94,9 @@ async def test_events_are_handled_in_order_per_partition_and_replies_reach_their
         sent = [e.id for e in events if e.subject == subject]
         assert [e.id for e in recorder.calls if e.subject == subject] == sent
     replies = service.events(EMITTED)
-    assert sorted(r.causationid for r in replies) == sorted(e.id for e in events)
+    assert sorted(str(r.causationid) for r in replies) == sorted(e.id for e in events)
     causes = {e.id: e for e in events}
-    assert all(r.correlationid == causes[r.causationid].correlationid for r in replies)
+    assert all(r.correlationid == causes[str(r.causationid)].correlationid for r in replies)
     assert service.storage.outbox == []
     assert service.broker.lag(GROUP, [CONSUMED]) == 0
 
@@ -137,7 +137,7 @@ async def test_a_poison_record_in_a_group_is_dead_lettered_alone_with_its_reason
     # The group's attempt (rolled back), then one by one: the poison twice in all.
     assert recorder.count(poison) == 2
     assert [recorder.count(e) for e in events if e is not poison] == [2, 2, 1, 1]
-    replies = sorted(r.causationid for r in service.events(EMITTED))
+    replies = sorted(str(r.causationid) for r in service.events(EMITTED))
     assert replies == sorted(e.id for e in events if e is not poison)
     assert {(GROUP, CONSUMED, e.id) for e in events} - service.storage.inbox == {
         (GROUP, CONSUMED, poison.id)
@@ -368,6 +368,30 @@ async def test_records_redelivered_after_a_lost_commit_are_dropped_by_the_inbox(
     assert (stats.handled, stats.duplicates) == (0, 5)
 
 
+async def test_replicas_share_the_partitions_and_handle_each_event_once() -> None:
+    recorder = Recorder()
+    first = InMemoryService({CONSUMED: recorder}, broker=MemoryBroker(partitions=4))
+    second = InMemoryService(
+        {CONSUMED: recorder}, broker=first.broker, storage=first.storage, relay=False
+    )
+    events = [completed(f"user-{i}") for i in range(40)]
+
+    async with first:
+        await publish_all(first, events[:20])
+        await first.settle()
+        async with second:
+            await publish_all(first, events[20:])
+            await first.settle()
+            shares = (first.stats.assigned, second.stats.assigned)
+
+    assert shares[0]
+    assert shares[1]
+    assert shares[0].isdisjoint(shares[1])
+    assert len(shares[0] | shares[1]) == 4
+    assert [recorder.count(e) for e in events] == [1] * 40
+    assert sorted(str(r.causationid) for r in first.events(EMITTED)) == sorted(e.id for e in events)
+
+
 async def test_the_outbox_relay_publishes_only_committed_events_in_order() -> None:
     service = InMemoryService({})
     relay = service.relay
@@ -430,7 +454,7 @@ async def test_a_record_that_fails_the_batch_is_isolated_and_dead_lettered_alone
         await service.settle()
 
     assert [header(r, "ce_id") for r in service.dead_letters(CONSUMED)] == [poison.id]
-    assert sorted(r.causationid for r in service.events(EMITTED)) == sorted(
+    assert sorted(str(r.causationid) for r in service.events(EMITTED)) == sorted(
         e.id for e in events if e is not poison
     )
     assert seen_letters == [poison.id]  # the batch handler reads its DLQ too

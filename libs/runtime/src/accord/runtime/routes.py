@@ -29,7 +29,9 @@ class HandlerContext(EffectContext):
     """What a handler may touch: the transaction its effects must join."""
 
     conn: asyncpg.Connection
-    """Connection inside the open transaction (inbox row already written)."""
+    """Connection inside the open transaction (inbox row already written). On the
+    in-memory storage of unit tests (accord.runtime.memory) it is no database: whatever the
+    test gave MemoryStorage, by default NO_DATABASE, which raises on any use."""
 
 
 Handler = Callable[[Envelope, HandlerContext], Awaitable[Sequence[Envelope]]]

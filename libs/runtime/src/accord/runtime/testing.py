@@ -55,9 +55,14 @@ class InMemoryService:
         conn: object = NO_DATABASE,
         broker: MemoryBroker | None = None,
         storage: MemoryStorage | None = None,
+        relay: bool = True,
     ) -> None:
         """`topics` default to those of the routed (and batch) types, with their DLQs when
-        there is a dead-letter or batch handler, as accord.runtime.service subscribes."""
+        there is a dead-letter or batch handler, as accord.runtime.service subscribes.
+
+        Replicas of a service share a `broker` and a `storage` (its database); one of them
+        relays the outbox (`relay=False` for the others, as the advisory lock would have it).
+        """
         self.routes = dict(routes or {})
         self.group = f"accord-{name}"
         self.source = f"accord/{name}"
@@ -74,6 +79,7 @@ class InMemoryService:
             "batch_types": batch_types,
         }
         self.loop: ConsumerLoop | None = None
+        self._relays = relay
         self.relay = OutboxRelay("", "", self.producer, poll_interval=0.05, store=self.storage)
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -90,7 +96,9 @@ class InMemoryService:
     async def start(self) -> None:
         """Start the relay and a consumer loop (a new group member, reading from the
         group's committed offsets), unless there is nothing to consume."""
-        self._tasks = [asyncio.create_task(self.relay.run(), name="memory relay")]
+        self._tasks = []
+        if self._relays:
+            self._tasks.append(asyncio.create_task(self.relay.run(), name="memory relay"))
         if not self.topics:
             return
         consumer = self.broker.consumer(self.group)
