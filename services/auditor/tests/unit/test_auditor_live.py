@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, cast
 
 import httpx
 import pytest
-from aiokafka.structs import ConsumerRecord, TopicPartition
+from aiokafka.structs import TopicPartition
 from fastapi import FastAPI
 from fastapi.sse import ServerSentEvent
 
 from accord.auditor import live
+from accord.auditor.fakes import FakeRecord
 from accord.auditor.live import Item, LiveFeed, StreamFilter, Subscription, audit_stream
 from accord.auditor.settings import AuditorSettings
 from accord.events import AuditRecorded, new_event, to_kafka
@@ -52,22 +54,16 @@ def recorded(
     )
 
 
-def kafka_record(
-    data: AuditRecorded, *, offset: int = 0, timestamp_s: float = NOW
-) -> ConsumerRecord[bytes, bytes]:
+def kafka_record(data: AuditRecorded, *, offset: int = 0, timestamp_s: float = NOW) -> FakeRecord:
     encoded = to_kafka(new_event(data, source="accord/auditor"))
-    return ConsumerRecord(
+    return FakeRecord(
         topic=encoded.topic,
+        value=encoded.value,
+        headers=list(encoded.headers),
+        key=encoded.key,
         partition=0,
         offset=offset,
         timestamp=int(timestamp_s * 1000),
-        timestamp_type=0,
-        key=encoded.key,
-        value=encoded.value,
-        checksum=None,
-        serialized_key_size=len(encoded.key),
-        serialized_value_size=len(encoded.value),
-        headers=list(encoded.headers),
     )
 
 
@@ -80,9 +76,7 @@ class FakeConsumer:
     """Hands out the batches put on its queue; a batch that is an exception is raised."""
 
     def __init__(self) -> None:
-        self.batches: asyncio.Queue[list[ConsumerRecord[bytes, bytes]] | Exception] = (
-            asyncio.Queue()
-        )
+        self.batches: asyncio.Queue[list[FakeRecord] | Exception] = asyncio.Queue()
         self.started = False
         self.stopped = False
         self.sought: list[TopicPartition] = []
@@ -105,7 +99,7 @@ class FakeConsumer:
 
     async def getmany(
         self, *partitions: TopicPartition, timeout_ms: int = 0, max_records: int | None = None
-    ) -> dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]:
+    ) -> dict[TopicPartition, list[FakeRecord]]:
         try:
             batch = await asyncio.wait_for(self.batches.get(), timeout_ms / 1000)
         except TimeoutError:
@@ -134,7 +128,7 @@ class Harness:
     async def start(self) -> None:
         assert await self.feed.start(self.stopping, wait_s=5)
 
-    async def publish(self, *records: ConsumerRecord[bytes, bytes]) -> None:
+    async def publish(self, *records: FakeRecord) -> None:
         await self.consumer.batches.put(list(records))
 
     async def stop(self) -> None:
@@ -225,8 +219,7 @@ async def test_records_without_a_timestamp_are_taken_as_new() -> None:
     feed = LiveFeed(FakeConsumer, clock=lambda: NOW)
     feed._since_ms = int(NOW * 1000)
     subscription = feed.subscribe(StreamFilter())
-    record = kafka_record(recorded(1))
-    record.timestamp = -1
+    record = replace(kafka_record(recorded(1)), timestamp=-1)
     feed.dispatch(record)
     assert [i["record_id"] for i in await take(subscription, 1)] == [1]
 
@@ -234,8 +227,8 @@ async def test_records_without_a_timestamp_are_taken_as_new() -> None:
 async def test_undecodable_records_are_skipped(harness: Harness) -> None:
     await harness.start()
     subscription = harness.feed.subscribe(StreamFilter())
-    broken = kafka_record(recorded(1))
-    broken.headers = [(k, v) for k, v in broken.headers if k != "ce_specversion"]
+    whole = kafka_record(recorded(1))
+    broken = replace(whole, headers=[(k, v) for k, v in whole.headers if k != "ce_specversion"])
     await harness.publish(broken, kafka_record(recorded(2)))
     assert [i["record_id"] for i in await take(subscription, 1)] == [2]
     assert harness.feed.stats.invalid == 1
@@ -401,7 +394,7 @@ class StreamingConsumer(FakeConsumer):
 
     async def getmany(
         self, *partitions: TopicPartition, timeout_ms: int = 0, max_records: int | None = None
-    ) -> dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]:
+    ) -> dict[TopicPartition, list[FakeRecord]]:
         while not self.feed[0].stats.subscribers:
             await asyncio.sleep(0.01)
         await asyncio.sleep(0.05)  # the replay, then `ready`, go first

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any, cast
 
 from accord.auditor.domain.chain import GENESIS, Verification
 from accord.auditor.domain.chaining import EMPTY, ChainState, chain, fresh
 from accord.auditor.domain.normalise import REDACTED, AuditEntry
 from accord.auditor.fakes import FakeAuditLog, FakeRecord
-from accord.auditor.handlers import record_batch
+from accord.auditor.handlers import batch_route, record_batch
 from accord.auditor.ports import RecordingPorts
 from accord.events import (
     AccountProvisioned,
@@ -21,7 +22,7 @@ from accord.events import (
     new_event,
     to_kafka,
 )
-from accord.runtime.routes import BatchItem
+from accord.runtime.routes import BatchItem, HandlerContext
 
 SOURCE = "accord/auditor"
 TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -260,3 +261,20 @@ def test_fresh_keeps_the_first_of_each_event_in_order() -> None:
         "evt-2",
         "evt-1",
     ]
+
+
+async def test_the_route_builds_the_ports_of_each_batch_from_its_context() -> None:
+    log = FakeAuditLog()
+    contexts: list[HandlerContext] = []
+
+    def ports_of(ctx: HandlerContext) -> RecordingPorts:
+        contexts.append(ctx)
+        return RecordingPorts(log, ctx.source)
+
+    handle = batch_route(ports_of)
+    ctx = HandlerContext(source="accord/auditor-2", topic="user.created", conn=cast(Any, None))
+    announced = await handle([consumed(event())], ctx)
+
+    assert contexts == [ctx]
+    assert [a.source for a in announced] == ["accord/auditor-2"]
+    assert len(log.records) == 1
