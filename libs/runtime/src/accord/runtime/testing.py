@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Collection, Mapping, Sequence
-from types import TracebackType
 from typing import Any
 
 from aiokafka.structs import RecordMetadata
@@ -143,12 +142,7 @@ class InMemoryService:
         await self.start()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
 
     async def publish(self, envelope: Envelope, *, partition: int | None = None) -> RecordMetadata:

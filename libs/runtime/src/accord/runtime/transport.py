@@ -16,30 +16,21 @@ from aiokafka import TopicPartition
 
 from accord.runtime.records import Record
 
+#: A record's headers, as the runtime sends them.
+Headers = Sequence[tuple[str, bytes]]
+
 
 class Producer(Protocol):
     """Sends records (dead letters, the outbox's rows)."""
 
     async def send(
-        self,
-        topic: str,
-        value: bytes | None = None,
-        key: bytes | None = None,
-        partition: int | None = None,
-        timestamp_ms: int | None = None,
-        headers: Sequence[tuple[str, bytes]] | None = None,
+        self, topic: str, value: bytes | None = None, key: bytes | None = None, *, headers: Headers
     ) -> Awaitable[Any]:
         """Queue a record; the awaitable resolves (to its RecordMetadata) once acked."""
         ...
 
     async def send_and_wait(
-        self,
-        topic: str,
-        value: bytes | None = None,
-        key: bytes | None = None,
-        partition: int | None = None,
-        timestamp_ms: int | None = None,
-        headers: Sequence[tuple[str, bytes]] | None = None,
+        self, topic: str, value: bytes | None = None, key: bytes | None = None, *, headers: Headers
     ) -> Any:
         """Send a record and wait for the ack; its RecordMetadata."""
         ...

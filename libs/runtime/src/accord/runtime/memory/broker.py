@@ -426,13 +426,7 @@ class MemoryProducer:
         return future
 
     async def send_and_wait(
-        self,
-        topic: str,
-        value: bytes | None = None,
-        key: bytes | None = None,
-        partition: int | None = None,
-        timestamp_ms: int | None = None,
-        headers: Sequence[tuple[str, bytes]] | None = None,
+        self, topic: str, value: bytes | None = None, key: bytes | None = None, **options: Any
     ) -> RecordMetadata:
-        future = await self.send(topic, value, key, partition, timestamp_ms, headers)
-        return await future
+        """send(), then wait for the ack (options: partition, timestamp_ms, headers)."""
+        return await (await self.send(topic, value, key, **options))
