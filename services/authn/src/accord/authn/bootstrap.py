@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -33,7 +33,7 @@ from accord.authn.handlers import (
     on_identity_event,
     on_mfa_enrolled,
 )
-from accord.authn.ports import Ports
+from accord.authn.ports import Ports, PortsOf
 from accord.authn.receiver import ReceivedSignal
 from accord.authn.settings import AuthnSettings
 from accord.authn.signals import ConnSignals, SendSignal
@@ -51,9 +51,6 @@ from accord.runtime.routes import HandlerContext, Route, Typed, on, table
 from accord.runtime.service import Runtime, ServiceDefinition
 
 NAME = "authn"
-
-#: The ports of one transaction: its connection and the source of the events it emits.
-PortsOf = Callable[[asyncpg.Connection, str], Ports]
 
 
 def postgres_ports(policy: LockoutPolicy, send: SendSignal) -> PortsOf:

@@ -3,19 +3,18 @@ factor reset (both approved in authz like any access request), pending enrolment
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-import asyncpg
-from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Response
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request, Response
 from pydantic import BaseModel, ConfigDict
 
 from accord.authn import approvals
 from accord.authn.adapters import enrolments, identities, lockouts
 from accord.authn.domain.lockout import MFA_RESET, UNLOCK
 from accord.authn.handlers import lockout
-from accord.authn.ports import Ports
+from accord.authn.ports import PortsOf
 from accord.events.catalogue.base import Identifier, LongText, ShortText
 from accord.runtime.outbox import enqueue
 from accord.runtime.params import Id, Rfc3339, parse_rfc3339
@@ -44,141 +43,231 @@ class ApprovalAsk(BaseModel):
     justification: LongText | None = None
 
 
-def _view(row: dict[str, Any]) -> dict[str, Any]:
-    return {**row, "open": row["unlocked_at"] is None}
+_OUT = ConfigDict(frozen=True)
 
 
-def configure(
-    app: FastAPI, runtime: Runtime, ports_of: Callable[[asyncpg.Connection, str], Ports]
-) -> None:
+class LockoutView(BaseModel):
+    """A lockout: open until an approved unlock request ends it."""
+
+    model_config = _OUT
+    lockout_id: str
+    user_id: str
+    reason: str
+    failures: int
+    locked_at: datetime
+    unlocked_at: datetime | None
+    unlock_request_id: str | None
+    open: bool
+
+    @classmethod
+    def of(cls, row: dict[str, Any]) -> LockoutView:
+        """The view of a `lockouts` row."""
+        return cls(**row, open=row["unlocked_at"] is None)
+
+
+class LockoutPage(BaseModel):
+    """Lockouts, newest first; `next_before` pages on when there may be more."""
+
+    model_config = _OUT
+    items: list[LockoutView]
+    next_before: datetime | None
+
+
+class RequestFiled(BaseModel):
+    """An unlock or factor-reset request filed with authz (approved there)."""
+
+    model_config = _OUT
+    request_id: str
+    kind: Literal["unlock", "mfa-reset"]
+    user_id: str
+
+
+class PendingEnrolment(BaseModel):
+    """An identity the joiner saga asked to enrol a factor."""
+
+    model_config = _OUT
+    user_id: str
+    factors: list[str]
+    requested_at: datetime
+    saga_id: str | None
+    enrolled_at: datetime | None
+
+
+class EnrolmentPage(BaseModel):
+    """Pending enrolments by user_id; `next_after` pages on when there may be more."""
+
+    model_config = _OUT
+    items: list[PendingEnrolment]
+    next_after: str | None
+
+
+@dataclass(frozen=True)
+class LockoutDeps:
+    """What the lockout routes work with, set by `configure` on the app they are mounted on."""
+
+    runtime: Runtime
+    ports_of: PortsOf
+
+
+def _deps(request: Request) -> LockoutDeps:
+    deps: LockoutDeps = request.app.state.authn_lockouts
+    return deps
+
+
+def configure(app: FastAPI, runtime: Runtime, ports_of: PortsOf) -> None:
     """Mount the lockout routes."""
-    router = APIRouter(prefix="/v1", tags=["lockouts"])
-    manage = require(Permission.LOCKOUTS_MANAGE)
-    # For oneself, or for anyone with access:request-others; a system's credential: 403.
-    caller_dependency = own_or(Permission.ACCESS_REQUEST_OTHERS)
-
-    @router.get("/lockouts", summary="Lockouts, newest first", dependencies=[Depends(manage)])
-    async def list_lockouts(
-        user_id: Annotated[Identifier | None, Query()] = None,
-        open_only: Annotated[bool, Query(alias="open")] = False,
-        before: Annotated[Rfc3339 | None, Query(description="Cursor: next_before")] = None,
-        limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    ) -> dict[str, Any]:
-        cursor = parse_rfc3339(before, "before")
-        async with runtime.pool.acquire() as conn:
-            rows = await lockouts.list_lockouts(
-                conn, user_id=user_id, open_only=open_only, before=cursor, limit=limit
-            )
-        last: datetime | None = rows[-1]["locked_at"] if len(rows) == limit else None
-        return {"items": [_view(r) for r in rows], "next_before": last}
-
-    @router.get(
-        "/lockouts/{lockout_id}",
-        summary="One lockout",
-        dependencies=[Depends(manage)],
-        responses={404: {"description": "No such lockout"}},
-    )
-    async def get_lockout(lockout_id: Id) -> dict[str, Any]:
-        async with runtime.pool.acquire() as conn:
-            row = await lockouts.get_lockout(conn, lockout_id)
-        if row is None:
-            raise HTTPException(404, "no such lockout")
-        return _view(row)
-
-    @router.post(
-        "/lockouts",
-        status_code=201,
-        summary="Lock an identity now (sessions revoked everywhere, accounts disabled)",
-        responses={
-            200: {"description": "The identity was locked already: its open lockout"},
-            404: {"description": "Authn knows no such identity"},
-        },
-    )
-    async def lock(body: ManualLock, response: Response, caller: Caller = Depends(manage)) -> Any:
-        async with runtime.pool.acquire() as conn, conn.transaction():
-            if await identities.status_of(conn, body.user_id) is None:
-                raise HTTPException(404, "authn knows no such identity")
-            reason = f"{body.reason} (locked by {caller.subject})"
-            ports = ports_of(conn, runtime.source)
-            events = await lockout.lock(ports, body.user_id, reason[:256], cause=None)
-            await enqueue(conn, runtime.schema, events)
-            row = await lockouts.open_lockout(conn, body.user_id)
-        assert row is not None
-        if not events:
-            response.status_code = 200
-        response.headers["Location"] = f"/v1/lockouts/{row['lockout_id']}"
-        return _view(dict(row))
-
-    async def ask(
-        kind: str, body: ApprovalAsk, caller: Caller, key: str | None, response: Response
-    ) -> dict[str, Any]:
-        if not may_see(caller, Permission.ACCESS_REQUEST_OTHERS, body.user_id):
-            raise HTTPException(403, "asking for someone else needs access:request-others")
-        request_id = approvals.request_id_for(kind, body.user_id, caller.subject, key)
-        async with runtime.pool.acquire() as conn, conn.transaction():
-            try:
-                created, events = await approvals.file_request(
-                    conn,
-                    kind=kind,
-                    user_id=body.user_id,
-                    requester_id=caller.subject,
-                    justification=body.justification,
-                    request_id=request_id,
-                    source=runtime.source,
-                )
-            except approvals.NothingToUnlock as error:
-                raise HTTPException(409, str(error)) from None
-            await enqueue(conn, runtime.schema, events)
-        if not created:
-            response.status_code = 200
-        response.headers["Location"] = f"/v1/access-requests/{request_id}"
-        return {"request_id": request_id, "kind": kind, "user_id": body.user_id}
-
-    responses: dict[int | str, dict[str, Any]] = {
-        200: {"description": "The earlier request made with this Idempotency-Key"},
-        403: {"description": "For someone else without access:request-others"},
-    }
-
-    @router.post(
-        "/unlock-requests",
-        status_code=202,
-        summary="Ask for a locked identity to be unlocked (approved in authz)",
-        responses={**responses, 409: {"description": "The identity is not locked"}},
-    )
-    async def unlock_request(
-        body: ApprovalAsk,
-        response: Response,
-        caller: Caller = Depends(caller_dependency),
-        idempotency_key: IdempotencyKey = None,
-    ) -> dict[str, Any]:
-        return await ask(UNLOCK, body, caller, idempotency_key, response)
-
-    @router.post(
-        "/mfa-reset-requests",
-        status_code=202,
-        summary="Ask for every factor of an identity to be removed (approved in authz)",
-        responses=responses,
-    )
-    async def reset_request(
-        body: ApprovalAsk,
-        response: Response,
-        caller: Caller = Depends(caller_dependency),
-        idempotency_key: IdempotencyKey = None,
-    ) -> dict[str, Any]:
-        return await ask(MFA_RESET, body, caller, idempotency_key, response)
-
-    @router.get(
-        "/enrolments",
-        summary="Identities the joiner saga asked to enrol a factor that have not yet",
-        dependencies=[Depends(require(Permission.MFA_MANAGE))],
-    )
-    async def pending_enrolments(
-        after: Annotated[Identifier | None, Query(description="Cursor: next_after")] = None,
-        limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    ) -> dict[str, Any]:
-        async with runtime.pool.acquire() as conn:
-            rows = await enrolments.pending(conn, after=after, limit=limit)
-        next_after = rows[-1]["user_id"] if len(rows) == limit else None
-        return {"items": rows, "next_after": next_after}
-
+    app.state.authn_lockouts = LockoutDeps(runtime, ports_of)
     app.include_router(router)
+
+
+router = APIRouter(prefix="/v1", tags=["lockouts"])
+_manage = require(Permission.LOCKOUTS_MANAGE)
+# For oneself, or for anyone with access:request-others; a system's credential: 403.
+_asker = own_or(Permission.ACCESS_REQUEST_OTHERS)
+
+
+@router.get("/lockouts", summary="Lockouts, newest first", dependencies=[Depends(_manage)])
+async def list_lockouts(
+    deps: LockoutDeps = Depends(_deps),
+    user_id: Annotated[Identifier | None, Query()] = None,
+    open_only: Annotated[bool, Query(alias="open")] = False,
+    before: Annotated[Rfc3339 | None, Query(description="Cursor: next_before")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> LockoutPage:
+    cursor = parse_rfc3339(before, "before")
+    async with deps.runtime.pool.acquire() as conn:
+        rows = await lockouts.list_lockouts(
+            conn, user_id=user_id, open_only=open_only, before=cursor, limit=limit
+        )
+    last: datetime | None = rows[-1]["locked_at"] if len(rows) == limit else None
+    return LockoutPage(items=[LockoutView.of(r) for r in rows], next_before=last)
+
+
+@router.get(
+    "/lockouts/{lockout_id}",
+    summary="One lockout",
+    dependencies=[Depends(_manage)],
+    responses={404: {"description": "No such lockout"}},
+)
+async def get_lockout(lockout_id: Id, deps: LockoutDeps = Depends(_deps)) -> LockoutView:
+    async with deps.runtime.pool.acquire() as conn:
+        row = await lockouts.get_lockout(conn, lockout_id)
+    if row is None:
+        raise HTTPException(404, "no such lockout")
+    return LockoutView.of(row)
+
+
+@router.post(
+    "/lockouts",
+    status_code=201,
+    summary="Lock an identity now (sessions revoked everywhere, accounts disabled)",
+    responses={
+        200: {"description": "The identity was locked already: its open lockout"},
+        404: {"description": "Authn knows no such identity"},
+    },
+)
+async def lock(
+    body: ManualLock,
+    response: Response,
+    caller: Caller = Depends(_manage),
+    deps: LockoutDeps = Depends(_deps),
+) -> LockoutView:
+    runtime = deps.runtime
+    async with runtime.pool.acquire() as conn, conn.transaction():
+        if await identities.status_of(conn, body.user_id) is None:
+            raise HTTPException(404, "authn knows no such identity")
+        reason = f"{body.reason} (locked by {caller.subject})"
+        ports = deps.ports_of(conn, runtime.source)
+        events = await lockout.lock(ports, body.user_id, reason[:256], cause=None)
+        await enqueue(conn, runtime.schema, events)
+        row = await lockouts.open_lockout(conn, body.user_id)
+    assert row is not None
+    if not events:
+        response.status_code = 200
+    response.headers["Location"] = f"/v1/lockouts/{row['lockout_id']}"
+    return LockoutView.of(dict(row))
+
+
+async def _ask(
+    kind: Literal["unlock", "mfa-reset"],
+    body: ApprovalAsk,
+    caller: Caller,
+    key: str | None,
+    response: Response,
+    runtime: Runtime,
+) -> RequestFiled:
+    if not may_see(caller, Permission.ACCESS_REQUEST_OTHERS, body.user_id):
+        raise HTTPException(403, "asking for someone else needs access:request-others")
+    request_id = approvals.request_id_for(kind, body.user_id, caller.subject, key)
+    async with runtime.pool.acquire() as conn, conn.transaction():
+        try:
+            created, events = await approvals.file_request(
+                conn,
+                kind=kind,
+                user_id=body.user_id,
+                requester_id=caller.subject,
+                justification=body.justification,
+                request_id=request_id,
+                source=runtime.source,
+            )
+        except approvals.NothingToUnlock as error:
+            raise HTTPException(409, str(error)) from None
+        await enqueue(conn, runtime.schema, events)
+    if not created:
+        response.status_code = 200
+    response.headers["Location"] = f"/v1/access-requests/{request_id}"
+    return RequestFiled(request_id=request_id, kind=kind, user_id=body.user_id)
+
+
+_ASKED: dict[int | str, dict[str, Any]] = {
+    200: {"description": "The earlier request made with this Idempotency-Key"},
+    403: {"description": "For someone else without access:request-others"},
+}
+
+
+@router.post(
+    "/unlock-requests",
+    status_code=202,
+    summary="Ask for a locked identity to be unlocked (approved in authz)",
+    responses={**_ASKED, 409: {"description": "The identity is not locked"}},
+)
+async def unlock_request(
+    body: ApprovalAsk,
+    response: Response,
+    caller: Caller = Depends(_asker),
+    deps: LockoutDeps = Depends(_deps),
+    idempotency_key: IdempotencyKey = None,
+) -> RequestFiled:
+    return await _ask(UNLOCK, body, caller, idempotency_key, response, deps.runtime)
+
+
+@router.post(
+    "/mfa-reset-requests",
+    status_code=202,
+    summary="Ask for every factor of an identity to be removed (approved in authz)",
+    responses=_ASKED,
+)
+async def reset_request(
+    body: ApprovalAsk,
+    response: Response,
+    caller: Caller = Depends(_asker),
+    deps: LockoutDeps = Depends(_deps),
+    idempotency_key: IdempotencyKey = None,
+) -> RequestFiled:
+    return await _ask(MFA_RESET, body, caller, idempotency_key, response, deps.runtime)
+
+
+@router.get(
+    "/enrolments",
+    summary="Identities the joiner saga asked to enrol a factor that have not yet",
+    dependencies=[Depends(require(Permission.MFA_MANAGE))],
+)
+async def pending_enrolments(
+    deps: LockoutDeps = Depends(_deps),
+    after: Annotated[Identifier | None, Query(description="Cursor: next_after")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> EnrolmentPage:
+    async with deps.runtime.pool.acquire() as conn:
+        rows = await enrolments.pending(conn, after=after, limit=limit)
+    next_after = rows[-1]["user_id"] if len(rows) == limit else None
+    return EnrolmentPage(items=[PendingEnrolment(**r) for r in rows], next_after=next_after)

@@ -4,10 +4,12 @@ in-memory fakes the unit tests use (accord.authn.fakes)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
+
+import asyncpg
 
 from accord.authn.domain.identity import Change, Status, View
 from accord.authn.domain.lockout import ApprovalRequest, Lockout, LockoutPolicy
@@ -135,3 +137,8 @@ class Ports:
     signals: Signals
     policy: LockoutPolicy
     source: str
+
+
+#: The ports of one transaction, from its connection and the CloudEvents source of the
+#: events it emits (the API and the Shared Signals receiver act through them too).
+PortsOf = Callable[[asyncpg.Connection, str], Ports]

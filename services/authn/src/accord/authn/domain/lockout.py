@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
+from typing import Final
 
 
 @dataclass(frozen=True)
@@ -105,8 +106,8 @@ def judge_failure(policy: LockoutPolicy, run: int, *, locked: bool) -> Verdict:
 
 
 #: Entitlements in the `accord` application that authn files access requests for.
-UNLOCK = "unlock"
-MFA_RESET = "mfa-reset"
+UNLOCK: Final = "unlock"
+MFA_RESET: Final = "mfa-reset"
 ACCORD_APPLICATION = "accord"
 #: How long a granted unlock or reset stays a live grant: it acts once, at once. Short, so
 #: that the next unlock of the same identity finds no live grant (authz grants an
