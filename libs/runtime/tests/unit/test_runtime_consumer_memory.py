@@ -8,6 +8,7 @@ import asyncio
 import json
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
@@ -20,7 +21,7 @@ from accord.runtime.dlq import REPLAY_FOR_HEADER, RESOLVES_HEADER
 from accord.runtime.errors import PermanentError, RetryableError
 from accord.runtime.memory import MemoryBroker, MemoryConsumer
 from accord.runtime.records import Record
-from accord.runtime.routes import BatchItem
+from accord.runtime.routes import BatchItem, on, table
 from accord.runtime.testing import InMemoryService
 
 CONSUMED = "saga.completed"
@@ -562,3 +563,31 @@ async def test_a_handlers_context_carries_the_given_connection() -> None:
         await service.settle()
 
     assert seen == [fake]
+
+
+@dataclass
+class Sagas:
+    """In-memory ports of a typed route, as a service's unit test would give it."""
+
+    completed: list[str] = field(default_factory=list)
+
+
+async def test_a_typed_route_runs_on_in_memory_ports() -> None:
+    sagas = Sagas()
+
+    async def on_completed(event: Envelope, data: SagaCompleted, ports: Sagas) -> list[Envelope]:
+        ports.completed.append(data.saga_id)
+        return []
+
+    def ports(ctx: HandlerContext) -> Sagas:
+        return sagas  # a service builds its ports from ctx.conn; a test ignores it
+
+    routes = table([on(SagaCompleted, on_completed, ports)])
+    envelope = completed("user-1")
+    async with InMemoryService(routes) as service:
+        await service.publish(envelope)
+        await service.settle()
+
+    assert isinstance(envelope.data, SagaCompleted)
+    assert sagas.completed == [envelope.data.saga_id]
+    assert service.dead_letters(CONSUMED) == []
