@@ -14,7 +14,7 @@ from typing import Any
 import asyncpg
 
 from accord.events import Profile
-from accord.orchestrator.domain.account_saga import SagaState, holds_identity
+from accord.orchestrator.domain.account_saga import TERMINAL, SagaState, holds_identity
 from accord.orchestrator.domain.identity import IdentityVersion
 from accord.orchestrator.domain.workflow import Accounts, Identity, WorkflowSettings
 from accord.orchestrator.ports import (
@@ -201,6 +201,9 @@ class FakeSagas:
             raise asyncpg.exceptions.SerializationError(
                 f"saga {state.saga_id} changed concurrently"
             )
+        if row.state.status in TERMINAL:
+            # The database's guard: a saga that ended never changes.
+            raise asyncpg.exceptions.RaiseError(f"saga {state.saga_id} is {row.state.status}")
         row.state = replace(state, version=state.version + 1)
 
     async def status(self, saga_id: str) -> str | None:
