@@ -19,10 +19,11 @@ import logging
 import random
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI, Request
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -38,7 +39,7 @@ from accord.authz.domain import factors
 from accord.authz.domain.factors import FactorOutcome, RequirementName
 from accord.authz.domain.model import AccessQuery, Decision, Entity, EntityRef
 from accord.authz.domain.policy_set import EntityError, LoadedPolicies, decide_batch
-from accord.authz.handlers import Rules
+from accord.authz.ports import Rules
 from accord.events import AuthzDecided
 from accord.events.catalogue.base import Identifier
 from accord.runtime.security.api import require
@@ -137,6 +138,25 @@ class FactorAnswer(BaseModel):
     """This decision (the authz.decided event of the `authenticate` decision, when logged)."""
 
 
+@dataclass(frozen=True)
+class FactorDeps:
+    """What the factor API works with, set by `configure` on the app it is mounted on."""
+
+    runtime: Runtime
+    rules: Rules
+    log_rate: float
+    clock: Clock
+
+
+def _deps(request: Request) -> FactorDeps:
+    deps: FactorDeps = request.app.state.authz_authn_api
+    return deps
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
 def configure(
     app: FastAPI,
     runtime: Runtime,
@@ -146,41 +166,44 @@ def configure(
     clock: Clock | None = None,
 ) -> None:
     """Mount the factor API; `log_rate` of the answers are logged as authz.decided."""
-    router = APIRouter(prefix="/v1", tags=["authentication"])
-    now = clock or (lambda: datetime.now(UTC))
-
-    @router.post(
-        "/authn/evaluate",
-        summary="The factors a sign-in needs, and whether it may happen at all",
-        dependencies=[Depends(require(Permission.AUTHN_EVALUATE))],
-        responses={
-            400: {"description": "Malformed request (e.g. hour outside 0-23, unknown risk)"},
-            403: {"description": "The caller lacks authn:evaluate"},
-        },
-    )
-    async def evaluate(body: Evaluation) -> FactorAnswer:
-        """Decide the factor policy for the identity, the application and the context.
-
-        An identity authz does not know is decided with no attributes: the shipped policies
-        answer `allowed: false` (as for an inactive one), never 404. An application the
-        catalogue does not list has no attributes (it is not privileged).
-        """
-        policies, catalogue = rules()
-        async with runtime.pool.acquire() as conn:
-            principal = await directory.principal_entities(conn, body.user_id)
-        enrolled = principal[0].attrs.get("factors", set())
-        entities = [*principal, catalogue.application_entity(body.application)]
-        context = body.context.cedar(now())
-        decisions = decide_sign_in(policies, body.user_id, body.application, context, entities)
-        outcome = factors.evaluate(decisions, context["presented"], enrolled)
-        decision_id = f"dec-{uuid.uuid4().hex}"
-        if outcome.errors:
-            log.warning("factor policy evaluation errors", extra={"errors": list(outcome.errors)})
-        if log_rate and random.random() < log_rate:  # noqa: S311 - sampling, not crypto
-            await _log(runtime, body, decisions[factors.AUTHENTICATE], decision_id, log_rate)
-        return answer(body, outcome, decision_id)
-
+    app.state.authz_authn_api = FactorDeps(runtime, rules, log_rate, clock or _utc_now)
     app.include_router(router)
+
+
+router = APIRouter(prefix="/v1", tags=["authentication"])
+
+
+@router.post(
+    "/authn/evaluate",
+    summary="The factors a sign-in needs, and whether it may happen at all",
+    dependencies=[Depends(require(Permission.AUTHN_EVALUATE))],
+    responses={
+        400: {"description": "Malformed request (e.g. hour outside 0-23, unknown risk)"},
+        403: {"description": "The caller lacks authn:evaluate"},
+    },
+)
+async def evaluate(body: Evaluation, deps: FactorDeps = Depends(_deps)) -> FactorAnswer:
+    """Decide the factor policy for the identity, the application and the context.
+
+    An identity authz does not know is decided with no attributes: the shipped policies
+    answer `allowed: false` (as for an inactive one), never 404. An application the
+    catalogue does not list has no attributes (it is not privileged).
+    """
+    policies, catalogue = deps.rules()
+    async with deps.runtime.pool.acquire() as conn:
+        principal = await directory.principal_entities(conn, body.user_id)
+    enrolled = principal[0].attrs.get("factors", set())
+    entities = [*principal, catalogue.application_entity(body.application)]
+    context = body.context.cedar(deps.clock())
+    decisions = decide_sign_in(policies, body.user_id, body.application, context, entities)
+    outcome = factors.evaluate(decisions, context["presented"], enrolled)
+    decision_id = f"dec-{uuid.uuid4().hex}"
+    if outcome.errors:
+        log.warning("factor policy evaluation errors", extra={"errors": list(outcome.errors)})
+    if deps.log_rate and random.random() < deps.log_rate:  # noqa: S311 - sampling, not crypto
+        authenticate = decisions[factors.AUTHENTICATE]
+        await _log(deps.runtime, body, authenticate, decision_id, deps.log_rate)
+    return answer(body, outcome, decision_id)
 
 
 def decide_sign_in(

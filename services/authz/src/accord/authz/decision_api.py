@@ -18,10 +18,11 @@ import logging
 import random
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import asyncpg
-from fastapi import APIRouter, Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from accord.authz import access
@@ -36,7 +37,7 @@ from accord.authz.domain.policy_set import (
     decide_batch,
     load_entities,
 )
-from accord.authz.handlers import Rules
+from accord.authz.ports import Rules
 from accord.events import AuthzDecided, new_event, to_kafka
 from accord.events.catalogue.base import CedarType, ShortText
 from accord.runtime.security.api import require
@@ -116,38 +117,65 @@ class Answer(BaseModel):
     """The chain's stages, in order (approval_required only)."""
 
 
+class Answers(BaseModel):
+    """The answers to a batch, in the order of its questions."""
+
+    results: list[Answer]
+
+
+@dataclass(frozen=True)
+class DecisionDeps:
+    """What the decision API works with, set by `configure` on the app it is mounted on."""
+
+    runtime: Runtime
+    rules: Rules
+    log_rate: float
+
+
+def _deps(request: Request) -> DecisionDeps:
+    deps: DecisionDeps = request.app.state.authz_decision_api
+    return deps
+
+
 def configure(app: FastAPI, runtime: Runtime, rules: Rules, *, log_rate: float) -> None:
     """Mount the decision API."""
-    router = APIRouter(prefix="/v1", tags=["decisions"])
-    guard = [Depends(require(Permission.AUTHORIZE))]
-
-    async def answer(questions: Sequence[Question]) -> list[Answer]:
-        policies, catalogue = rules()
-        known: dict[EntityRef, list[Entity]] = {}
-        async with runtime.pool.acquire() as conn:
-            for q in questions:
-                ref = q.principal.ref()
-                if ref.type == "User" and ref not in known:
-                    known[ref] = await directory.principal_entities(conn, ref.id)
-            found = _decide_all(policies, questions, known, catalogue)
-            answers = [
-                await _answer(conn, q, o, catalogue) for q, o in zip(questions, found, strict=True)
-            ]
-        for q, o in zip(questions, answers, strict=True):
-            if log_rate and random.random() < log_rate:  # noqa: S311 - sampling, not crypto
-                await _log(runtime, q, o, log_rate)
-        return answers
-
-    @router.post("/authorize", summary="One decision", dependencies=guard)
-    async def authorize(question: Question) -> Answer:
-        (result,) = await answer([question])
-        return result
-
-    @router.post("/authorize/batch", summary="Up to 100 decisions", dependencies=guard)
-    async def authorize_batch(batch: Batch) -> dict[str, list[Answer]]:
-        return {"results": await answer(batch.requests)}
-
+    app.state.authz_decision_api = DecisionDeps(runtime, rules, log_rate)
     app.include_router(router)
+
+
+router = APIRouter(prefix="/v1", tags=["decisions"])
+_guard = [Depends(require(Permission.AUTHORIZE))]
+
+
+@router.post("/authorize", summary="One decision", dependencies=_guard)
+async def authorize(question: Question, deps: DecisionDeps = Depends(_deps)) -> Answer:
+    (result,) = await answer_all(deps, [question])
+    return result
+
+
+@router.post("/authorize/batch", summary="Up to 100 decisions", dependencies=_guard)
+async def authorize_batch(batch: Batch, deps: DecisionDeps = Depends(_deps)) -> Answers:
+    return Answers(results=await answer_all(deps, batch.requests))
+
+
+async def answer_all(deps: DecisionDeps, questions: Sequence[Question]) -> list[Answer]:
+    """Answer the questions with the rules in force; a sample of the answers is logged."""
+    runtime = deps.runtime
+    policies, catalogue = deps.rules()
+    known: dict[EntityRef, list[Entity]] = {}
+    async with runtime.pool.acquire() as conn:
+        for q in questions:
+            ref = q.principal.ref()
+            if ref.type == "User" and ref not in known:
+                known[ref] = await directory.principal_entities(conn, ref.id)
+        found = _decide_all(policies, questions, known, catalogue)
+        answers = [
+            await _answer(conn, q, o, catalogue) for q, o in zip(questions, found, strict=True)
+        ]
+    for q, o in zip(questions, answers, strict=True):
+        if deps.log_rate and random.random() < deps.log_rate:  # noqa: S311 - sampling, not crypto
+            await _log(runtime, q, o, deps.log_rate)
+    return answers
 
 
 async def _answer(
