@@ -324,3 +324,19 @@ def test_a_value_out_of_bounds_is_refused_naming_the_variable(
     with pytest.raises(ValidationError) as refused:
         cls()
     assert [error["loc"] for error in refused.value.errors()] == [(name,)]
+
+
+@pytest.mark.usefixtures("clean_environment")
+@pytest.mark.parametrize("case", CASES, ids=case_id)
+def test_a_field_name_in_the_environment_is_not_a_setting(
+    case: tuple[type[ServiceSettings], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stray HTTP_HOST or LOG_LEVEL in a container is not Accord's: only the variable is
+    read (keyword arguments may still name the field)."""
+    cls, name = case
+    field, raw, _ = every_variable(cls)[name]
+    if field.upper() == name:
+        pytest.skip(f"{name} is the field's own name")
+    monkeypatch.setenv(field.upper(), raw)
+    monkeypatch.setenv(field, raw)
+    assert value_of(cls(), field) == value_of(cls.model_construct(), field)

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 from pydantic import AliasGenerator, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from accord.events.brokers import DEFAULT_BROKER, BrokerName, BrokerProfile, profile_named
 from accord.events.topic_layout import TopicSettings
@@ -26,7 +31,9 @@ class ServiceSettings(BaseSettings):
     field's name instead of its variable (`accord` prints that location), a mapping keyed
     by variable names (Settings.model_validate(environment), as the deployment tests check
     their files) would be ignored, and the set of variable names read would change.
-    populate_by_name: code and tests give fields by name (ServiceSettings(http_port=...)).
+    populate_by_name: code and tests give fields by name (ServiceSettings(http_port=...)),
+    but the environment is read by variable name only: a stray HTTP_HOST or LOG_LEVEL in a
+    container is not Accord's setting (pydantic-settings would read field names too).
     """
 
     model_config = SettingsConfigDict(
@@ -34,6 +41,24 @@ class ServiceSettings(BaseSettings):
         populate_by_name=True,
         alias_generator=AliasGenerator(validation_alias=variable_name),
     )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Keyword arguments by field name or variable; the environment by variable only."""
+        if isinstance(env_settings, EnvSettingsSource):
+            env_settings.config = {
+                **env_settings.config,
+                "populate_by_name": False,
+                "validate_by_name": False,
+            }
+        return init_settings, env_settings, dotenv_settings, file_secret_settings
 
     database_url: SecretStr = Field(
         default=SecretStr("postgresql://postgres@127.0.0.1:5432/accord"),
