@@ -15,29 +15,12 @@ from accord.auditor.adapters.log_store import Filters
 from accord.auditor.checkpointing import take_checkpoint
 from accord.auditor.domain.checkpoints import new_private_key_pem
 from accord.auditor.domain.normalise import AuditEntry
+from accord.auditor.fakes import audit_entry as entry
 from accord.auditor.verify import verify_log
 from accord.stack.testing import run_accord as accord
 
 pytestmark = pytest.mark.integration
 SCHEMA = "auditor"
-
-
-def entry(n: int, **overrides: object) -> AuditEntry:
-    values: dict[str, object] = {
-        "source_event_id": f"evt-{n}",
-        "source_topic": "user.created",
-        "event_type": "user.created",
-        "occurred_at": datetime(2026, 11, 26, 9, 0, n % 60, 123456, tzinfo=UTC),
-        "actor": "urn:hr",
-        "subject": f"u-{n}",
-        "target": None,
-        "outcome": "info",
-        "correlation_id": f"corr-{n // 10}",
-        "trace_id": None,
-        "payload": {"user_id": f"u-{n}", "display_name": "Zoë \u00e9\u4e16", "n": n, "f": 1e16},
-    }
-    values.update(overrides)
-    return AuditEntry(**values)  # type: ignore[arg-type]
 
 
 async def append(

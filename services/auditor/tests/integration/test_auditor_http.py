@@ -20,19 +20,13 @@ from accord.auditor.adapters.log_store import Filters
 from accord.auditor.bootstrap import configure_app
 from accord.auditor.domain.checkpoints import Checkpoint
 from accord.auditor.domain.normalise import AuditEntry
+from accord.auditor.fakes import AUDITOR_TOKEN, REQUESTER_TOKEN, secured_app
 from accord.auditor.metrics import AuditorMetrics
 from accord.auditor.settings import AuditorSettings
-from accord.runtime.http import create_app, secure
-from accord.runtime.security.api import ApiSecurity
-from accord.runtime.security.api_tokens import InvalidToken, TokenStore
-from accord.runtime.security.rate_limit import RateLimiter
-from accord.runtime.security.roles import Caller, Role
 from accord.runtime.service import Runtime
 
 pytestmark = pytest.mark.integration
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
-AUDITOR_TOKEN = "acc_00000000000000a1_" + "A" * 43
-REQUESTER_TOKEN = "acc_00000000000000b2_" + "B" * 43
 SPAN = {"since": T0.isoformat(), "until": (T0 + timedelta(hours=1)).isoformat()}
 _n = iter(range(1, 1_000_000))
 
@@ -124,26 +118,8 @@ ENTRIES = [
 ]
 
 
-class FakeTokens:
-    async def verify(self, token: str) -> Caller:
-        roles = {AUDITOR_TOKEN: Role.AUDITOR, REQUESTER_TOKEN: Role.REQUESTER}
-        if token not in roles:
-            raise InvalidToken("unknown API token")
-        return Caller("someone", frozenset({roles[token]}), "api-token", token[4:20])
-
-
 def auditor_app(pool: asyncpg.Pool) -> FastAPI:
-    async def ready() -> dict[str, Any]:
-        return {"ready": True}
-
-    app = create_app("auditor", ready)
-    secure(app, max_body_bytes=1024)
-    app.state.security = ApiSecurity(
-        cast(TokenStore, FakeTokens()),
-        None,
-        per_caller=RateLimiter(1000, 1000),
-        failures=RateLimiter(1000, 1000),
-    )
+    app = secured_app()
     runtime = Runtime("auditor", AuditorSettings(), pool, cast(Any, None), "auditor")
     configure_app(app, runtime, AuditorMetrics())
     return app

@@ -15,7 +15,7 @@ from accord.auditor.adapters.log_store import PostgresAuditLog
 from accord.auditor.domain.chain import GENESIS, Verification
 from accord.auditor.domain.chaining import chain, key_of
 from accord.auditor.domain.normalise import AuditEntry
-from accord.auditor.fakes import FakeAuditLog, FakeRecord
+from accord.auditor.fakes import FakeAuditLog, FakeRecord, audit_entry
 from accord.auditor.handlers import record_batch
 from accord.auditor.ports import AuditLog, RecordingPorts
 from accord.auditor.verify import verify_log
@@ -33,22 +33,9 @@ class Subject:
     verify: Callable[[], contextlib.AbstractAsyncContextManager[int]]
 
 
-def entry(n: int, **overrides: object) -> AuditEntry:
-    values: dict[str, object] = {
-        "source_event_id": f"evt-{n}",
-        "source_topic": "user.created",
-        "event_type": "user.created",
-        "occurred_at": datetime(2026, 11, 26, 9, 0, n % 60, 123456, tzinfo=UTC),
-        "actor": "urn:hr",
-        "subject": f"u-{n}",
-        "target": None,
-        "outcome": "info",
-        "correlation_id": f"corr-{n // 10}",
-        "trace_id": None,
-        "payload": {"n": n, "name": "Zoë \u4e16", "nul": "a\x00b", "f": 1e16},
-    }
-    values.update(overrides)
-    return AuditEntry(**values)  # type: ignore[arg-type]
+def entry(n: int) -> AuditEntry:
+    """An entry whose payload holds a NUL (stored and hashed as U+FFFD)."""
+    return audit_entry(n, payload={"n": n, "name": "Zo\u00eb \u4e16", "nul": "a\x00b"})
 
 
 def fake_subject() -> Subject:

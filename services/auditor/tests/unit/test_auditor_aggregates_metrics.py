@@ -6,23 +6,17 @@ import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
 
 from accord.auditor.domain.aggregates import Measurement, Observation, Step
+from accord.auditor.fakes import AUDITOR_TOKEN, REQUESTER_TOKEN, secured_app
 from accord.auditor.metrics import MAX_TARGET_LABELS, AuditorMetrics, mount
-from accord.runtime.http import create_app, secure
-from accord.runtime.security.api import ApiSecurity
-from accord.runtime.security.api_tokens import InvalidToken, TokenStore
-from accord.runtime.security.rate_limit import RateLimiter
-from accord.runtime.security.roles import Caller, Role
 
 DASHBOARD = Path(__file__).resolve().parents[4] / "deploy/grafana/accord-auditor-dashboard.json"
-AUDITOR_TOKEN = "acc_00000000000000b1_" + "A" * 43
-REQUESTER_TOKEN = "acc_00000000000000b2_" + "B" * 43
 
 
 def observation(kind: str, outcome: str, target: str | None = None) -> Observation:
@@ -79,26 +73,8 @@ def test_target_labels_are_bounded() -> None:
 # --- GET /metrics -----------------------------------------------------------------------------
 
 
-class FakeTokens:
-    async def verify(self, token: str) -> Caller:
-        roles = {AUDITOR_TOKEN: Role.AUDITOR, REQUESTER_TOKEN: Role.REQUESTER}
-        if token not in roles:
-            raise InvalidToken("unknown API token")
-        return Caller("prometheus", frozenset({roles[token]}), "api-token", token[4:20])
-
-
 def app_with(metrics: AuditorMetrics) -> FastAPI:
-    async def ready() -> dict[str, Any]:
-        return {"ready": True}
-
-    app = create_app("auditor", ready)
-    secure(app, max_body_bytes=1024)
-    app.state.security = ApiSecurity(
-        cast(TokenStore, FakeTokens()),
-        None,
-        per_caller=RateLimiter(1000, 1000),
-        failures=RateLimiter(1000, 1000),
-    )
+    app = secured_app()
     mount(app, metrics)
     return app
 

@@ -15,21 +15,14 @@ from fastapi import FastAPI
 from fastapi.sse import ServerSentEvent
 
 from accord.auditor import live
-from accord.auditor.fakes import FakeRecord
+from accord.auditor.fakes import AUDITOR_TOKEN, REQUESTER_TOKEN, FakeRecord, secured_app
 from accord.auditor.live import Item, LiveFeed, StreamFilter, Subscription, audit_stream
 from accord.auditor.settings import AuditorSettings
 from accord.events import AuditRecorded, new_event, to_kafka
-from accord.runtime.http import create_app, secure
-from accord.runtime.security.api import ApiSecurity
-from accord.runtime.security.api_tokens import InvalidToken, TokenStore
-from accord.runtime.security.rate_limit import RateLimiter
-from accord.runtime.security.roles import Caller, Role
 from accord.runtime.service import Runtime
 
 TP = TopicPartition(live.TOPIC, 0)
 NOW = 1_800_000_000.0
-AUDITOR_TOKEN = "acc_00000000000000a1_" + "A" * 43
-REQUESTER_TOKEN = "acc_00000000000000b2_" + "B" * 43
 
 
 def recorded(
@@ -375,14 +368,6 @@ async def test_a_client_that_fell_behind_is_told_how_much_it_missed() -> None:
 # --- the route -------------------------------------------------------------------------------
 
 
-class FakeTokens:
-    async def verify(self, token: str) -> Caller:
-        roles = {AUDITOR_TOKEN: Role.AUDITOR, REQUESTER_TOKEN: Role.REQUESTER}
-        if token not in roles:
-            raise InvalidToken("unknown API token")
-        return Caller("someone", frozenset({roles[token]}), "api-token", token[4:20])
-
-
 class StreamingConsumer(FakeConsumer):
     """Hands out its batch once a client listens, then stops the service (ending the stream)."""
 
@@ -420,17 +405,7 @@ class Route:
         self.app = self._app()
 
     def _app(self) -> FastAPI:
-        async def ready() -> dict[str, Any]:
-            return {"ready": True}
-
-        app = create_app("auditor", ready)
-        secure(app, max_body_bytes=1024)
-        app.state.security = ApiSecurity(
-            cast(TokenStore, FakeTokens()),
-            None,
-            per_caller=RateLimiter(1000, 1000),
-            failures=RateLimiter(1000, 1000),
-        )
+        app = secured_app()
         runtime = Runtime("auditor", AuditorSettings(), cast(Any, None), cast(Any, None), "a")
         runtime.stopping = self.stopping
         live.configure(app, runtime, self.feed, FakeRecords([item(1), item(2)]))

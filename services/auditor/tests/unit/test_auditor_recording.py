@@ -9,8 +9,9 @@ from typing import Any, cast
 
 from accord.auditor.domain.chain import GENESIS, Verification
 from accord.auditor.domain.chaining import EMPTY, ChainState, chain, fresh
-from accord.auditor.domain.normalise import REDACTED, AuditEntry
+from accord.auditor.domain.normalise import REDACTED
 from accord.auditor.fakes import FakeAuditLog, FakeRecord
+from accord.auditor.fakes import audit_entry as entry
 from accord.auditor.handlers import batch_route, record_batch
 from accord.auditor.ports import RecordingPorts
 from accord.events import (
@@ -219,22 +220,6 @@ async def test_an_empty_batch_changes_nothing() -> None:
 
 
 # --- the pure decision -------------------------------------------------------------------------
-
-
-def entry(n: int) -> AuditEntry:
-    return AuditEntry(
-        source_event_id=f"evt-{n}",
-        source_topic="user.created",
-        event_type="user.created",
-        occurred_at=datetime(2026, 11, 26, 9, 0, n, tzinfo=UTC),
-        actor="urn:hr",
-        subject=f"u-{n}",
-        target=None,
-        outcome="info",
-        correlation_id="corr",
-        trace_id=None,
-        payload={"n": n},
-    )
 
 
 def test_chaining_continues_after_the_head_and_skips_what_the_log_holds() -> None:
