@@ -22,9 +22,9 @@ from accord.authn.adapters.enrolments import PostgresEnrolments
 from accord.authn.adapters.identities import PostgresIdentities
 from accord.authn.adapters.lockouts import PostgresLockouts, PostgresRequests
 from accord.authn.domain.lockout import LockoutPolicy
+from accord.authn.domain.set_tokens import ReceivedSignal
 from accord.authn.handlers import (
     IDENTITY_EVENTS,
-    lockout,
     on_access_decided,
     on_access_granted,
     on_authn_failed,
@@ -32,9 +32,9 @@ from accord.authn.handlers import (
     on_enrolment_requested,
     on_identity_event,
     on_mfa_enrolled,
+    on_security_signal,
 )
 from accord.authn.ports import Ports, PortsOf
-from accord.authn.receiver import ReceivedSignal
 from accord.authn.settings import AuthnSettings
 from accord.authn.signals import ConnSignals, SendSignal
 from accord.authn.ssf_keys import load_signing_key
@@ -107,13 +107,7 @@ def definition(settings: AuthnSettings) -> ServiceDefinition:
 
     async def react(conn: asyncpg.Connection, signal: ReceivedSignal) -> list[Envelope]:
         """A security signal from an identity provider drives the same flows as failures."""
-        ports = ports_of(conn, source)
-        why = f"{signal.event_uri.rsplit('/', 1)[-1]} from {signal.issuer}"[:200]
-        if signal.action == "lock":
-            return await lockout.lock(ports, signal.user_id, f"security signal: {why}", cause=None)
-        if signal.action == "revoke_sessions":
-            return await lockout.revoke_sessions(ports, signal.user_id, why, cause=None)
-        return []
+        return await on_security_signal(signal, ports_of(conn, source))
 
     def routes(runtime: Runtime) -> Mapping[str, Route]:
         return routes_of(ports_of)

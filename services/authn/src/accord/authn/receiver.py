@@ -22,25 +22,13 @@ import yaml
 
 from accord.authn.adapters import identities, ssf_store
 from accord.authn.domain import set_tokens
-from accord.authn.domain.set_tokens import CONTROL, Action, CheckedSet, SetRejected
+from accord.authn.domain.set_tokens import CONTROL, CheckedSet, SetRejected
+from accord.authn.domain.set_tokens import ReceivedSignal as ReceivedSignal  # re-exported
 from accord.events import Envelope, SecuritySignalReceived, new_event
 from accord.runtime.outbox import enqueue
 from accord.runtime.security.oidc import JwksKeys, KeysUnavailable, TokenRejected
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ReceivedSignal:
-    """A verified signal about one identity, handed to the reaction."""
-
-    user_id: str
-    issuer: str
-    jti: str
-    event_uri: str
-    claims: Mapping[str, Any]
-    action: Action = "none"
-    """What the signal asks for (the SecuritySignalReceived event's action)."""
 
 
 #: What authn does about a signal (lock, revoke sessions): events to enqueue with it.

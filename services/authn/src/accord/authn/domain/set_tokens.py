@@ -334,3 +334,16 @@ def action_for(event_uri: str, event: Mapping[str, Any]) -> Action:
     if event_uri == SESSION_REVOKED:
         return "revoke_sessions"
     return "none"
+
+
+@dataclass(frozen=True)
+class ReceivedSignal:
+    """A verified signal about one identity, handed to the reaction."""
+
+    user_id: str
+    issuer: str
+    jti: str
+    event_uri: str
+    claims: Mapping[str, Any]
+    action: Action = "none"
+    """What the signal asks for (the SecuritySignalReceived event's action)."""
