@@ -14,6 +14,7 @@ import httpx
 import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaProducer
+from fastapi import FastAPI
 from pydantic import SecretStr
 
 from accord.authn import factors, factors_api
@@ -514,23 +515,34 @@ async def _ready() -> dict[str, Any]:
     return {"ready": True}
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def client(pool: asyncpg.Pool) -> AsyncIterator[httpx.AsyncClient]:
-    settings = AuthnSettings(
-        credential_keys=SecretStr(KEYS), webauthn_rp_id="localhost", webauthn_origins=ORIGIN
-    )
-    runtime = Runtime(
+def runtime_on(pool: asyncpg.Pool, settings: AuthnSettings) -> Runtime:
+    """A runtime of authn on this pool, with no producer (events stay in the outbox)."""
+    return Runtime(
         name="authn",
         settings=settings,
         pool=pool,
         producer=cast(AIOKafkaProducer, None),
         schema=SCHEMA,
     )
+
+
+def secured_app() -> FastAPI:
+    """An app of authn whose callers are the API tokens of TOKENS."""
     app = create_app("authn", _ready)
     limiter = RateLimiter(1000.0, 1000)
     app.state.security = ApiSecurity(
         cast(TokenStore, FakeTokens()), None, per_caller=limiter, failures=limiter
     )
+    return app
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def client(pool: asyncpg.Pool) -> AsyncIterator[httpx.AsyncClient]:
+    settings = AuthnSettings(
+        credential_keys=SecretStr(KEYS), webauthn_rp_id="localhost", webauthn_origins=ORIGIN
+    )
+    runtime = runtime_on(pool, settings)
+    app = secured_app()
     factors_api.configure(app, runtime, settings)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as created:

@@ -6,13 +6,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import timedelta
-from typing import Any, cast
+from typing import Any
 
 import asyncpg
 import httpx
 import pytest
 import pytest_asyncio
-from aiokafka import AIOKafkaProducer
 from pydantic_core import to_jsonable_python
 
 from accord.authn import lockout_api
@@ -21,14 +20,9 @@ from accord.authn.bootstrap import postgres_ports
 from accord.authn.domain.lockout import LockoutPolicy
 from accord.authn.settings import AuthnSettings
 from accord.authn.signals import send_nothing
-from accord.runtime.http import create_app
-from accord.runtime.security.api import ApiSecurity
-from accord.runtime.security.api_tokens import TokenStore
-from accord.runtime.security.rate_limit import RateLimiter
-from accord.runtime.service import Runtime
 from accord.stack.testing import migrated_pool
 
-from .test_authn_factors_store import ADA, ADMIN, EVE, FakeTokens, _ready, problem
+from .test_authn_factors_store import ADA, ADMIN, EVE, problem, runtime_on, secured_app
 
 pytestmark = pytest.mark.integration
 SCHEMA = "authn"
@@ -42,18 +36,8 @@ async def pool(fresh_database: str) -> AsyncIterator[asyncpg.Pool]:
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def client(pool: asyncpg.Pool) -> AsyncIterator[httpx.AsyncClient]:
-    runtime = Runtime(
-        name="authn",
-        settings=AuthnSettings(),
-        pool=pool,
-        producer=cast(AIOKafkaProducer, None),
-        schema=SCHEMA,
-    )
-    app = create_app("authn", _ready)
-    limiter = RateLimiter(1000.0, 1000)
-    app.state.security = ApiSecurity(
-        cast(TokenStore, FakeTokens()), None, per_caller=limiter, failures=limiter
-    )
+    runtime = runtime_on(pool, AuthnSettings())
+    app = secured_app()
     policy = LockoutPolicy(threshold=3, window=timedelta(minutes=10))
     lockout_api.configure(app, runtime, postgres_ports(policy, send_nothing))
     transport = httpx.ASGITransport(app=app)

@@ -225,36 +225,36 @@ _ASKED: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.post(
-    "/unlock-requests",
-    status_code=202,
-    summary="Ask for a locked identity to be unlocked (approved in authz)",
-    responses={**_ASKED, 409: {"description": "The identity is not locked"}},
-)
-async def unlock_request(
-    body: ApprovalAsk,
-    response: Response,
-    caller: Caller = Depends(_asker),
-    deps: LockoutDeps = Depends(_deps),
-    idempotency_key: IdempotencyKey = None,
-) -> RequestFiled:
-    return await _ask(UNLOCK, body, caller, idempotency_key, response, deps.runtime)
+def _asking_for(kind: Literal["unlock", "mfa-reset"], name: str) -> None:
+    """The route that files `kind` requests (POST /v1/<kind>-requests), named `name`."""
+
+    async def ask(
+        body: ApprovalAsk,
+        response: Response,
+        caller: Caller = Depends(_asker),
+        deps: LockoutDeps = Depends(_deps),
+        idempotency_key: IdempotencyKey = None,
+    ) -> RequestFiled:
+        return await _ask(kind, body, caller, idempotency_key, response, deps.runtime)
+
+    summary, responses = _ASKING[kind]
+    router.post(
+        f"/{kind}-requests", status_code=202, summary=summary, responses=responses, name=name
+    )(ask)
 
 
-@router.post(
-    "/mfa-reset-requests",
-    status_code=202,
-    summary="Ask for every factor of an identity to be removed (approved in authz)",
-    responses=_ASKED,
-)
-async def reset_request(
-    body: ApprovalAsk,
-    response: Response,
-    caller: Caller = Depends(_asker),
-    deps: LockoutDeps = Depends(_deps),
-    idempotency_key: IdempotencyKey = None,
-) -> RequestFiled:
-    return await _ask(MFA_RESET, body, caller, idempotency_key, response, deps.runtime)
+_ASKING: dict[str, tuple[str, dict[int | str, dict[str, Any]]]] = {
+    UNLOCK: (
+        "Ask for a locked identity to be unlocked (approved in authz)",
+        {**_ASKED, 409: {"description": "The identity is not locked"}},
+    ),
+    MFA_RESET: (
+        "Ask for every factor of an identity to be removed (approved in authz)",
+        _ASKED,
+    ),
+}
+_asking_for(UNLOCK, "unlock_request")
+_asking_for(MFA_RESET, "reset_request")
 
 
 @router.get(
