@@ -13,7 +13,9 @@ import pytest
 import pytest_asyncio
 
 from accord.authz import access, sod, timers
-from accord.authz.adapters import approvals, directory, grants, requests
+from accord.authz.adapters import approvals, grants, requests
+from accord.authz.adapters.directory import PostgresDirectory
+from accord.authz.adapters.grants import PostgresGrants
 from accord.authz.catalogue import load_catalogue
 from accord.authz.domain.approvals import NotAnApprover
 from accord.authz.domain.policy_files import default_policy_dir, load_policy_dir
@@ -211,8 +213,7 @@ async def test_a_toxic_combination_is_denied_naming_the_sod_policy_and_listed(
                 application,
                 entitlement,
             )
-            await grants.insert(
-                conn,
+            await PostgresGrants(conn).insert(
                 grant_id=f"grant-old-{entitlement}",
                 request_id=f"req-old-{entitlement}",
                 principal_id="mia",
@@ -301,7 +302,7 @@ async def test_time_bound_grants_end_by_themselves_and_leavers_lose_every_grant(
     assert [type(e.data) for e in left] == [AccessRevoked]
     assert getattr(left[0].data, "reason", None) == "leaver"
     async with pool.acquire() as conn:
-        assert await grants.live_of(conn, "tim") == []
+        assert await PostgresGrants(conn).live_of("tim") == []
 
 
 async def test_group_approvers_include_nested_groups(pool: asyncpg.Pool) -> None:
@@ -309,8 +310,8 @@ async def test_group_approvers_include_nested_groups(pool: asyncpg.Pool) -> None
     await on(pool, consume, GroupMembersChanged(group_id="sec-team", added=("bob",)))
     await on(pool, consume, GroupCreated(group_id="sec-team", display_name="Sec"))
     async with pool.acquire() as conn:
-        assert await directory.members(conn, "security") == ["bob"]
-        entities = await directory.principal_entities(conn, "bob")
+        assert await PostgresDirectory(conn).members("security") == ["bob"]
+        entities = await PostgresDirectory(conn).principal_entities("bob")
     groups = {e.ref.id: [p.id for p in e.parents] for e in entities[1:]}
     assert groups == {"sec-team": ["security"], "security": []}
     assert [p.id for p in entities[0].parents] == ["sec-team"]
@@ -344,8 +345,7 @@ async def test_a_routed_sod_rule_sends_a_toxic_request_to_its_approvers_first(
             " application, entitlement, status) VALUES ('req-vic-0', 'vic', 'vic', 'payroll',"
             " 'viewer', 'permit')"
         )
-        await grants.insert(
-            conn,
+        await PostgresGrants(conn).insert(
             grant_id="grant-vic-0",
             request_id="req-vic-0",
             principal_id="vic",

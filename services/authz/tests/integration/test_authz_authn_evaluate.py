@@ -14,7 +14,7 @@ import pytest_asyncio
 from fastapi import FastAPI
 
 from accord.authz import access, authn_api
-from accord.authz.adapters import directory
+from accord.authz.adapters.directory import PostgresDirectory
 from accord.authz.catalogue import load_catalogue
 from accord.authz.domain.policy_files import default_policy_dir, load_policy_dir
 from accord.authz.settings import AuthzSettings
@@ -179,10 +179,12 @@ async def test_removing_one_credential_keeps_the_kind_while_another_remains(
     await on(pool, consume, removed("ada", "key-a", "webauthn"))
 
     async with pool.acquire() as conn:
-        assert (await directory.principal_entities(conn, "ada"))[0].attrs["factors"] == {"webauthn"}
+        assert (await PostgresDirectory(conn).principal_entities("ada"))[0].attrs["factors"] == {
+            "webauthn"
+        }
     await on(pool, consume, removed("ada", "key-b", "webauthn"))
     async with pool.acquire() as conn:
-        assert "factors" not in (await directory.principal_entities(conn, "ada"))[0].attrs
+        assert "factors" not in (await PostgresDirectory(conn).principal_entities("ada"))[0].attrs
 
 
 async def test_a_removal_that_arrives_before_its_enrolment_wins(pool: asyncpg.Pool) -> None:
@@ -191,7 +193,7 @@ async def test_a_removal_that_arrives_before_its_enrolment_wins(pool: asyncpg.Po
     await on(pool, consume, enrolled("ada", "late", "totp"))  # redelivered
 
     async with pool.acquire() as conn:
-        assert "factors" not in (await directory.principal_entities(conn, "ada"))[0].attrs
+        assert "factors" not in (await PostgresDirectory(conn).principal_entities("ada"))[0].attrs
 
 
 async def test_a_locked_identity_may_not_sign_in_until_unlocked(

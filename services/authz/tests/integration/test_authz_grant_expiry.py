@@ -10,7 +10,9 @@ import pytest
 import pytest_asyncio
 
 from accord.authz import access, sod, timers
-from accord.authz.adapters import directory, grants
+from accord.authz.adapters import grants
+from accord.authz.adapters.directory import PostgresDirectory
+from accord.authz.adapters.grants import PostgresGrants
 from accord.authz.catalogue import load_catalogue
 from accord.authz.domain.policy_files import default_policy_dir, load_policy_dir
 from accord.events import (
@@ -89,9 +91,9 @@ async def test_an_expired_grant_is_not_held_before_the_timer_runs(pool: asyncpg.
     ninety_minutes_ago = await pool.fetchval("SELECT now() - interval '90 minutes'")
     assert await held(pool, "eve", ninety_minutes_ago) == [granted.grant_id]
     async with pool.acquire() as conn:
-        (principal, *_) = await directory.principal_entities(conn, "eve")
+        (principal, *_) = await PostgresDirectory(conn).principal_entities("eve")
         assert "entitlements" not in principal.attrs
-        assert await grants.live_of(conn, "eve") == []
+        assert await PostgresGrants(conn).live_of("eve") == []
 
 
 async def test_the_timer_ends_it_at_its_expires_at_not_when_it_runs(pool: asyncpg.Pool) -> None:
@@ -146,8 +148,7 @@ async def test_an_expired_grant_makes_no_sod_violation(pool: asyncpg.Pool) -> No
             entitlement,
         )
         async with pool.acquire() as conn:
-            await grants.insert(
-                conn,
+            await PostgresGrants(conn).insert(
                 grant_id=f"grant-{request_id}",
                 request_id=request_id,
                 principal_id="ivy",

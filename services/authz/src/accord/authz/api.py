@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from accord.authz import access
 from accord.authz.adapters import approvals, requests, store
+from accord.authz.adapters.requests import PostgresRequests
 from accord.authz.policy_holder import PolicyHolder
 from accord.events import AccessRequested, Resource, new_event
 from accord.events.catalogue.base import Identifier, LongText
@@ -107,7 +108,7 @@ async def create_request(
         duration_seconds=body.duration_seconds,
     )
     async with deps.runtime.pool.acquire() as conn, conn.transaction():
-        created = await requests.insert(conn, request)
+        created = await PostgresRequests(conn).insert(request)
         if created:
             # Decided here, as the access.requested consumer would (it finds the request
             # decided and does nothing), so the answer says what happened.

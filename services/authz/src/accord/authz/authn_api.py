@@ -33,7 +33,7 @@ from pydantic import (
     StringConstraints,
 )
 
-from accord.authz.adapters import directory
+from accord.authz.adapters.directory import PostgresDirectory
 from accord.authz.decision_api import emit_decision
 from accord.authz.domain import factors
 from accord.authz.domain.factors import FactorOutcome, RequirementName
@@ -191,7 +191,7 @@ async def evaluate(body: Evaluation, deps: FactorDeps = Depends(_deps)) -> Facto
     """
     policies, catalogue = deps.rules()
     async with deps.runtime.pool.acquire() as conn:
-        principal = await directory.principal_entities(conn, body.user_id)
+        principal = await PostgresDirectory(conn).principal_entities(body.user_id)
     enrolled = principal[0].attrs.get("factors", set())
     entities = [*principal, catalogue.application_entity(body.application)]
     context = body.context.cedar(deps.clock())

@@ -26,7 +26,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from accord.authz import access
-from accord.authz.adapters import directory
+from accord.authz.adapters.directory import PostgresDirectory
 from accord.authz.catalogue import Catalogue
 from accord.authz.domain.access_outcome import Outcome, outcome
 from accord.authz.domain.approvals import unapprovable
@@ -167,7 +167,7 @@ async def answer_all(deps: DecisionDeps, questions: Sequence[Question]) -> list[
         for q in questions:
             ref = q.principal.ref()
             if ref.type == "User" and ref not in known:
-                known[ref] = await directory.principal_entities(conn, ref.id)
+                known[ref] = await PostgresDirectory(conn).principal_entities(ref.id)
         found = _decide_all(policies, questions, known, catalogue)
         answers = [
             await _answer(conn, q, o, catalogue) for q, o in zip(questions, found, strict=True)

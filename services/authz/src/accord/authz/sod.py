@@ -12,7 +12,8 @@ from typing import Any
 
 import asyncpg
 
-from accord.authz.adapters import directory, grants
+from accord.authz.adapters import grants
+from accord.authz.adapters.directory import PostgresDirectory
 from accord.authz.catalogue import Catalogue, entitlement_id
 from accord.authz.domain.approvals import SOD_ANNOTATION
 from accord.authz.domain.model import AccessQuery, Entity, EntityRef
@@ -43,7 +44,7 @@ async def violations(
     found = []
     for holder in holders:
         principal_id = holder["principal_id"]
-        entities = await directory.principal_entities(conn, principal_id)
+        entities = await PostgresDirectory(conn).principal_entities(principal_id)
         for held in holder["held"]:
             application, entitlement = held.split("/", 1)
             others = {

@@ -17,120 +17,6 @@ _COLUMNS = (
 )
 
 
-async def insert_chain(
-    conn: asyncpg.Connection, request_id: str, stages: Sequence[Stage], first_due: datetime | None
-) -> None:
-    """Record the chain; the first stage pending, the others waiting."""
-    await conn.executemany(
-        "INSERT INTO approval_stages (request_id, stage, name, approvers, escalation, status,"
-        " due_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
-        [
-            (
-                request_id,
-                s.number,
-                s.name,
-                list(s.approvers),
-                list(s.escalation),
-                "pending" if s.number == 1 else "waiting",
-                first_due if s.number == 1 else None,
-            )
-            for s in stages
-        ],
-    )
-
-
-async def pending_stage(conn: asyncpg.Connection, request_id: str) -> dict[str, Any] | None:
-    """The stage waiting for a decision, locked for this transaction."""
-    row = await conn.fetchrow(
-        f"SELECT {_COLUMNS} FROM approval_stages s"  # noqa: S608
-        " WHERE s.request_id = $1 AND s.status = 'pending' FOR UPDATE",
-        request_id,
-    )
-    return dict(row) if row else None
-
-
-async def settle(
-    conn: asyncpg.Connection,
-    request_id: str,
-    stage: int,
-    status: str,
-    *,
-    by: str | None = None,
-    comment: str | None = None,
-) -> None:
-    """Close a pending stage as approved, denied or expired."""
-    await conn.execute(
-        "UPDATE approval_stages SET status = $3, decided_by = $4, comment = $5,"
-        " decided_at = now() WHERE request_id = $1 AND stage = $2 AND status = 'pending'",
-        request_id,
-        stage,
-        status,
-        by,
-        comment,
-    )
-
-
-async def names(conn: asyncpg.Connection, request_id: str, user_id: str) -> bool:
-    """Whether the request's chain names the user: an approver of a stage (now or
-    escalated to), or who decided one."""
-    found = await conn.fetchval(
-        "SELECT 1 FROM approval_stages WHERE request_id = $1 AND ($2 = ANY(approvers)"
-        " OR $2 = ANY(escalation) OR decided_by = $2) LIMIT 1",
-        request_id,
-        user_id,
-    )
-    return found is not None
-
-
-async def skip_rest(conn: asyncpg.Connection, request_id: str) -> None:
-    """The stages a request never reached, once it ended before them (denied, expired)."""
-    await conn.execute(
-        "UPDATE approval_stages SET status = 'skipped'"
-        " WHERE request_id = $1 AND status = 'waiting'",
-        request_id,
-    )
-
-
-async def open_stage(
-    conn: asyncpg.Connection, request_id: str, stage: int, due_at: datetime | None
-) -> dict[str, Any] | None:
-    """Make a waiting stage pending; the stage, or None when the chain has no such stage."""
-    row = await conn.fetchrow(
-        "UPDATE approval_stages s SET status = 'pending', due_at = $3"  # noqa: S608 - constants
-        f" WHERE request_id = $1 AND stage = $2 AND status = 'waiting' RETURNING {_COLUMNS}",
-        request_id,
-        stage,
-        due_at,
-    )
-    return dict(row) if row else None
-
-
-async def escalate(
-    conn: asyncpg.Connection, request_id: str, stage: int, due_at: datetime | None
-) -> dict[str, Any] | None:
-    """Hand an overdue stage to its escalation approvers."""
-    row = await conn.fetchrow(
-        "UPDATE approval_stages s SET approvers = escalation, escalated = true, due_at = $3"  # noqa: S608
-        " WHERE request_id = $1 AND stage = $2 AND status = 'pending'"
-        f" RETURNING {_COLUMNS}",
-        request_id,
-        stage,
-        due_at,
-    )
-    return dict(row) if row else None
-
-
-async def overdue(conn: asyncpg.Connection, *, limit: int) -> list[dict[str, Any]]:
-    """Pending stages past their deadline, locked for this transaction."""
-    rows = await conn.fetch(
-        f"SELECT {_COLUMNS} FROM approval_stages s"  # noqa: S608
-        " WHERE s.status = 'pending' AND s.due_at <= now()"
-        " ORDER BY s.due_at LIMIT $1 FOR UPDATE SKIP LOCKED",
-        limit,
-    )
-    return [dict(r) for r in rows]
-
-
 async def chain(conn: asyncpg.Connection | asyncpg.Pool, request_id: str) -> list[dict[str, Any]]:
     """Every stage of a request, in order."""
     rows = await conn.fetch(
@@ -171,10 +57,32 @@ class PostgresApprovals:
     async def insert_chain(
         self, request_id: str, stages: Sequence[Stage], first_due: datetime | None
     ) -> None:
-        await insert_chain(self.conn, request_id, stages, first_due)
+        """Record the chain; the first stage pending, the others waiting."""
+        await self.conn.executemany(
+            "INSERT INTO approval_stages (request_id, stage, name, approvers, escalation, status,"
+            " due_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+            [
+                (
+                    request_id,
+                    s.number,
+                    s.name,
+                    list(s.approvers),
+                    list(s.escalation),
+                    "pending" if s.number == 1 else "waiting",
+                    first_due if s.number == 1 else None,
+                )
+                for s in stages
+            ],
+        )
 
     async def pending_stage(self, request_id: str) -> dict[str, Any] | None:
-        return await pending_stage(self.conn, request_id)
+        """The stage waiting for a decision, locked for this transaction."""
+        row = await self.conn.fetchrow(
+            f"SELECT {_COLUMNS} FROM approval_stages s"  # noqa: S608
+            " WHERE s.request_id = $1 AND s.status = 'pending' FOR UPDATE",
+            request_id,
+        )
+        return dict(row) if row else None
 
     async def settle(
         self,
@@ -185,26 +93,73 @@ class PostgresApprovals:
         by: str | None = None,
         comment: str | None = None,
     ) -> None:
-        await settle(self.conn, request_id, stage, status, by=by, comment=comment)
+        """Close a pending stage as approved, denied or expired."""
+        await self.conn.execute(
+            "UPDATE approval_stages SET status = $3, decided_by = $4, comment = $5,"
+            " decided_at = now() WHERE request_id = $1 AND stage = $2 AND status = 'pending'",
+            request_id,
+            stage,
+            status,
+            by,
+            comment,
+        )
 
     async def names(self, request_id: str, user_id: str) -> bool:
-        return await names(self.conn, request_id, user_id)
+        """Whether the request's chain names the user: an approver of a stage (now or
+        escalated to), or who decided one."""
+        found = await self.conn.fetchval(
+            "SELECT 1 FROM approval_stages WHERE request_id = $1 AND ($2 = ANY(approvers)"
+            " OR $2 = ANY(escalation) OR decided_by = $2) LIMIT 1",
+            request_id,
+            user_id,
+        )
+        return found is not None
 
     async def skip_rest(self, request_id: str) -> None:
-        await skip_rest(self.conn, request_id)
+        """The stages a request never reached, once it ended before them (denied, expired)."""
+        await self.conn.execute(
+            "UPDATE approval_stages SET status = 'skipped'"
+            " WHERE request_id = $1 AND status = 'waiting'",
+            request_id,
+        )
 
     async def open_stage(
         self, request_id: str, stage: int, due_at: datetime | None
     ) -> dict[str, Any] | None:
-        return await open_stage(self.conn, request_id, stage, due_at)
+        """Make a waiting stage pending; the stage, or None when the chain has no such stage."""
+        row = await self.conn.fetchrow(
+            "UPDATE approval_stages s SET status = 'pending', due_at = $3"  # noqa: S608 - constants
+            f" WHERE request_id = $1 AND stage = $2 AND status = 'waiting' RETURNING {_COLUMNS}",
+            request_id,
+            stage,
+            due_at,
+        )
+        return dict(row) if row else None
 
     async def escalate(
         self, request_id: str, stage: int, due_at: datetime | None
     ) -> dict[str, Any] | None:
-        return await escalate(self.conn, request_id, stage, due_at)
+        """Hand an overdue stage to its escalation approvers."""
+        row = await self.conn.fetchrow(
+            "UPDATE approval_stages s SET approvers = escalation, escalated = true, due_at = $3"  # noqa: S608
+            " WHERE request_id = $1 AND stage = $2 AND status = 'pending'"
+            f" RETURNING {_COLUMNS}",
+            request_id,
+            stage,
+            due_at,
+        )
+        return dict(row) if row else None
 
     async def overdue(self, *, limit: int) -> list[dict[str, Any]]:
-        return await overdue(self.conn, limit=limit)
+        """Pending stages past their deadline, locked for this transaction."""
+        rows = await self.conn.fetch(
+            f"SELECT {_COLUMNS} FROM approval_stages s"  # noqa: S608
+            " WHERE s.status = 'pending' AND s.due_at <= now()"
+            " ORDER BY s.due_at LIMIT $1 FOR UPDATE SKIP LOCKED",
+            limit,
+        )
+        return [dict(r) for r in rows]
 
     async def chain(self, request_id: str) -> list[dict[str, Any]]:
+        """Every stage of a request, in order."""
         return await chain(self.conn, request_id)

@@ -13,53 +13,6 @@ from typing import Any
 import asyncpg
 
 
-async def lockout_started(conn: asyncpg.Connection, user_id: str, lockout_id: str) -> None:
-    """Project identity.locked (a lockout already ended stays ended)."""
-    await conn.execute(
-        "INSERT INTO principal_lockouts (user_id, lockout_id, ended) VALUES ($1, $2, false)"
-        " ON CONFLICT (user_id, lockout_id) DO NOTHING",
-        user_id,
-        lockout_id,
-    )
-
-
-async def lockout_ended(conn: asyncpg.Connection, user_id: str, lockout_id: str) -> None:
-    """Project identity.unlocked (also when it arrives before its identity.locked)."""
-    await conn.execute(
-        "INSERT INTO principal_lockouts (user_id, lockout_id, ended) VALUES ($1, $2, true)"
-        " ON CONFLICT (user_id, lockout_id) DO UPDATE SET ended = true, updated_at = now()",
-        user_id,
-        lockout_id,
-    )
-
-
-async def factor_enrolled(
-    conn: asyncpg.Connection, user_id: str, credential_id: str, factor: str
-) -> None:
-    """Project mfa.enrolled (a credential already removed stays removed)."""
-    await conn.execute(
-        "INSERT INTO principal_factors (user_id, credential_id, factor, removed)"
-        " VALUES ($1, $2, $3, false) ON CONFLICT (user_id, credential_id) DO NOTHING",
-        user_id,
-        credential_id,
-        factor,
-    )
-
-
-async def factor_removed(
-    conn: asyncpg.Connection, user_id: str, credential_id: str, factor: str
-) -> None:
-    """Project mfa.removed (also when it arrives before its mfa.enrolled)."""
-    await conn.execute(
-        "INSERT INTO principal_factors (user_id, credential_id, factor, removed)"
-        " VALUES ($1, $2, $3, true) ON CONFLICT (user_id, credential_id)"
-        " DO UPDATE SET removed = true, updated_at = now()",
-        user_id,
-        credential_id,
-        factor,
-    )
-
-
 async def authn_attrs(conn: asyncpg.Connection, user_id: str) -> dict[str, Any]:
     """The principal's Cedar attributes from authn: `locked` (once it has had a lockout)
     and `factors`, the kinds it has a credential of (when it has one)."""
@@ -85,13 +38,40 @@ class PostgresAuthnFacts:
     conn: asyncpg.Connection
 
     async def lockout_started(self, user_id: str, lockout_id: str) -> None:
-        await lockout_started(self.conn, user_id, lockout_id)
+        """Project identity.locked (a lockout already ended stays ended)."""
+        await self.conn.execute(
+            "INSERT INTO principal_lockouts (user_id, lockout_id, ended) VALUES ($1, $2, false)"
+            " ON CONFLICT (user_id, lockout_id) DO NOTHING",
+            user_id,
+            lockout_id,
+        )
 
     async def lockout_ended(self, user_id: str, lockout_id: str) -> None:
-        await lockout_ended(self.conn, user_id, lockout_id)
+        """Project identity.unlocked (also when it arrives before its identity.locked)."""
+        await self.conn.execute(
+            "INSERT INTO principal_lockouts (user_id, lockout_id, ended) VALUES ($1, $2, true)"
+            " ON CONFLICT (user_id, lockout_id) DO UPDATE SET ended = true, updated_at = now()",
+            user_id,
+            lockout_id,
+        )
 
     async def factor_enrolled(self, user_id: str, credential_id: str, factor: str) -> None:
-        await factor_enrolled(self.conn, user_id, credential_id, factor)
+        """Project mfa.enrolled (a credential already removed stays removed)."""
+        await self.conn.execute(
+            "INSERT INTO principal_factors (user_id, credential_id, factor, removed)"
+            " VALUES ($1, $2, $3, false) ON CONFLICT (user_id, credential_id) DO NOTHING",
+            user_id,
+            credential_id,
+            factor,
+        )
 
     async def factor_removed(self, user_id: str, credential_id: str, factor: str) -> None:
-        await factor_removed(self.conn, user_id, credential_id, factor)
+        """Project mfa.removed (also when it arrives before its mfa.enrolled)."""
+        await self.conn.execute(
+            "INSERT INTO principal_factors (user_id, credential_id, factor, removed)"
+            " VALUES ($1, $2, $3, true) ON CONFLICT (user_id, credential_id)"
+            " DO UPDATE SET removed = true, updated_at = now()",
+            user_id,
+            credential_id,
+            factor,
+        )

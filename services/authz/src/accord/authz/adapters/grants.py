@@ -25,93 +25,6 @@ _COLUMNS = (
 LIVE = "revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())"
 
 
-async def insert(
-    conn: asyncpg.Connection,
-    *,
-    grant_id: str,
-    request_id: str,
-    principal_id: str,
-    application: str,
-    entitlement: str,
-    provisioning: Sequence[Provisioning],
-    expires_at: datetime | None,
-) -> bool:
-    """Record a grant; False when it exists or the principal holds that entitlement already."""
-    result = await conn.execute(
-        "INSERT INTO grants (grant_id, request_id, principal_id, application, entitlement,"
-        " provisioning, expires_at) VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7)"
-        " ON CONFLICT DO NOTHING",
-        grant_id,
-        request_id,
-        principal_id,
-        application,
-        entitlement,
-        json.dumps([p.model_dump() for p in provisioning]),
-        expires_at,
-    )
-    return bool(result == "INSERT 0 1")
-
-
-async def revoke(conn: asyncpg.Connection, grant_id: str, reason: str) -> dict[str, Any] | None:
-    """End a live grant now; the grant, or None when it was not live (an expired grant
-    ended at its expiry: the timer records that, see `expire`)."""
-    row = await conn.fetchrow(
-        f"UPDATE grants SET revoked_at = greatest(now(), granted_at), revoke_reason = $2"  # noqa: S608
-        f" WHERE grant_id = $1 AND {LIVE} RETURNING {_COLUMNS}",
-        grant_id,
-        reason,
-    )
-    return _grant(row) if row else None
-
-
-async def expire(conn: asyncpg.Connection, grant_id: str) -> dict[str, Any] | None:
-    """Record that a grant past its expiry ended at its expires_at; the grant, or None when
-    it is not due (not past its expiry, or its end recorded already)."""
-    row = await conn.fetchrow(
-        "UPDATE grants SET revoked_at = greatest(expires_at, granted_at),"  # noqa: S608
-        " revoke_reason = 'expired' WHERE grant_id = $1 AND revoked_at IS NULL"
-        f" AND expires_at <= now() RETURNING {_COLUMNS}",
-        grant_id,
-    )
-    return _grant(row) if row else None
-
-
-async def due_of(
-    conn: asyncpg.Connection, principal_id: str, application: str, entitlement: str
-) -> list[str]:
-    """The principal's grants of an entitlement past their expiry whose end is not recorded
-    yet, locked for this transaction."""
-    rows = await conn.fetch(
-        "SELECT grant_id FROM grants WHERE principal_id = $1 AND application = $2"
-        " AND entitlement = $3 AND revoked_at IS NULL AND expires_at <= now() FOR UPDATE",
-        principal_id,
-        application,
-        entitlement,
-    )
-    return [r["grant_id"] for r in rows]
-
-
-async def live_of(conn: asyncpg.Connection, principal_id: str) -> list[dict[str, Any]]:
-    """The principal's live grants."""
-    rows = await conn.fetch(
-        f"SELECT {_COLUMNS} FROM grants WHERE principal_id = $1 AND {LIVE}"  # noqa: S608
-        " ORDER BY granted_at",
-        principal_id,
-    )
-    return [_grant(r) for r in rows]
-
-
-async def expired(conn: asyncpg.Connection, *, limit: int) -> list[str]:
-    """Grants past their expiry whose end is not recorded yet, locked for this transaction
-    (others skip them)."""
-    rows = await conn.fetch(
-        "SELECT grant_id FROM grants WHERE revoked_at IS NULL AND expires_at <= now()"
-        " ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED",
-        limit,
-    )
-    return [r["grant_id"] for r in rows]
-
-
 async def search(
     conn: asyncpg.Connection | asyncpg.Pool,
     *,
@@ -167,28 +80,70 @@ class PostgresGrants:
         provisioning: Sequence[Provisioning],
         expires_at: datetime | None,
     ) -> bool:
-        return await insert(
-            self.conn,
-            grant_id=grant_id,
-            request_id=request_id,
-            principal_id=principal_id,
-            application=application,
-            entitlement=entitlement,
-            provisioning=provisioning,
-            expires_at=expires_at,
+        """Record a grant; False when it exists or the principal holds that entitlement already."""
+        result = await self.conn.execute(
+            "INSERT INTO grants (grant_id, request_id, principal_id, application, entitlement,"
+            " provisioning, expires_at) VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7)"
+            " ON CONFLICT DO NOTHING",
+            grant_id,
+            request_id,
+            principal_id,
+            application,
+            entitlement,
+            json.dumps([p.model_dump() for p in provisioning]),
+            expires_at,
         )
+        return bool(result == "INSERT 0 1")
 
     async def revoke(self, grant_id: str, reason: str) -> dict[str, Any] | None:
-        return await revoke(self.conn, grant_id, reason)
+        """End a live grant now; the grant, or None when it was not live (an expired grant
+        ended at its expiry: the timer records that, see `expire`)."""
+        row = await self.conn.fetchrow(
+            f"UPDATE grants SET revoked_at = greatest(now(), granted_at), revoke_reason = $2"  # noqa: S608
+            f" WHERE grant_id = $1 AND {LIVE} RETURNING {_COLUMNS}",
+            grant_id,
+            reason,
+        )
+        return _grant(row) if row else None
 
     async def expire(self, grant_id: str) -> dict[str, Any] | None:
-        return await expire(self.conn, grant_id)
+        """Record that a grant past its expiry ended at its expires_at; the grant, or None when
+        it is not due (not past its expiry, or its end recorded already)."""
+        row = await self.conn.fetchrow(
+            "UPDATE grants SET revoked_at = greatest(expires_at, granted_at),"  # noqa: S608
+            " revoke_reason = 'expired' WHERE grant_id = $1 AND revoked_at IS NULL"
+            f" AND expires_at <= now() RETURNING {_COLUMNS}",
+            grant_id,
+        )
+        return _grant(row) if row else None
 
     async def due_of(self, principal_id: str, application: str, entitlement: str) -> list[str]:
-        return await due_of(self.conn, principal_id, application, entitlement)
+        """The principal's grants of an entitlement past their expiry whose end is not recorded
+        yet, locked for this transaction."""
+        rows = await self.conn.fetch(
+            "SELECT grant_id FROM grants WHERE principal_id = $1 AND application = $2"
+            " AND entitlement = $3 AND revoked_at IS NULL AND expires_at <= now() FOR UPDATE",
+            principal_id,
+            application,
+            entitlement,
+        )
+        return [r["grant_id"] for r in rows]
 
     async def live_of(self, principal_id: str) -> list[dict[str, Any]]:
-        return await live_of(self.conn, principal_id)
+        """The principal's live grants."""
+        rows = await self.conn.fetch(
+            f"SELECT {_COLUMNS} FROM grants WHERE principal_id = $1 AND {LIVE}"  # noqa: S608
+            " ORDER BY granted_at",
+            principal_id,
+        )
+        return [_grant(r) for r in rows]
 
     async def expired(self, *, limit: int) -> list[str]:
-        return await expired(self.conn, limit=limit)
+        """Grants past their expiry whose end is not recorded yet, locked for this transaction
+        (others skip them)."""
+        rows = await self.conn.fetch(
+            "SELECT grant_id FROM grants WHERE revoked_at IS NULL AND expires_at <= now()"
+            " ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED",
+            limit,
+        )
+        return [r["grant_id"] for r in rows]

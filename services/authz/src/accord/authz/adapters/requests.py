@@ -16,58 +16,6 @@ _COLUMNS = (
 )
 
 
-async def insert(conn: asyncpg.Connection, request: AccessRequested) -> bool:
-    """Record a new request; False if its id is already known."""
-    result = await conn.execute(
-        "INSERT INTO access_requests (request_id, requester_id, principal_id, application,"
-        " entitlement, justification, duration_seconds) VALUES ($1, $2, $3, $4, $5, $6, $7)"
-        " ON CONFLICT (request_id) DO NOTHING",
-        request.request_id,
-        request.requester_id,
-        request.principal_id,
-        request.resource.application,
-        request.resource.entitlement,
-        request.justification,
-        request.duration_seconds,
-    )
-    return bool(result == "INSERT 0 1")
-
-
-async def waiting_for(conn: asyncpg.Connection, principal_id: str) -> list[AccessRequested]:
-    """The requests for this principal not decided yet (they waited for it), oldest first."""
-    rows = await conn.fetch(
-        "SELECT request_id, requester_id, principal_id, application, entitlement,"
-        " justification, duration_seconds FROM access_requests"
-        " WHERE principal_id = $1 AND status = 'pending' ORDER BY created_at, request_id",
-        principal_id,
-    )
-    return [
-        AccessRequested(
-            request_id=r["request_id"],
-            requester_id=r["requester_id"],
-            principal_id=r["principal_id"],
-            resource=Resource(application=r["application"], entitlement=r["entitlement"]),
-            justification=r["justification"],
-            duration_seconds=r["duration_seconds"],
-        )
-        for r in rows
-    ]
-
-
-async def decide(
-    conn: asyncpg.Connection, request_id: str, status: str, reasons: list[str]
-) -> bool:
-    """Set the decision of a pending request; False if it was already decided."""
-    result = await conn.execute(
-        "UPDATE access_requests SET status = $2, reasons = $3, decided_at = now()"
-        " WHERE request_id = $1 AND status = 'pending'",
-        request_id,
-        status,
-        reasons,
-    )
-    return bool(result == "UPDATE 1")
-
-
 async def get(pool: asyncpg.Pool, request_id: str) -> dict[str, Any] | None:
     """One request as a dict."""
     row = await pool.fetchrow(
@@ -99,26 +47,6 @@ async def search(
     return [dict(r) for r in rows]
 
 
-async def locked(conn: asyncpg.Connection, request_id: str) -> dict[str, Any] | None:
-    """One request, locked for this transaction."""
-    row = await conn.fetchrow(
-        f"SELECT {_COLUMNS} FROM access_requests WHERE request_id = $1 FOR UPDATE",  # noqa: S608
-        request_id,
-    )
-    return dict(row) if row else None
-
-
-async def conclude(conn: asyncpg.Connection, request_id: str, status: str) -> bool:
-    """End a request waiting for approvals: approved, denied or expired."""
-    result = await conn.execute(
-        "UPDATE access_requests SET status = $2, decided_at = now()"
-        " WHERE request_id = $1 AND status = 'approval_required'",
-        request_id,
-        status,
-    )
-    return bool(result == "UPDATE 1")
-
-
 @dataclass(frozen=True)
 class PostgresRequests:
     """The access_requests table in one transaction (accord.authz.ports.Requests)."""
@@ -126,16 +54,66 @@ class PostgresRequests:
     conn: asyncpg.Connection
 
     async def insert(self, request: AccessRequested) -> bool:
-        return await insert(self.conn, request)
+        """Record a new request; False if its id is already known."""
+        result = await self.conn.execute(
+            "INSERT INTO access_requests (request_id, requester_id, principal_id, application,"
+            " entitlement, justification, duration_seconds) VALUES ($1, $2, $3, $4, $5, $6, $7)"
+            " ON CONFLICT (request_id) DO NOTHING",
+            request.request_id,
+            request.requester_id,
+            request.principal_id,
+            request.resource.application,
+            request.resource.entitlement,
+            request.justification,
+            request.duration_seconds,
+        )
+        return bool(result == "INSERT 0 1")
 
     async def waiting_for(self, principal_id: str) -> list[AccessRequested]:
-        return await waiting_for(self.conn, principal_id)
+        """The requests for this principal not decided yet (they waited for it), oldest first."""
+        rows = await self.conn.fetch(
+            "SELECT request_id, requester_id, principal_id, application, entitlement,"
+            " justification, duration_seconds FROM access_requests"
+            " WHERE principal_id = $1 AND status = 'pending' ORDER BY created_at, request_id",
+            principal_id,
+        )
+        return [
+            AccessRequested(
+                request_id=r["request_id"],
+                requester_id=r["requester_id"],
+                principal_id=r["principal_id"],
+                resource=Resource(application=r["application"], entitlement=r["entitlement"]),
+                justification=r["justification"],
+                duration_seconds=r["duration_seconds"],
+            )
+            for r in rows
+        ]
 
     async def decide(self, request_id: str, status: str, reasons: list[str]) -> bool:
-        return await decide(self.conn, request_id, status, reasons)
+        """Set the decision of a pending request; False if it was already decided."""
+        result = await self.conn.execute(
+            "UPDATE access_requests SET status = $2, reasons = $3, decided_at = now()"
+            " WHERE request_id = $1 AND status = 'pending'",
+            request_id,
+            status,
+            reasons,
+        )
+        return bool(result == "UPDATE 1")
 
     async def locked(self, request_id: str) -> dict[str, Any] | None:
-        return await locked(self.conn, request_id)
+        """One request, locked for this transaction."""
+        row = await self.conn.fetchrow(
+            f"SELECT {_COLUMNS} FROM access_requests WHERE request_id = $1 FOR UPDATE",  # noqa: S608
+            request_id,
+        )
+        return dict(row) if row else None
 
     async def conclude(self, request_id: str, status: str) -> bool:
-        return await conclude(self.conn, request_id, status)
+        """End a request waiting for approvals: approved, denied or expired."""
+        result = await self.conn.execute(
+            "UPDATE access_requests SET status = $2, decided_at = now()"
+            " WHERE request_id = $1 AND status = 'approval_required'",
+            request_id,
+            status,
+        )
+        return bool(result == "UPDATE 1")

@@ -10,55 +10,6 @@ import asyncpg
 from accord.authz.adapters.authn_projection import authn_attrs
 
 
-async def upsert_principal(
-    conn: asyncpg.Connection,
-    user_id: str,
-    *,
-    sequence: int,
-    active: bool,
-    department: str | None = None,
-    manager_id: str | None = None,
-    user_name: str | None = None,
-    deleted: bool = False,
-    keep_department: bool = False,
-) -> None:
-    """Project an identity event; older sequences than the stored one change nothing.
-
-    `keep_department` (a status event) keeps the profile facts as they are.
-    """
-    await conn.execute(
-        "INSERT INTO principals (user_id, department, active, deleted, sequence, manager_id,"
-        " user_name) VALUES ($1, $2, $3, $4, $5, $7, $8)"
-        " ON CONFLICT (user_id) DO UPDATE SET"
-        "   department = CASE WHEN $6 THEN principals.department ELSE EXCLUDED.department END,"
-        "   manager_id = CASE WHEN $6 THEN principals.manager_id ELSE EXCLUDED.manager_id END,"
-        "   user_name = CASE WHEN $6 THEN principals.user_name ELSE EXCLUDED.user_name END,"
-        "   active = EXCLUDED.active, deleted = EXCLUDED.deleted,"
-        "   sequence = EXCLUDED.sequence, updated_at = now()"
-        " WHERE principals.sequence < EXCLUDED.sequence",
-        user_id,
-        department,
-        active,
-        deleted,
-        sequence,
-        keep_department,
-        manager_id,
-        user_name,
-    )
-
-
-async def lock_principal(conn: asyncpg.Connection, user_id: str) -> None:
-    """Serialise an identity event and an access request of one principal (two topics): a
-    request that finds no principal waits, and the principal's event then finds it."""
-    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('authz-principal:' || $1))", user_id)
-
-
-async def known(conn: asyncpg.Connection, user_id: str) -> bool:
-    """Whether any identity event of the principal has been projected."""
-    found = await conn.fetchval("SELECT 1 FROM principals WHERE user_id = $1", user_id)
-    return found is not None
-
-
 async def principal_attrs(conn: asyncpg.Connection, user_id: str) -> dict[str, Any]:
     """The attributes policies see for a principal (none for an unknown one)."""
     row = await conn.fetchrow(
@@ -93,20 +44,38 @@ class PostgresPrincipals:
         deleted: bool = False,
         keep_department: bool = False,
     ) -> None:
-        await upsert_principal(
-            self.conn,
+        """Project an identity event; older sequences than the stored one change nothing.
+
+        `keep_department` (a status event) keeps the profile facts as they are.
+        """
+        await self.conn.execute(
+            "INSERT INTO principals (user_id, department, active, deleted, sequence, manager_id,"
+            " user_name) VALUES ($1, $2, $3, $4, $5, $7, $8)"
+            " ON CONFLICT (user_id) DO UPDATE SET"
+            "   department = CASE WHEN $6 THEN principals.department ELSE EXCLUDED.department END,"
+            "   manager_id = CASE WHEN $6 THEN principals.manager_id ELSE EXCLUDED.manager_id END,"
+            "   user_name = CASE WHEN $6 THEN principals.user_name ELSE EXCLUDED.user_name END,"
+            "   active = EXCLUDED.active, deleted = EXCLUDED.deleted,"
+            "   sequence = EXCLUDED.sequence, updated_at = now()"
+            " WHERE principals.sequence < EXCLUDED.sequence",
             user_id,
-            sequence=sequence,
-            active=active,
-            department=department,
-            manager_id=manager_id,
-            user_name=user_name,
-            deleted=deleted,
-            keep_department=keep_department,
+            department,
+            active,
+            deleted,
+            sequence,
+            keep_department,
+            manager_id,
+            user_name,
         )
 
     async def lock(self, user_id: str) -> None:
-        await lock_principal(self.conn, user_id)
+        """Serialise an identity event and an access request of one principal (two topics): a
+        request that finds no principal waits, and the principal's event then finds it."""
+        await self.conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtext('authz-principal:' || $1))", user_id
+        )
 
     async def known(self, user_id: str) -> bool:
-        return await known(self.conn, user_id)
+        """Whether any identity event of the principal has been projected."""
+        found = await self.conn.fetchval("SELECT 1 FROM principals WHERE user_id = $1", user_id)
+        return found is not None
