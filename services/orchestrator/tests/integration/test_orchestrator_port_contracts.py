@@ -198,12 +198,11 @@ async def test_accounts_follow_requests_and_results(stores: Stores) -> None:
         found = await registry.accounts("u-1")
         return tuple(found.held), tuple(found.maybe)
 
-    await registry.record_requested("u-1", "crm")
-    await registry.record_requested("u-1", "wiki")
-    await registry.record_requested("u-1", "hr")
+    await registry.record_requested("u-1", ["crm", "wiki"])
+    await registry.record_requested("u-1", ["hr"])
     assert await accounts() == ((), ("crm", "hr", "wiki"))
     await registry.record_account("u-1", "crm", "c-1", "create")
-    await registry.record_requested("u-1", "crm")  # asked again: the account stays
+    await registry.record_requested("u-1", ["crm"])  # asked again: the account stays
     assert await accounts() == (("crm",), ("crm", "hr", "wiki"))
     await registry.record_account("u-1", "wiki", NO_ACCOUNT, "disable")  # never created
     await registry.record_account("u-1", "crm", NO_ACCOUNT, "disable")  # not in doubt: kept

@@ -7,6 +7,7 @@ status machine as the database's trigger does; the domain's transitions already 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -152,8 +153,10 @@ class FakeRegistry:
         else:
             held[target] = (account_id, state)
 
-    async def record_requested(self, user_id: str, target: str) -> None:
-        self.accounts_of.setdefault(user_id, {}).setdefault(target, (None, "requested"))
+    async def record_requested(self, user_id: str, targets: Sequence[str]) -> None:
+        held = self.accounts_of.setdefault(user_id, {})
+        for target in targets:
+            held.setdefault(target, (None, "requested"))
 
     def _check_name(self, user_id: str, user_name: str, status: str) -> None:
         """A user name belongs to one living identity, whatever its case."""

@@ -8,7 +8,7 @@ the same cases against both.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -105,8 +105,8 @@ class RegistryStore(Protocol):
     ) -> None:
         """Keep the view of an identity's account in step with a provisioning result."""
 
-    async def record_requested(self, user_id: str, target: str) -> None:
-        """Remember that a target was asked to create the identity's account."""
+    async def record_requested(self, user_id: str, targets: Sequence[str]) -> None:
+        """Remember that targets were asked to create the identity's account (at once)."""
 
 
 class SagaStore(Protocol):

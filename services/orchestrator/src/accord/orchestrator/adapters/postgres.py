@@ -3,6 +3,7 @@ connection of the handler's transaction."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -92,8 +93,8 @@ class PostgresRegistry:
     ) -> None:
         await store.record_account(self.conn, user_id, target, account_id, operation)
 
-    async def record_requested(self, user_id: str, target: str) -> None:
-        await store.record_requested(self.conn, user_id, target)
+    async def record_requested(self, user_id: str, targets: Sequence[str]) -> None:
+        await store.record_requested(self.conn, user_id, targets)
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -210,14 +211,13 @@ async def record_account(
     )
 
 
-async def record_requested(conn: asyncpg.Connection, user_id: str, target: str) -> None:
-    """Remember that a target was asked to create the identity's account: until a result
-    proves otherwise, a leaver must treat it as there."""
-    await conn.execute(
+async def record_requested(conn: asyncpg.Connection, user_id: str, targets: Iterable[str]) -> None:
+    """Remember that targets were asked to create the identity's account: until a result
+    proves otherwise, a leaver must treat it as there. One round trip for them all."""
+    await conn.executemany(
         "INSERT INTO accounts (user_id, target, account_id, state)"
         " VALUES ($1, $2, NULL, 'requested') ON CONFLICT (user_id, target) DO NOTHING",
-        user_id,
-        target,
+        [(user_id, target) for target in targets],
     )
 
 

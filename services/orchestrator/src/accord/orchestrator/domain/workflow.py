@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any, cast
 
@@ -88,6 +88,11 @@ class Identity:
     @property
     def locked(self) -> bool:
         return self.locked_by is not None
+
+    def with_status(self, status: str) -> Identity:
+        """The entry after a status change: the profile's `active` follows the status."""
+        profile = self.profile.model_copy(update={"active": status == "active"})
+        return replace(self, status=status, profile=profile)
 
     def effective_profile(self) -> Profile:
         """The profile the targets get: a locked identity's accounts stay disabled."""

@@ -64,11 +64,18 @@ async def start(
     saga_type: saga.SagaType,
     *,
     operation: saga.Operation | None = None,
+    identity: workflow.Identity | None = None,
 ) -> list[Envelope]:
-    """Start (or queue) the saga an identity event causes: one per event."""
+    """Start (or queue) the saga an identity event causes: one per event.
+
+    `identity`: the registry entry as the caller just wrote it, so that planning need not
+    read it back (None: read it).
+    """
     saga_id = workflow.saga_id_of(cause.id)
     origin = Origin(ports.source, cause)
-    return await begin(ports, origin, saga_id, cause.subject, saga_type, operation=operation)
+    return await begin(
+        ports, origin, saga_id, cause.subject, saga_type, operation=operation, identity=identity
+    )
 
 
 async def begin(
@@ -80,6 +87,7 @@ async def begin(
     *,
     operation: saga.Operation | None = None,
     memberships: tuple[saga.Step, ...] = (),
+    identity: workflow.Identity | None = None,
 ) -> list[Envelope]:
     """Start a saga now, or queue it behind the identity's saga in flight."""
     now = ports.clock()
@@ -93,7 +101,7 @@ async def begin(
         if saga_type in workflow.TAKES_ACCESS:
             return await _hurry_holder(ports, user_id)
         return []
-    plan = await _plan(ports, user_id, saga_type, operation, memberships)
+    plan = await _plan(ports, user_id, saga_type, operation, memberships, identity)
     if plan is None or (not plan.steps and saga_type != "joiner"):
         return []  # nothing to do: no saga (a joiner always leaves a record)
     options = workflow.options(ports.settings, saga_type)
@@ -178,9 +186,12 @@ async def _plan(
     saga_type: saga.SagaType,
     operation: saga.Operation | None,
     memberships: tuple[saga.Step, ...] = (),
+    identity: workflow.Identity | None = None,
 ) -> workflow.Plan | None:
-    """Load what the plan needs (the accounts only when it looks at them), then plan."""
-    identity = await ports.registry.identity(user_id)
+    """Load what the plan needs (the entry unless the caller knows it, the accounts only
+    when the plan looks at them), then plan."""
+    if identity is None:
+        identity = await ports.registry.identity(user_id)
     accounts = workflow.Accounts()
     if workflow.needs_accounts(identity, saga_type):
         accounts = await ports.registry.accounts(user_id)
@@ -211,10 +222,13 @@ async def _carry_out(
     profile: Profile | None = None,
 ) -> list[Envelope]:
     events: list[Envelope] = []
+    provisions = [c for c in commands if isinstance(c, saga.ProvisionAccount)]
+    creates = [c.target for c in provisions if c.operation == "create"]
+    if creates:
+        # Until a result proves otherwise, a leaver must treat these accounts as there.
+        await ports.registry.record_requested(state.user_id, creates)
     for command in commands:
         if isinstance(command, saga.ProvisionAccount):
-            if command.operation == "create":
-                await ports.registry.record_requested(state.user_id, command.target)
             if profile is None:
                 profile = await _profile(ports, state.user_id)
             events.append(origin.event(_request(state, command, profile)))
@@ -231,7 +245,7 @@ async def _carry_out(
             events.append(origin.event(failed))
         else:
             await _retry_later(ports, state, command, origin)
-    if any(isinstance(c, saga.ProvisionAccount) for c in commands):
+    if provisions:
         await _guard_round(ports, state, origin)
     return events
 

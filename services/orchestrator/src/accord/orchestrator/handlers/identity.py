@@ -13,6 +13,7 @@ from datetime import timedelta
 from accord.events import (
     REGISTRY,
     Envelope,
+    Profile,
     UserCreated,
     UserDeactivated,
     UserDeleted,
@@ -48,7 +49,7 @@ async def on_user_created(
     if judge(current, sequence, creates=True) is Verdict.STALE:
         log.info("stale or duplicate user.created ignored", extra={"user_id": data.user_id})
         return []
-    await _save_profile(ports, data, sequence, event.source)
+    written = await _save_profile(ports, data, sequence, event.source)
     if current is not None:
         # A re-announced identity is an update, not a second joiner.
         return []
@@ -59,13 +60,16 @@ async def on_user_created(
         early = REGISTRY.parse(parked.event_type, parked.version, parked.data)
         sequence = parked.sequence
         if isinstance(early, UserUpdated):
-            await _save_profile(ports, early, sequence, parked.source, status_event=False)
+            written = await _save_profile(ports, early, sequence, parked.source, status_event=False)
         else:
             status = workflow.STATUS_OF[type(early)]
             await registry.set_status(data.user_id, status, sequence)
+            written = written.with_status(status)
         log.info("applied an early event", extra={"type": parked.event_type, "seq": sequence})
-    # Planned on the registry as the early events left it: nothing for one who left.
-    return await start(event, ports, "joiner")
+    # Planned on the registry as the early events left it: nothing for one who left. A new
+    # identity holds no lockout (a lockout waits for its identity), so what was written here
+    # is what the registry holds: planned on it without reading it back.
+    return await start(event, ports, "joiner", identity=written)
 
 
 async def on_user_updated(
@@ -77,12 +81,14 @@ async def on_user_updated(
     entry = await ports.registry.identity(data.user_id)
     assert entry is not None
     sequence = event.sequence or 0
-    await _save_profile(ports, data, sequence, event.source, status_event=False)
+    written = await _save_profile(
+        ports, data, sequence, event.source, status_event=False, locked_by=entry.locked_by
+    )
     if entry.status == "deleted":
         # A leaver's accounts are going away: keep the attributes, not the status.
         await ports.registry.set_status(data.user_id, "deleted", sequence)
         return []
-    return await start(event, ports, "mover")
+    return await start(event, ports, "mover", identity=written)
 
 
 async def on_user_status(
@@ -141,7 +147,10 @@ async def _save_profile(
     source: str,
     *,
     status_event: bool = True,
-) -> None:
+    locked_by: str | None = None,
+) -> workflow.Identity:
+    """Write an identity event's profile; returns the entry as written (`locked_by`: the
+    lockout the entry holds, which a profile leaves as it is)."""
     change = ProfileChange(
         user_id=data.user_id,
         user_name=data.user_name,
@@ -155,3 +164,5 @@ async def _save_profile(
         await ports.registry.save_profile(change)
     except UserNameTaken as error:
         raise PermanentError(str(error)) from None
+    profile = Profile.model_validate(change.profile)
+    return workflow.Identity(data.user_id, change.status, profile, locked_by)
