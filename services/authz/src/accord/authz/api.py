@@ -13,6 +13,7 @@ from accord.authz import access
 from accord.authz.adapters import approvals, requests, store
 from accord.authz.adapters.requests import PostgresRequests
 from accord.authz.policy_holder import PolicyHolder
+from accord.authz.views import StageView, Timestamp
 from accord.events import AccessRequested, Resource, new_event
 from accord.events.catalogue.base import Identifier, LongText
 from accord.runtime.outbox import enqueue
@@ -40,6 +41,56 @@ class NewAccessRequest(BaseModel):
     )
     justification: LongText | None = None
     duration_seconds: int | None = Field(default=None, gt=0, le=366 * 24 * 3600)
+
+
+class RequestSummary(BaseModel):
+    """An access request and where it stands."""
+
+    request_id: str
+    requester_id: str
+    principal_id: str
+    application: str
+    entitlement: str
+    justification: str | None
+    duration_seconds: int | None
+    status: Status
+    reasons: list[str]
+    """The deciding policies' @ids (and why a chain cannot be completed, if so)."""
+    created_at: Timestamp
+    decided_at: Timestamp | None
+
+
+class RequestView(RequestSummary):
+    """An access request with its approval chain (empty when it needs none)."""
+
+    approvals: list[StageView]
+
+
+class RequestPage(BaseModel):
+    """Requests in id order; `next_after` is the cursor of the next page."""
+
+    items: list[RequestSummary]
+    next_after: str | None
+
+
+class PolicyStatus(BaseModel):
+    """The policies in force and the last refused reload."""
+
+    version: str
+    """sha256 of the policy folder's files."""
+    loaded_at: str
+    """When this version came into force (ISO 8601)."""
+    policies: list[str]
+    """The @ids of the policies in force."""
+    last_error: str | None
+    """Why the last reload was refused (file, line and reason), if one was."""
+
+
+class PrincipalView(BaseModel):
+    """The attributes policies see for a user."""
+
+    user_id: str
+    attributes: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -89,7 +140,7 @@ async def create_request(
     idempotency_key: Annotated[
         str | None, Header(max_length=128, pattern=r"^[\x21-\x7e]+$")
     ] = None,
-) -> dict[str, Any]:
+) -> RequestView:
     principal = body.principal_id or caller.subject
     if principal != caller.subject and not caller.may(Permission.ACCESS_REQUEST_OTHERS):
         raise HTTPException(403, "asking for someone else needs access:request-others")
@@ -129,7 +180,7 @@ async def create_request(
     response.headers["Location"] = f"/v1/access-requests/{request_id}"
     if not created:
         response.status_code = 200
-    return {**entry, "approvals": await approvals.chain(deps.runtime.pool, request_id)}
+    return await _view(deps, entry)
 
 
 @router.get("/access-requests", summary="Access requests: everyone's, or the caller's own")
@@ -139,25 +190,31 @@ async def list_requests(
     status: Status | None = None,
     after: Annotated[Id | None, Query(description="Cursor: the last request_id seen")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-) -> dict[str, Any]:
+) -> RequestPage:
     involving = None if caller.may(Permission.ACCESS_READ) else caller.subject
     items = await requests.search(
         deps.runtime.pool, involving=involving, status=status, after_id=after, limit=limit
     )
     next_after = items[-1]["request_id"] if len(items) == limit else None
-    return {"items": items, "next_after": next_after}
+    return RequestPage.model_validate({"items": items, "next_after": next_after})
 
 
 @router.get("/access-requests/{request_id}", summary="One access request")
 async def get_request(
     request_id: Id, caller: Caller = Depends(_access_reader), deps: ApiDeps = Depends(_deps)
-) -> Any:
+) -> RequestView:
     entry = await requests.get(deps.runtime.pool, request_id)
     if entry is None or not may_see(
         caller, Permission.ACCESS_READ, entry["requester_id"], entry["principal_id"]
     ):
         raise HTTPException(404, "no such access request")
-    return {**entry, "approvals": await approvals.chain(deps.runtime.pool, request_id)}
+    return await _view(deps, entry)
+
+
+async def _view(deps: ApiDeps, entry: dict[str, Any]) -> RequestView:
+    """The request with its approval chain."""
+    chain = await approvals.chain(deps.runtime.pool, entry["request_id"])
+    return RequestView.model_validate({**entry, "approvals": chain})
 
 
 @router.get(
@@ -165,9 +222,9 @@ async def get_request(
     summary="The policies in force (by @id), their version, and the last refused reload",
     dependencies=[Depends(require(Permission.POLICIES_READ))],
 )
-async def list_policies(deps: ApiDeps = Depends(_deps)) -> dict[str, Any]:
+async def list_policies(deps: ApiDeps = Depends(_deps)) -> PolicyStatus:
     status = deps.holder.status()
-    return {**status, "policies": sorted(status["policies"])}
+    return PolicyStatus.model_validate({**status, "policies": sorted(status["policies"])})
 
 
 @router.post(
@@ -176,20 +233,20 @@ async def list_policies(deps: ApiDeps = Depends(_deps)) -> dict[str, Any]:
     dependencies=[Depends(require(Permission.POLICIES_MANAGE))],
     responses={422: {"description": "Refused: file, line and reason"}},
 )
-async def reload_policies(deps: ApiDeps = Depends(_deps)) -> dict[str, Any]:
+async def reload_policies(deps: ApiDeps = Depends(_deps)) -> PolicyStatus:
     if not deps.holder.reload():
         raise HTTPException(422, deps.holder.last_error or "the policy folder was refused")
-    return deps.holder.status()
+    return PolicyStatus.model_validate(deps.holder.status())
 
 
 @router.get("/principals/{user_id}", summary="The attributes policies see for a user")
 async def get_principal(
     user_id: Id, caller: Caller = Depends(_principal_reader), deps: ApiDeps = Depends(_deps)
-) -> dict[str, Any]:
+) -> PrincipalView:
     attrs: dict[str, Any] = {}
     if may_see(caller, Permission.PRINCIPALS_READ, user_id):
         async with deps.runtime.pool.acquire() as conn:
             attrs = await store.principal_attrs(conn, user_id)
     if not attrs:
         raise HTTPException(404, "no such principal")
-    return {"user_id": user_id, "attributes": attrs}
+    return PrincipalView(user_id=user_id, attributes=attrs)
