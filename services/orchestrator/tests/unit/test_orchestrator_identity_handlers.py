@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
+from typing import Any
 
 import pytest
 
@@ -14,7 +16,7 @@ from accord.events import (
     UserReactivated,
     UserUpdated,
 )
-from accord.orchestrator.domain.birthright import Birthright
+from accord.orchestrator.domain.birthright import Birthright, everyone
 from accord.orchestrator.handlers import on_user_created, on_user_status, on_user_updated
 from accord.runtime.errors import PermanentError
 
@@ -219,3 +221,43 @@ async def test_a_joiner_with_a_taken_user_name_is_refused() -> None:
 
     with pytest.raises(PermanentError, match="already belongs"):
         await on_user_created(event(twin, 1), twin, w.ports)
+
+
+class Counting:
+    """A port that records the name of every call it passes on."""
+
+    def __init__(self, port: object, calls: list[str]) -> None:
+        self._port = port
+        self._calls = calls
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._port, name)
+
+        async def call(*args: Any) -> Any:
+            self._calls.append(name)
+            return await method(*args)
+
+        return call
+
+
+async def test_a_joiner_takes_one_port_call_per_read_and_write() -> None:
+    w = world(birthright=everyone(["crm", "wiki", "hr"]))
+    calls: list[str] = []
+    ports = replace(w.ports, registry=Counting(w.registry, calls), sagas=Counting(w.sagas, calls))
+    created = UserCreated(user_id="u-1", user_name="ada")
+
+    started = await on_user_created(event(created, 1), created, ports)
+
+    assert len(requests(started)) == 3
+    # Lock, judge, write, take what waited, then start: the plan reads nothing back, and
+    # every account asked for is remembered at once (8 statements on PostgreSQL).
+    assert calls == [
+        "lock",
+        "version",
+        "save_profile",
+        "take_parked",
+        "busy",
+        "insert",
+        "record_requested",
+        "add_timer",
+    ]
