@@ -31,7 +31,6 @@ from accord.stack.testing import migrated_pool
 
 from .test_authn_lockout_flow import (
     SCHEMA,
-    SOURCE,
     T0,
     Handlers,
     Recorder,
@@ -40,6 +39,7 @@ from .test_authn_lockout_flow import (
     handle,
     handlers,
     known,
+    ports_on,
 )
 
 pytestmark = pytest.mark.integration
@@ -161,13 +161,12 @@ async def unlock(
 ) -> list[Envelope]:
     async with pool.acquire() as conn:
         await approvals.file_request(
-            conn,
+            ports_on(conn),
             kind="unlock",
             user_id=user,
             requester_id="helpdesk",
             justification=None,
             request_id=request,
-            source=SOURCE,
         )
     granted = AccessGranted(
         request_id=request,

@@ -19,7 +19,7 @@ from accord.authn.adapters import identities, lockouts
 from accord.authn.bootstrap import postgres_ports, routes_of
 from accord.authn.domain.lockout import LockoutPolicy
 from accord.authn.ports import Ports
-from accord.authn.signals import Signal
+from accord.authn.signals import Signal, send_nothing
 from accord.events import (
     AccessDecided,
     AccessGranted,
@@ -72,6 +72,12 @@ class Recorder:
 async def pool(fresh_database: str) -> AsyncIterator[asyncpg.Pool]:
     async with migrated_pool(fresh_database, SCHEMA, ["accord.authn.migrations"]) as created:
         yield created
+
+
+def ports_on(conn: asyncpg.Connection) -> Ports:
+    """The PostgreSQL ports on this connection, as the API builds them (no transmitter)."""
+    policy = LockoutPolicy(threshold=3, window=timedelta(minutes=10))
+    return postgres_ports(policy, send_nothing)(conn, SOURCE)
 
 
 class Handlers:
@@ -196,13 +202,12 @@ async def test_an_approved_unlock_ends_the_lockout_and_a_denied_one_is_settled(
 
     async with pool.acquire() as conn, conn.transaction():
         created, filed = await approvals.file_request(
-            conn,
+            ports_on(conn),
             kind="unlock",
             user_id=user,
             requester_id="helpdesk",
             justification="verified by phone",
             request_id="req-denied",
-            source=SOURCE,
         )
     assert created
     (requested,) = filed
@@ -218,13 +223,12 @@ async def test_an_approved_unlock_ends_the_lockout_and_a_denied_one_is_settled(
     async with pool.acquire() as conn:
         assert (await lockouts.get_request(conn, "req-denied") or {})["status"] == "denied"
         created, _ = await approvals.file_request(
-            conn,
+            ports_on(conn),
             kind="unlock",
             user_id=user,
             requester_id="helpdesk",
             justification=None,
             request_id="req-ok",
-            source=SOURCE,
         )
     granted = AccessGranted(
         request_id="req-ok", grant_id="g-1", principal_id=user, resource=resource
@@ -238,13 +242,12 @@ async def test_an_approved_unlock_ends_the_lockout_and_a_denied_one_is_settled(
         assert await lockouts.open_lockout(conn, user) is None
         with pytest.raises(approvals.NothingToUnlock):
             await approvals.file_request(
-                conn,
+                ports_on(conn),
                 kind="unlock",
                 user_id=user,
                 requester_id="helpdesk",
                 justification=None,
                 request_id="req-again",
-                source=SOURCE,
             )
 
 
@@ -255,13 +258,12 @@ async def test_an_approved_factor_reset_removes_every_factor(pool: asyncpg.Pool)
     await known(pool, flows, user)
     async with pool.acquire() as conn:
         await approvals.file_request(
-            conn,
+            ports_on(conn),
             kind="mfa-reset",
             user_id=user,
             requester_id=user,
             justification="lost my phone",
             request_id="req-reset",
-            source=SOURCE,
         )
     resource = Resource(application="accord", entitlement="mfa-reset")
     granted = AccessGranted(

@@ -42,8 +42,8 @@ class Side:
     requests: Requests
     enrolments: Enrolments
     factors: Factors
-    file_request: Callable[[ApprovalRequest], Awaitable[None]]
-    """What approvals.file_request records."""
+    settle_as: Callable[[ApprovalRequest], Awaitable[None]]
+    """Record a request as it would be once settled, whatever its status."""
     add_factor: Callable[[str, str, bool], Awaitable[datetime | None]]
     """(user_id, credential_id, active): a factor, and when it was confirmed if active."""
     enrolment_of: Callable[[str], Awaitable[Enrolment | None]]
@@ -52,7 +52,7 @@ class Side:
 def fake_side() -> Side:
     fakes = Fakes(source=SOURCE)
 
-    async def file_request(request: ApprovalRequest) -> None:
+    async def settle_as(request: ApprovalRequest) -> None:
         fakes.requests.file(request)
 
     async def add_factor(user_id: str, credential_id: str, active: bool) -> datetime | None:
@@ -76,19 +76,18 @@ def fake_side() -> Side:
         ports.requests,
         ports.enrolments,
         ports.factors,
-        file_request,
+        settle_as,
         add_factor,
         enrolment_of,
     )
 
 
 def postgres_side(conn: asyncpg.Connection) -> Side:
-    async def file_request(request: ApprovalRequest) -> None:
+    async def settle_as(request: ApprovalRequest) -> None:
         await lockouts.insert_request(
             conn, request.request_id, request.user_id, request.kind, "helpdesk", request.lockout_id
         )
-        if request.status != "pending":
-            await lockouts.settle_request(conn, request.request_id, request.status)
+        await lockouts.settle_request(conn, request.request_id, request.status)
 
     async def add_factor(user_id: str, credential_id: str, active: bool) -> datetime | None:
         if not active:
@@ -125,7 +124,7 @@ def postgres_side(conn: asyncpg.Connection) -> Side:
         PostgresRequests(conn),
         PostgresEnrolments(conn),
         factors.PostgresFactors(conn, SOURCE),
-        file_request,
+        settle_as,
         add_factor,
         enrolment_of,
     )
@@ -252,22 +251,32 @@ async def test_one_open_lockout_per_identity_until_it_is_closed(side: Side) -> N
 # --- Requests ---------------------------------------------------------------------------------
 
 
-async def test_a_filed_request_is_read_and_settled(side: Side) -> None:
-    await side.file_request(ApprovalRequest("req-1", "u-1", "unlock", "pending", "lock-1"))
-    await side.file_request(ApprovalRequest("req-2", "u-1", "mfa-reset", "pending"))
-    assert await side.requests.get("req-1") == ApprovalRequest(
+async def test_a_request_is_filed_once_read_and_settled(side: Side) -> None:
+    requests = side.requests
+    assert await requests.insert("req-1", "u-1", "unlock", "helpdesk", "lock-1")
+    assert not await requests.insert("req-1", "u-1", "unlock", "helpdesk", "lock-1")
+    assert await requests.insert("req-2", "u-1", "mfa-reset", "u-1", None)
+    assert await requests.get("req-1") == ApprovalRequest(
         "req-1", "u-1", "unlock", "pending", "lock-1"
     )
-    assert await side.requests.get("req-2") == ApprovalRequest(
+    assert await requests.get("req-2") == ApprovalRequest(
         "req-2", "u-1", "mfa-reset", "pending", None
     )
-    assert await side.requests.get("req-unknown") is None
-    await side.requests.settle("req-1", "done")
-    await side.requests.settle("req-unknown", "denied")
-    got = await side.requests.get("req-1")
+    assert await requests.get("req-unknown") is None
+    await requests.settle("req-1", "done")
+    await requests.settle("req-unknown", "denied")
+    got = await requests.get("req-1")
     assert got is not None
     assert got.status == "done"
-    assert await side.requests.get("req-unknown") is None
+    assert await requests.get("req-unknown") is None
+
+
+@pytest.mark.parametrize("status", ["granted", "denied", "done"])
+async def test_a_settled_request_reads_as_settled(side: Side, status: str) -> None:
+    await side.settle_as(ApprovalRequest("req-1", "u-1", "mfa-reset", status))
+    assert await side.requests.get("req-1") == ApprovalRequest(
+        "req-1", "u-1", "mfa-reset", status, None
+    )
 
 
 # --- Enrolments -------------------------------------------------------------------------------

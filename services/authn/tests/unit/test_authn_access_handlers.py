@@ -10,6 +10,7 @@ from typing import Any, cast
 import asyncpg
 import pytest
 
+from accord.authn import approvals
 from accord.authn.bootstrap import routes_of
 from accord.authn.domain.identity import Change
 from accord.authn.domain.lockout import ApprovalRequest, GrantAction, grant_action
@@ -240,3 +241,76 @@ async def test_the_routes_build_the_ports_from_the_context_and_check_the_payload
     assert await fakes.identities.status_of(USER) == "active"
     with pytest.raises(PermanentError):
         await route(event(denied("req-1")), ctx)
+
+
+# --- filing requests (the lockout API) --------------------------------------------------------
+
+
+async def test_an_unlock_request_names_the_open_lockout_and_is_filed_once() -> None:
+    fakes = Fakes()
+    with pytest.raises(approvals.NothingToUnlock):
+        await approvals.file_request(
+            fakes.ports,
+            kind="unlock",
+            user_id=USER,
+            requester_id="helpdesk",
+            justification=None,
+            request_id="req-1",
+        )
+    assert fakes.requests.requests == {}
+    lockout_id = await locked(fakes)
+
+    async def file() -> tuple[bool, list[Envelope]]:
+        return await approvals.file_request(
+            fakes.ports,
+            kind="unlock",
+            user_id=USER,
+            requester_id="helpdesk",
+            justification="verified by phone",
+            request_id="req-1",
+        )
+
+    created, events = await file()
+
+    assert created
+    (requested,) = events
+    assert requested.type == "access.requested"
+    assert requested.source == fakes.source
+    assert requested.data.model_dump() == {
+        "request_id": "req-1",
+        "requester_id": "helpdesk",
+        "principal_id": USER,
+        "resource": {"application": "accord", "entitlement": "unlock"},
+        "justification": "verified by phone",
+        "duration_seconds": 1,
+    }
+    assert fakes.requests.requests["req-1"] == ApprovalRequest(
+        "req-1", USER, "unlock", "pending", lockout_id
+    )
+    assert await file() == (False, [])
+
+
+async def test_a_reset_request_needs_no_lockout() -> None:
+    fakes = Fakes()
+    created, events = await approvals.file_request(
+        fakes.ports,
+        kind="mfa-reset",
+        user_id=USER,
+        requester_id=USER,
+        justification=None,
+        request_id="req-reset",
+    )
+    assert created
+    assert events[0].data.model_dump()["resource"]["entitlement"] == "mfa-reset"
+    assert fakes.requests.requests["req-reset"].lockout_id is None
+
+
+def test_a_request_id_is_stable_for_one_callers_key_only() -> None:
+    same = approvals.request_id_for("unlock", USER, "helpdesk", "k-1")
+    assert same == approvals.request_id_for("unlock", USER, "helpdesk", "k-1")
+    assert same != approvals.request_id_for("unlock", USER, "someone", "k-1")
+    assert same != approvals.request_id_for("mfa-reset", USER, "helpdesk", "k-1")
+    assert approvals.request_id_for("unlock", USER, "helpdesk", None) != (
+        approvals.request_id_for("unlock", USER, "helpdesk", None)
+    )
+    assert same.startswith("req-")

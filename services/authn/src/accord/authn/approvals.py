@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import uuid
 
-import asyncpg
-
-from accord.authn.adapters import lockouts
 from accord.authn.domain.lockout import ACCORD_APPLICATION, ONE_SHOT_GRANT, UNLOCK
+from accord.authn.ports import Ports
 from accord.events import AccessRequested, Envelope, Resource
 from accord.events import new_event as _new_event
 
@@ -33,14 +31,13 @@ def request_id_for(kind: str, user_id: str, requester: str, key: str | None) -> 
 
 
 async def file_request(
-    conn: asyncpg.Connection,
+    ports: Ports,
     *,
     kind: str,
     user_id: str,
     requester_id: str,
     justification: str | None,
     request_id: str,
-    source: str,
 ) -> tuple[bool, list[Envelope]]:
     """File an unlock or factor-reset request with authz; (created, events to publish).
 
@@ -48,13 +45,11 @@ async def file_request(
     """
     lockout_id: str | None = None
     if kind == UNLOCK:
-        lockout = await lockouts.open_lockout(conn, user_id)
+        lockout = await ports.lockouts.open_lockout(user_id)
         if lockout is None:
             raise NothingToUnlock("the identity is not locked")
-        lockout_id = str(lockout["lockout_id"])
-    created = await lockouts.insert_request(
-        conn, request_id, user_id, kind, requester_id, lockout_id
-    )
+        lockout_id = lockout.lockout_id
+    created = await ports.requests.insert(request_id, user_id, kind, requester_id, lockout_id)
     if not created:
         return False, []
     requested = AccessRequested(
@@ -65,4 +60,4 @@ async def file_request(
         justification=justification,
         duration_seconds=int(ONE_SHOT_GRANT.total_seconds()),
     )
-    return True, [_new_event(requested, source=source)]
+    return True, [_new_event(requested, source=ports.source)]

@@ -133,8 +133,16 @@ class FakeRequests:
     requests: dict[str, ApprovalRequest] = field(default_factory=dict)
 
     def file(self, request: ApprovalRequest) -> None:
-        """A request authn filed (what approvals.file_request records)."""
+        """A request authn filed, in any status."""
         self.requests[request.request_id] = request
+
+    async def insert(
+        self, request_id: str, user_id: str, kind: str, requester_id: str, lockout_id: str | None
+    ) -> bool:
+        if request_id in self.requests:
+            return False
+        self.file(ApprovalRequest(request_id, user_id, kind, "pending", lockout_id))
+        return True
 
     async def get(self, request_id: str) -> ApprovalRequest | None:
         return self.requests.get(request_id)

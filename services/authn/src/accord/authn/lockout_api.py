@@ -194,21 +194,21 @@ async def _ask(
     caller: Caller,
     key: str | None,
     response: Response,
-    runtime: Runtime,
+    deps: LockoutDeps,
 ) -> RequestFiled:
+    runtime = deps.runtime
     if not may_see(caller, Permission.ACCESS_REQUEST_OTHERS, body.user_id):
         raise HTTPException(403, "asking for someone else needs access:request-others")
     request_id = approvals.request_id_for(kind, body.user_id, caller.subject, key)
     async with runtime.pool.acquire() as conn, conn.transaction():
         try:
             created, events = await approvals.file_request(
-                conn,
+                deps.ports_of(conn, runtime.source),
                 kind=kind,
                 user_id=body.user_id,
                 requester_id=caller.subject,
                 justification=body.justification,
                 request_id=request_id,
-                source=runtime.source,
             )
         except approvals.NothingToUnlock as error:
             raise HTTPException(409, str(error)) from None
@@ -235,7 +235,7 @@ def _asking_for(kind: Literal["unlock", "mfa-reset"], name: str) -> None:
         deps: LockoutDeps = Depends(_deps),
         idempotency_key: IdempotencyKey = None,
     ) -> RequestFiled:
-        return await _ask(kind, body, caller, idempotency_key, response, deps.runtime)
+        return await _ask(kind, body, caller, idempotency_key, response, deps)
 
     summary, responses = _ASKING[kind]
     router.post(

@@ -85,6 +85,12 @@ class Lockouts(Protocol):
 class Requests(Protocol):
     """The unlock and factor-reset requests authn filed with authz."""
 
+    async def insert(
+        self, request_id: str, user_id: str, kind: str, requester_id: str, lockout_id: str | None
+    ) -> bool:
+        """Remember a request filed with authz (pending); False if it exists (a retry)."""
+        ...
+
     async def get(self, request_id: str) -> ApprovalRequest | None:
         """A request authn filed (locked for the transaction); None if not authn's."""
         ...

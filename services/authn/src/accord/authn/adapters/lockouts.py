@@ -292,6 +292,11 @@ class PostgresRequests:
 
     conn: asyncpg.Connection
 
+    async def insert(
+        self, request_id: str, user_id: str, kind: str, requester_id: str, lockout_id: str | None
+    ) -> bool:
+        return await insert_request(self.conn, request_id, user_id, kind, requester_id, lockout_id)
+
     async def get(self, request_id: str) -> ApprovalRequest | None:
         row = await get_request(self.conn, request_id)
         if row is None:
