@@ -21,7 +21,6 @@ from accord.authz.domain.approvals import (
 )
 from accord.authz.domain.policy_set import LoadedPolicies
 from accord.authz.handlers import access as flow
-from accord.authz.ports import Row
 from accord.events import AccessRequested, Envelope
 from accord.runtime.errors import PermanentError
 
@@ -32,11 +31,9 @@ __all__ = [
     "RequestNotFound",
     "decide_request",
     "decide_stage",
-    "expire",
     "resolve_stages",
     "revoke",
     "revoke_all",
-    "time_out_stage",
 ]
 
 
@@ -108,23 +105,11 @@ async def decide_stage(
     )
 
 
-async def time_out_stage(
-    conn: asyncpg.Connection, stage: Row, *, settings: ApprovalSettings, source: str
-) -> list[Envelope]:
-    """An overdue stage escalates once (if it has someone to go to) or expires the request."""
-    return await flow.time_out_stage(postgres_stores(conn), stage, settings=settings, source=source)
-
-
 async def revoke(
     conn: asyncpg.Connection, grant_id: str, reason: str, *, source: str
 ) -> list[Envelope]:
     """End a live grant (leaver, revoked by an operator); nothing if it is not live."""
     return await flow.revoke(postgres_stores(conn), grant_id, reason, source=source)
-
-
-async def expire(conn: asyncpg.Connection, grant_id: str, *, source: str) -> list[Envelope]:
-    """Record the end of a grant past its expiry (at its expires_at); nothing if not due."""
-    return await flow.expire(postgres_stores(conn), grant_id, source=source)
 
 
 async def revoke_all(
