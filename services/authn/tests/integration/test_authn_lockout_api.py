@@ -1,15 +1,17 @@
 """The lockout API on a real PostgreSQL: lock by hand, list and read lockouts, ask for an
 unlock or a factor reset (idempotent), pending enrolments; statuses, Location headers and
-bodies as the clients and the e2e tests read them."""
+bodies as the clients and the e2e tests read them, each as the OpenAPI document says."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import re
+from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import timedelta
 from typing import Any
 
 import asyncpg
 import httpx
+import jsonschema_rs
 import pytest
 import pytest_asyncio
 from pydantic_core import to_jsonable_python
@@ -41,8 +43,43 @@ async def client(pool: asyncpg.Pool) -> AsyncIterator[httpx.AsyncClient]:
     policy = LockoutPolicy(threshold=3, window=timedelta(minutes=10))
     lockout_api.configure(app, runtime, postgres_ports(policy, send_nothing))
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://test") as created:
+    hooks = {"response": [conformance(app.openapi())]}
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://test", event_hooks=hooks
+    ) as created:
         yield created
+
+
+def conformance(
+    document: dict[str, Any],
+) -> Callable[[httpx.Response], Coroutine[Any, Any, None]]:
+    """A response hook: every answer's status is one the OpenAPI document gives for its
+    operation, and its body matches the schema given for it (as the e2e API fuzzing's
+    response conformance checks do)."""
+    templates = [
+        (re.compile("^" + re.sub(r"\{[^}]+\}", "[^/]+", path) + "$"), path)
+        for path in document["paths"]
+    ]
+
+    async def check(response: httpx.Response) -> None:
+        request = response.request
+        path = next(t for pattern, t in templates if pattern.match(request.url.path))
+        operation = document["paths"][path][request.method.lower()]
+        given = operation["responses"].get(str(response.status_code))
+        assert given is not None, f"{request.method} {path}: {response.status_code} undocumented"
+        await response.aread()
+        media_type = response.headers.get("content-type", "").split(";")[0]
+        if "content" not in given:
+            assert not response.content, f"{request.method} {path}: an undocumented body"
+            return
+        schema = given["content"][media_type]["schema"]
+        validator = jsonschema_rs.Draft202012Validator(
+            {**schema, "components": document["components"]}, validate_formats=True
+        )
+        errors = [str(e) for e in validator.iter_errors(response.json())]
+        assert errors == [], errors
+
+    return check
 
 
 async def known(pool: asyncpg.Pool, *users: str) -> None:

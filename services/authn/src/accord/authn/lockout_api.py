@@ -18,6 +18,7 @@ from accord.authn.ports import PortsOf
 from accord.events.catalogue.base import Identifier, LongText, ShortText
 from accord.runtime.outbox import enqueue
 from accord.runtime.params import Id, Rfc3339, parse_rfc3339
+from accord.runtime.problems import documented
 from accord.runtime.security.api import may_see, own_or, require
 from accord.runtime.security.roles import Caller, Permission
 from accord.runtime.service import Runtime
@@ -147,7 +148,7 @@ async def list_lockouts(
     "/lockouts/{lockout_id}",
     summary="One lockout",
     dependencies=[Depends(_manage)],
-    responses={404: {"description": "No such lockout"}},
+    responses={404: documented("No such lockout")},
 )
 async def get_lockout(lockout_id: Id, deps: LockoutDeps = Depends(_deps)) -> LockoutView:
     async with deps.runtime.pool.acquire() as conn:
@@ -162,8 +163,11 @@ async def get_lockout(lockout_id: Id, deps: LockoutDeps = Depends(_deps)) -> Loc
     status_code=201,
     summary="Lock an identity now (sessions revoked everywhere, accounts disabled)",
     responses={
-        200: {"description": "The identity was locked already: its open lockout"},
-        404: {"description": "Authn knows no such identity"},
+        200: {
+            "model": LockoutView,
+            "description": "The identity was locked already: its open lockout",
+        },
+        404: documented("Authn knows no such identity"),
     },
 )
 async def lock(
@@ -220,8 +224,11 @@ async def _ask(
 
 
 _ASKED: dict[int | str, dict[str, Any]] = {
-    200: {"description": "The earlier request made with this Idempotency-Key"},
-    403: {"description": "For someone else without access:request-others"},
+    200: {
+        "model": RequestFiled,
+        "description": "The earlier request made with this Idempotency-Key",
+    },
+    403: documented("For someone else without access:request-others"),
 }
 
 
@@ -246,7 +253,7 @@ def _asking_for(kind: Literal["unlock", "mfa-reset"], name: str) -> None:
 _ASKING: dict[str, tuple[str, dict[int | str, dict[str, Any]]]] = {
     UNLOCK: (
         "Ask for a locked identity to be unlocked (approved in authz)",
-        {**_ASKED, 409: {"description": "The identity is not locked"}},
+        {**_ASKED, 409: documented("The identity is not locked")},
     ),
     MFA_RESET: (
         "Ask for every factor of an identity to be removed (approved in authz)",
