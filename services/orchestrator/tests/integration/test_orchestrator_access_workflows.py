@@ -11,15 +11,10 @@ import pytest
 import pytest_asyncio
 
 from accord.events import (
-    AccessGranted,
-    AccessRevoked,
-    AccountProvisioned,
-    AccountProvisionFailed,
     Envelope,
     EventData,
     Provisioning,
     ProvisionRequested,
-    Resource,
     UserCreated,
     new_event,
 )
@@ -30,6 +25,7 @@ from accord.orchestrator.domain import account_saga as saga
 from accord.orchestrator.domain.birthright import everyone
 from accord.orchestrator.domain.workflow import WorkflowSettings
 from accord.orchestrator.handlers import UnknownIdentity
+from accord.orchestrator.testing import answer_of, grant_of, revocation_of
 from accord.runtime import outbox
 from accord.runtime.consumer import HandlerContext
 from accord.stack.testing import migrated_pool
@@ -69,28 +65,11 @@ def event(data: EventData, sequence: int | None = None) -> Envelope:
 
 
 def granted(user: str, *provisioning: Provisioning, grant_id: str = "g-1") -> Envelope:
-    return event(
-        AccessGranted(
-            request_id=f"r-{grant_id}",
-            grant_id=grant_id,
-            principal_id=user,
-            resource=Resource(application="crm", entitlement="sales"),
-            provisioning=provisioning,
-        )
-    )
+    return event(grant_of(user, *provisioning, grant_id=grant_id))
 
 
 def revoked(user: str, *provisioning: Provisioning, grant_id: str = "g-1") -> Envelope:
-    return event(
-        AccessRevoked(
-            request_id=f"r-{grant_id}",
-            grant_id=grant_id,
-            principal_id=user,
-            resource=Resource(application="crm", entitlement="sales"),
-            reason="revoked by an approver",
-            provisioning=provisioning,
-        )
-    )
+    return event(revocation_of(user, *provisioning, grant_id=grant_id))
 
 
 def requests(events: list[Envelope]) -> list[ProvisionRequested]:
@@ -103,17 +82,7 @@ def memberships(events: list[Envelope]) -> list[tuple[str, str, str | None]]:
 
 def result(request: ProvisionRequested, **failure: Any) -> Envelope:
     """The provisioner's answer to a request: done, or failed when a reason is given."""
-    common: dict[str, Any] = {
-        "user_id": request.user_id,
-        "target": request.target,
-        "operation": request.operation,
-        "saga_id": request.saga_id,
-        "step_id": request.step_id,
-        "group": request.group,
-    }
-    if failure:
-        return event(AccountProvisionFailed(**common, **failure))
-    return event(AccountProvisioned(**common, account_id=f"{request.target}-{request.user_id}"))
+    return event(answer_of(request, **failure))
 
 
 async def answer(

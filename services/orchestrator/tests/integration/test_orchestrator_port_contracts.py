@@ -242,13 +242,19 @@ async def test_a_saga_is_inserted_once_and_loaded_with_its_version(stores: Store
     assert await sagas.correlation("s-none") is None
 
 
-async def test_a_save_needs_the_version_it_read(stores: Stores) -> None:
-    sagas = stores.sagas
-    await sagas.insert(joiner("s-1"), "corr-1")
-    read = await sagas.load("s-1")
+async def complete(sagas: SagaStore, saga_id: str) -> saga.SagaState:
+    """Load a one-step joiner, let its step succeed and save it; returns what was saved."""
+    read = await sagas.load(saga_id)
     assert read is not None
     done, _ = saga.decide(read, saga.Provisioned("crm", "create"), NOW)
     await sagas.save(done)
+    return done
+
+
+async def test_a_save_needs_the_version_it_read(stores: Stores) -> None:
+    sagas = stores.sagas
+    await sagas.insert(joiner("s-1"), "corr-1")
+    done = await complete(sagas, "s-1")
     saved = await sagas.load("s-1")
     assert saved is not None
     assert (saved.status, saved.version) == ("completed", 1)
@@ -259,10 +265,7 @@ async def test_a_save_needs_the_version_it_read(stores: Stores) -> None:
 async def test_a_saga_that_ended_never_changes(stores: Stores) -> None:
     sagas = stores.sagas
     await sagas.insert(joiner("s-1"), "corr-1")
-    read = await sagas.load("s-1")
-    assert read is not None
-    done, _ = saga.decide(read, saga.Provisioned("crm", "create"), NOW)
-    await sagas.save(done)
+    await complete(sagas, "s-1")
     ended = await sagas.load("s-1")
     assert ended is not None
     with pytest.raises(asyncpg.exceptions.RaiseError):
@@ -281,10 +284,7 @@ async def test_sagas_queue_behind_the_one_that_holds_the_identity(stores: Stores
     assert await sagas.holder("u-1") == "s-1"
     assert await sagas.next_queued("u-1") is None  # held
 
-    read = await sagas.load("s-1")
-    assert read is not None
-    done, _ = saga.decide(read, saga.Provisioned("crm", "create"), NOW)
-    await sagas.save(done)
+    await complete(sagas, "s-1")
     assert await sagas.holder("u-1") is None
     assert await sagas.busy("u-1") is True  # two still wait
     following = await sagas.next_queued("u-1")

@@ -5,15 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from accord.events import (
-    AccessGranted,
-    AccessRevoked,
-    AccountProvisioned,
-    AccountProvisionFailed,
     Envelope,
     EventData,
     Provisioning,
     ProvisionRequested,
-    Resource,
     UserCreated,
     new_event,
 )
@@ -21,6 +16,11 @@ from accord.orchestrator.domain.birthright import everyone
 from accord.orchestrator.domain.workflow import WorkflowSettings
 from accord.orchestrator.fakes import FakeWorld
 from accord.orchestrator.handlers import on_account_result, on_user_created
+from accord.orchestrator.testing import answer_of
+from accord.orchestrator.testing import grant_of as granted
+from accord.orchestrator.testing import revocation_of as revoked
+
+__all__ = ["granted", "revoked"]
 
 SALES = Provisioning(target="crm", group="Sales Team")
 EDITORS = Provisioning(target="wiki", group="editors")
@@ -50,17 +50,7 @@ def operations(events: list[Envelope]) -> list[tuple[str, str, bool]]:
 
 def result(request: ProvisionRequested, **failure: Any) -> Envelope:
     """The provisioner's answer to a request: done, or failed when a reason is given."""
-    common: dict[str, Any] = {
-        "user_id": request.user_id,
-        "target": request.target,
-        "operation": request.operation,
-        "saga_id": request.saga_id,
-        "step_id": request.step_id,
-        "group": request.group,
-    }
-    if failure:
-        return event(AccountProvisionFailed(**common, **failure))
-    return event(AccountProvisioned(**common, account_id=f"{request.target}-{request.user_id}"))
+    return event(answer_of(request, **failure))
 
 
 async def answer(w: FakeWorld, events: list[Envelope], **failure: Any) -> list[Envelope]:
@@ -68,10 +58,8 @@ async def answer(w: FakeWorld, events: list[Envelope], **failure: Any) -> list[E
     the answers caused."""
     caused: list[Envelope] = []
     for request in requests(events):
-        answered = result(request, **failure)
-        data = answered.data
-        assert isinstance(data, AccountProvisioned | AccountProvisionFailed)
-        caused += await on_account_result(answered, data, w.ports)
+        data = answer_of(request, **failure)
+        caused += await on_account_result(event(data), data, w.ports)
     return caused
 
 
@@ -79,27 +67,6 @@ async def joined(w: FakeWorld, user: str, **profile: Any) -> list[Envelope]:
     """A joiner whose accounts were all created; returns what the answers caused."""
     created = UserCreated(user_id=user, user_name=user, **profile)
     return await answer(w, await on_user_created(event(created, 1), created, w.ports))
-
-
-def granted(user: str, *provisioning: Provisioning, grant_id: str = "g-1") -> AccessGranted:
-    return AccessGranted(
-        request_id=f"r-{grant_id}",
-        grant_id=grant_id,
-        principal_id=user,
-        resource=Resource(application="crm", entitlement="sales"),
-        provisioning=provisioning,
-    )
-
-
-def revoked(user: str, *provisioning: Provisioning, grant_id: str = "g-1") -> AccessRevoked:
-    return AccessRevoked(
-        request_id=f"r-{grant_id}",
-        grant_id=grant_id,
-        principal_id=user,
-        resource=Resource(application="crm", entitlement="sales"),
-        reason="revoked by an approver",
-        provisioning=provisioning,
-    )
 
 
 def saga_states(w: FakeWorld, user: str) -> list[tuple[str, str]]:

@@ -14,6 +14,7 @@ from accord.events import (
 )
 from accord.orchestrator.domain import account_saga as saga
 from accord.orchestrator.domain.account_saga import Backoff
+from accord.orchestrator.fakes import FakeWorld
 from accord.orchestrator.handlers import (
     advance,
     on_account_result,
@@ -70,13 +71,18 @@ async def test_a_failed_round_fails_the_saga_and_a_transient_one_retries_later()
     assert types(await answer(w, again)) == ["saga.completed"]
 
 
-async def test_a_permanent_failure_fails_without_retry_and_an_operator_retries() -> None:
-    w = make_world()
+async def refused_joiner(w: FakeWorld) -> str:
+    """A joiner every target refused for good; returns its saga id."""
     created = UserCreated(user_id="u-1", user_name="u-1")
     started = await on_user_created(event(created, 1), created, w.ports)
     await answer(w, started, reason="refused", retryable=False)
+    return requests(started)[0].saga_id
+
+
+async def test_a_permanent_failure_fails_without_retry_and_an_operator_retries() -> None:
+    w = make_world()
+    saga_id = await refused_joiner(w)
     assert w.sagas.of_kind("saga_retry") == []
-    saga_id = requests(started)[0].saga_id
 
     again = await on_operator(saga_id, saga.RetryRequested(), w.ports)
 
@@ -86,10 +92,7 @@ async def test_a_permanent_failure_fails_without_retry_and_an_operator_retries()
 
 async def test_an_operator_cancels_a_failed_saga() -> None:
     w = make_world()
-    created = UserCreated(user_id="u-1", user_name="u-1")
-    started = await on_user_created(event(created, 1), created, w.ports)
-    await answer(w, started, reason="refused", retryable=False)
-    saga_id = requests(started)[0].saga_id
+    saga_id = await refused_joiner(w)
 
     cancelled = await on_operator(saga_id, saga.CancelRequested("given up"), w.ports)
 

@@ -13,16 +13,21 @@ from __future__ import annotations
 import json
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 import asyncpg
 
 from accord.events import (
+    AccessGranted,
+    AccessRevoked,
     AccountProvisioned,
     AccountProvisionFailed,
     Envelope,
     EventData,
     Profile,
+    Provisioning,
     ProvisionRequested,
+    Resource,
     new_event,
 )
 from accord.events.envelope import from_kafka
@@ -102,22 +107,14 @@ class World:
         request = command.data
         assert isinstance(request, ProvisionRequested)
         target = self.targets[request.target]
-        common = {
-            "user_id": request.user_id,
-            "target": request.target,
-            "operation": request.operation,
-            "saga_id": request.saga_id,
-            "step_id": request.step_id,
-            "group": request.group,
-        }
         result: EventData
         if target.up and target.answers:
-            result = AccountProvisioned(**common, account_id=target.apply(request))
+            result = answer_of(request, account_id=target.apply(request))
         elif target.up:
             target.apply(request)
-            result = AccountProvisionFailed(**common, reason="timed out", retryable=True)
+            result = answer_of(request, reason="timed out", retryable=True)
         else:
-            result = AccountProvisionFailed(**common, reason="circuit open", retryable=True)
+            result = answer_of(request, reason="circuit open", retryable=True)
         self.results.append(new_event(result, source="urn:test:provisioner", causation=command))
         return True
 
@@ -234,3 +231,45 @@ class World:
             if row["topic"] == "provision.requested":
                 headers = [(name, value.encode()) for name, value in json.loads(row["headers"])]
                 self.commands.append(from_kafka(row["topic"], row["key"], row["value"], headers))
+
+
+# --- events of the world around the orchestrator, for tests -----------------------------------
+
+
+def answer_of(
+    request: ProvisionRequested, *, account_id: str | None = None, **failure: Any
+) -> AccountProvisioned | AccountProvisionFailed:
+    """The provisioner's answer to a request: done (with `account_id`, by default one made
+    of the target and the user), or failed when a reason is given."""
+    common: dict[str, Any] = {
+        "user_id": request.user_id,
+        "target": request.target,
+        "operation": request.operation,
+        "saga_id": request.saga_id,
+        "step_id": request.step_id,
+        "group": request.group,
+    }
+    if failure:
+        return AccountProvisionFailed(**common, **failure)
+    account = account_id or f"{request.target}-{request.user_id}"
+    return AccountProvisioned(**common, account_id=account)
+
+
+def _access(user: str, grant_id: str) -> dict[str, Any]:
+    return {
+        "request_id": f"r-{grant_id}",
+        "grant_id": grant_id,
+        "principal_id": user,
+        "resource": Resource(application="crm", entitlement="sales"),
+    }
+
+
+def grant_of(user: str, *provisioning: Provisioning, grant_id: str = "g-1") -> AccessGranted:
+    """authz's grant of crm's sales entitlement to a user, with the groups that carry it."""
+    return AccessGranted(**_access(user, grant_id), provisioning=provisioning)
+
+
+def revocation_of(user: str, *provisioning: Provisioning, grant_id: str = "g-1") -> AccessRevoked:
+    """authz's revocation of the grant of `grant_of`."""
+    reason = "revoked by an approver"
+    return AccessRevoked(**_access(user, grant_id), reason=reason, provisioning=provisioning)
