@@ -19,6 +19,7 @@ from accord.authz.adapters.grants import PostgresGrants
 from accord.authz.catalogue import load_catalogue
 from accord.authz.domain.approvals import NotAnApprover
 from accord.authz.domain.policy_files import default_policy_dir, load_policy_dir
+from accord.authz.ports import NewGrant
 from accord.events import (
     AccessApprovalDecided,
     AccessApprovalRequested,
@@ -214,13 +215,15 @@ async def test_a_toxic_combination_is_denied_naming_the_sod_policy_and_listed(
                 entitlement,
             )
             await PostgresGrants(conn).insert(
-                grant_id=f"grant-old-{entitlement}",
-                request_id=f"req-old-{entitlement}",
-                principal_id="mia",
-                application=application,
-                entitlement=entitlement,
-                provisioning=(),
-                expires_at=None,
+                NewGrant(
+                    grant_id=f"grant-old-{entitlement}",
+                    request_id=f"req-old-{entitlement}",
+                    principal_id="mia",
+                    application=application,
+                    entitlement=entitlement,
+                    provisioning=(),
+                    expires_at=None,
+                )
             )
         found = await sod.violations(conn, POLICIES, CATALOGUE)
     assert {(v["principal_id"], v["entitlement"], v["policy"]) for v in found} == {
@@ -346,13 +349,15 @@ async def test_a_routed_sod_rule_sends_a_toxic_request_to_its_approvers_first(
             " 'viewer', 'permit')"
         )
         await PostgresGrants(conn).insert(
-            grant_id="grant-vic-0",
-            request_id="req-vic-0",
-            principal_id="vic",
-            application="payroll",
-            entitlement="viewer",
-            provisioning=(),
-            expires_at=None,
+            NewGrant(
+                grant_id="grant-vic-0",
+                request_id="req-vic-0",
+                principal_id="vic",
+                application="payroll",
+                entitlement="viewer",
+                provisioning=(),
+                expires_at=None,
+            )
         )
     request = AccessRequested(
         request_id="req-vic-1",

@@ -15,6 +15,7 @@ from accord.authz.adapters.directory import PostgresDirectory
 from accord.authz.adapters.grants import PostgresGrants
 from accord.authz.catalogue import load_catalogue
 from accord.authz.domain.policy_files import default_policy_dir, load_policy_dir
+from accord.authz.ports import NewGrant
 from accord.events import (
     AccessDecided,
     AccessGranted,
@@ -149,13 +150,15 @@ async def test_an_expired_grant_makes_no_sod_violation(pool: asyncpg.Pool) -> No
         )
         async with pool.acquire() as conn:
             await PostgresGrants(conn).insert(
-                grant_id=f"grant-{request_id}",
-                request_id=request_id,
-                principal_id="ivy",
-                application=application,
-                entitlement=entitlement,
-                provisioning=(),
-                expires_at=None,
+                NewGrant(
+                    grant_id=f"grant-{request_id}",
+                    request_id=request_id,
+                    principal_id="ivy",
+                    application=application,
+                    entitlement=entitlement,
+                    provisioning=(),
+                    expires_at=None,
+                )
             )
     async with pool.acquire() as conn:
         assert len(await sod.violations(conn, POLICIES, CATALOGUE)) == 2

@@ -17,8 +17,9 @@ import pytest_asyncio
 from accord.authz.adapters.postgres import postgres_stores
 from accord.authz.domain.approvals import Stage
 from accord.authz.domain.model import Entity, EntityRef
+from accord.authz.domain.principals import PrincipalFacts
 from accord.authz.fakes import Memory
-from accord.authz.ports import Stores
+from accord.authz.ports import NewGrant, Stores
 from accord.events import AccessRequested, Resource
 from accord.events.catalogue import Provisioning
 from accord.stack.testing import migrated_pool
@@ -91,8 +92,12 @@ async def test_principals_are_known_once_projected_and_newer_sequences_win(
     await principals.lock("ada")
     assert not await principals.known("ada")
 
-    await principals.upsert("ada", sequence=2, active=True, department="eng", manager_id="mia")
-    await principals.upsert("ada", sequence=1, active=False, department="ops", manager_id="x")
+    await principals.upsert(
+        "ada", PrincipalFacts(sequence=2, active=True, department="eng", manager_id="mia")
+    )
+    await principals.upsert(
+        "ada", PrincipalFacts(sequence=1, active=False, department="ops", manager_id="x")
+    )
 
     assert await principals.known("ada")
     (ada,) = await directory.principal_entities("ada")
@@ -104,24 +109,30 @@ async def test_a_status_event_keeps_the_profile_and_a_deleted_principal_is_inact
     stores: Stores,
 ) -> None:
     principals, directory = stores.principals, stores.directory
-    await principals.upsert("ada", sequence=1, active=True, department="eng", manager_id="mia")
-    await principals.upsert("ada", sequence=2, active=False, keep_department=True)
+    await principals.upsert(
+        "ada", PrincipalFacts(sequence=1, active=True, department="eng", manager_id="mia")
+    )
+    await principals.upsert("ada", PrincipalFacts(sequence=2, active=False, keep_profile=True))
     (ada,) = await directory.principal_entities("ada")
     assert ada.attrs == {"active": False, "department": "eng"}
     assert await directory.managers("ada") == {"ada": "mia", "mia": None}
 
-    await principals.upsert("ada", sequence=3, active=True, deleted=True, keep_department=True)
+    await principals.upsert(
+        "ada", PrincipalFacts(sequence=3, active=True, deleted=True, keep_profile=True)
+    )
     (ada,) = await directory.principal_entities("ada")
     assert ada.attrs["active"] is False
     # A status event of an unknown principal projects it with no profile.
-    await principals.upsert("new", sequence=1, active=False, keep_department=True)
+    await principals.upsert("new", PrincipalFacts(sequence=1, active=False, keep_profile=True))
     assert await principals.known("new")
     assert await directory.managers("new") == {"new": None}
 
 
 async def test_managers_go_two_levels_up(stores: Stores) -> None:
     for user_id, manager in (("ceo", None), ("mia", "ceo"), ("ada", "mia"), ("bob", "ada")):
-        await stores.principals.upsert(user_id, sequence=1, active=True, manager_id=manager)
+        await stores.principals.upsert(
+            user_id, PrincipalFacts(sequence=1, active=True, manager_id=manager)
+        )
 
     assert await stores.directory.managers("bob") == {"bob": "ada", "ada": "mia"}
     assert await stores.directory.managers("mia") == {"mia": "ceo", "ceo": None}
@@ -165,7 +176,7 @@ async def test_a_deleted_group_loses_its_memberships_both_ways(stores: Stores) -
 async def test_principal_entities_carry_attributes_groups_and_entitlements(
     stores: Stores,
 ) -> None:
-    await stores.principals.upsert("bob", sequence=1, active=True, department="eng")
+    await stores.principals.upsert("bob", PrincipalFacts(sequence=1, active=True, department="eng"))
     await stores.groups.upsert("sec-team", "Sec", sequence=1)
     await stores.groups.change_members("security", ["sec-team"], [])
     await stores.groups.change_members("sec-team", ["bob"], [])
@@ -178,13 +189,15 @@ async def test_principal_entities_carry_attributes_groups_and_entitlements(
     ):
         await stores.requests.insert(request_of(f"req-{number}", "bob", entitlement=entitlement))
         await stores.grants.insert(
-            grant_id=f"grant-{number}",
-            request_id=f"req-{number}",
-            principal_id="bob",
-            application="wiki",
-            entitlement=entitlement,
-            provisioning=(),
-            expires_at=expires,
+            NewGrant(
+                grant_id=f"grant-{number}",
+                request_id=f"req-{number}",
+                principal_id="bob",
+                application="wiki",
+                entitlement=entitlement,
+                provisioning=(),
+                expires_at=expires,
+            )
         )
 
     entities = await stores.directory.principal_entities("bob")
@@ -464,13 +477,15 @@ async def grant(
     request_id = f"req-{number}"
     await stores.requests.insert(request_of(request_id, principal, entitlement=entitlement))
     return await stores.grants.insert(
-        grant_id=f"grant-{number}",
-        request_id=request_id,
-        principal_id=principal,
-        application="wiki",
-        entitlement=entitlement,
-        provisioning=PROVISIONING,
-        expires_at=expires_at,
+        NewGrant(
+            grant_id=f"grant-{number}",
+            request_id=request_id,
+            principal_id=principal,
+            application="wiki",
+            entitlement=entitlement,
+            provisioning=PROVISIONING,
+            expires_at=expires_at,
+        )
     )
 
 

@@ -17,9 +17,9 @@ from typing import Any
 from accord.authz.catalogue import entitlement_id
 from accord.authz.domain.approvals import ApprovalSettings, Stage
 from accord.authz.domain.model import Entity, EntityRef
-from accord.authz.ports import AuthzPorts, Clock, Row, Rules, Stores, utc_now
+from accord.authz.domain.principals import PrincipalFacts
+from accord.authz.ports import AuthzPorts, Clock, NewGrant, Row, Rules, Stores, utc_now
 from accord.events import AccessRequested, Resource
-from accord.events.catalogue import Provisioning
 
 
 @dataclass
@@ -83,35 +83,26 @@ class MemoryPrincipals:
 
     memory: Memory
 
-    async def upsert(
-        self,
-        user_id: str,
-        *,
-        sequence: int,
-        active: bool,
-        department: str | None = None,
-        manager_id: str | None = None,
-        user_name: str | None = None,
-        deleted: bool = False,
-        keep_department: bool = False,
-    ) -> None:
+    async def upsert(self, user_id: str, facts: PrincipalFacts) -> None:
         stored = self.memory.principals.get(user_id)
         if stored is None:
             self.memory.principals[user_id] = {
                 "user_id": user_id,
-                "department": department,
-                "active": active,
-                "deleted": deleted,
-                "sequence": sequence,
-                "manager_id": manager_id,
-                "user_name": user_name,
+                "department": facts.department,
+                "active": facts.active,
+                "deleted": facts.deleted,
+                "sequence": facts.sequence,
+                "manager_id": facts.manager_id,
+                "user_name": facts.user_name,
             }
             return
-        if stored["sequence"] >= sequence:
+        if stored["sequence"] >= facts.sequence:
             return
-        if not keep_department:
-            stored.update(department=department, manager_id=manager_id, user_name=user_name)
-        stored.update(active=active, deleted=deleted, sequence=sequence)
+        if not facts.keep_profile:
+            stored.update(
+                department=facts.department, manager_id=facts.manager_id, user_name=facts.user_name
+            )
+        stored.update(active=facts.active, deleted=facts.deleted, sequence=facts.sequence)
 
     async def lock(self, user_id: str) -> None:
         self.memory.locks.append(user_id)
@@ -415,36 +406,24 @@ class MemoryGrants:
 
     memory: Memory
 
-    async def insert(
-        self,
-        *,
-        grant_id: str,
-        request_id: str,
-        principal_id: str,
-        application: str,
-        entitlement: str,
-        provisioning: Sequence[Provisioning],
-        expires_at: datetime | None,
-    ) -> bool:
+    async def insert(self, grant: NewGrant) -> bool:
+        place = (grant.principal_id, grant.application, grant.entitlement)
         for g in self.memory.grants.values():
-            held = (g["principal_id"], g["application"], g["entitlement"]) == (
-                principal_id,
-                application,
-                entitlement,
-            )
-            if g["grant_id"] == grant_id or g["request_id"] == request_id:
+            if g["grant_id"] == grant.grant_id or g["request_id"] == grant.request_id:
                 return False
+            held = (g["principal_id"], g["application"], g["entitlement"]) == place
             if held and g["revoked_at"] is None:
                 return False
-        self.memory.grants[grant_id] = {
-            "grant_id": grant_id,
-            "request_id": request_id,
-            "principal_id": principal_id,
-            "application": application,
-            "entitlement": entitlement,
-            "provisioning": json.loads(json.dumps([p.model_dump() for p in provisioning])),
+        provisioning = [p.model_dump() for p in grant.provisioning]
+        self.memory.grants[grant.grant_id] = {
+            "grant_id": grant.grant_id,
+            "request_id": grant.request_id,
+            "principal_id": grant.principal_id,
+            "application": grant.application,
+            "entitlement": grant.entitlement,
+            "provisioning": json.loads(json.dumps(provisioning)),
             "granted_at": self.memory.now(),
-            "expires_at": expires_at,
+            "expires_at": grant.expires_at,
             "revoked_at": None,
             "revoke_reason": None,
         }

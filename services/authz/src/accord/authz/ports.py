@@ -23,6 +23,7 @@ from accord.authz.catalogue import Catalogue
 from accord.authz.domain.approvals import ApprovalSettings, Stage
 from accord.authz.domain.model import Entity
 from accord.authz.domain.policy_set import LoadedPolicies
+from accord.authz.domain.principals import PrincipalFacts
 from accord.events import AccessRequested
 from accord.events.catalogue import Provisioning
 
@@ -39,23 +40,24 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+@dataclass(frozen=True)
+class NewGrant:
+    """A grant to record: an entitlement given to a principal by a request."""
+
+    grant_id: str
+    request_id: str
+    principal_id: str
+    application: str
+    entitlement: str
+    provisioning: Sequence[Provisioning]
+    expires_at: datetime | None
+
+
 class Principals(Protocol):
     """The principal projection (identity events)."""
 
-    async def upsert(
-        self,
-        user_id: str,
-        *,
-        sequence: int,
-        active: bool,
-        department: str | None = None,
-        manager_id: str | None = None,
-        user_name: str | None = None,
-        deleted: bool = False,
-        keep_department: bool = False,
-    ) -> None:
-        """Project an identity event; an older sequence than the stored one changes nothing.
-        `keep_department` (a status event) keeps the profile facts as they are."""
+    async def upsert(self, user_id: str, facts: PrincipalFacts) -> None:
+        """Project an identity event; an older sequence than the stored one changes nothing."""
 
     async def lock(self, user_id: str) -> None:
         """Serialise an identity event and an access request of one principal."""
@@ -168,17 +170,7 @@ class Approvals(Protocol):
 class Grants(Protocol):
     """Who holds which entitlement, from when until when."""
 
-    async def insert(
-        self,
-        *,
-        grant_id: str,
-        request_id: str,
-        principal_id: str,
-        application: str,
-        entitlement: str,
-        provisioning: Sequence[Provisioning],
-        expires_at: datetime | None,
-    ) -> bool:
+    async def insert(self, grant: NewGrant) -> bool:
         """Record a grant; False when it exists or the entitlement is held already."""
 
     async def revoke(self, grant_id: str, reason: str) -> Row | None:

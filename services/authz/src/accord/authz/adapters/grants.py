@@ -8,13 +8,13 @@ records its end, and the timer records it as ended then, not when it ran.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
+from accord.authz.ports import NewGrant
 from accord.events.catalogue import Provisioning
 
 _COLUMNS = (
@@ -69,29 +69,19 @@ class PostgresGrants:
 
     conn: asyncpg.Connection
 
-    async def insert(
-        self,
-        *,
-        grant_id: str,
-        request_id: str,
-        principal_id: str,
-        application: str,
-        entitlement: str,
-        provisioning: Sequence[Provisioning],
-        expires_at: datetime | None,
-    ) -> bool:
+    async def insert(self, grant: NewGrant) -> bool:
         """Record a grant; False when it exists or the principal holds that entitlement already."""
         result = await self.conn.execute(
             "INSERT INTO grants (grant_id, request_id, principal_id, application, entitlement,"
             " provisioning, expires_at) VALUES ($1, $2, $3, $4, $5, $6::jsonb, $7)"
             " ON CONFLICT DO NOTHING",
-            grant_id,
-            request_id,
-            principal_id,
-            application,
-            entitlement,
-            json.dumps([p.model_dump() for p in provisioning]),
-            expires_at,
+            grant.grant_id,
+            grant.request_id,
+            grant.principal_id,
+            grant.application,
+            grant.entitlement,
+            json.dumps([p.model_dump() for p in grant.provisioning]),
+            grant.expires_at,
         )
         return bool(result == "INSERT 0 1")
 

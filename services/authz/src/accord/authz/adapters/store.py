@@ -8,6 +8,7 @@ from typing import Any
 import asyncpg
 
 from accord.authz.adapters.authn_projection import authn_attrs
+from accord.authz.domain.principals import PrincipalFacts
 
 
 async def principal_attrs(conn: asyncpg.Connection, user_id: str) -> dict[str, Any]:
@@ -32,21 +33,10 @@ class PostgresPrincipals:
 
     conn: asyncpg.Connection
 
-    async def upsert(
-        self,
-        user_id: str,
-        *,
-        sequence: int,
-        active: bool,
-        department: str | None = None,
-        manager_id: str | None = None,
-        user_name: str | None = None,
-        deleted: bool = False,
-        keep_department: bool = False,
-    ) -> None:
+    async def upsert(self, user_id: str, facts: PrincipalFacts) -> None:
         """Project an identity event; older sequences than the stored one change nothing.
 
-        `keep_department` (a status event) keeps the profile facts as they are.
+        `keep_profile` (a status event) keeps the profile facts as they are.
         """
         await self.conn.execute(
             "INSERT INTO principals (user_id, department, active, deleted, sequence, manager_id,"
@@ -59,13 +49,13 @@ class PostgresPrincipals:
             "   sequence = EXCLUDED.sequence, updated_at = now()"
             " WHERE principals.sequence < EXCLUDED.sequence",
             user_id,
-            department,
-            active,
-            deleted,
-            sequence,
-            keep_department,
-            manager_id,
-            user_name,
+            facts.department,
+            facts.active,
+            facts.deleted,
+            facts.sequence,
+            facts.keep_profile,
+            facts.manager_id,
+            facts.user_name,
         )
 
     async def lock(self, user_id: str) -> None:

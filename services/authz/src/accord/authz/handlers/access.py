@@ -23,7 +23,7 @@ from accord.authz.domain.approvals import (
 )
 from accord.authz.domain.model import AccessQuery, EntityRef
 from accord.authz.domain.policy_set import LoadedPolicies
-from accord.authz.ports import AuthzPorts, Row, Stores
+from accord.authz.ports import AuthzPorts, NewGrant, Row, Stores
 from accord.events import (
     AccessApprovalDecided,
     AccessApprovalRequested,
@@ -325,13 +325,15 @@ async def _grant(stores: Stores, row: Row, catalogue: Catalogue, emit: Emit) -> 
     ):
         events += await expire(stores, due, source=emit.source)
     created = await stores.grants.insert(
-        grant_id=grant_id,
-        request_id=row["request_id"],
-        principal_id=row["principal_id"],
-        application=row["application"],
-        entitlement=row["entitlement"],
-        provisioning=provisioning,
-        expires_at=expires_at,
+        NewGrant(
+            grant_id=grant_id,
+            request_id=row["request_id"],
+            principal_id=row["principal_id"],
+            application=row["application"],
+            entitlement=row["entitlement"],
+            provisioning=provisioning,
+            expires_at=expires_at,
+        )
     )
     if not created:
         log.info("entitlement already held; no second grant", extra={"grant_id": grant_id})

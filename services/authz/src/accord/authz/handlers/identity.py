@@ -4,6 +4,7 @@ consumed before its user.created, another topic)."""
 
 from __future__ import annotations
 
+from accord.authz.domain.principals import PrincipalFacts
 from accord.authz.handlers.access import decide_waiting, revoke_all
 from accord.authz.ports import AuthzPorts
 from accord.events import (
@@ -22,14 +23,14 @@ async def on_user_profile(
     """user.created / user.updated: the principal's profile and status."""
     principals = ports.stores.principals
     await principals.lock(data.user_id)
-    await principals.upsert(
-        data.user_id,
+    facts = PrincipalFacts(
         sequence=event.sequence or 0,
         active=data.active,
         department=data.department,
         manager_id=data.manager_id,
         user_name=data.user_name,
     )
+    await principals.upsert(data.user_id, facts)
     return await _decide_waiting(data.user_id, ports)
 
 
@@ -39,12 +40,10 @@ async def on_user_status(
     """user.deactivated / user.reactivated: the status only (the profile stays)."""
     principals = ports.stores.principals
     await principals.lock(data.user_id)
-    await principals.upsert(
-        data.user_id,
-        sequence=event.sequence or 0,
-        active=isinstance(data, UserReactivated),
-        keep_department=True,
+    facts = PrincipalFacts(
+        sequence=event.sequence or 0, active=isinstance(data, UserReactivated), keep_profile=True
     )
+    await principals.upsert(data.user_id, facts)
     return await _decide_waiting(data.user_id, ports)
 
 
@@ -52,13 +51,10 @@ async def on_user_deleted(event: Envelope, data: UserDeleted, ports: AuthzPorts)
     """user.deleted: the principal is gone, and loses every grant it holds."""
     principals = ports.stores.principals
     await principals.lock(data.user_id)
-    await principals.upsert(
-        data.user_id,
-        sequence=event.sequence or 0,
-        active=False,
-        deleted=True,
-        keep_department=True,
+    facts = PrincipalFacts(
+        sequence=event.sequence or 0, active=False, deleted=True, keep_profile=True
     )
+    await principals.upsert(data.user_id, facts)
     revoked = await revoke_all(ports.stores, data.user_id, "leaver", source=ports.source)
     return revoked + await _decide_waiting(data.user_id, ports)
 
