@@ -21,8 +21,6 @@ async def on_user_profile(
     event: Envelope, data: UserCreated | UserUpdated, ports: AuthzPorts
 ) -> list[Envelope]:
     """user.created / user.updated: the principal's profile and status."""
-    principals = ports.stores.principals
-    await principals.lock(data.user_id)
     facts = PrincipalFacts(
         sequence=event.sequence or 0,
         active=data.active,
@@ -30,7 +28,7 @@ async def on_user_profile(
         manager_id=data.manager_id,
         user_name=data.user_name,
     )
-    await principals.upsert(data.user_id, facts)
+    await _project(data.user_id, facts, ports)
     return await _decide_waiting(data.user_id, ports)
 
 
@@ -38,25 +36,27 @@ async def on_user_status(
     event: Envelope, data: UserDeactivated | UserReactivated, ports: AuthzPorts
 ) -> list[Envelope]:
     """user.deactivated / user.reactivated: the status only (the profile stays)."""
-    principals = ports.stores.principals
-    await principals.lock(data.user_id)
-    facts = PrincipalFacts(
-        sequence=event.sequence or 0, active=isinstance(data, UserReactivated), keep_profile=True
-    )
-    await principals.upsert(data.user_id, facts)
+    active = isinstance(data, UserReactivated)
+    facts = PrincipalFacts(sequence=event.sequence or 0, active=active, keep_profile=True)
+    await _project(data.user_id, facts, ports)
     return await _decide_waiting(data.user_id, ports)
 
 
 async def on_user_deleted(event: Envelope, data: UserDeleted, ports: AuthzPorts) -> list[Envelope]:
     """user.deleted: the principal is gone, and loses every grant it holds."""
-    principals = ports.stores.principals
-    await principals.lock(data.user_id)
     facts = PrincipalFacts(
         sequence=event.sequence or 0, active=False, deleted=True, keep_profile=True
     )
-    await principals.upsert(data.user_id, facts)
+    await _project(data.user_id, facts, ports)
     revoked = await revoke_all(ports.stores, data.user_id, "leaver", source=ports.source)
     return revoked + await _decide_waiting(data.user_id, ports)
+
+
+async def _project(user_id: str, facts: PrincipalFacts, ports: AuthzPorts) -> None:
+    """Record the facts under the principal's lock, which an access request of the same
+    principal takes too (the two come from two topics)."""
+    await ports.stores.principals.lock(user_id)
+    await ports.stores.principals.upsert(user_id, facts)
 
 
 async def _decide_waiting(user_id: str, ports: AuthzPorts) -> list[Envelope]:
