@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from accord.events import (
     AccountProvisioned,
     AccountProvisionFailed,
@@ -11,9 +13,11 @@ from accord.events import (
     SagaFailed,
     UserCreated,
     UserDeleted,
+    UserUpdated,
 )
 from accord.orchestrator.domain import account_saga as saga
 from accord.orchestrator.domain.account_saga import Backoff
+from accord.orchestrator.domain.workflow import SagaConflict, SagaNotFound
 from accord.orchestrator.fakes import FakeWorld
 from accord.orchestrator.handlers import (
     advance,
@@ -22,6 +26,7 @@ from accord.orchestrator.handlers import (
     on_timer,
     on_user_created,
     on_user_status,
+    on_user_updated,
 )
 from accord.orchestrator.ports import NO_ACCOUNT
 
@@ -169,3 +174,25 @@ def _failed(answered: Envelope) -> AccountProvisionFailed:
     data = answered.data
     assert isinstance(data, AccountProvisionFailed)
     return data
+
+
+async def test_an_operator_cannot_act_on_an_unknown_or_finished_saga() -> None:
+    w = make_world()
+    with pytest.raises(SagaNotFound):
+        await on_operator("s-none", saga.RetryRequested(), w.ports)
+    await joined(w, "u-1")
+    (done,) = w.sagas.rows
+    with pytest.raises(SagaConflict, match="is completed and cannot be retried"):
+        await on_operator(done, saga.RetryRequested(), w.ports)
+    with pytest.raises(SagaConflict, match="is completed and cannot be cancelled"):
+        await on_operator(done, saga.CancelRequested("late"), w.ports)
+
+
+async def test_a_failed_saga_waits_for_the_one_that_holds_its_identity() -> None:
+    w = make_world()
+    failed = await refused_joiner(w)  # failed for good: it holds the identity no more
+    moved = UserUpdated(user_id="u-1", user_name="u-1", title="Lead")
+    assert requests(await on_user_updated(event(moved, 2), moved, w.ports))  # holds it now
+
+    with pytest.raises(SagaConflict, match=r"while saga \S+ of the same identity is in"):
+        await on_operator(failed, saga.RetryRequested(), w.ports)

@@ -184,3 +184,33 @@ def options(settings: WorkflowSettings, saga_type: saga.SagaType) -> dict[str, A
     if saga_type == "joiner":
         result["on_failure"] = settings.joiner_on_failure
     return result
+
+
+class SagaNotFound(LookupError):
+    """No saga has this id."""
+
+
+class SagaConflict(ValueError):
+    """The saga's state does not allow the action (e.g. retrying a completed saga)."""
+
+    def __init__(self, saga_id: str, reason: str) -> None:
+        super().__init__(f"saga {saga_id} {reason}")
+        self.reason = reason
+        """Why, without the saga's id (the HTTP API repeats no input)."""
+
+
+def operator_refusal(
+    state: saga.SagaState, action: saga.RetryRequested | saga.CancelRequested, holder: str | None
+) -> str | None:
+    """Why an operator may not retry or cancel a saga now (None: they may).
+
+    Only a failed saga can be retried, and only while no other saga holds its identity
+    (one saga per identity at a time: it may run again once that one is done).
+    """
+    retry = isinstance(action, saga.RetryRequested)
+    if (state.status != "failed") if retry else ("cancelled" not in saga.TRANSITIONS[state.status]):
+        verb = "retried (only a failed saga can)" if retry else "cancelled"
+        return f"is {state.status} and cannot be {verb}"
+    if retry and holder not in (None, state.saga_id):
+        return f"cannot be retried while saga {holder} of the same identity is in flight"
+    return None

@@ -13,8 +13,9 @@ from accord.orchestrator.handlers.identity import (
     on_user_updated,
 )
 from accord.orchestrator.handlers.lockout import on_identity_locked, on_identity_unlocked
+from accord.orchestrator.handlers.operators import on_operator
 from accord.orchestrator.handlers.results import on_account_result
-from accord.orchestrator.handlers.timers import on_operator, on_timer
+from accord.orchestrator.handlers.timers import on_timer
 
 __all__ = [
     "UnknownIdentity",

@@ -131,6 +131,18 @@ async def advance(
     await ports.registry.lock(user_id)
     state = await ports.sagas.load(saga_id)
     assert state is not None, "sagas are never deleted"
+    return await advance_loaded(ports, state, saga_event, cause=cause)
+
+
+async def advance_loaded(
+    ports: OrchestratorPorts,
+    state: saga.SagaState,
+    saga_event: saga.SagaEvent,
+    *,
+    cause: Envelope | None = None,
+) -> list[Envelope]:
+    """`advance` for a saga the caller has loaded (locked) after its identity's lock."""
+    saga_id, user_id = state.saga_id, state.user_id
     if isinstance(saga_event, saga.RetryRequested):
         identity = await ports.registry.identity(user_id)
         saga_event = saga.RetryRequested(workflow.identity_now(ports.settings, identity))

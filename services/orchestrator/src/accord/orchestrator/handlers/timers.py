@@ -1,5 +1,5 @@
-"""Due timers and operators: a saga's own retry, a round that timed out, a leaver's
-accounts deleted after the retention period; an operator's retry or cancel."""
+"""Due timers: a saga's own retry, a round that timed out, a leaver's accounts deleted
+after the retention period."""
 
 from __future__ import annotations
 
@@ -30,12 +30,3 @@ async def on_timer(timer: Timer, ports: OrchestratorPorts) -> list[Envelope]:
     saga_id = workflow.saga_id_of(timer.timer_id)
     origin = Origin(ports.source, None, timer.correlation_id)
     return await begin(ports, origin, saga_id, timer.subject_id, "leaver", operation="delete")
-
-
-async def on_operator(
-    saga_id: str,
-    action: saga.RetryRequested | saga.CancelRequested,
-    ports: OrchestratorPorts,
-) -> list[Envelope]:
-    """An operator retries or cancels a saga (checked by the caller)."""
-    return await advance(ports, saga_id, action)
