@@ -561,3 +561,19 @@ def test_accord_up_does_not_read_the_env_file_it_writes(
 
     with_command(monkeypatch, "up", show, local_env=False)
     assert run_beside(capsys, env, "up") == (0, "None\n", [])
+
+
+def test_a_producer_the_broker_will_not_start_names_the_likely_cause(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Tansu answers an idempotent producer's InitProducerId with UnknownError only."""
+    from aiokafka.errors import KafkaConnectionError, UnknownError
+
+    from accord.events.cli import _start_hint
+
+    monkeypatch.setenv("ACCORD_BROKER", "kafka")
+    assert "set ACCORD_BROKER=tansu" in _start_hint(UnknownError(), started=False)
+    assert _start_hint(UnknownError(), started=True) == ""
+    assert _start_hint(KafkaConnectionError("down"), started=False) == ""
+    monkeypatch.setenv("ACCORD_BROKER", "tansu")
+    assert _start_hint(UnknownError(), started=False) == ""

@@ -284,11 +284,28 @@ async def _send(envelope: Any, bootstrap_servers: str | None) -> None:
     from accord.events.publisher import Publisher
 
     publisher = Publisher(source=envelope.source, bootstrap_servers=bootstrap_servers)
+    started = False
     try:
         async with publisher:
+            started = True
             await publisher.send(envelope)
     except KafkaError as error:
-        raise CliError(f"could not publish to Kafka: {error}") from None
+        raise CliError(
+            f"could not publish to Kafka: {error}{_start_hint(error, started)}"
+        ) from None
+
+
+def _start_hint(error: Exception, started: bool) -> str:
+    """Why a producer may not start: Tansu refuses the idempotent producer (InitProducerId)
+    that ACCORD_BROKER=kafka, the default, asks for, and says only UnknownError."""
+    from aiokafka.errors import UnknownError
+
+    if started or not isinstance(error, UnknownError) or not broker_profile().idempotent_producer:
+        return ""
+    return (
+        " (the broker refused an idempotent producer; if it is Tansu, as `make run` starts,"
+        " set ACCORD_BROKER=tansu)"
+    )
 
 
 def _add_events(commands: Any) -> None:
