@@ -28,7 +28,8 @@ async def on_access_changed(
         return []
     user_id = data.principal_id
     await ports.registry.lock(user_id)
-    if await ports.registry.identity(user_id) is None:
+    identity = await ports.registry.identity(user_id)
+    if identity is None:
         raise UnknownIdentity(f"{event.type} for {user_id}, unknown to the registry")
     revocation = workflow.access_saga_id(AccessRevoked, data.grant_id)
     if isinstance(data, AccessGranted) and await ports.sagas.status(revocation):
@@ -39,7 +40,10 @@ async def on_access_changed(
         events += await _withdraw_grant(ports, data.grant_id, event)
     origin = Origin(ports.source, event)
     saga_id = workflow.access_saga_id(type(data), data.grant_id)
-    return events + await begin(ports, origin, saga_id, user_id, saga_type, memberships=steps)
+    # Sagas never change the entry: the one read above is the one to plan on.
+    return events + await begin(
+        ports, origin, saga_id, user_id, saga_type, memberships=steps, identity=identity
+    )
 
 
 async def _withdraw_grant(

@@ -3,6 +3,8 @@ unlock enables them again."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from accord.events import Envelope, IdentityLocked, IdentityUnlocked
 from accord.orchestrator.handlers.engine import UnknownIdentity, start
 from accord.orchestrator.ports import OrchestratorPorts
@@ -39,4 +41,4 @@ async def on_identity_unlocked(
     await registry.set_locked(data.user_id, None)
     if entry.status != "active":
         return []
-    return await start(event, ports, "unlock")
+    return await start(event, ports, "unlock", identity=replace(entry, locked_by=None))

@@ -29,4 +29,6 @@ async def on_timer(timer: Timer, ports: OrchestratorPorts) -> list[Envelope]:
         return []  # came back within the retention period: keep the accounts
     saga_id = workflow.saga_id_of(timer.timer_id)
     origin = Origin(ports.source, None, timer.correlation_id)
-    return await begin(ports, origin, saga_id, timer.subject_id, "leaver", operation="delete")
+    return await begin(
+        ports, origin, saga_id, timer.subject_id, "leaver", operation="delete", identity=entry
+    )
