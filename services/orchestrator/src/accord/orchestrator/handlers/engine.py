@@ -172,7 +172,8 @@ async def _hurry_holder(ports: OrchestratorPorts, user_id: str) -> list[Envelope
     state = await ports.sagas.load(holder)
     if state is None or state.status != "failed":
         return []  # running: its results move the queue on
-    return await advance(ports, holder, saga.RetryRequested())
+    # Loaded (locked) under the identity's lock the caller holds: advanced as it is.
+    return await advance_loaded(ports, state, saga.RetryRequested())
 
 
 async def _next_in_queue(ports: OrchestratorPorts, user_id: str) -> list[Envelope]:
