@@ -13,12 +13,11 @@ import pytest_asyncio
 from accord.authz import access
 from accord.authz.catalogue import load_catalogue
 from accord.authz.domain.policy_files import default_policy_dir, load_policy_dir
+from accord.authz.testing import consume
 from accord.events import AccessRequested, Resource, UserCreated, new_event
 from accord.runtime import db
 from accord.runtime.consumer import HandlerContext
 from accord.stack.testing import run_accord as accord
-
-from .consumed import consume
 
 pytestmark = pytest.mark.integration
 SCHEMA = "authz"

@@ -20,6 +20,7 @@ from accord.authz.catalogue import load_catalogue
 from accord.authz.domain.approvals import NotAnApprover
 from accord.authz.domain.policy_files import default_policy_dir, load_policy_dir
 from accord.authz.ports import NewGrant
+from accord.authz.testing import consume
 from accord.events import (
     AccessApprovalDecided,
     AccessApprovalRequested,
@@ -38,8 +39,6 @@ from accord.events import (
 )
 from accord.runtime.consumer import HandlerContext
 from accord.stack.testing import migrated_pool
-
-from .consumed import consume
 
 pytestmark = pytest.mark.integration
 SCHEMA = "authz"

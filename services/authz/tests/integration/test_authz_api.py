@@ -20,6 +20,7 @@ from accord.authz import access, access_api, api, decision_api
 from accord.authz.domain.policy_files import default_policy_dir
 from accord.authz.policy_holder import PolicyHolder
 from accord.authz.settings import AuthzSettings
+from accord.authz.testing import consume
 from accord.events import UserCreated, new_event
 from accord.runtime.consumer import HandlerContext
 from accord.runtime.http import create_app, secure
@@ -29,8 +30,6 @@ from accord.runtime.security.rate_limit import RateLimiter
 from accord.runtime.security.roles import Caller, Role
 from accord.runtime.service import Runtime
 from accord.stack.testing import migrated_pool
-
-from .consumed import consume
 
 pytestmark = pytest.mark.integration
 SCHEMA = "authz"

@@ -18,6 +18,7 @@ from accord.authz.adapters.directory import PostgresDirectory
 from accord.authz.catalogue import load_catalogue
 from accord.authz.domain.policy_files import default_policy_dir, load_policy_dir
 from accord.authz.settings import AuthzSettings
+from accord.authz.testing import consume
 from accord.events import (
     AccessRequested,
     EventData,
@@ -37,8 +38,6 @@ from accord.runtime.security.rate_limit import RateLimiter
 from accord.runtime.security.roles import Caller, Role
 from accord.runtime.service import Runtime
 from accord.stack.testing import migrated_pool
-
-from .consumed import consume
 
 pytestmark = pytest.mark.integration
 SCHEMA = "authz"

@@ -11,6 +11,7 @@ import pytest
 import pytest_asyncio
 
 from accord.authz.adapters import authn_projection, requests
+from accord.authz.testing import consume
 from accord.events import (
     AccessDecided,
     AccessGranted,
@@ -22,7 +23,6 @@ from accord.events import (
 )
 from accord.stack.testing import migrated_pool
 
-from .consumed import consume
 from .test_authz_access_flow import SCHEMA, ask, on
 
 pytestmark = pytest.mark.integration

@@ -1,5 +1,7 @@
 """Authz's consumer routes as the service runs them (bootstrap.route_table), with the
-shipped policies: tests hand an event to `consume` as the consumer loop would."""
+shipped policies: tests hand an event to `consume` as the consumer loop would (shipped in
+the package, like the other services' testing modules: test folders are not importable
+packages across the workspace)."""
 
 from __future__ import annotations
 
