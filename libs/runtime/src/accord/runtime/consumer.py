@@ -103,6 +103,14 @@ class ConsumerLoop:
         self.joined = False
         """True once the group has assigned this member its partitions (maybe none)."""
 
+    async def serve(self) -> None:
+        """Start the consumer client, consume until stop(), then close the client."""
+        await self._consumer.start()
+        try:
+            await self.run()
+        finally:
+            await self._consumer.stop()
+
     async def run(self) -> None:
         """Consume until stop(); in-flight records finish and are committed first.
 

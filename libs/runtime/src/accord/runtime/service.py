@@ -251,11 +251,7 @@ class Service:
 
     async def _consume(self) -> None:
         assert self.consumer is not None
-        await self.consumer._consumer.start()
-        try:
-            await self.consumer.run()
-        finally:
-            await self.consumer._consumer.stop()
+        await self.consumer.serve()
 
     async def _wait_for_stop_or_crash(self, tasks: dict[str, asyncio.Task[Any]]) -> None:
         stop = asyncio.create_task(self._stop.wait())

@@ -101,7 +101,6 @@ class InMemoryService:
         if not self.topics:
             return
         consumer = self.broker.consumer(self.group)
-        await consumer.start()
         self.loop = ConsumerLoop(
             consumer=consumer,
             producer=self.producer,
@@ -112,15 +111,7 @@ class InMemoryService:
             topics=self.topics,
             **self._options,
         )
-        consume = self._consume(self.loop, consumer)
-        self._tasks.append(asyncio.create_task(consume, name="memory consumer"))
-
-    @staticmethod
-    async def _consume(loop: ConsumerLoop, consumer: Any) -> None:
-        try:
-            await loop.run()
-        finally:
-            await consumer.stop()
+        self._tasks.append(asyncio.create_task(self.loop.serve(), name="memory consumer"))
 
     async def stop(self) -> None:
         """Stop the loop (records in flight finish and commit) and the relay; re-raise a
