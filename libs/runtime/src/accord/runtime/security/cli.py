@@ -12,6 +12,7 @@ from typing import Any
 import asyncpg
 
 from accord.events.cli import EXIT_USAGE, CliError
+from accord.runtime.cli_scaffold import add_action, add_actions
 from accord.runtime.cli_support import run_on_database
 from accord.runtime.security import api_tokens
 from accord.runtime.security.roles import Permission, Role
@@ -22,14 +23,14 @@ _UNITS = {"d": "days", "h": "hours", "m": "minutes"}
 
 def register_token(commands: Any) -> None:
     """Add `accord token` to the accord command."""
-    p = commands.add_parser(
+    actions = add_actions(
+        commands,
         "token",
         help="create, list and revoke API tokens for Accord's HTTP APIs",
         description="API tokens are random, stored hashed (SHA-256), scoped by roles and "
         "optionally by permissions, expire, and can be revoked. The database is DATABASE_URL.",
     )
-    actions = p.add_subparsers(title="actions", metavar="ACTION", required=True)
-    create = actions.add_parser("create", help="issue a token and print it once")
+    create = add_action(actions, "create", _create, help="issue a token and print it once")
     create.add_argument("--subject", required=True, help="who the token is for (a user id)")
     create.add_argument(
         "--role",
@@ -48,13 +49,10 @@ def register_token(commands: Any) -> None:
         "--expires-in", default="90d", help="lifetime such as 90d, 12h or 30m (default 90d)"
     )
     create.add_argument("--description", default="", help="what the token is for")
-    create.set_defaults(func=_create)
-    listing = actions.add_parser("list", help="list tokens (never their secrets)")
+    listing = add_action(actions, "list", _list, help="list tokens (never their secrets)")
     listing.add_argument("--all", action="store_true", help="include expired and revoked")
-    listing.set_defaults(func=_list)
-    revoke = actions.add_parser("revoke", help="revoke a token at once")
+    revoke = add_action(actions, "revoke", _revoke, help="revoke a token at once")
     revoke.add_argument("token_id", help="the id shown by `accord token list`")
-    revoke.set_defaults(func=_revoke)
 
 
 def parse_duration(text: str) -> timedelta:
