@@ -8,11 +8,13 @@ through the outbox, so a state change and its events commit together or not at a
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Concatenate, ParamSpec, TypeVar
+
 import asyncpg
 
 from accord.authz.adapters.postgres import postgres_stores
 from accord.authz.catalogue import Catalogue
-from accord.authz.domain import approvals as chain_rules
 from accord.authz.domain.approvals import (
     ApprovalSettings,
     NotInvolved,
@@ -21,6 +23,7 @@ from accord.authz.domain.approvals import (
 )
 from accord.authz.domain.policy_set import LoadedPolicies
 from accord.authz.handlers import access as flow
+from accord.authz.ports import Stores
 from accord.events import AccessRequested, Envelope
 from accord.runtime.errors import PermanentError
 
@@ -35,6 +38,9 @@ __all__ = [
     "revoke",
     "revoke_all",
 ]
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 async def decide_request(
@@ -61,59 +67,24 @@ async def decide_request(
     )
 
 
-async def resolve_stages(
-    conn: asyncpg.Connection,
-    chain: tuple[str, ...],
-    *,
-    requester_id: str,
-    principal_id: str,
-    application: str,
-    catalogue: Catalogue,
-) -> list[chain_rules.Stage]:
-    """Who approves each stage of a chain, and who it escalates to."""
-    return await flow.resolve_stages(
-        postgres_stores(conn),
-        chain,
-        requester_id=requester_id,
-        principal_id=principal_id,
-        application=application,
-        catalogue=catalogue,
-    )
+def _on_connection(
+    run: Callable[Concatenate[Stores, P], Awaitable[R]],
+) -> Callable[Concatenate[asyncpg.Connection, P], Awaitable[R]]:
+    """The flow function `run` on the stores of one connection."""
+
+    async def bound(conn: asyncpg.Connection, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        return await run(postgres_stores(conn), *args, **kwargs)
+
+    bound.__name__ = bound.__qualname__ = run.__name__
+    bound.__doc__ = run.__doc__
+    return bound
 
 
-async def decide_stage(
-    conn: asyncpg.Connection,
-    request_id: str,
-    *,
-    approver_id: str,
-    approve: bool,
-    comment: str | None,
-    catalogue: Catalogue,
-    settings: ApprovalSettings,
-    source: str,
-) -> list[Envelope]:
-    """An approver's answer to the request's current stage (see flow.decide_stage)."""
-    return await flow.decide_stage(
-        postgres_stores(conn),
-        request_id,
-        approver_id=approver_id,
-        approve=approve,
-        comment=comment,
-        catalogue=catalogue,
-        settings=settings,
-        source=source,
-    )
-
-
-async def revoke(
-    conn: asyncpg.Connection, grant_id: str, reason: str, *, source: str
-) -> list[Envelope]:
-    """End a live grant (leaver, revoked by an operator); nothing if it is not live."""
-    return await flow.revoke(postgres_stores(conn), grant_id, reason, source=source)
-
-
-async def revoke_all(
-    conn: asyncpg.Connection, principal_id: str, reason: str, *, source: str
-) -> list[Envelope]:
-    """End every live grant of an identity (a leaver)."""
-    return await flow.revoke_all(postgres_stores(conn), principal_id, reason, source=source)
+#: Who approves each stage of a chain, and who it escalates to.
+resolve_stages = _on_connection(flow.resolve_stages)
+#: An approver's answer to the request's current stage.
+decide_stage = _on_connection(flow.decide_stage)
+#: End a live grant (leaver, revoked by an operator); nothing if it is not live.
+revoke = _on_connection(flow.revoke)
+#: End every live grant of an identity (a leaver).
+revoke_all = _on_connection(flow.revoke_all)

@@ -18,8 +18,17 @@ from accord.authz.catalogue import entitlement_id
 from accord.authz.domain.approvals import ApprovalSettings, Stage
 from accord.authz.domain.model import Entity, EntityRef
 from accord.authz.domain.principals import PrincipalFacts
-from accord.authz.ports import AuthzPorts, Clock, NewGrant, Row, Rules, Stores, utc_now
-from accord.events import AccessRequested, Resource
+from accord.authz.ports import (
+    AuthzPorts,
+    Clock,
+    NewGrant,
+    Row,
+    Rules,
+    Stores,
+    access_request,
+    utc_now,
+)
+from accord.events import AccessRequested
 
 
 @dataclass
@@ -179,13 +188,7 @@ class MemoryDirectory:
 
     def _up(self, member_id: str) -> list[str]:
         """Every group the member is in, directly or through nesting."""
-        found: set[str] = set()
-        frontier = {member_id}
-        while frontier:
-            above = {g for g, m in self.memory.members if m in frontier} - found
-            found |= above
-            frontier = above
-        return sorted(found)
+        return sorted(_reach(member_id, {(m, g) for g, m in self.memory.members}))
 
     async def managers(self, user_id: str) -> dict[str, str | None]:
         found: dict[str, str | None] = {}
@@ -200,13 +203,17 @@ class MemoryDirectory:
         return found
 
     async def members(self, group_id: str) -> list[str]:
-        found: set[str] = set()
-        frontier = {group_id}
-        while frontier:
-            below = {m for g, m in self.memory.members if g in frontier} - found
-            found |= below
-            frontier = below
-        return sorted(found - set(self.memory.groups))
+        return sorted(_reach(group_id, self.memory.members) - set(self.memory.groups))
+
+
+def _reach(start: str, edges: set[tuple[str, str]]) -> set[str]:
+    """Every node reachable from start along the (from, to) edges."""
+    found: set[str] = set()
+    frontier = {start}
+    while frontier:
+        frontier = {b for a, b in edges if a in frontier} - found
+        found |= frontier
+    return found
 
 
 def authn_attrs(memory: Memory, user_id: str) -> dict[str, Any]:
@@ -278,17 +285,7 @@ class MemoryRequests:
             ),
             key=lambda r: (r["created_at"], r["request_id"]),
         )
-        return [
-            AccessRequested(
-                request_id=r["request_id"],
-                requester_id=r["requester_id"],
-                principal_id=r["principal_id"],
-                resource=Resource(application=r["application"], entitlement=r["entitlement"]),
-                justification=r["justification"],
-                duration_seconds=r["duration_seconds"],
-            )
-            for r in rows
-        ]
+        return [access_request(r) for r in rows]
 
     async def decide(self, request_id: str, status: str, reasons: list[str]) -> bool:
         row = self.memory.requests.get(request_id)

@@ -14,7 +14,7 @@ JSON list), granted_at, expires_at, revoked_at, revoke_reason.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -24,7 +24,7 @@ from accord.authz.domain.approvals import ApprovalSettings, Stage
 from accord.authz.domain.model import Entity
 from accord.authz.domain.policy_set import LoadedPolicies
 from accord.authz.domain.principals import PrincipalFacts
-from accord.events import AccessRequested
+from accord.events import AccessRequested, Resource
 from accord.events.catalogue import Provisioning
 
 #: The policies and catalogue in force now (they may be reloaded between two events).
@@ -38,6 +38,18 @@ Clock = Callable[[], datetime]
 def utc_now() -> datetime:
     """The wall clock, in UTC."""
     return datetime.now(UTC)
+
+
+def access_request(row: Mapping[str, Any]) -> AccessRequested:
+    """The access request a request row records."""
+    return AccessRequested(
+        request_id=row["request_id"],
+        requester_id=row["requester_id"],
+        principal_id=row["principal_id"],
+        resource=Resource(application=row["application"], entitlement=row["entitlement"]),
+        justification=row["justification"],
+        duration_seconds=row["duration_seconds"],
+    )
 
 
 @dataclass(frozen=True)

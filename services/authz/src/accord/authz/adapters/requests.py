@@ -7,7 +7,8 @@ from typing import Any
 
 import asyncpg
 
-from accord.events import AccessRequested, Resource
+from accord.authz.ports import access_request
+from accord.events import AccessRequested
 from accord.runtime.sql import Conditions
 
 _COLUMNS = (
@@ -77,17 +78,7 @@ class PostgresRequests:
             " WHERE principal_id = $1 AND status = 'pending' ORDER BY created_at, request_id",
             principal_id,
         )
-        return [
-            AccessRequested(
-                request_id=r["request_id"],
-                requester_id=r["requester_id"],
-                principal_id=r["principal_id"],
-                resource=Resource(application=r["application"], entitlement=r["entitlement"]),
-                justification=r["justification"],
-                duration_seconds=r["duration_seconds"],
-            )
-            for r in rows
-        ]
+        return [access_request(r) for r in rows]
 
     async def decide(self, request_id: str, status: str, reasons: list[str]) -> bool:
         """Set the decision of a pending request; False if it was already decided."""
