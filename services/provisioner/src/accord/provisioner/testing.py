@@ -16,7 +16,13 @@ from typing import Any
 import pytest
 
 from accord.events import Profile
-from accord.provisioner.ports import Connector, TargetAccount, TargetRejected, TargetUnavailable
+from accord.provisioner.ports import (
+    AccountRef,
+    Connector,
+    TargetAccount,
+    TargetRejected,
+    TargetUnavailable,
+)
 
 
 @dataclass(frozen=True)
@@ -172,16 +178,28 @@ class ConnectorContract:
             # a user name nobody has), and no drift for reconciliation to report.
             elsewhere = f"x.{profile.user_name}"
             account = await connector.get_account(user_id, elsewhere)
-            assert account is not None
-            assert (account.account_id, account.owner, account.active) == (
-                ref.account_id,
-                user_id,
-                True,
-            )
-            assert managed(connector, account.profile) == managed(
-                connector, connector.as_stored(profile)
-            )
+            self._assert_linked(connector, account, ref, user_id, profile)
             await self._every_lookup_finds(connector, user_id, elsewhere, ref.account_id)
+
+    @staticmethod
+    def _assert_linked(
+        connector: Connector,
+        account: TargetAccount | None,
+        ref: AccountRef,
+        user_id: str,
+        profile: Profile,
+    ) -> None:
+        """The account is ref's, linked to the identity, active, and holds its profile as the
+        target stores it."""
+        assert account is not None
+        assert (account.account_id, account.owner, account.active) == (
+            ref.account_id,
+            user_id,
+            True,
+        )
+        assert managed(connector, account.profile) == managed(
+            connector, connector.as_stored(profile)
+        )
 
     @staticmethod
     async def _every_lookup_finds(
@@ -219,15 +237,7 @@ class ConnectorContract:
 
             account = await connector.get_account(user_id, profile.user_name)
 
-            assert account is not None
-            assert (account.account_id, account.owner, account.active) == (
-                ref.account_id,
-                user_id,
-                True,
-            )
-            assert managed(connector, account.profile) == managed(
-                connector, connector.as_stored(profile)
-            )
+            self._assert_linked(connector, account, ref, user_id, profile)
 
     async def test_get_account_sees_changes_and_other_owners(self, harness: Harness) -> None:
         connector = harness.connector

@@ -270,9 +270,8 @@ class SqlConnector:
         async with self._connection("update") as conn:
             found = await self._find(conn, user_id, profile.user_name)
             if found is not None:
-                values = self._values(profile)
                 updated = await conn.fetchval(
-                    self._update_sql, found.key, user_id, profile.user_name, profile.active, *values
+                    self._update_sql, found.key, *self._row(user_id, profile)
                 )
                 if updated is not None:
                     return AccountRef(updated, already_existed=True)
@@ -374,23 +373,12 @@ class SqlConnector:
                     return AccountRef(found.account_id, already_existed=True)
                 # An unlinked row of that name: adopt it, unless someone else just did.
                 adopted = await conn.fetchval(
-                    self._adopt_sql,
-                    found.key,
-                    user_id,
-                    profile.user_name,
-                    profile.active,
-                    *self._values(profile),
+                    self._adopt_sql, found.key, *self._row(user_id, profile)
                 )
                 if adopted is not None:
                     return AccountRef(adopted, already_existed=True)
                 continue
-            created = await conn.fetchval(
-                self._insert_sql,
-                user_id,
-                profile.user_name,
-                profile.active,
-                *self._values(profile),
-            )
+            created = await conn.fetchval(self._insert_sql, *self._row(user_id, profile))
             if created is not None:
                 return AccountRef(created, already_existed=False)
             # A unique conflict: made concurrently (look again), or another column clashes.
@@ -452,9 +440,11 @@ class SqlConnector:
             await conn.execute(statement, group, found.key)
             return found.account_id
 
-    def _values(self, profile: Profile) -> list[str | None]:
+    def _row(self, user_id: str, profile: Profile) -> list[object]:
+        """The link, user name, active and mapped columns' values, in the order the insert
+        and the updates list those columns."""
         values = column_values(profile)
-        return [values[f] for f in self._fields]
+        return [user_id, profile.user_name, profile.active, *(values[f] for f in self._fields)]
 
     @asynccontextmanager
     async def _connection(self, operation: str) -> AsyncIterator[Any]:
