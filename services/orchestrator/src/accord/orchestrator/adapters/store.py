@@ -313,6 +313,12 @@ _SAGA_COLUMNS = (
 )
 
 
+async def _text(conn: asyncpg.Connection, query: str, *args: object) -> str | None:
+    """The value a one-column query selects, as text; None when it selects no row."""
+    value = await conn.fetchval(query, *args)
+    return str(value) if value is not None else None
+
+
 async def load_saga(conn: asyncpg.Connection, saga_id: str) -> SagaState | None:
     """A saga, locked for the rest of the transaction."""
     row = await conn.fetchrow(
@@ -324,8 +330,7 @@ async def load_saga(conn: asyncpg.Connection, saga_id: str) -> SagaState | None:
 
 async def saga_status(conn: asyncpg.Connection, saga_id: str) -> str | None:
     """A saga's status, without locking it; None when there is no such saga."""
-    value = await conn.fetchval("SELECT status FROM sagas WHERE saga_id = $1", saga_id)
-    return str(value) if value is not None else None
+    return await _text(conn, "SELECT status FROM sagas WHERE saga_id = $1", saga_id)
 
 
 async def busy(conn: asyncpg.Connection, user_id: str) -> bool:
@@ -340,16 +345,14 @@ async def busy(conn: asyncpg.Connection, user_id: str) -> bool:
 
 async def holder(conn: asyncpg.Connection, user_id: str) -> str | None:
     """The saga that holds the identity, if one does."""
-    value = await conn.fetchval(
-        "SELECT saga_id FROM sagas WHERE subject_id = $1 AND holds_identity", user_id
+    return await _text(
+        conn, "SELECT saga_id FROM sagas WHERE subject_id = $1 AND holds_identity", user_id
     )
-    return str(value) if value is not None else None
 
 
 async def saga_subject(conn: asyncpg.Connection, saga_id: str) -> str | None:
     """The identity a saga is about, without locking the saga."""
-    value = await conn.fetchval("SELECT subject_id FROM sagas WHERE saga_id = $1", saga_id)
-    return str(value) if value is not None else None
+    return await _text(conn, "SELECT subject_id FROM sagas WHERE saga_id = $1", saga_id)
 
 
 async def next_queued(conn: asyncpg.Connection, user_id: str) -> SagaState | None:
@@ -365,8 +368,7 @@ async def next_queued(conn: asyncpg.Connection, user_id: str) -> SagaState | Non
 
 async def saga_correlation(conn: asyncpg.Connection, saga_id: str) -> str | None:
     """The correlation id a saga's events carry."""
-    value = await conn.fetchval("SELECT correlation_id FROM sagas WHERE saga_id = $1", saga_id)
-    return str(value) if value is not None else None
+    return await _text(conn, "SELECT correlation_id FROM sagas WHERE saga_id = $1", saga_id)
 
 
 async def save_saga(conn: asyncpg.Connection, state: SagaState) -> None:
