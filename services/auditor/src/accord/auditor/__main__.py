@@ -1,17 +1,8 @@
-"""python -m accord.auditor"""
+"""python -m accord.auditor: the same as `accord-auditor` (accord.auditor.main)."""
 
 from __future__ import annotations
 
-from accord.auditor.bootstrap import definition
-from accord.auditor.settings import AuditorSettings
-from accord.runtime.service import run_service
-
-
-def main() -> None:
-    """Entry point."""
-    settings = AuditorSettings()
-    run_service(definition(settings), settings)
-
+from accord.auditor.main import main
 
 if __name__ == "__main__":
     main()

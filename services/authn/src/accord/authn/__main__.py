@@ -1,17 +1,8 @@
-"""python -m accord.authn"""
+"""python -m accord.authn: the same as `accord-authn` (accord.authn.main)."""
 
 from __future__ import annotations
 
-from accord.authn.bootstrap import definition
-from accord.authn.settings import AuthnSettings
-from accord.runtime.service import run_service
-
-
-def main() -> None:
-    """Entry point."""
-    settings = AuthnSettings()
-    run_service(definition(settings), settings)
-
+from accord.authn.main import main
 
 if __name__ == "__main__":
     main()

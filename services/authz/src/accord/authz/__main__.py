@@ -1,17 +1,8 @@
-"""python -m accord.authz"""
+"""python -m accord.authz: the same as `accord-authz` (accord.authz.main)."""
 
 from __future__ import annotations
 
-from accord.authz.bootstrap import definition
-from accord.authz.settings import AuthzSettings
-from accord.runtime.service import run_service
-
-
-def main() -> None:
-    """Entry point."""
-    settings = AuthzSettings()
-    run_service(definition(settings), settings)
-
+from accord.authz.main import main
 
 if __name__ == "__main__":
     main()

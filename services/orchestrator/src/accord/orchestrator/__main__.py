@@ -1,17 +1,8 @@
-"""python -m accord.orchestrator"""
+"""python -m accord.orchestrator: the same as `accord-orchestrator` (accord.orchestrator.main)."""
 
 from __future__ import annotations
 
-from accord.orchestrator.bootstrap import definition
-from accord.orchestrator.settings import OrchestratorSettings
-from accord.runtime.service import run_service
-
-
-def main() -> None:
-    """Entry point."""
-    settings = OrchestratorSettings()
-    run_service(definition(settings), settings)
-
+from accord.orchestrator.main import main
 
 if __name__ == "__main__":
     main()

@@ -1,17 +1,8 @@
-"""python -m accord.provisioner"""
+"""python -m accord.provisioner: the same as `accord-provisioner` (accord.provisioner.main)."""
 
 from __future__ import annotations
 
-from accord.provisioner.bootstrap import definition
-from accord.provisioner.settings import ProvisionerSettings
-from accord.runtime.service import run_service
-
-
-def main() -> None:
-    """Entry point."""
-    settings = ProvisionerSettings()
-    run_service(definition(settings), settings)
-
+from accord.provisioner.main import main
 
 if __name__ == "__main__":
     main()
