@@ -120,8 +120,7 @@ router = APIRouter(prefix="/v1", dependencies=[Depends(require(Permission.AUDIT_
 
 def configure(app: FastAPI, runtime: Runtime) -> None:
     """Mount the auditor's routes."""
-    web.serve(app, runtime)
-    app.include_router(router)
+    web.serve(app, runtime, router)
 
 
 @router.get("/audit/events", summary="Audit records, filtered, in log order")

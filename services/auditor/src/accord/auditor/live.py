@@ -40,7 +40,7 @@ from typing import Annotated, Any, Protocol
 import asyncpg
 from aiokafka import AIOKafkaConsumer
 from aiokafka.structs import TopicPartition
-from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from accord.auditor.adapters import log_store
@@ -48,6 +48,7 @@ from accord.auditor.adapters.log_store import Filters
 from accord.events import REGISTRY, AuditRecorded, Envelope, InvalidEvent, from_kafka, topics
 from accord.events.catalogue.audit import Outcome
 from accord.events.kafka_config import client_config
+from accord.runtime.app_deps import Mounted
 from accord.runtime.params import Cursor, Text
 from accord.runtime.records import Record
 from accord.runtime.security.api import require
@@ -449,9 +450,7 @@ class LiveDeps:
     records: RecordSource
 
 
-def _deps(request: Request) -> LiveDeps:
-    deps: LiveDeps = request.app.state.auditor_live
-    return deps
+_deps = Mounted[LiveDeps]("auditor_live")
 
 
 async def opened(
@@ -501,6 +500,5 @@ def configure(
     fetch_wait = runtime.settings.fetch_wait_ms()
     live = feed or LiveFeed(lambda: feed_consumer(fetch_wait))
     source = records if records is not None else TableRecords(runtime.pool)
-    app.state.auditor_live = LiveDeps(runtime, live, source)
-    app.include_router(router)
+    _deps.mount(app, LiveDeps(runtime, live, source), router)
     return live

@@ -19,6 +19,7 @@ from accord.auditor.domain.aggregates import (
     Observation,
     Step,
 )
+from accord.runtime.app_deps import Mounted
 from accord.runtime.security.api import require
 from accord.runtime.security.roles import Permission
 
@@ -144,15 +145,12 @@ class AuditorMetrics:
 router = APIRouter(tags=["metrics"])
 
 
+_metrics = Mounted[AuditorMetrics]("auditor_metrics")
+
+
 def mount(app: FastAPI, metrics: AuditorMetrics) -> None:
     """GET /metrics: the Prometheus text exposition format (OpenMetrics when asked for)."""
-    app.state.auditor_metrics = metrics
-    app.include_router(router)
-
-
-def _metrics(request: Request) -> AuditorMetrics:
-    metrics: AuditorMetrics = request.app.state.auditor_metrics
-    return metrics
+    _metrics.mount(app, metrics, router)
 
 
 @router.get(

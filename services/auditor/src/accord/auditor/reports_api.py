@@ -214,8 +214,7 @@ router = APIRouter(
 
 def configure(app: FastAPI, runtime: Runtime) -> None:
     """Mount /v1/reports."""
-    web.serve(app, runtime)
-    app.include_router(router)
+    web.serve(app, runtime, router)
 
 
 @router.get("/access", summary="Who held what, now or at any past time")

@@ -9,20 +9,18 @@ from __future__ import annotations
 from typing import Annotated
 
 import asyncpg
-from fastapi import Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 
+from accord.runtime.app_deps import Mounted
 from accord.runtime.service import Runtime
 
-
-def serve(app: FastAPI, runtime: Runtime) -> None:
-    """Let the auditor's routes on this app reach the runtime."""
-    app.state.auditor_runtime = runtime
+runtime_of = Mounted[Runtime]("auditor_runtime")
+"""The runtime of the app serving the request."""
 
 
-def runtime_of(request: Request) -> Runtime:
-    """The runtime of the app serving the request."""
-    runtime: Runtime = request.app.state.auditor_runtime
-    return runtime
+def serve(app: FastAPI, runtime: Runtime, *routers: APIRouter) -> None:
+    """Let the auditor's routes on this app reach the runtime; mount `routers`."""
+    runtime_of.mount(app, runtime, *routers)
 
 
 def pool_of(request: Request) -> asyncpg.Pool:

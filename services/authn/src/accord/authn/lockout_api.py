@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Response
 from pydantic import BaseModel, ConfigDict
 
 from accord.authn import approvals
@@ -16,6 +16,7 @@ from accord.authn.domain.lockout import MFA_RESET, UNLOCK
 from accord.authn.handlers import lockout
 from accord.authn.ports import PortsOf
 from accord.events.catalogue.base import Identifier, LongText, ShortText
+from accord.runtime.app_deps import Mounted
 from accord.runtime.outbox import enqueue
 from accord.runtime.params import Id, Rfc3339, parse_rfc3339
 from accord.runtime.problems import documented
@@ -110,15 +111,12 @@ class LockoutDeps:
     ports_of: PortsOf
 
 
-def _deps(request: Request) -> LockoutDeps:
-    deps: LockoutDeps = request.app.state.authn_lockouts
-    return deps
+_deps = Mounted[LockoutDeps]("authn_lockouts")
 
 
 def configure(app: FastAPI, runtime: Runtime, ports_of: PortsOf) -> None:
     """Mount the lockout routes."""
-    app.state.authn_lockouts = LockoutDeps(runtime, ports_of)
-    app.include_router(router)
+    _deps.mount(app, LockoutDeps(runtime, ports_of), router)
 
 
 router = APIRouter(prefix="/v1", tags=["lockouts"])

@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict
 
 from accord.authn.domain.set_tokens import SetRejected
 from accord.authn.receiver import JwksUnavailable, React, Receiver, accept
+from accord.runtime.app_deps import Mounted
 from accord.runtime.problems import PROBLEM_JSON, Problem, documented
 from accord.runtime.security.api import require
 from accord.runtime.security.roles import Caller, Permission
@@ -80,15 +81,12 @@ class ReceiverDeps:
     react: React
 
 
-def _deps(request: Request) -> ReceiverDeps:
-    deps: ReceiverDeps = request.app.state.authn_receiver
-    return deps
+_deps = Mounted[ReceiverDeps]("authn_receiver")
 
 
 def configure(app: FastAPI, runtime: Runtime, receiver: Receiver, react: React) -> None:
     """Mount POST /ssf/receiver/push."""
-    app.state.authn_receiver = ReceiverDeps(runtime, receiver, react)
-    app.include_router(router)
+    _deps.mount(app, ReceiverDeps(runtime, receiver, react), router)
 
 
 router = APIRouter(tags=["shared signals"])

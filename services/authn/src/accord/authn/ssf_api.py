@@ -31,6 +31,7 @@ from accord.authn.domain.set_tokens import SetSigner
 from accord.authn.domain.streams import InvalidStream
 from accord.authn.receiver import JwksCache, React, Receiver, load_transmitters
 from accord.authn.settings import AuthnSettings
+from accord.runtime.app_deps import Mounted
 from accord.runtime.params import Id
 from accord.runtime.problems import PROBLEM_JSON, Problem
 from accord.runtime.security.api import authenticated, may_see
@@ -61,8 +62,7 @@ def configure(
     """Mount the transmitter and the receiver endpoints."""
     check_transmitter(settings, signer)
     base = settings.public_url.rstrip("/")
-    app.state.authn_ssf = SsfDeps(runtime, base, signer, settings, long_poll_s)
-    app.include_router(_transmitter(base))
+    _deps.mount(app, SsfDeps(runtime, base, signer, settings, long_poll_s), _transmitter(base))
     receiver_api.configure(app, runtime, receiver, react)
 
 
@@ -153,9 +153,7 @@ class SsfDeps:
     long_poll_s: float
 
 
-def _deps(request: Request) -> SsfDeps:
-    deps: SsfDeps = request.app.state.authn_ssf
-    return deps
+_deps = Mounted[SsfDeps]("authn_ssf")
 
 
 def _transmitting(deps: SsfDeps = Depends(_deps)) -> SetSigner:

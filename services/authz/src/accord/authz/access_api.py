@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query
 from pydantic import BaseModel, ConfigDict
 
 from accord.authz import access, sod
@@ -14,6 +14,7 @@ from accord.authz.domain.approvals import ApprovalSettings, NotAnApprover
 from accord.authz.ports import Rules
 from accord.authz.views import GrantView, PendingApproval, StageView
 from accord.events.catalogue.base import LongText, ShortText
+from accord.runtime.app_deps import Mounted
 from accord.runtime.outbox import enqueue
 from accord.runtime.params import Id, Rfc3339, parse_rfc3339
 from accord.runtime.security.api import own_or, own_unless_allowed, require
@@ -94,15 +95,12 @@ class AccessDeps:
     settings: ApprovalSettings
 
 
-def _deps(request: Request) -> AccessDeps:
-    deps: AccessDeps = request.app.state.authz_access_api
-    return deps
+_deps = Mounted[AccessDeps]("authz_access_api")
 
 
 def configure(app: FastAPI, runtime: Runtime, rules: Rules, settings: ApprovalSettings) -> None:
     """Mount the approval, grant and SoD routes."""
-    app.state.authz_access_api = AccessDeps(runtime, rules, settings)
-    app.include_router(router)
+    _deps.mount(app, AccessDeps(runtime, rules, settings), router)
 
 
 router = APIRouter(prefix="/v1", tags=["authz"])

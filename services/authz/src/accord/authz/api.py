@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request, Response
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from accord.authz import access
@@ -16,6 +16,7 @@ from accord.authz.policy_holder import PolicyHolder
 from accord.authz.views import StageView, Timestamp
 from accord.events import AccessRequested, Resource, new_event
 from accord.events.catalogue.base import Identifier, LongText
+from accord.runtime.app_deps import Mounted
 from accord.runtime.outbox import enqueue
 from accord.runtime.params import Id
 from accord.runtime.security.api import may_see, own_or, require
@@ -102,9 +103,7 @@ class ApiDeps:
     settings: access.ApprovalSettings
 
 
-def _deps(request: Request) -> ApiDeps:
-    deps: ApiDeps = request.app.state.authz_api
-    return deps
+_deps = Mounted[ApiDeps]("authz_api")
 
 
 router = APIRouter(prefix="/v1", tags=["authz"])
@@ -118,8 +117,7 @@ def configure(
     app: FastAPI, runtime: Runtime, holder: PolicyHolder, settings: access.ApprovalSettings
 ) -> None:
     """Mount authz's routes."""
-    app.state.authz_api = ApiDeps(runtime, holder, settings)
-    app.include_router(router)
+    _deps.mount(app, ApiDeps(runtime, holder, settings), router)
 
 
 @router.post(

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -42,6 +42,7 @@ from accord.authz.domain.policy_set import EntityError, LoadedPolicies, decide_b
 from accord.authz.ports import Rules
 from accord.events import AuthzDecided
 from accord.events.catalogue.base import Identifier
+from accord.runtime.app_deps import Mounted
 from accord.runtime.security.api import require
 from accord.runtime.security.roles import Permission
 from accord.runtime.service import Runtime
@@ -148,9 +149,7 @@ class FactorDeps:
     clock: Clock
 
 
-def _deps(request: Request) -> FactorDeps:
-    deps: FactorDeps = request.app.state.authz_authn_api
-    return deps
+_deps = Mounted[FactorDeps]("authz_authn_api")
 
 
 def _utc_now() -> datetime:
@@ -166,8 +165,7 @@ def configure(
     clock: Clock | None = None,
 ) -> None:
     """Mount the factor API; `log_rate` of the answers are logged as authz.decided."""
-    app.state.authz_authn_api = FactorDeps(runtime, rules, log_rate, clock or _utc_now)
-    app.include_router(router)
+    _deps.mount(app, FactorDeps(runtime, rules, log_rate, clock or _utc_now), router)
 
 
 router = APIRouter(prefix="/v1", tags=["authentication"])

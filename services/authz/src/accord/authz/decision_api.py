@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 import asyncpg
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI
 from pydantic import BaseModel, ConfigDict, Field
 
 from accord.authz import access
@@ -40,6 +40,7 @@ from accord.authz.domain.policy_set import (
 from accord.authz.ports import Rules
 from accord.events import AuthzDecided, new_event, to_kafka
 from accord.events.catalogue.base import CedarType, ShortText
+from accord.runtime.app_deps import Mounted
 from accord.runtime.security.api import require
 from accord.runtime.security.roles import Permission
 from accord.runtime.service import Runtime
@@ -132,15 +133,12 @@ class DecisionDeps:
     log_rate: float
 
 
-def _deps(request: Request) -> DecisionDeps:
-    deps: DecisionDeps = request.app.state.authz_decision_api
-    return deps
+_deps = Mounted[DecisionDeps]("authz_decision_api")
 
 
 def configure(app: FastAPI, runtime: Runtime, rules: Rules, *, log_rate: float) -> None:
     """Mount the decision API."""
-    app.state.authz_decision_api = DecisionDeps(runtime, rules, log_rate)
-    app.include_router(router)
+    _deps.mount(app, DecisionDeps(runtime, rules, log_rate), router)
 
 
 router = APIRouter(prefix="/v1", tags=["decisions"])

@@ -6,13 +6,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from accord.orchestrator import sagas
 from accord.orchestrator.adapters import store
 from accord.orchestrator.domain import account_saga as saga
 from accord.orchestrator.domain.workflow import WorkflowSettings
+from accord.runtime.app_deps import Mounted
 from accord.runtime.params import Cursor, Id
 from accord.runtime.security.api import may_see, own_or, require
 from accord.runtime.security.roles import Caller, Permission
@@ -76,9 +77,7 @@ class ApiDeps:
     workflows: WorkflowSettings
 
 
-def _deps(request: Request) -> ApiDeps:
-    deps: ApiDeps = request.app.state.orchestrator_api
-    return deps
+_deps = Mounted[ApiDeps]("orchestrator_api")
 
 
 router = APIRouter(prefix="/v1", tags=["orchestrator"])
@@ -90,8 +89,7 @@ _operator = require(Permission.SAGAS_OPERATE)
 
 def configure(app: FastAPI, runtime: Runtime, workflows: WorkflowSettings) -> None:
     """Mount the orchestrator's routes."""
-    app.state.orchestrator_api = ApiDeps(runtime, workflows)
-    app.include_router(router)
+    _deps.mount(app, ApiDeps(runtime, workflows), router)
 
 
 @router.get("/identities/{user_id}", summary="One identity of the registry")

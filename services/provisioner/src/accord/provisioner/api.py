@@ -6,12 +6,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query
 from pydantic import BaseModel, ConfigDict
 
 from accord.provisioner.adapters import ledger
 from accord.provisioner.ports import Connector, TargetRejected, TargetUnavailable
 from accord.provisioner.targets import Target
+from accord.runtime.app_deps import Mounted
 from accord.runtime.params import Id, Text
 from accord.runtime.security.api import require
 from accord.runtime.security.roles import Permission
@@ -63,9 +64,7 @@ class ApiDeps:
     """The open connectors, by target name (filled when the service starts)."""
 
 
-def _deps(request: Request) -> ApiDeps:
-    deps: ApiDeps = request.app.state.provisioner_api
-    return deps
+_deps = Mounted[ApiDeps]("provisioner_api")
 
 
 #: Every route shows targets' configuration or state.
@@ -80,8 +79,7 @@ def configure(
     connectors: Mapping[str, Connector],
 ) -> None:
     """Mount the provisioner's routes."""
-    app.state.provisioner_api = ApiDeps(runtime, targets, connectors)
-    app.include_router(router)
+    _deps.mount(app, ApiDeps(runtime, targets, connectors), router)
 
 
 @router.get("/v1/targets", summary="The configured target systems (no secrets)")
