@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 import asyncpg
-from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Request, Response
+from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from accord.authn import factors
@@ -23,6 +23,7 @@ from accord.authn.adapters import credentials
 from accord.authn.factors import FactorConfig, FactorError, Factors
 from accord.authn.settings import AuthnSettings
 from accord.events.catalogue.base import Identifier
+from accord.runtime.app_deps import Mounted
 from accord.runtime.outbox import enqueue
 from accord.runtime.params import Id
 from accord.runtime.problems import documented
@@ -48,6 +49,21 @@ _BROWSER_JSON = ConfigDict(extra="ignore", frozen=True)
 _BODY = ConfigDict(extra="forbid", frozen=True)
 
 
+#: The `response` member of a credential: an attestation or an assertion.
+R = TypeVar("R", bound=BaseModel)
+
+
+class _Credential(BaseModel, Generic[R]):
+    """A PublicKeyCredential as JSON: what a registration and an assertion both send."""
+
+    model_config = _BROWSER_JSON
+    id: CredentialIdText
+    rawId: CredentialIdText
+    type: Literal["public-key"]
+    response: R
+    authenticatorAttachment: Literal["platform", "cross-platform"] | None = None
+
+
 class AttestationResponse(BaseModel):
     """The `response` member of a registration credential (AuthenticatorAttestationResponseJSON)."""
 
@@ -57,15 +73,8 @@ class AttestationResponse(BaseModel):
     transports: list[Transport] | None = Field(default=None, max_length=8)
 
 
-class RegistrationCredential(BaseModel):
+class RegistrationCredential(_Credential[AttestationResponse]):
     """What `navigator.credentials.create()` gave, as JSON (RegistrationResponseJSON)."""
-
-    model_config = _BROWSER_JSON
-    id: CredentialIdText
-    rawId: CredentialIdText
-    type: Literal["public-key"]
-    response: AttestationResponse
-    authenticatorAttachment: Literal["platform", "cross-platform"] | None = None
 
 
 class AssertionResponse(BaseModel):
@@ -78,15 +87,8 @@ class AssertionResponse(BaseModel):
     userHandle: CredentialIdText | None = None
 
 
-class AuthenticationCredential(BaseModel):
+class AuthenticationCredential(_Credential[AssertionResponse]):
     """What `navigator.credentials.get()` gave, as JSON (AuthenticationResponseJSON)."""
-
-    model_config = _BROWSER_JSON
-    id: CredentialIdText
-    rawId: CredentialIdText
-    type: Literal["public-key"]
-    response: AssertionResponse
-    authenticatorAttachment: Literal["platform", "cross-platform"] | None = None
 
 
 class TotpEnrolment(BaseModel):
@@ -178,16 +180,13 @@ class FactorsDeps:
     logic: Factors
 
 
-def _deps(request: Request) -> FactorsDeps:
-    deps: FactorsDeps = request.app.state.authn_factors
-    return deps
+_deps = Mounted[FactorsDeps]("authn_factors")
 
 
 def configure(app: FastAPI, runtime: Runtime, settings: AuthnSettings) -> None:
     """Mount the MFA routes; KeyringError if the credential keys are missing or unusable."""
     logic = Factors(FactorConfig.from_settings(settings), source=runtime.source)
-    app.state.authn_factors = FactorsDeps(runtime, logic)
-    app.include_router(router)
+    _deps.mount(app, FactorsDeps(runtime, logic), router)
 
 
 router = APIRouter(prefix="/v1", tags=["mfa"])
