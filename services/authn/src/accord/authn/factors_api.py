@@ -10,6 +10,8 @@ same), one that answers no waiting ceremony is 404. A verification always answer
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Generic, Literal, TypeVar
@@ -189,12 +191,27 @@ def configure(app: FastAPI, runtime: Runtime, settings: AuthnSettings) -> None:
     _deps.mount(app, FactorsDeps(runtime, logic), router)
 
 
+@asynccontextmanager
+async def _transaction(deps: FactorsDeps) -> AsyncIterator[asyncpg.Connection]:
+    """A connection in a transaction; a FactorError raised in it is answered with its status."""
+    try:
+        async with deps.runtime.pool.acquire() as conn, conn.transaction():
+            yield conn
+    except FactorError as error:
+        raise _http(error) from None
+
+
 router = APIRouter(prefix="/v1", tags=["mfa"])
 _MANAGE = Permission.MFA_MANAGE
 # One's own factors, or anyone's with mfa:manage; a system's credential has none: 403.
 _caller = own_or(_MANAGE)
 # A sign-in: the identity itself, or an identity provider on its behalf (authn:verify).
 _verifier = own_or(Permission.AUTHN_VERIFY)
+#: What a route that adds a factor may answer besides its own (_may_add_factor).
+_ADDING: dict[int | str, dict[str, Any]] = {
+    403: documented("Someone else's identity, or no fresh proof of a factor it holds"),
+    409: documented("The identity is inactive or has too many factors"),
+}
 
 
 @router.get("/mfa/{user_id}", summary="An identity's factors (never their secrets)")
@@ -211,10 +228,7 @@ async def list_factors(
     "/mfa/{user_id}/totp",
     status_code=201,
     summary="Enrol a TOTP factor: the secret is shown this once; confirm it with a code",
-    responses={
-        403: documented("Someone else's identity, or no fresh proof of a factor it holds"),
-        409: documented("The identity is inactive or has too many factors"),
-    },
+    responses=_ADDING,
 )
 async def enrol_totp(
     user_id: Id,
@@ -223,12 +237,9 @@ async def enrol_totp(
     deps: FactorsDeps = Depends(_deps),
 ) -> Any:
     _own_or(caller, _MANAGE, user_id)
-    try:
-        async with deps.runtime.pool.acquire() as conn, conn.transaction():
-            await _may_add_factor(conn, caller, user_id)
-            new = await deps.logic.enrol_totp(conn, user_id, body.label if body else None)
-    except FactorError as error:
-        raise _http(error) from None
+    async with _transaction(deps) as conn:
+        await _may_add_factor(conn, caller, user_id)
+        new = await deps.logic.enrol_totp(conn, user_id, body.label if body else None)
     return {
         "credential_id": new.credential_id,
         "factor": "totp",
@@ -257,33 +268,24 @@ async def confirm_totp(
     deps: FactorsDeps = Depends(_deps),
 ) -> Any:
     _own_or(caller, _MANAGE, user_id)
-    try:
-        async with deps.runtime.pool.acquire() as conn, conn.transaction():
-            events = await deps.logic.confirm_totp(conn, user_id, credential_id, body.code)
-            await enqueue(conn, deps.runtime.schema, events)
-    except FactorError as error:
-        raise _http(error) from None
+    async with _transaction(deps) as conn:
+        events = await deps.logic.confirm_totp(conn, user_id, credential_id, body.code)
+        await enqueue(conn, deps.runtime.schema, events)
     return {"credential_id": credential_id, "factor": "totp", "status": "active"}
 
 
 @router.post(
     "/mfa/{user_id}/webauthn/registration-options",
     summary="Options for navigator.credentials.create(); the challenge waits for the TTL",
-    responses={
-        403: documented("Someone else's identity, or no fresh proof of a factor it holds"),
-        409: documented("The identity is inactive or has too many factors"),
-    },
+    responses=_ADDING,
 )
 async def registration_options(
     user_id: Id, caller: Caller = Depends(_caller), deps: FactorsDeps = Depends(_deps)
 ) -> Any:
     _own_or(caller, _MANAGE, user_id)
-    try:
-        async with deps.runtime.pool.acquire() as conn, conn.transaction():
-            await _may_add_factor(conn, caller, user_id)
-            return await deps.logic.registration_options(conn, user_id)
-    except FactorError as error:
-        raise _http(error) from None
+    async with _transaction(deps) as conn:
+        await _may_add_factor(conn, caller, user_id)
+        return await deps.logic.registration_options(conn, user_id)
 
 
 @router.post(
@@ -304,12 +306,9 @@ async def register_webauthn(
 ) -> Any:
     _own_or(caller, _MANAGE, user_id)
     response = body.credential.model_dump(exclude_none=True)
-    try:
-        async with deps.runtime.pool.acquire() as conn, conn.transaction():
-            done = await deps.logic.register_webauthn(conn, user_id, response, body.label)
-            await enqueue(conn, deps.runtime.schema, done.events)
-    except FactorError as error:
-        raise _http(error) from None
+    async with _transaction(deps) as conn:
+        done = await deps.logic.register_webauthn(conn, user_id, response, body.label)
+        await enqueue(conn, deps.runtime.schema, done.events)
     if done.credential_id is None:
         # Committed first: the challenge is used up even though the answer failed.
         raise HTTPException(400, done.refused or "the registration did not verify")
@@ -332,12 +331,9 @@ async def remove_factor(
     _own_or(caller, _MANAGE, user_id)
     owner = caller.subject == user_id
     reason = "removed by its owner" if owner else f"removed by {caller.subject}"[:256]
-    try:
-        async with deps.runtime.pool.acquire() as conn, conn.transaction():
-            events = await deps.logic.remove(conn, user_id, credential_id, reason)
-            await enqueue(conn, deps.runtime.schema, events)
-    except FactorError as error:
-        raise _http(error) from None
+    async with _transaction(deps) as conn:
+        events = await deps.logic.remove(conn, user_id, credential_id, reason)
+        await enqueue(conn, deps.runtime.schema, events)
     return Response(status_code=204)
 
 
@@ -369,16 +365,13 @@ async def verify(
     deps: FactorsDeps = Depends(_deps),
 ) -> Any:
     _own_or(caller, Permission.AUTHN_VERIFY, body.user_id)
-    try:
-        async with deps.runtime.pool.acquire() as conn, conn.transaction():
-            if isinstance(body, WebAuthnVerification):
-                assertion = body.webauthn.model_dump(exclude_none=True)
-                result = await deps.logic.verify_webauthn(conn, body.user_id, assertion)
-            else:
-                result = await deps.logic.verify_totp(conn, body.user_id, body.totp_code)
-            await enqueue(conn, deps.runtime.schema, result.events)
-    except FactorError as error:
-        raise _http(error) from None
+    async with _transaction(deps) as conn:
+        if isinstance(body, WebAuthnVerification):
+            assertion = body.webauthn.model_dump(exclude_none=True)
+            result = await deps.logic.verify_webauthn(conn, body.user_id, assertion)
+        else:
+            result = await deps.logic.verify_totp(conn, body.user_id, body.totp_code)
+        await enqueue(conn, deps.runtime.schema, result.events)
     answer: dict[str, Any] = {"verified": result.verified, "factor": result.factor}
     if result.credential_id is not None:
         answer["credential_id"] = result.credential_id
