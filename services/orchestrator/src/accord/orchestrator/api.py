@@ -15,6 +15,7 @@ from accord.orchestrator.domain import account_saga as saga
 from accord.orchestrator.domain.workflow import WorkflowSettings
 from accord.runtime.app_deps import Mounted
 from accord.runtime.params import Cursor, Id
+from accord.runtime.problems import documented
 from accord.runtime.security.api import may_see, own_or, require
 from accord.runtime.security.roles import Caller, Permission
 from accord.runtime.service import Runtime
@@ -141,6 +142,9 @@ async def get_saga(
     "/sagas/{saga_id}/retry",
     summary="Run a failed saga's unfinished steps again",
     dependencies=[Depends(_operator)],
+    responses={
+        409: documented("The saga is not failed, or another saga of the same identity is in flight")
+    },
 )
 async def retry_saga(saga_id: Id, deps: ApiDeps = Depends(_deps)) -> SagaEntry:
     return await _act(deps, saga_id, saga.RetryRequested())
@@ -150,6 +154,7 @@ async def retry_saga(saga_id: Id, deps: ApiDeps = Depends(_deps)) -> SagaEntry:
     "/sagas/{saga_id}/cancel",
     summary="Give a running or failed saga up",
     dependencies=[Depends(_operator)],
+    responses={409: documented("The saga has ended already (completed or cancelled)")},
 )
 async def cancel_saga(saga_id: Id, body: CancelBody, deps: ApiDeps = Depends(_deps)) -> SagaEntry:
     return await _act(deps, saga_id, saga.CancelRequested(body.reason))
