@@ -1,34 +1,102 @@
-"""OpenTelemetry: one trace follows an identity flow across services through Kafka headers."""
+"""OpenTelemetry: one trace follows an identity flow across services through Kafka headers.
+
+Spans go to any OpenTelemetry backend over OTLP/HTTP (protobuf) when the standard variables
+ask for it: OTEL_EXPORTER_OTLP_ENDPOINT or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, or
+OTEL_TRACES_EXPORTER=otlp (then to the exporter's default, http://localhost:4318). The
+exporter reads the other OTEL_EXPORTER_OTLP_* variables itself (headers, timeout,
+compression, certificates); the SDK reads OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG,
+and OTEL_SERVICE_NAME (or service.name in OTEL_RESOURCE_ATTRIBUTES) renames the service.
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from opentelemetry import context, trace
-from opentelemetry.sdk.resources import Resource
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import SERVICE_NAME, OTELResourceDetector, Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    ConsoleSpanExporter,
+    SpanExporter,
+)
 from opentelemetry.trace import Span, SpanKind
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from accord.events import Envelope
 
+log = logging.getLogger(__name__)
+
 _PROPAGATOR = TraceContextTextMapPropagator()
+#: The one OTLP protocol built in.
+HTTP_PROTOBUF = "http/protobuf"
+_ENDPOINTS = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
+_PROTOCOLS = ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL")
+_KNOWN_EXPORTERS = {"otlp", "console", "none"}
 
 
 def setup_tracing(service: str) -> TracerProvider:
-    """Install the SDK tracer provider; export to the console with ACCORD_TRACE_CONSOLE=1.
+    """Install the SDK tracer provider and the exporters the environment asks for.
 
     Spans are always created, so trace ids propagate (and land in logs and the audit log)
-    even where no exporter is configured.
+    even where no exporter is configured. The caller shuts the provider down on leaving,
+    which flushes the spans still batched.
     """
-    provider = TracerProvider(resource=Resource.create({"service.name": f"accord-{service}"}))
-    if os.environ.get("ACCORD_TRACE_CONSOLE") == "1":
-        provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
+    provider = TracerProvider(resource=service_resource(service))
+    for exporter in span_exporters():
+        provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
     return provider
+
+
+def service_resource(service: str) -> Resource:
+    """The service's Resource: accord-<service> unless the environment names it."""
+    if OTELResourceDetector().detect().attributes.get(SERVICE_NAME):
+        return Resource.create()
+    return Resource.create({SERVICE_NAME: f"accord-{service}"})
+
+
+def span_exporters() -> list[SpanExporter]:
+    """The exporters the environment asks for: OTLP/HTTP and/or the console."""
+    wanted = _traces_exporters()
+    exporters: list[SpanExporter] = []
+    if "otlp" in wanted:
+        protocol = _otlp_protocol()
+        if protocol == HTTP_PROTOBUF:
+            exporters.append(OTLPSpanExporter())
+        else:
+            log.warning(
+                "OTLP protocol %r is not built in, only %s: no spans are exported over OTLP",
+                protocol,
+                HTTP_PROTOBUF,
+            )
+    if "console" in wanted or os.environ.get("ACCORD_TRACE_CONSOLE") == "1":
+        exporters.append(ConsoleSpanExporter())
+    return exporters
+
+
+def _traces_exporters() -> set[str]:
+    """OTEL_TRACES_EXPORTER's names; unset, otlp if an OTLP endpoint is set, else none."""
+    raw = os.environ.get("OTEL_TRACES_EXPORTER", "")
+    names = {name.strip().lower() for name in raw.split(",") if name.strip()}
+    if not names:
+        return {"otlp"} if any(os.environ.get(name) for name in _ENDPOINTS) else set()
+    unknown = names - _KNOWN_EXPORTERS
+    if unknown:
+        log.warning("OTEL_TRACES_EXPORTER names unknown exporters, ignored: %s", sorted(unknown))
+    return set() if "none" in names else names & _KNOWN_EXPORTERS
+
+
+def _otlp_protocol() -> str:
+    for name in _PROTOCOLS:
+        value = os.environ.get(name, "").strip().lower()
+        if value:
+            return value
+    return HTTP_PROTOBUF
 
 
 def tracer() -> trace.Tracer:
