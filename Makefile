@@ -14,7 +14,7 @@ uv: # install uv from PyPI when the machine has none
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
 
 .PHONY: install
-install: uv slapd chromium kafka ## Install Python and every package of the workspace into .venv (from uv.lock)
+install: uv slapd chromium prometheus kafka ## Install Python and every package of the workspace into .venv (from uv.lock)
 	@$(UV) sync --frozen --all-packages --quiet
 
 # Apache Kafka's broker from Maven Central (pinned in deploy/kafka/pom.xml) into
@@ -71,6 +71,26 @@ chromium: # install the Debian chromium when missing
 			echo "Installing the Debian package chromium"; \
 			$$sudo $(APT_INSTALL_CHROMIUM) >/dev/null \
 				|| { $$sudo apt-get update -qq && $$sudo $(APT_INSTALL_CHROMIUM) >/dev/null; }; \
+		fi; \
+	fi
+
+# promtool for the alerting rules' tests (deploy/prometheus): Debian's prometheus package
+# ships it (2.42 on Debian 12). Without apt-get the tests that run promtool are skipped,
+# saying why, unless ACCORD_REQUIRE_PROMTOOL=1 (then they fail).
+APT_INSTALL_PROMETHEUS := env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	--no-install-recommends prometheus
+
+.PHONY: prometheus
+prometheus: # install Debian's prometheus (for promtool) when promtool is missing
+	@if ! command -v promtool >/dev/null 2>&1; then \
+		if ! command -v apt-get >/dev/null 2>&1; then \
+			echo "promtool is missing and there is no apt-get: the alerting rules' tests" \
+				"will be skipped (install Prometheus's promtool by hand)" >&2; \
+		else \
+			sudo=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
+			echo "Installing the Debian package prometheus (promtool)"; \
+			$$sudo $(APT_INSTALL_PROMETHEUS) >/dev/null \
+				|| { $$sudo apt-get update -qq && $$sudo $(APT_INSTALL_PROMETHEUS) >/dev/null; }; \
 		fi; \
 	fi
 
