@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from opentelemetry import context, trace
@@ -24,8 +24,9 @@ from opentelemetry.sdk.trace.export import (
     ConsoleSpanExporter,
     SpanExporter,
 )
-from opentelemetry.trace import Span, SpanKind
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from opentelemetry.util.types import AttributeValue
 
 from accord.events import Envelope
 
@@ -118,26 +119,65 @@ def with_current_trace(envelope: Envelope) -> Envelope:
 @contextmanager
 def consume_span(envelope: Envelope, topic: str, group: str) -> Iterator[Span]:
     """A consumer span that continues the producer's trace, made current."""
-    carrier = {"traceparent": envelope.traceparent or ""}
-    if envelope.tracestate:
-        carrier["tracestate"] = envelope.tracestate
-    parent = _PROPAGATOR.extract(carrier)
+    parent = _PROPAGATOR.extract(_carrier(envelope))
     token = context.attach(parent)
     try:
         with tracer().start_as_current_span(
             f"{topic} process",
             kind=SpanKind.CONSUMER,
-            attributes={
-                "messaging.system": "kafka",
-                "messaging.destination.name": topic,
-                "messaging.consumer.group.name": group,
-                "messaging.message.id": envelope.id,
-                "accord.correlation_id": envelope.correlationid,
-            },
+            attributes=_attributes(envelope, topic, group),
         ) as span:
             yield span
     finally:
         context.detach(token)
+
+
+@contextmanager
+def batch_spans(envelopes: Sequence[Envelope], topic: str, group: str) -> Iterator[list[Span]]:
+    """A consumer span per event of a batch, each continuing its own event's trace.
+
+    None is made current (a batch holds several traces); they end together when the
+    batch's handling does, marked with the error if it raised.
+    """
+    spans = [
+        tracer().start_span(
+            f"{topic} process",
+            context=_PROPAGATOR.extract(_carrier(envelope)),
+            kind=SpanKind.CONSUMER,
+            attributes={
+                **_attributes(envelope, topic, group),
+                "messaging.batch.message_count": len(envelopes),
+            },
+        )
+        for envelope in envelopes
+    ]
+    try:
+        yield spans
+    except BaseException as error:
+        for span in spans:
+            span.record_exception(error)
+            span.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+        raise
+    finally:
+        for span in spans:
+            span.end()
+
+
+def _carrier(envelope: Envelope) -> dict[str, str]:
+    carrier = {"traceparent": envelope.traceparent or ""}
+    if envelope.tracestate:
+        carrier["tracestate"] = envelope.tracestate
+    return carrier
+
+
+def _attributes(envelope: Envelope, topic: str, group: str) -> dict[str, AttributeValue]:
+    return {
+        "messaging.system": "kafka",
+        "messaging.destination.name": topic,
+        "messaging.consumer.group.name": group,
+        "messaging.message.id": envelope.id,
+        "accord.correlation_id": envelope.correlationid,
+    }
 
 
 def trace_id_of(traceparent: str | None) -> str | None:
