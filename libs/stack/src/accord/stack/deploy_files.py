@@ -8,8 +8,9 @@ From the topic layouts (`accord.events.topic_layout`: KUBERNETES, the layout the
 fault test runs with; COMPOSE, the one-node layout of the test suite) come each topic's
 partitions, replicas and config, the brokers' replication settings and the services' Kafka
 settings. From deploy/kafka/pom.xml, the Apache Kafka every test runs, comes the version of
-the compose image and of the Strimzi cluster. `--check` (run by a test) fails when a
-checked-in file differs from what they give today.
+the compose image and of the Strimzi cluster. From deploy/prometheus/alerts.yml, the alerting
+rules Prometheus loads, comes the Prometheus Operator's PrometheusRule. `--check` (run by a
+test) fails when a checked-in file differs from what they give today.
 """
 
 from __future__ import annotations
@@ -44,6 +45,10 @@ COMPOSE_TOPICS_FILE = "deploy/compose/topics.txt"
 COMPOSE_BROKER_ENV_FILE = "deploy/compose/kafka.env"
 COMPOSE_SERVICES_ENV_FILE = "deploy/compose/services-kafka.env"
 KAFKA_POM = "deploy/kafka/pom.xml"
+ALERT_RULES = "deploy/prometheus/alerts.yml"
+"""Accord's alerting rules, the one source (Prometheus's rule_files format)."""
+PROMETHEUS_RULE_FILE = "deploy/k8s/monitoring/prometheus-rule.yaml"
+PROMETHEUS_RULE_NAME = "accord-alerts"
 POLICY_SOURCE = "services/authz/src/accord/authz/policies"
 POLICY_COPY = "deploy/k8s/base/services/config/policies"
 POLICY_FILES = ("authn.cedar", "catalogue.yaml", "default.cedar", "schema.cedarschema")
@@ -348,6 +353,33 @@ def _yaml_documents(header: str, documents: Sequence[Any]) -> str:
     return header + body
 
 
+def prometheus_rule(rules: str) -> dict[str, Any]:
+    """The Prometheus Operator's PrometheusRule holding the rule groups of `rules` (the text
+    of alerts.yml) as they are."""
+    try:
+        groups = yaml.safe_load(rules)["groups"]
+    except (yaml.YAMLError, TypeError, KeyError):
+        groups = None
+    if not isinstance(groups, list) or not groups:
+        raise DeployError(f"{ALERT_RULES} holds no rule groups")
+    return {
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "PrometheusRule",
+        "metadata": {
+            "name": PROMETHEUS_RULE_NAME,
+            "labels": {"app.kubernetes.io/part-of": "accord"},
+        },
+        "spec": {"groups": groups},
+    }
+
+
+def _alert_rules(root: Path) -> str:
+    try:
+        return (root / ALERT_RULES).read_text()
+    except OSError as error:
+        raise DeployError(f"cannot read {ALERT_RULES}: {error.strerror}") from None
+
+
 def pinned_kafka_version(root: Path) -> str:
     """The Apache Kafka version deploy/kafka/pom.xml pins: the broker every test runs."""
     try:
@@ -404,6 +436,14 @@ def render(root: Path, registry: Registry = REGISTRY) -> dict[str, str]:
                 ),
             ),
             [topics_patch(KUBERNETES, DEV, registry)],
+        ),
+        PROMETHEUS_RULE_FILE: _yaml_documents(
+            _comment(
+                "Accord's alerting rules for the Prometheus Operator: the groups of"
+                f" {ALERT_RULES}, as they are (runbooks: docs/operations/).",
+                _generated(ALERT_RULES),
+            ),
+            [prometheus_rule(_alert_rules(root))],
         ),
     }
     for name in POLICY_FILES:
@@ -497,7 +537,10 @@ def _check(root: Path) -> int:
             file=sys.stderr,
         )
         return 1
-    print("deployment files match the registry, the topic layouts and deploy/kafka/pom.xml")
+    print(
+        "deployment files match the registry, the topic layouts, deploy/kafka/pom.xml"
+        " and deploy/prometheus/alerts.yml"
+    )
     return 0
 
 
