@@ -168,3 +168,23 @@ def test_the_prometheus_rule_is_generated_from_the_rules() -> None:
     assert (ROOT / deploy_files.PROMETHEUS_RULE_FILE).read_text() == expected
     with pytest.raises(deploy_files.DeployError, match="no rule groups"):
         deploy_files.prometheus_rule("groups: []\n")
+
+
+def test_the_compose_prometheus_loads_the_rules(promtool: str, tmp_path: Path) -> None:
+    """`promtool check config` on docker-compose.yml's Prometheus, its files where the
+    compose mounts put them (under tmp_path), loads alerts.yml's rules."""
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    for volume in compose["services"]["prometheus"]["volumes"]:
+        source, target = volume.split(":")[:2]
+        inside = tmp_path / target.lstrip("/")
+        if source.startswith("./"):
+            inside.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(ROOT / source, inside)
+        elif source == "prometheus-token":
+            inside.mkdir(parents=True)
+            (inside / "prometheus-token").write_text("token\n")
+    config = tmp_path / "etc" / "prometheus" / "prometheus.yml"
+    config.write_text(config.read_text().replace("/etc/prometheus/", f"{tmp_path}/etc/prometheus/"))
+    checked = run(promtool, "check", "config", str(config))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert f"SUCCESS: {len(alerts())} rules found" in checked.stdout
