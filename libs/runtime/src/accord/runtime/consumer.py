@@ -15,6 +15,7 @@ from aiokafka.errors import CommitFailedError
 from aiokafka.structs import OffsetAndMetadata
 
 from accord.runtime.handling import ConsumerStats, PartitionHandler, describe
+from accord.runtime.metrics import RuntimeMetrics
 from accord.runtime.polling import IdlePolling, Pacer
 from accord.runtime.routes import (
     BatchHandler,
@@ -76,6 +77,7 @@ class ConsumerLoop:
         batch_types: Collection[str] = (),
         idle_polling: IdlePolling | None = None,
         storage: Storage | None = None,
+        metrics: RuntimeMetrics | None = None,
     ) -> None:
         self._consumer = consumer
         self._pacer = Pacer(consumer, idle_polling)
@@ -84,6 +86,8 @@ class ConsumerLoop:
         self._stopping = asyncio.Event()
         self._workers: dict[TopicPartition, asyncio.Task[tuple[int | None, int, int]]] = {}
         self.stats = ConsumerStats()
+        self.metrics = metrics if metrics is not None else RuntimeMetrics()
+        self.metrics.watch_consumer(consumer, consumer.assignment)
         self._handler = PartitionHandler(
             producer=producer,
             pool=pool,
@@ -98,6 +102,7 @@ class ConsumerLoop:
             stats=self.stats,
             stopping=self._stopping,
             storage=storage,
+            metrics=self.metrics,
         )
         self.running = False
         self.joined = False

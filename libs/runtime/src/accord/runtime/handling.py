@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import partial
@@ -33,6 +34,7 @@ from accord.runtime import logs
 from accord.runtime.dlq import dead_letter, meant_for, replayed_for
 from accord.runtime.dlq_resolution import Settlement
 from accord.runtime.errors import INFRASTRUCTURE_ERRORS, PermanentError
+from accord.runtime.metrics import DEAD_LETTERED, DUPLICATE, HANDLED, RuntimeMetrics
 from accord.runtime.records import Record
 from accord.runtime.routes import (
     BatchHandler,
@@ -56,6 +58,8 @@ log = logging.getLogger(__name__)
 
 #: Most records of one partition handled in one transaction (it holds its locks until then).
 GROUP_LIMIT = 100
+#: The event_type label of a batch handler's attempts (it takes several types at once).
+BATCH = "batch"
 
 
 class _Abandoned(Exception):
@@ -100,8 +104,10 @@ class PartitionHandler:
         stopping: asyncio.Event,
         batch_types: Collection[str] = (),
         storage: Storage | None = None,
+        metrics: RuntimeMetrics | None = None,
     ) -> None:
         self._producer = producer
+        self._metrics = metrics if metrics is not None else RuntimeMetrics()
         self._storage = storage_of(pool, schema, storage)
         self._group = group
         self._source = source
@@ -190,6 +196,7 @@ class PartitionHandler:
         emitted: list[Envelope] = []
         duplicates: list[str] = []
         fresh = done = 0
+        topic = group[0][0].topic
         try:
             async with self._storage.transaction() as tx:
                 for record, item in group:
@@ -206,10 +213,13 @@ class PartitionHandler:
                         context = HandlerContext(
                             conn=tx.conn, source=self._source, topic=record.topic
                         )
+                        started = time.perf_counter()
                         try:
                             replies = await handler(envelope, context)
                         except Exception as error:
                             raise _GroupFailed(error, record) from error
+                        finally:
+                            self._timed(envelope.type, started)
                         # Stamped here, inside the record's span: enqueue runs outside it.
                         emitted += [with_current_trace(e) for e in replies]
                         fresh += 1
@@ -219,8 +229,10 @@ class PartitionHandler:
         except Exception as error:
             raise _GroupFailed(error, None) from error
         self.stats.handled += fresh
+        self._metrics.record(topic, HANDLED, fresh)
+        self._metrics.grouped(done)
         for kind in duplicates:
-            self._duplicate(kind)
+            self._duplicate(topic, kind)
         return done
 
     async def _handle_batch(
@@ -258,19 +270,26 @@ class PartitionHandler:
             try:
                 async with self._storage.transaction() as tx:
                     context = HandlerContext(conn=tx.conn, source=self._source, topic=topic)
-                    emitted = await handler(items, context)
+                    started = time.perf_counter()
+                    try:
+                        emitted = await handler(items, context)
+                    finally:
+                        self._timed(BATCH, started)
                     await tx.enqueue(emitted)
                     for record, envelope in items:
                         settlement = Settlement.of(record, envelope, None) if envelope else None
                         if settlement is not None:
                             await tx.settle(self._group, topic, settlement)
                 self.stats.handled += len(items)
+                self._metrics.record(topic, HANDLED, len(items))
+                self._metrics.grouped(len(items))
                 return
             except INFRASTRUCTURE_ERRORS as error:
                 self._dependency_down(error, "batch will retry")
             except Exception as error:
                 failures += 1
                 self._note_retry(error)
+                self._metrics.handler_failed(BATCH)
                 log.exception("batch handler failed", extra={"attempt": failures})
                 if failures >= self._max_attempts:
                     await self._isolate(handler, items, error)
@@ -400,6 +419,7 @@ class PartitionHandler:
                     await self._apply(record, inbox_id, cast(Work, work), kind, settlement)
                 return
             except (PermanentError, InvalidEvent) as error:
+                self._metrics.handler_failed(kind)
                 if is_dlq(record.topic):
                     log.error("dead letter cannot be recorded", extra={"error": str(error)})
                     return
@@ -411,6 +431,7 @@ class PartitionHandler:
             except Exception as error:
                 failures += 1
                 self._note_retry(error)
+                self._metrics.handler_failed(kind)
                 log.exception("handler failed", extra={"attempt": failures})
                 if failures >= self._max_attempts:
                     await self._give_up(record, failures, error, settlement)
@@ -429,12 +450,17 @@ class PartitionHandler:
             fresh = await self._claim(tx, record.topic, inbox_id, kind)
             if fresh:
                 context = HandlerContext(conn=tx.conn, source=self._source, topic=record.topic)
-                emitted = await work(context)
+                started = time.perf_counter()
+                try:
+                    emitted = await work(context)
+                finally:
+                    self._timed(kind, started)
                 await tx.enqueue(emitted)
             if settlement is not None:
                 # A duplicate resolves too: the event was handled before.
                 await tx.settle(self._group, record.topic, settlement)
         self.stats.handled += int(fresh)
+        self._metrics.record(record.topic, HANDLED, int(fresh))
 
     async def _apply_effect(
         self,
@@ -455,13 +481,17 @@ class PartitionHandler:
         position = f"{inbox_id}@{record.partition}:{record.offset}"
         seen = await self._storage.seen(self._group, record.topic, [inbox_id, position])
         if seen:
-            self._duplicate(kind)
+            self._duplicate(record.topic, kind)
             # Handled before (not this very record given up on): a replay resolves.
             if settlement is not None and inbox_id in seen:
                 async with self._storage.transaction() as tx:
                     await tx.settle(self._group, record.topic, settlement)
             return
-        emitted = await work(EffectContext(source=self._source, topic=record.topic))
+        started = time.perf_counter()
+        try:
+            emitted = await work(EffectContext(source=self._source, topic=record.topic))
+        finally:
+            self._timed(kind, started)
         claim = inbox_id
         if isinstance(emitted, GaveUp):
             # Dead letter first: a crash before the commit below redoes the effect (and may
@@ -479,16 +509,21 @@ class PartitionHandler:
             if settlement is not None:
                 await tx.settle(self._group, record.topic, settlement)
         self.stats.handled += 1
+        self._metrics.record(record.topic, HANDLED)
 
     async def _claim(self, tx: Transaction, topic: str, inbox_id: str, kind: str) -> bool:
         """Record the event in the inbox; False (a duplicate) if it is there already."""
         fresh = await tx.claim(self._group, topic, inbox_id)
         if not fresh:
-            self._duplicate(kind)
+            self._duplicate(topic, kind)
         return fresh
 
-    def _duplicate(self, kind: str) -> None:
+    def _timed(self, kind: str, started: float) -> None:
+        self._metrics.handler_time(kind, time.perf_counter() - started)
+
+    def _duplicate(self, topic: str, kind: str) -> None:
         self.stats.duplicates += 1
+        self._metrics.record(topic, DUPLICATE)
         log.info("duplicate event ignored", extra={"type": kind})
 
     async def _dead_letter(
@@ -506,6 +541,7 @@ class PartitionHandler:
                     self._producer, record, reason=reason, error_type=kind, consumer=self._group
                 )
                 self.stats.dead_lettered += 1
+                self._metrics.record(record.topic, DEAD_LETTERED)
                 return
             except KafkaError as error:
                 # Committing past a record that is not in the DLQ would lose it.

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -16,6 +17,7 @@ from aiokafka.errors import KafkaError
 from accord.events import Envelope, to_kafka
 from accord.runtime.db import advisory_key
 from accord.runtime.errors import INFRASTRUCTURE_ERRORS
+from accord.runtime.metrics import RuntimeMetrics
 from accord.runtime.tracing import with_current_trace
 from accord.runtime.transport import Producer
 
@@ -50,6 +52,8 @@ class OutboxRow:
     key: bytes
     value: bytes
     headers: list[tuple[str, bytes]]
+    created_at: float | None = None
+    """When the row was enqueued (epoch seconds), if the outbox knows."""
 
 
 class OutboxRows(Protocol):
@@ -121,6 +125,7 @@ class OutboxRelay:
         *,
         poll_interval: float = 1.0,
         store: OutboxStore | None = None,
+        metrics: RuntimeMetrics | None = None,
     ) -> None:
         """Relays the outbox of `schema` at `dsn`; or, given a `store`, that in-process
         outbox (dsn and schema unused: no connection, no advisory lock)."""
@@ -133,6 +138,7 @@ class OutboxRelay:
         self._stopping = False
         self.leader = False
         self.published = 0
+        self.metrics = metrics if metrics is not None else RuntimeMetrics()
 
     async def run(self) -> None:
         """Relay until stop(); reconnect after database errors."""
@@ -187,6 +193,8 @@ class OutboxRelay:
     async def _relay_batch(self, outbox: OutboxRows) -> int:
         self._wake.clear()
         rows = await outbox.fetch(BATCH)
+        # What the relay sees: a full batch means at least that many waiting.
+        self.metrics.outbox_seen(len(rows), rows[0].created_at if rows else None)
         if not rows:
             return 0
         futures = []
@@ -199,7 +207,12 @@ class OutboxRelay:
         # Delete only what the broker acknowledged; a crash before this line re-sends, and
         # consumers drop the duplicates by event id.
         await asyncio.gather(*futures)
+        acknowledged = time.time()
+        for row in rows:
+            self.metrics.relayed(row.created_at, acknowledged)
         await outbox.delete([r.id for r in rows])
+        if len(rows) < BATCH:
+            self.metrics.outbox_seen(0, None)
         self.published += len(rows)
         return len(rows)
 
@@ -219,7 +232,8 @@ class _PgOutbox:
 
     async def fetch(self, limit: int) -> list[OutboxRow]:
         rows = await self._conn.fetch(
-            "SELECT id, topic, key, value, headers FROM outbox ORDER BY id LIMIT $1", limit
+            "SELECT id, topic, key, value, headers, created_at FROM outbox ORDER BY id LIMIT $1",
+            limit,
         )
         return [_row(r) for r in rows]
 
@@ -229,4 +243,5 @@ class _PgOutbox:
 
 def _row(row: Any) -> OutboxRow:
     headers = [(name, value.encode()) for name, value in json.loads(row["headers"])]
-    return OutboxRow(row["id"], row["topic"], row["key"], row["value"], headers)
+    created_at = row["created_at"].timestamp()
+    return OutboxRow(row["id"], row["topic"], row["key"], row["value"], headers, created_at)

@@ -15,7 +15,7 @@ from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 
 from accord.events import REGISTRY
-from accord.runtime import db, kafka
+from accord.runtime import db, kafka, metrics
 from accord.runtime.consumer import (
     BatchHandler,
     ConsumerLoop,
@@ -25,6 +25,7 @@ from accord.runtime.consumer import (
     describe,
 )
 from accord.runtime.http import create_app, make_server, secure
+from accord.runtime.metrics import RuntimeMetrics
 from accord.runtime.outbox import OutboxRelay
 from accord.runtime.security import api_tokens
 from accord.runtime.security.api import ApiSecurity
@@ -49,6 +50,8 @@ class Runtime:
     schema: str
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     """Set when the service begins to stop: background work watches it and returns."""
+    metrics: RuntimeMetrics = field(default_factory=RuntimeMetrics)
+    """The service's Prometheus metrics (GET /metrics); a service registers its own here."""
 
     @property
     def source(self) -> str:
@@ -92,6 +95,9 @@ class Service:
         self._stop = asyncio.Event()
         self.app: FastAPI = create_app(definition.name, self._readiness)
         secure(self.app, max_body_bytes=settings.max_body_bytes)
+        self.metrics = RuntimeMetrics()
+        metrics.install(self.app, self.metrics)
+        self.metrics.watch_readiness(self._readiness)
 
     @property
     def schema(self) -> str:
@@ -130,8 +136,15 @@ class Service:
             stack.push_async_callback(producer.stop)
             await producer.start()
             runtime = Runtime(
-                self.definition.name, self.settings, pool, producer, self.schema, self._stop
+                self.definition.name,
+                self.settings,
+                pool,
+                producer,
+                self.schema,
+                self._stop,
+                self.metrics,
             )
+            self.metrics.watch_pool(pool)
             self.runtime = runtime
             oidc = build_oidc_verifier(self.settings)
             if oidc is not None:
@@ -175,7 +188,10 @@ class Service:
         if self.definition.configure_app:
             self.definition.configure_app(self.app, runtime)
         self.relay = OutboxRelay(
-            self.settings.database_url.get_secret_value(), self.schema, runtime.producer
+            self.settings.database_url.get_secret_value(),
+            self.schema,
+            runtime.producer,
+            metrics=self.metrics,
         )
         tasks["relay"] = asyncio.create_task(self.relay.run(), name="relay")
         self.consumer = self._consumer_loop(runtime)
@@ -218,6 +234,7 @@ class Service:
             batch_handler=batch,
             batch_types=self.definition.batch_types,
             idle_polling=self._idle_polling(),
+            metrics=self.metrics,
         )
 
     async def _serve(self, tasks: dict[str, asyncio.Task[Any]]) -> None:

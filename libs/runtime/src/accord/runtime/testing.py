@@ -32,6 +32,7 @@ from accord.runtime.consumer import ConsumerLoop
 from accord.runtime.dlq import is_resolution
 from accord.runtime.handling import ConsumerStats
 from accord.runtime.memory import NO_DATABASE, MemoryBroker, MemoryRecord, MemoryStorage
+from accord.runtime.metrics import RuntimeMetrics
 from accord.runtime.outbox import OutboxRelay
 from accord.runtime.routes import BatchHandler, RawHandler, Route
 
@@ -79,7 +80,9 @@ class InMemoryService:
         }
         self.loop: ConsumerLoop | None = None
         self._relays = relay
-        self.relay = OutboxRelay("", "", self.producer, poll_interval=0.05, store=self.storage)
+        self.metrics = RuntimeMetrics()
+        """The service's metrics (accord.runtime.metrics), kept across restarts."""
+        self.relay = self._relay()
         self._tasks: list[asyncio.Task[None]] = []
 
     def _topics(self, batch_types: Collection[str]) -> list[str]:
@@ -109,6 +112,7 @@ class InMemoryService:
             source=self.source,
             routes=self.routes,
             topics=self.topics,
+            metrics=self.metrics,
             **self._options,
         )
         self._tasks.append(asyncio.create_task(self.loop.serve(), name="memory consumer"))
@@ -122,7 +126,12 @@ class InMemoryService:
         tasks, self._tasks = self._tasks, []
         if tasks:
             await asyncio.gather(*tasks)
-        self.relay = OutboxRelay("", "", self.producer, poll_interval=0.05, store=self.storage)
+        self.relay = self._relay()
+
+    def _relay(self) -> OutboxRelay:
+        return OutboxRelay(
+            "", "", self.producer, poll_interval=0.05, store=self.storage, metrics=self.metrics
+        )
 
     async def restart(self) -> None:
         """Stop and start again: redelivery of whatever was not committed."""

@@ -10,10 +10,11 @@ from fastapi import FastAPI
 from accord.auditor import aggregates, api, checkpointing, dashboard, handlers, reports_api
 from accord.auditor.adapters import log_store
 from accord.auditor.adapters.log_store import PostgresAuditLog
-from accord.auditor.metrics import AuditorMetrics, mount
+from accord.auditor.metrics import AuditorMetrics
 from accord.auditor.ports import RecordingPorts
 from accord.auditor.settings import AuditorSettings
 from accord.events import REGISTRY, topics
+from accord.runtime.metrics import serve as serve_metrics
 from accord.runtime.routes import BatchHandler, HandlerContext
 from accord.runtime.service import Runtime, ServiceDefinition
 
@@ -33,7 +34,9 @@ def configure_app(app: FastAPI, runtime: Runtime, metrics: AuditorMetrics) -> No
     api.configure(app, runtime)
     reports_api.configure(app, runtime)
     dashboard.configure(app, runtime)
-    mount(app, metrics)
+    # One page: the runtime's metrics and the audit stream's (accord.runtime.metrics).
+    runtime.metrics.include(metrics.registry)
+    serve_metrics(app, runtime.metrics)
 
 
 def definition(settings: AuditorSettings) -> ServiceDefinition:

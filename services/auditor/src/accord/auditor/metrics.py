@@ -1,9 +1,11 @@
 """Prometheus metrics of the audit stream, fed by the stream aggregates, and GET /metrics.
 
 The metrics live in a registry of their own (not prometheus-client's global one), so two
-auditors in one process (tests) never share counters. Scrape them with an API token that
-holds audit:read (the auditor role), e.g. `authorization: {credentials_file: ...}` in the
-Prometheus scrape config; deploy/grafana has a dashboard built on these names.
+auditors in one process (tests) never share counters. The running auditor serves them on
+the runtime's GET /metrics page, with the runtime's metrics (bootstrap includes this
+registry in accord.runtime.metrics'); `mount` serves them alone. Scrape them with an API
+token that holds audit:read (the auditor role), e.g. `authorization: {credentials_file: ...}`
+in the Prometheus scrape config; deploy/grafana has a dashboard built on these names.
 """
 
 from __future__ import annotations
@@ -149,7 +151,8 @@ _metrics = Mounted[AuditorMetrics]("auditor_metrics")
 
 
 def mount(app: FastAPI, metrics: AuditorMetrics) -> None:
-    """GET /metrics: the Prometheus text exposition format (OpenMetrics when asked for)."""
+    """GET /metrics of these metrics alone: the Prometheus text exposition format
+    (OpenMetrics when asked for)."""
     _metrics.mount(app, metrics, router)
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -88,10 +89,11 @@ class MemoryStorage:
         self.inbox |= tx.claimed
         for key in tx.deleted:
             self.dead_letters.pop(key, None)
+        now = time.time()
         for record in tx.records:
             headers = list(record.headers)
             self.outbox.append(
-                OutboxRow(next(self._ids), record.topic, record.key, record.value, headers)
+                OutboxRow(next(self._ids), record.topic, record.key, record.value, headers, now)
             )
         self.commits += 1
         if tx.records:
