@@ -203,8 +203,11 @@ ENDPOINTS = [
         for report in ("access", "provisioning-latency", "failures", "drift", "sod", "sagas")
     ),
     Endpoint("auditor", "/v1/audit/stream", Permission.AUDIT_READ, stream=True),
-    # Prometheus scrapes it with an API token scoped to audit:read.
-    Endpoint("auditor", "/metrics", Permission.AUDIT_READ),
+    # Prometheus scrapes every service's page with an API token scoped to audit:read.
+    *(
+        Endpoint(service, "/metrics", Permission.AUDIT_READ)
+        for service in ("orchestrator", "provisioner", "authz", "auditor", "authn")
+    ),
     *(
         Endpoint("auditor", f"/v1/dashboard/{chart}", Permission.AUDIT_READ)
         for chart in ("activity", "failures", "latency", "approvals")
