@@ -28,6 +28,7 @@ from accord.runtime.metrics import (
     serve,
     unbounded_labels,
 )
+from accord.runtime.outbox import BATCH, OutboxRow, _backlog
 from accord.runtime.security.api import ApiSecurity
 from accord.runtime.security.api_tokens import InvalidToken, TokenStore
 from accord.runtime.security.rate_limit import RateLimiter
@@ -188,6 +189,32 @@ def test_the_backlog_gauges_say_what_the_relay_saw() -> None:
     assert 29 <= value(metrics, "accord_outbox_oldest_event_age_seconds") < 60
     metrics.relayed(None, time.time())  # an outbox that does not know: nothing observed
     assert value(metrics, "accord_outbox_relay_delay_seconds_count") == 0
+
+
+class BigOutbox:
+    """A full batch of rows and an outbox that knows its last id."""
+
+    def __init__(self, first: int, last: int | None) -> None:
+        self.rows = [
+            OutboxRow(first + i, TOPIC, b"k", b"v", [], time.time() - 5) for i in range(BATCH)
+        ]
+        self.last = last
+
+    async def fetch(self, limit: int) -> list[OutboxRow]:
+        return self.rows[:limit]
+
+    async def delete(self, ids: Sequence[int]) -> None:
+        pass
+
+    async def last_id(self) -> int | None:
+        return self.last
+
+
+async def test_behind_a_full_batch_the_backlog_runs_to_the_last_id() -> None:
+    assert await _backlog(BigOutbox(1000, 100_999), BigOutbox(1000, None).rows) == 100_000
+    assert await _backlog(BigOutbox(1000, None), BigOutbox(1000, None).rows) == BATCH
+    few = BigOutbox(1, 10).rows[:3]
+    assert await _backlog(BigOutbox(1, 10), few) == 3
 
 
 def test_labelled_children_are_cached() -> None:

@@ -56,8 +56,9 @@ GROUP_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500)
 RELAY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5, 10, 30, 60)
 HTTP_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5, 10)
 
-#: How long a scrape waits for one partition's position (it may be resetting).
+#: How long a scrape waits for one partition's position (it may be resetting), and for all.
 _POSITION_WAIT_S = 0.5
+_LAG_SCRAPE_S = 2.0
 
 Refresh = Callable[[], Awaitable[None]]
 K = TypeVar("K", bound=Hashable)
@@ -113,7 +114,7 @@ class RuntimeMetrics:
         )
         self.relay_delay = Histogram(
             "accord_outbox_relay_delay_seconds",
-            "Outbox enqueue to acknowledgement by the broker",
+            "Outbox enqueue (its transaction's start) to acknowledgement by the broker",
             buckets=RELAY_BUCKETS_S,
             registry=reg,
         )
@@ -138,7 +139,7 @@ class RuntimeMetrics:
         )
         self.ready = Gauge("accord_ready", "1 if the service is ready, else 0", registry=reg)
         self._children: dict[tuple[int, Hashable], Any] = {}
-        self._refreshers: list[Refresh] = []
+        self._refreshers: dict[str, Refresh] = {}
 
     # The consumer path: one dict lookup per update, the labelled child cached.
 
@@ -187,9 +188,10 @@ class RuntimeMetrics:
 
     # At scrape time
 
-    def on_scrape(self, refresh: Refresh) -> None:
-        """Run `refresh` before each scrape (gauges read from live state)."""
-        self._refreshers.append(refresh)
+    def on_scrape(self, name: str, refresh: Refresh) -> None:
+        """Run `refresh` before each scrape (gauges read from live state); a later refresh
+        of the same name replaces it (a new consumer loop, after a restart)."""
+        self._refreshers[name] = refresh
 
     def watch_pool(self, pool: asyncpg.Pool) -> None:
         """Report the pool's connections at each scrape."""
@@ -200,7 +202,7 @@ class RuntimeMetrics:
             self.db_pool.labels("idle").set(idle)
             self.db_pool.labels("max").set(pool.get_max_size())
 
-        self.on_scrape(refresh)
+        self.on_scrape("pool", refresh)
 
     def watch_readiness(self, readiness: Callable[[], Awaitable[Mapping[str, Any]]]) -> None:
         """Report the readiness check's verdict at each scrape."""
@@ -209,7 +211,7 @@ class RuntimeMetrics:
             report = await readiness()
             self.ready.set(1 if report.get("ready") else 0)
 
-        self.on_scrape(refresh)
+        self.on_scrape("readiness", refresh)
 
     def watch_consumer(self, consumer: Any, assignment: Callable[[], set[TopicPartition]]) -> None:
         """Report each assigned partition's lag at each scrape, if the consumer knows its end
@@ -217,11 +219,15 @@ class RuntimeMetrics:
         highwater = getattr(consumer, "highwater", None)
         position = getattr(consumer, "position", None)
         if highwater is None or position is None:
+            self._refreshers.pop("consumer", None)
             return
 
         async def refresh() -> None:
             lags = {}
+            deadline = time.monotonic() + _LAG_SCRAPE_S
             for tp in assignment():
+                if time.monotonic() > deadline:
+                    break
                 end = highwater(tp)
                 if end is None:
                     continue
@@ -232,11 +238,11 @@ class RuntimeMetrics:
             for labels, lag in lags.items():
                 self.consumer_lag.labels(*labels).set(lag)
 
-        self.on_scrape(refresh)
+        self.on_scrape("consumer", refresh)
 
     async def refresh(self) -> None:
         """Bring the scrape-time gauges up to date; a failing one keeps its last value."""
-        for refresh in self._refreshers:
+        for refresh in list(self._refreshers.values()):
             with contextlib.suppress(Exception):
                 await refresh()
 
