@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from accord.events import REGISTRY, Envelope, SagaCompleted, SagaFailed, new_event
 from accord.runtime.consumer import HandlerContext
-from accord.runtime.errors import PermanentError
+from accord.runtime.errors import PermanentError, RetryableError
 from accord.runtime.http import create_app, secure
 from accord.runtime.metrics import (
     DEAD_LETTERED,
@@ -163,6 +163,25 @@ async def test_a_permanent_error_is_one_failure_and_one_dead_letter() -> None:
 
     assert value(service.metrics, "accord_handler_failures_total", event_type=CONSUMED) == 1
     assert records(service.metrics, DEAD_LETTERED) == 1
+
+
+async def test_an_attempt_refused_by_a_dependency_counts_as_a_failure_too() -> None:
+    flaky = completed()
+
+    class DownOnce(Replier):
+        async def __call__(self, envelope: Envelope, ctx: HandlerContext) -> Sequence[Envelope]:
+            if not self.fail:
+                self.fail[flaky.id] = RetryableError("target down")
+                raise self.fail[flaky.id]
+            return await Replier()(envelope, ctx)
+
+    service = InMemoryService({CONSUMED: DownOnce()})
+    async with service:
+        await service.publish(flaky)
+        await service.settle()
+
+    assert value(service.metrics, "accord_handler_failures_total", event_type=CONSUMED) == 1
+    assert records(service.metrics, HANDLED) == 1
 
 
 # --- the outbox relay ------------------------------------------------------------------------

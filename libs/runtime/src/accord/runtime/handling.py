@@ -285,6 +285,7 @@ class PartitionHandler:
                 self._metrics.grouped(len(items))
                 return
             except INFRASTRUCTURE_ERRORS as error:
+                self._metrics.handler_failed(BATCH)
                 self._dependency_down(error, "batch will retry")
             except Exception as error:
                 failures += 1
@@ -427,6 +428,7 @@ class PartitionHandler:
                 return
             except INFRASTRUCTURE_ERRORS as error:
                 # Our own database or a dependency is down; the event is fine: wait, never drop.
+                self._metrics.handler_failed(kind)
                 self._dependency_down(error, "handler will retry")
             except Exception as error:
                 failures += 1

@@ -79,7 +79,7 @@ class RuntimeMetrics:
         )
         self.handler_failures = Counter(
             "accord_handler_failures",
-            "Handler attempts that raised (retried or dead-lettered), by event type",
+            "Handler attempts that raised (a dependency down included), by event type",
             ["event_type"],
             registry=reg,
         )
