@@ -323,10 +323,15 @@ def test_grafana_gets_the_auditor_dashboard_and_prometheus_the_metrics(
 ) -> None:
     services = compose["services"]
     prometheus = yaml.safe_load((ROOT / "deploy/compose/prometheus/prometheus.yml").read_text())
-    (job,) = prometheus["scrape_configs"]
-    assert job["metrics_path"] == "/metrics"
-    assert job["static_configs"][0]["targets"] == [f"auditor:{PORTS['auditor']}"]
-    token_path = Path(job["authorization"]["credentials_file"])
+    jobs = {job["job_name"]: job for job in prometheus["scrape_configs"]}
+    assert set(jobs) == {f"accord-{name}" for name in PORTS}
+    for name, port in PORTS.items():
+        job = jobs[f"accord-{name}"]
+        assert job["metrics_path"] == "/metrics"
+        assert job["static_configs"][0]["targets"] == [f"{name}:{port}"]
+    token_files = {job["authorization"]["credentials_file"] for job in jobs.values()}
+    (token_file,) = token_files
+    token_path = Path(token_file)
     assert mounts(services["prometheus"])["prometheus-token"] == str(token_path.parent)
     assert str(token_path.name) in " ".join(services["prometheus-token"]["entrypoint"])
     dashboard = mounts(services["grafana"])["./deploy/grafana/accord-auditor-dashboard.json"]

@@ -280,11 +280,6 @@ async def test_a_joiner_is_one_trace_across_services_in_causal_order(
     assert provisioned.parent_span_id == provisioning.span_id
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the runtime's batch path (handling.py _apply_batch, the auditor's) makes no "
-    "consumer spans yet: tracing.batch_spans is there to wrap its handler call",
-)
 async def test_the_auditor_s_spans_join_the_joiner_s_trace(
     traced_platform: Platform,
     receiver: OtlpReceiver,

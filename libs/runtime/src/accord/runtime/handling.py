@@ -50,7 +50,7 @@ from accord.runtime.routes import (
     Work,
 )
 from accord.runtime.storage import PgStorage, Storage, Transaction
-from accord.runtime.tracing import consume_span, trace_id_of, with_current_trace
+from accord.runtime.tracing import batch_spans, consume_span, trace_id_of, with_current_trace
 from accord.runtime.transport import Producer
 
 log = logging.getLogger(__name__)
@@ -271,8 +271,10 @@ class PartitionHandler:
                 async with self._storage.transaction() as tx:
                     context = HandlerContext(conn=tx.conn, source=self._source, topic=topic)
                     started = time.perf_counter()
+                    traced = [envelope for _, envelope in items if envelope is not None]
                     try:
-                        emitted = await handler(items, context)
+                        with batch_spans(traced, topic, self._group):
+                            emitted = await handler(items, context)
                     finally:
                         self._timed(BATCH, started)
                     await tx.enqueue(emitted)
