@@ -409,3 +409,17 @@ def test_the_label_check_catches_ids_and_unknown_values() -> None:
     assert any("no-such-topic" in p for p in problems)
     assert any("exploded" in p for p in problems)
     assert any("user@example.com" in p for p in problems)
+
+
+def test_a_service_s_own_metrics_name_their_label_values_but_never_an_id() -> None:
+    """The runtime's allowed sets are for its own metrics: the auditor's `outcome` has other
+    values (pending, info...), and only an id-like value is refused there."""
+    own = CollectorRegistry()
+    records = Counter("accord_audit_records", "records", ["outcome"], registry=own)
+    records.labels("pending").inc()
+    assert unbounded_labels(generate_latest(own).decode()) == []
+    leaked = str(uuid.uuid4())
+    records.labels(leaked).inc()
+    problems = unbounded_labels(generate_latest(own).decode())
+    assert problems
+    assert all(leaked in problem for problem in problems)

@@ -76,6 +76,9 @@ def root(tmp_path: Path) -> Path:
     file)."""
     policies = tmp_path / deploy_files.POLICY_SOURCE
     shutil.copytree(REPO / deploy_files.POLICY_SOURCE, policies)
+    rules = tmp_path / deploy_files.ALERT_RULES
+    rules.parent.mkdir(parents=True)
+    shutil.copy(REPO / deploy_files.ALERT_RULES, rules)
     (tmp_path / deploy_files.ACL_TABLE_DOC).parent.mkdir(parents=True)
     (tmp_path / deploy_files.ACL_TABLE_DOC).write_text(DOC_WITH_MARKERS)
     for rel, text in {
