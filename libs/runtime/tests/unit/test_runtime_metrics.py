@@ -124,6 +124,15 @@ async def test_handled_records_are_counted_by_topic_timed_and_grouped() -> None:
     assert value(metrics, "accord_consumer_group_size_count") < 12
 
 
+async def test_every_outcome_of_a_consumed_topic_is_served_at_zero_before_any_record() -> None:
+    # Prometheus's increase() needs a sample before the first dead letter to see it.
+    service = InMemoryService({CONSUMED: Replier()})
+    async with service:
+        page = generate_latest(service.metrics.registry).decode()
+    for outcome in (HANDLED, DUPLICATE, DEAD_LETTERED):
+        assert f'accord_consumer_records_total{{outcome="{outcome}",topic="{TOPIC}"}} 0.0' in page
+
+
 async def test_a_redelivered_event_counts_as_a_duplicate() -> None:
     service = InMemoryService({CONSUMED: Replier()})
     envelope = completed()

@@ -88,6 +88,7 @@ class ConsumerLoop:
         self.stats = ConsumerStats()
         self.metrics = metrics if metrics is not None else RuntimeMetrics()
         self.metrics.watch_consumer(consumer, consumer.assignment)
+        self.metrics.consuming(self._topics)
         self._handler = PartitionHandler(
             producer=producer,
             pool=pool,

@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import re
 import time
-from collections.abc import Awaitable, Callable, Hashable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Mapping
 from typing import Any, TypeVar
 
 import asyncpg
@@ -142,6 +142,14 @@ class RuntimeMetrics:
         self._refreshers: dict[str, Refresh] = {}
 
     # The consumer path: one dict lookup per update, the labelled child cached.
+
+    def consuming(self, topics: Iterable[str]) -> None:
+        """Start each outcome's series of these topics at 0: Prometheus's `increase()` sees
+        no increase in a series whose first sample is already 1, so without it the first
+        dead letter of a topic would never raise AccordDeadLetter."""
+        for topic in topics:
+            for outcome in (HANDLED, DUPLICATE, DEAD_LETTERED):
+                self._child(self.records, (topic, outcome))
 
     def record(self, topic: str, outcome: str, count: int = 1) -> None:
         """Records of a topic done with an outcome (handled, duplicate, dead_lettered)."""
