@@ -20,6 +20,7 @@ from accord.provisioner.handlers import (
     on_provision_requested,
     record_provision_requested,
 )
+from accord.provisioner.metrics import ProvisionerMetrics
 from accord.provisioner.ports import Connector
 from accord.provisioner.reconcile import Reconciler
 from accord.provisioner.settings import ProvisionerSettings
@@ -59,14 +60,15 @@ def connector_for(target: Target) -> Connector:
     return ScimConnector(target.name, target.url, target.token(), timeout_s=target.timeout_s)
 
 
-def guard_for(target: Target) -> TargetGuard:
-    """The limits a declared target asks for."""
+def guard_for(target: Target, metrics: ProvisionerMetrics | None = None) -> TargetGuard:
+    """The limits a declared target asks for; its calls counted in `metrics`, if given."""
     return TargetGuard(
         target.name,
         attempts=target.max_attempts,
         concurrency=target.max_concurrency,
         rate_per_s=target.rate_per_s,
         breaker=CircuitBreaker(target.breaker_threshold, target.breaker_cooldown_s),
+        observer=metrics,
     )
 
 
@@ -83,7 +85,13 @@ def definition(settings: ProvisionerSettings) -> ServiceDefinition:
     """The provisioner as the runtime runs it."""
     targets = checked_targets(settings)
     connectors: dict[str, Connector] = {}
-    guards = {t.name: guard_for(t) for t in targets}
+    metrics = ProvisionerMetrics(t.name for t in targets)
+    guards = {t.name: guard_for(t, metrics) for t in targets}
+
+    async def serve_metrics(runtime: Runtime) -> None:
+        # One page: the runtime's metrics and the provisioner's (accord.runtime.metrics).
+        runtime.metrics.include(metrics.registry)
+        runtime.metrics.on_scrape("circuits", metrics.circuits(guards))
 
     async def open_connectors(runtime: Runtime) -> None:
         for target in targets:
@@ -97,7 +105,11 @@ def definition(settings: ProvisionerSettings) -> ServiceDefinition:
         def provisioning(ctx: EffectContext) -> Provisioning:
             ledger = PostgresLedger(runtime.pool)
             return Provisioning(
-                source=ctx.source, connectors=connectors, ledger=ledger, guards=guards
+                source=ctx.source,
+                connectors=connectors,
+                ledger=ledger,
+                guards=guards,
+                metrics=metrics,
             )
 
         def ledger_in(ctx: HandlerContext) -> PostgresLedger:
@@ -128,7 +140,7 @@ def definition(settings: ProvisionerSettings) -> ServiceDefinition:
         migrations=["accord.provisioner.migrations"],
         routes=routes,
         configure_app=partial(api.configure, targets=targets, connectors=connectors),
-        on_start=[open_connectors],
+        on_start=[serve_metrics, open_connectors],
         on_stop=[close_connectors],
         background=[scheduled(t.name, t.reconcile_every_s) for t in targets if t.reconcile_every_s],
     )

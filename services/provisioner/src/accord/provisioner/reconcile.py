@@ -218,12 +218,19 @@ class Reconciler:
 
         async def work() -> AccountRef:
             ref = await self.guard.call(
-                lambda: connector.update_account(desired.user_id, desired.profile)
+                lambda: connector.update_account(desired.user_id, desired.profile),
+                operation="update",
             )
             if desired.state == "disabled":
-                await self.guard.call(lambda: connector.disable_account(desired.user_id, user_name))
+                await self.guard.call(
+                    lambda: connector.disable_account(desired.user_id, user_name),
+                    operation="disable",
+                )
             else:
-                await self.guard.call(lambda: connector.enable_account(desired.user_id, user_name))
+                await self.guard.call(
+                    lambda: connector.enable_account(desired.user_id, user_name),
+                    operation="enable",
+                )
             return ref
 
         return await self._repaired(run_id, desired.user_id, operation, work, tally)
@@ -236,7 +243,9 @@ class Reconciler:
         connector = self.connector
 
         async def work() -> AccountRef:
-            await self.guard.call(lambda: connector.delete_account(owner, user_name))
+            await self.guard.call(
+                lambda: connector.delete_account(owner, user_name), operation="delete"
+            )
             return AccountRef(account.account_id, already_existed=False)
 
         return await self._repaired(run_id, owner, "delete", work, tally)

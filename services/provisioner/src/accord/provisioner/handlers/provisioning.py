@@ -18,6 +18,7 @@ from accord.events import (
 )
 from accord.provisioner.domain.commands import NO_ACCOUNT, refusal, retry_delay, superseded
 from accord.provisioner.guard import CircuitOpen, TargetGuard
+from accord.provisioner.metrics import ProvisionerMetrics
 from accord.provisioner.ports import (
     AccountRef,
     Connector,
@@ -52,6 +53,8 @@ class Provisioning:
     sleep: Callable[[float], Awaitable[None]] = _sleep
     uniform: Callable[[float, float], float] = random.uniform
     """Picks each retry's jitter."""
+    metrics: ProvisionerMetrics | None = None
+    """Counts retries and give-ups (and the calls of a target without a guard of its own)."""
 
 
 def command_work(event: Envelope) -> str:
@@ -82,21 +85,32 @@ async def on_provision_requested(
     if reason is not None:
         return [reply.failed(reason, retryable=False)]
     connector = ports.connectors[data.target]
-    guard = ports.guards.get(data.target) or TargetGuard(data.target, attempts=ports.max_attempts)
+    guard = ports.guards.get(data.target) or TargetGuard(
+        data.target, attempts=ports.max_attempts, observer=ports.metrics
+    )
+    metrics = ports.metrics
+
+    def give_up(why: str) -> GaveUp:
+        if metrics is not None:
+            metrics.gave_up_on(data.target)
+        return reply.gave_up(why)
+
     attempt = 0
     while True:
         attempt += 1
         try:
-            account = await guard.call(lambda: _apply(connector, data))
+            account = await guard.call(lambda: _apply(connector, data), operation=data.operation)
             break
         except TargetRejected as error:
             return [reply.failed(str(error), retryable=False)]
         except CircuitOpen as error:
             # Fail fast: the saga retries later; the work behind this event goes on meanwhile.
-            return reply.gave_up(str(error))
+            return give_up(str(error))
         except TargetUnavailable as error:
             if attempt >= guard.attempts:
-                return reply.gave_up(f"gave up after {attempt} attempts: {error}")
+                return give_up(f"gave up after {attempt} attempts: {error}")
+            if metrics is not None:
+                metrics.retried(data.target)
             await ports.sleep(
                 retry_delay(
                     attempt,
