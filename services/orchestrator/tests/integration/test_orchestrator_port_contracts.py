@@ -15,7 +15,7 @@ import pytest
 import pytest_asyncio
 
 from accord.events import Profile
-from accord.orchestrator.adapters.postgres import PostgresRegistry, PostgresSagas
+from accord.orchestrator.adapters.postgres import PostgresRegistry, PostgresSagas, saga_census
 from accord.orchestrator.domain import account_saga as saga
 from accord.orchestrator.domain.identity import IdentityVersion
 from accord.orchestrator.fakes import FakeRegistry, FakeSagas
@@ -51,6 +51,18 @@ class Stores:
             rows = await self.conn.fetch("SELECT timer_id, kind, due_at FROM timers")
             found = [(r["timer_id"], r["kind"], r["due_at"]) for r in rows]
         return sorted(found)
+
+    async def changed(self, saga_id: str, at: datetime) -> None:
+        """Date a saga's last change back (the table's updated_at; the fake's changed_at)."""
+        if self.conn is None:
+            assert isinstance(self.sagas, FakeSagas)
+            self.sagas.rows[saga_id].changed_at = at
+        else:  # the guard wants every update to move the version on
+            await self.conn.execute(
+                "UPDATE sagas SET updated_at = $2, version = version + 1 WHERE saga_id = $1",
+                saga_id,
+                at,
+            )
 
 
 @pytest_asyncio.fixture(loop_scope="session", scope="module")
@@ -293,6 +305,48 @@ async def test_sagas_queue_behind_the_one_that_holds_the_identity(stores: Stores
     elsewhere = await sagas.next_queued("u-2")  # another identity's queue holds its own
     assert elsewhere is not None
     assert elsewhere.saga_id == "s-9"
+
+
+async def test_the_census_counts_sagas_by_workflow_and_status(stores: Stores) -> None:
+    sagas = stores.sagas
+    assert await sagas.census() == []
+    await sagas.insert(joiner("s-1"), "corr-1")
+    await sagas.insert(joiner("s-2", "u-2"), "corr-2")
+    await complete(sagas, "s-2")
+    await sagas.insert(queued("s-3"), "corr-3")
+    await sagas.insert(queued("s-4"), "corr-4")
+    for saga_id, user_id in (("s-5", "u-5"), ("s-6", "u-6")):
+        started = joiner(saga_id, user_id)
+        failed, _ = saga.decide(started, saga.ProvisionFailed("crm", "refused"), NOW)
+        assert failed.status == "failed"
+        await sagas.insert(failed, f"corr-{saga_id}")
+    await stores.changed("s-5", NOW - timedelta(hours=2))
+    await stores.changed("s-6", NOW - timedelta(hours=1))
+
+    census = await sagas.census()
+
+    assert [(c.workflow, c.status, c.sagas) for c in census] == [
+        ("joiner", "completed", 1),
+        ("joiner", "failed", 2),
+        ("joiner", "running", 1),
+        ("mover", "queued", 2),
+    ]
+    assert census[1].oldest_change == NOW - timedelta(hours=2)  # the longest-failed one's
+    assert all(c.oldest_change.tzinfo is not None for c in census)
+
+
+async def test_the_scrape_reads_the_census_on_a_connection_of_its_own(pool: asyncpg.Pool) -> None:
+    async with pool.acquire() as conn:
+        transaction = conn.transaction()
+        await transaction.start()
+        try:
+            await PostgresSagas(conn).insert(joiner("s-uncommitted"), "corr-1")
+            assert len(await PostgresSagas(conn).census()) == 1
+            # Its own read-only transaction, bounded by a statement timeout: what another
+            # transaction has not committed is not there.
+            assert await saga_census(pool, timeout_s=2.0) == []
+        finally:
+            await transaction.rollback()
 
 
 async def test_timers_are_kept_once_and_dropped_by_saga_and_kind(stores: Stores) -> None:

@@ -23,16 +23,20 @@ from accord.events import (
     UserUpdated,
 )
 from accord.orchestrator import api, handlers, timers
-from accord.orchestrator.adapters.postgres import postgres_ports
+from accord.orchestrator.adapters.postgres import postgres_ports, saga_census
 from accord.orchestrator.domain.account_saga import Backoff
 from accord.orchestrator.domain.birthright import Birthright, everyone
 from accord.orchestrator.domain.workflow import WorkflowSettings
+from accord.orchestrator.metrics import OrchestratorMetrics
 from accord.orchestrator.ports import OrchestratorPorts
 from accord.orchestrator.scim import app as scim_app
 from accord.orchestrator.settings import OrchestratorSettings
 from accord.runtime.config_file import load_yaml_model
 from accord.runtime.routes import HandlerContext, Typed, on, table
 from accord.runtime.service import Runtime, ServiceDefinition
+
+#: How long a scrape waits for the saga census (a connection, then the query).
+CENSUS_TIMEOUT_S = 2.0
 
 #: The orchestrator's routes: each handler with the payload models it takes.
 Routes = Mapping[str, Typed[Any, HandlerContext, OrchestratorPorts, list[Envelope]]]
@@ -88,6 +92,13 @@ def routes(flows: WorkflowSettings) -> Routes:
     )
 
 
+def serve_metrics(runtime: Runtime) -> OrchestratorMetrics:
+    """The orchestrator's metrics on the runtime's page, the saga gauges read at scrape."""
+    metrics = OrchestratorMetrics(lambda: saga_census(runtime.pool, timeout_s=CENSUS_TIMEOUT_S))
+    metrics.serve(runtime.metrics)
+    return metrics
+
+
 def definition(settings: OrchestratorSettings) -> ServiceDefinition:
     """The orchestrator as the runtime runs it."""
     flows = workflows(settings)
@@ -96,6 +107,7 @@ def definition(settings: OrchestratorSettings) -> ServiceDefinition:
     def configure_app(app: FastAPI, runtime: Runtime) -> None:
         api.configure(app, runtime, flows)
         scim_app.mount(app, runtime, flows)
+        serve_metrics(runtime)
 
     async def fire_timers(runtime: Runtime) -> None:
         await timers.run(runtime, flows, settings.timer_poll_s)

@@ -7,7 +7,7 @@ status machine as the database's trigger does; the domain's transitions already 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,6 +23,7 @@ from accord.orchestrator.ports import (
     OrchestratorPorts,
     ParkedEvent,
     ProfileChange,
+    SagaCount,
     Timer,
     UserNameTaken,
 )
@@ -178,6 +179,8 @@ class SagaRow:
     state: SagaState
     correlation_id: str
     seq: int
+    changed_at: datetime
+    """When it was inserted or last saved (the table's updated_at)."""
 
 
 @dataclass
@@ -186,12 +189,15 @@ class FakeSagas:
 
     rows: dict[str, SagaRow] = field(default_factory=dict)
     timers: dict[str, tuple[Timer, datetime]] = field(default_factory=dict)
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    """What a row's changed_at says (the database's now(); FakeWorld gives its own clock)."""
 
     async def insert(self, state: SagaState, correlation_id: str) -> bool:
         if state.saga_id in self.rows:
             return False
         seq = len(self.rows) + 1
-        self.rows[state.saga_id] = SagaRow(replace(state, version=0), correlation_id, seq)
+        row = SagaRow(replace(state, version=0), correlation_id, seq, self.clock())
+        self.rows[state.saga_id] = row
         return True
 
     async def load(self, saga_id: str) -> SagaState | None:
@@ -208,6 +214,7 @@ class FakeSagas:
             # The database's guard: a saga that ended never changes.
             raise asyncpg.exceptions.RaiseError(f"saga {state.saga_id} is {row.state.status}")
         row.state = replace(state, version=state.version + 1)
+        row.changed_at = self.clock()
 
     async def status(self, saga_id: str) -> str | None:
         row = self.rows.get(saga_id)
@@ -233,6 +240,16 @@ class FakeSagas:
             return None
         queued = [r for r in self._of(user_id) if r.state.status == "queued"]
         return min(queued, key=lambda r: r.seq).state if queued else None
+
+    async def census(self) -> list[SagaCount]:
+        groups: dict[tuple[str, str], list[datetime]] = {}
+        for row in self.rows.values():
+            key = (row.state.saga_type, row.state.status)
+            groups.setdefault(key, []).append(row.changed_at)
+        return [
+            SagaCount(workflow, status, len(times), min(times))
+            for (workflow, status), times in sorted(groups.items())
+        ]
 
     async def add_timer(self, timer: Timer, due_at: datetime) -> None:
         self.timers.setdefault(timer.timer_id, (timer, due_at))
@@ -278,6 +295,9 @@ class FakeWorld:
     registry: FakeRegistry = field(default_factory=FakeRegistry)
     sagas: FakeSagas = field(default_factory=FakeSagas)
     clock: Clock = field(default_factory=Clock)
+
+    def __post_init__(self) -> None:
+        self.sagas.clock = self.clock  # the sagas' changes happen on the test's clock
 
     @property
     def ports(self) -> OrchestratorPorts:

@@ -63,6 +63,17 @@ class Timer:
     payload: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class SagaCount:
+    """How many sagas of a workflow are in a status, and the oldest last change among them
+    (for a failed group: when its longest-failed saga failed, or last changed while failed)."""
+
+    workflow: str
+    status: str
+    sagas: int
+    oldest_change: datetime
+
+
 class RegistryStore(Protocol):
     """The identity registry: identities, their accounts, lockouts and parked events."""
 
@@ -138,6 +149,10 @@ class SagaStore(Protocol):
 
     async def next_queued(self, user_id: str) -> SagaState | None:
         """The identity's oldest queued saga, locked, unless a saga holds the identity."""
+
+    async def census(self) -> list[SagaCount]:
+        """The sagas counted by workflow and status (one aggregate read, no saga rows; the
+        metrics read it at scrape time), in workflow then status order."""
 
     async def add_timer(self, timer: Timer, due_at: datetime) -> None:
         """Schedule due work; scheduling the same timer twice keeps the first."""

@@ -15,7 +15,13 @@ from accord.orchestrator.adapters import store
 from accord.orchestrator.domain.account_saga import SagaState
 from accord.orchestrator.domain.identity import IdentityVersion
 from accord.orchestrator.domain.workflow import Accounts, Identity, WorkflowSettings
-from accord.orchestrator.ports import OrchestratorPorts, ParkedEvent, ProfileChange, Timer
+from accord.orchestrator.ports import (
+    OrchestratorPorts,
+    ParkedEvent,
+    ProfileChange,
+    SagaCount,
+    Timer,
+)
 
 
 def identity_of(entry: dict[str, Any]) -> Identity:
@@ -130,11 +136,23 @@ class PostgresSagas:
     async def next_queued(self, user_id: str) -> SagaState | None:
         return await store.next_queued(self.conn, user_id)
 
+    async def census(self) -> list[SagaCount]:
+        return await store.saga_census(self.conn)
+
     async def add_timer(self, timer: Timer, due_at: datetime) -> None:
         await store.add_timer(self.conn, timer, due_at)
 
     async def drop_timers(self, saga_id: str, kind: str) -> None:
         await store.drop_timers(self.conn, saga_id, kind)
+
+
+async def saga_census(pool: asyncpg.Pool, *, timeout_s: float) -> list[SagaCount]:
+    """The saga census at scrape time, on a connection of its own in a read-only transaction:
+    waiting for a connection and the query itself are bounded by `timeout_s`, so a slow
+    database costs one scrape's saga gauges (they keep their last values), nothing more."""
+    async with pool.acquire(timeout=timeout_s) as conn, conn.transaction(readonly=True):
+        await conn.execute(f"SET LOCAL statement_timeout = {max(1, int(timeout_s * 1000))}")
+        return await PostgresSagas(conn).census()
 
 
 def postgres_ports(

@@ -12,7 +12,13 @@ import asyncpg
 
 from accord.orchestrator.domain.account_saga import SagaState, Step, holds_identity
 from accord.orchestrator.domain.identity import IdentityVersion
-from accord.orchestrator.ports import NO_ACCOUNT, ParkedEvent, Timer, UserNameTaken
+from accord.orchestrator.ports import (
+    NO_ACCOUNT,
+    ParkedEvent,
+    SagaCount,
+    Timer,
+    UserNameTaken,
+)
 from accord.runtime.sql import Conditions
 
 __all__ = ["NO_ACCOUNT", "ParkedEvent", "Timer", "UserNameTaken"]
@@ -425,6 +431,17 @@ async def list_sagas(
         *conditions.args,
     )
     return [_as_view(row) for row in rows]
+
+
+async def saga_census(conn: asyncpg.Connection) -> list[SagaCount]:
+    """The sagas counted by workflow and status, with each group's oldest last change: one
+    aggregate over the table; no saga row leaves the database."""
+    rows = await conn.fetch(
+        "SELECT saga_type, status, count(*) AS sagas, min(updated_at) AS oldest_change"
+        " FROM sagas GROUP BY saga_type, status"
+        ' ORDER BY saga_type COLLATE "C", status COLLATE "C"'
+    )
+    return [SagaCount(r["saga_type"], r["status"], r["sagas"], r["oldest_change"]) for r in rows]
 
 
 async def add_timer(conn: asyncpg.Connection, timer: Timer, due_at: datetime) -> None:

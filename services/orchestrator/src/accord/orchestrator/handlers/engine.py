@@ -2,7 +2,8 @@
 in an identity's queue, and turn a saga's commands into events (and timers).
 
 Every function runs inside the caller's transaction, on the ports bound to it, after the
-caller took the identity's lock (each identity handler takes it first).
+caller took the identity's lock (each identity handler takes it first). Each status a saga
+is written in is counted where it is written (accord.orchestrator.metrics).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from accord.events import (
 )
 from accord.orchestrator.domain import account_saga as saga
 from accord.orchestrator.domain import workflow
+from accord.orchestrator.metrics import saga_reached
 from accord.orchestrator.ports import OrchestratorPorts, Timer
 
 log = logging.getLogger(__name__)
@@ -97,6 +99,7 @@ async def begin(
         )
         if not await ports.sagas.insert(queued, origin.correlation_id()):
             return []
+        saga_reached(queued)
         log.info("saga queued behind another", extra={"saga_id": saga_id})
         if saga_type in workflow.TAKES_ACCESS:
             return await _hurry_holder(ports, user_id)
@@ -108,6 +111,7 @@ async def begin(
     state, commands = saga.start(saga_id, user_id, plan.steps, now, saga_type=saga_type, **options)
     if not await ports.sagas.insert(state, origin.correlation_id()):
         return []  # started already by an earlier delivery of the same cause
+    saga_reached(state)
     return await _announce(ports, state, commands, origin, plan.profile)
 
 
@@ -150,6 +154,7 @@ async def advance_loaded(
     if new_state == state:
         return []
     await ports.sagas.save(new_state)
+    saga_reached(new_state, before=state.status)
     if not new_state.targets("pending", "compensating"):
         await ports.sagas.drop_timers(saga_id, "saga_timeout")  # the round is over
     if state.status == "failed" and new_state.status != "failed":
@@ -185,6 +190,7 @@ async def _next_in_queue(ports: OrchestratorPorts, user_id: str) -> list[Envelop
         options = workflow.options(ports.settings, queued.saga_type)
         state, commands = saga.begin(queued, plan.steps if plan else {}, ports.clock(), **options)
         await ports.sagas.save(state)
+        saga_reached(state, before=queued.status)
         origin = Origin(ports.source, None, await ports.sagas.correlation(state.saga_id))
         profile = plan.profile if plan else None
         events += await _announce(ports, state, commands, origin, profile)
