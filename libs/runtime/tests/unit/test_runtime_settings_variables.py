@@ -114,6 +114,7 @@ OWN: dict[type[ServiceSettings], Variables] = {
         "ACCORD_AUDIT_SIGNING_KEY_FILE": ("signing_key_file", "audit.pem", Path("audit.pem")),
         "ACCORD_AUDIT_CHECKPOINT_DIR": ("checkpoint_dir", "/var/ckpt", Path("/var/ckpt")),
         "ACCORD_AUDIT_CHECKPOINT_S": ("checkpoint_every_s", "60", 60.0),
+        "ACCORD_AUDIT_VERIFY_INTERVAL_S": ("verify_interval_s", "0", 0.0),
         "ACCORD_AUDIT_AGGREGATES": ("audit_aggregates", "off", False),
         "ACCORD_AUDIT_AGGREGATES_GRACE_S": ("audit_aggregates_grace_s", "3", 3.0),
         "ACCORD_AUDIT_AGGREGATES_HORIZON_S": ("audit_aggregates_horizon_s", "600", 600.0),
@@ -199,6 +200,7 @@ OWN_DEFAULTS: dict[type[ServiceSettings], dict[str, Any]] = {
         "signing_key_file": None,
         "checkpoint_dir": None,
         "checkpoint_every_s": 300.0,
+        "verify_interval_s": 300.0,
         "audit_aggregates": True,
         "audit_aggregates_grace_s": 10.0,
         "audit_aggregates_horizon_s": 3600.0,
@@ -221,6 +223,7 @@ REFUSED: list[tuple[type[ServiceSettings], str, str]] = [
     (AuthnSettings, "ACCORD_AUTHN_CHALLENGE_TTL_S", "3601"),
     (AuthnSettings, "ACCORD_LOCKOUT_THRESHOLD", "0"),
     (AuditorSettings, "ACCORD_AUDIT_CHECKPOINT_S", "0"),
+    (AuditorSettings, "ACCORD_AUDIT_VERIFY_INTERVAL_S", "-1"),
     (AuditorSettings, "ACCORD_AUDIT_AGGREGATES_GRACE_S", "-1"),
 ]
 

@@ -7,9 +7,18 @@ from functools import partial
 
 from fastapi import FastAPI
 
-from accord.auditor import aggregates, api, checkpointing, dashboard, handlers, reports_api
+from accord.auditor import (
+    aggregates,
+    api,
+    chain_watch,
+    checkpointing,
+    dashboard,
+    handlers,
+    reports_api,
+)
 from accord.auditor.adapters import log_store
 from accord.auditor.adapters.log_store import PostgresAuditLog
+from accord.auditor.chain_metrics import ChainMetrics
 from accord.auditor.metrics import AuditorMetrics
 from accord.auditor.ports import RecordingPorts
 from accord.auditor.settings import AuditorSettings
@@ -45,6 +54,7 @@ def definition(settings: AuditorSettings) -> ServiceDefinition:
 
     as_writer = False  # whether the writer role may be used: known once the service starts
     metrics = AuditorMetrics()
+    chain_metrics = ChainMetrics(metrics.registry)  # served with the audit stream's
 
     async def check_writer_role(runtime: Runtime) -> None:
         nonlocal as_writer
@@ -60,7 +70,12 @@ def definition(settings: AuditorSettings) -> ServiceDefinition:
         writer = as_writer
 
         def ports(ctx: HandlerContext) -> RecordingPorts:
-            return RecordingPorts(PostgresAuditLog(ctx.conn, writer), ctx.source, redact)
+            return RecordingPorts(
+                PostgresAuditLog(ctx.conn, writer),
+                ctx.source,
+                redact,
+                chained=chain_metrics.records_chained,
+            )
 
         return handlers.batch_route(ports)
 
@@ -88,6 +103,9 @@ def definition(settings: AuditorSettings) -> ServiceDefinition:
         batch_types=recorded_types(),
         fetch_max_wait_ms=settings.audit_fetch_wait_ms(),
         on_start=[check_writer_role],
-        background=[checkpoints]
+        background=[
+            checkpoints,
+            chain_watch.hook(settings.verify_interval_s, chain_metrics, settings.signing_key_file),
+        ]
         + ([aggregates.hook(settings, metrics)] if settings.audit_aggregates else []),
     )

@@ -38,3 +38,5 @@ class RecordingPorts:
     """Payload fields recorded as a marker instead of their value."""
     clock: Callable[[], datetime] = now_utc
     """When a record is recorded (its recorded_at)."""
+    chained: Callable[[int], None] = lambda count: None
+    """Told how many records a batch appended, once the log has them (a metric)."""

@@ -43,6 +43,15 @@ class AuditorSettings(ServiceSettings):
         validation_alias="ACCORD_AUDIT_CHECKPOINT_S",
         description="Seconds between checkpoints (one only when the chain has grown).",
     )
+    verify_interval_s: float = Field(
+        default=300.0,
+        ge=0,
+        validation_alias="ACCORD_AUDIT_VERIFY_INTERVAL_S",
+        description=(
+            "Seconds between the auditor's verifications of the records appended to its chain"
+            " since the last (accord_audit_verify_* metrics); 0: none."
+        ),
+    )
     audit_aggregates: bool = Field(
         default=True,
         description="Stream aggregates (faust) on audit.metrics and /metrics: on or off.",

@@ -45,6 +45,7 @@ async def record_batch(items: Sequence[BatchItem], ports: RecordingPorts) -> lis
     state = await ports.log.chain_state([key_of(e) for e in entries])
     stored = chain(state, entries, ports.clock)
     await ports.log.append(stored)
+    ports.chained(len(stored))
     return [announcement(s, ports.source, causes.get(key_of(s.entry))) for s in stored]
 
 
