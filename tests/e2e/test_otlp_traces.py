@@ -269,7 +269,11 @@ async def test_a_joiner_is_one_trace_across_services_in_causal_order(
         for s in spans
         if s.service == "accord-orchestrator" and s.parent_span_id == found.root_span_id
     ]
-    [provisioning] = [s for s in spans if s.service == "accord-provisioner"]
+    [provisioning] = [
+        s
+        for s in spans
+        if s.service == "accord-provisioner" and "messaging.destination.name" in s.attributes
+    ]
     [provisioned] = [
         s
         for s in spans
@@ -278,6 +282,36 @@ async def test_a_joiner_is_one_trace_across_services_in_causal_order(
     ]
     assert provisioning.parent_span_id == created.span_id
     assert provisioned.parent_span_id == provisioning.span_id
+
+
+async def test_a_joiner_s_trace_holds_its_sql_and_its_scim_requests(
+    traced_platform: Platform,
+    receiver: OtlpReceiver,
+    unique: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The services' queries and the provisioner's request to the SCIM target are spans of
+    the joiner's trace, under the consumer spans that made them, and none holds a value
+    of the joiner's (no statement parameter, no SCIM filter)."""
+    found = await _joiner_trace(traced_platform, receiver, unique, JOINER_HANDLING, monkeypatch)
+    by_id = {s.span_id: s for s in found.spans}
+    sql = [s for s in found.spans if s.attributes.get("db.system") == "postgresql"]
+    assert sql, "no SQL span in the joiner's trace"
+    assert {s.service for s in sql} >= {"accord-orchestrator", "accord-provisioner"}
+    scim_url = traced_platform.scim.base_url
+    requests = [
+        s
+        for s in found.spans
+        if s.service == "accord-provisioner"
+        and s.attributes.get("http.url", "").startswith(scim_url)
+    ]
+    assert requests, "no request of the provisioner's to the SCIM target in the joiner's trace"
+    for span in [*sql, *requests]:
+        assert span.trace_id == found.trace_id
+        assert _root_of(span, by_id) == found.root_span_id, f"{span.service} {span.name} cut off"
+        values = " ".join(span.attributes.values())
+        assert f"otel.{unique}" not in values, f"{span.service} {span.name} holds the user name"
+        assert traced_platform.scim.bearer_token not in values
 
 
 async def test_the_auditor_s_spans_join_the_joiner_s_trace(

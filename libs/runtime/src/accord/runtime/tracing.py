@@ -29,6 +29,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from opentelemetry.util.types import AttributeValue
 
 from accord.events import Envelope
+from accord.runtime.instrumentation import instrument_libraries
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +46,14 @@ def setup_tracing(service: str) -> TracerProvider:
 
     Spans are always created, so trace ids propagate (and land in logs and the audit log)
     even where no exporter is configured. The caller shuts the provider down on leaving,
-    which flushes the spans still batched.
+    which flushes the spans still batched. SQL (asyncpg) and outbound HTTP (httpx) are
+    instrumented here too, once per process (accord.runtime.instrumentation).
     """
     provider = TracerProvider(resource=service_resource(service))
     for exporter in span_exporters():
         provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
+    instrument_libraries()
     return provider
 
 
