@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from fastapi import FastAPI
 
-from accord.authz import access_api, api, authn_api, decision_api, handlers, timers
+from accord.authz import access_api, api, authn_api, decision_api, handlers, metrics, timers
 from accord.authz.adapters.postgres import postgres_stores
 from accord.authz.catalogue import Catalogue
 from accord.authz.domain.approvals import ApprovalSettings
@@ -58,6 +58,8 @@ def definition(settings: AuthzSettings) -> ServiceDefinition:
         access_api.configure(app, runtime, rules, approvals)
         decision_api.configure(app, runtime, rules, log_rate=settings.decision_log_rate)
         authn_api.configure(app, runtime, rules, log_rate=settings.decision_log_rate)
+        # One page: the runtime's metrics and authz's decisions (accord.authz.metrics).
+        runtime.metrics.include(metrics.registry())
 
     async def fire_timers(runtime: Runtime) -> None:
         await timers.run(runtime, approvals, settings.timer_poll_s)

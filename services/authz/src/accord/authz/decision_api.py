@@ -21,12 +21,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import asyncpg
 from fastapi import APIRouter, Depends, FastAPI
 from pydantic import BaseModel, ConfigDict, Field
 
-from accord.authz import access
-from accord.authz.adapters.directory import PostgresDirectory
+from accord.authz import metrics
+from accord.authz.adapters.postgres import postgres_stores
 from accord.authz.catalogue import Catalogue
 from accord.authz.domain.access_outcome import Outcome, outcome
 from accord.authz.domain.approvals import unapprovable
@@ -37,7 +36,8 @@ from accord.authz.domain.policy_set import (
     decide_batch,
     load_entities,
 )
-from accord.authz.ports import Rules
+from accord.authz.handlers import access as flow
+from accord.authz.ports import Rules, Stores
 from accord.events import AuthzDecided, new_event, to_kafka
 from accord.events.catalogue.base import CedarType, ShortText
 from accord.runtime.app_deps import Mounted
@@ -160,32 +160,44 @@ async def answer_all(deps: DecisionDeps, questions: Sequence[Question]) -> list[
     """Answer the questions with the rules in force; a sample of the answers is logged."""
     runtime = deps.runtime
     policies, catalogue = deps.rules()
-    known: dict[EntityRef, list[Entity]] = {}
     async with runtime.pool.acquire() as conn:
-        for q in questions:
-            ref = q.principal.ref()
-            if ref.type == "User" and ref not in known:
-                known[ref] = await PostgresDirectory(conn).principal_entities(ref.id)
-        found = _decide_all(policies, questions, known, catalogue)
-        answers = [
-            await _answer(conn, q, o, catalogue) for q, o in zip(questions, found, strict=True)
-        ]
+        answers = await answer_on(postgres_stores(conn), policies, catalogue, questions)
     for q, o in zip(questions, answers, strict=True):
         if deps.log_rate and random.random() < deps.log_rate:  # noqa: S311 - sampling, not crypto
             await _log(runtime, q, o, deps.log_rate)
     return answers
 
 
+async def answer_on(
+    stores: Stores, policies: LoadedPolicies, catalogue: Catalogue, questions: Sequence[Question]
+) -> list[Answer]:
+    """The answers, reading the directory through `stores` (one connection's, or fakes);
+    each one counted in accord_authz_decisions_total, the evaluation timed."""
+    known: dict[EntityRef, list[Entity]] = {}
+    for q in questions:
+        ref = q.principal.ref()
+        if ref.type == "User" and ref not in known:
+            known[ref] = await stores.directory.principal_entities(ref.id)
+    with metrics.evaluation(metrics.API, len(questions)):
+        found = _decide_all(policies, questions, known, catalogue)
+    answers = [
+        await _answer(stores, q, o, catalogue) for q, o in zip(questions, found, strict=True)
+    ]
+    for answer in answers:
+        metrics.decided(metrics.API, answer.decision)
+    return answers
+
+
 async def _answer(
-    conn: asyncpg.Connection, question: Question, found: Outcome, catalogue: Catalogue
+    stores: Stores, question: Question, found: Outcome, catalogue: Catalogue
 ) -> Answer:
     """The answer to a question: a chain's stages resolved to their approvers, as an access
     request for oneself would have them (a stage nobody else can decide denies)."""
     effect, reasons = found.effect, list(found.reasons)
     stages: list[StageAnswer] = []
     if found.chain:
-        resolved = await access.resolve_stages(
-            conn,
+        resolved = await flow.resolve_stages(
+            stores,
             found.chain,
             requester_id=question.principal.id,
             principal_id=question.principal.id,

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Literal
 
+from accord.authz import metrics
 from accord.authz.catalogue import Catalogue, entitlement_id
 from accord.authz.domain import approvals as chain_rules
 from accord.authz.domain.access_outcome import outcome
@@ -157,7 +158,8 @@ async def _decide(
         *await stores.directory.principal_entities(request.principal_id),
         *catalogue.resource_entities(resource.application, resource.entitlement),
     ]
-    found = outcome(policies, query, entities)
+    with metrics.evaluation(metrics.ACCESS_REQUEST):
+        found = outcome(policies, query, entities)
     if found.errors:
         log.warning("policy evaluation errors", extra={"errors": list(found.errors)})
     stages: list[chain_rules.Stage] = []
@@ -174,6 +176,7 @@ async def _decide(
     # Moving the request out of pending once keeps a redelivery from answering twice.
     if not await stores.requests.decide(request.request_id, status, reasons):
         return []
+    metrics.decided(metrics.ACCESS_REQUEST, status)
     events = [
         emit(
             AccessDecided(
