@@ -12,6 +12,7 @@ from accord.provisioner.adapters.ledger import PostgresLedger
 from accord.provisioner.adapters.scim import ScimConnector
 from accord.provisioner.adapters.sql import SqlConnector
 from accord.provisioner.adapters.webhook import WebhookConnector, WebhookSettings
+from accord.provisioner.circuit_probe import keep_probing
 from accord.provisioner.domain.breaker import CircuitBreaker
 from accord.provisioner.guard import TargetGuard
 from accord.provisioner.handlers import (
@@ -124,6 +125,9 @@ def definition(settings: ProvisionerSettings) -> ServiceDefinition:
             )
         }
 
+    async def probe_circuits(runtime: Runtime) -> None:
+        await keep_probing(guards, connectors, runtime.stopping)
+
     def scheduled(name: str, every_s: float) -> Hook:
         async def run(runtime: Runtime) -> None:
             def reconciler() -> Reconciler:
@@ -142,5 +146,8 @@ def definition(settings: ProvisionerSettings) -> ServiceDefinition:
         configure_app=partial(api.configure, targets=targets, connectors=connectors),
         on_start=[serve_metrics, open_connectors],
         on_stop=[close_connectors],
-        background=[scheduled(t.name, t.reconcile_every_s) for t in targets if t.reconcile_every_s],
+        background=[
+            probe_circuits,
+            *(scheduled(t.name, t.reconcile_every_s) for t in targets if t.reconcile_every_s),
+        ],
     )
