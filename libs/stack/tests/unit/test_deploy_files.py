@@ -71,14 +71,18 @@ def pom(version: str = "4.1.1", dependency: str = "${kafka.version}") -> str:
 
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
-    """A repository root with what the generator reads: the policies, the Kafka pom, and
-    the hand-written files with a generated part (docs/deployment.md, Strimzi Kafka, compose
-    file)."""
+    """A repository root with what the generator reads: the policies, the Kafka pom, the
+    alert rules, the Grafana dashboards, and the hand-written files with a generated part
+    (docs/deployment.md, Strimzi Kafka, compose file)."""
     policies = tmp_path / deploy_files.POLICY_SOURCE
     shutil.copytree(REPO / deploy_files.POLICY_SOURCE, policies)
     rules = tmp_path / deploy_files.ALERT_RULES
     rules.parent.mkdir(parents=True)
     shutil.copy(REPO / deploy_files.ALERT_RULES, rules)
+    dashboards = tmp_path / deploy_files.DASHBOARDS
+    dashboards.mkdir(parents=True)
+    for dashboard in (REPO / deploy_files.DASHBOARDS).glob("*.json"):
+        shutil.copy(dashboard, dashboards)
     (tmp_path / deploy_files.ACL_TABLE_DOC).parent.mkdir(parents=True)
     (tmp_path / deploy_files.ACL_TABLE_DOC).write_text(DOC_WITH_MARKERS)
     for rel, text in {
@@ -352,6 +356,65 @@ def test_an_unreadable_pom_fails_in_one_line(
     assert err == [
         f"accord: error: cannot read {deploy_files.KAFKA_POM}: No such file or directory"
     ]
+
+
+def test_the_dashboards_configmap_holds_each_dashboard_as_it_is(root: Path) -> None:
+    deploy_files.write(root)
+    configmap = yaml.safe_load((root / deploy_files.DASHBOARDS_FILE).read_text())
+    assert configmap["metadata"]["name"] == deploy_files.DASHBOARDS_CONFIGMAP
+    assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
+    dashboards = sorted((root / deploy_files.DASHBOARDS).glob("*.json"))
+    assert "accord-operations-dashboard.json" in [p.name for p in dashboards]
+    assert configmap["data"] == {p.name: p.read_text() for p in dashboards}
+
+
+def test_an_edited_or_new_dashboard_makes_the_configmap_stale(root: Path) -> None:
+    deploy_files.write(root)
+    folder = root / deploy_files.DASHBOARDS
+    edited = folder / "accord-operations-dashboard.json"
+    edited.write_text(edited.read_text().replace('"refresh": "30s"', '"refresh": "1m"'))
+    assert deploy_files.drift(root) == [f"stale: {deploy_files.DASHBOARDS_FILE}"]
+    assert deploy_files.write(root) == [deploy_files.DASHBOARDS_FILE]
+    (folder / "z-new.json").write_text('{"uid": "new", "title": "New"}\n')
+    assert deploy_files.drift(root) == [f"stale: {deploy_files.DASHBOARDS_FILE}"]
+    deploy_files.write(root)
+    configmap = yaml.safe_load((root / deploy_files.DASHBOARDS_FILE).read_text())
+    assert configmap["data"]["z-new.json"] == '{"uid": "new", "title": "New"}\n'
+
+
+def test_any_dashboard_text_survives_the_configmap() -> None:
+    """A literal block cannot hold trailing spaces: YAML then quotes the text, which still
+    reads back as it was."""
+    texts = {
+        "a.json": '{\n  "uid": "a",\n  "title": "Caf\u00e9 \u2192 ok"\n}\n',
+        "b.json": '{"uid": "b", "title": "trailing"}   \n  \n',
+        "c.json": '{"uid": "c"}',
+    }
+    rendered = deploy_files._literal_yaml("# header\n", deploy_files.grafana_dashboards(texts))
+    assert rendered.startswith("# header\n")
+    assert '  a.json: |\n    {\n      "uid": "a",' in rendered
+    assert yaml.safe_load(rendered)["data"] == texts
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ({}, "deploy/grafana holds no dashboard"),
+        ({"x.json": "{not json"}, "deploy/grafana/x.json is no JSON"),
+        ({"x.json": '{"title": "no uid"}'}, "deploy/grafana/x.json is no Grafana dashboard"),
+    ],
+)
+def test_missing_or_broken_dashboards_fail_in_one_line(
+    root: Path, capsys: pytest.CaptureFixture[str], files: dict[str, str], message: str
+) -> None:
+    folder = root / deploy_files.DASHBOARDS
+    for dashboard in folder.glob("*.json"):
+        dashboard.unlink()
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    assert deploy_files.main(["--check", "--root", str(root)]) == 2
+    (err,) = capsys.readouterr().err.splitlines()
+    assert err.startswith(f"accord: error: {message}")
 
 
 class PasswordReset(EventData):

@@ -9,13 +9,16 @@ fault test runs with; COMPOSE, the one-node layout of the test suite) come each 
 partitions, replicas and config, the brokers' replication settings and the services' Kafka
 settings. From deploy/kafka/pom.xml, the Apache Kafka every test runs, comes the version of
 the compose image and of the Strimzi cluster. From deploy/prometheus/alerts.yml, the alerting
-rules Prometheus loads, comes the Prometheus Operator's PrometheusRule. `--check` (run by a
-test) fails when a checked-in file differs from what they give today.
+rules Prometheus loads, comes the Prometheus Operator's PrometheusRule; from the Grafana
+dashboards of deploy/grafana (the JSON compose's Grafana provisions) comes the ConfigMap
+Grafana's dashboard sidecar loads them from on Kubernetes. `--check` (run by a test) fails
+when a checked-in file differs from what they give today.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import sys
 import textwrap
@@ -49,6 +52,12 @@ ALERT_RULES = "deploy/prometheus/alerts.yml"
 """Accord's alerting rules, the one source (Prometheus's rule_files format)."""
 PROMETHEUS_RULE_FILE = "deploy/k8s/monitoring/prometheus-rule.yaml"
 PROMETHEUS_RULE_NAME = "accord-alerts"
+DASHBOARDS = "deploy/grafana"
+"""Accord's Grafana dashboards, the one source: every `*.json` file of the folder."""
+DASHBOARDS_FILE = "deploy/k8s/monitoring/grafana-dashboards.yaml"
+DASHBOARDS_CONFIGMAP = "accord-grafana-dashboards"
+DASHBOARD_LABEL = {"grafana_dashboard": "1"}
+"""The label Grafana's dashboard sidecar looks for (kube-prometheus-stack's default)."""
 POLICY_SOURCE = "services/authz/src/accord/authz/policies"
 POLICY_COPY = "deploy/k8s/base/services/config/policies"
 POLICY_FILES = ("authn.cedar", "catalogue.yaml", "default.cedar", "schema.cedarschema")
@@ -373,6 +382,54 @@ def prometheus_rule(rules: str) -> dict[str, Any]:
     }
 
 
+class _LiteralDumper(yaml.SafeDumper):
+    """YAML that writes text of several lines as a literal block, as it reads."""
+
+
+def _literal(dumper: yaml.SafeDumper, text: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in text else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
+
+
+_LiteralDumper.add_representer(str, _literal)
+
+
+def grafana_dashboards(dashboards: Mapping[str, str]) -> dict[str, Any]:
+    """The ConfigMap holding the dashboards (file name -> JSON text, kept as it is) that
+    Grafana's dashboard sidecar loads (it watches ConfigMaps labelled grafana_dashboard)."""
+    if not dashboards:
+        raise DeployError(f"{DASHBOARDS} holds no dashboard (*.json)")
+    for name, text in dashboards.items():
+        try:
+            dashboard = json.loads(text)
+        except ValueError as error:
+            raise DeployError(f"{DASHBOARDS}/{name} is no JSON: {error}") from None
+        if not isinstance(dashboard, dict) or not dashboard.get("uid"):
+            raise DeployError(f"{DASHBOARDS}/{name} is no Grafana dashboard with a uid")
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": DASHBOARDS_CONFIGMAP,
+            "labels": {**DASHBOARD_LABEL, "app.kubernetes.io/part-of": "accord"},
+        },
+        "data": dict(sorted(dashboards.items())),
+    }
+
+
+def _dashboards(root: Path) -> dict[str, str]:
+    try:
+        return {path.name: path.read_text() for path in sorted((root / DASHBOARDS).glob("*.json"))}
+    except OSError as error:
+        raise DeployError(f"cannot read {DASHBOARDS}: {error.strerror}") from None
+
+
+def _literal_yaml(header: str, document: Any) -> str:
+    return header + yaml.dump(
+        document, Dumper=_LiteralDumper, sort_keys=False, width=100, allow_unicode=True
+    )
+
+
 def _alert_rules(root: Path) -> str:
     try:
         return (root / ALERT_RULES).read_text()
@@ -445,6 +502,15 @@ def render(root: Path, registry: Registry = REGISTRY) -> dict[str, str]:
             ),
             [prometheus_rule(_alert_rules(root))],
         ),
+        DASHBOARDS_FILE: _literal_yaml(
+            _comment(
+                "Accord's Grafana dashboards for Grafana's dashboard sidecar"
+                " (kube-prometheus-stack): the JSON files of"
+                f" {DASHBOARDS}, as they are.",
+                _generated(f"{DASHBOARDS}/*.json"),
+            ),
+            grafana_dashboards(_dashboards(root)),
+        ),
     }
     for name in POLICY_FILES:
         source = root / POLICY_SOURCE / name
@@ -502,7 +568,8 @@ def register_deploy(commands: Any) -> None:
         "ConfigMap and the dev overlay's patches), the Kafka version of the compose image and "
         "the Strimzi Kafka (deploy/kafka/pom.xml's), the policies ConfigMap's files and the "
         "Kafka ACL table of docs/deployment.md from the event registry, the topic layouts and "
-        "the ACL table.",
+        "the ACL table; the PrometheusRule and the Grafana dashboards' ConfigMap "
+        "(deploy/k8s/monitoring) from deploy/prometheus/alerts.yml and deploy/grafana.",
     )
     _arguments(p)
 
@@ -539,7 +606,7 @@ def _check(root: Path) -> int:
         return 1
     print(
         "deployment files match the registry, the topic layouts, deploy/kafka/pom.xml"
-        " and deploy/prometheus/alerts.yml"
+        ", deploy/prometheus/alerts.yml and deploy/grafana"
     )
     return 0
 
