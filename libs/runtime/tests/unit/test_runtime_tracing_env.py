@@ -8,11 +8,13 @@ import os
 import pytest
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 
 from accord.runtime import tracing
+from accord.runtime.instrumentation import SqlUnderASpan, uninstrument_libraries
 
 
 @pytest.fixture(autouse=True)
@@ -154,3 +156,20 @@ def test_setup_installs_the_endpoints_exporter_in_a_batch(monkeypatch: pytest.Mo
         assert _endpoint(exporter) == "http://collector:4318/v1/traces"
     finally:
         provider.shutdown()
+
+
+def test_sql_and_http_are_instrumented_only_when_spans_go_somewhere(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sql, http = SqlUnderASpan(), HTTPXClientInstrumentor()  # type: ignore[no-untyped-call]
+    uninstrument_libraries()
+    try:
+        tracing.setup_tracing("provisioner")
+        assert not sql.is_instrumented_by_opentelemetry
+        assert not http.is_instrumented_by_opentelemetry
+        monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
+        tracing.setup_tracing("provisioner")
+        assert sql.is_instrumented_by_opentelemetry
+        assert http.is_instrumented_by_opentelemetry
+    finally:
+        uninstrument_libraries()
