@@ -11,6 +11,7 @@ from typing import Any, cast
 
 import httpx
 import pytest
+from aiokafka import TopicPartition
 from fastapi import FastAPI, Request
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
@@ -131,6 +132,40 @@ async def test_every_outcome_of_a_consumed_topic_is_served_at_zero_before_any_re
         page = generate_latest(service.metrics.registry).decode()
     for outcome in (HANDLED, DUPLICATE, DEAD_LETTERED):
         assert f'accord_consumer_records_total{{outcome="{outcome}",topic="{TOPIC}"}} 0.0' in page
+
+
+class EndOffsets:
+    """What the lag reads of an aiokafka consumer: end offsets and positions."""
+
+    def __init__(self, end: int, position: int) -> None:
+        self.end, self.at = end, position
+
+    def highwater(self, tp: TopicPartition) -> int:
+        return self.end
+
+    async def position(self, tp: TopicPartition) -> int:
+        return self.at
+
+
+async def test_lag_counts_from_the_last_commit_and_from_the_position_before_one() -> None:
+    tp, committed = TopicPartition(TOPIC, 0), {}
+    metrics = RuntimeMetrics()
+    metrics.watch_consumer(EndOffsets(end=10, position=9), lambda: {tp}, committed.get)
+    lag = ("accord_consumer_lag_records", {"topic": TOPIC, "partition": "0"})
+    await metrics.refresh()
+    assert metrics.registry.get_sample_value(*lag) == 1  # assigned, nothing committed yet
+    committed[tp] = 6  # records 6..8 fetched but not yet handled
+    await metrics.refresh()
+    assert metrics.registry.get_sample_value(*lag) == 4
+
+
+async def test_the_loop_remembers_what_it_committed() -> None:
+    service = InMemoryService({CONSUMED: Replier()})
+    async with service:
+        for i in range(3):
+            await service.publish(completed(f"user-{i}"), partition=0)
+        await service.settle()
+        assert service.loop.committed[TopicPartition(TOPIC, 0)] == 3
 
 
 async def test_a_redelivered_event_counts_as_a_duplicate() -> None:

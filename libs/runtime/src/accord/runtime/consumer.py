@@ -86,8 +86,10 @@ class ConsumerLoop:
         self._stopping = asyncio.Event()
         self._workers: dict[TopicPartition, asyncio.Task[tuple[int | None, int, int]]] = {}
         self.stats = ConsumerStats()
+        self.committed: dict[TopicPartition, int] = {}
+        """The offset this member last committed per partition, since it was assigned."""
         self.metrics = metrics if metrics is not None else RuntimeMetrics()
-        self.metrics.watch_consumer(consumer, consumer.assignment)
+        self.metrics.watch_consumer(consumer, consumer.assignment, self.committed.get)
         self.metrics.consuming(self._topics)
         self._handler = PartitionHandler(
             producer=producer,
@@ -185,6 +187,7 @@ class ConsumerLoop:
             return
         try:
             await self._consumer.commit(offsets)
+            self.committed.update((tp, meta.offset) for tp, meta in offsets.items())
         except CommitFailedError as error:
             # The partitions moved to another member during a rebalance; it will see these
             # records again and the inbox will drop them.
@@ -205,6 +208,8 @@ class _JoinListener(ConsumerRebalanceListener):  # type: ignore[misc]
         # a slow target must not hold the whole group; the next owner redoes its records,
         # and inboxes and idempotent connectors make that harmless).
         await self._loop.drain(revoked, wait_s=_REVOKE_WAIT_S)
+        for tp in revoked:  # another member commits them now
+            self._loop.committed.pop(tp, None)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         self._loop.joined = True

@@ -221,9 +221,16 @@ class RuntimeMetrics:
 
         self.on_scrape("readiness", refresh)
 
-    def watch_consumer(self, consumer: Any, assignment: Callable[[], set[TopicPartition]]) -> None:
+    def watch_consumer(
+        self,
+        consumer: Any,
+        assignment: Callable[[], set[TopicPartition]],
+        committed: Callable[[TopicPartition], int | None] = lambda tp: None,
+    ) -> None:
         """Report each assigned partition's lag at each scrape, if the consumer knows its end
-        offsets (aiokafka's highwater and position; the in-memory consumer does not)."""
+        offsets (aiokafka's highwater; the in-memory consumer does not): the end offset
+        minus the offset this member last committed, or, before its first commit, minus its
+        position (at assignment, the group's committed offset)."""
         highwater = getattr(consumer, "highwater", None)
         position = getattr(consumer, "position", None)
         if highwater is None or position is None:
@@ -239,8 +246,11 @@ class RuntimeMetrics:
                 end = highwater(tp)
                 if end is None:
                     continue
-                with contextlib.suppress(Exception):
-                    at = await asyncio.wait_for(position(tp), _POSITION_WAIT_S)
+                at = committed(tp)
+                if at is None:
+                    with contextlib.suppress(Exception):
+                        at = await asyncio.wait_for(position(tp), _POSITION_WAIT_S)
+                if at is not None:
                     lags[(tp.topic, str(tp.partition))] = max(0, end - at)
             self.consumer_lag.clear()
             for labels, lag in lags.items():
