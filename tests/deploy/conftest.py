@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -78,3 +79,16 @@ def manifests(
 def of_kind(docs: list[Manifest], kind: str) -> dict[str, Manifest]:
     """The documents of one kind, by name."""
     return {d["metadata"]["name"]: d for d in docs if d["kind"] == kind}
+
+
+@pytest.fixture(scope="session")
+def promtool() -> str:
+    """Debian's promtool (`make prometheus`); the test is skipped without it, or fails when
+    ACCORD_REQUIRE_PROMTOOL=1 (CI)."""
+    found = shutil.which("promtool")
+    if found is None:
+        reason = "promtool is missing: `make prometheus` installs Debian's prometheus package"
+        if os.environ.get("ACCORD_REQUIRE_PROMTOOL") == "1":
+            pytest.fail(reason + " (ACCORD_REQUIRE_PROMTOOL=1)")
+        pytest.skip(reason)
+    return found

@@ -11,7 +11,6 @@ ACCORD_REQUIRE_PROMTOOL=1, which makes them fail instead (CI).
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
 import shutil
@@ -39,17 +38,6 @@ def alerts() -> dict[str, dict[str, Any]]:
     groups = yaml.safe_load(RULES.read_text())["groups"]
     found = [rule for group in groups for rule in group["rules"] if "alert" in rule]
     return {rule["alert"]: rule for rule in found}
-
-
-@pytest.fixture(scope="module")
-def promtool() -> str:
-    found = shutil.which("promtool")
-    if found is None:
-        reason = "promtool is missing: `make prometheus` installs Debian's prometheus package"
-        if os.environ.get("ACCORD_REQUIRE_PROMTOOL") == "1":
-            pytest.fail(reason + " (ACCORD_REQUIRE_PROMTOOL=1)")
-        pytest.skip(reason)
-    return found
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:

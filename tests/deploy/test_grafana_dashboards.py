@@ -14,9 +14,7 @@ deploy`) holds each dashboard file as it is, labelled for Grafana's dashboard si
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -265,17 +263,6 @@ def test_the_operations_dashboard_filters_by_service() -> None:
     for where, expr, _ in queries(dashboard):
         if where.startswith("panel"):
             assert 'job=~"$job"' in expr, f"{where}: not filtered by the job variable"
-
-
-@pytest.fixture(scope="module")
-def promtool() -> str:
-    found = shutil.which("promtool")
-    if found is None:
-        reason = "promtool is missing: `make prometheus` installs Debian's prometheus package"
-        if os.environ.get("ACCORD_REQUIRE_PROMTOOL") == "1":
-            pytest.fail(reason + " (ACCORD_REQUIRE_PROMTOOL=1)")
-        pytest.skip(reason)
-    return found
 
 
 def as_prometheus(expr: str) -> str:

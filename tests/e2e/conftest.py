@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -14,7 +15,9 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 import pytest_asyncio
+from aiokafka import AIOKafkaProducer
 
+from accord.events import topics
 from accord.events.brokers import broker_profile
 from accord.stack.fault_proxy import FaultProxy
 from accord.stack.ldap_target import LdapTarget
@@ -332,3 +335,29 @@ async def accord_cli(platform: Platform, *args: str) -> tuple[int, str, str]:
     out, err = await process.communicate()
     assert process.returncode is not None
     return process.returncode, out.decode(), err.decode()
+
+
+async def publish_user_created_without_user_name(
+    kafka_bootstrap: str, user_id: str, event_id: str
+) -> None:
+    """A user.created whose data lacks its user_name: every group that reads the topic
+    dead-letters it (a source system's malformed event)."""
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(
+            topics.USER_CREATED,
+            key=user_id.encode(),
+            value=json.dumps({"user_id": user_id}).encode(),
+            headers=[
+                ("ce_specversion", b"1.0"),
+                ("ce_id", event_id.encode()),
+                ("ce_source", b"urn:test:broken-hr"),
+                ("ce_type", b"user.created"),
+                ("ce_time", b"2026-11-25T10:00:00+00:00"),
+                ("ce_subject", user_id.encode()),
+                ("ce_sequence", b"1"),
+            ],
+        )
+    finally:
+        await producer.stop()

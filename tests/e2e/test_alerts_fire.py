@@ -11,7 +11,6 @@ deployment docs advise.
 
 from __future__ import annotations
 
-import json
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -20,7 +19,6 @@ from typing import Any
 
 import pytest
 import pytest_asyncio
-from aiokafka import AIOKafkaProducer
 
 from accord.events import Publisher, UserCreated, topics
 from accord.runtime.security.roles import Role
@@ -28,7 +26,14 @@ from accord.stack.errors import StartupError
 from accord.stack.platform import SERVICES, Platform
 from accord.stack.prometheus_server import PrometheusServer, prometheus_executable, scaled_rules
 
-from .conftest import OUTAGE_DEPARTMENT, Outage, accord_cli, eventually, joiner_saga
+from .conftest import (
+    OUTAGE_DEPARTMENT,
+    Outage,
+    accord_cli,
+    eventually,
+    joiner_saga,
+    publish_user_created_without_user_name,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -84,30 +89,6 @@ async def gauge(prometheus: PrometheusServer, expr: str) -> float | None:
     return float(result[0]["value"][1]) if result else None
 
 
-async def publish_malformed(kafka_bootstrap: str, unique: str) -> None:
-    """A user.created whose data has no user_name: every consumer dead-letters it."""
-    user_id = f"alert-bad-{unique}"
-    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
-    await producer.start()
-    try:
-        await producer.send_and_wait(
-            topics.USER_CREATED,
-            key=user_id.encode(),
-            value=json.dumps({"user_id": user_id}).encode(),
-            headers=[
-                ("ce_specversion", b"1.0"),
-                ("ce_id", str(uuid.uuid4()).encode()),
-                ("ce_source", b"urn:test:broken-hr"),
-                ("ce_type", b"user.created"),
-                ("ce_time", b"2026-12-05T10:00:00+00:00"),
-                ("ce_subject", user_id.encode()),
-                ("ce_sequence", b"1"),
-            ],
-        )
-    finally:
-        await producer.stop()
-
-
 async def test_dead_letter_and_circuit_alerts_fire_and_resolve_in_a_real_prometheus(
     platform: Platform,
     prometheus: PrometheusServer,
@@ -132,7 +113,9 @@ async def test_dead_letter_and_circuit_alerts_fire_and_resolve_in_a_real_prometh
     assert await quiet(prometheus, "AccordCircuitOpen", target=OUTAGE_TARGET)
 
     # A malformed event: every group reading user.created dead-letters it, and says so.
-    await publish_malformed(kafka_bootstrap, unique)
+    await publish_user_created_without_user_name(
+        kafka_bootstrap, f"alert-bad-{unique}", str(uuid.uuid4())
+    )
     fired = await eventually(
         lambda: firing(
             prometheus, "AccordDeadLetter", topic=topics.USER_CREATED, job="accord-orchestrator"

@@ -9,13 +9,12 @@ import uuid
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaProducer
 
 from accord.events import topics
 from accord.runtime.dlq_tools import read_dead_letters
 from accord.stack.platform import Platform
 
-from .conftest import Chaos, accord_cli, eventually
+from .conftest import Chaos, accord_cli, eventually, publish_user_created_without_user_name
 from .test_provisioning_faults import OUTAGE_S, completed_saga, exactly_one_account, join
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -40,25 +39,7 @@ async def test_an_event_every_group_rejects_is_one_entry_and_its_replay_reaches_
     platform: Platform, kafka_bootstrap: str, unique: str
 ) -> None:
     event_id, user_id = str(uuid.uuid4()), f"e-bad-{unique}"
-    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
-    await producer.start()
-    try:
-        await producer.send_and_wait(
-            topics.USER_CREATED,
-            key=user_id.encode(),
-            value=json.dumps({"user_id": user_id}).encode(),  # no user_name
-            headers=[
-                ("ce_specversion", b"1.0"),
-                ("ce_id", event_id.encode()),
-                ("ce_source", b"urn:test:broken-hr"),
-                ("ce_type", b"user.created"),
-                ("ce_time", b"2026-11-25T10:00:00+00:00"),
-                ("ce_subject", user_id.encode()),
-                ("ce_sequence", b"1"),
-            ],
-        )
-    finally:
-        await producer.stop()
+    await publish_user_created_without_user_name(kafka_bootstrap, user_id, event_id)
 
     async def failed_by(count: int) -> dict[str, Any] | None:
         entry = (await dlq_list(platform, topics.USER_CREATED)).get(event_id)
