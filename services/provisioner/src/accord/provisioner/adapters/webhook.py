@@ -30,7 +30,9 @@ and every call carries these headers:
     timestamp header's value, a full stop, then the body bytes exactly as received).
     Receivers must check it before acting, in constant time, and refuse a timestamp
     too far from their clock (five minutes by default) so that a captured request cannot
-    be replayed later: :func:`verify_signature` does both. The header may list several
+    be replayed later: :func:`verify_signature` does both (the scheme is the runtime's,
+    accord.runtime.signing, shared with the orchestrator's custom extensions; the names
+    stay importable from this module). The header may list several
     comma-separated ``v1=`` values (e.g. while a secret is rotated); one match suffices.
 ``Idempotency-Key: <hex>``
     SHA-256 of ``"<operation>\\n<user_id>\\n<raw body>"`` (an empty ``user_id`` for a call
@@ -89,9 +91,7 @@ this process: it is not sent, logged, or put in exceptions or reprs.
 
 from __future__ import annotations
 
-import email.utils
 import hashlib
-import hmac
 import json
 import math
 import time
@@ -106,6 +106,32 @@ from pydantic import SecretStr, ValidationError
 from accord.events import Profile
 from accord.provisioner.domain.profiles import TEXT_FIELDS
 from accord.provisioner.ports import AccountRef, TargetAccount, TargetRejected, TargetUnavailable
+from accord.runtime.retry_after import retry_after_seconds
+
+# The signing scheme is shared with every signed call (accord.runtime.signing); these names
+# stay importable from here for the receivers and tests that use them.
+from accord.runtime.signing import (
+    DEFAULT_TOLERANCE_S,
+    IDEMPOTENCY_HEADER,
+    SIGNATURE_HEADER,
+    SIGNATURE_SCHEME,
+    TIMESTAMP_HEADER,
+    sign,
+    verify_signature,
+)
+
+__all__ = [
+    "DEFAULT_TOLERANCE_S",
+    "IDEMPOTENCY_HEADER",
+    "SIGNATURE_HEADER",
+    "SIGNATURE_SCHEME",
+    "TIMESTAMP_HEADER",
+    "WebhookConnector",
+    "WebhookSettings",
+    "idempotency_key",
+    "sign",
+    "verify_signature",
+]
 
 T = TypeVar("T")
 Operation = Literal[
@@ -124,45 +150,6 @@ Operation = Literal[
 ]
 #: What the receiver stores and gives back: every text field of the profile.
 MANAGED_FIELDS = TEXT_FIELDS
-
-TIMESTAMP_HEADER = "X-Accord-Timestamp"
-SIGNATURE_HEADER = "X-Accord-Signature"
-IDEMPOTENCY_HEADER = "Idempotency-Key"
-SIGNATURE_SCHEME = "v1"
-DEFAULT_TOLERANCE_S = 300.0
-
-
-def sign(secret: bytes, timestamp: str, body: bytes) -> str:
-    """The signature header value of a request: ``v1=<hex HMAC-SHA256("<ts>.<body>")>``."""
-    digest = hmac.new(secret, timestamp.encode("ascii") + b"." + body, hashlib.sha256)
-    return f"{SIGNATURE_SCHEME}={digest.hexdigest()}"
-
-
-def verify_signature(
-    secret: bytes,
-    timestamp: str,
-    body: bytes,
-    signature: str,
-    *,
-    now: float,
-    tolerance_s: float = DEFAULT_TOLERANCE_S,
-) -> bool:
-    """Whether `signature` signs `timestamp` and `body` with `secret`, and the timestamp is fresh.
-
-    `timestamp` and `signature` are the raw header values, `body` the raw request body and
-    `now` the receiver's clock (unix seconds). A timestamp more than `tolerance_s` away from
-    `now`, in either direction, is refused. The signatures are compared in constant time.
-    """
-    if not secret or not timestamp.isascii() or not timestamp.isdigit():
-        return False
-    if not math.isfinite(now) or abs(now - int(timestamp)) > tolerance_s:
-        return False
-    expected = sign(secret, timestamp, body).encode("ascii")
-    matched = False
-    for candidate in signature.split(","):
-        # Every candidate is compared, so the time taken does not tell which one matched.
-        matched |= hmac.compare_digest(expected, candidate.strip().encode("utf-8", "replace"))
-    return matched
 
 
 def idempotency_key(operation: str, user_id: str, body: bytes) -> str:
@@ -421,15 +408,4 @@ def _detail(response: httpx.Response) -> str:
 
 def _retry_after(response: httpx.Response, now: float) -> float | None:
     """Retry-After in seconds, given as seconds or as an HTTP date (RFC 9110 section 10.2.3)."""
-    value = response.headers.get("Retry-After", "").strip()
-    if not value:
-        return None
-    if value.isascii() and value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        return None
-    return max(0.0, when.timestamp() - now)
+    return retry_after_seconds(response.headers.get("Retry-After", ""), now)
