@@ -33,6 +33,10 @@ _PROFILE = {
     "cost_center": "CC-42",
     "manager_id": "e-1000",
     "active": True,
+    "employee_type": "contractor",
+    "hire_date": "2025-03-03",
+    "leave_date": "2026-02-27T18:00:00+00:00",
+    "time_zone": "Europe/London",
     "attributes": {"location": "London", "building": "B2"},
 }
 _PROVISIONING = {

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import json
+import zoneinfo
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,6 +22,7 @@ import jsonschema_rs
 import pytest
 
 from accord.events import REGISTRY, InvalidEvent, KafkaRecord, from_kafka, to_kafka
+from accord.events.catalogue.base import TIME_ZONE_FORMAT
 from accord.events.schemas import schema_filename
 
 from .conftest import EVENTS_FOLDER, sample_dict, sample_envelope
@@ -62,6 +64,19 @@ TIMES = (
     "1735689600",
     "2025-W01-1T00:00:00Z",
 )
+#: RFC 3339 full-dates and what is easily mistaken for one.
+DATES = (
+    *("2025-01-01", "2024-02-29", "2025-02-29", "2025-13-01", "2025-00-10", "2025-01-32"),
+    *("20250101", "2025-1-1", "01/03/2025", "2025-W01-1", "2025-001", "2025-01-01Z"),
+    *("2025-01-01 ", "2025-01-01T", "+2025-01-01", "0000-01-01", "0999-12-31", "1000-01-01"),
+    *("0000-01-01T00:00:00Z", "0999-12-31T23:59:59Z", "1000-01-01T00:00:00-01:00"),
+)
+#: Time zone names, known and unknown to the tz database.
+TIME_ZONES = (
+    *("Europe/Paris", "America/Argentina/Buenos_Aires", "Etc/GMT+5", "UTC", "GMT0"),
+    *("europe/paris", "Europe/Atlantis", "Mars/Olympus", "localtime", "posixrules", "Etc"),
+    *("Europe//Paris", "/Europe/Paris", "Europe/Paris/", "CET ", "+01:00"),
+)
 
 
 def published_schema(event_type: str) -> dict[str, Any]:
@@ -71,9 +86,24 @@ def published_schema(event_type: str) -> dict[str, Any]:
     return document
 
 
+def _is_time_zone(name: str) -> bool:
+    """The `iana-time-zone` format: a zone the tz database holds (zoneinfo's own answer, not
+    the catalogue's list of names)."""
+    if name in ("localtime", "posixrules", "Factory"):
+        return False  # files in the database's folder, not zones a person works in
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (ValueError, OSError, zoneinfo.ZoneInfoNotFoundError):  # a folder: IsADirectoryError
+        return False
+    return True
+
+
 def oracle(schema: dict[str, Any]) -> jsonschema_rs.Validator:
-    """An independent validator of the schema; formats (date-time) are asserted."""
-    return jsonschema_rs.Draft202012Validator(schema, validate_formats=True)
+    """An independent validator of the schema; formats (date-time, date, the time zone
+    names' own) are asserted."""
+    return jsonschema_rs.Draft202012Validator(
+        schema, validate_formats=True, formats={TIME_ZONE_FORMAT: _is_time_zone}
+    )
 
 
 # --- examples derived from a schema --------------------------------------------------------
@@ -148,8 +178,13 @@ class Deriver:
             yield "a" * (longest + 1 - len(seed)) + seed
         if schema.get("minLength", 0) > 0:
             yield seed[: schema["minLength"] - 1]
-        if schema.get("format") == "date-time":
+        formats = {schema.get("format")} | {b.get("format") for b in schema.get("anyOf", [])}
+        if "date-time" in formats:
             yield from TIMES
+        if "date" in formats:
+            yield from DATES
+        if TIME_ZONE_FORMAT in formats:
+            yield from TIME_ZONES
 
     def numbers(self, schema: dict[str, Any], *, integer: bool) -> Iterator[Any]:
         bounds = [

@@ -9,7 +9,7 @@ Unix timestamps. Reading only this keeps the consumers equal to the published sc
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 
 #: The RFC 3339 date-time shape, as a JSON Schema `pattern` (checked again by `parse`, which
 #: also rejects impossible dates, hours and offsets).
@@ -75,3 +75,55 @@ def whole_minute_offset(moment: datetime) -> datetime:
     if offset is not None and offset % timedelta(minutes=1):
         return moment.astimezone(UTC)
     return moment
+
+
+#: A calendar date, `YYYY-MM-DD` (RFC 3339 `full-date`, JSON Schema's `date`), as a pattern.
+DATE_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+_DATE = re.compile(DATE_PATTERN)
+_YEAR_FROM_1000 = "^[1-9][0-9]{3}"
+#: A date attribute's two forms, as patterns: years from 1000 (RFC 3339 allows 0000, which
+#: Python cannot hold, and no hire or leave date is that old).
+DATE_ATTRIBUTE_PATTERNS = (
+    _YEAR_FROM_1000 + DATE_PATTERN.removeprefix("^[0-9]{4}"),
+    _YEAR_FROM_1000 + PATTERN.removeprefix("^[0-9]{4}"),
+)
+#: What a date attribute may look like, for error messages.
+DATE_OR_DATE_TIME_SHAPE = f"YYYY-MM-DD, or {SHAPE}"
+
+
+def parse_date(text: str) -> date:
+    """A calendar date from `YYYY-MM-DD`; ValueError saying why otherwise.
+
+    Only the extended form: `date.fromisoformat` would also take `20250101` and `2025-W01-1`,
+    which JSON Schema's `date` refuses.
+    """
+    if _DATE.fullmatch(text) is None:
+        raise ValueError("not a date (YYYY-MM-DD)")
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise ValueError("not a date: no such day") from None
+
+
+def parse_date_or_date_time(text: str) -> date | datetime:
+    """A date attribute's value (hire date, leave date): a day or an instant.
+
+    A day (`2025-03-01`) means that day wherever the person is, so it is read as a `date`,
+    without a time zone: the workflow engine places it in the identity's time zone. An
+    instant must carry its offset (RFC 3339), so it means one moment everywhere. Years
+    before 1000 are refused, as `DATE_ATTRIBUTE_PATTERNS` do.
+    """
+    if "T" in text or "t" in text:
+        try:
+            value: date | datetime = parse(text)
+        except ValueError as error:
+            raise ValueError(f"{error}; or a date YYYY-MM-DD") from None
+    elif _DATE.fullmatch(text) is None:
+        raise ValueError(f"not a date or an RFC 3339 date-time ({DATE_OR_DATE_TIME_SHAPE})")
+    elif text.startswith("0000"):  # RFC 3339's year 0, which Python has no date for
+        raise ValueError("not a date attribute: the year is before 1000")
+    else:
+        value = parse_date(text)
+    if value.year < 1000:
+        raise ValueError("not a date attribute: the year is before 1000")
+    return value

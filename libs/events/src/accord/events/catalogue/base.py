@@ -9,6 +9,8 @@ becomes a value that the strict reading accepts.
 
 from __future__ import annotations
 
+import functools
+import zoneinfo
 from typing import Annotated, Any, ClassVar
 
 from pydantic import (
@@ -95,6 +97,69 @@ Timestamp = Annotated[
 ]
 
 
+def _date_or_date_time(value: str) -> str:
+    timestamps.parse_date_or_date_time(value)  # refuses with the reason
+    return value
+
+
+#: A date attribute (a hire date, a leave date): a day `2025-03-01` (that day where the
+#: person works) or an RFC 3339 date-time with its offset (one instant everywhere). Kept as
+#: the text it came as, so a day stays a day and an instant keeps the offset it was given in;
+#: `timestamps.parse_date_or_date_time` reads it.
+DateOrTimestamp = Annotated[
+    str,
+    StringConstraints(max_length=64),
+    _STRIP,
+    AfterValidator(_date_or_date_time),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "maxLength": 64,
+            "anyOf": [
+                {"format": "date", "pattern": timestamps.DATE_ATTRIBUTE_PATTERNS[0]},
+                {"format": "date-time", "pattern": timestamps.DATE_ATTRIBUTE_PATTERNS[1]},
+            ],
+        }
+    ),
+]
+
+#: The JSON Schema `format` of a time zone name: not one of JSON Schema's own, so editors
+#: check the pattern only; the consumers check the name against the tz database.
+TIME_ZONE_FORMAT = "iana-time-zone"
+#: Names in the tz database's directory that are not zones a person works in.
+_NOT_ZONES = frozenset({"localtime", "posixrules", "Factory"})
+
+
+@functools.cache
+def time_zone_names() -> frozenset[str]:
+    """The IANA time zone names this process knows (the system's tz database, else the
+    `tzdata` package): read once, it scans the database's directory."""
+    return frozenset(zoneinfo.available_timezones() - _NOT_ZONES)
+
+
+def _time_zone(value: str) -> str:
+    if value not in time_zone_names():
+        raise ValueError(f"not an IANA time zone name such as Europe/Paris: {value[:64]!r}")
+    return value
+
+
+#: An IANA time zone name (`Europe/Paris`, `America/New_York`, `UTC`), as zoneinfo knows it.
+TimeZoneName = Annotated[
+    str,
+    StringConstraints(max_length=64),
+    _STRIP,
+    AfterValidator(_time_zone),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "maxLength": 64,
+            "pattern": r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$",
+            "format": TIME_ZONE_FORMAT,
+        }
+    ),
+]
+
+
 class ValueObject(BaseModel):
     """Frozen, strict, documented: the shape of everything inside an event."""
 
@@ -126,12 +191,14 @@ def fields_doc(model: type[BaseModel]) -> dict[str, str | None]:
 __all__ = [
     "INTEGRAL",
     "Count",
+    "DateOrTimestamp",
     "Email",
     "EventData",
     "Field",
     "Identifier",
     "Integer",
     "ShortText",
+    "TimeZoneName",
     "Timestamp",
     "ValueObject",
     "fields_doc",

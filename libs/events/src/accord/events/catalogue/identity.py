@@ -8,11 +8,13 @@ from pydantic import Field
 
 from accord.events import topics
 from accord.events.catalogue.base import (
+    DateOrTimestamp,
     Email,
     EventData,
     Identifier,
     LongText,
     ShortText,
+    TimeZoneName,
     ValueObject,
 )
 
@@ -52,6 +54,17 @@ class Profile(ValueObject):
     """user_id of the manager, if any."""
     active: bool = True
     """False for an identity that exists but must not sign in yet (or any more)."""
+    employee_type: ShortText | None = None
+    """Kind of worker: employee, contractor, intern... (SCIM `userType`); workflows scope on it."""
+    hire_date: DateOrTimestamp | None = None
+    """First working day (`2025-03-01`: that day in `time_zone`) or instant (RFC 3339 with an
+    offset); kept as sent. Time-based joiner workflows run relative to it."""
+    leave_date: DateOrTimestamp | None = None
+    """Last working day or instant, in the same forms as `hire_date`; time-based leaver
+    workflows run relative to it."""
+    time_zone: TimeZoneName | None = None
+    """IANA time zone where the person works (`Europe/Paris`; SCIM `timezone`): a date
+    attribute's day begins there."""
     attributes: dict[ShortText, LongText] = Field(default_factory=dict, max_length=64)
     """Further source attributes, available to target attribute mappings."""
 
