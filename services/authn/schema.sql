@@ -1,5 +1,22 @@
 CREATE SCHEMA authn;
 
+CREATE TABLE authn.access_passes (
+    user_id text NOT NULL,
+    pass_id text NOT NULL,
+    key_id text NOT NULL,
+    code_hash bytea NOT NULL,
+    starts_at timestamp with time zone NOT NULL,
+    expires_at timestamp with time zone NOT NULL,
+    one_time boolean NOT NULL,
+    created_by text NOT NULL,
+    created_at timestamp with time zone NOT NULL,
+    failed_attempts integer DEFAULT 0 NOT NULL,
+    used_at timestamp with time zone,
+    locked_at timestamp with time zone,
+    CONSTRAINT access_passes_check CHECK ((expires_at > starts_at)),
+    CONSTRAINT access_passes_failed_attempts_check CHECK ((failed_attempts >= 0))
+);
+
 CREATE TABLE authn.approval_requests (
     request_id text NOT NULL,
     user_id text NOT NULL,
@@ -20,6 +37,13 @@ CREATE TABLE authn.dead_letters (
     event_id text NOT NULL,
     event_time timestamp with time zone NOT NULL,
     failed_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+CREATE TABLE authn.enrolment_grants (
+    grant_hash bytea NOT NULL,
+    user_id text NOT NULL,
+    pass_id text NOT NULL,
+    expires_at timestamp with time zone NOT NULL
 );
 
 CREATE TABLE authn.enrolment_requests (
@@ -199,11 +223,20 @@ CREATE TABLE authn.ssf_streams (
 
 ALTER TABLE ONLY authn.outbox ALTER COLUMN id SET DEFAULT nextval('authn.outbox_id_seq'::regclass);
 
+ALTER TABLE ONLY authn.access_passes
+    ADD CONSTRAINT access_passes_pass_id_key UNIQUE (pass_id);
+
+ALTER TABLE ONLY authn.access_passes
+    ADD CONSTRAINT access_passes_pkey PRIMARY KEY (user_id);
+
 ALTER TABLE ONLY authn.approval_requests
     ADD CONSTRAINT approval_requests_pkey PRIMARY KEY (request_id);
 
 ALTER TABLE ONLY authn.dead_letters
     ADD CONSTRAINT dead_letters_pkey PRIMARY KEY (consumer, topic, work_key, event_id);
+
+ALTER TABLE ONLY authn.enrolment_grants
+    ADD CONSTRAINT enrolment_grants_pkey PRIMARY KEY (grant_hash);
 
 ALTER TABLE ONLY authn.enrolment_requests
     ADD CONSTRAINT enrolment_requests_pkey PRIMARY KEY (user_id);
@@ -256,7 +289,11 @@ ALTER TABLE ONLY authn.ssf_stream_subjects
 ALTER TABLE ONLY authn.ssf_streams
     ADD CONSTRAINT ssf_streams_pkey PRIMARY KEY (stream_id);
 
+CREATE INDEX access_passes_expiry ON authn.access_passes USING btree (expires_at);
+
 CREATE INDEX approval_requests_user ON authn.approval_requests USING btree (user_id, created_at DESC);
+
+CREATE INDEX enrolment_grants_user ON authn.enrolment_grants USING btree (user_id);
 
 CREATE INDEX identities_email ON authn.identities USING btree (lower(email));
 

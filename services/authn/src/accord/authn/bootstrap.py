@@ -10,6 +10,7 @@ import asyncpg
 from fastapi import FastAPI
 
 from accord.authn import (
+    access_pass_api,
     delivery,
     factors,
     factors_api,
@@ -114,6 +115,7 @@ def definition(settings: AuthnSettings) -> ServiceDefinition:
 
     def configure_app(app: FastAPI, runtime: Runtime) -> None:
         factors_api.configure(app, runtime, settings)
+        access_pass_api.configure(app, runtime, settings)
         lockout_api.configure(app, runtime, ports_of)
         ssf_api.configure(app, runtime, settings, signer, react, receiver)
 

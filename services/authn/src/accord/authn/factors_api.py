@@ -17,11 +17,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 import asyncpg
-from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Response
+from fastapi import APIRouter, Body, Depends, FastAPI, Header, HTTPException, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from accord.authn import factors
+from accord.authn.access_pass_api import ENROLMENT_GRANT_HEADER, grant_holds
 from accord.authn.adapters import credentials
+from accord.authn.adapters.access_passes import PostgresAccessPasses
 from accord.authn.factors import FactorConfig, FactorError, Factors
 from accord.authn.settings import AuthnSettings
 from accord.events.catalogue.base import Identifier
@@ -29,7 +31,7 @@ from accord.runtime.app_deps import Mounted
 from accord.runtime.outbox import enqueue
 from accord.runtime.params import Id
 from accord.runtime.problems import documented
-from accord.runtime.security.api import may_see, own_or
+from accord.runtime.security.api import authenticated, may_see, own_or
 from accord.runtime.security.roles import Caller, Permission
 from accord.runtime.service import Runtime
 
@@ -161,10 +163,33 @@ def _own_or(caller: Caller, permission: Permission, user_id: str) -> None:
 PROOF_WINDOW = timedelta(minutes=5)
 
 
-async def _may_add_factor(conn: asyncpg.Connection, caller: Caller, user_id: str) -> None:
+#: An enrolment grant from a redeemed Temporary Access Pass (access_pass_api), if any.
+Grant = Annotated[str | None, Header(alias=ENROLMENT_GRANT_HEADER, max_length=64)]
+
+
+async def _may_enrol(
+    conn: asyncpg.Connection, caller: Caller, user_id: str, grant: str | None
+) -> bool:
+    """Whether the caller enrols by an enrolment grant (True), or as the owner or with
+    mfa:manage (False); 403 otherwise. A grant (a redeemed Temporary Access Pass) lets whoever
+    holds it, such as the identity provider the new hire signed in to with the pass, enrol
+    the identity's first factor, and only while it has none."""
+    if caller.may(_MANAGE) or (caller.may(Permission.SELF_SERVICE) and caller.subject == user_id):
+        return False
+    if await grant_holds(PostgresAccessPasses(conn), user_id, grant, datetime.now(UTC)):
+        return True
+    raise HTTPException(403, f"acting on someone else's factors needs {_MANAGE.value}")
+
+
+async def _may_add_factor(
+    conn: asyncpg.Connection, caller: Caller, user_id: str, grant: str | None = None
+) -> None:
     """The owner adds a second factor only after proving one it has (POST /v1/authn/verify
-    within PROOF_WINDOW); mfa:manage (a help desk) needs no proof, a first factor neither."""
+    within PROOF_WINDOW); mfa:manage (a help desk) needs no proof, a first factor neither,
+    and a valid enrolment grant lets its holder enrol the identity's first factor."""
     if caller.may(Permission.MFA_MANAGE):
+        return
+    if await _may_enrol(conn, caller, user_id, grant):
         return
     if await credentials.needs_proof(conn, user_id, datetime.now(UTC) - PROOF_WINDOW):
         raise HTTPException(
@@ -205,6 +230,8 @@ router = APIRouter(prefix="/v1", tags=["mfa"])
 _MANAGE = Permission.MFA_MANAGE
 # One's own factors, or anyone's with mfa:manage; a system's credential has none: 403.
 _caller = own_or(_MANAGE)
+# Enrolment: as _caller, or whoever holds an enrolment grant (checked by _may_enrol).
+_enroller = authenticated()
 # A sign-in: the identity itself, or an identity provider on its behalf (authn:verify).
 _verifier = own_or(Permission.AUTHN_VERIFY)
 #: What a route that adds a factor may answer besides its own (_may_add_factor).
@@ -233,12 +260,12 @@ async def list_factors(
 async def enrol_totp(
     user_id: Id,
     body: Annotated[TotpEnrolment | None, Body()] = None,
-    caller: Caller = Depends(_caller),
+    grant: Grant = None,
+    caller: Caller = Depends(_enroller),
     deps: FactorsDeps = Depends(_deps),
 ) -> Any:
-    _own_or(caller, _MANAGE, user_id)
     async with _transaction(deps) as conn:
-        await _may_add_factor(conn, caller, user_id)
+        await _may_add_factor(conn, caller, user_id, grant)
         new = await deps.logic.enrol_totp(conn, user_id, body.label if body else None)
     return {
         "credential_id": new.credential_id,
@@ -264,11 +291,12 @@ async def confirm_totp(
     user_id: Id,
     credential_id: Id,
     body: TotpConfirmation,
-    caller: Caller = Depends(_caller),
+    grant: Grant = None,
+    caller: Caller = Depends(_enroller),
     deps: FactorsDeps = Depends(_deps),
 ) -> Any:
-    _own_or(caller, _MANAGE, user_id)
     async with _transaction(deps) as conn:
+        await _may_enrol(conn, caller, user_id, grant)
         events = await deps.logic.confirm_totp(conn, user_id, credential_id, body.code)
         await enqueue(conn, deps.runtime.schema, events)
     return {"credential_id": credential_id, "factor": "totp", "status": "active"}
@@ -280,11 +308,13 @@ async def confirm_totp(
     responses=_ADDING,
 )
 async def registration_options(
-    user_id: Id, caller: Caller = Depends(_caller), deps: FactorsDeps = Depends(_deps)
+    user_id: Id,
+    grant: Grant = None,
+    caller: Caller = Depends(_enroller),
+    deps: FactorsDeps = Depends(_deps),
 ) -> Any:
-    _own_or(caller, _MANAGE, user_id)
     async with _transaction(deps) as conn:
-        await _may_add_factor(conn, caller, user_id)
+        await _may_add_factor(conn, caller, user_id, grant)
         return await deps.logic.registration_options(conn, user_id)
 
 
@@ -301,12 +331,13 @@ async def registration_options(
 async def register_webauthn(
     user_id: Id,
     body: WebAuthnRegistration,
-    caller: Caller = Depends(_caller),
+    grant: Grant = None,
+    caller: Caller = Depends(_enroller),
     deps: FactorsDeps = Depends(_deps),
 ) -> Any:
-    _own_or(caller, _MANAGE, user_id)
     response = body.credential.model_dump(exclude_none=True)
     async with _transaction(deps) as conn:
+        await _may_enrol(conn, caller, user_id, grant)
         done = await deps.logic.register_webauthn(conn, user_id, response, body.label)
         await enqueue(conn, deps.runtime.schema, done.events)
     if done.credential_id is None:

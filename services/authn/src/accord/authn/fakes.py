@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
+from accord.authn.domain.access_pass import AccessPass
 from accord.authn.domain.identity import Change, Status, View
 from accord.authn.domain.identity import apply as apply_change
 from accord.authn.domain.lockout import ApprovalRequest, Lockout, LockoutPolicy
@@ -255,3 +256,52 @@ class Fakes:
             policy=self.policy,
             source=self.source,
         )
+
+
+@dataclass
+class FakeAccessPasses:
+    """The AccessPasses port over dicts: passes by user, grants by hash, user names and the
+    identities holding an active factor."""
+
+    passes: dict[str, AccessPass] = field(default_factory=dict)
+    grants: dict[bytes, tuple[str, str, datetime]] = field(default_factory=dict)
+    user_names: dict[str, str] = field(default_factory=dict)
+    """user_name -> user_id."""
+    with_factor: set[str] = field(default_factory=set)
+
+    async def user_named(self, user_name: str) -> str | None:
+        return self.user_names.get(user_name)
+
+    async def has_active_factor(self, user_id: str) -> bool:
+        return user_id in self.with_factor
+
+    async def put(self, issued: AccessPass) -> AccessPass | None:
+        previous = await self.revoke(issued.user_id)
+        self.passes[issued.user_id] = issued
+        return previous
+
+    async def of_user(self, user_id: str, *, for_update: bool = False) -> AccessPass | None:
+        return self.passes.get(user_id)
+
+    async def record(self, updated: AccessPass) -> None:
+        current = self.passes.get(updated.user_id)
+        if current is not None and current.pass_id == updated.pass_id:
+            self.passes[updated.user_id] = replace(
+                current,
+                failed_attempts=updated.failed_attempts,
+                used_at=updated.used_at,
+                locked_at=updated.locked_at,
+            )
+
+    async def revoke(self, user_id: str) -> AccessPass | None:
+        self.grants = {h: g for h, g in self.grants.items() if g[0] != user_id}
+        return self.passes.pop(user_id, None)
+
+    async def add_grant(
+        self, grant_hash: bytes, user_id: str, pass_id: str, expires_at: datetime
+    ) -> None:
+        self.grants[grant_hash] = (user_id, pass_id, expires_at)
+
+    async def grant_holds(self, grant_hash: bytes, user_id: str, now: datetime) -> bool:
+        held = self.grants.get(grant_hash)
+        return held is not None and held[0] == user_id and held[2] > now

@@ -11,6 +11,7 @@ from typing import Protocol
 
 import asyncpg
 
+from accord.authn.domain.access_pass import AccessPass
 from accord.authn.domain.identity import Change, Status, View
 from accord.authn.domain.lockout import ApprovalRequest, Lockout, LockoutPolicy
 from accord.authn.signals import Signal
@@ -148,3 +149,42 @@ class Ports:
 #: The ports of one transaction, from its connection and the CloudEvents source of the
 #: events it emits (the API and the Shared Signals receiver act through them too).
 PortsOf = Callable[[asyncpg.Connection, str], Ports]
+
+
+class AccessPasses(Protocol):
+    """Temporary Access Passes (one per identity) and the enrolment grants they give, with
+    what redeeming needs to know of the identity. Inside the caller's transaction."""
+
+    async def user_named(self, user_name: str) -> str | None:
+        """The user_id of the identity with this user name, if authn knows one."""
+        ...
+
+    async def has_active_factor(self, user_id: str) -> bool:
+        """Whether the identity holds an active factor."""
+        ...
+
+    async def put(self, issued: AccessPass) -> AccessPass | None:
+        """Store a new pass for its identity, replacing any; the replaced one, if any."""
+        ...
+
+    async def of_user(self, user_id: str, *, for_update: bool = False) -> AccessPass | None:
+        """The identity's pass, whatever its state (locked for the transaction if asked)."""
+        ...
+
+    async def record(self, updated: AccessPass) -> None:
+        """Store what an attempt changed: failed attempts, locked_at, used_at."""
+        ...
+
+    async def revoke(self, user_id: str) -> AccessPass | None:
+        """Delete the identity's pass and its grants; the pass, if there was one."""
+        ...
+
+    async def add_grant(
+        self, grant_hash: bytes, user_id: str, pass_id: str, expires_at: datetime
+    ) -> None:
+        """Remember an enrolment grant (its hash) until expires_at."""
+        ...
+
+    async def grant_holds(self, grant_hash: bytes, user_id: str, now: datetime) -> bool:
+        """Whether this grant is the identity's and not expired."""
+        ...

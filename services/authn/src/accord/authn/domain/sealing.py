@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
+import hmac
 import os
 import re
 import secrets
@@ -71,6 +73,11 @@ class Keyring:
                 )
             seen.add(key_id)
         self._keys = {key_id: AESGCM(key) for key_id, key in keys}
+        # Subkeys for other purposes (HMAC), so a key never serves two algorithms.
+        self._subkeys = {
+            key_id: hmac.new(key, b"accord.authn.subkey.v1", hashlib.sha256).digest()
+            for key_id, key in keys
+        }
         self.primary_id = keys[0][0]
         """The id of the key that seals."""
 
@@ -92,6 +99,14 @@ class Keyring:
     def key_ids(self) -> tuple[str, ...]:
         """Every key id, the sealing one first."""
         return tuple(self._keys)
+
+    def subkeys(self, purpose: str) -> dict[str, bytes]:
+        """A 32-byte key per key id for `purpose` (HMAC-SHA256 of the purpose under a
+        subkey of each key): other secrets at rest are keyed from the same keyring."""
+        return {
+            key_id: hmac.new(key, purpose.encode(), hashlib.sha256).digest()
+            for key_id, key in self._subkeys.items()
+        }
 
     def seal(self, plaintext: bytes, *, user_id: str, credential_id: str) -> Sealed:
         """Encrypt under the first key with a fresh random nonce, bound to the row."""
