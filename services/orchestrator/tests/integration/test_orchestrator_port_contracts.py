@@ -133,6 +133,25 @@ async def test_a_profile_is_saved_and_replaced(stores: Stores) -> None:
     assert await registry.version("u-1") == IdentityVersion(5, "inactive", 5)
 
 
+async def test_lifecycle_attributes_come_back_as_they_were_saved(stores: Stores) -> None:
+    """Hire and leave dates keep their form (a day, an instant with its offset) through jsonb."""
+    lifecycle = {
+        "employee_type": "intern",
+        "hire_date": "2025-03-03",
+        "leave_date": "2025-08-29T17:30:00.250-04:00",
+        "time_zone": "America/New_York",
+    }
+    await stores.registry.save_profile(change("u-1", 1, **lifecycle))
+    identity = await stores.registry.identity("u-1")
+    assert identity is not None
+    assert identity.profile.model_dump(include=set(lifecycle)) == lifecycle
+
+    await stores.registry.save_profile(change("u-1", 2, status_event=False, hire_date=None))
+    identity = await stores.registry.identity("u-1")
+    assert identity is not None
+    assert (identity.profile.hire_date, identity.profile.time_zone) == (None, None)
+
+
 async def test_a_status_change_moves_the_sequences_forward_and_the_active_flag(
     stores: Stores,
 ) -> None:

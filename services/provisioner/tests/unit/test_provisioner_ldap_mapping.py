@@ -72,6 +72,7 @@ def test_an_entry_reads_back_as_the_profile_it_stores() -> None:
         "manager_id",
         "active",
         "attributes",
+        *("employee_type", "hire_date", "leave_date", "time_zone"),  # workflows', not LDAP's
     }
 
 

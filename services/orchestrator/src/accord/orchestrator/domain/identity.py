@@ -1,9 +1,16 @@
-"""The identity registry's rule for applying events in per-subject sequence order."""
+"""The identity registry's rules: applying events in per-subject sequence order, and which
+attributes an update changed."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+
+from accord.events import Profile
+
+#: The prefix of a free-form source attribute's name (`attributes.location`), as workflow
+#: triggers name it.
+ATTRIBUTES_PREFIX = "attributes."
 
 
 class Verdict(StrEnum):
@@ -44,3 +51,28 @@ def judge(
     if sequence <= held:
         return Verdict.STALE
     return Verdict.APPLY
+
+
+def changed_attributes(before: Profile | None, after: Profile) -> frozenset[str]:
+    """The names of the attributes an update changed, as a mover trigger names them.
+
+    Every profile field is compared (a field added to Profile is compared without a list
+    to keep up to date: department, manager_id, hire_date, leave_date, employee_type,
+    time_zone...); a free-form source attribute is named `attributes.<name>`. Date
+    attributes compare as the text they came as: `2025-03-03` and `2025-03-03T00:00:00Z`
+    differ, since a day and an instant trigger at different times. With nothing before (a
+    joiner), every attribute that has a value changed.
+    """
+    old = before.model_dump(exclude={"attributes"}) if before else {}
+    new = after.model_dump(exclude={"attributes"})
+    names = {name for name, value in new.items() if old.get(name) != value}
+    if before is None:
+        names = {name for name in names if new[name] is not None}
+    old_attributes = before.attributes if before else {}
+    keys = old_attributes.keys() | after.attributes.keys()
+    names.update(
+        ATTRIBUTES_PREFIX + key
+        for key in keys
+        if old_attributes.get(key) != after.attributes.get(key)
+    )
+    return frozenset(names)

@@ -12,8 +12,11 @@ from accord.provisioner.domain.profiles import TEXT_FIELDS, read_profile, with_s
 
 ScimUser = User[EnterpriseUser]
 
-#: Profile fields a SCIM User carries (to_scim_user writes them, to_profile reads them).
-MANAGED_FIELDS = TEXT_FIELDS - {"manager_id"}
+#: Profile fields a SCIM User carries (to_scim_user writes them, to_profile reads them). The
+#: lifecycle fields (employee type, hire and leave dates, time zone) drive workflows and are
+#: not written to targets, so reconciliation must not count their absence as drift.
+NOT_WRITTEN = frozenset({"manager_id", "employee_type", "hire_date", "leave_date", "time_zone"})
+MANAGED_FIELDS = TEXT_FIELDS - NOT_WRITTEN
 
 
 def to_scim_user(user_id: str, profile: Profile) -> ScimUser:
