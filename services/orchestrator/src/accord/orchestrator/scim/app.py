@@ -41,7 +41,7 @@ from starlette.types import ASGIApp
 from accord.orchestrator.adapters.scim_storage import PostgresScimStorage
 from accord.orchestrator.domain.workflow import WorkflowSettings
 from accord.orchestrator.scim.errors import quiet, schema_words
-from accord.orchestrator.scim.models import EnterpriseUser, with_manager_reference
+from accord.orchestrator.scim.models import EnterpriseUser, LifecycleUser, with_manager_reference
 from accord.orchestrator.scim.sync import RegistrySync
 from accord.runtime.problems import serve_scim_errors
 from accord.runtime.security.api import ApiSecurity
@@ -49,13 +49,16 @@ from accord.runtime.security.roles import Caller, Permission
 from accord.runtime.service import Runtime
 
 MOUNT = "/scim"
+#: The User the service serves: RFC 7643's, with the enterprise and lifecycle extensions.
+SCIM_USER = User[EnterpriseUser | LifecycleUser]
 MAX_RESULTS = 1000
 #: Discovery documents anyone may read (RFC 7644 section 4 lets them go unauthenticated).
 _PUBLIC = ("/v2/ServiceProviderConfig",)
 
 
 def provider() -> ScimProvider:
-    """What the service announces: Users (with the enterprise extension) and Groups."""
+    """What the service announces: Users (with the enterprise extension and Accord's
+    lifecycle extension, both optional) and Groups."""
     config = ServiceProviderConfig(
         documentation_uri="https://github.com/accord-iam/accord#inbound-scim",
         patch=Patch(supported=True),
@@ -74,9 +77,9 @@ def provider() -> ScimProvider:
         ],
     )
     return ScimProvider(
-        models=[User, EnterpriseUser, Group],
+        models=[User, EnterpriseUser, LifecycleUser, Group],
         resource_types=[
-            ResourceType.from_resource(User[EnterpriseUser]),
+            ResourceType.from_resource(SCIM_USER),
             ResourceType.from_resource(Group),
         ],
         config=config,
@@ -111,7 +114,7 @@ class ScimApplication(ASGIApplication):
         self, storage: PostgresScimStorage, provider: ScimProvider, service: ScimService
     ) -> None:
         super().__init__(storage, provider, service)
-        self._known = schema_words([User[EnterpriseUser], EnterpriseUser, Group])
+        self._known = schema_words([SCIM_USER, EnterpriseUser, LifecycleUser, Group])
 
     def handle_exception(self, request: ScimRequest, exception: Exception) -> ScimResponse:
         """scim2-server's error response, its detail never quoting the request."""

@@ -4,6 +4,9 @@ RFC 7643 section 4.3 makes the enterprise manager's `value` and `$ref` RECOMMEND
 required, and Entra ID and Okta send `{"value": id}` only. The manager below accepts that,
 and the bare id Entra ID's PATCH of the manager path carries; the service fills `$ref` in
 when it answers (see `with_manager_reference`).
+
+RFC 7643 has no hire or leave date, so Accord adds an extension of its own (`LifecycleUser`)
+that lifecycle workflows read their dates from.
 """
 
 from __future__ import annotations
@@ -11,9 +14,21 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from pydantic import Field, model_validator
-from scim2_models import CaseExact, Reference, Required, Resource, User
+from scim2_models import (
+    URN,
+    Attribute,
+    CaseExact,
+    Extension,
+    Reference,
+    Required,
+    Resource,
+    Schema,
+    User,
+)
 from scim2_models import EnterpriseUser as Rfc7643EnterpriseUser
 from scim2_models.resources.enterprise_user import Manager as Rfc7643Manager
+
+from accord.events.catalogue.base import DateOrTimestamp
 
 USERS = "Users"
 """The endpoint of the Users, relative to the SCIM root: `$ref` is `Users/<value>`."""
@@ -42,6 +57,41 @@ class EnterpriseUser(Rfc7643EnterpriseUser):
 
     manager: Manager | None = None
     """The User's manager."""
+
+
+LIFECYCLE = "urn:accord:params:scim:schemas:extension:lifecycle:2.0:User"
+"""The URN of Accord's lifecycle extension of the User (hire and leave dates)."""
+
+
+class LifecycleUser(Extension):
+    """Accord's lifecycle extension of the User: the dates lifecycle workflows run on.
+
+    The attributes are dateTime (RFC 7643 section 2.3.5), and a date (`2025-03-03`) is
+    accepted too: it means that day in the User's `timezone`, which is what an HR system
+    knows of a first or last day. A value is kept and returned exactly as sent.
+    """
+
+    __schema__ = URN(LIFECYCLE)
+
+    hire_date: Annotated[DateOrTimestamp | None, Required.false] = None
+    """The first working day (a date, that day in the User's timezone) or instant."""
+
+    leave_date: Annotated[DateOrTimestamp | None, Required.false] = None
+    """The last working day (a date, that day in the User's timezone) or instant."""
+
+    @classmethod
+    def to_schema(cls) -> Schema:
+        """The published schema: the dates are dateTime, although held as the text sent (a
+        pydantic datetime would turn `2025-03-03` into midnight UTC, another day in Tokyo)."""
+        schema = super().to_schema()
+        schema.name = "Lifecycle User"
+        schema.description = (
+            "Accord's lifecycle extension of the User: hire and leave dates, each a dateTime"
+            " or a date (that day in the User's timezone), kept as sent"
+        )
+        for attribute in schema.attributes or []:
+            attribute.type = Attribute.Type.date_time
+        return schema
 
 
 def with_manager_reference(resource: Resource[Any]) -> Resource[Any]:
