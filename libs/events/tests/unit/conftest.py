@@ -256,6 +256,15 @@ SAMPLES: dict[str, dict[str, Any]] = {
     },
     "identity.unlocked": {"user_id": "e-1001", "lockout_id": "lock-1", "request_id": "req-1"},
     "session.revoked": {"user_id": "e-1001", "reason": "leaver", "streams": 2},
+    "authn.access_pass_issued": {
+        "user_id": "e-1001",
+        "pass_id": "tap-1",
+        "issued_by": "helpdesk",
+        "starts_at": "2026-03-02T08:00:00+01:00",
+        "expires_at": "2026-03-03T08:00:00+01:00",
+        "one_time": True,
+    },
+    "authn.access_pass_redeemed": {"user_id": "e-1001", "pass_id": "tap-1", "redeemed_by": "okta"},
     "security.signal_received": {
         "user_id": "e-1001",
         "issuer": "https://idp.example.com",

@@ -20,6 +20,8 @@ from accord.authn.domain.access_pass import AccessPassPolicy, Pepper
 from accord.authn.domain.identity import Change
 from accord.authn.fakes import FakeAccessPasses
 from accord.authn.ports import AccessPasses
+from accord.events import new_event
+from accord.events.catalogue.authn import AccessPassRedeemed
 from accord.stack.testing import migrated_pool
 
 from .test_authn_lockout_flow import SCHEMA, T0
@@ -35,6 +37,8 @@ class Side:
     """(user_id, user_name): authn knows the identity by this name."""
     add_factor: Callable[[str], Awaitable[None]]
     """The identity holds an active factor."""
+    announced: Callable[[], Awaitable[list[str]]]
+    """The types of the events announced so far, in order."""
 
 
 def fake_side() -> Side:
@@ -46,7 +50,10 @@ def fake_side() -> Side:
     async def add_factor(user_id: str) -> None:
         fake.with_factor.add(user_id)
 
-    return Side(fake, name, add_factor)
+    async def announced() -> list[str]:
+        return [e.type for e in fake.announced]
+
+    return Side(fake, name, add_factor, announced)
 
 
 def postgres_side(conn: asyncpg.Connection) -> Side:
@@ -65,7 +72,11 @@ def postgres_side(conn: asyncpg.Connection) -> Side:
             sign_count=0,
         )
 
-    return Side(PostgresAccessPasses(conn), name, add_factor)
+    async def announced() -> list[str]:
+        rows = await conn.fetch("SELECT topic FROM outbox ORDER BY id")
+        return [r["topic"] for r in rows]
+
+    return Side(PostgresAccessPasses(conn, SCHEMA), name, add_factor, announced)
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -173,3 +184,12 @@ async def test_identities_are_found_by_name_and_their_factors_seen(side: Side) -
     await side.add_factor("u-1")
     assert await side.store.has_active_factor("u-1")
     assert not await side.store.has_active_factor("u-2")
+
+
+async def test_events_are_announced_with_the_transaction(side: Side) -> None:
+    before = await side.announced()
+    redeemed = AccessPassRedeemed(user_id="u-1", pass_id="tap-1", redeemed_by="okta")
+
+    await side.store.announce([new_event(redeemed, source="accord/authn")])
+
+    assert await side.announced() == [*before, "authn.access_pass_redeemed"]

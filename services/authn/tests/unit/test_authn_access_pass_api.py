@@ -52,6 +52,7 @@ def app_of(world: World, *, burst: int = 100) -> FastAPI:
             policy=AccessPassPolicy(max_attempts=3),
             limiter=RateLimiter(1 / 60, burst),
             clock=lambda: world.now,
+            source="accord/authn",
         ),
     )
     app.dependency_overrides[api._manager] = lambda: HELPDESK
@@ -286,3 +287,31 @@ async def test_a_request_names_exactly_one_identity(client: httpx.AsyncClient) -
 
     assert (await client.post("/v1/access-passes/redeem", json=both)).status_code == 400
     assert (await client.post("/v1/access-passes/redeem", json=neither)).status_code == 400
+
+
+async def test_a_user_name_with_control_characters_is_malformed(client: httpx.AsyncClient) -> None:
+    body = {"user_name": "ada\x00", "code": "2222-3333-4444"}
+
+    assert (await client.post("/v1/access-passes/redeem", json=body)).status_code == 400
+
+
+async def test_issuing_and_redeeming_are_announced_without_the_code_or_grant(
+    client: httpx.AsyncClient, world: World
+) -> None:
+    code = await issue(client, lifetime="P1D", one_time=False)
+    redeemed = await client.post("/v1/access-passes/redeem", json={"user_id": "u-1", "code": code})
+    await client.post("/v1/access-passes/redeem", json={"user_id": "u-1", "code": "2222-3333-4444"})
+
+    issued, used = world.store.announced
+    assert issued.type == "authn.access_pass_issued"
+    assert issued.subject == "u-1"
+    assert issued.data.model_dump()["issued_by"] == "helpdesk"
+    assert issued.data.model_dump()["one_time"] is False
+    assert used.type == "authn.access_pass_redeemed"
+    assert used.data.model_dump()["redeemed_by"] == "okta"
+    grant = redeemed.json()["enrolment_grant"]
+    for event in world.store.announced:
+        text = event.data.model_dump_json()
+        assert code not in text
+        assert code.replace("-", "") not in text
+        assert grant not in text

@@ -43,6 +43,8 @@ IDENTITY_LOCKED = "identity.locked"
 IDENTITY_UNLOCKED = "identity.unlocked"
 SESSION_REVOKED = "session.revoked"
 SECURITY_SIGNAL_RECEIVED = "security.signal_received"
+ACCESS_PASS_ISSUED = "authn.access_pass_issued"  # noqa: S105 (a topic, not a password)
+ACCESS_PASS_REDEEMED = "authn.access_pass_redeemed"  # noqa: S105 (a topic)
 
 #: An identity's life cycle, as source systems publish it.
 USER_TOPICS = (USER_CREATED, USER_UPDATED, USER_DEACTIVATED, USER_REACTIVATED, USER_DELETED)

@@ -162,6 +162,8 @@ SERVICES: tuple[ServiceAccess, ...] = (
             topics.SECURITY_SIGNAL_RECEIVED,
             topics.MFA_ENROLLED,
             topics.MFA_REMOVED,
+            topics.ACCESS_PASS_ISSUED,
+            topics.ACCESS_PASS_REDEEMED,
             *topics.AUTHN_TOPICS,
         ),
     ),

@@ -29,6 +29,8 @@ from accord.authn.domain.access_pass import AccessPass, AccessPassPolicy, Pepper
 from accord.authn.domain.sealing import Keyring, KeyringError
 from accord.authn.ports import AccessPasses
 from accord.authn.settings import AuthnSettings
+from accord.events import new_event
+from accord.events.catalogue.authn import AccessPassIssued, AccessPassRedeemed
 from accord.events.catalogue.base import Identifier
 from accord.runtime.app_deps import Mounted
 from accord.runtime.params import Id
@@ -42,6 +44,10 @@ log = logging.getLogger(__name__)
 
 #: What a code may look like on the wire (normalised and checked by the domain).
 CodeText = Annotated[str, StringConstraints(min_length=1, max_length=32)]
+#: A user name as SCIM and HR systems give them: printable, bounded.
+UserName = Annotated[
+    str, StringConstraints(min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f]+$")
+]
 #: The keyring purpose of the code HMAC keys: changing it voids every pass.
 PEPPER_PURPOSE = "access-pass-code"
 #: Redemptions per identity (as named in the request, known or not): a burst of 10, then one
@@ -74,7 +80,7 @@ class RedeemRequest(BaseModel):
 
     model_config = _BODY
     user_id: Identifier | None = None
-    user_name: Annotated[str, StringConstraints(min_length=1, max_length=256)] | None = None
+    user_name: UserName | None = None
     code: CodeText
 
     @model_validator(mode="after")
@@ -87,13 +93,14 @@ class RedeemRequest(BaseModel):
 @dataclass(frozen=True)
 class AccessPassDeps:
     """What the routes work with: a transaction over the store, the code keys, the policy,
-    the per-identity redemption limiter and the clock."""
+    the per-identity redemption limiter, the clock, and the source of the events."""
 
     transaction: Callable[[], AbstractAsyncContextManager[AccessPasses]]
     pepper: Pepper
     policy: AccessPassPolicy
     limiter: RateLimiter
     clock: Callable[[], datetime]
+    source: str
 
 
 _deps = Mounted[AccessPassDeps]("authn_access_passes")
@@ -122,7 +129,7 @@ def configure(app: FastAPI, runtime: Runtime, settings: AuthnSettings) -> None:
     @asynccontextmanager
     async def transaction() -> AsyncIterator[AccessPasses]:
         async with runtime.pool.acquire() as conn, conn.transaction():
-            yield PostgresAccessPasses(conn)
+            yield PostgresAccessPasses(conn, runtime.schema)
 
     mount(
         app,
@@ -132,6 +139,7 @@ def configure(app: FastAPI, runtime: Runtime, settings: AuthnSettings) -> None:
             policy=AccessPassPolicy(),
             limiter=RateLimiter(REDEEM_RATE_PER_S, REDEEM_BURST),
             clock=_utcnow,
+            source=runtime.source,
         ),
     )
 
@@ -191,6 +199,15 @@ async def issue_pass(
         raise HTTPException(400, str(error)) from None
     async with deps.transaction() as store:
         replaced = await store.put(issued)
+        announced = AccessPassIssued(
+            user_id=user_id,
+            pass_id=issued.pass_id,
+            issued_by=caller.subject,
+            starts_at=issued.starts_at,
+            expires_at=issued.expires_at,
+            one_time=issued.one_time,
+        )
+        await store.announce([new_event(announced, source=deps.source)])
     log.info(
         "access pass issued",
         extra={
@@ -277,6 +294,10 @@ async def redeem_pass(
             value, digest = tap.new_grant()
             expires_at = min(now + deps.policy.grant_ttl, found.expires_at)
             await store.add_grant(digest, found.user_id, found.pass_id, expires_at)
+            redeemed = AccessPassRedeemed(
+                user_id=found.user_id, pass_id=found.pass_id, redeemed_by=caller.subject
+            )
+            await store.announce([new_event(redeemed, source=deps.source)])
             grant = (value, expires_at)
     # Committed first: a wrong code counts although the answer is a refusal.
     if grant is None:

@@ -168,7 +168,7 @@ Grant = Annotated[str | None, Header(alias=ENROLMENT_GRANT_HEADER, max_length=64
 
 
 async def _may_enrol(
-    conn: asyncpg.Connection, caller: Caller, user_id: str, grant: str | None
+    conn: asyncpg.Connection, caller: Caller, user_id: str, grant: str | None, *, schema: str
 ) -> bool:
     """Whether the caller enrols by an enrolment grant (True), or as the owner or with
     mfa:manage (False); 403 otherwise. A grant (a redeemed Temporary Access Pass) lets whoever
@@ -176,20 +176,20 @@ async def _may_enrol(
     the identity's first factor, and only while it has none."""
     if caller.may(_MANAGE) or (caller.may(Permission.SELF_SERVICE) and caller.subject == user_id):
         return False
-    if await grant_holds(PostgresAccessPasses(conn), user_id, grant, datetime.now(UTC)):
+    if await grant_holds(PostgresAccessPasses(conn, schema), user_id, grant, datetime.now(UTC)):
         return True
     raise HTTPException(403, f"acting on someone else's factors needs {_MANAGE.value}")
 
 
 async def _may_add_factor(
-    conn: asyncpg.Connection, caller: Caller, user_id: str, grant: str | None = None
+    conn: asyncpg.Connection, caller: Caller, user_id: str, grant: str | None, *, schema: str
 ) -> None:
     """The owner adds a second factor only after proving one it has (POST /v1/authn/verify
     within PROOF_WINDOW); mfa:manage (a help desk) needs no proof, a first factor neither,
     and a valid enrolment grant lets its holder enrol the identity's first factor."""
     if caller.may(Permission.MFA_MANAGE):
         return
-    if await _may_enrol(conn, caller, user_id, grant):
+    if await _may_enrol(conn, caller, user_id, grant, schema=schema):
         return
     if await credentials.needs_proof(conn, user_id, datetime.now(UTC) - PROOF_WINDOW):
         raise HTTPException(
@@ -265,7 +265,7 @@ async def enrol_totp(
     deps: FactorsDeps = Depends(_deps),
 ) -> Any:
     async with _transaction(deps) as conn:
-        await _may_add_factor(conn, caller, user_id, grant)
+        await _may_add_factor(conn, caller, user_id, grant, schema=deps.runtime.schema)
         new = await deps.logic.enrol_totp(conn, user_id, body.label if body else None)
     return {
         "credential_id": new.credential_id,
@@ -296,7 +296,7 @@ async def confirm_totp(
     deps: FactorsDeps = Depends(_deps),
 ) -> Any:
     async with _transaction(deps) as conn:
-        await _may_enrol(conn, caller, user_id, grant)
+        await _may_enrol(conn, caller, user_id, grant, schema=deps.runtime.schema)
         events = await deps.logic.confirm_totp(conn, user_id, credential_id, body.code)
         await enqueue(conn, deps.runtime.schema, events)
     return {"credential_id": credential_id, "factor": "totp", "status": "active"}
@@ -314,7 +314,7 @@ async def registration_options(
     deps: FactorsDeps = Depends(_deps),
 ) -> Any:
     async with _transaction(deps) as conn:
-        await _may_add_factor(conn, caller, user_id, grant)
+        await _may_add_factor(conn, caller, user_id, grant, schema=deps.runtime.schema)
         return await deps.logic.registration_options(conn, user_id)
 
 
@@ -337,7 +337,7 @@ async def register_webauthn(
 ) -> Any:
     response = body.credential.model_dump(exclude_none=True)
     async with _transaction(deps) as conn:
-        await _may_enrol(conn, caller, user_id, grant)
+        await _may_enrol(conn, caller, user_id, grant, schema=deps.runtime.schema)
         done = await deps.logic.register_webauthn(conn, user_id, response, body.label)
         await enqueue(conn, deps.runtime.schema, done.events)
     if done.credential_id is None:

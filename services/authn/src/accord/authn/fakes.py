@@ -268,6 +268,7 @@ class FakeAccessPasses:
     user_names: dict[str, str] = field(default_factory=dict)
     """user_name -> user_id."""
     with_factor: set[str] = field(default_factory=set)
+    announced: list[Envelope] = field(default_factory=list)
 
     async def user_named(self, user_name: str) -> str | None:
         return self.user_names.get(user_name)
@@ -305,3 +306,6 @@ class FakeAccessPasses:
     async def grant_holds(self, grant_hash: bytes, user_id: str, now: datetime) -> bool:
         held = self.grants.get(grant_hash)
         return held is not None and held[0] == user_id and held[2] > now
+
+    async def announce(self, events: Sequence[Envelope]) -> None:
+        self.announced.extend(events)

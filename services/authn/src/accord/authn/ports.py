@@ -188,3 +188,7 @@ class AccessPasses(Protocol):
     async def grant_holds(self, grant_hash: bytes, user_id: str, now: datetime) -> bool:
         """Whether this grant is the identity's and not expired."""
         ...
+
+    async def announce(self, events: Sequence[Envelope]) -> None:
+        """Publish events with the transaction (the outbox): they go out if it commits."""
+        ...

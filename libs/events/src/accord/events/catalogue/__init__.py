@@ -19,6 +19,8 @@ from accord.events.catalogue.audit import (
     TargetStats,
 )
 from accord.events.catalogue.authn import (
+    AccessPassIssued,
+    AccessPassRedeemed,
     AuthnFailed,
     AuthnSucceeded,
     IdentityLocked,
@@ -91,6 +93,8 @@ CATALOGUE: tuple[type[EventData], ...] = (
     IdentityUnlocked,
     SessionRevoked,
     SecuritySignalReceived,
+    AccessPassIssued,
+    AccessPassRedeemed,
 )
 
 __all__ = [
@@ -99,6 +103,8 @@ __all__ = [
     "AccessApprovalRequested",
     "AccessDecided",
     "AccessGranted",
+    "AccessPassIssued",
+    "AccessPassRedeemed",
     "AccessRequested",
     "AccessRevoked",
     "AccountDriftDetected",

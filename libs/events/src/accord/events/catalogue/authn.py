@@ -8,7 +8,7 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 from accord.events import topics
-from accord.events.catalogue.base import EventData, Identifier, Integer, ShortText
+from accord.events.catalogue.base import EventData, Identifier, Integer, ShortText, Timestamp
 
 #: The factors Accord enrols and verifies.
 Factor = Literal["totp", "webauthn"]
@@ -125,6 +125,34 @@ class SessionRevoked(AuthnEvent):
     """leaver, lockout, security signal, ..."""
     streams: Integer = Field(ge=0)
     """Shared Signals streams the revocation was queued to."""
+
+
+class AccessPassIssued(AuthnEvent):
+    """A help desk issued the identity a Temporary Access Pass (never its code in here)."""
+
+    event_type: ClassVar[str] = topics.ACCESS_PASS_ISSUED
+
+    pass_id: Identifier
+    """This pass."""
+    issued_by: Identifier
+    """Who issued it (the caller's subject)."""
+    starts_at: Timestamp
+    """From when it is valid (the hire date, or when it was issued)."""
+    expires_at: Timestamp
+    """Until when it is valid."""
+    one_time: bool
+    """Whether its first use spends it."""
+
+
+class AccessPassRedeemed(AuthnEvent):
+    """An identity's Temporary Access Pass was redeemed for an enrolment grant (not in here)."""
+
+    event_type: ClassVar[str] = topics.ACCESS_PASS_REDEEMED
+
+    pass_id: Identifier
+    """The pass."""
+    redeemed_by: Identifier
+    """Who redeemed it: the identity itself or an identity provider."""
 
 
 class SecuritySignalReceived(AuthnEvent):

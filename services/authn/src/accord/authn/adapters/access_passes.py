@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
 
 from accord.authn.domain.access_pass import AccessPass
+from accord.events import Envelope
+from accord.runtime.outbox import enqueue
 
 
 def _pass(row: asyncpg.Record) -> AccessPass:
@@ -17,9 +20,11 @@ def _pass(row: asyncpg.Record) -> AccessPass:
 
 @dataclass(frozen=True)
 class PostgresAccessPasses:
-    """Passes in `access_passes`, grants in `enrolment_grants`."""
+    """Passes in `access_passes`, grants in `enrolment_grants`, events in the outbox of
+    `schema` (the service's)."""
 
     conn: asyncpg.Connection
+    schema: str
 
     async def user_named(self, user_name: str) -> str | None:
         found: str | None = await self.conn.fetchval(
@@ -105,3 +110,6 @@ class PostgresAccessPasses:
                 now,
             )
         )
+
+    async def announce(self, events: Sequence[Envelope]) -> None:
+        await enqueue(self.conn, self.schema, events)
