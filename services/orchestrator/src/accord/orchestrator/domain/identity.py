@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from accord.events import Profile
+from accord.events.catalogue import Profile
 
 #: The prefix of a free-form source attribute's name (`attributes.location`), as workflow
 #: triggers name it.
