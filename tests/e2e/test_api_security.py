@@ -277,6 +277,36 @@ ENDPOINTS = [
         allowed_status=200,
         body={"user_id": "matrix-nobody", "totp_code": "000000"},
     ),
+    # Temporary Access Passes: a help desk issues (201, the code once), reads and revokes one;
+    # the three run in this order for each permitted caller.
+    Endpoint(
+        "authn",
+        "/v1/users/{user_id}/access-passes",
+        Permission.MFA_MANAGE,
+        method="post",
+        allowed_status=201,
+        body={"lifetime": "PT1H"},
+    ),
+    Endpoint("authn", "/v1/users/{user_id}/access-passes", Permission.MFA_MANAGE),
+    Endpoint(
+        "authn",
+        "/v1/users/{user_id}/access-passes",
+        Permission.MFA_MANAGE,
+        method="delete",
+        allowed_status=204,
+    ),
+    # The identity itself or an identity provider redeems a pass; a wrong code is a 401 that
+    # tells nothing, also to a person naming someone else; a system's role is refused (403).
+    Endpoint(
+        "authn",
+        "/v1/access-passes/redeem",
+        Permission.AUTHN_VERIFY,
+        method="post",
+        allowed_status=401,
+        refused_status=401,
+        body={"user_id": "{user_id}", "code": "2222-3333-4444"},
+        self_service=True,
+    ),
     Endpoint("authn", "/v1/lockouts", Permission.LOCKOUTS_MANAGE),
     Endpoint("authn", "/v1/lockouts/{lockout_id}", Permission.LOCKOUTS_MANAGE, allowed_status=404),
     # Locking an identity authn does not know: a permitted lock is a 404.
