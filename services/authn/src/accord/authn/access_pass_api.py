@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Response
+from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Response
 from pydantic import BaseModel, ConfigDict, StringConstraints, model_validator
 
 from accord.authn.adapters.access_passes import PostgresAccessPasses
@@ -75,19 +75,24 @@ class IssueRequest(BaseModel):
         return self
 
 
-class RedeemRequest(BaseModel):
-    """A code for an identity named by its user_id or its user name (exactly one)."""
+class RedeemById(BaseModel):
+    """A code for the identity of this user_id."""
 
     model_config = _BODY
-    user_id: Identifier | None = None
-    user_name: UserName | None = None
+    user_id: Identifier
     code: CodeText
 
-    @model_validator(mode="after")
-    def _one_name(self) -> RedeemRequest:
-        if (self.user_id is None) == (self.user_name is None):
-            raise ValueError("give exactly one of user_id and user_name")
-        return self
+
+class RedeemByName(BaseModel):
+    """A code for the identity of this user name (what a new hire types at a sign-in page)."""
+
+    model_config = _BODY
+    user_name: UserName
+    code: CodeText
+
+
+#: One or the other: the schema says so (oneOf), so a client cannot send both or neither.
+RedeemRequest = Annotated[RedeemById | RedeemByName, Body()]
 
 
 @dataclass(frozen=True)
@@ -268,14 +273,15 @@ async def redeem_pass(
     caller: Caller = Depends(_redeemer),
     deps: AccessPassDeps = Depends(_deps),
 ) -> Any:
-    named = body.user_id if body.user_id is not None else f"name:{body.user_name}"
+    named = body.user_id if isinstance(body, RedeemById) else f"name:{body.user_name}"
     wait = deps.limiter.acquire(named)
     if wait > 0:
         raise HTTPException(429, "too many attempts", headers=retry_after_header(wait))
     now = deps.clock()
     async with deps.transaction() as store:
-        user_id = body.user_id
-        if user_id is None and body.user_name is not None:
+        if isinstance(body, RedeemById):
+            user_id: str | None = body.user_id
+        else:
             user_id = await store.user_named(body.user_name)
         # Oneself, unless an identity provider redeems on the identity's behalf.
         mine = user_id is not None and (
