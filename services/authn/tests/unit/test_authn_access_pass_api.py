@@ -315,3 +315,16 @@ async def test_issuing_and_redeeming_are_announced_without_the_code_or_grant(
         assert code not in text
         assert code.replace("-", "") not in text
         assert grant not in text
+
+
+async def test_any_caller_subject_fits_the_events(world: World) -> None:
+    app = app_of(world)
+    app.dependency_overrides[api._manager] = lambda: Caller(
+        "auth0|5f7c8ec7c33c6c004bbafe82", frozenset({Role.ADMIN}), "oidc", "jti-1"
+    )
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        await issue(client)
+
+    (issued,) = world.store.announced
+    assert issued.data.model_dump()["issued_by"] == "auth0|5f7c8ec7c33c6c004bbafe82"

@@ -207,7 +207,7 @@ async def issue_pass(
         announced = AccessPassIssued(
             user_id=user_id,
             pass_id=issued.pass_id,
-            issued_by=caller.subject,
+            issued_by=caller.subject[:256],
             starts_at=issued.starts_at,
             expires_at=issued.expires_at,
             one_time=issued.one_time,
@@ -301,7 +301,7 @@ async def redeem_pass(
             expires_at = min(now + deps.policy.grant_ttl, found.expires_at)
             await store.add_grant(digest, found.user_id, found.pass_id, expires_at)
             redeemed = AccessPassRedeemed(
-                user_id=found.user_id, pass_id=found.pass_id, redeemed_by=caller.subject
+                user_id=found.user_id, pass_id=found.pass_id, redeemed_by=caller.subject[:256]
             )
             await store.announce([new_event(redeemed, source=deps.source)])
             grant = (value, expires_at)

@@ -134,8 +134,8 @@ class AccessPassIssued(AuthnEvent):
 
     pass_id: Identifier
     """This pass."""
-    issued_by: Identifier
-    """Who issued it (the caller's subject)."""
+    issued_by: ShortText
+    """Who issued it: the caller's subject (an OIDC `sub` or an API token's subject)."""
     starts_at: Timestamp
     """From when it is valid (the hire date, or when it was issued)."""
     expires_at: Timestamp
@@ -151,7 +151,7 @@ class AccessPassRedeemed(AuthnEvent):
 
     pass_id: Identifier
     """The pass."""
-    redeemed_by: Identifier
+    redeemed_by: ShortText
     """Who redeemed it: the identity itself or an identity provider."""
 
 
