@@ -18,18 +18,17 @@ Wiring: read ``holder.current`` once per event or request (not at start-up), run
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
-from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from accord.authz.catalogue import Catalogue, CatalogueError, load_catalogue
 from accord.authz.domain.policy_files import CATALOGUE_FILE, PolicyFiles, read_policy_files
 from accord.authz.domain.policy_set import LoadedPolicies, PolicyError
+from accord.runtime.folder_watch import DEFAULT_WATCH_INTERVAL_S, FolderWatching
 
 __all__ = [
     "DEFAULT_WATCH_INTERVAL_S",
@@ -41,7 +40,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-DEFAULT_WATCH_INTERVAL_S = 5.0
 _READ_ATTEMPTS = 3
 
 LoadError = (PolicyError, CatalogueError, NotADirectoryError)
@@ -104,19 +102,14 @@ def load_snapshot(folder: Path) -> PolicySnapshot:
     raise PolicyError(str(folder), None, "the files kept changing while they were read")
 
 
-class _HasStopping(Protocol):
-    """What a background hook receives: the runtime, with its stopping event."""
-
-    @property
-    def stopping(self) -> asyncio.Event: ...
-
-
-class PolicyHolder:
+class PolicyHolder(FolderWatching):
     """The policy snapshot in force, and the means to replace it safely.
 
     The constructor loads ``folder`` and raises the load's error if it is bad: a
     service must not start without a policy set. Afterwards a bad set is refused.
     """
+
+    watched = "policy folder"
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
@@ -206,32 +199,6 @@ class PolicyHolder:
         :returns: None if nothing changed, else what :meth:`reload` returned.
         """
         return self.reload() if self.changed() else None
-
-    async def watch(
-        self, stopping: asyncio.Event, every_s: float = DEFAULT_WATCH_INTERVAL_S
-    ) -> None:
-        """Each ``every_s`` seconds reload if the files changed; return once ``stopping`` is set."""
-        while not stopping.is_set():
-            try:
-                await asyncio.wait_for(stopping.wait(), timeout=every_s)
-            except TimeoutError:
-                await self._check_in_thread()
-
-    async def _check_in_thread(self) -> None:
-        try:
-            await asyncio.to_thread(self.reload_if_changed)
-        except Exception:  # a bug here must not stop the watching
-            log.exception("policy folder check failed")
-
-    def watcher(
-        self, every_s: float = DEFAULT_WATCH_INTERVAL_S
-    ) -> Callable[[_HasStopping], Coroutine[Any, Any, None]]:
-        """A background hook for a service definition: ``watch`` until the runtime stops."""
-
-        async def watch_policies(runtime: _HasStopping) -> None:
-            await self.watch(runtime.stopping, every_s)
-
-        return watch_policies
 
     def status(self) -> dict[str, Any]:
         """The state for an API: version and time in force, policy ids, last error."""

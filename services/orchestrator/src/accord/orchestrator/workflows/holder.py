@@ -20,13 +20,12 @@ a reload endpoint.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from accord.orchestrator.workflows.loader import (
     Checks,
@@ -37,12 +36,12 @@ from accord.orchestrator.workflows.loader import (
     load_files,
     read_folder,
 )
+from accord.runtime.folder_watch import DEFAULT_WATCH_INTERVAL_S, FolderWatching
 
 __all__ = ["DEFAULT_WATCH_INTERVAL_S", "WorkflowHolder", "load_consistent"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_WATCH_INTERVAL_S = 5.0
 _READ_ATTEMPTS = 3
 
 
@@ -77,14 +76,7 @@ def load_consistent(folder: Path, checks: Checks) -> WorkflowSet:
     )
 
 
-class _HasStopping(Protocol):
-    """What a background hook receives: the runtime, with its stopping event."""
-
-    @property
-    def stopping(self) -> asyncio.Event: ...
-
-
-class WorkflowHolder:
+class WorkflowHolder(FolderWatching):
     """The workflow set in force, and the means to replace it safely.
 
     The constructor loads ``folder`` and raises :class:`WorkflowErrors` if it is bad:
@@ -92,6 +84,8 @@ class WorkflowHolder:
     ``checks`` is called afresh for each load when it is a callable, so known targets,
     entitlements and templates can follow the platform's configuration.
     """
+
+    watched = "workflow folder"
 
     def __init__(self, folder: Path, checks: Checks | Callable[[], Checks]) -> None:
         self.folder = folder
@@ -168,32 +162,6 @@ class WorkflowHolder:
         :returns: None if nothing changed, else what :meth:`reload` returned.
         """
         return self.reload() if self.changed() else None
-
-    async def watch(
-        self, stopping: asyncio.Event, every_s: float = DEFAULT_WATCH_INTERVAL_S
-    ) -> None:
-        """Each ``every_s`` seconds reload if the files changed; return once ``stopping`` is set."""
-        while not stopping.is_set():
-            try:
-                await asyncio.wait_for(stopping.wait(), timeout=every_s)
-            except TimeoutError:
-                await self._check_in_thread()
-
-    async def _check_in_thread(self) -> None:
-        try:
-            await asyncio.to_thread(self.reload_if_changed)
-        except Exception:  # a bug here must not stop the watching
-            log.exception("workflow folder check failed")
-
-    def watcher(
-        self, every_s: float = DEFAULT_WATCH_INTERVAL_S
-    ) -> Callable[[_HasStopping], Coroutine[Any, Any, None]]:
-        """A background hook for a service definition: ``watch`` until the runtime stops."""
-
-        async def watch_workflows(runtime: _HasStopping) -> None:
-            await self.watch(runtime.stopping, every_s)
-
-        return watch_workflows
 
     def status(self) -> dict[str, Any]:
         """The state for an API: workflow versions, when loaded, the last refusal's errors."""
