@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from accord.orchestrator.workflows.durations import parse_duration
 from accord.orchestrator.workflows.timers import (
     DEFAULT_CATCH_UP,
     Timer,
@@ -19,12 +20,11 @@ from accord.orchestrator.workflows.timers import (
     TimeTrigger,
     plan_timers,
 )
-from accord.orchestrator.workflows.timing import parse_offset
 
 NOW = datetime(2027, 2, 1, 12, tzinfo=UTC)
-PRE_HIRE = TimeTrigger("pre-hire", "v1", "hire_date", parse_offset("-P7D"), "Europe/Paris")
-ON_THE_DAY = TimeTrigger("welcome", "v1", "hire_date", parse_offset("PT8H"), "Europe/Paris")
-CONTRACT_END = TimeTrigger("contract-end", "v1", "leave_date", parse_offset("P0D"), "UTC")
+PRE_HIRE = TimeTrigger("pre-hire", "v1", "hire_date", parse_duration("-P7D"), "Europe/Paris")
+ON_THE_DAY = TimeTrigger("welcome", "v1", "hire_date", parse_duration("PT8H"), "Europe/Paris")
+CONTRACT_END = TimeTrigger("contract-end", "v1", "leave_date", parse_duration("P0D"), "UTC")
 WORKFLOWS = [PRE_HIRE, ON_THE_DAY, CONTRACT_END]
 
 
@@ -193,7 +193,7 @@ def test_a_new_time_zone_moves_the_pending_timer_under_the_same_id() -> None:
 
 def test_a_new_version_replaces_the_pending_timer_of_the_old() -> None:
     held = apply([], plan(ada(hire_date="2027-03-01"), workflows=[PRE_HIRE]))
-    v2 = TimeTrigger("pre-hire", "v2", "hire_date", parse_offset("-P3D"), "Europe/Paris")
+    v2 = TimeTrigger("pre-hire", "v2", "hire_date", parse_duration("-P3D"), "Europe/Paris")
     result = plan(ada(hire_date="2027-03-01"), held, workflows=[v2])
     assert result.cancel == [held[0].timer_id]
     [timer] = result.schedule
@@ -201,17 +201,17 @@ def test_a_new_version_replaces_the_pending_timer_of_the_old() -> None:
 
 
 def test_a_new_version_fires_again_when_its_time_is_ahead_but_never_catches_up() -> None:
-    v1 = TimeTrigger("pre-hire", "v1", "hire_date", parse_offset("-P1D"), "UTC")
+    v1 = TimeTrigger("pre-hire", "v1", "hire_date", parse_duration("-P1D"), "UTC")
     fired = [
         t.fired()
         for t in plan(
             ada(hire_date="2027-02-02"), workflows=[v1], now=NOW - timedelta(days=1)
         ).schedule
     ]
-    ahead = TimeTrigger("pre-hire", "v2", "hire_date", parse_offset("PT18H"), "UTC")
+    ahead = TimeTrigger("pre-hire", "v2", "hire_date", parse_duration("PT18H"), "UTC")
     assert len(plan(ada(hire_date="2027-02-02"), fired, workflows=[ahead]).schedule) == 1
     # Same moment under v2 (edited wording, say): past, and v1 fired for this date.
-    same = TimeTrigger("pre-hire", "v2", "hire_date", parse_offset("-P1D"), "UTC")
+    same = TimeTrigger("pre-hire", "v2", "hire_date", parse_duration("-P1D"), "UTC")
     result = plan(ada(hire_date="2027-02-02"), fired, workflows=[same])
     assert result.schedule == result.fire_now == []
     [skipped] = result.skipped
@@ -263,7 +263,7 @@ versions = st.lists(
             PRE_HIRE,
             ON_THE_DAY,
             CONTRACT_END,
-            TimeTrigger("pre-hire", "v2", "hire_date", parse_offset("-P3D"), "Europe/Paris"),
+            TimeTrigger("pre-hire", "v2", "hire_date", parse_duration("-P3D"), "Europe/Paris"),
         ]
     ),
     unique_by=lambda t: t.workflow_id,

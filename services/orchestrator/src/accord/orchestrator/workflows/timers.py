@@ -49,7 +49,8 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Literal
 
-from accord.orchestrator.workflows.timing import Offset, TimingError, fire_time, zone_for
+from accord.orchestrator.workflows.durations import Duration
+from accord.orchestrator.workflows.timing import TimingError, fire_time, zone_for
 
 #: How late a timer may be when planned and still fire (a workflow may set its own).
 DEFAULT_CATCH_UP = timedelta(hours=24)
@@ -70,7 +71,7 @@ class TimeTrigger:
     workflow_id: str
     version: str
     attribute: str
-    offset: Offset
+    offset: Duration
     zone: str
     catch_up: timedelta = DEFAULT_CATCH_UP
 

@@ -25,8 +25,11 @@ The rules, in order (`fire_time`):
 5. An offset of zero returns the start instant unchanged (for a datetime in the repeated
    hour of a fall-back night this keeps the occurrence it named; rule 4 would pick the first).
 
-Years and months are refused: they have no fixed length (P1M from 31 January?), and a
-trigger that fires on a different day depending on the month surprises people; write days.
+The offset is a `durations.Duration`, parsed by `durations.parse_duration` like every
+duration of a workflow file: it keeps days apart from the time part for exactly this
+reason. Years and months are refused there: they have no fixed length (P1M from 31
+January?), and a trigger that fires on a different day depending on the month surprises
+people; write days.
 
 Zones come from the IANA database through `zoneinfo`: the system's /usr/share/zoneinfo
 (Debian's tzdata package, in the python:*-slim-bookworm images too), else the `tzdata`
@@ -35,27 +38,21 @@ Python package when it is installed.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal, InvalidOperation
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from accord.orchestrator.workflows.durations import Duration
 
 #: The identity attribute that names where the person works (an IANA zone name).
 TIME_ZONE_ATTRIBUTE = "time_zone"
 #: Files of the zone database that are not zones a person works in (`localtime` is the
 #: host's own zone, which must not decide when someone's timer fires).
-_ZERO = timedelta(0)
 _NOT_ZONES = frozenset({"localtime", "posixrules", "Factory"})
 
 
 class TimingError(ValueError):
-    """A trigger's offset, date value or zone cannot be turned into a time."""
-
-
-class InvalidOffset(TimingError):
-    """The text is not an ISO 8601 duration a trigger can use."""
+    """A trigger's date value or zone cannot be turned into a time."""
 
 
 class InvalidDateValue(TimingError):
@@ -64,91 +61,6 @@ class InvalidDateValue(TimingError):
 
 class UnknownZone(TimingError):
     """The name is not a zone of the IANA time zone database."""
-
-
-@dataclass(frozen=True)
-class Offset:
-    """How far a trigger fires from its date: calendar days plus wall-clock time.
-
-    The two parts stay apart because they are applied differently (days move the calendar,
-    time moves the clock; see the module docstring). A negative offset has both parts
-    negative or zero. `str()` gives the canonical ISO 8601 text (`-P7D`, `P1DT8H30M`).
-    """
-
-    days: int = 0
-    time: timedelta = timedelta(0)
-
-    def __post_init__(self) -> None:
-        signs = {(self.days > 0) - (self.days < 0), (self.time > _ZERO) - (self.time < _ZERO)}
-        if signs >= {1, -1}:
-            raise InvalidOffset(f"an offset's days and time have one sign: {self!r}")
-
-    @property
-    def is_zero(self) -> bool:
-        return self.days == 0 and not self.time
-
-    def __str__(self) -> str:
-        negative = self.days < 0 or self.time < timedelta(0)
-        days, time = abs(self.days), abs(self.time)
-        text = "-P" if negative else "P"
-        if days:
-            text += f"{days}D"
-        total = Decimal(time.days * 86_400 + time.seconds) + Decimal(time.microseconds) / 10**6
-        hours, rest = divmod(total, 3600)
-        minutes, seconds = divmod(rest, 60)
-        if total:
-            text += "T"
-            text += f"{hours}H" if hours else ""
-            text += f"{minutes}M" if minutes else ""
-            text += f"{seconds.normalize():f}S" if seconds else ""
-        return text if text not in ("P", "-P") else "PT0S"
-
-
-_TRIGGER_OFFSET = re.compile(
-    r"(?P<sign>[+-])?P"
-    r"(?:(?P<years>\d+)Y)?(?:(?P<months>\d+)M)?(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"
-    r"(?:T(?=\d)(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+(?:[.,]\d+)?)S)?)?"
-)
-
-
-def parse_offset(text: str) -> Offset:
-    """Parse a trigger's ISO 8601 offset: `-P7D`, `PT8H`, `P1DT8H30M`, `-PT30M`, `P2W`.
-
-    An optional leading sign, weeks and days in the date part, hours, minutes and seconds
-    (the only part that may have a fraction) in the time part; weeks and days may be
-    combined (`P1W2D`), as ISO 8601-2 allows. Years and months are refused with the reason.
-
-    This parser is the time-based triggers' own (its result keeps days apart from time);
-    the definitions' general durations live in `durations.py`.
-    """
-    if not isinstance(text, str):
-        raise InvalidOffset(f"an offset is ISO 8601 text such as -P7D or PT8H, not {text!r}")
-    found = _TRIGGER_OFFSET.fullmatch(text.strip())
-    if found is None or not any(
-        found[part] for part in ("years", "months", "weeks", "days", "hours", "minutes", "seconds")
-    ):
-        raise InvalidOffset(
-            f"{text!r} is not an ISO 8601 duration such as -P7D, PT8H or P1DT8H30M "
-            "(a sign, then P, days or weeks, then T and hours, minutes or seconds)"
-        )
-    if found["years"] or found["months"]:
-        raise InvalidOffset(
-            f"{text!r}: years and months have no fixed length (how far is one month from "
-            "31 January?); write the offset in days or weeks, e.g. P30D"
-        )
-    try:
-        seconds = Decimal((found["seconds"] or "0").replace(",", "."))
-    except InvalidOperation as error:  # pragma: no cover - the pattern admits digits only
-        raise InvalidOffset(f"{text!r}: bad seconds") from error
-    days = int(found["weeks"] or 0) * 7 + int(found["days"] or 0)
-    time = timedelta(
-        hours=int(found["hours"] or 0),
-        minutes=int(found["minutes"] or 0),
-        seconds=float(seconds),
-    )
-    if found["sign"] == "-":
-        return Offset(days=-days, time=-time)
-    return Offset(days=days, time=time)
 
 
 def check_zone(name: str) -> ZoneInfo:
@@ -177,17 +89,19 @@ def zone_for(identity: Mapping[str, object], workflow_zone: str) -> str:
     return workflow_zone
 
 
-def fire_time(date_value: str | date, offset: Offset, zone: str) -> datetime:
+def fire_time(date_value: str | date, offset: Duration, zone: str) -> datetime:
     """When a trigger on `date_value` with `offset` fires, as an aware UTC datetime.
 
-    `zone` is where the date is read (`zone_for`). The rules (DST gaps and repeated hours
-    included) are in the module docstring.
+    `offset` is the trigger's `durations.Duration` (the definitions' own type: one parser
+    for every duration of a workflow file); its `days` move the calendar and its
+    `seconds` the wall clock. `zone` is where the date is read (`zone_for`). The rules
+    (DST gaps and repeated hours included) are in the module docstring.
     """
     where = check_zone(zone)
     start = _start(date_value, where)
-    if offset.is_zero:
+    if not offset.days and not offset.seconds:
         return start.astimezone(UTC)
-    wall = start.replace(tzinfo=None) + timedelta(days=offset.days) + offset.time
+    wall = start.replace(tzinfo=None) + timedelta(days=offset.days, seconds=offset.seconds)
     return _instant(wall, where)
 
 
