@@ -21,6 +21,14 @@ from accord.events import REGISTRY, Envelope, EventData, new_event
 EVENTS_FOLDER = Path(__file__).resolve().parents[2]
 
 _RESOURCE = {"application": "crm", "entitlement": "crm-admin"}
+_RUN = {
+    "run_id": "run-1",
+    "workflow_id": "pre-hire",
+    "version": "3f9a0c12b7de",
+    "identity_id": "e-1001",
+    "category": "joiner",
+}
+_TASK = {**_RUN, "task_id": "open_ticket", "kind": "call_extension"}
 _PROFILE = {
     "user_name": "ada",
     "given_name": "Ada",
@@ -265,6 +273,18 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "one_time": True,
     },
     "authn.access_pass_redeemed": {"user_id": "e-1001", "pass_id": "tap-1", "redeemed_by": "okta"},
+    "workflow.run_started": {**_RUN, "trigger": "user.created"},
+    "workflow.run_completed": dict(_RUN),
+    "workflow.run_failed": {**_RUN, "reason": "task create_accounts failed"},
+    "workflow.run_cancelled": {**_RUN, "reason": "the hire was rescinded"},
+    "workflow.task_completed": {**_TASK, "output_keys": ["ticket_id", "approved"]},
+    "workflow.task_failed": {**_TASK, "reason": "the extension answered 422"},
+    "workflow.task_skipped": {**_TASK, "reason": "its when condition did not hold"},
+    "workflow.task_waiting": {
+        **_TASK,
+        "waiting_for": "callback",
+        "until": "2026-03-02T08:00:00+01:00",
+    },
     "security.signal_received": {
         "user_id": "e-1001",
         "issuer": "https://idp.example.com",

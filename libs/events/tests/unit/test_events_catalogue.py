@@ -187,6 +187,14 @@ def test_value_objects_are_frozen_and_strict() -> None:
         ("saga.completed", "duration_ms", -1),
         ("audit.recorded", "record_id", 0),
         ("audit.recorded", "outcome", "meh"),
+        ("workflow.run_started", "category", "intern"),
+        ("workflow.run_started", "trigger", ""),
+        ("workflow.task_waiting", "waiting_for", "forever"),
+        ("workflow.task_waiting", "until", "2026-03-02 08:00"),
+        ("workflow.task_completed", "kind", "Send-Email"),
+        ("workflow.task_completed", "output_keys", ["has space"]),
+        ("workflow.task_completed", "output_keys", [f"k{n}" for n in range(65)]),
+        ("workflow.task_completed", "output_keys", {"ticket_id": "T-1"}),
     ],
 )
 def test_constraints_are_enforced(

@@ -45,6 +45,14 @@ SESSION_REVOKED = "session.revoked"
 SECURITY_SIGNAL_RECEIVED = "security.signal_received"
 ACCESS_PASS_ISSUED = "authn.access_pass_issued"  # noqa: S105 (a topic, not a password)
 ACCESS_PASS_REDEEMED = "authn.access_pass_redeemed"  # noqa: S105 (a topic)
+WORKFLOW_RUN_STARTED = "workflow.run_started"
+WORKFLOW_RUN_COMPLETED = "workflow.run_completed"
+WORKFLOW_RUN_FAILED = "workflow.run_failed"
+WORKFLOW_RUN_CANCELLED = "workflow.run_cancelled"
+WORKFLOW_TASK_COMPLETED = "workflow.task_completed"
+WORKFLOW_TASK_FAILED = "workflow.task_failed"
+WORKFLOW_TASK_SKIPPED = "workflow.task_skipped"
+WORKFLOW_TASK_WAITING = "workflow.task_waiting"
 
 #: An identity's life cycle, as source systems publish it.
 USER_TOPICS = (USER_CREATED, USER_UPDATED, USER_DEACTIVATED, USER_REACTIVATED, USER_DELETED)
@@ -52,6 +60,17 @@ USER_TOPICS = (USER_CREATED, USER_UPDATED, USER_DEACTIVATED, USER_REACTIVATED, U
 GROUP_TOPICS = (GROUP_CREATED, GROUP_UPDATED, GROUP_DELETED, GROUP_MEMBERS_CHANGED)
 #: What identity providers report of sign-ins.
 AUTHN_TOPICS = (AUTHN_SUCCEEDED, AUTHN_FAILED)
+#: What the workflow engine reports of its runs and their tasks.
+WORKFLOW_TOPICS = (
+    WORKFLOW_RUN_STARTED,
+    WORKFLOW_RUN_COMPLETED,
+    WORKFLOW_RUN_FAILED,
+    WORKFLOW_RUN_CANCELLED,
+    WORKFLOW_TASK_COMPLETED,
+    WORKFLOW_TASK_FAILED,
+    WORKFLOW_TASK_SKIPPED,
+    WORKFLOW_TASK_WAITING,
+)
 
 
 def topic_for(event_type: str) -> str:

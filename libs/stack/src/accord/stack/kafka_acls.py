@@ -83,11 +83,13 @@ SERVICES: tuple[ServiceAccess, ...] = (
             topics.IDENTITY_LOCKED,
             topics.IDENTITY_UNLOCKED,
         ),
-        # Its inbound SCIM server publishes the identity events of the IdPs that push to it.
+        # Its inbound SCIM server publishes the identity events of the IdPs that push to it;
+        # its workflow engine reports runs and tasks.
         writes=(
             topics.SAGA_STARTED,
             topics.SAGA_COMPLETED,
             topics.SAGA_FAILED,
+            *topics.WORKFLOW_TOPICS,
             topics.PROVISION_REQUESTED,
             topics.MFA_ENROLMENT_REQUESTED,
             *USER_TOPICS,

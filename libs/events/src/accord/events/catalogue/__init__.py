@@ -55,6 +55,16 @@ from accord.events.catalogue.provisioning import (
     ReconciliationCompleted,
 )
 from accord.events.catalogue.saga import SagaCompleted, SagaFailed, SagaStarted
+from accord.events.catalogue.workflow import (
+    WorkflowRunCancelled,
+    WorkflowRunCompleted,
+    WorkflowRunFailed,
+    WorkflowRunStarted,
+    WorkflowTaskCompleted,
+    WorkflowTaskFailed,
+    WorkflowTaskSkipped,
+    WorkflowTaskWaiting,
+)
 
 CATALOGUE: tuple[type[EventData], ...] = (
     UserCreated,
@@ -95,6 +105,14 @@ CATALOGUE: tuple[type[EventData], ...] = (
     SecuritySignalReceived,
     AccessPassIssued,
     AccessPassRedeemed,
+    WorkflowRunStarted,
+    WorkflowRunCompleted,
+    WorkflowRunFailed,
+    WorkflowRunCancelled,
+    WorkflowTaskCompleted,
+    WorkflowTaskFailed,
+    WorkflowTaskSkipped,
+    WorkflowTaskWaiting,
 )
 
 __all__ = [
@@ -147,4 +165,12 @@ __all__ = [
     "UserSnapshot",
     "UserUpdated",
     "ValueObject",
+    "WorkflowRunCancelled",
+    "WorkflowRunCompleted",
+    "WorkflowRunFailed",
+    "WorkflowRunStarted",
+    "WorkflowTaskCompleted",
+    "WorkflowTaskFailed",
+    "WorkflowTaskSkipped",
+    "WorkflowTaskWaiting",
 ]
