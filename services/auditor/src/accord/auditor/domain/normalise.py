@@ -19,15 +19,27 @@ MAX_PARSE = 1024 * 1024
 _UNPARSED = object()
 
 #: Outcome of each event type; anything not listed is informational.
+#: Workflow events (issue 22) are about an identity, not a target system: their target
+#: stays None (a workflow or task id there would count a failed run as a target's failure
+#: on the dashboard), their actor is the engine that ran them (the event's source). A
+#: cancelled run or a skipped task neither succeeded nor failed: informational.
 OUTCOMES: dict[str, str] = {
     "account.provisioned": "success",
     "saga.completed": "success",
     "access.granted": "success",
+    "workflow.run_completed": "success",
+    "workflow.task_completed": "success",
     "account.provision_failed": "failure",
     "saga.failed": "failure",
+    "workflow.run_failed": "failure",
+    "workflow.task_failed": "failure",
     "access.requested": "pending",
     "provision.requested": "pending",
     "saga.started": "pending",
+    "workflow.run_started": "pending",
+    "workflow.task_waiting": "pending",
+    "workflow.run_cancelled": "info",
+    "workflow.task_skipped": "info",
 }
 
 

@@ -190,7 +190,15 @@ export async function loadSubject(subject) {
   fill(byId("subject-timeline"), [...items].reverse().map((r) => timelineItem(r)));
 }
 
-const FINISHED = { "saga.completed": "success", "saga.failed": "failure" };
+// The events that end a flow, and its outcome: a saga's, or a workflow run's (a cancelled
+// run neither succeeded nor failed).
+const FINISHED = {
+  "saga.completed": "success",
+  "saga.failed": "failure",
+  "workflow.run_completed": "success",
+  "workflow.run_failed": "failure",
+  "workflow.run_cancelled": "info",
+};
 
 /** A flow's records in the order they happened, with offsets and a time line. */
 export async function loadCorrelation(correlationId) {
