@@ -167,9 +167,60 @@ CREATE TABLE orchestrator.timers (
     CONSTRAINT timers_kind_check CHECK ((kind = ANY (ARRAY['saga_retry'::text, 'saga_timeout'::text, 'account_deletion'::text])))
 );
 
+CREATE TABLE orchestrator.workflow_runs (
+    run_id text NOT NULL,
+    workflow_id text NOT NULL,
+    version text NOT NULL,
+    identity_id text NOT NULL,
+    category text NOT NULL,
+    trigger jsonb NOT NULL,
+    status text NOT NULL,
+    created_at timestamp with time zone NOT NULL,
+    updated_at timestamp with time zone NOT NULL,
+    vars jsonb DEFAULT '{}'::jsonb NOT NULL,
+    tasks jsonb DEFAULT '[]'::jsonb NOT NULL,
+    revision bigint DEFAULT 0 NOT NULL,
+    cancel_reason text,
+    seq bigint NOT NULL,
+    CONSTRAINT workflow_runs_revision_check CHECK ((revision >= 0)),
+    CONSTRAINT workflow_runs_status_check CHECK ((status = ANY (ARRAY['queued'::text, 'running'::text, 'waiting'::text, 'completed'::text, 'failed'::text, 'cancelled'::text])))
+);
+
+CREATE SEQUENCE orchestrator.workflow_runs_seq_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1;
+
+ALTER SEQUENCE orchestrator.workflow_runs_seq_seq OWNED BY orchestrator.workflow_runs.seq;
+
+CREATE TABLE orchestrator.workflow_timers (
+    timer_id text NOT NULL,
+    identity_id text NOT NULL,
+    workflow_id text NOT NULL,
+    version text NOT NULL,
+    attribute text NOT NULL,
+    date_value text NOT NULL,
+    fire_at timestamp with time zone NOT NULL,
+    state text NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT workflow_timers_state_check CHECK ((state = ANY (ARRAY['scheduled'::text, 'fired'::text, 'skipped'::text, 'cancelled'::text])))
+);
+
+CREATE TABLE orchestrator.workflow_wakeups (
+    run_id text NOT NULL,
+    task_id text NOT NULL,
+    purpose text NOT NULL,
+    fire_at timestamp with time zone NOT NULL,
+    CONSTRAINT workflow_wakeups_purpose_check CHECK ((purpose = ANY (ARRAY['retry'::text, 'wait'::text, 'approval_timeout'::text, 'callback_timeout'::text])))
+);
+
 ALTER TABLE ONLY orchestrator.outbox ALTER COLUMN id SET DEFAULT nextval('orchestrator.outbox_id_seq'::regclass);
 
 ALTER TABLE ONLY orchestrator.sagas ALTER COLUMN seq SET DEFAULT nextval('orchestrator.sagas_seq_seq'::regclass);
+
+ALTER TABLE ONLY orchestrator.workflow_runs ALTER COLUMN seq SET DEFAULT nextval('orchestrator.workflow_runs_seq_seq'::regclass);
 
 ALTER TABLE ONLY orchestrator.accounts
     ADD CONSTRAINT accounts_pkey PRIMARY KEY (user_id, target);
@@ -210,6 +261,18 @@ ALTER TABLE ONLY orchestrator.scim_unique_values
 ALTER TABLE ONLY orchestrator.timers
     ADD CONSTRAINT timers_pkey PRIMARY KEY (timer_id);
 
+ALTER TABLE ONLY orchestrator.workflow_runs
+    ADD CONSTRAINT workflow_runs_pkey PRIMARY KEY (run_id);
+
+ALTER TABLE ONLY orchestrator.workflow_runs
+    ADD CONSTRAINT workflow_runs_seq_key UNIQUE (seq);
+
+ALTER TABLE ONLY orchestrator.workflow_timers
+    ADD CONSTRAINT workflow_timers_pkey PRIMARY KEY (timer_id);
+
+ALTER TABLE ONLY orchestrator.workflow_wakeups
+    ADD CONSTRAINT workflow_wakeups_pkey PRIMARY KEY (run_id, task_id, purpose);
+
 CREATE UNIQUE INDEX identities_user_name_live ON orchestrator.identities USING btree (lower(user_name)) WHERE (status <> 'deleted'::text);
 
 CREATE INDEX parked_events_user ON orchestrator.parked_events USING btree (user_id, sequence);
@@ -231,6 +294,20 @@ CREATE INDEX scim_unique_values_owner ON orchestrator.scim_unique_values USING b
 CREATE INDEX timers_due ON orchestrator.timers USING btree (due_at);
 
 CREATE INDEX timers_saga ON orchestrator.timers USING btree (saga_id, kind);
+
+CREATE INDEX workflow_runs_by_identity ON orchestrator.workflow_runs USING btree (identity_id, status, seq);
+
+CREATE INDEX workflow_runs_by_status ON orchestrator.workflow_runs USING btree (status, seq);
+
+CREATE INDEX workflow_runs_by_workflow ON orchestrator.workflow_runs USING btree (workflow_id, seq);
+
+CREATE UNIQUE INDEX workflow_runs_one_active ON orchestrator.workflow_runs USING btree (identity_id) WHERE (status = ANY (ARRAY['running'::text, 'waiting'::text]));
+
+CREATE INDEX workflow_timers_by_identity ON orchestrator.workflow_timers USING btree (identity_id);
+
+CREATE INDEX workflow_timers_due ON orchestrator.workflow_timers USING btree (fire_at) WHERE (state = 'scheduled'::text);
+
+CREATE INDEX workflow_wakeups_due ON orchestrator.workflow_wakeups USING btree (fire_at);
 
 CREATE TRIGGER sagas_guard BEFORE UPDATE ON orchestrator.sagas FOR EACH ROW EXECUTE FUNCTION orchestrator.sagas_guard();
 
