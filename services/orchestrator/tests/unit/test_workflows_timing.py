@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from accord.orchestrator.workflows.definitions import DateTrigger
 from accord.orchestrator.workflows.durations import Duration, DurationError, parse_duration
 from accord.orchestrator.workflows.timing import (
     InvalidDateValue,
@@ -246,3 +247,9 @@ def test_a_negative_offset_under_a_day_falls_on_the_previous_day(
     at = local(fire_time(day.isoformat(), duration(time=timedelta(minutes=-minutes)), zone), zone)
     assert at.date() == day - timedelta(days=1)
     assert at < local(fire_time(day.isoformat(), duration(), zone), zone)
+
+
+def test_a_loaded_date_trigger_offset_is_what_fire_time_takes() -> None:
+    trigger = DateTrigger.model_validate({"at": "hire_date", "offset": "-P6DT16H"})
+    at = local(fire_time("2027-03-01", trigger.offset, PARIS), PARIS)
+    assert (at.date(), at.hour) == (date(2027, 2, 22), 8)  # 7 days before, at 08:00
