@@ -412,7 +412,7 @@ def test_the_command_reports_the_difference_as_json(
     monkeypatch.setenv("ACCORD_BIRTHRIGHT_TARGETS", "ad")
     monkeypatch.delenv("ACCORD_BIRTHRIGHT_FILE", raising=False)
     parser = argparse.ArgumentParser()
-    add_simulate(parser.add_subparsers(), MatchingPlanner)
+    add_simulate(parser.add_subparsers())
     args = parser.parse_args(
         [
             "simulate",

@@ -47,6 +47,7 @@ from accord.orchestrator.workflows.simulate import (
     read_export,
     replay,
 )
+from accord.orchestrator.workflows.simulate_planner import matching_planner
 
 #: Binds a loaded workflow set to the matcher (matching.py's functions).
 PlannerFactory = Callable[[WorkflowSet], Planner]
@@ -55,8 +56,11 @@ _RELATIVE = re.compile(r"^(\d+)([dhm])$")
 _UNITS = {"d": "days", "h": "hours", "m": "minutes"}
 
 
-def add_simulate(actions: Any, planner_for: PlannerFactory) -> argparse.ArgumentParser:
-    """Add ``simulate`` to ``accord workflows``; ``planner_for`` binds a set to the matcher."""
+def add_simulate(
+    actions: Any, planner_for: PlannerFactory = matching_planner
+) -> argparse.ArgumentParser:
+    """Add ``simulate`` to ``accord workflows``; ``planner_for`` binds a set to the matcher
+    (a test may bind another planner)."""
     parser: argparse.ArgumentParser = actions.add_parser(
         "simulate",
         help="replay recorded identity history through a draft set and the active set",
