@@ -1,4 +1,5 @@
-"""`accord workflows`: validate a folder of workflow files, test it against cases, plan.
+"""`accord workflows`: validate a folder of workflow files, test it against cases, plan;
+simulate a draft on recorded history; list, show, cancel, retry and start runs.
 
 ``accord workflows validate [DIR]`` loads the folder as the orchestrator will (schema,
 expressions compiled, target names checked against the targets file when one is given)
@@ -13,6 +14,9 @@ if a case fails or the folder is invalid, 2 if a case file is malformed.
 says what a user.created / user.updated of this identity would start now and which of
 its timers are due or ahead, in UTC and in the zone they are read in. ``--identity``
 reads the identity registry in DATABASE_URL (the orchestrator's tables).
+
+``accord workflows simulate`` is `simulate_cli.py`'s; ``accord workflows runs ...`` and
+``accord workflows run WORKFLOW_ID --identity ID...`` are `runs_cli.py`'s.
 
 DIR defaults to ``$ACCORD_WORKFLOWS_DIR``, else the examples shipped with the orchestrator.
 """
@@ -38,6 +42,9 @@ from accord.orchestrator.adapters import store
 from accord.orchestrator.workflows import cases, matching
 from accord.orchestrator.workflows.expressions import ExpressionError, compile_condition
 from accord.orchestrator.workflows.loader import Checks, WorkflowErrors, WorkflowSet, load_folder
+from accord.orchestrator.workflows.runs_cli import add_runs
+from accord.orchestrator.workflows.simulate_cli import add_simulate
+from accord.orchestrator.workflows.simulate_planner import matching_planner
 from accord.orchestrator.workflows.timing import zone_for
 from accord.runtime.cli_scaffold import add_action, add_actions, add_json
 from accord.runtime.cli_support import run_on_database
@@ -56,7 +63,7 @@ def register_workflows(commands: Any) -> None:
     actions = add_actions(
         commands,
         "workflows",
-        help="validate lifecycle workflow files, test them against cases, plan an identity",
+        help="validate, test, plan and simulate lifecycle workflows; list and operate runs",
         description="Lifecycle workflows as code (YAML files, one workflow each). DIR "
         f"defaults to ${DIR_VARIABLE}, else the examples shipped with the orchestrator.",
     )
@@ -117,8 +124,10 @@ def register_workflows(commands: Any) -> None:
         help="plan as of this RFC 3339 time (default: now), e.g. 2027-02-22T08:00:00Z",
     )
     add_json(plan, "print the plan as one JSON object")
-    # `accord workflows simulate` (workflows/simulate_cli.py) is added here with
-    # add_simulate(actions) once it is wired in.
+    add_runs(actions)
+    # The replay binds each loaded folder (the draft and the active set) to the matcher, so
+    # a simulation decides exactly as the engine does.
+    add_simulate(actions, matching_planner)
 
 
 # --- loading ------------------------------------------------------------------------------
