@@ -84,7 +84,8 @@ SERVICES: tuple[ServiceAccess, ...] = (
             topics.IDENTITY_UNLOCKED,
         ),
         # Its inbound SCIM server publishes the identity events of the IdPs that push to it;
-        # its workflow engine reports runs and tasks.
+        # its workflow engine reports runs and tasks, and asks authz for entitlements
+        # (request_entitlement) on the identity's behalf.
         writes=(
             topics.SAGA_STARTED,
             topics.SAGA_COMPLETED,
@@ -92,6 +93,7 @@ SERVICES: tuple[ServiceAccess, ...] = (
             *topics.WORKFLOW_TOPICS,
             topics.PROVISION_REQUESTED,
             topics.MFA_ENROLMENT_REQUESTED,
+            topics.ACCESS_REQUESTED,
             *USER_TOPICS,
             *GROUP_TOPICS,
         ),
