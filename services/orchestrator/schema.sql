@@ -167,6 +167,16 @@ CREATE TABLE orchestrator.timers (
     CONSTRAINT timers_kind_check CHECK ((kind = ANY (ARRAY['saga_retry'::text, 'saga_timeout'::text, 'account_deletion'::text])))
 );
 
+CREATE TABLE orchestrator.workflow_effects (
+    effect_id text NOT NULL,
+    run_id text NOT NULL,
+    task_id text NOT NULL,
+    identity_id text NOT NULL,
+    command jsonb NOT NULL,
+    due_at timestamp with time zone NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
 CREATE TABLE orchestrator.workflow_runs (
     run_id text NOT NULL,
     workflow_id text NOT NULL,
@@ -261,6 +271,9 @@ ALTER TABLE ONLY orchestrator.scim_unique_values
 ALTER TABLE ONLY orchestrator.timers
     ADD CONSTRAINT timers_pkey PRIMARY KEY (timer_id);
 
+ALTER TABLE ONLY orchestrator.workflow_effects
+    ADD CONSTRAINT workflow_effects_pkey PRIMARY KEY (effect_id);
+
 ALTER TABLE ONLY orchestrator.workflow_runs
     ADD CONSTRAINT workflow_runs_pkey PRIMARY KEY (run_id);
 
@@ -294,6 +307,10 @@ CREATE INDEX scim_unique_values_owner ON orchestrator.scim_unique_values USING b
 CREATE INDEX timers_due ON orchestrator.timers USING btree (due_at);
 
 CREATE INDEX timers_saga ON orchestrator.timers USING btree (saga_id, kind);
+
+CREATE INDEX workflow_effects_by_run ON orchestrator.workflow_effects USING btree (run_id, task_id);
+
+CREATE INDEX workflow_effects_due ON orchestrator.workflow_effects USING btree (due_at);
 
 CREATE INDEX workflow_runs_by_identity ON orchestrator.workflow_runs USING btree (identity_id, status, seq);
 

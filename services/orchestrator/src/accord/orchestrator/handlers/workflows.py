@@ -1,0 +1,68 @@
+"""The workflow engine beside the sagas: identity events and provisioning results reach it in
+the transaction of the event (issue 22, v0: the engine is on when ACCORD_WORKFLOWS_DIR is set).
+
+Each identity handler keeps doing what it does (registry, sagas); `with_workflows` wraps it
+so that, in the same transaction and under the identity's lock, the engine sees the
+identity before and after the event and starts what the event triggers. An event the
+registry did not apply (stale, duplicate, parked until its identity exists) changes no
+registry version and triggers nothing. A provisioning result whose saga_id is a workflow
+run's goes to the engine, any other to its saga (`handlers/results.py`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from functools import partial, wraps
+from typing import TypeVar
+
+from accord.events import AccountProvisioned, AccountProvisionFailed, Envelope, EventData
+from accord.orchestrator.handlers.results import on_account_result
+from accord.orchestrator.ports import OrchestratorPorts
+from accord.orchestrator.workflows.engine import Engine, EngineStores
+
+D = TypeVar("D", bound=EventData)
+
+#: An identity handler of the orchestrator, on its ports.
+IdentityHandler = Callable[[Envelope, D, OrchestratorPorts], Awaitable[list[Envelope]]]
+#: The same handler with the workflow engine after it.
+WorkflowHandler = Callable[[Envelope, D, "WorkflowPorts"], Awaitable[list[Envelope]]]
+
+
+@dataclass(frozen=True)
+class WorkflowPorts:
+    """A handler's ports and the engine's stores, all on the event's transaction."""
+
+    orchestrator: OrchestratorPorts
+    stores: EngineStores
+    engine: Engine
+
+
+def with_workflows(handle: IdentityHandler[D]) -> WorkflowHandler[D]:
+    """`handle`, then the workflow engine on the identity as the event left it."""
+
+    @wraps(handle)
+    async def handle_with_workflows(
+        event: Envelope, data: D, ports: WorkflowPorts
+    ) -> list[Envelope]:
+        registry = ports.orchestrator.registry
+        user_id = event.subject
+        await registry.lock(user_id)  # taken again by the handler: the same transaction's
+        version_before = await registry.version(user_id)
+        before = await registry.identity(user_id)
+        emitted = await handle(event, data, ports.orchestrator)
+        version_after = await registry.version(user_id)
+        if version_after is None or version_after == version_before:
+            return emitted  # not applied: stale, a duplicate, or parked
+        after = await registry.identity(user_id)
+        return emitted + await ports.engine.on_identity_event(ports.stores, event, before, after)
+
+    return handle_with_workflows
+
+
+async def on_account_result_with_workflows(
+    event: Envelope, data: AccountProvisioned | AccountProvisionFailed, ports: WorkflowPorts
+) -> list[Envelope]:
+    """A provisioning result: to its workflow run, or to its saga."""
+    to_run = partial(ports.engine.on_provision_result, ports.stores)
+    return await on_account_result(event, data, ports.orchestrator, workflow_run=to_run)

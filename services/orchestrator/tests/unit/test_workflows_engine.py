@@ -1,0 +1,569 @@
+"""The workflow engine (workflows/engine.py) and its loops (workflows/loops.py) on the in-memory
+fakes: identity events start runs through the real identity handlers (handlers/workflows.py),
+runs queue and take turns, a leaver supersedes a joiner, provisioning results come back per
+target, wake-ups, timers and I/O effects move runs on."""
+
+from __future__ import annotations
+
+import contextlib
+import textwrap
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from accord.events import (
+    Envelope,
+    EventData,
+    MfaEnrolmentRequested,
+    Profile,
+    ProvisionRequested,
+    UserCreated,
+    UserDeleted,
+    UserUpdated,
+    new_event,
+)
+from accord.orchestrator.domain.birthright import everyone
+from accord.orchestrator.domain.workflow import WorkflowSettings
+from accord.orchestrator.fakes import FakeWorld
+from accord.orchestrator.handlers import on_user_created, on_user_status, on_user_updated
+from accord.orchestrator.handlers.workflows import (
+    WorkflowPorts,
+    on_account_result_with_workflows,
+    with_workflows,
+)
+from accord.orchestrator.testing import answer_of
+from accord.orchestrator.workflows import loops, runs
+from accord.orchestrator.workflows.effect_queue import FakeEffectQueue
+from accord.orchestrator.workflows.engine import EffectFailed, Engine, EngineStores, is_run_id
+from accord.orchestrator.workflows.fakes import FakeRuns, FakeTimers, FakeWakeups
+from accord.orchestrator.workflows.loader import Checks, WorkflowSet, load_files
+from accord.orchestrator.workflows.operations import NotRetryable, RunFinished
+from accord.orchestrator.workflows.run_model import Run, RunStatus, TaskStatus
+
+SOURCE = "urn:test:orchestrator"
+
+JOINER = """
+id: joiner
+category: joiner
+description: Accounts, a wait, a welcome mail.
+trigger: {event: user.created}
+tasks:
+  - id: create_accounts
+    task: create_accounts
+    targets: all
+  - id: settle
+    task: wait
+    duration: PT1H
+  - id: welcome
+    task: send_email
+    to: identity
+    subject: Welcome
+    body: Hello {display_name}
+    retry: {max_attempts: 3, backoff: PT1M}
+"""
+
+MOVER = """
+id: mover
+category: mover
+description: A department move asks for MFA.
+trigger: {event: user.updated, changed: [department]}
+tasks:
+  - id: mfa
+    task: require_mfa_enrolment
+"""
+
+LEAVER = """
+id: leaver
+category: leaver
+description: Disable everything.
+trigger: {event: user.deleted}
+tasks:
+  - id: disable_accounts
+    task: disable_accounts
+"""
+
+CONTRACT_END = """
+id: contract-end
+category: leaver
+description: A contractor's accounts are disabled at the leave date.
+trigger: {at: leave_date}
+scope: identity.employee_type == "contractor"
+tasks:
+  - id: disable_accounts
+    task: disable_accounts
+"""
+
+
+def workflow_set(*texts: str) -> WorkflowSet:
+    files = {f"w{index}.yaml": textwrap.dedent(text) for index, text in enumerate(texts)}
+    return load_files(files, Checks(expression=lambda text: None))
+
+
+@dataclass
+class Runner:
+    """A fake EffectRunner: provisioning and MFA are Kafka commands, the rest I/O."""
+
+    birthright: tuple[str, ...] = ("crm", "wiki")
+    performed: list[runs.Effect] = field(default_factory=list)
+    failures: dict[str, EffectFailed] = field(default_factory=dict)
+    outputs: dict[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    def envelopes(
+        self,
+        command: runs.Effect,
+        run: Run,
+        identity: Mapping[str, Any],
+        accounts: Mapping[str, str],
+        cause: Envelope | None,
+    ) -> list[Envelope] | None:
+        data: list[EventData]
+        if isinstance(command, runs.Provision):
+            if command.targets != "all":
+                targets = list(command.targets)
+            elif command.operation == "create":
+                targets = list(self.birthright)
+            else:
+                targets = sorted(accounts)
+            profile = Profile(user_name=identity["user_name"], active=not command.disabled)
+            data = [
+                ProvisionRequested(
+                    user_id=run.identity_id,
+                    target=target,
+                    operation=command.operation,
+                    saga_id=run.run_id,
+                    step_id=self.provision_step(command, run, target),
+                    profile=profile,
+                )
+                for target in targets
+            ]
+        elif isinstance(command, runs.RequireMfa):
+            data = [
+                MfaEnrolmentRequested(
+                    user_id=run.identity_id, factors=("totp",), saga_id=run.run_id
+                )
+            ]
+        else:
+            return None
+        return [_emit(item, cause) for item in data]
+
+    async def perform(
+        self, command: runs.Effect, run: Run, identity: Mapping[str, Any]
+    ) -> Mapping[str, Any]:
+        self.performed.append(command)
+        failure = self.failures.pop(str(command.task_id), None)
+        if failure is not None:
+            raise failure
+        return self.outputs.get(str(command.task_id), {"message_id": f"<{run.run_id}>"})
+
+    def provision_step(self, command: runs.Provision, run: Run, target: str) -> str:
+        return f"{command.task_id}.{command.attempt}.{target}"
+
+
+def _emit(data: EventData, cause: Envelope | None) -> Envelope:
+    if cause is not None:
+        return new_event(data, source=SOURCE, causation=cause)
+    return new_event(data, source=SOURCE)
+
+
+@dataclass
+class FakeUnit:
+    stores: EngineStores
+    emitted: list[Envelope]
+
+    async def emit(self, events: Sequence[Envelope]) -> None:
+        self.emitted.extend(events)
+
+    def savepoint(self) -> contextlib.nullcontext[None]:
+        return contextlib.nullcontext()
+
+
+class Harness:
+    """The orchestrator's fake ports, the engine's fake stores, the engine and its runner."""
+
+    def __init__(self, *texts: str) -> None:
+        self.world = FakeWorld(WorkflowSettings(birthright=everyone(["crm", "wiki"])))
+        self.workflows = workflow_set(*texts)
+        self.runner = Runner()
+        self.stores = EngineStores(
+            registry=self.world.registry,
+            runs=FakeRuns(),
+            wakeups=FakeWakeups(),
+            timers=FakeTimers(),
+            effects=FakeEffectQueue(),
+        )
+        self.engine = Engine(
+            lambda: self.workflows, self.runner, source=SOURCE, clock=self.world.clock
+        )
+        self.emitted: list[Envelope] = []
+        self.sequence = 0
+
+    @property
+    def ports(self) -> WorkflowPorts:
+        return WorkflowPorts(self.world.ports, self.stores, self.engine)
+
+    @property
+    def runs(self) -> FakeRuns:
+        assert isinstance(self.stores.runs, FakeRuns)
+        return self.stores.runs
+
+    def all_runs(self) -> list[Run]:
+        return [row.run for row in sorted(self.runs.rows.values(), key=lambda row: row.seq)]
+
+    def run_of(self, workflow_id: str) -> Run:
+        (run,) = [run for run in self.all_runs() if run.workflow_id == workflow_id]
+        return run
+
+    @contextlib.asynccontextmanager
+    async def transaction(self) -> Any:
+        yield FakeUnit(self.stores, self.emitted)
+
+    async def deliver(self, data: EventData) -> list[Envelope]:
+        """An identity event through its handler wrapped with the engine."""
+        self.sequence += 1
+        event = new_event(data, source="urn:test:hr", sequence=self.sequence)
+        handler: Any
+        if isinstance(data, UserCreated):
+            handler = with_workflows(on_user_created)
+        elif isinstance(data, UserUpdated):
+            handler = with_workflows(on_user_updated)
+        else:
+            handler = with_workflows(on_user_status)
+        events: list[Envelope] = await handler(event, data, self.ports)
+        self.emitted += events
+        return events
+
+    async def answer(self, request: Envelope, **failure: Any) -> list[Envelope]:
+        """The provisioner's answer to a provision.requested of a run."""
+        assert isinstance(request.data, ProvisionRequested)
+        data = answer_of(request.data, **failure)
+        result = new_event(data, source="urn:test:provisioner", causation=request)
+        events = await on_account_result_with_workflows(result, data, self.ports)
+        self.emitted += events
+        return events
+
+    def requests(self, events: list[Envelope]) -> list[Envelope]:
+        """The provision.requested of workflow runs among events."""
+        return [
+            e
+            for e in events
+            if isinstance(e.data, ProvisionRequested) and is_run_id(e.data.saga_id)
+        ]
+
+
+def workflow_types(events: list[Envelope]) -> list[str]:
+    return [e.type for e in events if e.type.startswith("workflow.")]
+
+
+def joiner(user: str = "u1", **profile: Any) -> UserCreated:
+    profile.setdefault("display_name", "Ada Lovelace")
+    return UserCreated(user_id=user, user_name=user, **profile)
+
+
+# --- identity events start runs ---------------------------------------------------------------
+
+
+async def test_an_identity_event_starts_a_matching_run_and_announces_it() -> None:
+    h = Harness(JOINER)
+    events = await h.deliver(joiner())
+
+    run = h.run_of("joiner")
+    assert run.status is RunStatus.RUNNING
+    assert run.identity_id == "u1"
+    assert run.trigger["event"] == "user.created"
+    assert workflow_types(events) == ["workflow.run_started", "workflow.task_waiting"]
+    started = next(e for e in events if e.type == "workflow.run_started")
+    assert started.data.run_id == run.run_id  # type: ignore[union-attr]
+    assert started.causationid is not None  # caused by the user.created
+    requests = h.requests(events)
+    assert sorted(r.data.target for r in requests) == ["crm", "wiki"]  # type: ignore[union-attr]
+    task = run.task("create_accounts")
+    assert task is not None
+    assert task.waiting_for is not None
+    assert task.waiting_for["pending"] == ["crm", "wiki"]
+    # The sagas still run beside the engine (v0): the joiner saga asked too.
+    assert any(e.type == "saga.started" for e in events)
+
+
+async def test_a_redelivered_event_starts_no_second_run_and_a_stale_one_nothing() -> None:
+    h = Harness(JOINER)
+    created = joiner()
+    event = new_event(created, source="urn:test:hr", sequence=1)
+    handler = with_workflows(on_user_created)
+    await handler(event, created, h.ports)
+    again = await handler(event, created, h.ports)
+    assert workflow_types(again) == []
+    assert len(h.all_runs()) == 1
+
+
+async def test_a_second_run_queues_and_begins_when_the_first_ends() -> None:
+    h = Harness(JOINER, MOVER)
+    created = await h.deliver(joiner(department="Sales"))
+    moved = await h.deliver(
+        UserUpdated(user_id="u1", user_name="u1", display_name="Ada", department="Research")
+    )
+    assert workflow_types(moved) == []
+    assert h.run_of("mover").status is RunStatus.QUEUED
+
+    for request in h.requests(created):
+        await h.answer(request)
+    h.world.clock.advance(timedelta(hours=1))
+    await loops.wake_due(h.engine, h.transaction)
+    await loops.perform_due(h.engine, h.transaction)
+
+    assert h.run_of("joiner").status is RunStatus.COMPLETED
+    mover = h.run_of("mover")
+    assert mover.status is RunStatus.COMPLETED  # began, asked for MFA, done at once
+    kinds = workflow_types(h.emitted)
+    assert kinds.index("workflow.run_completed") < len(kinds) - 1
+    mfa = [e for e in h.emitted if isinstance(e.data, MfaEnrolmentRequested)]
+    assert [e.data.saga_id for e in mfa] == [mover.run_id]  # type: ignore[union-attr]
+
+
+async def test_a_leaver_cancels_the_active_joiner_run_and_starts() -> None:
+    h = Harness(JOINER, LEAVER)
+    created = await h.deliver(joiner())
+    for request in h.requests(created):
+        await h.answer(request)
+    assert h.run_of("joiner").status is RunStatus.WAITING  # the one-hour wait
+
+    left = await h.deliver(UserDeleted(user_id="u1"))
+
+    joiner_run = h.run_of("joiner")
+    assert joiner_run.status is RunStatus.CANCELLED
+    assert joiner_run.cancel_reason == runs.SUPERSEDED
+    assert h.stores.wakeups.due == {}  # type: ignore[attr-defined]
+    leaver = h.run_of("leaver")
+    assert leaver.status is RunStatus.RUNNING
+    assert workflow_types(left)[:2] == ["workflow.run_cancelled", "workflow.run_started"]
+    disables = h.requests(left)
+    assert sorted((r.data.target, r.data.operation) for r in disables) == [  # type: ignore[union-attr]
+        ("crm", "disable"),
+        ("wiki", "disable"),
+    ]
+
+
+# --- provisioning results -------------------------------------------------------------------
+
+
+async def test_provisioning_over_two_targets_completes_once_both_answered() -> None:
+    h = Harness(JOINER)
+    crm, wiki = sorted(h.requests(await h.deliver(joiner())), key=lambda e: e.data.target)  # type: ignore[union-attr]
+
+    first = await h.answer(crm)
+    assert workflow_types(first) == []
+    task = h.run_of("joiner").task("create_accounts")
+    assert task is not None
+    assert task.status is TaskStatus.RUNNING
+    assert task.waiting_for is not None
+    assert task.waiting_for["pending"] == ["wiki"]
+
+    second = await h.answer(wiki)
+    assert workflow_types(second) == ["workflow.task_completed", "workflow.task_waiting"]
+    run = h.run_of("joiner")
+    assert run.vars["create_accounts"]["targets"] == ["crm", "wiki"]
+    assert set(run.vars["create_accounts"]["accounts"]) == {"crm", "wiki"}
+    settle = run.task("settle")
+    assert settle is not None
+    assert settle.status is TaskStatus.WAITING
+    # The registry keeps the accounts the run's results report, as for a saga's.
+    assert set((await h.world.registry.accounts("u1")).held) == {"crm", "wiki"}
+
+
+async def test_a_duplicate_result_is_ignored() -> None:
+    h = Harness(JOINER)
+    crm, _wiki = sorted(h.requests(await h.deliver(joiner())), key=lambda e: e.data.target)  # type: ignore[union-attr]
+    await h.answer(crm)
+    revision = h.run_of("joiner").revision
+
+    again = await h.answer(crm)
+
+    assert again == []
+    assert h.run_of("joiner").revision == revision
+    task = h.run_of("joiner").task("create_accounts")
+    assert task is not None
+    assert task.status is TaskStatus.RUNNING
+
+
+async def test_a_failed_target_fails_the_task_with_its_reason() -> None:
+    h = Harness(JOINER)
+    crm, wiki = sorted(h.requests(await h.deliver(joiner())), key=lambda e: e.data.target)  # type: ignore[union-attr]
+    failed = await h.answer(crm, reason="refused", retryable=False)
+    assert workflow_types(failed) == ["workflow.task_failed", "workflow.run_failed"]
+    run = h.run_of("joiner")
+    assert run.status is RunStatus.FAILED
+    task = run.task("create_accounts")
+    assert task is not None
+    assert task.error == "crm: refused"
+    # The other target's late answer changes nothing.
+    assert await h.answer(wiki) == []
+
+
+# --- wake-ups, timers, effects --------------------------------------------------------------
+
+
+async def test_a_wakeup_ends_a_wait_and_queues_the_next_tasks_effect() -> None:
+    h = Harness(JOINER)
+    for request in h.requests(await h.deliver(joiner())):
+        await h.answer(request)
+
+    assert await loops.wake_due(h.engine, h.transaction) == 0  # not yet
+    h.world.clock.advance(timedelta(minutes=59))
+    assert await loops.wake_due(h.engine, h.transaction) == 0
+    h.world.clock.advance(timedelta(minutes=1))
+    assert await loops.wake_due(h.engine, h.transaction) == 1
+
+    run = h.run_of("joiner")
+    settle = run.task("settle")
+    assert settle is not None
+    assert settle.status is TaskStatus.COMPLETED
+    welcome = run.task("welcome")
+    assert welcome is not None
+    assert welcome.status is TaskStatus.RUNNING
+    (queued,) = h.stores.effects.queued.values()  # type: ignore[attr-defined]
+    assert isinstance(queued.command, runs.SendMail)
+    assert queued.effect_id == f"{run.run_id}:welcome:1"
+
+
+async def test_the_effect_loop_performs_an_io_effect_and_records_its_outputs() -> None:
+    h = Harness(JOINER)
+    for request in h.requests(await h.deliver(joiner())):
+        await h.answer(request)
+    h.world.clock.advance(timedelta(hours=1))
+    await loops.wake_due(h.engine, h.transaction)
+    h.runner.outputs["welcome"] = {"message_id": "<m-1@accord>"}
+
+    assert await loops.perform_due(h.engine, h.transaction) == 1
+
+    (performed,) = h.runner.performed
+    assert isinstance(performed, runs.SendMail)
+    assert performed.to == ("identity",)
+    run = h.run_of("joiner")
+    assert run.status is RunStatus.COMPLETED
+    assert run.vars["welcome"] == {"message_id": "<m-1@accord>"}
+    assert h.stores.effects.queued == {}  # type: ignore[attr-defined]
+    completed = [e for e in h.emitted if e.type == "workflow.task_completed"]
+    assert completed[-1].data.output_keys == ("message_id",)  # type: ignore[union-attr]
+    assert workflow_types(h.emitted)[-1] == "workflow.run_completed"
+
+
+async def test_a_retryable_perform_failure_schedules_a_retry_that_performs_again() -> None:
+    h = Harness(JOINER)
+    for request in h.requests(await h.deliver(joiner())):
+        await h.answer(request)
+    h.world.clock.advance(timedelta(hours=1))
+    await loops.wake_due(h.engine, h.transaction)
+    h.runner.failures["welcome"] = EffectFailed("smtp down", retryable=True, retry_after_s=120)
+
+    await loops.perform_due(h.engine, h.transaction)
+
+    welcome = h.run_of("joiner").task("welcome")
+    assert welcome is not None
+    assert welcome.status is TaskStatus.WAITING
+    assert welcome.waiting_for is not None
+    assert welcome.waiting_for["kind"] == "retry"
+    (wakeup,) = h.stores.wakeups.due.values()  # type: ignore[attr-defined]
+    assert wakeup.purpose == "retry"
+    assert wakeup.fire_at == h.world.clock.now + timedelta(seconds=120)  # Retry-After wins
+
+    h.world.clock.advance(timedelta(seconds=120))
+    await loops.wake_due(h.engine, h.transaction)
+    await loops.perform_due(h.engine, h.transaction)
+    assert [c.idempotency_key.rsplit(":", 1)[1] for c in h.runner.performed] == ["1", "2"]
+    assert h.run_of("joiner").status is RunStatus.COMPLETED
+
+
+async def test_an_effect_of_a_cancelled_run_is_not_performed() -> None:
+    h = Harness(JOINER)
+    for request in h.requests(await h.deliver(joiner())):
+        await h.answer(request)
+    h.world.clock.advance(timedelta(hours=1))
+    await loops.wake_due(h.engine, h.transaction)
+    ops = loops.Operations(h.engine, h.transaction)
+
+    cancelled = await ops.cancel(h.run_of("joiner").run_id, "operator said so")
+
+    assert cancelled.status is RunStatus.CANCELLED
+    assert await loops.perform_due(h.engine, h.transaction) == 0
+    assert h.runner.performed == []
+    with pytest.raises(RunFinished):
+        await ops.cancel(cancelled.run_id, "again")
+
+
+async def test_a_timer_fires_a_run_only_while_the_identity_is_in_scope() -> None:
+    h = Harness(CONTRACT_END)
+    await h.deliver(joiner("c1", employee_type="contractor", leave_date="2026-02-01"))
+    await h.deliver(joiner("e1", employee_type="contractor", leave_date="2026-02-01"))
+    assert len(h.stores.timers.timers) == 2  # type: ignore[attr-defined]
+    # e1 became an employee since: still timed, no longer in scope.
+    await h.deliver(
+        UserUpdated(user_id="e1", user_name="e1", employee_type="employee", leave_date="2026-02-01")
+    )
+    assert h.all_runs() == []
+
+    h.world.clock.advance(timedelta(days=40))
+    assert await loops.fire_due(h.engine, h.transaction) == 2
+
+    (run,) = h.all_runs()
+    assert (run.workflow_id, run.identity_id) == ("contract-end", "c1")
+    assert run.trigger["kind"] == "timer"
+    states = {t.key.identity_id: t.state for t in h.stores.timers.timers.values()}  # type: ignore[attr-defined]
+    assert states == {"c1": "fired", "e1": "skipped"}
+    assert await loops.fire_due(h.engine, h.transaction) == 0  # once
+
+
+async def test_a_date_already_due_fires_at_once_and_a_removed_date_cancels() -> None:
+    h = Harness(CONTRACT_END)
+    events = await h.deliver(
+        joiner("c1", employee_type="contractor", leave_date=h.world.clock.now.date().isoformat())
+    )
+    assert "workflow.run_started" in workflow_types(events)  # midnight today: within catch-up
+    await h.deliver(joiner("c2", employee_type="contractor", leave_date="2026-03-01"))
+    await h.deliver(UserUpdated(user_id="c2", user_name="c2", employee_type="contractor"))
+    timers = {t.key.identity_id: t.state for t in h.stores.timers.timers.values()}  # type: ignore[attr-defined]
+    assert timers == {"c1": "fired", "c2": "cancelled"}
+
+
+# --- operators ----------------------------------------------------------------------------------
+
+
+async def test_retry_runs_the_failed_task_again_then_the_rest() -> None:
+    h = Harness(JOINER)
+    crm, _ = sorted(h.requests(await h.deliver(joiner())), key=lambda e: e.data.target)  # type: ignore[union-attr]
+    await h.answer(crm, reason="refused", retryable=False)
+    ops = loops.Operations(h.engine, h.transaction)
+    before = len(h.emitted)
+
+    retried = await ops.retry(h.run_of("joiner").run_id)
+
+    assert retried.status is RunStatus.RUNNING
+    task = retried.task("create_accounts")
+    assert task is not None
+    assert task.attempts == 2
+    again = h.requests(h.emitted[before:])
+    assert sorted(r.data.step_id for r in again) == [  # type: ignore[union-attr]
+        "create_accounts.2.crm",
+        "create_accounts.2.wiki",
+    ]
+    for request in again:
+        await h.answer(request)
+    assert h.run_of("joiner").status is RunStatus.WAITING
+    with pytest.raises(NotRetryable):
+        await ops.retry(retried.run_id)
+
+
+async def test_start_on_demand_starts_a_run_per_identity_in_scope() -> None:
+    h = Harness(CONTRACT_END)
+    await h.deliver(joiner("c1", employee_type="contractor"))
+    await h.deliver(joiner("e1", employee_type="employee"))
+    ops = loops.Operations(h.engine, h.transaction)
+
+    started = await ops.start_on_demand("contract-end", ["c1", "e1"], "admin")
+
+    assert len(started) == 1
+    run = h.runs.rows[started[0]].run
+    assert run.identity_id == "c1"
+    assert run.trigger["kind"] == "on_demand"
+    assert run.status is RunStatus.RUNNING
