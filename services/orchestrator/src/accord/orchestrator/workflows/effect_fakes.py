@@ -50,9 +50,14 @@ class InMemoryCallbacks:
             return None  # no secret to check a signature against: as if nothing waited
         return AwaitedCallback(state=found.state, secret=secret, token=found.token)
 
-    def mark(self, run_id: str, task_id: str, state: CallbackState) -> None:
-        """The engine's side: the callback came (DELIVERED) or the wait ended (CLOSED)."""
-        self.awaited[(run_id, task_id)].state = state
+    async def mark(self, run_id: str, task_id: str, state: CallbackState) -> bool:
+        """The engine's side: the callback came (DELIVERED) or the wait ended (CLOSED). A
+        DELIVERED mark only takes an awaiting callback: False means it came or closed before."""
+        found = self.awaited.get((run_id, task_id))
+        if found is None or (state is CallbackState.DELIVERED and found.state != state.AWAITING):
+            return False
+        found.state = state
+        return True
 
 
 @dataclass
