@@ -29,6 +29,12 @@ _RUN = {
     "category": "joiner",
 }
 _TASK = {**_RUN, "task_id": "open_ticket", "kind": "call_extension"}
+_APPROVAL = {
+    "approval_id": "run-1:approve:1",
+    "user_id": "e-1001",
+    "run_id": "run-1",
+    "task_id": "approve",
+}
 _PROFILE = {
     "user_name": "ada",
     "given_name": "Ada",
@@ -284,6 +290,26 @@ SAMPLES: dict[str, dict[str, Any]] = {
         **_TASK,
         "waiting_for": "callback",
         "until": "2026-03-02T08:00:00+01:00",
+    },
+    "approval.requested": {
+        **_APPROVAL,
+        "workflow_id": "contractor-end-date",
+        "approvers": ["manager", "group:it-leads", "user:e-2002"],
+        "reason": "extend the contract by 3 months?",
+        "expires_at": "2026-03-05T08:00:00+01:00",
+        "escalation": False,
+    },
+    "approval.decided": {
+        **_APPROVAL,
+        "approved": True,
+        "decided_by": "e-2002",
+        "decided_at": "2026-03-03T10:15:00+01:00",
+    },
+    "session.revoke_requested": {
+        "user_id": "e-1001",
+        "request_id": "run-1:revoke:1",
+        "reason": "leaver",
+        "run_id": "run-1",
     },
     "security.signal_received": {
         "user_id": "e-1001",

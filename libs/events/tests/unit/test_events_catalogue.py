@@ -195,6 +195,15 @@ def test_value_objects_are_frozen_and_strict() -> None:
         ("workflow.task_completed", "output_keys", ["has space"]),
         ("workflow.task_completed", "output_keys", [f"k{n}" for n in range(65)]),
         ("workflow.task_completed", "output_keys", {"ticket_id": "T-1"}),
+        ("approval.requested", "approvers", []),
+        ("approval.requested", "approvers", ["boss"]),
+        ("approval.requested", "approvers", ["group:"]),
+        ("approval.requested", "approvers", [f"user:u{n}" for n in range(17)]),
+        ("approval.requested", "expires_at", "2026-03-05 08:00"),
+        ("approval.decided", "approved", "maybe"),
+        ("approval.decided", "decided_by", ""),
+        ("session.revoke_requested", "request_id", "has space"),
+        ("session.revoke_requested", "reason", ""),
     ],
 )
 def test_constraints_are_enforced(

@@ -53,6 +53,9 @@ WORKFLOW_TASK_COMPLETED = "workflow.task_completed"
 WORKFLOW_TASK_FAILED = "workflow.task_failed"
 WORKFLOW_TASK_SKIPPED = "workflow.task_skipped"
 WORKFLOW_TASK_WAITING = "workflow.task_waiting"
+APPROVAL_REQUESTED = "approval.requested"
+APPROVAL_DECIDED = "approval.decided"
+SESSION_REVOKE_REQUESTED = "session.revoke_requested"
 
 #: An identity's life cycle, as source systems publish it.
 USER_TOPICS = (USER_CREATED, USER_UPDATED, USER_DEACTIVATED, USER_REACTIVATED, USER_DELETED)

@@ -85,7 +85,8 @@ SERVICES: tuple[ServiceAccess, ...] = (
         ),
         # Its inbound SCIM server publishes the identity events of the IdPs that push to it;
         # its workflow engine reports runs and tasks, and asks authz for entitlements
-        # (request_entitlement) on the identity's behalf.
+        # (request_entitlement) on the identity's behalf, asks authz for approvals (approval)
+        # and authn to end sessions (revoke_sessions).
         writes=(
             topics.SAGA_STARTED,
             topics.SAGA_COMPLETED,
@@ -94,6 +95,8 @@ SERVICES: tuple[ServiceAccess, ...] = (
             topics.PROVISION_REQUESTED,
             topics.MFA_ENROLMENT_REQUESTED,
             topics.ACCESS_REQUESTED,
+            topics.APPROVAL_REQUESTED,
+            topics.SESSION_REVOKE_REQUESTED,
             *USER_TOPICS,
             *GROUP_TOPICS,
         ),
@@ -131,6 +134,7 @@ SERVICES: tuple[ServiceAccess, ...] = (
             topics.ACCESS_GRANTED,
             topics.ACCESS_REVOKED,
             topics.AUTHZ_DECIDED,
+            topics.APPROVAL_DECIDED,
         ),
     ),
     ServiceAccess(

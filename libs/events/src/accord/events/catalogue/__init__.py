@@ -11,6 +11,7 @@ from accord.events.catalogue.access import (
     Provisioning,
     Resource,
 )
+from accord.events.catalogue.approval import ApprovalDecided, ApprovalRequested
 from accord.events.catalogue.audit import (
     AuditMetrics,
     AuditRecorded,
@@ -30,6 +31,7 @@ from accord.events.catalogue.authn import (
     MfaRemoved,
     SecuritySignalReceived,
     SessionRevoked,
+    SessionRevokeRequested,
 )
 from accord.events.catalogue.base import EventData, ValueObject
 from accord.events.catalogue.identity import (
@@ -113,6 +115,9 @@ CATALOGUE: tuple[type[EventData], ...] = (
     WorkflowTaskFailed,
     WorkflowTaskSkipped,
     WorkflowTaskWaiting,
+    ApprovalRequested,
+    ApprovalDecided,
+    SessionRevokeRequested,
 )
 
 __all__ = [
@@ -129,6 +134,8 @@ __all__ = [
     "AccountOrphanDetected",
     "AccountProvisionFailed",
     "AccountProvisioned",
+    "ApprovalDecided",
+    "ApprovalRequested",
     "AuditMetrics",
     "AuditRecorded",
     "AuthnFailed",
@@ -156,6 +163,7 @@ __all__ = [
     "SagaFailed",
     "SagaStarted",
     "SecuritySignalReceived",
+    "SessionRevokeRequested",
     "SessionRevoked",
     "TargetStats",
     "UserCreated",

@@ -127,6 +127,23 @@ class SessionRevoked(AuthnEvent):
     """Shared Signals streams the revocation was queued to."""
 
 
+class SessionRevokeRequested(AuthnEvent):
+    """A workflow run asks authn to end the identity's sessions; authn then announces them."""
+
+    # Whatever the identity's status (revoke_sessions may run for an active identity); authn
+    # revokes as for a leaver and announces `session.revoked`.
+
+    event_type: ClassVar[str] = topics.SESSION_REVOKE_REQUESTED
+
+    request_id: Identifier
+    """This request: the asking run's idempotency key (run:task:attempt), the same on a
+    redelivery, so authn revokes once per request."""
+    reason: ShortText
+    """Why, in short (leaver, suspected compromise, the workflow's own words)."""
+    run_id: Identifier | None = None
+    """The workflow run that asked, if a run did."""
+
+
 class AccessPassIssued(AuthnEvent):
     """A help desk issued the identity a Temporary Access Pass (never its code in here)."""
 
