@@ -1,11 +1,20 @@
-"""Wires the orchestrator's handlers, API and tables into a service definition."""
+"""Wires the orchestrator's handlers, API and tables into a service definition.
+
+With ACCORD_WORKFLOWS_DIR set, the workflow engine (issue 22, v0) runs beside the sagas: the
+identity and provisioning-result routes also drive it (in the event's transaction), its
+loops (wake-ups, time triggers, I/O effects, the folder watch) run in the background and
+the runs API is mounted. Unset, the orchestrator is exactly what it was.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI
 
 from accord.events import (
@@ -23,14 +32,32 @@ from accord.events import (
     UserUpdated,
 )
 from accord.orchestrator import api, handlers, timers
+from accord.orchestrator.adapters import store
+from accord.orchestrator.adapters.access_passes import HttpAccessPasses
+from accord.orchestrator.adapters.authz_grants import HttpAccessGrants
 from accord.orchestrator.adapters.postgres import postgres_ports, saga_census
+from accord.orchestrator.adapters.smtp import SmtpMailer, SmtpSettings
+from accord.orchestrator.adapters.workflow_effects import RegistryDirectory, engine_stores
 from accord.orchestrator.domain.account_saga import Backoff
 from accord.orchestrator.domain.birthright import Birthright, everyone
 from accord.orchestrator.domain.workflow import WorkflowSettings
+from accord.orchestrator.handlers.workflows import (
+    WorkflowPorts,
+    on_account_result_with_workflows,
+    with_workflows,
+)
 from accord.orchestrator.metrics import OrchestratorMetrics
 from accord.orchestrator.ports import OrchestratorPorts
 from accord.orchestrator.scim import app as scim_app
 from accord.orchestrator.settings import OrchestratorSettings
+from accord.orchestrator.workflows import loops, runs_api
+from accord.orchestrator.workflows.cli import target_names
+from accord.orchestrator.workflows.effects import EffectFailed, Effects, EffectSettings
+from accord.orchestrator.workflows.engine import Engine
+from accord.orchestrator.workflows.expressions import ExpressionError, compile_condition
+from accord.orchestrator.workflows.extensions import ExtensionClient
+from accord.orchestrator.workflows.holder import WorkflowHolder
+from accord.orchestrator.workflows.loader import Checks
 from accord.runtime.config_file import load_yaml_model
 from accord.runtime.routes import HandlerContext, Typed, on, table
 from accord.runtime.service import Runtime, ServiceDefinition
@@ -72,24 +99,133 @@ def workflows(settings: OrchestratorSettings) -> WorkflowSettings:
     )
 
 
-def routes(flows: WorkflowSettings) -> Routes:
-    """Each event type the orchestrator consumes, with its handler on PostgreSQL ports."""
+def routes(flows: WorkflowSettings, engine: Engine | None = None) -> Routes:
+    """Each event type the orchestrator consumes, with its handler on PostgreSQL ports;
+    with an `engine`, the identity events and provisioning results drive it too."""
 
     def ports(ctx: HandlerContext) -> OrchestratorPorts:
         return postgres_ports(ctx.conn, ctx.source, flows)
 
     status = (UserDeactivated, UserReactivated, UserDeleted)
-    return table(
-        [
+    results = (AccountProvisioned, AccountProvisionFailed)
+    identity_routes: list[Typed[Any, HandlerContext, Any, list[Envelope]]]
+    if engine is None:
+        identity_routes = [
             on(UserCreated, handlers.on_user_created, ports),
             on(UserUpdated, handlers.on_user_updated, ports),
             on(status, handlers.on_user_status, ports),
-            on((AccountProvisioned, AccountProvisionFailed), handlers.on_account_result, ports),
+            on(results, handlers.on_account_result, ports),
+        ]
+    else:
+
+        def workflow_ports(ctx: HandlerContext) -> WorkflowPorts:
+            return WorkflowPorts(ports(ctx), engine_stores(ctx.conn), engine)
+
+        identity_routes = [
+            on(UserCreated, with_workflows(handlers.on_user_created), workflow_ports),
+            on(UserUpdated, with_workflows(handlers.on_user_updated), workflow_ports),
+            on(status, with_workflows(handlers.on_user_status), workflow_ports),
+            on(results, on_account_result_with_workflows, workflow_ports),
+        ]
+    return table(
+        [
+            *identity_routes,
             on((AccessGranted, AccessRevoked), handlers.on_access_changed, ports),
             on(IdentityLocked, handlers.on_identity_locked, ports),
             on(IdentityUnlocked, handlers.on_identity_unlocked, ports),
         ]
     )
+
+
+def _expression_problem(text: str) -> str | None:
+    try:
+        compile_condition(text)
+    except ExpressionError as error:
+        return str(error)
+    return None
+
+
+class _CallbacksNotMounted:
+    """The effects' CallbackRegistry while the callback API is not wired into the service
+    (v0): a task that would wait for a callback fails at once, saying why, rather than
+    waiting for a callback that cannot arrive."""
+
+    async def register(self, run_id: str, task_id: str, *, token: str, secret_env: str) -> None:
+        raise EffectFailed(
+            "waiting for an extension's callback needs the callback API, not mounted yet",
+            retryable=False,
+        )
+
+
+@dataclass
+class WorkflowEngine:
+    """The workflow engine of one service: the holder of the folder, the engine on it, and
+    the service's pool once it started (the effects' directory reads the registry on it)."""
+
+    settings: OrchestratorSettings
+    flows: WorkflowSettings
+    holder: WorkflowHolder
+    _engine: Engine | None = field(default=None, init=False)
+    _pool: asyncpg.Pool | None = field(default=None, init=False)
+
+    @classmethod
+    def load(cls, settings: OrchestratorSettings, flows: WorkflowSettings) -> WorkflowEngine:
+        """Load the folder (a bad set stops the service at start)."""
+        assert settings.workflows_dir is not None
+        targets = target_names(settings.targets_file) if settings.targets_file else None
+        checks = Checks(expression=_expression_problem, targets=targets)
+        return cls(settings, flows, WorkflowHolder(settings.workflows_dir, checks))
+
+    def bind(self, runtime: Runtime) -> None:
+        """Give the effects the service's pool (the directory reads the registry)."""
+        self._pool = runtime.pool
+
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise RuntimeError("the workflow engine is not bound to a running service yet")
+        return self._pool
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            self._engine = Engine(
+                self.holder.current,
+                self._effects(),
+                source="accord/orchestrator",
+                clock=store.now_utc,
+            )
+        return self._engine
+
+    def _effects(self) -> Effects:
+        settings = self.settings
+        access_passes = grants = None
+        if settings.authn_url and settings.authn_token_file:
+            access_passes = HttpAccessPasses(settings.authn_url, settings.authn_token_file)
+        if settings.authz_url and settings.authz_token_file:
+            grants = HttpAccessGrants(settings.authz_url, settings.authz_token_file)
+        return Effects(
+            source="accord/orchestrator",
+            birthright=self.flows.birthright,
+            mailer=SmtpMailer(SmtpSettings.model_validate(os.environ)),
+            directory=RegistryDirectory(self.pool),
+            extensions=ExtensionClient(),
+            callbacks=_CallbacksNotMounted(),
+            access_passes=access_passes,
+            grants=grants,
+            settings=EffectSettings(mfa_factors=self.flows.mfa_enrolment or ("totp",)),
+        )
+
+    def configure_app(self, app: FastAPI, runtime: Runtime) -> None:
+        """The runs API, acting through the engine."""
+        transactions = loops.postgres_transactions(runtime.pool, runtime.schema)
+        runs_api.configure(app, runtime, loops.Operations(self.engine, transactions), self.holder)
+
+    def hooks(self) -> list[Any]:
+        """The engine's loops and the folder watch, as background hooks."""
+        return [
+            *loops.workflow_hooks(self.engine, self.settings.timer_poll_s),
+            self.holder.watcher(),
+        ]
 
 
 def serve_metrics(runtime: Runtime) -> OrchestratorMetrics:
@@ -102,12 +238,19 @@ def serve_metrics(runtime: Runtime) -> OrchestratorMetrics:
 def definition(settings: OrchestratorSettings) -> ServiceDefinition:
     """The orchestrator as the runtime runs it."""
     flows = workflows(settings)
-    consumed = routes(flows)
+    wired = WorkflowEngine.load(settings, flows) if settings.workflows_dir is not None else None
+    consumed = routes(flows, wired.engine if wired is not None else None)
+
+    async def bind_workflows(runtime: Runtime) -> None:
+        if wired is not None:
+            wired.bind(runtime)
 
     def configure_app(app: FastAPI, runtime: Runtime) -> None:
         api.configure(app, runtime, flows)
         scim_app.mount(app, runtime, flows)
         serve_metrics(runtime)
+        if wired is not None:
+            wired.configure_app(app, runtime)
 
     async def fire_timers(runtime: Runtime) -> None:
         await timers.run(runtime, flows, settings.timer_poll_s)
@@ -118,5 +261,6 @@ def definition(settings: OrchestratorSettings) -> ServiceDefinition:
         migrations=["accord.orchestrator.migrations"],
         routes=lambda runtime: consumed,
         configure_app=configure_app,
-        background=[fire_timers],
+        on_start=[bind_workflows],
+        background=[fire_timers, *(wired.hooks() if wired is not None else [])],
     )

@@ -77,7 +77,37 @@ class OrchestratorSettings(ServiceSettings):
         default=1.0,
         gt=0,
         le=60,
-        description="How often due timers (retries, retention) are looked for.",
+        description="How often due timers (retries, retention; the workflow engine's"
+        " wake-ups, time triggers and queued effects) are looked for.",
+    )
+
+    workflows_dir: Path | None = Field(
+        default=None,
+        description="Folder of lifecycle workflow files (YAML, issue 22); set, the workflow"
+        " engine runs them beside the sagas, reloads the folder when it changes and serves"
+        " the runs API; unset, the engine is off.",
+    )
+    targets_file: Path | None = Field(
+        default=None,
+        description="The provisioner's targets file, when the orchestrator can read it:"
+        " workflow files naming an unknown target are then refused at load.",
+    )
+    authn_url: str | None = Field(
+        default=None,
+        description="authn's base URL, for the temporary_access_pass workflow task.",
+    )
+    authn_token_file: Path | None = Field(
+        default=None,
+        description="File holding an API token with mfa:manage, sent to authn (read at each"
+        " call, so a rotated token is used without a restart).",
+    )
+    authz_url: str | None = Field(
+        default=None,
+        description="authz's base URL, for the revoke_entitlement workflow task.",
+    )
+    authz_token_file: Path | None = Field(
+        default=None,
+        description="File holding an API token sent to authz (read at each call).",
     )
 
     def targets(self) -> list[str]:

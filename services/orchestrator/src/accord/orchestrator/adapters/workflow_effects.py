@@ -5,11 +5,14 @@ on one connection."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import asyncpg
 
+from accord.orchestrator.adapters import store
 from accord.orchestrator.adapters.postgres import PostgresRegistry
 from accord.orchestrator.adapters.workflow_runs import workflow_stores
 from accord.orchestrator.workflows import runs
@@ -79,3 +82,34 @@ def engine_stores(conn: asyncpg.Connection) -> EngineStores:
         timers=timers,
         effects=PostgresEffectQueue(conn),
     )
+
+
+@dataclass(frozen=True)
+class RegistryDirectory:
+    """The effects' `Directory` (whom a mail goes to or names) on the identity registry,
+    each lookup on a connection of the pool of its own (effects run outside transactions).
+    `pool` gives the service's pool, which exists once the service started."""
+
+    pool: Callable[[], asyncpg.Pool]
+
+    async def email_of(self, user_id: str) -> str | None:
+        profile = await self._profile(user_id)
+        email = profile.get("email") if profile else None
+        return str(email) if email else None
+
+    async def name_of(self, user_id: str) -> str | None:
+        profile = await self._profile(user_id)
+        if not profile:
+            return None
+        if profile.get("display_name"):
+            return str(profile["display_name"])
+        parts = [profile.get("given_name"), profile.get("family_name")]
+        named = " ".join(str(part) for part in parts if part)
+        return named or None
+
+    async def _profile(self, user_id: str) -> dict[str, Any] | None:
+        entry = await store.get_identity(self.pool(), user_id)
+        if entry is None or entry["status"] == "deleted":
+            return None
+        profile: dict[str, Any] = entry["profile"]
+        return profile
