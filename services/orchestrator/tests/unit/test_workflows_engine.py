@@ -298,6 +298,15 @@ async def test_a_redelivered_event_starts_no_second_run_and_a_stale_one_nothing(
     assert len(h.all_runs()) == 1
 
 
+async def test_a_re_announced_identity_is_an_update_not_a_second_joiner() -> None:
+    h = Harness(JOINER, MOVER)
+    await h.deliver(joiner(department="Sales"))
+    await h.deliver(joiner(department="Research"))  # user.created again, a newer sequence
+
+    assert [run.workflow_id for run in h.all_runs()] == ["joiner", "mover"]
+    assert h.run_of("mover").trigger["event"] == "user.updated"
+
+
 async def test_a_second_run_queues_and_begins_when_the_first_ends() -> None:
     h = Harness(JOINER, MOVER)
     created = await h.deliver(joiner(department="Sales"))

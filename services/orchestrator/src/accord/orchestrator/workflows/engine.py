@@ -66,6 +66,7 @@ from accord.events import (
     EventData,
     ProvisionRequested,
     new_event,
+    topics,
 )
 from accord.events.catalogue.workflow import (
     MAX_OUTPUTS,
@@ -237,8 +238,12 @@ class Engine:
             if after is not None
             else frozenset()
         )
+        event_type = event.type
+        if event_type == topics.USER_CREATED and before is not None:
+            # A re-announced identity is an update, not a second joiner (as for the sagas).
+            event_type = topics.USER_UPDATED
         change = matching.IdentityChange(
-            event_type=event.type,
+            event_type=event_type,
             identity_id=identity_id,
             before=view_before,
             after=view_after,
@@ -255,7 +260,7 @@ class Engine:
         for planned in matches.runs:
             trigger = {
                 "kind": "event",
-                "event": event.type,
+                "event": event_type,
                 "event_id": event.id,
                 "summary": planned.trigger,
                 "correlation_id": event.correlationid,
