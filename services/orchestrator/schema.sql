@@ -167,6 +167,16 @@ CREATE TABLE orchestrator.timers (
     CONSTRAINT timers_kind_check CHECK ((kind = ANY (ARRAY['saga_retry'::text, 'saga_timeout'::text, 'account_deletion'::text])))
 );
 
+CREATE TABLE orchestrator.workflow_callbacks (
+    run_id text NOT NULL,
+    task_id text NOT NULL,
+    token text NOT NULL,
+    secret_env text NOT NULL,
+    state text DEFAULT 'awaiting'::text NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT workflow_callbacks_state_check CHECK ((state = ANY (ARRAY['awaiting'::text, 'delivered'::text, 'closed'::text])))
+);
+
 CREATE TABLE orchestrator.workflow_effects (
     effect_id text NOT NULL,
     run_id text NOT NULL,
@@ -270,6 +280,9 @@ ALTER TABLE ONLY orchestrator.scim_unique_values
 
 ALTER TABLE ONLY orchestrator.timers
     ADD CONSTRAINT timers_pkey PRIMARY KEY (timer_id);
+
+ALTER TABLE ONLY orchestrator.workflow_callbacks
+    ADD CONSTRAINT workflow_callbacks_pkey PRIMARY KEY (run_id, task_id);
 
 ALTER TABLE ONLY orchestrator.workflow_effects
     ADD CONSTRAINT workflow_effects_pkey PRIMARY KEY (effect_id);
