@@ -125,6 +125,26 @@ CREATE TABLE authz.schema_migrations (
     applied_at timestamp with time zone DEFAULT now() NOT NULL
 );
 
+CREATE TABLE authz.workflow_approvals (
+    approval_id text NOT NULL,
+    user_id text NOT NULL,
+    workflow_id text NOT NULL,
+    run_id text NOT NULL,
+    task_id text NOT NULL,
+    asked text[] NOT NULL,
+    approvers text[] NOT NULL,
+    reason text,
+    escalation boolean DEFAULT false NOT NULL,
+    expires_at timestamp with time zone NOT NULL,
+    correlation_id text NOT NULL,
+    status text DEFAULT 'pending'::text NOT NULL,
+    decided_by text,
+    comment text,
+    decided_at timestamp with time zone,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT workflow_approvals_status_check CHECK ((status = ANY (ARRAY['pending'::text, 'approved'::text, 'rejected'::text])))
+);
+
 ALTER TABLE ONLY authz.outbox ALTER COLUMN id SET DEFAULT nextval('authz.outbox_id_seq'::regclass);
 
 ALTER TABLE ONLY authz.access_requests
@@ -166,6 +186,9 @@ ALTER TABLE ONLY authz.principals
 ALTER TABLE ONLY authz.schema_migrations
     ADD CONSTRAINT schema_migrations_pkey PRIMARY KEY (package, name);
 
+ALTER TABLE ONLY authz.workflow_approvals
+    ADD CONSTRAINT workflow_approvals_pkey PRIMARY KEY (approval_id);
+
 CREATE INDEX access_requests_principal ON authz.access_requests USING btree (principal_id, created_at);
 
 CREATE INDEX access_requests_requester ON authz.access_requests USING btree (requester_id, created_at);
@@ -181,6 +204,8 @@ CREATE UNIQUE INDEX grants_live ON authz.grants USING btree (principal_id, appli
 CREATE INDEX grants_principal ON authz.grants USING btree (principal_id, granted_at);
 
 CREATE INDEX group_members_member ON authz.group_members USING btree (member_id);
+
+CREATE INDEX workflow_approvals_pending ON authz.workflow_approvals USING btree (approval_id) WHERE (status = 'pending'::text);
 
 ALTER TABLE ONLY authz.approval_stages
     ADD CONSTRAINT approval_stages_request_id_fkey FOREIGN KEY (request_id) REFERENCES authz.access_requests(request_id);

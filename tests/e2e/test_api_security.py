@@ -154,6 +154,20 @@ ENDPOINTS = [
         for verdict in ("approve", "deny")
     ),
     Endpoint("authz", "/v1/approvals", Permission.ACCESS_APPROVE),
+    # Workflow approvals (issue 22): none names the matrix's callers, nor exists: a 404.
+    Endpoint("authz", "/v1/workflow-approvals", Permission.ACCESS_APPROVE),
+    *(
+        Endpoint(
+            "authz",
+            f"/v1/workflow-approvals/{{approval_id}}/{verdict}",
+            Permission.ACCESS_APPROVE,
+            method="post",
+            allowed_status=404,
+            body={"comment": "matrix"},
+            ids={"approval_id": "wfa-none"},
+        )
+        for verdict in ("approve", "reject")
+    ),
     Endpoint("authz", "/v1/entitlements", Permission.ACCESS_READ, listing=True, self_service=True),
     Endpoint(
         "authz",

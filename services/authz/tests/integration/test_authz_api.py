@@ -7,7 +7,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import asyncpg
@@ -21,7 +21,7 @@ from accord.authz.domain.policy_files import default_policy_dir
 from accord.authz.policy_holder import PolicyHolder
 from accord.authz.settings import AuthzSettings
 from accord.authz.testing import consume
-from accord.events import UserCreated, new_event
+from accord.events import ApprovalRequested, UserCreated, new_event
 from accord.runtime.consumer import HandlerContext
 from accord.runtime.http import create_app, secure
 from accord.runtime.security.api import ApiSecurity
@@ -328,3 +328,69 @@ async def test_error_bodies_name_no_id(http: Any) -> None:
     for response in responses:
         assert response.headers["content-type"] == "application/problem+json"
         assert "secret-looking" not in response.text, response.text
+
+
+# --- workflow approvals (issue 22) ------------------------------------------------------------
+
+
+async def ask_workflow(pool: asyncpg.Pool, approval_id: str, *, expires_in: timedelta) -> None:
+    """ada's workflow run asks her manager (mia) to approve."""
+    asked = ApprovalRequested(
+        approval_id=approval_id,
+        user_id="ada",
+        workflow_id="contractor-end-date",
+        run_id="run-api",
+        task_id="approve",
+        approvers=("manager",),
+        reason="extend ada's contract?",
+        expires_at=datetime.now(UTC) + expires_in,
+    )
+    async with pool.acquire() as conn, conn.transaction():
+        ctx = HandlerContext(conn=conn, source="urn:test:authz", topic=asked.event_type)
+        await consume(new_event(asked, source="urn:test:orchestrator"), ctx)
+
+
+async def test_a_workflow_approval_is_listed_to_its_approver_and_decided_once(
+    http: Any, pool: asyncpg.Pool
+) -> None:
+    await ask_workflow(pool, "run-api:approve:1", expires_in=timedelta(days=1))
+    async with http("mia", Role.REQUESTER) as mia, http("ada", Role.APPROVER) as ada:
+        listed = await mia.get("/v1/workflow-approvals")
+        own = await ada.post("/v1/workflow-approvals/run-api:approve:1/approve", json={})
+        approved = await mia.post(
+            "/v1/workflow-approvals/run-api:approve:1/approve", json={"comment": "ok"}
+        )
+        again = await mia.post("/v1/workflow-approvals/run-api:approve:1/reject", json={})
+    async with http("zed", Role.REQUESTER) as zed:
+        stranger = await zed.post("/v1/workflow-approvals/run-api:approve:1/reject", json={})
+
+    assert listed.status_code == 200, listed.text
+    (item,) = [i for i in listed.json()["items"] if i["approval_id"] == "run-api:approve:1"]
+    assert (item["user_id"], item["approvers"], item["reason"], item["status"]) == (
+        "ada",
+        ["mia"],
+        "extend ada's contract?",
+        "pending",
+    )
+    assert own.status_code == 403, own.text
+    assert approved.status_code == 200, approved.text
+    assert (approved.json()["status"], approved.json()["decided_by"]) == ("approved", "mia")
+    assert again.status_code == 409, again.text
+    assert stranger.status_code == 404, stranger.text
+    topics = await pool.fetch("SELECT topic FROM outbox WHERE key = $1", b"ada")
+    assert [r["topic"] for r in topics].count("approval.decided") == 1
+
+
+async def test_a_late_workflow_decision_is_a_409_and_an_admin_may_decide(
+    http: Any, pool: asyncpg.Pool
+) -> None:
+    await ask_workflow(pool, "run-api:approve:2", expires_in=-timedelta(seconds=1))
+    await ask_workflow(pool, "run-api:approve:3", expires_in=timedelta(days=1))
+    async with http("mia", Role.REQUESTER) as mia, http("root", Role.ADMIN) as root:
+        late = await mia.post("/v1/workflow-approvals/run-api:approve:2/approve", json={})
+        by_admin = await root.post("/v1/workflow-approvals/run-api:approve:3/reject", json={})
+
+    assert late.status_code == 409, late.text
+    assert "expired" in late.json()["detail"]
+    assert by_admin.status_code == 200, by_admin.text
+    assert (by_admin.json()["status"], by_admin.json()["decided_by"]) == ("rejected", "root")

@@ -154,6 +154,7 @@ def test_every_consumed_event_type_has_one_route() -> None:
         "mfa.enrolled",
         "mfa.removed",
         "access.requested",
+        "approval.requested",
     }
 
 

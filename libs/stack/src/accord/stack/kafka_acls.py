@@ -124,6 +124,7 @@ SERVICES: tuple[ServiceAccess, ...] = (
             topics.IDENTITY_UNLOCKED,
             topics.MFA_ENROLLED,
             topics.MFA_REMOVED,
+            topics.APPROVAL_REQUESTED,
         ),
         # access.requested too: `POST /v1/access-requests` publishes the request it takes.
         writes=(

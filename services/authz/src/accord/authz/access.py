@@ -23,6 +23,7 @@ from accord.authz.domain.approvals import (
 )
 from accord.authz.domain.policy_set import LoadedPolicies
 from accord.authz.handlers import access as flow
+from accord.authz.handlers import workflow_approvals as workflow_flow
 from accord.authz.ports import Stores
 from accord.events import AccessRequested, Envelope
 from accord.runtime.errors import PermanentError
@@ -34,6 +35,7 @@ __all__ = [
     "RequestNotFound",
     "decide_request",
     "decide_stage",
+    "decide_workflow_approval",
     "resolve_stages",
     "revoke",
     "revoke_all",
@@ -88,3 +90,5 @@ decide_stage = _on_connection(flow.decide_stage)
 revoke = _on_connection(flow.revoke)
 #: End every live grant of an identity (a leaver).
 revoke_all = _on_connection(flow.revoke_all)
+#: An approver's (or an admin's) decision on a workflow's approval.
+decide_workflow_approval = _on_connection(workflow_flow.decide_workflow_approval)

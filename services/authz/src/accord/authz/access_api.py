@@ -1,4 +1,5 @@
-"""Authz HTTP API for approvals, grants (who has what) and separation-of-duties violations."""
+"""Authz HTTP API for approvals (access requests' and workflows'), grants (who has what) and
+separation-of-duties violations."""
 
 from __future__ import annotations
 
@@ -9,16 +10,17 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query
 from pydantic import BaseModel, ConfigDict
 
 from accord.authz import access, sod
-from accord.authz.adapters import approvals, grants
+from accord.authz.adapters import approvals, grants, workflow_approvals
+from accord.authz.domain import workflow_approvals as workflow_rules
 from accord.authz.domain.approvals import ApprovalSettings, NotAnApprover
 from accord.authz.ports import Rules
-from accord.authz.views import GrantView, PendingApproval, StageView
+from accord.authz.views import GrantView, PendingApproval, StageView, WorkflowApprovalView
 from accord.events.catalogue.base import LongText, ShortText
 from accord.runtime.app_deps import Mounted
 from accord.runtime.outbox import enqueue
 from accord.runtime.params import Id, Rfc3339, parse_rfc3339
 from accord.runtime.security.api import own_or, own_unless_allowed, require
-from accord.runtime.security.roles import Caller, Permission
+from accord.runtime.security.roles import Caller, Permission, Role
 from accord.runtime.service import Runtime
 
 
@@ -50,6 +52,14 @@ class Answered(BaseModel):
 
     request_id: str
     approvals: list[StageView]
+
+
+class WorkflowApprovalPage(BaseModel):
+    """Pending workflow approvals in approval id order; `next_after` is the next page's
+    cursor."""
+
+    items: list[WorkflowApprovalView]
+    next_after: str | None
 
 
 class GrantPage(BaseModel):
@@ -186,6 +196,89 @@ async def deny(
     deps: AccessDeps = Depends(_deps),
 ) -> Answered:
     return await _answer(request_id, caller, verdict, deps, approve=False)
+
+
+_WORKFLOW_DECIDED: dict[int | str, dict[str, Any]] = {
+    403: {"description": "Not an approver of it, or an approval about oneself"},
+    404: {
+        "description": "No such workflow approval, or none of the caller's: neither about"
+        " them nor naming them as an approver"
+    },
+    409: {"description": "Decided already, or expired: the run no longer waits for it"},
+}
+
+
+@router.get(
+    "/workflow-approvals",
+    summary="Approvals lifecycle workflows wait for: the caller's, or everyone's",
+)
+async def list_workflow_approvals(
+    caller: Caller = Depends(_approver),
+    deps: AccessDeps = Depends(_deps),
+    approver: Annotated[Id | None, Query(description="Only this approver's")] = None,
+    after: Annotated[Id | None, Query(description="Cursor: the last approval_id seen")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> WorkflowApprovalPage:
+    approver = own_unless_allowed(caller, Permission.ACCESS_READ, approver, "approvals")
+    items = await workflow_approvals.pending(
+        deps.runtime.pool, approver=approver, after=after, limit=limit
+    )
+    next_after = items[-1]["approval_id"] if len(items) == limit else None
+    return WorkflowApprovalPage.model_validate({"items": items, "next_after": next_after})
+
+
+async def _decide_workflow(
+    approval_id: str, caller: Caller, verdict: Verdict, deps: AccessDeps, *, approve: bool
+) -> WorkflowApprovalView:
+    runtime = deps.runtime
+    try:
+        async with runtime.pool.acquire() as conn, conn.transaction():
+            events = await access.decide_workflow_approval(
+                conn,
+                approval_id,
+                approver_id=caller.subject,
+                approve=approve,
+                comment=verdict.comment,
+                admin=Role.ADMIN in caller.roles,
+                source=runtime.source,
+            )
+            await enqueue(conn, runtime.schema, events)
+    except workflow_rules.ApprovalNotFound:
+        raise HTTPException(404, "no such workflow approval among those you may decide") from None
+    except (workflow_rules.NotPending, workflow_rules.TooLate) as error:
+        raise HTTPException(409, str(error)) from None
+    except NotAnApprover as error:
+        raise HTTPException(403, str(error)) from None
+    row = await workflow_approvals.get(runtime.pool, approval_id)
+    return WorkflowApprovalView.model_validate(row)
+
+
+@router.post(
+    "/workflow-approvals/{approval_id}/approve",
+    summary="Approve what a workflow run waits for (an approver of it, or an admin)",
+    responses=_WORKFLOW_DECIDED,
+)
+async def approve_workflow(
+    approval_id: Id,
+    verdict: Verdict,
+    caller: Caller = Depends(_approver),
+    deps: AccessDeps = Depends(_deps),
+) -> WorkflowApprovalView:
+    return await _decide_workflow(approval_id, caller, verdict, deps, approve=True)
+
+
+@router.post(
+    "/workflow-approvals/{approval_id}/reject",
+    summary="Reject what a workflow run waits for (an approver of it, or an admin)",
+    responses=_WORKFLOW_DECIDED,
+)
+async def reject_workflow(
+    approval_id: Id,
+    verdict: Verdict,
+    caller: Caller = Depends(_approver),
+    deps: AccessDeps = Depends(_deps),
+) -> WorkflowApprovalView:
+    return await _decide_workflow(approval_id, caller, verdict, deps, approve=False)
 
 
 @router.get("/entitlements", summary="Who holds what, now or at any past time")

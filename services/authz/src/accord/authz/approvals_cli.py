@@ -7,15 +7,19 @@ catalogue (where a granted entitlement is provisioned) and the approval settings
 
 ``accord approvals list [--approver USER] [--json] [--limit N]``
     the stages waiting for a decision: request, principal, entitlement, stage n/N, approvers
-    and deadline.
-``accord approvals show REQUEST_ID [--json]``
-    a request and its whole approval chain.
-``accord approvals approve|deny REQUEST_ID --as USER [--comment TEXT]``
+    and deadline; then the approvals lifecycle workflows wait for: approval, identity,
+    workflow and task, approvers, reason and deadline (``--json``: one object per line,
+    ``kind`` access or workflow).
+``accord approvals show ID [--json]``
+    a request and its whole approval chain, or a workflow's approval.
+``accord approvals approve|deny ID --as USER [--comment TEXT]``
     decide the request's current stage as USER, exactly as ``POST
     /v1/access-requests/{id}/approve|deny`` does: same checks (nobody approves their own
     request; only the stage's approvers decide it), same state change and same events. The
     events go to authz's outbox in the same transaction; the running authz's relay
-    publishes them. Prints the chain's new state.
+    publishes them. Prints the chain's new state. An ID that names a workflow's approval
+    decides it as ``POST /v1/workflow-approvals/{id}/approve|reject`` does for an approver
+    (never the identity it is about; refused once it expired) and queues approval.decided.
 
 Exit codes: 0 done, 1 the request is unknown, not waiting for approval, or USER may not
 decide it (or the database is unreachable), 2 a usage error (DATABASE_URL unset).
@@ -35,9 +39,10 @@ import asyncpg
 from pydantic import ValidationError
 
 from accord.authz import access
-from accord.authz.adapters import approvals, requests
+from accord.authz.adapters import approvals, requests, workflow_approvals
 from accord.authz.bootstrap import approval_settings
 from accord.authz.catalogue import Catalogue
+from accord.authz.domain import workflow_approvals as workflow_rules
 from accord.authz.domain.approvals import NotAnApprover
 from accord.authz.policy_holder import LoadError, PolicyHolder
 from accord.authz.settings import AuthzSettings
@@ -154,42 +159,90 @@ _with_pool = partial(run_on_database, schema=SCHEMA, no_tables=NO_TABLES)
 def _list(args: argparse.Namespace) -> int:
     async def work(pool: asyncpg.Pool) -> int:
         items = await approvals.pending(pool, approver=args.approver, after=None, limit=args.limit)
+        workflows = await workflow_approvals.pending(
+            pool, approver=args.approver, after=None, limit=args.limit
+        )
         stages = {
             item["request_id"]: len(await approvals.chain(pool, item["request_id"]))
             for item in items
         }
         if args.json:
             for item in items:
-                print(json.dumps({**item, "stages": stages[item["request_id"]]}, default=_plain))
+                line = {"kind": "access", **item, "stages": stages[item["request_id"]]}
+                print(json.dumps(line, default=_plain))
+            for item in workflows:
+                line = {"kind": "workflow", **_public(item)}
+                print(json.dumps(line, default=_plain))
             return 0
-        if not items:
+        if not items and not workflows:
             whose = f" for {args.approver}" if args.approver else ""
             print(f"no approvals waiting{whose}")
             return 0
-        rows = [
-            [
-                item["request_id"],
-                item["principal_id"],
-                f"{item['application']}/{item['entitlement']}",
-                f"{item['stage']}/{stages[item['request_id']]} {item['name']}",
-                ",".join(item["approvers"]) + (" (escalated)" if item["escalated"] else ""),
-                _time(item["due_at"], never="no deadline"),
-            ]
-            for item in items
-        ]
-        header = ["REQUEST", "PRINCIPAL", "ENTITLEMENT", "STAGE", "APPROVERS", "DUE"]
-        for line in _table([header, *rows]):
-            print(line)
+        if items:
+            _print_stages(items, stages)
+        if workflows:
+            if items:
+                print()
+            for text in _workflow_table(workflows):
+                print(text)
         return 0
 
     return _with_pool(work)
+
+
+def _print_stages(items: Sequence[dict[str, Any]], stages: dict[str, int]) -> None:
+    """The access requests' stages waiting, one row each."""
+    rows = [
+        [
+            item["request_id"],
+            item["principal_id"],
+            f"{item['application']}/{item['entitlement']}",
+            f"{item['stage']}/{stages[item['request_id']]} {item['name']}",
+            ",".join(item["approvers"]) + (" (escalated)" if item["escalated"] else ""),
+            _time(item["due_at"], never="no deadline"),
+        ]
+        for item in items
+    ]
+    header = ["REQUEST", "PRINCIPAL", "ENTITLEMENT", "STAGE", "APPROVERS", "DUE"]
+    for line in _table([header, *rows]):
+        print(line)
+
+
+def _workflow_table(items: Sequence[dict[str, Any]]) -> list[str]:
+    """The approvals workflows wait for, one row each, with what they ask."""
+    rows = [
+        [
+            item["approval_id"],
+            item["user_id"],
+            f"{item['workflow_id']}/{item['task_id']}",
+            ",".join(item["approvers"]) + (" (escalation)" if item["escalation"] else ""),
+            item["reason"] or "-",
+            _time(item["expires_at"]),
+        ]
+        for item in items
+    ]
+    header = ["WORKFLOW APPROVAL", "IDENTITY", "WORKFLOW/TASK", "APPROVERS", "REASON", "EXPIRES"]
+    return _table([header, *rows])
+
+
+def _public(row: dict[str, Any]) -> dict[str, Any]:
+    """A workflow approval as the API shows it (its correlation id is plumbing)."""
+    return {k: v for k, v in row.items() if k != "correlation_id"}
 
 
 def _show(args: argparse.Namespace) -> int:
     async def work(pool: asyncpg.Pool) -> int:
         request = await requests.get(pool, args.request_id)
         if request is None:
-            raise CliError(f"access request {args.request_id} not found")
+            workflow = await workflow_approvals.get(pool, args.request_id)
+            if workflow is None:
+                raise CliError(f"access request {args.request_id} not found")
+            if args.json:
+                print(json.dumps(_public(workflow), default=_plain, indent=2))
+                return 0
+            for line in _describe_workflow(workflow):
+                print(line)
+            return 0
         chain = await approvals.chain(pool, args.request_id)
         if args.json:
             print(json.dumps({"request": request, "approvals": chain}, default=_plain, indent=2))
@@ -207,7 +260,15 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _decide(args: argparse.Namespace) -> int:
+    # The settings and policies first, whatever ID names: a broken setting is a usage error
+    # before any database work, as for every command.
     catalogue, settings = _rules()
+
+    async def is_workflow(pool: asyncpg.Pool) -> bool:
+        return await workflow_approvals.get(pool, args.request_id) is not None
+
+    if _with_pool(is_workflow):
+        return _decide_workflow(args)
     verb = "approve" if args.approve else "deny"
 
     async def work(pool: asyncpg.Pool) -> int:
@@ -241,6 +302,42 @@ def _decide(args: argparse.Namespace) -> int:
         assert request is not None
         for line in _outcome(request, chain, events, args.approver, args.approve):
             print(line)
+        return 0
+
+    return _with_pool(work)
+
+
+def _decide_workflow(args: argparse.Namespace) -> int:
+    """Decide a workflow's approval as USER (an approver of it: the CLI is no admin)."""
+    verb = "approve" if args.approve else "reject"
+
+    async def work(pool: asyncpg.Pool) -> int:
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                events = await access.decide_workflow_approval(
+                    conn,
+                    args.request_id,
+                    approver_id=args.approver,
+                    approve=args.approve,
+                    comment=args.comment,
+                    admin=False,
+                    source=SOURCE,
+                )
+                await enqueue(conn, SCHEMA, events)
+        except workflow_rules.ApprovalNotFound:
+            raise CliError(
+                f"{args.approver} cannot {verb} {args.request_id}: not an approver of it"
+            ) from None
+        except (workflow_rules.NotPending, workflow_rules.TooLate) as error:
+            raise CliError(f"workflow approval {args.request_id}: {error}") from None
+        except NotAnApprover as error:
+            raise CliError(f"{args.approver} cannot {verb} {args.request_id}: {error}") from None
+        row = await workflow_approvals.get(pool, args.request_id)
+        assert row is not None
+        print(f"{row['status']} workflow approval {args.request_id} as {args.approver}")
+        for line in _describe_workflow(row):
+            print(line)
+        print(f"approval.decided queued in authz's outbox for run {row['run_id']}")
         return 0
 
     return _with_pool(work)
@@ -316,6 +413,27 @@ def _describe(request: dict[str, Any]) -> list[str]:
         ("created", _time(request["created_at"])),
         ("decided", _time(request["decided_at"], never="-")),
         ("reasons", ", ".join(request["reasons"]) or "-"),
+    ]
+    return [f"{name + ':':<15}{value}" for name, value in fields]
+
+
+def _describe_workflow(row: dict[str, Any]) -> list[str]:
+    decided = "-"
+    if row["decided_by"]:
+        decided = f"by {row['decided_by']} at {_time(row['decided_at'])}"
+        if row["comment"]:
+            decided += f": {json.dumps(row['comment'], ensure_ascii=False)}"
+    fields = [
+        ("approval", row["approval_id"]),
+        ("status", row["status"]),
+        ("identity", row["user_id"]),
+        ("workflow", f"{row['workflow_id']} (run {row['run_id']}, task {row['task_id']})"),
+        ("reason", row["reason"] or "-"),
+        ("asked", ", ".join(row["asked"])),
+        ("approvers", ", ".join(row["approvers"]) or "nobody"),
+        ("escalation", "yes" if row["escalation"] else "no"),
+        ("expires", _time(row["expires_at"])),
+        ("decided", decided),
     ]
     return [f"{name + ':':<15}{value}" for name, value in fields]
 

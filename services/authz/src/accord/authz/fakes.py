@@ -22,6 +22,7 @@ from accord.authz.ports import (
     AuthzPorts,
     Clock,
     NewGrant,
+    NewWorkflowApproval,
     Row,
     Rules,
     Stores,
@@ -46,6 +47,7 @@ class Memory:
     requests: dict[str, Row] = field(default_factory=dict)
     stages: dict[tuple[str, int], Row] = field(default_factory=dict)
     grants: dict[str, Row] = field(default_factory=dict)
+    workflow_approvals: dict[str, Row] = field(default_factory=dict)
     locks: list[str] = field(default_factory=list)
     """Principals locked, in order (the PostgreSQL adapter takes an advisory lock)."""
     clock: Clock = utc_now
@@ -63,6 +65,7 @@ class Memory:
             requests=MemoryRequests(self),
             approvals=MemoryApprovals(self),
             grants=MemoryGrants(self),
+            workflow_approvals=MemoryWorkflowApprovals(self),
             clock=self.clock,
         )
 
@@ -462,3 +465,46 @@ class MemoryGrants:
     async def expired(self, *, limit: int) -> list[str]:
         due = [g for g in self.memory.grants.values() if self.memory.due(g)]
         return [g["grant_id"] for g in sorted(due, key=lambda g: g["expires_at"])[:limit]]
+
+
+@dataclass(frozen=True)
+class MemoryWorkflowApprovals:
+    """accord.authz.ports.WorkflowApprovals in memory."""
+
+    memory: Memory
+
+    async def insert(self, approval: NewWorkflowApproval) -> bool:
+        if approval.approval_id in self.memory.workflow_approvals:
+            return False
+        self.memory.workflow_approvals[approval.approval_id] = {
+            "approval_id": approval.approval_id,
+            "user_id": approval.user_id,
+            "workflow_id": approval.workflow_id,
+            "run_id": approval.run_id,
+            "task_id": approval.task_id,
+            "asked": list(approval.asked),
+            "approvers": list(approval.approvers),
+            "reason": approval.reason,
+            "escalation": approval.escalation,
+            "expires_at": approval.expires_at,
+            "correlation_id": approval.correlation_id,
+            "status": "pending",
+            "decided_by": None,
+            "comment": None,
+            "decided_at": None,
+            "created_at": self.memory.now(),
+        }
+        return True
+
+    async def locked(self, approval_id: str) -> Row | None:
+        row = self.memory.workflow_approvals.get(approval_id)
+        return dict(row) if row else None
+
+    async def decide(
+        self, approval_id: str, status: str, *, by: str, comment: str | None = None
+    ) -> Row | None:
+        row = self.memory.workflow_approvals.get(approval_id)
+        if row is None or row["status"] != "pending":
+            return None
+        row.update(status=status, decided_by=by, comment=comment, decided_at=self.memory.now())
+        return dict(row)

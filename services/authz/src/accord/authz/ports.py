@@ -9,7 +9,9 @@ request_id, requester_id, principal_id, application, entitlement, justification,
 duration_seconds, status, reasons, created_at, decided_at; a stage row request_id, stage,
 name, approvers, escalation, status, escalated, due_at, decided_by, comment, decided_at; a
 grant row grant_id, request_id, principal_id, application, entitlement, provisioning (the
-JSON list), granted_at, expires_at, revoked_at, revoke_reason.
+JSON list), granted_at, expires_at, revoked_at, revoke_reason. A workflow approval row has
+approval_id, user_id, workflow_id, run_id, task_id, asked, approvers, reason, escalation,
+expires_at, correlation_id, status, decided_by, comment, decided_at, created_at.
 """
 
 from __future__ import annotations
@@ -179,6 +181,47 @@ class Approvals(Protocol):
         """Every stage of a request, in order."""
 
 
+@dataclass(frozen=True)
+class NewWorkflowApproval:
+    """An approval a workflow run asks for, its approvers resolved."""
+
+    approval_id: str
+    user_id: str
+    workflow_id: str
+    run_id: str
+    task_id: str
+    asked: tuple[str, ...]
+    """The approvers as the workflow named them (manager, group:<id>, user:<id>)."""
+    approvers: tuple[str, ...]
+    """Who they resolved to: the people who may decide."""
+    reason: str | None
+    escalation: bool
+    expires_at: datetime
+    correlation_id: str
+    """The asking run's flow, which the decision continues."""
+
+
+class WorkflowApprovals(Protocol):
+    """Approvals lifecycle workflows ask for, one row per ask."""
+
+    async def insert(self, approval: NewWorkflowApproval) -> bool:
+        """Record a pending approval; False when its id is known already (a redelivery)."""
+
+    async def locked(self, approval_id: str) -> Row | None:
+        """One approval, locked for this transaction."""
+
+    async def decide(
+        self,
+        approval_id: str,
+        status: str,
+        *,
+        by: str,
+        comment: str | None = None,
+    ) -> Row | None:
+        """Close a pending approval as approved or rejected, now; the row as it is then, or
+        None when it was not pending."""
+
+
 class Grants(Protocol):
     """Who holds which entitlement, from when until when."""
 
@@ -212,6 +255,7 @@ class Stores:
     requests: Requests
     approvals: Approvals
     grants: Grants
+    workflow_approvals: WorkflowApprovals
     clock: Clock = utc_now
     """Now, for the deadlines and expiries the flow computes (the fakes' clock in tests)."""
 

@@ -46,6 +46,34 @@ class PendingApproval(StageView):
     created_at: Timestamp
 
 
+class WorkflowApprovalView(BaseModel):
+    """An approval a lifecycle workflow's run asked for, about an identity."""
+
+    approval_id: str
+    """The run's idempotency key for the ask (run:task:attempt)."""
+    user_id: str
+    """The identity it is about (who may never decide it)."""
+    workflow_id: str
+    run_id: str
+    task_id: str
+    asked: list[str]
+    """The approvers as the workflow named them: manager, group:<id>, user:<id>."""
+    approvers: list[str]
+    """Who they resolved to: any one of them decides."""
+    reason: str | None
+    """What is asked and why, as the workflow words it."""
+    escalation: bool
+    """The escalation of an earlier ask that timed out."""
+    expires_at: Timestamp
+    """From then on the run no longer waits: a decision is refused."""
+    status: str
+    """pending, approved or rejected."""
+    decided_by: str | None
+    comment: str | None
+    decided_at: Timestamp | None
+    created_at: Timestamp
+
+
 class GrantView(BaseModel):
     """A grant: who holds which entitlement, from when until when."""
 

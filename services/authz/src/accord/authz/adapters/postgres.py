@@ -10,6 +10,7 @@ from accord.authz.adapters.directory import PostgresDirectory, PostgresGroups
 from accord.authz.adapters.grants import PostgresGrants
 from accord.authz.adapters.requests import PostgresRequests
 from accord.authz.adapters.store import PostgresPrincipals
+from accord.authz.adapters.workflow_approvals import PostgresWorkflowApprovals
 from accord.authz.ports import Stores
 
 
@@ -23,4 +24,5 @@ def postgres_stores(conn: asyncpg.Connection) -> Stores:
         requests=PostgresRequests(conn),
         approvals=PostgresApprovals(conn),
         grants=PostgresGrants(conn),
+        workflow_approvals=PostgresWorkflowApprovals(conn),
     )

@@ -1,6 +1,7 @@
 """Authz's handlers, one module per concern: identity events, group events, authn's
-lockouts and factors, access requests (and the approval flow the API, CLI and timers share)
-and the timers. Each takes its typed payload and an AuthzPorts; `routes` types them."""
+lockouts and factors, access requests (and the approval flow the API, CLI and timers share),
+workflow approvals and the timers. Each takes its typed payload and an AuthzPorts; `routes`
+types them."""
 
 from __future__ import annotations
 
@@ -16,9 +17,11 @@ from accord.authz.handlers.authn import (
 )
 from accord.authz.handlers.groups import on_group_deleted, on_group_upserted, on_members_changed
 from accord.authz.handlers.identity import on_user_deleted, on_user_profile, on_user_status
+from accord.authz.handlers.workflow_approvals import on_approval_requested
 from accord.authz.ports import AuthzPorts, Rules
 from accord.events import (
     AccessRequested,
+    ApprovalRequested,
     Envelope,
     GroupCreated,
     GroupDeleted,
@@ -39,6 +42,7 @@ from accord.runtime.routes import HandlerContext, Typed, on, table
 __all__ = [
     "Rules",
     "on_access_requested",
+    "on_approval_requested",
     "on_group_deleted",
     "on_group_upserted",
     "on_identity_locked",
@@ -70,5 +74,6 @@ def routes(ports: Callable[[HandlerContext], AuthzPorts]) -> Mapping[str, Route]
             on(MfaEnrolled, on_mfa_enrolled, ports),
             on(MfaRemoved, on_mfa_removed, ports),
             on(AccessRequested, on_access_requested, ports),
+            on(ApprovalRequested, on_approval_requested, ports),
         ]
     )
