@@ -77,6 +77,11 @@ OWN: dict[type[ServiceSettings], Variables] = {
         "ACCORD_AUTHN_TOKEN_FILE": ("authn_token_file", "/run/tok", Path("/run/tok")),
         "ACCORD_AUTHZ_URL": ("authz_url", "http://authz:8703", "http://authz:8703"),
         "ACCORD_AUTHZ_TOKEN_FILE": ("authz_token_file", "/run/tok2", Path("/run/tok2")),
+        "ACCORD_WORKFLOW_CALLBACK_URL": (
+            "workflow_callback_url",
+            "https://accord.example.com",
+            "https://accord.example.com",
+        ),
     },
     ProvisionerSettings: {
         "ACCORD_PROVISIONER_PORT": ("http_port", "9702", 9702),
@@ -176,6 +181,7 @@ OWN_DEFAULTS: dict[type[ServiceSettings], dict[str, Any]] = {
         "authn_token_file": None,
         "authz_url": None,
         "authz_token_file": None,
+        "workflow_callback_url": None,
     },
     ProvisionerSettings: {"http_port": 8702, "targets_file": Path("targets.yaml")},
     AuthzSettings: {

@@ -71,6 +71,7 @@ async def test_a_callback_is_delivered_once_and_a_closed_wait_takes_none(
     await callbacks.register("run-1", "hook", token="tok", secret_env="HOOK_SECRET")
     assert await callbacks.mark("run-1", "hook", CallbackState.DELIVERED)
     assert not await callbacks.mark("run-1", "hook", CallbackState.DELIVERED)
+    assert not await callbacks.mark("run-1", "hook", CallbackState.CLOSED)  # it came
     found = await callbacks.lookup("run-1", "hook")
     assert found is not None
     assert found.state is CallbackState.DELIVERED

@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import textwrap
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
@@ -36,6 +36,8 @@ from accord.orchestrator.handlers.workflows import (
 )
 from accord.orchestrator.testing import answer_of
 from accord.orchestrator.workflows import loops, runs
+from accord.orchestrator.workflows.callback_api import CallbackState
+from accord.orchestrator.workflows.effect_fakes import InMemoryCallbacks
 from accord.orchestrator.workflows.effect_queue import FakeEffectQueue
 from accord.orchestrator.workflows.engine import EffectFailed, Engine, EngineStores, is_run_id
 from accord.orchestrator.workflows.fakes import FakeRuns, FakeTimers, FakeWakeups
@@ -576,3 +578,67 @@ async def test_start_on_demand_starts_a_run_per_identity_in_scope() -> None:
     assert run.identity_id == "c1"
     assert run.trigger["kind"] == "on_demand"
     assert run.status is RunStatus.RUNNING
+
+
+HANDOVER = """
+id: handover
+category: custom
+description: A custom extension hands the mailbox over and calls back.
+trigger: {event: user.created}
+tasks:
+  - id: handover
+    task: call_extension
+    url: https://hooks.example.com/handover
+    secret_env: HOOK_SECRET
+    wait_for_callback: true
+    timeout: PT1H
+"""
+
+
+async def waiting_for_callback(h: Harness, marks: InMemoryCallbacks) -> Run:
+    """A handover run whose extension was called: its task waits for the callback."""
+    await h.deliver(joiner())
+    assert await loops.perform_due(h.engine, h.transaction) == 1
+    run = h.run_of("handover")
+    await marks.register(run.run_id, "handover", token="tok", secret_env="HOOK_SECRET")
+    return run
+
+
+def with_callbacks(h: Harness) -> InMemoryCallbacks:
+    marks = InMemoryCallbacks(environ={"HOOK_SECRET": "s"})
+    h.stores = replace(h.stores, callbacks=marks)
+    return marks
+
+
+async def test_a_callback_completes_the_waiting_task_once() -> None:
+    h = Harness(HANDOVER)
+    marks = with_callbacks(h)
+    run = await waiting_for_callback(h, marks)
+    delivery = loops.CallbackDelivery(h.engine, h.transaction)
+
+    assert await delivery.deliver(run.run_id, "handover", {"mailbox": "moved"})
+    assert not await delivery.deliver(run.run_id, "handover", {"mailbox": "again"})
+
+    done = h.run_of("handover")
+    assert done.status is RunStatus.COMPLETED
+    assert done.vars["handover"]["mailbox"] == "moved"
+    awaited = await marks.lookup(run.run_id, "handover")
+    assert awaited is not None
+    assert awaited.state is CallbackState.DELIVERED
+
+
+async def test_after_the_timeout_the_callback_is_closed_and_refused() -> None:
+    h = Harness(HANDOVER)
+    marks = with_callbacks(h)
+    run = await waiting_for_callback(h, marks)
+    h.world.clock.advance(timedelta(hours=1))
+
+    assert await loops.wake_due(h.engine, h.transaction) == 1
+
+    assert h.run_of("handover").status is RunStatus.FAILED
+    awaited = await marks.lookup(run.run_id, "handover")
+    assert awaited is not None
+    assert awaited.state is CallbackState.CLOSED
+    delivery = loops.CallbackDelivery(h.engine, h.transaction)
+    assert not await delivery.deliver(run.run_id, "handover", {"mailbox": "late"})
+    assert not await delivery.deliver("wfr-unknown", "handover", {})

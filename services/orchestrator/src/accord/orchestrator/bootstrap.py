@@ -9,7 +9,7 @@ the runs API is mounted. Unset, the orchestrator is exactly what it was.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -37,6 +37,7 @@ from accord.orchestrator.adapters.access_passes import HttpAccessPasses
 from accord.orchestrator.adapters.authz_grants import HttpAccessGrants
 from accord.orchestrator.adapters.postgres import postgres_ports, saga_census
 from accord.orchestrator.adapters.smtp import SmtpMailer, SmtpSettings
+from accord.orchestrator.adapters.workflow_callbacks import PostgresCallbacks
 from accord.orchestrator.adapters.workflow_effects import RegistryDirectory, engine_stores
 from accord.orchestrator.domain.account_saga import Backoff
 from accord.orchestrator.domain.birthright import Birthright, everyone
@@ -50,9 +51,9 @@ from accord.orchestrator.metrics import OrchestratorMetrics
 from accord.orchestrator.ports import OrchestratorPorts
 from accord.orchestrator.scim import app as scim_app
 from accord.orchestrator.settings import OrchestratorSettings
-from accord.orchestrator.workflows import loops, runs_api
+from accord.orchestrator.workflows import callback_api, loops, runs_api
 from accord.orchestrator.workflows.cli import target_names
-from accord.orchestrator.workflows.effects import EffectFailed, Effects, EffectSettings
+from accord.orchestrator.workflows.effects import Effects, EffectSettings
 from accord.orchestrator.workflows.engine import Engine
 from accord.orchestrator.workflows.expressions import ExpressionError, compile_condition
 from accord.orchestrator.workflows.extensions import ExtensionClient
@@ -145,15 +146,16 @@ def _expression_problem(text: str) -> str | None:
     return None
 
 
-class _CallbacksNotMounted:
-    """The effects' CallbackRegistry while the callback API is not wired into the service
-    (v0): a task that would wait for a callback fails at once, saying why, rather than
-    waiting for a callback that cannot arrive."""
+@dataclass(frozen=True)
+class _PooledCallbacks:
+    """The effects' CallbackRegistry on the service's pool, found when a call registers
+    (the engine is built before the service starts)."""
+
+    pool: Callable[[], asyncpg.Pool]
 
     async def register(self, run_id: str, task_id: str, *, token: str, secret_env: str) -> None:
-        raise EffectFailed(
-            "waiting for an extension's callback needs the callback API, not mounted yet",
-            retryable=False,
+        await PostgresCallbacks(self.pool()).register(
+            run_id, task_id, token=token, secret_env=secret_env
         )
 
 
@@ -209,16 +211,22 @@ class WorkflowEngine:
             mailer=SmtpMailer(SmtpSettings.model_validate(os.environ)),
             directory=RegistryDirectory(self.pool),
             extensions=ExtensionClient(),
-            callbacks=_CallbacksNotMounted(),
+            callbacks=_PooledCallbacks(self.pool),
             access_passes=access_passes,
             grants=grants,
-            settings=EffectSettings(mfa_factors=self.flows.mfa_enrolment or ("totp",)),
+            settings=EffectSettings(
+                mfa_factors=self.flows.mfa_enrolment or ("totp",),
+                callback_base_url=settings.workflow_callback_url,
+            ),
         )
 
     def configure_app(self, app: FastAPI, runtime: Runtime) -> None:
         """The runs API, acting through the engine."""
         transactions = loops.postgres_transactions(runtime.pool, runtime.schema)
         runs_api.configure(app, runtime, loops.Operations(self.engine, transactions), self.holder)
+        callback_api.configure(
+            app, PostgresCallbacks(runtime.pool), loops.CallbackDelivery(self.engine, transactions)
+        )
 
     def hooks(self) -> list[Any]:
         """The engine's loops and the folder watch, as background hooks."""

@@ -109,6 +109,13 @@ class OrchestratorSettings(ServiceSettings):
         default=None,
         description="File holding an API token sent to authz (read at each call).",
     )
+    workflow_callback_url: str | None = Field(
+        default=None,
+        description="The orchestrator's base URL as custom extensions reach it (e.g."
+        " https://accord.example.com); a call_extension task that waits for a callback"
+        " gives its extension <this>/v1/workflow-callbacks/<run>/<task>. Unset: such a"
+        " task fails, saying why.",
+    )
 
     def targets(self) -> list[str]:
         """The birthright targets as a list."""

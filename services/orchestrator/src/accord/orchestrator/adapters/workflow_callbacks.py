@@ -53,11 +53,11 @@ class PostgresCallbacks:
         return AwaitedCallback(state=CallbackState(row["state"]), secret=secret, token=row["token"])
 
     async def mark(self, run_id: str, task_id: str, state: CallbackState) -> bool:
-        """The callback came (DELIVERED) or the wait ended (CLOSED). A DELIVERED mark only
-        takes an awaiting callback: False means it was delivered or closed before."""
+        """The callback came (DELIVERED) or the wait ended without one (CLOSED); only an
+        awaiting callback changes: False means it was delivered or closed before."""
         status = await self.db.execute(
             "UPDATE workflow_callbacks SET state = $3, updated_at = now()"
-            " WHERE run_id = $1 AND task_id = $2 AND (state = 'awaiting' OR $3 <> 'delivered')",
+            " WHERE run_id = $1 AND task_id = $2 AND state = 'awaiting'",
             run_id,
             task_id,
             state.value,

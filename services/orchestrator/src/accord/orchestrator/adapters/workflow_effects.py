@@ -14,6 +14,7 @@ import asyncpg
 
 from accord.orchestrator.adapters import store
 from accord.orchestrator.adapters.postgres import PostgresRegistry
+from accord.orchestrator.adapters.workflow_callbacks import PostgresCallbacks
 from accord.orchestrator.adapters.workflow_runs import workflow_stores
 from accord.orchestrator.workflows import runs
 from accord.orchestrator.workflows.effect_queue import (
@@ -81,6 +82,7 @@ def engine_stores(conn: asyncpg.Connection) -> EngineStores:
         wakeups=wakeups,
         timers=timers,
         effects=PostgresEffectQueue(conn),
+        callbacks=PostgresCallbacks(conn),
     )
 
 

@@ -51,10 +51,10 @@ class InMemoryCallbacks:
         return AwaitedCallback(state=found.state, secret=secret, token=found.token)
 
     async def mark(self, run_id: str, task_id: str, state: CallbackState) -> bool:
-        """The engine's side: the callback came (DELIVERED) or the wait ended (CLOSED). A
-        DELIVERED mark only takes an awaiting callback: False means it came or closed before."""
+        """The engine's side: the callback came (DELIVERED) or the wait ended without one
+        (CLOSED); only an awaiting callback changes: False means it came or closed before."""
         found = self.awaited.get((run_id, task_id))
-        if found is None or (state is CallbackState.DELIVERED and found.state != state.AWAITING):
+        if found is None or found.state is not CallbackState.AWAITING:
             return False
         found.state = state
         return True

@@ -57,7 +57,7 @@ from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from accord.events import (
     AccountProvisioned,
@@ -83,6 +83,7 @@ from accord.orchestrator.domain.identity import changed_attributes
 from accord.orchestrator.domain.workflow import Identity
 from accord.orchestrator.ports import RegistryStore
 from accord.orchestrator.workflows import matching, runs
+from accord.orchestrator.workflows.callback_api import CallbackState
 from accord.orchestrator.workflows.definitions import Workflow
 from accord.orchestrator.workflows.effect_queue import EffectQueue, QueuedEffect
 from accord.orchestrator.workflows.effects import EffectFailed, EffectRunner
@@ -95,7 +96,7 @@ from accord.orchestrator.workflows.operations import (
     UnknownIdentity,
 )
 from accord.orchestrator.workflows.ports import Conflict, RunStore, TimerStore, WakeupStore
-from accord.orchestrator.workflows.run_model import Run, RunStatus, TaskStatus, Wakeup
+from accord.orchestrator.workflows.run_model import Run, RunStatus, TaskRun, TaskStatus, Wakeup
 from accord.orchestrator.workflows.timers import Timer, plan_timers
 from accord.runtime.errors import RetryableError
 
@@ -121,6 +122,13 @@ _SHORT = 256
 # --- ports and helpers -------------------------------------------------------------------------
 
 
+class CallbackMarks(Protocol):
+    """The awaited callbacks' states (adapters.workflow_callbacks; the callback API reads
+    them): a callback delivered, or a wait that ended without one."""
+
+    async def mark(self, run_id: str, task_id: str, state: CallbackState) -> bool: ...
+
+
 @dataclass(frozen=True)
 class EngineStores:
     """What the engine works with, bound to one transaction."""
@@ -130,6 +138,8 @@ class EngineStores:
     wakeups: WakeupStore
     timers: TimerStore
     effects: EffectQueue
+    callbacks: CallbackMarks | None = None
+    """None where no callback can be awaited (the unit tests' stores)."""
 
 
 def is_run_id(value: str) -> bool:
@@ -407,6 +417,7 @@ class Engine:
             saved = await work.stores.runs.save(ended, run.revision)
         except Conflict as error:
             raise RetryableError(f"workflow run {run.run_id} changed meanwhile: {error}") from error
+        await self._close_callbacks(work.stores, run, saved)
         if promote and saved.status.terminal and not run.status.terminal:
             await self._promote(work, run.identity_id)
         return saved
@@ -585,6 +596,33 @@ class Engine:
         work = _Handling(stores, None, self.clock(), [])
         await self._drive(work, run, runs.Woken(wakeup.task_id, wakeup.purpose))
         return work.events
+
+    async def on_callback(
+        self, stores: EngineStores, run_id: str, task_id: str, outputs: Mapping[str, Any]
+    ) -> tuple[bool, list[Envelope]]:
+        """A verified extension callback: the waiting task completes with its outputs.
+        False when the task no longer waits for one (timed out, cancelled, run ended)."""
+        run = await self._locked_run(stores, run_id)
+        task = run.task(task_id) if run is not None else None
+        if run is None or task is None or not _awaits_callback(task):
+            return False, []
+        if stores.callbacks is not None and not await stores.callbacks.mark(
+            run_id, task_id, CallbackState.DELIVERED
+        ):
+            return False, []
+        work = _Handling(stores, None, self.clock(), [])
+        await self._drive(work, run, runs.CallbackReceived(task_id, dict(outputs)))
+        return True, work.events
+
+    async def _close_callbacks(self, stores: EngineStores, before: Run, after: Run) -> None:
+        """Tasks that stopped waiting for a callback without one: their callbacks are
+        refused from now on (409)."""
+        if stores.callbacks is None:
+            return
+        for task in before.tasks:
+            now = after.task(task.task_id)
+            if _awaits_callback(task) and (now is None or not _awaits_callback(now)):
+                await stores.callbacks.mark(after.run_id, task.task_id, CallbackState.CLOSED)
 
     async def effect_subject(
         self, stores: EngineStores, effect: QueuedEffect
@@ -803,6 +841,11 @@ class Engine:
             return new_event(data, source=self.source, causation=cause)
         correlation = str(run.trigger.get("correlation_id") or run.run_id)
         return new_event(data, source=self.source, correlation_id=correlation)
+
+
+def _awaits_callback(task: TaskRun) -> bool:
+    waiting = task.waiting_for or {}
+    return task.status is TaskStatus.WAITING and waiting.get("kind") == "callback"
 
 
 def _with_task(run: Run, task_id: str, **changes: Any) -> Run:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import timedelta
@@ -249,3 +249,18 @@ class Operations:
             )
             await tx.emit(events)
         return started
+
+
+@dataclass(frozen=True)
+class CallbackDelivery:
+    """`callback_api.CallbackSink`: a verified callback advances its run, in a transaction
+    of its own; False when it was delivered before or the task no longer waits."""
+
+    engine: Engine
+    transactions: Transactions
+
+    async def deliver(self, run_id: str, task_id: str, outputs: Mapping[str, Any]) -> bool:
+        async with self.transactions() as tx:
+            accepted, events = await self.engine.on_callback(tx.stores, run_id, task_id, outputs)
+            await tx.emit(events)
+        return accepted
