@@ -7,6 +7,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,9 +19,11 @@ from aiohttp import web
 
 from accord.events import (
     AccessRequested,
+    ApprovalRequested,
     Envelope,
     MfaEnrolmentRequested,
     ProvisionRequested,
+    SessionRevokeRequested,
     UserCreated,
     from_kafka,
     new_event,
@@ -52,7 +55,7 @@ from accord.orchestrator.workflows.extensions import (
     Outputs,
 )
 from accord.orchestrator.workflows.mail import FakeMailer, MailRejected, MailUnavailable
-from accord.orchestrator.workflows.run_model import Run, RunStatus
+from accord.orchestrator.workflows.run_model import Run, RunStatus, TaskRun, TaskStatus
 from accord.runtime.signing import IDEMPOTENCY_HEADER, SIGNATURE_HEADER, verify_signature
 from accord.stack.network import free_port
 
@@ -253,14 +256,151 @@ def test_request_entitlement_is_an_access_request_by_the_workflow() -> None:
     assert AccessRequested.model_validate(again[0].data).request_id == data.request_id
 
 
+def waiting_for_approval(until: datetime, stage: int = 1, attempt: int = 1) -> Run:
+    """The run as runs.advance leaves it after an ask: the approval task waits until the
+    approval_timeout wake-up."""
+    task = TaskRun(
+        task_id="extend",
+        position=0,
+        kind="approval",
+        status=TaskStatus.WAITING,
+        attempts=attempt,
+        started_at=NOW,
+        waiting_for={"kind": "approval", "until": until.isoformat(), "stage": stage},
+    )
+    return replace(run_of("contractor-end-date"), status=RunStatus.WAITING, tasks=(task,))
+
+
+def test_an_approval_is_asked_of_authz_until_the_timeout_wakeup() -> None:
+    until = datetime(2027, 3, 8, 8, tzinfo=UTC)
+    command = runs.AskApproval(
+        **keys("extend"),
+        approvers=("manager", "group:hr-partners"),
+        reason="Extend the contract of Ada?",
+        timeout=timedelta(days=7),
+    )
+    trigger = cause()
+    envelopes = effects().envelopes(command, waiting_for_approval(until), IDENTITY, {}, trigger)
+    assert envelopes is not None
+    (envelope,) = envelopes
+    assert envelope.type == "approval.requested"
+    assert envelope.subject == USER  # keyed by the identity
+    assert (envelope.correlationid, envelope.causationid) == (trigger.correlationid, trigger.id)
+    data = ApprovalRequested.model_validate(envelope.data)
+    assert data.approval_id == f"{RUN_ID}:extend:1" == command.idempotency_key
+    assert (data.user_id, data.workflow_id, data.run_id, data.task_id) == (
+        USER,
+        "contractor-end-date",
+        RUN_ID,
+        "extend",
+    )
+    assert data.approvers == ("manager", "group:hr-partners")
+    assert data.reason == "Extend the contract of Ada?"
+    assert data.expires_at == until  # the wake-up's instant, not now + timeout
+    assert data.escalation is False
+    record = to_kafka(envelope)
+    assert from_kafka(record.topic, record.key, record.value, record.headers).id == envelope.id
+
+
+def test_a_repeated_ask_is_the_same_event_and_an_escalation_a_new_one() -> None:
+    until = datetime(2027, 3, 8, 8, tzinfo=UTC)
+    ask = runs.AskApproval(
+        **keys("extend"), approvers=("manager",), reason=None, timeout=timedelta(days=7)
+    )
+    runner = effects()
+    first = runner.envelopes(ask, waiting_for_approval(until), IDENTITY, {}, cause())
+    # Re-emitted later (a redelivery, a crash): the stored run gives the same expiry and id.
+    again = runner.envelopes(ask, waiting_for_approval(until), IDENTITY, {}, None)
+    assert first is not None
+    assert again is not None
+    assert first[0].id == again[0].id
+    assert first[0].data == again[0].data
+    later = until + timedelta(days=7)
+    escalation = runs.AskApproval(
+        **keys("extend", attempt=2),
+        approvers=("user:u-9",),
+        reason=None,
+        timeout=timedelta(days=7),
+        escalation=True,
+    )
+    escalated = runner.envelopes(
+        escalation, waiting_for_approval(later, stage=2, attempt=2), IDENTITY, {}, None
+    )
+    assert escalated is not None
+    data = ApprovalRequested.model_validate(escalated[0].data)
+    assert escalated[0].id != first[0].id
+    assert (data.approval_id, data.escalation, data.expires_at) == (
+        f"{RUN_ID}:extend:2",
+        True,
+        later,
+    )
+    assert data.reason is None
+
+
+def test_an_ask_without_a_stored_wait_expires_a_timeout_after_the_run_step() -> None:
+    command = runs.AskApproval(
+        **keys("extend"),
+        approvers=("manager",),
+        reason="  " + "r" * 300,
+        timeout=timedelta(hours=4),
+    )
+    envelopes = effects().envelopes(command, run_of(), IDENTITY, {}, None)
+    assert envelopes is not None
+    data = ApprovalRequested.model_validate(envelopes[0].data)
+    assert data.expires_at == NOW + timedelta(hours=4)  # run_of().updated_at + timeout
+    assert data.reason == "r" * 256
+
+
+def test_an_ask_that_cannot_be_an_event_fails_for_good() -> None:
+    command = runs.AskApproval(
+        **keys("extend"),
+        approvers=tuple(f"user:u-{n}" for n in range(17)),
+        reason=None,
+        timeout=timedelta(days=1),
+    )
+    with pytest.raises(EffectFailed, match="approvers") as failed:
+        effects().envelopes(command, run_of(), IDENTITY, {}, None)
+    assert not failed.value.retryable
+
+
+def test_revoke_sessions_asks_authn_whatever_the_status() -> None:
+    command = runs.RevokeSessions(**keys("sessions"))
+    seen: list[SessionRevokeRequested] = []
+    for identity in (IDENTITY, {**IDENTITY, "status": "inactive", "active": False}):
+        envelopes = effects().envelopes(command, run_of("leaver"), identity, {}, None)
+        assert envelopes is not None
+        (envelope,) = envelopes
+        assert envelope.type == "session.revoke_requested"
+        assert envelope.subject == USER
+        assert envelope.correlationid == RUN_ID
+        seen.append(SessionRevokeRequested.model_validate(envelope.data))
+    assert seen[0] == seen[1]
+    data = seen[0]
+    assert (data.user_id, data.request_id, data.reason, data.run_id) == (
+        USER,
+        f"{RUN_ID}:sessions:1",
+        "workflow leaver",
+        RUN_ID,
+    )
+    again = effects().envelopes(command, run_of("leaver"), IDENTITY, {}, cause())
+    retried = effects().envelopes(
+        runs.RevokeSessions(**keys("sessions", attempt=2)), run_of("leaver"), IDENTITY, {}, None
+    )
+    assert again is not None
+    assert retried is not None
+    first = effects().envelopes(command, run_of("leaver"), IDENTITY, {}, None)
+    assert first is not None
+    assert first[0].id == again[0].id != retried[0].id
+
+
 def test_io_effects_have_no_envelopes() -> None:
     runner = effects()
     for command in (
         runs.SendMail(**keys("mail"), to=("manager",), subject="s", body="b"),
-        runs.RevokeSessions(**keys("sessions")),
-        runs.AskApproval(
-            **keys("ok"), approvers=("manager",), reason=None, timeout=timedelta(days=1)
+        runs.IssueAccessPass(
+            **keys("tap"), lifetime=timedelta(hours=1), one_time=True, deliver_to="manager"
         ),
+        runs.RevokeEntitlements(**keys("revoke"), entitlements="all"),
     ):
         assert runner.envelopes(command, run_of(), IDENTITY, {}, None) is None
 
@@ -576,7 +716,7 @@ async def test_the_http_access_passes_call_authn_with_the_token(tmp_path: Path) 
     await client.close()
 
 
-# --- grants, sessions, approvals -----------------------------------------------------------
+# --- grants, and no I/O for Kafka commands ------------------------------------------------
 
 
 async def test_revoke_entitlements_unless_allowed_keeps_what_policy_allows() -> None:
@@ -606,27 +746,14 @@ async def test_revoke_entitlements_unless_allowed_keeps_what_policy_allows() -> 
         await effects().perform(named, run_of(), IDENTITY)
 
 
-async def test_revoke_sessions_is_authns_own_for_a_gone_identity_only() -> None:
-    command = runs.RevokeSessions(**keys("sessions"))
-    for identity in (
-        {**IDENTITY, "status": "deleted"},
-        {**IDENTITY, "status": None, "active": False},
-    ):
-        assert await effects().perform(command, run_of(), identity) == {"by": "authn"}
-    with pytest.raises(EffectFailed, match="needs authn support") as failed:
-        await effects().perform(command, run_of(), IDENTITY)
-    assert not failed.value.retryable
-
-
-async def test_approvals_and_kafka_commands_are_not_performed() -> None:
+async def test_kafka_commands_are_not_performed() -> None:
     approval = runs.AskApproval(
         **keys("ok"), approvers=("manager",), reason=None, timeout=timedelta(days=7)
     )
-    with pytest.raises(EffectFailed, match="decision path") as failed:
-        await effects().perform(approval, run_of(), IDENTITY)
-    assert not failed.value.retryable
-    with pytest.raises(EffectFailed, match="Kafka command"):
-        await effects().perform(runs.RequireMfa(**keys("mfa")), run_of(), IDENTITY)
+    for command in (approval, runs.RevokeSessions(**keys("s")), runs.RequireMfa(**keys("mfa"))):
+        with pytest.raises(EffectFailed, match="Kafka command") as failed:
+            await effects().perform(command, run_of(), IDENTITY)
+        assert not failed.value.retryable
 
 
 async def test_the_http_grants_page_revoke_and_ask_authz(tmp_path: Path) -> None:

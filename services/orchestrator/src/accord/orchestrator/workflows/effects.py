@@ -19,6 +19,11 @@ RequireMfa              ``mfa.enrolment_requested`` (as the    none: done once e
 RequestEntitlement      ``access.requested`` (requester        none: done once emitted
                         ``workflow:<workflow id>``, principal  (authz decides, its
                         the identity)                          policies and approvals apply)
+AskApproval             ``approval.requested`` (approval_id =  emitted = the ask is
+                        the idempotency key, expires_at = the  acknowledged; the decision
+                        task's approval_timeout wake-up)       is ``approval.decided``
+RevokeSessions          ``session.revoke_requested`` (authn    none: done once emitted
+                        revokes whatever the status)           (authn: ``session.revoked``)
 RevokeEntitlements      I/O: authz's grants (port              perform's outputs
                         :class:`AccessGrants`)
 SendMail                I/O: the Mailer                        perform's outputs
@@ -27,28 +32,26 @@ CallExtension           I/O: the ExtensionClient (+ the        perform's outputs
 IssueAccessPass         I/O: authn's access pass API (port     perform's outputs
                         :class:`AccessPasses`), the code
                         mailed in the same perform
-RevokeSessions          I/O: nothing to call (see below)       perform's outputs
-AskApproval             I/O: refused, permanent (see below)    EffectFailed
 ======================  =====================================  ===========================
 
-What is not possible yet, and fails the task permanently with a reason that says so:
+Approvals: authz resolves the approvers (manager, group members, named users; never the
+identity), records the ask once per ``approval_id`` and answers ``approval.decided`` (an
+ask that names nobody is rejected at once, by ``authz``). ``expires_at`` is the instant the
+run's ``approval_timeout`` wake-up fires: the approval task's stored wait (``waiting_for
+["until"]``, set by ``runs`` in the same step), else the run's step time plus the timeout;
+either way a re-emission of the same ask carries the same instant, so it is the same event.
+An escalation is a new attempt: a new approval_id, a new event.
 
-- ``AskApproval``: authz's approval chain (``access.approval_requested``) belongs to an
-  access request (a resource, a request id authz stores, approvers resolved by authz) and
-  its decisions come back only through authz's own API for its own requests; a workflow's
-  approval has no resource and no way back to the run. It needs a decision path (an
-  approvals API for runs, or authz taking workflow approvals) before it can work.
-- ``RevokeSessions`` of an *active* identity: authn ends an identity's sessions everywhere
-  (CAEP session-revoked) when the identity becomes inactive or deleted (its identity
-  handler) or is locked, but offers no API nor command event to do it on request. So the
-  task succeeds for an identity that is inactive or deleted (authn did it on that change,
-  ``outputs.by == "authn"``) and fails permanently for an active one.
+Session revocation: authn revokes the identity's sessions everywhere (CAEP session-revoked
+to every Shared Signals stream, then ``session.revoked``) whatever its status, as on a
+lockout or a deactivation; the request is sent for an inactive identity too (a repeat
+revocation is harmless, and authn's inbox takes one event id once).
 
 The I/O edges: ``adapters/access_passes.py`` (authn, ``ACCORD_AUTHN_URL`` + a token file),
 ``adapters/authz_grants.py`` (authz, ``ACCORD_AUTHZ_URL`` + a token file), the Mailer
 (``adapters/smtp.py``) and ``extensions.ExtensionClient``; ``effect_fakes.py`` has the
-in-memory ones. ``access.requested`` is not yet among the topics the orchestrator may write
-(accord.stack.kafka_acls): a deployment with Kafka ACLs needs it added there.
+in-memory ones. The Kafka commands are among the topics the orchestrator may write
+(accord.stack.kafka_acls: access.requested, approval.requested, session.revoke_requested).
 
 Idempotency: every envelope's event id is derived from the command's idempotency key (and
 the target), so a command emitted twice after a crash is the same event; the provisioner
@@ -74,12 +77,14 @@ from pydantic import ValidationError
 
 from accord.events import (
     AccessRequested,
+    ApprovalRequested,
     Envelope,
     EventData,
     MfaEnrolmentRequested,
     Profile,
     ProvisionRequested,
     Resource,
+    SessionRevokeRequested,
     new_event,
 )
 from accord.events.catalogue.authn import Factor
@@ -354,8 +359,8 @@ class Effects:
         accounts: Mapping[str, str],
         cause: Envelope | None,
     ) -> list[Envelope] | None:
-        """The Kafka commands of a Provision, ChangeGroup, RequireMfa or RequestEntitlement;
-        None for the I/O effects (perform).
+        """The Kafka commands of a Provision, ChangeGroup, RequireMfa, RequestEntitlement,
+        AskApproval or RevokeSessions; None for the I/O effects (perform).
 
         An empty list means nothing needs doing (no birthright target, no account to
         disable): the task succeeds at once. Raises EffectFailed (permanent) when the
@@ -399,6 +404,16 @@ class Effects:
             return [self._event(command, run, cause, enrol)]
         if isinstance(command, runs.RequestEntitlement):
             return [self._event(command, run, cause, _access_request(command, run))]
+        if isinstance(command, runs.AskApproval):
+            return [self._event(command, run, cause, _approval_request(command, run))]
+        if isinstance(command, runs.RevokeSessions):
+            revoke = SessionRevokeRequested(
+                user_id=run.identity_id,
+                request_id=command.idempotency_key,
+                reason=f"workflow {run.workflow_id}"[:256],
+                run_id=run.run_id,
+            )
+            return [self._event(command, run, cause, revoke)]
         return None
 
     def provision_targets(
@@ -458,14 +473,6 @@ class Effects:
             return await self._issue_access_pass(command, run, identity)
         if isinstance(command, runs.RevokeEntitlements):
             return await self._revoke_entitlements(command, run, identity)
-        if isinstance(command, runs.RevokeSessions):
-            return _sessions_revoked(identity)
-        if isinstance(command, runs.AskApproval):
-            raise EffectFailed(
-                "approval tasks need a decision path for workflow runs (authz approves only"
-                " its own access requests): not available",
-                retryable=False,
-            )
         raise EffectFailed(
             f"{type(command).__name__} is a Kafka command, not an I/O effect", retryable=False
         )
@@ -711,20 +718,40 @@ def _access_request(command: runs.RequestEntitlement, run: Run) -> AccessRequest
     )
 
 
-def _sessions_revoked(identity: Mapping[str, Any]) -> Mapping[str, Any]:
-    """authn ends an identity's sessions everywhere when it becomes inactive or deleted;
-    there is no way to ask it for an active identity (module docstring)."""
-    status = identity.get("status")
-    inactive = status in ("inactive", "deleted") or (
-        status is None and not identity.get("active", True)
-    )
-    if inactive:
-        return {"by": "authn"}
-    raise EffectFailed(
-        "revoke_sessions needs authn support (an API or command to revoke an active"
-        " identity's sessions): not available",
-        retryable=False,
-    )
+def _approval_request(command: runs.AskApproval, run: Run) -> ApprovalRequested:
+    """The ask authz records once per approval_id (module docstring); EffectFailed
+    (permanent) when the ask cannot be a valid event (e.g. more approvers than one ask may
+    name)."""
+    reason = (command.reason or "").strip()[:256] or None
+    try:
+        return ApprovalRequested(
+            approval_id=command.idempotency_key,
+            user_id=run.identity_id,
+            workflow_id=run.workflow_id,
+            run_id=run.run_id,
+            task_id=_task(command),
+            approvers=command.approvers,
+            reason=reason,
+            expires_at=_approval_expiry(command, run),
+            escalation=command.escalation,
+        )
+    except ValidationError as error:
+        problems = ", ".join(".".join(map(str, e["loc"])) for e in error.errors())
+        raise EffectFailed(
+            f"the approval request is not valid: {problems}", retryable=False
+        ) from None
+
+
+def _approval_expiry(command: runs.AskApproval, run: Run) -> datetime:
+    """When the run stops waiting for this ask: the approval task's stored wait (the
+    approval_timeout wake-up's instant), else the run's step time plus the timeout. Both
+    come from the stored run, so a re-emission of the ask carries the same instant."""
+    task = run.task(_task(command))
+    waiting = (task.waiting_for or {}) if task is not None else {}
+    until = waiting.get("until")
+    if waiting.get("kind") == "approval" and isinstance(until, str):
+        return datetime.fromisoformat(until)
+    return run.updated_at + command.timeout
 
 
 def _task(command: runs.Effect) -> str:
