@@ -153,6 +153,10 @@ bench-audit: install ## Audit records stored per second (chained, batched) and v
 bench-connectors: install ## Connector operations per second against real targets
 	$(RUN) python benchmarks/connectors.py
 
+.PHONY: bench-timers
+bench-timers: install ## Lateness of 1,000 time-trigger timers due over 20 s (p50/p90/p99/max) and orchestrator CPU
+	$(RUN) python benchmarks/workflow_timers.py $(if $(BROKER),--broker $(BROKER))
+
 .PHONY: clean
 clean: ## Remove local data (.accord) and caches
 	rm -rf .accord .pytest_cache .mypy_cache .ruff_cache
