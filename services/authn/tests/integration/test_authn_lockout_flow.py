@@ -18,6 +18,7 @@ from accord.authn import approvals, housekeeping
 from accord.authn.adapters import identities, lockouts
 from accord.authn.bootstrap import postgres_ports, routes_of
 from accord.authn.domain.lockout import LockoutPolicy
+from accord.authn.handlers.sessions import request_txn
 from accord.authn.ports import Ports
 from accord.authn.signals import Signal, send_nothing
 from accord.events import (
@@ -29,6 +30,7 @@ from accord.events import (
     EventData,
     MfaRemoved,
     Resource,
+    SessionRevokeRequested,
     UserCreated,
     UserDeactivated,
     UserDeleted,
@@ -307,6 +309,35 @@ async def test_leavers_and_deactivations_lose_their_sessions_everywhere(
         assert await identities.status_of(conn, "u-gone") == "deleted"
         assert await identities.find_by_email(conn, "u-away@example.com") == "u-away"
         assert await identities.find_by_email(conn, "U-GONE@example.com") is None
+
+
+async def test_a_workflows_request_ends_an_active_identitys_sessions_only(
+    pool: asyncpg.Pool,
+) -> None:
+    recorder = Recorder()
+    flows = handlers(recorder)
+    user = "u-revoke"
+    await known(pool, flows, user)
+    request = SessionRevokeRequested(
+        user_id=user,
+        request_id="run-1:revoke_sessions:1",
+        reason="workflow contractor-end-date",
+        run_id="run-1",
+    )
+    asked = new_event(request, source="accord/orchestrator", correlation_id="run-1")
+    events = await handle(pool, flows.route, asked)
+    assert [e.type for e in events] == ["session.revoked"]
+    assert events[0].causationid == asked.id
+    assert events[0].data.model_dump()["streams"] == 2
+    assert recorder.sent == [(user, "session-revoked", "workflow contractor-end-date")]
+    assert recorder.txns == [request_txn("run-1:revoke_sessions:1")]
+    # Sessions only: no lockout, and the identity stays active.
+    async with pool.acquire() as conn:
+        assert await identities.status_of(conn, user) == "active"
+        rows = await lockouts.list_lockouts(
+            conn, user_id=user, open_only=False, before=None, limit=10
+        )
+    assert rows == []
 
 
 async def test_housekeeping_drops_failures_outside_the_window(pool: asyncpg.Pool) -> None:

@@ -160,7 +160,9 @@ SERVICES: tuple[ServiceAccess, ...] = (
             topics.ACCESS_DECIDED,
             topics.MFA_ENROLMENT_REQUESTED,
             topics.MFA_ENROLLED,
+            topics.SESSION_REVOKE_REQUESTED,
         ),
+        # session.revoke_requested: a workflow's revoke_sessions (the orchestrator asks);
         # access.requested: unlock and factor-reset requests; authn.*: Accord's own factor
         # verifications count toward lockouts like an identity provider's.
         writes=(

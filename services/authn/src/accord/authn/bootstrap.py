@@ -34,6 +34,7 @@ from accord.authn.handlers import (
     on_identity_event,
     on_mfa_enrolled,
     on_security_signal,
+    on_session_revoke_requested,
 )
 from accord.authn.ports import Ports, PortsOf
 from accord.authn.settings import AuthnSettings
@@ -47,6 +48,7 @@ from accord.events import (
     Envelope,
     MfaEnrolled,
     MfaEnrolmentRequested,
+    SessionRevokeRequested,
 )
 from accord.runtime.routes import HandlerContext, Route, Typed, on, table
 from accord.runtime.service import Runtime, ServiceDefinition
@@ -86,6 +88,7 @@ def routes_of(ports_of: PortsOf) -> Mapping[str, Route]:
         on(AccessDecided, on_access_decided, ports),
         on(MfaEnrolmentRequested, on_enrolment_requested, ports),
         on(MfaEnrolled, on_mfa_enrolled, ports),
+        on(SessionRevokeRequested, on_session_revoke_requested, ports),
     ]
     return table(typed)
 
