@@ -1,4 +1,5 @@
-"""Workflow run and task events (issue 22) as audit entries: outcome, actor, subject, target."""
+"""Workflow run and task events (issue 22) as audit entries: outcome, actor, subject, target;
+and the asks of workflow runs (approvals, session revocations) with their answers."""
 
 from __future__ import annotations
 
@@ -10,7 +11,11 @@ import pytest
 
 from accord.auditor.domain.normalise import OUTCOMES, from_envelope, outcome_of
 from accord.events import (
+    ApprovalDecided,
+    ApprovalRequested,
     EventData,
+    SessionRevoked,
+    SessionRevokeRequested,
     UserCreated,
     WorkflowRunCancelled,
     WorkflowRunCompleted,
@@ -116,3 +121,86 @@ def test_a_dead_lettered_workflow_event_is_a_failure_whatever_its_type() -> None
     entry = from_envelope(event, topics.dlq_for(event.type), None)
 
     assert entry.outcome == "failure"
+
+
+ASK: dict[str, Any] = {
+    "approval_id": "run-1:extend:1",
+    "user_id": "e-1",
+    "run_id": "run-1",
+    "task_id": "extend",
+}
+AUTHZ = "accord/authz"
+AUTHN = "accord/authn"
+
+ASKS = [
+    pytest.param(
+        ApprovalRequested(
+            **ASK,
+            workflow_id="contractor-end-date",
+            approvers=("manager",),
+            reason="Extend the contract?",
+            expires_at=UNTIL,
+        ),
+        ORCHESTRATOR,
+        "pending",
+        id="approval_requested",
+    ),
+    pytest.param(
+        ApprovalDecided(**ASK, approved=True, decided_by="u-7", decided_at=UNTIL),
+        AUTHZ,
+        "success",
+        id="approved",
+    ),
+    pytest.param(
+        ApprovalDecided(**ASK, approved=False, decided_by="u-7", decided_at=UNTIL),
+        AUTHZ,
+        "failure",
+        id="rejected",
+    ),
+    pytest.param(
+        ApprovalDecided(
+            **ASK,
+            approved=False,
+            decided_by="authz",
+            decided_at=UNTIL,
+            reason="no approver resolved",
+        ),
+        AUTHZ,
+        "failure",
+        id="rejected_by_authz",
+    ),
+    pytest.param(
+        SessionRevokeRequested(
+            user_id="e-1", request_id="run-1:sessions:1", reason="workflow leaver", run_id="run-1"
+        ),
+        ORCHESTRATOR,
+        "pending",
+        id="session_revoke_requested",
+    ),
+    pytest.param(
+        SessionRevoked(user_id="e-1", reason="workflow leaver", streams=2),
+        AUTHN,
+        "info",
+        id="session_revoked",
+    ),
+]
+
+
+@pytest.mark.parametrize(("data", "source", "outcome"), ASKS)
+def test_a_workflows_ask_and_its_answer_land_on_the_identity_with_their_outcome(
+    data: EventData, source: str, outcome: str
+) -> None:
+    event = new_event(data, source=source)
+
+    entry = from_envelope(event, event.type, None)
+
+    assert outcome_of(event) == outcome
+    assert entry.outcome == outcome
+    assert entry.actor == source
+    assert entry.subject == "e-1"  # on the identity's time line
+    assert entry.target is None
+
+
+def test_every_ask_of_a_workflow_run_has_an_outcome_of_its_own() -> None:
+    for event_type in (topics.APPROVAL_REQUESTED, topics.SESSION_REVOKE_REQUESTED):
+        assert OUTCOMES[event_type] == "pending"

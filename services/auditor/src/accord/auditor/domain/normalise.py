@@ -23,6 +23,11 @@ _UNPARSED = object()
 #: stays None (a workflow or task id there would count a failed run as a target's failure
 #: on the dashboard), their actor is the engine that ran them (the event's source). A
 #: cancelled run or a skipped task neither succeeded nor failed: informational.
+#: A workflow's asks are requests awaiting an answer, as access.requested and
+#: provision.requested: approval.requested (authz answers approval.decided) and
+#: session.revoke_requested (authn answers session.revoked) are pending. approval.decided is
+#: the final word on an ask, as access.decided is on a request: approved is a success,
+#: rejected (by an approver, or by authz when the ask named nobody) a failure (outcome_of).
 OUTCOMES: dict[str, str] = {
     "account.provisioned": "success",
     "saga.completed": "success",
@@ -34,6 +39,8 @@ OUTCOMES: dict[str, str] = {
     "workflow.run_failed": "failure",
     "workflow.task_failed": "failure",
     "access.requested": "pending",
+    "approval.requested": "pending",
+    "session.revoke_requested": "pending",
     "provision.requested": "pending",
     "saga.started": "pending",
     "workflow.run_started": "pending",
@@ -65,6 +72,11 @@ def outcome_of(envelope: Envelope) -> str:
     if envelope.type == "access.decided":
         decision = getattr(envelope.data, "decision", None)
         return {"permit": "success", "deny": "failure"}.get(str(decision), "pending")
+    if envelope.type == "approval.decided":
+        approved = getattr(envelope.data, "approved", None)
+        if approved is None:
+            return "pending"
+        return "success" if approved else "failure"
     return OUTCOMES.get(envelope.type, "info")
 
 
