@@ -179,6 +179,21 @@ async def test_a_user_name_belongs_to_one_living_identity(stores: Stores) -> Non
         await registry.set_status("u-1", "active", 3)  # back, but the name is taken
 
 
+async def test_identity_ids_page_through_the_living_identities_in_order(
+    stores: Stores,
+) -> None:
+    registry = stores.registry
+    assert await registry.identity_ids(None, 10) == []
+    for user_id in ("c3", "a1", "e5", "b2", "d4"):
+        await registry.save_profile(change(user_id, 1))
+    await registry.set_status("d4", "deleted", 2)  # a leaver is listed no more
+
+    assert await registry.identity_ids(None, 2) == ["a1", "b2"]
+    assert await registry.identity_ids("b2", 2) == ["c3", "e5"]
+    assert await registry.identity_ids("e5", 2) == []
+    assert await registry.identity_ids(None, 10) == ["a1", "b2", "c3", "e5"]
+
+
 async def test_a_second_identity_cannot_take_a_living_user_name(stores: Stores) -> None:
     await stores.registry.save_profile(change("u-1", 1, user_name="ada"))
     with pytest.raises(UserNameTaken):

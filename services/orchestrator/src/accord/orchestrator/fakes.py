@@ -74,6 +74,10 @@ class FakeRegistry:
         profile = Profile.model_validate(entry.profile)
         return Identity(user_id, entry.status, profile, entry.locked_by)
 
+    async def identity_ids(self, after: str | None, limit: int) -> list[str]:
+        living = sorted(u for u, entry in self.entries.items() if entry.status != "deleted")
+        return [u for u in living if after is None or u > after][:limit]
+
     async def accounts(self, user_id: str) -> Accounts:
         held = self.accounts_of.get(user_id, {})
         return Accounts(

@@ -86,6 +86,11 @@ class RegistryStore(Protocol):
     async def identity(self, user_id: str) -> Identity | None:
         """The identity's entry, None when the registry does not hold it."""
 
+    async def identity_ids(self, after: str | None, limit: int) -> list[str]:
+        """The ids of the living (not deleted) identities after `after`, in id order, at
+        most `limit`: a keyset page, for the work that covers every identity (workflow
+        schedules, timers planned again for a new workflow set)."""
+
     async def accounts(self, user_id: str) -> Accounts:
         """The targets where the identity holds an account, and those in doubt too."""
 

@@ -50,6 +50,15 @@ class PostgresRegistry:
         entry = await store.get_identity(self.conn, user_id)
         return identity_of(entry) if entry is not None else None
 
+    async def identity_ids(self, after: str | None, limit: int) -> list[str]:
+        rows = await self.conn.fetch(
+            "SELECT user_id FROM identities WHERE status <> 'deleted'"
+            " AND ($1::text IS NULL OR user_id > $1) ORDER BY user_id LIMIT $2",
+            after,
+            limit,
+        )
+        return [row["user_id"] for row in rows]
+
     async def accounts(self, user_id: str) -> Accounts:
         held = await store.account_targets(self.conn, user_id)
         maybe = await store.account_targets(self.conn, user_id, requested=True)
