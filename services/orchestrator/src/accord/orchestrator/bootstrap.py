@@ -1,8 +1,9 @@
 """Wires the orchestrator's handlers, API and tables into a service definition.
 
 With ACCORD_WORKFLOWS_DIR set, the workflow engine (issue 22, v0) runs beside the sagas: the
-identity and provisioning-result routes also drive it (in the event's transaction), its
-loops (wake-ups, time triggers, I/O effects, the folder watch) run in the background and
+identity and provisioning-result routes and the SCIM writes also drive it (in the event's
+transaction), its loops (wake-ups, time triggers, I/O effects, cron schedules, timers
+planned again when the set changes, the folder watch) run in the background and
 the runs API is mounted. Unset, the orchestrator is exactly what it was.
 """
 
@@ -255,7 +256,7 @@ def definition(settings: OrchestratorSettings) -> ServiceDefinition:
 
     def configure_app(app: FastAPI, runtime: Runtime) -> None:
         api.configure(app, runtime, flows)
-        scim_app.mount(app, runtime, flows)
+        scim_app.mount(app, runtime, flows, wired.engine if wired is not None else None)
         serve_metrics(runtime)
         if wired is not None:
             wired.configure_app(app, runtime)

@@ -43,6 +43,7 @@ from accord.orchestrator.domain.workflow import WorkflowSettings
 from accord.orchestrator.scim.errors import quiet, schema_words
 from accord.orchestrator.scim.models import EnterpriseUser, LifecycleUser, with_manager_reference
 from accord.orchestrator.scim.sync import RegistrySync
+from accord.orchestrator.workflows.engine import Engine
 from accord.runtime.problems import serve_scim_errors
 from accord.runtime.security.api import ApiSecurity
 from accord.runtime.security.roles import Caller, Permission
@@ -168,9 +169,12 @@ def _error(status: int, detail: Any) -> dict[str, Any]:
     }
 
 
-def mount(app: FastAPI, runtime: Runtime, workflows: WorkflowSettings) -> None:
-    """Serve SCIM under /scim/v2, on the orchestrator's database and outbox."""
-    sync = RegistrySync(workflows, runtime.schema, f"{runtime.source}/scim")
+def mount(
+    app: FastAPI, runtime: Runtime, workflows: WorkflowSettings, engine: Engine | None = None
+) -> None:
+    """Serve SCIM under /scim/v2, on the orchestrator's database and outbox (and the
+    workflow engine's, when it is on)."""
+    sync = RegistrySync(workflows, runtime.schema, f"{runtime.source}/scim", engine)
     described = provider()
     storage = PostgresScimStorage(described, runtime.pool.acquire, on_change=sync)
     # scim2-server types the ASGI scope as a dict, Starlette as a MutableMapping: same thing.

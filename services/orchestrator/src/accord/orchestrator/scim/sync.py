@@ -5,6 +5,13 @@ registry entry, the identity event, the saga it starts and the saga's commands a
 together (the events through the outbox), or none of them do. The events take the same
 path as events from Kafka, so when the orchestrator later consumes its own event, the
 registry already holds that sequence and skips it.
+
+With the workflow engine on (`engine`), each identity event goes through the same wrapper
+the Kafka routes use (`handlers.workflows.with_workflows`): in the write's transaction and
+under the identity's lock, the engine sees the identity before and after the event, starts
+the runs it triggers (a department changed over SCIM starts the mover workflow) and plans
+the timers of its dates (hireDate and leaveDate of Accord's lifecycle extension). When the
+orchestrator later consumes its own event, the registry skips it, so nothing starts twice.
 """
 
 from __future__ import annotations
@@ -32,10 +39,18 @@ from accord.events import (
 )
 from accord.orchestrator.adapters.postgres import postgres_ports
 from accord.orchestrator.adapters.scim_storage import ResourceChange
+from accord.orchestrator.adapters.workflow_effects import engine_stores
 from accord.orchestrator.domain.scim_profile import UnusableValue, profile_of
 from accord.orchestrator.domain.workflow import WorkflowSettings
 from accord.orchestrator.handlers import on_user_created, on_user_status, on_user_updated
 from accord.orchestrator.handlers.identity import UserStatusChanged
+from accord.orchestrator.handlers.workflows import (
+    IdentityHandler,
+    WorkflowPorts,
+    with_workflows,
+)
+from accord.orchestrator.ports import OrchestratorPorts
+from accord.orchestrator.workflows.engine import Engine
 from accord.runtime import outbox
 
 _VERSION = re.compile(r"(\d+)")
@@ -49,6 +64,8 @@ class RegistrySync:
     workflows: WorkflowSettings
     schema: str
     source: str
+    engine: Engine | None = None
+    """The workflow engine when it is on (ACCORD_WORKFLOWS_DIR): identity events drive it."""
 
     async def __call__(self, conn: asyncpg.Connection, change: ResourceChange) -> None:
         """Turn one SCIM write into identity events, applied and published."""
@@ -68,17 +85,14 @@ class RegistrySync:
         sequence = current.sequence if current else 0
         emitted: list[Envelope] = []
 
+        handle = _IdentityHandlers(ports, conn, self.engine)
+
         async def apply(data: UserCreated | UserUpdated | UserStatusChanged) -> None:
             nonlocal sequence
             sequence += 1
             event = new_event(data, source=self.source, sequence=sequence)
             emitted.append(event)
-            if isinstance(data, UserCreated):
-                emitted.extend(await on_user_created(event, data, ports))
-            elif isinstance(data, UserUpdated):
-                emitted.extend(await on_user_updated(event, data, ports))
-            else:
-                emitted.extend(await on_user_status(event, data, ports))
+            emitted.extend(await handle(event, data))
 
         if change.after is None:
             await apply(UserDeleted(user_id=user_id, reason="deleted over SCIM"))
@@ -95,6 +109,33 @@ class RegistrySync:
         if before.model_copy(update={"active": after.active}) != after:
             await apply(UserUpdated(user_id=user_id, **after.model_dump()))
         return emitted
+
+
+@dataclass(frozen=True)
+class _IdentityHandlers:
+    """The identity handlers a SCIM write's events go to: as the Kafka routes have them,
+    wrapped with the workflow engine when it is on."""
+
+    ports: OrchestratorPorts
+    conn: asyncpg.Connection
+    engine: Engine | None
+
+    async def __call__(
+        self, event: Envelope, data: UserCreated | UserUpdated | UserStatusChanged
+    ) -> list[Envelope]:
+        handler = _handler_for(data)
+        if self.engine is None:
+            return await handler(event, data, self.ports)
+        ports = WorkflowPorts(self.ports, engine_stores(self.conn), self.engine)
+        return await with_workflows(handler)(event, data, ports)
+
+
+def _handler_for(data: UserCreated | UserUpdated | UserStatusChanged) -> IdentityHandler[Any]:
+    if isinstance(data, UserCreated):
+        return on_user_created
+    if isinstance(data, UserUpdated):
+        return on_user_updated
+    return on_user_status
 
 
 def _profile(resource: dict[str, Any]) -> Profile:
