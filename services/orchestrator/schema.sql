@@ -215,6 +215,14 @@ CREATE SEQUENCE orchestrator.workflow_runs_seq_seq
 
 ALTER SEQUENCE orchestrator.workflow_runs_seq_seq OWNED BY orchestrator.workflow_runs.seq;
 
+CREATE TABLE orchestrator.workflow_schedules (
+    workflow_id text NOT NULL,
+    last_run_at timestamp with time zone NOT NULL,
+    running_slot timestamp with time zone,
+    cursor text,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
 CREATE TABLE orchestrator.workflow_timers (
     timer_id text NOT NULL,
     identity_id text NOT NULL,
@@ -292,6 +300,9 @@ ALTER TABLE ONLY orchestrator.workflow_runs
 
 ALTER TABLE ONLY orchestrator.workflow_runs
     ADD CONSTRAINT workflow_runs_seq_key UNIQUE (seq);
+
+ALTER TABLE ONLY orchestrator.workflow_schedules
+    ADD CONSTRAINT workflow_schedules_pkey PRIMARY KEY (workflow_id);
 
 ALTER TABLE ONLY orchestrator.workflow_timers
     ADD CONSTRAINT workflow_timers_pkey PRIMARY KEY (timer_id);

@@ -97,6 +97,7 @@ from accord.orchestrator.workflows.operations import (
 )
 from accord.orchestrator.workflows.ports import Conflict, RunStore, TimerStore, WakeupStore
 from accord.orchestrator.workflows.run_model import Run, RunStatus, TaskRun, TaskStatus, Wakeup
+from accord.orchestrator.workflows.schedules import ScheduleStore
 from accord.orchestrator.workflows.timers import Timer, plan_timers
 from accord.runtime.errors import RetryableError
 
@@ -140,6 +141,8 @@ class EngineStores:
     effects: EffectQueue
     callbacks: CallbackMarks | None = None
     """None where no callback can be awaited (the unit tests' stores)."""
+    schedules: ScheduleStore | None = None
+    """The cron schedules' states: only the schedule loop needs them (None elsewhere)."""
 
 
 def is_run_id(value: str) -> bool:
@@ -764,6 +767,69 @@ class Engine:
             started.append(run_id)
         return started, work.events
 
+    # --- schedules and timers over the registry (the loops page through it) -----------------
+
+    async def start_scheduled(
+        self,
+        stores: EngineStores,
+        workflow_id: str,
+        slot: datetime,
+        identity_ids: Sequence[str],
+    ) -> list[Envelope]:
+        """A cron workflow's schedule time `slot`, for a page of identities: a run for each
+        one in its scope, through the same start as any run (one run at a time per
+        identity). Its run id comes from (workflow, version, slot, identity): the same page
+        handled twice starts nothing twice. Nothing when the workflow is gone or disabled."""
+        workflows = self.current()
+        now = self.clock()
+        work = _Handling(stores, None, now, [])
+        for identity_id in identity_ids:
+            await stores.registry.lock(identity_id)
+            entry = await stores.registry.identity(identity_id)
+            if entry is None or entry.status == "deleted":
+                continue
+            profiles = {identity_id: identity_view(entry)}
+            try:
+                matches = matching.runs_on_demand(workflows, workflow_id, profiles, now)
+            except matching.UnknownWorkflow:
+                log.info("scheduled workflow no longer runs", extra={"workflow_id": workflow_id})
+                return work.events
+            for planned in matches.runs:
+                cause = f"schedule\x00{slot.isoformat()}\x00{identity_id}"
+                run_id = run_id_for(cause, planned.workflow_id, planned.version)
+                trigger = {
+                    "kind": "schedule",
+                    "slot": slot.isoformat(),
+                    "summary": planned.trigger,
+                    "correlation_id": run_id,
+                }
+                await self._start(work, workflows, planned, cause, trigger, run_id=run_id)
+        return work.events
+
+    async def replan_timers(
+        self, stores: EngineStores, identity_ids: Sequence[str]
+    ) -> list[Envelope]:
+        """Bring a page of identities' timers in line with the workflow set in force (after
+        a reload, or at start): `plan_timers` with the identity as it is, before and after,
+        for those with a date attribute a time trigger names. Idempotent: a timer planned
+        already is planned again as it is; a past time fires within its catch-up, as for
+        an event."""
+        workflows = self.current()
+        attributes = {trigger.attribute for trigger in matching.time_triggers(workflows)}
+        if not attributes:
+            return []
+        work = _Handling(stores, None, self.clock(), [])
+        for identity_id in identity_ids:
+            await stores.registry.lock(identity_id)
+            entry = await stores.registry.identity(identity_id)
+            if entry is None:
+                continue
+            view = identity_view(entry)
+            if all(_attribute(view, name) is None for name in attributes):
+                continue
+            await self._plan_timers(work, workflows, view, view)
+        return work.events
+
     # --- reading ------------------------------------------------------------------------------
 
     async def _locked_run(self, stores: EngineStores, run_id: str) -> Run | None:
@@ -841,6 +907,16 @@ class Engine:
             return new_event(data, source=self.source, causation=cause)
         correlation = str(run.trigger.get("correlation_id") or run.run_id)
         return new_event(data, source=self.source, correlation_id=correlation)
+
+
+def _attribute(identity: Mapping[str, Any], name: str) -> Any:
+    """An attribute of the identity's view by its dotted name (attributes.contract_end)."""
+    value: Any = identity
+    for part in name.split("."):
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(part)
+    return value
 
 
 def _awaits_callback(task: TaskRun) -> bool:

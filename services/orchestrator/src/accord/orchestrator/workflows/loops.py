@@ -12,6 +12,14 @@ and retried at the next poll: nothing claimed is lost, since an uncommitted clai
   its run starts if the scope still holds for the identity as it is now;
 - I/O effects (`EffectQueue.claim_due` with a lease -> `EffectRunner.perform` outside any
   transaction -> `Engine.effect_done` in a new one): mail, extension calls, access passes;
+- cron schedules (`ScheduleStore.claim` -> `matching.schedule_due` -> `Engine.start_scheduled`
+  over the registry, a page of identities per transaction): a schedule's time came; the
+  schedule's state (last time run, the time being run and how far) is durable and claimed
+  with SKIP LOCKED, so one orchestrator at a time runs a schedule (`schedules.py`);
+- timers planned again (`Engine.replan_timers` over the registry, a page per transaction):
+  once at start and whenever the set's time triggers change (a reload brings a new
+  time-triggered workflow or version), so identities that exist already get their timers,
+  not only those an identity event touches later;
 - the workflow folder (`WorkflowHolder.watcher`): reloaded when its files change.
 
 One item whose handling raises a bug (not an outage) must not stop the others nor come
@@ -37,9 +45,12 @@ import asyncpg
 
 from accord.events import Envelope
 from accord.orchestrator.adapters.workflow_effects import engine_stores
+from accord.orchestrator.adapters.workflow_schedules import PostgresSchedules
+from accord.orchestrator.workflows import matching, schedules
 from accord.orchestrator.workflows.effect_queue import QueuedEffect
 from accord.orchestrator.workflows.engine import EffectFailed, Engine, EngineStores
 from accord.orchestrator.workflows.run_model import Run
+from accord.orchestrator.workflows.timers import TimeTrigger
 from accord.runtime import outbox
 from accord.runtime.errors import INFRASTRUCTURE_ERRORS
 from accord.runtime.service import Runtime
@@ -49,11 +60,14 @@ __all__ = [
     "EFFECT_LEASE",
     "REARM_AFTER",
     "Operations",
+    "TimerReplanning",
     "Transactions",
     "UnitOfWork",
     "fire_due",
     "perform_due",
     "postgres_transactions",
+    "replan_page",
+    "run_schedules",
     "wake_due",
     "workflow_hooks",
 ]
@@ -108,7 +122,8 @@ def postgres_transactions(pool: asyncpg.Pool, schema: str) -> Transactions:
     @asynccontextmanager
     async def transaction() -> AsyncIterator[UnitOfWork]:
         async with pool.acquire() as conn, conn.transaction():
-            yield _PostgresUnit(conn, schema, engine_stores(conn))
+            stores = replace(engine_stores(conn), schedules=PostgresSchedules(conn))
+            yield _PostgresUnit(conn, schema, stores)
 
     return transaction
 
@@ -178,6 +193,106 @@ async def perform_due(
     return len(claimed)
 
 
+async def run_schedules(engine: Engine, transactions: Transactions, page: int = BATCH) -> int:
+    """Run the cron schedules due now, one page of identities each, in one transaction;
+    how many identities were handled (a full page: the loop comes back at once).
+
+    The schedules' states are claimed (SKIP LOCKED: another orchestrator's are left to
+    it); a schedule with no time in progress starts the one `matching.schedule_due` finds
+    due (`schedules.due_slot`); each claimed time in progress goes on from its cursor and
+    ends, recorded as the last run, at the registry's last page. A schedule whose handling
+    raises a bug (not an outage) gives up that time (logged), so it does not come back at
+    every poll."""
+    workflows = engine.current()
+    wanted = {loaded.id: loaded for loaded in schedules.scheduled(workflows)}
+    if not wanted:
+        return 0
+    handled = 0
+    async with transactions() as tx:
+        store = tx.stores.schedules
+        if store is None:
+            raise RuntimeError("the schedule loop needs a ScheduleStore")
+        now = engine.clock()
+        claimed = await store.claim(sorted(wanted), now)
+        due = set(
+            matching.schedule_due(
+                workflows,
+                {s.workflow_id: s.last_run_at for s in claimed if s.running_slot is None},
+                now,
+            )
+        )
+        for state in claimed:
+            if state.running_slot is None:
+                slot = schedules.due_slot(wanted[state.workflow_id], state.last_run_at, now)
+                if state.workflow_id not in due or slot is None:
+                    continue
+                state = state.begin(slot)
+                log.info(
+                    "workflow schedule runs",
+                    extra={"workflow_id": state.workflow_id, "slot": slot.isoformat()},
+                )
+            assert state.running_slot is not None
+            ids = await tx.stores.registry.identity_ids(state.cursor, page)
+            try:
+                async with tx.savepoint():
+                    await tx.emit(
+                        await engine.start_scheduled(
+                            tx.stores, state.workflow_id, state.running_slot, ids
+                        )
+                    )
+            except INFRASTRUCTURE_ERRORS:
+                raise
+            except Exception:
+                log.exception("workflow schedule failed; this time is given up")
+                ids = []
+            handled += len(ids)
+            await store.save(state.advanced(ids[-1]) if len(ids) >= page else state.finished())
+    return handled
+
+
+async def replan_page(
+    engine: Engine, transactions: Transactions, after: str | None, page: int = BATCH
+) -> str | None:
+    """Plan again the timers of one page of identities after `after`, in one transaction;
+    the last identity of the page, or None after the last page."""
+    async with transactions() as tx:
+        ids = await tx.stores.registry.identity_ids(after, page)
+        await tx.emit(await engine.replan_timers(tx.stores, ids))
+    return ids[-1] if len(ids) >= page else None
+
+
+@dataclass
+class TimerReplanning:
+    """Plans every identity's timers again when the set's time triggers change (and once
+    at start): a reload that adds a time-triggered workflow, or a new version of one, then
+    reaches the identities that exist already. What it planned for is kept in memory: each
+    orchestrator does it once after it starts (planning is idempotent, so two doing it
+    plan nothing twice); an outage part-way starts it over at the next poll."""
+
+    engine: Engine
+    transactions: Transactions
+    page: int = BATCH
+    planned_for: tuple[TimeTrigger, ...] | None = None
+
+    async def once(self) -> int:
+        """Plan the timers again if the time triggers changed; how many pages it took."""
+        triggers = tuple(matching.time_triggers(self.engine.current()))
+        if triggers == self.planned_for:
+            return 0
+        if not triggers:  # nothing to plan (timers of a removed workflow skip when due)
+            self.planned_for = triggers
+            return 0
+        pages, after = 0, None
+        while True:
+            after = await replan_page(self.engine, self.transactions, after, self.page)
+            pages += 1
+            if after is None:
+                break
+        self.planned_for = triggers
+        log.info("workflow timers planned again", extra={"pages": pages})
+        return pages
+
+
 # --- the background hooks ----------------------------------------------------------------------
 
 
@@ -215,7 +330,27 @@ def workflow_hooks(engine: Engine, poll_s: float) -> list[Callable[[Runtime], Aw
         transactions = postgres_transactions(runtime.pool, runtime.schema)
         await _poll(runtime, "effects", lambda: perform_due(engine, transactions), poll_s)
 
-    return [workflow_wakeups, workflow_timers, workflow_effects]
+    async def workflow_schedules(runtime: Runtime) -> None:
+        transactions = postgres_transactions(runtime.pool, runtime.schema)
+        await _poll(runtime, "schedules", lambda: run_schedules(engine, transactions), poll_s)
+
+    async def workflow_timer_replanning(runtime: Runtime) -> None:
+        replanning = TimerReplanning(engine, postgres_transactions(runtime.pool, runtime.schema))
+        await _poll(runtime, "timer planning", lambda: _none(replanning.once()), poll_s)
+
+    return [
+        workflow_wakeups,
+        workflow_timers,
+        workflow_effects,
+        workflow_schedules,
+        workflow_timer_replanning,
+    ]
+
+
+async def _none(work: Awaitable[Any]) -> int:
+    """Do `work` and tell `_poll` to wait for the next poll."""
+    await work
+    return 0
 
 
 # --- operator actions --------------------------------------------------------------------------
