@@ -1,5 +1,5 @@
-"""SmtpMailer against a real SMTP server process (aiosmtpd, see smtp_sink.py): delivery
-with its headers and envelope, a refused recipient, a stopped server, AUTH."""
+"""SmtpMailer against a real SMTP server process (aiosmtpd, see accord.stack.smtp_sink_server):
+delivery with its headers and envelope, a refused recipient, a stopped server, AUTH."""
 
 from __future__ import annotations
 
@@ -31,7 +31,8 @@ from accord.orchestrator.workflows.mail import (
 
 pytestmark = pytest.mark.integration
 
-SINK = Path(__file__).with_name("smtp_sink.py")
+#: Run with -m: as a script, its folder would shadow the standard library (platform.py).
+SINK = "accord.stack.smtp_sink_server"
 PASSWORD = "s3cret-Pa55word-never-logged"
 
 
@@ -82,7 +83,7 @@ def smtp_sink(tmp_path: Path) -> Iterator[Callable[..., SmtpSink]]:
     def start(refuse: dict[str, int] | None = None, auth: str | None = None) -> SmtpSink:
         directory = tmp_path / f"sink-{len(started)}"
         directory.mkdir()
-        command = [sys.executable, str(SINK), "--dir", str(directory)]
+        command = [sys.executable, "-m", SINK, "--dir", str(directory)]
         for address, code in (refuse or {}).items():
             command += ["--refuse", f"{address}={code}"]
         env = dict(os.environ)

@@ -1,6 +1,9 @@
-"""A real SMTP server for the SmtpMailer tests: aiosmtpd in a child process.
+"""A real SMTP server for tests: aiosmtpd in a child process (the SmtpMailer's integration
+tests, and `accord.stack.smtp_sink.SmtpSink` for the end-to-end tests).
 
-    python smtp_sink.py --dir DIR [--refuse ADDRESS=CODE ...] [--auth USER]
+    python -m accord.stack.smtp_sink_server --dir DIR [--refuse ADDRESS=CODE ...] [--auth USER]
+
+aiosmtpd is a development dependency: this module is only ever run by tests.
 
 Listens on 127.0.0.1 on a free port and prints `READY <port>` once it accepts
 connections. Each message it accepts is written to DIR as `<n>.json`: the envelope

@@ -1,0 +1,597 @@
+"""The shipped lifecycle workflow examples, end to end on the real platform (issue 22).
+
+The orchestrator runs a folder of workflows made from the shipped examples
+(services/orchestrator/.../workflows/examples/*.yaml) with durations of seconds instead of
+days (`derived`: exact replacements, each checked to apply once, so an example that changes
+makes this test fail rather than drift). Everything around it is real: the provisioner
+writes to the scim2-server target, mail goes over SMTP to an aiosmtpd process
+(accord.stack.smtp_sink), the leaver's custom extension is an HTTP server here that checks
+the orchestrator's signature and calls back signed, and the identities come as HR events
+on the broker with `hire_date`/`leave_date` a few seconds ahead.
+
+The sagas run beside the engine (v0). So that an account the pre-hire workflow creates is
+the workflow's and not the joiner saga's, its joiners are in the platform's `Contractors`
+department, whose birthright gives no target (accord.stack.platform's rules), and the test
+copy of pre-hire names the demo target (`targets: [scim-demo]`) where the example says
+`all`. The leavers and the contractor are in a department whose birthright gives the demo
+account (the joiner saga creates it, as in production); the leaver saga's retention is the
+default 30 days, so an account deleted seconds later was deleted by the workflow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+import pytest_asyncio
+from aiohttp import web
+
+from accord.events import Publisher, UserCreated, UserDeactivated, UserUpdated
+from accord.events.brokers import BROKER_ENV
+from accord.runtime.signing import (
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    signed_headers,
+    verify_signature,
+)
+from accord.stack.network import free_port
+from accord.stack.platform import CONTRACTORS, DEMO_TARGET, Platform, PlatformConfig
+from accord.stack.smtp_sink import SmtpSink, SunkMail
+from accord.stack.testing import create_database
+
+from .conftest import api_client, audit_events, eventually, running, scim_users
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+EXAMPLES = (
+    Path(__file__).parents[2] / "services/orchestrator/src/accord/orchestrator/workflows/examples"
+)
+SECRET_ENV = "ACCORD_EXTENSION_MAILBOX_SECRET"
+SECRET = b"mailbox-handover-shared-secret-for-the-e2e"
+CALLBACK_TOKEN_HEADER = "X-Accord-Callback-Token"
+SENDER = "accord-workflows@example.com"
+#: Joiners of this department get the demo account from the joiner saga.
+STAFF = "Engineering"
+#: How late a timer may fire and still be "at" its time (poll 0.2 s, then Kafka and SCIM).
+LATE_S = 4.0
+
+
+def derived(name: str, replacements: Mapping[str, str]) -> str:
+    """The shipped example `name`, each replacement applied exactly once."""
+    text = (EXAMPLES / f"{name}.yaml").read_text()
+    for old, new in replacements.items():
+        assert text.count(old) == 1, f"{name}.yaml no longer holds {old!r}"
+        text = text.replace(old, new)
+    return (
+        f"# The shipped example {name}.yaml with durations of seconds for the end-to-end test\n"
+        "# (tests/e2e/test_lifecycle_workflows.py); everything else as shipped.\n" + text
+    )
+
+
+def workflow_files(extension_url: str) -> dict[str, str]:
+    """The test's workflow folder: pre-hire, contractor-end-date and leaver, shortened."""
+    return {
+        "pre-hire": derived(
+            "pre-hire",
+            {
+                "offset: -P7D": "offset: -PT6S",
+                # Named, not `all`: the joiner saga gives Contractors nothing (module docstring).
+                "targets: all            # every birthright target": f"targets: [{DEMO_TARGET}]",
+                "backoff: PT1M": "backoff: PT1S",
+                "offset: PT8H            # 08:00 on the hire date, local time": "offset: PT1S",
+            },
+        ),
+        "contractor-end-date": derived(
+            "contractor-end-date",
+            {
+                "duration: P30D": "duration: PT3S",
+            },
+        ),
+        "leaver": derived(
+            "leaver",
+            {
+                "url: https://mail-automation.example.com/hooks/mailbox-handover": (
+                    f"url: {extension_url}"
+                ),
+                "timeout: P3D": "timeout: PT4S",
+                "backoff: PT5M": "backoff: PT1S",
+                "duration: P90D": "duration: PT3S",
+            },
+        ),
+    }
+
+
+# --- the custom extension --------------------------------------------------------------------
+
+
+@dataclass
+class ExtensionCallReceived:
+    """One call the extension got, and what became of its callback."""
+
+    identity: dict[str, Any]
+    run_id: str
+    task_id: str
+    callback_url: str
+    callback_token: str = field(repr=False)
+    idempotency_key: str
+    callback_status: int | None = None
+
+
+class MailboxExtension:
+    """The leaver's custom extension: checks each call's signature with the shared secret
+    (401 if wrong), answers 200 with outputs, then calls back signed. Per identity: call
+    back after a short delay (the default), only once `release`d, or never."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.calls: list[ExtensionCallReceived] = []
+        self.refused = 0
+        self.never: set[str] = set()
+        self.gates: dict[str, asyncio.Event] = {}
+        self._runner: web.AppRunner | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hooks/mailbox-handover"
+
+    def calls_for(self, user_id: str) -> list[ExtensionCallReceived]:
+        return [c for c in self.calls if c.identity.get("user_id") == user_id]
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/hooks/mailbox-handover", self._call)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def _call(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        signed = verify_signature(
+            SECRET,
+            request.headers.get(TIMESTAMP_HEADER, ""),
+            body,
+            request.headers.get(SIGNATURE_HEADER, ""),
+            now=time.time(),
+        )
+        if not signed:
+            self.refused += 1
+            return web.json_response({"detail": "bad signature"}, status=401)
+        document = json.loads(body)
+        call = ExtensionCallReceived(
+            identity=document["identity"],
+            run_id=document["run_id"],
+            task_id=document["task_id"],
+            callback_url=document["callback"]["url"],
+            callback_token=document["callback"]["token"],
+            idempotency_key=request.headers.get("Idempotency-Key", ""),
+        )
+        self.calls.append(call)
+        user_id = str(call.identity.get("user_id"))
+        if user_id not in self.never:
+            task = asyncio.create_task(self._call_back(call, self.gates.get(user_id)))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        return web.json_response({"ticket": f"MBX-{len(self.calls)}"})
+
+    async def _call_back(self, call: ExtensionCallReceived, gate: asyncio.Event | None) -> None:
+        if gate is not None:
+            await gate.wait()
+        await asyncio.sleep(0.5)
+        call.callback_status = await callback(call, {"mailbox": "handed-over"})
+
+
+async def callback(
+    call: ExtensionCallReceived, outputs: Mapping[str, Any], secret: bytes = SECRET
+) -> int:
+    """POST a callback for the call, signed with `secret`; the status answered."""
+    body = json.dumps(dict(outputs)).encode()
+    headers = {
+        "Content-Type": "application/json",
+        CALLBACK_TOKEN_HEADER: call.callback_token,
+        **signed_headers(secret, body, now=time.time()),
+    }
+    async with httpx.AsyncClient(timeout=5) as client:
+        response = await client.post(call.callback_url, content=body, headers=headers)
+    return response.status_code
+
+
+# --- the platform ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Parts:
+    platform: Platform
+    sink: SmtpSink
+    extension: MailboxExtension
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def parts(
+    postgres_server: str, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[Parts]:
+    """The five services on a Tansu broker and a database of their own, the orchestrator
+    with the shortened examples, an SMTP sink and the mailbox extension."""
+    home = Path(tmp_path_factory.mktemp("workflows-platform"))
+    folder = home / "workflows"
+    folder.mkdir()
+    extension = MailboxExtension()
+    for name, text in workflow_files(extension.url).items():
+        (folder / f"{name}.yaml").write_text(text)
+    sink = SmtpSink(home / "smtp")
+    await sink.start()
+    await extension.start()
+    config = PlatformConfig.ephemeral(
+        home, broker="tansu", database_url=await create_database(postgres_server, "accord_wf")
+    )
+    orchestrator = f"http://127.0.0.1:{config.service_ports['orchestrator']}"
+    config.extra_env = {
+        "ACCORD_LOG_LEVEL": "INFO",
+        "ACCORD_WORKFLOWS_DIR": str(folder),
+        "ACCORD_TIMER_POLL_S": "0.2",
+        "ACCORD_WORKFLOW_CALLBACK_URL": orchestrator,
+        SECRET_ENV: SECRET.decode(),
+        **sink.env(sender=SENDER),
+    }
+    try:
+        async with running(config, " with the lifecycle workflow examples") as platform:
+            yield Parts(platform, sink, extension)
+    finally:
+        await extension.stop()
+        await sink.stop()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def hr(parts: Parts, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Publisher]:
+    """The HR system's publisher on the test platform's broker."""
+    monkeypatch.setenv(BROKER_ENV, parts.platform.config.broker)
+    async with Publisher(
+        source="urn:test:hr", bootstrap_servers=parts.platform.bootstrap_servers
+    ) as publisher:
+        yield publisher
+
+
+def at(seconds: float) -> datetime:
+    """An instant `seconds` from now, on a whole second (an RFC 3339 date-time of HR's)."""
+    moment = datetime.now(UTC) + timedelta(seconds=seconds)
+    return moment.replace(microsecond=0) + timedelta(seconds=1)
+
+
+def person(user_id: str, **fields: Any) -> UserCreated:
+    name = user_id.replace("-", ".")
+    defaults: dict[str, Any] = {
+        "user_id": user_id,
+        "user_name": name,
+        "given_name": "Ada",
+        "family_name": f"Lovelace-{user_id}",
+        "email": f"{name}@example.org",
+        "employee_type": "employee",
+        "time_zone": "Europe/Paris",
+    }
+    return UserCreated(**{**defaults, **fields})
+
+
+async def manager(hr: Publisher, unique: str, role: str) -> UserCreated:
+    """A manager with an e-mail in the registry (no dates: no workflow of theirs runs)."""
+    boss = UserCreated(
+        user_id=f"mgr-{role}-{unique}",
+        user_name=f"grace.{role}.{unique}",
+        given_name="Grace",
+        family_name="Hopper",
+        email=f"grace.{role}.{unique}@example.org",
+        department=CONTRACTORS,
+    )
+    await hr.publish(boss, sequence=1)
+    return boss
+
+
+async def runs_of(platform: Platform, identity_id: str) -> list[dict[str, Any]]:
+    """The identity's workflow runs, from the runs API."""
+    async with api_client(platform, "orchestrator") as client:
+        response = await client.get("/v1/workflow-runs", params={"identity_id": identity_id})
+        response.raise_for_status()
+        items: list[dict[str, Any]] = response.json()["items"]
+        return items
+
+
+async def run_of(platform: Platform, identity_id: str, workflow_id: str) -> dict[str, Any]:
+    """The identity's one run of the workflow, with its tasks, from the runs API."""
+    found = [r for r in await runs_of(platform, identity_id) if r["workflow_id"] == workflow_id]
+    assert len(found) == 1, f"{len(found)} {workflow_id} runs of {identity_id}"
+    async with api_client(platform, "orchestrator") as client:
+        response = await client.get(f"/v1/workflow-runs/{found[0]['run_id']}")
+        response.raise_for_status()
+        run: dict[str, Any] = response.json()
+        return run
+
+
+async def run_in(
+    platform: Platform, identity_id: str, workflow_id: str, *statuses: str, timeout: float = 30
+) -> dict[str, Any]:
+    """The identity's run of the workflow once it has one of the statuses."""
+
+    async def probe() -> dict[str, Any] | None:
+        found = [r for r in await runs_of(platform, identity_id) if r["workflow_id"] == workflow_id]
+        if found and found[0]["status"] in statuses:
+            return await run_of(platform, identity_id, workflow_id)
+        return None
+
+    return await eventually(probe, timeout=timeout, what=f"{workflow_id} run {statuses}")
+
+
+async def run_when(
+    platform: Platform,
+    identity_id: str,
+    workflow_id: str,
+    check: Callable[[dict[str, Any]], bool],
+) -> dict[str, Any]:
+    """The identity's run of the workflow once `check` holds for it."""
+
+    async def probe() -> dict[str, Any] | None:
+        found = [r for r in await runs_of(platform, identity_id) if r["workflow_id"] == workflow_id]
+        if not found:
+            return None
+        run = await run_of(platform, identity_id, workflow_id)
+        return run if check(run) else None
+
+    return await eventually(probe, what=f"{workflow_id} run of {identity_id} as expected")
+
+
+def task(run: Mapping[str, Any], task_id: str) -> dict[str, Any]:
+    [found] = [t for t in run["tasks"] if t["task_id"] == task_id]
+    return dict(found)
+
+
+async def account(
+    platform: Platform, user_name: str, **expected: Any
+) -> tuple[dict[str, Any], float]:
+    """The user's one demo account once it shows the expected values, and when it did."""
+
+    async def probe() -> dict[str, Any] | None:
+        found = await scim_users(platform, user_name)
+        if found and all(found[0].get(k) == v for k, v in expected.items()):
+            return found[0]
+        return None
+
+    found = await eventually(probe, what=f"{user_name}'s account with {expected}")
+    return found, time.time()
+
+
+async def gone(platform: Platform, user_name: str) -> float:
+    """When the user's demo account was seen gone."""
+
+    async def probe() -> bool:
+        return await scim_users(platform, user_name) == []
+
+    await eventually(probe, what=f"{user_name}'s account deleted")
+    return time.time()
+
+
+async def mails_to(sink: SmtpSink, address: str) -> list[SunkMail]:
+    async def probe() -> list[SunkMail]:
+        return [m for m in sink.messages() if address in m.rcpt_tos]
+
+    return await eventually(probe, what=f"a mail to {address}")
+
+
+async def audited(platform: Platform, identity_id: str, *types: str) -> set[str]:
+    """The event types the audit log holds about the identity, once it holds `types`."""
+
+    async def probe() -> set[str] | None:
+        found = {r["event_type"] for r in await audit_events(platform, subject=identity_id)}
+        return found if found >= set(types) else None
+
+    return await eventually(probe, what=f"{types} in {identity_id}'s audit trail")
+
+
+# --- the cases -----------------------------------------------------------------------------------
+
+
+async def test_pre_hire_creates_disabled_accounts_and_enables_them_at_the_hire_time(
+    parts: Parts, hr: Publisher, unique: str
+) -> None:
+    platform = parts.platform
+    boss = await manager(hr, unique, "prehire")
+    hire = at(8)
+    joiner = person(
+        f"hire-{unique}",
+        department=CONTRACTORS,
+        manager_id=boss.user_id,
+        hire_date=hire.isoformat(),
+    )
+    await hr.publish(joiner, sequence=1)
+
+    # Created at hire - 6 s, disabled, before the hire time.
+    created, seen = await account(platform, joiner.user_name, active=False)
+    assert seen < hire.timestamp(), "the account appeared only after the hire time"
+    assert seen >= hire.timestamp() - 6 - 0.5, "the account came before its time"
+    run = await run_when(
+        platform, joiner.user_id, "pre-hire", lambda r: task(r, "first_day")["status"] == "waiting"
+    )
+    assert run["trigger"]["kind"] == "timer"
+    assert task(run, "create_accounts")["status"] == "completed"
+    assert task(run, "first_day")["status"] == "waiting"
+
+    # Enabled at hire + 1 s (the example's 08:00), and the manager told.
+    _, enabled = await account(platform, joiner.user_name, active=True)
+    assert enabled >= hire.timestamp() + 1 - 0.5, "enabled before its time"
+    assert enabled <= hire.timestamp() + 1 + LATE_S, "enabled late"
+    [welcome] = await mails_to(parts.sink, str(boss.email))
+    assert welcome.mail_from == SENDER
+    assert welcome.subject == f"Ada {joiner.family_name} starts today"
+    assert "Hello Grace Hopper," in welcome.text
+    done = await run_in(platform, joiner.user_id, "pre-hire", "completed")
+    assert [t["status"] for t in done["tasks"]] == ["completed"] * 4
+    assert created["id"] == (await scim_users(platform, joiner.user_name))[0]["id"]
+    await audited(
+        platform,
+        joiner.user_id,
+        "workflow.run_started",
+        "workflow.task_waiting",
+        "workflow.task_completed",
+        "workflow.run_completed",
+    )
+
+
+async def test_a_contractor_s_accounts_are_disabled_at_the_end_date_and_deleted_after(
+    parts: Parts, hr: Publisher, unique: str
+) -> None:
+    platform = parts.platform
+    contractor = person(f"ctr-{unique}", department=STAFF, employee_type="contractor")
+    await hr.publish(contractor, sequence=1)
+    await account(platform, contractor.user_name, active=True)  # the joiner saga's
+    # The end date comes once the account exists (HR sets it during the contract).
+    leave = at(3)
+    ending = contractor.model_dump() | {"leave_date": leave.isoformat()}
+    await hr.publish(UserUpdated(**ending), sequence=2)
+
+    _, disabled = await account(platform, contractor.user_name, active=False)
+    assert disabled >= leave.timestamp() - 0.5, "disabled before the end date"
+    assert disabled <= leave.timestamp() + LATE_S, "disabled late"
+    deleted = await gone(platform, contractor.user_name)
+    assert deleted >= leave.timestamp() + 3 - 0.5, "deleted before the retention ended"
+    run = await run_in(platform, contractor.user_id, "contractor-end-date", "completed")
+    assert task(run, "disable_accounts")["status"] == "completed"
+    assert task(run, "delete_accounts")["status"] == "completed"
+    # The contractor is still active at the end date: authn is asked to end the sessions.
+    assert task(run, "revoke_sessions")["status"] == "completed"
+    await audited(platform, contractor.user_id, "session.revoke_requested")
+    await audited(platform, contractor.user_id, "workflow.run_started", "workflow.run_completed")
+
+
+async def test_a_leaver_is_disabled_told_handed_over_by_callback_and_deleted(
+    parts: Parts, hr: Publisher, unique: str
+) -> None:
+    platform, extension = parts.platform, parts.extension
+    boss = await manager(hr, unique, "leaver")
+    leaver = person(f"lvr-{unique}", department=STAFF, manager_id=boss.user_id)
+    # Its extension never calls back: the task times out and, as the example's policy is to
+    # fail (no continue_on_error), the run fails and the accounts are not deleted.
+    silent = person(f"lvs-{unique}", department=STAFF, manager_id=boss.user_id)
+    extension.never.add(silent.user_id)
+    gate = extension.gates[leaver.user_id] = asyncio.Event()
+    for someone in (leaver, silent):
+        await hr.publish(someone, sequence=1)
+    for someone in (leaver, silent):
+        await account(platform, someone.user_name, active=True)  # the joiner saga's
+        await hr.publish(UserDeactivated(user_id=someone.user_id, reason="resigned"), sequence=2)
+
+    _, _ = await account(platform, leaver.user_name, active=False)
+
+    async def called() -> list[ExtensionCallReceived]:
+        return extension.calls_for(leaver.user_id)
+
+    [call] = await eventually(called, what="the mailbox extension called")
+    assert call.task_id == "mailbox_handover"
+    assert call.idempotency_key == f"{call.run_id}:mailbox_handover"
+    assert call.identity["user_name"] == leaver.user_name
+    running_run = await run_of(platform, leaver.user_id, "leaver")
+    assert task(running_run, "mailbox_handover")["status"] == "waiting"
+    assert [t["status"] for t in running_run["tasks"][:3]] == ["completed"] * 3
+
+    # A callback signed with another secret is refused and changes nothing.
+    assert await callback(call, {"mailbox": "forged"}, secret=b"not-the-secret") == 401
+    # Signed right but with another task's token: refused as well.
+    stolen = ExtensionCallReceived({}, call.run_id, call.task_id, call.callback_url, "x" * 43, "")
+    assert await callback(stolen, {"mailbox": "forged"}) == 401
+    unsigned = await run_of(platform, leaver.user_id, "leaver")
+    assert task(unsigned, "mailbox_handover")["status"] == "waiting"
+    assert unsigned["revision"] == running_run["revision"]
+
+    gate.set()  # the extension calls back, signed
+    done = await run_in(platform, leaver.user_id, "leaver", "completed")
+    assert call.callback_status == 202
+    handover = task(done, "mailbox_handover")
+    assert handover["status"] == "completed"
+    assert set(handover["output_names"]) >= {"mailbox", "ticket"}
+    deleted = await gone(platform, leaver.user_name)
+    [told] = [
+        m for m in await mails_to(parts.sink, str(boss.email)) if leaver.family_name in m.subject
+    ]
+    assert told.subject == f"Ada {leaver.family_name} has left"
+    assert handover["finished_at"] is not None
+    finished = datetime.fromisoformat(handover["finished_at"]).timestamp()
+    assert deleted >= finished + 3 - 0.5, "deleted before the retention ended"
+    await audited(platform, leaver.user_id, "workflow.task_waiting", "workflow.run_completed")
+    # A second callback, after the first, is not delivered again.
+    assert await callback(call, {"mailbox": "again"}) == 202
+
+    # The silent extension's task timed out: the run failed there, nothing was deleted.
+    failed = await run_in(platform, silent.user_id, "leaver", "failed")
+    timed_out = task(failed, "mailbox_handover")
+    assert timed_out["status"] == "failed"
+    assert "no callback" in timed_out["error"]
+    assert task(failed, "delete_accounts")["status"] == "cancelled"
+    [kept] = await scim_users(platform, silent.user_name)
+    assert kept["active"] is False
+    [late] = extension.calls_for(silent.user_id)
+    assert await callback(late, {"mailbox": "late"}) == 409
+    await audited(platform, silent.user_id, "workflow.run_failed")
+    assert extension.refused == 0, "the orchestrator's signature was refused"
+
+
+async def test_a_moved_hire_date_moves_the_timer_and_a_removed_one_cancels_it(
+    parts: Parts, hr: Publisher, unique: str
+) -> None:
+    platform = parts.platform
+    first = at(12)  # would fire at first - 6 s
+    moved = person(f"mov-{unique}", department=CONTRACTORS, hire_date=first.isoformat())
+    dropped = person(f"drp-{unique}", department=CONTRACTORS, hire_date=first.isoformat())
+    await hr.publish(moved, sequence=1)
+    await hr.publish(dropped, sequence=1)
+    ids = {moved.user_id, dropped.user_id}
+
+    async def scheduled() -> bool:
+        states = await timer_states(platform, ids)
+        return set(states.values()) == {"scheduled"} and len(states) == 2
+
+    await eventually(scheduled, what="both hire timers scheduled")
+    later = first + timedelta(seconds=5)
+    updated = moved.model_dump() | {"hire_date": later.isoformat()}
+    await hr.publish(UserUpdated(**updated), sequence=2)
+    removed = dropped.model_dump() | {"hire_date": None}
+    await hr.publish(UserUpdated(**removed), sequence=2)
+
+    # Nothing at the old time (first - 6 s), and past it.
+    await asyncio.sleep(max(0.0, first.timestamp() - 6 + 2 - time.time()))
+    for someone in (moved, dropped):
+        assert await runs_of(platform, someone.user_id) == []
+        assert await scim_users(platform, someone.user_name) == []
+    # The moved one starts at the new time (later - 6 s); the removed one never.
+    started = await run_in(platform, moved.user_id, "pre-hire", "running", "waiting", "completed")
+    created_at = datetime.fromisoformat(started["created_at"]).timestamp()
+    assert later.timestamp() - 6 - 0.5 <= created_at <= later.timestamp() - 6 + LATE_S
+    assert started["trigger"]["date_value"] == later.isoformat()
+    await account(platform, moved.user_name, active=False)
+    assert await runs_of(platform, dropped.user_id) == []
+    assert (await timer_states(platform, {dropped.user_id})).get(dropped.user_id) == "cancelled"
+
+
+async def timer_states(platform: Platform, ids: set[str]) -> dict[str, str]:
+    """The pre-hire timer's state per identity (the last planned one), from the database."""
+    conn = await asyncpg.connect(platform.database_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT identity_id, state FROM orchestrator.workflow_timers"
+            " WHERE workflow_id = 'pre-hire' AND identity_id = ANY($1::text[])"
+            " ORDER BY fire_at",
+            sorted(ids),
+        )
+    finally:
+        await conn.close()
+    return {row["identity_id"]: row["state"] for row in rows}
