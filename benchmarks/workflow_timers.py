@@ -84,7 +84,7 @@ def postmaster_pid(platform: Platform) -> int | None:
 
 
 async def measure(
-    platform: Platform, identities: int, spread_s: float, lead_s: float
+    platform: Platform, identities: int, spread_s: float, lead_s: float, poll_s: float
 ) -> dict[str, Any]:
     conn = await asyncpg.connect(platform.database_url)
     try:
@@ -160,7 +160,7 @@ async def measure(
     late = [(r["created_at"] - r["fire_at"]).total_seconds() for r in rows]
     early = sum(1 for s in late if s < 0)
     per_second = Counter(int(r["created_at"].timestamp()) for r in rows)
-    polls = batches(sorted(r["created_at"] for r in rows))
+    polls = batches(sorted(r["created_at"] for r in rows), poll_s / 2)
     runs_per_identity = Counter(r["identity_id"] for r in rows)
     return {
         "identities": identities,
@@ -179,7 +179,9 @@ async def measure(
         "handling ms per timer (within a poll)": round(
             1000 * sum(s for _, s in polls) / max(1, sum(n - 1 for n, _ in polls)), 1
         ),
-        "seconds between polls (median start to start)": median_gap(sorted(rows, key=_at)),
+        "seconds between polls (median start to start)": median_gap(
+            sorted(rows, key=_at), poll_s / 2
+        ),
         "phase_s": round(phase_s, 1),
         "orchestrator cpu_s": round(cpu, 2),
         "orchestrator cpu % of one core": round(100 * cpu / phase_s, 1),
@@ -192,9 +194,9 @@ def _at(row: Any) -> datetime:
     return created
 
 
-def batches(starts: list[datetime], gap_s: float = 0.3) -> list[tuple[int, float]]:
-    """The runs grouped by the poll that started them (a pause of more than `gap_s` between
-    two runs is a new poll): (runs, seconds from the first to the last) of each."""
+def batches(starts: list[datetime], gap_s: float) -> list[tuple[int, float]]:
+    """The runs grouped by the poll that started them (a pause of more than `gap_s`, half
+    the poll interval, between two runs is a new poll): (runs, seconds first to last) of each."""
     found: list[tuple[int, float]] = []
     first = previous = None
     count = 0
@@ -211,7 +213,7 @@ def batches(starts: list[datetime], gap_s: float = 0.3) -> list[tuple[int, float
     return found
 
 
-def median_gap(rows: list[Any], gap_s: float = 0.3) -> float | None:
+def median_gap(rows: list[Any], gap_s: float) -> float | None:
     """The median time from one poll's first run to the next poll's first run."""
     starts: list[datetime] = []
     previous = None
@@ -240,7 +242,7 @@ async def main(identities: int, spread_s: float, lead_s: float, poll_s: float, b
         await platform.start()
         print(f"platform ready on {broker} in {time.monotonic() - started:.1f} s", flush=True)
         try:
-            result = await measure(platform, identities, spread_s, lead_s)
+            result = await measure(platform, identities, spread_s, lead_s, poll_s)
         finally:
             await platform.stop()
     result = {"broker": broker, "ACCORD_TIMER_POLL_S": poll_s, **result}

@@ -42,7 +42,7 @@ tasks:
     duration: PT1S
 """
 IDENTITIES = 20
-LEAD_S = 8.0
+LEAD_S = 12.0
 """How far ahead the first hire instant is when published: time to schedule and to kill."""
 SPREAD_S = 2.0
 """The hire instants are spread over this much after the first."""
