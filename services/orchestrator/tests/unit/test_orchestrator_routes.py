@@ -29,6 +29,7 @@ def test_every_consumed_event_type_has_a_route() -> None:
         topics.ACCESS_REVOKED,
         topics.IDENTITY_LOCKED,
         topics.IDENTITY_UNLOCKED,
+        topics.APPROVAL_DECIDED,
     }
 
 

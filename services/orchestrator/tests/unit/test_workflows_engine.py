@@ -9,12 +9,14 @@ import contextlib
 import textwrap
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from accord.events import (
+    ApprovalDecided,
+    ApprovalRequested,
     Envelope,
     EventData,
     MfaEnrolmentRequested,
@@ -32,6 +34,7 @@ from accord.orchestrator.handlers import on_user_created, on_user_status, on_use
 from accord.orchestrator.handlers.workflows import (
     WorkflowPorts,
     on_account_result_with_workflows,
+    on_approval_decided,
     with_workflows,
 )
 from accord.orchestrator.testing import answer_of
@@ -140,6 +143,19 @@ class Runner:
                     profile=profile,
                 )
                 for target in targets
+            ]
+        elif isinstance(command, runs.AskApproval):
+            data = [
+                ApprovalRequested(
+                    approval_id=command.idempotency_key,
+                    user_id=run.identity_id,
+                    workflow_id=run.workflow_id,
+                    run_id=run.run_id,
+                    task_id=str(command.task_id),
+                    approvers=tuple(command.approvers),
+                    expires_at=run.updated_at + timedelta(days=7),
+                    escalation=command.escalation,
+                )
             ]
         elif isinstance(command, runs.RequireMfa):
             data = [
@@ -642,3 +658,69 @@ async def test_after_the_timeout_the_callback_is_closed_and_refused() -> None:
     delivery = loops.CallbackDelivery(h.engine, h.transaction)
     assert not await delivery.deliver(run.run_id, "handover", {"mailbox": "late"})
     assert not await delivery.deliver("wfr-unknown", "handover", {})
+
+
+APPROVE = """
+id: access-check
+category: custom
+description: The manager approves, then MFA is asked.
+trigger: {event: user.created}
+tasks:
+  - id: ok
+    task: approval
+    approvers: [manager]
+    timeout: P7D
+    on_timeout: reject
+  - id: mfa
+    task: require_mfa_enrolment
+"""
+
+
+def decision(asked: ApprovalRequested, approval_id: str, *, approved: bool) -> ApprovalDecided:
+    return ApprovalDecided(
+        approval_id=approval_id,
+        user_id=asked.user_id,
+        run_id=asked.run_id,
+        task_id=asked.task_id,
+        approved=approved,
+        decided_by="u-boss",
+        decided_at=datetime(2027, 3, 1, tzinfo=UTC),
+    )
+
+
+async def decide(h: Harness, data: ApprovalDecided) -> list[Envelope]:
+    event = new_event(data, source="accord/authz")
+    return await on_approval_decided(event, data, h.ports)
+
+
+async def test_the_decision_on_the_current_ask_moves_the_run_on_and_no_other_does() -> None:
+    h = Harness(APPROVE)
+    (asked,) = [e.data for e in await h.deliver(joiner()) if isinstance(e.data, ApprovalRequested)]
+    run = h.run_of("access-check")
+    ok = run.task("ok")
+    assert ok is not None
+    assert ok.status is TaskStatus.WAITING
+    assert asked.approval_id == f"{run.run_id}:ok:1"
+
+    assert await decide(h, decision(asked, f"{run.run_id}:ok:7", approved=True)) == []
+    assert h.run_of("access-check").task("ok") == ok  # an ask it no longer waits for
+
+    events = await decide(h, decision(asked, asked.approval_id, approved=True))
+
+    done = h.run_of("access-check")
+    assert done.vars["ok"]["approved"] is True
+    assert any(isinstance(e.data, MfaEnrolmentRequested) for e in events)
+    assert await decide(h, decision(asked, asked.approval_id, approved=False)) == []
+
+
+async def test_a_rejection_fails_the_run_as_on_reject_stop_says() -> None:
+    h = Harness(APPROVE)
+    (asked,) = [e.data for e in await h.deliver(joiner()) if isinstance(e.data, ApprovalRequested)]
+
+    await decide(h, decision(asked, asked.approval_id, approved=False))
+
+    run = h.run_of("access-check")
+    assert run.status is RunStatus.FAILED
+    mfa = run.task("mfa")
+    assert mfa is not None
+    assert mfa.status is TaskStatus.CANCELLED

@@ -180,8 +180,8 @@ def test_a_permanent_failure_is_not_retried() -> None:
 @pytest.mark.parametrize(
     ("decision", "revoked", "outputs"),
     [
-        (r.ApprovalDecided("keep_access", True, "m2"), False, {"approved": True, "by": "m2"}),
-        (r.ApprovalDecided("keep_access", False, "m2"), True, {"decision": "rejected"}),
+        (r.ApprovalDecision("keep_access", True, "m2"), False, {"approved": True, "by": "m2"}),
+        (r.ApprovalDecision("keep_access", False, "m2"), True, {"decision": "rejected"}),
         (r.Woken("keep_access", "approval_timeout"), True, {"decision": "timed_out"}),
     ],
 )
@@ -210,7 +210,7 @@ def test_department_move_revokes_unless_the_new_manager_approves(
     else:
         assert kinds(step)[-2:] == ["task_skipped", "run_completed"]
     assert run.run.status is RunStatus.COMPLETED
-    if isinstance(decision, r.ApprovalDecided):
+    if isinstance(decision, r.ApprovalDecision):
         assert any(isinstance(c, r.CancelWakeups) for c in step.commands)
 
 
@@ -477,7 +477,7 @@ def test_the_escalated_approver_can_approve() -> None:
     run = Driver(workflow(ESCALATING))
     run.send(r.Begin())
     run.send(r.Woken("ok", "approval_timeout"), at=NOW + timedelta(days=2))
-    step = run.send(r.ApprovalDecided("ok", True, "boss"))
+    step = run.send(r.ApprovalDecision("ok", True, "boss"))
     assert isinstance(effects(step)[0], r.RevokeSessions)
     assert run.run.vars["ok"] == {"approved": True, "decision": "approved", "by": "boss"}
 
@@ -490,7 +490,7 @@ def test_approval_rejected_with_on_reject_stop_fails_the_run() -> None:
         """)
     )
     run.send(r.Begin())
-    step = run.send(r.ApprovalDecided("ok", False, "m1"))
+    step = run.send(r.ApprovalDecision("ok", False, "m1"))
     assert kinds(step) == ["task_failed", "run_failed"]
     assert run.run.task("ok").error == "rejected by m1"  # type: ignore[union-attr]
 
@@ -627,7 +627,7 @@ def test_events_that_do_not_apply_are_ignored_with_a_reason() -> None:
         (r.TaskSucceeded("revoke_sessions"), "has not started"),
         (r.Woken("disable_accounts", "retry"), "not waiting"),
         (r.CallbackReceived("disable_accounts", {}), "not waiting for a callback"),
-        (r.ApprovalDecided("disable_accounts", True, "m"), "not waiting for an approval"),
+        (r.ApprovalDecision("disable_accounts", True, "m"), "not waiting for an approval"),
     ]
     for event, reason in cases:
         step = run.send(event)
@@ -749,7 +749,7 @@ class World:
         strategy: st.SearchStrategy[r.Event] = st.one_of(
             st.builds(r.Woken, st.just(task_id), st.sampled_from(sorted(r_purposes()))),
             st.builds(r.CallbackReceived, st.just(task_id), st.just({"ok": True})),
-            st.builds(r.ApprovalDecided, st.just(task_id), st.booleans(), st.just("m")),
+            st.builds(r.ApprovalDecision, st.just(task_id), st.booleans(), st.just("m")),
             st.builds(r.TaskSucceeded, st.just(task_id)),
             st.builds(r.Cancel, st.sampled_from([r.SUPERSEDED, "operator"])),
             st.just(r.Begin()),

@@ -82,6 +82,7 @@ SERVICES: tuple[ServiceAccess, ...] = (
             topics.ACCOUNT_PROVISION_FAILED,
             topics.IDENTITY_LOCKED,
             topics.IDENTITY_UNLOCKED,
+            topics.APPROVAL_DECIDED,
         ),
         # Its inbound SCIM server publishes the identity events of the IdPs that push to it;
         # its workflow engine reports runs and tasks, and asks authz for entitlements

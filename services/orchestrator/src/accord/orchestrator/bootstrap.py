@@ -23,6 +23,7 @@ from accord.events import (
     AccessRevoked,
     AccountProvisioned,
     AccountProvisionFailed,
+    ApprovalDecided,
     Envelope,
     IdentityLocked,
     IdentityUnlocked,
@@ -45,7 +46,9 @@ from accord.orchestrator.domain.birthright import Birthright, everyone
 from accord.orchestrator.domain.workflow import WorkflowSettings
 from accord.orchestrator.handlers.workflows import (
     WorkflowPorts,
+    approval_without_engine,
     on_account_result_with_workflows,
+    on_approval_decided,
     with_workflows,
 )
 from accord.orchestrator.metrics import OrchestratorMetrics
@@ -117,6 +120,7 @@ def routes(flows: WorkflowSettings, engine: Engine | None = None) -> Routes:
             on(UserUpdated, handlers.on_user_updated, ports),
             on(status, handlers.on_user_status, ports),
             on(results, handlers.on_account_result, ports),
+            on(ApprovalDecided, approval_without_engine, ports),
         ]
     else:
 
@@ -128,6 +132,7 @@ def routes(flows: WorkflowSettings, engine: Engine | None = None) -> Routes:
             on(UserUpdated, with_workflows(handlers.on_user_updated), workflow_ports),
             on(status, with_workflows(handlers.on_user_status), workflow_ports),
             on(results, on_account_result_with_workflows, workflow_ports),
+            on(ApprovalDecided, on_approval_decided, workflow_ports),
         ]
     return table(
         [

@@ -17,6 +17,7 @@ from functools import partial, wraps
 from typing import TypeVar
 
 from accord.events import AccountProvisioned, AccountProvisionFailed, Envelope, EventData
+from accord.events.catalogue import ApprovalDecided
 from accord.orchestrator.handlers.results import on_account_result
 from accord.orchestrator.ports import OrchestratorPorts
 from accord.orchestrator.workflows.engine import Engine, EngineStores
@@ -66,3 +67,17 @@ async def on_account_result_with_workflows(
     """A provisioning result: to its workflow run, or to its saga."""
     to_run = partial(ports.engine.on_provision_result, ports.stores)
     return await on_account_result(event, data, ports.orchestrator, workflow_run=to_run)
+
+
+async def on_approval_decided(
+    event: Envelope, data: ApprovalDecided, ports: WorkflowPorts
+) -> list[Envelope]:
+    """authz decided a workflow task's approval: to its run."""
+    return await ports.engine.on_approval_decided(ports.stores, event, data)
+
+
+async def approval_without_engine(
+    event: Envelope, data: ApprovalDecided, ports: OrchestratorPorts
+) -> list[Envelope]:
+    """With the engine off no run asked for an approval: nothing to do."""
+    return []

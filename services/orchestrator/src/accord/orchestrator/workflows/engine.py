@@ -68,6 +68,7 @@ from accord.events import (
     new_event,
     topics,
 )
+from accord.events.catalogue.approval import ApprovalDecided
 from accord.events.catalogue.workflow import (
     MAX_OUTPUTS,
     WorkflowRunCancelled,
@@ -616,6 +617,26 @@ class Engine:
         work = _Handling(stores, None, self.clock(), [])
         await self._drive(work, run, runs.CallbackReceived(task_id, dict(outputs)))
         return True, work.events
+
+    async def on_approval_decided(
+        self, stores: EngineStores, event: Envelope, data: ApprovalDecided
+    ) -> list[Envelope]:
+        """authz's decision on a task's approval: the task goes on (approved) or follows its
+        `on_reject`. Only the decision on the task's current ask counts: an ask before an
+        escalation is a different approval id, still open in authz, and ignored here."""
+        run = await self._locked_run(stores, data.run_id)
+        task = run.task(data.task_id) if run is not None else None
+        current = f"{data.run_id}:{data.task_id}:{task.attempts}" if task is not None else None
+        if run is None or data.approval_id != current:
+            log.info(
+                "approval decision of no current ask ignored",
+                extra={"run_id": data.run_id, "approval_id": data.approval_id},
+            )
+            return []
+        work = _Handling(stores, event, self.clock(), [])
+        decided = runs.ApprovalDecision(data.task_id, data.approved, data.decided_by)
+        await self._drive(work, run, decided)
+        return work.events
 
     async def _close_callbacks(self, stores: EngineStores, before: Run, after: Run) -> None:
         """Tasks that stopped waiting for a callback without one: their callbacks are

@@ -96,7 +96,7 @@ __all__ = [
     "MAX_RETRY_AFTER",
     "SUPERSEDED",
     "Announce",
-    "ApprovalDecided",
+    "ApprovalDecision",
     "AskApproval",
     "Begin",
     "CallExtension",
@@ -181,7 +181,7 @@ class CallbackReceived:
 
 
 @dataclass(frozen=True)
-class ApprovalDecided:
+class ApprovalDecision:
     """A human decided the task's approval."""
 
     task_id: str
@@ -196,7 +196,7 @@ class Cancel:
     reason: str
 
 
-Event = Begin | TaskSucceeded | TaskFailed | Woken | CallbackReceived | ApprovalDecided | Cancel
+Event = Begin | TaskSucceeded | TaskFailed | Woken | CallbackReceived | ApprovalDecision | Cancel
 
 
 # Commands ------------------------------------------------------------------------------
@@ -574,7 +574,7 @@ class _Machine:
         self._next(index + 1)
         return None
 
-    def _decided(self, index: int, event: ApprovalDecided) -> str | None:
+    def _decided(self, index: int, event: ApprovalDecision) -> str | None:
         task = self.tasks[index]
         waiting = task.waiting_for or {}
         if task.status is not TaskStatus.WAITING or waiting.get("kind") != "approval":
