@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, replace
@@ -299,8 +300,11 @@ class TimerReplanning:
 async def _poll(
     runtime: Runtime, what: str, once: Callable[[], Awaitable[int]], poll_s: float
 ) -> None:
-    """Call `once` until the service stops: again at once while batches come full."""
+    """Call `once` until the service stops: again at once while batches come full, else
+    every `poll_s` from the start of the last call (a batch's own time is not added to the
+    wait: measured with 1,000 timers, that extra time was most of the lateness)."""
     while not runtime.stopping.is_set():
+        started = time.monotonic()
         try:
             claimed = await once()
         except INFRASTRUCTURE_ERRORS as error:
@@ -311,8 +315,10 @@ async def _poll(
             claimed = 0
         if claimed >= BATCH:
             continue
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(runtime.stopping.wait(), timeout=poll_s)
+        rest = poll_s - (time.monotonic() - started)
+        if rest > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(runtime.stopping.wait(), timeout=rest)
 
 
 def workflow_hooks(engine: Engine, poll_s: float) -> list[Callable[[Runtime], Awaitable[None]]]:
