@@ -13,39 +13,20 @@ permanent. The code never reaches a log line, an exception or a repr.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from datetime import datetime, timedelta
-from pathlib import Path
 from urllib.parse import quote
 
 import httpx
 
+from accord.orchestrator.adapters.service_api import ServiceApi, UnreadableToken
 from accord.orchestrator.workflows.effects import AccessPassError, IssuedPass
 from accord.runtime.retry_after import retry_after_seconds
 
 
-class HttpAccessPasses:
+class HttpAccessPasses(ServiceApi):
     """AccessPasses over authn's HTTP API."""
 
-    def __init__(
-        self,
-        base_url: str,
-        token_file: Path,
-        *,
-        timeout_s: float = 10.0,
-        transport: httpx.AsyncBaseTransport | None = None,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self._base = base_url.rstrip("/")
-        self._token_file = token_file
-        self._clock = clock
-        self._client = httpx.AsyncClient(
-            timeout=timeout_s,
-            transport=transport,
-            follow_redirects=False,
-            headers={"Accept": "application/json", "User-Agent": "accord-orchestrator"},
-        )
+    service = "authn"
 
     async def issue(self, user_id: str, *, lifetime: timedelta, one_time: bool) -> IssuedPass:
         url = f"{self._base}/v1/users/{quote(user_id, safe='')}/access-passes"
@@ -80,14 +61,6 @@ class HttpAccessPasses:
 
     def _token(self) -> str:
         try:
-            token = self._token_file.read_text().strip()
-        except OSError as error:
-            raise AccessPassError(
-                f"cannot read the authn token file: {error.strerror}", retryable=False
-            ) from None
-        if not token:
-            raise AccessPassError("the authn token file is empty", retryable=False)
-        return token
-
-    async def close(self) -> None:
-        await self._client.aclose()
+            return self._read_token()
+        except UnreadableToken as error:
+            raise AccessPassError(str(error), retryable=False) from None

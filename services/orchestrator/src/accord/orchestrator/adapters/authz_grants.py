@@ -17,14 +17,13 @@ transient (Retry-After kept), any other unexpected answer permanent.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
+from accord.orchestrator.adapters.service_api import ServiceApi, UnreadableToken
 from accord.orchestrator.workflows.effects import EffectFailed, HeldGrant
 from accord.runtime.retry_after import retry_after_seconds
 
@@ -32,27 +31,10 @@ from accord.runtime.retry_after import retry_after_seconds
 PAGE = 500
 
 
-class HttpAccessGrants:
+class HttpAccessGrants(ServiceApi):
     """AccessGrants over authz's HTTP API."""
 
-    def __init__(
-        self,
-        base_url: str,
-        token_file: Path,
-        *,
-        timeout_s: float = 10.0,
-        transport: httpx.AsyncBaseTransport | None = None,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self._base = base_url.rstrip("/")
-        self._token_file = token_file
-        self._clock = clock
-        self._client = httpx.AsyncClient(
-            timeout=timeout_s,
-            transport=transport,
-            follow_redirects=False,
-            headers={"Accept": "application/json", "User-Agent": "accord-orchestrator"},
-        )
+    service = "authz"
 
     async def held(self, user_id: str) -> Sequence[HeldGrant]:
         found: list[HeldGrant] = []
@@ -83,9 +65,6 @@ class HttpAccessGrants:
     async def revoke(self, grant_id: str, reason: str) -> None:
         path = f"/v1/grants/{quote(grant_id, safe='')}/revoke"
         await self._call("POST", path, json={"reason": reason}, ended_ok=True)
-
-    async def close(self) -> None:
-        await self._client.aclose()
 
     async def _call(
         self,
@@ -129,11 +108,6 @@ class HttpAccessGrants:
 
     def _token(self) -> str:
         try:
-            token = self._token_file.read_text().strip()
-        except OSError as error:
-            raise EffectFailed(
-                f"cannot read the authz token file: {error.strerror}", retryable=False
-            ) from None
-        if not token:
-            raise EffectFailed("the authz token file is empty", retryable=False)
-        return token
+            return self._read_token()
+        except UnreadableToken as error:
+            raise EffectFailed(str(error), retryable=False) from None
