@@ -16,6 +16,11 @@ copy of pre-hire names the demo target (`targets: [scim-demo]`) where the exampl
 `all`. The leavers and the contractor are in a department whose birthright gives the demo
 account (the joiner saga creates it, as in production); the leaver saga's retention is the
 default 30 days, so an account deleted seconds later was deleted by the workflow.
+
+The department-move example asks its approval of authz for real: authz resolves the
+manager from its directory and lists the ask to a token of the manager's (role approver),
+whose decision comes back to the run as approval.decided; revoke_entitlement calls authz's
+grants API with the platform's admin token (ACCORD_AUTHZ_URL, ACCORD_AUTHZ_TOKEN_FILE).
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from aiohttp import web
 
 from accord.events import Publisher, UserCreated, UserDeactivated, UserUpdated
 from accord.events.brokers import BROKER_ENV
+from accord.runtime.security.roles import Role
 from accord.runtime.signing import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
@@ -61,6 +67,8 @@ CALLBACK_TOKEN_HEADER = "X-Accord-Callback-Token"
 SENDER = "accord-workflows@example.com"
 #: Joiners of this department get the demo account from the joiner saga.
 STAFF = "Engineering"
+#: The department-move approval's timeout (the example's P7D): long enough to decide in.
+APPROVAL_TIMEOUT_S = 8
 #: How late a timer may fire and still be "at" its time (poll 0.2 s, then Kafka and SCIM).
 LATE_S = 4.0
 
@@ -78,7 +86,7 @@ def derived(name: str, replacements: Mapping[str, str]) -> str:
 
 
 def workflow_files(extension_url: str) -> dict[str, str]:
-    """The test's workflow folder: pre-hire, contractor-end-date and leaver, shortened."""
+    """The test's workflow folder: the shipped examples, shortened."""
     return {
         "pre-hire": derived(
             "pre-hire",
@@ -94,6 +102,12 @@ def workflow_files(extension_url: str) -> dict[str, str]:
             "contractor-end-date",
             {
                 "duration: P30D": "duration: PT3S",
+            },
+        ),
+        "department-move": derived(
+            "department-move",
+            {
+                "timeout: P7D": f"timeout: PT{APPROVAL_TIMEOUT_S}S",
             },
         ),
         "leaver": derived(
@@ -246,6 +260,9 @@ async def parts(
         "ACCORD_TIMER_POLL_S": "0.2",
         "ACCORD_WORKFLOW_CALLBACK_URL": orchestrator,
         SECRET_ENV: SECRET.decode(),
+        # revoke_entitlement asks authz's grants API, as the admin (read at each call).
+        "ACCORD_AUTHZ_URL": f"http://127.0.0.1:{config.service_ports['authz']}",
+        "ACCORD_AUTHZ_TOKEN_FILE": str(config.home / "admin-token"),
         **sink.env(sender=SENDER),
     }
     try:
@@ -595,3 +612,123 @@ async def timer_states(platform: Platform, ids: set[str]) -> dict[str, str]:
     finally:
         await conn.close()
     return {row["identity_id"]: row["state"] for row in rows}
+
+
+# --- department move: an approval through authz -------------------------------------------------
+
+
+async def workflow_approvals(platform: Platform, token: str) -> list[dict[str, Any]]:
+    """The pending workflow approvals authz lists to the token's subject."""
+    async with api_client(platform, "authz", token) as client:
+        response = await client.get("/v1/workflow-approvals")
+        response.raise_for_status()
+        items: list[dict[str, Any]] = response.json()["items"]
+        return items
+
+
+async def decide(platform: Platform, token: str, approval_id: str, verdict: str) -> httpx.Response:
+    """POST approve or reject on a workflow approval, as the token's subject."""
+    async with api_client(platform, "authz", token) as client:
+        return await client.post(
+            f"/v1/workflow-approvals/{approval_id}/{verdict}", json={"comment": "e2e"}
+        )
+
+
+async def test_a_department_move_asks_the_new_manager_through_authz(
+    parts: Parts, hr: Publisher, unique: str
+) -> None:
+    """The department-move example with a real approval: authz resolves the manager and
+    lists the ask to them; approved, the run keeps the access; rejected or unanswered
+    (on_timeout: reject), revoke_not_allowed runs; the identity may not decide its own."""
+    platform = parts.platform
+    boss = await manager(hr, unique, "mover")
+    kept = person(f"mvk-{unique}", department=CONTRACTORS, manager_id=boss.user_id)
+    refused = person(f"mvr-{unique}", department=CONTRACTORS, manager_id=boss.user_id)
+    ignored = person(f"mvi-{unique}", department=CONTRACTORS, manager_id=boss.user_id)
+    movers = (kept, refused, ignored)
+    for someone in movers:
+        await hr.publish(someone, sequence=1)
+    # authz knows them (and so their manager) before the move asks about them.
+    for someone in movers:
+
+        async def known(user_id: str = someone.user_id) -> bool:
+            async with api_client(platform, "authz") as client:
+                return (await client.get(f"/v1/principals/{user_id}")).status_code == 200
+
+        await eventually(known, what=f"{someone.user_id} in authz")
+    for someone in movers:
+        moved = someone.model_dump() | {"department": "Finance"}
+        await hr.publish(UserUpdated(**moved), sequence=2)
+    asked_at = time.time()
+
+    # authz lists the three asks to the manager, resolved from its directory.
+    boss_token = await platform.issue_token(boss.user_id, {Role.APPROVER}, "e2e manager")
+    ids = {someone.user_id for someone in movers}
+
+    async def listed() -> dict[str, dict[str, Any]] | None:
+        found = {
+            a["user_id"]: a
+            for a in await workflow_approvals(platform, boss_token)
+            if a["user_id"] in ids
+        }
+        return found if len(found) == len(ids) else None
+
+    asks = await eventually(listed, what="the three department-move asks listed to the manager")
+    for someone in movers:
+        ask = asks[someone.user_id]
+        assert ask["workflow_id"] == "department-move"
+        assert ask["task_id"] == "keep_access"
+        assert ask["asked"] == ["manager"]
+        assert ask["approvers"] == [boss.user_id]
+        assert ask["status"] == "pending"
+        assert ask["reason"] == "Keep the access this person had in their previous department?"
+        waiting = await run_of(platform, someone.user_id, "department-move")
+        assert waiting["run_id"] == ask["run_id"]
+        assert task(waiting, "keep_access")["status"] == "waiting"
+
+    # The identity itself may not decide its own approval (an approver of nothing else).
+    own_token = await platform.issue_token(kept.user_id, {Role.APPROVER}, "e2e self")
+    own = await decide(platform, own_token, asks[kept.user_id]["approval_id"], "approve")
+    assert own.status_code == 403, own.text
+    assert (await run_of(platform, kept.user_id, "department-move"))["status"] == "waiting"
+
+    # The manager approves one and rejects another; the third is left to time out.
+    approved = await decide(platform, boss_token, asks[kept.user_id]["approval_id"], "approve")
+    assert approved.status_code == 200, approved.text
+    assert approved.json()["status"] == "approved"
+    assert approved.json()["decided_by"] == boss.user_id
+    rejected = await decide(platform, boss_token, asks[refused.user_id]["approval_id"], "reject")
+    assert rejected.status_code == 200, rejected.text
+    assert rejected.json()["status"] == "rejected"
+    pending = {a["user_id"] for a in await workflow_approvals(platform, boss_token)}
+    assert pending & ids == {ignored.user_id}
+
+    # Approved: the run completes and revokes nothing.
+    done = await run_in(platform, kept.user_id, "department-move", "completed")
+    keep = task(done, "keep_access")
+    assert keep["status"] == "completed"
+    assert keep["outputs"] == {"approved": True, "decision": "approved", "by": boss.user_id}
+    assert task(done, "revoke_not_allowed")["status"] == "skipped"
+
+    # Rejected: revoke_not_allowed ran against authz's grants (the mover holds none).
+    done = await run_in(platform, refused.user_id, "department-move", "completed")
+    refusal = task(done, "keep_access")
+    assert refusal["status"] == "completed"
+    assert refusal["outputs"] == {"approved": False, "decision": "rejected", "by": boss.user_id}
+    revoke = task(done, "revoke_not_allowed")
+    assert revoke["status"] == "completed"
+    assert revoke["outputs"] == {"revoked": 0, "kept": 0}
+
+    # Nobody decided: at the timeout the ask is a rejection (on_timeout: reject).
+    done = await run_in(
+        platform, ignored.user_id, "department-move", "completed", timeout=APPROVAL_TIMEOUT_S + 20
+    )
+    assert time.time() >= asked_at + APPROVAL_TIMEOUT_S - 1, "timed out before its time"
+    silence = task(done, "keep_access")
+    assert silence["outputs"] == {"approved": False, "decision": "timed_out", "by": None}
+    revoke = task(done, "revoke_not_allowed")
+    assert revoke["status"] == "completed"
+    assert revoke["outputs"] == {"revoked": 0, "kept": 0}
+    # The run no longer waits: a decision now is refused.
+    late = await decide(platform, boss_token, asks[ignored.user_id]["approval_id"], "approve")
+    assert late.status_code == 409, late.text
