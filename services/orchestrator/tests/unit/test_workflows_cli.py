@@ -48,15 +48,25 @@ def test_validate_lists_the_shipped_workflows(capsys: pytest.CaptureFixture[str]
     code, out, err = run(capsys, "validate")
     assert (code, err) == (0, "")
     lines = out.splitlines()
+    shipped = [
+        "accord-deactivation",
+        "accord-joiner",
+        "accord-leaver",
+        "accord-mover",
+        "accord-reactivation",
+    ]
     assert [line.split()[0] for line in lines[:-1]] == [
+        *shipped,
         "contractor-end-date",
         "department-move",
         "leaver",
         "pre-hire",
     ]
-    assert "at hire_date -P7D (UTC)" in lines[3]
-    assert lines[3].endswith("4 tasks")
-    assert lines[-1] == f"ok: 4 workflows in {EXAMPLES}"
+    assert all(line.endswith("1 tasks  (shipped)") for line in lines[:5])
+    assert "user.created" in lines[1]
+    assert "at hire_date -P7D (UTC)" in lines[8]
+    assert lines[8].endswith("4 tasks")
+    assert lines[-1] == f"ok: 4 workflows in {EXAMPLES}, over the shipped ones"
 
 
 def test_validate_json_gives_one_object_per_workflow(
@@ -65,10 +75,11 @@ def test_validate_json_gives_one_object_per_workflow(
     code, out, _ = run(capsys, "validate", str(folder), "--json")
     entries = [json.loads(line) for line in out.splitlines()]
     assert code == 0
-    assert entries[1]["id"] == "department-move"
-    assert entries[1]["trigger"] == "user.updated (changed: department)"
-    assert entries[1]["tasks"] == 2
-    assert len(entries[1]["version"]) == 12
+    by_id = {entry["id"]: entry for entry in entries}
+    assert by_id["department-move"]["trigger"] == "user.updated (changed: department)"
+    assert by_id["department-move"]["tasks"] == 2
+    assert len(by_id["department-move"]["version"]) == 12
+    assert by_id["accord-mover"]["trigger"] == "user.updated"
 
 
 def test_validate_prints_every_problem_as_file_line_and_exits_1(
@@ -124,7 +135,7 @@ def test_validate_of_a_missing_folder_is_a_usage_error(
 def test_the_shipped_cases_pass(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "test", *SHIPPED_CASES)
     assert code == 0
-    assert out.splitlines()[-1] == "14 passed, 0 failed"
+    assert out.splitlines()[-1] == "14 passed, 0 failed", out
 
 
 def test_a_failing_case_exits_1_with_the_difference(
@@ -136,7 +147,7 @@ def test_a_failing_case_exits_1_with_the_difference(
         "  - name: leaver on deactivation\n"
         "    identity: {user_id: u-1, user_name: a}\n"
         "    event: user.deactivated\n"
-        "    expect: {runs: [leaver]}\n"
+        "    expect: {runs: [accord-deactivation, leaver]}\n"
         "  - name: wrong\n"
         "    identity: {user_id: u-1, user_name: a}\n"
         "    event: user.deactivated\n"
@@ -146,7 +157,7 @@ def test_a_failing_case_exits_1_with_the_difference(
     assert code == 1
     assert out.splitlines() == [
         "PASS  leaver on deactivation",
-        "FAIL  wrong: expected runs [], got [leaver]",
+        "FAIL  wrong: expected runs [], got [accord-deactivation, leaver]",
         "1 passed, 1 failed",
     ]
 
@@ -185,8 +196,11 @@ def test_plan_shows_the_runs_and_the_timers_in_utc_and_local_time(
     assert out.splitlines() == [
         "identity u-ada at 2027-02-01T12:00:00Z",
         "on user.created:",
-        "  nothing starts",
+        f"  starts accord-joiner (version {_version('accord-joiner')})",
+        "    run   accounts (account_saga): no condition",
         "on user.updated:",
+        f"  starts accord-mover (version {_version('accord-mover')})",
+        "    run   accounts (account_saga): no condition",
         f"  starts department-move (version {_version('department-move')})",
         "    run   keep_access (approval): no condition",
         "    later revoke_not_allowed (revoke_entitlement): when reads vars.*: decided at run time",

@@ -29,6 +29,7 @@ from accord.orchestrator.workflows.operations import (
 )
 from accord.orchestrator.workflows.ports import RunStore
 from accord.orchestrator.workflows.run_model import Run, RunStatus, TaskRun, TaskStatus
+from accord.orchestrator.workflows.shipped import shipped
 from accord.runtime.http import create_app, secure
 from accord.runtime.problems import PROBLEM_JSON
 from accord.runtime.security.api import ApiSecurity
@@ -461,7 +462,13 @@ async def test_workflows_lists_the_loaded_set_and_the_holders_status(api: Api) -
     assert body["last_errors"] == []
     assert body["digest"] == api.holder.current().digest
     by_id = {entry["id"]: entry for entry in body["workflows"]}
-    assert sorted(by_id) == ["contractor-end-date", "department-move", "leaver", "pre-hire"]
+    assert sorted(by_id) == [
+        *sorted(shipped().workflows),
+        "contractor-end-date",
+        "department-move",
+        "leaver",
+        "pre-hire",
+    ]
     assert by_id["department-move"]["trigger"] == "user.updated (changed: department)"
     assert by_id["pre-hire"]["version"] == api.holder.current()["pre-hire"].version
     assert by_id["pre-hire"]["enabled"] is True
@@ -480,7 +487,7 @@ async def test_workflows_shows_the_errors_of_a_refused_reload(tmp_path: Path) ->
     ) as client:
         response = await client.get("/v1/workflows", headers=_auth(OPERATOR))
     body = response.json()
-    assert [entry["id"] for entry in body["workflows"]] == ["leaver"]
+    assert [entry["id"] for entry in body["workflows"]] == [*sorted(shipped().workflows), "leaver"]
     assert body["last_errors"]
     assert all("broken.yaml" in e for e in body["last_errors"])
 

@@ -218,6 +218,6 @@ def test_simulate_replays_an_export_through_the_matcher(
     assert code == 0, err
     report = json.loads(out)
     assert report["events"] == 2
-    assert report["runs"]["draft"] == {"pre-hire": 1}
+    assert report["runs"]["draft"] == {"pre-hire": 1, "accord-joiner": 2}
     assert report["runs"]["active"].get("pre-hire", 0) == 0
     assert "events/s" in err

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
@@ -62,6 +62,8 @@ from accord.orchestrator.workflows.engine import Engine
 from accord.orchestrator.workflows.expressions import ExpressionError, compile_condition
 from accord.orchestrator.workflows.extensions import ExtensionClient
 from accord.orchestrator.workflows.holder import WorkflowHolder
+from accord.orchestrator.workflows.saga_selection import WorkflowSagaSelection
+from accord.orchestrator.workflows.shipped import shipped
 from accord.orchestrator.workflows.loader import Checks
 from accord.runtime.config_file import load_yaml_model
 from accord.runtime.routes import HandlerContext, Typed, on, table
@@ -253,6 +255,10 @@ def definition(settings: OrchestratorSettings) -> ServiceDefinition:
     """The orchestrator as the runtime runs it."""
     flows = workflows(settings)
     wired = WorkflowEngine.load(settings, flows) if settings.workflows_dir is not None else None
+    # The account sagas start as the workflow files in force say: the folder's over the
+    # shipped ones, or the shipped ones alone.
+    in_force = wired.holder.current if wired is not None else shipped
+    flows = replace(flows, selection=WorkflowSagaSelection(in_force, store.now_utc))
     consumed = routes(flows, wired.engine if wired is not None else None)
 
     async def bind_workflows(runtime: Runtime) -> None:

@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from accord.events.catalogue import (
     AccessGranted,
@@ -42,6 +42,44 @@ TAKES_ACCESS: frozenset[saga.SagaType] = frozenset({"leaver", "lockout"})
 _NOT_FOR_LEAVERS: frozenset[saga.SagaType] = frozenset({"joiner", "mover", "access_grant"})
 
 
+class SagaSelection(Protocol):
+    """Which account sagas an identity event starts: the workflow set in force decides
+    (``accord.orchestrator.workflows.saga_selection``); handlers ask before they start one."""
+
+    def needs_identity(self, saga_type: saga.SagaType, event_type: str) -> bool:
+        """Whether `starts` reads the identity (a scope or a `changed:` filter), so that a
+        handler that has not read it yet reads it only then."""
+        ...
+
+    def starts(
+        self,
+        saga_type: saga.SagaType,
+        event_type: str,
+        identity: Identity | None,
+        previous: Identity | None = None,
+    ) -> bool:
+        """Whether `event_type` starts the saga for `identity` (as the event left it;
+        `previous`: before it)."""
+        ...
+
+
+class EverySaga:
+    """Every account saga on its event, for everyone: what the shipped workflow files say
+    (the default; the service wires the set in force)."""
+
+    def needs_identity(self, saga_type: saga.SagaType, event_type: str) -> bool:
+        return False
+
+    def starts(
+        self,
+        saga_type: saga.SagaType,
+        event_type: str,
+        identity: Identity | None,
+        previous: Identity | None = None,
+    ) -> bool:
+        return True
+
+
 @dataclass(frozen=True)
 class WorkflowSettings:
     """How the workflows behave; from the orchestrator's settings."""
@@ -58,6 +96,8 @@ class WorkflowSettings:
     """A round's steps that get no answer within this fail (and a leaver retries them)."""
     mfa_enrolment: tuple[Factor, ...] = ()
     """Factors a completed joiner is asked to enrol (mfa.enrolment_requested); none: off."""
+    selection: SagaSelection = field(default_factory=EverySaga)
+    """Which sagas the identity events start (the workflow files in force)."""
 
 
 def saga_id_of(cause_id: str) -> str:

@@ -1,5 +1,6 @@
 """Identity events from the source system (Kafka or the inbound SCIM server): keep the
-registry and start the joiner, mover, reactivation and leaver sagas.
+registry and start the joiner, mover, reactivation and leaver sagas the workflows in force
+run on the event (`settings.selection`: the shipped workflow files, or a team's copies).
 
 Events of an identity that does not exist yet are parked, and applied when its
 user.created arrives; stale and duplicate events change nothing.
@@ -69,6 +70,8 @@ async def on_user_created(
     # Planned on the registry as the early events left it: nothing for one who left. A new
     # identity holds no lockout (a lockout waits for its identity), so what was written here
     # is what the registry holds: planned on it without reading it back.
+    if not ports.settings.selection.starts("joiner", event.type, written):
+        return []
     return await start(event, ports, "joiner", identity=written)
 
 
@@ -88,6 +91,8 @@ async def on_user_updated(
         # A leaver's accounts are going away: keep the attributes, not the status.
         await ports.registry.set_status(data.user_id, "deleted", sequence)
         return []
+    if not ports.settings.selection.starts("mover", event.type, written, previous=entry):
+        return []
     return await start(event, ports, "mover", identity=written)
 
 
@@ -104,6 +109,9 @@ async def on_user_status(
         await ports.registry.set_status(user_id, status, event.sequence or 0)
     except UserNameTaken as error:
         raise PermanentError(str(error)) from None
+    saga_type: saga.SagaType = "reactivation" if status == "active" else "leaver"
+    if not await _selected(ports, saga_type, event):
+        return []
     if status == "active":
         return await start(event, ports, "reactivation")
     operation: saga.Operation = "disable"
@@ -116,6 +124,16 @@ async def on_user_status(
         )
         await ports.sagas.add_timer(timer, ports.clock() + retention)
     return await start(event, ports, "leaver", operation=operation)
+
+
+async def _selected(ports: OrchestratorPorts, saga_type: saga.SagaType, event: Envelope) -> bool:
+    """Whether the workflows in force start the saga of a status event (the identity is
+    read only when a scope or a filter needs it)."""
+    selection = ports.settings.selection
+    identity = None
+    if selection.needs_identity(saga_type, event.type):
+        identity = await ports.registry.identity(event.subject)
+    return selection.starts(saga_type, event.type, identity)
 
 
 async def _parked_or_stale(event: Envelope, ports: OrchestratorPorts) -> Verdict:

@@ -42,6 +42,7 @@ from accord.orchestrator.adapters import store
 from accord.orchestrator.workflows import cases, matching
 from accord.orchestrator.workflows.expressions import ExpressionError, compile_condition
 from accord.orchestrator.workflows.loader import Checks, WorkflowErrors, WorkflowSet, load_folder
+from accord.orchestrator.workflows.shipped import SHIPPED_DIR, with_shipped
 from accord.orchestrator.workflows.runs_cli import add_runs
 from accord.orchestrator.workflows.simulate_cli import add_simulate
 from accord.orchestrator.workflows.simulate_planner import matching_planner
@@ -174,7 +175,7 @@ def load(folder: Path, targets: Path | None = None) -> WorkflowSet:
         targets=target_names(targets) if targets is not None else None,
     )
     try:
-        return load_folder(folder, checks)
+        return with_shipped(load_folder(folder, checks))
     except WorkflowErrors as error:
         # Every problem on its own line, as a compiler prints them; then the one error line.
         for problem in error.errors:
@@ -186,6 +187,10 @@ def load(folder: Path, targets: Path | None = None) -> WorkflowSet:
 
 
 # --- validate -----------------------------------------------------------------------------
+
+
+def _is_shipped(source: str) -> bool:
+    return Path(source).parent == SHIPPED_DIR
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -207,13 +212,15 @@ def _validate(args: argparse.Namespace) -> int:
             print(json.dumps(entry))
             continue
         disabled = "  (disabled)" if not definition.enabled else ""
+        if _is_shipped(loaded.source):
+            disabled += "  (shipped)"
         print(
             f"{loaded.id:<24} {loaded.version}  {entry['trigger']:<36} "
             f"{len(definition.tasks)} tasks{disabled}"
         )
     if not args.json:
-        count = len(workflows)
-        print(f"ok: {count} workflow{'' if count == 1 else 's'} in {folder}")
+        count = len(workflows) - sum(1 for loaded in workflows if _is_shipped(loaded.source))
+        print(f"ok: {count} workflow{'' if count == 1 else 's'} in {folder}, over the shipped ones")
     return 0
 
 

@@ -48,8 +48,10 @@ from accord.events import Profile, topics
 from accord.orchestrator.workflows.durations import Duration
 
 __all__ = [
+    "AccountSaga",
     "ALL",
     "CATEGORIES",
+    "SAGA_EVENTS",
     "EVENT_TYPES",
     "TASK_KINDS",
     "AddGroup",
@@ -437,6 +439,46 @@ class DeleteAccounts(_AccountsTask):
     task: Literal["delete_accounts"]
 
 
+#: The event each account saga runs on (the leaver on deactivation and on deletion).
+SAGA_EVENTS: dict[str, tuple[str, ...]] = {
+    "joiner": (topics.USER_CREATED,),
+    "mover": (topics.USER_UPDATED,),
+    "reactivation": (topics.USER_REACTIVATED,),
+    "leaver": (topics.USER_DEACTIVATED, topics.USER_DELETED),
+}
+
+
+class AccountSaga(_Task):
+    """The account saga of a lifecycle event, as Accord ships it: one step per target,
+    planned from the birthright rules and the accounts the identity holds when it begins.
+
+    - ``joiner``: create the birthright accounts; a permanent failure keeps the others or
+      rolls them back (``ACCORD_JOINER_ON_FAILURE``); transient failures are retried.
+    - ``mover``: update the accounts kept, create those the birthright adds, delete those
+      it removes.
+    - ``reactivation``: enable every account, create the birthright ones missing.
+    - ``leaver``: disable every account (those still being created too), retried until
+      every target said yes; on ``user.deleted`` they are deleted after
+      ``ACCORD_LEAVER_RETENTION_S``.
+
+    It is its workflow's only task and runs on its event (``SAGA_EVENTS``); ``when``,
+    ``retry`` and ``continue_on_error`` do not apply: the saga has its own failure rules.
+    """
+
+    task: Literal["account_saga"]
+    saga: Literal["joiner", "mover", "reactivation", "leaver"]
+
+    @model_validator(mode="after")
+    def _own_failure_rules(self) -> AccountSaga:
+        if self.when is not None or self.retry is not None or self.continue_on_error:
+            raise PydanticCustomError(
+                "saga_task_options",
+                "an account_saga task takes no when, retry or continue_on_error: "
+                "the saga has its own failure rules (scope the workflow instead)",
+            )
+        return self
+
+
 class AddGroup(_Task):
     """Add the identity's account in ``target`` to ``group``."""
 
@@ -658,7 +700,8 @@ class Wait(_Task):
 
 
 Task = Annotated[
-    CreateAccounts
+    AccountSaga
+    | CreateAccounts
     | UpdateAccounts
     | EnableAccounts
     | DisableAccounts
@@ -713,3 +756,30 @@ class Workflow(_Model):
                 )
             first[task.id] = index
         return tasks
+
+    @model_validator(mode="after")
+    def _saga_alone_on_its_event(self) -> Workflow:
+        sagas = [task for task in self.tasks if isinstance(task, AccountSaga)]
+        if not sagas:
+            return self
+        if len(self.tasks) > 1:
+            raise PydanticCustomError(
+                "saga_not_alone",
+                "an account_saga task must be its workflow's only task (tasks that follow "
+                "an account saga are not supported yet: put them in a workflow of their own)",
+            )
+        events = SAGA_EVENTS[sagas[0].saga]
+        trigger = self.trigger
+        if not isinstance(trigger, EventTrigger) or trigger.event not in events:
+            raise PydanticCustomError(
+                "saga_trigger",
+                "the {saga} saga runs on {events}: its workflow's trigger must be that event",
+                {"saga": sagas[0].saga, "events": " or ".join(events)},
+            )
+        return self
+
+    @property
+    def account_saga(self) -> str | None:
+        """The account saga this workflow runs (its only task), if it runs one."""
+        task = self.tasks[0]
+        return task.saga if isinstance(task, AccountSaga) else None

@@ -272,6 +272,8 @@ class Engine:
                 extra={"workflow_id": skipped.workflow_id, "reason": skipped.reason},
             )
         for planned in matches.runs:
+            if workflows[planned.workflow_id].definition.account_saga is not None:
+                continue  # an account saga: its identity handler starts it (handlers/identity)
             trigger = {
                 "kind": "event",
                 "event": event_type,

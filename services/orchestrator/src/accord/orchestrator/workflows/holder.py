@@ -36,6 +36,7 @@ from accord.orchestrator.workflows.loader import (
     load_files,
     read_folder,
 )
+from accord.orchestrator.workflows.shipped import with_shipped
 from accord.runtime.folder_watch import DEFAULT_WATCH_INTERVAL_S, FolderWatching
 
 __all__ = ["DEFAULT_WATCH_INTERVAL_S", "WorkflowHolder", "load_consistent"]
@@ -54,7 +55,8 @@ def _digest(folder: Path) -> str:
 
 
 def load_consistent(folder: Path, checks: Checks) -> WorkflowSet:
-    """Load ``folder`` into a set whose digest matches the files as they are now.
+    """Load ``folder`` into a set whose digest matches the files as they are now, over
+    the shipped workflows (:func:`~accord.orchestrator.workflows.shipped.with_shipped`).
 
     The files are read again after loading; if they changed meanwhile (an edit or a
     ConfigMap swap in progress), loading starts over, a few times at most.
@@ -70,7 +72,7 @@ def load_consistent(folder: Path, checks: Checks) -> WorkflowSet:
                 raise
             continue
         if _digest(folder) == loaded.digest:
-            return loaded
+            return with_shipped(loaded)
     raise WorkflowErrors(
         [WorkflowError(str(folder), 0, "the files kept changing while they were read")]
     )

@@ -234,6 +234,11 @@ def runs_on_demand(
         raise UnknownWorkflow(f"no workflow {workflow_id!r} (loaded: {known})")
     if not loaded.definition.enabled:
         raise UnknownWorkflow(f"workflow {workflow_id!r} is disabled")
+    if loaded.definition.account_saga is not None:
+        raise UnknownWorkflow(
+            f"workflow {workflow_id!r} runs the {loaded.definition.account_saga} saga on its"
+            " event and cannot be run on demand (see `accord sagas` to retry a saga)"
+        )
     matches = Matches()
     for identity_id, profile in identities.items():
         context = identity_context(_with_id(profile, identity_id), now=now)

@@ -562,7 +562,12 @@ def _record(
             continue
         result.tasks[(run.workflow_id, task.kind)] += 1
         definition = world.planner.task(run.workflow_id, task.task_id)
-        if task.kind in ACCOUNT_OPS:
+        if task.kind == "account_saga" and getattr(definition, "saga", None) == "joiner":
+            # The joiner saga creates the birthright accounts; the other sagas' steps depend
+            # on the accounts held, which a replay of events does not know.
+            for target in context.birthright_targets(profile):
+                result.accounts[AccountOp(target, "create", run.identity_id)] += 1
+        elif task.kind in ACCOUNT_OPS:
             targets = getattr(definition, "targets", ALL)
             names = context.birthright_targets(profile) if targets == ALL else list(targets)
             for target in names:

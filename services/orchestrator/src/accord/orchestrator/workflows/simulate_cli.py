@@ -36,6 +36,7 @@ import httpx
 from accord.events.cli import EXIT_FAILURE, EXIT_USAGE, CliError
 from accord.orchestrator.workflows.expressions import ExpressionError, compile_condition
 from accord.orchestrator.workflows.loader import Checks, WorkflowErrors, WorkflowSet, load_folder
+from accord.orchestrator.workflows.shipped import with_shipped
 from accord.orchestrator.workflows.simulate import (
     Diff,
     Fetch,
@@ -127,7 +128,7 @@ def _check_expression(text: str) -> str | None:
 def load_set(folder: Path) -> WorkflowSet:
     """A folder's workflows, expressions checked (targets are not: no platform needed)."""
     try:
-        return load_folder(folder, Checks(expression=_check_expression))
+        return with_shipped(load_folder(folder, Checks(expression=_check_expression)))
     except WorkflowErrors as errors:
         raise CliError(f"{folder}: cannot be loaded:\n{errors}", EXIT_USAGE) from None
 
