@@ -62,9 +62,9 @@ from accord.orchestrator.workflows.engine import Engine
 from accord.orchestrator.workflows.expressions import ExpressionError, compile_condition
 from accord.orchestrator.workflows.extensions import ExtensionClient
 from accord.orchestrator.workflows.holder import WorkflowHolder
+from accord.orchestrator.workflows.loader import Checks
 from accord.orchestrator.workflows.saga_selection import WorkflowSagaSelection
 from accord.orchestrator.workflows.shipped import shipped
-from accord.orchestrator.workflows.loader import Checks
 from accord.runtime.config_file import load_yaml_model
 from accord.runtime.routes import HandlerContext, Typed, on, table
 from accord.runtime.service import Runtime, ServiceDefinition

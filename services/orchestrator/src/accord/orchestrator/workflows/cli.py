@@ -42,8 +42,8 @@ from accord.orchestrator.adapters import store
 from accord.orchestrator.workflows import cases, matching
 from accord.orchestrator.workflows.expressions import ExpressionError, compile_condition
 from accord.orchestrator.workflows.loader import Checks, WorkflowErrors, WorkflowSet, load_folder
-from accord.orchestrator.workflows.shipped import SHIPPED_DIR, with_shipped
 from accord.orchestrator.workflows.runs_cli import add_runs
+from accord.orchestrator.workflows.shipped import SHIPPED_DIR, with_shipped
 from accord.orchestrator.workflows.simulate_cli import add_simulate
 from accord.orchestrator.workflows.simulate_planner import matching_planner
 from accord.orchestrator.workflows.timing import zone_for

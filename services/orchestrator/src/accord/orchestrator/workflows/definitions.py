@@ -48,12 +48,12 @@ from accord.events import Profile, topics
 from accord.orchestrator.workflows.durations import Duration
 
 __all__ = [
-    "AccountSaga",
     "ALL",
     "CATEGORIES",
-    "SAGA_EVENTS",
     "EVENT_TYPES",
+    "SAGA_EVENTS",
     "TASK_KINDS",
+    "AccountSaga",
     "AddGroup",
     "Approval",
     "CallExtension",
