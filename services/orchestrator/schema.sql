@@ -236,6 +236,13 @@ CREATE TABLE orchestrator.workflow_timers (
     CONSTRAINT workflow_timers_state_check CHECK ((state = ANY (ARRAY['scheduled'::text, 'fired'::text, 'skipped'::text, 'cancelled'::text])))
 );
 
+CREATE TABLE orchestrator.workflow_versions (
+    workflow_id text NOT NULL,
+    version text NOT NULL,
+    definition jsonb NOT NULL,
+    first_seen_at timestamp with time zone NOT NULL
+);
+
 CREATE TABLE orchestrator.workflow_wakeups (
     run_id text NOT NULL,
     task_id text NOT NULL,
@@ -306,6 +313,9 @@ ALTER TABLE ONLY orchestrator.workflow_schedules
 
 ALTER TABLE ONLY orchestrator.workflow_timers
     ADD CONSTRAINT workflow_timers_pkey PRIMARY KEY (timer_id);
+
+ALTER TABLE ONLY orchestrator.workflow_versions
+    ADD CONSTRAINT workflow_versions_pkey PRIMARY KEY (workflow_id, version);
 
 ALTER TABLE ONLY orchestrator.workflow_wakeups
     ADD CONSTRAINT workflow_wakeups_pkey PRIMARY KEY (run_id, task_id, purpose);

@@ -21,7 +21,7 @@ from accord.orchestrator.ports import ProfileChange
 from accord.orchestrator.workflows import loops, runs
 from accord.orchestrator.workflows.effect_queue import FakeEffectQueue
 from accord.orchestrator.workflows.engine import Engine, EngineStores
-from accord.orchestrator.workflows.fakes import FakeRuns, FakeTimers, FakeWakeups
+from accord.orchestrator.workflows.fakes import FakeRuns, FakeTimers, FakeVersions, FakeWakeups
 from accord.orchestrator.workflows.loader import Checks, WorkflowSet, load_files
 from accord.orchestrator.workflows.run_model import Run
 from accord.orchestrator.workflows.schedules import FakeSchedules, due_slot, scheduled
@@ -105,6 +105,7 @@ class Orchestrator:
             wakeups=FakeWakeups(),
             timers=FakeTimers(),
             effects=FakeEffectQueue(),
+            versions=FakeVersions(),
             schedules=self.schedules,
         )
         self.emitted: list[Envelope] = []

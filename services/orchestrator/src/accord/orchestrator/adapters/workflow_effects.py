@@ -16,6 +16,7 @@ from accord.orchestrator.adapters import store
 from accord.orchestrator.adapters.postgres import PostgresRegistry
 from accord.orchestrator.adapters.workflow_callbacks import PostgresCallbacks
 from accord.orchestrator.adapters.workflow_runs import workflow_stores
+from accord.orchestrator.adapters.workflow_versions import PostgresVersions
 from accord.orchestrator.workflows import runs
 from accord.orchestrator.workflows.effect_queue import (
     QueuedEffect,
@@ -82,6 +83,7 @@ def engine_stores(conn: asyncpg.Connection) -> EngineStores:
         wakeups=wakeups,
         timers=timers,
         effects=PostgresEffectQueue(conn),
+        versions=PostgresVersions(conn),
         callbacks=PostgresCallbacks(conn),
     )
 

@@ -41,11 +41,13 @@ handling takes the identity's registry lock first, as the identity handlers and 
 do, so one identity's runs are decided one at a time; a stale revision (`Conflict`) is
 raised as a `RetryableError` so the runtime (or the loop) does the whole handling again.
 
-A run keeps the version it started with: the engine remembers the definition of every
-version it has seen loaded. After a restart with a changed folder, a run of a version no
-longer loaded goes on with the current definition of its workflow when its tasks are the
-same ones (ids and kinds, in order); else it fails with a reason that says so (v0: versions
-are not kept in the database).
+A run keeps the version it started with, across restarts: the transaction that starts a
+run keeps its version's definition (`VersionStore`, the workflow_versions table), and the
+engine remembers the definition of every version it has seen loaded or read back. A run
+whose version is in neither (started before versions were kept, or kept by a release whose
+definition models read it no longer) goes on with the current definition of its workflow
+when its tasks are the same ones (ids and kinds, in order); else it fails with a reason
+that says so.
 """
 
 from __future__ import annotations
@@ -96,7 +98,13 @@ from accord.orchestrator.workflows.operations import (
     RunNotFound,
     UnknownIdentity,
 )
-from accord.orchestrator.workflows.ports import Conflict, RunStore, TimerStore, WakeupStore
+from accord.orchestrator.workflows.ports import (
+    Conflict,
+    RunStore,
+    TimerStore,
+    VersionStore,
+    WakeupStore,
+)
 from accord.orchestrator.workflows.run_model import Run, RunStatus, TaskRun, TaskStatus, Wakeup
 from accord.orchestrator.workflows.schedules import ScheduleStore
 from accord.orchestrator.workflows.timers import Timer, plan_timers
@@ -140,6 +148,7 @@ class EngineStores:
     wakeups: WakeupStore
     timers: TimerStore
     effects: EffectQueue
+    versions: VersionStore
     callbacks: CallbackMarks | None = None
     """None where no callback can be awaited (the unit tests' stores)."""
     schedules: ScheduleStore | None = None
@@ -212,10 +221,22 @@ class Engine:
             self._known.setdefault((loaded.id, loaded.version), loaded.definition)
         return workflows
 
-    def definition_of(self, run: Run) -> Workflow | None:
-        """The definition a run was started with, or a same-shaped current one; else None."""
+    async def definition_of(self, run: Run, versions: VersionStore) -> Workflow | None:
+        """The definition a run was started with, or a same-shaped current one; else None.
+
+        Memory first, then the kept versions: read when a run is handled rather than all
+        preloaded at start, since a run is always handled in a transaction that has the
+        store at hand, and a run started by another orchestrator with a version this one
+        never loaded is found the same way. A version's definition never changes (the
+        version is its content hash), so what was read back is remembered for good.
+        """
         workflows = self.current()
-        known = self._known.get((run.workflow_id, run.version))
+        key = (run.workflow_id, run.version)
+        known = self._known.get(key)
+        if known is None:
+            known = await versions.definition(*key)
+            if known is not None:
+                self._known[key] = known
         if known is not None:
             return known
         loaded = workflows.workflows.get(run.workflow_id)
@@ -369,6 +390,8 @@ class Engine:
         if await stores.runs.get(run_id) is not None:
             return None  # started by an earlier delivery of the same cause
         definition = loaded.definition
+        # In the run's transaction: a run is never stored without its version kept.
+        await stores.versions.record(definition, loaded.version, work.now)
         await self._supersede(work, planned.identity_id, definition.category)
         fresh = runs.new_run(
             definition, loaded.version, planned.identity_id, trigger, run_id, work.now
@@ -412,7 +435,7 @@ class Engine:
     ) -> Run:
         """Apply `event` and what follows from it at once, carry out the commands, save the
         run (guarded by its revision); when it ended, begin the identity's next run."""
-        definition = self.definition_of(run)
+        definition = await self.definition_of(run, work.stores.versions)
         if definition is None:
             ended = self._orphaned(work, run)
         else:

@@ -1,6 +1,6 @@
-"""Workflow runs, wake-ups and timers in memory: the same behaviour as the PostgreSQL
-adapters (`adapters/workflow_runs.py`; the contract test runs the same cases on both), for
-the engine's unit tests.
+"""Workflow runs, wake-ups, timers and versions in memory: the same behaviour as the
+PostgreSQL adapters (`adapters/workflow_runs.py`, `adapters/workflow_versions.py`; the
+contract tests run the same cases on both), for the engine's unit tests.
 
 What the fakes cannot show is concurrency: they hold no locks and have no transactions, so
 a claim is final at once (the database's claim is undone by a rollback) and a race between
@@ -13,6 +13,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+from accord.orchestrator.workflows.definitions import Workflow
+from accord.orchestrator.workflows.loader import canonical_json, kept_definition
 from accord.orchestrator.workflows.ports import Conflict, IdentityBusy, RunPage
 from accord.orchestrator.workflows.run_model import Run, RunStatus, Wakeup
 from accord.orchestrator.workflows.timers import DONE, Timer, TimerState
@@ -180,3 +182,18 @@ class FakeTimers:
             return False
         self.timers[timer_id] = replace(current, state=state)
         return True
+
+
+@dataclass
+class FakeVersions:
+    """`VersionStore` in memory: the canonical JSON by (workflow id, version), with when it
+    was first kept, as the table holds them."""
+
+    kept: dict[tuple[str, str], tuple[str, datetime]] = field(default_factory=dict)
+
+    async def record(self, workflow: Workflow, version: str, seen_at: datetime) -> None:
+        self.kept.setdefault((workflow.id, version), (canonical_json(workflow), seen_at))
+
+    async def definition(self, workflow_id: str, version: str) -> Workflow | None:
+        kept = self.kept.get((workflow_id, version))
+        return kept_definition(kept[0], version) if kept is not None else None

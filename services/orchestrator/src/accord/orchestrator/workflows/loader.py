@@ -55,7 +55,9 @@ __all__ = [
     "WorkflowError",
     "WorkflowErrors",
     "WorkflowSet",
+    "canonical_json",
     "files_digest",
+    "kept_definition",
     "load_files",
     "load_folder",
     "read_folder",
@@ -149,12 +151,30 @@ class WorkflowSet:
         return {loaded.id: loaded.version for loaded in self}
 
 
-def workflow_version(workflow: Workflow) -> str:
-    """The content version: sha256 of the canonical JSON, first 12 hex digits."""
-    canonical = json.dumps(
+def canonical_json(workflow: Workflow) -> str:
+    """The definition as canonical JSON: defaults filled in, keys sorted, no spaces."""
+    return json.dumps(
         workflow.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False
     )
-    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def workflow_version(workflow: Workflow) -> str:
+    """The content version: sha256 of the canonical JSON, first 12 hex digits."""
+    return hashlib.sha256(canonical_json(workflow).encode()).hexdigest()[:12]
+
+
+def kept_definition(text: str, version: str) -> Workflow | None:
+    """A definition kept as its canonical JSON (the workflow_versions table), read back.
+
+    None when it no longer reads as the definition of ``version``: an upgrade changed the
+    definition models so that it fails validation or hashes to another version. The run
+    is then treated as if its version had never been kept.
+    """
+    try:
+        workflow = Workflow.model_validate_json(text)
+    except ValidationError:
+        return None
+    return workflow if workflow_version(workflow) == version else None
 
 
 def files_digest(files: Mapping[str, bytes]) -> str:

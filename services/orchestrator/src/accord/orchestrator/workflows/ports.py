@@ -1,8 +1,11 @@
-"""Where workflow runs, their wake-ups and the time triggers' timers are kept: the ports.
+"""Where workflow runs, their wake-ups, the time triggers' timers and the versions runs
+started with are kept: the ports.
 
-Three stores, each bound to the caller's transaction (the PostgreSQL adapters in
-`adapters/workflow_runs.py` take its connection; `workflows/fakes.py` keeps them in memory
-and behaves the same, which `tests/integration/test_workflow_runs_contract.py` checks):
+Four stores, each bound to the caller's transaction (the PostgreSQL adapters in
+`adapters/workflow_runs.py` and `adapters/workflow_versions.py` take its connection;
+`workflows/fakes.py` keeps them in memory and behaves the same, which
+`tests/integration/test_workflow_runs_contract.py` and `test_workflow_versions_contract.py`
+check):
 
 - `RunStore`: runs, one active (running or waiting) per identity; the others wait `queued`
   in order. A run is read once and written once, guarded by its revision.
@@ -12,6 +15,8 @@ and behaves the same, which `tests/integration/test_workflow_runs_contract.py` c
   committing) leaves it claimable again.
 - `TimerStore`: the time triggers' timers by `timer_id`. `claim_due` marks them fired the
   same way; a fired or skipped timer is never scheduled again (its key fired once).
+- `VersionStore`: the definition of every workflow version a run started with, kept so a
+  run goes on with its own version after a restart that loaded changed files.
 
 Times are aware datetimes; the caller passes `now` (the stores read no clock), so the
 callers' tests control time.
@@ -24,6 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from accord.orchestrator.workflows.definitions import Workflow
 from accord.orchestrator.workflows.run_model import Run, RunStatus, Wakeup
 from accord.orchestrator.workflows.timers import Timer, TimerState
 
@@ -132,4 +138,18 @@ class TimerStore(Protocol):
 
     async def mark(self, timer_id: str, state: TimerState) -> bool:
         """Set a timer's state (a fire that planning skipped, say); False if unknown."""
+        ...
+
+
+class VersionStore(Protocol):
+    """The workflow versions runs started with, by (workflow id, version)."""
+
+    async def record(self, workflow: Workflow, version: str, seen_at: datetime) -> None:
+        """Keep the definition of `version` (its content hash); a version kept already stays
+        as it was first kept, `seen_at` included."""
+        ...
+
+    async def definition(self, workflow_id: str, version: str) -> Workflow | None:
+        """The definition kept for the version; None when none was kept, or when it no longer
+        reads as that version (`loader.kept_definition`)."""
         ...
