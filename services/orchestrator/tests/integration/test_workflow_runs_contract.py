@@ -19,6 +19,7 @@ import pytest
 import pytest_asyncio
 
 from accord.orchestrator.adapters.workflow_runs import PostgresRuns, PostgresTimers, PostgresWakeups
+from accord.orchestrator.workflows.durations import parse_duration
 from accord.orchestrator.workflows.fakes import FakeRuns, FakeTimers, FakeWakeups
 from accord.orchestrator.workflows.ports import (
     Conflict,
@@ -28,7 +29,6 @@ from accord.orchestrator.workflows.ports import (
     WakeupStore,
 )
 from accord.orchestrator.workflows.run_model import Run, RunStatus, TaskRun, TaskStatus, Wakeup
-from accord.orchestrator.workflows.durations import parse_duration
 from accord.orchestrator.workflows.timers import Timer, TimerKey, TimeTrigger
 from accord.stack.testing import create_database, migrated_pool
 

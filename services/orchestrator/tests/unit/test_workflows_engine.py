@@ -574,13 +574,20 @@ async def test_a_custom_date_attribute_plans_moves_cancels_and_fires_its_timer_o
         return {(t.key.identity_id, t.key.date_value): t.state for t in timers.timers.values()}
 
     def contractor(user: str, **attributes: str) -> dict[str, Any]:
-        return {"user_id": user, "user_name": user, "employee_type": "contractor",
-                "attributes": attributes}
+        return {
+            "user_id": user,
+            "user_name": user,
+            "employee_type": "contractor",
+            "attributes": attributes,
+        }
 
     await h.deliver(UserCreated(**contractor("c1", contract_end="2026-02-01", site="Lyon")))
     await h.deliver(UserCreated(**contractor("c2", contract_end="2026-02-01T09:00:00Z")))
     await h.deliver(UserCreated(**contractor("c3", contract_end="end of the month")))
-    assert states() == {("c1", "2026-02-01"): "scheduled", ("c2", "2026-02-01T09:00:00Z"): "scheduled"}
+    assert states() == {
+        ("c1", "2026-02-01"): "scheduled",
+        ("c2", "2026-02-01T09:00:00Z"): "scheduled",
+    }
     (c1,) = [t for t in timers.timers.values() if t.key.identity_id == "c1"]
     assert c1.fire_at == datetime(2026, 2, 1, 18, tzinfo=UTC)
 

@@ -24,7 +24,7 @@ from accord.orchestrator.workflows.run_model import (
     TaskStatus,
     Wakeup,
 )
-from accord.orchestrator.workflows.timers import Timer, TimeTrigger, TimerKey, TimerState
+from accord.orchestrator.workflows.timers import Timer, TimerKey, TimerState, TimeTrigger
 from accord.runtime.sql import Conditions
 
 _RUN_COLUMNS = (
