@@ -19,6 +19,7 @@ import pytest
 import pytest_asyncio
 
 from accord.orchestrator.adapters.workflow_runs import PostgresRuns, PostgresTimers, PostgresWakeups
+from accord.orchestrator.workflows.durations import parse_duration
 from accord.orchestrator.workflows.fakes import FakeRuns, FakeTimers, FakeWakeups
 from accord.orchestrator.workflows.ports import (
     Conflict,
@@ -28,7 +29,7 @@ from accord.orchestrator.workflows.ports import (
     WakeupStore,
 )
 from accord.orchestrator.workflows.run_model import Run, RunStatus, TaskRun, TaskStatus, Wakeup
-from accord.orchestrator.workflows.timers import Timer, TimerKey
+from accord.orchestrator.workflows.timers import Timer, TimerKey, TimeTrigger
 from accord.stack.testing import create_database, migrated_pool
 
 pytestmark = pytest.mark.integration
@@ -370,6 +371,43 @@ async def test_mark_sets_a_timers_state(stores: Stores) -> None:
     assert await timers.mark("wft-unknown", "skipped") is False
     assert await timers.for_identity("u-1") == [replace(timer, state="skipped")]
     assert await timers.claim_due(NOW, limit=10) == []
+
+
+async def test_cancel_stale_cancels_the_scheduled_timers_no_trigger_plans_any_more(
+    stores: Stores,
+) -> None:
+    timers = stores.timers
+    kept = a_timer("u-1", "2027-03-08", NOW + timedelta(days=7))
+    old_version = Timer(replace(kept.key, identity_id="u-2", version="v-0"), kept.fire_at)
+    other_date = Timer(replace(kept.key, identity_id="u-3", attribute="start_date"), kept.fire_at)
+    custom = Timer(
+        TimerKey("u-4", "contract-end", "v-1", "attributes.contract_end", "2027-06-30"),
+        NOW + timedelta(days=90),
+    )
+    fired = a_timer("u-5", "2027-02-01", NOW - timedelta(days=1))
+    await timers.upsert([kept, old_version, other_date, custom, fired])
+    assert await timers.claim_due(NOW, limit=10) == [fired.fired()]
+    offset = parse_duration("-P7D")
+    pre_hire = TimeTrigger("pre-hire", "v-1", "hire_date", offset, "UTC")
+    contract_end = TimeTrigger("contract-end", "v-1", "attributes.contract_end", offset, "UTC")
+
+    assert await timers.cancel_stale([pre_hire, contract_end]) == 2
+    assert await timers.cancel_stale([pre_hire, contract_end]) == 0
+    states = {
+        identity: [t.state for t in await timers.for_identity(identity)]
+        for identity in ("u-1", "u-2", "u-3", "u-4", "u-5")
+    }
+    assert states == {
+        "u-1": ["scheduled"],
+        "u-2": ["cancelled"],
+        "u-3": ["cancelled"],
+        "u-4": ["scheduled"],
+        "u-5": ["fired"],
+    }
+    # No trigger left: every scheduled timer goes; a fired one stays fired.
+    assert await timers.cancel_stale([]) == 2
+    assert [t.state for t in await timers.for_identity("u-4")] == ["cancelled"]
+    assert [t.state for t in await timers.for_identity("u-5")] == ["fired"]
 
 
 # --- races on PostgreSQL --------------------------------------------------------------------

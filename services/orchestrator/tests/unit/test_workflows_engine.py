@@ -617,6 +617,67 @@ async def test_a_date_already_due_fires_at_once_and_a_removed_date_cancels() -> 
     assert timers == {"c1": "fired", "c2": "cancelled"}
 
 
+CUSTOM_END = """
+id: custom-end
+category: leaver
+description: A contractor's accounts are disabled on the custom contract end date, at 18:00.
+trigger: {at: attributes.contract_end, offset: PT18H}
+scope: identity.employee_type == "contractor"
+tasks:
+  - id: disable_accounts
+    task: disable_accounts
+"""
+
+
+async def test_a_custom_date_attribute_plans_moves_cancels_and_fires_its_timer_once() -> None:
+    h = Harness(CUSTOM_END)
+    timers = h.stores.timers
+    assert isinstance(timers, FakeTimers)
+
+    def states() -> dict[tuple[str, str], str]:
+        return {(t.key.identity_id, t.key.date_value): t.state for t in timers.timers.values()}
+
+    def contractor(user: str, **attributes: str) -> dict[str, Any]:
+        return {
+            "user_id": user,
+            "user_name": user,
+            "employee_type": "contractor",
+            "attributes": attributes,
+        }
+
+    await h.deliver(UserCreated(**contractor("c1", contract_end="2026-02-01", site="Lyon")))
+    await h.deliver(UserCreated(**contractor("c2", contract_end="2026-02-01T09:00:00Z")))
+    await h.deliver(UserCreated(**contractor("c3", contract_end="end of the month")))
+    assert states() == {
+        ("c1", "2026-02-01"): "scheduled",
+        ("c2", "2026-02-01T09:00:00Z"): "scheduled",
+    }
+    (c1,) = [t for t in timers.timers.values() if t.key.identity_id == "c1"]
+    assert c1.fire_at == datetime(2026, 2, 1, 18, tzinfo=UTC)
+
+    # Moved for c1, removed for c2, another custom attribute changed: same timer for c1.
+    await h.deliver(UserUpdated(**contractor("c1", contract_end="2026-02-08", site="Lyon")))
+    await h.deliver(UserUpdated(**contractor("c2")))
+    await h.deliver(UserUpdated(**contractor("c1", contract_end="2026-02-08", site="Paris")))
+    assert states() == {
+        ("c1", "2026-02-01"): "cancelled",
+        ("c1", "2026-02-08"): "scheduled",
+        ("c2", "2026-02-01T09:00:00Z"): "cancelled",
+    }
+
+    h.world.clock.advance(timedelta(days=60))
+    assert await loops.fire_due(h.engine, h.transaction) == 1
+    (run,) = h.all_runs()
+    assert (run.workflow_id, run.identity_id) == ("custom-end", "c1")
+    assert (run.trigger["attribute"], run.trigger["date_value"]) == (
+        "attributes.contract_end",
+        "2026-02-08",
+    )
+    await h.deliver(UserUpdated(**contractor("c1", contract_end="2026-02-08", site="Nice")))
+    assert await loops.fire_due(h.engine, h.transaction) == 0  # fired once
+    assert states()[("c1", "2026-02-08")] == "fired"
+
+
 # --- operators ----------------------------------------------------------------------------------
 
 

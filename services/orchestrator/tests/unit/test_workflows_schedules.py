@@ -349,3 +349,47 @@ async def test_replanning_ignores_identities_without_the_date() -> None:
     timers.for_identity = for_identity  # type: ignore[method-assign]
     await o.replanning.once()
     assert asked == []
+
+
+PRE_HIRE = """
+id: pre-hire
+category: joiner
+description: A week before the start date, the manager is asked to prepare.
+trigger: {at: attributes.start, offset: -P7D}
+tasks:
+  - id: mfa
+    task: require_mfa_enrolment
+"""
+
+
+async def test_timers_a_changed_set_no_longer_plans_are_cancelled_when_it_changes() -> None:
+    o = Orchestrator(CONTRACT_END % "PT0S", PRE_HIRE)
+    await o.identity("c1", employee_type="contractor", leave_date="2026-03-01")
+    await o.identity("n1", attributes={"start": "2026-03-09"})  # a custom date attribute
+    await o.replanning.once()
+    assert isinstance(o.stores.timers, FakeTimers)
+    timers = o.stores.timers.timers
+
+    def states() -> dict[str, str]:
+        return {t.key.workflow_id: t.state for t in timers.values()}
+
+    assert states() == {"contract-end": "scheduled", "pre-hire": "scheduled"}
+    (pre_hire,) = [t for t in timers.values() if t.key.workflow_id == "pre-hire"]
+    assert pre_hire.fire_at == datetime(2026, 3, 2, tzinfo=UTC)
+
+    # Removed: cancelled at once, though n1 has no date the remaining trigger names.
+    o.workflows = workflow_set(CONTRACT_END % "PT0S")
+    await o.replanning.once()
+    assert states() == {"contract-end": "scheduled", "pre-hire": "cancelled"}
+
+    # Disabled (loaded, plans nothing); the other back: planned again under the same key.
+    o.workflows = workflow_set((CONTRACT_END % "PT0S") + "enabled: false\n", PRE_HIRE)
+    await o.replanning.once()
+    assert states() == {"contract-end": "cancelled", "pre-hire": "scheduled"}
+
+    # No time trigger left: nothing to page through, all cancelled in one statement.
+    o.workflows = workflow_set()
+    assert await o.replanning.once() == 0
+    assert states() == {"contract-end": "cancelled", "pre-hire": "cancelled"}
+    o.world.clock.advance(timedelta(days=60))
+    assert await loops.fire_due(o.engine, o.transaction) == 0

@@ -5,6 +5,7 @@ late within the workflow's grace window."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -18,7 +19,9 @@ from accord.orchestrator.workflows.timers import (
     TimerKey,
     TimerPlan,
     TimeTrigger,
+    date_attribute,
     plan_timers,
+    stale_timers,
 )
 
 NOW = datetime(2027, 2, 1, 12, tzinfo=UTC)
@@ -306,6 +309,146 @@ def test_planning_the_same_change_twice_schedules_nothing_new(
         for t in held
         if t.state == "scheduled"
     } <= current
+
+
+# --- custom date attributes (attributes.<name>) -------------------------------------------------
+
+CUSTOM_END = TimeTrigger(
+    "custom-end", "v1", "attributes.contract_end", parse_duration("PT8H"), "UTC"
+)
+
+
+def custom(value: object) -> dict[str, object]:
+    """ada as the registry's view holds her: custom attributes in their own mapping."""
+    return ada(attributes={"contract_end": value, "site": "Lyon"})
+
+
+@pytest.mark.parametrize(
+    ("identity", "name", "expected"),
+    [
+        (ada(hire_date="2027-03-01"), "hire_date", "2027-03-01"),
+        (custom("2027-06-30"), "attributes.contract_end", "2027-06-30"),
+        (ada(attributes={"hr.end": "2027-06-30"}), "attributes.hr.end", "2027-06-30"),
+        (ada(**{"attributes.contract_end": "2027-06-30"}), "attributes.contract_end", "2027-06-30"),
+        (custom("2027-06-30"), "attributes.missing", None),
+        (ada(attributes="not a mapping"), "attributes.contract_end", None),
+        (ada(), "attributes.contract_end", None),
+        (custom("2027-06-30"), "contract_end", None),
+    ],
+)
+def test_a_date_attribute_is_a_profile_field_or_a_custom_attribute(
+    identity: dict[str, object], name: str, expected: object
+) -> None:
+    assert date_attribute(identity, name) == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "date_value", "fire_at"),
+    [
+        ("2027-06-30", "2027-06-30", datetime(2027, 6, 30, 8, tzinfo=UTC)),
+        (" 2027-06-30 ", "2027-06-30", datetime(2027, 6, 30, 8, tzinfo=UTC)),
+        ("2027-06-30T17:00:00Z", "2027-06-30T17:00:00Z", datetime(2027, 7, 1, 1, tzinfo=UTC)),
+        (
+            "2027-06-30T17:00:00+02:00",
+            "2027-06-30T17:00:00+02:00",
+            datetime(2027, 6, 30, 23, tzinfo=UTC),
+        ),
+        (date(2027, 6, 30), "2027-06-30", datetime(2027, 6, 30, 8, tzinfo=UTC)),
+    ],
+)
+def test_a_custom_date_attribute_schedules_like_a_profile_date(
+    value: object, date_value: str, fire_at: datetime
+) -> None:
+    result = plan(custom(value), workflows=[CUSTOM_END])
+    assert result.cancel == result.fire_now == result.skipped == []
+    [timer] = result.schedule
+    assert (timer.key.attribute, timer.key.date_value, timer.fire_at) == (
+        "attributes.contract_end",
+        date_value,
+        fire_at,
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("end of June", "ISO date"),
+        ("2027-02-30", "ISO date"),
+        (20270630, "not ISO 8601 text but int 20270630"),
+        (["2027-06-30"], "not ISO 8601 text but list"),
+    ],
+)
+def test_an_unreadable_custom_date_plans_nothing_and_is_reported(
+    value: object, reason: str
+) -> None:
+    held = apply([], plan(custom("2027-06-30"), workflows=[CUSTOM_END]))
+    result = plan(custom(value), held, workflows=[CUSTOM_END])
+    assert result.schedule == result.fire_now == []
+    assert result.cancel == [held[0].timer_id]  # the old date's timer goes
+    [skipped] = result.skipped
+    assert (skipped.key.attribute, skipped.fire_at) == ("attributes.contract_end", None)
+    assert reason in skipped.reason
+
+
+@pytest.mark.parametrize(
+    ("after", "cancelled", "scheduled"),
+    [
+        # moved: the old value's timer goes, the new one's comes
+        (custom("2027-07-31"), True, [("custom-end", "2027-07-31")]),
+        # removed, or the whole custom mapping gone: cancelled
+        (ada(attributes={"site": "Lyon"}), True, []),
+        (ada(), True, []),
+        # unchanged, or another custom attribute changed: nothing
+        (custom("2027-06-30"), False, []),
+        (ada(attributes={"contract_end": "2027-06-30", "site": "Paris"}), False, []),
+    ],
+)
+def test_a_custom_date_moves_and_cancels_its_timer_like_hire_date(
+    after: dict[str, object], cancelled: bool, scheduled: list[tuple[str, str]]
+) -> None:
+    held = apply([], plan(custom("2027-06-30"), workflows=[CUSTOM_END]))
+    result = plan(after, held, before=custom("2027-06-30"), workflows=[CUSTOM_END])
+    assert result.cancel == ([held[0].timer_id] if cancelled else [])
+    assert list(pending(result.schedule)) == scheduled
+
+
+def test_a_custom_date_fires_once_per_version_and_value() -> None:
+    fired = [t.fired() for t in plan(custom("2027-06-30"), workflows=[CUSTOM_END]).schedule]
+    later = NOW + timedelta(days=200)
+    assert plan(custom("2027-06-30"), fired, workflows=[CUSTOM_END], now=later).is_empty
+    v2 = TimeTrigger("custom-end", "v2", "attributes.contract_end", CUSTOM_END.offset, "UTC")
+    result = plan(custom("2027-06-30"), fired, workflows=[v2], now=later)
+    assert result.schedule == result.fire_now == []
+    assert "version v1 already fired" in result.skipped[0].reason
+
+
+# --- timers a changed set no longer plans --------------------------------------------------------
+
+A = Timer(TimerKey("u-1", "pre-hire", "v1", "hire_date", "2027-03-01"), NOW)
+B = Timer(TimerKey("u-2", "custom-end", "v1", "attributes.contract_end", "2027-06-30"), NOW)
+
+
+@pytest.mark.parametrize(
+    ("workflows", "timers", "stale"),
+    [
+        ([PRE_HIRE, CUSTOM_END], [A, B], []),
+        # a workflow removed or disabled (absent from the active set)
+        ([PRE_HIRE], [A, B], [B.timer_id]),
+        ([], [A, B], sorted([A.timer_id, B.timer_id])),
+        # a new version, or a trigger on another date
+        ([replace(PRE_HIRE, version="v2"), CUSTOM_END], [A, B], [A.timer_id]),
+        ([replace(PRE_HIRE, attribute="start_date"), CUSTOM_END], [A, B], [A.timer_id]),
+        # an offset or zone change keeps the key (planning moves the timer instead)
+        ([replace(PRE_HIRE, offset=parse_duration("-P3D")), CUSTOM_END], [A, B], []),
+        # only scheduled timers: a fired, skipped or cancelled one stays as it is
+        ([], [A.fired(), replace(B, state="skipped")], []),
+        ([], [replace(A, state="cancelled")], []),
+    ],
+)
+def test_a_changed_set_cancels_the_timers_it_no_longer_plans(
+    workflows: list[TimeTrigger], timers: list[Timer], stale: list[str]
+) -> None:
+    assert stale_timers(workflows, timers) == stale
 
 
 def test_the_default_grace_window_is_a_day() -> None:

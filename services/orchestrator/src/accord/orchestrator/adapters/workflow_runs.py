@@ -24,7 +24,7 @@ from accord.orchestrator.workflows.run_model import (
     TaskStatus,
     Wakeup,
 )
-from accord.orchestrator.workflows.timers import Timer, TimerKey, TimerState
+from accord.orchestrator.workflows.timers import Timer, TimerKey, TimerState, TimeTrigger
 from accord.runtime.sql import Conditions
 
 _RUN_COLUMNS = (
@@ -323,6 +323,19 @@ class PostgresTimers:
             " WHERE timer_id = ANY($1::text[]) AND state = 'scheduled'",
             list(timer_ids),
         )
+
+    async def cancel_stale(self, workflows: Sequence[TimeTrigger]) -> int:
+        # timers.stale_timers in one statement: what the set still plans is the
+        # (workflow, version, attribute) of its triggers; none planned cancels them all.
+        planned = sorted({(t.workflow_id, t.version, t.attribute) for t in workflows})
+        columns = [list(column) for column in zip(*planned, strict=True)] or [[], [], []]
+        result = await self.conn.execute(
+            "UPDATE workflow_timers SET state = 'cancelled', updated_at = now()"
+            " WHERE state = 'scheduled' AND (workflow_id, version, attribute) NOT IN"
+            " (SELECT * FROM unnest($1::text[], $2::text[], $3::text[]))",
+            *columns,
+        )
+        return int(result.split()[-1])
 
     async def for_identity(self, identity_id: str) -> list[Timer]:
         rows = await self.conn.fetch(

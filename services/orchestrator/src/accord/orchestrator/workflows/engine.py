@@ -107,7 +107,7 @@ from accord.orchestrator.workflows.ports import (
 )
 from accord.orchestrator.workflows.run_model import Run, RunStatus, TaskRun, TaskStatus, Wakeup
 from accord.orchestrator.workflows.schedules import ScheduleStore
-from accord.orchestrator.workflows.timers import Timer, plan_timers
+from accord.orchestrator.workflows.timers import Timer, date_attribute, plan_timers
 from accord.runtime.errors import RetryableError
 
 __all__ = [
@@ -871,7 +871,7 @@ class Engine:
             if entry is None:
                 continue
             view = identity_view(entry)
-            if all(_attribute(view, name) is None for name in attributes):
+            if all(date_attribute(view, name) is None for name in attributes):
                 continue
             await self._plan_timers(work, workflows, view, view)
         return work.events

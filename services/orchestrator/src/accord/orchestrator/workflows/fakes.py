@@ -17,7 +17,13 @@ from accord.orchestrator.workflows.definitions import Workflow
 from accord.orchestrator.workflows.loader import canonical_json, kept_definition
 from accord.orchestrator.workflows.ports import Conflict, IdentityBusy, RunPage
 from accord.orchestrator.workflows.run_model import Run, RunStatus, Wakeup
-from accord.orchestrator.workflows.timers import DONE, Timer, TimerState
+from accord.orchestrator.workflows.timers import (
+    DONE,
+    Timer,
+    TimerState,
+    TimeTrigger,
+    stale_timers,
+)
 
 
 @dataclass
@@ -160,6 +166,11 @@ class FakeTimers:
             current = self.timers.get(timer_id)
             if current is not None and current.state == "scheduled":
                 self.timers[timer_id] = replace(current, state="cancelled")
+
+    async def cancel_stale(self, workflows: Sequence[TimeTrigger]) -> int:
+        stale = stale_timers(workflows, self.timers.values())
+        await self.cancel(stale)
+        return len(stale)
 
     async def for_identity(self, identity_id: str) -> list[Timer]:
         return sorted(

@@ -19,7 +19,8 @@ and retried at the next poll: nothing claimed is lost, since an uncommitted clai
 - timers planned again (`Engine.replan_timers` over the registry, a page per transaction):
   once at start and whenever the set's time triggers change (a reload brings a new
   time-triggered workflow or version), so identities that exist already get their timers,
-  not only those an identity event touches later;
+  not only those an identity event touches later; the timers the new set no longer plans
+  are cancelled first, in one statement (`TimerStore.cancel_stale`);
 - the workflow folder (`WorkflowHolder.watcher`): reloaded when its files change.
 
 One item whose handling raises a bug (not an outage) must not stop the others nor come
@@ -276,11 +277,20 @@ class TimerReplanning:
     planned_for: tuple[TimeTrigger, ...] | None = None
 
     async def once(self) -> int:
-        """Plan the timers again if the time triggers changed; how many pages it took."""
+        """Plan the timers again if the time triggers changed; how many pages it took.
+
+        First the timers no trigger plans any more (a workflow removed, disabled, given a
+        new version or another date) are cancelled in one statement: they would only be
+        skipped when due, and meanwhile `plan --identity` and the table would show them.
+        Then the pages plan what the set does plan."""
         triggers = tuple(matching.time_triggers(self.engine.current()))
         if triggers == self.planned_for:
             return 0
-        if not triggers:  # nothing to plan (timers of a removed workflow skip when due)
+        async with self.transactions() as tx:
+            cancelled = await tx.stores.timers.cancel_stale(triggers)
+        if cancelled:
+            log.info("workflow timers no longer planned cancelled", extra={"count": cancelled})
+        if not triggers:  # nothing left to plan
             self.planned_for = triggers
             return 0
         pages, after = 0, None

@@ -49,7 +49,7 @@ from accord.orchestrator.workflows.expressions import (
     identity_context,
 )
 from accord.orchestrator.workflows.loader import LoadedWorkflow, WorkflowSet
-from accord.orchestrator.workflows.timers import Timer, TimeTrigger
+from accord.orchestrator.workflows.timers import Timer, TimeTrigger, date_attribute
 
 __all__ = [
     "IdentityChange",
@@ -207,7 +207,7 @@ def runs_for_timer(
     if loaded.version != key.version:
         return skip(f"version {key.version} was replaced by {loaded.version}")
     trigger = loaded.definition.trigger
-    value = identity.get(key.attribute)
+    value = date_attribute(identity, key.attribute)
     if not isinstance(trigger, DateTrigger) or trigger.at != key.attribute:
         return skip("the workflow no longer has this time trigger")
     if value is None or str(value).strip() != key.date_value:

@@ -31,7 +31,7 @@ from typing import Protocol
 
 from accord.orchestrator.workflows.definitions import Workflow
 from accord.orchestrator.workflows.run_model import Run, RunStatus, Wakeup
-from accord.orchestrator.workflows.timers import Timer, TimerState
+from accord.orchestrator.workflows.timers import Timer, TimerState, TimeTrigger
 
 
 class Conflict(Exception):
@@ -124,6 +124,11 @@ class TimerStore(Protocol):
 
     async def cancel(self, timer_ids: Iterable[str]) -> None:
         """Cancel the scheduled ones among these timers; others stay as they are."""
+        ...
+
+    async def cancel_stale(self, workflows: Sequence[TimeTrigger]) -> int:
+        """Cancel every identity's scheduled timers that no trigger of `workflows` (the
+        whole active set) plans any more (`timers.stale_timers`); how many."""
         ...
 
     async def for_identity(self, identity_id: str) -> list[Timer]:

@@ -11,6 +11,9 @@ plans nothing new (idempotent), and a lost one is repaired by the next.
 
 The rules:
 
+- A trigger's date attribute is a profile field (`hire_date`) or a custom attribute of the
+  profile (`attributes.contract_end`, read from the identity's `attributes` mapping): both
+  hold an ISO date or datetime, as text or a `date`; any other value is unreadable.
 - One timer per (identity, workflow, workflow version, date attribute, date value): its
   `TimerKey`, hashed into `timer_id`. It fires once: once a timer is `fired` (or `skipped`)
   no plan brings it back.
@@ -38,6 +41,11 @@ The rules:
 `fire_now` timers are returned with state `scheduled` and a past `fire_at`; the caller either
 fires them and records them `fired`, or stores them as due and lets the firing loop take them.
 Either way planning again plans nothing new.
+
+When the set itself changes, `stale_timers` names the pending timers of every identity that
+no trigger of the new set plans any more (a workflow removed or disabled, a new version, a
+trigger on another date): the store cancels them in one statement, so the timers table
+holds no timer that would only be skipped when it fires.
 """
 
 from __future__ import annotations
@@ -49,6 +57,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from typing import Literal
 
+from accord.orchestrator.domain.identity import ATTRIBUTES_PREFIX
 from accord.orchestrator.workflows.durations import Duration
 from accord.orchestrator.workflows.timing import TimingError, fire_time, zone_for
 
@@ -194,10 +203,15 @@ def _plan_trigger(
 ) -> set[str]:
     """Plan one workflow's timer; returns the ids that should stay (nothing is cancelled
     for a date that is missing or unreadable: the caller cancels what is not kept)."""
-    value = _date_value(identity.get(trigger.attribute))
+    raw = date_attribute(identity, trigger.attribute)
+    value = _date_value(raw)
     if value is None:
         return set()
     key = TimerKey(identity_id, trigger.workflow_id, trigger.version, trigger.attribute, value)
+    if not isinstance(raw, str | date):
+        reason = f"{trigger.attribute} is not ISO 8601 text but {type(raw).__name__} {raw!r}"
+        plan.skipped.append(Skipped(key, None, reason))
+        return set()
     try:
         at = fire_time(value, trigger.offset, zone_for(identity, trigger.zone))
     except TimingError as error:
@@ -225,13 +239,44 @@ def _plan_trigger(
     return set()
 
 
+def date_attribute(identity: Mapping[str, object], name: str) -> object:
+    """The value of a trigger's date attribute, None when absent: a profile field
+    (`hire_date`) or, for `attributes.<name>`, the entry `<name>` of the identity's custom
+    `attributes` mapping (the registry's view, `engine.identity_view`; a name may hold dots:
+    `attributes.hr.end` is the entry `hr.end`). A flat key of the whole name, as the
+    simulator's identities carry too, is read first."""
+    value = identity.get(name)
+    if value is not None or not name.startswith(ATTRIBUTES_PREFIX):
+        return value
+    custom = identity.get(ATTRIBUTES_PREFIX.rstrip("."))
+    if not isinstance(custom, Mapping):
+        return None
+    return custom.get(name.removeprefix(ATTRIBUTES_PREFIX))
+
+
+def stale_timers(workflows: Sequence[TimeTrigger], timers: Iterable[Timer]) -> list[str]:
+    """The scheduled timers (of any identity) that no trigger in `workflows` (the whole
+    active set) plans any more: their workflow is gone or disabled, its version replaced,
+    or its trigger reads another date. They would only be skipped when due; cancelling
+    them when the set changes keeps the store truthful. Sorted ids."""
+    planned = {(t.workflow_id, t.version, t.attribute) for t in workflows}
+    return sorted(
+        timer.timer_id
+        for timer in timers
+        if timer.state == "scheduled"
+        and (timer.key.workflow_id, timer.key.version, timer.key.attribute) not in planned
+    )
+
+
 def _date_value(value: object) -> str | None:
-    """The date attribute's value as the text the key holds; None when there is no date."""
+    """The date attribute's value as the text the key holds; None when there is no date
+    (a value of another type is kept as its text, so planning reports it unreadable)."""
+    if value is None:
+        return None
     if isinstance(value, date):  # datetime too
         return value.isoformat()
-    if isinstance(value, str) and value.strip():
-        return value.strip()
-    return None
+    text = value.strip() if isinstance(value, str) else str(value)
+    return text or None
 
 
 def _done_by_other_version(key: TimerKey, timers: Iterable[Timer]) -> Timer | None:
