@@ -248,7 +248,7 @@ CREATE TABLE orchestrator.workflow_wakeups (
     task_id text NOT NULL,
     purpose text NOT NULL,
     fire_at timestamp with time zone NOT NULL,
-    CONSTRAINT workflow_wakeups_purpose_check CHECK ((purpose = ANY (ARRAY['retry'::text, 'wait'::text, 'approval_timeout'::text, 'callback_timeout'::text])))
+    CONSTRAINT workflow_wakeups_purpose_check CHECK ((purpose = ANY (ARRAY['retry'::text, 'wait'::text, 'approval_timeout'::text, 'callback_timeout'::text, 'access_timeout'::text])))
 );
 
 ALTER TABLE ONLY orchestrator.outbox ALTER COLUMN id SET DEFAULT nextval('orchestrator.outbox_id_seq'::regclass);

@@ -265,6 +265,7 @@ async def test_wakeups_are_moved_by_their_key_and_claimed_once_earliest_first(
             Wakeup("r-1", "approve", "approval_timeout", NOW + timedelta(days=7)),
             Wakeup("r-2", "wait", "wait", NOW - timedelta(seconds=5)),
             Wakeup("r-3", "hand-over", "callback_timeout", NOW + timedelta(hours=1)),
+            Wakeup("r-4", "payroll", "access_timeout", NOW + timedelta(days=9)),
         ]
     )
     # Scheduled again: moved, not doubled (the last of a batch counts).
@@ -288,6 +289,9 @@ async def test_wakeups_are_moved_by_their_key_and_claimed_once_earliest_first(
     assert first == [Wakeup("r-3", "hand-over", "callback_timeout", NOW + timedelta(hours=1))]
     assert await wakeups.claim_due(later, limit=5) == [
         Wakeup("r-1", "approve", "approval_timeout", NOW + timedelta(days=7))
+    ]
+    assert await wakeups.claim_due(NOW + timedelta(days=9), limit=5) == [
+        Wakeup("r-4", "payroll", "access_timeout", NOW + timedelta(days=9))
     ]
 
 

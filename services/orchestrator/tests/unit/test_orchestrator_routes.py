@@ -30,6 +30,8 @@ def test_every_consumed_event_type_has_a_route() -> None:
         topics.IDENTITY_LOCKED,
         topics.IDENTITY_UNLOCKED,
         topics.APPROVAL_DECIDED,
+        topics.ACCESS_DECIDED,
+        topics.ACCESS_APPROVAL_DECIDED,
     }
 
 

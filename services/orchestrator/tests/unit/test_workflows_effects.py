@@ -32,7 +32,7 @@ from accord.events import (
 from accord.orchestrator.adapters.access_passes import HttpAccessPasses
 from accord.orchestrator.adapters.authz_grants import HttpAccessGrants
 from accord.orchestrator.domain.birthright import Birthright, Rule
-from accord.orchestrator.workflows import runs
+from accord.orchestrator.workflows import access_requests, runs
 from accord.orchestrator.workflows.callback_api import CallbackState
 from accord.orchestrator.workflows.effect_fakes import (
     FakeAccessPasses,
@@ -251,6 +251,11 @@ def test_request_entitlement_is_an_access_request_by_the_workflow() -> None:
     assert data.requester_id == "workflow:pre-hire"
     assert data.principal_id == USER
     assert (data.resource.application, data.resource.entitlement) == ("payroll", "viewer")
+    # authz's answers carry the request id: it names the run, task and attempt they are for.
+    assert data.request_id == f"{RUN_ID}:payroll:1" == command.idempotency_key
+    assert access_requests.request_of(data.request_id) == access_requests.RequestOf(
+        RUN_ID, "payroll", 1
+    )
     again = effects().envelopes(command, run_of(), IDENTITY, {}, None)
     assert again is not None
     assert AccessRequested.model_validate(again[0].data).request_id == data.request_id

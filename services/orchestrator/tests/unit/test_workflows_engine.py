@@ -15,6 +15,10 @@ from typing import Any
 import pytest
 
 from accord.events import (
+    AccessApprovalDecided,
+    AccessDecided,
+    AccessGranted,
+    AccessRequested,
     ApprovalDecided,
     ApprovalRequested,
     Envelope,
@@ -22,23 +26,27 @@ from accord.events import (
     MfaEnrolmentRequested,
     Profile,
     ProvisionRequested,
+    Resource,
     UserCreated,
     UserDeleted,
     UserUpdated,
     new_event,
 )
+from accord.events.catalogue import Provisioning
 from accord.orchestrator.domain.birthright import everyone
-from accord.orchestrator.domain.workflow import WorkflowSettings
+from accord.orchestrator.domain.workflow import WorkflowSettings, access_saga_id
 from accord.orchestrator.fakes import FakeWorld
 from accord.orchestrator.handlers import on_user_created, on_user_status, on_user_updated
 from accord.orchestrator.handlers.workflows import (
     WorkflowPorts,
+    on_access_changed_with_workflows,
+    on_access_decided,
     on_account_result_with_workflows,
     on_approval_decided,
     with_workflows,
 )
 from accord.orchestrator.testing import answer_of
-from accord.orchestrator.workflows import loops, runs
+from accord.orchestrator.workflows import access_requests, loops, runs
 from accord.orchestrator.workflows.callback_api import CallbackState
 from accord.orchestrator.workflows.effect_fakes import InMemoryCallbacks
 from accord.orchestrator.workflows.effect_queue import FakeEffectQueue
@@ -155,6 +163,16 @@ class Runner:
                     approvers=tuple(command.approvers),
                     expires_at=run.updated_at + timedelta(days=7),
                     escalation=command.escalation,
+                )
+            ]
+        elif isinstance(command, runs.RequestEntitlement):
+            application, _, entitlement = command.entitlement.partition("/")
+            data = [
+                AccessRequested(
+                    request_id=access_requests.request_id(command),
+                    requester_id=f"workflow:{run.workflow_id}",
+                    principal_id=run.identity_id,
+                    resource=Resource(application=application, entitlement=entitlement),
                 )
             ]
         elif isinstance(command, runs.RequireMfa):
@@ -849,3 +867,126 @@ async def test_a_rejection_fails_the_run_as_on_reject_stop_says() -> None:
     mfa = run.task("mfa")
     assert mfa is not None
     assert mfa.status is TaskStatus.CANCELLED
+
+
+ENTITLE = """
+id: payroll-access
+category: custom
+description: Payroll access through authz, then MFA.
+trigger: {event: user.created}
+tasks:
+  - id: payroll
+    task: request_entitlement
+    entitlement: payroll/viewer
+    justification: Payroll clerk
+    timeout: P3D
+  - id: mfa
+    task: require_mfa_enrolment
+"""
+PAYROLL = Resource(application="payroll", entitlement="viewer")
+
+
+async def requested(h: Harness) -> AccessRequested:
+    (asked,) = [e.data for e in await h.deliver(joiner()) if isinstance(e.data, AccessRequested)]
+    return asked
+
+
+async def from_authz(
+    h: Harness, data: AccessGranted | AccessDecided | AccessApprovalDecided
+) -> list[Envelope]:
+    event = new_event(data, source="accord/authz")
+    if isinstance(data, AccessGranted):
+        return await on_access_changed_with_workflows(event, data, h.ports)
+    return await on_access_decided(event, data, h.ports)
+
+
+def granted(asked: AccessRequested, **fields: Any) -> AccessGranted:
+    return AccessGranted(
+        request_id=asked.request_id,
+        grant_id=f"grant-{asked.request_id}",
+        principal_id=asked.principal_id,
+        resource=PAYROLL,
+        **fields,
+    )
+
+
+async def test_the_request_waits_for_authz_and_its_grant_completes_the_task() -> None:
+    h = Harness(ENTITLE)
+    asked = await requested(h)
+    run = h.run_of("payroll-access")
+    assert asked.request_id == f"{run.run_id}:payroll:1"
+    payroll = run.task("payroll")
+    assert payroll is not None
+    assert payroll.status is TaskStatus.WAITING
+    assert (payroll.waiting_for or {})["kind"] == "access_decision"
+    assert "workflow.task_waiting" in workflow_types(h.emitted)
+    assert [w.purpose for w in h.stores.wakeups.due.values()] == ["access_timeout"]  # type: ignore[attr-defined]
+
+    # authz's permit and an approved stage decide nothing yet: the grant follows.
+    permit = AccessDecided(
+        request_id=asked.request_id, principal_id="u1", resource=PAYROLL, decision="permit"
+    )
+    assert await from_authz(h, permit) == []
+    assert h.run_of("payroll-access") == run
+
+    line = Provisioning(target="crm", group="payroll-viewers")
+    events = await from_authz(h, granted(asked, provisioning=(line,)))
+
+    done = h.run_of("payroll-access")
+    assert done.vars["payroll"] == {
+        "granted": True, "grant_id": f"grant-{asked.request_id}", "expires_at": None,
+    }  # fmt: skip
+    assert any(isinstance(e.data, MfaEnrolmentRequested) for e in events)
+    # The grant's access saga runs as for any grant: it adds the group membership.
+    saga = access_saga_id(AccessGranted, f"grant-{asked.request_id}")
+    assert await h.world.sagas.status(saga) is not None
+    assert await from_authz(h, granted(asked)) == []  # a redelivery moves nothing
+
+
+async def test_a_denied_stage_fails_the_run_and_a_grant_of_no_task_is_only_a_grant() -> None:
+    h = Harness(ENTITLE)
+    asked = await requested(h)
+    stage = AccessApprovalDecided(
+        request_id=asked.request_id, principal_id="u1", stage=1, outcome="denied",
+        approver_id="u-boss",
+    )  # fmt: skip
+
+    events = await from_authz(h, stage)
+
+    run = h.run_of("payroll-access")
+    assert run.status is RunStatus.FAILED
+    payroll = run.task("payroll")
+    assert payroll is not None
+    assert payroll.error == "denied by u-boss at approval stage 1"
+    assert workflow_types(events) == ["workflow.task_failed", "workflow.run_failed"]
+    # A person's own request (no workflow task) is a grant and nothing else.
+    other = AccessGranted(
+        request_id="req-7", grant_id="grant-req-7", principal_id="u1", resource=PAYROLL
+    )
+    assert await from_authz(h, other) == []
+
+
+async def test_an_answer_for_another_identity_or_an_unknown_run_is_ignored() -> None:
+    h = Harness(ENTITLE)
+    asked = await requested(h)
+    run = h.run_of("payroll-access")
+    deny = AccessDecided(
+        request_id=asked.request_id, principal_id="u2", resource=PAYROLL, decision="deny"
+    )
+    assert await from_authz(h, deny) == []
+    unknown = deny.model_copy(update={"request_id": "wfr-nope:payroll:1", "principal_id": "u1"})
+    assert await from_authz(h, unknown) == []
+    assert h.run_of("payroll-access") == run
+
+
+async def test_no_decision_before_the_timeout_fails_the_task_on_its_wakeup() -> None:
+    h = Harness(ENTITLE)
+    await requested(h)
+    h.world.clock.advance(timedelta(days=3) - timedelta(seconds=1))
+    assert await loops.wake_due(h.engine, h.transaction) == 0
+    h.world.clock.advance(timedelta(seconds=1))
+    assert await loops.wake_due(h.engine, h.transaction) == 1
+
+    run = h.run_of("payroll-access")
+    assert run.status is RunStatus.FAILED
+    assert run.task("payroll").error == "no access decision before the timeout"  # type: ignore[union-attr]

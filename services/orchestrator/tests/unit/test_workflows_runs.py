@@ -305,9 +305,6 @@ KINDS = [
     ("{id: t, task: remove_group, target: ldap, group: staff}",
      r.ChangeGroup(run_id="run-1", task_id="t", attempt=1, action="remove", target="ldap",
                    group="staff")),
-    ("{id: t, task: request_entitlement, entitlement: payroll/viewer, justification: job}",
-     r.RequestEntitlement(run_id="run-1", task_id="t", attempt=1, entitlement="payroll/viewer",
-                          justification="job")),
     ("{id: t, task: revoke_entitlement, entitlements: [payroll/viewer]}",
      r.RevokeEntitlements(run_id="run-1", task_id="t", attempt=1,
                           entitlements=("payroll/viewer",))),
@@ -546,6 +543,102 @@ def test_callback_timeout_with_on_timeout_continue_completes_without_outputs() -
     assert isinstance(effects(step)[0], r.RevokeSessions)
 
 
+# Entitlement requests -------------------------------------------------------------------------
+
+ENTITLEMENT = """
+- {id: grant, task: request_entitlement, entitlement: payroll/viewer, justification: job,
+   timeout: P2D}
+- {id: after, task: revoke_sessions}
+"""
+GRANTED = {"granted": True, "grant_id": "grant-1", "expires_at": None}
+DENIED = {"granted": False, "decision": "denied", "by": "policy", "reasons": ["p1"]}
+
+
+def test_an_entitlement_request_waits_for_authz_and_the_grant_completes_it() -> None:
+    run = Driver(workflow(ENTITLEMENT))
+    step = run.send(r.Begin())
+    assert effects(step) == [
+        r.RequestEntitlement(run_id="run-1", task_id="grant", attempt=1,
+                             entitlement="payroll/viewer", justification="job")
+    ]  # fmt: skip
+    (wake,) = wakeups(step)
+    assert (wake.wakeup.purpose, wake.wakeup.fire_at) == ("access_timeout", NOW + timedelta(days=2))
+    assert kinds(step)[-1] == "task_waiting"
+    assert run.run.task("grant").waiting_for == {  # type: ignore[union-attr]
+        "kind": "access_decision",
+        "until": (NOW + timedelta(days=2)).isoformat(),
+    }
+    assert run.run.status is RunStatus.WAITING
+    step = run.send(r.TaskSucceeded("grant", attempt=1))  # the request went out
+    assert step.commands == ()
+    assert run.status()["grant"] == "waiting"
+
+    step = run.send(r.AccessDecision("grant", 1, granted=True, outputs=GRANTED))
+    assert step.commands[0] == r.CancelWakeups(run_id="run-1", task_id="grant", attempt=1)
+    assert kinds(step) == ["task_completed", "task_started"]
+    assert isinstance(effects(step)[0], r.RevokeSessions)
+    assert run.run.vars["grant"] == GRANTED
+
+
+@pytest.mark.parametrize("on_error", [False, True])
+def test_a_refusal_fails_the_task_without_retry_and_continue_on_error_goes_on(
+    on_error: bool,
+) -> None:
+    text = ENTITLEMENT.replace("timeout: P2D", "retry: {max_attempts: 3}")
+    if on_error:
+        text = text.replace("justification: job,", "justification: job, continue_on_error: true,")
+    run = Driver(workflow(text))
+    step = run.send(r.Begin())
+    assert wakeups(step) == []  # no timeout: it waits as long as authz takes
+    assert run.run.task("grant").waiting_for == {"kind": "access_decision"}  # type: ignore[union-attr]
+    run.send(r.TaskSucceeded("grant", attempt=1))
+
+    refused = r.AccessDecision("grant", 1, granted=False, outputs=DENIED, reason="denied (p1)")
+    step = run.send(refused)
+    grant = run.run.task("grant")
+    assert grant is not None
+    assert (grant.status, grant.error, grant.attempts) == (TaskStatus.FAILED, "denied (p1)", 1)
+    assert grant.outputs == DENIED
+    assert "grant" not in run.run.vars
+    if on_error:
+        assert isinstance(effects(step)[0], r.RevokeSessions)
+    else:
+        assert run.run.status is RunStatus.FAILED
+        assert run.status()["after"] == "cancelled"
+
+
+def test_no_decision_before_the_timeout_fails_the_task_and_a_late_one_is_ignored() -> None:
+    run = Driver(workflow(ENTITLEMENT))
+    run.send(r.Begin())
+    run.send(r.TaskSucceeded("grant", attempt=1))
+    assert run.send(r.Woken("grant", "access_timeout"), at=NOW + timedelta(days=1)).ignored
+    run.send(r.Woken("grant", "access_timeout"), at=NOW + timedelta(days=2))
+    assert run.run.status is RunStatus.FAILED
+    assert run.run.task("grant").error == "no access decision before the timeout"  # type: ignore[union-attr]
+    late = run.send(r.AccessDecision("grant", 1, granted=True, outputs=GRANTED))
+    assert late.ignored == "the run is failed"
+
+
+def test_a_decision_on_another_attempts_request_is_ignored_and_a_send_failure_retries() -> None:
+    run = Driver(workflow(ENTITLEMENT.replace("timeout: P2D", "retry: {max_attempts: 2}")))
+    run.send(r.Begin())
+    step = run.send(r.TaskFailed("grant", "outbox full", retryable=True, attempt=1))
+    assert wakeups(step)[0].wakeup.purpose == "retry"
+    step = run.send(r.Woken("grant", "retry"), at=NOW + timedelta(minutes=1))
+    assert effects(step)[0].attempt == 2
+    stale = run.send(r.AccessDecision("grant", 1, granted=True, outputs=GRANTED))
+    assert stale.ignored == "a decision on the request of attempt 1; task grant is at 2"
+    run.send(r.AccessDecision("grant", 2, granted=True, outputs=GRANTED))
+    assert run.status()["grant"] == "completed"
+
+
+def test_an_access_decision_for_a_task_not_waiting_for_one_is_ignored() -> None:
+    run = Driver(workflow("- {id: t, task: revoke_sessions}"))
+    run.send(r.Begin())
+    step = run.send(r.AccessDecision("t", 1, granted=True))
+    assert step.ignored == "task t is not waiting for an access decision"
+
+
 # Cancel, leavers, ignored events --------------------------------------------------------------
 
 
@@ -667,7 +760,7 @@ HAND_WRITTEN = workflow("""
 - {id: maybe, task: revoke_sessions, when: 'has(vars.hook.ok)', continue_on_error: true}
 - {id: pause, task: wait, duration: PT30M}
 - {id: grant, task: request_entitlement, entitlement: wiki/editor, justification: j,
-   retry: {max_attempts: 2, backoff: PT5M}}
+   timeout: PT3H, retry: {max_attempts: 2, backoff: PT5M}}
 """)
 DEFINITIONS = [loaded.definition for loaded in EXAMPLES] + [HAND_WRITTEN]
 
@@ -750,6 +843,7 @@ class World:
             st.builds(r.Woken, st.just(task_id), st.sampled_from(sorted(r_purposes()))),
             st.builds(r.CallbackReceived, st.just(task_id), st.just({"ok": True})),
             st.builds(r.ApprovalDecision, st.just(task_id), st.booleans(), st.just("m")),
+            st.builds(r.AccessDecision, st.just(task_id), st.integers(1, 3), st.booleans()),
             st.builds(r.TaskSucceeded, st.just(task_id)),
             st.builds(r.Cancel, st.sampled_from([r.SUPERSEDED, "operator"])),
             st.just(r.Begin()),
@@ -774,7 +868,7 @@ class World:
 
 
 def r_purposes() -> set[str]:
-    return {"retry", "wait", "approval_timeout", "callback_timeout"}
+    return {"retry", "wait", "approval_timeout", "callback_timeout", "access_timeout"}
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])

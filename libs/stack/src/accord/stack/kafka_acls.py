@@ -83,6 +83,8 @@ SERVICES: tuple[ServiceAccess, ...] = (
             topics.IDENTITY_LOCKED,
             topics.IDENTITY_UNLOCKED,
             topics.APPROVAL_DECIDED,
+            topics.ACCESS_DECIDED,
+            topics.ACCESS_APPROVAL_DECIDED,
         ),
         # Its inbound SCIM server publishes the identity events of the IdPs that push to it;
         # its workflow engine reports runs and tasks, and asks authz for entitlements

@@ -1,10 +1,11 @@
 """Wires the orchestrator's handlers, API and tables into a service definition.
 
 With ACCORD_WORKFLOWS_DIR set, the workflow engine (issue 22, v0) runs beside the sagas: the
-identity and provisioning-result routes and the SCIM writes also drive it (in the event's
-transaction), its loops (wake-ups, time triggers, I/O effects, cron schedules, timers
-planned again when the set changes, the folder watch) run in the background and
-the runs API is mounted. Unset, the orchestrator is exactly what it was.
+identity, provisioning-result and access-decision routes and the SCIM writes also drive it
+(in the event's transaction), its loops (wake-ups, time triggers, I/O effects, cron
+schedules, timers planned again when the set changes, the folder watch) run in the
+background and the runs API is mounted. Unset, the orchestrator is exactly what it was
+(authz's access decisions are taken and dropped: no task waits for one).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ import asyncpg
 from fastapi import FastAPI
 
 from accord.events import (
+    AccessApprovalDecided,
+    AccessDecided,
     AccessGranted,
     AccessRevoked,
     AccountProvisioned,
@@ -46,7 +49,10 @@ from accord.orchestrator.domain.birthright import Birthright, everyone
 from accord.orchestrator.domain.workflow import WorkflowSettings
 from accord.orchestrator.handlers.workflows import (
     WorkflowPorts,
+    access_decided_without_engine,
     approval_without_engine,
+    on_access_changed_with_workflows,
+    on_access_decided,
     on_account_result_with_workflows,
     on_approval_decided,
     with_workflows,
@@ -115,6 +121,7 @@ def routes(flows: WorkflowSettings, engine: Engine | None = None) -> Routes:
 
     status = (UserDeactivated, UserReactivated, UserDeleted)
     results = (AccountProvisioned, AccountProvisionFailed)
+    decisions = (AccessDecided, AccessApprovalDecided)
     identity_routes: list[Typed[Any, HandlerContext, Any, list[Envelope]]]
     if engine is None:
         identity_routes = [
@@ -123,6 +130,8 @@ def routes(flows: WorkflowSettings, engine: Engine | None = None) -> Routes:
             on(status, handlers.on_user_status, ports),
             on(results, handlers.on_account_result, ports),
             on(ApprovalDecided, approval_without_engine, ports),
+            on((AccessGranted, AccessRevoked), handlers.on_access_changed, ports),
+            on(decisions, access_decided_without_engine, ports),
         ]
     else:
 
@@ -135,11 +144,12 @@ def routes(flows: WorkflowSettings, engine: Engine | None = None) -> Routes:
             on(status, with_workflows(handlers.on_user_status), workflow_ports),
             on(results, on_account_result_with_workflows, workflow_ports),
             on(ApprovalDecided, on_approval_decided, workflow_ports),
+            on((AccessGranted, AccessRevoked), on_access_changed_with_workflows, workflow_ports),
+            on(decisions, on_access_decided, workflow_ports),
         ]
     return table(
         [
             *identity_routes,
-            on((AccessGranted, AccessRevoked), handlers.on_access_changed, ports),
             on(IdentityLocked, handlers.on_identity_locked, ports),
             on(IdentityUnlocked, handlers.on_identity_unlocked, ports),
         ]

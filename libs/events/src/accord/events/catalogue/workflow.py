@@ -2,8 +2,8 @@
 
 What a lifecycle workflow did for an identity, so the audit log, its dashboard and anyone
 else can follow a run: it started, each task completed, failed, was skipped or waits (for an
-approval, a callback, a timer, a retry or provisioning), and the run completed, failed or
-was cancelled.
+approval, a callback, a timer, a retry, provisioning or an access decision), and the run
+completed, failed or was cancelled.
 
 Keyed by the identity (`identity_id` is the subject) so a run's events stay in order with
 the identity's other events, like the saga events. They are not identity events: they carry
@@ -27,7 +27,7 @@ from accord.events.catalogue.base import EventData, Identifier, ShortText, Times
 #: A workflow's category, as its definition says.
 WorkflowCategory = Literal["joiner", "mover", "leaver", "custom"]
 #: What a waiting task waits on.
-WaitingFor = Literal["approval", "callback", "timer", "retry", "provisioning"]
+WaitingFor = Literal["approval", "callback", "timer", "retry", "provisioning", "access_decision"]
 #: A task kind of the library as a definition's `task:` spells it (create_accounts,
 #: send_email, call_extension, ...). A pattern rather than a list: a new kind in the engine
 #: is no new schema version.
@@ -135,7 +135,7 @@ class WorkflowTaskSkipped(WorkflowTaskEvent):
 
 
 class WorkflowTaskWaiting(WorkflowTaskEvent):
-    """A task of a run waits: for an approval, a callback, a timer, a retry or provisioning."""
+    """A task of a run waits for something (`waiting_for` says what) until `until` at most."""
 
     event_type: ClassVar[str] = topics.WORKFLOW_TASK_WAITING
 

@@ -6,7 +6,9 @@ so that, in the same transaction and under the identity's lock, the engine sees 
 identity before and after the event and starts what the event triggers. An event the
 registry did not apply (stale, duplicate, parked until its identity exists) changes no
 registry version and triggers nothing. A provisioning result whose saga_id is a workflow
-run's goes to the engine, any other to its saga (`handlers/results.py`).
+run's goes to the engine, any other to its saga (`handlers/results.py`). authz's answers on
+an access request go to the engine, which takes those of a request_entitlement task's
+request (`workflows/access_requests.py`); a grant also starts its access saga, as any grant.
 """
 
 from __future__ import annotations
@@ -16,8 +18,18 @@ from dataclasses import dataclass
 from functools import partial, wraps
 from typing import TypeVar
 
-from accord.events import AccountProvisioned, AccountProvisionFailed, Envelope, EventData
+from accord.events import (
+    AccessApprovalDecided,
+    AccessDecided,
+    AccessGranted,
+    AccessRevoked,
+    AccountProvisioned,
+    AccountProvisionFailed,
+    Envelope,
+    EventData,
+)
 from accord.events.catalogue import ApprovalDecided
+from accord.orchestrator.handlers.access import on_access_changed
 from accord.orchestrator.handlers.results import on_account_result
 from accord.orchestrator.ports import OrchestratorPorts
 from accord.orchestrator.workflows.engine import Engine, EngineStores
@@ -80,4 +92,30 @@ async def approval_without_engine(
     event: Envelope, data: ApprovalDecided, ports: OrchestratorPorts
 ) -> list[Envelope]:
     """With the engine off no run asked for an approval: nothing to do."""
+    return []
+
+
+async def on_access_changed_with_workflows(
+    event: Envelope, data: AccessGranted | AccessRevoked, ports: WorkflowPorts
+) -> list[Envelope]:
+    """A grant or a revocation: its access saga (the group memberships), then a grant to
+    the workflow task that asked for it, if one did."""
+    emitted = await on_access_changed(event, data, ports.orchestrator)
+    if isinstance(data, AccessGranted):
+        emitted += await ports.engine.on_access_decision(ports.stores, event, data)
+    return emitted
+
+
+async def on_access_decided(
+    event: Envelope, data: AccessDecided | AccessApprovalDecided, ports: WorkflowPorts
+) -> list[Envelope]:
+    """authz's decision, or a stage of its approval chain, on an access request: to the
+    workflow task that made it, if one did (a refusal fails the task)."""
+    return await ports.engine.on_access_decision(ports.stores, event, data)
+
+
+async def access_decided_without_engine(
+    event: Envelope, data: AccessDecided | AccessApprovalDecided, ports: OrchestratorPorts
+) -> list[Envelope]:
+    """With the engine off no task waits for an access decision: nothing to do."""
     return []

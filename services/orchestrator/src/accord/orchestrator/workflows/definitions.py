@@ -496,11 +496,18 @@ class RemoveGroup(_Task):
 
 
 class RequestEntitlement(_Task):
-    """Request an entitlement through authz: its policies and approval chain apply."""
+    """Request an entitlement through authz: its policies and approval chain apply.
+
+    The task waits for authz's answer: the grant completes it (``vars.<task id>.grant_id``),
+    a refusal by policy or by an approver fails it (not retried; ``continue_on_error``
+    applies). ``timeout``: no answer by then fails it too; without one it waits as long as
+    authz takes (an approval chain has deadlines of its own there).
+    """
 
     task: Literal["request_entitlement"]
     entitlement: EntitlementName
     justification: Text
+    timeout: PositiveDuration | None = None
 
 
 class RevokeEntitlement(_Task):

@@ -16,9 +16,10 @@ ChangeGroup             ``provision.requested`` add_member /   same
                         remove_member with the group
 RequireMfa              ``mfa.enrolment_requested`` (as the    none: done once emitted
                         joiner saga emits it)
-RequestEntitlement      ``access.requested`` (requester        none: done once emitted
-                        ``workflow:<workflow id>``, principal  (authz decides, its
-                        the identity)                          policies and approvals apply)
+RequestEntitlement      ``access.requested`` (requester        emitted = the request is
+                        ``workflow:<workflow id>``, principal  acknowledged; the answer is
+                        the identity, request_id = the         ``access.granted`` or a
+                        idempotency key)                       refusal (access_requests.py)
 AskApproval             ``approval.requested`` (approval_id =  emitted = the ask is
                         the idempotency key, expires_at = the  acknowledged; the decision
                         task's approval_timeout wake-up)       is ``approval.decided``
@@ -89,7 +90,7 @@ from accord.events import (
 )
 from accord.events.catalogue.authn import Factor
 from accord.orchestrator.domain.birthright import Birthright
-from accord.orchestrator.workflows import runs
+from accord.orchestrator.workflows import access_requests, runs
 from accord.orchestrator.workflows.extensions import (
     ExtensionCall,
     ExtensionRejected,
@@ -708,9 +709,8 @@ def _extension_identity(run: Run, identity: Mapping[str, Any]) -> dict[str, Any]
 
 def _access_request(command: runs.RequestEntitlement, run: Run) -> AccessRequested:
     application, _, entitlement = command.entitlement.partition("/")
-    request_id = "wf-" + uuid.uuid5(_EVENT_NAMESPACE, command.idempotency_key).hex
     return AccessRequested(
-        request_id=request_id,
+        request_id=access_requests.request_id(command),
         requester_id=f"workflow:{run.workflow_id}"[:128],
         principal_id=run.identity_id,
         resource=Resource(application=application, entitlement=entitlement),

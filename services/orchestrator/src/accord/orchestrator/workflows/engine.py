@@ -85,7 +85,7 @@ from accord.events.catalogue.workflow import (
 from accord.orchestrator.domain.identity import changed_attributes
 from accord.orchestrator.domain.workflow import Identity
 from accord.orchestrator.ports import RegistryStore
-from accord.orchestrator.workflows import matching, runs
+from accord.orchestrator.workflows import access_requests, matching, runs
 from accord.orchestrator.workflows.callback_api import CallbackState
 from accord.orchestrator.workflows.definitions import Workflow
 from accord.orchestrator.workflows.effect_queue import EffectQueue, QueuedEffect
@@ -661,6 +661,32 @@ class Engine:
         work = _Handling(stores, event, self.clock(), [])
         decided = runs.ApprovalDecision(data.task_id, data.approved, data.decided_by)
         await self._drive(work, run, decided)
+        return work.events
+
+    async def on_access_decision(
+        self, stores: EngineStores, event: Envelope, data: access_requests.Answer
+    ) -> list[Envelope]:
+        """authz's answer on a request_entitlement task's access request (the request id
+        names the run, task and attempt): the grant completes the task, a refusal fails
+        it. An answer that decides nothing yet (a permit before its grant, an approved
+        stage), or of no waiting task, is ignored and logged."""
+        asked = access_requests.request_of(data.request_id)
+        run = await self._locked_run(stores, asked.run_id) if asked is not None else None
+        if asked is None or run is None or run.identity_id != data.principal_id:
+            log.info(
+                "access decision of no workflow task ignored",
+                extra={"request_id": data.request_id, "event_type": event.type},
+            )
+            return []
+        decision = access_requests.decision(data, asked)
+        if decision is None:
+            log.info(
+                "access request not decided yet",
+                extra={"run_id": run.run_id, "request_id": data.request_id},
+            )
+            return []
+        work = _Handling(stores, event, self.clock(), [])
+        await self._drive(work, run, decision)
         return work.events
 
     async def _close_callbacks(self, stores: EngineStores, before: Run, after: Run) -> None:

@@ -73,9 +73,9 @@ TERMINAL_TASK: frozenset[TaskStatus] = frozenset(
 )
 
 #: Why a run waits on a wake-up.
-WakeupPurpose = Literal["retry", "wait", "approval_timeout", "callback_timeout"]
+WakeupPurpose = Literal["retry", "wait", "approval_timeout", "callback_timeout", "access_timeout"]
 WAKEUP_PURPOSES: frozenset[str] = frozenset(
-    {"retry", "wait", "approval_timeout", "callback_timeout"}
+    {"retry", "wait", "approval_timeout", "callback_timeout", "access_timeout"}
 )
 
 

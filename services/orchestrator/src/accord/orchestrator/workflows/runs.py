@@ -49,6 +49,13 @@ The rules
   ``CallbackReceived`` completes the task with the callback's outputs over the call's.
   Timeout: failed, or completed without outputs if the definition has ``on_timeout:
   continue`` (read with ``getattr``: the current definition has no such field, so fail).
+- ``request_entitlement``: ``RequestEntitlement`` and, with a ``timeout``, an
+  ``access_timeout`` wake-up; the task waits for authz's answer (kind
+  ``access_decision``) at once, as a callback task does. ``TaskSucceeded`` acknowledges
+  that the request was sent; ``TaskFailed`` before that fails or retries it.
+  ``AccessDecision`` of the current attempt: granted completes the task with its outputs
+  (the grant), refused fails it (not retryable; ``continue_on_error`` applies). Timeout:
+  failed. Without a timeout the task waits as long as authz takes.
 - Wake-ups: a ``Woken`` is taken only by a task waiting for that purpose and only once its
   time has come (``now >= waiting_for["until"]``): a duplicate or an early wake-up of an
   earlier stage is ignored.
@@ -95,6 +102,7 @@ __all__ = [
     "MAX_BACKOFF",
     "MAX_RETRY_AFTER",
     "SUPERSEDED",
+    "AccessDecision",
     "Announce",
     "ApprovalDecision",
     "AskApproval",
@@ -190,13 +198,34 @@ class ApprovalDecision:
 
 
 @dataclass(frozen=True)
+class AccessDecision:
+    """authz's final answer on the access request of the task's ``attempt``: granted (the
+    outputs say which grant) or refused (``reason`` says by whom)."""
+
+    task_id: str
+    attempt: int
+    granted: bool
+    outputs: Mapping[str, Any] = field(default_factory=dict)
+    reason: str = ""
+
+
+@dataclass(frozen=True)
 class Cancel:
     """Stop the run: an operator's cancel, or a trigger that no longer holds."""
 
     reason: str
 
 
-Event = Begin | TaskSucceeded | TaskFailed | Woken | CallbackReceived | ApprovalDecision | Cancel
+Event = (
+    Begin
+    | TaskSucceeded
+    | TaskFailed
+    | Woken
+    | CallbackReceived
+    | ApprovalDecision
+    | AccessDecision
+    | Cancel
+)
 
 
 # Commands ------------------------------------------------------------------------------
@@ -407,7 +436,11 @@ _WAIT_KIND: Mapping[str, str] = {
     "wait": "timer",
     "approval_timeout": "approval",
     "callback_timeout": "callback",
+    "access_timeout": "access_decision",
 }
+#: The waits whose task's effect is acknowledged by a ``TaskSucceeded`` (the ask, the call,
+#: the request was made) before the answer that ends them comes.
+_ACKNOWLEDGED: tuple[str, ...] = ("approval", "callback", "access_decision")
 
 
 class _Machine:
@@ -458,6 +491,8 @@ class _Machine:
             return self._woken(index, event)
         if isinstance(event, CallbackReceived):
             return self._callback(index, event)
+        if isinstance(event, AccessDecision):
+            return self._access_decided(index, event)
         return self._decided(index, event)
 
     def result(self) -> Run:
@@ -515,7 +550,7 @@ class _Machine:
             self._next(index + 1)
             return None
         waiting = task.waiting_for or {}
-        if waiting.get("kind") in ("approval", "callback") and not waiting.get("acknowledged"):
+        if waiting.get("kind") in _ACKNOWLEDGED and not waiting.get("acknowledged"):
             # The ask or the call was made; the decision or the callback is still to come.
             self.tasks[index] = replace(
                 task,
@@ -531,7 +566,7 @@ class _Machine:
             return f"a result of attempt {event.attempt}; task {task.task_id} is at {task.attempts}"
         waiting = task.waiting_for or {}
         if task.status is TaskStatus.WAITING and (
-            waiting.get("kind") not in ("approval", "callback") or waiting.get("acknowledged")
+            waiting.get("kind") not in _ACKNOWLEDGED or waiting.get("acknowledged")
         ):
             return f"task {task.task_id} is not running (waiting for {waiting.get('kind')})"
         if task.status is TaskStatus.WAITING:
@@ -561,6 +596,9 @@ class _Machine:
         if event.purpose == "callback_timeout":
             self._callback_timeout(index)
             return None
+        if event.purpose == "access_timeout":
+            self._fail(index, "no access decision before the timeout", retryable=False)
+            return None
         self._approval_timeout(index)
         return None
 
@@ -572,6 +610,26 @@ class _Machine:
         self._cancel_wakeups(task)
         self._complete(index, {**task.outputs, **event.outputs})
         self._next(index + 1)
+        return None
+
+    def _access_decided(self, index: int, event: AccessDecision) -> str | None:
+        task = self.tasks[index]
+        waiting = task.waiting_for or {}
+        if task.status is not TaskStatus.WAITING or waiting.get("kind") != "access_decision":
+            return f"task {task.task_id} is not waiting for an access decision"
+        if event.attempt != task.attempts:
+            return (
+                f"a decision on the request of attempt {event.attempt}; "
+                f"task {task.task_id} is at {task.attempts}"
+            )
+        self._cancel_wakeups(task)
+        outputs = {**task.outputs, **event.outputs}
+        if event.granted:
+            self._complete(index, outputs)
+            self._next(index + 1)
+        else:
+            self.tasks[index] = replace(task, outputs=outputs)
+            self._fail(index, event.reason or "access refused", retryable=False)
         return None
 
     def _decided(self, index: int, event: ApprovalDecision) -> str | None:
@@ -696,6 +754,11 @@ class _Machine:
             else:
                 self.status = RunStatus.RUNNING
             return True
+        if isinstance(spec, d.RequestEntitlement):
+            self.commands.append(_effect(spec, keys))
+            limit = spec.timeout.as_timedelta() if spec.timeout is not None else None
+            self._wait(index, "access_timeout", self.now + limit if limit else None, {})
+            return True
         self.commands.append(_effect(spec, keys))
         self.status = RunStatus.RUNNING
         return True
@@ -726,18 +789,30 @@ class _Machine:
         return timing.fire_time(value, spec.offset or Duration(), zone)
 
     def _wait(
-        self, index: int, purpose: WakeupPurpose, fire_at: datetime, extra: Mapping[str, Any]
+        self,
+        index: int,
+        purpose: WakeupPurpose,
+        fire_at: datetime | None,
+        extra: Mapping[str, Any],
     ) -> None:
+        """The task waits; until ``fire_at`` (a wake-up of ``purpose``), or, None, until
+        the answer it waits for comes, however long that takes."""
         task = self.tasks[index]
-        waiting = {"kind": _WAIT_KIND[purpose], "until": fire_at.isoformat(), **extra}
+        waiting: dict[str, Any] = {"kind": _WAIT_KIND[purpose], **extra}
+        if fire_at is not None:
+            waiting["until"] = fire_at.isoformat()
         self.tasks[index] = replace(task, status=TaskStatus.WAITING, waiting_for=waiting)
         self.status = RunStatus.WAITING
-        wakeup = Wakeup(self.run.run_id, task.task_id, purpose, fire_at)
-        self.commands.append(
-            ScheduleWakeup(
-                run_id=self.run.run_id, task_id=task.task_id, attempt=task.attempts, wakeup=wakeup
+        if fire_at is not None:
+            wakeup = Wakeup(self.run.run_id, task.task_id, purpose, fire_at)
+            self.commands.append(
+                ScheduleWakeup(
+                    run_id=self.run.run_id,
+                    task_id=task.task_id,
+                    attempt=task.attempts,
+                    wakeup=wakeup,
+                )
             )
-        )
         self._announce(task.task_id, task.attempts, "task_waiting", waiting)
 
     def _complete(self, index: int, outputs: Mapping[str, Any]) -> None:
