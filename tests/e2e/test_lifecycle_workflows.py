@@ -21,6 +21,14 @@ The department-move example asks its approval of authz for real: authz resolves 
 manager from its directory and lists the ask to a token of the manager's (role approver),
 whose decision comes back to the run as approval.decided; revoke_entitlement calls authz's
 grants API with the platform's admin token (ACCORD_AUTHZ_URL, ACCORD_AUTHZ_TOKEN_FILE).
+
+Two workflows no example has are written for the tests beside the examples: a leaver on
+user.deleted that disables at once and deletes after a retention of seconds (a leaver
+while pre-hire waits for the hire date), and an on-demand account in a target of its own
+behind a fault proxy (`scim-flaky`, a scim2-server no birthright rule gives), whose create
+retries with a backoff of a second while the test keeps the proxy down. The provisioner
+tries that target once per request, with a breaker that never opens, so each of the
+task's attempts meets the outage itself.
 """
 
 from __future__ import annotations
@@ -40,7 +48,7 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
-from accord.events import Publisher, UserCreated, UserDeactivated, UserUpdated
+from accord.events import Publisher, UserCreated, UserDeactivated, UserDeleted, UserUpdated
 from accord.events.brokers import BROKER_ENV
 from accord.runtime.security.roles import Role
 from accord.runtime.signing import (
@@ -49,12 +57,28 @@ from accord.runtime.signing import (
     signed_headers,
     verify_signature,
 )
+from accord.stack.fault_proxy import FaultProxy
 from accord.stack.network import free_port
-from accord.stack.platform import CONTRACTORS, DEMO_TARGET, Platform, PlatformConfig
+from accord.stack.platform import (
+    CONTRACTORS,
+    DEMO_TARGET,
+    DepartmentTarget,
+    Platform,
+    PlatformConfig,
+)
+from accord.stack.scim_target import ScimTarget
 from accord.stack.smtp_sink import SmtpSink, SunkMail
 from accord.stack.testing import create_database
 
-from .conftest import api_client, audit_events, eventually, running, scim_users
+from .conftest import (
+    accord_cli,
+    api_client,
+    audit_events,
+    eventually,
+    running,
+    scim_users,
+    users_in,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -71,6 +95,51 @@ STAFF = "Engineering"
 APPROVAL_TIMEOUT_S = 8
 #: How late a timer may fire and still be "at" its time (poll 0.2 s, then Kafka and SCIM).
 LATE_S = 4.0
+#: The target the target-down test takes down, and the department it is declared for
+#: (nobody joins it: only the flaky-account workflow names the target).
+FLAKY_TARGET = "scim-flaky"
+FLAKY_DEPARTMENT = "Flaky"
+#: The flaky-account create's attempts: at 0, 1 and 3 s (backoff PT1S, doubling).
+FLAKY_ATTEMPTS = 3
+#: The user.deleted leaver's retention: the account stays, disabled, this long. pre-hire
+#: starts at hire - 6 s at the earliest, so the account is held past hire + 3 s, 2 s past
+#: the moment pre-hire would have enabled it.
+DELETION_RETENTION_S = 10
+
+#: A leaver on user.deleted (no example starts on it): disabled at once, deleted after
+#: DELETION_RETENTION_S, so the target shows the account still disabled past the moment a
+#: superseded pre-hire would have enabled it.
+DELETION_LEAVER = f"""\
+# Written for tests/e2e/test_lifecycle_workflows.py: the leaver of a user.deleted.
+id: leaver-on-deletion
+category: leaver
+description: Disable at once, delete after a retention of seconds.
+trigger:
+  event: user.deleted
+tasks:
+  - id: disable_accounts
+    task: disable_accounts
+  - id: retention
+    task: wait
+    duration: PT{DELETION_RETENTION_S}S
+  - id: delete_accounts
+    task: delete_accounts
+"""
+
+#: An account in the flaky target, on demand, retried with a backoff of a second.
+FLAKY_ACCOUNT = f"""\
+# Written for tests/e2e/test_lifecycle_workflows.py: an account in a target that goes down.
+id: flaky-account
+category: custom
+description: An account in the flaky target, retried while the target is down.
+trigger:
+  on_demand: true
+tasks:
+  - id: create_account
+    task: create_accounts
+    targets: [{FLAKY_TARGET}]
+    retry: {{max_attempts: {FLAKY_ATTEMPTS}, backoff: PT1S}}
+"""
 
 
 def derived(name: str, replacements: Mapping[str, str]) -> str:
@@ -121,6 +190,8 @@ def workflow_files(extension_url: str) -> dict[str, str]:
                 "duration: P90D": "duration: PT3S",
             },
         ),
+        "leaver-on-deletion": DELETION_LEAVER,
+        "flaky-account": FLAKY_ACCOUNT,
     }
 
 
@@ -229,10 +300,30 @@ async def callback(
 
 
 @dataclass(frozen=True)
+class Flaky:
+    """The target the target-down test takes down: a scim2-server of its own behind a
+    fault proxy, declared with one attempt per request and a breaker that stays closed."""
+
+    upstream: ScimTarget
+    proxy: FaultProxy
+
+    def target(self) -> DepartmentTarget:
+        return DepartmentTarget(
+            name=FLAKY_TARGET,
+            url=f"{self.proxy.base_url}/v2",
+            token=self.upstream.bearer_token,
+            department=FLAKY_DEPARTMENT,
+            max_attempts=1,
+            breaker_threshold=1000,
+        )
+
+
+@dataclass(frozen=True)
 class Parts:
     platform: Platform
     sink: SmtpSink
     extension: MailboxExtension
+    flaky: Flaky
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -240,7 +331,8 @@ async def parts(
     postgres_server: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Parts]:
     """The five services on a Tansu broker and a database of their own, the orchestrator
-    with the shortened examples, an SMTP sink and the mailbox extension."""
+    with the shortened examples (and the tests' two workflows), an SMTP sink, the mailbox
+    extension and the flaky target."""
     home = Path(tmp_path_factory.mktemp("workflows-platform"))
     folder = home / "workflows"
     folder.mkdir()
@@ -248,10 +340,18 @@ async def parts(
     for name, text in workflow_files(extension.url).items():
         (folder / f"{name}.yaml").write_text(text)
     sink = SmtpSink(home / "smtp")
+    (home / "flaky").mkdir()
+    upstream = ScimTarget(log_dir=home / "flaky")
+    flaky = Flaky(upstream, FaultProxy(upstream.base_url))
     await sink.start()
     await extension.start()
+    await flaky.proxy.start()
+    await upstream.start()
     config = PlatformConfig.ephemeral(
-        home, broker="tansu", database_url=await create_database(postgres_server, "accord_wf")
+        home,
+        broker="tansu",
+        database_url=await create_database(postgres_server, "accord_wf"),
+        department_targets=[flaky.target()],
     )
     orchestrator = f"http://127.0.0.1:{config.service_ports['orchestrator']}"
     config.extra_env = {
@@ -267,8 +367,10 @@ async def parts(
     }
     try:
         async with running(config, " with the lifecycle workflow examples") as platform:
-            yield Parts(platform, sink, extension)
+            yield Parts(platform, sink, extension, flaky)
     finally:
+        await flaky.proxy.stop()
+        await upstream.stop()
         await extension.stop()
         await sink.stop()
 
@@ -732,3 +834,155 @@ async def test_a_department_move_asks_the_new_manager_through_authz(
     # The run no longer waits: a decision now is refused.
     late = await decide(platform, boss_token, asks[ignored.user_id]["approval_id"], "approve")
     assert late.status_code == 409, late.text
+
+
+# --- a leaver while a joiner waits; a target down during a run ----------------------------------
+
+
+async def test_a_leaver_while_pre_hire_waits_cancels_it_and_the_enable_never_happens(
+    parts: Parts, hr: Publisher, unique: str
+) -> None:
+    """user.deleted while pre-hire waits for the hire date: the leaver supersedes the
+    joiner run (its wait, the enable and the welcome mail cancelled) and the account, in
+    the target, stays disabled past the hire time until the leaver deletes it."""
+    platform = parts.platform
+    boss = await manager(hr, unique, "withdrawn")
+    hire = at(8)
+    joiner = person(
+        f"wdr-{unique}",
+        department=CONTRACTORS,
+        manager_id=boss.user_id,
+        hire_date=hire.isoformat(),
+    )
+    await hr.publish(joiner, sequence=1)
+    await account(platform, joiner.user_name, active=False)  # pre-hire's, at hire - 6 s
+    waiting = await run_when(
+        platform, joiner.user_id, "pre-hire", lambda r: task(r, "first_day")["status"] == "waiting"
+    )
+
+    deleted_at = time.time()  # the leaver's retention starts after this
+    await hr.publish(UserDeleted(user_id=joiner.user_id, reason="offer withdrawn"), sequence=2)
+
+    cancelled = await run_in(platform, joiner.user_id, "pre-hire", "cancelled")
+    assert cancelled["run_id"] == waiting["run_id"]
+    assert cancelled["cancel_reason"] == "superseded"
+    assert [(t["task_id"], t["status"]) for t in cancelled["tasks"]] == [
+        ("create_accounts", "completed"),
+        ("first_day", "cancelled"),
+        ("enable_accounts", "cancelled"),
+        ("welcome_manager", "cancelled"),
+    ]
+    # In the target: still there and disabled past the enable's time (hire + 1 s), while
+    # the leaver's retention holds it.
+    watch_until = min(hire.timestamp() + 1 + 2, deleted_at + DELETION_RETENTION_S - 0.5)
+    assert watch_until >= hire.timestamp() + 1 + 1, "too late to see past the enable's time"
+    while time.time() < watch_until:
+        found = await scim_users(platform, joiner.user_name)
+        assert [a["active"] for a in found] == [False], f"{joiner.user_name}: {found}"
+        await asyncio.sleep(0.2)
+    removed = await gone(platform, joiner.user_name)
+    assert removed >= deleted_at + DELETION_RETENTION_S - 0.5, "deleted before the retention"
+    done = await run_in(platform, joiner.user_id, "leaver-on-deletion", "completed")
+    assert [t["status"] for t in done["tasks"]] == ["completed"] * 3
+    assert not [m for m in parts.sink.messages() if str(boss.email) in m.rcpt_tos]
+
+    # The audit log shows the joiner run cancelled, superseded by the leaver.
+    await audited(platform, joiner.user_id, "workflow.run_cancelled", "workflow.run_completed")
+    records = await audit_events(platform, subject=joiner.user_id)
+    [cancel] = [r for r in records if r["event_type"] == "workflow.run_cancelled"]
+    assert cancel["payload"]["run_id"] == waiting["run_id"]
+    assert cancel["payload"]["workflow_id"] == "pre-hire"
+    assert "superseded" in cancel["payload"]["reason"]
+    completed = {
+        r["payload"]["workflow_id"] for r in records if r["event_type"] == "workflow.run_completed"
+    }
+    assert completed == {"leaver-on-deletion"}
+
+
+async def start_on_demand(platform: Platform, workflow_id: str, identity_id: str) -> str:
+    """Start the workflow for the identity through the runs API, once the registry holds
+    it (422 until then, starting nothing); the run's id."""
+
+    async def started() -> str | None:
+        async with api_client(platform, "orchestrator") as client:
+            response = await client.post(
+                f"/v1/workflows/{workflow_id}/runs", json={"identity_ids": [identity_id]}
+            )
+        if response.status_code == 422:
+            return None
+        assert response.status_code == 202, response.text
+        [run_id] = response.json()["run_ids"]
+        return str(run_id)
+
+    return await eventually(started, what=f"a {workflow_id} run of {identity_id}")
+
+
+async def test_a_target_down_during_a_run_is_retried_and_a_run_that_gave_up_is_retried(
+    parts: Parts, hr: Publisher, unique: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The flaky target refuses connections: a run whose attempts all meet the outage fails
+    visibly; one whose target comes back between attempts completes; the failed one,
+    retried with `accord workflows runs retry`, completes too. One account each."""
+    platform, flaky = parts.platform, parts.flaky
+    gave_up = person(f"fgu-{unique}", department=CONTRACTORS)
+    came_back = person(f"fcb-{unique}", department=CONTRACTORS)
+    for someone in (gave_up, came_back):
+        await hr.publish(someone, sequence=1)
+
+    await flaky.proxy.down(60)  # until the test brings it up
+    try:
+        # Down at all three attempts (0, 1 and 3 s): the run fails.
+        failed_id = await start_on_demand(platform, "flaky-account", gave_up.user_id)
+        failed = await run_in(platform, gave_up.user_id, "flaky-account", "failed")
+        assert failed["run_id"] == failed_id
+        create = task(failed, "create_account")
+        assert create["attempts"] == FLAKY_ATTEMPTS
+        assert create["status"] == "failed"
+        assert create["error"].startswith(f"{FLAKY_TARGET}: "), create["error"]
+        assert "ConnectError" in create["error"], create["error"]
+        await audited(platform, gave_up.user_id, "workflow.run_failed")
+
+        # Down at the first two attempts, back before the third (2 s after the second).
+        await start_on_demand(platform, "flaky-account", came_back.user_id)
+
+        def second_failed(run: dict[str, Any]) -> bool:
+            create = task(run, "create_account")
+            waiting = create["waiting_for"] or {}
+            return create["attempts"] == 2 and waiting.get("kind") == "retry"
+
+        retrying = await run_when(platform, came_back.user_id, "flaky-account", second_failed)
+        assert "ConnectError" in task(retrying, "create_account")["waiting_for"]["reason"]
+        assert await users_in(flaky.upstream, came_back.user_name) == []
+    finally:
+        await flaky.proxy.up()
+
+    done = await run_in(platform, came_back.user_id, "flaky-account", "completed")
+    assert task(done, "create_account")["attempts"] == 3
+    [created] = await users_in(flaky.upstream, came_back.user_name)
+    assert created["active"] is True
+
+    # The run that gave up is still failed, with no account: retried by the CLI, it completes.
+    assert (await run_of(platform, gave_up.user_id, "flaky-account"))["status"] == "failed"
+    assert await users_in(flaky.upstream, gave_up.user_name) == []
+    monkeypatch.setenv("ACCORD_ORCHESTRATOR_URL", platform.endpoints()["orchestrator"])
+    code, out, err = await accord_cli(
+        platform,
+        "workflows",
+        "runs",
+        "retry",
+        failed_id,
+        "--token-file",
+        str(platform.admin_token_file),
+    )
+    assert code == 0, err
+    assert failed_id in out
+    retried = await run_in(platform, gave_up.user_id, "flaky-account", "completed")
+    assert task(retried, "create_account")["attempts"] == FLAKY_ATTEMPTS + 1
+    await audited(platform, gave_up.user_id, "workflow.run_completed")
+    # Completed, a run is retried no more (the API's 409); each identity has one account.
+    async with api_client(platform, "orchestrator") as client:
+        again = await client.post(f"/v1/workflow-runs/{failed_id}/retry")
+    assert again.status_code == 409, again.text
+    for someone in (gave_up, came_back):
+        [one] = await users_in(flaky.upstream, someone.user_name)
+        assert one["userName"] == someone.user_name
