@@ -317,3 +317,58 @@ async def test_two_claimers_never_take_the_same_effect(pool: asyncpg.Pool) -> No
     assert {q.effect_id for q in one}.isdisjoint({q.effect_id for q in two})
     stored = await pool.fetch("SELECT command FROM workflow_effects ORDER BY effect_id")
     assert [json.loads(r["command"])["type"] for r in stored] == ["SendMail"] * 4
+
+
+SCOPED_JOINER = """
+id: accord-joiner
+category: joiner
+description: The shipped joiner saga, for one department only.
+trigger: {{event: user.created}}
+scope: identity.department == "{department}"
+tasks:
+  - {{id: accounts, task: account_saga, saga: joiner}}
+"""
+
+
+async def sagas_of(dsn: str, identity: str) -> list[str]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f"SET search_path TO {SCHEMA}")
+        rows = await conn.fetch("SELECT saga_type FROM sagas WHERE subject_id = $1", identity)
+        return [row["saga_type"] for row in rows]
+    finally:
+        await conn.close()
+
+
+async def registered(dsn: str, identity: str) -> bool:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f"SET search_path TO {SCHEMA}")
+        found = await conn.fetchval("SELECT 1 FROM identities WHERE user_id = $1", identity)
+        return found is not None
+    finally:
+        await conn.close()
+
+
+async def test_a_folder_replaces_a_shipped_saga_workflow(
+    kafka: str, fresh_database: str, producer: AIOKafkaProducer, tmp_path: Path
+) -> None:
+    """A team's accord-joiner scoped to one department: a joiner of that department gets its
+    joiner saga, one of another department is registered (in the same transaction a saga
+    would start in) and gets none."""
+    unique = uuid.uuid4().hex[:8]
+    department = f"dept-{unique}"
+    inside, outside = f"in-{unique}", f"out-{unique}"
+    folder = tmp_path / "workflows"
+    folder.mkdir()
+    (folder / "joiner.yaml").write_text(SCOPED_JOINER.format(department=department))
+    settings = settings_for(fresh_database, folder)
+
+    async with running(settings):
+        await publish(producer, joiner(inside, department))
+        await publish(producer, joiner(outside, f"other-{unique}"))
+        await eventually(lambda: sagas_of(fresh_database, inside), "the joiner saga")
+        await eventually(lambda: registered(fresh_database, outside), "the other joiner")
+
+    assert await sagas_of(fresh_database, inside) == ["joiner"]
+    assert await sagas_of(fresh_database, outside) == []
