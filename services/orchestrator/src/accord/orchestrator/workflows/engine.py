@@ -981,16 +981,6 @@ class Engine:
         return new_event(data, source=self.source, correlation_id=correlation)
 
 
-def _attribute(identity: Mapping[str, Any], name: str) -> Any:
-    """An attribute of the identity's view by its dotted name (attributes.contract_end)."""
-    value: Any = identity
-    for part in name.split("."):
-        if not isinstance(value, Mapping):
-            return None
-        value = value.get(part)
-    return value
-
-
 def _awaits_callback(task: TaskRun) -> bool:
     waiting = task.waiting_for or {}
     return task.status is TaskStatus.WAITING and waiting.get("kind") == "callback"
