@@ -112,7 +112,7 @@ CREATE TABLE orchestrator.sagas (
     seq bigint NOT NULL,
     holds_identity boolean DEFAULT false NOT NULL,
     CONSTRAINT sagas_holder_is_unfinished CHECK (((NOT holds_identity) OR (status = ANY (ARRAY['running'::text, 'compensating'::text, 'failed'::text])))),
-    CONSTRAINT sagas_saga_type_check CHECK ((saga_type = ANY (ARRAY['joiner'::text, 'mover'::text, 'reactivation'::text, 'leaver'::text, 'access_grant'::text, 'access_revoke'::text, 'lockout'::text, 'unlock'::text]))),
+    CONSTRAINT sagas_saga_type_check CHECK ((saga_type = ANY (ARRAY['joiner'::text, 'mover'::text, 'reactivation'::text, 'leaver'::text, 'access_grant'::text, 'access_revoke'::text, 'lockout'::text, 'unlock'::text, 'workflow_task'::text]))),
     CONSTRAINT sagas_status_check CHECK ((status = ANY (ARRAY['queued'::text, 'running'::text, 'compensating'::text, 'completed'::text, 'failed'::text, 'cancelled'::text])))
 );
 

@@ -85,7 +85,6 @@ class Runner:
         command: runs.Effect,
         run: Run,
         identity: Mapping[str, Any],
-        accounts: Mapping[str, str],
         cause: Envelope | None,
     ) -> list[Envelope] | None:
         return []

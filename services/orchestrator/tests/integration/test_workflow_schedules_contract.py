@@ -13,10 +13,12 @@ import pytest
 import pytest_asyncio
 
 from accord.events import Profile
-from accord.orchestrator.adapters.postgres import PostgresRegistry
+from accord.orchestrator.adapters.postgres import PostgresRegistry, postgres_ports
 from accord.orchestrator.adapters.workflow_schedules import PostgresSchedules
+from accord.orchestrator.domain.birthright import everyone
+from accord.orchestrator.domain.workflow import WorkflowSettings
 from accord.orchestrator.fakes import Clock
-from accord.orchestrator.ports import ProfileChange
+from accord.orchestrator.ports import OrchestratorPorts, ProfileChange
 from accord.orchestrator.workflows import loops
 from accord.orchestrator.workflows.engine import Engine
 from accord.orchestrator.workflows.loader import Checks, load_files
@@ -103,8 +105,12 @@ tasks:
 """
 
 
+def _ports(conn: asyncpg.Connection) -> OrchestratorPorts:
+    return postgres_ports(conn, "urn:test", WorkflowSettings(birthright=everyone([])))
+
+
 class _Runner:
-    def envelopes(self, command: Any, run: Any, identity: Any, accounts: Any, cause: Any) -> Any:
+    def envelopes(self, command: Any, run: Any, identity: Any, cause: Any) -> Any:
         return []
 
     async def perform(self, command: Any, run: Any, identity: Any) -> Any:
@@ -114,7 +120,7 @@ class _Runner:
 async def test_the_schedule_loop_runs_a_time_once_on_postgresql(pool: asyncpg.Pool) -> None:
     workflows = load_files({"daily.yaml": DAILY}, Checks(expression=lambda text: None))
     clock = Clock(NOW)
-    transactions = loops.postgres_transactions(pool, "orchestrator")
+    transactions = loops.postgres_transactions(pool, "orchestrator", _ports)
 
     def engine() -> Engine:  # a new one per "process": nothing in memory
         return Engine(lambda: workflows, _Runner(), source="urn:test", clock=clock)

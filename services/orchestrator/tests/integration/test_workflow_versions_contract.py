@@ -14,11 +14,13 @@ import pytest
 import pytest_asyncio
 
 from accord.events import Profile
-from accord.orchestrator.adapters.postgres import PostgresRegistry
+from accord.orchestrator.adapters.postgres import PostgresRegistry, postgres_ports
 from accord.orchestrator.adapters.workflow_runs import PostgresRuns
 from accord.orchestrator.adapters.workflow_versions import PostgresVersions
+from accord.orchestrator.domain.birthright import everyone
+from accord.orchestrator.domain.workflow import WorkflowSettings
 from accord.orchestrator.fakes import Clock
-from accord.orchestrator.ports import ProfileChange
+from accord.orchestrator.ports import OrchestratorPorts, ProfileChange
 from accord.orchestrator.workflows import loops
 from accord.orchestrator.workflows.engine import Engine
 from accord.orchestrator.workflows.fakes import FakeVersions
@@ -134,10 +136,14 @@ async def test_the_table_keeps_the_definition_as_json_and_when_first_seen(
 # --- the engine on PostgreSQL, across a restart ----------------------------------------------
 
 
+def _ports(conn: asyncpg.Connection) -> OrchestratorPorts:
+    return postgres_ports(conn, "urn:test", WorkflowSettings(birthright=everyone([])))
+
+
 class _Runner:
     """MFA is a Kafka command with no answer: the task completes at once."""
 
-    def envelopes(self, command: Any, run: Any, identity: Any, accounts: Any, cause: Any) -> Any:
+    def envelopes(self, command: Any, run: Any, identity: Any, cause: Any) -> Any:
         return []
 
     async def perform(self, command: Any, run: Any, identity: Any) -> Any:
@@ -151,7 +157,7 @@ async def test_a_run_goes_on_with_its_version_after_a_restart_on_postgresql(
     async with migrated_pool(
         fresh_database, "orchestrator", ["accord.orchestrator.migrations"]
     ) as pool:
-        transactions = loops.postgres_transactions(pool, "orchestrator")
+        transactions = loops.postgres_transactions(pool, "orchestrator", _ports)
         async with pool.acquire() as conn:
             profile = Profile(user_name="ada")
             await PostgresRegistry(conn).save_profile(

@@ -1,12 +1,12 @@
-"""Which step each target needs when an identity moves, comes back or leaves, or when a grant
-gives or takes group memberships."""
+"""Which step each target needs when an identity moves, comes back or leaves, when a grant
+gives or takes group memberships, or when a workflow task acts on accounts."""
 
 from __future__ import annotations
 
 import pytest
 
-from accord.orchestrator.domain.account_saga import Step
-from accord.orchestrator.domain.plans import every_account, memberships, mover_steps
+from accord.orchestrator.domain.account_saga import IdentityNow, Step, TaskIntent
+from accord.orchestrator.domain.plans import every_account, memberships, mover_steps, task_steps
 
 # --- mover_steps -----------------------------------------------------------------------------
 
@@ -112,3 +112,53 @@ def test_nothing_to_provision_gives_no_steps() -> None:
 def test_memberships_are_for_membership_operations_only() -> None:
     with pytest.raises(ValueError, match="group"):
         memberships([("wiki", "editors")], "create")
+
+
+# --- task_steps: a workflow task's account work ------------------------------------------------
+
+ACTIVE = IdentityNow("active")
+
+
+def _plan(intent: TaskIntent, identity: IdentityNow = ACTIVE, **kw: object) -> list[tuple]:
+    arguments: dict = {"birthright": ["ldap", "scim"], "held": ["scim", "wiki"], **kw}
+    steps = task_steps(intent, identity=identity, **arguments)
+    return [(s.target, s.operation, s.group) for s in steps]
+
+
+def test_create_all_is_the_birthright_and_named_targets_are_taken_as_named() -> None:
+    assert _plan(TaskIntent("create")) == [("ldap", "create", None), ("scim", "create", None)]
+    # A team may name a target the birthright does not give: the task says so.
+    assert _plan(TaskIntent("create", ("github",))) == [("github", "create", None)]
+
+
+def test_account_operations_act_where_accounts_are_held() -> None:
+    assert _plan(TaskIntent("update")) == [("scim", "update", None), ("wiki", "update", None)]
+    assert _plan(TaskIntent("enable", ("wiki", "github"))) == [("wiki", "enable", None)]
+
+
+def test_disable_and_delete_also_reach_accounts_whose_creation_is_in_doubt() -> None:
+    doubt = {"in_doubt": ["ldap"]}
+    assert [t for t, _, _ in _plan(TaskIntent("disable"), **doubt)] == ["ldap", "scim", "wiki"]
+    assert [t for t, _, _ in _plan(TaskIntent("update"), **doubt)] == ["scim", "wiki"]
+
+
+def test_the_identity_as_it_is_when_the_saga_begins_decides() -> None:
+    deleted = IdentityNow("deleted")
+    assert _plan(TaskIntent("create"), deleted) == []  # no account for someone who left
+    assert _plan(TaskIntent("update"), deleted) == []
+    assert [op for _, op, _ in _plan(TaskIntent("delete"), deleted)] == ["delete", "delete"]
+    assert _plan(TaskIntent("enable"), IdentityNow("inactive")) == []
+    assert _plan(TaskIntent("enable"), IdentityNow("active", locked=True)) == []
+    # The birthright does not judge a task's named targets, even when the caller knows it.
+    judged = IdentityNow("active", wanted=frozenset({"ldap"}))
+    assert _plan(TaskIntent("create", ("github",)), judged) == [("github", "create", None)]
+
+
+def test_memberships_are_the_named_ones_while_the_identity_allows_them() -> None:
+    add = Step("scim", "add_member", group="sales")
+    assert _plan(TaskIntent("add_member"), memberships=[add]) == [("scim", "add_member", "sales")]
+    assert _plan(TaskIntent("add_member"), IdentityNow("deleted"), memberships=[add]) == []
+    remove = Step("scim", "remove_member", group="sales")
+    assert _plan(TaskIntent("remove_member"), IdentityNow("deleted"), memberships=[remove]) == [
+        ("scim", "remove_member", "sales")
+    ]

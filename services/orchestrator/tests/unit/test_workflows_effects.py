@@ -22,7 +22,6 @@ from accord.events import (
     ApprovalRequested,
     Envelope,
     MfaEnrolmentRequested,
-    ProvisionRequested,
     SessionRevokeRequested,
     UserCreated,
     from_kafka,
@@ -31,7 +30,6 @@ from accord.events import (
 )
 from accord.orchestrator.adapters.access_passes import HttpAccessPasses
 from accord.orchestrator.adapters.authz_grants import HttpAccessGrants
-from accord.orchestrator.domain.birthright import Birthright, Rule
 from accord.orchestrator.workflows import access_requests, runs
 from accord.orchestrator.workflows.callback_api import CallbackState
 from accord.orchestrator.workflows.effect_fakes import (
@@ -100,14 +98,6 @@ def keys(task_id: str = "accounts", attempt: int = 1) -> dict[str, Any]:
     return {"run_id": RUN_ID, "task_id": task_id, "attempt": attempt}
 
 
-BIRTHRIGHT = Birthright(
-    rules=[
-        Rule(name="everyone", targets=["ldap", "scim"]),
-        Rule(name="engineers", when={"department": "Engineering"}, targets=["github"]),
-    ]
-)
-
-
 class NoExtensions:
     """An extension caller for the tests that call none."""
 
@@ -127,7 +117,6 @@ def effects(
 ) -> Effects:
     return Effects(
         source="accord.orchestrator",
-        birthright=BIRTHRIGHT,
         mailer=mailer or FakeMailer(),
         directory=FakeDirectory({MANAGER: ("grace@example.com", "Grace Hopper")}),
         extensions=extensions or NoExtensions(),
@@ -149,91 +138,8 @@ def cause() -> Envelope:
 # --- Kafka commands ------------------------------------------------------------------------
 
 
-def test_create_all_asks_the_birthright_targets_routed_back_to_the_run() -> None:
-    command = runs.Provision(**keys(), operation="create", targets="all")
-    trigger = cause()
-    envelopes = effects().envelopes(command, run_of(), IDENTITY, {}, trigger)
-    assert envelopes is not None
-    data = [ProvisionRequested.model_validate(e.data) for e in envelopes]
-    assert [d.target for d in data] == ["github", "ldap", "scim"]
-    assert {d.saga_id for d in data} == {RUN_ID}
-    assert [d.step_id for d in data] == [
-        "wf:accounts:1:github",
-        "wf:accounts:1:ldap",
-        "wf:accounts:1:scim",
-    ]
-    assert {d.operation for d in data} == {"create"}
-    assert data[0].profile.user_name == "ada.lovelace"
-    assert data[0].profile.active is True
-    assert all(e.type == "provision.requested" for e in envelopes)
-    assert {e.correlationid for e in envelopes} == {trigger.correlationid}
-    assert {e.causationid for e in envelopes} == {trigger.id}
-    for envelope in envelopes:
-        record = to_kafka(envelope)  # a valid, publishable event
-        decoded = from_kafka(record.topic, record.key, record.value, record.headers)
-        assert decoded.id == envelope.id
-        assert decoded.data == envelope.data
-
-
-def test_create_disabled_sends_an_inactive_profile() -> None:
-    command = runs.Provision(**keys(), operation="create", targets=("ldap",), disabled=True)
-    envelopes = effects().envelopes(command, run_of(), IDENTITY, {}, None)
-    assert envelopes is not None
-    assert len(envelopes) == 1
-    data = ProvisionRequested.model_validate(envelopes[0].data)
-    assert (data.target, data.profile.active) == ("ldap", False)
-    assert envelopes[0].correlationid == RUN_ID  # no cause: correlated by the run
-
-
-def test_other_operations_act_where_the_identity_has_accounts() -> None:
-    accounts = {"scim": "acc-1", "ldap": "uid=ada"}
-    runner = effects()
-    disable_all = runs.Provision(**keys("off"), operation="disable", targets="all")
-    envelopes = runner.envelopes(disable_all, run_of(), IDENTITY, accounts, None)
-    assert envelopes is not None
-    assert [ProvisionRequested.model_validate(e.data).target for e in envelopes] == [
-        "ldap",
-        "scim",
-    ]
-    named = runs.Provision(**keys("gone"), operation="delete", targets=("scim", "github"))
-    envelopes = runner.envelopes(named, run_of(), IDENTITY, accounts, None)
-    assert envelopes is not None
-    assert [ProvisionRequested.model_validate(e.data).target for e in envelopes] == ["scim"]
-    nothing = runner.envelopes(disable_all, run_of(), IDENTITY, {}, None)
-    assert nothing == []  # nothing to do: the task completes at once
-
-
-def test_step_ids_differ_per_attempt_and_a_repeat_is_the_same_event() -> None:
-    runner = effects()
-    first = runs.Provision(**keys(attempt=1), operation="create", targets=("ldap",))
-    second = runs.Provision(**keys(attempt=2), operation="create", targets=("ldap",))
-    assert runner.provision_step(first, run_of(), "ldap") != runner.provision_step(
-        second, run_of(), "ldap"
-    )
-    a = runner.envelopes(first, run_of(), IDENTITY, {}, None)
-    b = runner.envelopes(first, run_of(), IDENTITY, {}, None)
-    c = runner.envelopes(second, run_of(), IDENTITY, {}, None)
-    assert a is not None
-    assert b is not None
-    assert c is not None
-    assert a[0].id == b[0].id != c[0].id
-    long_target = "t" * 120
-    step = runner.provision_step(first, run_of(), long_target)
-    assert len(step) <= 128
-    assert step.startswith("wf:accounts:1:")
-
-
-def test_change_group_is_a_membership_request() -> None:
-    command = runs.ChangeGroup(**keys("sales"), action="remove", target="scim", group="sales")
-    envelopes = effects().envelopes(command, run_of(), IDENTITY, {"scim": "a"}, None)
-    assert envelopes is not None
-    data = ProvisionRequested.model_validate(envelopes[0].data)
-    assert (data.operation, data.group, data.target) == ("remove_member", "sales", "scim")
-    assert (data.saga_id, data.step_id) == (RUN_ID, "wf:sales:1:scim")
-
-
 def test_require_mfa_is_the_enrolment_request_the_joiner_sends() -> None:
-    envelopes = effects().envelopes(runs.RequireMfa(**keys("mfa")), run_of(), IDENTITY, {}, None)
+    envelopes = effects().envelopes(runs.RequireMfa(**keys("mfa")), run_of(), IDENTITY, None)
     assert envelopes is not None
     assert envelopes[0].type == "mfa.enrolment_requested"
     data = MfaEnrolmentRequested.model_validate(envelopes[0].data)
@@ -244,7 +150,7 @@ def test_request_entitlement_is_an_access_request_by_the_workflow() -> None:
     command = runs.RequestEntitlement(
         **keys("payroll"), entitlement="payroll/viewer", justification="new hire"
     )
-    envelopes = effects().envelopes(command, run_of(), IDENTITY, {}, None)
+    envelopes = effects().envelopes(command, run_of(), IDENTITY, None)
     assert envelopes is not None
     assert envelopes[0].type == "access.requested"
     data = AccessRequested.model_validate(envelopes[0].data)
@@ -256,7 +162,7 @@ def test_request_entitlement_is_an_access_request_by_the_workflow() -> None:
     assert access_requests.request_of(data.request_id) == access_requests.RequestOf(
         RUN_ID, "payroll", 1
     )
-    again = effects().envelopes(command, run_of(), IDENTITY, {}, None)
+    again = effects().envelopes(command, run_of(), IDENTITY, None)
     assert again is not None
     assert AccessRequested.model_validate(again[0].data).request_id == data.request_id
 
@@ -285,7 +191,7 @@ def test_an_approval_is_asked_of_authz_until_the_timeout_wakeup() -> None:
         timeout=timedelta(days=7),
     )
     trigger = cause()
-    envelopes = effects().envelopes(command, waiting_for_approval(until), IDENTITY, {}, trigger)
+    envelopes = effects().envelopes(command, waiting_for_approval(until), IDENTITY, trigger)
     assert envelopes is not None
     (envelope,) = envelopes
     assert envelope.type == "approval.requested"
@@ -313,9 +219,9 @@ def test_a_repeated_ask_is_the_same_event_and_an_escalation_a_new_one() -> None:
         **keys("extend"), approvers=("manager",), reason=None, timeout=timedelta(days=7)
     )
     runner = effects()
-    first = runner.envelopes(ask, waiting_for_approval(until), IDENTITY, {}, cause())
+    first = runner.envelopes(ask, waiting_for_approval(until), IDENTITY, cause())
     # Re-emitted later (a redelivery, a crash): the stored run gives the same expiry and id.
-    again = runner.envelopes(ask, waiting_for_approval(until), IDENTITY, {}, None)
+    again = runner.envelopes(ask, waiting_for_approval(until), IDENTITY, None)
     assert first is not None
     assert again is not None
     assert first[0].id == again[0].id
@@ -329,7 +235,7 @@ def test_a_repeated_ask_is_the_same_event_and_an_escalation_a_new_one() -> None:
         escalation=True,
     )
     escalated = runner.envelopes(
-        escalation, waiting_for_approval(later, stage=2, attempt=2), IDENTITY, {}, None
+        escalation, waiting_for_approval(later, stage=2, attempt=2), IDENTITY, None
     )
     assert escalated is not None
     data = ApprovalRequested.model_validate(escalated[0].data)
@@ -349,7 +255,7 @@ def test_an_ask_without_a_stored_wait_expires_a_timeout_after_the_run_step() -> 
         reason="  " + "r" * 300,
         timeout=timedelta(hours=4),
     )
-    envelopes = effects().envelopes(command, run_of(), IDENTITY, {}, None)
+    envelopes = effects().envelopes(command, run_of(), IDENTITY, None)
     assert envelopes is not None
     data = ApprovalRequested.model_validate(envelopes[0].data)
     assert data.expires_at == NOW + timedelta(hours=4)  # run_of().updated_at + timeout
@@ -364,7 +270,7 @@ def test_an_ask_that_cannot_be_an_event_fails_for_good() -> None:
         timeout=timedelta(days=1),
     )
     with pytest.raises(EffectFailed, match="approvers") as failed:
-        effects().envelopes(command, run_of(), IDENTITY, {}, None)
+        effects().envelopes(command, run_of(), IDENTITY, None)
     assert not failed.value.retryable
 
 
@@ -372,7 +278,7 @@ def test_revoke_sessions_asks_authn_whatever_the_status() -> None:
     command = runs.RevokeSessions(**keys("sessions"))
     seen: list[SessionRevokeRequested] = []
     for identity in (IDENTITY, {**IDENTITY, "status": "inactive", "active": False}):
-        envelopes = effects().envelopes(command, run_of("leaver"), identity, {}, None)
+        envelopes = effects().envelopes(command, run_of("leaver"), identity, None)
         assert envelopes is not None
         (envelope,) = envelopes
         assert envelope.type == "session.revoke_requested"
@@ -387,13 +293,13 @@ def test_revoke_sessions_asks_authn_whatever_the_status() -> None:
         "workflow leaver",
         RUN_ID,
     )
-    again = effects().envelopes(command, run_of("leaver"), IDENTITY, {}, cause())
+    again = effects().envelopes(command, run_of("leaver"), IDENTITY, cause())
     retried = effects().envelopes(
-        runs.RevokeSessions(**keys("sessions", attempt=2)), run_of("leaver"), IDENTITY, {}, None
+        runs.RevokeSessions(**keys("sessions", attempt=2)), run_of("leaver"), IDENTITY, None
     )
     assert again is not None
     assert retried is not None
-    first = effects().envelopes(command, run_of("leaver"), IDENTITY, {}, None)
+    first = effects().envelopes(command, run_of("leaver"), IDENTITY, None)
     assert first is not None
     assert first[0].id == again[0].id != retried[0].id
 
@@ -407,15 +313,7 @@ def test_io_effects_have_no_envelopes() -> None:
         ),
         runs.RevokeEntitlements(**keys("revoke"), entitlements="all"),
     ):
-        assert runner.envelopes(command, run_of(), IDENTITY, {}, None) is None
-
-
-def test_an_identity_without_a_valid_profile_fails_for_good() -> None:
-    command = runs.Provision(**keys(), operation="create", targets=("ldap",))
-    with pytest.raises(EffectFailed) as failed:
-        effects().envelopes(command, run_of(), {"email": "x@example.com"}, {}, None)
-    assert not failed.value.retryable
-    assert "user_name" in failed.value.reason
+        assert runner.envelopes(command, run_of(), IDENTITY, None) is None
 
 
 # --- mail ----------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """The workflow engine (workflows/engine.py) and its loops (workflows/loops.py) on the in-memory
 fakes: identity events start runs through the real identity handlers (handlers/workflows.py),
-runs queue and take turns, a leaver supersedes a joiner, provisioning results come back per
-target, wake-ups, timers and I/O effects move runs on."""
+runs queue and take turns, a leaver supersedes a joiner, account tasks run as sagas on the
+real saga machine (in memory) and their ends answer the tasks, wake-ups, timers and I/O
+effects move runs on."""
 
 from __future__ import annotations
 
@@ -24,9 +25,11 @@ from accord.events import (
     Envelope,
     EventData,
     MfaEnrolmentRequested,
-    Profile,
     ProvisionRequested,
     Resource,
+    SagaCompleted,
+    SagaFailed,
+    SagaStarted,
     UserCreated,
     UserDeleted,
     UserUpdated,
@@ -38,11 +41,13 @@ from accord.orchestrator.domain.workflow import WorkflowSettings, access_saga_id
 from accord.orchestrator.fakes import FakeWorld
 from accord.orchestrator.handlers import on_user_created, on_user_status, on_user_updated
 from accord.orchestrator.handlers.workflows import (
+    SagaTasks,
     WorkflowPorts,
     on_access_changed_with_workflows,
     on_access_decided,
     on_account_result_with_workflows,
     on_approval_decided,
+    on_task_saga_ended,
     with_workflows,
 )
 from accord.orchestrator.testing import answer_of
@@ -50,11 +55,12 @@ from accord.orchestrator.workflows import access_requests, loops, runs
 from accord.orchestrator.workflows.callback_api import CallbackState
 from accord.orchestrator.workflows.effect_fakes import InMemoryCallbacks
 from accord.orchestrator.workflows.effect_queue import FakeEffectQueue
-from accord.orchestrator.workflows.engine import EffectFailed, Engine, EngineStores, is_run_id
+from accord.orchestrator.workflows.engine import EffectFailed, Engine, EngineStores
 from accord.orchestrator.workflows.fakes import FakeRuns, FakeTimers, FakeVersions, FakeWakeups
 from accord.orchestrator.workflows.loader import Checks, WorkflowSet, load_files
 from accord.orchestrator.workflows.operations import NotRetryable, RunFinished
 from accord.orchestrator.workflows.run_model import Run, RunStatus, TaskStatus
+from accord.orchestrator.workflows.shipped import with_shipped
 
 SOURCE = "urn:test:orchestrator"
 
@@ -117,9 +123,9 @@ def workflow_set(*texts: str) -> WorkflowSet:
 
 @dataclass
 class Runner:
-    """A fake EffectRunner: provisioning and MFA are Kafka commands, the rest I/O."""
+    """A fake EffectRunner: approvals, entitlements and MFA are Kafka commands, the rest I/O
+    (account tasks never come here: the engine starts their sagas)."""
 
-    birthright: tuple[str, ...] = ("crm", "wiki")
     performed: list[runs.Effect] = field(default_factory=list)
     failures: dict[str, EffectFailed] = field(default_factory=dict)
     outputs: dict[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -129,30 +135,10 @@ class Runner:
         command: runs.Effect,
         run: Run,
         identity: Mapping[str, Any],
-        accounts: Mapping[str, str],
         cause: Envelope | None,
     ) -> list[Envelope] | None:
         data: list[EventData]
-        if isinstance(command, runs.Provision):
-            if command.targets != "all":
-                targets = list(command.targets)
-            elif command.operation == "create":
-                targets = list(self.birthright)
-            else:
-                targets = sorted(accounts)
-            profile = Profile(user_name=identity["user_name"], active=not command.disabled)
-            data = [
-                ProvisionRequested(
-                    user_id=run.identity_id,
-                    target=target,
-                    operation=command.operation,
-                    saga_id=run.run_id,
-                    step_id=self.provision_step(command, run, target),
-                    profile=profile,
-                )
-                for target in targets
-            ]
-        elif isinstance(command, runs.AskApproval):
+        if isinstance(command, runs.AskApproval):
             data = [
                 ApprovalRequested(
                     approval_id=command.idempotency_key,
@@ -194,9 +180,6 @@ class Runner:
             raise failure
         return self.outputs.get(str(command.task_id), {"message_id": f"<{run.run_id}>"})
 
-    def provision_step(self, command: runs.Provision, run: Run, target: str) -> str:
-        return f"{command.task_id}.{command.attempt}.{target}"
-
 
 def _emit(data: EventData, cause: Envelope | None) -> Envelope:
     if cause is not None:
@@ -216,11 +199,26 @@ class FakeUnit:
         return contextlib.nullcontext()
 
 
+class NoAccountSagas:
+    """A saga selection that starts no account saga (the shipped joiner, leaver, ...), so
+    that a test sees the engine's runs alone; `Harness(account_sagas=True)` has them all."""
+
+    def needs_identity(self, saga_type: str, event_type: str) -> bool:
+        return False
+
+    def starts(self, saga_type: str, event_type: str, identity: Any, previous: Any = None) -> bool:
+        return False
+
+
 class Harness:
     """The orchestrator's fake ports, the engine's fake stores, the engine and its runner."""
 
-    def __init__(self, *texts: str) -> None:
-        self.world = FakeWorld(WorkflowSettings(birthright=everyone(["crm", "wiki"])))
+    def __init__(self, *texts: str, account_sagas: bool = False) -> None:
+        settings = WorkflowSettings(birthright=everyone(["crm", "wiki"]))
+        if not account_sagas:
+            settings = replace(settings, selection=NoAccountSagas())
+        self.world = FakeWorld(settings)
+        self.account_sagas = account_sagas
         self.runner = Runner()
         self.stores = EngineStores(
             registry=self.world.registry,
@@ -229,14 +227,18 @@ class Harness:
             timers=FakeTimers(),
             effects=FakeEffectQueue(),
             versions=FakeVersions(),
+            sagas=SagaTasks(self.world.ports),
         )
         self.restart(*texts)
         self.emitted: list[Envelope] = []
         self.sequence = 0
 
     def restart(self, *texts: str) -> None:
-        """A new engine, with nothing in memory, on the same stores and these workflows."""
+        """A new engine, with nothing in memory, on the same stores and these workflows (and
+        the shipped ones, with the account sagas)."""
         self.workflows = workflow_set(*texts)
+        if self.account_sagas:
+            self.workflows = with_shipped(self.workflows)
         self.engine = Engine(
             lambda: self.workflows, self.runner, source=SOURCE, clock=self.world.clock
         )
@@ -274,23 +276,40 @@ class Harness:
             handler = with_workflows(on_user_status)
         events: list[Envelope] = await handler(event, data, self.ports)
         self.emitted += events
-        return events
+        return events + await self.saga_ends(events)
 
     async def answer(self, request: Envelope, **failure: Any) -> list[Envelope]:
-        """The provisioner's answer to a provision.requested of a run."""
+        """The provisioner's answer to a provision.requested (of a task saga or any saga),
+        and what the saga ends it causes bring back to the engine."""
         assert isinstance(request.data, ProvisionRequested)
         data = answer_of(request.data, **failure)
         result = new_event(data, source="urn:test:provisioner", causation=request)
         events = await on_account_result_with_workflows(result, data, self.ports)
         self.emitted += events
-        return events
+        return events + await self.saga_ends(events)
+
+    async def saga_ends(self, events: list[Envelope]) -> list[Envelope]:
+        """The saga.completed / saga.failed among events read back by the orchestrator (as
+        its Kafka route does), and what those cause, in turn."""
+        more: list[Envelope] = []
+        for event in events:
+            if isinstance(event.data, SagaCompleted | SagaFailed):
+                answered = await on_task_saga_ended(event, event.data, self.ports)
+                self.emitted += answered
+                more += answered + await self.saga_ends(answered)
+        return more
+
+    def saga_type(self, saga_id: str) -> str | None:
+        row = self.world.sagas.rows.get(saga_id)
+        return row.state.saga_type if row is not None else None
 
     def requests(self, events: list[Envelope]) -> list[Envelope]:
-        """The provision.requested of workflow runs among events."""
+        """The provision.requested of workflow task sagas among events."""
         return [
             e
             for e in events
-            if isinstance(e.data, ProvisionRequested) and is_run_id(e.data.saga_id)
+            if isinstance(e.data, ProvisionRequested)
+            and self.saga_type(e.data.saga_id) == "workflow_task"
         ]
 
 
@@ -323,9 +342,14 @@ async def test_an_identity_event_starts_a_matching_run_and_announces_it() -> Non
     task = run.task("create_accounts")
     assert task is not None
     assert task.waiting_for is not None
-    assert task.waiting_for["pending"] == ["crm", "wiki"]
-    # The sagas still run beside the engine (v0): the joiner saga asked too.
-    assert any(e.type == "saga.started" for e in events)
+    assert task.waiting_for["kind"] == "account_saga"
+    # The task's account work is a saga, the one executor of account work: its requests
+    # carry its saga id, and its start is announced as every saga's is.
+    (saga_started,) = [e for e in events if isinstance(e.data, SagaStarted)]
+    assert saga_started.data.saga_type == "workflow_task"  # type: ignore[union-attr]
+    assert saga_started.data.saga_id == task.waiting_for["saga_id"]  # type: ignore[union-attr]
+    assert {r.data.saga_id for r in requests} == {task.waiting_for["saga_id"]}  # type: ignore[union-attr]
+    assert saga_started.causationid == started.causationid  # caused by the user.created too
 
 
 async def test_a_redelivered_event_starts_no_second_run_and_a_stale_one_nothing() -> None:
@@ -407,14 +431,17 @@ async def test_provisioning_over_two_targets_completes_once_both_answered() -> N
     task = h.run_of("joiner").task("create_accounts")
     assert task is not None
     assert task.status is TaskStatus.RUNNING
-    assert task.waiting_for is not None
-    assert task.waiting_for["pending"] == ["wiki"]
+    assert task.waiting_for is not None  # its saga waits for wiki
 
     second = await h.answer(wiki)
-    assert workflow_types(second) == ["workflow.task_completed", "workflow.task_waiting"]
+    # The saga ends; read back, its end completes the task, and the run goes on.
+    assert [e.type for e in second] == [
+        "saga.completed",
+        "workflow.task_completed",
+        "workflow.task_waiting",
+    ]
     run = h.run_of("joiner")
     assert run.vars["create_accounts"]["targets"] == ["crm", "wiki"]
-    assert set(run.vars["create_accounts"]["accounts"]) == {"crm", "wiki"}
     settle = run.task("settle")
     assert settle is not None
     assert settle.status is TaskStatus.WAITING
@@ -440,15 +467,124 @@ async def test_a_duplicate_result_is_ignored() -> None:
 async def test_a_failed_target_fails_the_task_with_its_reason() -> None:
     h = Harness(JOINER)
     crm, wiki = sorted(h.requests(await h.deliver(joiner())), key=lambda e: e.data.target)  # type: ignore[union-attr]
-    failed = await h.answer(crm, reason="refused", retryable=False)
+    # The saga settles every step before it ends: the task fails once wiki answered too.
+    assert workflow_types(await h.answer(crm, reason="refused", retryable=False)) == []
+    failed = await h.answer(wiki)
     assert workflow_types(failed) == ["workflow.task_failed", "workflow.run_failed"]
     run = h.run_of("joiner")
     assert run.status is RunStatus.FAILED
     task = run.task("create_accounts")
     assert task is not None
-    assert task.error == "crm: refused"
-    # The other target's late answer changes nothing.
+    assert task.error == "provisioning failed in crm: refused"
+    # A repeated answer changes nothing.
     assert await h.answer(wiki) == []
+    # The account the saga did create is kept (a task saga never rolls back).
+    assert list((await h.world.registry.accounts("u1")).held) == ["wiki"]
+
+
+# --- account tasks share the saga machine with the account sagas -------------------------------
+
+PRE_HIRE = """
+id: pre-hire
+category: joiner
+description: Accounts created disabled, for the hire date.
+trigger: {event: user.created}
+tasks:
+  - id: create_disabled
+    task: create_accounts
+    targets: all
+    disabled: true
+"""
+
+FLAKY = """
+id: flaky
+category: custom
+description: One named target, retried once after a transient failure.
+trigger: {event: user.created}
+tasks:
+  - id: crm_account
+    task: create_accounts
+    targets: [crm]
+    retry: {max_attempts: 2, backoff: PT1M}
+"""
+
+
+async def test_a_task_saga_queues_behind_the_joiner_saga_and_begins_when_it_ends() -> None:
+    h = Harness(PRE_HIRE, account_sagas=True)
+    created = await h.deliver(joiner())
+
+    # The shipped joiner saga holds the identity; the task's saga waits its turn.
+    assert h.requests(created) == []
+    waiting = h.run_of("pre-hire").task("create_disabled")
+    assert waiting is not None
+    assert waiting.waiting_for is not None
+    task_saga = h.world.sagas.rows[waiting.waiting_for["saga_id"]].state
+    assert task_saga.status == "queued"
+
+    joiner_requests = [e for e in created if isinstance(e.data, ProvisionRequested)]
+    begun: list[Envelope] = []
+    for request in joiner_requests:
+        begun += await h.answer(request)
+
+    # Its turn: planned now, on the birthright, with the disabled profile the task asked for.
+    requests = h.requests(begun)
+    assert sorted(r.data.target for r in requests) == ["crm", "wiki"]  # type: ignore[union-attr]
+    assert {r.data.profile.active for r in requests} == {False}  # type: ignore[union-attr]
+    for request in requests:
+        await h.answer(request)
+    assert h.run_of("pre-hire").status is RunStatus.COMPLETED
+
+
+async def test_a_leaver_behind_a_queued_create_task_leaves_no_account_behind() -> None:
+    h = Harness(PRE_HIRE, account_sagas=True)
+    created = await h.deliver(joiner())
+    left = await h.deliver(UserDeleted(user_id="u1"))
+
+    # The run is superseded; its saga stays queued, the leaver saga behind it.
+    assert h.run_of("pre-hire").status is RunStatus.CANCELLED
+    assert h.requests(left) == []
+    after: list[Envelope] = []
+    for request in [e for e in created if isinstance(e.data, ProvisionRequested)]:
+        after += await h.answer(request)
+
+    # The task saga's turn comes for an identity that left: it creates nothing; then the
+    # leaver disables every account the joiner made.
+    states = {row.state.saga_type: row.state for row in h.world.sagas.rows.values()}
+    assert states["workflow_task"].status == "completed"
+    assert states["workflow_task"].steps == ()
+    disables = [e.data for e in after if isinstance(e.data, ProvisionRequested)]
+    assert sorted((d.target, d.operation) for d in disables) == [
+        ("crm", "disable"),
+        ("wiki", "disable"),
+    ]
+    # The cancelled run took no answer from its saga's end.
+    assert h.run_of("pre-hire").status is RunStatus.CANCELLED
+
+
+async def test_a_transient_saga_failure_is_retried_by_the_task_policy_with_a_new_saga() -> None:
+    h = Harness(FLAKY)
+    (first,) = h.requests(await h.deliver(joiner()))
+    failed = await h.answer(first, reason="target down", retryable=True)
+    assert workflow_types(failed) == ["workflow.task_waiting"]  # for its retry's backoff
+    assert h.run_of("flaky").status is RunStatus.WAITING
+
+    h.world.clock.advance(timedelta(minutes=1))
+    await loops.wake_due(h.engine, h.transaction)
+    (second,) = h.requests(h.emitted)[-1:]
+    assert second.data.saga_id != first.data.saga_id  # type: ignore[union-attr]
+    await h.answer(second)
+    run = h.run_of("flaky")
+    assert run.status is RunStatus.COMPLETED
+    task = run.task("crm_account")
+    assert task is not None
+    assert task.attempts == 2
+
+
+async def test_a_refusal_is_not_retried() -> None:
+    h = Harness(FLAKY)
+    (first,) = h.requests(await h.deliver(joiner()))
+    failed = await h.answer(first, reason="no such department", retryable=False)
+    assert workflow_types(failed) == ["workflow.task_failed", "workflow.run_failed"]
 
 
 # --- a run keeps its version across restarts -------------------------------------------------
@@ -701,8 +837,9 @@ async def test_a_custom_date_attribute_plans_moves_cancels_and_fires_its_timer_o
 
 async def test_retry_runs_the_failed_task_again_then_the_rest() -> None:
     h = Harness(JOINER)
-    crm, _ = sorted(h.requests(await h.deliver(joiner())), key=lambda e: e.data.target)  # type: ignore[union-attr]
+    crm, wiki = sorted(h.requests(await h.deliver(joiner())), key=lambda e: e.data.target)  # type: ignore[union-attr]
     await h.answer(crm, reason="refused", retryable=False)
+    await h.answer(wiki)
     ops = loops.Operations(h.engine, h.transaction)
     before = len(h.emitted)
 
@@ -713,10 +850,10 @@ async def test_retry_runs_the_failed_task_again_then_the_rest() -> None:
     assert task is not None
     assert task.attempts == 2
     again = h.requests(h.emitted[before:])
-    assert sorted(r.data.step_id for r in again) == [  # type: ignore[union-attr]
-        "create_accounts.2.crm",
-        "create_accounts.2.wiki",
-    ]
+    # The second attempt is a saga of its own (a new id, so the first one's late answers
+    # are not its answers), planned again: the create_accounts of both birthright targets.
+    assert {r.data.saga_id for r in again} != {crm.data.saga_id}  # type: ignore[union-attr]
+    assert sorted(r.data.target for r in again) == ["crm", "wiki"]  # type: ignore[union-attr]
     for request in again:
         await h.answer(request)
     assert h.run_of("joiner").status is RunStatus.WAITING
@@ -736,7 +873,11 @@ async def test_start_on_demand_starts_a_run_per_identity_in_scope() -> None:
     run = h.runs.rows[started[0]].run
     assert run.identity_id == "c1"
     assert run.trigger["kind"] == "on_demand"
-    assert run.status is RunStatus.RUNNING
+    # c1 holds no account (no account saga ran): its disable saga had nothing to do,
+    # completed at once, and so did its task and the run.
+    assert run.status is RunStatus.COMPLETED
+    (saga,) = [row.state for row in h.world.sagas.rows.values()]
+    assert (saga.saga_type, saga.status, saga.steps) == ("workflow_task", "completed", ())
 
 
 HANDOVER = """

@@ -17,6 +17,7 @@ from accord.events import Envelope, Profile
 from accord.orchestrator.domain.birthright import everyone
 from accord.orchestrator.domain.workflow import WorkflowSettings
 from accord.orchestrator.fakes import FakeWorld
+from accord.orchestrator.handlers.workflows import SagaTasks
 from accord.orchestrator.ports import ProfileChange
 from accord.orchestrator.workflows import loops, runs
 from accord.orchestrator.workflows.effect_queue import FakeEffectQueue
@@ -67,7 +68,6 @@ class Runner:
         command: runs.Effect,
         run: Run,
         identity: Mapping[str, Any],
-        accounts: Mapping[str, str],
         cause: Envelope | None,
     ) -> list[Envelope] | None:
         return []
@@ -106,6 +106,7 @@ class Orchestrator:
             timers=FakeTimers(),
             effects=FakeEffectQueue(),
             versions=FakeVersions(),
+            sagas=SagaTasks(self.world.ports),
             schedules=self.schedules,
         )
         self.emitted: list[Envelope] = []

@@ -85,6 +85,9 @@ SERVICES: tuple[ServiceAccess, ...] = (
             topics.APPROVAL_DECIDED,
             topics.ACCESS_DECIDED,
             topics.ACCESS_APPROVAL_DECIDED,
+            # its own saga ends, read back: a workflow task saga's end answers its task
+            topics.SAGA_COMPLETED,
+            topics.SAGA_FAILED,
         ),
         # Its inbound SCIM server publishes the identity events of the IdPs that push to it;
         # its workflow engine reports runs and tasks, and asks authz for entitlements

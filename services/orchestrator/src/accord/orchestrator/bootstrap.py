@@ -30,6 +30,8 @@ from accord.events import (
     Envelope,
     IdentityLocked,
     IdentityUnlocked,
+    SagaCompleted,
+    SagaFailed,
     UserCreated,
     UserDeactivated,
     UserDeleted,
@@ -55,6 +57,7 @@ from accord.orchestrator.handlers.workflows import (
     on_access_decided,
     on_account_result_with_workflows,
     on_approval_decided,
+    on_task_saga_ended,
     with_workflows,
 )
 from accord.orchestrator.metrics import OrchestratorMetrics
@@ -74,6 +77,9 @@ from accord.orchestrator.workflows.shipped import shipped
 from accord.runtime.config_file import load_yaml_model
 from accord.runtime.routes import HandlerContext, Typed, on, table
 from accord.runtime.service import Runtime, ServiceDefinition
+
+#: The source of the events the engine's loops and API emit (the routes' is the runtime's).
+SOURCE = "accord/orchestrator"
 
 #: How long a scrape waits for the saga census (a connection, then the query).
 CENSUS_TIMEOUT_S = 2.0
@@ -136,7 +142,8 @@ def routes(flows: WorkflowSettings, engine: Engine | None = None) -> Routes:
     else:
 
         def workflow_ports(ctx: HandlerContext) -> WorkflowPorts:
-            return WorkflowPorts(ports(ctx), engine_stores(ctx.conn), engine)
+            bound = ports(ctx)
+            return WorkflowPorts(bound, engine_stores(ctx.conn, bound), engine)
 
         identity_routes = [
             on(UserCreated, with_workflows(handlers.on_user_created), workflow_ports),
@@ -146,6 +153,7 @@ def routes(flows: WorkflowSettings, engine: Engine | None = None) -> Routes:
             on(ApprovalDecided, on_approval_decided, workflow_ports),
             on((AccessGranted, AccessRevoked), on_access_changed_with_workflows, workflow_ports),
             on(decisions, on_access_decided, workflow_ports),
+            on((SagaCompleted, SagaFailed), on_task_saga_ended, workflow_ports),
         ]
     return table(
         [
@@ -200,6 +208,10 @@ class WorkflowEngine:
         """Give the effects the service's pool (the directory reads the registry)."""
         self._pool = runtime.pool
 
+    def ports_on(self, conn: asyncpg.Connection) -> OrchestratorPorts:
+        """The handlers' ports on a connection of the engine's loops and API."""
+        return postgres_ports(conn, SOURCE, self.flows)
+
     def pool(self) -> asyncpg.Pool:
         if self._pool is None:
             raise RuntimeError("the workflow engine is not bound to a running service yet")
@@ -211,7 +223,7 @@ class WorkflowEngine:
             self._engine = Engine(
                 self.holder.current,
                 self._effects(),
-                source="accord/orchestrator",
+                source=SOURCE,
                 clock=store.now_utc,
             )
         return self._engine
@@ -224,8 +236,7 @@ class WorkflowEngine:
         if settings.authz_url and settings.authz_token_file:
             grants = HttpAccessGrants(settings.authz_url, settings.authz_token_file)
         return Effects(
-            source="accord/orchestrator",
-            birthright=self.flows.birthright,
+            source=SOURCE,
             mailer=SmtpMailer(SmtpSettings.model_validate(os.environ)),
             directory=RegistryDirectory(self.pool),
             extensions=ExtensionClient(),
@@ -240,7 +251,7 @@ class WorkflowEngine:
 
     def configure_app(self, app: FastAPI, runtime: Runtime) -> None:
         """The runs API, acting through the engine."""
-        transactions = loops.postgres_transactions(runtime.pool, runtime.schema)
+        transactions = loops.postgres_transactions(runtime.pool, runtime.schema, self.ports_on)
         runs_api.configure(app, runtime, loops.Operations(self.engine, transactions), self.holder)
         callback_api.configure(
             app, PostgresCallbacks(runtime.pool), loops.CallbackDelivery(self.engine, transactions)
@@ -249,7 +260,7 @@ class WorkflowEngine:
     def hooks(self) -> list[Any]:
         """The engine's loops and the folder watch, as background hooks."""
         return [
-            *loops.workflow_hooks(self.engine, self.settings.timer_poll_s),
+            *loops.workflow_hooks(self.engine, self.settings.timer_poll_s, self.ports_on),
             self.holder.watcher(),
         ]
 
@@ -269,6 +280,8 @@ def definition(settings: OrchestratorSettings) -> ServiceDefinition:
     # shipped ones, or the shipped ones alone.
     in_force = wired.holder.current if wired is not None else shipped
     flows = replace(flows, selection=WorkflowSagaSelection(in_force, store.now_utc))
+    if wired is not None:
+        wired.flows = flows  # the task sagas' ports plan with the same settings
     consumed = routes(flows, wired.engine if wired is not None else None)
 
     async def bind_workflows(runtime: Runtime) -> None:

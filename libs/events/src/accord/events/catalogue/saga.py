@@ -18,6 +18,7 @@ SagaType = Literal[
     "access_revoke",
     "lockout",
     "unlock",
+    "workflow_task",
 ]
 
 
@@ -29,7 +30,8 @@ class SagaEvent(EventData):
     saga_id: Identifier
     """The saga instance."""
     saga_type: SagaType
-    """Which workflow."""
+    """Which workflow: an account saga, or (``workflow_task``) the account work of one task
+    of a lifecycle workflow run."""
     subject_id: Identifier
     """The identity (user_id) the saga works for."""
 
@@ -50,6 +52,8 @@ class SagaCompleted(SagaEvent):
 
     duration_ms: Integer = Field(ge=0)
     """Time from start to completion."""
+    targets: tuple[Identifier, ...] = ()
+    """Targets whose step reached its goal (a workflow task's answer names them)."""
 
 
 class SagaFailed(SagaEvent):
@@ -61,3 +65,6 @@ class SagaFailed(SagaEvent):
     """Why."""
     failed_targets: tuple[Identifier, ...] = ()
     """Targets whose step failed."""
+    retryable: bool = False
+    """Every failed step failed for a transient reason (down, throttled, no answer in
+    time): the same request may succeed later (a workflow task's retry policy reads it)."""

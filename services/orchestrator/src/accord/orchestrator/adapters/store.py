@@ -10,7 +10,7 @@ from typing import Any
 
 import asyncpg
 
-from accord.orchestrator.domain.account_saga import SagaState, Step, holds_identity
+from accord.orchestrator.domain.account_saga import SagaState, Step, TaskIntent, holds_identity
 from accord.orchestrator.domain.identity import IdentityVersion
 from accord.orchestrator.ports import (
     NO_ACCOUNT,
@@ -261,8 +261,23 @@ def _encode(state: SagaState) -> str:
             "transient_rounds": state.transient_rounds,
             "failures": state.failures,
             "operation": state.operation,
+            "intent": _encode_intent(state.intent),
         }
     )
+
+
+def _encode_intent(intent: TaskIntent | None) -> dict[str, Any] | None:
+    if intent is None:
+        return None
+    targets = list(intent.targets) if intent.targets is not None else None
+    return {"operation": intent.operation, "targets": targets, "disabled": intent.disabled}
+
+
+def _decode_intent(body: dict[str, Any] | None) -> TaskIntent | None:
+    if body is None:
+        return None
+    targets = tuple(body["targets"]) if body["targets"] is not None else None
+    return TaskIntent(body["operation"], targets, disabled=body["disabled"])
 
 
 def _decode(row: asyncpg.Record) -> SagaState:
@@ -293,6 +308,7 @@ def _decode(row: asyncpg.Record) -> SagaState:
         failures=body["failures"],
         version=row["version"],
         operation=body.get("operation"),
+        intent=_decode_intent(body.get("intent")),  # only workflow task sagas have one
     )
 
 

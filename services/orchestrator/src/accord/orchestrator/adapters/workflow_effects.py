@@ -1,6 +1,6 @@
 """The queue of workflow I/O effects on the workflow_effects table (migration 0015), bound to
-the connection of the caller's transaction like the other adapters; and the engine's stores
-on one connection."""
+the connection of the caller's transaction like the other adapters; the task sagas on the
+saga machinery; and the engine's stores on one connection."""
 
 from __future__ import annotations
 
@@ -13,10 +13,11 @@ from typing import Any
 import asyncpg
 
 from accord.orchestrator.adapters import store
-from accord.orchestrator.adapters.postgres import PostgresRegistry
 from accord.orchestrator.adapters.workflow_callbacks import PostgresCallbacks
 from accord.orchestrator.adapters.workflow_runs import workflow_stores
 from accord.orchestrator.adapters.workflow_versions import PostgresVersions
+from accord.orchestrator.handlers.workflows import SagaTasks
+from accord.orchestrator.ports import OrchestratorPorts
 from accord.orchestrator.workflows import runs
 from accord.orchestrator.workflows.effect_queue import (
     QueuedEffect,
@@ -74,16 +75,18 @@ class PostgresEffectQueue:
         )
 
 
-def engine_stores(conn: asyncpg.Connection) -> EngineStores:
-    """The workflow engine's stores inside the transaction open on `conn`."""
+def engine_stores(conn: asyncpg.Connection, ports: OrchestratorPorts) -> EngineStores:
+    """The workflow engine's stores inside the transaction open on `conn`; `ports`: the
+    handlers' ports on the same connection (the task sagas start on them)."""
     runs_store, wakeups, timers = workflow_stores(conn)
     return EngineStores(
-        registry=PostgresRegistry(conn),
+        registry=ports.registry,
         runs=runs_store,
         wakeups=wakeups,
         timers=timers,
         effects=PostgresEffectQueue(conn),
         versions=PostgresVersions(conn),
+        sagas=SagaTasks(ports),
         callbacks=PostgresCallbacks(conn),
     )
 

@@ -8,7 +8,11 @@ A saga brings an identity's accounts in several targets to a goal, one step per 
 - leaver: disable (deactivation) or delete (after the retention period) every account; never
   compensates and retries by itself, with backoff, until every target has answered yes;
 - access grant / revoke: add the identity's account to (or remove it from) the groups that
-  carry an entitlement, one step per target and group; never compensates.
+  carry an entitlement, one step per target and group; never compensates;
+- workflow task: the account work of one task of a lifecycle workflow run (create, update,
+  enable, disable or delete accounts, add or remove a group membership), planned from the
+  task's `TaskIntent` when it begins; never compensates and never retries by itself (the
+  task's retry policy does, with a new saga per attempt).
 
 A round that failed only for transient reasons (the target was down, throttling, or did not
 answer in time) retries by itself, with the same backoff, for `transient_rounds` rounds; a
@@ -164,6 +168,20 @@ Plan = Mapping[str, Operation] | Iterable[Step]
 
 
 @dataclass(frozen=True)
+class TaskIntent:
+    """What a workflow task asks of an identity's accounts; its saga's steps are planned
+    from it when the saga begins (`domain.plans.task_steps`), as the other sagas' are from
+    the identity, so a task queued behind a joiner sees the joiner's accounts."""
+
+    operation: Operation
+    targets: tuple[str, ...] | None = None
+    """The named targets; None: all of them (a create: the birthright's targets; the other
+    operations: wherever the identity holds an account)."""
+    disabled: bool = False
+    """A create makes the accounts disabled (pre-hire: enabled by a later task)."""
+
+
+@dataclass(frozen=True)
 class SagaState:
     """One saga instance."""
 
@@ -183,6 +201,8 @@ class SagaState:
     version: int = 0
     operation: Operation | None = None
     """A queued leaver's operation (disable or delete), planned when it begins."""
+    intent: TaskIntent | None = None
+    """A workflow task saga's intent (None for every other saga)."""
 
     def step(self, target: str, group: str | None = None) -> Step | None:
         """The step of a target (and group, for a membership), if the saga has one."""
@@ -308,6 +328,7 @@ def start(
     on_failure: OnFailure = "keep",
     retries_itself: bool = False,
     transient_rounds: int = 0,
+    intent: TaskIntent | None = None,
 ) -> tuple[SagaState, list[Command]]:
     """A new saga and its first commands: one per step, in target (then group) order."""
     state = SagaState(
@@ -320,6 +341,7 @@ def start(
         on_failure=on_failure,
         retries_itself=retries_itself,
         transient_rounds=transient_rounds,
+        intent=intent,
     )
     if not state.steps:
         return _move(state, "completed"), [CompleteSaga(0)]
@@ -344,10 +366,20 @@ def queue(
     *,
     operation: Operation | None = None,
     steps: Iterable[Step] = (),
+    intent: TaskIntent | None = None,
 ) -> SagaState:
     """A saga that waits for the identity's saga in flight; planned when it begins, unless
     its steps are known already (an access saga's memberships, kept until then)."""
-    return SagaState(saga_id, user_id, saga_type, "queued", now, _fresh(steps), operation=operation)
+    return SagaState(
+        saga_id,
+        user_id,
+        saga_type,
+        "queued",
+        now,
+        _fresh(steps),
+        operation=operation,
+        intent=intent,
+    )
 
 
 def begin(
@@ -371,6 +403,7 @@ def begin(
         on_failure=on_failure,
         retries_itself=retries_itself,
         transient_rounds=transient_rounds,
+        intent=state.intent,
     )
     _move(state, fresh.status)  # queued -> running, or completed when there is nothing to do
     return replace(fresh, version=state.version, operation=state.operation), commands

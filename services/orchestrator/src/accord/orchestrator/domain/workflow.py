@@ -21,7 +21,12 @@ from accord.events.catalogue import (
 from accord.events.catalogue.authn import Factor
 from accord.orchestrator.domain import account_saga as saga
 from accord.orchestrator.domain.birthright import Birthright
-from accord.orchestrator.domain.plans import comeback_steps, every_account, mover_steps
+from accord.orchestrator.domain.plans import (
+    comeback_steps,
+    every_account,
+    mover_steps,
+    task_steps,
+)
 
 _SAGA_NAMESPACE = uuid.UUID("5d1c5f0e-8f5a-4c53-9a52-6f1c0e6a1a01")
 
@@ -162,6 +167,8 @@ def needs_accounts(identity: Identity | None, saga_type: saga.SagaType) -> bool:
     """Whether `plan` looks at the identity's accounts (so they are read only then)."""
     if identity is None or saga_type == "joiner" or saga_type in saga.ACCESS_SAGAS:
         return False
+    if saga_type == "workflow_task":
+        return True
     if saga_type in _NOT_FOR_LEAVERS and identity.status == "deleted":
         return False
     return not (identity.locked and saga_type in ("reactivation", "unlock"))
@@ -174,11 +181,16 @@ def plan(
     saga_type: saga.SagaType,
     operation: saga.Operation | None,
     memberships: tuple[saga.Step, ...] = (),
+    intent: saga.TaskIntent | None = None,
 ) -> Plan | None:
     """The steps a saga needs, from the registry and the accounts as they are now (an
-    access saga's memberships come from its grant); None: no saga for a gone identity."""
+    access saga's memberships come from its grant, a workflow task's steps from its
+    intent); None: no saga for a gone identity."""
     if identity is None:
         return None
+    if saga_type == "workflow_task":
+        assert intent is not None, "a workflow task saga carries its intent"
+        return _task_plan(settings, identity, accounts, intent, memberships)
     if saga_type in _NOT_FOR_LEAVERS and identity.status == "deleted":
         return None
     # Whatever the source says, a locked identity's accounts stay disabled.
@@ -204,14 +216,47 @@ def plan(
     return Plan(profile, steps)
 
 
-def identity_now(settings: WorkflowSettings, identity: Identity | None) -> saga.IdentityNow:
-    """The identity as a retry must see it: status, lock, the targets it should have."""
+def _task_plan(
+    settings: WorkflowSettings,
+    identity: Identity,
+    accounts: Accounts,
+    intent: saga.TaskIntent,
+    memberships: tuple[saga.Step, ...],
+) -> Plan:
+    """A workflow task's plan (`plans.task_steps`); its creates carry a disabled profile
+    when the task asks for disabled accounts."""
+    profile = task_profile(identity.effective_profile(), intent)
+    steps = task_steps(
+        intent,
+        birthright=settings.birthright.targets_for(identity.profile),
+        held=accounts.held,
+        in_doubt=accounts.maybe,
+        identity=identity_now(settings, identity),
+        memberships=memberships,
+    )
+    return Plan(profile, steps)
+
+
+def task_profile(profile: Profile, intent: saga.TaskIntent | None) -> Profile:
+    """The profile a saga's requests carry: disabled for a workflow task that creates its
+    accounts disabled (every round, retries too), else as it is."""
+    if intent is not None and intent.disabled:
+        return profile.model_copy(update={"active": False})
+    return profile
+
+
+def identity_now(
+    settings: WorkflowSettings, identity: Identity | None, saga_type: saga.SagaType | None = None
+) -> saga.IdentityNow:
+    """The identity as a retry must see it: status, lock, the targets it should have (not
+    judged for a workflow task, whose team may name a target outside the birthright)."""
     if identity is None or identity.status == "deleted":
         return saga.IdentityNow("deleted", wanted=frozenset())
+    wanted = None
+    if saga_type != "workflow_task":
+        wanted = frozenset(settings.birthright.targets_for(identity.profile))
     return saga.IdentityNow(
-        cast(saga.IdentityStatus, identity.status),
-        locked=identity.locked,
-        wanted=frozenset(settings.birthright.targets_for(identity.profile)),
+        cast(saga.IdentityStatus, identity.status), locked=identity.locked, wanted=wanted
     )
 
 
@@ -220,6 +265,8 @@ def options(settings: WorkflowSettings, saga_type: saga.SagaType) -> dict[str, A
     after transient failures only; joiners roll back or keep as configured."""
     if saga_type in ("leaver", "lockout"):
         return {"retries_itself": True}
+    if saga_type == "workflow_task":
+        return {}  # the task's retry policy retries it, with a saga per attempt
     result: dict[str, Any] = {"transient_rounds": settings.transient_rounds}
     if saga_type == "joiner":
         result["on_failure"] = settings.joiner_on_failure

@@ -31,6 +31,10 @@ from accord.orchestrator.ports import OrchestratorPorts, Timer
 
 log = logging.getLogger(__name__)
 
+#: Sagas recorded even when they have nothing to do (completed at once): a joiner's record
+#: is its history, a workflow task's run waits for its end.
+_ALWAYS_RECORDED: frozenset[saga.SagaType] = frozenset({"joiner", "workflow_task"})
+
 
 class UnknownIdentity(Exception):
     """An access or lockout event for an identity the registry does not hold (yet).
@@ -90,12 +94,17 @@ async def begin(
     operation: saga.Operation | None = None,
     memberships: tuple[saga.Step, ...] = (),
     identity: workflow.Identity | None = None,
+    intent: saga.TaskIntent | None = None,
 ) -> list[Envelope]:
-    """Start a saga now, or queue it behind the identity's saga in flight."""
+    """Start a saga now, or queue it behind the identity's saga in flight.
+
+    A joiner and a workflow task always leave a record (completed at once when there is
+    nothing to do: a task's run waits for its saga's end); the others start no saga then.
+    """
     now = ports.clock()
     if await ports.sagas.busy(user_id):
         queued = saga.queue(
-            saga_id, user_id, saga_type, now, operation=operation, steps=memberships
+            saga_id, user_id, saga_type, now, operation=operation, steps=memberships, intent=intent
         )
         if not await ports.sagas.insert(queued, origin.correlation_id()):
             return []
@@ -104,11 +113,13 @@ async def begin(
         if saga_type in workflow.TAKES_ACCESS:
             return await _hurry_holder(ports, user_id)
         return []
-    plan = await _plan(ports, user_id, saga_type, operation, memberships, identity)
-    if plan is None or (not plan.steps and saga_type != "joiner"):
-        return []  # nothing to do: no saga (a joiner always leaves a record)
+    plan = await _plan(ports, user_id, saga_type, operation, memberships, identity, intent)
+    if plan is None or (not plan.steps and saga_type not in _ALWAYS_RECORDED):
+        return []  # nothing to do: no saga
     options = workflow.options(ports.settings, saga_type)
-    state, commands = saga.start(saga_id, user_id, plan.steps, now, saga_type=saga_type, **options)
+    state, commands = saga.start(
+        saga_id, user_id, plan.steps, now, saga_type=saga_type, intent=intent, **options
+    )
     if not await ports.sagas.insert(state, origin.correlation_id()):
         return []  # started already by an earlier delivery of the same cause
     saga_reached(state)
@@ -149,7 +160,8 @@ async def advance_loaded(
     saga_id, user_id = state.saga_id, state.user_id
     if isinstance(saga_event, saga.RetryRequested):
         identity = await ports.registry.identity(user_id)
-        saga_event = saga.RetryRequested(workflow.identity_now(ports.settings, identity))
+        now = workflow.identity_now(ports.settings, identity, state.saga_type)
+        saga_event = saga.RetryRequested(now)
     new_state, commands = saga.decide(state, saga_event, ports.clock())
     if new_state == state:
         return []
@@ -186,7 +198,9 @@ async def _next_in_queue(ports: OrchestratorPorts, user_id: str) -> list[Envelop
     await ports.registry.lock(user_id)
     events: list[Envelope] = []
     while (queued := await ports.sagas.next_queued(user_id)) is not None:
-        plan = await _plan(ports, user_id, queued.saga_type, queued.operation, queued.steps)
+        plan = await _plan(
+            ports, user_id, queued.saga_type, queued.operation, queued.steps, intent=queued.intent
+        )
         options = workflow.options(ports.settings, queued.saga_type)
         state, commands = saga.begin(queued, plan.steps if plan else {}, ports.clock(), **options)
         await ports.sagas.save(state)
@@ -206,6 +220,7 @@ async def _plan(
     operation: saga.Operation | None,
     memberships: tuple[saga.Step, ...] = (),
     identity: workflow.Identity | None = None,
+    intent: saga.TaskIntent | None = None,
 ) -> workflow.Plan | None:
     """Load what the plan needs (the entry unless the caller knows it, the accounts only
     when the plan looks at them), then plan."""
@@ -214,7 +229,9 @@ async def _plan(
     accounts = workflow.Accounts()
     if workflow.needs_accounts(identity, saga_type):
         accounts = await ports.registry.accounts(user_id)
-    return workflow.plan(ports.settings, identity, accounts, saga_type, operation, memberships)
+    return workflow.plan(
+        ports.settings, identity, accounts, saga_type, operation, memberships, intent
+    )
 
 
 async def _announce(
@@ -249,7 +266,7 @@ async def _carry_out(
     for command in commands:
         if isinstance(command, saga.ProvisionAccount):
             if profile is None:
-                profile = await _profile(ports, state.user_id)
+                profile = workflow.task_profile(await _profile(ports, state.user_id), state.intent)
             events.append(origin.event(_request(state, command, profile)))
         elif isinstance(command, saga.CompleteSaga):
             events += [origin.event(data) for data in _completed(ports, state, command)]
@@ -260,6 +277,7 @@ async def _carry_out(
                 subject_id=state.user_id,
                 reason=command.reason[:256],
                 failed_targets=command.failed_targets,
+                retryable=_transient(state),
             )
             events.append(origin.event(failed))
         else:
@@ -292,6 +310,7 @@ def _completed(
             saga_type=state.saga_type,
             subject_id=state.user_id,
             duration_ms=command.duration_ms,
+            targets=state.targets("done"),
         )
     ]
     factors = ports.settings.mfa_enrolment
@@ -301,6 +320,13 @@ def _completed(
             MfaEnrolmentRequested(user_id=state.user_id, factors=factors, saga_id=state.saga_id)
         )
     return done
+
+
+def _transient(state: saga.SagaState) -> bool:
+    """Whether every failed step of a saga failed for a transient reason (a cancelled saga:
+    no, an operator gave it up)."""
+    failed = [s for s in state.steps if s.status == "failed"]
+    return state.status == "failed" and bool(failed) and all(s.retryable for s in failed)
 
 
 async def _retry_later(

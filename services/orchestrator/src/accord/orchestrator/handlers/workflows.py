@@ -5,8 +5,11 @@ Each identity handler keeps doing what it does (registry, sagas); `with_workflow
 so that, in the same transaction and under the identity's lock, the engine sees the
 identity before and after the event and starts what the event triggers. An event the
 registry did not apply (stale, duplicate, parked until its identity exists) changes no
-registry version and triggers nothing. A provisioning result whose saga_id is a workflow
-run's goes to the engine, any other to its saga (`handlers/results.py`). authz's answers on
+registry version and triggers nothing. A run's account tasks are sagas (type
+``workflow_task``): the end of one, read back from the orchestrator's own saga.completed /
+saga.failed, goes to the engine, which answers the task that waits for it. A provisioning
+result whose saga_id is a workflow run's (asked before account tasks were sagas) goes to
+the engine, any other to its saga (`handlers/results.py`). authz's answers on
 an access request go to the engine, which takes those of a request_entitlement task's
 request (`workflows/access_requests.py`); a grant also starts its access saga, as any grant.
 """
@@ -27,12 +30,16 @@ from accord.events import (
     AccountProvisionFailed,
     Envelope,
     EventData,
+    SagaCompleted,
+    SagaFailed,
 )
 from accord.events.catalogue import ApprovalDecided
+from accord.orchestrator.handlers import engine as sagas
 from accord.orchestrator.handlers.access import on_access_changed
 from accord.orchestrator.handlers.results import on_account_result
 from accord.orchestrator.ports import OrchestratorPorts
 from accord.orchestrator.workflows.engine import Engine, EngineStores
+from accord.orchestrator.workflows.ports import TaskSaga
 
 D = TypeVar("D", bound=EventData)
 
@@ -49,6 +56,28 @@ class WorkflowPorts:
     orchestrator: OrchestratorPorts
     stores: EngineStores
     engine: Engine
+
+
+@dataclass(frozen=True)
+class SagaTasks:
+    """`TaskSagas` on the saga machinery (`handlers.engine.begin`), on the handlers' ports of
+    the same transaction: a task saga starts, or queues, exactly as an account saga does."""
+
+    ports: OrchestratorPorts
+
+    async def start(
+        self, saga: TaskSaga, cause: Envelope | None, correlation_id: str
+    ) -> list[Envelope]:
+        origin = sagas.Origin(self.ports.source, cause, correlation_id)
+        return await sagas.begin(
+            self.ports,
+            origin,
+            saga.saga_id,
+            saga.identity_id,
+            "workflow_task",
+            memberships=saga.memberships,
+            intent=saga.intent,
+        )
 
 
 def with_workflows(handle: IdentityHandler[D]) -> WorkflowHandler[D]:
@@ -79,6 +108,14 @@ async def on_account_result_with_workflows(
     """A provisioning result: to its workflow run, or to its saga."""
     to_run = partial(ports.engine.on_provision_result, ports.stores)
     return await on_account_result(event, data, ports.orchestrator, workflow_run=to_run)
+
+
+async def on_task_saga_ended(
+    event: Envelope, data: SagaCompleted | SagaFailed, ports: WorkflowPorts
+) -> list[Envelope]:
+    """A saga ended: a workflow task saga's end answers the task that waits for it (the
+    orchestrator reads its own saga events back; every other saga's end is dropped)."""
+    return await ports.engine.on_task_saga_ended(ports.stores, event, data)
 
 
 async def on_approval_decided(

@@ -126,7 +126,7 @@ class _IdentityHandlers:
         handler = _handler_for(data)
         if self.engine is None:
             return await handler(event, data, self.ports)
-        ports = WorkflowPorts(self.ports, engine_stores(self.conn), self.engine)
+        ports = WorkflowPorts(self.ports, engine_stores(self.conn, self.ports), self.engine)
         return await with_workflows(handler)(event, data, ports)
 
 

@@ -8,12 +8,9 @@ done outside any transaction (`perform`). The existing services do the work unch
 ======================  =====================================  ===========================
 command                 what it becomes                        the answer
 ======================  =====================================  ===========================
-Provision               one ``provision.requested`` per        ``account.provisioned`` /
-                        target (saga_id = run id, step_id =    ``account.provision_failed``
-                        :meth:`Effects.provision_step`)        routed back by saga_id and
-                                                               step_id
-ChangeGroup             ``provision.requested`` add_member /   same
-                        remove_member with the group
+Provision, ChangeGroup  not here: the engine starts a saga     ``saga.completed`` /
+                        (``workflow_task``) for them; the      ``saga.failed``
+                        saga's steps are provision.requested
 RequireMfa              ``mfa.enrolment_requested`` (as the    none: done once emitted
                         joiner saga emits it)
 RequestEntitlement      ``access.requested`` (requester        emitted = the request is
@@ -66,7 +63,6 @@ text and nowhere else (never logged, never in outputs or exceptions).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import uuid
 from collections.abc import Mapping, Sequence
@@ -83,13 +79,11 @@ from accord.events import (
     EventData,
     MfaEnrolmentRequested,
     Profile,
-    ProvisionRequested,
     Resource,
     SessionRevokeRequested,
     new_event,
 )
 from accord.events.catalogue.authn import Factor
-from accord.orchestrator.domain.birthright import Birthright
 from accord.orchestrator.workflows import access_requests, runs
 from accord.orchestrator.workflows.extensions import (
     ExtensionCall,
@@ -155,21 +149,17 @@ class EffectRunner(Protocol):
         command: runs.Effect,
         run: Run,
         identity: Mapping[str, Any],
-        accounts: Mapping[str, str],
         cause: Envelope | None,
     ) -> list[Envelope] | None:
         """Kafka commands for this effect (emitted through the outbox in the run's
-        transaction), or None if the effect is I/O done by perform()."""
+        transaction), or None if the effect is I/O done by perform(). Account tasks
+        (Provision, ChangeGroup) never come here: the engine runs them as sagas."""
         ...
 
     async def perform(
         self, command: runs.Effect, run: Run, identity: Mapping[str, Any]
     ) -> Mapping[str, Any]:
         """Do the effect's I/O outside any transaction; its outputs; raises EffectFailed."""
-        ...
-
-    def provision_step(self, command: runs.Provision, run: Run, target: str) -> str:
-        """The step_id the provision.requested for ``target`` carries."""
         ...
 
 
@@ -329,7 +319,6 @@ class Effects:
         self,
         *,
         source: str,
-        birthright: Birthright,
         mailer: Mailer,
         directory: Directory,
         extensions: ExtensionCaller,
@@ -340,7 +329,6 @@ class Effects:
         settings: EffectSettings | None = None,
     ) -> None:
         self._source = source
-        self._birthright = birthright
         self._mailer = mailer
         self._directory = directory
         self._extensions = extensions
@@ -357,47 +345,11 @@ class Effects:
         command: runs.Effect,
         run: Run,
         identity: Mapping[str, Any],
-        accounts: Mapping[str, str],
         cause: Envelope | None,
     ) -> list[Envelope] | None:
-        """The Kafka commands of a Provision, ChangeGroup, RequireMfa, RequestEntitlement,
-        AskApproval or RevokeSessions; None for the I/O effects (perform).
-
-        An empty list means nothing needs doing (no birthright target, no account to
-        disable): the task succeeds at once. Raises EffectFailed (permanent) when the
-        identity cannot make a valid command (e.g. a profile without a user_name).
-        """
-        if isinstance(command, runs.Provision):
-            profile = _profile(identity, disabled=command.disabled)
-            return [
-                self._event(
-                    command,
-                    run,
-                    cause,
-                    ProvisionRequested(
-                        user_id=run.identity_id,
-                        target=target,
-                        operation=command.operation,
-                        saga_id=run.run_id,
-                        step_id=self.provision_step(command, run, target),
-                        profile=profile,
-                    ),
-                    part=target,
-                )
-                for target in self.provision_targets(command, identity, accounts)
-            ]
-        if isinstance(command, runs.ChangeGroup):
-            operation = "add_member" if command.action == "add" else "remove_member"
-            requested = ProvisionRequested(
-                user_id=run.identity_id,
-                target=command.target,
-                operation=operation,
-                saga_id=run.run_id,
-                step_id=self.provision_step(command, run, command.target),
-                group=command.group,
-                profile=_profile(identity),
-            )
-            return [self._event(command, run, cause, requested, part=command.target)]
+        """The Kafka commands of a RequireMfa, RequestEntitlement, AskApproval or
+        RevokeSessions; None for the I/O effects (perform). Account tasks (Provision,
+        ChangeGroup) are the engine's: it runs them as sagas (`TaskSagas`)."""
         if isinstance(command, runs.RequireMfa):
             enrol = MfaEnrolmentRequested(
                 user_id=run.identity_id, factors=self._settings.mfa_factors, saga_id=run.run_id
@@ -416,34 +368,6 @@ class Effects:
             )
             return [self._event(command, run, cause, revoke)]
         return None
-
-    def provision_targets(
-        self, command: runs.Provision, identity: Mapping[str, Any], accounts: Mapping[str, str]
-    ) -> list[str]:
-        """Where a Provision acts: create ``all`` = the identity's birthright targets, else
-        the named ones; the other operations act where the identity has an account (all of
-        them, or the named ones among them)."""
-        if command.operation == "create":
-            if command.targets == "all":
-                return self._birthright.targets_for(_profile(identity))
-            return list(command.targets)
-        held = sorted(accounts)
-        if command.targets == "all":
-            return held
-        return [target for target in command.targets if target in accounts]
-
-    def provision_step(
-        self, command: runs.Provision | runs.ChangeGroup, run: Run, target: str
-    ) -> str:
-        """``wf:<task>:<attempt>:<target>`` (a hash when that would pass 128 characters):
-        unique per run (the saga_id), task, attempt and target, so a result names the one
-        request it answers and a late answer of an earlier attempt is told apart."""
-        task_id = _task(command)
-        step = f"wf:{task_id}:{command.attempt}:{target}"
-        if len(step) <= 128:
-            return step
-        digest = hashlib.sha256(step.encode()).hexdigest()[:40]
-        return f"wf:{task_id[:60]}:{command.attempt}:{digest}"
 
     def _event(
         self,
@@ -680,16 +604,15 @@ class Effects:
 _PROFILE_FIELDS = frozenset(Profile.model_fields)
 
 
-def _profile(identity: Mapping[str, Any], *, disabled: bool = False) -> Profile:
-    """The profile the targets get: the identity's profile fields; disabled (or locked:
-    ``locked``/``locked_by``, as the sagas' effective profile) -> ``active: false``, which
-    is how the sagas have the provisioner create or keep an account disabled."""
+def _profile(identity: Mapping[str, Any]) -> Profile:
+    """The identity's profile fields as a Profile; locked (``locked``/``locked_by``, as the
+    sagas' effective profile) -> ``active: false``."""
     fields = {
         name: value
         for name, value in identity.items()
         if name in _PROFILE_FIELDS and value is not None
     }
-    if disabled or identity.get("locked") or identity.get("locked_by"):
+    if identity.get("locked") or identity.get("locked_by"):
         fields["active"] = False
     try:
         return Profile.model_validate(fields)

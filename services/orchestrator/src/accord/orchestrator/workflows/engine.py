@@ -16,20 +16,24 @@ How the commands of a step are carried out, in order, in the run's transaction:
   event (the run's and the task's other events say enough): it is dropped.
 - `ScheduleWakeup` / `CancelWakeups` go to the `WakeupStore`; a cancel also drops the
   task's queued I/O effects (a cancelled run performs nothing more).
-- An `Effect` goes to the `EffectRunner`. Kafka commands (`envelopes` answers a list) go
-  to the outbox with the run. When some are `provision.requested` for this run (create,
-  update, enable, disable, delete accounts; add or remove a group), the task waits for
-  their results: the step ids and targets go into the task's `waiting_for` (kind
-  ``provisioning``) and a `workflow.task_waiting` says so; each `account.provisioned` /
-  `account.provision_failed` routed back by `saga_id` = run id strikes its target off;
-  the task succeeds when every target answered (outputs: ``targets``, ``accounts``) and
-  fails at the first failure (its reason and retryable flag; a retry is a new attempt with
-  new step ids, so the old attempt's late answers are ignored). Commands with no answer
-  event (mfa.enrolment_requested, access.requested, the revocation, an approval request:
-  whatever is not a provision.requested of the run) complete the task at once: the
-  engine feeds `TaskSucceeded` right away (for an approval that is the acknowledgement
-  that the ask was made; the decision comes later). An effect with no targets at all
-  (disable where there is no account) completes at once too.
+- An account task's effect (`Provision`: create, update, enable, disable, delete
+  accounts; `ChangeGroup`: add or remove a group membership) starts a saga of type
+  ``workflow_task`` through `TaskSagas`, in the run's transaction: the saga machine is the
+  one executor of account work, for the account sagas and the runs alike. It queues behind
+  the identity's saga in flight (a leaver's, a joiner's), is planned from the accounts as
+  they are when it begins (`domain.plans.task_steps`), counts its creates as in doubt until
+  they are answered, times its steps out and can be retried or cancelled with
+  `accord sagas`. The task waits (``waiting_for`` kind ``account_saga``, a
+  `workflow.task_waiting` says so) until the saga ends: `saga.completed` (outputs:
+  ``targets``, those whose step reached its goal) succeeds it, `saga.failed` fails it with
+  the saga's reason and retryable flag, and the task's retry policy retries it with a new
+  saga (its id comes from the run, task and attempt, so a repeated handling starts none).
+  A saga with nothing to do completes at once and so does its task.
+- Any other `Effect` goes to the `EffectRunner`. Kafka commands (`envelopes` answers a
+  list: mfa.enrolment_requested, access.requested, session.revoke_requested, an approval
+  request) go to the outbox with the run and complete the task at once: the engine feeds
+  `TaskSucceeded` right away (for an approval or an entitlement request that is the
+  acknowledgement that the ask was made; the decision comes later).
 - An I/O effect (`envelopes` answers None: mail, extension call, access pass) is queued
   (`EffectQueue`, durable in the run's transaction) for the effect loop, which performs it
   outside any transaction and records `TaskSucceeded` / `TaskFailed` in a new one.
@@ -66,7 +70,8 @@ from accord.events import (
     AccountProvisionFailed,
     Envelope,
     EventData,
-    ProvisionRequested,
+    SagaCompleted,
+    SagaFailed,
     new_event,
     topics,
 )
@@ -82,6 +87,7 @@ from accord.events.catalogue.workflow import (
     WorkflowTaskSkipped,
     WorkflowTaskWaiting,
 )
+from accord.orchestrator.domain.account_saga import Operation, Step, TaskIntent
 from accord.orchestrator.domain.identity import changed_attributes
 from accord.orchestrator.domain.workflow import Identity
 from accord.orchestrator.ports import RegistryStore
@@ -101,6 +107,8 @@ from accord.orchestrator.workflows.operations import (
 from accord.orchestrator.workflows.ports import (
     Conflict,
     RunStore,
+    TaskSaga,
+    TaskSagas,
     TimerStore,
     VersionStore,
     WakeupStore,
@@ -149,6 +157,7 @@ class EngineStores:
     timers: TimerStore
     effects: EffectQueue
     versions: VersionStore
+    sagas: TaskSagas
     callbacks: CallbackMarks | None = None
     """None where no callback can be awaited (the unit tests' stores)."""
     schedules: ScheduleStore | None = None
@@ -156,8 +165,15 @@ class EngineStores:
 
 
 def is_run_id(value: str) -> bool:
-    """Whether a saga_id names a workflow run (else it is a saga's)."""
+    """Whether a saga_id names a workflow run (else it is a saga's): only provisioning
+    requests made before account tasks ran as sagas carry one (see `on_provision_result`)."""
     return value.startswith(RUN_PREFIX)
+
+
+def task_saga_id(command: runs.Effect) -> str:
+    """The saga of one attempt of an account task: one per run, task and attempt, so a
+    handling done again starts no second saga and a retry starts a new one."""
+    return str(uuid.uuid5(_NAMESPACE, f"saga\x00{command.idempotency_key}"))
 
 
 def run_id_for(cause: str, workflow_id: str, version: str) -> str:
@@ -293,8 +309,13 @@ class Engine:
                 extra={"workflow_id": skipped.workflow_id, "reason": skipped.reason},
             )
         for planned in matches.runs:
-            if workflows[planned.workflow_id].definition.account_saga is not None:
-                continue  # an account saga: its identity handler starts it (handlers/identity)
+            definition = workflows[planned.workflow_id].definition
+            if definition.account_saga is not None:
+                # An account saga: its identity handler starts it (handlers/identity). A
+                # leaver's still supersedes what it replaces (a joiner's pre-hire wait).
+                await self._supersede(work, identity_id, definition.category)
+                await self._promote(work, identity_id)
+                continue
             trigger = {
                 "kind": "event",
                 "event": event_type,
@@ -518,32 +539,40 @@ class Engine:
     async def _effect(
         self, work: _Handling, run: Run, command: runs.Effect, identity: Mapping[str, Any]
     ) -> tuple[Run, list[runs.Event]]:
+        if isinstance(command, runs.Provision | runs.ChangeGroup):
+            return await self._account_task(work, run, command)
         stores = work.stores
-        accounts = await self._accounts(stores, run.identity_id)
-        envelopes = self.runner.envelopes(command, run, identity, accounts, work.cause)
+        envelopes = self.runner.envelopes(command, run, identity, work.cause)
         if envelopes is None:
             await stores.effects.enqueue(command, run.identity_id, work.now)
             return run, []
         work.events.extend(envelopes)
-        requests = [
-            e.data
-            for e in envelopes
-            if isinstance(e.data, ProvisionRequested) and e.data.saga_id == run.run_id
-        ]
-        creates = [r.target for r in requests if r.operation == "create"]
-        if creates:
-            # Until a result proves otherwise, a leaver must treat these accounts as there.
-            await stores.registry.record_requested(run.identity_id, creates)
-        if not requests:
-            return run, [runs.TaskSucceeded(str(command.task_id), {}, attempt=command.attempt)]
-        waiting = {
-            "kind": "provisioning",
-            "steps": {r.step_id: r.target for r in requests},
-            "pending": sorted({r.target for r in requests}),
-            "accounts": {},
-        }
-        run = _with_task(run, str(command.task_id), waiting_for=waiting)
-        task = run.task(str(command.task_id))
+        return run, [runs.TaskSucceeded(str(command.task_id), {}, attempt=command.attempt)]
+
+    async def _account_task(
+        self, work: _Handling, run: Run, command: runs.Provision | runs.ChangeGroup
+    ) -> tuple[Run, list[runs.Event]]:
+        """Start the task's saga; the task waits for its end (or completes now, when the
+        saga had nothing to do)."""
+        saga_id = task_saga_id(command)
+        task_id = str(command.task_id)
+        emitted = await work.stores.sagas.start(
+            _task_saga(command, saga_id, run.identity_id), work.cause, run.run_id
+        )
+        work.events.extend(emitted)
+        done = next(
+            (
+                e.data
+                for e in emitted
+                if isinstance(e.data, SagaCompleted) and e.data.saga_id == saga_id
+            ),
+            None,
+        )
+        if done is not None:
+            outputs = {"targets": list(done.targets)}
+            return run, [runs.TaskSucceeded(task_id, outputs, attempt=command.attempt)]
+        run = _with_task(run, task_id, waiting_for={"kind": "account_saga", "saga_id": saga_id})
+        task = run.task(task_id)
         assert task is not None
         work.events.append(
             self._event(
@@ -559,6 +588,38 @@ class Engine:
         )
         return run, []
 
+    # --- task sagas ---------------------------------------------------------------------------
+
+    async def on_task_saga_ended(
+        self, stores: EngineStores, event: Envelope, data: SagaCompleted | SagaFailed
+    ) -> list[Envelope]:
+        """A workflow task saga ended: its task succeeds (completed) or fails with the
+        saga's reason and retryable flag. Only the identity's active run can wait for one;
+        the end of a saga no task waits for (a cancelled run's, an earlier attempt's, a
+        failed saga healed later) is ignored and logged."""
+        if data.saga_type != "workflow_task":
+            return []
+        await stores.registry.lock(data.subject_id)
+        run = await stores.runs.active_for(data.subject_id)
+        task = _saga_task(run, data.saga_id) if run is not None else None
+        if run is None or task is None:
+            log.info(
+                "end of a task saga no task waits for ignored",
+                extra={"saga_id": data.saga_id, "event_type": event.type},
+            )
+            return []
+        work = _Handling(stores, event, self.clock(), [])
+        answer: runs.Event
+        if isinstance(data, SagaCompleted):
+            outputs = {"targets": list(data.targets)}
+            answer = runs.TaskSucceeded(task.task_id, outputs, attempt=task.attempts)
+        else:
+            answer = runs.TaskFailed(
+                task.task_id, data.reason, retryable=data.retryable, attempt=task.attempts
+            )
+        await self._drive(work, run, answer)
+        return work.events
+
     # --- provisioning results -----------------------------------------------------------------
 
     async def on_provision_result(
@@ -569,7 +630,11 @@ class Engine:
     ) -> list[Envelope]:
         """A provisioning result for a run (its saga_id is the run id): strike its target off
         the waiting task; the task succeeds once every target answered, fails at the first
-        failure. A result of no current step (a duplicate, an earlier attempt's) is ignored."""
+        failure. A result of no current step (a duplicate, an earlier attempt's) is ignored.
+
+        Kept for the runs that asked before account tasks ran as sagas (an upgrade with
+        runs in flight): nothing asks so any more, so it can go once no run waits with
+        ``waiting_for`` kind ``provisioning``."""
         run = await stores.runs.get(data.saga_id)
         if run is None:
             log.info("result for an unknown workflow run", extra={"run_id": data.saga_id})
@@ -918,14 +983,6 @@ class Engine:
             return {"id": identity_id, "user_id": identity_id}
         return identity_view(entry)
 
-    async def _accounts(self, stores: EngineStores, identity_id: str) -> dict[str, str]:
-        """The identity's accounts by target, with their state as the registry knows it:
-        ``active`` (held) or ``requested`` (a create in doubt: a leaver treats it as there)."""
-        accounts = await stores.registry.accounts(identity_id)
-        known = dict.fromkeys(accounts.maybe, "requested")
-        known.update(dict.fromkeys(accounts.held, "active"))
-        return known
-
     # --- events -------------------------------------------------------------------------------
 
     def _common(self, run: Run) -> dict[str, Any]:
@@ -993,6 +1050,28 @@ def _with_task(run: Run, task_id: str, **changes: Any) -> Run:
             replace(task, **changes) if task.task_id == task_id else task for task in run.tasks
         ),
     )
+
+
+def _task_saga(
+    command: runs.Provision | runs.ChangeGroup, saga_id: str, identity_id: str
+) -> TaskSaga:
+    """The saga of an account task's attempt."""
+    if isinstance(command, runs.ChangeGroup):
+        operation: Operation = "add_member" if command.action == "add" else "remove_member"
+        step = Step(command.target, operation, group=command.group)
+        return TaskSaga(saga_id, identity_id, TaskIntent(operation), (step,))
+    targets = None if command.targets == "all" else tuple(command.targets)
+    intent = TaskIntent(command.operation, targets, disabled=command.disabled)
+    return TaskSaga(saga_id, identity_id, intent)
+
+
+def _saga_task(run: Run, saga_id: str) -> TaskRun | None:
+    """The run's task that waits for this task saga."""
+    for task in run.tasks:
+        waiting = task.waiting_for or {}
+        if waiting.get("kind") == "account_saga" and waiting.get("saga_id") == saga_id:
+            return task
+    return None
 
 
 def _provisioning_task(run: Run, step_id: str) -> tuple[str, Mapping[str, Any]] | None:

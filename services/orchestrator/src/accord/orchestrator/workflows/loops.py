@@ -48,6 +48,7 @@ import asyncpg
 from accord.events import Envelope
 from accord.orchestrator.adapters.workflow_effects import engine_stores
 from accord.orchestrator.adapters.workflow_schedules import PostgresSchedules
+from accord.orchestrator.ports import OrchestratorPorts
 from accord.orchestrator.workflows import matching, schedules
 from accord.orchestrator.workflows.effect_queue import QueuedEffect
 from accord.orchestrator.workflows.engine import EffectFailed, Engine, EngineStores
@@ -118,13 +119,17 @@ class _PostgresUnit:
         return nested
 
 
-def postgres_transactions(pool: asyncpg.Pool, schema: str) -> Transactions:
+#: The handlers' ports on a connection (the task sagas the engine starts need them).
+PortsOn = Callable[[asyncpg.Connection], OrchestratorPorts]
+
+
+def postgres_transactions(pool: asyncpg.Pool, schema: str, ports: PortsOn) -> Transactions:
     """Transactions on the service's pool, the events to its outbox."""
 
     @asynccontextmanager
     async def transaction() -> AsyncIterator[UnitOfWork]:
         async with pool.acquire() as conn, conn.transaction():
-            stores = replace(engine_stores(conn), schedules=PostgresSchedules(conn))
+            stores = replace(engine_stores(conn, ports(conn)), schedules=PostgresSchedules(conn))
             yield _PostgresUnit(conn, schema, stores)
 
     return transaction
@@ -331,27 +336,32 @@ async def _poll(
                 await asyncio.wait_for(runtime.stopping.wait(), timeout=rest)
 
 
-def workflow_hooks(engine: Engine, poll_s: float) -> list[Callable[[Runtime], Awaitable[None]]]:
+def workflow_hooks(
+    engine: Engine, poll_s: float, ports: PortsOn
+) -> list[Callable[[Runtime], Awaitable[None]]]:
     """The wake-up, timer and effect loops as background hooks of the service."""
 
+    def postgres(runtime: Runtime) -> Transactions:
+        return postgres_transactions(runtime.pool, runtime.schema, ports)
+
     async def workflow_wakeups(runtime: Runtime) -> None:
-        transactions = postgres_transactions(runtime.pool, runtime.schema)
+        transactions = postgres(runtime)
         await _poll(runtime, "wake-ups", lambda: wake_due(engine, transactions), poll_s)
 
     async def workflow_timers(runtime: Runtime) -> None:
-        transactions = postgres_transactions(runtime.pool, runtime.schema)
+        transactions = postgres(runtime)
         await _poll(runtime, "timers", lambda: fire_due(engine, transactions), poll_s)
 
     async def workflow_effects(runtime: Runtime) -> None:
-        transactions = postgres_transactions(runtime.pool, runtime.schema)
+        transactions = postgres(runtime)
         await _poll(runtime, "effects", lambda: perform_due(engine, transactions), poll_s)
 
     async def workflow_schedules(runtime: Runtime) -> None:
-        transactions = postgres_transactions(runtime.pool, runtime.schema)
+        transactions = postgres(runtime)
         await _poll(runtime, "schedules", lambda: run_schedules(engine, transactions), poll_s)
 
     async def workflow_timer_replanning(runtime: Runtime) -> None:
-        replanning = TimerReplanning(engine, postgres_transactions(runtime.pool, runtime.schema))
+        replanning = TimerReplanning(engine, postgres(runtime))
         await _poll(runtime, "timer planning", lambda: _none(replanning.once()), poll_s)
 
     return [

@@ -18,6 +18,9 @@ check):
 - `VersionStore`: the definition of every workflow version a run started with, kept so a
   run goes on with its own version after a restart that loaded changed files.
 
+And one port that is not a store: `TaskSagas` starts the sagas that do the account tasks'
+work, in the same transaction.
+
 Times are aware datetimes; the caller passes `now` (the stores read no clock), so the
 callers' tests control time.
 """
@@ -29,6 +32,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from accord.events import Envelope
+from accord.orchestrator.domain.account_saga import Step, TaskIntent
 from accord.orchestrator.workflows.definitions import Workflow
 from accord.orchestrator.workflows.run_model import Run, RunStatus, Wakeup
 from accord.orchestrator.workflows.timers import Timer, TimerState, TimeTrigger
@@ -157,4 +162,31 @@ class VersionStore(Protocol):
     async def definition(self, workflow_id: str, version: str) -> Workflow | None:
         """The definition kept for the version; None when none was kept, or when it no longer
         reads as that version (`loader.kept_definition`)."""
+        ...
+
+
+@dataclass(frozen=True)
+class TaskSaga:
+    """The account work of one attempt of a workflow task (create, update, enable, disable,
+    delete accounts; add or remove a group membership), as a saga of type
+    ``workflow_task``: the one executor of account work, shared with the account sagas."""
+
+    saga_id: str
+    identity_id: str
+    intent: TaskIntent
+    memberships: tuple[Step, ...] = ()
+    """add_member / remove_member: the (target, group) steps the task names."""
+
+
+class TaskSagas(Protocol):
+    """Starts task sagas on the saga machinery (`adapters.workflow_effects.SagaTasks`; the
+    unit tests' fake records them)."""
+
+    async def start(
+        self, saga: TaskSaga, cause: Envelope | None, correlation_id: str
+    ) -> list[Envelope]:
+        """Start the saga in the caller's transaction, or queue it behind the identity's saga
+        in flight (planned when it begins); the events that emits (saga.started, the
+        provision.requested of its steps, saga.completed at once when it has none). A saga
+        id started already starts nothing."""
         ...
