@@ -189,7 +189,7 @@ def _workflow_lines(platform: Platform) -> list[str]:
     if platform.mail is not None:
         lines.append(
             f"  mail catcher  smtp://{platform.mail.host}:{platform.mail.port}, caught mail in "
-            f"{platform.mail.directory} (one .eml per message; server.log lists them)"
+            f"{platform.mail.directory} (an .eml each)"
         )
     else:
         env = platform.service_env()
