@@ -95,7 +95,10 @@ BAD_INPUT: list[tuple[list[str], str]] = [
     (["schemas", "{key}/schemas"], "cannot write the schemas"),
     (["deploy", "--root", "{tmp}"], "is not Accord's repository"),
     (["deploy", "--root", "{tmp}", "--check"], "is not Accord's repository"),
-    (["up", "--home", "{tmp}/home", "--workflows", "{tmp}/no-flows"], "no-flows (--workflows) does not exist"),
+    (
+        ["up", "--home", "{tmp}/home", "--workflows", "{tmp}/no-flows"],
+        "no-flows (--workflows) does not exist",
+    ),
     (["up", "--home", "{tmp}/home", "--workflows", "{key}"], "key.pem (--workflows) is not a"),
 ]
 
