@@ -26,7 +26,9 @@ import yaml
 
 from accord.events import REGISTRY, brokers
 from accord.events.topic_layout import COMPOSE, broker_config
+from accord.orchestrator.adapters.smtp import SmtpSettings
 from accord.orchestrator.domain.birthright import Birthright
+from accord.orchestrator.workflows.loader import read_folder
 from accord.provisioner.targets import TargetsFile
 from accord.runtime.config_file import load_yaml_model
 from accord.runtime.settings import ServiceSettings
@@ -81,11 +83,16 @@ def seconds(duration: str) -> float:
     return sum(float(n) * units[u] for n, u in parts)
 
 
-def env_files(service: dict[str, Any]) -> list[Path]:
-    """The env files a service names (compose takes a path or a list of them)."""
+def env_files(service: dict[str, Any], *, optional: bool = True) -> list[Path]:
+    """The env files a service names (compose takes a path or a list of them); with
+    optional=False only those it requires (a `required: false` one may be absent)."""
     named = service.get("env_file", [])
     entries = [named] if isinstance(named, str | dict) else named
-    return [ROOT / (e["path"] if isinstance(e, dict) else e) for e in entries]
+    return [
+        ROOT / (e["path"] if isinstance(e, dict) else e)
+        for e in entries
+        if optional or not isinstance(e, dict) or e.get("required", True) is True
+    ]
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -101,7 +108,7 @@ def read_env_file(path: Path) -> dict[str, str]:
 def environment(service: dict[str, Any]) -> dict[str, str]:
     """What a container's environment holds: its env files, then `environment` over them."""
     env: dict[str, str] = {}
-    for path in env_files(service):
+    for path in env_files(service, optional=False):  # as a fresh checkout has them
         env.update(read_env_file(path))
     env.update({k: str(v) for k, v in service.get("environment", {}).items()})
     return env
@@ -221,7 +228,7 @@ def test_accord_containers_are_hardened(compose: dict[str, Any]) -> None:
 
 def test_files_mounted_into_containers_exist(compose: dict[str, Any]) -> None:
     for name, service in compose["services"].items():
-        for path in env_files(service):
+        for path in env_files(service, optional=False):
             assert path.is_file(), f"{name}: {path}"
         for source in mounts(service):
             if source.startswith("./"):
@@ -343,6 +350,36 @@ def test_grafana_gets_the_auditor_dashboard_and_prometheus_the_metrics(
     assert datasource["type"] == "prometheus"
     assert datasource["isDefault"] is True
     assert datasource["url"] == "http://prometheus:9090"
+
+
+def test_the_orchestrator_gets_a_workflows_folder_and_a_mail_catcher(
+    compose: dict[str, Any],
+) -> None:
+    services = compose["services"]
+    orchestrator = services["orchestrator"]
+    env = environment(orchestrator)
+    source = next(
+        s for s, target in mounts(orchestrator).items() if target == env["ACCORD_WORKFLOWS_DIR"]
+    )
+    assert f"{source}:{env['ACCORD_WORKFLOWS_DIR']}:ro" in orchestrator["volumes"]
+    # Shipped empty of workflows: the orchestrator runs the shipped ones (its README is skipped).
+    assert read_folder(ROOT / source) == {}
+    smtp = SmtpSettings.model_validate(env)  # the orchestrator's own validation
+    catcher = services[smtp.host]
+    assert catcher["image"].startswith("axllent/mailpit:")
+    assert smtp.effective_port == 1025, "mailpit's SMTP port inside the network"
+    assert orchestrator["depends_on"][smtp.host]["condition"] == "service_started"
+    assert smtp.username is None, "mailpit takes no AUTH"
+
+
+def test_an_smtp_login_is_never_in_a_checked_in_file(compose: dict[str, Any]) -> None:
+    orchestrator = compose["services"]["orchestrator"]
+    (local,) = set(env_files(orchestrator)) - set(env_files(orchestrator, optional=False))
+    assert env_files(orchestrator)[-1] == local, "read last: a real relay's settings win"
+    ignored = (ROOT / ".gitignore").read_text().splitlines()
+    assert str(local.relative_to(ROOT)) in ignored
+    for service in compose["services"].values():
+        assert not {"ACCORD_SMTP_USERNAME", "ACCORD_SMTP_PASSWORD"} & environment(service).keys()
 
 
 def dockerfile() -> str:

@@ -23,7 +23,9 @@ import yaml
 
 from accord.events import REGISTRY, brokers
 from accord.events.topic_layout import KUBERNETES, broker_config
+from accord.orchestrator.adapters.smtp import SmtpSettings
 from accord.orchestrator.domain.birthright import Birthright
+from accord.orchestrator.workflows.loader import SUFFIXES
 from accord.provisioner.targets import TargetsFile, TargetsFileError
 from accord.runtime.config_file import load_yaml_model
 from accord.runtime.settings import ServiceSettings
@@ -511,3 +513,60 @@ def test_no_pod_may_reach_link_local_addresses(manifests: list[Manifest]) -> Non
                     assert "169.254.0.0/16" in block["except"], policy["metadata"]["name"]
                 if block and block["cidr"] == "::/0":
                     assert "fe80::/10" in block["except"], policy["metadata"]["name"]
+
+
+def test_the_orchestrator_reads_its_workflows_from_a_mounted_configmap(
+    manifests: list[Manifest],
+) -> None:
+    orchestrator = deployments(manifests)["orchestrator"]
+    folder = env_of(orchestrator, manifests)["ACCORD_WORKFLOWS_DIR"]
+    mount = next(m for m in container(orchestrator)["volumeMounts"] if m["mountPath"] == folder)
+    assert mount["readOnly"] is True
+    assert "subPath" not in mount, "a subPath mount never sees the ConfigMap change"
+    volume = next(
+        v for v in orchestrator["spec"]["template"]["spec"]["volumes"] if v["name"] == mount["name"]
+    )
+    name = volume["configMap"]["name"]
+    assert name == "accord-workflows", "no hash suffix: an edit is reloaded in place"
+    files = of_kind(manifests, "ConfigMap")[name].get("data", {})
+    assert all(f.endswith(SUFFIXES) for f in files), "only workflow files: the rest is ignored"
+
+
+def test_the_orchestrator_s_smtp_relay_is_configured_and_its_login_a_secret(
+    manifests: list[Manifest],
+) -> None:
+    orchestrator = deployments(manifests)["orchestrator"]
+    env = env_of(orchestrator, manifests)
+    for variable, key in (
+        ("ACCORD_SMTP_USERNAME", "username"),
+        ("ACCORD_SMTP_PASSWORD", "password"),
+    ):
+        assert env[variable]["secretKeyRef"] == {
+            "name": "accord-smtp-credentials",
+            "key": key,
+            "optional": True,  # a relay without AUTH needs no Secret
+        }
+    literals = {k: v for k, v in env.items() if k.startswith("ACCORD_SMTP_") and isinstance(v, str)}
+    assert {"ACCORD_SMTP_HOST", "ACCORD_SMTP_PORT", "ACCORD_SMTP_FROM"} <= literals.keys()
+    smtp = SmtpSettings.model_validate(literals)  # the orchestrator's own validation
+    for configmap in of_kind(manifests, "ConfigMap").values():
+        assert (
+            not {"ACCORD_SMTP_USERNAME", "ACCORD_SMTP_PASSWORD"} & configmap.get("data", {}).keys()
+        )
+    assert "accord-smtp-credentials" not in of_kind(manifests, "Secret"), "made by you, never here"
+    # The network policies let the orchestrator reach the relay's port.
+    labels = orchestrator["spec"]["template"]["metadata"]["labels"]
+    egress_ports = {
+        port["port"]
+        for policy in of_kind(manifests, "NetworkPolicy").values()
+        if policy["spec"]["podSelector"].get("matchLabels", {}).items() <= labels.items()
+        for rule in policy["spec"].get("egress", [])
+        for port in rule.get("ports", [])
+    }
+    assert smtp.effective_port in egress_ports
+    service = of_kind(manifests, "Service").get(smtp.host)
+    if service is not None:  # the dev overlay's mail catcher
+        assert smtp.effective_port in {p["port"] for p in service["spec"]["ports"]}
+        assert smtp.security == "none"
+    else:
+        assert smtp.security != "none", "clear text only to a catcher inside the cluster"

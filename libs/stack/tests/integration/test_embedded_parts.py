@@ -18,12 +18,16 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from accord.events import topics
 from accord.events.brokers import TANSU
+from accord.orchestrator.adapters.smtp import SmtpMailer, SmtpSettings
+from accord.orchestrator.workflows.mail import Mail
 from accord.stack import demo
 from accord.stack.broker import EmbeddedBroker
 from accord.stack.errors import StartupError
+from accord.stack.platform import Platform, PlatformConfig
 from accord.stack.postgres import EmbeddedPostgres
 from accord.stack.process import ManagedProcess
 from accord.stack.scim_target import ScimTarget
+from accord.stack.smtp_sink import SmtpSink
 
 pytestmark = pytest.mark.integration
 
@@ -238,3 +242,50 @@ async def test_accord_up_seeds_its_demo_on_tansu_whatever_its_own_environment_sa
         finally:
             await consumer.stop()
     assert seen == {p.user_id.encode() for p in demo.ORGANISATION}
+
+
+async def test_accord_up_s_mail_catcher_gets_what_the_orchestrator_sends(tmp_path: Path) -> None:
+    # The environment accord up gives the orchestrator, read by the orchestrator's own
+    # settings, sends a workflow's mail to the catcher, where it is kept as a file.
+    platform = Platform(PlatformConfig.ephemeral(tmp_path, mail_catcher=True))
+    assert platform.mail is not None
+    async with platform.mail:
+        mailer = SmtpMailer(SmtpSettings.model_validate(platform.service_env()))
+        await mailer.send(
+            Mail(
+                to=["ada@example.com"],
+                subject="Welcome, Ada",
+                text="Your accounts are ready.",
+                message_id="<run-1.welcome@accord.test>",
+            )
+        )
+        (caught,) = platform.mail.messages()
+    assert caught.rcpt_tos == ["ada@example.com"]
+    assert caught.mail_from == "accord@localhost"
+    assert caught.subject == "Welcome, Ada"
+    eml = (tmp_path / "mail" / "1.eml").read_text()
+    assert "Subject: Welcome, Ada" in eml
+    assert (
+        "1.eml: from accord@localhost to ada@example.com"
+        in (tmp_path / "mail" / "server.log").read_text()
+    )
+
+
+async def test_a_restarted_catcher_keeps_the_earlier_mail(tmp_path: Path) -> None:
+    for subject in ("first", "second"):
+        async with SmtpSink(tmp_path) as sink:
+            mailer = SmtpMailer(SmtpSettings(host=sink.host, port=sink.port, security="none"))
+            mail = Mail(
+                to=["a@example.com"], subject=subject, text="-", message_id=f"<{subject}@a.test>"
+            )
+            await mailer.send(mail)
+    assert [m.subject for m in SmtpSink(tmp_path).messages()] == ["first", "second"]
+
+
+async def test_a_catcher_on_a_taken_port_says_so(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(StartupError, match=f"cannot listen on 127.0.0.1:{port}"):
+            await SmtpSink(tmp_path, port=port).start()

@@ -95,6 +95,11 @@ BAD_INPUT: list[tuple[list[str], str]] = [
     (["schemas", "{key}/schemas"], "cannot write the schemas"),
     (["deploy", "--root", "{tmp}"], "is not Accord's repository"),
     (["deploy", "--root", "{tmp}", "--check"], "is not Accord's repository"),
+    (
+        ["up", "--home", "{tmp}/home", "--workflows", "{tmp}/no-flows"],
+        "no-flows (--workflows) does not exist",
+    ),
+    (["up", "--home", "{tmp}/home", "--workflows", "{key}"], "key.pem (--workflows) is not a"),
 ]
 
 
@@ -214,6 +219,7 @@ def test_bad_input_is_one_line(
         ("KAFKA_SSL_CAFILE", "{key}", ["publish", "group.deleted", "--data", GROUP], "KAFKA_SSL_"),
         ("DATABASE_URL", "not a url", ["up", "--home", "{tmp}/home"], "DATABASE_URL"),
         ("ACCORD_BROKER", "redpanda", ["up", "--home", "{tmp}/home"], "ACCORD_BROKER"),
+        ("ACCORD_WORKFLOWS_DIR", "{tmp}/none", ["up", "--home", "{tmp}/home"], "WORKFLOWS_DIR"),
         ("ACCORD_BROKER", "redpanda", ["publish", "group.deleted", "--data", GROUP], "BROKER"),
         ("ACCORD_BROKER", "redpanda", ["dlq", "replay", "x", "--all"], "ACCORD_BROKER"),
     ],

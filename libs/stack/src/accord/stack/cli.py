@@ -8,6 +8,7 @@ import contextlib
 import os
 import signal
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,9 @@ from accord.runtime.cli_scaffold import add_command
 from accord.runtime.cli_support import DATABASE_ERRORS, database_failure, database_url
 from accord.stack.errors import StartupError
 from accord.stack.platform import Platform, PlatformConfig
+
+WORKFLOWS_ENV = "ACCORD_WORKFLOWS_DIR"
+SMTP_HOST_ENV = "ACCORD_SMTP_HOST"
 
 
 def register_up(commands: Any) -> None:
@@ -28,7 +32,8 @@ def register_up(commands: Any) -> None:
         help="run the whole platform locally (embedded broker and database by default)",
         description="Start a broker (Tansu, in memory, or Apache Kafka with --broker kafka or "
         "ACCORD_BROKER=kafka) unless KAFKA_BOOTSTRAP_SERVERS is set, PostgreSQL (DATABASE_URL, "
-        "else an embedded server with data under --home), a demo SCIM target and the five "
+        "else an embedded server with data under --home), a demo SCIM target, a mail catcher "
+        "for the workflows' mail (unless ACCORD_SMTP_HOST names a real server) and the five "
         "Accord services; print the endpoints; stop everything cleanly on Ctrl-C.",
     )
     p.add_argument("--home", type=Path, default=Path(".accord"), help="data and log folder")
@@ -41,34 +46,81 @@ def register_up(commands: Any) -> None:
     p.add_argument("--broker-port", type=int, default=9092)
     p.add_argument("--postgres-port", type=int, default=5433)
     p.add_argument("--scim-port", type=int, default=8710)
+    p.add_argument(
+        "--workflows",
+        type=Path,
+        metavar="DIR",
+        help=f"folder of lifecycle workflow files for the orchestrator (default: {WORKFLOWS_ENV};"
+        " neither: the shipped workflows only)",
+    )
+    p.add_argument(
+        "--smtp-port",
+        type=int,
+        default=0,
+        help="port of the mail catcher on 127.0.0.1 (default: a free one); no catcher is "
+        f"started when {SMTP_HOST_ENV} is set: the orchestrator then sends to that server",
+    )
     # Commands run beside accord up read the env file it writes; accord up itself must not,
     # or a second start would take the first one's embedded database for an existing one.
     p.set_defaults(local_env=False)
 
 
+class BadOption(ValueError):
+    """An option or variable accord up cannot start with (one line, exit status 2)."""
+
+
 def _up(args: argparse.Namespace) -> int:
-    existing = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or None
     try:
-        broker = _broker(args.broker, existing)
-    except UnknownBroker as error:
+        config = platform_config(args, os.environ)
+    except (UnknownBroker, BadOption) as error:
         _error(error)
         return 2
-    config = PlatformConfig(
+    return asyncio.run(_run(Platform(config)))
+
+
+def platform_config(args: argparse.Namespace, environ: Mapping[str, str]) -> PlatformConfig:
+    """What `accord up ARGS` runs, given its environment.
+
+    :raises UnknownBroker: for a broker name neither --broker nor ACCORD_BROKER may give.
+    :raises BadOption: for a workflows folder that is not there.
+    """
+    existing = environ.get("KAFKA_BOOTSTRAP_SERVERS") or None
+    broker = _broker(args.broker, existing, environ)
+    return PlatformConfig(
         home=args.home.resolve(),
         kafka_bootstrap_servers=existing,
         broker=broker,
-        database_url=database_url() if os.environ.get("DATABASE_URL") else None,
+        database_url=database_url() if environ.get("DATABASE_URL") else None,
         broker_port=args.broker_port,
         postgres_port=args.postgres_port,
         scim_port=args.scim_port,
         seed_demo=True,
+        workflows_dir=workflows_folder(args.workflows, environ),
+        # A real server named in the environment wins: the orchestrator inherits ACCORD_SMTP_*.
+        mail_catcher=not environ.get(SMTP_HOST_ENV),
+        smtp_port=args.smtp_port,
     )
-    return asyncio.run(_run(Platform(config)))
 
 
-def _broker(chosen: str | None, existing: str | None) -> BrokerName:
+def workflows_folder(option: Path | None, environ: Mapping[str, str]) -> Path | None:
+    """--workflows, else ACCORD_WORKFLOWS_DIR, as an absolute path (the services may run
+    elsewhere); None when neither is given. A folder that is not there stops accord up at
+    once rather than after the orchestrator has started and refused it."""
+    given = option if option is not None else environ.get(WORKFLOWS_ENV)
+    if not given:
+        return None
+    folder = Path(given).expanduser().resolve()
+    source = "--workflows" if option is not None else WORKFLOWS_ENV
+    if not folder.exists():
+        raise BadOption(f"the workflows folder {folder} ({source}) does not exist")
+    if not folder.is_dir():
+        raise BadOption(f"the workflows folder {folder} ({source}) is not a folder")
+    return folder
+
+
+def _broker(chosen: str | None, existing: str | None, environ: Mapping[str, str]) -> BrokerName:
     """--broker, else ACCORD_BROKER, else Tansu here or Apache Kafka for an existing broker."""
-    name = chosen or os.environ.get(BROKER_ENV) or ("kafka" if existing else "tansu")
+    name = chosen or environ.get(BROKER_ENV) or ("kafka" if existing else "tansu")
     return profile_named(name).name
 
 
@@ -87,6 +139,8 @@ async def _run(platform: Platform) -> int:
             print(f"  {name:<13} {address}", flush=True)
         print(f"  dashboard     {platform.endpoints()['auditor']}/dashboard", flush=True)
         print(f"  logs          {platform.config.home / 'logs'}", flush=True)
+        for line in _workflow_lines(platform):
+            print(line, flush=True)
         token_file = platform.admin_token_file
         auditor = platform.endpoints()["auditor"]
         print(f"  admin token   {token_file} (mode 0600)", flush=True)
@@ -124,6 +178,23 @@ async def _run(platform: Platform) -> int:
         with contextlib.suppress(BrokenPipeError):
             print("accord: stopped", flush=True)
     return code
+
+
+def _workflow_lines(platform: Platform) -> list[str]:
+    """The summary's lines about the workflows: their folder and where their mail goes."""
+    config = platform.config
+    lines = []
+    if config.workflows_dir is not None:
+        lines.append(f"  workflows     {config.workflows_dir}")
+    if platform.mail is not None:
+        lines.append(
+            f"  mail catcher  smtp://{platform.mail.host}:{platform.mail.port}, caught mail in "
+            f"{platform.mail.directory} (an .eml each)"
+        )
+    else:
+        env = platform.service_env()
+        lines.append(f"  mail          sent to {env[SMTP_HOST_ENV]} ({SMTP_HOST_ENV})")
+    return lines
 
 
 def _error(problem: object) -> None:

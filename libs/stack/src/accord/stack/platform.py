@@ -1,4 +1,5 @@
-"""The whole platform on one machine: broker, PostgreSQL, a SCIM target and five services.
+"""The whole platform on one machine: broker, PostgreSQL, a SCIM target, a mail catcher
+(accord up) and five services.
 
 Used by `accord up` and by the end-to-end tests, so both run exactly the same thing.
 """
@@ -30,6 +31,7 @@ from accord.stack.postgres import EmbeddedPostgres
 from accord.stack.process import ManagedProcess
 from accord.stack.readiness import wait_until_ready
 from accord.stack.scim_target import ScimTarget
+from accord.stack.smtp_sink import SmtpSink
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,8 @@ DEMO_TARGET = "scim-demo"
 DEMO_TOKEN_ENV = "ACCORD_SCIM_DEMO_TOKEN"  # noqa: S105 - the variable's name, not a secret
 #: Joiners of this department get no demo account (accord up's example of a rule).
 CONTRACTORS = "Contractors"
+#: The From of workflow mail sent to the mail catcher, unless ACCORD_SMTP_FROM says otherwise.
+CAUGHT_MAIL_SENDER = "accord@localhost"
 
 
 @dataclass(frozen=True)
@@ -118,6 +122,14 @@ class PlatformConfig:
     ready_timeout_s: float = 60.0
     seed_demo: bool = False
     """Publish the demo organisation (a manager and her report) once ready (accord up)."""
+    workflows_dir: Path | None = None
+    """The orchestrator's folder of lifecycle workflow files (ACCORD_WORKFLOWS_DIR); None
+    leaves the variable as the environment has it."""
+    mail_catcher: bool = False
+    """Start an SMTP sink and send the orchestrator's mail there (accord up): send_email
+    works on a laptop, and the mail lands under home/mail instead of anyone's inbox."""
+    smtp_port: int = 0
+    """The mail catcher's port on 127.0.0.1; 0: a free one."""
 
     @classmethod
     def ephemeral(cls, home: Path, **overrides: object) -> PlatformConfig:
@@ -142,6 +154,10 @@ class Platform:
         self.broker: LocalBroker | None = None
         self.postgres: EmbeddedPostgres | None = None
         self.scim = ScimTarget(port=config.scim_port, log_dir=config.home / "logs")
+        self.mail = (
+            SmtpSink(config.home / "mail", port=config.smtp_port) if config.mail_catcher else None
+        )
+        """The mail catcher, if config.mail_catcher (its port is known once started)."""
         self.services: dict[str, ManagedProcess] = {}
         self.admin_token = ""
         """An admin API token issued at start (also in home/admin-token, mode 0600)."""
@@ -185,6 +201,15 @@ class Platform:
             env["ACCORD_AUTHN_CREDENTIAL_KEYS"] = self.credential_keys.read_text().strip()
         env.update({t.token_env: t.token for t in self.config.department_targets})
         env.update({d.password_env: d.password for d in self.config.ldap_directories})
+        if self.config.workflows_dir is not None:
+            env["ACCORD_WORKFLOWS_DIR"] = str(self.config.workflows_dir)
+        if self.mail is not None:
+            sender = env.get("ACCORD_SMTP_FROM") or CAUGHT_MAIL_SENDER
+            # The catcher's settings only: a stray ACCORD_SMTP_PASSWORD, say, would ask for
+            # an AUTH the catcher does not offer.
+            for name in [n for n in env if n.startswith("ACCORD_SMTP_")]:
+                del env[name]
+            env.update(self.mail.env(sender=sender))
         env.update(self.config.extra_env)
         return env
 
@@ -266,6 +291,10 @@ class Platform:
         say(f"starting demo SCIM target (scim2-server) on {self.scim.base_url}")
         await self.scim.start()
         _write_secret(self.demo_token_file, self.scim.bearer_token + "\n")
+        if self.mail is not None:
+            await self.mail.start()
+            where = f"{self.mail.host}:{self.mail.port}"
+            say(f"mail catcher (SMTP) on {where}, mail kept in {self.mail.directory}")
         self._write_targets()
         self._write_birthright()
         await self._make_audit_signing_key()
@@ -426,6 +455,8 @@ class Platform:
         self.env_file.unlink(missing_ok=True)
         await asyncio.gather(*(p.stop(timeout=30) for p in self.services.values()))
         await self.scim.stop()
+        if self.mail is not None:
+            await self.mail.stop()
         if self.postgres is not None:
             await self.postgres.stop()
         if self.broker is not None:

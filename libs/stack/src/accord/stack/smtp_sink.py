@@ -1,8 +1,10 @@
-"""A real SMTP server to send workflow mail to in tests: `smtp_sink_server` in a child process.
+"""A real SMTP server to send workflow mail to: `smtp_sink_server` in a child process.
 
 The orchestrator sends mail over SMTP (ACCORD_SMTP_*); pointed at this sink with
-``ACCORD_SMTP_SECURITY=none``, every message it sends is accepted and kept as a file the
-test reads back (`messages`), so a test asserts on what really crossed the wire.
+``ACCORD_SMTP_SECURITY=none``, every message it sends is accepted and kept as a file: a
+test reads them back (`messages`), so it asserts on what really crossed the wire; `accord
+up` runs one as its mail catcher, so a workflow's send_email works on a laptop and the mail
+lands in a folder (`<n>.eml`, one per message) instead of anyone's inbox.
 """
 
 from __future__ import annotations
@@ -46,10 +48,11 @@ class SmtpSink(Startable):
 
     host = "127.0.0.1"
 
-    def __init__(self, directory: Path) -> None:
-        """Messages are written to `directory` (made if missing), one JSON file each."""
+    def __init__(self, directory: Path, port: int = 0) -> None:
+        """Messages are written to `directory` (made if missing), one JSON file each (and
+        an .eml); the server listens on `port`, 0 for a free one (`port` is then set)."""
         self.directory = directory
-        self.port = 0
+        self.port = port
         self._process: asyncio.subprocess.Process | None = None
 
     def env(self, sender: str = "accord@example.com") -> dict[str, str]:
@@ -72,6 +75,8 @@ class SmtpSink(Startable):
                 "accord.stack.smtp_sink_server",
                 "--dir",
                 str(self.directory),
+                "--port",
+                str(self.port),
                 stdout=asyncio.subprocess.PIPE,
                 stderr=log,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -85,7 +90,7 @@ class SmtpSink(Startable):
             line = b""
         if not line.startswith(b"READY "):
             await self.stop()
-            tail = (self.directory / "server.log").read_text()[-2000:]
+            tail = (self.directory / "server.log").read_text()[-2000:].strip()
             raise StartupError(f"the SMTP sink did not start: {tail}")
         self.port = int(line.split()[1])
 

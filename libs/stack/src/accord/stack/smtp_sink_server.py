@@ -1,13 +1,16 @@
-"""A real SMTP server for tests: aiosmtpd in a child process (the SmtpMailer's integration
-tests, and `accord.stack.smtp_sink.SmtpSink` for the end-to-end tests).
+"""A real SMTP server that keeps what it is sent: aiosmtpd in a child process (the
+SmtpMailer's integration tests, `accord.stack.smtp_sink.SmtpSink` for the end-to-end tests,
+and `accord up`'s mail catcher).
 
-    python -m accord.stack.smtp_sink_server --dir DIR [--refuse ADDRESS=CODE ...] [--auth USER]
+    python -m accord.stack.smtp_sink_server --dir DIR [--port N] [--refuse ADDRESS=CODE ...]
+        [--auth USER]
 
-aiosmtpd is a development dependency: this module is only ever run by tests.
-
-Listens on 127.0.0.1 on a free port and prints `READY <port>` once it accepts
-connections. Each message it accepts is written to DIR as `<n>.json`: the envelope
-(MAIL FROM, RCPT TO) and the raw message as received. `--refuse` answers RCPT TO for that
+Listens on 127.0.0.1 on port N (default: a free port) and prints `READY <port>` once it
+accepts connections. Each message it accepts is written to DIR as `<n>.json`: the envelope
+(MAIL FROM, RCPT TO) and the raw message as received, for tests to read back; and as
+`<n>.eml`, the message alone, for a person to open in a mail client; one line on stderr
+says who sent what to whom. Numbering goes on after the highest `<n>.json` already in DIR,
+so a restart keeps earlier mail. `--refuse` answers RCPT TO for that
 address with CODE (550: permanent, 451: transient). `--auth USER` requires AUTH (PLAIN or
 LOGIN, over clear text as a local relay might) with that user and the password in the
 environment variable SMTP_SINK_PASSWORD, kept off the command line.
@@ -20,6 +23,8 @@ import asyncio
 import json
 import os
 import signal
+import sys
+from email import message_from_bytes
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +39,10 @@ class Sink:
     def __init__(self, directory: Path, refuse: dict[str, int]) -> None:
         self.directory = directory
         self.refuse = refuse
-        self.count = 0
+        # Go on after the mail a previous run kept here (accord up's home survives restarts).
+        self.count = max(
+            (int(p.stem) for p in directory.glob("*.json") if p.stem.isdigit()), default=0
+        )
 
     async def handle_RCPT(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: Any
@@ -55,10 +63,17 @@ class Sink:
             "login": login.login.decode() if isinstance(login, LoginPassword) else None,
             "data": content.decode("utf-8", "replace"),
         }
+        eml = self.directory / f"{self.count}.eml"
+        eml.write_bytes(content)
         path = self.directory / f"{self.count}.json"
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(record))
         tmp.rename(path)  # the test never reads half a message
+        subject = message_from_bytes(content).get("Subject", "")
+        to = ", ".join(envelope.rcpt_tos)
+        print(
+            f"{eml.name}: from {envelope.mail_from} to {to}: {subject}", file=sys.stderr, flush=True
+        )
         return "250 Message accepted for delivery"
 
 
@@ -79,6 +94,7 @@ def authenticator(user: str, password: str) -> Any:
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--dir", type=Path, required=True)
+    parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--refuse", action="append", default=[])
     parser.add_argument("--auth")
     args = parser.parse_args()
@@ -94,9 +110,13 @@ async def main() -> None:
         }
 
     loop = asyncio.get_running_loop()
-    server = await loop.create_server(
-        lambda: SMTP(handler, hostname="sink.test", **auth), "127.0.0.1", 0
-    )
+    try:
+        server = await loop.create_server(
+            lambda: SMTP(handler, hostname="sink.test", **auth), "127.0.0.1", args.port
+        )
+    except OSError as error:  # the port is taken: one line for whoever started us
+        print(f"cannot listen on 127.0.0.1:{args.port}: {error.strerror}", file=sys.stderr)
+        raise SystemExit(1) from None
     port = server.sockets[0].getsockname()[1]
     print(f"READY {port}", flush=True)
     stop = asyncio.Event()
