@@ -33,8 +33,11 @@ def test_the_deployment_doc_shows_the_generated_acl_table() -> None:
         assert f"| `{access.principal}` |" in doc
 
 
-def definitions(tmp_path: Path) -> dict[str, Any]:
-    """Each service's ServiceDefinition, built from default settings (nothing started)."""
+def definitions(tmp_path: Path, *, workflows: bool = True) -> dict[str, Any]:
+    """Each service's ServiceDefinition, built from default settings (nothing started); the
+    orchestrator with its workflow engine on (an empty folder), where it reads the most:
+    its own saga ends come back to it only then (a workflow task saga's end answers its
+    task)."""
     from accord.auditor.bootstrap import definition as auditor
     from accord.auditor.settings import AuditorSettings
     from accord.authn.bootstrap import definition as authn
@@ -48,8 +51,11 @@ def definitions(tmp_path: Path) -> dict[str, Any]:
 
     targets = tmp_path / "targets.yaml"
     targets.write_text("targets: []\n")
+    folder = tmp_path / "workflows"
+    folder.mkdir(exist_ok=True)
+    orchestrator_settings = OrchestratorSettings(workflows_dir=folder if workflows else None)
     return {
-        "orchestrator": orchestrator(OrchestratorSettings()),
+        "orchestrator": orchestrator(orchestrator_settings),
         "provisioner": provisioner(ProvisionerSettings(targets_file=targets)),
         "authz": authz(AuthzSettings()),
         "auditor": auditor(AuditorSettings()),
@@ -69,6 +75,14 @@ def test_each_service_reads_what_its_kafka_user_may_read(tmp_path: Path) -> None
         )
         assert takes_dlqs == access.reads_dead_letters, name
         assert access.group == f"accord-{definition.name}", "the runtime's group name"
+
+
+def test_without_its_workflow_engine_the_orchestrator_reads_no_saga_ends(tmp_path: Path) -> None:
+    runtime = SimpleNamespace(pool=None)
+    (access,) = [a for a in kafka_acls.SERVICES if a.name == "orchestrator"]
+    plain = definitions(tmp_path, workflows=False)["orchestrator"]
+    consumed = {REGISTRY.spec(t).topic for t in plain.routes(runtime)}
+    assert consumed == set(access.reads) - {"saga.completed", "saga.failed"}
 
 
 def published_models(package: Path) -> set[str]:

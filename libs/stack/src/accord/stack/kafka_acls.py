@@ -85,7 +85,8 @@ SERVICES: tuple[ServiceAccess, ...] = (
             topics.APPROVAL_DECIDED,
             topics.ACCESS_DECIDED,
             topics.ACCESS_APPROVAL_DECIDED,
-            # its own saga ends, read back: a workflow task saga's end answers its task
+            # its own saga ends, read back with its workflow engine on: a workflow task
+            # saga's end answers its task
             topics.SAGA_COMPLETED,
             topics.SAGA_FAILED,
         ),
