@@ -99,8 +99,9 @@ run: install ## Run the whole platform locally (embedded broker and PostgreSQL);
 	$(RUN) accord up
 
 .PHONY: test
+# --durations=25: every log names the slowest tests, so a slow one is seen where it came in.
 test: install ## Run every test: unit, integration (real broker, PostgreSQL, SCIM) and end-to-end
-	$(RUN) pytest $(PYTEST_ARGS)
+	$(RUN) pytest --durations=25 $(PYTEST_ARGS)
 
 .PHONY: unit
 unit: install ## Run only the fast unit tests

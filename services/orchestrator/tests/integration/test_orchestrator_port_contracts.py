@@ -28,7 +28,8 @@ from accord.orchestrator.ports import (
     Timer,
     UserNameTaken,
 )
-from accord.stack.testing import create_database, migrated_pool
+
+from .contract_kit import rolled_back
 
 pytestmark = pytest.mark.integration
 
@@ -65,25 +66,13 @@ class Stores:
             )
 
 
-@pytest_asyncio.fixture(loop_scope="session", scope="module")
-async def pool(postgres_server: str) -> AsyncIterator[asyncpg.Pool]:
-    dsn = await create_database(postgres_server)
-    async with migrated_pool(dsn, "orchestrator", ["accord.orchestrator.migrations"]) as made:
-        yield made
-
-
 @pytest_asyncio.fixture(loop_scope="session", params=["fake", "postgres"])
 async def stores(request: pytest.FixtureRequest, pool: asyncpg.Pool) -> AsyncIterator[Stores]:
     if request.param == "fake":
         yield Stores(FakeRegistry(), FakeSagas())
         return
-    async with pool.acquire() as conn:
-        transaction = conn.transaction()
-        await transaction.start()
-        try:
-            yield Stores(PostgresRegistry(conn), PostgresSagas(conn), conn)
-        finally:
-            await transaction.rollback()
+    async with rolled_back(pool) as conn:
+        yield Stores(PostgresRegistry(conn), PostgresSagas(conn), conn)
 
 
 def change(user_id: str, sequence: int, **fields: object) -> ProfileChange:

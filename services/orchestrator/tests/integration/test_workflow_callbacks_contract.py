@@ -13,7 +13,8 @@ import pytest_asyncio
 from accord.orchestrator.adapters.workflow_callbacks import PostgresCallbacks
 from accord.orchestrator.workflows.callback_api import AwaitedCallback, CallbackState
 from accord.orchestrator.workflows.effect_fakes import InMemoryCallbacks
-from accord.stack.testing import create_database, migrated_pool
+
+from .contract_kit import rolled_back
 
 pytestmark = pytest.mark.integration
 
@@ -26,25 +27,13 @@ class Callbacks(Protocol):
     async def mark(self, run_id: str, task_id: str, state: CallbackState) -> bool: ...
 
 
-@pytest_asyncio.fixture(loop_scope="session", scope="module")
-async def pool(postgres_server: str) -> AsyncIterator[asyncpg.Pool]:
-    dsn = await create_database(postgres_server)
-    async with migrated_pool(dsn, "orchestrator", ["accord.orchestrator.migrations"]) as made:
-        yield made
-
-
 @pytest_asyncio.fixture(loop_scope="session", params=["fake", "postgres"])
 async def callbacks(request: pytest.FixtureRequest, pool: asyncpg.Pool) -> AsyncIterator[Callbacks]:
     if request.param == "fake":
         yield InMemoryCallbacks(environ=ENV)
         return
-    async with pool.acquire() as conn:
-        transaction = conn.transaction()
-        await transaction.start()
-        try:
-            yield PostgresCallbacks(conn, environ=ENV)
-        finally:
-            await transaction.rollback()
+    async with rolled_back(pool) as conn:
+        yield PostgresCallbacks(conn, environ=ENV)
 
 
 async def test_a_registered_callback_is_awaited_with_its_token_and_secret(

@@ -30,7 +30,9 @@ from accord.orchestrator.workflows.ports import (
 )
 from accord.orchestrator.workflows.run_model import Run, RunStatus, TaskRun, TaskStatus, Wakeup
 from accord.orchestrator.workflows.timers import Timer, TimerKey, TimeTrigger
-from accord.stack.testing import create_database, migrated_pool
+from accord.stack.testing import migrated_pool
+
+from .contract_kit import rolled_back
 
 pytestmark = pytest.mark.integration
 
@@ -45,25 +47,13 @@ class Stores:
     timers: TimerStore
 
 
-@pytest_asyncio.fixture(loop_scope="session", scope="module")
-async def pool(postgres_server: str) -> AsyncIterator[asyncpg.Pool]:
-    dsn = await create_database(postgres_server)
-    async with migrated_pool(dsn, "orchestrator", MIGRATIONS) as made:
-        yield made
-
-
 @pytest_asyncio.fixture(loop_scope="session", params=["fake", "postgres"])
 async def stores(request: pytest.FixtureRequest, pool: asyncpg.Pool) -> AsyncIterator[Stores]:
     if request.param == "fake":
         yield Stores(FakeRuns(), FakeWakeups(), FakeTimers())
         return
-    async with pool.acquire() as conn:
-        transaction = conn.transaction()
-        await transaction.start()
-        try:
-            yield Stores(PostgresRuns(conn), PostgresWakeups(conn), PostgresTimers(conn))
-        finally:
-            await transaction.rollback()
+    async with rolled_back(pool) as conn:
+        yield Stores(PostgresRuns(conn), PostgresWakeups(conn), PostgresTimers(conn))
 
 
 @pytest_asyncio.fixture(loop_scope="session")

@@ -23,18 +23,12 @@ from accord.orchestrator.workflows import loops
 from accord.orchestrator.workflows.engine import Engine
 from accord.orchestrator.workflows.loader import Checks, load_files
 from accord.orchestrator.workflows.schedules import FakeSchedules, ScheduleState, ScheduleStore
-from accord.stack.testing import create_database, migrated_pool
+
+from .contract_kit import rolled_back
 
 pytestmark = pytest.mark.integration
 
 NOW = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
-
-
-@pytest_asyncio.fixture(loop_scope="session", scope="module")
-async def pool(postgres_server: str) -> AsyncIterator[asyncpg.Pool]:
-    dsn = await create_database(postgres_server)
-    async with migrated_pool(dsn, "orchestrator", ["accord.orchestrator.migrations"]) as made:
-        yield made
 
 
 @pytest_asyncio.fixture(loop_scope="session", params=["fake", "postgres"])
@@ -44,13 +38,8 @@ async def schedules(
     if request.param == "fake":
         yield FakeSchedules()
         return
-    async with pool.acquire() as conn:
-        transaction = conn.transaction()
-        await transaction.start()
-        try:
-            yield PostgresSchedules(conn)
-        finally:
-            await transaction.rollback()
+    async with rolled_back(pool) as conn:
+        yield PostgresSchedules(conn)
 
 
 async def test_a_workflow_first_claimed_counts_from_then(schedules: ScheduleStore) -> None:

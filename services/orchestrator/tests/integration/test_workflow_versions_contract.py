@@ -27,7 +27,9 @@ from accord.orchestrator.workflows.fakes import FakeVersions
 from accord.orchestrator.workflows.loader import Checks, LoadedWorkflow, WorkflowSet, load_files
 from accord.orchestrator.workflows.ports import VersionStore
 from accord.orchestrator.workflows.run_model import RunStatus, TaskStatus
-from accord.stack.testing import create_database, migrated_pool
+from accord.stack.testing import migrated_pool
+
+from .contract_kit import rolled_back
 
 pytestmark = pytest.mark.integration
 
@@ -67,13 +69,6 @@ def loaded(text: str) -> LoadedWorkflow:
     return only
 
 
-@pytest_asyncio.fixture(loop_scope="session", scope="module")
-async def pool(postgres_server: str) -> AsyncIterator[asyncpg.Pool]:
-    dsn = await create_database(postgres_server)
-    async with migrated_pool(dsn, "orchestrator", ["accord.orchestrator.migrations"]) as made:
-        yield made
-
-
 @pytest_asyncio.fixture(loop_scope="session", params=["fake", "postgres"])
 async def versions(
     request: pytest.FixtureRequest, pool: asyncpg.Pool
@@ -81,13 +76,8 @@ async def versions(
     if request.param == "fake":
         yield FakeVersions()
         return
-    async with pool.acquire() as conn:
-        transaction = conn.transaction()
-        await transaction.start()
-        try:
-            yield PostgresVersions(conn)
-        finally:
-            await transaction.rollback()
+    async with rolled_back(pool) as conn:
+        yield PostgresVersions(conn)
 
 
 async def test_a_kept_version_reads_back_as_its_definition(versions: VersionStore) -> None:

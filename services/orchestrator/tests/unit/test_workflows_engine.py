@@ -7,8 +7,7 @@ effects move runs on."""
 from __future__ import annotations
 
 import contextlib
-import textwrap
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -41,7 +40,6 @@ from accord.orchestrator.domain.workflow import WorkflowSettings, access_saga_id
 from accord.orchestrator.fakes import FakeWorld
 from accord.orchestrator.handlers import on_user_created, on_user_status, on_user_updated
 from accord.orchestrator.handlers.workflows import (
-    SagaTasks,
     WorkflowPorts,
     on_access_changed_with_workflows,
     on_access_decided,
@@ -54,13 +52,13 @@ from accord.orchestrator.testing import answer_of
 from accord.orchestrator.workflows import access_requests, loops, runs
 from accord.orchestrator.workflows.callback_api import CallbackState
 from accord.orchestrator.workflows.effect_fakes import InMemoryCallbacks
-from accord.orchestrator.workflows.effect_queue import FakeEffectQueue
-from accord.orchestrator.workflows.engine import EffectFailed, Engine, EngineStores
-from accord.orchestrator.workflows.fakes import FakeRuns, FakeTimers, FakeVersions, FakeWakeups
-from accord.orchestrator.workflows.loader import Checks, WorkflowSet, load_files
+from accord.orchestrator.workflows.engine import EffectFailed, Engine
+from accord.orchestrator.workflows.fakes import FakeRuns, FakeTimers, FakeVersions
 from accord.orchestrator.workflows.operations import NotRetryable, RunFinished
 from accord.orchestrator.workflows.run_model import Run, RunStatus, TaskStatus
 from accord.orchestrator.workflows.shipped import with_shipped
+
+from .engine_kit import FakeUnit, fake_stores, workflow_set
 
 SOURCE = "urn:test:orchestrator"
 
@@ -114,11 +112,6 @@ tasks:
   - id: disable_accounts
     task: disable_accounts
 """
-
-
-def workflow_set(*texts: str) -> WorkflowSet:
-    files = {f"w{index}.yaml": textwrap.dedent(text) for index, text in enumerate(texts)}
-    return load_files(files, Checks(expression=lambda text: None))
 
 
 @dataclass
@@ -187,18 +180,6 @@ def _emit(data: EventData, cause: Envelope | None) -> Envelope:
     return new_event(data, source=SOURCE)
 
 
-@dataclass
-class FakeUnit:
-    stores: EngineStores
-    emitted: list[Envelope]
-
-    async def emit(self, events: Sequence[Envelope]) -> None:
-        self.emitted.extend(events)
-
-    def savepoint(self) -> contextlib.nullcontext[None]:
-        return contextlib.nullcontext()
-
-
 class NoAccountSagas:
     """A saga selection that starts no account saga (the shipped joiner, leaver, ...), so
     that a test sees the engine's runs alone; `Harness(account_sagas=True)` has them all."""
@@ -220,15 +201,7 @@ class Harness:
         self.world = FakeWorld(settings)
         self.account_sagas = account_sagas
         self.runner = Runner()
-        self.stores = EngineStores(
-            registry=self.world.registry,
-            runs=FakeRuns(),
-            wakeups=FakeWakeups(),
-            timers=FakeTimers(),
-            effects=FakeEffectQueue(),
-            versions=FakeVersions(),
-            sagas=SagaTasks(self.world.ports),
-        )
+        self.stores = fake_stores(self.world)
         self.restart(*texts)
         self.emitted: list[Envelope] = []
         self.sequence = 0

@@ -7,8 +7,7 @@ version) plans the timers of the identities that exist already."""
 from __future__ import annotations
 
 import contextlib
-import textwrap
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,15 +16,14 @@ from accord.events import Envelope, Profile
 from accord.orchestrator.domain.birthright import everyone
 from accord.orchestrator.domain.workflow import WorkflowSettings
 from accord.orchestrator.fakes import FakeWorld
-from accord.orchestrator.handlers.workflows import SagaTasks
 from accord.orchestrator.ports import ProfileChange
 from accord.orchestrator.workflows import loops, runs
-from accord.orchestrator.workflows.effect_queue import FakeEffectQueue
-from accord.orchestrator.workflows.engine import Engine, EngineStores
-from accord.orchestrator.workflows.fakes import FakeRuns, FakeTimers, FakeVersions, FakeWakeups
-from accord.orchestrator.workflows.loader import Checks, WorkflowSet, load_files
+from accord.orchestrator.workflows.engine import Engine
+from accord.orchestrator.workflows.fakes import FakeRuns, FakeTimers
 from accord.orchestrator.workflows.run_model import Run
 from accord.orchestrator.workflows.schedules import FakeSchedules, due_slot, scheduled
+
+from .engine_kit import FakeUnit, fake_stores, workflow_set
 
 SOURCE = "urn:test:orchestrator"
 
@@ -52,11 +50,6 @@ tasks:
 """
 
 
-def workflow_set(*texts: str) -> WorkflowSet:
-    files = {f"w{index}.yaml": textwrap.dedent(text) for index, text in enumerate(texts)}
-    return load_files(files, Checks(expression=lambda text: None))
-
-
 @dataclass
 class Runner:
     """Every task's commands go out at once (the task completes)."""
@@ -79,18 +72,6 @@ class Runner:
         return {}
 
 
-@dataclass
-class Unit:
-    stores: EngineStores
-    emitted: list[Envelope]
-
-    async def emit(self, events: Sequence[Envelope]) -> None:
-        self.emitted.extend(events)
-
-    def savepoint(self) -> contextlib.nullcontext[None]:
-        return contextlib.nullcontext()
-
-
 class Orchestrator:
     """One orchestrator process on shared (fake) tables: `restart` gives a new engine, with
     nothing in memory, on the same tables."""
@@ -99,16 +80,7 @@ class Orchestrator:
         self.world = FakeWorld(WorkflowSettings(birthright=everyone(["crm"])))
         self.workflows = workflow_set(*texts)
         self.schedules = FakeSchedules()
-        self.stores = EngineStores(
-            registry=self.world.registry,
-            runs=FakeRuns(),
-            wakeups=FakeWakeups(),
-            timers=FakeTimers(),
-            effects=FakeEffectQueue(),
-            versions=FakeVersions(),
-            sagas=SagaTasks(self.world.ports),
-            schedules=self.schedules,
-        )
+        self.stores = fake_stores(self.world, self.schedules)
         self.emitted: list[Envelope] = []
         self.restart()
 
@@ -119,8 +91,8 @@ class Orchestrator:
         self.replanning = loops.TimerReplanning(self.engine, self.transaction, page=2)
 
     @contextlib.asynccontextmanager
-    async def transaction(self) -> AsyncIterator[Unit]:
-        yield Unit(self.stores, self.emitted)
+    async def transaction(self) -> AsyncIterator[FakeUnit]:
+        yield FakeUnit(self.stores, self.emitted)
 
     @property
     def now(self) -> datetime:

@@ -2,9 +2,10 @@
 identity's timer, scheduled before the crash and due while the orchestrator was down, fires
 once after the restart (one run per identity, one workflow.run_started each in the audit log).
 
-The platform is one of this test's own (its own Tansu broker and database), started with a
-workflow folder holding one time-triggered workflow: at the hire instant, a one-second wait
-(no target, no mail: nothing but the engine's own work).
+The platform is the package's workflow platform (conftest.py), shared with
+test_lifecycle_workflows.py: its folder holds this test's time-triggered workflow (folder.py's
+hire-day: at the hire instant, a one-second wait, no target, no mail: nothing but the
+engine's own work), scoped to interns, whom no other workflow there takes.
 """
 
 from __future__ import annotations
@@ -12,64 +13,27 @@ from __future__ import annotations
 import asyncio
 import signal
 from collections import Counter
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
-import pytest_asyncio
 
 from accord.events import Publisher, UserCreated
 from accord.events.brokers import BROKER_ENV
-from accord.stack.platform import Platform, PlatformConfig
-from accord.stack.testing import create_database
+from accord.stack.platform import Platform
 
-from .conftest import api_client, audit_events, eventually, running
+from ..conftest import api_client, audit_events, eventually
+from .conftest import Parts
+from .folder import HIRE_DAY_EMPLOYEE_TYPE, HIRE_DAY_ID
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
-WORKFLOW_ID = "hire-day"
-WORKFLOW = f"""
-id: {WORKFLOW_ID}
-category: custom
-description: At the hire instant, a one-second pause (needs no target).
-trigger: {{at: hire_date, offset: PT0S}}
-tasks:
-  - id: pause
-    task: wait
-    duration: PT1S
-"""
 IDENTITIES = 20
 LEAD_S = 12.0
 """How far ahead the first hire instant is when published: time to schedule and to kill."""
 SPREAD_S = 2.0
 """The hire instants are spread over this much after the first."""
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def timer_platform(
-    postgres_server: str, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Platform]:
-    """The five services on a Tansu broker and a database of their own, the orchestrator
-    with the workflow folder (timers looked at every 0.2 s)."""
-    home = Path(tmp_path_factory.mktemp("timers-platform"))
-    folder = home / "workflows"
-    folder.mkdir()
-    (folder / f"{WORKFLOW_ID}.yaml").write_text(WORKFLOW)
-    config = PlatformConfig.ephemeral(
-        home,
-        broker="tansu",
-        database_url=await create_database(postgres_server, "accord_timers"),
-        extra_env={
-            "ACCORD_LOG_LEVEL": "INFO",
-            "ACCORD_WORKFLOWS_DIR": str(folder),
-            "ACCORD_TIMER_POLL_S": "0.2",
-        },
-    )
-    async with running(config, " with a time-triggered workflow") as platform:
-        yield platform
 
 
 async def timers_of(platform: Platform, ids: set[str]) -> list[asyncpg.Record]:
@@ -79,7 +43,7 @@ async def timers_of(platform: Platform, ids: set[str]) -> list[asyncpg.Record]:
         rows: list[asyncpg.Record] = await conn.fetch(
             "SELECT identity_id, fire_at, state FROM orchestrator.workflow_timers"
             " WHERE workflow_id = $1 AND identity_id = ANY($2::text[])",
-            WORKFLOW_ID,
+            HIRE_DAY_ID,
             sorted(ids),
         )
         return rows
@@ -93,7 +57,7 @@ async def runs_of(platform: Platform, ids: set[str]) -> list[dict[str, Any]]:
     async with api_client(platform, "orchestrator") as client:
         cursor: str | None = None
         while True:
-            params = {"workflow_id": WORKFLOW_ID, "limit": "500"}
+            params = {"workflow_id": HIRE_DAY_ID, "limit": "500"}
             if cursor is not None:
                 params["cursor"] = cursor
             response = await client.get("/v1/workflow-runs", params=params)
@@ -106,14 +70,15 @@ async def runs_of(platform: Platform, ids: set[str]) -> list[dict[str, Any]]:
 
 
 async def test_sigkill_between_scheduling_and_firing_loses_and_repeats_nothing(
-    timer_platform: Platform, unique: str, monkeypatch: pytest.MonkeyPatch
+    parts: Parts, unique: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    platform = timer_platform
+    platform = parts.platform
     first = datetime.now(UTC) + timedelta(seconds=LEAD_S)
     users = [
         UserCreated(
             user_id=f"tm-{unique}-{i}",
             user_name=f"timer.{unique}.{i}",
+            employee_type=HIRE_DAY_EMPLOYEE_TYPE,
             hire_date=(first + timedelta(seconds=SPREAD_S * i / IDENTITIES)).isoformat(),
         )
         for i in range(IDENTITIES)

@@ -1,13 +1,14 @@
 """The shipped lifecycle workflow examples, end to end on the real platform (issue 22).
 
-The orchestrator runs a folder of workflows made from the shipped examples
-(services/orchestrator/.../workflows/examples/*.yaml) with durations of seconds instead of
-days (`derived`: exact replacements, each checked to apply once, so an example that changes
-makes this test fail rather than drift). Everything around it is real: the provisioner
-writes to the scim2-server target, mail goes over SMTP to an aiosmtpd process
-(accord.stack.smtp_sink), the leaver's custom extension is an HTTP server here that checks
-the orchestrator's signature and calls back signed, and the identities come as HR events
-on the broker with `hire_date`/`leave_date` a few seconds ahead.
+The orchestrator of the package's workflow platform (conftest.py) runs a folder of
+workflows made from the shipped examples (services/orchestrator/.../workflows/examples/*.yaml)
+with durations of seconds instead of days (folder.py: exact replacements, each checked to
+apply once, so an example that changes makes this test fail rather than drift).
+Everything around it is real: the provisioner writes to the scim2-server target, mail goes
+over SMTP to an aiosmtpd process (accord.stack.smtp_sink), the leaver's custom extension is
+an HTTP server here (extension.py) that checks the orchestrator's signature and calls back
+signed, and the identities come as HR events on the broker with `hire_date`/`leave_date` a
+few seconds ahead.
 
 The sagas run beside the engine (v0). So that an account the pre-hire workflow creates is
 the workflow's and not the joiner saga's, its joiners are in the platform's `Contractors`
@@ -34,355 +35,43 @@ task's attempts meets the outage itself.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
-import pytest_asyncio
-from aiohttp import web
 
 from accord.events import Publisher, UserCreated, UserDeactivated, UserDeleted, UserUpdated
-from accord.events.brokers import BROKER_ENV
 from accord.runtime.security.roles import Role
-from accord.runtime.signing import (
-    SIGNATURE_HEADER,
-    TIMESTAMP_HEADER,
-    signed_headers,
-    verify_signature,
-)
-from accord.stack.fault_proxy import FaultProxy
-from accord.stack.network import free_port
-from accord.stack.platform import (
-    CONTRACTORS,
-    DEMO_TARGET,
-    DepartmentTarget,
-    Platform,
-    PlatformConfig,
-)
-from accord.stack.scim_target import ScimTarget
+from accord.stack.platform import CONTRACTORS, Platform
 from accord.stack.smtp_sink import SmtpSink, SunkMail
-from accord.stack.testing import create_database
 
-from .conftest import (
+from ..conftest import (
     accord_cli,
     api_client,
     audit_events,
     eventually,
-    running,
     scim_users,
     users_in,
+)
+from .conftest import SENDER, Parts
+from .extension import ExtensionCallReceived, callback
+from .folder import (
+    APPROVAL_TIMEOUT_S,
+    DELETION_RETENTION_S,
+    FLAKY_ATTEMPTS,
+    FLAKY_TARGET,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
-EXAMPLES = (
-    Path(__file__).parents[2] / "services/orchestrator/src/accord/orchestrator/workflows/examples"
-)
-SECRET_ENV = "ACCORD_EXTENSION_MAILBOX_SECRET"
-SECRET = b"mailbox-handover-shared-secret-for-the-e2e"
-CALLBACK_TOKEN_HEADER = "X-Accord-Callback-Token"
-SENDER = "accord-workflows@example.com"
 #: Joiners of this department get the demo account from the joiner saga.
 STAFF = "Engineering"
-#: The department-move approval's timeout (the example's P7D): long enough to decide in.
-APPROVAL_TIMEOUT_S = 8
 #: How late a timer may fire and still be "at" its time (poll 0.2 s, then Kafka and SCIM).
 LATE_S = 4.0
-#: The target the target-down test takes down, and the department it is declared for
-#: (nobody joins it: only the flaky-account workflow names the target).
-FLAKY_TARGET = "scim-flaky"
-FLAKY_DEPARTMENT = "Flaky"
-#: The flaky-account create's attempts: at 0, 1 and 3 s (backoff PT1S, doubling).
-FLAKY_ATTEMPTS = 3
-#: The user.deleted leaver's retention: the account stays, disabled, this long. pre-hire
-#: starts at hire - 6 s at the earliest, so the account is held past hire + 3 s, 2 s past
-#: the moment pre-hire would have enabled it.
-DELETION_RETENTION_S = 10
-
-#: A leaver on user.deleted (no example starts on it): disabled at once, deleted after
-#: DELETION_RETENTION_S, so the target shows the account still disabled past the moment a
-#: superseded pre-hire would have enabled it.
-DELETION_LEAVER = f"""\
-# Written for tests/e2e/test_lifecycle_workflows.py: the leaver of a user.deleted.
-id: leaver-on-deletion
-category: leaver
-description: Disable at once, delete after a retention of seconds.
-trigger:
-  event: user.deleted
-tasks:
-  - id: disable_accounts
-    task: disable_accounts
-  - id: retention
-    task: wait
-    duration: PT{DELETION_RETENTION_S}S
-  - id: delete_accounts
-    task: delete_accounts
-"""
-
-#: An account in the flaky target, on demand, retried with a backoff of a second.
-FLAKY_ACCOUNT = f"""\
-# Written for tests/e2e/test_lifecycle_workflows.py: an account in a target that goes down.
-id: flaky-account
-category: custom
-description: An account in the flaky target, retried while the target is down.
-trigger:
-  on_demand: true
-tasks:
-  - id: create_account
-    task: create_accounts
-    targets: [{FLAKY_TARGET}]
-    retry: {{max_attempts: {FLAKY_ATTEMPTS}, backoff: PT1S}}
-"""
-
-
-def derived(name: str, replacements: Mapping[str, str]) -> str:
-    """The shipped example `name`, each replacement applied exactly once."""
-    text = (EXAMPLES / f"{name}.yaml").read_text()
-    for old, new in replacements.items():
-        assert text.count(old) == 1, f"{name}.yaml no longer holds {old!r}"
-        text = text.replace(old, new)
-    return (
-        f"# The shipped example {name}.yaml with durations of seconds for the end-to-end test\n"
-        "# (tests/e2e/test_lifecycle_workflows.py); everything else as shipped.\n" + text
-    )
-
-
-def workflow_files(extension_url: str) -> dict[str, str]:
-    """The test's workflow folder: the shipped examples, shortened."""
-    return {
-        "pre-hire": derived(
-            "pre-hire",
-            {
-                "offset: -P7D": "offset: -PT6S",
-                # Named, not `all`: the joiner saga gives Contractors nothing (module docstring).
-                "targets: all            # every birthright target": f"targets: [{DEMO_TARGET}]",
-                "backoff: PT1M": "backoff: PT1S",
-                "offset: PT8H            # 08:00 on the hire date, local time": "offset: PT1S",
-            },
-        ),
-        "contractor-end-date": derived(
-            "contractor-end-date",
-            {
-                "duration: P30D": "duration: PT3S",
-            },
-        ),
-        "department-move": derived(
-            "department-move",
-            {
-                "timeout: P7D": f"timeout: PT{APPROVAL_TIMEOUT_S}S",
-            },
-        ),
-        "leaver": derived(
-            "leaver",
-            {
-                "url: https://mail-automation.example.com/hooks/mailbox-handover": (
-                    f"url: {extension_url}"
-                ),
-                "timeout: P3D": "timeout: PT4S",
-                "backoff: PT5M": "backoff: PT1S",
-                "duration: P90D": "duration: PT3S",
-            },
-        ),
-        "leaver-on-deletion": DELETION_LEAVER,
-        "flaky-account": FLAKY_ACCOUNT,
-    }
-
-
-# --- the custom extension --------------------------------------------------------------------
-
-
-@dataclass
-class ExtensionCallReceived:
-    """One call the extension got, and what became of its callback."""
-
-    identity: dict[str, Any]
-    run_id: str
-    task_id: str
-    callback_url: str
-    callback_token: str = field(repr=False)
-    idempotency_key: str
-    callback_status: int | None = None
-
-
-class MailboxExtension:
-    """The leaver's custom extension: checks each call's signature with the shared secret
-    (401 if wrong), answers 200 with outputs, then calls back signed. Per identity: call
-    back after a short delay (the default), only once `release`d, or never."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.calls: list[ExtensionCallReceived] = []
-        self.refused = 0
-        self.never: set[str] = set()
-        self.gates: dict[str, asyncio.Event] = {}
-        self._runner: web.AppRunner | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hooks/mailbox-handover"
-
-    def calls_for(self, user_id: str) -> list[ExtensionCallReceived]:
-        return [c for c in self.calls if c.identity.get("user_id") == user_id]
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_post("/hooks/mailbox-handover", self._call)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
-
-    async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    async def _call(self, request: web.Request) -> web.Response:
-        body = await request.read()
-        signed = verify_signature(
-            SECRET,
-            request.headers.get(TIMESTAMP_HEADER, ""),
-            body,
-            request.headers.get(SIGNATURE_HEADER, ""),
-            now=time.time(),
-        )
-        if not signed:
-            self.refused += 1
-            return web.json_response({"detail": "bad signature"}, status=401)
-        document = json.loads(body)
-        call = ExtensionCallReceived(
-            identity=document["identity"],
-            run_id=document["run_id"],
-            task_id=document["task_id"],
-            callback_url=document["callback"]["url"],
-            callback_token=document["callback"]["token"],
-            idempotency_key=request.headers.get("Idempotency-Key", ""),
-        )
-        self.calls.append(call)
-        user_id = str(call.identity.get("user_id"))
-        if user_id not in self.never:
-            task = asyncio.create_task(self._call_back(call, self.gates.get(user_id)))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-        return web.json_response({"ticket": f"MBX-{len(self.calls)}"})
-
-    async def _call_back(self, call: ExtensionCallReceived, gate: asyncio.Event | None) -> None:
-        if gate is not None:
-            await gate.wait()
-        await asyncio.sleep(0.5)
-        call.callback_status = await callback(call, {"mailbox": "handed-over"})
-
-
-async def callback(
-    call: ExtensionCallReceived, outputs: Mapping[str, Any], secret: bytes = SECRET
-) -> int:
-    """POST a callback for the call, signed with `secret`; the status answered."""
-    body = json.dumps(dict(outputs)).encode()
-    headers = {
-        "Content-Type": "application/json",
-        CALLBACK_TOKEN_HEADER: call.callback_token,
-        **signed_headers(secret, body, now=time.time()),
-    }
-    async with httpx.AsyncClient(timeout=5) as client:
-        response = await client.post(call.callback_url, content=body, headers=headers)
-    return response.status_code
-
-
-# --- the platform ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Flaky:
-    """The target the target-down test takes down: a scim2-server of its own behind a
-    fault proxy, declared with one attempt per request and a breaker that stays closed."""
-
-    upstream: ScimTarget
-    proxy: FaultProxy
-
-    def target(self) -> DepartmentTarget:
-        return DepartmentTarget(
-            name=FLAKY_TARGET,
-            url=f"{self.proxy.base_url}/v2",
-            token=self.upstream.bearer_token,
-            department=FLAKY_DEPARTMENT,
-            max_attempts=1,
-            breaker_threshold=1000,
-        )
-
-
-@dataclass(frozen=True)
-class Parts:
-    platform: Platform
-    sink: SmtpSink
-    extension: MailboxExtension
-    flaky: Flaky
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def parts(
-    postgres_server: str, tmp_path_factory: pytest.TempPathFactory
-) -> AsyncIterator[Parts]:
-    """The five services on a Tansu broker and a database of their own, the orchestrator
-    with the shortened examples (and the tests' two workflows), an SMTP sink, the mailbox
-    extension and the flaky target."""
-    home = Path(tmp_path_factory.mktemp("workflows-platform"))
-    folder = home / "workflows"
-    folder.mkdir()
-    extension = MailboxExtension()
-    for name, text in workflow_files(extension.url).items():
-        (folder / f"{name}.yaml").write_text(text)
-    sink = SmtpSink(home / "smtp")
-    (home / "flaky").mkdir()
-    upstream = ScimTarget(log_dir=home / "flaky")
-    flaky = Flaky(upstream, FaultProxy(upstream.base_url))
-    await sink.start()
-    await extension.start()
-    await flaky.proxy.start()
-    await upstream.start()
-    config = PlatformConfig.ephemeral(
-        home,
-        broker="tansu",
-        database_url=await create_database(postgres_server, "accord_wf"),
-        department_targets=[flaky.target()],
-    )
-    orchestrator = f"http://127.0.0.1:{config.service_ports['orchestrator']}"
-    config.extra_env = {
-        "ACCORD_LOG_LEVEL": "INFO",
-        "ACCORD_WORKFLOWS_DIR": str(folder),
-        "ACCORD_TIMER_POLL_S": "0.2",
-        "ACCORD_WORKFLOW_CALLBACK_URL": orchestrator,
-        SECRET_ENV: SECRET.decode(),
-        # revoke_entitlement asks authz's grants API, as the admin (read at each call).
-        "ACCORD_AUTHZ_URL": f"http://127.0.0.1:{config.service_ports['authz']}",
-        "ACCORD_AUTHZ_TOKEN_FILE": str(config.home / "admin-token"),
-        **sink.env(sender=SENDER),
-    }
-    try:
-        async with running(config, " with the lifecycle workflow examples") as platform:
-            yield Parts(platform, sink, extension, flaky)
-    finally:
-        await flaky.proxy.stop()
-        await upstream.stop()
-        await extension.stop()
-        await sink.stop()
-
-
-@pytest_asyncio.fixture(loop_scope="session")
-async def hr(parts: Parts, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Publisher]:
-    """The HR system's publisher on the test platform's broker."""
-    monkeypatch.setenv(BROKER_ENV, parts.platform.config.broker)
-    async with Publisher(
-        source="urn:test:hr", bootstrap_servers=parts.platform.bootstrap_servers
-    ) as publisher:
-        yield publisher
 
 
 def at(seconds: float) -> datetime:
@@ -938,7 +627,10 @@ async def test_a_target_down_during_a_run_is_retried_and_a_run_that_gave_up_is_r
         create = task(failed, "create_account")
         assert create["attempts"] == FLAKY_ATTEMPTS
         assert create["status"] == "failed"
-        assert create["error"].startswith(f"{FLAKY_TARGET}: "), create["error"]
+        # The reason of the attempt's saga (account tasks run on the saga machine).
+        assert create["error"].startswith(f"provisioning failed in {FLAKY_TARGET}: "), create[
+            "error"
+        ]
         assert "ConnectError" in create["error"], create["error"]
         await audited(platform, gave_up.user_id, "workflow.run_failed")
 
