@@ -160,6 +160,9 @@ async def main(args: argparse.Namespace) -> int:
         for flag, variable in WAIT_FLAGS.items()
         if getattr(args, flag) is not None
     }
+    if args.workflows is not None:
+        # The orchestrator's workflow engine on: runs, timers and the task sagas' read-back.
+        overrides["ACCORD_WORKFLOWS_DIR"] = str(Path(args.workflows).resolve())
     with tempfile.TemporaryDirectory(prefix="accord-bench-") as home:
         config = PlatformConfig.ephemeral(Path(home), broker=profile.name, extra_env=overrides)
         platform = Platform(config)
@@ -218,6 +221,7 @@ async def run_on(
             **(settings or {}),
             "fetch_waits": brokers.waits_in_effect(platform.service_env(), profile),
             "tracker_fetch_max_wait_ms": brokers.tracker_fetch_wait_ms(profile),
+            "workflows_dir": platform.service_env().get("ACCORD_WORKFLOWS_DIR"),
             "counts": dataclasses.asdict(counts),
         },
     }
@@ -434,7 +438,15 @@ def parse_args() -> argparse.Namespace:
         type=int,
         help="the auditor's ACCORD_AUDIT_FETCH_MAX_WAIT_MS (default: the broker's profile)",
     )
+    parser.add_argument(
+        "--workflows",
+        metavar="DIR",
+        help="a workflows folder for the orchestrator (its workflow engine on; an empty folder"
+        " measures the engine's cost on the joiner path; default: off)",
+    )
     args = parser.parse_args()
+    if args.workflows is not None and not Path(args.workflows).is_dir():
+        parser.error(f"--workflows {args.workflows}: not a folder")
     args.folder = Path(args.results).resolve() / stamp()
     return args
 
