@@ -50,6 +50,7 @@ from accord.orchestrator.handlers.workflows import (
 )
 from accord.orchestrator.testing import answer_of
 from accord.orchestrator.workflows import access_requests, loops, runs
+from accord.orchestrator.workflows import engine as engine_module
 from accord.orchestrator.workflows.callback_api import CallbackState
 from accord.orchestrator.workflows.effect_fakes import InMemoryCallbacks
 from accord.orchestrator.workflows.engine import EffectFailed, Engine
@@ -586,6 +587,28 @@ async def test_a_run_goes_on_with_its_version_after_a_restart_with_an_edited_wor
     assert run.status is RunStatus.WAITING
     assert run.version == started.version
     settle = run.task("settle")  # the old version's wait, which the edited one has not
+    assert settle is not None
+    assert settle.status is TaskStatus.WAITING
+
+
+async def test_a_version_forgotten_from_memory_is_read_back_from_the_store(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(engine_module, "KNOWN_VERSIONS", 1)
+    h = Harness(JOINER)
+    requests = h.requests(await h.deliver(joiner()))
+    started = h.run_of("joiner")
+
+    # The same engine loads the edited set: the run's version is pushed out of memory.
+    h.workflows = workflow_set(JOINER_EDITED)
+    h.engine.current()
+    assert list(h.engine._known) == [("joiner", h.workflows["joiner"].version)]
+    for request in requests:
+        await h.answer(request)
+
+    run = h.run_of("joiner")
+    assert run.version == started.version
+    settle = run.task("settle")  # the old version's wait: read back from the version store
     assert settle is not None
     assert settle.status is TaskStatus.WAITING
 

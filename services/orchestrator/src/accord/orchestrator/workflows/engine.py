@@ -59,7 +59,7 @@ from __future__ import annotations
 import logging
 import re
 import uuid
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -135,6 +135,8 @@ RUN_PREFIX = "wfr-"
 _NAMESPACE = uuid.UUID("0b9c6f1e-3a47-4c1d-9d55-7a1f2e8b6c22")
 _OUTPUT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SHORT = 256
+#: Workflow versions the engine keeps in memory: those in force and those runs read back.
+KNOWN_VERSIONS = 1024
 
 
 # --- ports and helpers -------------------------------------------------------------------------
@@ -226,7 +228,7 @@ class Engine:
         self.source = source
         self.clock = clock
         self.conditions = conditions
-        self._known: dict[tuple[str, str], Workflow] = {}
+        self._known: OrderedDict[tuple[str, str], Workflow] = OrderedDict()
 
     # --- the workflow set ---------------------------------------------------------------------
 
@@ -234,8 +236,16 @@ class Engine:
         """The set in force, remembered by version for the runs that keep it."""
         workflows = self._workflows()
         for loaded in workflows:
-            self._known.setdefault((loaded.id, loaded.version), loaded.definition)
+            self._remember((loaded.id, loaded.version), loaded.definition)
         return workflows
+
+    def _remember(self, key: tuple[str, str], definition: Workflow) -> None:
+        """Keep a version's definition in memory, the most recently used first to stay: at
+        most KNOWN_VERSIONS (an old run's version is read back from the store again)."""
+        self._known[key] = definition
+        self._known.move_to_end(key)
+        while len(self._known) > KNOWN_VERSIONS:
+            self._known.popitem(last=False)
 
     async def definition_of(self, run: Run, versions: VersionStore) -> Workflow | None:
         """The definition a run was started with, or a same-shaped current one; else None.
@@ -244,15 +254,18 @@ class Engine:
         preloaded at start, since a run is always handled in a transaction that has the
         store at hand, and a run started by another orchestrator with a version this one
         never loaded is found the same way. A version's definition never changes (the
-        version is its content hash), so what was read back is remembered for good.
+        version is its content hash), so what was read back is remembered (the
+        KNOWN_VERSIONS most recently used; an older one is read back again).
         """
         workflows = self.current()
         key = (run.workflow_id, run.version)
         known = self._known.get(key)
-        if known is None:
+        if known is not None:
+            self._known.move_to_end(key)
+        else:
             known = await versions.definition(*key)
             if known is not None:
-                self._known[key] = known
+                self._remember(key, known)
         if known is not None:
             return known
         loaded = workflows.workflows.get(run.workflow_id)
