@@ -1,11 +1,12 @@
 """Wires the orchestrator's handlers, API and tables into a service definition.
 
-With ACCORD_WORKFLOWS_DIR set, the workflow engine (issue 22, v0) runs beside the sagas: the
-identity, provisioning-result and access-decision routes and the SCIM writes also drive it
-(in the event's transaction), its loops (wake-ups, time triggers, I/O effects, cron
+With ACCORD_WORKFLOWS_DIR set, the workflow engine runs the folder's workflows: the identity,
+provisioning-result and access-decision routes and the SCIM writes also drive it (in the
+event's transaction), the orchestrator reads its own saga ends back (a workflow task saga's
+end answers its task), its loops (wake-ups, time triggers, I/O effects, cron
 schedules, timers planned again when the set changes, the folder watch) run in the
-background and the runs API is mounted. Unset, the orchestrator is exactly what it was
-(authz's access decisions are taken and dropped: no task waits for one).
+background and the runs API is mounted. Unset, only the shipped workflow files say which
+account sagas start (authz's access decisions are taken and dropped: no task waits for one).
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""The workflow engine beside the sagas: identity events and provisioning results reach it in
-the transaction of the event (issue 22, v0: the engine is on when ACCORD_WORKFLOWS_DIR is set).
+"""The workflow engine with the sagas: identity events, saga ends and provisioning results
+reach it in the transaction of the event (the engine is on when ACCORD_WORKFLOWS_DIR is set).
 
 Each identity handler keeps doing what it does (registry, sagas); `with_workflows` wraps it
 so that, in the same transaction and under the identity's lock, the engine sees the
