@@ -162,7 +162,7 @@ async def main(args: argparse.Namespace) -> int:
     }
     if args.workflows is not None:
         # The orchestrator's workflow engine on: runs, timers and the task sagas' read-back.
-        overrides["ACCORD_WORKFLOWS_DIR"] = str(Path(args.workflows).resolve())
+        overrides["ACCORD_WORKFLOWS_DIR"] = args.workflows
     with tempfile.TemporaryDirectory(prefix="accord-bench-") as home:
         config = PlatformConfig.ephemeral(Path(home), broker=profile.name, extra_env=overrides)
         platform = Platform(config)
@@ -445,8 +445,10 @@ def parse_args() -> argparse.Namespace:
         " measures the engine's cost on the joiner path; default: off)",
     )
     args = parser.parse_args()
-    if args.workflows is not None and not Path(args.workflows).is_dir():
-        parser.error(f"--workflows {args.workflows}: not a folder")
+    if args.workflows is not None:
+        if not Path(args.workflows).is_dir():
+            parser.error(f"--workflows {args.workflows}: not a folder")
+        args.workflows = str(Path(args.workflows).resolve())
     args.folder = Path(args.results).resolve() / stamp()
     return args
 

@@ -35,10 +35,12 @@ from accord.events import (
     new_event,
 )
 from accord.events.catalogue import Provisioning
+from accord.orchestrator.domain.account_saga import CancelRequested, RetryRequested
 from accord.orchestrator.domain.birthright import everyone
-from accord.orchestrator.domain.workflow import WorkflowSettings, access_saga_id
+from accord.orchestrator.domain.workflow import WorkflowSettings, access_saga_id, saga_id_of
 from accord.orchestrator.fakes import FakeWorld
 from accord.orchestrator.handlers import on_user_created, on_user_status, on_user_updated
+from accord.orchestrator.handlers.operators import on_operator
 from accord.orchestrator.handlers.workflows import (
     WorkflowPorts,
     on_access_changed_with_workflows,
@@ -554,11 +556,108 @@ async def test_a_transient_saga_failure_is_retried_by_the_task_policy_with_a_new
     assert task.attempts == 2
 
 
+async def test_an_operator_who_cancels_a_task_saga_fails_its_task_for_good() -> None:
+    h = Harness(FLAKY)
+    (request,) = h.requests(await h.deliver(joiner()))
+    saga_id = request.data.saga_id  # type: ignore[union-attr]
+
+    cancelled = await on_operator(saga_id, CancelRequested("wrong target"), h.world.ports)
+    answered = await h.saga_ends(cancelled)
+
+    assert workflow_types(answered) == ["workflow.task_failed", "workflow.run_failed"]
+    task = h.run_of("flaky").task("crm_account")
+    assert task is not None
+    assert task.attempts == 1  # an operator's cancel is no transient failure: not retried
+    assert task.error == "cancelled: wrong target"
+    # The provisioner's late answer to the cancelled saga changes nothing.
+    assert await h.answer(request) == []
+
+
 async def test_a_refusal_is_not_retried() -> None:
     h = Harness(FLAKY)
     (first,) = h.requests(await h.deliver(joiner()))
     failed = await h.answer(first, reason="no such department", retryable=False)
     assert workflow_types(failed) == ["workflow.task_failed", "workflow.run_failed"]
+
+
+# --- tasks after a shipped account saga ---------------------------------------------------------
+
+JOINER_THEN_MFA = """
+id: accord-joiner
+category: joiner
+description: The joiner saga, then MFA enrolment once the accounts exist.
+trigger: {event: user.created}
+tasks:
+  - {id: accounts, task: account_saga, saga: joiner}
+  - {id: mfa, task: require_mfa_enrolment}
+"""
+
+LEAVER_THEN_SESSIONS = """
+id: accord-leaver
+category: leaver
+description: The leaver saga, then every session revoked.
+trigger: {event: user.deleted}
+tasks:
+  - {id: accounts, task: account_saga, saga: leaver}
+  - {id: sessions, task: revoke_sessions}
+"""
+
+
+def saga_requests(events: list[Envelope], saga_type: str, h: Harness) -> list[Envelope]:
+    return [
+        e
+        for e in events
+        if isinstance(e.data, ProvisionRequested) and h.saga_type(e.data.saga_id) == saga_type
+    ]
+
+
+async def test_tasks_after_the_joiner_saga_run_once_its_accounts_exist() -> None:
+    h = Harness(JOINER_THEN_MFA, account_sagas=True)
+    created = await h.deliver(joiner())
+
+    run = h.run_of("accord-joiner")
+    task = run.task("accounts")
+    assert task is not None
+    assert task.waiting_for is not None
+    assert task.waiting_for["saga_id"] == saga_id_of(created[0].causationid or "")
+    assert not any(isinstance(e.data, MfaEnrolmentRequested) for e in h.emitted)
+
+    answered: list[Envelope] = []
+    for request in saga_requests(created, "joiner", h):
+        answered += await h.answer(request)
+
+    run = h.run_of("accord-joiner")
+    assert run.status is RunStatus.COMPLETED
+    assert run.vars["accounts"]["targets"] == ["crm", "wiki"]
+    mfa = [e for e in answered if isinstance(e.data, MfaEnrolmentRequested)]
+    assert [e.data.saga_id for e in mfa] == [run.run_id]  # type: ignore[union-attr]
+
+
+async def test_a_leaver_round_that_fails_is_not_the_end_its_run_waits_for() -> None:
+    h = Harness(LEAVER_THEN_SESSIONS, account_sagas=True)
+    for request in saga_requests(await h.deliver(joiner()), "joiner", h):
+        await h.answer(request)
+    left = await h.deliver(UserDeleted(user_id="u1"))
+    crm, wiki = sorted(saga_requests(left, "leaver", h), key=lambda e: e.data.target)  # type: ignore[union-attr]
+
+    await h.answer(crm, reason="target down", retryable=True)
+    failed_round = await h.answer(wiki)
+
+    # The leaver saga failed a round and retries by itself: its run still waits.
+    assert [e.type for e in failed_round] == ["saga.failed"]
+    assert failed_round[0].data.retrying  # type: ignore[union-attr]
+    waiting = h.run_of("accord-leaver").task("accounts")
+    assert waiting is not None
+    assert waiting.status is TaskStatus.RUNNING
+    assert waiting.waiting_for is not None
+    retried = await on_operator(crm.data.saga_id, RetryRequested(), h.world.ports)  # type: ignore[union-attr]
+    (again,) = saga_requests(retried, "leaver", h)
+    done = await h.answer(again)
+
+    assert "workflow.task_completed" in workflow_types(done)  # the saga's end, read back
+    await loops.perform_due(h.engine, h.transaction)
+    assert h.run_of("accord-leaver").status is RunStatus.COMPLETED
+    assert [type(command) for command in h.runner.performed] == [runs.RevokeSessions]
 
 
 # --- a run keeps its version across restarts -------------------------------------------------

@@ -79,7 +79,12 @@ def test_the_shipped_set_runs_each_saga_on_its_event() -> None:
             saga_file("x", "joiner", "user.created").replace(
                 "tasks:\n", "tasks:\n  - {id: mail, task: revoke_sessions}\n"
             ),
-            "must be its workflow's only task",
+            "must be its workflow's first task",
+        ),
+        (
+            saga_file("x", "joiner", "user.created")
+            + "  - {id: again, task: account_saga, saga: joiner}\n",
+            "the only account_saga of it",
         ),
         (saga_file("x", "joiner", "user.updated"), "the joiner saga runs on user.created"),
         (
@@ -94,10 +99,17 @@ def test_the_shipped_set_runs_each_saga_on_its_event() -> None:
         ),
     ],
 )
-def test_an_account_saga_is_alone_on_its_event(text: str, reason: str) -> None:
+def test_an_account_saga_comes_first_on_its_event(text: str, reason: str) -> None:
     with pytest.raises(WorkflowErrors) as caught:
         load_files({"x.yaml": text}, CHECKS)
     assert reason in str(caught.value)
+
+
+def test_tasks_may_follow_an_account_saga() -> None:
+    text = saga_file("x", "joiner", "user.created") + "  - {id: mfa, task: require_mfa_enrolment}\n"
+    loaded = load_files({"x.yaml": text}, CHECKS)
+    assert loaded["x"].definition.runs_after_saga
+    assert not shipped()["accord-joiner"].definition.runs_after_saga
 
 
 # --- the set's rules --------------------------------------------------------------------------

@@ -51,6 +51,7 @@ from accord.orchestrator.domain.account_saga import Backoff
 from accord.orchestrator.domain.birthright import Birthright, everyone
 from accord.orchestrator.domain.workflow import WorkflowSettings
 from accord.orchestrator.handlers.workflows import (
+    SagaTasks,
     WorkflowPorts,
     access_decided_without_engine,
     approval_without_engine,
@@ -144,7 +145,7 @@ def routes(flows: WorkflowSettings, engine: Engine | None = None) -> Routes:
 
         def workflow_ports(ctx: HandlerContext) -> WorkflowPorts:
             bound = ports(ctx)
-            return WorkflowPorts(bound, engine_stores(ctx.conn, bound), engine)
+            return WorkflowPorts(bound, engine_stores(ctx.conn, SagaTasks(bound)), engine)
 
         identity_routes = [
             on(UserCreated, with_workflows(handlers.on_user_created), workflow_ports),

@@ -84,8 +84,8 @@ class OrchestratorSettings(ServiceSettings):
     workflows_dir: Path | None = Field(
         default=None,
         description="Folder of lifecycle workflow files (YAML, issue 22); set, the workflow"
-        " engine runs them (their account tasks as sagas), reloads the folder when it changes and serves"
-        " the runs API; unset, the engine is off.",
+        " engine runs them (their account tasks as sagas), reloads the folder when it"
+        " changes and serves the runs API; unset, the engine is off.",
     )
     targets_file: Path | None = Field(
         default=None,

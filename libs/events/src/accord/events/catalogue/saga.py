@@ -68,3 +68,6 @@ class SagaFailed(SagaEvent):
     retryable: bool = False
     """Every failed step failed for a transient reason (down, throttled, no answer in
     time): the same request may succeed later (a workflow task's retry policy reads it)."""
+    retrying: bool = False
+    """The saga retries by itself (a leaver always, the others after transient failures):
+    this round failed, the saga has not ended."""

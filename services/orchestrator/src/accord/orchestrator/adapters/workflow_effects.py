@@ -13,11 +13,10 @@ from typing import Any
 import asyncpg
 
 from accord.orchestrator.adapters import store
+from accord.orchestrator.adapters.postgres import PostgresRegistry
 from accord.orchestrator.adapters.workflow_callbacks import PostgresCallbacks
 from accord.orchestrator.adapters.workflow_runs import workflow_stores
 from accord.orchestrator.adapters.workflow_versions import PostgresVersions
-from accord.orchestrator.handlers.workflows import SagaTasks
-from accord.orchestrator.ports import OrchestratorPorts
 from accord.orchestrator.workflows import runs
 from accord.orchestrator.workflows.effect_queue import (
     QueuedEffect,
@@ -25,6 +24,7 @@ from accord.orchestrator.workflows.effect_queue import (
     encode_command,
 )
 from accord.orchestrator.workflows.engine import EngineStores
+from accord.orchestrator.workflows.ports import TaskSagas
 
 
 @dataclass(frozen=True)
@@ -75,18 +75,19 @@ class PostgresEffectQueue:
         )
 
 
-def engine_stores(conn: asyncpg.Connection, ports: OrchestratorPorts) -> EngineStores:
-    """The workflow engine's stores inside the transaction open on `conn`; `ports`: the
-    handlers' ports on the same connection (the task sagas start on them)."""
+def engine_stores(conn: asyncpg.Connection, sagas: TaskSagas) -> EngineStores:
+    """The workflow engine's stores inside the transaction open on `conn`; `sagas`: the
+    task sagas on the handlers' ports of the same connection
+    (`handlers.workflows.SagaTasks`)."""
     runs_store, wakeups, timers = workflow_stores(conn)
     return EngineStores(
-        registry=ports.registry,
+        registry=PostgresRegistry(conn),
         runs=runs_store,
         wakeups=wakeups,
         timers=timers,
         effects=PostgresEffectQueue(conn),
         versions=PostgresVersions(conn),
-        sagas=SagaTasks(ports),
+        sagas=sagas,
         callbacks=PostgresCallbacks(conn),
     )
 

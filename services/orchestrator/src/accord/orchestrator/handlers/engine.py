@@ -278,6 +278,7 @@ async def _carry_out(
                 reason=command.reason[:256],
                 failed_targets=command.failed_targets,
                 retryable=_transient(state),
+                retrying=saga.retries_now(state),
             )
             events.append(origin.event(failed))
         else:

@@ -34,6 +34,7 @@ from accord.events import (
     SagaFailed,
 )
 from accord.events.catalogue import ApprovalDecided
+from accord.orchestrator.domain.account_saga import SagaState
 from accord.orchestrator.handlers import engine as sagas
 from accord.orchestrator.handlers.access import on_access_changed
 from accord.orchestrator.handlers.results import on_account_result
@@ -78,6 +79,9 @@ class SagaTasks:
             memberships=saga.memberships,
             intent=saga.intent,
         )
+
+    async def state(self, saga_id: str) -> SagaState | None:
+        return await self.ports.sagas.load(saga_id)
 
 
 def with_workflows(handle: IdentityHandler[D]) -> WorkflowHandler[D]:

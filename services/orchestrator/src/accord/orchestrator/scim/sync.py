@@ -46,6 +46,7 @@ from accord.orchestrator.handlers import on_user_created, on_user_status, on_use
 from accord.orchestrator.handlers.identity import UserStatusChanged
 from accord.orchestrator.handlers.workflows import (
     IdentityHandler,
+    SagaTasks,
     WorkflowPorts,
     with_workflows,
 )
@@ -126,7 +127,9 @@ class _IdentityHandlers:
         handler = _handler_for(data)
         if self.engine is None:
             return await handler(event, data, self.ports)
-        ports = WorkflowPorts(self.ports, engine_stores(self.conn, self.ports), self.engine)
+        ports = WorkflowPorts(
+            self.ports, engine_stores(self.conn, SagaTasks(self.ports)), self.engine
+        )
         return await with_workflows(handler)(event, data, ports)
 
 

@@ -461,8 +461,12 @@ class AccountSaga(_Task):
       every target said yes; on ``user.deleted`` they are deleted after
       ``ACCORD_LEAVER_RETENTION_S``.
 
-    It is its workflow's only task and runs on its event (``SAGA_EVENTS``); ``when``,
+    It is its workflow's first task and runs on its event (``SAGA_EVENTS``); ``when``,
     ``retry`` and ``continue_on_error`` do not apply: the saga has its own failure rules.
+    Alone, it is the saga and nothing more. Followed by other tasks, the event starts a
+    run too: its first task waits for the saga the event started (its end read back), and
+    the tasks after it run once the saga completed (a welcome mail once the joiner's
+    accounts exist).
     """
 
     task: Literal["account_saga"]
@@ -769,11 +773,11 @@ class Workflow(_Model):
         sagas = [task for task in self.tasks if isinstance(task, AccountSaga)]
         if not sagas:
             return self
-        if len(self.tasks) > 1:
+        if len(sagas) > 1 or not isinstance(self.tasks[0], AccountSaga):
             raise PydanticCustomError(
-                "saga_not_alone",
-                "an account_saga task must be its workflow's only task (tasks that follow "
-                "an account saga are not supported yet: put them in a workflow of their own)",
+                "saga_not_first",
+                "an account_saga task must be its workflow's first task, and the only "
+                "account_saga of it (other tasks may follow it)",
             )
         events = SAGA_EVENTS[sagas[0].saga]
         trigger = self.trigger
@@ -786,7 +790,12 @@ class Workflow(_Model):
         return self
 
     @property
+    def runs_after_saga(self) -> bool:
+        """Whether tasks follow its account saga: then its event starts a run as well."""
+        return self.account_saga is not None and len(self.tasks) > 1
+
+    @property
     def account_saga(self) -> str | None:
-        """The account saga this workflow runs (its only task), if it runs one."""
+        """The account saga this workflow runs (its first task), if it runs one."""
         task = self.tasks[0]
         return task.saga if isinstance(task, AccountSaga) else None

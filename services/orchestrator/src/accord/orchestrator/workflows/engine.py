@@ -87,9 +87,15 @@ from accord.events.catalogue.workflow import (
     WorkflowTaskSkipped,
     WorkflowTaskWaiting,
 )
-from accord.orchestrator.domain.account_saga import Operation, Step, TaskIntent
+from accord.orchestrator.domain.account_saga import (
+    Operation,
+    SagaState,
+    Step,
+    TaskIntent,
+    retries_now,
+)
 from accord.orchestrator.domain.identity import changed_attributes
-from accord.orchestrator.domain.workflow import Identity
+from accord.orchestrator.domain.workflow import Identity, saga_id_of
 from accord.orchestrator.ports import RegistryStore
 from accord.orchestrator.workflows import access_requests, matching, runs
 from accord.orchestrator.workflows.callback_api import CallbackState
@@ -323,9 +329,9 @@ class Engine:
             )
         for planned in matches.runs:
             definition = workflows[planned.workflow_id].definition
-            if definition.account_saga is not None:
-                # An account saga: its identity handler starts it (handlers/identity). A
-                # leaver's still supersedes what it replaces (a joiner's pre-hire wait).
+            if definition.account_saga is not None and not definition.runs_after_saga:
+                # An account saga alone: its identity handler starts it (handlers/identity),
+                # no run. A leaver's still supersedes what it replaces (a pre-hire wait).
                 await self._supersede(work, identity_id, definition.category)
                 await self._promote(work, identity_id)
                 continue
@@ -554,6 +560,8 @@ class Engine:
     ) -> tuple[Run, list[runs.Event]]:
         if isinstance(command, runs.Provision | runs.ChangeGroup):
             return await self._account_task(work, run, command)
+        if isinstance(command, runs.AwaitAccountSaga):
+            return await self._await_account_saga(work, run, command)
         stores = work.stores
         envelopes = self.runner.envelopes(command, run, identity, work.cause)
         if envelopes is None:
@@ -601,6 +609,40 @@ class Engine:
         )
         return run, []
 
+    async def _await_account_saga(
+        self, work: _Handling, run: Run, command: runs.AwaitAccountSaga
+    ) -> tuple[Run, list[runs.Event]]:
+        """An account_saga task: the saga the run's event started (the identity handler
+        did, before the run) answers it; one that ended already, or none (nothing to do),
+        answers at once."""
+        saga_id = saga_id_of(str(run.trigger.get("event_id", "")))
+        task_id = str(command.task_id)
+        state = await work.stores.sagas.state(saga_id)
+        outcome = _saga_outcome(state, task_id, command.attempt)
+        if outcome is not None:
+            return run, [outcome]
+        run = _with_task(run, task_id, waiting_for={"kind": "account_saga", "saga_id": saga_id})
+        task = run.task(task_id)
+        assert task is not None
+        work.events.append(
+            self._event(
+                WorkflowTaskWaiting(
+                    **self._common(run),
+                    task_id=task.task_id,
+                    kind=task.kind,
+                    waiting_for="provisioning",
+                ),
+                run,
+                work.cause,
+            )
+        )
+        return run, []
+
+    def _awaits_account_sagas(self) -> bool:
+        """Whether a workflow in force runs tasks after its account saga (so the end of an
+        account saga may answer a run's task)."""
+        return any(loaded.definition.runs_after_saga for loaded in self.current())
+
     # --- task sagas ---------------------------------------------------------------------------
 
     async def on_task_saga_ended(
@@ -610,8 +652,10 @@ class Engine:
         saga's reason and retryable flag. Only the identity's active run can wait for one;
         the end of a saga no task waits for (a cancelled run's, an earlier attempt's, a
         failed saga healed later) is ignored and logged."""
-        if data.saga_type != "workflow_task":
+        if data.saga_type != "workflow_task" and not self._awaits_account_sagas():
             return []
+        if isinstance(data, SagaFailed) and data.retrying:
+            return []  # a round failed; the saga goes on by itself (a leaver's outage)
         await stores.registry.lock(data.subject_id)
         run = await stores.runs.active_for(data.subject_id)
         task = _saga_task(run, data.saga_id) if run is not None else None
@@ -1076,6 +1120,21 @@ def _task_saga(
     targets = None if command.targets == "all" else tuple(command.targets)
     intent = TaskIntent(command.operation, targets, disabled=command.disabled)
     return TaskSaga(saga_id, identity_id, intent)
+
+
+def _saga_outcome(state: SagaState | None, task_id: str, attempt: int) -> runs.Event | None:
+    """An account_saga task's answer from its saga as it is now; None: wait for its end."""
+    if state is None:
+        return runs.TaskSucceeded(task_id, {"targets": []}, attempt=attempt)
+    if state.status == "completed":
+        return runs.TaskSucceeded(
+            task_id, {"targets": list(state.targets("done"))}, attempt=attempt
+        )
+    if state.status == "cancelled" or (state.status == "failed" and not retries_now(state)):
+        failed = ", ".join(state.targets("failed")) or "no target"
+        reason = f"the {state.saga_type} saga {state.status} (failed in {failed})"
+        return runs.TaskFailed(task_id, reason, retryable=False, attempt=attempt)
+    return None
 
 
 def _saga_task(run: Run, saga_id: str) -> TaskRun | None:

@@ -48,6 +48,7 @@ import asyncpg
 from accord.events import Envelope
 from accord.orchestrator.adapters.workflow_effects import engine_stores
 from accord.orchestrator.adapters.workflow_schedules import PostgresSchedules
+from accord.orchestrator.handlers.workflows import SagaTasks
 from accord.orchestrator.ports import OrchestratorPorts
 from accord.orchestrator.workflows import matching, schedules
 from accord.orchestrator.workflows.effect_queue import QueuedEffect
@@ -129,7 +130,8 @@ def postgres_transactions(pool: asyncpg.Pool, schema: str, ports: PortsOn) -> Tr
     @asynccontextmanager
     async def transaction() -> AsyncIterator[UnitOfWork]:
         async with pool.acquire() as conn, conn.transaction():
-            stores = replace(engine_stores(conn, ports(conn)), schedules=PostgresSchedules(conn))
+            sagas = SagaTasks(ports(conn))
+            stores = replace(engine_stores(conn, sagas), schedules=PostgresSchedules(conn))
             yield _PostgresUnit(conn, schema, stores)
 
     return transaction

@@ -33,7 +33,7 @@ from datetime import datetime
 from typing import Protocol
 
 from accord.events import Envelope
-from accord.orchestrator.domain.account_saga import Step, TaskIntent
+from accord.orchestrator.domain.account_saga import SagaState, Step, TaskIntent
 from accord.orchestrator.workflows.definitions import Workflow
 from accord.orchestrator.workflows.run_model import Run, RunStatus, Wakeup
 from accord.orchestrator.workflows.timers import Timer, TimerState, TimeTrigger
@@ -179,8 +179,8 @@ class TaskSaga:
 
 
 class TaskSagas(Protocol):
-    """Starts task sagas on the saga machinery (`adapters.workflow_effects.SagaTasks`; the
-    unit tests' fake records them)."""
+    """Starts task sagas, and reads sagas, on the saga machine (`handlers.workflows.SagaTasks`,
+    on the handlers' ports: PostgreSQL in the service, in memory in the unit tests)."""
 
     async def start(
         self, saga: TaskSaga, cause: Envelope | None, correlation_id: str
@@ -189,4 +189,9 @@ class TaskSagas(Protocol):
         in flight (planned when it begins); the events that emits (saga.started, the
         provision.requested of its steps, saga.completed at once when it has none). A saga
         id started already starts nothing."""
+        ...
+
+    async def state(self, saga_id: str) -> SagaState | None:
+        """A saga as it is now (any type: an account_saga task waits for the saga its
+        event started), or None when there is none (nothing to do, so none started)."""
         ...

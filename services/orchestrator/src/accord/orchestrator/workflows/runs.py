@@ -106,6 +106,7 @@ __all__ = [
     "Announce",
     "ApprovalDecision",
     "AskApproval",
+    "AwaitAccountSaga",
     "Begin",
     "CallExtension",
     "CallbackReceived",
@@ -255,6 +256,14 @@ class Provision(Effect):
     operation: Literal["create", "update", "enable", "disable", "delete"]
     targets: Literal["all"] | tuple[str, ...]
     disabled: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class AwaitAccountSaga(Effect):
+    """An account_saga task: wait for the saga the run's triggering event started (the
+    identity handler starts it, in the same transaction, before the run)."""
+
+    saga: str
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -933,6 +942,8 @@ def _effect(spec: Any, keys: Mapping[str, Any]) -> Effect:
             targets=spec.targets,
             disabled=getattr(spec, "disabled", False),
         )
+    if isinstance(spec, d.AccountSaga):
+        return AwaitAccountSaga(**keys, saga=spec.saga)
     if isinstance(spec, d.AddGroup | d.RemoveGroup):
         action: Literal["add", "remove"] = "add" if isinstance(spec, d.AddGroup) else "remove"
         return ChangeGroup(**keys, action=action, target=spec.target, group=spec.group)

@@ -1,10 +1,11 @@
 """The workflows Accord ships (``shipped/``): today's account sagas as workflow files.
 
 The joiner, mover, reactivation and leaver flows are workflows like any other: a file each,
-whose only task is ``account_saga``. The set in force is the shipped files overlaid with
+whose one task is ``account_saga``. The set in force is the shipped files overlaid with
 the folder's (``ACCORD_WORKFLOWS_DIR``): a file of the folder with a shipped id replaces
-that workflow (scoped, narrowed to some ``changed:`` attributes, or ``enabled: false``), and
-its other files add workflows. Without a folder the shipped set alone is in force.
+that workflow (scoped, narrowed to some ``changed:`` attributes, ``enabled: false``, or
+followed by tasks that run once the saga completed), and its other files add workflows.
+Without a folder the shipped set alone is in force.
 
 Rules a set must keep (:func:`saga_errors`), because users rely on them:
 - at most one enabled workflow runs each account saga on each event (two would start
