@@ -332,8 +332,9 @@ class Engine:
             if definition.account_saga is not None and not definition.runs_after_saga:
                 # An account saga alone: its identity handler starts it (handlers/identity),
                 # no run. A leaver's still supersedes what it replaces (a pre-hire wait).
-                await self._supersede(work, identity_id, definition.category)
-                await self._promote(work, identity_id)
+                if definition.category == "leaver":
+                    await self._supersede(work, identity_id, definition.category)
+                    await self._promote(work, identity_id)
                 continue
             trigger = {
                 "kind": "event",
@@ -354,10 +355,13 @@ class Engine:
         after: Mapping[str, Any] | None,
     ) -> None:
         triggers = matching.time_triggers(workflows)
+        if not triggers:
+            # No time trigger in force: nothing to plan, and nothing of an older set's to
+            # move (a set change cancels the timers it no longer plans, `cancel_stale`; one
+            # that fires meanwhile finds no workflow and is skipped). No read per event.
+            return
         identity_id = str((after or before or {}).get("id"))
         existing = await work.stores.timers.for_identity(identity_id)
-        if not triggers and not any(timer.state == "scheduled" for timer in existing):
-            return
         plan = plan_timers(triggers, before, after, existing, work.now)
         if plan.schedule:
             await work.stores.timers.upsert(plan.schedule)
