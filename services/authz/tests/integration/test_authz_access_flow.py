@@ -133,9 +133,55 @@ async def test_a_low_risk_request_is_granted_at_once_with_its_group(pool: asyncp
     assert isinstance(granted, AccessGranted)
     assert [(p.target, p.group) for p in granted.provisioning] == [("scim-demo", "wiki-readers")]
     assert granted.expires_at is not None
-    # A second request for what is held makes no second grant.
+    # A second request for what is held makes no second grant: it is answered with this one.
     _, again = await ask(pool, "wiki", "reader", request_id="req-wiki-again")
-    assert [type(e) for e in again] == [AccessDecided]
+    assert again[-1] == granted.model_copy(
+        update={"request_id": "req-wiki-again", "reaffirmed": True}
+    )
+
+
+async def test_a_request_for_an_entitlement_held_is_answered_once_with_its_grant(
+    pool: asyncpg.Pool,
+) -> None:
+    _, first = await ask(pool, "wiki", "editor", principal="bob", duration=3600)
+    held = first[-1]
+    assert isinstance(held, AccessGranted)
+    request = AccessRequested(
+        request_id="run-1:grant_wiki:1",
+        requester_id="bob",
+        principal_id="bob",
+        resource=Resource(application="wiki", entitlement="editor"),
+    )
+    event = new_event(request, source="urn:test")
+
+    answers = [await decided(pool, event), await decided(pool, event)]  # then redelivered
+
+    assert answers[0] == [
+        AccessDecided,
+        held.model_copy(update={"request_id": "run-1:grant_wiki:1", "reaffirmed": True}),
+    ]
+    assert answers[1] == []
+    async with pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT grant_id, expires_at FROM grants WHERE principal_id = 'bob'"
+            " AND entitlement = 'editor'"
+        )
+    assert [(r["grant_id"], r["expires_at"]) for r in rows] == [(held.grant_id, held.expires_at)]
+
+
+async def decided(pool: asyncpg.Pool, event: Envelope) -> list[Any]:
+    """authz's answer to one delivery of a request: the types of the events, but a grant's
+    data in full."""
+    async with pool.acquire() as conn, conn.transaction():
+        events = await access.decide_request(
+            conn,
+            event,
+            policies=POLICIES,
+            catalogue=CATALOGUE,
+            settings=SETTINGS,
+            source=SOURCE,
+        )
+    return [e.data if isinstance(e.data, AccessGranted) else type(e.data) for e in events]
 
 
 async def test_a_high_risk_request_goes_through_manager_then_owner(pool: asyncpg.Pool) -> None:

@@ -555,6 +555,36 @@ async def test_a_grant_past_its_expiry_is_not_live_and_ends_at_its_expiry(
     assert await grant(stores, 4)
 
 
+async def test_the_grant_held_is_the_live_one_of_that_entitlement(stores: Stores) -> None:
+    await grant(stores, 1, expires_at=now() - HOUR)
+    assert await stores.grants.held("ada", "wiki", "reader") is None  # past its expiry
+    await stores.grants.expire("grant-1")
+    await grant(stores, 2, expires_at=now() + HOUR)
+    await grant(stores, 3, entitlement="editor")
+    await grant(stores, 4, principal="bob")
+
+    held = await stores.grants.held("ada", "wiki", "reader")
+
+    assert held is not None
+    assert held == next(
+        g for g in await stores.grants.live_of("ada") if g["entitlement"] == "reader"
+    )
+    assert {k: held[k] for k in GRANT_FIELDS if k != "expires_at"} == {
+        "grant_id": "grant-2",
+        "request_id": "req-2",
+        "principal_id": "ada",
+        "application": "wiki",
+        "entitlement": "reader",
+        "provisioning": [{"target": "scim-demo", "group": "wiki-readers"}],
+        "revoke_reason": None,
+    }
+    assert await stores.grants.held("ada", "wiki", "admin") is None
+    assert await stores.grants.held("ada", "crm", "reader") is None
+    assert await stores.grants.held("cy", "wiki", "reader") is None
+    await stores.grants.revoke("grant-2", "by hand")
+    assert await stores.grants.held("ada", "wiki", "reader") is None
+
+
 async def test_expired_grants_come_oldest_expiry_first(stores: Stores) -> None:
     await grant(stores, 1, entitlement="a", expires_at=now() - HOUR)
     await grant(stores, 2, entitlement="b", expires_at=now() - 2 * HOUR)

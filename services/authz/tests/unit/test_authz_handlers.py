@@ -332,9 +332,10 @@ async def test_a_low_risk_request_is_granted_at_once_with_its_group(
     assert granted.expires_at == clock.now + timedelta(hours=1)
     entities = await memory.stores().directory.principal_entities("ada")
     assert entities[0].attrs["entitlements"] == {EntityRef("Entitlement", "wiki/reader")}
-    # A second request for what is held makes no second grant.
-    _, again = await ask(memory, "wiki", "reader", request_id="req-again")
-    assert kinds(again) == [AccessDecided]
+    # A second request for what is held makes no second grant (it is answered with this
+    # one: see the next tests).
+    await ask(memory, "wiki", "reader", request_id="req-again")
+    assert [g["grant_id"] for g in memory.grants.values()] == [granted.grant_id]
 
 
 async def test_a_redelivered_request_is_answered_once(memory: Memory) -> None:
@@ -347,6 +348,71 @@ async def test_a_redelivered_request_is_answered_once(memory: Memory) -> None:
     )
     assert kinds(await consume(memory, request)) == [AccessDecided, AccessGranted]
     assert await consume(memory, request) == []
+
+
+async def test_a_request_for_an_entitlement_held_is_answered_with_its_grant(
+    memory: Memory, clock: Clock
+) -> None:
+    await people(memory)
+    _, first = await ask(memory, "wiki", "reader", duration=3600)
+    held = first[-1].data
+    assert isinstance(held, AccessGranted)
+    clock.now += timedelta(minutes=5)
+
+    request = AccessRequested(
+        request_id="run-1:grant_wiki:1",
+        requester_id="ada",
+        principal_id="ada",
+        resource=Resource(application="wiki", entitlement="reader"),
+        duration_seconds=7200,
+    )
+    events = await consume(memory, request)
+
+    assert kinds(events) == [AccessDecided, AccessGranted]
+    answer = events[-1].data
+    assert isinstance(answer, AccessGranted)
+    # The held grant as it is: its id, expiry and groups; the request's longer duration
+    # does not extend it.
+    assert answer == held.model_copy(
+        update={"request_id": "run-1:grant_wiki:1", "reaffirmed": True}
+    )
+    assert events[-1].subject == "run-1:grant_wiki:1"
+    assert len(memory.grants) == 1
+    assert memory.requests["run-1:grant_wiki:1"]["status"] == "permit"
+    # A redelivery is answered once, as any request (the answer above is committed with
+    # the decision).
+    assert await consume(memory, request) == []
+
+    # Another request gets its own answer, naming the same grant.
+    _, other = await ask(memory, "wiki", "reader", request_id="run-1:grant_wiki:2")
+    assert kinds(other) == [AccessDecided, AccessGranted]
+    assert other[-1].data == answer.model_copy(update={"request_id": "run-1:grant_wiki:2"})
+    assert other[-1].id != events[-1].id
+
+
+async def test_an_approved_request_for_an_entitlement_held_is_answered_with_its_grant(
+    memory: Memory,
+) -> None:
+    await people(memory)
+    first, _ = await ask(memory, "payroll", "viewer", principal="bob", request_id="req-1")
+    await answer(memory, first, "mia")
+    held = (await answer(memory, first, "payroll-owner"))[-1].data
+    assert isinstance(held, AccessGranted)
+    assert not held.reaffirmed
+    second, _ = await ask(memory, "payroll", "viewer", principal="bob", request_id="req-2")
+    await answer(memory, second, "mia")
+
+    final = await answer(memory, second, "payroll-owner")
+
+    assert kinds(final) == [AccessApprovalDecided, AccessGranted]
+    reaffirmed = final[-1].data
+    assert isinstance(reaffirmed, AccessGranted)
+    assert (reaffirmed.request_id, reaffirmed.grant_id, reaffirmed.reaffirmed) == (
+        "req-2",
+        held.grant_id,
+        True,
+    )
+    assert memory.requests[second]["status"] == "approved"
 
 
 async def test_a_request_for_an_unknown_principal_waits(memory: Memory) -> None:

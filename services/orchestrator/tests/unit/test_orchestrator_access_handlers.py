@@ -66,6 +66,24 @@ async def test_a_grant_without_provisioning_starts_no_saga() -> None:
     assert await on_access_changed(event(grant), grant, w.ports) == []
 
 
+async def test_a_reaffirmed_grant_starts_no_saga() -> None:
+    w = world()
+    await joined(w, "u-1")
+    # Even one whose grant's own access.granted is not consumed yet (another request id,
+    # another partition): that one provisions the grant, this one only answers a request.
+    held = granted("u-1", SALES, grant_id="g-held").model_copy(
+        update={"request_id": "run-1:grant_crm:1", "reaffirmed": True}
+    )
+
+    assert await on_access_changed(event(held), held, w.ports) == []
+    assert access_saga_id(AccessGranted, "g-held") not in w.sagas.rows
+
+    original = granted("u-1", SALES, grant_id="g-held")
+    assert members(await on_access_changed(event(original), original, w.ports)) == [
+        ("crm", "add_member", "Sales Team")
+    ]
+
+
 async def test_a_grant_for_an_unknown_identity_is_tried_again() -> None:
     w = world()
     grant = granted("u-nobody", SALES)

@@ -48,6 +48,22 @@ def test_the_grant_completes_the_task_with_the_grant() -> None:
     )
 
 
+def test_a_grant_held_already_completes_the_task_as_a_new_one_would() -> None:
+    """authz answers a request for an entitlement held with that grant (reaffirmed): the
+    task has its access, so it completes, naming the grant held and its expiry."""
+    until = datetime(2027, 1, 1, tzinfo=UTC)
+    held = AccessGranted(
+        request_id=REQUEST, grant_id="grant-req-1", principal_id="u1", resource=RESOURCE,
+        expires_at=until, reaffirmed=True,
+    )  # fmt: skip
+    assert decision(held, ASKED) == runs.AccessDecision(
+        "payroll_access",
+        2,
+        granted=True,
+        outputs={"granted": True, "grant_id": "grant-req-1", "expires_at": until.isoformat()},
+    )
+
+
 def decided(verdict: str) -> AccessDecided:
     return AccessDecided.model_validate(
         {

@@ -382,6 +382,11 @@ def _outcome(
             f"request {request['request_id']} now waits for stage {pending['stage']}/"
             f"{len(chain)} ({pending['name']}): {', '.join(pending['approvers'])}"
         )
+    elif status == "approved" and granted and granted[0].reaffirmed:
+        lines.append(
+            f"request {request['request_id']} is approved (the entitlement is already held: "
+            f"no second grant; answered with grant {granted[0].grant_id})"
+        )
     elif status == "approved" and granted:
         lines.append(
             f"request {request['request_id']} is approved: access granted "

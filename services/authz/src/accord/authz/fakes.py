@@ -462,6 +462,13 @@ class MemoryGrants:
         ]
         return [dict(g) for g in sorted(live, key=lambda g: g["granted_at"])]
 
+    async def held(self, principal_id: str, application: str, entitlement: str) -> Row | None:
+        for g in self.memory.grants.values():
+            place = (g["principal_id"], g["application"], g["entitlement"])
+            if place == (principal_id, application, entitlement) and self.memory.live(g):
+                return dict(g)
+        return None
+
     async def expired(self, *, limit: int) -> list[str]:
         due = [g for g in self.memory.grants.values() if self.memory.due(g)]
         return [g["grant_id"] for g in sorted(due, key=lambda g: g["expires_at"])[:limit]]

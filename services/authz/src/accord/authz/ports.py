@@ -240,6 +240,10 @@ class Grants(Protocol):
     async def live_of(self, principal_id: str) -> list[Row]:
         """The principal's live grants, oldest first."""
 
+    async def held(self, principal_id: str, application: str, entitlement: str) -> Row | None:
+        """The principal's live grant of an entitlement, locked against its end; None when
+        it holds none."""
+
     async def expired(self, *, limit: int) -> list[str]:
         """Grants past their expiry whose end is not recorded, locked (others skip them)."""
 

@@ -95,6 +95,9 @@ class AccessGranted(AccessEvent):
     provisioning: tuple[Provisioning, ...] = Field(default=(), max_length=16)
     """The group memberships that carry the entitlement (from the catalogue); empty when
     it lives in Accord only."""
+    reaffirmed: bool = False
+    """The principal already held this grant: the request is answered with it, nothing new
+    is provisioned."""
 
 
 class AccessRevoked(AccessEvent):

@@ -128,6 +128,21 @@ class PostgresGrants:
         )
         return [_grant(r) for r in rows]
 
+    async def held(
+        self, principal_id: str, application: str, entitlement: str
+    ) -> dict[str, Any] | None:
+        """The principal's live grant of an entitlement, or None. FOR SHARE: a revocation or
+        expiry waits for this transaction, so its access.revoked follows the answer that
+        names the grant instead of overtaking it."""
+        row = await self.conn.fetchrow(
+            f"SELECT {_COLUMNS} FROM grants WHERE principal_id = $1 AND application = $2"  # noqa: S608
+            f" AND entitlement = $3 AND {LIVE} FOR SHARE",
+            principal_id,
+            application,
+            entitlement,
+        )
+        return _grant(row) if row else None
+
     async def expired(self, *, limit: int) -> list[str]:
         """Grants past their expiry whose end is not recorded yet, locked for this transaction
         (others skip them)."""

@@ -339,8 +339,7 @@ async def _grant(stores: Stores, row: Row, catalogue: Catalogue, emit: Emit) -> 
         )
     )
     if not created:
-        log.info("entitlement already held; no second grant", extra={"grant_id": grant_id})
-        return events
+        return events + await _reaffirm(stores, row, emit)
     granted = AccessGranted(
         request_id=row["request_id"],
         grant_id=grant_id,
@@ -350,6 +349,36 @@ async def _grant(stores: Stores, row: Row, catalogue: Catalogue, emit: Emit) -> 
         provisioning=provisioning,
     )
     return [*events, emit(granted)]
+
+
+async def _reaffirm(stores: Stores, row: Row, emit: Emit) -> list[Envelope]:
+    """Answer a permitted request for an entitlement the principal holds with the grant it
+    holds (reaffirmed): no second grant, but a requester waiting for an access.granted of
+    its request (a workflow task, authn) gets one instead of waiting for ever.
+
+    The grant keeps its own expiry and groups: a request never extends a time-bound grant.
+    A redelivered request gets no second answer (requests.decide moves a request once).
+    """
+    held = await stores.grants.held(row["principal_id"], row["application"], row["entitlement"])
+    if held is None:
+        # Ended between the refused insert and now (a concurrent revocation): no grant to
+        # name, and none to make in this transaction. The requester's timeout applies.
+        log.warning("entitlement neither granted nor held", extra={"request": row["request_id"]})
+        return []
+    log.info(
+        "entitlement already held; answered with its grant",
+        extra={"request": row["request_id"], "grant_id": held["grant_id"]},
+    )
+    reaffirmed = AccessGranted(
+        request_id=row["request_id"],
+        grant_id=held["grant_id"],
+        principal_id=row["principal_id"],
+        resource=Resource(application=row["application"], entitlement=row["entitlement"]),
+        expires_at=held["expires_at"],
+        provisioning=_provisioning(held),
+        reaffirmed=True,
+    )
+    return [emit(reaffirmed)]
 
 
 async def revoke(stores: Stores, grant_id: str, reason: str, *, source: str) -> list[Envelope]:
@@ -382,12 +411,17 @@ def _revoked(grant: Row | None, source: str) -> list[Envelope]:
         principal_id=grant["principal_id"],
         resource=Resource(application=grant["application"], entitlement=grant["entitlement"]),
         reason=grant["revoke_reason"][:256],
-        provisioning=tuple(Provisioning.model_validate(p) for p in grant["provisioning"]),
+        provisioning=_provisioning(grant),
     )
     return [Emit(source, grant["request_id"])(revoked)]
 
 
 # --- helpers --------------------------------------------------------------------------------
+
+
+def _provisioning(grant: Row) -> tuple[Provisioning, ...]:
+    """The group memberships a grant's row carries."""
+    return tuple(Provisioning.model_validate(p) for p in grant["provisioning"])
 
 
 async def _row(stores: Stores, request_id: str) -> Row:

@@ -20,8 +20,16 @@ async def on_access_changed(
 ) -> list[Envelope]:
     """One saga per grant and event type (a redelivery starts none), queued behind the
     identity's saga in flight (a grant behind its joiner finds the accounts). An
-    entitlement that lives in Accord only has nothing to provision: no saga.
+    entitlement that lives in Accord only has nothing to provision: no saga. Nor has a
+    reaffirmed grant (a request answered with a grant held already): the grant's own
+    access.granted started its saga, whose id this one would share anyway.
     """
+    if isinstance(data, AccessGranted) and data.reaffirmed:
+        log.info(
+            "grant reaffirmed: provisioned by its own saga",
+            extra={"grant": data.grant_id, "request_id": data.request_id},
+        )
+        return []
     saga_type, operation = workflow.ACCESS_WORKFLOWS[type(data)]
     steps = memberships(((p.target, p.group) for p in data.provisioning), operation)
     if not steps:

@@ -11,7 +11,9 @@ permit, deny or approval_required; a permit or an approved chain ends in access.
 each stage of a chain ends in access.approval_decided (approved, denied or expired). Only
 three of them end the task's wait: the grant, a deny, a denied or expired stage. A permit
 or an approved stage decides nothing yet: the grant follows (on another topic, so it may
-even come first).
+even come first). A request for an entitlement the identity holds already is answered
+with the grant it holds (access.granted with ``reaffirmed``): the task has its access, so
+that completes it too, with the held grant's id and expiry.
 """
 
 from __future__ import annotations
