@@ -2,10 +2,11 @@
 
 For each size, a synthetic HR export is written to disk, a first run turns it into
 user.created events (empty state), then a second export with exactly 300 changes (100 joins,
-100 moves, 97 leaves, 1 deactivation, 1 changed hire date, 1 renamed user) is diffed against the first run's state. Both runs are timed end to end (the events
-are built and encoded as Kafka records, not sent) and the second run's events are checked to
-be exactly the expected ones. Each size runs in its own process so that the peak RSS
-(resource.getrusage) is that size's alone; the state's own size is summed with getsizeof.
+100 moves, 97 leaves, 1 deactivation, 1 changed hire date, 1 renamed user) is diffed against
+the first run's state. Both runs are timed end to end (the events are built and encoded as
+Kafka records, not sent) and the second run's events are checked to be exactly the expected
+ones. Each size runs in its own process so that the peak RSS (resource.getrusage) is that
+size's alone; the state's own size is summed with getsizeof.
 Usage: python benchmarks/sources_diff.py [ROWS ...]   (default: 10000 100000)
 """
 
