@@ -1,0 +1,250 @@
+"""The `sources.yaml` model: which systems of record Accord reads identities from, and how.
+
+A source names its kind and the kind's options, the column that identifies a row (`key`), how
+rows become profile fields (`mappings`), which rows are active (`status`), how a new row finds
+an identity Accord already has (`correlation`), how much a run may take away before an
+operator must approve it (`safety`), and when it runs (`schedule` or `watch`).
+
+Every model forbids unknown keys: a misspelt option silently ignored would run a source with a
+default nobody chose. `load_sources` prefixes every error with the source's name, since a
+file holds many sources and "sources.3.mappings" tells an operator little.
+"""
+
+from __future__ import annotations
+
+import codecs
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from accord.events.catalogue import Profile
+
+#: Profile fields a mapping may set. `active` comes from `status`, `attributes` from
+#: `custom.<name>` mappings; `user_id` is no profile field but may be mapped (default:
+#: `<source>:<key>`).
+PROFILE_FIELDS = frozenset(Profile.model_fields) - {"active", "attributes"}
+CUSTOM_PREFIX = "custom."
+_CUSTOM_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+#: The fields correlation rules may match on: both identify a person across systems.
+CorrelationField = Literal["employee_number", "email"]
+SourceName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,62}$")]
+"""Lower-case, no spaces: a source's name becomes part of default user ids and of the
+CloudEvents source (`urn:accord:source:<name>`)."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", use_attribute_docstrings=True)
+
+
+class CsvOptions(_Strict):
+    """A CSV export: one file, or a folder where the newest matching file is the export."""
+
+    path: Path
+    """A file, or a folder of nightly exports (the newest one by modification time is read)."""
+    pattern: str = "*.csv"
+    """Which files of a folder are exports."""
+    delimiter: str = Field(default=",", min_length=1, max_length=1)
+    """The field separator (`;` is common in European exports, `\\t` for TSV)."""
+    encoding: str = "utf-8"
+    """The file's text encoding (`utf-8`, `cp1252`, `latin-1`...); a UTF-8 BOM is skipped."""
+    header: bool = True
+    """Whether the first line names the columns; without one, `columns` must."""
+    columns: tuple[str, ...] = ()
+    """Column names when the file has no header row."""
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise ValueError(f"unknown encoding {value!r}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _named_columns(self) -> CsvOptions:
+        if not self.header and not self.columns:
+            raise ValueError("a CSV without a header row needs `columns`")
+        if self.header and self.columns:
+            raise ValueError("`columns` is only for a CSV without a header row")
+        return self
+
+
+class SqlOptions(_Strict):
+    """A query or view on PostgreSQL or MariaDB (provisional: the reader comes next)."""
+
+    url_env: str
+    """Environment variable holding the database URL (a secret, never in the file)."""
+    query: str
+    """The SELECT (or view) that returns one row per person."""
+
+
+class LdapOptions(_Strict):
+    """A directory as the source (provisional: the reader comes next)."""
+
+    url: str
+    base_dn: str
+    filter: str = "(objectClass=person)"
+    bind_dn: str | None = None
+    password_env: str | None = None
+
+
+class ScimOptions(_Strict):
+    """Users pulled from another SCIM service provider (provisional: the reader comes next)."""
+
+    url: str
+    token_env: str | None = None
+
+
+class StatusRule(_Strict):
+    """Which rows are active: a column and its active values, or a CEL condition on `row`.
+
+    Without a status rule every row is active (an export of current staff only).
+    """
+
+    column: str | None = None
+    active_values: tuple[str, ...] = ()
+    """Values of `column` meaning active, compared without case (`A`, `Active`)."""
+    expression: str | None = None
+    """A CEL condition, e.g. `row.status == "A" && row.leave == ""`."""
+
+    @model_validator(mode="after")
+    def _one_way(self) -> StatusRule:
+        if (self.column is None) == (self.expression is None):
+            raise ValueError("status needs either `column` (with `active_values`) or `expression`")
+        if self.column is not None and not self.active_values:
+            raise ValueError("status `column` needs `active_values`")
+        return self
+
+
+class CorrelationRule(_Strict):
+    """Match a new row to an existing identity by one field; rules are tried in order."""
+
+    by: CorrelationField
+
+
+class Safety(_Strict):
+    """How much one run may take away before an operator must approve it.
+
+    Percentages of the identities the source had active before the run: a truncated export
+    must not fire a mass leaver (midPoint and Entra provisioning have the same guard).
+    """
+
+    max_deactivations_percent: float = Field(default=5.0, ge=0, le=100)
+    max_deletions_percent: float = Field(default=5.0, ge=0, le=100)
+
+
+class Source(_Strict):
+    """One authoritative source."""
+
+    name: SourceName
+    kind: Literal["csv", "sql", "ldap", "scim"]
+    csv: CsvOptions | None = None
+    sql: SqlOptions | None = None
+    ldap: LdapOptions | None = None
+    scim: ScimOptions | None = None
+    key: str = Field(min_length=1)
+    """The source field that identifies a row for good (an employee number, not a name)."""
+    mappings: dict[str, str]
+    """Profile field (or `custom.<name>`) -> a column name or a CEL expression over `row`."""
+    status: StatusRule | None = None
+    correlation: tuple[CorrelationRule, ...] = ()
+    safety: Safety = Safety()
+    schedule: str | None = None
+    """A cron line (`0 2 * * *`: every night at two)."""
+    watch: bool = False
+    """Run whenever the file or folder changes (csv only)."""
+
+    @field_validator("mappings")
+    @classmethod
+    def _known_fields(cls, mappings: dict[str, str]) -> dict[str, str]:
+        for name, text in mappings.items():
+            if name.startswith(CUSTOM_PREFIX):
+                if not _CUSTOM_NAME.match(name.removeprefix(CUSTOM_PREFIX)):
+                    raise ValueError(f"{name!r}: a custom attribute name is letters, digits, _")
+            elif name != "user_id" and name not in PROFILE_FIELDS:
+                known = ", ".join(sorted(PROFILE_FIELDS))
+                raise ValueError(f"{name!r} is no profile field (known: {known}, custom.<name>)")
+            if not text.strip():
+                raise ValueError(f"{name!r}: empty mapping")
+        if "user_name" not in mappings:
+            raise ValueError("mappings need `user_name`")
+        return mappings
+
+    @field_validator("schedule")
+    @classmethod
+    def _cron(cls, value: str | None) -> str | None:
+        if value is not None and len(value.split()) != 5:
+            raise ValueError(f"schedule {value!r} is no cron line of five fields")
+        return value
+
+    @model_validator(mode="after")
+    def _options_of_kind(self) -> Source:
+        given = [kind for kind in ("csv", "sql", "ldap", "scim") if getattr(self, kind) is not None]
+        if given != [self.kind]:
+            raise ValueError(f"a {self.kind} source needs exactly the `{self.kind}` options")
+        if self.schedule is not None and self.watch:
+            raise ValueError("`schedule` or `watch`, not both")
+        if self.watch and self.kind != "csv":
+            raise ValueError("`watch` is for csv sources (a file or folder to watch)")
+        return self
+
+
+class SourcesFile(_Strict):
+    """The whole `sources.yaml`."""
+
+    sources: tuple[Source, ...]
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> SourcesFile:
+        names = [source.name for source in self.sources]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"source names must be unique: {', '.join(twice)}")
+        return self
+
+
+class SourcesConfigError(ValueError):
+    """A `sources.yaml` that cannot be used; every message names its source."""
+
+    def __init__(self, messages: list[str]) -> None:
+        self.messages = messages
+        super().__init__("; ".join(messages))
+
+
+def load_sources(text: str) -> SourcesFile:
+    """Read `sources.yaml`, reporting every source's errors under the source's name."""
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise SourcesConfigError([f"not YAML: {error}"]) from None
+    if not isinstance(document, dict) or not isinstance(document.get("sources"), list):
+        raise SourcesConfigError(["the file needs a `sources:` list"])
+    messages: list[str] = []
+    for index, entry in enumerate(document["sources"]):
+        label = _label(entry, index)
+        try:
+            Source.model_validate(entry)
+        except ValidationError as error:
+            messages.extend(f"source {label}: {_describe(problem)}" for problem in error.errors())
+    if messages:
+        raise SourcesConfigError(messages)
+    try:
+        return SourcesFile.model_validate(document)
+    except ValidationError as error:  # what only the whole file can get wrong
+        raise SourcesConfigError([_describe(problem) for problem in error.errors()]) from None
+
+
+def _label(entry: Any, index: int) -> str:
+    if isinstance(entry, dict) and isinstance(entry.get("name"), str):
+        return repr(entry["name"])
+    return f"#{index + 1} (no name)"
+
+
+def _describe(problem: Any) -> str:
+    where = ".".join(str(part) for part in problem["loc"])
+    message = str(problem["msg"]).removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message
