@@ -596,22 +596,7 @@ class Engine:
         if done is not None:
             outputs = {"targets": list(done.targets)}
             return run, [runs.TaskSucceeded(task_id, outputs, attempt=command.attempt)]
-        run = _with_task(run, task_id, waiting_for={"kind": "account_saga", "saga_id": saga_id})
-        task = run.task(task_id)
-        assert task is not None
-        work.events.append(
-            self._event(
-                WorkflowTaskWaiting(
-                    **self._common(run),
-                    task_id=task.task_id,
-                    kind=task.kind,
-                    waiting_for="provisioning",
-                ),
-                run,
-                work.cause,
-            )
-        )
-        return run, []
+        return self._wait_for_saga(work, run, task_id, saga_id), []
 
     async def _await_account_saga(
         self, work: _Handling, run: Run, command: runs.AwaitAccountSaga
@@ -625,22 +610,18 @@ class Engine:
         outcome = _saga_outcome(state, task_id, command.attempt)
         if outcome is not None:
             return run, [outcome]
+        return self._wait_for_saga(work, run, task_id, saga_id), []
+
+    def _wait_for_saga(self, work: _Handling, run: Run, task_id: str, saga_id: str) -> Run:
+        """The task waits for the saga's end (`on_task_saga_ended`), and says so."""
         run = _with_task(run, task_id, waiting_for={"kind": "account_saga", "saga_id": saga_id})
         task = run.task(task_id)
         assert task is not None
-        work.events.append(
-            self._event(
-                WorkflowTaskWaiting(
-                    **self._common(run),
-                    task_id=task.task_id,
-                    kind=task.kind,
-                    waiting_for="provisioning",
-                ),
-                run,
-                work.cause,
-            )
+        waiting = WorkflowTaskWaiting(
+            **self._common(run), task_id=task_id, kind=task.kind, waiting_for="provisioning"
         )
-        return run, []
+        work.events.append(self._event(waiting, run, work.cause))
+        return run
 
     def _awaits_account_sagas(self) -> bool:
         """Whether a workflow in force runs tasks after its account saga (so the end of an
