@@ -149,6 +149,24 @@ async def test_a_cancelled_saga_leaves_the_failed_age_series_at_0() -> None:
     assert counted.gained()[("joiner", "cancelled")] == 1
 
 
+async def test_a_failed_task_saga_is_counted_but_raises_no_failed_age() -> None:
+    """A workflow task saga's failure is its run's: the run retries with a new saga or
+    fails; the old saga waits for nobody, so the retry-budget alert must not fire on it."""
+    w = make_world()
+    metrics = watching(w)
+    now = w.clock()
+    failed = saga.SagaState(
+        "task-1", "u-1", "workflow_task", "failed", now, (), intent=saga.TaskIntent("create")
+    )
+    await w.sagas.insert(failed, "corr")
+    w.clock.advance(timedelta(hours=2))
+
+    await metrics.refresh()
+
+    assert sagas(metrics, "workflow_task", "failed") == 1
+    assert age(metrics, "workflow_task") == 0
+
+
 async def test_a_census_that_fails_keeps_the_gauges_as_they_were() -> None:
     w = make_world()
     await joined(w, "u-1")

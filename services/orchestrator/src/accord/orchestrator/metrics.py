@@ -6,7 +6,9 @@ Served on the runtime's GET /metrics page (bootstrap includes this registry in
 - `accord_sagas{workflow, status}`: sagas in the table, read at scrape time.
 - `accord_saga_failed_oldest_age_seconds{workflow}`: how long the longest-failed saga of a
   workflow has been failed, read at scrape time; 0 when none is (the alert
-  AccordSagaFailedPastRetryBudget resolves rather than losing its series).
+  AccordSagaFailedPastRetryBudget resolves rather than losing its series). Always 0 for
+  ``workflow_task``: a failed task saga is its run's failure, and the run retries it
+  with a new saga or fails (``workflow.run_failed``); nobody waits on the old saga.
 - `accord_saga_transitions_total{workflow, status}`: sagas reaching a status, counted by the
   saga engine (accord.orchestrator.handlers.engine) as it writes the change, inside the
   handler's transaction: a transaction rolled back and retried counts twice.
@@ -37,6 +39,8 @@ from accord.runtime.metrics import RuntimeMetrics
 WORKFLOWS: tuple[str, ...] = get_args(SagaType)
 STATUSES: tuple[str, ...] = get_args(Status)
 FAILED = "failed"
+#: The saga type whose failures belong to a workflow run, not to an operator's queue.
+HANDED_TO_RUNS: SagaType = "workflow_task"
 
 Census = Callable[[], Awaitable[Sequence[SagaCount]]]
 
@@ -103,5 +107,7 @@ class OrchestratorMetrics:
                 count = found.get((workflow, status))
                 self.sagas.labels(workflow, status).set(count.sagas if count else 0)
             failed = found.get((workflow, FAILED))
+            if workflow == HANDED_TO_RUNS:
+                failed = None  # its run decides what follows (module docstring)
             age = (now - failed.oldest_change).total_seconds() if failed else 0.0
             self.failed_oldest_age.labels(workflow).set(max(0.0, age))
