@@ -2,7 +2,8 @@
 
 The statement is prepared when the reader opens, so a typo in the query or a missing view
 fails before any row is read, and the columns are known for checking the mappings. The rows
-come from a cursor in one read-only REPEATABLE READ transaction: at most `prefetch` rows are
+come from a cursor in one read-only REPEATABLE READ transaction, begun before the query is
+prepared: at most `prefetch` rows are
 in memory at once, every batch sees the same snapshot (an HR job committing halfway through a
 run does not give it half the old and half the new data), and the source can write nothing.
 
@@ -61,15 +62,11 @@ class SqlReader:
         options = self._options
         position = 0
         try:
-            transaction = self._connection.transaction(isolation="repeatable_read", readonly=True)
-            async with transaction:
-                cursor = self._statement.cursor(
-                    prefetch=options.prefetch, timeout=options.timeout_s
-                )
-                async for record in cursor:
-                    position += 1
-                    values = zip(self.columns, record.values(), strict=True)
-                    yield SourceRow(position, {column: _text(value) for column, value in values})
+            cursor = self._statement.cursor(prefetch=options.prefetch, timeout=options.timeout_s)
+            async for record in cursor:
+                position += 1
+                values = zip(self.columns, record.values(), strict=True)
+                yield SourceRow(position, {column: _text(value) for column, value in values})
         except (asyncpg.PostgresError, *_UNAVAILABLE) as error:
             doing = f"reading row {position + 1}"
             raise _failure(self._source, doing, error, self._secrets) from None
@@ -142,12 +139,16 @@ async def open_sql(
     connection = await _connect(source, options, dsn)
     try:
         try:
+            # The transaction first: asyncpg's prepare leaves the connection in an implicit
+            # transaction, where an isolation level can no longer be chosen.
+            await connection.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             statement = await connection.prepare(_query(options), timeout=options.timeout_s)
         except (asyncpg.PostgresError, *_UNAVAILABLE) as error:
             raise _failure(source, "preparing the query", error, secrets) from None
         _check_columns(source, statement)
         yield SqlReader(source, options, connection, statement, secrets)
     finally:
+        # Closing ends the transaction (a rollback: it wrote nothing).
         with contextlib.suppress(Exception):
             await asyncio.wait_for(connection.close(), options.timeout_s)
         if not connection.is_closed():
