@@ -190,7 +190,10 @@ async def test_the_view_through_mapping_and_diff_creates_every_good_row(hr_dsn: 
         mapper.check_columns(reader.columns)
         async for row in reader.rows():
             result = mapper.map(row)
-            (problems if isinstance(result, RowProblem) else mapped).append(result)  # type: ignore[arg-type]
+            if isinstance(result, RowProblem):
+                problems.append(result)
+            else:
+                mapped.append(result)
     result = diff(SourceState(), mapped, fields=mapper.fields)
     malformed = [n for n in range(1, WORKERS + 1) if n % 100 == 7]
     assert [(p.kind, p.key) for p in problems] == [
