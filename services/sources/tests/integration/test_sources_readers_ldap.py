@@ -175,11 +175,11 @@ async def test_the_directory_through_mapping_and_diff_creates_everyone(
     async with open_reader(source, {ENV: ldap_target.password}) as reader:
         mapper.check_columns(reader.columns)
         async for row in reader.rows():
-            result = mapper.map(row)
-            if isinstance(result, RowProblem):
-                problems.append(result)
+            one = mapper.map(row)
+            if isinstance(one, RowProblem):
+                problems.append(one)
             else:
-                mapped.append(result)
+                mapped.append(one)
     result = diff(SourceState(), mapped, fields=mapper.fields)
     assert problems == []
     assert result.count(ChangeKind.CREATED) == PEOPLE

@@ -189,11 +189,11 @@ async def test_the_view_through_mapping_and_diff_creates_every_good_row(hr_dsn: 
     async with open_reader(source, {ENV: hr_dsn}) as reader:
         mapper.check_columns(reader.columns)
         async for row in reader.rows():
-            result = mapper.map(row)
-            if isinstance(result, RowProblem):
-                problems.append(result)
+            one = mapper.map(row)
+            if isinstance(one, RowProblem):
+                problems.append(one)
             else:
-                mapped.append(result)
+                mapped.append(one)
     result = diff(SourceState(), mapped, fields=mapper.fields)
     malformed = [n for n in range(1, WORKERS + 1) if n % 100 == 7]
     assert [(p.kind, p.key) for p in problems] == [
