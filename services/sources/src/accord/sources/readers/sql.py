@@ -45,13 +45,11 @@ class SqlReader:
         self,
         source: str,
         options: SqlOptions,
-        connection: asyncpg.Connection,
         statement: asyncpg.prepared_stmt.PreparedStatement,
         secrets: tuple[str, ...],
     ) -> None:
         self._source = source
         self._options = options
-        self._connection = connection
         self._statement = statement
         self._secrets = secrets
         self.columns = tuple(attribute.name for attribute in statement.get_attributes())
@@ -146,7 +144,7 @@ async def open_sql(
         except (asyncpg.PostgresError, *_UNAVAILABLE) as error:
             raise _failure(source, "preparing the query", error, secrets) from None
         _check_columns(source, statement)
-        yield SqlReader(source, options, connection, statement, secrets)
+        yield SqlReader(source, options, statement, secrets)
     finally:
         # Closing ends the transaction (a rollback: it wrote nothing).
         with contextlib.suppress(Exception):
