@@ -73,23 +73,97 @@ class CsvOptions(_Strict):
         return self
 
 
-class SqlOptions(_Strict):
-    """A query or view on PostgreSQL or MariaDB (provisional: the reader comes next)."""
+EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
+"""The name of an environment variable holding a secret: the secret itself never is in the
+file (a `sources.yaml` is reviewed and versioned; a DSN or password in it would leak)."""
+_QUALIFIED_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$")
+_ATTRIBUTE = re.compile(r"^([A-Za-z][A-Za-z0-9-]*|[0-9]+(\.[0-9]+)+)$")
 
-    url_env: str
-    """Environment variable holding the database URL (a secret, never in the file)."""
-    query: str
-    """The SELECT (or view) that returns one row per person."""
+
+class SqlOptions(_Strict):
+    """A query or a view on PostgreSQL, read through a server-side cursor in batches."""
+
+    dsn_env: EnvName
+    """Environment variable holding the database URL (`postgresql://reader:...@host/hr`)."""
+    query: str | None = None
+    """The SELECT that returns one row per person (column names become the row's fields)."""
+    view: str | None = None
+    """Or a view (or table) to read whole: `workers` or `hr.workers`."""
+    prefetch: int = Field(default=500, ge=1, le=50_000)
+    """Rows fetched per round trip: at most this many rows are in memory at once."""
+    timeout_s: float = Field(default=30.0, gt=0, le=3600)
+    """Limit for connecting and for each batch (a stuck server fails the run, not hangs it)."""
+
+    @field_validator("view")
+    @classmethod
+    def _plain_name(cls, value: str | None) -> str | None:
+        if value is not None and not _QUALIFIED_NAME.match(value):
+            raise ValueError(f"view {value!r} is no plain name (`workers` or `hr.workers`)")
+        return value
+
+    @model_validator(mode="after")
+    def _query_or_view(self) -> SqlOptions:
+        if (self.query is None) == (self.view is None):
+            raise ValueError("sql needs either `query` or `view`")
+        if self.query is not None and not self.query.strip():
+            raise ValueError("`query` is empty")
+        return self
 
 
 class LdapOptions(_Strict):
-    """A directory as the source (provisional: the reader comes next)."""
+    """A directory subtree as the source, read with paged searches (RFC 2696)."""
 
-    url: str
-    base_dn: str
-    filter: str = "(objectClass=person)"
+    url: str = Field(pattern=r"^ldaps?://[^/\s]+/?$")
+    """`ldap://host:389` or `ldaps://host:636`."""
     bind_dn: str | None = None
-    password_env: str | None = None
+    """Who to bind as; without it (and `password_env`) the search is anonymous."""
+    password_env: EnvName | None = None
+    """Environment variable holding the bind password."""
+    base_dn: str = Field(min_length=1)
+    """Where the search starts (`ou=people,dc=example,dc=org`)."""
+    scope: Literal["base", "one", "sub"] = "sub"
+    """The base entry only, its children, or the whole subtree."""
+    filter: str = "(objectClass=person)"
+    """An RFC 4515 filter: which entries are people of the source."""
+    attributes: tuple[str, ...] = Field(min_length=1)
+    """The attributes to read; each becomes a field of the row (absent ones are empty), with
+    `dn` for the entry's DN. Named up front so the mappings can be checked before a run."""
+    page_size: int = Field(default=500, ge=1, le=10_000)
+    """Entries per page: at most this many entries are in memory at once."""
+    timeout_s: float = Field(default=30.0, gt=0, le=3600)
+    """Limit for connecting and for each page."""
+
+    @field_validator("filter")
+    @classmethod
+    def _parenthesised(cls, value: str) -> str:
+        depth = 0
+        for char in value:
+            depth += {"(": 1, ")": -1}.get(char, 0)
+            if depth < 0:
+                break
+        if not (value.startswith("(") and value.endswith(")")) or depth != 0:
+            raise ValueError(f"filter {value!r} is no parenthesised LDAP filter")
+        return value
+
+    @field_validator("attributes")
+    @classmethod
+    def _attribute_names(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        for name in names:
+            if not _ATTRIBUTE.match(name):
+                raise ValueError(f"{name!r} is no attribute name")
+            if name.casefold() == "dn":
+                raise ValueError("`dn` is always read: leave it out of `attributes`")
+        folded = [name.casefold() for name in names]
+        twice = sorted({name for name in names if folded.count(name.casefold()) > 1})
+        if twice:
+            raise ValueError(f"attributes named twice (without case): {', '.join(twice)}")
+        return names
+
+    @model_validator(mode="after")
+    def _bind_with_password(self) -> LdapOptions:
+        if (self.bind_dn is None) != (self.password_env is None):
+            raise ValueError("`bind_dn` and `password_env` go together (neither: anonymous)")
+        return self
 
 
 class ScimOptions(_Strict):

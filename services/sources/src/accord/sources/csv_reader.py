@@ -86,6 +86,10 @@ class CsvExport:
         finally:
             self._text.close()
 
+    def close(self) -> None:
+        """Close the file, whether its rows were read or not (reading to the end closes it)."""
+        self._text.close()
+
     def _problem(self, line: int, reason: str) -> None:
         self.problems.append(RowProblem(ProblemKind.UNREADABLE, line, reason))
 

@@ -28,7 +28,8 @@ class RowProblem:
 
     kind: ProblemKind
     line: int
-    """1-based line of the row in the export (the first line of a quoted multi-line row)."""
+    """1-based position of the row: its line in a CSV export (the first line of a quoted
+    multi-line row), its row number in a query's result, its entry number in a search."""
     reason: str
     key: str | None = None
     """The row's key, when it could be read."""
