@@ -21,6 +21,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from accord.events.catalogue import Profile
+from accord.sources.scim_path import ScimPath, parse_path
 
 #: Profile fields a mapping may set. `active` comes from `status`, `attributes` from
 #: `custom.<name>` mappings; `user_id` is no profile field but may be mapped (default:
@@ -167,10 +168,53 @@ class LdapOptions(_Strict):
 
 
 class ScimOptions(_Strict):
-    """Users pulled from another SCIM service provider (provisional: the reader comes next)."""
+    """Users pulled from another SCIM 2.0 service provider (RFC 7644), page by page."""
 
-    url: str
-    token_env: str | None = None
+    url: str = Field(pattern=r"^https?://[^/?#@\s]+(/[^?#\s]*)?$")
+    """The service provider's base URL (`https://scim.example.org/scim/v2`); `/Users` is read
+    under it. No credentials, query or fragment in it: the token comes from `token_env`."""
+    token_env: EnvName
+    """Environment variable holding the bearer token."""
+    filter: str | None = Field(default=None, min_length=1, max_length=4000)
+    """A SCIM filter (`filter=`, RFC 7644 section 3.4.2.2): which users are people of the
+    source, e.g. `active eq true and userType eq "Employee"`."""
+    attributes: tuple[str, ...] | dict[str, str] = Field(min_length=1)
+    """The attribute paths to read (see `scim_path`): a list (each row field is named as the
+    path is written) or a map of field name -> path. `id` is always read."""
+    page_size: int = Field(default=100, ge=1, le=1000)
+    """Users asked for per page (`count`): at most one page is in memory at once."""
+    timeout_s: float = Field(default=30.0, gt=0, le=3600)
+    """Limit for connecting and for each page."""
+
+    @field_validator("filter")
+    @classmethod
+    def _not_blank(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("`filter` is empty (leave it out to read every user)")
+        return value
+
+    @field_validator("attributes")
+    @classmethod
+    def _paths(cls, value: tuple[str, ...] | dict[str, str]) -> tuple[str, ...] | dict[str, str]:
+        fields = dict(value) if isinstance(value, dict) else {path: path for path in value}
+        for field, path in fields.items():
+            parse_path(path)  # its ValueError names the path
+            if not field.strip():
+                raise ValueError("a field name is empty")
+        named = [name.casefold() for name in fields]
+        if "id" in named:
+            raise ValueError("`id` is always read: leave it out of `attributes`")
+        twice = sorted({name for name in fields if named.count(name.casefold()) > 1})
+        if twice:
+            raise ValueError(f"fields named twice (without case): {', '.join(twice)}")
+        return value
+
+    @property
+    def fields(self) -> dict[str, ScimPath]:
+        """Each row field (but `id`) and the path it reads, in the configured order."""
+        if isinstance(self.attributes, dict):
+            return {field: parse_path(path) for field, path in self.attributes.items()}
+        return {path: parse_path(path) for path in self.attributes}
 
 
 class StatusRule(_Strict):

@@ -15,6 +15,7 @@ from accord.sources.config import Source
 from accord.sources.readers.base import SourceReader, SourceRejected, SourceUnavailable
 from accord.sources.readers.csv_file import open_csv
 from accord.sources.readers.ldap import open_ldap
+from accord.sources.readers.scim import open_scim
 from accord.sources.readers.sql import open_sql
 
 __all__ = ["SourceReader", "SourceRejected", "SourceUnavailable", "open_reader"]
@@ -35,5 +36,8 @@ async def open_reader(
     elif source.ldap is not None:
         async with open_ldap(source.name, source.ldap, env) as ldap_reader:
             yield ldap_reader
+    elif source.scim is not None:
+        async with open_scim(source.name, source.scim, env) as scim_reader:
+            yield scim_reader
     else:
         raise SourceRejected(f"source {source.name!r}: no reader for kind {source.kind} yet")
