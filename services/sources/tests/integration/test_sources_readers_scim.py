@@ -128,9 +128,7 @@ async def test_more_users_than_a_page_are_read_whole(
     }
 
 
-async def test_a_filter_narrows_the_users(
-    scim_target: ScimTarget, people: dict[str, str]
-) -> None:
+async def test_a_filter_narrows_the_users(scim_target: ScimTarget, people: dict[str, str]) -> None:
     narrow = f'userName sw "{prefix_of(people)}-" and userType eq "Contractor"'
     reader, rows = await read_all(scim_target, people, filter=narrow)
     contractors = [n for n in range(1, PEOPLE + 1) if n % 4 == 0]

@@ -141,7 +141,7 @@ class ScimReader:
         if detail:
             message += f": {detail}"
         if status in (401, 403):
-            message += " (is the token in the environment variable valid and allowed to read?)"
+            message += f" (is the token in {self._options.token_env} valid, may it read Users?)"
         if status == 429 or status >= 500:
             return self._unavailable(message)
         return self._rejected(message)
@@ -164,6 +164,19 @@ def _detail(response: httpx.Response) -> str:
     return str(body.get("detail") or body.get("scimType") or "")[:200]
 
 
+def scim_client(
+    options: ScimOptions, token: str, transport: httpx.AsyncBaseTransport | None = None
+) -> httpx.AsyncClient:
+    """The client the reader uses (a test may give it a transport of its own)."""
+    headers = {"Accept": SCIM_JSON, "Authorization": f"Bearer {token}"}
+    return httpx.AsyncClient(
+        base_url=options.url.rstrip("/"),
+        headers=headers,
+        timeout=options.timeout_s,
+        transport=transport,
+    )
+
+
 @contextlib.asynccontextmanager
 async def open_scim(
     source: str, options: ScimOptions, environ: Mapping[str, str]
@@ -174,10 +187,7 @@ async def open_scim(
     the token (a request only to check them would cost a round trip for nothing).
     """
     token = secret(environ, options.token_env, source, "the bearer token")
-    headers = {"Accept": SCIM_JSON, "Authorization": f"Bearer {token}"}
-    client = httpx.AsyncClient(
-        base_url=options.url.rstrip("/"), headers=headers, timeout=options.timeout_s
-    )
+    client = scim_client(options, token)
     try:
         yield ScimReader(source, options, client, token)
     finally:
