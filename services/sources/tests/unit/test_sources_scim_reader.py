@@ -4,14 +4,17 @@ here (an httpx transport answering as a SCIM provider would, oddities included).
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from pydantic import ValidationError
 
-from accord.sources.config import ScimOptions, Source
+from accord.sources.config import ScimOptions, Source, load_sources
+from accord.sources.mapping import RowMapper
 from accord.sources.problems import ProblemKind
 from accord.sources.readers import SourceRejected, SourceUnavailable
 from accord.sources.readers.scim import ScimReader, scim_client
@@ -70,6 +73,14 @@ def test_a_scim_source_needs_the_scim_options() -> None:
     assert Source.model_validate({**source, "scim": SCIM}).scim is not None
     with pytest.raises(ValidationError, match="exactly the `scim` options"):
         Source.model_validate(source)
+
+
+def test_the_guides_scim_example_loads_and_its_mappings_read_its_fields() -> None:
+    guide = (Path(__file__).parents[4] / "docs" / "sources.md").read_text(encoding="utf-8")
+    (example,) = [b for b in re.findall(r"```yaml\n(.*?)```", guide, re.S) if "kind: scim" in b]
+    (source,) = load_sources(example).sources
+    assert source.scim is not None
+    RowMapper(source).check_columns(("id", *source.scim.fields))
 
 
 Handler = Callable[[httpx.Request], httpx.Response]
