@@ -165,7 +165,7 @@ async def test_the_directory_through_mapping_and_diff_creates_everyone(
                 "email": "mail",
                 "employee_number": "employeeNumber",
                 "department": "departmentNumber",
-                "custom.dn": "dn",
+                "attributes.dn": "dn",
             },
         }
     )

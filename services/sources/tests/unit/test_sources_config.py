@@ -19,7 +19,7 @@ sources:
       email: mail
       employee_number: employee_number
       hire_date: hired
-      custom.site: site
+      attributes.site: site
     status: {column: status, active_values: [A, Active]}
     correlation: [{by: employee_number}, {by: email}]
     safety: {max_deactivations_percent: 2, max_deletions_percent: 1}

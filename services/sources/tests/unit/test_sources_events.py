@@ -19,7 +19,7 @@ from accord.events import (
 from accord.sources.diff import Change, ChangeKind
 from accord.sources.events import Sequences, identity_events
 
-FIELDS = ("custom.site", "department", "email", "hire_date", "user_name")
+FIELDS = ("attributes.site", "department", "email", "hire_date", "user_name")
 VALUES = ("Lyon", "Research", "ada@example.org", "2025-03-01", "ada.lovelace")
 NOW = datetime(2026, 12, 5, 8, 0, tzinfo=UTC)
 

@@ -22,7 +22,7 @@ def _source(**overrides: object) -> Source:
             "email": "mail",
             "hire_date": "hired",
             "employee_type": '"employee"',
-            "custom.site": "site",
+            "attributes.site": "site",
         },
         "status": {"column": "status", "active_values": ["A"]},
     }
@@ -51,7 +51,7 @@ def test_columns_expressions_constants_and_status() -> None:
     assert isinstance(mapped, MappedRow)
     values = dict(zip(mapper.fields, mapped.values, strict=True))
     assert values == {
-        "custom.site": None,  # an empty cell is "not set"
+        "attributes.site": None,  # an empty cell is "not set"
         "email": "emile.zola@example.org",
         "employee_type": "employee",
         "given_name": "Émile",

@@ -24,11 +24,11 @@ from accord.events.catalogue import Profile
 from accord.sources.scim_path import ScimPath, parse_path
 
 #: Profile fields a mapping may set. `active` comes from `status`, `attributes` from
-#: `custom.<name>` mappings; `user_id` is no profile field but may be mapped (default:
+#: `attributes.<name>` mappings; `user_id` is no profile field but may be mapped (default:
 #: `<source>:<key>`).
 PROFILE_FIELDS = frozenset(Profile.model_fields) - {"active", "attributes"}
-CUSTOM_PREFIX = "custom."
-_CUSTOM_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
+ATTRIBUTE_PREFIX = "attributes."
+_ATTRIBUTE_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,63}$")
 #: The fields correlation rules may match on: both identify a person across systems.
 CorrelationField = Literal["employee_number", "email"]
 SourceName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]{0,62}$")]
@@ -267,7 +267,7 @@ class Source(_Strict):
     key: str = Field(min_length=1)
     """The source field that identifies a row for good (an employee number, not a name)."""
     mappings: dict[str, str]
-    """Profile field (or `custom.<name>`) -> a column name or a CEL expression over `row`."""
+    """Profile field (or `attributes.<name>`) -> a column name or a CEL expression over `row`."""
     status: StatusRule | None = None
     correlation: tuple[CorrelationRule, ...] = ()
     safety: Safety = Safety()
@@ -280,12 +280,13 @@ class Source(_Strict):
     @classmethod
     def _known_fields(cls, mappings: dict[str, str]) -> dict[str, str]:
         for name, text in mappings.items():
-            if name.startswith(CUSTOM_PREFIX):
-                if not _CUSTOM_NAME.match(name.removeprefix(CUSTOM_PREFIX)):
-                    raise ValueError(f"{name!r}: a custom attribute name is letters, digits, _")
+            if name.startswith(ATTRIBUTE_PREFIX):
+                if not _ATTRIBUTE_NAME.match(name.removeprefix(ATTRIBUTE_PREFIX)):
+                    raise ValueError(f"{name!r}: an attribute name is letters, digits, _")
             elif name != "user_id" and name not in PROFILE_FIELDS:
                 known = ", ".join(sorted(PROFILE_FIELDS))
-                raise ValueError(f"{name!r} is no profile field (known: {known}, custom.<name>)")
+                also = "attributes.<name>"
+                raise ValueError(f"{name!r} is no profile field (known: {known}, {also})")
             if not text.strip():
                 raise ValueError(f"{name!r}: empty mapping")
         if "user_name" not in mappings:

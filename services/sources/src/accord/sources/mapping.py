@@ -27,7 +27,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from accord.events.catalogue import Profile
 from accord.events.catalogue.base import Identifier
-from accord.sources.config import CUSTOM_PREFIX, Source
+from accord.sources.config import ATTRIBUTE_PREFIX, Source
 from accord.sources.csv_reader import SourceRow
 from accord.sources.problems import ProblemKind, RowProblem
 
@@ -181,22 +181,22 @@ class RowMapper:
         attributes = profile.attributes
         plain = profile.model_dump(include=set(self.fields))
         return tuple(
-            attributes.get(name.removeprefix(CUSTOM_PREFIX))
-            if name.startswith(CUSTOM_PREFIX)
+            attributes.get(name.removeprefix(ATTRIBUTE_PREFIX))
+            if name.startswith(ATTRIBUTE_PREFIX)
             else plain[name]
             for name in self.fields
         )
 
 
 def to_profile(fields: Mapping[str, str | None], *, user_name: str, active: bool) -> Profile:
-    """A Profile from mapped fields (`custom.<name>` into `attributes`), with the user name
+    """A Profile from mapped fields (`attributes.<name>` into `attributes`), with the user name
     the run gave (it may carry a suffix) and the row's status."""
     data: dict[str, Any] = {"attributes": {}}
     for name, value in fields.items():
         if value is None:
             continue
-        if name.startswith(CUSTOM_PREFIX):
-            data["attributes"][name.removeprefix(CUSTOM_PREFIX)] = value
+        if name.startswith(ATTRIBUTE_PREFIX):
+            data["attributes"][name.removeprefix(ATTRIBUTE_PREFIX)] = value
         else:
             data[name] = value
     data["user_name"] = user_name
