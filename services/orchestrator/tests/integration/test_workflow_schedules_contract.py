@@ -6,25 +6,22 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import asyncpg
 import pytest
 import pytest_asyncio
 
 from accord.events import Profile
-from accord.orchestrator.adapters.postgres import PostgresRegistry, postgres_ports
+from accord.orchestrator.adapters.postgres import PostgresRegistry
 from accord.orchestrator.adapters.workflow_schedules import PostgresSchedules
-from accord.orchestrator.domain.birthright import everyone
-from accord.orchestrator.domain.workflow import WorkflowSettings
 from accord.orchestrator.fakes import Clock
-from accord.orchestrator.ports import OrchestratorPorts, ProfileChange
+from accord.orchestrator.ports import ProfileChange
 from accord.orchestrator.workflows import loops
 from accord.orchestrator.workflows.engine import Engine
 from accord.orchestrator.workflows.loader import Checks, load_files
 from accord.orchestrator.workflows.schedules import FakeSchedules, ScheduleState, ScheduleStore
 
-from .contract_kit import rolled_back
+from .contract_kit import IdleRunner, ports_on, rolled_back
 
 pytestmark = pytest.mark.integration
 
@@ -94,25 +91,13 @@ tasks:
 """
 
 
-def _ports(conn: asyncpg.Connection) -> OrchestratorPorts:
-    return postgres_ports(conn, "urn:test", WorkflowSettings(birthright=everyone([])))
-
-
-class _Runner:
-    def envelopes(self, command: Any, run: Any, identity: Any, cause: Any) -> Any:
-        return []
-
-    async def perform(self, command: Any, run: Any, identity: Any) -> Any:
-        return {}
-
-
 async def test_the_schedule_loop_runs_a_time_once_on_postgresql(pool: asyncpg.Pool) -> None:
     workflows = load_files({"daily.yaml": DAILY}, Checks(expression=lambda text: None))
     clock = Clock(NOW)
-    transactions = loops.postgres_transactions(pool, "orchestrator", _ports)
+    transactions = loops.postgres_transactions(pool, "orchestrator", ports_on)
 
     def engine() -> Engine:  # a new one per "process": nothing in memory
-        return Engine(lambda: workflows, _Runner(), source="urn:test", clock=clock)
+        return Engine(lambda: workflows, IdleRunner(), source="urn:test", clock=clock)
 
     async with pool.acquire() as conn:
         for user_id, department in (("sched-a", "Sales"), ("sched-b", "Eng"), ("sched-c", "Sales")):

@@ -7,20 +7,17 @@ from __future__ import annotations
 import textwrap
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import asyncpg
 import pytest
 import pytest_asyncio
 
 from accord.events import Profile
-from accord.orchestrator.adapters.postgres import PostgresRegistry, postgres_ports
+from accord.orchestrator.adapters.postgres import PostgresRegistry
 from accord.orchestrator.adapters.workflow_runs import PostgresRuns
 from accord.orchestrator.adapters.workflow_versions import PostgresVersions
-from accord.orchestrator.domain.birthright import everyone
-from accord.orchestrator.domain.workflow import WorkflowSettings
 from accord.orchestrator.fakes import Clock
-from accord.orchestrator.ports import OrchestratorPorts, ProfileChange
+from accord.orchestrator.ports import ProfileChange
 from accord.orchestrator.workflows import loops
 from accord.orchestrator.workflows.engine import Engine
 from accord.orchestrator.workflows.fakes import FakeVersions
@@ -29,7 +26,7 @@ from accord.orchestrator.workflows.ports import VersionStore
 from accord.orchestrator.workflows.run_model import RunStatus, TaskStatus
 from accord.stack.testing import migrated_pool
 
-from .contract_kit import rolled_back
+from .contract_kit import IdleRunner, ports_on, rolled_back
 
 pytestmark = pytest.mark.integration
 
@@ -126,20 +123,6 @@ async def test_the_table_keeps_the_definition_as_json_and_when_first_seen(
 # --- the engine on PostgreSQL, across a restart ----------------------------------------------
 
 
-def _ports(conn: asyncpg.Connection) -> OrchestratorPorts:
-    return postgres_ports(conn, "urn:test", WorkflowSettings(birthright=everyone([])))
-
-
-class _Runner:
-    """MFA is a Kafka command with no answer: the task completes at once."""
-
-    def envelopes(self, command: Any, run: Any, identity: Any, cause: Any) -> Any:
-        return []
-
-    async def perform(self, command: Any, run: Any, identity: Any) -> Any:
-        return {}
-
-
 async def test_a_run_goes_on_with_its_version_after_a_restart_on_postgresql(
     fresh_database: str,
 ) -> None:
@@ -147,21 +130,21 @@ async def test_a_run_goes_on_with_its_version_after_a_restart_on_postgresql(
     async with migrated_pool(
         fresh_database, "orchestrator", ["accord.orchestrator.migrations"]
     ) as pool:
-        transactions = loops.postgres_transactions(pool, "orchestrator", _ports)
+        transactions = loops.postgres_transactions(pool, "orchestrator", ports_on)
         async with pool.acquire() as conn:
             profile = Profile(user_name="ada")
             await PostgresRegistry(conn).save_profile(
                 ProfileChange("ada", "ada", profile.model_dump(mode="json"), "active", 1, "t")
             )
         before = workflow_set(ONBOARD)
-        first = Engine(lambda: before, _Runner(), source="urn:test", clock=clock)
+        first = Engine(lambda: before, IdleRunner(), source="urn:test", clock=clock)
         (run_id,) = await loops.Operations(first, transactions).start_on_demand(
             "onboard", ["ada"], "operator"
         )
 
         # A restart with the workflow edited: a new engine, nothing in memory.
         after = workflow_set(ONBOARD_EDITED)
-        second = Engine(lambda: after, _Runner(), source="urn:test", clock=clock)
+        second = Engine(lambda: after, IdleRunner(), source="urn:test", clock=clock)
         clock.now = NOW + timedelta(hours=1)
         assert await loops.wake_due(second, transactions) == 1
 
