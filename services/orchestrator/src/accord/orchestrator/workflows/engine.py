@@ -580,23 +580,11 @@ class Engine:
         """Start the task's saga; the task waits for its end (or completes now, when the
         saga had nothing to do)."""
         saga_id = task_saga_id(command)
-        task_id = str(command.task_id)
         emitted = await work.stores.sagas.start(
             _task_saga(command, saga_id, run.identity_id), work.cause, run.run_id
         )
         work.events.extend(emitted)
-        done = next(
-            (
-                e.data
-                for e in emitted
-                if isinstance(e.data, SagaCompleted) and e.data.saga_id == saga_id
-            ),
-            None,
-        )
-        if done is not None:
-            outputs = {"targets": list(done.targets)}
-            return run, [runs.TaskSucceeded(task_id, outputs, attempt=command.attempt)]
-        return self._wait_for_saga(work, run, task_id, saga_id), []
+        return await self._answer_or_wait(work, run, command, saga_id)
 
     async def _await_account_saga(
         self, work: _Handling, run: Run, command: runs.AwaitAccountSaga
@@ -605,15 +593,18 @@ class Engine:
         did, before the run) answers it; one that ended already, or none (nothing to do),
         answers at once."""
         saga_id = saga_id_of(str(run.trigger.get("event_id", "")))
+        return await self._answer_or_wait(work, run, command, saga_id)
+
+    async def _answer_or_wait(
+        self, work: _Handling, run: Run, command: runs.Effect, saga_id: str
+    ) -> tuple[Run, list[runs.Event]]:
+        """The task's answer if its saga ended already (or never started: nothing to do),
+        else the task waits for the saga's end (`on_task_saga_ended`), and says so."""
         task_id = str(command.task_id)
         state = await work.stores.sagas.state(saga_id)
         outcome = _saga_outcome(state, task_id, command.attempt)
         if outcome is not None:
             return run, [outcome]
-        return self._wait_for_saga(work, run, task_id, saga_id), []
-
-    def _wait_for_saga(self, work: _Handling, run: Run, task_id: str, saga_id: str) -> Run:
-        """The task waits for the saga's end (`on_task_saga_ended`), and says so."""
         run = _with_task(run, task_id, waiting_for={"kind": "account_saga", "saga_id": saga_id})
         task = run.task(task_id)
         assert task is not None
@@ -621,7 +612,7 @@ class Engine:
             **self._common(run), task_id=task_id, kind=task.kind, waiting_for="provisioning"
         )
         work.events.append(self._event(waiting, run, work.cause))
-        return run
+        return run, []
 
     def _awaits_account_sagas(self) -> bool:
         """Whether a workflow in force runs tasks after its account saga (so the end of an
