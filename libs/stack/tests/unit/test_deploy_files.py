@@ -206,6 +206,7 @@ def test_a_kafka_user_per_service_and_the_operator() -> None:
         "accord-authz",
         "accord-auditor",
         "accord-authn",
+        "accord-sources",
         "accord-operator",
     }
     provisioner = users["accord-provisioner"]["spec"]["authorization"]["acls"]

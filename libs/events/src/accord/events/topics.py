@@ -56,6 +56,7 @@ WORKFLOW_TASK_WAITING = "workflow.task_waiting"
 APPROVAL_REQUESTED = "approval.requested"
 APPROVAL_DECIDED = "approval.decided"
 SESSION_REVOKE_REQUESTED = "session.revoke_requested"
+SOURCE_RUN_COMPLETED = "source.run_completed"
 
 #: An identity's life cycle, as source systems publish it.
 USER_TOPICS = (USER_CREATED, USER_UPDATED, USER_DEACTIVATED, USER_REACTIVATED, USER_DELETED)

@@ -23,7 +23,7 @@ import asyncpg
 from accord.runtime import db
 from accord.stack.postgres import EmbeddedPostgres, pg_bin_dir
 
-SERVICES = ("orchestrator", "provisioner", "authz", "auditor", "authn")
+SERVICES = ("orchestrator", "provisioner", "authz", "auditor", "authn", "sources")
 ROOT = Path(__file__).resolve().parents[5]
 _VOLATILE = ("--", "SET ", "SELECT pg_catalog.set_config", "\\")
 

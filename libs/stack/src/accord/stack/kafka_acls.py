@@ -185,8 +185,15 @@ SERVICES: tuple[ServiceAccess, ...] = (
             *topics.AUTHN_TOPICS,
         ),
     ),
+    ServiceAccess(
+        name="sources",
+        group="accord-sources",
+        # Its projection of the identities (correlation, taken user names, sequences).
+        reads=USER_TOPICS,
+        writes=(*USER_TOPICS, topics.SOURCE_RUN_COMPLETED),
+    ),
 )
-"""The five services."""
+"""The six services."""
 
 OPERATOR = ServiceAccess(
     name="operator",
@@ -200,7 +207,7 @@ OPERATOR = ServiceAccess(
 
 
 def principals() -> tuple[ServiceAccess, ...]:
-    """Every principal a deployment creates: the five services and the operator."""
+    """Every principal a deployment creates: the six services and the operator."""
     return (*SERVICES, OPERATOR)
 
 

@@ -57,6 +57,7 @@ from accord.events.catalogue.provisioning import (
     ReconciliationCompleted,
 )
 from accord.events.catalogue.saga import SagaCompleted, SagaFailed, SagaStarted
+from accord.events.catalogue.source import SourceRunCompleted
 from accord.events.catalogue.workflow import (
     WorkflowRunCancelled,
     WorkflowRunCompleted,
@@ -118,6 +119,7 @@ CATALOGUE: tuple[type[EventData], ...] = (
     ApprovalRequested,
     ApprovalDecided,
     SessionRevokeRequested,
+    SourceRunCompleted,
 )
 
 __all__ = [
@@ -165,6 +167,7 @@ __all__ = [
     "SecuritySignalReceived",
     "SessionRevokeRequested",
     "SessionRevoked",
+    "SourceRunCompleted",
     "TargetStats",
     "UserCreated",
     "UserDeactivated",
