@@ -14,7 +14,7 @@ uv: # install uv from PyPI when the machine has none
 	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv
 
 .PHONY: install
-install: uv slapd chromium prometheus kafka ## Install Python and every package of the workspace into .venv (from uv.lock)
+install: uv slapd mariadb chromium prometheus kafka ## Install Python and every package of the workspace into .venv (from uv.lock)
 	@$(UV) sync --frozen --all-packages --quiet
 
 # Apache Kafka's broker from Maven Central (pinned in deploy/kafka/pom.xml) into
@@ -52,6 +52,26 @@ slapd: # install OpenLDAP slapd and ldap-utils when slapd is missing
 			echo "Installing the Debian packages slapd and ldap-utils"; \
 			$$sudo $(APT_INSTALL_LDAP) \
 				|| { $$sudo apt-get update -qq && $$sudo $(APT_INSTALL_LDAP); }; \
+		fi; \
+	fi
+
+# MariaDB for the sql source's tests (Debian packages; mariadbd lives in /usr/sbin). The tests
+# start their own server as a child (accord.stack.mariadb), so the Debian service is not used.
+APT_INSTALL_MARIADB := env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	--no-install-recommends mariadb-server mariadb-client
+
+.PHONY: mariadb
+mariadb: # install MariaDB's server and client when mariadbd is missing
+	@if ! { command -v mariadbd || test -x /usr/sbin/mariadbd; } >/dev/null 2>&1 \
+		|| ! command -v mariadb-install-db >/dev/null 2>&1; then \
+		if ! command -v apt-get >/dev/null 2>&1; then \
+			echo "mariadbd is missing and there is no apt-get: install MariaDB by hand" \
+				"for the MariaDB sql source tests" >&2; \
+		else \
+			sudo=$$( [ "$$(id -u)" -eq 0 ] || echo sudo ); \
+			echo "Installing the Debian packages mariadb-server and mariadb-client"; \
+			$$sudo $(APT_INSTALL_MARIADB) >/dev/null \
+				|| { $$sudo apt-get update -qq && $$sudo $(APT_INSTALL_MARIADB) >/dev/null; }; \
 		fi; \
 	fi
 

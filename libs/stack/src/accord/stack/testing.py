@@ -11,6 +11,8 @@ PostgreSQL server and stay apart by random ids and fresh databases.
   turns the skips of the tests that need Apache Kafka into failures.
 - PostgreSQL: ACCORD_TEST_DATABASE_URL (a server where the tests may create databases),
   else an embedded PostgreSQL in a temporary folder.
+- MariaDB: an embedded mariadbd (`make install` installs it) with a database and a password
+  user, for the sql source's MariaDB reader; tests create their own databases on it.
 - LDAP: an OpenLDAP slapd (`make install` installs it) with an empty ou=people and ou=groups;
   tests share it and stay apart by unique names.
 """
@@ -37,6 +39,7 @@ from accord.runtime import db
 from accord.stack.broker import EmbeddedBroker, LocalBroker
 from accord.stack.kafka import KafkaBroker, KafkaUnavailable, kafka_lib
 from accord.stack.ldap_target import LdapTarget
+from accord.stack.mariadb import EmbeddedMariaDB
 from accord.stack.postgres import EmbeddedPostgres
 
 
@@ -103,6 +106,18 @@ async def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIter
         yield existing
         return
     server = EmbeddedPostgres(Path(tmp_path_factory.mktemp("pg")) / "data")
+    await server.start()
+    try:
+        yield server.dsn
+    finally:
+        await server.stop()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def mariadb_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[str]:
+    """DSN (mysql://user:password@127.0.0.1:PORT/accord) of a MariaDB server for the session;
+    its user may create databases."""
+    server = EmbeddedMariaDB(log_dir=Path(tmp_path_factory.mktemp("mariadb")))
     await server.start()
     try:
         yield server.dsn

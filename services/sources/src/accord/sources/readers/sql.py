@@ -1,5 +1,7 @@
 """A query or a view on PostgreSQL as a source, streamed through a server-side cursor.
 
+A MariaDB DSN (`mysql://`, `mariadb://`) is handed to `readers.mariadb`, with the same promises.
+
 The statement is prepared when the reader opens, so a typo in the query or a missing view
 fails before any row is read, and the columns are known for checking the mappings. The rows
 come from a cursor in one read-only REPEATABLE READ transaction, begun before the query is
@@ -21,16 +23,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime
 from collections.abc import AsyncIterator, Mapping
-from urllib.parse import urlsplit
 
 import asyncpg
 
 from accord.sources.config import SqlOptions
 from accord.sources.csv_reader import SourceRow
 from accord.sources.problems import RowProblem
-from accord.sources.readers.base import SourceRejected, SourceUnavailable, scrub, secret
+from accord.sources.readers.base import SourceRejected, scrub, secret
+from accord.sources.readers.mariadb import SCHEMES as MARIADB_SCHEMES
+from accord.sources.readers.mariadb import MariaDbReader, open_mariadb
+from accord.sources.readers.sql_rows import as_text, check_names, dsn_secrets, failure, query_text
 
 _NOT_TEXT_KINDS = frozenset({"array", "composite", "range", "multirange"})
 _NOT_TEXT_TYPES = frozenset({"bytea"})
@@ -64,30 +67,10 @@ class SqlReader:
             async for record in cursor:
                 position += 1
                 values = zip(self.columns, record.values(), strict=True)
-                yield SourceRow(position, {column: _text(value) for column, value in values})
+                yield SourceRow(position, {column: as_text(value) for column, value in values})
         except (asyncpg.PostgresError, *_UNAVAILABLE) as error:
             doing = f"reading row {position + 1}"
             raise _failure(self._source, doing, error, self._secrets) from None
-
-
-def _text(value: object) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, datetime.date | datetime.time):  # a datetime is a date too
-        return value.isoformat()
-    return str(value)  # int, Decimal, float, UUID, addresses...
-
-
-def _query(options: SqlOptions) -> str:
-    if options.query is not None:
-        return options.query
-    view = options.view or ""
-    # The config checked it is one or two plain identifiers; quoting keeps their case.
-    return "SELECT * FROM " + ".".join(f'"{part}"' for part in view.split("."))  # noqa: S608
 
 
 def _failure(source: str, doing: str, error: BaseException, secrets: tuple[str, ...]) -> Exception:
@@ -98,22 +81,12 @@ def _failure(source: str, doing: str, error: BaseException, secrets: tuple[str, 
         detail = "no answer in time"
     else:
         detail = f"{type(error).__name__}: {error}"
-    message = scrub(f"source {source!r}: {doing}: {detail}", *secrets)
-    if isinstance(error, _UNAVAILABLE):
-        return SourceUnavailable(message)
-    return SourceRejected(message)
-
-
-def _secrets(dsn: str) -> tuple[str, ...]:
-    try:
-        password = urlsplit(dsn).password
-    except ValueError:
-        password = None
-    return (dsn, password) if password else (dsn,)
+    unavailable = isinstance(error, _UNAVAILABLE)
+    return failure(source, doing, detail, unavailable=unavailable, secrets=secrets)
 
 
 async def _connect(source: str, options: SqlOptions, dsn: str) -> asyncpg.Connection:
-    secrets = _secrets(dsn)
+    secrets = dsn_secrets(dsn)
     try:
         return await asyncpg.connect(
             dsn,
@@ -130,17 +103,31 @@ async def _connect(source: str, options: SqlOptions, dsn: str) -> asyncpg.Connec
 @contextlib.asynccontextmanager
 async def open_sql(
     source: str, options: SqlOptions, environ: Mapping[str, str]
-) -> AsyncIterator[SqlReader]:
-    """Connect with the DSN from the environment and prepare the query; closed at the end."""
+) -> AsyncIterator[SqlReader | MariaDbReader]:
+    """Connect with the DSN from the environment and prepare the query; closed at the end.
+
+    A `mysql://` or `mariadb://` DSN is read by the MariaDB reader, any other by this one."""
     dsn = secret(environ, options.dsn_env, source, "the database URL")
-    secrets = _secrets(dsn)
+    if dsn.partition("://")[0].lower() in MARIADB_SCHEMES:
+        async with open_mariadb(source, options, dsn) as reader:
+            yield reader
+    else:
+        async with _open_postgres(source, options, dsn) as postgres_reader:
+            yield postgres_reader
+
+
+@contextlib.asynccontextmanager
+async def _open_postgres(source: str, options: SqlOptions, dsn: str) -> AsyncIterator[SqlReader]:
+    secrets = dsn_secrets(dsn)
     connection = await _connect(source, options, dsn)
     try:
         try:
             # The transaction first: asyncpg's prepare leaves the connection in an implicit
             # transaction, where an isolation level can no longer be chosen.
             await connection.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            statement = await connection.prepare(_query(options), timeout=options.timeout_s)
+            statement = await connection.prepare(
+                query_text(options, '"'), timeout=options.timeout_s
+            )
         except (asyncpg.PostgresError, *_UNAVAILABLE) as error:
             raise _failure(source, "preparing the query", error, secrets) from None
         _check_columns(source, statement)
@@ -155,12 +142,7 @@ async def open_sql(
 
 def _check_columns(source: str, statement: asyncpg.prepared_stmt.PreparedStatement) -> None:
     attributes = statement.get_attributes()
-    if not attributes:
-        raise SourceRejected(f"source {source!r}: the query returns no columns")
-    names = [attribute.name for attribute in attributes]
-    twice = sorted({name for name in names if names.count(name) > 1})
-    if twice:
-        raise SourceRejected(f"source {source!r}: columns named twice: {', '.join(twice)}")
+    check_names(source, [attribute.name for attribute in attributes])
     for attribute in attributes:
         kind, name = attribute.type.kind, attribute.type.name
         if kind in _NOT_TEXT_KINDS or name in _NOT_TEXT_TYPES:
