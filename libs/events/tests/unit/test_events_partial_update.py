@@ -121,3 +121,20 @@ def test_a_partial_update_reads_back_as_built_and_stays_v1() -> None:
 def test_the_profile_of_a_partial_update_leaves_changed_out() -> None:
     update = UserUpdated(user_id="u-1", user_name="ada", changed=["title"])
     assert "changed" not in update.profile().model_dump()
+
+
+def test_sets_says_which_fields_an_update_sets() -> None:
+    snapshot = UserUpdated(user_id="u-1", user_name="ada")
+    assert snapshot.sets("department")
+    assert snapshot.sets("attributes.site")
+    partial = UserUpdated(user_id="u-1", user_name="ada", changed=["title", "attributes.site"])
+    assert [partial.sets(n) for n in ("title", "user_name", "active", "attributes.site")] == [
+        True,
+        False,
+        False,
+        True,
+    ]
+    assert not partial.sets("attributes.badge")
+    every = UserUpdated(user_id="u-1", user_name="ada", changed=["attributes"])
+    assert every.sets("attributes.badge")
+    assert not every.sets("title")

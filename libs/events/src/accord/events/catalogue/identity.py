@@ -131,6 +131,13 @@ class UserUpdated(UserSnapshot):
     is a full snapshot and replaces the whole profile. A source that maps some fields only
     lists them, so it never wipes the others."""
 
+    def sets(self, name: str) -> bool:
+        """Whether this event sets a profile field (`attributes.<name>`: one attribute): a
+        snapshot sets every field, a partial update those it lists."""
+        if self.changed is None or name in self.changed:
+            return True
+        return name.startswith(ATTRIBUTE_PREFIX) and "attributes" in self.changed
+
 
 def apply_update(current: Profile, update: UserUpdated) -> Profile:
     """The profile after a user.updated: the one rule every consumer applies.
