@@ -77,3 +77,32 @@ def test_a_duplicate_or_an_older_event_changes_nothing() -> None:
     assert view is not None
     assert apply(view, created) is None
     assert apply(view, change_of(UserDeactivated(user_id=U), 1)) is None
+
+
+def test_a_partial_update_sets_what_it_lists_only() -> None:
+    created = change_of(UserCreated(user_id=U, user_name="ada", email="ada@example.org"), 1)
+    off = change_of(UserDeactivated(user_id=U), 2)
+    # An HR export that maps the e-mail only: the user name it carries is not listed, and
+    # its `active` (the default, true) neither.
+    mailed = UserUpdated(user_id=U, user_name="hr-ada", email="a@example.org", changed=["email"])
+    view = consume([created, off, change_of(mailed, 3)])
+    assert view is not None
+    assert (view.user_name, view.email, view.status, view.profile_sequence) == (
+        "ada",
+        "a@example.org",
+        "inactive",
+        3,
+    )
+    titled = UserUpdated(user_id=U, user_name="ada", title="Lead", changed=["title"])
+    assert apply(view, change_of(titled, 4)) is None  # nothing authn keeps
+    back = UserUpdated(user_id=U, user_name="ada", active=True, changed=["active"])
+    after = apply(view, change_of(back, 5))
+    assert after is not None
+    assert (after.status, after.email) == ("active", "a@example.org")
+
+
+def test_a_partial_update_before_any_profile_takes_the_user_name_it_carries() -> None:
+    renamed = UserUpdated(user_id=U, user_name="ada", email="a@example.org", changed=["email"])
+    view = apply(None, change_of(renamed, 2))
+    assert view is not None
+    assert (view.user_name, view.email) == ("ada", "a@example.org")

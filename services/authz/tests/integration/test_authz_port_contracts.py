@@ -105,6 +105,26 @@ async def test_principals_are_known_once_projected_and_newer_sequences_win(
     assert await directory.managers("ada") == {"ada": "mia", "mia": None}
 
 
+async def test_the_facts_an_event_does_not_set_stay_as_they_are(stores: Stores) -> None:
+    principals, directory = stores.principals, stores.directory
+    await principals.upsert(
+        "ada",
+        PrincipalFacts(sequence=1, active=False, department="eng", manager_id="mia", user_name="a"),
+    )
+    # A partial user.updated that lists the department only.
+    keep = frozenset({"manager_id", "user_name", "active"})
+    await principals.upsert(
+        "ada", PrincipalFacts(sequence=2, active=True, department="ops", keep=keep)
+    )
+    (ada,) = await directory.principal_entities("ada")
+    assert ada.attrs == {"active": False, "department": "ops"}
+    assert await directory.managers("ada") == {"ada": "mia", "mia": None}
+    # An older one changes nothing, kept facts or not.
+    await principals.upsert("ada", PrincipalFacts(sequence=1, active=True, department="x"))
+    (ada,) = await directory.principal_entities("ada")
+    assert ada.attrs == {"active": False, "department": "ops"}
+
+
 async def test_a_status_event_keeps_the_profile_and_a_deleted_principal_is_inactive(
     stores: Stores,
 ) -> None:

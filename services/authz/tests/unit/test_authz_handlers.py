@@ -191,6 +191,30 @@ async def test_an_older_identity_event_changes_nothing(memory: Memory) -> None:
     assert memory.principals["ada"]["department"] == "ops"
 
 
+async def test_a_partial_update_sets_the_facts_it_lists_only(memory: Memory) -> None:
+    await consume(
+        memory, UserCreated(user_id="ada", user_name="ada", department="eng", manager_id="mia")
+    )
+    await consume(memory, UserDeactivated(user_id="ada"), 2)
+    # An HR export that maps the department only: its unset manager and default active
+    # are not listed, nor is the user name it must carry.
+    moved = UserUpdated(user_id="ada", user_name="hr-ada", department="ops", changed=["department"])
+    await consume(memory, moved, 3)
+    row = memory.principals["ada"]
+    assert (row["department"], row["manager_id"], row["user_name"], row["active"]) == (
+        "ops",
+        "mia",
+        "ada",
+        False,
+    )
+    back = UserUpdated(user_id="ada", user_name="ada", active=True, changed=["active"])
+    await consume(memory, back, 4)
+    assert (memory.principals["ada"]["active"], memory.principals["ada"]["department"]) == (
+        True,
+        "ops",
+    )
+
+
 async def test_a_status_event_keeps_the_profile(memory: Memory) -> None:
     await consume(
         memory, UserCreated(user_id="ada", user_name="ada", department="eng", manager_id="mia")

@@ -348,6 +348,26 @@ async def test_a_re_announced_identity_is_an_update_not_a_second_joiner() -> Non
     assert h.run_of("mover").trigger["event"] == "user.updated"
 
 
+async def test_the_engine_sees_a_partial_update_merged_into_the_registry() -> None:
+    h = Harness(MOVER)
+    await h.deliver(joiner(department="Sales", title="Analyst"))
+    # An HR export that maps the title only: its department (None) is not listed.
+    titled = UserUpdated(user_id="u1", user_name="u1", title="Lead", changed=["title"])
+    assert workflow_types(await h.deliver(titled)) == []
+    moved = UserUpdated(user_id="u1", user_name="u1", department="Research", changed=["department"])
+    assert workflow_types(await h.deliver(moved))[0] == "workflow.run_started"
+
+    assert [run.workflow_id for run in h.all_runs()] == ["mover"]
+    entry = await h.world.registry.identity("u1")
+    assert entry is not None
+    profile = entry.profile
+    assert (profile.department, profile.title, profile.display_name) == (
+        "Research",
+        "Lead",
+        "Ada Lovelace",
+    )
+
+
 async def test_a_second_run_queues_and_begins_when_the_first_ends() -> None:
     h = Harness(JOINER, MOVER)
     created = await h.deliver(joiner(department="Sales"))

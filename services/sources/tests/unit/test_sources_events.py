@@ -1,4 +1,5 @@
-"""The changes as identity events: full profiles, status events, growing sequences."""
+"""The changes as identity events: profiles (user.updated lists what it changes, so the
+fields a source does not map are kept), status events, growing sequences."""
 
 from __future__ import annotations
 
@@ -9,11 +10,13 @@ import pytest
 from accord.events import (
     REGISTRY,
     Envelope,
+    Profile,
     UserCreated,
     UserDeactivated,
     UserDeleted,
     UserReactivated,
     UserUpdated,
+    apply_update,
     to_kafka,
 )
 from accord.sources.diff import Change, ChangeKind
@@ -49,7 +52,7 @@ def test_a_creation_carries_the_profile_with_the_given_user_name() -> None:
     assert record.key == b"hr:1"
 
 
-def test_an_update_carries_the_whole_profile_and_sequences_grow_per_user() -> None:
+def test_an_update_lists_its_changed_fields_and_sequences_grow_per_user() -> None:
     changes = [
         Change(ChangeKind.REACTIVATED, "1", "hr:1", "ada.lovelace", True),
         Change(ChangeKind.UPDATED, "1", "hr:1", "ada.lovelace", True, VALUES, ("department",)),
@@ -76,6 +79,7 @@ def test_an_update_carries_the_whole_profile_and_sequences_grow_per_user() -> No
         "2025-03-01",
         True,
     )
+    assert update.changed == ["department"]  # the others keep what the registry holds
     assert isinstance(events[3].data, UserDeleted)
     assert events[3].data.reason == "gone from source hr"
 
@@ -91,3 +95,39 @@ def test_an_inactive_row_is_an_inactive_profile(kind: ChangeKind) -> None:
     (event,) = _events([Change(kind, "1", "hr:1", "ada", False, VALUES, FIELDS)])
     assert isinstance(event.data, UserCreated | UserUpdated)
     assert event.data.active is False
+
+
+def test_a_link_lists_every_mapped_profile_field_and_the_status_not_user_id() -> None:
+    fields = ("attributes.site", "department")
+    mapped = (*fields, "user_id")  # the user_id mapping is no profile field
+    link = Change(
+        ChangeKind.UPDATED, "1", "e-77", "ada", True, ("Lyon", "Research"), mapped, linked=True
+    )
+    (event,) = list(
+        identity_events(
+            [link], fields=fields, source_name="hr", sequences=Sequences(), run_id="run-1"
+        )
+    )
+    assert isinstance(event.data, UserUpdated)
+    assert event.data.changed == ["attributes.site", "department", "active"]
+    # an identity created over SCIM keeps what this source does not map
+    current = Profile(user_name="ada", title="Analyst", email="ada@example.org")
+    merged = apply_update(current, event.data)
+    assert (merged.title, merged.email, merged.department) == (
+        "Analyst",
+        "ada@example.org",
+        "Research",
+    )
+    assert merged.attributes == {"site": "Lyon"}
+
+
+def test_a_changed_field_keeps_the_fields_the_source_does_not_map() -> None:
+    moved = Change(ChangeKind.UPDATED, "1", "hr:1", "ada.lovelace", True, VALUES, ("department",))
+    (event,) = _events([moved])
+    assert isinstance(event.data, UserUpdated)
+    current = Profile(user_name="ada.lovelace", department="Eng", title="Lead", email="a@b.c")
+    merged = apply_update(current, event.data)
+    assert merged == current.model_copy(update={"department": "Research"})
+    # read back from Kafka, the partial update is the same
+    parsed = REGISTRY.parse(event.type, 1, event.data.model_dump(mode="json"))
+    assert parsed == event.data

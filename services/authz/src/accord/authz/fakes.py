@@ -110,11 +110,11 @@ class MemoryPrincipals:
             return
         if stored["sequence"] >= facts.sequence:
             return
-        if not facts.keep_profile:
-            stored.update(
-                department=facts.department, manager_id=facts.manager_id, user_name=facts.user_name
-            )
-        stored.update(active=facts.active, deleted=facts.deleted, sequence=facts.sequence)
+        kept = facts.kept()
+        for name in ("department", "manager_id", "user_name", "active"):
+            if name not in kept:
+                stored[name] = getattr(facts, name)
+        stored.update(deleted=facts.deleted, sequence=facts.sequence)
 
     async def lock(self, user_id: str) -> None:
         self.memory.locks.append(user_id)

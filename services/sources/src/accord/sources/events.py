@@ -1,10 +1,13 @@
 """A run's changes as identity events, each with its per-subject sequence.
 
-user.updated carries the whole new profile, not only the changed fields: `UserUpdated` is a
-snapshot ("carries the whole new profile"), and the registry derives the changed attributes
-that mover triggers see by comparing it with the profile it holds. So the diff names the
-changed fields for the run's report, and the event carries them among all the others. The
-profile is what this source maps: a field the source does not map is absent (None) in it.
+user.updated is a partial update: its `changed` lists the profile fields the diff found
+changed (every mapped field for a link), so the consumers merge it into the profile they
+hold and a field this source does not map keeps its value; an identity created over SCIM or
+Kafka and linked here, or one field changed, loses nothing the source does not know. The
+registry derives the changed attributes that mover triggers see by comparing the merged
+profile with the one it held. The event's profile is what this source maps (unmapped fields
+unset, and ignored). `active` is listed for a link only: the source says the status of what
+it links (its status events say the rest), and a plain update leaves the status to them.
 
 Sequences: an identity's events are applied in sequence order, so each event gets the
 user's last sequence plus one (the caller gives the last sequences it knows: the source's
@@ -19,12 +22,14 @@ from datetime import datetime
 
 from accord.events.catalogue import (
     EventData,
+    Profile,
     UserCreated,
     UserDeactivated,
     UserDeleted,
     UserReactivated,
     UserUpdated,
 )
+from accord.events.catalogue.identity import ATTRIBUTE_PREFIX
 from accord.events.envelope import Envelope, new_event
 from accord.sources.diff import Change, ChangeKind
 from accord.sources.mapping import to_profile
@@ -48,13 +53,27 @@ def source_uri(source_name: str) -> str:
     return f"urn:accord:source:{source_name}"
 
 
+def profile_fields(change: Change) -> list[str]:
+    """What a user.updated lists as changed: the diff's changed fields that are profile fields
+    (`attributes.<name>` as it is; a mapped `user_id` is none), and `active` for a link."""
+    names = [
+        name
+        for name in change.changed
+        if name in Profile.model_fields or name.startswith(ATTRIBUTE_PREFIX)
+    ]
+    if change.linked:
+        names.append("active")
+    return names
+
+
 def event_data(change: Change, fields: tuple[str, ...], source_name: str) -> EventData:
     """The payload of one change."""
     if change.kind in (ChangeKind.CREATED, ChangeKind.UPDATED):
         values = dict(zip(fields, change.values or (), strict=True))
         profile = to_profile(values, user_name=change.user_name, active=change.active)
-        model = UserCreated if change.kind is ChangeKind.CREATED else UserUpdated
-        return model(user_id=change.user_id, **dict(profile))
+        if change.kind is ChangeKind.CREATED:
+            return UserCreated(user_id=change.user_id, **dict(profile))
+        return UserUpdated(user_id=change.user_id, **dict(profile), changed=profile_fields(change))
     reason = {
         ChangeKind.DEACTIVATED: f"inactive in source {source_name}",
         ChangeKind.REACTIVATED: f"active in source {source_name}",

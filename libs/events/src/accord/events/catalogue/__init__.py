@@ -46,6 +46,7 @@ from accord.events.catalogue.identity import (
     UserReactivated,
     UserSnapshot,
     UserUpdated,
+    apply_update,
 )
 from accord.events.catalogue.provisioning import (
     AccountDriftDetected,
@@ -184,4 +185,5 @@ __all__ = [
     "WorkflowTaskFailed",
     "WorkflowTaskSkipped",
     "WorkflowTaskWaiting",
+    "apply_update",
 ]

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Annotated, Any, ClassVar
 
-from pydantic import Field
+from pydantic import AfterValidator, Field, WithJsonSchema
 
 from accord.events import topics
 from accord.events.catalogue.base import (
@@ -83,10 +83,87 @@ class UserCreated(UserSnapshot):
     event_type: ClassVar[str] = topics.USER_CREATED
 
 
+#: How `UserUpdated.changed` names one custom attribute: `attributes.<name>`.
+ATTRIBUTE_PREFIX = "attributes."
+_FIELD_NAMES = tuple(sorted(Profile.model_fields))
+#: The longest attribute name (a ShortText key of `Profile.attributes`).
+_ATTRIBUTE_NAME_MAX = 256
+
+
+def _profile_field_name(value: str) -> str:
+    """A profile field's name, or `attributes.<name>`: what the JSON Schema pattern says."""
+    if value in Profile.model_fields:
+        return value
+    name = value.removeprefix(ATTRIBUTE_PREFIX)
+    if name != value and 1 <= len(name) <= _ATTRIBUTE_NAME_MAX and "\x00" not in name:
+        return value
+    raise ValueError(
+        f"{value[:64]!r} is not a profile field: one of {', '.join(_FIELD_NAMES)},"
+        " or attributes.<name>"
+    )
+
+
+#: A profile field named in `UserUpdated.changed`.
+ProfileFieldName = Annotated[
+    str,
+    AfterValidator(_profile_field_name),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": "^(?:" + "|".join(_FIELD_NAMES) + r"|attributes\.[^\x00]{1,"
+            f"{_ATTRIBUTE_NAME_MAX}}})$",
+        }
+    ),
+]
+
+
 class UserUpdated(UserSnapshot):
-    """An identity's attributes changed (the mover); carries the whole new profile."""
+    """An identity's attributes changed (the mover): the whole profile, or `changed` ones."""
 
     event_type: ClassVar[str] = topics.USER_UPDATED
+
+    changed: Annotated[list[ProfileFieldName], Field(min_length=1, max_length=128)] | None = None
+    """The profile fields this event changes: `department`, `active`... and
+    `attributes.<name>` for one custom attribute (`attributes` for all of them). Every other
+    field keeps the value the consumer holds, whatever the event carries for it; that goes
+    for `user_name` too, which the event must carry and which changes only when listed. A
+    listed field the event leaves unset is cleared (an attribute removed). Absent: the event
+    is a full snapshot and replaces the whole profile. A source that maps some fields only
+    lists them, so it never wipes the others."""
+
+    def sets(self, name: str) -> bool:
+        """Whether this event sets a profile field (`attributes.<name>`: one attribute): a
+        snapshot sets every field, a partial update those it lists."""
+        if self.changed is None or name in self.changed:
+            return True
+        return name.startswith(ATTRIBUTE_PREFIX) and "attributes" in self.changed
+
+
+def apply_update(current: Profile, update: UserUpdated) -> Profile:
+    """The profile after a user.updated: the one rule every consumer applies.
+
+    A full snapshot (no `changed`) replaces `current`; a partial update takes the fields it
+    lists from the event and keeps the others from `current`, attribute by attribute for
+    `attributes.<name>`. Raises ValueError (a pydantic ValidationError) when the merged
+    profile breaks the contract (more than 64 attributes): a permanent error.
+    """
+    if update.changed is None:
+        return update.profile()
+    values: dict[str, Any] = current.model_dump()
+    attributes = dict(current.attributes)
+    for name in update.changed:
+        if name == "attributes":
+            attributes = dict(update.attributes)
+        elif name.startswith(ATTRIBUTE_PREFIX):
+            key = name.removeprefix(ATTRIBUTE_PREFIX)
+            if key in update.attributes:
+                attributes[key] = update.attributes[key]
+            else:
+                attributes.pop(key, None)
+        else:
+            values[name] = getattr(update, name)
+    values["attributes"] = attributes
+    return Profile.model_validate(values)
 
 
 class UserDeactivated(UserEvent):

@@ -10,6 +10,9 @@ view in any order:
 
 - the profile (user name, e-mail): user.created and user.updated;
 - whether it is active: user.created, user.updated, user.deactivated, user.reactivated;
+- a partial user.updated (`changed`) sets the facts it lists only: the user name or the
+  e-mail alone keeps the other as it is (or takes the one the event carries while authn
+  knows no profile yet), and `active` only when listed;
 - whether it is deleted: user.deleted sets it, user.created and user.reactivated clear it.
   An update never does either: a source that corrects a leaver's attributes after the
   deletion leaves a leaver, whichever of the two is consumed first.
@@ -44,6 +47,9 @@ class Change:
     """The user name and e-mail."""
     active: bool | None = None
     deleted: bool | None = None
+    keep: frozenset[str] = frozenset()
+    """Of the profile, `user_name` or `email`: kept as the view has it (a partial update
+    that does not list it), unless the view has no profile yet."""
 
 
 @dataclass(frozen=True)
@@ -76,7 +82,10 @@ def change_of(data: EventData, sequence: int) -> Change:
     if isinstance(data, UserCreated):
         return Change(sequence, (data.user_name, data.email), data.active, deleted=False)
     if isinstance(data, UserUpdated):
-        return Change(sequence, (data.user_name, data.email), data.active)
+        keep = frozenset(name for name in ("user_name", "email") if not data.sets(name))
+        profile = (data.user_name, data.email) if len(keep) < 2 else None
+        active = data.active if data.sets("active") else None
+        return Change(sequence, profile, active, keep=keep)
     if isinstance(data, UserReactivated):
         return Change(sequence, active=True, deleted=False)
     if isinstance(data, UserDeactivated):
@@ -94,6 +103,9 @@ def apply(view: View | None, change: Change) -> View | None:
     n = change.sequence
     if change.profile is not None and n > before.profile_sequence:
         user_name, email = change.profile
+        if before.profile_sequence != NEVER:
+            user_name = before.user_name if "user_name" in change.keep else user_name
+            email = before.email if "email" in change.keep else email
         after = replace(after, user_name=user_name, email=email, profile_sequence=n)
     if change.active is not None and n > before.active_sequence:
         after = replace(after, active=change.active, active_sequence=n)

@@ -36,24 +36,29 @@ class PostgresPrincipals:
     async def upsert(self, user_id: str, facts: PrincipalFacts) -> None:
         """Project an identity event; older sequences than the stored one change nothing.
 
-        `keep_profile` (a status event) keeps the profile facts as they are.
+        The facts the event does not set (`facts.kept()`: the profile of a status event,
+        what a partial user.updated does not list) stay as they are.
         """
         await self.conn.execute(
             "INSERT INTO principals (user_id, department, active, deleted, sequence, manager_id,"
             " user_name) VALUES ($1, $2, $3, $4, $5, $7, $8)"
             " ON CONFLICT (user_id) DO UPDATE SET"
-            "   department = CASE WHEN $6 THEN principals.department ELSE EXCLUDED.department END,"
-            "   manager_id = CASE WHEN $6 THEN principals.manager_id ELSE EXCLUDED.manager_id END,"
-            "   user_name = CASE WHEN $6 THEN principals.user_name ELSE EXCLUDED.user_name END,"
-            "   active = EXCLUDED.active, deleted = EXCLUDED.deleted,"
-            "   sequence = EXCLUDED.sequence, updated_at = now()"
+            "   department = CASE WHEN 'department' = ANY($6::text[])"
+            "     THEN principals.department ELSE EXCLUDED.department END,"
+            "   manager_id = CASE WHEN 'manager_id' = ANY($6::text[])"
+            "     THEN principals.manager_id ELSE EXCLUDED.manager_id END,"
+            "   user_name = CASE WHEN 'user_name' = ANY($6::text[])"
+            "     THEN principals.user_name ELSE EXCLUDED.user_name END,"
+            "   active = CASE WHEN 'active' = ANY($6::text[])"
+            "     THEN principals.active ELSE EXCLUDED.active END,"
+            "   deleted = EXCLUDED.deleted, sequence = EXCLUDED.sequence, updated_at = now()"
             " WHERE principals.sequence < EXCLUDED.sequence",
             user_id,
             facts.department,
             facts.active,
             facts.deleted,
             facts.sequence,
-            facts.keep_profile,
+            sorted(facts.kept()),
             facts.manager_id,
             facts.user_name,
         )

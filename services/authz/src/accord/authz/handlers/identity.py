@@ -16,17 +16,25 @@ from accord.events import (
     UserUpdated,
 )
 
+#: What authz keeps of a profile, by its field names.
+_FACTS = ("department", "manager_id", "user_name", "active")
+
 
 async def on_user_profile(
     event: Envelope, data: UserCreated | UserUpdated, ports: AuthzPorts
 ) -> list[Envelope]:
-    """user.created / user.updated: the principal's profile and status."""
+    """user.created / user.updated: the principal's profile and status (a partial update:
+    the facts it lists, the others stay)."""
+    keep: frozenset[str] = frozenset()
+    if isinstance(data, UserUpdated):
+        keep = frozenset(name for name in _FACTS if not data.sets(name))
     facts = PrincipalFacts(
         sequence=event.sequence or 0,
         active=data.active,
         department=data.department,
         manager_id=data.manager_id,
         user_name=data.user_name,
+        keep=keep,
     )
     await _project(data.user_id, facts, ports)
     return await _decide_waiting(data.user_id, ports)

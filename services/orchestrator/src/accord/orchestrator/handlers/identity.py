@@ -3,7 +3,10 @@ registry and start the joiner, mover, reactivation and leaver sagas the workflow
 run on the event (`settings.selection`: the shipped workflow files, or a team's copies).
 
 Events of an identity that does not exist yet are parked, and applied when its
-user.created arrives; stale and duplicate events change nothing.
+user.created arrives; stale and duplicate events change nothing. A user.updated is merged
+into the profile the registry holds (`accord.events.apply_update`): a full snapshot replaces
+it, a partial one (`changed`) changes the fields it lists only, so the mover sees what the
+profile was and what it is now.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from accord.events import (
     UserDeleted,
     UserReactivated,
     UserUpdated,
+    apply_update,
 )
 from accord.orchestrator.domain import account_saga as saga
 from accord.orchestrator.domain import workflow
@@ -50,7 +54,7 @@ async def on_user_created(
     if judge(current, sequence, creates=True) is Verdict.STALE:
         log.info("stale or duplicate user.created ignored", extra={"user_id": data.user_id})
         return []
-    written = await _save_profile(ports, data, sequence, event.source)
+    written = await _save_profile(ports, data.user_id, data.profile(), sequence, event.source)
     if current is not None:
         # A re-announced identity is an update, not a second joiner.
         return []
@@ -61,7 +65,10 @@ async def on_user_created(
         early = REGISTRY.parse(parked.event_type, parked.version, parked.data)
         sequence = parked.sequence
         if isinstance(early, UserUpdated):
-            written = await _save_profile(ports, early, sequence, parked.source, status_event=False)
+            profile = _merged(written.profile, early)
+            written = await _save_profile(
+                ports, data.user_id, profile, sequence, parked.source, status_event=False
+            )
         else:
             status = workflow.STATUS_OF[type(early)]
             await registry.set_status(data.user_id, status, sequence)
@@ -78,14 +85,21 @@ async def on_user_created(
 async def on_user_updated(
     event: Envelope, data: UserUpdated, ports: OrchestratorPorts
 ) -> list[Envelope]:
-    """Apply a newer profile; a mover's accounts follow its birthright and attributes."""
+    """Merge a newer profile in; a mover's accounts follow its birthright and attributes."""
     if await _parked_or_stale(event, ports) is not Verdict.APPLY:
         return []
     entry = await ports.registry.identity(data.user_id)
     assert entry is not None
     sequence = event.sequence or 0
+    profile = _merged(entry.profile, data)
     written = await _save_profile(
-        ports, data, sequence, event.source, status_event=False, locked_by=entry.locked_by
+        ports,
+        data.user_id,
+        profile,
+        sequence,
+        event.source,
+        status_event=False,
+        locked_by=entry.locked_by,
     )
     if entry.status == "deleted":
         # A leaver's accounts are going away: keep the attributes, not the status.
@@ -158,22 +172,32 @@ async def _parked_or_stale(event: Envelope, ports: OrchestratorPorts) -> Verdict
     return verdict
 
 
+def _merged(current: Profile, data: UserUpdated) -> Profile:
+    """The profile a user.updated leaves; one the contract refuses (a partial update that
+    brings the attributes beyond their limit) is a permanent error."""
+    try:
+        return apply_update(current, data)
+    except ValueError as error:
+        raise PermanentError(f"user.updated cannot be applied: {error}") from None
+
+
 async def _save_profile(
     ports: OrchestratorPorts,
-    data: UserCreated | UserUpdated,
+    user_id: str,
+    profile: Profile,
     sequence: int,
     source: str,
     *,
     status_event: bool = True,
     locked_by: str | None = None,
 ) -> workflow.Identity:
-    """Write an identity event's profile; returns the entry as written (`locked_by`: the
-    lockout the entry holds, which a profile leaves as it is)."""
+    """Write the profile an identity event leaves; returns the entry as written
+    (`locked_by`: the lockout the entry holds, which a profile leaves as it is)."""
     change = ProfileChange(
-        user_id=data.user_id,
-        user_name=data.user_name,
-        profile=data.profile().model_dump(mode="json"),
-        status=workflow.status_of(data.active),
+        user_id=user_id,
+        user_name=profile.user_name,
+        profile=profile.model_dump(mode="json"),
+        status=workflow.status_of(profile.active),
         sequence=sequence,
         source=source,
         status_event=status_event,
@@ -182,5 +206,4 @@ async def _save_profile(
         await ports.registry.save_profile(change)
     except UserNameTaken as error:
         raise PermanentError(str(error)) from None
-    profile = Profile.model_validate(change.profile)
-    return workflow.Identity(data.user_id, change.status, profile, locked_by)
+    return workflow.Identity(user_id, change.status, profile, locked_by)
