@@ -34,8 +34,9 @@ def facts_of(event: Envelope) -> IdentityFacts | None:
     data = event.data
     sequence = event.sequence or 0
     if isinstance(data, UserCreated | UserUpdated):
-        changed = getattr(data, "changed", None)
-        sets = _PROFILE_FIELDS if changed is None else _PROFILE_FIELDS & {"user_name", *changed}
+        sets = frozenset(
+            name for name in _PROFILE_FIELDS if isinstance(data, UserCreated) or data.sets(name)
+        )
         return IdentityFacts(
             data.user_id,
             sequence,
