@@ -86,7 +86,8 @@ class Due:
         return due
 
     def wait(self, now: datetime, poll: timedelta) -> float:
-        """Seconds until the next look: the next schedule, or one poll for watches."""
+        """Seconds until the next look: the next schedule, one poll for watches, and at most
+        a minute (a clock that jumps, a host that slept, are noticed soon)."""
         waits = [poll] if any(source.watch for source in self.sources) else [timedelta(minutes=1)]
         waits += [when - now for when in self.next_runs.values()]
         return max(0.0, min(waits).total_seconds())
