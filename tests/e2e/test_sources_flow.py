@@ -1,0 +1,239 @@
+"""Authoritative sources on the whole platform: an HR export becomes accounts in the target.
+
+A CSV export of N people (ACCORD_E2E_SOURCE_PEOPLE, 200 by default; the issue's 10,000 is a
+manual run of this test), run with `accord sources run` as an operator would: the sources
+service's relay publishes, the orchestrator's joiners create the accounts. A second export
+with its joiners, movers, leavers, a deactivation, a changed hire date and a rename publishes
+exactly those changes (the audit log shows every event of the run by its correlation id) and
+the target follows. A truncated export is held at the safety limit and rejected. A person who
+already had an identity from Kafka is linked, not created twice.
+
+The demo target's birthright: everyone but Contractors gets an account there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import os
+import re
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from accord.events import Publisher, UserCreated
+from accord.stack.platform import Platform
+
+from .conftest import audit_events, eventually, scim_client, target_account
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+PEOPLE = int(os.environ.get("ACCORD_E2E_SOURCE_PEOPLE", "200"))
+COLUMNS = ("id", "first", "last", "mail", "dept", "job", "hired", "status")
+#: How long the platform may take for a whole export (a 10,000-person run takes minutes).
+PATIENCE = max(60.0, PEOPLE / 20)
+
+
+def person(tag: str, n: int, **changes: str) -> dict[str, str]:
+    row = {
+        "id": f"{tag}-{n:05d}",
+        "first": f"P{n}",
+        "last": f"T{tag}",
+        "mail": f"p{n}.{tag}@example.org",
+        "dept": ("Engineering", "Sales", "Finance")[n % 3],
+        "job": f"Job {n}",
+        "hired": "2025-01-06",
+        "status": "A",
+    }
+    return {**row, **changes}
+
+
+def write_export(path: Path, rows: list[dict[str, str]]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def sources_yaml(path: Path, name: str, export: Path) -> None:
+    source = {
+        "name": name,
+        "kind": "csv",
+        "csv": {"path": str(export)},
+        "key": "id",
+        "mappings": {
+            "user_id": f'"{name}-" + row.id',
+            "user_name": 'lower(row.first) + "." + lower(row.last)',
+            "given_name": "first",
+            "family_name": "last",
+            "email": "mail",
+            "employee_number": "id",
+            "department": "dept",
+            "title": "job",
+            "hire_date": "hired",
+        },
+        "status": {"column": "status", "active_values": ["A"]},
+        "correlation": [{"by": "employee_number"}],
+    }
+    path.write_text(yaml.safe_dump({"sources": [source]}), encoding="utf-8")
+
+
+async def sources_cli(platform: Platform, *args: str, env: dict[str, str] | None = None) -> str:
+    """`accord sources ARGS` as an operator runs it beside the platform; its stdout."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "accord.events.cli",
+        "sources",
+        *args,
+        env={**platform.service_env(), **(env or {})},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await process.communicate()
+    assert process.returncode == 0, err.decode()
+    return out.decode()
+
+
+def run_id_of(output: str) -> str:
+    found = re.search(r"^run (\S+) ", output, re.MULTILINE)
+    assert found is not None, output
+    return found.group(1)
+
+
+async def accounts_of(platform: Platform, tag: str) -> dict[str, dict[str, Any]]:
+    """Every account of this test's people in the demo target, by user name."""
+    found: dict[str, dict[str, Any]] = {}
+    async with scim_client(platform.scim, timeout=30) as client:
+        start = 1
+        while True:
+            response = await client.get(
+                "/Users",
+                params={"filter": f'userName co "t{tag}"', "startIndex": start, "count": 500},
+            )
+            response.raise_for_status()
+            page = response.json()
+            resources = page.get("Resources", [])
+            found.update({user["userName"]: user for user in resources})
+            start += len(resources)
+            if not resources or start > page["totalResults"]:
+                return found
+
+
+async def accounts_become(
+    platform: Platform, tag: str, expected: dict[str, tuple[bool, str]]
+) -> dict[str, dict[str, Any]]:
+    """Wait until the target holds exactly `expected` (user name -> active, title)."""
+
+    async def matches() -> dict[str, dict[str, Any]] | None:
+        accounts = await accounts_of(platform, tag)
+        shown = {name: (a.get("active"), a.get("title")) for name, a in accounts.items()}
+        return accounts if shown == expected else None
+
+    return await eventually(matches, timeout=PATIENCE, what=f"{len(expected)} accounts")
+
+
+async def run_events(platform: Platform, run_id: str, count: int) -> list[dict[str, Any]]:
+    """The identity events of one run, as the auditor recorded them from Kafka."""
+
+    async def recorded() -> list[dict[str, Any]] | None:
+        records = await audit_events(platform, correlation_id=run_id)
+        identity = [r for r in records if r["event_type"].startswith("user.")]
+        return identity if len(identity) >= count else None
+
+    return await eventually(recorded, timeout=PATIENCE, what=f"{count} events of run {run_id}")
+
+
+def expected_accounts(tag: str, rows: list[dict[str, str]]) -> dict[str, tuple[bool, str]]:
+    return {
+        f"{row['first'].lower()}.{row['last'].lower()}": (row["status"] == "A", row["job"])
+        for row in rows
+        if row["dept"] != "Contractors"
+    }
+
+
+async def test_an_hr_export_then_its_changes_become_exactly_those_accounts(
+    platform: Platform, kafka_bootstrap: str, tmp_path: Path, unique: str
+) -> None:
+    tag, name = unique, f"hr-{unique}"
+    export, config = tmp_path / "hr.csv", tmp_path / "sources.yaml"
+    sources_yaml(config, name, export)
+    # Someone HR lists already has an identity, published over Kafka by another system.
+    known = person(tag, 1)
+    async with Publisher(
+        source="urn:test:badge-system", bootstrap_servers=kafka_bootstrap
+    ) as other:
+        await other.publish(
+            UserCreated(user_id=f"badge-{tag}", user_name=f"founder.t{tag}",
+                        employee_number=known["id"], title="Founder"),
+            sequence=1,
+        )  # fmt: skip
+        await target_account(platform, f"founder.t{tag}", title="Founder")
+    rows = [person(tag, n) for n in range(1, PEOPLE + 1)]
+    write_export(export, rows)
+
+    async def projected() -> bool:
+        # the sources service's view of the identities has the badge system's identity
+        out = await sources_cli(platform, "run", name, "--file", str(config), "--dry-run")
+        return "user.updated       badge-" in out
+
+    await eventually(projected, what="the sources service to see the existing identity")
+    first = await sources_cli(platform, "run", name, "--file", str(config))
+    assert (
+        f"published {PEOPLE} events: {PEOPLE} rows read; {PEOPLE - 1} created, 1 updated, 1 linked"
+        in first
+    )
+    events = await run_events(platform, run_id_of(first), PEOPLE)
+    assert Counter(e["event_type"] for e in events) == {
+        "user.created": PEOPLE - 1,
+        "user.updated": 1,
+    }
+    assert {e["subject"] for e in events if e["event_type"] == "user.updated"} == {f"badge-{tag}"}
+    accounts = await accounts_become(platform, tag, expected_accounts(tag, rows))
+    assert f"founder.t{tag}" not in accounts  # linked and renamed, not a second account
+
+    # The second export: 5 joiners, 5 movers (a new title), 2 to Contractors (no demo
+    # account), 5 leavers, 1 deactivation, 1 changed hire date, 1 rename.
+    second = [dict(row) for row in rows]
+    for n in range(2, 7):
+        second[n] = person(tag, n + 1, job=f"Senior {n + 1}")
+    second[10] = person(tag, 11, dept="Contractors")
+    second[11] = person(tag, 12, dept="Contractors")
+    second[12] = person(tag, 13, status="I")
+    second[13] = person(tag, 14, hired="2025-02-03")
+    second[14] = person(tag, 15, last=f"Wed{tag}")
+    leavers = {row["id"] for row in second[20:25]}
+    second = [row for row in second if row["id"] not in leavers]
+    second += [person(tag, n) for n in range(PEOPLE + 1, PEOPLE + 6)]
+    write_export(export, second)
+    out = await sources_cli(platform, "run", name, "--file", str(config))
+    assert "5 created, 9 updated, 0 linked, 1 deactivated, 0 reactivated, 5 deleted" in out
+    events = await run_events(platform, run_id_of(out), 20)
+    assert Counter(e["event_type"] for e in events) == {
+        "user.created": 5, "user.updated": 9, "user.deactivated": 1, "user.deleted": 5
+    }  # fmt: skip
+    changed = {e["subject"]: e["payload"] for e in events if e["event_type"] == "user.updated"}
+    assert changed[f"{name}-{tag}-00014"]["changed"] == ["hire_date"]
+    assert changed[f"{name}-{tag}-00015"]["changed"] == ["family_name", "user_name"]
+    final = expected_accounts(tag, second)
+    # the renamed person keeps one account, under the new name
+    assert f"p15.wed{tag}".lower() in final
+    await accounts_become(platform, tag, {k: v for k, v in final.items() if "wed" not in k})
+    await target_account(platform, f"p15.wed{tag}".lower(), active=True)
+
+    # A truncated export: held at the safety limit, nothing published, rejected.
+    write_export(export, second[: len(second) // 2])
+    out = await sources_cli(platform, "run", name, "--file", str(config))
+    assert "HELD, nothing published" in out
+    held = run_id_of(out)
+    out = await sources_cli(platform, "reject", held, "--as", "ops-lead", "--reason", "truncated")
+    assert "nothing published" in out
+    records = await audit_events(platform, correlation_id=held)
+    assert [r["event_type"] for r in records] == ["source.run_completed"] * 2
+    write_export(export, second)  # the next export is whole: nothing to do
+    out = await sources_cli(platform, "run", name, "--file", str(config))
+    assert "published 0 events" in out
