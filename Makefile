@@ -175,8 +175,13 @@ bench-connectors: install ## Connector operations per second against real target
 	$(RUN) python benchmarks/connectors.py
 
 .PHONY: bench-sources
-bench-sources: install ## Sources: read+map+diff+events of 10,000 and 100,000 CSV rows (rows/s, peak memory)
+bench-sources: install ## Sources: the pure core (sources_diff.py), then whole runs on real parts (sources_run.py)
 	$(RUN) python benchmarks/sources_diff.py
+	$(RUN) python benchmarks/sources_run.py $(if $(BROKER),--broker $(BROKER))
+
+.PHONY: bench-sources-run
+bench-sources-run: install ## Sources on PostgreSQL + Kafka (BROKER=tansu): runs, relay, SQL/MariaDB/LDAP readers (~5 min)
+	$(RUN) python benchmarks/sources_run.py $(if $(BROKER),--broker $(BROKER))
 
 .PHONY: bench-timers
 bench-timers: install ## Lateness of 1,000 time-trigger timers due over 20 s (p50/p90/p99/max) and orchestrator CPU

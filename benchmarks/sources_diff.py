@@ -57,7 +57,7 @@ def source(path: Path) -> Source:
                 "cost_center": "cost_center",
                 "manager_id": '"hr:" + row.manager',
                 "hire_date": "hired",
-                "custom.site": "site",
+                "attributes.site": "site",
             },
             "status": {"column": "status", "active_values": ["A"]},
             "correlation": [{"by": "employee_number"}, {"by": "email"}],
