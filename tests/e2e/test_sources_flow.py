@@ -13,147 +13,33 @@ The demo target's birthright: everyone but Contractors gets an account there.
 
 from __future__ import annotations
 
-import asyncio
-import csv
 import os
-import re
-import sys
 from collections import Counter
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
 from accord.events import Publisher, UserCreated
 from accord.stack.platform import Platform
 
-from .conftest import audit_events, eventually, scim_client, target_account
+from .conftest import audit_events, eventually, target_account
+from .sources_kit import (
+    accounts_become,
+    csv_source,
+    expected_accounts,
+    person,
+    run_events,
+    run_id_of,
+    sources_cli,
+    sources_yaml,
+    write_export,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 PEOPLE = int(os.environ.get("ACCORD_E2E_SOURCE_PEOPLE", "200"))
-COLUMNS = ("id", "first", "last", "mail", "dept", "job", "hired", "status")
 #: How long the platform may take for a whole export (a 10,000-person run takes minutes).
 PATIENCE = max(60.0, PEOPLE / 20)
-
-
-def person(tag: str, n: int, **changes: str) -> dict[str, str]:
-    row = {
-        "id": f"{tag}-{n:05d}",
-        "first": f"P{n}",
-        "last": f"T{tag}",
-        "mail": f"p{n}.{tag}@example.org",
-        "dept": ("Engineering", "Sales", "Finance")[n % 3],
-        "job": f"Job {n}",
-        "hired": "2025-01-06",
-        "status": "A",
-    }
-    return {**row, **changes}
-
-
-def write_export(path: Path, rows: list[dict[str, str]]) -> None:
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def sources_yaml(path: Path, name: str, export: Path) -> None:
-    source = {
-        "name": name,
-        "kind": "csv",
-        "csv": {"path": str(export)},
-        "key": "id",
-        "mappings": {
-            "user_id": f'"{name}-" + row.id',
-            "user_name": 'lower(row.first) + "." + lower(row.last)',
-            "given_name": "first",
-            "family_name": "last",
-            "email": "mail",
-            "employee_number": "id",
-            "department": "dept",
-            "title": "job",
-            "hire_date": "hired",
-        },
-        "status": {"column": "status", "active_values": ["A"]},
-        "correlation": [{"by": "employee_number"}],
-    }
-    path.write_text(yaml.safe_dump({"sources": [source]}), encoding="utf-8")
-
-
-async def sources_cli(platform: Platform, *args: str, env: dict[str, str] | None = None) -> str:
-    """`accord sources ARGS` as an operator runs it beside the platform; its stdout."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "accord.events.cli",
-        "sources",
-        *args,
-        env={**platform.service_env(), **(env or {})},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await process.communicate()
-    assert process.returncode == 0, err.decode()
-    return out.decode()
-
-
-def run_id_of(output: str) -> str:
-    found = re.search(r"^run (\S+) ", output, re.MULTILINE)
-    assert found is not None, output
-    return found.group(1)
-
-
-async def accounts_of(platform: Platform, tag: str) -> dict[str, dict[str, Any]]:
-    """Every account of this test's people in the demo target, by user name."""
-    found: dict[str, dict[str, Any]] = {}
-    async with scim_client(platform.scim, timeout=30) as client:
-        start = 1
-        while True:
-            response = await client.get(
-                "/Users",
-                params={"filter": f'userName co "t{tag}"', "startIndex": start, "count": 500},
-            )
-            response.raise_for_status()
-            page = response.json()
-            resources = page.get("Resources", [])
-            found.update({user["userName"]: user for user in resources})
-            start += len(resources)
-            if not resources or start > page["totalResults"]:
-                return found
-
-
-async def accounts_become(
-    platform: Platform, tag: str, expected: dict[str, tuple[bool, str]]
-) -> dict[str, dict[str, Any]]:
-    """Wait until the target holds exactly `expected` (user name -> active, title)."""
-
-    async def matches() -> dict[str, dict[str, Any]] | None:
-        accounts = await accounts_of(platform, tag)
-        shown = {name: (a.get("active"), a.get("title")) for name, a in accounts.items()}
-        return accounts if shown == expected else None
-
-    return await eventually(matches, timeout=PATIENCE, what=f"{len(expected)} accounts")
-
-
-async def run_events(platform: Platform, run_id: str, count: int) -> list[dict[str, Any]]:
-    """The identity events of one run, as the auditor recorded them from Kafka."""
-
-    async def recorded() -> list[dict[str, Any]] | None:
-        records = await audit_events(platform, correlation_id=run_id)
-        identity = [r for r in records if r["event_type"].startswith("user.")]
-        return identity if len(identity) >= count else None
-
-    return await eventually(recorded, timeout=PATIENCE, what=f"{count} events of run {run_id}")
-
-
-def expected_accounts(tag: str, rows: list[dict[str, str]]) -> dict[str, tuple[bool, str]]:
-    return {
-        f"{row['first'].lower()}.{row['last'].lower()}": (row["status"] == "A", row["job"])
-        for row in rows
-        if row["dept"] != "Contractors"
-    }
 
 
 async def test_an_hr_export_then_its_changes_become_exactly_those_accounts(
@@ -161,7 +47,7 @@ async def test_an_hr_export_then_its_changes_become_exactly_those_accounts(
 ) -> None:
     tag, name = unique, f"hr-{unique}"
     export, config = tmp_path / "hr.csv", tmp_path / "sources.yaml"
-    sources_yaml(config, name, export)
+    sources_yaml(config, csv_source(name, export))
     # Someone HR lists already has an identity, published over Kafka by another system.
     known = person(tag, 1)
     async with Publisher(
@@ -187,13 +73,13 @@ async def test_an_hr_export_then_its_changes_become_exactly_those_accounts(
         f"published {PEOPLE} events: {PEOPLE} rows read; {PEOPLE - 1} created, 1 updated, 1 linked"
         in first
     )
-    events = await run_events(platform, run_id_of(first), PEOPLE)
+    events = await run_events(platform, run_id_of(first), PEOPLE, PATIENCE)
     assert Counter(e["event_type"] for e in events) == {
         "user.created": PEOPLE - 1,
         "user.updated": 1,
     }
     assert {e["subject"] for e in events if e["event_type"] == "user.updated"} == {f"badge-{tag}"}
-    accounts = await accounts_become(platform, tag, expected_accounts(tag, rows))
+    accounts = await accounts_become(platform, tag, expected_accounts(tag, rows), PATIENCE)
     assert f"founder.t{tag}" not in accounts  # linked and renamed, not a second account
 
     # The second export: 5 joiners, 5 movers (a new title), 2 to Contractors (no demo
@@ -212,7 +98,7 @@ async def test_an_hr_export_then_its_changes_become_exactly_those_accounts(
     write_export(export, second)
     out = await sources_cli(platform, "run", name, "--file", str(config))
     assert "5 created, 9 updated, 0 linked, 1 deactivated, 0 reactivated, 5 deleted" in out
-    events = await run_events(platform, run_id_of(out), 20)
+    events = await run_events(platform, run_id_of(out), 20, PATIENCE)
     assert Counter(e["event_type"] for e in events) == {
         "user.created": 5, "user.updated": 9, "user.deactivated": 1, "user.deleted": 5
     }  # fmt: skip
@@ -222,7 +108,9 @@ async def test_an_hr_export_then_its_changes_become_exactly_those_accounts(
     final = expected_accounts(tag, second)
     # the renamed person keeps one account, under the new name
     assert f"p15.wed{tag}".lower() in final
-    await accounts_become(platform, tag, {k: v for k, v in final.items() if "wed" not in k})
+    await accounts_become(
+        platform, tag, {k: v for k, v in final.items() if "wed" not in k}, PATIENCE
+    )
     await target_account(platform, f"p15.wed{tag}".lower(), active=True)
 
     # A truncated export: held at the safety limit, nothing published, rejected.
