@@ -1,5 +1,5 @@
 """The whole platform on one machine: broker, PostgreSQL, a SCIM target, a mail catcher
-(accord up) and five services.
+(accord up) and six services.
 
 Used by `accord up` and by the end-to-end tests, so both run exactly the same thing.
 """
@@ -35,8 +35,9 @@ from accord.stack.smtp_sink import SmtpSink
 
 log = logging.getLogger(__name__)
 
-SERVICES = ("orchestrator", "provisioner", "authz", "auditor", "authn")
+SERVICES = ("orchestrator", "provisioner", "authz", "auditor", "authn", "sources")
 DEMO_TARGET = "scim-demo"
+SOURCES_FILE_ENV = "ACCORD_SOURCES_FILE"
 DEMO_TOKEN_ENV = "ACCORD_SCIM_DEMO_TOKEN"  # noqa: S105 - the variable's name, not a secret
 #: Joiners of this department get no demo account (accord up's example of a rule).
 CONTRACTORS = "Contractors"
@@ -112,6 +113,7 @@ class PlatformConfig:
             "authz": 8703,
             "auditor": 8704,
             "authn": 8705,
+            "sources": 8706,
         }
     )
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -125,6 +127,10 @@ class PlatformConfig:
     workflows_dir: Path | None = None
     """The orchestrator's folder of lifecycle workflow files (ACCORD_WORKFLOWS_DIR); None
     leaves the variable as the environment has it."""
+    sources_file: Path | None = None
+    """The sources service's sources.yaml (ACCORD_SOURCES_FILE); None leaves the variable as
+    the environment has it (unset: no source runs, the service keeps its view of the
+    identities only)."""
     mail_catcher: bool = False
     """Start an SMTP sink and send the orchestrator's mail there (accord up): send_email
     works on a laptop, and the mail lands under home/mail instead of anyone's inbox."""
@@ -203,6 +209,8 @@ class Platform:
         env.update({d.password_env: d.password for d in self.config.ldap_directories})
         if self.config.workflows_dir is not None:
             env["ACCORD_WORKFLOWS_DIR"] = str(self.config.workflows_dir)
+        if self.config.sources_file is not None:
+            env[SOURCES_FILE_ENV] = str(self.config.sources_file)
         if self.mail is not None:
             sender = env.get("ACCORD_SMTP_FROM") or CAUGHT_MAIL_SENDER
             # The catcher's settings only: a stray ACCORD_SMTP_PASSWORD, say, would ask for
@@ -256,7 +264,8 @@ class Platform:
         return self.config.home / "env"
 
     def cli_env(self) -> dict[str, str]:
-        """The variables of env_file: those service_env() sets that the CLI reads."""
+        """The variables of env_file: those service_env() sets that the CLI reads (with the
+        sources file, if any: `accord sources run NAME` then runs what the service runs)."""
         env = self.service_env()
         names = [
             "DATABASE_URL",
@@ -268,6 +277,8 @@ class Platform:
             *(t.token_env for t in self.config.department_targets),
             *(d.password_env for d in self.config.ldap_directories),
         ]
+        if env.get(SOURCES_FILE_ENV):
+            names.append(SOURCES_FILE_ENV)
         return {name: env[name] for name in names}
 
     async def start(self, progress: bool = False) -> None:
@@ -522,6 +533,7 @@ def _without_password(dsn: str) -> str:
 
 __all__ = [
     "SERVICES",
+    "SOURCES_FILE_ENV",
     "DepartmentTarget",
     "LdapDirectory",
     "Platform",
