@@ -136,6 +136,9 @@ class PlatformConfig:
     works on a laptop, and the mail lands under home/mail instead of anyone's inbox."""
     smtp_port: int = 0
     """The mail catcher's port on 127.0.0.1; 0: a free one."""
+    services: tuple[str, ...] = SERVICES
+    """The services to start (all of them but for a benchmark that keeps measuring the
+    services of its recorded figures)."""
 
     @classmethod
     def ephemeral(cls, home: Path, **overrides: object) -> PlatformConfig:
@@ -156,6 +159,9 @@ class Platform:
     """Starts the parts in dependency order and stops them in reverse."""
 
     def __init__(self, config: PlatformConfig) -> None:
+        unknown = sorted(set(config.services) - set(SERVICES))
+        if unknown:
+            raise ValueError(f"no such service: {', '.join(unknown)}")
         self.config = config
         self.broker: LocalBroker | None = None
         self.postgres: EmbeddedPostgres | None = None
@@ -173,7 +179,7 @@ class Platform:
     def endpoints(self) -> dict[str, str]:
         """Every address a user may want, by name."""
         ports = self.config.service_ports
-        found = {name: f"http://127.0.0.1:{ports[name]}" for name in SERVICES}
+        found = {name: f"http://127.0.0.1:{ports[name]}" for name in self.config.services}
         found["kafka"] = self.bootstrap_servers
         found["postgres"] = _without_password(self.database_url)
         found[DEMO_TARGET] = f"{self.scim.base_url}/v2"
@@ -200,7 +206,8 @@ class Platform:
         env.setdefault("ACCORD_AUDIT_SIGNING_KEY_FILE", str(self.audit_signing_key))
         env.setdefault("ACCORD_AUDIT_CHECKPOINT_DIR", str(self.config.home / "audit-checkpoints"))
         env.setdefault("ACCORD_SSF_SIGNING_KEY_FILE", str(self.ssf_signing_key))
-        env.setdefault("ACCORD_AUTHN_PUBLIC_URL", self.endpoints()["authn"])
+        authn_port = self.config.service_ports["authn"]
+        env.setdefault("ACCORD_AUTHN_PUBLIC_URL", f"http://127.0.0.1:{authn_port}")
         # Plain http on loopback: Shared Signals wants https outside development.
         env.setdefault("ACCORD_SSF_ALLOW_HTTP", "true")
         if "ACCORD_AUTHN_CREDENTIAL_KEYS" not in env and self.credential_keys.exists():
@@ -311,7 +318,7 @@ class Platform:
         await self._make_audit_signing_key()
         keys.make_authn_keys(self.ssf_signing_key, self.credential_keys)
         env = self.service_env()
-        for name in SERVICES:
+        for name in self.config.services:
             process = ManagedProcess(
                 name,
                 [sys.executable, "-m", f"accord.{name}"],
@@ -321,7 +328,7 @@ class Platform:
             say(f"starting {name} on port {self.config.service_ports[name]}")
             await process.start()
             self.services[name] = process
-        await asyncio.gather(*(self._wait_ready(name) for name in SERVICES))
+        await asyncio.gather(*(self._wait_ready(name) for name in self.config.services))
         if self.config.seed_demo:
             say(f"publishing the demo organisation: {demo.describe()}")
             await demo.seed(self.bootstrap_servers, profile_named(self.config.broker))
