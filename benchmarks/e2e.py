@@ -1,8 +1,9 @@
 """Accord end to end on its real parts, driven from outside, against the floor (issue 8).
 
-Starts the whole platform (the broker, embedded PostgreSQL, scim2-server, the five services)
-on free ports under a temporary home, publishes user.created events for unique joiners and
-follows each one through the topics until the audit records of its whole flow are in:
+Starts the whole platform (the broker, embedded PostgreSQL, scim2-server, the five services
+of benchlib.services.MEASURED: not the sources service) on free ports under a temporary
+home, publishes user.created events for unique joiners and follows each one through the
+topics until the audit records of its whole flow are in:
 
   warm-up      a few joiners, not reported in the headline
   idle         CPU of the platform with no load (5 s, from 3 s after the warm-up)
