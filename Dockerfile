@@ -2,7 +2,7 @@
 # One image per Accord service, from this one file:
 #
 #   docker build --build-arg SERVICE=orchestrator -t accord-orchestrator:dev .
-#   (SERVICE: orchestrator, provisioner, authz, auditor or authn)
+#   (SERVICE: orchestrator, provisioner, authz, auditor, authn or sources)
 #
 # The image holds only that service's packages (uv sync --package accord-$SERVICE, from
 # uv.lock, no dev dependencies) in /app/.venv, runs as the unprivileged user 10001, writes
@@ -21,7 +21,7 @@ FROM ${UV_IMAGE} AS uv
 FROM ${PYTHON_IMAGE} AS builder
 ARG SERVICE
 ARG TARGETARCH
-RUN test -n "$SERVICE" || { echo "--build-arg SERVICE=<orchestrator|provisioner|authz|auditor|authn> is required" >&2; exit 1; }
+RUN test -n "$SERVICE" || { echo "--build-arg SERVICE=<orchestrator|provisioner|authz|auditor|authn|sources> is required" >&2; exit 1; }
 # uv.lock has wheels of every dependency for amd64; on arm64 faust-streaming (auditor) is
 # built from source and needs a compiler. The builder stage is thrown away.
 RUN if [ "${TARGETARCH:-amd64}" != "amd64" ]; then \
@@ -47,6 +47,7 @@ COPY services/provisioner/pyproject.toml services/provisioner/pyproject.toml
 COPY services/authz/pyproject.toml services/authz/pyproject.toml
 COPY services/auditor/pyproject.toml services/auditor/pyproject.toml
 COPY services/authn/pyproject.toml services/authn/pyproject.toml
+COPY services/sources/pyproject.toml services/sources/pyproject.toml
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev --no-install-workspace --package "accord-$SERVICE"
 # Then Accord's own packages, installed as wheels (not editable): the runtime image needs
@@ -76,10 +77,10 @@ ENV PATH=/app/.venv/bin:$PATH \
     ACCORD_HTTP_HOST=0.0.0.0
 WORKDIR /app
 USER 10001:10001
-EXPOSE 8701 8702 8703 8704 8705
+EXPOSE 8701 8702 8703 8704 8705 8706
 # Alive = /healthz answers on the service's port (ACCORD_<SERVICE>_PORT, default 870x).
 HEALTHCHECK --interval=15s --timeout=5s --start-period=60s --retries=3 \
-    CMD ["python", "-c", "import os, urllib.request; s = os.environ['ACCORD_SERVICE']; d = {'orchestrator': 8701, 'provisioner': 8702, 'authz': 8703, 'auditor': 8704, 'authn': 8705}; p = os.environ.get(f'ACCORD_{s.upper()}_PORT', d[s]); urllib.request.urlopen(f'http://127.0.0.1:{p}/healthz', timeout=4)"]
+    CMD ["python", "-c", "import os, urllib.request; s = os.environ['ACCORD_SERVICE']; d = {'orchestrator': 8701, 'provisioner': 8702, 'authz': 8703, 'auditor': 8704, 'authn': 8705, 'sources': 8706}; p = os.environ.get(f'ACCORD_{s.upper()}_PORT', d[s]); urllib.request.urlopen(f'http://127.0.0.1:{p}/healthz', timeout=4)"]
 # SIGTERM starts the graceful shutdown (stop consuming, finish in-flight work, commit,
 # close), at most ACCORD_SHUTDOWN_TIMEOUT_S (20 s) plus the producer's flush: give it 40 s
 # (docker stop -t 40, compose stop_grace_period, Kubernetes terminationGracePeriodSeconds).

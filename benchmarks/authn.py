@@ -31,6 +31,7 @@ from typing import Any
 import httpx
 import jwt
 from benchlib import brokers
+from benchlib.services import MEASURED
 from benchlib.stats import summary_ms
 
 from accord.authn.domain import totp
@@ -201,7 +202,9 @@ async def main(users: int, calls: int, broker: str) -> None:
             "ACCORD_RATE_LIMIT_BURST": "100000",
             "ACCORD_LOCKOUT_THRESHOLD": "5",
         }
-        config = PlatformConfig.ephemeral(Path(home), broker=broker, extra_env=env)
+        config = PlatformConfig.ephemeral(
+            Path(home), broker=broker, extra_env=env, services=MEASURED
+        )
         platform = Platform(config)
         started = time.monotonic()
         await platform.start()

@@ -1,8 +1,9 @@
 """Accord end to end on its real parts, driven from outside, against the floor (issue 8).
 
-Starts the whole platform (the broker, embedded PostgreSQL, scim2-server, the five services)
-on free ports under a temporary home, publishes user.created events for unique joiners and
-follows each one through the topics until the audit records of its whole flow are in:
+Starts the whole platform (the broker, embedded PostgreSQL, scim2-server, the five services
+of benchlib.services.MEASURED: not the sources service) on free ports under a temporary
+home, publishes user.created events for unique joiners and follows each one through the
+topics until the audit records of its whole flow are in:
 
   warm-up      a few joiners, not reported in the headline
   idle         CPU of the platform with no load (5 s, from 3 s after the warm-up)
@@ -55,12 +56,13 @@ from typing import Any
 from benchlib import brokers, extras, load, machine, report, services
 from benchlib.phases import Bench, Publish, idle, run_phase
 from benchlib.resources import Watched, command_name, cpu_delta
+from benchlib.services import MEASURED
 from benchlib.target import accounts_of_run
 from benchlib.tracker import FLOW, Tracker
 
 from accord.events.brokers import profile_named
 from accord.runtime.security.roles import Role
-from accord.stack.platform import SERVICES, Platform, PlatformConfig
+from accord.stack.platform import Platform, PlatformConfig
 from accord.stack.process import ManagedProcess
 
 HERE = Path(__file__).resolve().parent
@@ -164,10 +166,12 @@ async def main(args: argparse.Namespace) -> int:
         # The orchestrator's workflow engine on: runs, timers and the task sagas' read-back.
         overrides["ACCORD_WORKFLOWS_DIR"] = args.workflows
     with tempfile.TemporaryDirectory(prefix="accord-bench-") as home:
-        config = PlatformConfig.ephemeral(Path(home), broker=profile.name, extra_env=overrides)
+        config = PlatformConfig.ephemeral(
+            Path(home), broker=profile.name, extra_env=overrides, services=MEASURED
+        )
         platform = Platform(config)
         title = brokers.describe(profile.name, started_here=True)["name"]
-        say(f"starting the platform ({title}, PostgreSQL, scim2-server, {len(SERVICES)} services)")
+        say(f"starting the platform ({title}, PostgreSQL, scim2-server, {len(MEASURED)} services)")
         try:
             await platform.start()
             say(f"platform ready: {platform.endpoints()['orchestrator']} and friends")
@@ -241,7 +245,7 @@ def broker_process(platform: Platform) -> dict[str, Any] | None:
 
 def watched_processes(platform: Platform) -> Watched:
     """Every process of the platform by label, and the benchmark's own."""
-    pids = {name: platform.services[name].pid for name in SERVICES}
+    pids = {name: platform.services[name].pid for name in MEASURED}
     parts = {
         # Tansu's process, or Apache Kafka's JVM (one process: /proc counts all its threads).
         brokers.label(platform.config.broker): platform.broker.process if platform.broker else None,
@@ -359,7 +363,7 @@ async def measure(
         if second is not None:
             await second.stop(timeout=30)
     await side_measurements(platform, counts, run, watched, results)
-    results["headline"] = report.headline(results, SERVICES, len(FLOW))
+    results["headline"] = report.headline(results, MEASURED, len(FLOW))
 
 
 async def side_measurements(
@@ -408,7 +412,7 @@ async def side_measurements(
         # The floor reports its own process; the parts it uses are charged here, with the
         # services' idle polling in the meantime, which the parts' figures include too.
         figures["parts_cpu_seconds"] = {p: round(spent[p], 3) for p in parts if p in spent}
-        figures["services_idle_cpu_seconds"] = round(sum(spent[s] for s in SERVICES), 3)
+        figures["services_idle_cpu_seconds"] = round(sum(spent[s] for s in MEASURED), 3)
         results["floor"].append(figures)
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import httpx
 from benchlib import brokers
+from benchlib.services import MEASURED
 
 from accord.runtime.security.roles import Role
 from accord.stack.platform import Platform, PlatformConfig
@@ -28,7 +29,7 @@ from accord.stack.platform import Platform, PlatformConfig
 async def main(count: int) -> None:
     kind = brokers.prepare(None).name
     with tempfile.TemporaryDirectory(prefix="accord-bench-") as home:
-        config = PlatformConfig.ephemeral(Path(home), broker=kind)
+        config = PlatformConfig.ephemeral(Path(home), broker=kind, services=MEASURED)
         platform = Platform(config)
         await platform.start()
         try:

@@ -38,6 +38,7 @@ from typing import Any
 import asyncpg
 from benchlib import brokers
 from benchlib.resources import cpu_seconds, own_cpu_seconds
+from benchlib.services import MEASURED
 from benchlib.stats import summary_ms
 
 from accord.events import Publisher, UserCreated
@@ -236,7 +237,9 @@ async def main(identities: int, spread_s: float, lead_s: float, poll_s: float, b
             "ACCORD_WORKFLOWS_DIR": str(folder),
             "ACCORD_TIMER_POLL_S": str(poll_s),
         }
-        config = PlatformConfig.ephemeral(Path(home), broker=broker, extra_env=env)
+        config = PlatformConfig.ephemeral(
+            Path(home), broker=broker, extra_env=env, services=MEASURED
+        )
         platform = Platform(config)
         started = time.monotonic()
         await platform.start()

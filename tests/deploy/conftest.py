@@ -18,6 +18,7 @@ from accord.authn.settings import AuthnSettings
 from accord.authz.settings import AuthzSettings
 from accord.orchestrator.settings import OrchestratorSettings
 from accord.provisioner.settings import ProvisionerSettings
+from accord.sources.settings import SourcesSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 OVERLAYS = ("dev", "prod", "external")
@@ -28,6 +29,7 @@ PORTS = {
     "authz": AuthzSettings.model_fields["http_port"].default,
     "auditor": AuditorSettings.model_fields["http_port"].default,
     "authn": AuthnSettings.model_fields["http_port"].default,
+    "sources": SourcesSettings.model_fields["http_port"].default,
 }
 """Each service's HTTP port, as its settings default it."""
 PRODUCER_CLOSE_S = 15

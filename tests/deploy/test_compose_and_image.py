@@ -32,6 +32,8 @@ from accord.orchestrator.workflows.loader import read_folder
 from accord.provisioner.targets import TargetsFile
 from accord.runtime.config_file import load_yaml_model
 from accord.runtime.settings import ServiceSettings
+from accord.sources.config import load_sources
+from accord.sources.settings import SourcesSettings
 from accord.stack import deploy_files
 from accord.stack.platform import SERVICES
 
@@ -140,7 +142,7 @@ def test_the_specification_check_would_catch_a_mistake(compose: dict[str, Any]) 
     assert compose_errors(broken)
 
 
-def test_compose_runs_the_five_services_kafka_postgres_and_a_scim_target(
+def test_compose_runs_the_six_services_kafka_postgres_and_a_scim_target(
     compose: dict[str, Any],
 ) -> None:
     services = compose["services"]
@@ -370,6 +372,28 @@ def test_the_orchestrator_gets_a_workflows_folder_and_a_mail_catcher(
     assert smtp.effective_port == 1025, "mailpit's SMTP port inside the network"
     assert orchestrator["depends_on"][smtp.host]["condition"] == "service_started"
     assert smtp.username is None, "mailpit takes no AUTH"
+
+
+def test_the_sources_service_reads_its_sources_file_and_the_exports_read_only(
+    compose: dict[str, Any],
+) -> None:
+    sources = compose["services"]["sources"]
+    settings = SourcesSettings.model_validate(environment(sources))
+    assert settings.sources_file is not None
+    mounted = {target: source for source, target in mounts(sources).items()}
+    file_source = mounted[str(settings.sources_file)]
+    assert f"{file_source}:{settings.sources_file}:ro" in sources["volumes"]
+    # Shipped with no source (the service keeps its view of the identities only); it loads
+    # with the service's own loader, as the service reads it at start.
+    assert load_sources((ROOT / file_source).read_text()).sources == ()
+    exports = next(s for s in mounts(sources) if s.endswith("/exports"))
+    assert f"{exports}:{mounts(sources)[exports]}:ro" in sources["volumes"]
+    assert mounts(sources)[exports] in (ROOT / file_source).read_text(), "the example reads it"
+    # The secrets its sources name come from an optional file nobody commits, nor do exports.
+    (local,) = set(env_files(sources)) - set(env_files(sources, optional=False))
+    ignored = (ROOT / ".gitignore").read_text().splitlines()
+    assert str(local.relative_to(ROOT)) in ignored
+    assert f"{exports.removeprefix('./')}/*" in ignored
 
 
 def test_an_smtp_login_is_never_in_a_checked_in_file(compose: dict[str, Any]) -> None:

@@ -48,6 +48,8 @@ def definitions(tmp_path: Path, *, workflows: bool = True) -> dict[str, Any]:
     from accord.orchestrator.settings import OrchestratorSettings
     from accord.provisioner.bootstrap import definition as provisioner
     from accord.provisioner.settings import ProvisionerSettings
+    from accord.sources.bootstrap import definition as sources
+    from accord.sources.settings import SourcesSettings
 
     targets = tmp_path / "targets.yaml"
     targets.write_text("targets: []\n")
@@ -60,12 +62,15 @@ def definitions(tmp_path: Path, *, workflows: bool = True) -> dict[str, Any]:
         "authz": authz(AuthzSettings()),
         "auditor": auditor(AuditorSettings()),
         "authn": authn(AuthnSettings()),
+        "sources": sources(SourcesSettings()),
     }
 
 
 def test_each_service_reads_what_its_kafka_user_may_read(tmp_path: Path) -> None:
     runtime = SimpleNamespace(pool=None)  # routes only keep it for later
-    for name, definition in definitions(tmp_path).items():
+    found = definitions(tmp_path)
+    assert found.keys() == {access.name for access in kafka_acls.SERVICES}, "every service"
+    for name, definition in found.items():
         (access,) = [a for a in kafka_acls.SERVICES if a.name == name]
         types = [*definition.routes(runtime), *definition.batch_types]
         consumed = {REGISTRY.spec(t).topic for t in types}

@@ -29,6 +29,7 @@ from accord.orchestrator.workflows.loader import SUFFIXES
 from accord.provisioner.targets import TargetsFile, TargetsFileError
 from accord.runtime.config_file import load_yaml_model
 from accord.runtime.settings import ServiceSettings
+from accord.sources.config import load_sources
 from accord.stack import deploy_files, kafka_acls
 from accord.stack.platform import SERVICES
 
@@ -77,7 +78,7 @@ def with_operators(docs: list[Manifest]) -> bool:
 
 
 def deployments(docs: list[Manifest]) -> dict[str, Manifest]:
-    """The five services' Deployments, by service."""
+    """The six services' Deployments, by service."""
     found = of_kind(docs, "Deployment")
     return {service: found[f"accord-{service}"] for service in SERVICES}
 
@@ -259,6 +260,7 @@ def test_files_the_services_read_are_mounted(manifests: list[Manifest]) -> None:
         ("auditor", "ACCORD_AUDIT_SIGNING_KEY_FILE", "audit.pem", "accord-audit-signing-key"),
         ("authn", "ACCORD_SSF_SIGNING_KEY_FILE", "ssf.pem", "accord-ssf-signing-key"),
         ("authn", "ACCORD_SSF_TRANSMITTERS_FILE", "ssf-transmitters.yaml", None),
+        ("sources", "ACCORD_SOURCES_FILE", "sources.yaml", None),
     ]
     assert {name for name, *_ in wanted} == set(SERVICES)
     configmaps = of_kind(manifests, "ConfigMap")
@@ -300,6 +302,9 @@ def test_the_configmaps_load_with_the_services_own_loaders(
     assert rules.unknown_attributes() == []
     named = {t.name for t in targets.targets}
     assert {t for rule in rules.rules for t in rule.targets} <= named
+    sources_data = next(c for n, c in configmaps.items() if n.startswith("accord-sources"))
+    # Shipped with no source: the service only keeps its view of the identities.
+    assert load_sources(sources_data["data"]["sources.yaml"]).sources == ()
     policies = configmaps["accord-policies"]["data"]
     for file_name in deploy_files.POLICY_FILES:
         shipped = ROOT / deploy_files.POLICY_SOURCE / file_name
@@ -570,3 +575,26 @@ def test_the_orchestrator_s_smtp_relay_is_configured_and_its_login_a_secret(
         assert smtp.security == "none"
     else:
         assert smtp.security != "none", "clear text only to a catcher inside the cluster"
+
+
+def test_the_sources_service_gets_its_secrets_exports_and_readers_ports(
+    manifests: list[Manifest],
+) -> None:
+    sources = deployments(manifests)["sources"]
+    # The variables sources.yaml names come from a Secret you create, optional while no
+    # source needs one; never from a ConfigMap of the manifests.
+    refs = [s["secretRef"] for s in container(sources)["envFrom"] if "secretRef" in s]
+    assert refs == [{"name": "accord-source-credentials", "optional": True}]
+    assert "accord-source-credentials" not in of_kind(manifests, "Secret"), "made by you"
+    mounts = {m["mountPath"]: m for m in container(sources)["volumeMounts"]}
+    assert mounts["/srv/exports"]["readOnly"] is True, "a source never writes an export"
+    assert sources["spec"]["replicas"] == 1, "runs are serialised: a second pod only waits"
+    labels = sources["spec"]["template"]["metadata"]["labels"]
+    egress_ports = {
+        port["port"]
+        for policy in of_kind(manifests, "NetworkPolicy").values()
+        if policy["spec"]["podSelector"].get("matchLabels", {}).items() <= labels.items()
+        for rule in policy["spec"].get("egress", [])
+        for port in rule.get("ports", [])
+    }
+    assert {389, 636, 5432, 3306, 443} <= egress_ports, "LDAP, PostgreSQL, MariaDB, SCIM"

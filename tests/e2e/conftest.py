@@ -154,7 +154,7 @@ async def platform(
     ldap_target: LdapTarget,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> AsyncIterator[Platform]:
-    """All five services, a scim2-server target, the chaos target and an LDAP target (slapd),
+    """All six services, a scim2-server target, the chaos target and an LDAP target (slapd),
     on the session broker and a fresh database."""
     home = Path(tmp_path_factory.mktemp("platform"))
     config = PlatformConfig.ephemeral(

@@ -218,10 +218,7 @@ ENDPOINTS = [
     ),
     Endpoint("auditor", "/v1/audit/stream", Permission.AUDIT_READ, stream=True),
     # Prometheus scrapes every service's page with an API token scoped to audit:read.
-    *(
-        Endpoint(service, "/metrics", Permission.AUDIT_READ)
-        for service in ("orchestrator", "provisioner", "authz", "auditor", "authn")
-    ),
+    *(Endpoint(service, "/metrics", Permission.AUDIT_READ) for service in SERVICES),
     *(
         Endpoint("auditor", f"/v1/dashboard/{chart}", Permission.AUDIT_READ)
         for chart in ("activity", "failures", "latency", "approvals")

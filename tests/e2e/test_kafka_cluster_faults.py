@@ -76,7 +76,7 @@ async def cluster(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Kaf
 async def cluster_platform(
     cluster: KafkaCluster, postgres_server: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Platform]:
-    """The five services and the demo target on the cluster, topics laid out as Strimzi's."""
+    """The six services and the demo target on the cluster, topics laid out as Strimzi's."""
     home = Path(tmp_path_factory.mktemp("cluster-platform"))
     config = PlatformConfig.ephemeral(
         home,

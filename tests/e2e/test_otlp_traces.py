@@ -132,7 +132,7 @@ async def receiver() -> AsyncIterator[OtlpReceiver]:
 async def traced_platform(
     receiver: OtlpReceiver, postgres_server: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Platform]:
-    """The five services on a Tansu broker of their own (their consumer groups stay apart
+    """The six services on a Tansu broker of their own (their consumer groups stay apart
     from the session platform's), exporting spans to the receiver."""
     config = PlatformConfig.ephemeral(
         Path(tmp_path_factory.mktemp("otlp-platform")),

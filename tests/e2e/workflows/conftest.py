@@ -1,4 +1,4 @@
-"""One workflow-enabled platform for the modules of this package: the five services on a
+"""One workflow-enabled platform for the modules of this package: the six services on a
 Tansu broker and a database of their own, the orchestrator running the workflow folder
 (folder.py), an SMTP sink, the leaver's mailbox extension and the flaky target. Started
 once for the package (it takes as long as a test or two), stopped after its last test; the
@@ -60,7 +60,7 @@ class Parts:
 async def parts(
     postgres_server: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[Parts]:
-    """The five services on a Tansu broker and a database of their own, the orchestrator
+    """The six services on a Tansu broker and a database of their own, the orchestrator
     with the workflow folder (timers looked at every 0.2 s), an SMTP sink, the mailbox
     extension and the flaky target."""
     home = Path(tmp_path_factory.mktemp("workflows-platform"))

@@ -100,6 +100,11 @@ BAD_INPUT: list[tuple[list[str], str]] = [
         "no-flows (--workflows) does not exist",
     ),
     (["up", "--home", "{tmp}/home", "--workflows", "{key}"], "key.pem (--workflows) is not a"),
+    (
+        ["up", "--home", "{tmp}/home", "--sources", "{tmp}/no-sources.yaml"],
+        "no-sources.yaml (--sources) does not exist",
+    ),
+    (["up", "--home", "{tmp}/home", "--sources", "{tmp}"], "(--sources) is not a file"),
 ]
 
 

@@ -1,6 +1,7 @@
-"""`accord up`'s workflows folder and mail catcher: what the options and the environment
-make of the platform's config, and the environment the orchestrator then gets (nothing is
-started here; the catcher's wiring runs for real in tests/integration)."""
+"""`accord up`'s workflows folder, sources file and mail catcher: what the options and the
+environment make of the platform's config, and the environment the orchestrator and the
+sources service then get (nothing is started here; the catcher's wiring runs for real in
+tests/integration)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import pytest
 from accord.events.cli import build_parser
 from accord.orchestrator.adapters.smtp import SmtpSettings
 from accord.orchestrator.settings import OrchestratorSettings
-from accord.stack.cli import BadOption, platform_config, workflows_folder
+from accord.sources.settings import SourcesSettings
+from accord.stack.cli import BadOption, platform_config, sources_file, workflows_folder
 from accord.stack.platform import CAUGHT_MAIL_SENDER, Platform
 
 
@@ -25,6 +27,7 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     for name in [n for n in os.environ if n.startswith("ACCORD_SMTP_")]:
         monkeypatch.delenv(name)
     monkeypatch.delenv("ACCORD_WORKFLOWS_DIR", raising=False)
+    monkeypatch.delenv("ACCORD_SOURCES_FILE", raising=False)
 
 
 def platform_for(tmp_path: Path, *argv: str, **environ: str) -> Platform:
@@ -79,6 +82,60 @@ def test_a_workflows_folder_that_is_not_there_is_refused(
     (tmp_path / "file.yaml").write_text("id: x\n")
     with pytest.raises(BadOption, match="the workflows folder") as refused:
         workflows_folder(option, environ)
+    assert says in str(refused.value)
+    assert str(tmp_path) in str(refused.value), "the absolute path, to see where it looked"
+
+
+def test_the_sources_option_reaches_the_sources_service_and_the_cli_as_an_absolute_path(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "sources.yaml").write_text("sources: []\n")
+    platform = platform_for(tmp_path, "--sources", "sources.yaml")  # relative to the cwd
+
+    assert platform.config.sources_file == tmp_path / "sources.yaml"
+    env = platform.service_env()
+    assert env["ACCORD_SOURCES_FILE"] == str(tmp_path / "sources.yaml")
+    assert SourcesSettings.model_validate(env).sources_file == tmp_path / "sources.yaml"
+    # `accord sources run NAME` beside accord up reads the same file (home/env).
+    assert platform.cli_env()["ACCORD_SOURCES_FILE"] == str(tmp_path / "sources.yaml")
+
+
+def test_accord_sources_file_in_the_environment_is_honoured_and_the_option_wins(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "from-env.yaml").write_text("sources: []\n")
+    (tmp_path / "from-option.yaml").write_text("sources: []\n")
+    env = {"ACCORD_SOURCES_FILE": "from-env.yaml"}
+
+    assert platform_for(tmp_path, **env).config.sources_file == tmp_path / "from-env.yaml"
+    chosen = platform_for(tmp_path, "--sources", "from-option.yaml", **env).config
+    assert chosen.sources_file == tmp_path / "from-option.yaml"
+
+
+def test_without_a_sources_file_the_sources_service_runs_no_source(tmp_path: Path) -> None:
+    platform = platform_for(tmp_path)
+
+    assert platform.config.sources_file is None
+    assert "ACCORD_SOURCES_FILE" not in platform.service_env()
+    assert "ACCORD_SOURCES_FILE" not in platform.cli_env()
+    assert SourcesSettings.model_validate(platform.service_env()).sources_file is None
+    assert sources_file(None, {"ACCORD_SOURCES_FILE": ""}) is None
+
+
+@pytest.mark.parametrize(
+    ("option", "environ", "says"),
+    [
+        (Path("missing.yaml"), {}, "(--sources) does not exist"),
+        (None, {"ACCORD_SOURCES_FILE": "missing.yaml"}, "(ACCORD_SOURCES_FILE) does not exist"),
+        (Path("folder"), {}, "is not a file"),
+    ],
+)
+def test_a_sources_file_that_is_not_there_is_refused(
+    option: Path | None, environ: dict[str, str], says: str, tmp_path: Path
+) -> None:
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(BadOption, match="the sources file") as refused:
+        sources_file(option, environ)
     assert says in str(refused.value)
     assert str(tmp_path) in str(refused.value), "the absolute path, to see where it looked"
 

@@ -13,7 +13,13 @@ from accord.orchestrator.domain.birthright import Birthright
 from accord.provisioner.targets import load_targets
 from accord.runtime.config_file import load_yaml_model
 from accord.stack import demo
-from accord.stack.platform import DEMO_TOKEN_ENV, DepartmentTarget, Platform, PlatformConfig
+from accord.stack.platform import (
+    DEMO_TOKEN_ENV,
+    SERVICES,
+    DepartmentTarget,
+    Platform,
+    PlatformConfig,
+)
 
 CHAOS = DepartmentTarget(
     name="scim-chaos",
@@ -84,6 +90,22 @@ def test_the_env_file_gives_the_cli_what_the_services_get(tmp_path: Path) -> Non
     assert written[DEMO_TOKEN_ENV] == platform.scim.bearer_token
     assert written[CHAOS.token_env] == CHAOS.token
     assert stat.S_IMODE(platform.env_file.stat().st_mode) == 0o600
+
+
+def test_the_platform_runs_every_service_unless_told_which(tmp_path: Path) -> None:
+    everything = Platform(PlatformConfig.ephemeral(tmp_path))
+    assert everything.config.services == SERVICES
+    assert "sources" in SERVICES
+    assert set(SERVICES) <= everything.endpoints().keys()
+
+    five = ("orchestrator", "provisioner", "authz", "auditor", "authn")  # the benchmarks'
+    some = Platform(PlatformConfig.ephemeral(tmp_path, services=five))
+    assert "sources" not in some.endpoints()
+    # Every service's port is still given out, and authn's address does not need it started.
+    env = some.service_env()
+    assert env["ACCORD_AUTHN_PUBLIC_URL"] == some.endpoints()["authn"]
+    with pytest.raises(ValueError, match="no such service: sourcez"):
+        Platform(PlatformConfig.ephemeral(tmp_path, services=("authn", "sourcez")))
 
 
 def test_the_demo_organisation_has_a_manager_and_her_report() -> None:

@@ -17,7 +17,7 @@ from accord.events.cli import EXIT_BROKEN_PIPE, LOCAL_ENV
 from accord.runtime.cli_scaffold import add_command
 from accord.runtime.cli_support import DATABASE_ERRORS, database_failure, database_url
 from accord.stack.errors import StartupError
-from accord.stack.platform import Platform, PlatformConfig
+from accord.stack.platform import SOURCES_FILE_ENV, Platform, PlatformConfig
 
 WORKFLOWS_ENV = "ACCORD_WORKFLOWS_DIR"
 SMTP_HOST_ENV = "ACCORD_SMTP_HOST"
@@ -33,7 +33,7 @@ def register_up(commands: Any) -> None:
         description="Start a broker (Tansu, in memory, or Apache Kafka with --broker kafka or "
         "ACCORD_BROKER=kafka) unless KAFKA_BOOTSTRAP_SERVERS is set, PostgreSQL (DATABASE_URL, "
         "else an embedded server with data under --home), a demo SCIM target, a mail catcher "
-        "for the workflows' mail (unless ACCORD_SMTP_HOST names a real server) and the five "
+        "for the workflows' mail (unless ACCORD_SMTP_HOST names a real server) and the six "
         "Accord services; print the endpoints; stop everything cleanly on Ctrl-C.",
     )
     p.add_argument("--home", type=Path, default=Path(".accord"), help="data and log folder")
@@ -52,6 +52,13 @@ def register_up(commands: Any) -> None:
         metavar="DIR",
         help=f"folder of lifecycle workflow files for the orchestrator (default: {WORKFLOWS_ENV};"
         " neither: the shipped workflows only)",
+    )
+    p.add_argument(
+        "--sources",
+        type=Path,
+        metavar="FILE",
+        help=f"sources.yaml for the sources service (default: {SOURCES_FILE_ENV}; neither: no"
+        " source runs, the service only keeps its view of the identities)",
     )
     p.add_argument(
         "--smtp-port",
@@ -82,7 +89,7 @@ def platform_config(args: argparse.Namespace, environ: Mapping[str, str]) -> Pla
     """What `accord up ARGS` runs, given its environment.
 
     :raises UnknownBroker: for a broker name neither --broker nor ACCORD_BROKER may give.
-    :raises BadOption: for a workflows folder that is not there.
+    :raises BadOption: for a workflows folder or a sources file that is not there.
     """
     existing = environ.get("KAFKA_BOOTSTRAP_SERVERS") or None
     broker = _broker(args.broker, existing, environ)
@@ -96,6 +103,7 @@ def platform_config(args: argparse.Namespace, environ: Mapping[str, str]) -> Pla
         scim_port=args.scim_port,
         seed_demo=True,
         workflows_dir=workflows_folder(args.workflows, environ),
+        sources_file=sources_file(args.sources, environ),
         # A real server named in the environment wins: the orchestrator inherits ACCORD_SMTP_*.
         mail_catcher=not environ.get(SMTP_HOST_ENV),
         smtp_port=args.smtp_port,
@@ -116,6 +124,22 @@ def workflows_folder(option: Path | None, environ: Mapping[str, str]) -> Path | 
     if not folder.is_dir():
         raise BadOption(f"the workflows folder {folder} ({source}) is not a folder")
     return folder
+
+
+def sources_file(option: Path | None, environ: Mapping[str, str]) -> Path | None:
+    """--sources, else ACCORD_SOURCES_FILE, as an absolute path (the services may run
+    elsewhere); None when neither is given. A file that is not there stops accord up at once
+    rather than after the sources service has started and refused it."""
+    given = option if option is not None else environ.get(SOURCES_FILE_ENV)
+    if not given:
+        return None
+    path = Path(given).expanduser().resolve()
+    source = "--sources" if option is not None else SOURCES_FILE_ENV
+    if not path.exists():
+        raise BadOption(f"the sources file {path} ({source}) does not exist")
+    if not path.is_file():
+        raise BadOption(f"the sources file {path} ({source}) is not a file")
+    return path
 
 
 def _broker(chosen: str | None, existing: str | None, environ: Mapping[str, str]) -> BrokerName:
@@ -139,7 +163,7 @@ async def _run(platform: Platform) -> int:
             print(f"  {name:<13} {address}", flush=True)
         print(f"  dashboard     {platform.endpoints()['auditor']}/dashboard", flush=True)
         print(f"  logs          {platform.config.home / 'logs'}", flush=True)
-        for line in _workflow_lines(platform):
+        for line in _configured_lines(platform):
             print(line, flush=True)
         token_file = platform.admin_token_file
         auditor = platform.endpoints()["auditor"]
@@ -180,12 +204,15 @@ async def _run(platform: Platform) -> int:
     return code
 
 
-def _workflow_lines(platform: Platform) -> list[str]:
-    """The summary's lines about the workflows: their folder and where their mail goes."""
+def _configured_lines(platform: Platform) -> list[str]:
+    """The summary's lines about the workflows (their folder, where their mail goes) and the
+    sources file."""
     config = platform.config
     lines = []
     if config.workflows_dir is not None:
         lines.append(f"  workflows     {config.workflows_dir}")
+    if config.sources_file is not None:
+        lines.append(f"  sources file  {config.sources_file}")
     if platform.mail is not None:
         lines.append(
             f"  mail catcher  smtp://{platform.mail.host}:{platform.mail.port}, caught mail in "

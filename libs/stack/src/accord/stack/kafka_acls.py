@@ -190,6 +190,9 @@ SERVICES: tuple[ServiceAccess, ...] = (
         group="accord-sources",
         # Its projection of the identities (correlation, taken user names, sequences).
         reads=USER_TOPICS,
+        # A batch handler's consumer subscribes to the .dlq of each topic too (the runtime
+        # hands it the dead-lettered copies of undecodable records): it must read them.
+        reads_dead_letters=True,
         writes=(*USER_TOPICS, topics.SOURCE_RUN_COMPLETED),
     ),
 )
@@ -270,7 +273,10 @@ def _reads_cell(access: ServiceAccess) -> str:
             "`audit.recorded` (live view, stream aggregates); "
             f"`{AGGREGATES_APP}-*` (prefix; Write and Create too: the aggregates' own topics)"
         )
-    return _code(access.reads)
+    cell = _code(access.reads)
+    if access.reads_dead_letters:
+        cell += ", each with its `.dlq`"
+    return cell
 
 
 def _writes_cell(access: ServiceAccess) -> str:

@@ -1,5 +1,5 @@
 """The whole platform on one machine: broker, PostgreSQL, a SCIM target, a mail catcher
-(accord up) and five services.
+(accord up) and six services.
 
 Used by `accord up` and by the end-to-end tests, so both run exactly the same thing.
 """
@@ -35,8 +35,9 @@ from accord.stack.smtp_sink import SmtpSink
 
 log = logging.getLogger(__name__)
 
-SERVICES = ("orchestrator", "provisioner", "authz", "auditor", "authn")
+SERVICES = ("orchestrator", "provisioner", "authz", "auditor", "authn", "sources")
 DEMO_TARGET = "scim-demo"
+SOURCES_FILE_ENV = "ACCORD_SOURCES_FILE"
 DEMO_TOKEN_ENV = "ACCORD_SCIM_DEMO_TOKEN"  # noqa: S105 - the variable's name, not a secret
 #: Joiners of this department get no demo account (accord up's example of a rule).
 CONTRACTORS = "Contractors"
@@ -112,6 +113,7 @@ class PlatformConfig:
             "authz": 8703,
             "auditor": 8704,
             "authn": 8705,
+            "sources": 8706,
         }
     )
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -125,11 +127,18 @@ class PlatformConfig:
     workflows_dir: Path | None = None
     """The orchestrator's folder of lifecycle workflow files (ACCORD_WORKFLOWS_DIR); None
     leaves the variable as the environment has it."""
+    sources_file: Path | None = None
+    """The sources service's sources.yaml (ACCORD_SOURCES_FILE); None leaves the variable as
+    the environment has it (unset: no source runs, the service keeps its view of the
+    identities only)."""
     mail_catcher: bool = False
     """Start an SMTP sink and send the orchestrator's mail there (accord up): send_email
     works on a laptop, and the mail lands under home/mail instead of anyone's inbox."""
     smtp_port: int = 0
     """The mail catcher's port on 127.0.0.1; 0: a free one."""
+    services: tuple[str, ...] = SERVICES
+    """The services to start (all of them but for a benchmark that keeps measuring the
+    services of its recorded figures)."""
 
     @classmethod
     def ephemeral(cls, home: Path, **overrides: object) -> PlatformConfig:
@@ -150,6 +159,9 @@ class Platform:
     """Starts the parts in dependency order and stops them in reverse."""
 
     def __init__(self, config: PlatformConfig) -> None:
+        unknown = sorted(set(config.services) - set(SERVICES))
+        if unknown:
+            raise ValueError(f"no such service: {', '.join(unknown)}")
         self.config = config
         self.broker: LocalBroker | None = None
         self.postgres: EmbeddedPostgres | None = None
@@ -167,7 +179,7 @@ class Platform:
     def endpoints(self) -> dict[str, str]:
         """Every address a user may want, by name."""
         ports = self.config.service_ports
-        found = {name: f"http://127.0.0.1:{ports[name]}" for name in SERVICES}
+        found = {name: f"http://127.0.0.1:{ports[name]}" for name in self.config.services}
         found["kafka"] = self.bootstrap_servers
         found["postgres"] = _without_password(self.database_url)
         found[DEMO_TARGET] = f"{self.scim.base_url}/v2"
@@ -194,7 +206,8 @@ class Platform:
         env.setdefault("ACCORD_AUDIT_SIGNING_KEY_FILE", str(self.audit_signing_key))
         env.setdefault("ACCORD_AUDIT_CHECKPOINT_DIR", str(self.config.home / "audit-checkpoints"))
         env.setdefault("ACCORD_SSF_SIGNING_KEY_FILE", str(self.ssf_signing_key))
-        env.setdefault("ACCORD_AUTHN_PUBLIC_URL", self.endpoints()["authn"])
+        authn_port = self.config.service_ports["authn"]
+        env.setdefault("ACCORD_AUTHN_PUBLIC_URL", f"http://127.0.0.1:{authn_port}")
         # Plain http on loopback: Shared Signals wants https outside development.
         env.setdefault("ACCORD_SSF_ALLOW_HTTP", "true")
         if "ACCORD_AUTHN_CREDENTIAL_KEYS" not in env and self.credential_keys.exists():
@@ -203,6 +216,8 @@ class Platform:
         env.update({d.password_env: d.password for d in self.config.ldap_directories})
         if self.config.workflows_dir is not None:
             env["ACCORD_WORKFLOWS_DIR"] = str(self.config.workflows_dir)
+        if self.config.sources_file is not None:
+            env[SOURCES_FILE_ENV] = str(self.config.sources_file)
         if self.mail is not None:
             sender = env.get("ACCORD_SMTP_FROM") or CAUGHT_MAIL_SENDER
             # The catcher's settings only: a stray ACCORD_SMTP_PASSWORD, say, would ask for
@@ -256,7 +271,8 @@ class Platform:
         return self.config.home / "env"
 
     def cli_env(self) -> dict[str, str]:
-        """The variables of env_file: those service_env() sets that the CLI reads."""
+        """The variables of env_file: those service_env() sets that the CLI reads (with the
+        sources file, if any: `accord sources run NAME` then runs what the service runs)."""
         env = self.service_env()
         names = [
             "DATABASE_URL",
@@ -268,6 +284,8 @@ class Platform:
             *(t.token_env for t in self.config.department_targets),
             *(d.password_env for d in self.config.ldap_directories),
         ]
+        if env.get(SOURCES_FILE_ENV):
+            names.append(SOURCES_FILE_ENV)
         return {name: env[name] for name in names}
 
     async def start(self, progress: bool = False) -> None:
@@ -300,7 +318,7 @@ class Platform:
         await self._make_audit_signing_key()
         keys.make_authn_keys(self.ssf_signing_key, self.credential_keys)
         env = self.service_env()
-        for name in SERVICES:
+        for name in self.config.services:
             process = ManagedProcess(
                 name,
                 [sys.executable, "-m", f"accord.{name}"],
@@ -310,7 +328,7 @@ class Platform:
             say(f"starting {name} on port {self.config.service_ports[name]}")
             await process.start()
             self.services[name] = process
-        await asyncio.gather(*(self._wait_ready(name) for name in SERVICES))
+        await asyncio.gather(*(self._wait_ready(name) for name in self.config.services))
         if self.config.seed_demo:
             say(f"publishing the demo organisation: {demo.describe()}")
             await demo.seed(self.bootstrap_servers, profile_named(self.config.broker))
@@ -522,6 +540,7 @@ def _without_password(dsn: str) -> str:
 
 __all__ = [
     "SERVICES",
+    "SOURCES_FILE_ENV",
     "DepartmentTarget",
     "LdapDirectory",
     "Platform",
