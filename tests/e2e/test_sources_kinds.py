@@ -7,8 +7,9 @@ by `accord sources run` beside the platform with its secret in the command's env
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -109,9 +110,16 @@ async def ldap_subtree(target: LdapTarget) -> tuple[dict[str, Any], str, Loader]
     base = f"ou=hr-{uuid.uuid4().hex[:8]},{target.people_dn}"
     host = urlsplit(target.url)
 
-    def connection() -> ldap3.Connection:
-        server = ldap3.Server(host.hostname, port=host.port)
-        return ldap3.Connection(server, target.bind_dn, target.password, auto_bind=True)
+    @contextlib.contextmanager
+    def connection() -> Iterator[ldap3.Connection]:
+        # ldap3's own `with` leaves a connection bound at its start bound (and its socket
+        # open) at the end: unbind it here.
+        server = ldap3.Server(host.hostname, port=host.port, get_info=ldap3.NONE)
+        conn = ldap3.Connection(server, target.bind_dn, target.password, auto_bind=True)
+        try:
+            yield conn
+        finally:
+            conn.unbind()
 
     with connection() as conn:
         assert conn.add(base, ["organizationalUnit"]), conn.result
