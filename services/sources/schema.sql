@@ -40,7 +40,8 @@ CREATE TABLE sources.identities (
     employee_number text,
     email text,
     sequence bigint NOT NULL,
-    deleted boolean DEFAULT false NOT NULL
+    status text DEFAULT 'active'::text NOT NULL,
+    CONSTRAINT identities_status_check CHECK ((status = ANY (ARRAY['active'::text, 'inactive'::text, 'deleted'::text])))
 );
 
 CREATE TABLE sources.inbox (

@@ -14,7 +14,7 @@ import asyncpg
 import pytest
 import pytest_asyncio
 
-from accord.events import UserCreated, from_kafka, new_event
+from accord.events import UserCreated, UserDeleted, from_kafka, new_event
 from accord.sources import store
 from accord.sources.config import Source
 from accord.sources.projection import facts_of
@@ -245,3 +245,28 @@ async def test_a_dry_run_writes_nothing(pool: asyncpg.Pool, tmp_path: Path) -> N
     assert await drain(pool) == []
     assert await pool.fetchval("SELECT count(*) FROM runs") == 0
     await asyncio.sleep(0)
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_a_rehire_linked_to_a_leaver_reactivates_it_then_updates_it(
+    pool: asyncpg.Pool, tmp_path: Path
+) -> None:
+    created = new_event(
+        UserCreated(user_id="scim-5", user_name="grace", employee_number="E0007"),
+        source="accord/orchestrator",
+        sequence=1,
+    )
+    left = new_event(UserDeleted(user_id="scim-5"), source="accord/orchestrator", sequence=2)
+    async with pool.acquire() as conn:
+        # the leaver arrives before its creation in another batch: the later creation is
+        # older and changes nothing
+        await store.project(conn, [f for f in (facts_of(left), facts_of(created)) if f])
+        assert await conn.fetchval("SELECT status FROM identities") == "deleted"
+    export = tmp_path / "hr.csv"
+    write(export, [person(7)])
+    await run(pool, source(export))
+    events = await drain(pool)
+    assert [(e["type"], e["subject"], e["sequence"]) for e in events[:2]] == [
+        ("user.reactivated", "scim-5", 3),
+        ("user.updated", "scim-5", 4),
+    ]

@@ -246,3 +246,27 @@ def test_a_newly_mapped_field_counts_as_changed_for_everyone() -> None:
     result = run(before, PEOPLE)
     assert kinds(result) == [(ChangeKind.UPDATED, key) for key in "1234"]
     assert {change.changed for change in result.changes} == {("department",)}
+
+
+def test_a_row_linked_to_a_leaver_brings_the_identity_back_first() -> None:
+    # e.g. a rehire: the identity from SCIM was deleted when the person left
+    known = Existing.of([("scim-9", "alan", "2", None), ("scim-8", "ada", "1", None)])
+    existing = Existing(known.user_names, known.by_field, inactive=frozenset({"scim-9"}))
+    result = run(SourceState(), PEOPLE[:2], existing)
+    assert [(c.kind, c.user_id) for c in result.changes] == [
+        (ChangeKind.UPDATED, "scim-8"),
+        (ChangeKind.REACTIVATED, "scim-9"),
+        (ChangeKind.UPDATED, "scim-9"),
+    ]
+
+
+def test_an_inactive_row_deactivates_only_an_active_linked_identity() -> None:
+    known = Existing.of([("scim-9", "alan", "2", None), ("scim-8", "ada", "1", None)])
+    existing = Existing(known.user_names, known.by_field, inactive=frozenset({"scim-9"}))
+    rows = [person("1", "Ada", "Lovelace", status="T"), person("2", "Alan", "Turing", status="T")]
+    result = run(SourceState(), rows, existing)
+    assert [(c.kind, c.user_id) for c in result.changes] == [
+        (ChangeKind.UPDATED, "scim-8"),
+        (ChangeKind.DEACTIVATED, "scim-8"),
+        (ChangeKind.UPDATED, "scim-9"),
+    ]

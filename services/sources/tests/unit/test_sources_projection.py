@@ -24,7 +24,8 @@ def test_a_creation_sets_every_kept_field() -> None:
     assert facts is not None
     assert (facts.user_id, facts.sequence, facts.user_name) == ("u1", 3, "ada")
     assert (facts.employee_number, facts.email) == ("E1", "a@x.org")
-    assert facts.sets == {"user_name", "employee_number", "email", "deleted"}
+    assert facts.sets == {"user_name", "employee_number", "email", "status"}
+    assert facts.status == "active"
 
 
 def test_a_partial_update_sets_only_what_it_lists() -> None:
@@ -32,18 +33,22 @@ def test_a_partial_update_sets_only_what_it_lists() -> None:
     facts = facts_of(new_event(data, source="s", sequence=4))
     assert facts is not None
     assert facts.sets == {"email"}
+    suspended = UserUpdated(user_id="u1", user_name="ada", active=False, changed=["active"])
+    listed = facts_of(new_event(suspended, source="s", sequence=4))
+    assert listed is not None
+    assert (listed.sets, listed.status) == ({"active"}, "inactive")
     snapshot = UserUpdated(user_id="u1", user_name="ada")
     full = facts_of(new_event(snapshot, source="s", sequence=5))
     assert full is not None
-    assert full.sets == {"user_name", "employee_number", "email"}
+    assert full.sets == {"user_name", "employee_number", "email", "active"}
 
 
-def test_status_events_set_the_deleted_flag_only() -> None:
+def test_status_events_set_the_status_only() -> None:
     gone = facts_of(new_event(UserDeleted(user_id="u1"), source="s", sequence=6))
     back = facts_of(new_event(UserReactivated(user_id="u1"), source="s", sequence=7))
     assert gone is not None
     assert back is not None
-    assert (gone.deleted, gone.sets, back.deleted) == (True, {"deleted"}, False)
+    assert (gone.status, gone.sets, back.status) == ("deleted", {"status"}, "active")
 
 
 def test_other_events_are_not_projected() -> None:

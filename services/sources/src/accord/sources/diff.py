@@ -33,7 +33,10 @@ later runs keep it unless the source's name for the person changes (a rename).
 Correlation: a new key whose employee number or e-mail matches one existing identity is
 linked to it (a user.updated of that identity, not a user.created); rules are tried in the
 configured order, the first that matches anything decides. Several identities, or one
-another key of this source already owns, make the row held and reported: never guessed.
+another key of this source already owns, make the row held and reported: never guessed. The
+link also says what the row says of the status: an active row linked to a deactivated or
+deleted identity reactivates it first (a rehire), an inactive row linked to an active one
+deactivates it after the update.
 """
 
 from __future__ import annotations
@@ -103,6 +106,9 @@ class Existing:
 
     user_names: Mapping[str, str] = field(default_factory=dict)
     by_field: Mapping[str, Mapping[str, tuple[str, ...]]] = field(default_factory=dict)
+    inactive: frozenset[str] = frozenset()
+    """User ids of identities that are deactivated or deleted: an active row linked to one
+    brings it back (a rehire), an inactive row linked to an active one deactivates it."""
 
     @classmethod
     def of(cls, identities: Iterable[tuple[str, str, str | None, str | None]]) -> Existing:
@@ -236,12 +242,14 @@ class _Run:
         status = Status.ACTIVE if row.active else Status.INACTIVE
         self.entries[row.key] = KeyState(user_id, status, user_name, fingerprint)
         kind = ChangeKind.CREATED if linked is None else ChangeKind.UPDATED
+        was_active = linked is not None and linked not in self.existing.inactive
+        if linked is not None and row.active and not was_active:
+            self._status(ChangeKind.REACTIVATED, row.key, user_id, user_name, True)
         self.changes.append(
             Change(kind, row.key, user_id, user_name, row.active, row.values, self.fields,
                    linked=linked is not None)
         )  # fmt: skip
-        if linked is not None and not row.active:
-            # the linked identity's status is not known here: say what the source says
+        if linked is not None and not row.active and was_active:
             self._status(ChangeKind.DEACTIVATED, row.key, user_id, user_name, False)
 
     def gone(self) -> None:

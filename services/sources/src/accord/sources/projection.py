@@ -27,6 +27,7 @@ from accord.sources.store import IdentityFacts
 #: The event types the projection reads.
 PROJECTED = USER_TOPICS
 _PROFILE_FIELDS = frozenset({"user_name", "employee_number", "email"})
+_STATUS = {UserDeleted: "deleted", UserDeactivated: "inactive", UserReactivated: "active"}
 
 
 def facts_of(event: Envelope) -> IdentityFacts | None:
@@ -34,20 +35,24 @@ def facts_of(event: Envelope) -> IdentityFacts | None:
     data = event.data
     sequence = event.sequence or 0
     if isinstance(data, UserCreated | UserUpdated):
-        sets = frozenset(
-            name for name in _PROFILE_FIELDS if isinstance(data, UserCreated) or data.sets(name)
-        )
+        created = isinstance(data, UserCreated)
+        sets = {name for name in _PROFILE_FIELDS if created or data.sets(name)}
+        if created:
+            sets.add("status")
+        elif data.sets("active"):
+            sets.add("active")
         return IdentityFacts(
             data.user_id,
             sequence,
             data.user_name,
             data.employee_number,
             data.email,
-            sets=sets | {"deleted"} if isinstance(data, UserCreated) else sets,
+            "active" if data.active else "inactive",
+            frozenset(sets),
         )
     if isinstance(data, UserDeleted | UserDeactivated | UserReactivated):
-        deleted = isinstance(data, UserDeleted)
-        return IdentityFacts(data.user_id, sequence, deleted=deleted, sets=frozenset({"deleted"}))
+        status = _STATUS[type(data)]
+        return IdentityFacts(data.user_id, sequence, status=status, sets=frozenset({"status"}))
     return None
 
 

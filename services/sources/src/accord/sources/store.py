@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import asyncpg
@@ -53,13 +53,14 @@ async def load_state(conn: asyncpg.Connection, source: str) -> LoadedState:
 async def existing_identities(conn: asyncpg.Connection) -> tuple[Existing, dict[str, int]]:
     """Every identity Accord has (correlation, taken user names) and its last sequence."""
     rows = await conn.fetch(
-        "SELECT user_id, user_name, employee_number, email, sequence FROM identities"
+        "SELECT user_id, user_name, employee_number, email, sequence, status FROM identities"
         " WHERE user_name IS NOT NULL"
     )
     existing = Existing.of(
         (row["user_id"], row["user_name"], row["employee_number"], row["email"]) for row in rows
     )
-    return existing, {row["user_id"]: row["sequence"] for row in rows}
+    inactive = frozenset(row["user_id"] for row in rows if row["status"] != "active")
+    return replace(existing, inactive=inactive), {row["user_id"]: row["sequence"] for row in rows}
 
 
 def changed_entries(
@@ -309,33 +310,42 @@ async def key_counts(conn: asyncpg.Connection) -> dict[str, dict[str, int]]:
 @dataclass(frozen=True)
 class IdentityFacts:
     """What the projection keeps of one identity event. A field in `sets` is written (None
-    clears it); the others keep what the projection has (a status event, a partial update)."""
+    clears it); the others keep what the projection has (a status event, a partial update).
+    `status` is set by a status event (`status` in `sets`), or by a profile's `active`
+    (`active` in `sets`), which does not bring a deleted identity back: the registry keeps a
+    leaver deleted through a profile change too."""
 
     user_id: str
     sequence: int
     user_name: str | None = None
     employee_number: str | None = None
     email: str | None = None
+    status: str = "active"
     sets: frozenset[str] = frozenset()
-    deleted: bool = False
 
 
 async def project(conn: asyncpg.Connection, facts: Sequence[IdentityFacts]) -> None:
     """Apply identity events to the projection; an event not newer than what it has changes
-    nothing (a redelivered batch, a late event)."""
+    nothing (a redelivered batch, a late event), except that a late profile fills in an
+    identity whose status event came first."""
     if not facts:
         return
     await conn.executemany(
-        "INSERT INTO identities (user_id, user_name, employee_number, email, sequence, deleted)"
+        "INSERT INTO identities (user_id, user_name, employee_number, email, sequence, status)"
         " VALUES ($1, $2, $3, $4, $5, $6)"
         " ON CONFLICT (user_id) DO UPDATE SET"
         " user_name = CASE WHEN $7 THEN EXCLUDED.user_name ELSE identities.user_name END,"
         " employee_number = CASE WHEN $8 THEN EXCLUDED.employee_number"
         "   ELSE identities.employee_number END,"
         " email = CASE WHEN $9 THEN EXCLUDED.email ELSE identities.email END,"
-        " deleted = CASE WHEN $10 THEN EXCLUDED.deleted ELSE identities.deleted END,"
-        " sequence = EXCLUDED.sequence"
-        " WHERE identities.sequence < EXCLUDED.sequence",
+        " status = CASE WHEN identities.sequence >= EXCLUDED.sequence THEN identities.status"
+        "   WHEN $10 THEN EXCLUDED.status"
+        "   WHEN $11 AND identities.status <> 'deleted' THEN EXCLUDED.status"
+        "   ELSE identities.status END,"
+        " sequence = GREATEST(identities.sequence, EXCLUDED.sequence)"
+        # An older profile still fills an identity known only from a status event so far
+        # (its leaver overtook its creation): the fields, never the status.
+        " WHERE identities.sequence < EXCLUDED.sequence OR (identities.user_name IS NULL AND $7)",
         [
             (
                 f.user_id,
@@ -343,11 +353,12 @@ async def project(conn: asyncpg.Connection, facts: Sequence[IdentityFacts]) -> N
                 f.employee_number,
                 f.email,
                 f.sequence,
-                f.deleted,
+                f.status,
                 "user_name" in f.sets,
                 "employee_number" in f.sets,
                 "email" in f.sets,
-                "deleted" in f.sets,
+                "status" in f.sets,
+                "active" in f.sets,
             )
             for f in facts
         ],

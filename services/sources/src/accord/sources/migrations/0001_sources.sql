@@ -1,6 +1,7 @@
 -- The identities Accord has, from every source (SCIM, Kafka, the sources of this service),
 -- fed by user.* events: what correlation matches a new row against, which user names are
--- taken, and the last sequence of each identity (a source's next event for it follows it).
+-- taken, the last sequence of each identity (a source's next event for it follows it), and
+-- its status (a row linked to a leaver or a suspended identity brings it back).
 -- Written only when the event's sequence is newer, so a late or repeated event changes nothing.
 CREATE TABLE identities (
     user_id          text    PRIMARY KEY,
@@ -8,7 +9,8 @@ CREATE TABLE identities (
     employee_number  text,
     email            text,
     sequence         bigint  NOT NULL,
-    deleted          boolean NOT NULL DEFAULT false
+    status           text    NOT NULL DEFAULT 'active'
+                     CHECK (status IN ('active', 'inactive', 'deleted'))
 );
 CREATE INDEX identities_by_employee_number ON identities (employee_number);
 CREATE INDEX identities_by_email ON identities (lower(email));
