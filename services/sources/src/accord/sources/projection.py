@@ -35,12 +35,10 @@ def facts_of(event: Envelope) -> IdentityFacts | None:
     data = event.data
     sequence = event.sequence or 0
     if isinstance(data, UserCreated | UserUpdated):
-        created = isinstance(data, UserCreated)
-        sets = {name for name in _PROFILE_FIELDS if created or data.sets(name)}
-        if created:
-            sets.add("status")
-        elif data.sets("active"):
-            sets.add("active")
+        if isinstance(data, UserCreated):
+            sets = {*_PROFILE_FIELDS, "status"}
+        else:
+            sets = {name for name in (*_PROFILE_FIELDS, "active") if data.sets(name)}
         return IdentityFacts(
             data.user_id,
             sequence,
