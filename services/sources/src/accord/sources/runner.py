@@ -143,10 +143,11 @@ async def _run(
     except (ExportError, MappingError) as error:
         failed = RunRecord(run_id, source.name, "failed", trigger, started, read,
                            reason=str(error))  # fmt: skip
-        if not dry_run:
-            async with conn.transaction():
-                await store.insert_run(conn, failed)
-                await store.enqueue(conn, schema, outbox_records([failed.completed()]))
+        if dry_run:
+            raise RunFailed(str(error)) from None
+        async with conn.transaction():
+            await store.insert_run(conn, failed)
+            await store.enqueue(conn, schema, outbox_records([failed.completed()]))
         raise RunFailed(str(error), failed) from None
     if progress is not None:
         progress(read)
