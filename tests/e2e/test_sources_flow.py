@@ -42,6 +42,7 @@ PEOPLE = int(os.environ.get("ACCORD_E2E_SOURCE_PEOPLE", "200"))
 PATIENCE = max(60.0, PEOPLE / 20)
 
 
+@pytest.mark.timeout(300 + PEOPLE // 10)
 async def test_an_hr_export_then_its_changes_become_exactly_those_accounts(
     platform: Platform, kafka_bootstrap: str, tmp_path: Path, unique: str
 ) -> None:
