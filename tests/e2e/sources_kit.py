@@ -40,6 +40,18 @@ def write_export(path: Path, rows: list[dict[str, str]]) -> None:
         writer.writerows(rows)
 
 
+#: Profile fields from the columns of `person` (every kind of source names them so).
+MAPPINGS = {
+    "user_name": 'lower(row.first) + "." + lower(row.last)',
+    "given_name": "first",
+    "family_name": "last",
+    "email": "mail",
+    "employee_number": "id",
+    "department": "dept",
+    "title": "job",
+}
+
+
 def csv_source(name: str, export: Path) -> dict[str, Any]:
     """A CSV source of COLUMNS."""
     return {
@@ -47,17 +59,7 @@ def csv_source(name: str, export: Path) -> dict[str, Any]:
         "kind": "csv",
         "csv": {"path": str(export)},
         "key": "id",
-        "mappings": {
-            "user_id": f'"{name}-" + row.id',
-            "user_name": 'lower(row.first) + "." + lower(row.last)',
-            "given_name": "first",
-            "family_name": "last",
-            "email": "mail",
-            "employee_number": "id",
-            "department": "dept",
-            "title": "job",
-            "hire_date": "hired",
-        },
+        "mappings": {"user_id": f'"{name}-" + row.id', **MAPPINGS, "hire_date": "hired"},
         "status": {"column": "status", "active_values": ["A"]},
         "correlation": [{"by": "employee_number"}],
     }

@@ -23,6 +23,7 @@ from accord.stack.platform import Platform
 from accord.stack.testing import create_database
 
 from .sources_kit import (
+    MAPPINGS,
     accounts_become,
     expected_accounts,
     person,
@@ -35,16 +36,6 @@ pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 PEOPLE = 12
 SECRET = "HR_SECRET"
-#: Columns as the SQL sources and the LDAP source name them, mapped alike.
-MAPPINGS = {
-    "user_name": 'lower(row.first) + "." + lower(row.last)',
-    "given_name": "first",
-    "family_name": "last",
-    "email": "mail",
-    "employee_number": "id",
-    "department": "dept",
-    "title": "job",
-}
 #: One leaver of 12 is 8.3 %: past the default 5 %, within these.
 SAFETY = {"max_deactivations_percent": 20, "max_deletions_percent": 20}
 
