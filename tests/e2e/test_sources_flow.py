@@ -83,36 +83,49 @@ async def test_an_hr_export_then_its_changes_become_exactly_those_accounts(
     accounts = await accounts_become(platform, tag, expected_accounts(tag, rows), PATIENCE)
     assert f"founder.t{tag}" not in accounts  # linked and renamed, not a second account
 
-    # The second export: 5 joiners, 5 movers (a new title), 2 to Contractors (no demo
-    # account), 5 leavers, 1 deactivation, 1 changed hire date, 1 rename.
-    second = [dict(row) for row in rows]
-    for n in range(2, 7):
-        second[n] = person(tag, n + 1, job=f"Senior {n + 1}")
-    second[10] = person(tag, 11, dept="Contractors")
-    second[11] = person(tag, 12, dept="Contractors")
-    second[12] = person(tag, 13, status="I")
-    second[13] = person(tag, 14, hired="2025-02-03")
-    second[14] = person(tag, 15, last=f"Wed{tag}")
-    leavers = {row["id"] for row in second[20:25]}
-    second = [row for row in second if row["id"] not in leavers]
-    second += [person(tag, n) for n in range(PEOPLE + 1, PEOPLE + 6)]
+    # The second export changes 3 % of the people (300 of 10,000; 15 of 200): joiners,
+    # movers (a new title; two to Contractors, who get no demo account), leavers, one
+    # deactivation, one changed hire date, one rename.
+    each = max(5, PEOPLE // 100)
+    movers = list(range(3, 3 + each - 2))
+    to_contractors = [movers[-1] + 1, movers[-1] + 2]
+    deactivated, new_hire_date, renamed = (
+        to_contractors[-1] + 1,
+        to_contractors[-1] + 2,
+        to_contractors[-1] + 3,
+    )
+    leavers = set(range(renamed + 5, renamed + 5 + each - 3))
+    changes = {n: {"job": f"Senior {n}"} for n in movers}
+    changes |= {n: {"dept": "Contractors"} for n in to_contractors}
+    changes |= {deactivated: {"status": "I"}, new_hire_date: {"hired": "2025-02-03"}}
+    changes |= {renamed: {"last": f"Wed{tag}"}}
+    second = [
+        person(tag, n, **changes.get(n, {})) for n in range(1, PEOPLE + 1) if n not in leavers
+    ]
+    second += [person(tag, n) for n in range(PEOPLE + 1, PEOPLE + 1 + each)]
     write_export(export, second)
     out = await sources_cli(platform, "run", name, "--file", str(config))
-    assert "5 created, 9 updated, 0 linked, 1 deactivated, 0 reactivated, 5 deleted" in out
-    events = await run_events(platform, run_id_of(out), 20, PATIENCE)
+    updated, deleted = each + 2, each - 3
+    counts = f"{each} created, {updated} updated, 0 linked, 1 deactivated, 0 reactivated"
+    assert f"{counts}, {deleted} deleted" in out
+    events = await run_events(platform, run_id_of(out), 3 * each, PATIENCE)
+    assert len(events) == 3 * each
     assert Counter(e["event_type"] for e in events) == {
-        "user.created": 5, "user.updated": 9, "user.deactivated": 1, "user.deleted": 5
-    }  # fmt: skip
+        "user.created": each,
+        "user.updated": updated,
+        "user.deactivated": 1,
+        "user.deleted": deleted,
+    }
     changed = {e["subject"]: e["payload"] for e in events if e["event_type"] == "user.updated"}
-    assert changed[f"{name}-{tag}-00014"]["changed"] == ["hire_date"]
-    assert changed[f"{name}-{tag}-00015"]["changed"] == ["family_name", "user_name"]
+    assert changed[f"{name}-{tag}-{new_hire_date:05d}"]["changed"] == ["hire_date"]
+    assert changed[f"{name}-{tag}-{renamed:05d}"]["changed"] == ["family_name", "user_name"]
     final = expected_accounts(tag, second)
-    # the renamed person keeps one account, under the new name
-    assert f"p15.wed{tag}".lower() in final
-    await accounts_become(
-        platform, tag, {k: v for k, v in final.items() if "wed" not in k}, PATIENCE
-    )
-    await target_account(platform, f"p15.wed{tag}".lower(), active=True)
+    # the renamed person keeps one account, under the new name (not `t{tag}` any more)
+    new_name = f"p{renamed}.wed{tag}".lower()
+    assert new_name in final
+    listed = {k: v for k, v in final.items() if k != new_name}
+    await accounts_become(platform, tag, listed, PATIENCE)
+    await target_account(platform, new_name, active=True)
 
     # A truncated export: held at the safety limit, nothing published, rejected.
     write_export(export, second[: len(second) // 2])
