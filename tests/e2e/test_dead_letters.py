@@ -20,7 +20,13 @@ from .test_provisioning_faults import OUTAGE_S, completed_saga, exactly_one_acco
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 #: Every consumer group that reads user.created (the README's table of grants).
-USER_CREATED_GROUPS = ["accord-auditor", "accord-authn", "accord-authz", "accord-orchestrator"]
+USER_CREATED_GROUPS = [
+    "accord-auditor",
+    "accord-authn",
+    "accord-authz",
+    "accord-orchestrator",
+    "accord-sources",
+]
 
 
 async def dlq_list(platform: Platform, topic: str, *options: str) -> dict[str, dict[str, Any]]:

@@ -1,6 +1,6 @@
 """Authoritative sources on the whole platform: an HR export becomes accounts in the target.
 
-A CSV export of N people (ACCORD_E2E_SOURCE_PEOPLE, 200 by default; the issue's 10,000 is a
+A CSV export of N people (ACCORD_E2E_SOURCE_PEOPLE, 100 by default; the issue's 10,000 is a
 manual run of this test), run with `accord sources run` as an operator would: the sources
 service's relay publishes, the orchestrator's joiners create the accounts. A second export
 with its joiners, movers, leavers, a deactivation, a changed hire date and a rename publishes
@@ -37,7 +37,7 @@ from .sources_kit import (
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
-PEOPLE = int(os.environ.get("ACCORD_E2E_SOURCE_PEOPLE", "200"))
+PEOPLE = int(os.environ.get("ACCORD_E2E_SOURCE_PEOPLE", "100"))
 #: How long the platform may take for a whole export (a 10,000-person run takes minutes).
 PATIENCE = max(60.0, PEOPLE / 20)
 
@@ -83,7 +83,7 @@ async def test_an_hr_export_then_its_changes_become_exactly_those_accounts(
     accounts = await accounts_become(platform, tag, expected_accounts(tag, rows), PATIENCE)
     assert f"founder.t{tag}" not in accounts  # linked and renamed, not a second account
 
-    # The second export changes 3 % of the people (300 of 10,000; 15 of 200): joiners,
+    # The second export changes 3 % of the people (300 of 10,000; 15 of 100): joiners,
     # movers (a new title; two to Contractors, who get no demo account), leavers, one
     # deactivation, one changed hire date, one rename.
     each = max(5, PEOPLE // 100)

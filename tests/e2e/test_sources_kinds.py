@@ -7,9 +7,11 @@ by `accord sources run` beside the platform with its secret in the command's env
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -172,37 +174,42 @@ def _values(row: dict[str, str]) -> tuple[str, ...]:
     return (row["id"], row["first"], row["last"], row["mail"], row["dept"], row["job"])
 
 
-@pytest.mark.parametrize("kind", ["postgresql", "mariadb", "ldap"])
-async def test_a_database_or_directory_source_creates_and_changes_the_accounts(
-    kind: str,
-    platform: Platform,
-    postgres_server: str,
-    mariadb_server: str,
-    ldap_target: LdapTarget,
-    tmp_path: Any,
-    unique: str,
+async def flow(
+    platform: Platform, kind: str, opened: tuple[dict[str, Any], str, Loader], folder: Path
 ) -> None:
-    if kind == "postgresql":
-        source, secret, load = await postgres_view(postgres_server)
-    elif kind == "mariadb":
-        source, secret, load = await mariadb_table(mariadb_server)
-    else:
-        source, secret, load = await ldap_subtree(ldap_target)
-    name, tag = f"{kind}-{unique}", unique
-    config = tmp_path / "sources.yaml"
+    """A first run creates the accounts; a second, with one mover and one leaver, changes
+    exactly those."""
+    source, secret, load = opened
+    tag = uuid.uuid4().hex[:10]
+    name = f"{kind}-{tag}"
+    config = folder / f"{kind}.yaml"
     sources_yaml(config, {"name": name, "key": "id", "mappings": MAPPINGS, "safety": SAFETY,
                           **source})  # fmt: skip
     env = {SECRET: secret}
     rows = [person(tag, n) for n in range(1, PEOPLE + 1)]
     await load(rows)
     out = await sources_cli(platform, "run", name, "--file", str(config), env=env)
-    assert f"published {PEOPLE} events: {PEOPLE} rows read; {PEOPLE} created" in out
+    assert f"published {PEOPLE} events: {PEOPLE} rows read; {PEOPLE} created" in out, kind
     await accounts_become(platform, tag, expected_accounts(tag, rows))
 
-    changed = [person(tag, 2, job="Head of Things"), *rows[3:]]  # a mover; person 3 leaves
-    changed.insert(0, rows[0])
+    changed = [rows[0], person(tag, 2, job="Head of Things"), *rows[3:]]  # person 3 leaves
     await load(changed)
     out = await sources_cli(platform, "run", name, "--file", str(config), env=env)
-    assert "0 created, 1 updated, 0 linked, 0 deactivated, 0 reactivated, 1 deleted" in out
+    assert "0 created, 1 updated, 0 linked, 0 deactivated, 0 reactivated, 1 deleted" in out, kind
     assert run_id_of(out)
     await accounts_become(platform, tag, expected_accounts(tag, changed))
+
+
+async def test_a_database_and_a_directory_source_create_and_change_the_accounts(
+    platform: Platform,
+    postgres_server: str,
+    mariadb_server: str,
+    ldap_target: LdapTarget,
+    tmp_path: Path,
+) -> None:
+    # The three kinds side by side: each its own source, people and accounts.
+    await asyncio.gather(
+        flow(platform, "postgresql", await postgres_view(postgres_server), tmp_path),
+        flow(platform, "mariadb", await mariadb_table(mariadb_server), tmp_path),
+        flow(platform, "ldap", await ldap_subtree(ldap_target), tmp_path),
+    )
