@@ -17,6 +17,7 @@ import os
 from collections import Counter
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from accord.events import Publisher, UserCreated
@@ -65,10 +66,18 @@ async def test_an_hr_export_then_its_changes_become_exactly_those_accounts(
 
     async def projected() -> bool:
         # the sources service's view of the identities has the badge system's identity
-        out = await sources_cli(platform, "run", name, "--file", str(config), "--dry-run")
-        return "user.updated       badge-" in out
+        conn = await asyncpg.connect(platform.database_url)
+        try:
+            found = await conn.fetchval(
+                "SELECT employee_number FROM sources.identities WHERE user_id = $1", f"badge-{tag}"
+            )
+        finally:
+            await conn.close()
+        return found == known["id"]
 
     await eventually(projected, what="the sources service to see the existing identity")
+    dry = await sources_cli(platform, "run", name, "--file", str(config), "--dry-run")
+    assert f"user.updated       badge-{tag}" in dry  # linked, as the dry run says
     first = await sources_cli(platform, "run", name, "--file", str(config))
     assert (
         f"published {PEOPLE} events: {PEOPLE} rows read; {PEOPLE - 1} created, 1 updated, 1 linked"

@@ -16,11 +16,9 @@ from accord.sources.projection import PROJECTED, project_batch
 from accord.sources.runner import RunFailed, RunRefused, run_source
 from accord.sources.runs import Trigger
 from accord.sources.scheduler import schedule
-from accord.sources.settings import SourcesSettings
+from accord.sources.settings import SERVICE, SourcesSettings
 
 log = logging.getLogger(__name__)
-
-SERVICE = "sources"
 
 
 def read_sources(path: Path | None) -> SourcesFile:

@@ -25,7 +25,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import asyncpg
 
@@ -34,11 +34,16 @@ from accord.events.cli import EXIT_USAGE, CliError
 from accord.runtime import db
 from accord.runtime.cli_scaffold import add_action, add_actions, add_json, add_limit, int_between
 from accord.runtime.cli_support import run_on_database
-from accord.sources.bootstrap import SERVICE
 from accord.sources.config import Source, SourcesConfigError, SourcesFile, load_sources
-from accord.sources.runner import RunFailed, RunRefused, RunReport, approve, reject, run_source
 from accord.sources.runs import COUNTED
+from accord.sources.settings import SERVICE
 from accord.sources.store import key_counts, last_runs, run, runs
+
+if TYPE_CHECKING:
+    from accord.sources.runner import RunReport
+
+# The runner is imported by the commands that run (it brings every reader's client: ldap3,
+# httpx, asyncmy): `accord --help` and the other commands do not pay for it.
 
 DEFAULT_FILE = Path("sources.yaml")
 
@@ -134,6 +139,8 @@ def _on_database(work: Callable[[asyncpg.Pool], Any]) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from accord.sources.runner import RunFailed, RunRefused, run_source
+
     source = _source(args)
     show_progress = sys.stderr.isatty() if args.progress is None else args.progress
     progress = _Progress(sys.stderr) if show_progress else None
@@ -305,6 +312,8 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _approve(args: argparse.Namespace) -> int:
+    from accord.sources.runner import RunRefused, approve
+
     async def work(pool: asyncpg.Pool) -> int:
         async with pool.acquire() as conn:
             try:
@@ -319,6 +328,8 @@ def _approve(args: argparse.Namespace) -> int:
 
 
 def _reject(args: argparse.Namespace) -> int:
+    from accord.sources.runner import RunRefused, reject
+
     async def work(pool: asyncpg.Pool) -> int:
         async with pool.acquire() as conn:
             try:

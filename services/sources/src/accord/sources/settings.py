@@ -8,6 +8,9 @@ from pydantic import Field
 
 from accord.runtime.settings import ServiceSettings
 
+#: The service's name: its database schema, its Kafka group (accord-sources), its logs.
+SERVICE = "sources"
+
 
 class SourcesSettings(ServiceSettings):
     """Environment of the sources service."""
