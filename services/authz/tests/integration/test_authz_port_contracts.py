@@ -17,7 +17,7 @@ import pytest_asyncio
 from accord.authz.adapters.postgres import postgres_stores
 from accord.authz.domain.approvals import Stage
 from accord.authz.domain.model import Entity, EntityRef
-from accord.authz.domain.principals import PrincipalFacts
+from accord.authz.domain.principals import PROFILE_FACTS, PrincipalFacts
 from accord.authz.fakes import Memory
 from accord.authz.ports import NewGrant, Stores
 from accord.events import AccessRequested, Resource
@@ -132,18 +132,18 @@ async def test_a_status_event_keeps_the_profile_and_a_deleted_principal_is_inact
     await principals.upsert(
         "ada", PrincipalFacts(sequence=1, active=True, department="eng", manager_id="mia")
     )
-    await principals.upsert("ada", PrincipalFacts(sequence=2, active=False, keep_profile=True))
+    await principals.upsert("ada", PrincipalFacts(sequence=2, active=False, keep=PROFILE_FACTS))
     (ada,) = await directory.principal_entities("ada")
     assert ada.attrs == {"active": False, "department": "eng"}
     assert await directory.managers("ada") == {"ada": "mia", "mia": None}
 
     await principals.upsert(
-        "ada", PrincipalFacts(sequence=3, active=True, deleted=True, keep_profile=True)
+        "ada", PrincipalFacts(sequence=3, active=True, deleted=True, keep=PROFILE_FACTS)
     )
     (ada,) = await directory.principal_entities("ada")
     assert ada.attrs["active"] is False
     # A status event of an unknown principal projects it with no profile.
-    await principals.upsert("new", PrincipalFacts(sequence=1, active=False, keep_profile=True))
+    await principals.upsert("new", PrincipalFacts(sequence=1, active=False, keep=PROFILE_FACTS))
     assert await principals.known("new")
     assert await directory.managers("new") == {"new": None}
 

@@ -91,6 +91,16 @@ async def enqueue(conn: asyncpg.Connection, schema: str, events: Sequence[Envelo
     await enqueue_records(conn, schema, outbox_records(events))
 
 
+#: The outbox table's columns a record fills, in the order of `outbox_row`.
+OUTBOX_COLUMNS = ("event_id", "topic", "key", "value", "headers")
+
+
+def outbox_row(record: OutboxRecord) -> tuple[str, str, bytes, bytes, str]:
+    """A record as the outbox table's row (OUTBOX_COLUMNS; headers as a JSON list)."""
+    headers = json.dumps([[name, value.decode()] for name, value in record.headers])
+    return (record.event_id, record.topic, record.key, record.value, headers)
+
+
 async def enqueue_records(
     conn: asyncpg.Connection, schema: str, records: Sequence[OutboxRecord]
 ) -> None:
@@ -99,16 +109,7 @@ async def enqueue_records(
         return
     await conn.executemany(
         "INSERT INTO outbox (event_id, topic, key, value, headers) VALUES ($1, $2, $3, $4, $5)",
-        [
-            (
-                r.event_id,
-                r.topic,
-                r.key,
-                r.value,
-                json.dumps([[n, v.decode()] for n, v in r.headers]),
-            )
-            for r in records
-        ],
+        [outbox_row(r) for r in records],
     )
     # Delivered at commit, so the relay wakes only when the rows are visible.
     await conn.execute("SELECT pg_notify($1, '')", channel_name(schema))
@@ -255,7 +256,12 @@ class _PgOutbox:
         return last
 
 
+def headers_of(column: str) -> list[tuple[str, bytes]]:
+    """The headers of an outbox row as its `headers` column holds them (see outbox_row)."""
+    return [(name, value.encode()) for name, value in json.loads(column)]
+
+
 def _row(row: Any) -> OutboxRow:
-    headers = [(name, value.encode()) for name, value in json.loads(row["headers"])]
+    headers = headers_of(row["headers"])
     created_at = row["created_at"].timestamp()
     return OutboxRow(row["id"], row["topic"], row["key"], row["value"], headers, created_at)

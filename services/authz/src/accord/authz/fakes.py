@@ -110,7 +110,7 @@ class MemoryPrincipals:
             return
         if stored["sequence"] >= facts.sequence:
             return
-        kept = facts.kept()
+        kept = facts.keep
         for name in ("department", "manager_id", "user_name", "active"):
             if name not in kept:
                 stored[name] = getattr(facts, name)

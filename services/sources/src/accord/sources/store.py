@@ -14,7 +14,13 @@ from typing import Any
 
 import asyncpg
 
-from accord.runtime.outbox import OutboxRecord, channel_name
+from accord.runtime.outbox import (
+    OUTBOX_COLUMNS,
+    OutboxRecord,
+    channel_name,
+    headers_of,
+    outbox_row,
+)
 from accord.sources.diff import Existing, KeyState, SourceState, Status
 from accord.sources.runs import RunRecord
 
@@ -117,7 +123,7 @@ async def enqueue(conn: asyncpg.Connection, schema: str, records: Iterable[Outbo
     count = 0
     chunk: list[tuple[str, str, bytes, bytes, str]] = []
     for record in records:
-        chunk.append(_outbox_row(record))
+        chunk.append(outbox_row(record))
         if len(chunk) == CHUNK:
             count += await _copy_outbox(conn, chunk)
             chunk = []
@@ -127,18 +133,11 @@ async def enqueue(conn: asyncpg.Connection, schema: str, records: Iterable[Outbo
     return count
 
 
-def _outbox_row(record: OutboxRecord) -> tuple[str, str, bytes, bytes, str]:
-    headers = json.dumps([[name, value.decode()] for name, value in record.headers])
-    return (record.event_id, record.topic, record.key, record.value, headers)
-
-
 async def _copy_outbox(
     conn: asyncpg.Connection, rows: list[tuple[str, str, bytes, bytes, str]]
 ) -> int:
     if rows:
-        await conn.copy_records_to_table(
-            "outbox", records=rows, columns=["event_id", "topic", "key", "value", "headers"]
-        )
+        await conn.copy_records_to_table("outbox", records=rows, columns=OUTBOX_COLUMNS)
     return len(rows)
 
 
@@ -184,7 +183,7 @@ async def hold(
         )
     chunk: list[tuple[Any, ...]] = []
     for position, record in enumerate(records):
-        chunk.append((run_id, position, *_outbox_row(record)))
+        chunk.append((run_id, position, *outbox_row(record)))
         if len(chunk) == CHUNK:
             await conn.copy_records_to_table("held_events", records=chunk)
             chunk = []
@@ -245,7 +244,7 @@ async def held_output(conn: asyncpg.Connection, run_id: str) -> HeldOutput | Non
                 row["topic"],
                 bytes(row["key"]),
                 bytes(row["value"]),
-                [(name, value.encode()) for name, value in json.loads(row["headers"])],
+                headers_of(row["headers"]),
             )
             for row in events
         ],

@@ -36,7 +36,7 @@ class PostgresPrincipals:
     async def upsert(self, user_id: str, facts: PrincipalFacts) -> None:
         """Project an identity event; older sequences than the stored one change nothing.
 
-        The facts the event does not set (`facts.kept()`: the profile of a status event,
+        The facts the event does not set (`facts.keep`: the profile of a status event,
         what a partial user.updated does not list) stay as they are.
         """
         await self.conn.execute(
@@ -58,7 +58,7 @@ class PostgresPrincipals:
             facts.active,
             facts.deleted,
             facts.sequence,
-            sorted(facts.kept()),
+            sorted(facts.keep),
             facts.manager_id,
             facts.user_name,
         )

@@ -15,16 +15,10 @@ class PrincipalFacts:
     manager_id: str | None = None
     user_name: str | None = None
     deleted: bool = False
-    keep_profile: bool = False
-    """A status event (deactivated, reactivated, deleted): the department, manager and user
-    name stay as they are."""
     keep: frozenset[str] = frozenset()
     """Facts (`department`, `manager_id`, `user_name`, `active`) the event does not set, which
-    stay as they are: those a partial user.updated does not list."""
-
-    def kept(self) -> frozenset[str]:
-        """Every fact that stays as it is (a principal seen first takes them all, unset)."""
-        return self.keep | (PROFILE_FACTS if self.keep_profile else frozenset())
+    stay as they are: PROFILE_FACTS for a status event, those a partial user.updated does
+    not list. A principal seen first takes them all, unset."""
 
 
 #: The profile facts of a principal (what a status event keeps).

@@ -4,7 +4,7 @@ consumed before its user.created, another topic)."""
 
 from __future__ import annotations
 
-from accord.authz.domain.principals import PrincipalFacts
+from accord.authz.domain.principals import PROFILE_FACTS, PrincipalFacts
 from accord.authz.handlers.access import decide_waiting, revoke_all
 from accord.authz.ports import AuthzPorts
 from accord.events import (
@@ -45,7 +45,7 @@ async def on_user_status(
 ) -> list[Envelope]:
     """user.deactivated / user.reactivated: the status only (the profile stays)."""
     active = isinstance(data, UserReactivated)
-    facts = PrincipalFacts(sequence=event.sequence or 0, active=active, keep_profile=True)
+    facts = PrincipalFacts(sequence=event.sequence or 0, active=active, keep=PROFILE_FACTS)
     await _project(data.user_id, facts, ports)
     return await _decide_waiting(data.user_id, ports)
 
@@ -53,7 +53,7 @@ async def on_user_status(
 async def on_user_deleted(event: Envelope, data: UserDeleted, ports: AuthzPorts) -> list[Envelope]:
     """user.deleted: the principal is gone, and loses every grant it holds."""
     facts = PrincipalFacts(
-        sequence=event.sequence or 0, active=False, deleted=True, keep_profile=True
+        sequence=event.sequence or 0, active=False, deleted=True, keep=PROFILE_FACTS
     )
     await _project(data.user_id, facts, ports)
     revoked = await revoke_all(ports.stores, data.user_id, "leaver", source=ports.source)
