@@ -10,7 +10,7 @@ import signal
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from accord.events.brokers import BROKER_ENV, PROFILES, BrokerName, UnknownBroker, profile_named
 from accord.events.cli import EXIT_BROKEN_PIPE, LOCAL_ENV
@@ -111,34 +111,35 @@ def platform_config(args: argparse.Namespace, environ: Mapping[str, str]) -> Pla
 
 
 def workflows_folder(option: Path | None, environ: Mapping[str, str]) -> Path | None:
-    """--workflows, else ACCORD_WORKFLOWS_DIR, as an absolute path (the services may run
-    elsewhere); None when neither is given. A folder that is not there stops accord up at
-    once rather than after the orchestrator has started and refused it."""
-    given = option if option is not None else environ.get(WORKFLOWS_ENV)
-    if not given:
-        return None
-    folder = Path(given).expanduser().resolve()
-    source = "--workflows" if option is not None else WORKFLOWS_ENV
-    if not folder.exists():
-        raise BadOption(f"the workflows folder {folder} ({source}) does not exist")
-    if not folder.is_dir():
-        raise BadOption(f"the workflows folder {folder} ({source}) is not a folder")
-    return folder
+    """--workflows, else ACCORD_WORKFLOWS_DIR (see _given_path)."""
+    return _given_path(option, environ, "--workflows", WORKFLOWS_ENV, "workflows", "folder")
 
 
 def sources_file(option: Path | None, environ: Mapping[str, str]) -> Path | None:
-    """--sources, else ACCORD_SOURCES_FILE, as an absolute path (the services may run
-    elsewhere); None when neither is given. A file that is not there stops accord up at once
-    rather than after the sources service has started and refused it."""
-    given = option if option is not None else environ.get(SOURCES_FILE_ENV)
+    """--sources, else ACCORD_SOURCES_FILE (see _given_path)."""
+    return _given_path(option, environ, "--sources", SOURCES_FILE_ENV, "sources", "file")
+
+
+def _given_path(
+    option: Path | None,
+    environ: Mapping[str, str],
+    flag: str,
+    variable: str,
+    name: str,
+    kind: Literal["folder", "file"],
+) -> Path | None:
+    """The option, else the variable, as an absolute path (the services may run elsewhere);
+    None when neither is given. A path that is not there, or not of its kind, stops accord
+    up at once rather than after a service has started and refused it."""
+    given = option if option is not None else environ.get(variable)
     if not given:
         return None
     path = Path(given).expanduser().resolve()
-    source = "--sources" if option is not None else SOURCES_FILE_ENV
+    source = flag if option is not None else variable
     if not path.exists():
-        raise BadOption(f"the sources file {path} ({source}) does not exist")
-    if not path.is_file():
-        raise BadOption(f"the sources file {path} ({source}) is not a file")
+        raise BadOption(f"the {name} {kind} {path} ({source}) does not exist")
+    if not (path.is_dir() if kind == "folder" else path.is_file()):
+        raise BadOption(f"the {name} {kind} {path} ({source}) is not a {kind}")
     return path
 
 
