@@ -119,8 +119,38 @@ async def test_a_poison_record_in_a_group_is_dead_lettered_alone_and_the_rest_co
     assert all(inbox.count(i) == 1 for i in good)
 
 
-async def _rows_if(pool: asyncpg.Pool, query: str, count: int) -> list[asyncpg.Record] | None:
-    rows = await pool.fetch(query)
+async def test_an_event_twice_in_one_group_is_handled_once_and_the_rest_commit(
+    kit: Kit, pool: asyncpg.Pool, start_loop: LoopStarter, unique: str
+) -> None:
+    group = f"rt-{unique}"
+    first, twice, last = (completed(f"u-{unique}-1") for _ in range(3))
+    # The group's claims are one INSERT ... SELECT unnest(...): the copy of `twice` in it is
+    # the inbox's duplicate, not a second handling.
+    for event in (first, twice, twice, last):
+        await kit.publish(event)
+    recorder = Recorder(f"u-{unique}", _reply)
+    running = await start_loop({CONSUMED: recorder})
+
+    await eventually(
+        lambda: _rows_if(pool, "SELECT event_id FROM inbox WHERE consumer = $1", 3, group),
+        what="the group's commit",
+    )
+    assert [e.id for e in recorder.calls] == [first.id, twice.id, last.id]
+    inbox = await inbox_ids(pool, group)
+    assert sorted(inbox) == sorted([first.id, twice.id, last.id])
+    replies = [e.causationid for e in await outbox_envelopes(pool)]
+    assert sorted(replies) == sorted([first.id, twice.id, last.id])
+    assert running.loop.stats.duplicates >= 1
+
+
+async def _reply(envelope: Envelope, ctx: HandlerContext) -> Sequence[Envelope]:
+    return [failed_because_of(envelope, ctx.source)]
+
+
+async def _rows_if(
+    pool: asyncpg.Pool, query: str, count: int, *args: object
+) -> list[asyncpg.Record] | None:
+    rows = await pool.fetch(query, *args)
     return rows if len(rows) >= count else None
 
 

@@ -118,6 +118,26 @@ async def test_records_fetched_together_commit_in_one_transaction_in_order() -> 
     assert service.broker.committed(GROUP, TopicPartition(CONSUMED, 0)) == 10
 
 
+async def test_an_event_twice_in_one_group_is_handled_once_beside_an_event_seen_before() -> None:
+    recorder = Recorder()
+    service = InMemoryService({CONSUMED: recorder})
+    seen, twice, fresh = (completed("user-1") for _ in range(3))
+
+    async with service:
+        await service.publish(seen, partition=0)
+        await service.settle()
+    # One group claims its events in one statement: the copy of `twice` in the same group
+    # and the event an earlier group handled are duplicates; the rest is handled.
+    await publish_all(service, [seen, twice, twice, fresh], partition=0)
+    async with service:
+        await service.settle()
+        stats = service.stats
+
+    assert [e.id for e in recorder.calls] == [seen.id, twice.id, fresh.id]
+    assert (stats.handled, stats.duplicates) == (2, 2)
+    assert [r.causationid for r in service.events(EMITTED)] == [seen.id, twice.id, fresh.id]
+
+
 async def test_a_poison_record_in_a_group_is_dead_lettered_alone_with_its_reason() -> None:
     events = [completed(f"user-{i}") for i in range(5)]
     poison = events[2]

@@ -199,17 +199,23 @@ class PartitionHandler:
         topic = group[0][0].topic
         try:
             async with self._storage.transaction() as tx:
+                # One statement claims the group's events (was one per event); what a stop
+                # request cuts off is released, so the partition's next owner handles it.
+                ids = [item[0].id for _, item in group if item is not None]
+                unhandled = await tx.claim_all(self._group, topic, ids)
                 for record, item in group:
                     if self._stopping.is_set() and done:
+                        await tx.release(self._group, topic, sorted(unhandled))
                         break
                     done += 1
                     if item is None:
                         continue
                     envelope, handler = item
                     with _event_context(envelope, record.topic, self._group):
-                        if not await tx.claim(self._group, record.topic, envelope.id):
+                        if envelope.id not in unhandled:
                             duplicates.append(envelope.type)
                             continue
+                        unhandled.discard(envelope.id)
                         context = HandlerContext(
                             conn=tx.conn, source=self._source, topic=record.topic
                         )

@@ -101,18 +101,29 @@ def outbox_row(record: OutboxRecord) -> tuple[str, str, bytes, bytes, str]:
     return (record.event_id, record.topic, record.key, record.value, headers)
 
 
+#: One statement, one round trip: the rows in their order (the relay publishes by id), then
+#: the NOTIFY that wakes the relay, delivered at commit so it wakes only when the rows are
+#: visible. (Was an executemany and a second statement for the NOTIFY.) PostgreSQL runs a
+#: data-modifying WITH once and to completion, whether the main query reads it or not.
+_ENQUEUE = (
+    "WITH added AS ("
+    " INSERT INTO outbox (event_id, topic, key, value, headers)"
+    " SELECT event_id, topic, key, value, headers::jsonb"
+    " FROM unnest($1::text[], $2::text[], $3::bytea[], $4::bytea[], $5::text[])"
+    " WITH ORDINALITY AS r (event_id, topic, key, value, headers, n)"
+    " ORDER BY n)"
+    " SELECT pg_notify($6, '')"
+)
+
+
 async def enqueue_records(
     conn: asyncpg.Connection, schema: str, records: Sequence[OutboxRecord]
 ) -> None:
     """Add records to the outbox inside the caller's transaction."""
     if not records:
         return
-    await conn.executemany(
-        "INSERT INTO outbox (event_id, topic, key, value, headers) VALUES ($1, $2, $3, $4, $5)",
-        [outbox_row(r) for r in records],
-    )
-    # Delivered at commit, so the relay wakes only when the rows are visible.
-    await conn.execute("SELECT pg_notify($1, '')", channel_name(schema))
+    columns = list(zip(*(outbox_row(r) for r in records), strict=True))
+    await conn.execute(_ENQUEUE, *map(list, columns), channel_name(schema))
 
 
 class OutboxRelay:

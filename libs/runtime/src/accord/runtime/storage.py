@@ -36,6 +36,15 @@ class Transaction(Protocol):
         """Record the event in the consumer's inbox; False if it is there already."""
         ...
 
+    async def claim_all(self, consumer: str, topic: str, event_ids: Sequence[str]) -> set[str]:
+        """Record the events in the consumer's inbox at once; the ids that were not there
+        already (an id twice in `event_ids` is claimed once)."""
+        ...
+
+    async def release(self, consumer: str, topic: str, event_ids: Sequence[str]) -> None:
+        """Take claims of this transaction back: their events were not handled after all."""
+        ...
+
     async def enqueue(self, events: Sequence[Envelope]) -> None:
         """Add events to the outbox."""
         ...
@@ -105,6 +114,24 @@ class _PgTransaction:
             event_id,
         )
         return bool(fresh)
+
+    async def claim_all(self, consumer: str, topic: str, event_ids: Sequence[str]) -> set[str]:
+        rows = await self._conn.fetch(
+            "INSERT INTO inbox (consumer, topic, event_id) SELECT $1, $2, unnest($3::text[])"
+            " ON CONFLICT DO NOTHING RETURNING event_id",
+            consumer,
+            topic,
+            list(event_ids),
+        )
+        return {r["event_id"] for r in rows}
+
+    async def release(self, consumer: str, topic: str, event_ids: Sequence[str]) -> None:
+        await self._conn.execute(
+            "DELETE FROM inbox WHERE consumer = $1 AND topic = $2 AND event_id = ANY($3::text[])",
+            consumer,
+            topic,
+            list(event_ids),
+        )
 
     async def enqueue(self, events: Sequence[Envelope]) -> None:
         await enqueue(self._conn, self._schema, events)

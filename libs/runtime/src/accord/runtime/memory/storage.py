@@ -142,6 +142,12 @@ class _MemoryTransaction:
         self.claimed.add(key)
         return True
 
+    async def claim_all(self, consumer: str, topic: str, event_ids: Sequence[str]) -> set[str]:
+        return {i for i in event_ids if await self.claim(consumer, topic, i)}
+
+    async def release(self, consumer: str, topic: str, event_ids: Sequence[str]) -> None:
+        self.claimed -= {(consumer, topic, i) for i in event_ids}
+
     async def enqueue(self, events: Sequence[Envelope]) -> None:
         self.records += outbox_records(events)
 
