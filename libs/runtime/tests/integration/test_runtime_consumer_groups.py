@@ -131,15 +131,23 @@ async def test_an_event_twice_in_one_group_is_handled_once_and_the_rest_commit(
     recorder = Recorder(f"u-{unique}", _reply)
     running = await start_loop({CONSUMED: recorder})
 
+    ours = [first.id, twice.id, last.id]
     await eventually(
-        lambda: _rows_if(pool, "SELECT event_id FROM inbox WHERE consumer = $1", 3, group),
+        lambda: _rows_if(
+            pool,
+            "SELECT event_id FROM inbox WHERE consumer = $1 AND event_id = ANY($2::text[])",
+            3,
+            group,
+            ours,
+        ),
         what="the group's commit",
     )
-    assert [e.id for e in recorder.calls] == [first.id, twice.id, last.id]
+    assert [e.id for e in recorder.calls] == ours
+    # The loop also claims the other tests' events on the shared topic: ours are there once.
     inbox = await inbox_ids(pool, group)
-    assert sorted(inbox) == sorted([first.id, twice.id, last.id])
+    assert sorted(i for i in inbox if i in ours) == sorted(ours)
     replies = [e.causationid for e in await outbox_envelopes(pool)]
-    assert sorted(replies) == sorted([first.id, twice.id, last.id])
+    assert sorted(replies) == sorted(ours)
     assert running.loop.stats.duplicates >= 1
 
 
