@@ -33,6 +33,7 @@ from accord.events.registry import Registry
 from accord.events.topic_layout import COMPOSE, KUBERNETES, TopicSettings, broker_config
 from accord.stack import kafka_acls
 from accord.stack.deploy_cli import add_arguments
+from accord.stack.deploy_cli import register_deploy as register_deploy  # the command's home
 
 STRIMZI_CLUSTER = "accord"
 """The Kafka custom resource's name (deploy/k8s/base/kafka/kafka.yaml)."""
