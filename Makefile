@@ -187,6 +187,10 @@ bench-sources-run: install ## Sources on PostgreSQL + Kafka (BROKER=tansu): runs
 bench-timers: install ## Lateness of 1,000 time-trigger timers due over 20 s (p50/p90/p99/max) and orchestrator CPU
 	$(RUN) python benchmarks/workflow_timers.py $(if $(BROKER),--broker $(BROKER))
 
+.PHONY: bench-cli
+bench-cli: install ## Start-up of the accord command: median wall time of --help and simple commands
+	$(RUN) python benchmarks/cli_startup.py
+
 .PHONY: clean
 clean: ## Remove local data (.accord) and caches
 	rm -rf .accord .pytest_cache .mypy_cache .ruff_cache

@@ -15,7 +15,7 @@ from accord.authz.domain import factors
 from accord.authz.domain.factors import EVALUATION_ERROR, FactorOutcome
 from accord.authz.domain.model import Decision, Entity, EntityRef
 from accord.authz.domain.policy_files import default_policy_dir, load_policy_dir
-from accord.authz.policy_cli import load_case_file, run_case
+from accord.authz.policy_cases import load_case_file, run_case
 from accord.authz.policy_holder import load_snapshot
 
 PERMIT = Decision("permit", ("some-policy",))

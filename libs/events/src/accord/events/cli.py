@@ -8,7 +8,6 @@ traceback is for `accord -v`.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import logging
@@ -20,13 +19,13 @@ import traceback
 from collections.abc import Callable, Mapping, Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
-
-from pydantic import ValidationError
+from typing import TYPE_CHECKING, Any
 
 from accord.events.brokers import UnknownBroker, broker_profile
-from accord.events.errors import InvalidEvent
-from accord.events.registry import REGISTRY
+from accord.events.topics import EVENT_TYPES
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
@@ -90,6 +89,9 @@ def main(argv: Sequence[str] | None = None, *, local_env: Path | None = None) ->
     """Run `accord ARGV`; with local_env, its variables fill in the environment's gaps
     (except for commands that say `local_env=False`: `accord up` writes the file)."""
     args = build_parser().parse_args(argv)
+    # Imported once a command runs: `accord --help` answers without pydantic.
+    from pydantic import ValidationError
+
     if not args.verbose:
         # aiokafka logs each failed connection attempt; the error line below says it once.
         logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
@@ -198,7 +200,7 @@ def env_file_text(variables: Mapping[str, str]) -> str:
 
 
 def _add_publish(commands: Any) -> None:
-    types = ", ".join(spec.type for spec in REGISTRY)
+    types = ", ".join(EVENT_TYPES)
     p = commands.add_parser(
         "publish",
         help="validate an event and publish it to its topic",
@@ -250,7 +252,9 @@ def _read_data(argument: str) -> dict[str, Any]:
 
 def _publish(args: argparse.Namespace) -> int:
     from accord.events.envelope import new_event
+    from accord.events.errors import InvalidEvent
     from accord.events.publisher import new_traceparent
+    from accord.events.registry import REGISTRY
 
     try:
         spec = REGISTRY.spec(args.type)
@@ -273,6 +277,8 @@ def _publish(args: argparse.Namespace) -> int:
         print(envelope.model_dump_json(indent=2))
         return 0
     check_kafka_settings()
+    import asyncio
+
     asyncio.run(_send(envelope, args.bootstrap_servers))
     print(f"published {envelope.type} {envelope.id} (subject {envelope.subject})")
     return 0
@@ -314,6 +320,8 @@ def _add_events(commands: Any) -> None:
 
 
 def _list_events(args: argparse.Namespace) -> int:
+    from accord.events.registry import REGISTRY
+
     width = max(len(spec.type) for spec in REGISTRY)
     for spec in REGISTRY:
         kind = "identity" if spec.model.identity_event else ""

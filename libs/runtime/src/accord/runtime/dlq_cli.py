@@ -1,19 +1,21 @@
-"""`accord dlq`: list and replay dead letters (KAFKA_* from the environment)."""
+"""`accord dlq`: list and replay dead letters (KAFKA_* from the environment).
+
+The Kafka client is imported by the actions that run, not to register the command.
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import sys
 from collections.abc import Coroutine
-from typing import Any, TypeVar
-
-from aiokafka.errors import KafkaError
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from accord.events.cli import EXIT_USAGE, CliError, check_kafka_settings
 from accord.runtime.cli_scaffold import add_action, add_actions, add_json, add_limit
-from accord.runtime.dlq_tools import DeadEvent, NoSuchTopic, read_dead_events, replay
+
+if TYPE_CHECKING:
+    from accord.runtime.dlq_tools import DeadEvent
 
 T = TypeVar("T")
 
@@ -59,6 +61,8 @@ def register_dlq(commands: Any) -> None:
 
 
 def _list(args: argparse.Namespace) -> int:
+    from accord.runtime.dlq_tools import read_dead_events
+
     if args.limit < 1:
         raise CliError("--limit must be at least 1", EXIT_USAGE)
     check_kafka_settings()
@@ -78,6 +82,8 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
+    from accord.runtime.dlq_tools import read_dead_events, replay
+
     check_kafka_settings()
     wanted = set(args.event_id or [])
 
@@ -107,6 +113,12 @@ def _replay(args: argparse.Namespace) -> int:
 
 def _on_broker(work: Coroutine[Any, Any, T]) -> T:
     """Run work on the broker; its failures as one line."""
+    import asyncio
+
+    from aiokafka.errors import KafkaError
+
+    from accord.runtime.dlq_tools import NoSuchTopic
+
     try:
         return asyncio.run(work)
     except NoSuchTopic as error:

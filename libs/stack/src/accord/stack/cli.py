@@ -1,23 +1,26 @@
-"""`accord up`: the whole platform on this machine, until Ctrl-C."""
+"""`accord up`: the whole platform on this machine, until Ctrl-C.
+
+The platform (and the database client) is imported when accord up runs, not to register it.
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import os
 import signal
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from accord.events.brokers import BROKER_ENV, PROFILES, BrokerName, UnknownBroker, profile_named
 from accord.events.cli import EXIT_BROKEN_PIPE, LOCAL_ENV
 from accord.runtime.cli_scaffold import add_command
-from accord.runtime.cli_support import DATABASE_ERRORS, database_failure, database_url
-from accord.stack.errors import StartupError
-from accord.stack.platform import SOURCES_FILE_ENV, Platform, PlatformConfig
+from accord.stack.env_names import SOURCES_FILE_ENV
+
+if TYPE_CHECKING:
+    from accord.stack.platform import Platform, PlatformConfig
 
 WORKFLOWS_ENV = "ACCORD_WORKFLOWS_DIR"
 SMTP_HOST_ENV = "ACCORD_SMTP_HOST"
@@ -82,6 +85,10 @@ def _up(args: argparse.Namespace) -> int:
     except (UnknownBroker, BadOption) as error:
         _error(error)
         return 2
+    import asyncio
+
+    from accord.stack.platform import Platform
+
     return asyncio.run(_run(Platform(config)))
 
 
@@ -91,6 +98,9 @@ def platform_config(args: argparse.Namespace, environ: Mapping[str, str]) -> Pla
     :raises UnknownBroker: for a broker name neither --broker nor ACCORD_BROKER may give.
     :raises BadOption: for a workflows folder or a sources file that is not there.
     """
+    from accord.runtime.cli_support import database_url
+    from accord.stack.platform import PlatformConfig
+
     existing = environ.get("KAFKA_BOOTSTRAP_SERVERS") or None
     broker = _broker(args.broker, existing, environ)
     return PlatformConfig(
@@ -150,6 +160,11 @@ def _broker(chosen: str | None, existing: str | None, environ: Mapping[str, str]
 
 
 async def _run(platform: Platform) -> int:
+    import asyncio
+
+    from accord.runtime.cli_support import DATABASE_ERRORS, database_failure
+    from accord.stack.errors import StartupError
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

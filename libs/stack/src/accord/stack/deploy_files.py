@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import sys
 import textwrap
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -33,6 +32,8 @@ from accord.events import REGISTRY, brokers
 from accord.events.registry import Registry
 from accord.events.topic_layout import COMPOSE, KUBERNETES, TopicSettings, broker_config
 from accord.stack import kafka_acls
+from accord.stack.deploy_cli import add_arguments
+from accord.stack.deploy_cli import register_deploy as register_deploy  # the command's home
 
 STRIMZI_CLUSTER = "accord"
 """The Kafka custom resource's name (deploy/k8s/base/kafka/kafka.yaml)."""
@@ -557,74 +558,10 @@ def write(root: Path) -> list[str]:
     return changed
 
 
-def register_deploy(commands: Any) -> None:
-    """Add `accord deploy` to the accord command."""
-    p = commands.add_parser(
-        "deploy",
-        help="write (or check) the deployment files generated from Accord's tables",
-        description="Write the Strimzi KafkaTopics and KafkaUsers (deploy/k8s/base/kafka), "
-        "the compose topic list (deploy/compose/topics.txt), the brokers' and the services' "
-        "Kafka settings (docker-compose.yml's env files, the Strimzi Kafka, the services' "
-        "ConfigMap and the dev overlay's patches), the Kafka version of the compose image and "
-        "the Strimzi Kafka (deploy/kafka/pom.xml's), the policies ConfigMap's files and the "
-        "Kafka ACL table of docs/deployment.md from the event registry, the topic layouts and "
-        "the ACL table; the PrometheusRule and the Grafana dashboards' ConfigMap "
-        "(deploy/k8s/monitoring) from deploy/prometheus/alerts.yml and deploy/grafana.",
-    )
-    _arguments(p)
-
-
-def _arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--root", type=Path, default=Path("."), help="the repository root (default: .)")
-    p.add_argument("--check", action="store_true", help="fail if a file differs; write nothing")
-    p.set_defaults(func=_deploy)
-
-
-def _deploy(args: argparse.Namespace) -> int:
-    root: Path = args.root
-    if not (root / POLICY_SOURCE).is_dir():
-        print(
-            f"accord: error: {root} is not Accord's repository (no {POLICY_SOURCE})",
-            file=sys.stderr,
-        )
-        return 2
-    try:
-        return _check(root) if args.check else _write(root)
-    except DeployError as error:
-        print(f"accord: error: {error}", file=sys.stderr)
-        return 2
-
-
-def _check(root: Path) -> int:
-    problems = drift(root)
-    if problems:
-        print(
-            "accord: error: deployment files drifted from what generates them"
-            " (run `accord deploy`): " + ", ".join(problems),
-            file=sys.stderr,
-        )
-        return 1
-    print(
-        "deployment files match the registry, the topic layouts, deploy/kafka/pom.xml"
-        ", deploy/prometheus/alerts.yml and deploy/grafana"
-    )
-    return 0
-
-
-def _write(root: Path) -> int:
-    changed = write(root)
-    print(f"wrote {len(changed)} file(s)" + (": " + ", ".join(changed) if changed else ""))
-    expected = render(root)
-    for rel, what in PARTS.items():
-        if rel not in expected:
-            print(f"accord: warning: missing {what}", file=sys.stderr)
-    return 0
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """`python -m accord.stack.deploy_files`, the same as `accord deploy`."""
     parser = argparse.ArgumentParser(prog="accord deploy", description=__doc__)
-    _arguments(parser)
+    add_arguments(parser)
     args = parser.parse_args(argv)
     code: int = args.func(args)
     return code

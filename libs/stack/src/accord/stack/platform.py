@@ -24,6 +24,7 @@ from accord.runtime.security import api_tokens
 from accord.runtime.security.roles import Role
 from accord.stack import demo, keys
 from accord.stack.broker import EmbeddedBroker, LocalBroker
+from accord.stack.env_names import SOURCES_FILE_ENV
 from accord.stack.errors import StartupError
 from accord.stack.kafka import KafkaBroker
 from accord.stack.network import free_port
@@ -37,7 +38,6 @@ log = logging.getLogger(__name__)
 
 SERVICES = ("orchestrator", "provisioner", "authz", "auditor", "authn", "sources")
 DEMO_TARGET = "scim-demo"
-SOURCES_FILE_ENV = "ACCORD_SOURCES_FILE"
 DEMO_TOKEN_ENV = "ACCORD_SCIM_DEMO_TOKEN"  # noqa: S105 - the variable's name, not a secret
 #: Joiners of this department get no demo account (accord up's example of a rule).
 CONTRACTORS = "Contractors"

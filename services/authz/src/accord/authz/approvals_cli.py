@@ -30,27 +30,20 @@ from __future__ import annotations
 import argparse
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
-from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import asyncpg
-from pydantic import ValidationError
-
-from accord.authz import access
-from accord.authz.adapters import approvals, requests, workflow_approvals
-from accord.authz.bootstrap import approval_settings
-from accord.authz.catalogue import Catalogue
-from accord.authz.domain import workflow_approvals as workflow_rules
-from accord.authz.domain.approvals import NotAnApprover
-from accord.authz.policy_holder import LoadError, PolicyHolder
-from accord.authz.settings import AuthzSettings
-from accord.events import AccessApprovalDecided, AccessGranted, Envelope
 from accord.events.cli import EXIT_USAGE, CliError
 from accord.runtime.cli_scaffold import add_action, add_actions, add_json, add_limit, int_between
-from accord.runtime.cli_support import run_on_database
-from accord.runtime.outbox import enqueue
+
+if TYPE_CHECKING:
+    import asyncpg
+
+    from accord.authz import access
+    from accord.authz.catalogue import Catalogue
+    from accord.events import Envelope
+
 
 SCHEMA = "authz"
 NO_TABLES = "no authz tables in this database: has authz run?"
@@ -149,14 +142,19 @@ def _comment(text: str) -> str:
     return text
 
 
-#: Work on authz's tables in DATABASE_URL.
-_with_pool = partial(run_on_database, schema=SCHEMA, no_tables=NO_TABLES)
+def _with_pool(work: Callable[[asyncpg.Pool], Awaitable[int]]) -> int:
+    """Work on authz's tables in DATABASE_URL."""
+    from accord.runtime.cli_support import run_on_database
+
+    return run_on_database(work, schema=SCHEMA, no_tables=NO_TABLES)
 
 
 # --- list and show --------------------------------------------------------------------------
 
 
 def _list(args: argparse.Namespace) -> int:
+    from accord.authz.adapters import approvals, workflow_approvals
+
     async def work(pool: asyncpg.Pool) -> int:
         items = await approvals.pending(pool, approver=args.approver, after=None, limit=args.limit)
         workflows = await workflow_approvals.pending(
@@ -231,6 +229,8 @@ def _public(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _show(args: argparse.Namespace) -> int:
+    from accord.authz.adapters import approvals, requests, workflow_approvals
+
     async def work(pool: asyncpg.Pool) -> int:
         request = await requests.get(pool, args.request_id)
         if request is None:
@@ -262,6 +262,11 @@ def _show(args: argparse.Namespace) -> int:
 def _decide(args: argparse.Namespace) -> int:
     # The settings and policies first, whatever ID names: a broken setting is a usage error
     # before any database work, as for every command.
+    from accord.authz import access
+    from accord.authz.adapters import approvals, requests, workflow_approvals
+    from accord.authz.domain.approvals import NotAnApprover
+    from accord.runtime.outbox import enqueue
+
     catalogue, settings = _rules()
 
     async def is_workflow(pool: asyncpg.Pool) -> bool:
@@ -309,6 +314,12 @@ def _decide(args: argparse.Namespace) -> int:
 
 def _decide_workflow(args: argparse.Namespace) -> int:
     """Decide a workflow's approval as USER (an approver of it: the CLI is no admin)."""
+    from accord.authz import access
+    from accord.authz.adapters import workflow_approvals
+    from accord.authz.domain import workflow_approvals as workflow_rules
+    from accord.authz.domain.approvals import NotAnApprover
+    from accord.runtime.outbox import enqueue
+
     verb = "approve" if args.approve else "reject"
 
     async def work(pool: asyncpg.Pool) -> int:
@@ -345,6 +356,12 @@ def _decide_workflow(args: argparse.Namespace) -> int:
 
 def _rules() -> tuple[Catalogue, access.ApprovalSettings]:
     """The catalogue and approval settings authz would use now."""
+    from pydantic import ValidationError
+
+    from accord.authz.bootstrap import approval_settings
+    from accord.authz.policy_holder import LoadError, PolicyHolder
+    from accord.authz.settings import AuthzSettings
+
     try:
         settings = AuthzSettings()
     except ValidationError as error:
@@ -367,6 +384,8 @@ def _outcome(
     approved: bool,
 ) -> list[str]:
     """What happened, the chain now, and where the request stands."""
+    from accord.events import AccessApprovalDecided, AccessGranted
+
     numbers = [e.data.stage for e in events if isinstance(e.data, AccessApprovalDecided)]
     decided = next((s for s in chain if numbers and s["stage"] == numbers[0]), None)
     stage = f" stage {decided['stage']}/{len(chain)} ({decided['name']})" if decided else ""

@@ -12,28 +12,25 @@ import argparse
 import json
 import sys
 import time
-from typing import Any, TextIO
-
-import asyncpg
+from typing import TYPE_CHECKING, Any, TextIO
 
 from accord.events.cli import EXIT_USAGE, CliError
-from accord.provisioner.adapters import ledger
-from accord.provisioner.bootstrap import checked_targets, connector_for, guard_for
-from accord.provisioner.domain.reconcile import Tally
-from accord.provisioner.reconcile import (
-    PAGE_SIZE,
-    Reconciler,
-    ReconciliationBusy,
-    ReconciliationFailed,
-    Summary,
-)
-from accord.provisioner.settings import ProvisionerSettings
-from accord.provisioner.targets import Target, TargetsFileError
 from accord.runtime.cli_scaffold import add_command, add_json, int_between
-from accord.runtime.cli_support import run_on_database
+
+if TYPE_CHECKING:
+    import asyncpg
+
+    from accord.provisioner.domain.reconcile import Tally
+    from accord.provisioner.reconcile import Summary
+    from accord.provisioner.targets import Target
+
 
 SCHEMA = "provisioner"
 SOURCE = "accord/provisioner/cli"
+#: The reconciler's page size (accord.provisioner.reconcile.PAGE_SIZE), the --page-size
+#: default: said here so that registering the command imports no reconciler (a test keeps
+#: the two equal).
+PAGE_SIZE = 200
 
 
 def register_reconcile(commands: Any) -> None:
@@ -68,6 +65,11 @@ def register_reconcile(commands: Any) -> None:
 
 
 def _reconcile(args: argparse.Namespace) -> int:
+    from accord.provisioner.bootstrap import connector_for, guard_for
+    from accord.provisioner.reconcile import Reconciler, ReconciliationBusy, ReconciliationFailed
+    from accord.provisioner.targets import TargetsFileError
+    from accord.runtime.cli_support import run_on_database
+
     if args.history:
         return _history(args.target)
     if not args.target:
@@ -100,6 +102,10 @@ NO_TABLES = "no provisioner tables in this database: has it run?"
 
 
 def _target(name: str) -> Target:
+    from accord.provisioner.bootstrap import checked_targets
+    from accord.provisioner.settings import ProvisionerSettings
+    from accord.provisioner.targets import TargetsFileError
+
     settings = ProvisionerSettings()  # one that does not parse: `accord` says which, in a line
     try:
         targets = checked_targets(settings)
@@ -113,6 +119,9 @@ def _target(name: str) -> Target:
 
 
 def _history(target: str | None) -> int:
+    from accord.provisioner.adapters import ledger
+    from accord.runtime.cli_support import run_on_database
+
     async def work(pool: asyncpg.Pool) -> int:
         for run in await ledger.runs(pool, target, limit=20):
             counts = run["summary"] or {}

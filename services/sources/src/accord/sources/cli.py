@@ -27,19 +27,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-import asyncpg
-
-from accord.events import to_kafka
 from accord.events.cli import EXIT_USAGE, CliError
-from accord.runtime import db
 from accord.runtime.cli_scaffold import add_action, add_actions, add_json, add_limit, int_between
-from accord.runtime.cli_support import run_on_database
-from accord.sources.config import Source, SourcesConfigError, SourcesFile, load_sources
-from accord.sources.runs import COUNTED
-from accord.sources.settings import SERVICE
-from accord.sources.store import key_counts, last_runs, run, runs
 
 if TYPE_CHECKING:
+    import asyncpg
+
+    from accord.sources.config import Source, SourcesFile
     from accord.sources.runner import RunReport
 
 # The runner is imported by the commands that run (it brings every reader's client: ldap3,
@@ -109,6 +103,8 @@ def _add_file(parser: argparse.ArgumentParser) -> None:
 
 def sources_file(args: argparse.Namespace) -> SourcesFile:
     """The configured sources, or one readable line about why not."""
+    from accord.sources.config import SourcesConfigError, load_sources
+
     path = args.file or Path(os.environ.get("ACCORD_SOURCES_FILE") or DEFAULT_FILE)
     try:
         text = path.read_text(encoding="utf-8")
@@ -130,16 +126,23 @@ def _source(args: argparse.Namespace) -> Source:
 
 
 async def _migrate(dsn: str) -> None:
+    from accord.runtime import db
+    from accord.sources.settings import SERVICE
+
     await db.migrate(dsn, SERVICE, ["accord.sources.migrations"])
 
 
 def _on_database(work: Callable[[asyncpg.Pool], Any]) -> int:
+    from accord.runtime.cli_support import run_on_database
+    from accord.sources.settings import SERVICE
+
     code: int = run_on_database(work, schema=SERVICE, prepare=_migrate)
     return code
 
 
 def _run(args: argparse.Namespace) -> int:
     from accord.sources.runner import RunFailed, RunRefused, run_source
+    from accord.sources.settings import SERVICE
 
     source = _source(args)
     show_progress = sys.stderr.isatty() if args.progress is None else args.progress
@@ -187,6 +190,9 @@ class _Progress:
 
 
 def _print_report(report: RunReport, *, dry_run: bool, as_json: bool) -> None:
+    from accord.events import to_kafka
+    from accord.sources.runs import COUNTED
+
     record = report.record
     summary = {
         "run_id": None if dry_run else record.run_id,
@@ -234,6 +240,8 @@ def _event_line(event: Any) -> str:
 
 
 def _status(args: argparse.Namespace) -> int:
+    from accord.sources.store import key_counts, last_runs
+
     configured = sources_file(args)
 
     async def work(pool: asyncpg.Pool) -> int:
@@ -281,6 +289,9 @@ def _run_entry(row: Any) -> dict[str, Any]:
 
 
 def _runs(args: argparse.Namespace) -> int:
+    from accord.sources.runs import COUNTED
+    from accord.sources.store import runs
+
     async def work(pool: asyncpg.Pool) -> int:
         async with pool.acquire() as conn:
             found = await runs(conn, args.source, args.limit)
@@ -300,6 +311,8 @@ def _runs(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
+    from accord.sources.store import run
+
     async def work(pool: asyncpg.Pool) -> int:
         async with pool.acquire() as conn:
             row = await run(conn, args.run_id)
@@ -313,6 +326,8 @@ def _show(args: argparse.Namespace) -> int:
 
 def _approve(args: argparse.Namespace) -> int:
     from accord.sources.runner import RunRefused, approve
+    from accord.sources.runs import COUNTED
+    from accord.sources.settings import SERVICE
 
     async def work(pool: asyncpg.Pool) -> int:
         async with pool.acquire() as conn:
@@ -329,6 +344,7 @@ def _approve(args: argparse.Namespace) -> int:
 
 def _reject(args: argparse.Namespace) -> int:
     from accord.sources.runner import RunRefused, reject
+    from accord.sources.settings import SERVICE
 
     async def work(pool: asyncpg.Pool) -> int:
         async with pool.acquire() as conn:

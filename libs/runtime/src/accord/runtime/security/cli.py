@@ -1,4 +1,7 @@
-"""`accord token`: create, list and revoke Accord API tokens (needs DATABASE_URL)."""
+"""`accord token`: create, list and revoke Accord API tokens (needs DATABASE_URL).
+
+The database client is imported by the actions that run, not to register the command.
+"""
 
 from __future__ import annotations
 
@@ -7,15 +10,16 @@ import re
 import sys
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
-
-import asyncpg
+from typing import TYPE_CHECKING, Any
 
 from accord.events.cli import EXIT_USAGE, CliError
 from accord.runtime.cli_scaffold import add_action, add_actions
-from accord.runtime.cli_support import run_on_database
-from accord.runtime.security import api_tokens
 from accord.runtime.security.roles import Permission, Role
+
+if TYPE_CHECKING:
+    import asyncpg
+
+    from accord.runtime.security import api_tokens
 
 _DURATION = re.compile(r"(\d{1,6})([dhm])")
 _UNITS = {"d": "days", "h": "hours", "m": "minutes"}
@@ -65,6 +69,8 @@ def parse_duration(text: str) -> timedelta:
 
 def _on_tokens(work: Callable[[api_tokens.TokenStore], Awaitable[int]]) -> int:
     """Run work on the token store of DATABASE_URL (its table migrated first)."""
+    from accord.runtime.cli_support import run_on_database
+    from accord.runtime.security import api_tokens
 
     async def with_store(pool: asyncpg.Pool) -> int:
         return await work(api_tokens.TokenStore(pool))

@@ -30,25 +30,22 @@ import sys
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
-
-import asyncpg
-import yaml
 
 from accord.events import topics
 from accord.events.cli import EXIT_FAILURE, EXIT_USAGE, CliError
-from accord.orchestrator.adapters import store
-from accord.orchestrator.workflows import cases, matching
-from accord.orchestrator.workflows.expressions import ExpressionError, compile_condition
-from accord.orchestrator.workflows.loader import Checks, WorkflowErrors, WorkflowSet, load_folder
+from accord.orchestrator.workflows.cases_format import CASES_FORMAT
 from accord.orchestrator.workflows.runs_cli import add_runs
-from accord.orchestrator.workflows.shipped import SHIPPED_DIR, with_shipped
 from accord.orchestrator.workflows.simulate_cli import add_simulate
-from accord.orchestrator.workflows.simulate_planner import matching_planner
-from accord.orchestrator.workflows.timing import zone_for
 from accord.runtime.cli_scaffold import add_action, add_actions, add_json
-from accord.runtime.cli_support import run_on_database
+
+if TYPE_CHECKING:
+    import asyncpg
+
+    from accord.orchestrator.workflows import matching
+    from accord.orchestrator.workflows.loader import WorkflowSet
+
 
 #: The workflows shipped with the orchestrator: the default folder.
 EXAMPLES = Path(__file__).parent / "examples"
@@ -93,7 +90,7 @@ def register_workflows(commands: Any) -> None:
         help="run YAML test cases through the matcher; fail on any unexpected run or task",
         description="For each case (an identity and an event or a time), which workflows "
         "start and which of their tasks would run, compared with what the case expects.",
-        epilog=cases.CASES_FORMAT,
+        epilog=CASES_FORMAT,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     test.add_argument("cases", nargs="+", type=Path, metavar="CASES.yaml", help="case files")
@@ -126,9 +123,9 @@ def register_workflows(commands: Any) -> None:
     )
     add_json(plan, "print the plan as one JSON object")
     add_runs(actions)
-    # The replay binds each loaded folder (the draft and the active set) to the matcher, so
-    # a simulation decides exactly as the engine does.
-    add_simulate(actions, matching_planner)
+    # The replay binds each loaded folder (the draft and the active set) to the matcher
+    # (add_simulate's default), so a simulation decides exactly as the engine does.
+    add_simulate(actions)
 
 
 # --- loading ------------------------------------------------------------------------------
@@ -143,6 +140,8 @@ def workflows_dir(argument: Path | None) -> Path:
 
 
 def _expression_problem(text: str) -> str | None:
+    from accord.orchestrator.workflows.expressions import ExpressionError, compile_condition
+
     try:
         compile_condition(text)
     except ExpressionError as error:
@@ -152,6 +151,8 @@ def _expression_problem(text: str) -> str | None:
 
 def target_names(path: Path) -> set[str]:
     """The target names of a targets file (the provisioner's format: targets: [{name...}])."""
+    import yaml
+
     try:
         raw = yaml.safe_load(path.read_text())
     except OSError as error:
@@ -168,6 +169,9 @@ def target_names(path: Path) -> set[str]:
 
 def load(folder: Path, targets: Path | None = None) -> WorkflowSet:
     """The folder's workflows with the real checks, or a CliError listing every problem."""
+    from accord.orchestrator.workflows.loader import Checks, WorkflowErrors, load_folder
+    from accord.orchestrator.workflows.shipped import with_shipped
+
     if not folder.is_dir():
         raise CliError(f"{folder}: not a directory", EXIT_USAGE)
     checks = Checks(
@@ -190,10 +194,14 @@ def load(folder: Path, targets: Path | None = None) -> WorkflowSet:
 
 
 def _is_shipped(source: str) -> bool:
+    from accord.orchestrator.workflows.shipped import SHIPPED_DIR
+
     return Path(source).parent == SHIPPED_DIR
 
 
 def _validate(args: argparse.Namespace) -> int:
+    from accord.orchestrator.workflows import matching
+
     configured = os.environ.get(TARGETS_VARIABLE)
     targets = args.targets or (Path(configured) if configured else None)
     folder = workflows_dir(args.folder)
@@ -228,6 +236,8 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _test(args: argparse.Namespace) -> int:
+    from accord.orchestrator.workflows import cases
+
     workflows = load(workflows_dir(args.dir))
     try:
         files = [(path, cases.load_case_file(path)) for path in args.cases]
@@ -270,6 +280,9 @@ def _identity_from_file(path: Path) -> dict[str, Any]:
 
 
 def _identity_from_registry(user_id: str) -> dict[str, Any]:
+    from accord.orchestrator.adapters import store
+    from accord.runtime.cli_support import run_on_database
+
     found: dict[str, Any] = {}
 
     async def work(pool: asyncpg.Pool) -> int:
@@ -287,6 +300,9 @@ def plan_identity(
     workflows: WorkflowSet, identity: Mapping[str, Any], at: datetime
 ) -> dict[str, Any]:
     """The plan of `identity` at `at`, as plain data (what --json prints)."""
+    from accord.orchestrator.workflows import cases, matching
+    from accord.orchestrator.workflows.timing import zone_for
+
     identity_id = str(identity["user_id"])
     try:
         profile = cases.profile_of(identity, identity_id)

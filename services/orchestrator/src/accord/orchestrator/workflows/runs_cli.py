@@ -21,19 +21,18 @@ import argparse
 import asyncio
 import json
 import os
-from functools import partial
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
-
-import asyncpg
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from accord.events.cli import EXIT_FAILURE, EXIT_USAGE, CliError
-from accord.orchestrator.adapters.workflow_runs import PostgresRuns
 from accord.orchestrator.workflows.run_model import Run, RunStatus, TaskStatus
-from accord.orchestrator.workflows.runs_api import run_view
 from accord.runtime.cli_scaffold import add_action, add_actions, add_json, add_limit, int_between
-from accord.runtime.cli_support import run_on_database
+
+if TYPE_CHECKING:
+    import asyncpg
+    import httpx
+
 
 SCHEMA = "orchestrator"
 NO_TABLES = "no orchestrator tables in this database: has the orchestrator run?"
@@ -43,7 +42,12 @@ STATUSES = [status.value for status in RunStatus]
 #: The HTTP transport of the API calls (None: the network); tests put the app here.
 transport: httpx.AsyncBaseTransport | None = None
 
-_with_pool = partial(run_on_database, schema=SCHEMA, no_tables=NO_TABLES)
+
+def _with_pool(work: Callable[[asyncpg.Pool], Awaitable[int]]) -> int:
+    """Work on the orchestrator's tables in DATABASE_URL."""
+    from accord.runtime.cli_support import run_on_database
+
+    return run_on_database(work, schema=SCHEMA, no_tables=NO_TABLES)
 
 
 def add_runs(actions: Any) -> None:
@@ -102,6 +106,8 @@ def _add_token(parser: argparse.ArgumentParser) -> None:
 
 
 async def _read(pool: asyncpg.Pool, **query: Any) -> Any:
+    from accord.orchestrator.adapters.workflow_runs import PostgresRuns
+
     async with pool.acquire() as conn, conn.transaction(readonly=True):
         runs = PostgresRuns(conn)
         if "run_id" in query:
@@ -110,6 +116,7 @@ async def _read(pool: asyncpg.Pool, **query: Any) -> Any:
 
 
 def _list(args: argparse.Namespace) -> int:
+
     async def work(pool: asyncpg.Pool) -> int:
         page = await _read(
             pool,
@@ -140,6 +147,8 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _plain(run: Run) -> dict[str, Any]:
+    from accord.orchestrator.workflows.runs_api import run_view
+
     view = run_view(run, values=True)
     view["status"] = run.status.value
     return view
@@ -156,6 +165,7 @@ def run_line(run: Run) -> str:
 
 def run_lines(run: Run) -> list[str]:
     """One run for people: the run, then a line per task with its wait or error."""
+
     lines = [
         f"run {run.run_id}: {run.workflow_id} (version {run.version}) for {run.identity_id}",
         f"  status {run.status.value}"
@@ -198,6 +208,8 @@ def _token(args: argparse.Namespace) -> str:
 
 def _call(args: argparse.Namespace, path: str, body: dict[str, Any]) -> dict[str, Any]:
     """POST to the orchestrator's API; the answer's JSON, or a CliError with its detail."""
+    import httpx
+
     base = os.environ.get(URL_VARIABLE, "").strip().rstrip("/")
     if not base:
         raise CliError(f"no orchestrator: set {URL_VARIABLE}", EXIT_USAGE)

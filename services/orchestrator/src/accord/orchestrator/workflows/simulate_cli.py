@@ -29,39 +29,30 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from accord.events.cli import EXIT_FAILURE, EXIT_USAGE, CliError
-from accord.orchestrator.workflows.expressions import ExpressionError, compile_condition
-from accord.orchestrator.workflows.loader import Checks, WorkflowErrors, WorkflowSet, load_folder
-from accord.orchestrator.workflows.shipped import with_shipped
-from accord.orchestrator.workflows.simulate import (
-    Diff,
-    Fetch,
-    HistoryEvent,
-    Planner,
-    Replay,
-    diff,
-    read_api,
-    read_export,
-    replay,
-)
-from accord.orchestrator.workflows.simulate_planner import matching_planner
 
-#: Binds a loaded workflow set to the matcher (matching.py's functions).
-PlannerFactory = Callable[[WorkflowSet], Planner]
+if TYPE_CHECKING:
+    import httpx
+
+    from accord.orchestrator.workflows.loader import WorkflowSet
+    from accord.orchestrator.workflows.simulate import Diff, Fetch, HistoryEvent, Planner, Replay
+
+    #: Binds a loaded workflow set to the matcher (matching.py's functions).
+    PlannerFactory = Callable[[WorkflowSet], Planner]
+
 PROGRESS_EVERY = 10_000
 _RELATIVE = re.compile(r"^(\d+)([dhm])$")
 _UNITS = {"d": "days", "h": "hours", "m": "minutes"}
 
 
 def add_simulate(
-    actions: Any, planner_for: PlannerFactory = matching_planner
+    actions: Any, planner_for: PlannerFactory | None = None
 ) -> argparse.ArgumentParser:
     """Add ``simulate`` to ``accord workflows``; ``planner_for`` binds a set to the matcher
-    (a test may bind another planner)."""
+    (simulate_planner.matching_planner, imported when the command runs; a test may bind
+    another planner)."""
     parser: argparse.ArgumentParser = actions.add_parser(
         "simulate",
         help="replay recorded identity history through a draft set and the active set",
@@ -93,8 +84,14 @@ def add_simulate(
     parser.add_argument("--events", type=Path, metavar="FILE", help="JSON lines export")
     parser.add_argument("--token-file", type=Path, metavar="FILE", help="API token file")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    parser.set_defaults(func=lambda args: run(args, planner_for))
+    parser.set_defaults(func=lambda args: run(args, planner_for or _matching_planner()))
     return parser
+
+
+def _matching_planner() -> PlannerFactory:
+    from accord.orchestrator.workflows.simulate_planner import matching_planner
+
+    return matching_planner
 
 
 def _span(text: str) -> timedelta:
@@ -118,6 +115,8 @@ def _moment(text: str) -> datetime:
 
 
 def _check_expression(text: str) -> str | None:
+    from accord.orchestrator.workflows.expressions import ExpressionError, compile_condition
+
     try:
         compile_condition(text)
     except ExpressionError as error:
@@ -127,6 +126,9 @@ def _check_expression(text: str) -> str | None:
 
 def load_set(folder: Path) -> WorkflowSet:
     """A folder's workflows, expressions checked (targets are not: no platform needed)."""
+    from accord.orchestrator.workflows.loader import Checks, WorkflowErrors, load_folder
+    from accord.orchestrator.workflows.shipped import with_shipped
+
     try:
         return with_shipped(load_folder(folder, Checks(expression=_check_expression)))
     except WorkflowErrors as errors:
@@ -135,6 +137,8 @@ def load_set(folder: Path) -> WorkflowSet:
 
 def http_fetch(base_url: str, token: str, client: httpx.Client | None = None) -> Fetch:
     """GET JSON from the auditor's API with a bearer token; a failure is a CliError."""
+    import httpx
+
     http = client or httpx.Client(timeout=30.0)
     base = base_url.rstrip("/")
 
@@ -170,6 +174,8 @@ def _token(args: argparse.Namespace) -> str:
 
 def read_history(args: argparse.Namespace, since: datetime, until: datetime) -> list[HistoryEvent]:
     """The identity events of ``[since, until)``, from the file or the auditor's API."""
+    from accord.orchestrator.workflows.simulate import read_api, read_export
+
     if args.events is not None:
         try:
             with args.events.open(encoding="utf-8") as lines:
@@ -188,6 +194,7 @@ def run(args: argparse.Namespace, planner_for: PlannerFactory) -> int:
     """The action: load both sets, read the history, replay, print the report."""
     from accord.orchestrator.bootstrap import load_birthright  # the service's own loading
     from accord.orchestrator.settings import OrchestratorSettings
+    from accord.orchestrator.workflows.simulate import diff, replay
 
     until = args.until or datetime.now(UTC)
     if args.since >= until:
