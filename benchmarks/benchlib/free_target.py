@@ -40,25 +40,50 @@ REASONS = {200: "OK", 201: "Created", 204: "No Content", 404: "Not Found", 409: 
 UNIQUE = {"Users": "userName", "Groups": "displayName"}
 
 
+INDEXED = ("userName", "externalId", "displayName")
+"""Attributes an `eq` filter finds by index: a joiner's lookups cost O(1), not a scan."""
+
+
 class Store:
     """Resources by type and id; userName (Users) and displayName (Groups) unique."""
 
     def __init__(self) -> None:
         self.resources: dict[str, dict[str, dict[str, Any]]] = {"Users": {}, "Groups": {}}
+        self.index: dict[tuple[str, str, str], set[str]] = {}
+        """(type, attribute, value) -> ids, for the INDEXED attributes."""
+
+    def put(self, kind: str, resource: dict[str, Any]) -> None:
+        """Store (or replace) a resource and index it."""
+        self.drop(kind, resource["id"])
+        self.resources[kind][resource["id"]] = resource
+        for key in _keys(kind, resource):
+            self.index.setdefault(key, set()).add(resource["id"])
+
+    def drop(self, kind: str, resource_id: str) -> None:
+        """Forget a resource and its index entries (nothing if there is none)."""
+        old = self.resources[kind].pop(resource_id, None)
+        for key in _keys(kind, old or {}):
+            self.index.get(key, set()).discard(resource_id)
 
     def create(self, kind: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         key = UNIQUE[kind]
-        if any(r.get(key) == body.get(key) for r in self.resources[kind].values()):
+        if self.index.get((kind, key, str(body.get(key)))):
             return 409, _error(409, f"{key} taken", "uniqueness")
         resource = {**body, "id": uuid.uuid4().hex}
         resource["meta"] = {"resourceType": kind[:-1], "location": f"/{kind}/{resource['id']}"}
-        self.resources[kind][resource["id"]] = resource
+        self.put(kind, resource)
         return 201, resource
 
     def search(self, kind: str, query: dict[str, list[str]]) -> dict[str, Any]:
-        found = list(self.resources[kind].values())
-        if "filter" in query:
-            found = [r for r in found if _matches(r, query["filter"][0])]
+        expression = query.get("filter", [None])[0]
+        match = FILTER.match(expression) if expression else None
+        if match and match[2].lower() == "eq" and match[1] in INDEXED:
+            ids = self.index.get((kind, match[1], json.loads(match[3])), set())
+            found = [self.resources[kind][i] for i in sorted(ids)]
+        else:
+            found = list(self.resources[kind].values())
+            if expression is not None:
+                found = [r for r in found if _matches(r, expression)]
         start = max(1, int(query.get("startIndex", ["1"])[0]))
         count = int(query.get("count", ["1000"])[0])
         page = found[start - 1 : start - 1 + count]
@@ -71,9 +96,10 @@ class Store:
         }
 
     def patch(self, kind: str, resource_id: str, body: dict[str, Any]) -> dict[str, Any] | None:
-        resource = self.resources[kind].get(resource_id)
-        if resource is None:
+        found = self.resources[kind].get(resource_id)
+        if found is None:
             return None
+        resource = dict(found)
         for operation in body.get("Operations", []):
             op, path, value = (
                 operation.get("op", "").lower(),
@@ -93,7 +119,12 @@ class Store:
                 resource.pop(path, None)
             elif path:
                 resource[path] = value
+        self.put(kind, resource)
         return resource
+
+
+def _keys(kind: str, resource: dict[str, Any]) -> list[tuple[str, str, str]]:
+    return [(kind, a, resource[a]) for a in INDEXED if isinstance(resource.get(a), str)]
 
 
 def _matches(resource: dict[str, Any], expression: str) -> bool:
@@ -143,12 +174,12 @@ def answer(
         return 200, existing
     if method == "PUT":
         replaced = {**payload, "id": resource_id, "meta": existing["meta"]}
-        store.resources[kind][resource_id] = replaced
+        store.put(kind, replaced)
         return 200, replaced
     if method == "PATCH":
         return 200, store.patch(kind, resource_id, payload)
     if method == "DELETE":
-        del store.resources[kind][resource_id]
+        store.drop(kind, resource_id)
         return 204, None
     return 404, _error(404, f"{method} {url.path}")
 

@@ -103,3 +103,25 @@ def test_the_targets_file_is_pointed_at_another_url() -> None:
     assert "url: http://127.0.0.1:2/v2\n" in retargeted(
         text, "http://127.0.0.1:1/v2", "http://127.0.0.1:2/v2"
     )
+
+
+def test_lookups_follow_replacements_and_deletions() -> None:
+    """The eq filters read an index: it must follow every write."""
+    store = free_target.Store()
+    status, created = free_target.answer(store, "POST", "/v2/Users", b'{"userName": "a"}')
+    user = f"/v2/Users/{created['id']}"
+
+    def names(name: str) -> int:
+        query = f'/v2/Users?filter=userName eq "{name}"'
+        return int(free_target.answer(store, "GET", query, b"")[1]["totalResults"])
+
+    assert status == 201
+    assert free_target.answer(store, "POST", "/v2/Users", b'{"userName": "a"}')[0] == 409
+    free_target.answer(store, "PUT", user, b'{"userName": "b"}')
+    assert (names("a"), names("b")) == (0, 1)
+    patch = b'{"Operations": [{"op": "replace", "path": "userName", "value": "c"}]}'
+    free_target.answer(store, "PATCH", user, patch)
+    assert (names("b"), names("c")) == (0, 1)
+    free_target.answer(store, "DELETE", user, b"")
+    assert names("c") == 0
+    assert free_target.answer(store, "POST", "/v2/Users", b'{"userName": "c"}')[0] == 201
