@@ -12,8 +12,10 @@ topics until the audit records of its whole flow are in:
   max          every joiner at once (2,000): sustained joiners/s end to end
   near-sat     a fixed rate at 85 % of what `max` sustained: latency near saturation
   profile      the same rate again, with py-spy on orchestrator, provisioner and auditor
-  max-2prov    `max` again with a second provisioner in the same consumer group (after a
-               warm-up-2prov of a few joiners once it has joined)
+  max-2x       `max` again with a second instance of each of the five services in the same
+               consumer groups (after a warm-up-2x of a few joiners once they have joined)
+  max-free     `max-2x` again with both provisioners pointed at a near-free in-memory SCIM
+               target (benchlib/free_target.py, after a warm-up-free): the engine's ceiling
 
 then measures, on the same machine: audit records stored per second and verify time
 (benchmarks/audit_log.py), authz decisions per second (benchmarks/authz_decisions.py, in
@@ -31,7 +33,9 @@ environment; results.json records the broker and the waits in effect.
 Writes results.json, results.md and the profiles into RESULTS/<UTC time>/ and points
 RESULTS/latest at it. `--smoke` runs the same code with tiny counts. `make test` runs that
 in process on the end-to-end tests' platform (tests/e2e/test_bench_smoke.py, run_on), in
-about half a minute: a second provisioner's start and the audit CLI take most of it.
+well under a minute on an idle machine: starting a second instance of each service and the
+audit CLI take most of it. Smoke mode leaves out the free target's phases (restarting the
+provisioners costs more than they would check; tests/bench covers the target).
 
 Usage: python benchmarks/e2e.py [--broker kafka|tansu] [--smoke] [--results DIR]
        [--fetch-max-wait-ms MS] [--idle-fetch-max-wait-ms MS] [--audit-fetch-max-wait-ms MS]
@@ -53,9 +57,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from benchlib import brokers, extras, load, machine, report, services
+from benchlib import brokers, extras, free_phase, load, machine, report, services
 from benchlib.phases import Bench, Publish, idle, run_phase
-from benchlib.resources import Watched, command_name, cpu_delta
+from benchlib.resources import Watched, command_name, cpu_delta, higher_peaks
 from benchlib.services import MEASURED
 from benchlib.target import accounts_of_run
 from benchlib.tracker import FLOW, Tracker
@@ -93,7 +97,9 @@ class Counts:
     authz_s: float
     authz_http_s: float
     settle_s: float
-    """Pause after the second provisioner joined, before its warm-up (the rebalance)."""
+    """Pause after the second instances joined, before their warm-up (the rebalance)."""
+    free_target: bool
+    """Whether to run warm-up-free and max-free against the near-free SCIM target."""
 
 
 FULL = Counts(
@@ -115,6 +121,7 @@ FULL = Counts(
     authz_s=2,
     authz_http_s=3,
     settle_s=2,
+    free_target=True,
 )
 SMOKE = Counts(
     warm_up=5,
@@ -135,6 +142,9 @@ SMOKE = Counts(
     authz_s=0.2,
     authz_http_s=0.3,
     settle_s=0,
+    # The free target's phases restart three provisioners: about 25 s more on the smoke
+    # test's busy 2 cores, for a code path its unit tests (tests/bench) mostly cover.
+    free_target=False,
 )
 
 
@@ -185,6 +195,8 @@ async def main(args: argparse.Namespace) -> int:
     print()
     print(results["report"])
     print()
+    print(report.targets_text(results["targets"]))
+    print()
     say(f"done in {time.monotonic() - STARTED:.0f} s; results in {args.folder} (and latest)")
     return 0
 
@@ -215,6 +227,7 @@ async def run_on(
         "smoke": smoke,
         "run_id": run,
         "machine": machine.describe(HERE.parent),
+        "services": list(MEASURED),
         "broker": {
             **brokers.describe(profile.name, started_here=platform.broker is not None),
             "heap_mb": getattr(platform.broker, "heap_mb", None),
@@ -276,7 +289,7 @@ async def measure(
     bench = Bench(run, tracker, watched, say)
     phases: dict[str, Any] = {}
     results["phases"] = phases
-    second: ManagedProcess | None = None
+    extra: dict[str, ManagedProcess] = {}
 
     def at_rate(rate: float) -> Publish:
         return lambda batch: load.publish_at_rate(kafka, batch, rate, tracker.stamp)
@@ -335,18 +348,39 @@ async def measure(
                 drain_s=counts.drain_s,
                 folder=folder,
             )
-        say("starting a second provisioner in the same consumer group")
-        second = await services.start_second_provisioner(platform)
-        watched.add("provisioner-2", second.pid or 0)
+        say(f"starting a second instance of each service ({', '.join(MEASURED)})")
+        extra = await services.start_second_instances(platform, MEASURED)
+        for label, process in extra.items():
+            watched.add(label, process.pid or 0)
         await asyncio.sleep(counts.settle_s)
-        phases["warm-up-2prov"] = await run_phase(
-            bench, "warm-up-2prov", "after the rebalance", counts.warm_up, burst, counts.drain_s
+        phases["warm-up-2x"] = await run_phase(
+            bench, "warm-up-2x", "after the rebalance", counts.warm_up, burst, counts.drain_s
         )
-        say(f"max-2prov: {counts.burst} joiners at once, 2 provisioners")
-        phases["max-2prov"] = await run_phase(
-            bench, "max-2prov", "all at once, 2 provisioners", counts.burst, burst, counts.drain_s
+        say(f"max-2x: {counts.burst} joiners at once, 2 instances of each service")
+        phases["max-2x"] = await run_phase(
+            bench,
+            "max-2x",
+            "all at once, 2 instances of each service",
+            counts.burst,
+            burst,
+            counts.drain_s,
         )
-        results["peak_memory_mib"] = watched.peak_memory()
+        peaks = [watched.peak_memory()]
+        if counts.free_target:
+            free = await free_phase.run_free_phases(
+                platform,
+                bench,
+                extra,
+                warm_up=counts.warm_up,
+                burst=counts.burst,
+                publish=burst,
+                drain_s=counts.drain_s,
+                settle_s=counts.settle_s,
+            )
+            phases.update(free["phases"])
+            results["free_target_check"] = free["check"]
+            peaks.append(free["peak_memory_mib"])
+        results["peak_memory_mib"] = higher_peaks(*peaks)
         say("checking the SCIM target: one account per joiner published")
         results["target_check"] = await accounts_of_run(
             f"{platform.scim.base_url}/v2",
@@ -360,10 +394,12 @@ async def measure(
         await kafka.stop()
         await tracker.stop()
         await watched.stop_sampling()
-        if second is not None:
-            await second.stop(timeout=30)
+        await asyncio.gather(*(process.stop(timeout=30) for process in extra.values()))
+        for label in extra:
+            watched.forget(label)
     await side_measurements(platform, counts, run, watched, results)
     results["headline"] = report.headline(results, MEASURED, len(FLOW))
+    results["targets"] = report.targets(results, MEASURED)
 
 
 async def side_measurements(

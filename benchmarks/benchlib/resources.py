@@ -142,6 +142,10 @@ class Watched:
         """Watch one more process from now on."""
         self.pids[label] = pid
 
+    def forget(self, label: str) -> None:
+        """Stop watching a process (gone: its pid may be reused by another)."""
+        self.pids.pop(label, None)
+
     def start_sampling(self, every_s: float = 1.0) -> None:
         """Sample the trees' Pss in the background (the only memory figure read by polling)."""
 
@@ -160,6 +164,17 @@ class Watched:
             self._sampler.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sampler
+
+
+def higher_peaks(*readings: dict[str, float | None]) -> dict[str, float | None]:
+    """Peak memory per label over several readings (a process replaced or stopped between
+    them keeps the peak it had)."""
+    peaks: dict[str, float | None] = {}
+    for reading in readings:
+        for label, mib in reading.items():
+            known = peaks.get(label)
+            peaks[label] = mib if known is None else known if mib is None else max(known, mib)
+    return peaks
 
 
 def cpu_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:

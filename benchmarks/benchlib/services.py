@@ -1,4 +1,4 @@
-"""What the benchmark does to the platform's services: profile them, add a provisioner."""
+"""What the benchmark does to the platform's services: profile them, start more instances."""
 
 from __future__ import annotations
 
@@ -65,15 +65,22 @@ async def profiled_phase(
     return phase, tops
 
 
-async def start_second_provisioner(platform: Platform) -> ManagedProcess:
-    """Another provisioner process like the platform's, same environment, its own port."""
+async def start_instance(
+    platform: Platform, service: str, label: str, extra_env: dict[str, str] | None = None
+) -> ManagedProcess:
+    """Another process of `service` like the platform's (same environment, so the same
+    consumer groups), on a port of its own, ready; `extra_env` on top (another targets file)."""
     port = free_port()
-    env = {**platform.service_env(), "ACCORD_PROVISIONER_PORT": str(port)}
+    env = {
+        **platform.service_env(),
+        f"ACCORD_{service.upper()}_PORT": str(port),
+        **(extra_env or {}),
+    }
     process = ManagedProcess(
-        "provisioner-2",
-        [sys.executable, "-m", "accord.provisioner"],
+        label,
+        [sys.executable, "-m", f"accord.{service}"],
         env=env,
-        log_path=platform.config.home / "logs" / "provisioner-2.log",
+        log_path=platform.config.home / "logs" / f"{label}.log",
     )
     await process.start()
     # One client for every probe: a new httpx client builds an SSL context each time, which
@@ -84,5 +91,27 @@ async def start_second_provisioner(platform: Platform) -> ManagedProcess:
             response = await client.get(f"http://127.0.0.1:{port}/readyz")
             response.raise_for_status()
 
-        await wait_until_ready(process, probe, timeout=60, what="provisioner-2")
+        await wait_until_ready(process, probe, timeout=60, what=label)
     return process
+
+
+async def start_second_instances(
+    platform: Platform, services: tuple[str, ...]
+) -> dict[str, ManagedProcess]:
+    """A second instance of each service, started together, by label (`<service>-2`)."""
+    labels = [f"{name}-2" for name in services]
+    started = await asyncio.gather(
+        *(
+            start_instance(platform, name, label)
+            for name, label in zip(services, labels, strict=True)
+        ),
+        return_exceptions=True,
+    )
+    processes = {
+        label: p for label, p in zip(labels, started, strict=True) if isinstance(p, ManagedProcess)
+    }
+    failed = [error for error in started if isinstance(error, BaseException)]
+    if failed:
+        await asyncio.gather(*(p.stop(timeout=30) for p in processes.values()))
+        raise failed[0]
+    return processes

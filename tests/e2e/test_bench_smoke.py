@@ -22,11 +22,11 @@ from accord.stack.testing import load_script
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
-PHASES = ("warm-up", "idle", "light", "fixed-rate", "max", "near-sat", "warm-up-2prov", "max-2prov")
+PHASES = ("warm-up", "idle", "light", "fixed-rate", "max", "near-sat", "warm-up-2x", "max-2x")
 LATENCIES = ("publish_to_account", "publish_to_saga_completed", "publish_to_audited")
 HEADLINE_NUMBERS = (
     "sustained_per_s",
-    "sustained_two_provisioners_per_s",
+    "sustained_two_instances_per_s",
     "fixed_rate_account_p50_ms",
     "fixed_rate_account_p99_ms",
     "max_service_peak_rss_mib",
@@ -69,6 +69,13 @@ async def test_the_smoke_benchmark_writes_its_results(platform: Platform, tmp_pa
     for key in HEADLINE_NUMBERS:
         assert is_number(results["headline"][key]), key
     assert results["target_check"]["ok"], results["target_check"]
+    second = {f"{name}-2" for name in results["services"]}
+    assert second <= set(results["phases"]["max-2x"]["cpu_ms_per_joiner"])
+    assert "## Targets (issue 24)" in returned["report"]
+    assert results["targets"], results["targets"]
+    for target in results["targets"]:
+        assert target["met"] in (True, False, None), target
+        assert target["met"] is None or is_number(target["measured"]), target
     assert all(is_number(mib) for mib in results["peak_memory_mib"].values())
     assert is_number(results["audit_log"]["stored_batched_per_s"])
     assert is_number(results["audit_log"]["verify_seconds_per_100k"])
