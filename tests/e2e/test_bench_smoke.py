@@ -69,7 +69,7 @@ async def test_the_smoke_benchmark_writes_its_results(platform: Platform, tmp_pa
     for key in HEADLINE_NUMBERS:
         assert is_number(results["headline"][key]), key
     assert results["target_check"]["ok"], results["target_check"]
-    second = {f"{name}-2" for name in results["services"]}
+    second = {f"{name}-2" for name in results["settings"]["counts"]["second_instances"]}
     assert second <= set(results["phases"]["max-2x"]["cpu_ms_per_joiner"])
     assert "## Targets (issue 24)" in returned["report"]
     assert results["targets"], results["targets"]
