@@ -68,7 +68,7 @@ KAFKA = BrokerProfile(
     idempotent_producer=True,
     # See the module docstring: short while records flow, long (and free) once quiet.
     fetch_max_wait_ms=50,
-    idle_fetch_max_wait_ms=500,
+    idle_fetch_max_wait_ms=5000,
     audit_fetch_max_wait_ms=100,
     topic_configs=True,
 )
