@@ -149,37 +149,40 @@ def _compare(op: CompareOperator, value: Any, json_: str, text: str, parameters:
     """Compare one stored value (as jsonb, and as text) with a comparable operand.
 
     A missing value (SQL NULL) or one the policy could not prepare (JSON null) satisfies
-    only ``ne``, as in Python.
+    only ``ne``, as in Python. Every comparison is two-valued without COALESCE, which would
+    hide it from the indexes: ``x IS NOT NULL AND x op $n`` is FALSE, not NULL, when x is.
     """
     if isinstance(value, str):
         return _compare_text(op, value, text, parameters)
     operand = parameters.add(json.dumps(value))
-    equal = f"({json_} = ({operand}::text)::jsonb)"
+    equal = f"{json_} = ({operand}::text)::jsonb"
     if op == CompareOperator.eq:
-        return f"COALESCE({equal}, FALSE)"
+        return f"({json_} IS NOT NULL AND {equal})"
     if op == CompareOperator.ne:
-        return f"({equal} IS NOT TRUE)"
+        return f"({json_} IS NULL OR NOT {equal})"
     if isinstance(value, bool):
         return "FALSE"  # No ordering of booleans (refused when the filter is bound).
     return (
-        f"COALESCE(CASE WHEN jsonb_typeof({json_}) = 'number'"
-        f" THEN ({json_})::numeric {_ORDERINGS[op]} ({operand}::text)::numeric END, FALSE)"
+        f"(CASE WHEN jsonb_typeof({json_}) = 'number'"
+        f" THEN ({json_})::numeric {_ORDERINGS[op]} ({operand}::text)::numeric ELSE FALSE END)"
     )
 
 
 def _compare_text(op: CompareOperator, value: str, text: str, parameters: Parameters) -> str:
     collated = f'{text} COLLATE "C"'
-    if op == CompareOperator.eq:
-        return f"COALESCE({collated} = {parameters.add(value)}, FALSE)"
     if op == CompareOperator.ne:
-        return f"({collated} = {parameters.add(value)}) IS NOT TRUE"
-    if op == CompareOperator.sw:
-        return _starts_with(value, collated, parameters)
-    if op == CompareOperator.co:
-        return f"COALESCE({text} LIKE {parameters.add('%' + _escape_like(value) + '%')}, FALSE)"
-    if op == CompareOperator.ew:
-        return f"COALESCE({text} LIKE {parameters.add('%' + _escape_like(value))}, FALSE)"
-    return f"COALESCE({collated} {_ORDERINGS[op]} {parameters.add(value)}, FALSE)"
+        return f"({text} IS NULL OR {collated} <> {parameters.add(value)})"
+    if op == CompareOperator.eq:
+        condition = f"{collated} = {parameters.add(value)}"
+    elif op == CompareOperator.sw:
+        condition = _starts_with(value, collated, parameters)
+    elif op == CompareOperator.co:
+        condition = f"{text} LIKE {parameters.add('%' + _escape_like(value) + '%')}"
+    elif op == CompareOperator.ew:
+        condition = f"{text} LIKE {parameters.add('%' + _escape_like(value))}"
+    else:
+        condition = f"{collated} {_ORDERINGS[op]} {parameters.add(value)}"
+    return f"({text} IS NOT NULL AND {condition})"
 
 
 def _starts_with(prefix: str, collated: str, parameters: Parameters) -> str:
@@ -191,8 +194,8 @@ def _starts_with(prefix: str, collated: str, parameters: Parameters) -> str:
     upper = _successor(prefix)
     lower = f"{collated} >= {parameters.add(prefix)}"
     if upper is None:
-        return f"COALESCE({lower}, FALSE)"
-    return f"COALESCE({lower} AND {collated} < {parameters.add(upper)}, FALSE)"
+        return lower
+    return f"{lower} AND {collated} < {parameters.add(upper)}"
 
 
 def _successor(prefix: str) -> str | None:
