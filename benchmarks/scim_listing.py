@@ -6,7 +6,7 @@ through all of them with count=100 through PostgresScimStorage.search, and times
 filtered searches (`userName sw`, `userName co`) and a few pages over HTTP through scim2-server's
 app. --python measures the Python path instead (every resource read per search): it is O(N) per
 page, so only --pages pages spread over the listing are timed, and the total is extrapolated.
-Usage: python benchmarks/scim_listing.py [N ...] [--python] [--pages K]
+Usage: python benchmarks/scim_listing.py [N ...] [--python] [--pages K]  (make bench-scim)
 """
 
 from __future__ import annotations

@@ -334,9 +334,14 @@ class PostgresScimStorage(AsyncScimStorage):
             "   AS total,"
             "  EXISTS (SELECT FROM scim_resources WHERE resource_type = $1 AND folded IS NULL)"
             "   AS unfolded) AS t"
-            " LEFT JOIN LATERAL (SELECT * FROM scim_resources"
-            f"  WHERE resource_type = $1 AND {condition} ORDER BY {order} OFFSET $2 LIMIT $3)"
-            " AS p ON NOT t.unfolded",
+            # The page's ids first, from the indexes alone when they suffice (a listing skips
+            # startIndex entries of the (resource_type, created, id) index, not of the table).
+            " LEFT JOIN LATERAL (SELECT r.*, k.n FROM unnest(ARRAY("
+            "  SELECT id FROM scim_resources"
+            f"  WHERE resource_type = $1 AND {condition} ORDER BY {order} OFFSET $2 LIMIT $3"
+            " )) WITH ORDINALITY AS k (id, n)"
+            " JOIN scim_resources AS r ON r.resource_type = $1 AND r.id = k.id) AS p"
+            " ON NOT t.unfolded ORDER BY p.n",
             name,
             search_request.start_index_0 or 0,
             search_request.count,

@@ -17,19 +17,20 @@ CREATE INDEX scim_resources_order ON scim_resources (resource_type, created, id)
 CREATE INDEX scim_resources_unfolded ON scim_resources (resource_type) WHERE folded IS NULL;
 
 -- eq, sw (as a range of code points), gt/ge/lt/le and sortBy on the attributes SCIM clients
--- filter and sort on. COLLATE "C" is the code point order Python compares strings by.
+-- filter and sort on. COLLATE "C" is the code point order Python compares strings by; (created,
+-- id) breaks the ties of a sortBy, so an ascending sort reads the index in order.
 CREATE INDEX scim_resources_user_name ON scim_resources (resource_type,
-    (folded->'v'->>'urn:ietf:params:scim:schemas:core:2.0:User:userName') COLLATE "C");
+    (folded->'v'->>'urn:ietf:params:scim:schemas:core:2.0:User:userName') COLLATE "C", created, id);
 CREATE INDEX scim_resources_user_display_name ON scim_resources (resource_type,
-    (folded->'v'->>'urn:ietf:params:scim:schemas:core:2.0:User:displayName') COLLATE "C");
+    (folded->'v'->>'urn:ietf:params:scim:schemas:core:2.0:User:displayName') COLLATE "C", created, id);
 CREATE INDEX scim_resources_user_external_id ON scim_resources (resource_type,
-    (folded->'v'->>'urn:ietf:params:scim:schemas:core:2.0:User:externalId') COLLATE "C");
+    (folded->'v'->>'urn:ietf:params:scim:schemas:core:2.0:User:externalId') COLLATE "C", created, id);
 CREATE INDEX scim_resources_user_family_name ON scim_resources (resource_type,
-    (folded->'v'->>'urn:ietf:params:scim:schemas:core:2.0:User:name.familyName') COLLATE "C");
+    (folded->'v'->>'urn:ietf:params:scim:schemas:core:2.0:User:name.familyName') COLLATE "C", created, id);
 CREATE INDEX scim_resources_group_display_name ON scim_resources (resource_type,
-    (folded->'v'->>'urn:ietf:params:scim:schemas:core:2.0:Group:displayName') COLLATE "C");
+    (folded->'v'->>'urn:ietf:params:scim:schemas:core:2.0:Group:displayName') COLLATE "C", created, id);
 CREATE INDEX scim_resources_group_external_id ON scim_resources (resource_type,
-    (folded->'v'->>'urn:ietf:params:scim:schemas:core:2.0:Group:externalId') COLLATE "C");
+    (folded->'v'->>'urn:ietf:params:scim:schemas:core:2.0:Group:externalId') COLLATE "C", created, id);
 
 -- co (and ew) on userName and displayName: a trigram index, where the server has pg_trgm (the
 -- embedded PostgreSQL does). Without it, or where the extension lives in a schema this one
