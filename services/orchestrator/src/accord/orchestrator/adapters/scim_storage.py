@@ -274,8 +274,8 @@ class PostgresScimStorage(AsyncScimStorage):
         """Return the rows a search filters: the equality index hits, or every row of the types.
 
         Any filter but ``eq`` on an indexed attribute of a single resource type reads every
-        resource of the searched types, and filters them in Python: this scan is the known
-        scaling limit of this storage.
+        resource of the searched types, and filters them in Python: this scan is O(N) per
+        page, so it serves only the searches :meth:`_sql_page` cannot run exactly.
         """
         lookup = self._equality_lookup(types, scim_filter)
         if lookup is None:
