@@ -1,8 +1,8 @@
 """PostgresScimStorage's SQL search returns exactly what its Python search returns.
 
 A few hundred varied users (mixed case, non-ASCII, NFC and not, missing and empty values,
-several emails or none, the enterprise extension) and a few thousand generated filters (every
-operator, nested and/or/not, attribute names in any case, attributes the model lacks, values
+several emails or none, the enterprise extension) and 500 generated filters (every
+operator, nested and/or/not, value selections on emails, attribute names in any case, values
 taken from the data) with several sortBy, sortOrder, startIndex and count: the page and the
 total of the SQL path must be those of ScimFilter.match and SearchRequest.sort in Python.
 """
@@ -153,11 +153,30 @@ def comparison(rng: random.Random, samples: dict[str, list[str]]) -> str:
         attribute = rng.choice(BOOLEAN_ATTRIBUTES)
         op = rng.choice(["eq", "ne"])
         return f"{attribute_case(rng, attribute)} {op} {rng.choice(['true', 'false'])}"
-    if kind < 0.33:
-        return f'emails[type eq "{rng.choice(["work", "home"])}"]'  # falls back to Python
+    if kind < 0.4:
+        return selection(rng, samples)
     attribute = rng.choice(STRING_ATTRIBUTES)
     value = operand(rng, samples.get(attribute, []))
     return f"{attribute_case(rng, attribute)} {rng.choice(STRING_OPERATORS)} {json.dumps(value)}"
+
+
+def selection(rng: random.Random, samples: dict[str, list[str]]) -> str:
+    """A value selection on emails: and/or/not of its sub-attributes, in any case."""
+
+    def term() -> str:
+        kind = rng.random()
+        if kind < 0.2:
+            return f"{attribute_case(rng, rng.choice(['value', 'type', 'primary']))} pr"
+        if kind < 0.4:
+            return f"primary {rng.choice(['eq', 'ne'])} {rng.choice(['true', 'false'])}"
+        name = rng.choice(["value", "type"])
+        value = operand(rng, samples.get(f"emails.{name}", []))
+        return f"{attribute_case(rng, name)} {rng.choice(STRING_OPERATORS)} {json.dumps(value)}"
+
+    inner = term()
+    for _ in range(rng.randrange(3)):
+        inner = f"({inner}) {rng.choice(['and', 'or'])} ({rng.choice(['', 'not '])}({term()}))"
+    return f"{attribute_case(rng, 'emails')}[{inner}]"
 
 
 def expression(rng: random.Random, samples: dict[str, list[str]], depth: int = 0) -> str:

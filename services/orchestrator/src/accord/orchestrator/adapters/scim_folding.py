@@ -7,7 +7,8 @@ So every write keeps, beside the resource, its *folded* form (the column scim_re
 
     {"v": {urn: value or [values]},   # what ScimFilter.match compares, per attribute
      "p": [urn, ...],                 # the attributes for which ``pr`` holds
-     "s": {urn: value}}               # what SearchRequest.sort orders by (multi-valued only)
+     "s": {urn: value},               # what SearchRequest.sort orders by (multi-valued only)
+     "i": {urn: [{"v": ..., "p": ...}, ...]}}  # each value of a multi-valued complex one
 
 and :mod:`accord.orchestrator.adapters.scim_sql` compares these exactly. The values are read
 with the very functions scim2_models' own evaluator and sort use, so both agree by
@@ -24,8 +25,9 @@ from datetime import UTC, datetime
 from inspect import isclass
 from typing import Any
 
-from scim2_models import AttributeBinding, BaseModel, Path, Resource
+from scim2_models import AttributeBinding, BaseModel, Path
 from scim2_models.messages.search_request import _sort_value
+from scim2_models.path.resolution import attribute_host
 from scim2_models.path.visitor import _Evaluator, _is_present
 from scim2_server.utils import parametrize
 
@@ -48,10 +50,13 @@ class FoldedAttributes:
     """The URNs whose ``pr`` the folded form holds, by URN: every attribute and sub-attribute."""
     compared: dict[str, AttributeBinding]
     """The URNs whose values it holds, by URN: those of :data:`COMPARABLE_TYPES`."""
+    selectable: dict[str, AttributeBinding]
+    """The multi-valued complex attributes, whose values it holds folded one by one for
+    value selections (``emails[type eq "work"]``), by URN."""
 
 
 @functools.cache
-def folded_attributes(model: type[Resource[Any]]) -> FoldedAttributes:
+def folded_attributes(model: type[BaseModel]) -> FoldedAttributes:
     """Return the attributes of a model the folded form holds (meta and id are columns)."""
     bindings = [
         binding
@@ -63,11 +68,21 @@ def folded_attributes(model: type[Resource[Any]]) -> FoldedAttributes:
         for b in bindings
         if isclass(b.target_type) and issubclass(b.target_type, COMPARABLE_TYPES)
     }
-    return FoldedAttributes({b.urn: b for b in bindings}, compared)
+    selectable = {
+        b.urn: b
+        for b in bindings
+        if b.is_multivalued
+        and b.sub_field_name is None
+        and isclass(b.field_type)
+        and issubclass(b.field_type, BaseModel)
+    }
+    return FoldedAttributes({b.urn: b for b in bindings}, compared, selectable)
 
 
-def fold(resource: Resource[Any]) -> dict[str, Any]:
+def fold(resource: BaseModel) -> dict[str, Any]:
     """Return the folded form of a resource, under the policy of the current block.
+
+    The values of a multi-valued complex attribute are folded too, one by one, under "i".
 
     :raises Unfoldable: When a value cannot be compared in SQL as Python compares it; the
         resource is then stored without its folded form, and searches of its type fall back
@@ -90,7 +105,22 @@ def fold(resource: Resource[Any]) -> dict[str, Any]:
     present = sorted(
         urn for urn, binding in attributes.present.items() if _present(evaluator, binding)
     )
-    return {"v": values, "p": present, "s": sort_values}
+    folded: dict[str, Any] = {"v": values, "p": present, "s": sort_values}
+    items = {urn: _items(resource, binding) for urn, binding in attributes.selectable.items()}
+    if items:
+        folded["i"] = {urn: values for urn, values in items.items() if values is not None}
+    return folded
+
+
+def _items(obj: BaseModel, binding: AttributeBinding) -> list[dict[str, Any]] | None:
+    """Return the folded values of a multi-valued complex attribute, as a selection reads them."""
+    host = attribute_host(obj, binding)
+    values = getattr(host, binding.field_name, None) if host is not None else None
+    if not isinstance(values, list):
+        return None
+    if not all(isinstance(item, BaseModel) for item in values):
+        raise Unfoldable("a multi-valued attribute holding other than complex values")
+    return [fold(item) for item in values]
 
 
 def _present(evaluator: _Evaluator, binding: AttributeBinding) -> bool:

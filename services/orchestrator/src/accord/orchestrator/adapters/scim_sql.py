@@ -11,9 +11,12 @@
 - string values compare in the form the policy's comparison key gave them when they were
   written, by code point (COLLATE "C"), as Python compares strings.
 
-Anything else raises :class:`Untranslatable`, and the storage then searches in Python: a value
-selection (``emails[type eq "work"]``), a comparison with ``null``, a filter on ``id`` or
-``meta``, on a binary attribute, or with a dateTime without a time zone.
+- a value selection on a multi-valued complex attribute (``emails[type eq "work" and
+  value co "@example"]``): some value matches the inner filter.
+
+Anything else raises :class:`Untranslatable`, and the storage then searches in Python: a
+comparison with ``null``, a filter on ``id`` or ``meta``, on a binary attribute, with a
+dateTime without a time zone, or a value selection with a sub-attribute (PATCH paths only).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from scim2_models import AttributeBinding, Resource, SearchRequest
+from scim2_models import AttributeBinding, BaseModel, Resource, SearchRequest
 from scim2_models.path import (
     CompareOperator,
     Comparison,
@@ -32,6 +35,7 @@ from scim2_models.path import (
     LogicalOperator,
     Not,
     Present,
+    ValuePath,
 )
 from scim2_models.path.resolution import _resolve_filter_path, coerce_value
 
@@ -65,26 +69,51 @@ class Parameters:
         return f"${self.first + len(self.values) - 1}"
 
 
-def where(node: FilterNode, model: type[Resource[Any]], parameters: Parameters) -> str:
+def where(
+    node: FilterNode, model: type[BaseModel], parameters: Parameters, root: str = "folded"
+) -> str:
     """Return a boolean SQL expression (never NULL) true for the rows the filter matches.
+
+    ``root`` is the folded form the filter reads: the row's, or a value's in a selection.
 
     :raises Untranslatable: When SQL cannot evaluate the filter exactly.
     """
     if isinstance(node, LogicalExpr):
         joiner = " AND " if node.op == LogicalOperator.and_ else " OR "
-        return "(" + joiner.join(where(term, model, parameters) for term in node.terms) + ")"
+        terms = (where(term, model, parameters, root) for term in node.terms)
+        return "(" + joiner.join(terms) + ")"
     if isinstance(node, Not):
-        return f"(NOT {where(node.expr, model, parameters)})"
+        return f"(NOT {where(node.expr, model, parameters, root)})"
     if isinstance(node, Present):
         binding = _resolve_filter_path(model, node.attr_path, strict=False)
         if binding is None:
             return "FALSE"
         if binding.urn not in folded_attributes(model).present:
             raise Untranslatable(f"{node.attr_path} pr")
-        return f"(folded->'p' ? {_literal(binding.urn)})"
+        return f"({root}->'p' ? {_literal(binding.urn)})"
     if isinstance(node, Comparison):
-        return _comparison(node, model, parameters)
+        return _comparison(node, model, parameters, root)
+    if isinstance(node, ValuePath) and root == "folded":
+        return _selection(node, model, parameters)
     raise Untranslatable(type(node).__name__)
+
+
+def _selection(node: ValuePath, model: type[BaseModel], parameters: Parameters) -> str:
+    """A value selection: some value of the attribute matches the inner filter."""
+    binding = _resolve_filter_path(model, node.attr_path, strict=False)
+    if binding is None:
+        return "FALSE"
+    if node.sub_attr is not None or binding.urn not in folded_attributes(model).selectable:
+        raise Untranslatable(str(node))
+    item_model = binding.field_type
+    assert isinstance(item_model, type)  # selectable: complex values (folded_attributes)
+    assert issubclass(item_model, BaseModel)
+    inner = where(node.val_filter, item_model, parameters, root="i.v")
+    items = f"folded->'i'->{_literal(binding.urn)}"
+    return (
+        f"(EXISTS (SELECT 1 FROM jsonb_array_elements(CASE WHEN jsonb_typeof({items}) = 'array'"  # noqa: S608
+        f" THEN {items} ELSE '[]'::jsonb END) AS i (v) WHERE {inner}))"
+    )
 
 
 def order_by(search_request: SearchRequest[Any], model: type[Resource[Any]]) -> str:
@@ -109,7 +138,7 @@ def order_by(search_request: SearchRequest[Any], model: type[Resource[Any]]) -> 
     return f"{key} {direction}, {tie}"
 
 
-def _comparison(node: Comparison, model: type[Resource[Any]], parameters: Parameters) -> str:
+def _comparison(node: Comparison, model: type[BaseModel], parameters: Parameters, root: str) -> str:
     binding = _resolve_filter_path(model, node.attr_path, strict=False, for_comparison=True)
     if binding is None:
         return "FALSE"
@@ -132,9 +161,9 @@ def _comparison(node: Comparison, model: type[Resource[Any]], parameters: Parame
     urn = _literal(binding.urn)
     if not binding.is_multivalued:
         # The text form of a single value is what the expression indexes hold.
-        return _compare(node.op, value, f"folded->'v'->{urn}", f"(folded->'v'->>{urn})", parameters)
+        return _compare(node.op, value, f"{root}->'v'->{urn}", f"({root}->'v'->>{urn})", parameters)
     each = _compare(node.op, value, "e.v", "(e.v #>> '{}')", parameters)
-    values = f"folded->'v'->{urn}"
+    values = f"{root}->'v'->{urn}"
     elements = (
         f"jsonb_array_elements(CASE WHEN jsonb_typeof({values}) = 'array'"
         f" THEN {values} ELSE '[]'::jsonb END) AS e (v)"
