@@ -183,6 +183,10 @@ bench-sources: install ## Sources: the pure core (sources_diff.py), then whole r
 bench-sources-run: install ## Sources on PostgreSQL + Kafka (BROKER=tansu): runs, relay, SQL/MariaDB/LDAP readers (~5 min)
 	$(RUN) python benchmarks/sources_run.py $(if $(BROKER),--broker $(BROKER))
 
+.PHONY: bench-scim
+bench-scim: install ## SCIM server listing: pages of 100 through N users (1,000 / 10,000 / 100,000) and filtered searches (PYTHON=1: the old Python path)
+	$(RUN) python benchmarks/scim_listing.py $(if $(SIZES),$(SIZES),1000 10000 100000) $(if $(PYTHON),--python)
+
 .PHONY: bench-timers
 bench-timers: install ## Lateness of 1,000 time-trigger timers due over 20 s (p50/p90/p99/max) and orchestrator CPU
 	$(RUN) python benchmarks/workflow_timers.py $(if $(BROKER),--broker $(BROKER))

@@ -145,6 +145,7 @@ CREATE TABLE orchestrator.scim_resources (
     version bigint NOT NULL,
     created timestamp with time zone NOT NULL,
     last_modified timestamp with time zone NOT NULL,
+    folded jsonb,
     CONSTRAINT scim_resources_version_check CHECK ((version > 0))
 );
 
@@ -335,6 +336,26 @@ CREATE INDEX sagas_subject ON orchestrator.sagas USING btree (subject_id);
 CREATE INDEX sagas_subject_status ON orchestrator.sagas USING btree (subject_id, status, seq);
 
 CREATE INDEX scim_equality_values_lookup ON orchestrator.scim_equality_values USING btree (resource_type, urn, value);
+
+CREATE INDEX scim_resources_display_name_trigrams ON orchestrator.scim_resources USING gin ((((folded -> 'v'::text) ->> 'urn:ietf:params:scim:schemas:core:2.0:User:displayName'::text)) orchestrator.gin_trgm_ops);
+
+CREATE INDEX scim_resources_group_display_name ON orchestrator.scim_resources USING btree (resource_type, (((folded -> 'v'::text) ->> 'urn:ietf:params:scim:schemas:core:2.0:Group:displayName'::text)) COLLATE "C", created, id);
+
+CREATE INDEX scim_resources_group_external_id ON orchestrator.scim_resources USING btree (resource_type, (((folded -> 'v'::text) ->> 'urn:ietf:params:scim:schemas:core:2.0:Group:externalId'::text)) COLLATE "C", created, id);
+
+CREATE INDEX scim_resources_order ON orchestrator.scim_resources USING btree (resource_type, created, id);
+
+CREATE INDEX scim_resources_unfolded ON orchestrator.scim_resources USING btree (resource_type) WHERE (folded IS NULL);
+
+CREATE INDEX scim_resources_user_display_name ON orchestrator.scim_resources USING btree (resource_type, (((folded -> 'v'::text) ->> 'urn:ietf:params:scim:schemas:core:2.0:User:displayName'::text)) COLLATE "C", created, id);
+
+CREATE INDEX scim_resources_user_external_id ON orchestrator.scim_resources USING btree (resource_type, (((folded -> 'v'::text) ->> 'urn:ietf:params:scim:schemas:core:2.0:User:externalId'::text)) COLLATE "C", created, id);
+
+CREATE INDEX scim_resources_user_family_name ON orchestrator.scim_resources USING btree (resource_type, (((folded -> 'v'::text) ->> 'urn:ietf:params:scim:schemas:core:2.0:User:name.familyName'::text)) COLLATE "C", created, id);
+
+CREATE INDEX scim_resources_user_name ON orchestrator.scim_resources USING btree (resource_type, (((folded -> 'v'::text) ->> 'urn:ietf:params:scim:schemas:core:2.0:User:userName'::text)) COLLATE "C", created, id);
+
+CREATE INDEX scim_resources_user_name_trigrams ON orchestrator.scim_resources USING gin ((((folded -> 'v'::text) ->> 'urn:ietf:params:scim:schemas:core:2.0:User:userName'::text)) orchestrator.gin_trgm_ops);
 
 CREATE INDEX scim_unique_values_owner ON orchestrator.scim_unique_values USING btree (resource_type, id);
 

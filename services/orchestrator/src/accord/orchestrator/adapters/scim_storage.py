@@ -2,7 +2,7 @@
 
 scim2-server's ``ASGIApplication(storage, provider)`` serves the SCIM protocol under /scim/v2
 and calls :class:`PostgresScimStorage` to read and write the resources. The tables are those
-of the migration ``0004_scim_resources.sql``.
+of the migrations ``0004_scim_resources.sql`` and ``0021_scim_search.sql``.
 """
 
 from __future__ import annotations
@@ -38,6 +38,9 @@ from scim2_models import (
 from scim2_models.path import CompareOperator, Comparison
 from scim2_server.storage import AsyncScimStorage, SearchPage
 from scim2_server.utils import parametrize
+
+from accord.orchestrator.adapters.scim_folding import Unfoldable, fold
+from accord.orchestrator.adapters.scim_sql import Parameters, Untranslatable, order_by, where
 
 EQUALITY_INDEXED = ("userName", "externalId", "displayName")
 """The attributes kept in the equality index, where a resource type declares them as single
@@ -134,9 +137,16 @@ class PostgresScimStorage(AsyncScimStorage):
         *,
         position: Any = None,
     ) -> SearchPage:
-        """Return a page of the matching resources, paged by index (no cursors: no position)."""
+        """Return a page of the matching resources, paged by index (no cursors: no position).
+
+        PostgreSQL filters, sorts and pages (:meth:`_sql_page`) whenever it can do so exactly;
+        otherwise the matching resources are read and paged here, in Python.
+        """
         by_name = {_name(resource_type): resource_type for resource_type in resource_types}
         async with self._reading() as conn:
+            page = await self._sql_page(conn, by_name, search_request)
+            if page is not None:
+                return page
             rows = await self._candidates(conn, by_name, search_request.filter)
         resources = [self._resource(by_name[row["resource_type"]], row) for row in rows]
         with self._provider:
@@ -145,15 +155,17 @@ class PostgresScimStorage(AsyncScimStorage):
     async def create(self, resource_type: ResourceType, resource: Resource[Any]) -> Resource[Any]:
         """Store a new resource under a new id, and return it."""
         data = self._data(resource)
+        resource_id = uuid.uuid4().hex
         async with self._transaction() as conn:
             row = await conn.fetchrow(
                 "INSERT INTO scim_resources"
-                " (resource_type, id, data, version, created, last_modified)"
-                " VALUES ($1, $2, $3, 1, statement_timestamp(), statement_timestamp())"
+                " (resource_type, id, data, version, created, last_modified, folded)"
+                " VALUES ($1, $2, $3, 1, statement_timestamp(), statement_timestamp(), $4)"
                 " RETURNING *",
                 _name(resource_type),
-                uuid.uuid4().hex,
+                resource_id,
                 data,
+                self._folded(resource_type, resource_id, data),
             )
             created = self._resource(resource_type, row)
             await self._index(conn, resource_type, created)
@@ -169,15 +181,18 @@ class PostgresScimStorage(AsyncScimStorage):
     ) -> Resource[Any]:
         """Replace a stored resource, and return it with its new version."""
         data = self._data(resource)
+        folded = self._folded(resource_type, resource.id, data)
         async with self._transaction() as conn:
             before = await self._locked(conn, resource_type, resource.id, expected_version)
             row = await conn.fetchrow(
                 "UPDATE scim_resources"
-                " SET data = $3, version = version + 1, last_modified = statement_timestamp()"
+                " SET data = $3, version = version + 1, last_modified = statement_timestamp(),"
+                " folded = $4"
                 " WHERE resource_type = $1 AND id = $2 RETURNING *",
                 _name(resource_type),
                 resource.id,
                 data,
+                folded,
             )
             after = self._resource(resource_type, row)
             await conn.execute(
@@ -259,8 +274,8 @@ class PostgresScimStorage(AsyncScimStorage):
         """Return the rows a search filters: the equality index hits, or every row of the types.
 
         Any filter but ``eq`` on an indexed attribute of a single resource type reads every
-        resource of the searched types, and filters them in Python: this scan is the known
-        scaling limit of this storage.
+        resource of the searched types, and filters them in Python: this scan is O(N) per
+        page, so it serves only the searches :meth:`_sql_page` cannot run exactly.
         """
         lookup = self._equality_lookup(types, scim_filter)
         if lookup is None:
@@ -282,6 +297,96 @@ class PostgresScimStorage(AsyncScimStorage):
             value,
         )
         return rows
+
+    async def _sql_page(
+        self,
+        conn: asyncpg.Connection,
+        types: dict[str, ResourceType],
+        search_request: SearchRequest[Any],
+    ) -> SearchPage | None:
+        """Return the page as PostgreSQL filters, sorts and counts it, or None if it cannot.
+
+        It cannot when the search covers several resource types, when the filter or the sort
+        is :class:`~accord.orchestrator.adapters.scim_sql.Untranslatable`, or when some
+        resource of the type has no folded form (written before migration 0021, which this
+        then folds, or holding a value SQL cannot compare). An ``eq`` on an indexed attribute
+        is left to the equality index. The page and totalResults come from one statement,
+        so from one snapshot.
+        """
+        if len(types) != 1 or self._equality_lookup(types, search_request.filter) is not None:
+            return None
+        ((name, resource_type),) = types.items()
+        model = self._model(resource_type)
+        parameters = Parameters(first=4)
+        try:
+            with self._provider:
+                node = search_request.filter.ast if search_request.filter else None
+                condition = "TRUE" if node is None else where(node, model, parameters)
+                order = order_by(search_request, model)
+        except Untranslatable:
+            return None
+        # Every value is a parameter: the SQL holds only URNs, which folded_attributes checks.
+        rows = await conn.fetch(
+            "SELECT t.total, t.unfolded,"  # noqa: S608
+            " p.resource_type, p.id, p.data, p.version, p.created, p.last_modified"
+            " FROM (SELECT"
+            f"  (SELECT count(*) FROM scim_resources WHERE resource_type = $1 AND {condition})"
+            "   AS total,"
+            "  EXISTS (SELECT FROM scim_resources WHERE resource_type = $1 AND folded IS NULL)"
+            "   AS unfolded) AS t"
+            # The page's ids first, from the indexes alone when they suffice (a listing skips
+            # startIndex entries of the (resource_type, created, id) index, not of the table).
+            " LEFT JOIN LATERAL (SELECT r.*, k.n FROM unnest(ARRAY("
+            "  SELECT id FROM scim_resources"
+            f"  WHERE resource_type = $1 AND {condition} ORDER BY {order} OFFSET $2 LIMIT $3"
+            " )) WITH ORDINALITY AS k (id, n)"
+            " JOIN scim_resources AS r ON r.resource_type = $1 AND r.id = k.id) AS p"
+            " ON NOT t.unfolded ORDER BY p.n",
+            name,
+            search_request.start_index_0 or 0,
+            search_request.count,
+            *parameters.values,
+        )
+        if rows[0]["unfolded"]:
+            await self._fold_unfolded(conn, resource_type)
+            return None
+        resources = [self._resource(resource_type, row) for row in rows if row["id"] is not None]
+        return SearchPage(total=rows[0]["total"], resources=resources)
+
+    async def _fold_unfolded(self, conn: asyncpg.Connection, resource_type: ResourceType) -> None:
+        """Store the folded form of the resources of a type that have none, where they can.
+
+        The resources written before migration 0021 have none: the first searches fold them.
+        A write since the read keeps its own (the version must not have moved).
+        """
+        rows = await conn.fetch(
+            "SELECT id, data, version FROM scim_resources"
+            " WHERE resource_type = $1 AND folded IS NULL",
+            _name(resource_type),
+        )
+        folds = [
+            (_name(resource_type), row["id"], row["version"], folded)
+            for row in rows
+            if (folded := self._folded(resource_type, row["id"], row["data"])) is not None
+        ]
+        await conn.executemany(
+            "UPDATE scim_resources SET folded = $4"
+            " WHERE resource_type = $1 AND id = $2 AND version = $3 AND folded IS NULL",
+            folds,
+        )
+
+    def _folded(
+        self, resource_type: ResourceType, resource_id: str | None, data: str
+    ) -> str | None:
+        """Return the folded form of a resource as JSON, or None if SQL cannot compare it."""
+        with self._provider:
+            resource = self._model(resource_type).model_validate(
+                {**json.loads(data), "id": resource_id}
+            )
+            try:
+                return json.dumps(fold(resource))
+            except Unfoldable:
+                return None
 
     def _equality_lookup(
         self, types: dict[str, ResourceType], scim_filter: ScimFilter[Any] | None
