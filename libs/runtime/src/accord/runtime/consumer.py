@@ -140,10 +140,14 @@ class ConsumerLoop:
                     fetch = asyncio.ensure_future(
                         self._consumer.getmany(timeout_ms=200, max_records=500)
                     )
-                # A worker that finishes resumes its partition at once, not when the poll in
-                # flight ends (up to its 200 ms): the next record of a partition that was
-                # busy would otherwise wait for it (issue 24: p99 at 10 joiners/s).
-                waits: list[asyncio.Future[Any]] = [fetch, *self._workers.values()]
+                # A lone worker that finishes resumes its partition at once, not when the
+                # poll in flight ends (up to its 200 ms): at a light load the next record of
+                # that partition would wait for it (issue 24: p99 at 10 joiners/s). With
+                # several workers in flight the poll returns soon enough, and waking for
+                # each one cost a fifth of the throughput at saturation (measured).
+                waits: list[asyncio.Future[Any]] = [fetch]
+                if len(self._workers) == 1:
+                    waits += self._workers.values()
                 await asyncio.wait(waits, return_when=FIRST_COMPLETED)
                 batch: Mapping[TopicPartition, Sequence[Record]] = {}
                 if fetch.done():
