@@ -154,6 +154,12 @@ SMOKE = Counts(
 )
 
 
+TANSU_NO_FREE_PHASES = (
+    "not run on Tansu: provisioners restarted in their consumer group did not get ready"
+    " within 60 s there (2026-12-06); the engine's ceiling is measured on Apache Kafka"
+)
+
+
 def say(message: str) -> None:
     """A progress line, with the time since start."""
     print(f"[{time.monotonic() - STARTED:6.1f} s] {message}", flush=True)
@@ -372,7 +378,12 @@ async def measure(
             counts.drain_s,
         )
         peaks = [watched.peak_memory()]
-        if counts.free_target:
+        if counts.free_target and platform.config.broker == "tansu":
+            # Measured 2026-12-06: on Tansu the provisioners restarted against the free target
+            # were not ready (joined to their group) within 60 s, and the run ended there.
+            results["free_target_note"] = TANSU_NO_FREE_PHASES
+            say(f"max-free: skipped: {TANSU_NO_FREE_PHASES}")
+        elif counts.free_target:
             free = await free_phase.run_free_phases(
                 platform,
                 bench,

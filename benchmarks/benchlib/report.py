@@ -153,6 +153,8 @@ def render(results: dict[str, Any]) -> str:
         ]
     if head.get("floor_note"):
         lines += [f"Floor: {head['floor_note']}", ""]
+    if results.get("free_target_note"):
+        lines += [f"Near-free target (max-free): {results['free_target_note']}.", ""]
     lines += _targets(results.get("targets", []))
     lines += _phases(results["phases"])
     lines += _cpu(results["phases"])
