@@ -14,11 +14,8 @@ from __future__ import annotations
 import json
 import os
 import random
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
-import asyncpg
 import pytest
 import pytest_asyncio
 from scim2_models import Resource, ResourceType, SCIMException, ScimProvider, SearchRequest
@@ -26,6 +23,8 @@ from scim2_server.utils import load_default_provider, parametrize
 
 from accord.orchestrator.adapters.scim_storage import PostgresScimStorage, _matching, _page
 from accord.runtime import db
+
+from .test_orchestrator_scim_storage import connector
 
 pytestmark = pytest.mark.integration
 
@@ -71,18 +70,6 @@ SORTS = [
     "meta.created",
 ]
 STRING_OPERATORS = ["eq", "ne", "co", "sw", "ew", "gt", "ge", "lt", "le"]
-
-
-def connector(dsn: str) -> Callable[[], AbstractAsyncContextManager[asyncpg.Connection]]:
-    @asynccontextmanager
-    async def connect() -> AsyncIterator[asyncpg.Connection]:
-        conn = await asyncpg.connect(dsn, server_settings={"search_path": SCHEMA})
-        try:
-            yield conn
-        finally:
-            await conn.close()
-
-    return connect
 
 
 def word(rng: random.Random) -> str:
