@@ -34,8 +34,8 @@ FUZZED = [service for service in SERVICES if service != "sources"]
 
 @pytest.mark.parametrize("service", FUZZED)
 async def test_schemathesis_finds_nothing(platform: Platform, service: str) -> None:
-    examples = os.environ.get("ACCORD_FUZZ_EXAMPLES", "15")
-    seconds = os.environ.get("ACCORD_FUZZ_SECONDS", "20")
+    examples = os.environ.get("ACCORD_FUZZ_EXAMPLES", "10")
+    seconds = os.environ.get("ACCORD_FUZZ_SECONDS", "8")
     seed = os.environ.get("ACCORD_FUZZ_SEED", "1")
     process = await asyncio.create_subprocess_exec(
         str(SCHEMATHESIS),

@@ -1,6 +1,6 @@
 """Authoritative sources on the whole platform: an HR export becomes accounts in the target.
 
-A CSV export of N people (ACCORD_E2E_SOURCE_PEOPLE, 100 by default; the issue's 10,000 is a
+A CSV export of N people (ACCORD_E2E_SOURCE_PEOPLE, 60 by default; the issue's 10,000 is a
 manual run of this test), run with `accord sources run` as an operator would: the sources
 service's relay publishes, the orchestrator's joiners create the accounts. A second export
 with its joiners, movers, leavers, a deactivation, a changed hire date and a rename publishes
@@ -38,7 +38,7 @@ from .sources_kit import (
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
-PEOPLE = int(os.environ.get("ACCORD_E2E_SOURCE_PEOPLE", "100"))
+PEOPLE = int(os.environ.get("ACCORD_E2E_SOURCE_PEOPLE", "60"))
 #: How long the platform may take for a whole export (a 10,000-person run takes minutes).
 PATIENCE = max(60.0, PEOPLE / 20)
 

@@ -23,7 +23,7 @@ def test_on_apache_kafka_a_service_polls_briefly_while_busy_and_long_once_quiet(
 ) -> None:
     s = settings(monkeypatch)
     assert s.broker == "kafka"
-    assert (s.fetch_wait_ms(), s.idle_fetch_wait_ms()) == (50, 500)
+    assert (s.fetch_wait_ms(), s.idle_fetch_wait_ms()) == (50, 5000)
 
 
 def test_on_tansu_a_service_polls_often_and_slower_once_quiet(

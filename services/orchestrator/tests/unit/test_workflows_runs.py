@@ -871,7 +871,7 @@ def r_purposes() -> set[str]:
     return {"retry", "wait", "approval_timeout", "callback_timeout", "access_timeout"}
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data(), which=st.integers(0, len(DEFINITIONS) - 1))
 def test_any_interleaving_is_safe_and_ends_in_a_terminal_state(
     data: st.DataObject, which: int
