@@ -35,7 +35,7 @@ FUZZED = [service for service in SERVICES if service != "sources"]
 @pytest.mark.parametrize("service", FUZZED)
 async def test_schemathesis_finds_nothing(platform: Platform, service: str) -> None:
     examples = os.environ.get("ACCORD_FUZZ_EXAMPLES", "10")
-    seconds = os.environ.get("ACCORD_FUZZ_SECONDS", "8")
+    seconds = os.environ.get("ACCORD_FUZZ_SECONDS", "5")
     seed = os.environ.get("ACCORD_FUZZ_SEED", "1")
     process = await asyncio.create_subprocess_exec(
         str(SCHEMATHESIS),
