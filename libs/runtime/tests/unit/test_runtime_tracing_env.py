@@ -24,6 +24,8 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         if name.startswith("OTEL_") or name == "ACCORD_TRACE_CONSOLE":
             monkeypatch.delenv(name)
     monkeypatch.setattr(trace, "set_tracer_provider", lambda provider: None)
+    # setup_tracing decides whether consumer spans are recorded: undone after each test.
+    monkeypatch.setattr(tracing, "_recording", True)
 
 
 def _endpoint(exporter: object) -> str:
@@ -171,5 +173,18 @@ def test_sql_and_http_are_instrumented_only_when_spans_go_somewhere(
         tracing.setup_tracing("provisioner")
         assert sql.is_instrumented_by_opentelemetry
         assert http.is_instrumented_by_opentelemetry
+    finally:
+        uninstrument_libraries()
+
+
+def test_consumer_spans_are_recorded_only_when_spans_go_somewhere(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tracing.setup_tracing("auditor")
+    assert not tracing.recording()
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
+    try:
+        tracing.setup_tracing("auditor")
+        assert tracing.recording()
     finally:
         uninstrument_libraries()

@@ -22,6 +22,7 @@ def exported(monkeypatch: pytest.MonkeyPatch) -> Iterator[InMemorySpanExporter]:
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     monkeypatch.setattr(tracing, "tracer", lambda: provider.get_tracer("test"))
+    monkeypatch.setattr(tracing, "_recording", True)
     yield exporter
     provider.shutdown()
 
@@ -75,3 +76,53 @@ def test_a_failed_batch_marks_every_span(exported: InMemorySpanExporter) -> None
     finished = exported.get_finished_spans()
     assert len(finished) == 2
     assert {s.status.status_code for s in finished} == {StatusCode.ERROR}
+
+
+@pytest.fixture
+def unrecorded(
+    exported: InMemorySpanExporter, monkeypatch: pytest.MonkeyPatch
+) -> InMemorySpanExporter:
+    """As when setup_tracing found no exporter."""
+    monkeypatch.setattr(tracing, "_recording", False)
+    return exported
+
+
+def test_with_no_exporter_the_event_s_trace_context_is_passed_on_as_it_came(
+    unrecorded: InMemorySpanExporter,
+) -> None:
+    event = _event(1).model_copy(update={"tracestate": "vendor=x"})
+    unsampled = _event(2)
+    unsampled = unsampled.model_copy(
+        update={"traceparent": (unsampled.traceparent or "")[:-2] + "00"}
+    )
+    for consumed in (event, unsampled):
+        with tracing.consume_span(consumed, "user.created", "g"):
+            assert tracing.current_trace_id() == (consumed.traceparent or "").split("-")[1]
+            stamped = tracing.with_current_trace(_event(3))
+        # The same trace, parent span and sampled flag: no span was made to point at.
+        assert (stamped.traceparent, stamped.tracestate) == (
+            consumed.traceparent,
+            consumed.tracestate,
+        )
+    assert unrecorded.get_finished_spans() == ()
+    assert tracing.current_trace_id() is None
+
+
+def test_with_no_exporter_an_event_without_a_trace_still_starts_one(
+    unrecorded: InMemorySpanExporter,
+) -> None:
+    untraced = _event(1).model_copy(update={"traceparent": None})
+    with tracing.consume_span(untraced, "user.created", "g"):
+        stamped = tracing.with_current_trace(_event(2))
+    assert stamped.traceparent is not None
+    [span] = unrecorded.get_finished_spans()
+    assert _ids(stamped) == (span.context.trace_id, span.context.span_id)
+
+
+def test_with_no_exporter_a_batch_makes_no_spans(unrecorded: InMemorySpanExporter) -> None:
+    events = [_event(n) for n in range(3)]
+    with tracing.batch_spans(events, "user.created", "accord-auditor") as spans:
+        assert spans == []
+    with pytest.raises(RuntimeError), tracing.batch_spans(events, "user.created", "g"):
+        raise RuntimeError("database gone")
+    assert unrecorded.get_finished_spans() == ()
