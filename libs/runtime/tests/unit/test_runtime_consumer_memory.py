@@ -16,7 +16,7 @@ from aiokafka import TopicPartition
 from aiokafka.errors import CommitFailedError, KafkaError
 
 from accord.events import Envelope, SagaCompleted, SagaFailed, new_event, to_kafka
-from accord.runtime.consumer import Effect, EffectContext, GaveUp, HandlerContext
+from accord.runtime.consumer import IDLE_POLL_MS, Effect, EffectContext, GaveUp, HandlerContext
 from accord.runtime.dlq import REPLAY_FOR_HEADER, RESOLVES_HEADER
 from accord.runtime.errors import PermanentError, RetryableError
 from accord.runtime.memory import MemoryBroker, MemoryConsumer
@@ -611,3 +611,25 @@ async def test_a_typed_route_runs_on_in_memory_ports() -> None:
     assert isinstance(envelope.data, SagaCompleted)
     assert sagas.completed == [envelope.data.saga_id]
     assert service.dead_letters(CONSUMED) == []
+
+
+async def test_a_stop_request_ends_a_poll_in_flight_however_long_it_may_wait(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # An idle loop polls with a long wait (IDLE_POLL_MS); stopping must not wait it out.
+    # Here the poll would never end by itself: only the stop request can end the loop.
+    original = MemoryConsumer.getmany
+    polls: list[int] = []
+
+    async def endless(self: MemoryConsumer, *tps: TopicPartition, **kw: Any) -> Any:
+        polls.append(kw.get("timeout_ms", 0))
+        if len(polls) > 1:
+            await asyncio.Event().wait()
+        return await original(self, *tps, **kw)
+
+    monkeypatch.setattr(MemoryConsumer, "getmany", endless)
+    service = InMemoryService({CONSUMED: Recorder()})
+    await service.start()
+    await eventually(lambda: len(polls) > 1)
+    await asyncio.wait_for(service.stop(), timeout=10)
+    assert polls[-1] == IDLE_POLL_MS

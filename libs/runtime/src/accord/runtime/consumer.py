@@ -56,6 +56,14 @@ __all__ = [
 ]
 
 
+#: How long a poll waits for records while partitions are being handled, and while none
+#: are. New records end either wait at once. The busy bound is how late a finished worker's
+#: partition may resume while several run (see run()); an idle loop at that bound woke five
+#: times a second for nothing.
+BUSY_POLL_MS = 200
+IDLE_POLL_MS = 1000
+
+
 class ConsumerLoop:
     """Consumes the topics of its routes with one consumer group.
 
@@ -134,18 +142,20 @@ class ConsumerLoop:
         self._consumer.subscribe(self._topics, listener=_JoinListener(self))
         self.running = True
         fetch: asyncio.Future[Mapping[TopicPartition, Sequence[Record]]] | None = None
+        stopped = asyncio.ensure_future(self._stopping.wait())
         try:
             while not self._stopping.is_set():
                 if fetch is None:
+                    wait_ms = BUSY_POLL_MS if self._workers else IDLE_POLL_MS
                     fetch = asyncio.ensure_future(
-                        self._consumer.getmany(timeout_ms=200, max_records=500)
+                        self._consumer.getmany(timeout_ms=wait_ms, max_records=500)
                     )
                 # A lone worker that finishes resumes its partition at once, not when the
                 # poll in flight ends (up to its 200 ms): at a light load the next record of
                 # that partition would wait for it (issue 24: p99 at 10 joiners/s). With
                 # several workers in flight the poll returns soon enough, and waking for
                 # each one cost a fifth of the throughput at saturation (measured).
-                waits: list[asyncio.Future[Any]] = [fetch]
+                waits: list[asyncio.Future[Any]] = [fetch, stopped]
                 if len(self._workers) == 1:
                     waits += self._workers.values()
                 await asyncio.wait(waits, return_when=FIRST_COMPLETED)
@@ -166,6 +176,7 @@ class ConsumerLoop:
                 await self._commit(self._collect())
             await self.drain(list(self._workers))
         finally:
+            stopped.cancel()
             if fetch is not None:
                 # Records it fetched are not handled, so not committed: fetched again later.
                 fetch.cancel()

@@ -32,19 +32,24 @@ async def fire_due(
     pool: asyncpg.Pool, workflows: WorkflowSettings, *, schema: str, source: str, limit: int = BATCH
 ) -> int:
     """Carry out the timers that are due now; returns how many fired."""
-    async with pool.acquire() as conn, conn.transaction():
-        timers = await store.take_due_timers(conn, limit)
-        ports = postgres_ports(conn, source, workflows)
-        for timer in timers:
-            try:
-                async with conn.transaction():  # a savepoint: one bad timer spoils no other
-                    events = await on_timer(timer, ports)
-                    await outbox.enqueue(conn, schema, events)
-            except asyncpg.PostgresConnectionError:
-                raise
-            except Exception:
-                log.exception("timer failed; trying again later", extra={"timer": timer.timer_id})
-                await store.add_timer(conn, timer, store.now_utc() + REARM_AFTER)
+    async with pool.acquire() as conn:
+        if not await store.any_timer_due(conn):
+            return 0
+        async with conn.transaction():
+            timers = await store.take_due_timers(conn, limit)
+            ports = postgres_ports(conn, source, workflows)
+            for timer in timers:
+                try:
+                    async with conn.transaction():  # a savepoint: one bad timer spoils no other
+                        events = await on_timer(timer, ports)
+                        await outbox.enqueue(conn, schema, events)
+                except asyncpg.PostgresConnectionError:
+                    raise
+                except Exception:
+                    log.exception(
+                        "timer failed; trying again later", extra={"timer": timer.timer_id}
+                    )
+                    await store.add_timer(conn, timer, store.now_utc() + REARM_AFTER)
     return len(timers)
 
 

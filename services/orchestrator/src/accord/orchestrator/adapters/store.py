@@ -480,6 +480,12 @@ async def drop_timers(conn: asyncpg.Connection, saga_id: str, kind: str) -> None
     await conn.execute("DELETE FROM timers WHERE saga_id = $1 AND kind = $2", saga_id, kind)
 
 
+async def any_timer_due(conn: asyncpg.Connection) -> bool:
+    """Whether a timer is due now: one statement outside a transaction, so an idle poll
+    costs one round trip instead of BEGIN, the DELETE and COMMIT."""
+    return bool(await conn.fetchval("SELECT EXISTS (SELECT 1 FROM timers WHERE due_at <= now())"))
+
+
 async def take_due_timers(conn: asyncpg.Connection, limit: int) -> list[Timer]:
     """Remove and return due timers; other replicas skip the ones this transaction holds."""
     rows = await conn.fetch(
