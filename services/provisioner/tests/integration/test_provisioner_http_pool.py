@@ -5,14 +5,22 @@ OpenTelemetry instrumentation still sees every request."""
 from __future__ import annotations
 
 import asyncio
+import datetime
 import gzip
+import ipaddress
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import aiohttp
 import httpcore
 import httpx
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -62,6 +70,7 @@ class RawServer:
     """An HTTP/1.1 server on a raw asyncio socket, so the test sees the very bytes sent."""
 
     answer: Answer
+    tls: ssl.SSLContext | None = None
     received: list[Received] = field(default_factory=list)
     port: int = 0
     _server: asyncio.Server | None = None
@@ -69,10 +78,10 @@ class RawServer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     async def __aenter__(self) -> RawServer:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.tls)
         self.port = self._server.sockets[0].getsockname()[1]
         return self
 
@@ -96,7 +105,7 @@ class RawServer:
                 request.body = await reader.readexactly(int(length))
             self.received.append(request)
             await self.answer(request, writer)
-        except (asyncio.IncompleteReadError, ConnectionError):
+        except (asyncio.IncompleteReadError, ConnectionError, ssl.SSLError):
             pass
         except asyncio.CancelledError:
             # Ended by __aexit__; ending quietly (Python 3.11's stream server logs a handler
@@ -231,6 +240,70 @@ async def test_a_malformed_answer_is_a_remote_protocol_error(client: httpx.Async
     async with RawServer(answering(b"NOT HTTP AT ALL\r\n\r\n")) as server:
         with pytest.raises(httpx.RemoteProtocolError):
             await client.get(server.url)
+
+
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 that no public authority signed, and its key."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "accord-test-target")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = directory / "target.pem", directory / "target.key"
+    cert_file.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_file, key_file
+
+
+@pytest.fixture
+def tls_target(tmp_path: Path) -> tuple[ssl.SSLContext, Path]:
+    cert_file, key_file = self_signed(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_file, key_file)
+    return context, cert_file
+
+
+async def test_tls_verifies_the_target_against_public_authorities(
+    client: httpx.AsyncClient, tls_target: tuple[ssl.SSLContext, Path]
+) -> None:
+    context, _ = tls_target
+    async with RawServer(answering(OK), tls=context) as server:
+        with pytest.raises(httpx.ConnectError, match="certificate verify failed"):
+            await client.get(server.url)
+    assert server.received == []
+
+
+async def test_tls_trusts_the_authorities_ssl_cert_file_names(
+    monkeypatch: pytest.MonkeyPatch, tls_target: tuple[ssl.SSLContext, Path]
+) -> None:
+    context, cert_file = tls_target
+    monkeypatch.setenv("SSL_CERT_FILE", str(cert_file))
+    async with (
+        httpx.AsyncClient(transport=async_transport(), timeout=5.0) as client,
+        RawServer(answering(OK), tls=context) as server,
+    ):
+        response = await client.get(f"{server.url}/v2/Users")
+    assert response.text == "ok"
+    assert server.received[0].request_line == b"GET /v2/Users HTTP/1.1"
 
 
 @pytest.mark.parametrize(
