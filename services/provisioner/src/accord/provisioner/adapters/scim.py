@@ -20,6 +20,7 @@ from scim2_models import (
 )
 
 from accord.events import Profile
+from accord.provisioner.adapters.http_pool import async_transport, env_proxy_mounts
 from accord.provisioner.domain import scim_mapping
 from accord.provisioner.domain.scim_mapping import (
     MANAGED_FIELDS,
@@ -51,7 +52,11 @@ class ScimConnector:
         if token is not None:
             headers["Authorization"] = f"Bearer {token.get_secret_value()}"
         self._client = httpx.AsyncClient(
-            base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_s
+            base_url=base_url.rstrip("/"),
+            headers=headers,
+            timeout=timeout_s,
+            transport=async_transport(),
+            mounts=env_proxy_mounts(),
         )
 
     async def ensure_account(self, user_id: str, profile: Profile) -> AccountRef:

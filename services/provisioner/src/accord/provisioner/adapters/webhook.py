@@ -104,6 +104,7 @@ import httpx
 from pydantic import SecretStr, ValidationError
 
 from accord.events import Profile
+from accord.provisioner.adapters.http_pool import async_transport, env_proxy_mounts
 from accord.provisioner.domain.profiles import TEXT_FIELDS
 from accord.provisioner.ports import AccountRef, TargetAccount, TargetRejected, TargetUnavailable
 from accord.runtime.retry_after import retry_after_seconds
@@ -196,6 +197,8 @@ class WebhookConnector:
             timeout=settings.timeout_s,
             headers={"Accept": "application/json", "User-Agent": "accord-provisioner"},
             follow_redirects=False,
+            transport=async_transport(),
+            mounts=env_proxy_mounts(),
         )
 
     def __repr__(self) -> str:
