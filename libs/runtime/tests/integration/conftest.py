@@ -305,11 +305,13 @@ async def start_loop(
         batch_handler: BatchHandler | None = None,
         batch_types: Sequence[str] = (),
         idle_polling: IdlePolling | None = None,
+        fetch_min_bytes: int = 1,
     ) -> RunningLoop:
         consumer = kafka.make_consumer(
             group or f"rt-{unique}",
             fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
             session_timeout_ms=SESSION_TIMEOUT_MS,
+            fetch_min_bytes=fetch_min_bytes,
         )
         producer = kafka.make_producer()
         await consumer.start()

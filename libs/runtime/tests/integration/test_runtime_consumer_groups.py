@@ -165,21 +165,27 @@ async def _rows_if(
 async def test_a_quiet_consumer_polls_slower_and_speeds_up_at_the_first_record(
     kit: Kit, start_loop: LoopStarter, unique: str
 ) -> None:
-    waits: list[int | None] = []
+    waits: list[tuple[int | None, int | None]] = []
 
     async def note_the_wait(envelope: Envelope, ctx: HandlerContext) -> Sequence[Envelope]:
-        waits.append(running.loop.fetch_wait_ms)
+        waits.append((running.loop.fetch_wait_ms, running.loop.fetch_min_bytes))
         return []
 
     recorder = Recorder(f"u-{unique}", note_the_wait)
-    # The shared topic goes quiet once the other tests' events are behind this loop.
-    running = await start_loop({CONSUMED: recorder}, idle_polling=IdlePolling(400, after_s=0.3))
+    # The shared topic goes quiet once the other tests' events are behind this loop. The
+    # loop gathers 64 KiB per fetch while records flow (as the auditor does).
+    running = await start_loop(
+        {CONSUMED: recorder}, idle_polling=IdlePolling(400, after_s=0.3), fetch_min_bytes=65536
+    )
     await kit.barrier(recorder)
     await eventually(lambda: running.loop.fetch_wait_ms == 400, what="the idle fetch wait")
+    # Quiet, a fetch returns at the first record: gathering would make it wait the 400 ms.
+    assert running.loop.fetch_min_bytes == 1
     event = completed(f"u-{unique}-1")
 
     await kit.publish(event)
     await eventually(lambda: recorder.count(event.id) == 1, what="the event after the quiet")
 
-    # Back to the short wait as soon as the record came, before its handler ran.
-    assert waits[-1] == FETCH_MAX_WAIT_MS
+    # Back to the short wait, gathering again, as soon as the record came, before its
+    # handler ran.
+    assert waits[-1] == (FETCH_MAX_WAIT_MS, 65536)

@@ -121,6 +121,7 @@ OWN: dict[type[ServiceSettings], Variables] = {
     AuditorSettings: {
         "ACCORD_AUDITOR_PORT": ("http_port", "9704", 9704),
         "ACCORD_AUDIT_FETCH_MAX_WAIT_MS": ("audit_fetch_max_wait_ms", "250", 250),
+        "ACCORD_AUDIT_FETCH_MIN_BYTES": ("audit_fetch_min_bytes", "1", 1),
         "ACCORD_AUDIT_REDACT_FIELDS": ("redact_fields", "email,phone", "email,phone"),
         "ACCORD_AUDIT_SIGNING_KEY_FILE": ("signing_key_file", "audit.pem", Path("audit.pem")),
         "ACCORD_AUDIT_CHECKPOINT_DIR": ("checkpoint_dir", "/var/ckpt", Path("/var/ckpt")),
@@ -214,6 +215,7 @@ OWN_DEFAULTS: dict[type[ServiceSettings], dict[str, Any]] = {
     AuditorSettings: {
         "http_port": 8704,
         "audit_fetch_max_wait_ms": None,
+        "audit_fetch_min_bytes": 65536,
         "redact_fields": "",
         "signing_key_file": None,
         "checkpoint_dir": None,

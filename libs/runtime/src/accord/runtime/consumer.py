@@ -189,6 +189,11 @@ class ConsumerLoop:
         """The fetch wait of the consumer's next fetch (None before it started)."""
         return self._pacer.fetch_wait_ms
 
+    @property
+    def fetch_min_bytes(self) -> int | None:
+        """What the consumer's next fetch gathers before it returns (None before it started)."""
+        return self._pacer.fetch_min_bytes
+
     async def drain(self, partitions: list[TopicPartition], wait_s: float | None = None) -> None:
         """Let the workers of these partitions finish, then commit what they handled."""
         tasks = [self._workers[tp] for tp in partitions if tp in self._workers]

@@ -81,6 +81,10 @@ class ServiceDefinition:
     fetch_max_wait_ms: int | None = None
     """The consumer's fetch wait, if not the shared ACCORD_KAFKA_FETCH_MAX_WAIT_MS (a service
     off the latency-critical path that reads many topics polls less often)."""
+    fetch_min_bytes: int = 1
+    """How much a fetch waits to gather (up to the fetch wait) while records flow; 1: it
+    returns at the first record. Once the topics are quiet a fetch returns at the first
+    record again (accord.runtime.polling)."""
 
 
 class Service:
@@ -221,6 +225,7 @@ class Service:
                 group,
                 fetch_max_wait_ms=self._fetch_max_wait_ms(),
                 session_timeout_ms=self.settings.session_timeout_ms,
+                fetch_min_bytes=self.definition.fetch_min_bytes,
             ),
             producer=runtime.producer,
             pool=runtime.pool,

@@ -102,6 +102,7 @@ def definition(settings: AuditorSettings) -> ServiceDefinition:
         batch_handler=batches,
         batch_types=recorded_types(),
         fetch_max_wait_ms=settings.audit_fetch_wait_ms(),
+        fetch_min_bytes=settings.audit_fetch_min_bytes,
         on_start=[check_writer_role],
         background=[
             checkpoints,

@@ -22,6 +22,16 @@ class AuditorSettings(ServiceSettings):
             " Unset: the broker's (100 ms on Apache Kafka and on Tansu)."
         ),
     )
+    audit_fetch_min_bytes: int = Field(
+        default=65536,
+        ge=1,
+        description=(
+            "While records flow, a fetch of the auditor's returns once this much has gathered"
+            " or its fetch wait runs out: fewer, larger fetches of its many partitions (measured"
+            " on Apache Kafka: about a tenth less of the auditor's CPU per joiner). Once its"
+            " topics are quiet a fetch returns at the first record. 1: at the first record always."
+        ),
+    )
     redact_fields: str = Field(
         default="",
         validation_alias="ACCORD_AUDIT_REDACT_FIELDS",
