@@ -106,8 +106,11 @@ class Counts:
 
 FULL = Counts(
     warm_up=50,
-    idle_s=5,
-    quiet_s=3,
+    # Idle means settled: 12 s after the warm-up every consumer has switched to its idle fetch
+    # wait (2 s of quiet) and the auditor's aggregates have closed their windows. The 5 s from
+    # 3 s after of earlier runs caught the tail of the warm-up (the broker alone 62 ms/s).
+    idle_s=10,
+    quiet_s=12,
     light_rate=10,
     light_s=10,
     fixed_rate=100,
