@@ -13,13 +13,13 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 from opentelemetry import trace
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Span, SpanKind
 
 from accord.runtime import db
 from accord.runtime.instrumentation import instrument_libraries, uninstrument_libraries
+from accord.runtime.testing import recorded_spans
 from accord.stack.network import free_port
 
 pytestmark = pytest.mark.integration
@@ -31,21 +31,9 @@ USER_NAME = "ada.lovelace"
 
 @pytest.fixture
 def spans() -> Iterator[InMemorySpanExporter]:
-    """Every span ended during the test, with asyncpg and httpx instrumented as setup_tracing
-    does. The process's tracer provider is set once, so the exporter joins it if there is one."""
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):
-        trace.set_tracer_provider(TracerProvider())
-        provider = trace.get_tracer_provider()
-    assert isinstance(provider, TracerProvider)
-    exporter = InMemorySpanExporter()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    instrument_libraries()
-    try:
+    """Every span ended during the test, httpx and asyncpg instrumented as setup_tracing does."""
+    with recorded_spans() as exporter:
         yield exporter
-    finally:
-        uninstrument_libraries()
-        exporter.shutdown()
 
 
 @pytest_asyncio.fixture

@@ -22,8 +22,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from opentelemetry import trace
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 from pydantic import SecretStr
@@ -36,7 +34,7 @@ from accord.provisioner.adapters.http_pool import (
 )
 from accord.provisioner.adapters.scim import ScimConnector
 from accord.provisioner.adapters.webhook import WebhookConnector, WebhookSettings
-from accord.runtime.instrumentation import instrument_libraries, uninstrument_libraries
+from accord.runtime.testing import recorded_spans
 from accord.stack.network import free_port
 
 pytestmark = pytest.mark.integration
@@ -365,21 +363,9 @@ async def test_the_connectors_send_through_the_aiohttp_pool() -> None:
 
 @pytest.fixture
 def spans() -> Iterator[InMemorySpanExporter]:
-    """Spans ended during the test, httpx instrumented as setup_tracing does (see the runtime's
-    test_runtime_tracing_instrumentation.py)."""
-    provider = trace.get_tracer_provider()
-    if not isinstance(provider, TracerProvider):
-        trace.set_tracer_provider(TracerProvider())
-        provider = trace.get_tracer_provider()
-    assert isinstance(provider, TracerProvider)
-    exporter = InMemorySpanExporter()
-    provider.add_span_processor(SimpleSpanProcessor(exporter))
-    instrument_libraries()
-    try:
+    """Every span ended during the test, httpx and asyncpg instrumented as setup_tracing does."""
+    with recorded_spans() as exporter:
         yield exporter
-    finally:
-        uninstrument_libraries()
-        exporter.shutdown()
 
 
 async def test_the_instrumentation_still_makes_a_client_span_and_sends_its_context(

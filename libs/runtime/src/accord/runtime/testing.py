@@ -21,16 +21,22 @@ DLQs with a dead-letter or batch handler), so events it emits to itself come bac
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 from aiokafka.structs import RecordMetadata
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from accord.events import REGISTRY, Envelope, from_kafka, to_kafka
 from accord.events.topics import dlq_for, is_dlq
 from accord.runtime.consumer import ConsumerLoop
 from accord.runtime.dlq import is_resolution
 from accord.runtime.handling import ConsumerStats
+from accord.runtime.instrumentation import instrument_libraries, uninstrument_libraries
 from accord.runtime.memory import NO_DATABASE, MemoryBroker, MemoryRecord, MemoryStorage
 from accord.runtime.metrics import RuntimeMetrics
 from accord.runtime.outbox import OutboxRelay
@@ -197,3 +203,23 @@ class InMemoryService:
         """The resolution records in a topic's DLQ (accord.runtime.dlq_resolution)."""
         dlq = topic if is_dlq(topic) else dlq_for(topic)
         return [r for r in self.records(dlq) if is_resolution(r.headers)]
+
+
+@contextmanager
+def recorded_spans() -> Iterator[InMemorySpanExporter]:
+    """Every span ended inside, with asyncpg and httpx instrumented as setup_tracing does
+    when spans go somewhere (integration tests). The process's tracer provider can be set
+    only once, so the exporter joins the one there is, if any."""
+    provider = trace.get_tracer_provider()
+    if not isinstance(provider, TracerProvider):
+        trace.set_tracer_provider(TracerProvider())
+        provider = trace.get_tracer_provider()
+    assert isinstance(provider, TracerProvider)
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    instrument_libraries()
+    try:
+        yield exporter
+    finally:
+        uninstrument_libraries()
+        exporter.shutdown()
