@@ -151,7 +151,7 @@ class ConsumerLoop:
                         self._consumer.getmany(timeout_ms=wait_ms, max_records=500)
                     )
                 # A lone worker that finishes resumes its partition at once, not when the
-                # poll in flight ends (up to its 200 ms): at a light load the next record of
+                # poll in flight ends (up to BUSY_POLL_MS): at a light load the next record of
                 # that partition would wait for it (issue 24: p99 at 10 joiners/s). With
                 # several workers in flight the poll returns soon enough, and waking for
                 # each one cost a fifth of the throughput at saturation (measured).
